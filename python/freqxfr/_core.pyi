@@ -1,0 +1,37 @@
+"""Stub of freqxfr's compiled core (private: use freqxfr.mask_bands)."""
+
+import numpy as np
+import numpy.typing as npt
+
+PLANNER_FLAGS: dict[str, int]
+
+def load_fftw(path: str) -> str:
+    """Load libfftw3f from ``path`` once per process; returns FFTW's version string."""
+
+def fftw_loaded() -> bool: ...
+def fftw_library_path() -> str: ...
+def mask_bands(
+    images: npt.NDArray[np.uint8] | npt.NDArray[np.float32],
+    labels: npt.NDArray[np.int32],
+    bands: int,
+    mode: str,
+    order: list[int],
+    normalised_domain: bool,
+    clip: bool,
+    clip_lo: float,
+    clip_hi: float,
+    mean: list[float],
+    std: list[float],
+    reverse_channels: bool,
+    layout: str,
+    out: npt.NDArray[np.float32],
+    threads: int,
+    planner_flags: int,
+) -> None:
+    """Mask every band of every image into ``out``; releases the GIL while it works."""
+
+def c2r_floor_seconds(h: int, w: int, planes: int, threads: int, planner_flags: int) -> float:
+    """Seconds for one full 2-D FFTW c2r per plane: the benchmark's floor."""
+
+def export_wisdom() -> str: ...
+def import_wisdom(wisdom: str) -> bool: ...

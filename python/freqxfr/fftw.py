@@ -1,0 +1,90 @@
+"""Finding and loading FFTW (single precision) for the C++ core, and keeping its wisdom.
+
+The core declares the few FFTW functions it calls and loads ``libfftw3f`` at run time: from the
+wheel of ``pyfftw`` (``pyfftw.libs/libfftw3f-<hash>.so*``, the hash changes between releases), from
+``$FREQXFR_FFTW_LIBRARY``, or from the system. freqxfr itself ships no FFTW code; FFTW is GPL-2.0+.
+
+Wisdom (FFTW's record of the fastest plans) is saved in the user cache, so that a one-shot command
+does not pay 0.1–0.8 s of FFTW_MEASURE planning again.
+"""
+
+from __future__ import annotations
+
+import ctypes.util
+import hashlib
+import importlib.util
+import os
+import platform
+import threading
+from pathlib import Path
+
+from . import atomic
+from .cache import cache_dir
+from .errors import FreqxfrError
+
+_lock = threading.Lock()
+_saved_wisdom: str | None = None
+
+
+def find_library() -> Path:
+    """Path of a usable libfftw3f, or raise ``FreqxfrError`` saying how to get one."""
+    env = os.environ.get("FREQXFR_FFTW_LIBRARY")
+    if env:
+        if not Path(env).is_file():
+            raise FreqxfrError(f"FREQXFR_FFTW_LIBRARY={env} does not exist")
+        return Path(env)
+    spec = importlib.util.find_spec("pyfftw")
+    if spec is not None and spec.submodule_search_locations:
+        libs = Path(next(iter(spec.submodule_search_locations))).parent / "pyfftw.libs"
+        # "libfftw3f-<hash>" is the plain single-precision library ("libfftw3f_omp-..." is not).
+        found = sorted(libs.glob("libfftw3f-*.so*"))
+        if found:
+            return found[0]
+    system = ctypes.util.find_library("fftw3f")
+    if system:
+        return Path(system)
+    raise FreqxfrError(
+        "no single-precision FFTW found for the 'cpp' backend: `pip install pyfftw` (its wheel "
+        "carries libfftw3f), install libfftw3f, or set FREQXFR_FFTW_LIBRARY; the 'numpy' backend "
+        "needs no FFTW"
+    )
+
+
+def core():
+    """The compiled core with FFTW loaded and saved wisdom imported (once per process)."""
+    from . import _core
+
+    with _lock:
+        if not _core.fftw_loaded():
+            global _saved_wisdom
+            _core.load_fftw(str(find_library()))
+            path = _wisdom_path()
+            if path.is_file():
+                text = path.read_text()
+                # Stale or foreign wisdom is simply ignored by FFTW.
+                if _core.import_wisdom(text):
+                    _saved_wisdom = text
+    return _core
+
+
+def save_wisdom() -> None:
+    """Write FFTW's accumulated wisdom to the cache if it changed (atomic; errors are ignored,
+    since wisdom only saves time)."""
+    global _saved_wisdom
+    _core = core()
+    text = _core.export_wisdom()
+    with _lock:
+        if text and text != _saved_wisdom:
+            try:
+                atomic.write_text(_wisdom_path(), text)
+                _saved_wisdom = text
+            except OSError:
+                pass
+
+
+def _wisdom_path() -> Path:
+    from . import _core
+
+    lib = _core.fftw_library_path() or "unloaded"
+    key = hashlib.sha256(f"{lib}|{platform.machine()}".encode()).hexdigest()[:16]
+    return cache_dir("fftw") / f"wisdom-{key}.txt"

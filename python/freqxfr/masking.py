@@ -1,0 +1,221 @@
+"""``mask_bands``: the public entry point for deleting or keeping frequency bands of image batches.
+
+Input is validated here, once, with errors that name the argument and what is wrong; the backends
+trust what they receive.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from .backends import BACKENDS, MaskParams, default_threads
+from .bands import BandSchedule
+from .errors import InputError
+
+MODES = ("delete", "keep", "cumulative_delete", "cumulative_keep")
+DOMAINS = ("pixel", "normalised")
+PLANNERS = ("estimate", "measure", "patient", "exhaustive")
+
+
+def available_backends() -> list[str]:
+    """Names of the backends that can run here (``cpp`` needs the compiled core and FFTW)."""
+    names = []
+    for name in BACKENDS:
+        try:
+            _check_backend_available(name)
+        except InputError:
+            continue
+        names.append(name)
+    return names
+
+
+def mask_bands(
+    images: np.ndarray,
+    schedule: BandSchedule,
+    mode: str = "delete",
+    backend: str = "cpp",
+    out: np.ndarray | None = None,
+    *,
+    order: Sequence[int] | None = None,
+    domain: str = "pixel",
+    clip: bool | tuple[float, float] | None = None,
+    mean: float | Sequence[float] = 0.0,
+    std: float | Sequence[float] = 1.0,
+    channel_order: str = "RGB",
+    layout: str = "NCHW",
+    threads: int | None = None,
+    planner: str = "measure",
+) -> np.ndarray:
+    """Delete or keep each frequency band of every image, normalised for a model, in one pass.
+
+    Parameters
+    ----------
+    images : ndarray, (N, H, W, C) uint8 or float32, C = 1 or 3
+        RGB (or grayscale) images. Non-contiguous input is copied.
+    schedule : BandSchedule
+        The K bands, e.g. ``BandSchedule.rings(16)``.
+    mode : {"delete", "keep", "cumulative_delete", "cumulative_keep"}
+        ``delete``: image k lacks band k (the paper's perturbation). ``keep``: image k holds only
+        band k. Cumulative modes: image j lacks (or holds only) bands ``order[0..j]``, built from
+        running sums of the keep-images, for deletion/insertion curves.
+    backend : {"cpp", "numpy", "scipy", "pyfftw"}
+        ``cpp`` is the fast core; ``numpy`` the reference; the others are pure-Python peers.
+    out : ndarray, optional
+        float32 C-contiguous buffer of the result's shape, e.g. a slice of a model's input batch.
+    order : sequence of int, optional
+        Band order for the cumulative modes (default: 0..K-1).
+    domain : {"pixel", "normalised"}
+        Mask the raw pixel values (deleting DC leaves black) or the model-normalised values
+        (deleting DC leaves the mean grey). The default is ``pixel``, as in the paper.
+    clip : bool or (lo, hi), optional
+        Clip masked pixel values before normalising: ``True`` clips to [0, 255]. Off by default,
+        which keeps the bands exactly linear (``delete_k = x - keep_k``).
+    mean, std : float or sequence of C floats
+        The model's normalisation ``(p - mean) / std``, per output channel, fused into the output.
+    channel_order : {"RGB", "BGR"}
+        Channel order the model wants; input is always RGB.
+    layout : {"NCHW", "NHWC"}
+        Layout of each masked image: result (N, K, C, H, W) or (N, K, H, W, C).
+    threads : int, optional
+        Worker threads (default: the CPUs this process may use). Results do not depend on it.
+    planner : {"estimate", "measure", "patient", "exhaustive"}
+        FFTW planning effort for ``cpp`` and ``pyfftw``; plans are made once per shape and the
+        wisdom is saved in the user cache.
+
+    Returns
+    -------
+    ndarray
+        float32, (N, K, C, H, W) for NCHW; ``out`` itself when given.
+    """
+    images = _check_images(images)
+    if not isinstance(schedule, BandSchedule):
+        raise InputError(f"schedule must be a BandSchedule, got {type(schedule).__name__}")
+    n, h, w, c = images.shape
+    resolved = schedule.resolve(h, w)
+    k = len(resolved.bands)
+    params = MaskParams(
+        mode=_choice(mode, MODES, "mode"),
+        order=_check_order(order, k, mode),
+        normalised_domain=_choice(domain, DOMAINS, "domain") == "normalised",
+        clip=_check_clip(clip),
+        mean=_per_channel(mean, c, "mean"),
+        std=_per_channel(std, c, "std", nonzero=True),
+        reverse_channels=_choice(channel_order, ("RGB", "BGR"), "channel_order") == "BGR" and c == 3,
+        layout=_choice(layout, ("NCHW", "NHWC"), "layout"),
+        threads=_check_threads(threads),
+        planner=_choice(planner, PLANNERS, "planner"),
+    )
+    shape = (n, k, c, h, w) if params.layout == "NCHW" else (n, k, h, w, c)
+    out = _check_out(out, shape)
+    _check_backend_available(backend)
+    BACKENDS[backend](images, schedule, resolved, params, out)
+    return out
+
+
+# ---- validation ---------------------------------------------------------------------------------
+
+
+def _check_images(images: object) -> np.ndarray:
+    if not isinstance(images, np.ndarray):
+        raise InputError(f"images must be a numpy array (N, H, W, C), got {type(images).__name__}")
+    if images.ndim != 4:
+        hint = " (add a batch axis: images[None])" if images.ndim == 3 else ""
+        raise InputError(f"images must be 4-D (N, H, W, C), got shape {images.shape}{hint}")
+    if images.dtype not in (np.uint8, np.float32):
+        raise InputError(
+            f"images must be uint8 or float32, got {images.dtype} (convert with .astype(np.float32))"
+        )
+    if images.size == 0:
+        raise InputError(f"images is empty: shape {images.shape}")
+    if images.shape[3] not in (1, 3):
+        raise InputError(
+            f"images must have 1 or 3 channels (last axis), got {images.shape[3]}; "
+            "drop alpha or convert to RGB first"
+        )
+    if images.dtype == np.float32 and not np.isfinite(images).all():
+        bad = np.argwhere(~np.isfinite(images))[0]
+        raise InputError(f"images contain NaN or Inf (first at index {tuple(int(i) for i in bad)})")
+    return np.ascontiguousarray(images)
+
+
+def _choice(value: str, allowed: tuple[str, ...], name: str) -> str:
+    if value not in allowed:
+        raise InputError(f"{name} must be one of {', '.join(allowed)}; got {value!r}")
+    return value
+
+
+def _check_order(order: Sequence[int] | None, k: int, mode: str) -> tuple[int, ...]:
+    if order is None:
+        return tuple(range(k))
+    if not str(mode).startswith("cumulative"):
+        raise InputError("order applies only to the cumulative modes")
+    try:
+        values = tuple(int(i) for i in order)
+    except (TypeError, ValueError):
+        raise InputError(f"order must be a sequence of band indices, got {order!r}") from None
+    if sorted(values) != list(range(k)):
+        raise InputError(f"order must be a permutation of 0..{k - 1}, got {list(values)}")
+    return values
+
+
+def _check_clip(clip: bool | tuple[float, float] | None) -> tuple[float, float] | None:
+    if clip is None or clip is False:
+        return None
+    if clip is True:
+        return (0.0, 255.0)
+    try:
+        lo, hi = (float(v) for v in clip)  # type: ignore[union-attr]
+    except (TypeError, ValueError):
+        raise InputError(f"clip must be True, False or (lo, hi), got {clip!r}") from None
+    if not (np.isfinite(lo) and np.isfinite(hi) and lo < hi):
+        raise InputError(f"clip range must be finite with lo < hi, got ({lo}, {hi})")
+    return (lo, hi)
+
+
+def _per_channel(value: float | Sequence[float], c: int, name: str, nonzero: bool = False) -> tuple[float, ...]:
+    arr = np.atleast_1d(np.asarray(value, dtype=np.float64))
+    if arr.ndim != 1 or arr.size not in (1, c):
+        raise InputError(f"{name} must be a scalar or {c} values (one per channel), got {value!r}")
+    if not np.isfinite(arr).all() or (nonzero and (arr == 0).any()):
+        raise InputError(f"{name} must be finite{' and non-zero' if nonzero else ''}, got {value!r}")
+    return tuple(float(v) for v in np.broadcast_to(arr, (c,)))
+
+
+def _check_threads(threads: int | None) -> int:
+    if threads is None:
+        return default_threads()
+    if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or not 1 <= threads <= 1024:
+        raise InputError(f"threads must be an integer in 1..1024, got {threads!r}")
+    return int(threads)
+
+
+def _check_out(out: np.ndarray | None, shape: tuple[int, ...]) -> np.ndarray:
+    if out is None:
+        return np.empty(shape, dtype=np.float32)
+    if not isinstance(out, np.ndarray):
+        raise InputError(f"out must be a numpy array, got {type(out).__name__}")
+    if out.dtype != np.float32:
+        raise InputError(f"out must be float32, got {out.dtype}")
+    if out.shape != shape:
+        raise InputError(f"out must have shape {shape}, got {out.shape}")
+    if not out.flags.c_contiguous or not out.flags.writeable:
+        raise InputError("out must be a writeable C-contiguous array")
+    return out
+
+
+def _check_backend_available(name: str) -> None:
+    if name not in BACKENDS:
+        raise InputError(f"backend must be one of {', '.join(BACKENDS)}; got {name!r}")
+    try:
+        if name == "cpp":
+            from . import fftw
+
+            fftw.core()
+        elif name == "scipy":
+            import scipy.fft  # noqa: F401
+        elif name == "pyfftw":
+            import pyfftw  # noqa: F401
+    except ImportError as exc:
+        raise InputError(f"backend {name!r} is not available here: {exc}") from None
