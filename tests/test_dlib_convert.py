@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,9 +14,9 @@ import numpy as np
 import onnx
 import pytest
 
-from freqxfr import atomic
+from freqxfr import atomic, models
 from freqxfr.errors import ModelError
-from freqxfr.models import dlib_resnet
+from freqxfr.models import _cache, dlib_resnet
 
 ort = pytest.importorskip("onnxruntime")
 
@@ -31,6 +33,15 @@ def cache_root(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("FREQXFR_CACHE_DIR", str(root))
         yield root
+    shutil.rmtree(root, ignore_errors=True)  # about 80 MB of models; pytest keeps old tmp dirs
+
+
+@pytest.fixture
+def scratch(tmp_path: Path) -> Iterator[Path]:
+    """``tmp_path``, emptied of the 22 MB file copies the test wrote there."""
+    yield tmp_path
+    for copy in tmp_path.glob("*.dat"):
+        copy.unlink()
 
 
 @pytest.fixture(scope="module")
@@ -190,7 +201,7 @@ def test_parse_reads_the_known_network(source_bytes: bytes) -> None:
 def test_installed_source_is_the_known_file() -> None:
     path = dlib_resnet.source_path()
     assert path.name == "dlib_face_recognition_resnet_model_v1.dat"
-    assert dlib_resnet._sha256(path.read_bytes()) == dlib_resnet.SOURCE_SHA256
+    assert _cache.sha256(path.read_bytes()) == dlib_resnet.SOURCE_SHA256
 
 
 # ----------------------------------------------------------------------------- bad files
@@ -204,16 +215,16 @@ def _refused(path: Path, match: str) -> None:
 
 @pytest.mark.parametrize("keep", [0, 3, 300, 4_000, 11_233_033, -1], ids=lambda k: f"keep{k}")
 def test_truncated_file_is_refused(
-    cache_root: Path, source_bytes: bytes, tmp_path: Path, keep: int
+    cache_root: Path, source_bytes: bytes, scratch: Path, keep: int
 ) -> None:
-    path = tmp_path / "truncated.dat"
+    path = scratch / "truncated.dat"
     path.write_bytes(source_bytes[:keep])
     _refused(path, "wrong magic" if 0 <= keep < 16 else "file ends inside")
     assert not list((cache_root / "models").glob("*.tmp"))
 
 
-def test_appended_byte_is_refused(source_bytes: bytes, tmp_path: Path) -> None:
-    path = tmp_path / "longer.dat"
+def test_appended_byte_is_refused(source_bytes: bytes, scratch: Path) -> None:
+    path = scratch / "longer.dat"
     path.write_bytes(source_bytes + b"\x00")
     _refused(path, "1 unexpected bytes after the end of the network")
 
@@ -226,22 +237,22 @@ def test_other_dlib_file_is_refused() -> None:
     )
 
 
-def test_random_bytes_are_refused(tmp_path: Path) -> None:
-    path = tmp_path / "random.dat"
+def test_random_bytes_are_refused(scratch: Path) -> None:
+    path = scratch / "random.dat"
     path.write_bytes(np.random.default_rng(0).bytes(5000))
     _refused(path, "wrong magic")
 
 
-def test_wrong_layer_sequence_is_refused(source_bytes: bytes, tmp_path: Path) -> None:
+def test_wrong_layer_sequence_is_refused(source_bytes: bytes, scratch: Path) -> None:
     # Same length, another layer type: the file would now say avg_pool where the template has max_pool.
     assert source_bytes.count(b"max_pool_2") == 1
-    path = tmp_path / "swapped.dat"
+    path = scratch / "swapped.dat"
     path.write_bytes(source_bytes.replace(b"max_pool_2", b"avg_pool_2"))
     _refused(path, "expected a max_pool layer, found 'avg_pool_2'")
 
 
-def test_missing_file_is_refused(tmp_path: Path) -> None:
-    _refused(tmp_path / "absent.dat", "cannot read")
+def test_missing_file_is_refused(scratch: Path) -> None:
+    _refused(scratch / "absent.dat", "cannot read")
 
 
 def test_missing_package_names_the_install_command(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -280,21 +291,34 @@ def test_damaged_cache_file_is_rebuilt(converted: tuple[Path, float]) -> None:
 
 
 def test_another_source_converts_anew(
-    converted: tuple[Path, float], source_bytes: bytes, tmp_path: Path
+    converted: tuple[Path, float], source_bytes: bytes, scratch: Path
 ) -> None:
     # Change the lowest mantissa byte of one float deep inside a weight tensor: still a valid
     # network, but another file, so another cache entry.
     data = bytearray(source_bytes)
     data[len(data) // 2] ^= 0x01
-    source = tmp_path / "edited.dat"
+    source = scratch / "edited.dat"
     source.write_bytes(bytes(data))
     other = dlib_resnet.converted_path(source)
     assert other != converted[0] and other.is_file()
     listed = {entry["path"]: entry for entry in dlib_resnet.cached_models()}
-    assert listed[other]["source_sha256"] == dlib_resnet._sha256(bytes(data))
+    assert listed[other]["source_sha256"] == _cache.sha256(bytes(data))
     assert listed[converted[0]]["source_sha256"] == dlib_resnet.SOURCE_SHA256
     assert listed[converted[0]]["size"] == converted[0].stat().st_size
     assert all(entry["valid"] for entry in listed.values())
+    everything = {entry["path"] for entry in models.cached_models()}
+    assert {other, converted[0]} <= everything
+
+
+def test_record_of_an_older_converter_is_rebuilt(converted: tuple[Path, float]) -> None:
+    path = converted[0]
+    record_path = path.with_suffix(".json")
+    record = json.loads(record_path.read_text())
+    atomic.write_json(record_path, {**record, "converter_version": 0})
+    before = path.stat().st_ino
+    assert dlib_resnet.converted_path() == path
+    assert path.stat().st_ino != before
+    assert json.loads(record_path.read_text())["converter_version"] == dlib_resnet.CONVERTER_VERSION
 
 
 class _MockFailingFile:
@@ -350,9 +374,9 @@ def test_failed_write_leaves_no_partial_file(
     ids=["mean", "threshold", "stride"],
 )
 def test_changed_stored_values_are_refused(
-    source_bytes: bytes, tmp_path: Path, old: bytes, new: bytes, match: str
+    source_bytes: bytes, scratch: Path, old: bytes, new: bytes, match: str
 ) -> None:
     assert source_bytes.count(old) == 1
-    path = tmp_path / "edited.dat"
+    path = scratch / "edited.dat"
     path.write_bytes(source_bytes.replace(old, new))
     _refused(path, match)

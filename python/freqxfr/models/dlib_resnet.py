@@ -13,7 +13,6 @@ descriptors is below ``DLIB_THRESHOLD``.
 
 from __future__ import annotations
 
-import hashlib
 import importlib.resources
 import json
 import time
@@ -25,9 +24,8 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from .. import atomic
-from ..cache import cache_dir
 from ..errors import ModelError
+from . import _cache
 from ._dlib_serialization import (
     CONV_MODE,
     FC_NO_BIAS,
@@ -465,37 +463,6 @@ def source_path() -> Path:
     return path
 
 
-def _names(source_sha256: str, fp16: bool) -> tuple[Path, Path]:
-    stem = f"{MODEL_NAME}-{source_sha256[:16]}-{'fp16' if fp16 else 'fp32'}"
-    folder = cache_dir("models")
-    return folder / f"{stem}.onnx", folder / f"{stem}.json"
-
-
-def _sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def _read_record(record_path: Path) -> dict[str, Any] | None:
-    try:
-        record = json.loads(record_path.read_text())
-    except (OSError, ValueError):
-        return None
-    return record if isinstance(record, dict) else None
-
-
-def _is_valid(onnx_path: Path, record_path: Path, source_sha256: str, fp16: bool) -> bool:
-    """A cache entry is valid when its record matches this source and converter and the file's hash."""
-    record = _read_record(record_path)
-    if record is None or (record.get("source_sha256"), record.get("fp16")) != (source_sha256, fp16):
-        return False
-    if record.get("converter_version") != CONVERTER_VERSION:
-        return False
-    try:
-        return _sha256(onnx_path.read_bytes()) == record.get("onnx_sha256")
-    except OSError:
-        return False
-
-
 def converted_path(source: Path | None = None, *, force: bool = False, fp16: bool = False) -> Path:
     """Return the cached ONNX conversion of a dlib ResNet file, converting it first if needed.
 
@@ -527,60 +494,25 @@ def converted_path(source: Path | None = None, *, force: bool = False, fp16: boo
         data = src.read_bytes()
     except OSError as exc:
         raise ModelError(f"{src}: cannot read the dlib model file: {exc.strerror or exc}") from None
-    digest = _sha256(data)
-    onnx_path, record_path = _names(digest, fp16)
-    if not force and _is_valid(onnx_path, record_path, digest, fp16):
+    digest = _cache.sha256(data)
+    variant = "fp16" if fp16 else "fp32"
+    onnx_path, record_path = _cache.entry_paths(MODEL_NAME, digest, variant)
+    expected = {"source_sha256": digest, "variant": variant, "converter_version": CONVERTER_VERSION}
+    if not force and _cache.is_valid(onnx_path, record_path, expected):
         return onnx_path
 
     start = time.perf_counter()
-    model = build_onnx(parse(data, src), fp16=fp16, source_sha256=digest)
-    payload = model.SerializeToString()
-    record = {
-        "model": MODEL_NAME,
-        "source": str(src),
-        "source_sha256": digest,
-        "onnx_sha256": _sha256(payload),
-        "size": len(payload),
-        "fp16": fp16,
-        "converter_version": CONVERTER_VERSION,
-        "seconds": round(time.perf_counter() - start, 3),
-    }
-    try:
-        with atomic.atomic_open(onnx_path, "wb") as handle:
-            handle.write(payload)
-        atomic.write_json(record_path, record)
-    except OSError as exc:
-        raise ModelError(f"{onnx_path}: cannot write the converted model: {exc}") from None
+    payload = build_onnx(parse(data, src), fp16=fp16, source_sha256=digest).SerializeToString()
+    record = {"model": MODEL_NAME, "source": str(src), **expected}
+    _cache.write_entry(
+        onnx_path,
+        record_path,
+        payload,
+        {**record, "seconds": round(time.perf_counter() - start, 3)},
+    )
     return onnx_path
 
 
 def cached_models() -> list[dict[str, Any]]:
-    """List the dlib conversions in the cache (for ``freqxfr models list``).
-
-    Returns
-    -------
-    list of dict
-        One per ``.onnx`` file with a record: ``model``, ``path`` (Path), ``source_sha256``,
-        ``size`` (bytes), ``fp16``, and ``valid`` (the file exists with the recorded size and this
-        converter version; the hash is checked only when the file is used). Sorted by path.
-    """
-    entries = []
-    for record_path in sorted(cache_dir("models").glob(f"{MODEL_NAME}-*.json")):
-        record = _read_record(record_path)
-        if record is None:
-            continue
-        onnx_path = record_path.with_suffix(".onnx")
-        size = onnx_path.stat().st_size if onnx_path.is_file() else 0
-        entries.append(
-            {
-                "model": MODEL_NAME,
-                "path": onnx_path,
-                "source_sha256": record.get("source_sha256"),
-                "size": size,
-                "fp16": bool(record.get("fp16")),
-                "valid": size > 0
-                and size == record.get("size")
-                and record.get("converter_version") == CONVERTER_VERSION,
-            }
-        )
-    return entries
+    """List the dlib conversions in the cache; see :func:`freqxfr.models.cached_models`."""
+    return _cache.cached_models(MODEL_NAME)

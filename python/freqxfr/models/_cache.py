@@ -1,0 +1,104 @@
+"""Converted models in the user cache: one ``.onnx`` file plus a JSON record beside it.
+
+A converter names its entry after the model, the sha256 of its source file and a variant
+(``fp32``, ``fp16``), so a different source converts anew. The record says what the file was
+made from and by which converter version; an entry counts only while the record matches and the
+file still has the recorded hash. Both files are written atomically, the model first: a crash in
+between leaves a model without a record, which the next call simply converts again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from .. import atomic
+from ..cache import cache_dir
+from ..errors import ModelError
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def entry_paths(model: str, source_sha256: str, variant: str) -> tuple[Path, Path]:
+    """The ``.onnx`` file and its ``.json`` record for one conversion."""
+    stem = f"{model}-{source_sha256[:16]}-{variant}"
+    folder = cache_dir("models")
+    return folder / f"{stem}.onnx", folder / f"{stem}.json"
+
+
+def read_record(record_path: Path) -> dict[str, Any] | None:
+    try:
+        record = json.loads(record_path.read_text())
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) else None
+
+
+def is_valid(onnx_path: Path, record_path: Path, expected: Mapping[str, Any]) -> bool:
+    """True if the record has every ``expected`` value and the file has the recorded sha256."""
+    record = read_record(record_path)
+    if record is None or any(record.get(key) != value for key, value in expected.items()):
+        return False
+    try:
+        return sha256(onnx_path.read_bytes()) == record.get("onnx_sha256")
+    except OSError:
+        return False
+
+
+def write_entry(onnx_path: Path, record_path: Path, payload: bytes, record: dict[str, Any]) -> None:
+    """Write the serialised model, then its record (with the model's size and sha256 added).
+
+    Raises
+    ------
+    ModelError
+        If either file cannot be written; no partial file is left behind.
+    """
+    record = {**record, "onnx_sha256": sha256(payload), "size": len(payload)}
+    try:
+        atomic.write_bytes(onnx_path, payload)
+        atomic.write_json(record_path, record)
+    except OSError as exc:
+        raise ModelError(f"{onnx_path}: cannot write the converted model: {exc}") from None
+
+
+def cached_models(model: str | None = None) -> list[dict[str, Any]]:
+    """List the converted models in the cache (for ``freqxfr models list``).
+
+    Parameters
+    ----------
+    model
+        Only this model's entries (e.g. ``"dlib_resnet_v1"``); default: all.
+
+    Returns
+    -------
+    list of dict
+        One per record, sorted by path: ``model``, ``path`` (Path of the ``.onnx`` file),
+        ``source_sha256``, ``size`` (bytes on disk, 0 if the file is gone), ``variant``,
+        ``converter_version`` and ``valid`` (the file exists with the recorded size; its hash is
+        checked when the model is loaded).
+    """
+    pattern = f"{model}-*.json" if model else "*.json"
+    entries = []
+    for record_path in sorted(cache_dir("models").glob(pattern)):
+        record = read_record(record_path)
+        if record is None or "source_sha256" not in record:
+            continue
+        onnx_path = record_path.with_suffix(".onnx")
+        size = onnx_path.stat().st_size if onnx_path.is_file() else 0
+        entries.append(
+            {
+                "model": record.get("model"),
+                "path": onnx_path,
+                "source_sha256": record["source_sha256"],
+                "size": size,
+                "variant": record.get("variant"),
+                "converter_version": record.get("converter_version"),
+                "valid": size > 0 and size == record.get("size"),
+            }
+        )
+    return entries
