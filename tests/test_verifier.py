@@ -12,6 +12,7 @@ import onnx
 import pytest
 from onnx import helper, numpy_helper
 
+from freqxfr.cache import cache_dir
 from freqxfr.cards import ModelCard, preset
 from freqxfr.errors import InputError, ModelError
 from freqxfr.models import sface
@@ -67,8 +68,22 @@ def test_default_model_is_dlib_on_cpu(dlib_model: Verifier):
 
 def test_sface_preset_is_converted_and_batches(sface_model: Verifier):
     assert sface_model.card.name == "sface"
-    assert sface_model.path.parent == Path(sface.cache_dir("models"))
+    assert sface_model.path.parent == cache_dir("models")
     assert sface_model.fixed_batch is None
+
+
+def test_sface_conversion_is_cached_and_redone_on_demand(sface_model):
+    path = sface_model.path
+    before = path.stat().st_mtime_ns
+    assert sface.converted_path() == path and path.stat().st_mtime_ns == before
+    entries = [e for e in sface.cached_models() if e["path"] == path]
+    assert len(entries) == 1 and entries[0]["valid"] and entries[0]["variant"] == "fp32"
+    path.write_bytes(path.read_bytes()[:1000])  # a damaged cache file is converted again
+    assert sface.converted_path() == path and path.stat().st_size == entries[0]["size"]
+    converted = onnx.load(str(path))
+    assert [i.name for i in converted.graph.input] == ["input"]
+    assert converted.graph.input[0].type.tensor_type.shape.dim[0].dim_param == "N"
+    assert not {n.op_type for n in converted.graph.node} & {"DequantizeLinear", "Sub", "Mul"}
 
 
 def test_converted_sface_matches_the_original_int8_graph(int8_reference, sface_model, lfw_images):

