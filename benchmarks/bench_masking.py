@@ -10,7 +10,6 @@ delete mode, output normalised for a model. Reports µs per masked image (all ch
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import time
@@ -20,11 +19,11 @@ import numpy as np
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _machine import PeakMemory, machine_info  # noqa: E402
+from _machine import PeakMemory, machine_info
 
-import freqxfr  # noqa: E402
-from freqxfr import BandSchedule, mask_bands  # noqa: E402
-from freqxfr.backends import default_threads  # noqa: E402
+import freqxfr
+from freqxfr import BandSchedule, mask_bands
+from freqxfr.backends import default_threads
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 MEAN, STD = (122.782, 117.001, 104.298), 256.0
@@ -69,7 +68,7 @@ def main() -> int:
         masked_images = args.images * args.bands
         per_backend = {}
         for backend in backends:
-            def run(backend=backend):
+            def run(backend=backend, x=x):
                 return mask_bands(x, schedule, "delete", backend, mean=MEAN, std=STD,
                                   threads=args.threads)
 

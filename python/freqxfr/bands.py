@@ -312,6 +312,10 @@ def _resolve(schedule: BandSchedule, height: int, width: int) -> ResolvedBands:
         ring_i, sector_i = divmod(index, schedule.sectors)
         lo_c = math.sqrt(edges[ring_i] * scale)
         hi_c = math.sqrt(edges[ring_i + 1] * scale)
+        if schedule.unit == "relative":  # exact edges, not a round trip through cycles
+            lo_r, hi_r = math.sqrt(edges[ring_i]), math.sqrt(edges[ring_i + 1])
+        else:
+            lo_r, hi_r = (lo_c / corner, hi_c / corner) if corner else (0.0, 0.0)
         if counts[index] == 0:
             raise InputError(
                 f"band {index} (radius {lo_c:.4g} to {hi_c:.4g} cycles per image) holds no "
@@ -322,8 +326,8 @@ def _resolve(schedule: BandSchedule, height: int, width: int) -> ResolvedBands:
                 index=index,
                 ring=ring_i,
                 sector=sector_i,
-                radius_lo=lo_c / corner if corner else 0.0,
-                radius_hi=hi_c / corner if corner else 0.0,
+                radius_lo=lo_r,
+                radius_hi=hi_r,
                 cycles_lo=lo_c,
                 cycles_hi=hi_c,
                 angle_lo=math.pi * sector_i / schedule.sectors,

@@ -26,3 +26,7 @@ class NoFaceError(InputError):
 
 class ModelError(FreqxfrError, ValueError):
     """A model file or model card is invalid, or they do not match each other."""
+
+
+class OutputError(FreqxfrError, OSError):
+    """An output folder or file cannot be created or written. The message names the path."""

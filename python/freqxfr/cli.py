@@ -1,0 +1,291 @@
+"""The ``freqxfr`` command line.
+
+Every error a user can cause prints one line on stderr and exits non-zero; ``--verbose`` shows
+the traceback. Heavy modules are imported inside the commands, so ``freqxfr --help`` is instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from .errors import FreqxfrError
+
+DEMO_OUT = "freqxfr-demo"
+
+
+# ---- shared options -----------------------------------------------------------------------------
+
+
+def _add_explainer_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", default=None,
+                        help="preset name (dlib_resnet, sface), card file or .onnx (default: dlib_resnet)")
+    parser.add_argument("--card", default=None, help="model card for an .onnx model (file or preset)")
+    parser.add_argument("--bands", type=int, default=16, help="number of equal-width rings (default 16)")
+    parser.add_argument("--schedule", type=Path, default=None,
+                        help="band schedule JSON file (overrides --bands)")
+    parser.add_argument("--mode", choices=("delete", "keep"), default="delete")
+    parser.add_argument("--domain", choices=("pixel", "normalised"), default="pixel",
+                        help="mask raw pixels (default) or model-normalised values")
+    parser.add_argument("--clip", action="store_true", help="clip masked pixels to 0..255")
+    parser.add_argument("--backend", default="cpp", choices=("cpp", "numpy", "scipy", "pyfftw"))
+    parser.add_argument("--providers", default=None,
+                        help="ONNX Runtime providers, comma-separated (e.g. cuda,cpu)")
+    parser.add_argument("--aligned", action="store_true",
+                        help="inputs are aligned crops of the model's input size")
+
+
+def _explainer(args: argparse.Namespace):
+    from .bands import BandSchedule
+    from .explain import Explainer
+    from .verifier import load_model
+
+    providers = args.providers.split(",") if args.providers else None
+    model = load_model(args.model, card=args.card, providers=providers)
+    schedule: Any = args.bands
+    if args.schedule is not None:
+        try:
+            schedule = BandSchedule.from_json(args.schedule.read_text())
+        except OSError as exc:
+            raise FreqxfrError(f"schedule file {args.schedule}: {exc.strerror or exc}") from None
+    return Explainer(model, schedule, mode=args.mode, domain=args.domain, backend=args.backend,
+                     clip=args.clip)
+
+
+# ---- explain one pair ---------------------------------------------------------------------------
+
+
+def _band_table(explanation) -> str:
+    lines = [f"{'band':>4} {'radius':>13} {'|Δ| a':>8} {'Δ a':>8} {'|Δ| b':>8} {'Δ b':>8}"]
+    for band, aa, ad, ba, bd in zip(explanation.bands, explanation.a.absolute_normalised,
+                                    explanation.a.directed_normalised,
+                                    explanation.b.absolute_normalised,
+                                    explanation.b.directed_normalised, strict=True):
+        lines.append(f"{band.index:>4} {band.radius_lo:6.3f}–{band.radius_hi:5.3f} "
+                     f"{aa:8.2f} {ad:+8.2f} {ba:8.2f} {bd:+8.2f}")
+    return "\n".join(lines)
+
+
+def _headline(explanation) -> str:
+    verdict = "MATCH" if explanation.decision else "NO MATCH"
+    return (f"{verdict}: score {explanation.score_ref:.4f}, threshold {explanation.threshold:.4f} "
+            f"({explanation.model['name']}, {explanation.model['metric']})")
+
+
+def explain_pair(explainer, a: Any, b: Any, out: Path, *, aligned: bool | None,
+                 faithfulness: bool, seeds: int = 5):
+    """Explain one pair and write explanation.json, the PNGs and report.html into ``out``."""
+    import numpy as np
+
+    from . import atomic
+    from ._output import ensure_dir
+    from .report import write_pair_report
+
+    ensure_dir(out)
+    faces = np.stack([explainer.prepare(a, aligned), explainer.prepare(b, aligned)])
+    explanation = explainer.explain(faces[0], faces[1], aligned=True)
+    # Name the inputs as the user gave them, not as arrays.
+    explanation = _with_sources(explanation, a, b)
+    curves = None
+    if faithfulness:
+        curves = explainer.faithfulness(faces[0], faces[1], seeds=seeds, aligned=True,
+                                        explanation=explanation).to_dict()
+    record = explanation.to_dict()
+    if curves is not None:
+        record["faithfulness"] = curves
+    atomic.write_json(out / "explanation.json", record)
+    report = write_pair_report(out, explanation.to_dict(), faces, explainer.masked_views(faces),
+                               curves)
+    return explanation, report
+
+
+def _with_sources(explanation, a: Any, b: Any):
+    import dataclasses
+
+    from .explain import _label
+
+    return dataclasses.replace(
+        explanation,
+        a=dataclasses.replace(explanation.a, source=_label(a)),
+        b=dataclasses.replace(explanation.b, source=_label(b)),
+    )
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    explainer = _explainer(args)
+    for path in (args.a, args.b):
+        if not Path(path).exists():
+            raise FreqxfrError(f"{path}: no such file")
+    explanation, report = explain_pair(explainer, args.a, args.b, args.out,
+                                       aligned=True if args.aligned else None,
+                                       faithfulness=args.faithfulness, seeds=args.seeds)
+    if args.json:
+        print(json.dumps(explanation.to_dict(), indent=2))
+    else:
+        print(_headline(explanation))
+        print(_band_table(explanation))
+        print(f"wrote {args.out / 'explanation.json'} and {report}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from importlib.resources import files
+
+    from .explain import Explainer
+    from .verifier import load_model
+
+    demo = files("freqxfr") / "demo_data"
+    a, b = Path(str(demo / "frll_001_neutral.jpg")), Path(str(demo / "frll_001_smiling.jpg"))
+    c = Path(str(demo / "frll_002_neutral.jpg"))
+    explainer = Explainer(load_model(args.model), args.bands)
+    print(f"freqxfr demo: explaining bundled FRLL photos with {explainer.model.card.name} "
+          f"({explainer.model.provider}), {explainer.n_bands} bands")
+    for name, (x, y) in (("genuine", (a, b)), ("impostor", (a, c))):
+        out = args.out / name
+        explanation, report = explain_pair(explainer, x, y, out, aligned=None, faithfulness=True)
+        print(f"\n{name} pair: {_headline(explanation)}")
+        print(_band_table(explanation))
+        print(f"report: {report}")
+    print(f"\nPhotos: Face Research Lab London Set (DeBruine & Jones 2017, CC BY 4.0), downscaled. "
+          f"Reports are in {args.out.resolve()}")
+    return 0
+
+
+# ---- datasets -----------------------------------------------------------------------------------
+
+
+def cmd_dataset(args: argparse.Namespace) -> int:
+    from .dataset import run_dataset
+    from .pairs import read_pairs
+
+    pairs = read_pairs(args.pairs, root=args.root)
+    if args.limit is not None:
+        pairs = pairs[: args.limit]
+    explainer = _explainer(args)
+    summary = run_dataset(pairs, args.out, explainer, pairs_file=str(args.pairs),
+                          progress=not args.no_progress, overlap=not args.no_overlap,
+                          parquet=args.parquet)
+    acc = summary.get("accuracy")
+    print(f"{summary['pairs']} pairs explained, {summary['failed']} failed"
+          + (f", accuracy {acc:.4f} at the model threshold" if acc is not None else ""))
+    print(f"wrote {args.out / 'results.jsonl'}, {args.out / 'summary.json'}, {args.out / 'report.html'}")
+    return 0
+
+
+def cmd_faithfulness(args: argparse.Namespace) -> int:
+    from .faithfulness import dataset_faithfulness
+    from .pairs import Pair, read_pairs
+
+    explainer = _explainer(args)
+    if args.pairs is not None:
+        pairs = read_pairs(args.pairs, root=args.root)[: args.limit]
+    elif args.a and args.b:
+        pairs = [Pair(Path(args.a), Path(args.b))]
+    else:
+        raise FreqxfrError("give two images A B, or --pairs FILE")
+    result = dataset_faithfulness(explainer, pairs, seeds=args.seeds,
+                                  aligned=True if args.aligned else None)
+    from . import atomic
+
+    atomic.write_json(args.out / "faithfulness.json", result)
+    m = result["mean_auc"]
+    print(f"{result['images']} explained images: deletion AUC {m['deletion']:.4f} vs random "
+          f"{m['random_deletion_mean']:.4f}; insertion AUC {m['insertion']:.4f} vs random "
+          f"{m['random_insertion_mean']:.4f}")
+    print(f"deletion beats random for {result['deletion_beats_random']:.1%} of images")
+    print(f"wrote {args.out / 'faithfulness.json'}")
+    return 0
+
+
+# ---- the parser ---------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="freqxfr",
+        description="Explain face-verification decisions in the frequency domain.",
+    )
+    parser.add_argument("--verbose", action="store_true", help="show tracebacks on errors")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("demo", help="explain a bundled pair with the default model")
+    p.add_argument("--out", type=Path, default=Path(DEMO_OUT), help=f"folder (default ./{DEMO_OUT})")
+    p.add_argument("--model", default=None)
+    p.add_argument("--bands", type=int, default=16)
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("explain", help="explain one pair of face images")
+    p.add_argument("a")
+    p.add_argument("b")
+    _add_explainer_options(p)
+    p.add_argument("--out", type=Path, default=Path("freqxfr-explanation"))
+    p.add_argument("--json", action="store_true", help="print explanation.json to stdout")
+    p.add_argument("--faithfulness", action="store_true", help="add deletion/insertion curves")
+    p.add_argument("--seeds", type=int, default=5, help="random orders for the baseline")
+    p.set_defaults(func=cmd_explain)
+
+    p = sub.add_parser("dataset", help="explain every pair of a pair list (resumable)")
+    p.add_argument("pairs", type=Path, help="LFW pairs.txt or CSV (path1,path2[,same][,group...])")
+    p.add_argument("--root", type=Path, default=None, help="folder the image paths are relative to")
+    p.add_argument("--out", type=Path, required=True)
+    _add_explainer_options(p)
+    p.add_argument("--limit", type=int, default=None, help="only the first N pairs")
+    p.add_argument("--parquet", action="store_true", help="also write results.parquet")
+    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-overlap", action="store_true",
+                   help="don't prepare the next batch while the model runs")
+    p.set_defaults(func=cmd_dataset)
+
+    p = sub.add_parser("faithfulness", help="deletion/insertion curves against random orders")
+    p.add_argument("a", nargs="?")
+    p.add_argument("b", nargs="?")
+    p.add_argument("--pairs", type=Path, default=None)
+    p.add_argument("--root", type=Path, default=None)
+    p.add_argument("--limit", type=int, default=50)
+    p.add_argument("--seeds", type=int, default=5)
+    p.add_argument("--out", type=Path, default=Path("freqxfr-faithfulness"))
+    _add_explainer_options(p)
+    p.set_defaults(func=cmd_faithfulness)
+
+    _add_optional_commands(sub)
+    return parser
+
+
+def _add_optional_commands(sub: Any) -> None:
+    """Commands that live in their own modules (verifier, models, scenarios)."""
+    from . import cli_models
+
+    cli_models.add_verify_parser(sub)
+    cli_models.add_models_parser(sub)
+    try:
+        from . import cli_scenarios
+    except ImportError:
+        return
+    cli_scenarios.add_parsers(sub)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except (FreqxfrError, OSError) as exc:
+        if args.verbose:
+            raise
+        name = type(exc).__name__
+        print(f"freqxfr {args.command}: error: {exc}" if isinstance(exc, FreqxfrError)
+              else f"freqxfr {args.command}: error ({name}): {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"freqxfr {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    raise SystemExit(main())

@@ -1,0 +1,451 @@
+"""Frequency explanations of face-verification decisions (Huber & Damer, WACV 2025).
+
+For a pair (A, B): the reference score ``s_ref = score(f(A), f(B))``; for each band k of A, the
+score of A with band k deleted against the unaltered B, ``s_k``; the same for B against A. Absolute
+influence ``|s_ref - s_k|``, directed influence ``s_ref - s_k`` (positive: the band supported the
+match), and both normalised per image for the frequency heat plots.
+
+Cost: 2K + 2 embeddings per pair, in as few ONNX Runtime calls as the batch allows. The masking
+core writes the masked images straight into the model's input buffer, and while ONNX Runtime
+runs one batch (it releases the GIL) a worker thread loads, aligns and masks the next.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import dataclasses
+import itertools
+import threading
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .bands import Band, BandSchedule
+from .errors import FreqxfrError, InputError
+from .masking import mask_bands
+from .pairs import Pair
+from .verifier import Verifier, load_model, normalise
+
+DEFAULT_BANDS = 16
+
+
+def _version() -> str:
+    from . import __version__
+
+    return __version__
+
+
+# ---- results ------------------------------------------------------------------------------------
+
+
+def _normalised(values: np.ndarray) -> np.ndarray:
+    """Divide by the largest magnitude (all zeros stay zeros)."""
+    peak = float(np.abs(values).max()) if values.size else 0.0
+    return values / peak if peak > 0 else np.zeros_like(values)
+
+
+@dataclasses.dataclass(frozen=True)
+class ImageExplanation:
+    """The band influences of one image of a pair, explained against the other image."""
+
+    source: str
+    scores: np.ndarray  # (K,) score with band k of this image masked
+
+    score_ref: float
+
+    @property
+    def directed(self) -> np.ndarray:
+        return self.score_ref - self.scores
+
+    @property
+    def absolute(self) -> np.ndarray:
+        return np.abs(self.directed)
+
+    @property
+    def absolute_normalised(self) -> np.ndarray:
+        return _normalised(self.absolute)
+
+    @property
+    def directed_normalised(self) -> np.ndarray:
+        return _normalised(self.directed)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "source": self.source,
+            "scores": self.scores.tolist(),
+            "absolute": self.absolute.tolist(),
+            "directed": self.directed.tolist(),
+            "absolute_normalised": self.absolute_normalised.tolist(),
+            "directed_normalised": self.directed_normalised.tolist(),
+        }
+
+
+@dataclasses.dataclass(frozen=True)
+class Explanation:
+    """Why a model matched or rejected one pair, band by band. See :meth:`to_dict`."""
+
+    score_ref: float
+    threshold: float
+    decision: bool
+    a: ImageExplanation
+    b: ImageExplanation
+    bands: tuple[Band, ...]
+    schedule: BandSchedule
+    model: dict[str, Any]
+    backend: str
+    mode: str
+    domain: str
+    clip: bool
+    timings_ms: dict[str, float]
+    same: bool | None = None
+    groups: dict[str, str] = dataclasses.field(default_factory=dict)
+    version: str = dataclasses.field(default_factory=_version)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict; its keys are those of ``explanation.json``."""
+        return {
+            "freqxfr_version": self.version,
+            "model": self.model,
+            "backend": self.backend,
+            "mode": self.mode,
+            "domain": self.domain,
+            "clip": self.clip,
+            "schedule": self.schedule.to_dict(),
+            "bands": [band.to_dict() for band in self.bands],
+            "score_ref": self.score_ref,
+            "threshold": self.threshold,
+            "decision": self.decision,
+            "a": self.a.to_dict(),
+            "b": self.b.to_dict(),
+            "timings_ms": self.timings_ms,
+            "same": self.same,
+            "groups": dict(self.groups),
+        }
+
+    def to_rows(self) -> list[dict[str, Any]]:
+        """A tidy table: one row per image × band."""
+        rows = []
+        for side, image in (("a", self.a), ("b", self.b)):
+            for band, s, ab, di, abn, din in zip(
+                self.bands, image.scores, image.absolute, image.directed,
+                image.absolute_normalised, image.directed_normalised, strict=True,
+            ):
+                rows.append({
+                    "image": side,
+                    "source": image.source,
+                    "band": band.index,
+                    "radius_lo": band.radius_lo,
+                    "radius_hi": band.radius_hi,
+                    "score_ref": self.score_ref,
+                    "score": float(s),
+                    "absolute": float(ab),
+                    "directed": float(di),
+                    "absolute_normalised": float(abn),
+                    "directed_normalised": float(din),
+                    "decision": self.decision,
+                    "same": self.same,
+                    **{f"group_{k}": v for k, v in self.groups.items()},
+                })
+        return rows
+
+
+@dataclasses.dataclass(frozen=True)
+class PairFailure:
+    """A pair of a stream that could not be explained (missing file, no face, ...)."""
+
+    index: int
+    pair: Pair
+    error: str
+
+
+# ---- the explainer ------------------------------------------------------------------------------
+
+
+class Explainer:
+    """Explain verification decisions of ``model`` band by band.
+
+    Parameters
+    ----------
+    model : Verifier, str or None
+        A loaded model, or a name/path for :func:`freqxfr.load_model` (default: dlib's ResNet).
+    schedule : BandSchedule or int, optional
+        The bands; an int k means ``BandSchedule.rings(k)``. Default: 16 rings.
+    mode : {"delete", "keep"}
+        ``delete`` removes band k (the paper); ``keep`` keeps only band k (then a small
+        influence means the band alone reproduces the score).
+    domain : {"pixel", "normalised"}
+        Where the masking happens (see :func:`freqxfr.mask_bands`); ``pixel`` by default.
+    backend : str
+        Masking backend: ``cpp`` (default), ``numpy``, ``scipy`` or ``pyfftw``.
+    clip : bool
+        Clip masked pixels to [0, 255] before normalising. Off by default (bands stay linear).
+    max_batch : int
+        Largest number of images per model call.
+    threads : int, optional
+        Masking threads (default: all usable cores).
+    """
+
+    def __init__(
+        self,
+        model: Verifier | str | None = None,
+        schedule: BandSchedule | int | None = None,
+        mode: str = "delete",
+        domain: str = "pixel",
+        backend: str = "cpp",
+        *,
+        clip: bool = False,
+        max_batch: int = 256,
+        threads: int | None = None,
+    ) -> None:
+        self.model = model if isinstance(model, Verifier) else load_model(model)
+        if schedule is None:
+            schedule = DEFAULT_BANDS
+        self.schedule = BandSchedule.rings(schedule) if isinstance(schedule, int) else schedule
+        if mode not in ("delete", "keep"):
+            raise InputError(f"mode must be 'delete' or 'keep', got {mode!r}")
+        self.mode, self.domain, self.backend, self.clip = mode, domain, backend, bool(clip)
+        self.max_batch = int(max_batch)
+        self.threads = threads
+        self._local = threading.local()
+        card = self.model.card
+        h, w = card.input_size
+        self.bands = self.schedule.resolve(h, w).bands  # validates the schedule at this size
+        self._input_shape = card.input_shape
+        self._mask_options = _core_normalisation(card)
+        # Fail now, not inside a worker, if the backend can't run here.
+        self._mask(np.zeros((1, h, w, 3), np.uint8), None)
+
+    @property
+    def n_bands(self) -> int:
+        return len(self.bands)
+
+    # -- one pair --
+
+    def explain(
+        self, a: Any, b: Any, *, aligned: bool | None = None, same: bool | None = None,
+        groups: dict[str, str] | None = None,
+    ) -> Explanation:
+        """Explain one pair of images (paths, arrays or PIL images; raw photos are aligned)."""
+        t0 = time.perf_counter()
+        faces = np.stack([self.prepare(a, aligned), self.prepare(b, aligned)])
+        t1 = time.perf_counter()
+        batch = self._single_pair_batch()
+        self._fill(batch, faces)
+        t2 = time.perf_counter()
+        embeddings = self.model.embed_normalised(batch, batch_size=self.max_batch)
+        t3 = time.perf_counter()
+        timings = {"prepare": (t1 - t0) * 1e3, "mask": (t2 - t1) * 1e3, "model": (t3 - t2) * 1e3}
+        return self._explanation(embeddings, 1, 0, (_label(a), _label(b)), timings, same, groups)
+
+    def prepare(self, image: Any, aligned: bool | None = None) -> np.ndarray:
+        """Load and align one image as the model's card says."""
+        return self.model.prepare(image, aligned=aligned)
+
+    # -- many pairs, streamed --
+
+    def explain_pairs(
+        self,
+        pairs: Iterable[Pair | tuple[Any, Any]],
+        *,
+        aligned: bool | None = None,
+        skip_errors: bool = False,
+        overlap: bool = True,
+        indices: Iterable[int] | None = None,
+    ) -> Iterator[Explanation | PairFailure]:
+        """Explain many pairs, yielding results in order as they finish.
+
+        Loading, alignment and masking of the next batch of pairs run on a worker thread while the
+        model runs on the current one (``overlap=False`` does them one after the other). With
+        ``skip_errors`` a pair whose image can't be used yields a :class:`PairFailure` instead
+        of raising. Memory stays bounded: two batch buffers, whatever the number of pairs.
+        ``indices`` numbers the pairs in failures (default 0, 1, ...).
+        """
+        per_call = max(1, self.max_batch // (2 * self.n_bands + 2))
+        numbered = zip(itertools.count() if indices is None else indices, pairs, strict=False)
+        chunks = _chunks(((i, _as_pair(p)) for i, p in numbered), per_call)
+        buffers = [self._batch(per_call), self._batch(per_call)]
+        if not overlap:
+            for i, chunk in enumerate(chunks):
+                yield from self._score_chunk(self._prepare_chunk(chunk, buffers[i % 2], aligned, skip_errors))
+            return
+        with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="freqxfr-prepare") as pool:
+            pending = None
+            for i, chunk in enumerate(chunks):
+                future = pool.submit(self._prepare_chunk, chunk, buffers[i % 2], aligned, skip_errors)
+                if pending is not None:
+                    yield from self._score_chunk(pending.result())
+                pending = future
+            if pending is not None:
+                yield from self._score_chunk(pending.result())
+
+    def _prepare_chunk(self, chunk, buffer, aligned, skip_errors):
+        """Load, align and mask a chunk of pairs into ``buffer``; failures keep their place."""
+        t0 = time.perf_counter()
+        entries: list[PairFailure | Pair] = []
+        faces = []
+        for index, pair in chunk:
+            try:
+                face_pair = (self.prepare(pair.path_a, aligned), self.prepare(pair.path_b, aligned))
+            except FreqxfrError as exc:
+                if not skip_errors:
+                    raise
+                entries.append(PairFailure(index, pair, str(exc)))
+                continue
+            entries.append(pair)
+            faces.extend(face_pair)
+        t1 = time.perf_counter()
+        if faces:
+            self._fill(buffer, np.stack(faces), pairs=len(faces) // 2)
+        t2 = time.perf_counter()
+        return entries, buffer, len(faces) // 2, (t1 - t0, t2 - t1)
+
+    def _score_chunk(self, prepared) -> Iterator[Explanation | PairFailure]:
+        entries, buffer, n, (t_prepare, t_mask) = prepared
+        embeddings = None
+        timings: dict[str, float] = {}
+        if n:
+            t0 = time.perf_counter()
+            used = buffer[: n * (2 * self.n_bands + 2)]
+            embeddings = self.model.embed_normalised(used, batch_size=self.max_batch)
+            t_model = time.perf_counter() - t0
+            timings = {"prepare": t_prepare / n * 1e3, "mask": t_mask / n * 1e3,
+                       "model": t_model / n * 1e3}
+        i = 0
+        for entry in entries:
+            if isinstance(entry, PairFailure):
+                yield entry
+                continue
+            yield self._explanation(embeddings, n, i, (str(entry.path_a), str(entry.path_b)),
+                                    timings, entry.same, entry.groups)
+            i += 1
+
+    # -- the batch layout: [refs of all pairs (2P)] + [masked (2P, K)] --
+
+    def _single_pair_batch(self) -> np.ndarray:
+        # Reused per thread: a fresh 9 MB buffer per call would cost more in page faults than
+        # the masking itself.
+        batch = getattr(self._local, "batch", None)
+        if batch is None:
+            batch = self._local.batch = self._batch(1)
+        return batch
+
+    def _batch(self, pairs: int) -> np.ndarray:
+        return np.empty((pairs * (2 * self.n_bands + 2), *self._input_shape), np.float32)
+
+    def _fill(self, batch: np.ndarray, faces: np.ndarray, pairs: int = 1) -> None:
+        """Write the 2P references and their 2P×K masked images into ``batch``."""
+        n = 2 * pairs
+        batch[:n] = normalise(faces, self.model.card)
+        masked = batch[n : n + n * self.n_bands].reshape(n, self.n_bands, *self._input_shape)
+        self._mask(faces, masked)
+
+    def _mask(self, faces: np.ndarray, out: np.ndarray | None, mode: str | None = None,
+              order: Sequence[int] | None = None) -> np.ndarray:
+        return mask_bands(
+            faces, self.schedule, mode or self.mode, self.backend, out, order=order,
+            domain=self.domain, clip=self.clip, threads=self.threads, **self._mask_options,
+        )
+
+    def _explanation(self, embeddings, pairs, i, sources, timings, same, groups) -> Explanation:
+        """Scores of pair i of a batch laid out by :meth:`_fill` (``pairs`` = P; 1 for explain)."""
+        k = self.n_bands
+        p = max(pairs, 1)
+        ref_a, ref_b = embeddings[2 * i], embeddings[2 * i + 1]
+        masked = embeddings[2 * p :].reshape(2 * p, k, -1)
+        score = self.model.score
+        s_ref = float(score(ref_a, ref_b))
+        card = self.model.card
+        return Explanation(
+            score_ref=s_ref,
+            threshold=card.threshold,
+            decision=bool(s_ref >= card.threshold),
+            a=ImageExplanation(sources[0], score(masked[2 * i], ref_b[None]), s_ref),
+            b=ImageExplanation(sources[1], score(ref_a[None], masked[2 * i + 1]), s_ref),
+            bands=self.bands,
+            schedule=self.schedule,
+            model=self.model_info(),
+            backend=self.backend,
+            mode=self.mode,
+            domain=self.domain,
+            clip=self.clip,
+            timings_ms={key: round(v, 3) for key, v in timings.items()},
+            same=same,
+            groups=dict(groups or {}),
+        )
+
+    def model_info(self) -> dict[str, Any]:
+        card = self.model.card
+        return {
+            "name": card.name,
+            "metric": card.metric,
+            "provider": self.model.provider,
+            "input_size": list(card.input_size),
+            "mean": list(card.mean),
+            "std": list(card.std),
+            "channel_order": card.channel_order,
+        }
+
+    # -- what the model saw --
+
+    def masked_views(self, faces: np.ndarray) -> np.ndarray:
+        """The masked images as uint8 RGB pictures, (N, K, H, W, 3), for the report's strip."""
+        mean = np.asarray(self._mask_options["mean"], np.float32)
+        if self.model.card.channel_order == "BGR":
+            mean = mean[::-1]  # the card's mean is in its own channel order; views are RGB
+        # With std 1 the output is p - mean; adding the mean back gives the pixels the model saw
+        # (including the mean grey that normalised-domain masking leaves where DC was deleted).
+        views = mask_bands(faces, self.schedule, self.mode, self.backend, domain=self.domain,
+                           clip=self.clip, layout="NHWC", threads=self.threads, mean=mean, std=1.0)
+        return np.clip(np.rint(views + mean), 0, 255).astype(np.uint8)
+
+    # -- faithfulness --
+
+    def faithfulness(self, a: Any, b: Any, *, seeds: int | Sequence[int] = 5,
+                     aligned: bool | None = None, explanation: Explanation | None = None):
+        """Deletion and insertion curves for one pair (see :mod:`freqxfr.faithfulness`)."""
+        from .faithfulness import pair_faithfulness
+
+        return pair_faithfulness(self, a, b, seeds=seeds, aligned=aligned, explanation=explanation)
+
+
+# ---- helpers ------------------------------------------------------------------------------------
+
+
+def _core_normalisation(card) -> dict[str, Any]:
+    """The card's normalisation in the core's terms: pixels p in 0..255 map to the card's value
+    range v = lo + p·s, so (v - mean)/std = (p - (mean - lo)/s) / (std/s)."""
+    lo, hi = card.value_range
+    s = (hi - lo) / 255.0
+    mean = [(m - lo) / s for m in card.mean]
+    std = [sd / s for sd in card.std]
+    return {"mean": mean, "std": std, "channel_order": card.channel_order, "layout": card.layout}
+
+
+def _label(image: Any) -> str:
+    if isinstance(image, (str, Path)):
+        return str(image)
+    return "array" if isinstance(image, np.ndarray) else type(image).__name__
+
+
+def _as_pair(item: Pair | tuple[Any, Any]) -> Pair:
+    if isinstance(item, Pair):
+        return item
+    try:
+        a, b = item
+    except (TypeError, ValueError):
+        raise InputError(f"a pair must be a freqxfr.pairs.Pair or (a, b), got {item!r}") from None
+    return Pair(a, b)
+
+
+def _chunks(items: Iterable, size: int) -> Iterator[list]:
+    chunk: list = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk

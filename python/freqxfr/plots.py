@@ -1,0 +1,839 @@
+"""PNG plots of frequency explanations: FHP discs, band bars, masked strips, curves and profiles.
+
+Every figure is a ``matplotlib.figure.Figure`` drawn on its own Agg canvas; pyplot and its global
+state are never touched, so plots can be drawn from several threads at once and leak no figures.
+Each ``plot_*`` function takes plain data (the dicts of ``explanation.json``, ``summary.json`` and
+faithfulness results, or arrays) and a path, writes the PNG atomically and returns the path.
+
+Colours: absolute influence uses a sequential map on [0, 1], directed influence a diverging map on
+[-1, 1] whose centre (white) is 0. Positive directed influence (blue) means the band supported the
+match: deleting it lowered the score.
+
+FHP geometry: the disc is the centred spectrum as ``imshow(fftshift(F))`` shows it, DC in the
+middle, horizontal frequency to the right and vertical frequency downwards; the radius is the
+relative radius (1 = the spectrum's corner).
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from statistics import NormalDist
+from typing import Any, Literal
+
+import numpy as np
+from matplotlib import colormaps
+from matplotlib.axes import Axes
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.cm import ScalarMappable
+from matplotlib.colors import Colormap, Normalize
+from matplotlib.figure import Figure
+from matplotlib.patches import Circle, Rectangle, Wedge
+
+from ._output import write_output
+from .errors import InputError
+
+ABSOLUTE_CMAP = "viridis"
+DIRECTED_CMAP = "RdBu"
+DPI = 110
+Kind = Literal["absolute", "directed"]
+
+_SIDES = ("a", "b")
+_PROFILE_PANELS = (
+    ("absolute_mean", "absolute_std", "absolute influence |Δscore|"),
+    ("absolute_normalised_mean", None, "absolute, normalised per image"),
+    ("directed_mean", "directed_std", "directed influence Δscore"),
+    ("directed_normalised_mean", None, "directed, normalised per image"),
+)
+
+
+# --- figure plumbing --------------------------------------------------------------------------
+
+
+def new_figure(width: float, height: float) -> Figure:
+    """A figure with its own Agg canvas and constrained layout (no pyplot state)."""
+    fig = Figure(figsize=(width, height), dpi=DPI, layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def save_figure(fig: Figure, path: str | os.PathLike[str]) -> Path:
+    """Render ``fig`` as PNG into memory, then write it to ``path`` atomically.
+
+    Raises ``OutputError`` naming the folder if it cannot be written.
+    """
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=DPI, facecolor="white")
+    return write_output(path, buffer.getvalue())
+
+
+def fhp_norm(kind: Kind) -> Normalize:
+    """The colour scale of an FHP: [0, 1] for absolute, symmetric [-1, 1] (0 at the centre) for directed."""
+    if kind == "absolute":
+        return Normalize(vmin=0.0, vmax=1.0, clip=True)
+    if kind == "directed":
+        return Normalize(vmin=-1.0, vmax=1.0, clip=True)
+    raise InputError(f"kind must be 'absolute' or 'directed', got {kind!r}")
+
+
+def fhp_cmap(kind: Kind) -> Colormap:
+    """The colormap of an FHP of this kind (sequential for absolute, diverging for directed)."""
+    fhp_norm(kind)  # validates kind
+    return colormaps[ABSOLUTE_CMAP if kind == "absolute" else DIRECTED_CMAP]
+
+
+def display_uint8(images: np.ndarray) -> np.ndarray:
+    """Pixel values (e.g. masked images from ``mask_bands``) clipped to [0, 255] and rounded to uint8."""
+    values = np.asarray(images)
+    if values.dtype == np.uint8:
+        return values
+    return np.clip(np.rint(values), 0, 255).astype(np.uint8)
+
+
+# --- the frequency heat plot ------------------------------------------------------------------
+
+
+def fhp_disc(
+    ax: Axes,
+    values: Sequence[float] | np.ndarray,
+    bands: Sequence[Mapping[str, Any]],
+    *,
+    kind: Kind,
+    size: Sequence[int] | None = None,
+    colorbar: bool = True,
+) -> ScalarMappable:
+    """Draw a frequency heat plot: a disc of rings (or ring sectors) coloured by band.
+
+    Parameters
+    ----------
+    ax : matplotlib.axes.Axes
+        Where to draw; its aspect is set to equal and its frame is hidden.
+    values : sequence of K floats
+        One value per band: normalised absolute influences in [0, 1] for ``kind="absolute"``,
+        normalised directed influences in [-1, 1] for ``kind="directed"``. Values outside the
+        range saturate.
+    bands : sequence of K dicts
+        ``Band.to_dict()`` entries: ``"radius"`` [lo, hi] relative radius and ``"angle"`` [lo, hi]
+        in [0, π]. A sector narrower than π is drawn as a wedge and its mirror by π.
+    kind : {"absolute", "directed"}
+    size : (H, W), optional
+        The spectrum's size; if given, its border (the Nyquist box) is outlined.
+    colorbar : bool
+        Add a colourbar beside ``ax``.
+
+    Returns
+    -------
+    matplotlib.cm.ScalarMappable
+        The colour scale used, e.g. for a shared colourbar.
+    """
+    vals = _band_values(values, bands, "values")
+    norm, cmap = fhp_norm(kind), fhp_cmap(kind)
+    mappable = ScalarMappable(norm=norm, cmap=cmap)
+    r_max = 0.0
+    for value, band in zip(vals, bands, strict=True):
+        r_lo, r_hi = (float(x) for x in band["radius"])
+        a_lo, a_hi = (float(x) for x in band.get("angle", (0.0, math.pi)))
+        r_max = max(r_max, r_hi)
+        colour = cmap(norm(value))
+        for theta1, theta2 in _screen_angles(a_lo, a_hi):
+            ax.add_patch(
+                Wedge(
+                    (0.0, 0.0),
+                    r_hi,
+                    theta1,
+                    theta2,
+                    width=r_hi - r_lo,
+                    facecolor=colour,
+                    edgecolor="white",
+                    linewidth=0.4,
+                )
+            )
+    if size is not None:
+        height, width = (int(s) for s in size)
+        corner = math.hypot(height // 2, width // 2)
+        half_w, half_h = (width / 2) / corner, (height / 2) / corner
+        ax.add_patch(
+            Rectangle(
+                (-half_w, -half_h),
+                2 * half_w,
+                2 * half_h,
+                fill=False,
+                edgecolor="0.55",
+                linestyle="--",
+                linewidth=0.8,
+            )
+        )
+    # The disc's rim, so that a pale directed disc stays visible on a white page.
+    ax.add_patch(Circle((0.0, 0.0), r_max, fill=False, edgecolor="0.55", linewidth=0.8))
+    lim = 1.03 * max(r_max, 1e-9)
+    ax.set_xlim(-lim, lim)
+    ax.set_ylim(-lim, lim)
+    ax.set_aspect("equal")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    for spine in ax.spines.values():
+        spine.set_visible(False)
+    if colorbar:
+        bar = ax.figure.colorbar(mappable, ax=ax, shrink=0.8)
+        bar.set_label("normalised |Δscore|" if kind == "absolute" else "normalised Δscore")
+    return mappable
+
+
+def _screen_angles(a_lo: float, a_hi: float) -> list[tuple[float, float]]:
+    """Wedge angles in degrees (counter-clockwise on screen) for a band's orientation range.
+
+    Band angles are measured from the horizontal-frequency axis towards +vertical frequency, which
+    points *down* in the centred spectrum's usual display, so the screen angle is the negative.
+    """
+    if a_hi - a_lo >= math.pi - 1e-9:
+        return [(0.0, 360.0)]
+    lo, hi = -math.degrees(a_hi), -math.degrees(a_lo)
+    return [(lo, hi), (lo + 180.0, hi + 180.0)]
+
+
+# --- one pair ---------------------------------------------------------------------------------
+
+
+def plot_pair(
+    explanation: Mapping[str, Any], faces: np.ndarray, path: str | os.PathLike[str]
+) -> Path:
+    """Each face beside its absolute and directed FHP discs; score, threshold and decision on top.
+
+    Parameters
+    ----------
+    explanation : dict
+        An ``explanation.json`` dict (``Explanation.to_dict()``).
+    faces : ndarray, (2, H, W, 3) uint8
+        The two aligned faces, a then b, as the model saw them before masking.
+    path : path-like
+        Where to write the PNG.
+    """
+    bands = check_bands(explanation)
+    faces = _check_faces(faces)
+    size = (explanation.get("model") or {}).get("input_size")
+    fig = new_figure(9.6, 6.6)
+    axes = fig.subplots(2, 3)
+    columns = ("face", "absolute FHP", "directed FHP")
+    for row, side in enumerate(_SIDES):
+        data = check_side(explanation, side)
+        axes[row, 0].imshow(faces[row], interpolation="lanczos")
+        axes[row, 0].set_axis_off()
+        axes[row, 0].set_title(
+            f"{side}: {_short(data.get('source'))}", fontsize=9, parse_math=False
+        )
+        for col, kind in ((1, "absolute"), (2, "directed")):
+            ax = axes[row, col]
+            values = _band_values(data[f"{kind}_normalised"], bands, f"{side}.{kind}_normalised")
+            fhp_disc(ax, values, bands, kind=kind, size=size)
+            ax.set_title(columns[col], fontsize=9)
+    fig.suptitle(_decision_title(explanation), fontsize=11, parse_math=False)
+    fig.text(
+        0.5,
+        0.0,
+        "centre: low frequencies (DC)   edge: spectrum corner   dashed: Nyquist box",
+        ha="center",
+        va="bottom",
+        fontsize=8,
+        color="0.3",
+    )
+    return save_figure(fig, path)
+
+
+def plot_band_bars(explanation: Mapping[str, Any], path: str | os.PathLike[str]) -> Path:
+    """Bar charts per band: absolute and directed influence (raw Δscore) for images a and b.
+
+    Absolute bars take the FHP's sequential colour of their normalised value; directed bars are
+    blue where the band supported the match and red where it worked against it.
+    """
+    bands = check_bands(explanation)
+    k = len(bands)
+    fig = new_figure(max(8.0, 0.35 * k + 4.0), 5.6)
+    axes = fig.subplots(2, 2, sharey="row", sharex=True)
+    abs_cmap, dir_cmap = fhp_cmap("absolute"), fhp_cmap("directed")
+    x = np.arange(k)
+    for col, side in enumerate(_SIDES):
+        data = check_side(explanation, side)
+        absolute = _band_values(data["absolute"], bands, f"{side}.absolute")
+        abs_norm = _band_values(data["absolute_normalised"], bands, f"{side}.absolute_normalised")
+        directed = _band_values(data["directed"], bands, f"{side}.directed")
+        axes[0, col].bar(
+            x, absolute, color=abs_cmap(np.clip(abs_norm, 0, 1)), edgecolor="0.2", linewidth=0.4
+        )
+        axes[0, col].set_title(
+            f"{side}: {_short(data.get('source'))}", fontsize=9, parse_math=False
+        )
+        colours = np.where(directed >= 0, 0, 1)
+        palette = [dir_cmap(0.85), dir_cmap(0.15)]
+        axes[1, col].bar(
+            x, directed, color=[palette[c] for c in colours], edgecolor="0.2", linewidth=0.4
+        )
+        axes[1, col].axhline(0.0, color="0.2", linewidth=0.8)
+        axes[1, col].set_xlabel("band (0 = lowest frequencies)")
+        _band_ticks(axes[1, col], bands)
+    axes[0, 0].set_ylabel("absolute |s_ref − s_k|")
+    axes[1, 0].set_ylabel("directed s_ref − s_k")
+    fig.suptitle(_decision_title(explanation), fontsize=10, parse_math=False)
+    return save_figure(fig, path)
+
+
+def plot_masked_strip(
+    views: np.ndarray,
+    bands: Sequence[Mapping[str, Any]],
+    path: str | os.PathLike[str],
+    *,
+    faces: np.ndarray | None = None,
+    row_labels: Sequence[str] = ("a", "b"),
+) -> Path:
+    """What the model saw with each band deleted: one row per image, one column per band.
+
+    Parameters
+    ----------
+    views : ndarray, (N, K, H, W, 3)
+        Masked images in pixel values; uint8, or float (clipped to [0, 255] for display, see
+        :func:`display_uint8`).
+    bands : sequence of K band dicts
+    path : path-like
+    faces : ndarray, (N, H, W, 3), optional
+        The unmasked images, shown in an extra first column.
+    row_labels : sequence of str
+        One label per row.
+    """
+    views = np.asarray(views)
+    if views.ndim != 5 or views.shape[-1] != 3 or views.shape[1] != len(bands):
+        raise InputError(
+            f"views must have shape (N, K={len(bands)}, H, W, 3), got {tuple(views.shape)}"
+        )
+    tiles = display_uint8(views)
+    titles = [
+        f"−band {b.get('index', k)}\nρ {b['radius'][0]:.2f}–{b['radius'][1]:.2f}"
+        for k, b in enumerate(bands)
+    ]
+    if faces is not None:
+        originals = display_uint8(np.asarray(faces))
+        if originals.shape != (tiles.shape[0], *tiles.shape[2:]):
+            raise InputError(
+                f"faces must have shape {(tiles.shape[0], *tiles.shape[2:])} to match views, "
+                f"got {originals.shape}"
+            )
+        tiles = np.concatenate([originals[:, None], tiles], axis=1)
+        titles.insert(0, "original\n")
+    rows, cols, h, w = tiles.shape[:4]
+    # One mosaic in one axes: far faster to lay out and draw than an axes per tile.
+    gap = max(2, w // 20)
+    mosaic = np.full((rows * (h + gap) - gap, cols * (w + gap) - gap, 3), 255, np.uint8)
+    for r in range(rows):
+        for c in range(cols):
+            mosaic[r * (h + gap) : r * (h + gap) + h, c * (w + gap) : c * (w + gap) + w] = tiles[
+                r, c
+            ]
+    fig = new_figure(0.95 * cols + 0.5, 0.95 * rows * h / w + 0.9)
+    ax = fig.add_subplot()
+    ax.imshow(mosaic, interpolation="antialiased")
+    ax.set_xticks([c * (w + gap) + w / 2 for c in range(cols)], titles, fontsize=7)
+    ax.xaxis.tick_top()
+    ax.set_yticks(
+        [r * (h + gap) + h / 2 for r in range(rows)],
+        [row_labels[r] if r < len(row_labels) else str(r) for r in range(rows)],
+        fontsize=9,
+    )
+    ax.tick_params(length=0)
+    for spine in ax.spines.values():
+        spine.set_visible(False)
+    for label in ax.get_yticklabels():
+        label.set_parse_math(False)
+    ax.set_xlabel(
+        "images with one band deleted, as the model saw them (clipped to [0, 255] for display)",
+        fontsize=8,
+    )
+    return save_figure(fig, path)
+
+
+def plot_curves(faithfulness: Mapping[str, Any], path: str | os.PathLike[str]) -> Path:
+    """Deletion and insertion curves per image: influence order, reverse order, random mean ± sd.
+
+    Parameters
+    ----------
+    faithfulness : dict
+        ``Explainer.faithfulness(...).to_dict()``: per side ``deletion``, ``insertion``,
+        ``reverse_*``, ``random_*`` (one curve per seed) and ``auc``.
+    path : path-like
+    """
+    fig = new_figure(10.0, 8.4)
+    axes = fig.subplots(2, 2)
+    threshold = faithfulness.get("threshold")
+    for row, side in enumerate(_SIDES):
+        data = faithfulness.get(side)
+        if not isinstance(data, Mapping):
+            raise InputError(f"faithfulness is missing side {side!r}")
+        auc = data.get("auc", {})
+        for col, curve in enumerate(("deletion", "insertion")):
+            ax = axes[row, col]
+            main = _curve(data, curve, f"faithfulness.{side}.{curve}")
+            x = np.linspace(0.0, 1.0, main.size)
+            ax.plot(
+                x,
+                main,
+                color="C0",
+                marker="o",
+                markersize=3,
+                linewidth=1.8,
+                label=f"influence order (AUC {_fmt_auc(auc.get(curve))})",
+            )
+            reverse = data.get(f"reverse_{curve}")
+            if reverse is not None:
+                rev = _curve(data, f"reverse_{curve}", f"faithfulness.{side}.reverse_{curve}")
+                ax.plot(
+                    x,
+                    rev,
+                    color="C3",
+                    linestyle="--",
+                    linewidth=1.3,
+                    label=f"reverse order (AUC {_fmt_auc(auc.get(f'reverse_{curve}'))})",
+                )
+            randoms = data.get(f"random_{curve}")
+            if randoms:
+                rnd = np.asarray(randoms, dtype=np.float64)
+                if rnd.ndim != 2 or rnd.shape[1] != main.size:
+                    raise InputError(
+                        f"faithfulness.{side}.random_{curve} must be (seeds, {main.size}), got {rnd.shape}"
+                    )
+                mean, sd = rnd.mean(axis=0), rnd.std(axis=0)
+                ax.fill_between(x, mean - sd, mean + sd, color="0.6", alpha=0.35, linewidth=0)
+                ax.plot(
+                    x,
+                    mean,
+                    color="0.35",
+                    linewidth=1.3,
+                    label=f"random, mean ± sd of {rnd.shape[0]} "
+                    f"(AUC {_fmt_auc(auc.get(f'random_{curve}_mean'))})",
+                )
+            if threshold is not None:
+                ax.axhline(
+                    float(threshold), color="0.2", linestyle=":", linewidth=1.0, label="threshold"
+                )
+            ax.set_title(
+                f"{side}: {curve} ({'most influential first' if curve == 'deletion' else 'from an empty spectrum'})",
+                fontsize=9,
+            )
+            ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.07), ncols=2)
+            ax.grid(alpha=0.3)
+        axes[row, 0].set_ylabel("score")
+    fig.supxlabel("x: fraction of bands deleted (left) or inserted (right)", fontsize=9)
+    fig.suptitle(
+        "faithfulness: a good explanation drops the score faster than random under deletion",
+        fontsize=10,
+    )
+    return save_figure(fig, path)
+
+
+# --- dataset profiles -------------------------------------------------------------------------
+
+
+def plot_profiles(summary: Mapping[str, Any], path: str | os.PathLike[str]) -> Path:
+    """Band profiles of genuine vs impostor pairs: mean ± sd of absolute and directed influence."""
+    classes = usable_profiles(summary.get("classes"))
+    if not classes:
+        raise InputError("summary has no class profiles (summary['classes'] is empty)")
+    return _profile_figure(summary, [("genuine vs impostor", classes)], path)
+
+
+def plot_outcome_profiles(summary: Mapping[str, Any], path: str | os.PathLike[str]) -> Path | None:
+    """Band profiles per decision outcome (true/false match/non-match); ``None`` if there are none."""
+    outcomes = usable_profiles(summary.get("outcomes"))
+    if not outcomes:
+        return None
+    return _profile_figure(summary, [("decision outcomes", outcomes)], path)
+
+
+def plot_group_profiles(summary: Mapping[str, Any], path: str | os.PathLike[str]) -> Path | None:
+    """Band profiles per value of each group column (one row per column); ``None`` if there are none."""
+    groups = summary.get("groups") or {}
+    rows = []
+    for column, values in groups.items():
+        profiles = usable_profiles(values)
+        if profiles:
+            rows.append((f"group: {column}", profiles))
+    if not rows:
+        return None
+    return _profile_figure(summary, rows, path)
+
+
+def _profile_figure(
+    summary: Mapping[str, Any],
+    rows: list[tuple[str, dict[str, Mapping[str, Any]]]],
+    path: str | os.PathLike[str],
+) -> Path:
+    bands = check_bands(summary)
+    fig = new_figure(15.0, 3.3 * len(rows) + 0.4)
+    axes = np.asarray(fig.subplots(len(rows), len(_PROFILE_PANELS), squeeze=False, sharex=True))
+    x = np.arange(len(bands))
+    for r, (row_title, profiles) in enumerate(rows):
+        for c, (mean_key, std_key, title) in enumerate(_PROFILE_PANELS):
+            ax = axes[r, c]
+            for i, (name, prof) in enumerate(profiles.items()):
+                mean = _band_values(prof[mean_key], bands, f"{row_title}.{name}.{mean_key}")
+                label = f"{name} (n={prof.get('n_images', '?')})"
+                ax.plot(x, mean, marker="o", markersize=3, color=f"C{i}", label=label)
+                if std_key and prof.get(std_key) is not None:
+                    sd = _band_values(prof[std_key], bands, f"{row_title}.{name}.{std_key}")
+                    ax.fill_between(x, mean - sd, mean + sd, color=f"C{i}", alpha=0.18, linewidth=0)
+            if mean_key.startswith("directed"):
+                ax.axhline(0.0, color="0.3", linewidth=0.7)
+            ax.set_title(title if r == 0 else "", fontsize=9)
+            ax.grid(alpha=0.3)
+            _band_ticks(ax, bands)
+            if r == len(rows) - 1:
+                ax.set_xlabel("band (0 = lowest frequencies)")
+        axes[r, 0].set_ylabel(row_title, parse_math=False)
+        axes[r, 0].legend(fontsize=7, loc="best")
+    fig.suptitle("band profiles (line: mean over explained images; shade: ± sd)", fontsize=10)
+    return save_figure(fig, path)
+
+
+# --- scenarios: cross-resolution and morphing attacks -----------------------------------------
+
+
+def plot_accuracy_vs_factor(
+    factors: Sequence[float],
+    accuracy: Sequence[float],
+    path: str | os.PathLike[str],
+    *,
+    fmr: Sequence[float] | None = None,
+    fnmr: Sequence[float] | None = None,
+) -> Path:
+    """Verification accuracy (and optionally FMR, FNMR) against the downscaling factor."""
+    f = _vector(factors, "factors")
+    fig = new_figure(6.0, 4.0)
+    ax = fig.add_subplot()
+    ax.plot(f, _vector(accuracy, "accuracy", f.size), marker="o", label="accuracy")
+    if fmr is not None:
+        ax.plot(f, _vector(fmr, "fmr", f.size), marker="s", linestyle="--", label="FMR")
+    if fnmr is not None:
+        ax.plot(f, _vector(fnmr, "fnmr", f.size), marker="^", linestyle="--", label="FNMR")
+    _factor_axis(ax, f)
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_ylabel("rate at the model's threshold")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    ax.set_title("verification against resolution loss", fontsize=10)
+    return save_figure(fig, path)
+
+
+def plot_profiles_by_factor(
+    factors: Sequence[float],
+    profiles: np.ndarray,
+    path: str | os.PathLike[str],
+    *,
+    kind: Kind = "absolute",
+    title: str = "band profile per factor",
+) -> Path:
+    """Heat map of a band profile (rows: factors, columns: bands).
+
+    ``kind="absolute"`` uses the sequential map from 0; ``kind="directed"`` the diverging map with
+    symmetric limits, so that 0 is white.
+    """
+    f = _vector(factors, "factors")
+    data = np.asarray(profiles, dtype=np.float64)
+    if data.ndim != 2 or data.shape[0] != f.size or not np.isfinite(data).all():
+        raise InputError(f"profiles must be a finite ({f.size}, K) array, got shape {data.shape}")
+    if kind == "absolute":
+        norm = Normalize(vmin=0.0, vmax=max(float(data.max()), 1e-12))
+    else:
+        fhp_norm(kind)
+        lim = max(float(np.abs(data).max()), 1e-12)
+        norm = Normalize(vmin=-lim, vmax=lim)
+    k = data.shape[1]
+    fig = new_figure(max(6.0, 0.4 * k + 2.5), 0.45 * f.size + 2.0)
+    ax = fig.add_subplot()
+    image = ax.imshow(data, aspect="auto", cmap=fhp_cmap(kind), norm=norm, interpolation="nearest")
+    ax.set_yticks(np.arange(f.size), [f"{_fmt_factor(v)}×" for v in f])
+    ax.set_xticks(np.arange(k), [str(i) for i in range(k)], fontsize=7)
+    ax.set_xlabel("band (0 = lowest frequencies)")
+    ax.set_ylabel("downscaling factor")
+    ax.set_title(title, fontsize=10, parse_math=False)
+    fig.colorbar(image, ax=ax, label=f"{kind} influence")
+    return save_figure(fig, path)
+
+
+def plot_centroid_shift(
+    factors: Sequence[float],
+    centroids: Sequence[float],
+    ci_lo: Sequence[float],
+    ci_hi: Sequence[float],
+    path: str | os.PathLike[str],
+) -> Path:
+    """The influence-weighted mean band index per factor, with its (bootstrap) confidence interval."""
+    f = _vector(factors, "factors")
+    c = _vector(centroids, "centroids", f.size)
+    lo, hi = _vector(ci_lo, "ci_lo", f.size), _vector(ci_hi, "ci_hi", f.size)
+    if (lo > c + 1e-12).any() or (hi < c - 1e-12).any():
+        raise InputError("every centroid must lie inside its interval [ci_lo, ci_hi]")
+    fig = new_figure(6.0, 4.0)
+    ax = fig.add_subplot()
+    ax.errorbar(
+        f, c, yerr=np.vstack([c - lo, hi - c]), marker="o", capsize=4, label="centroid, 95% CI"
+    )
+    _factor_axis(ax, f)
+    ax.set_ylabel("influence-weighted mean band index")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    ax.set_title(
+        "where the influence sits as resolution drops (lower = lower frequencies)", fontsize=9
+    )
+    return save_figure(fig, path)
+
+
+def plot_score_scatter(
+    score_a: Sequence[float],
+    score_b: Sequence[float],
+    threshold: float,
+    labels: Sequence[str],
+    path: str | os.PathLike[str],
+) -> Path:
+    """Morph vs probe A against morph vs probe B, one point per morph, with the threshold lines.
+
+    ``labels`` gives each point's class (e.g. ``"full"``, ``"spliced"``); each class gets a colour.
+    The shaded quadrant holds the morphs accepted against both probes (the MMPMR's numerator).
+    """
+    a = _vector(score_a, "score_a")
+    b = _vector(score_b, "score_b", a.size)
+    names = [str(v) for v in labels]
+    if len(names) != a.size:
+        raise InputError(f"labels must have one entry per point ({a.size}), got {len(names)}")
+    t = float(threshold)
+    fig = new_figure(5.6, 5.2)
+    ax = fig.add_subplot()
+    lo = min(a.min(), b.min(), t)
+    hi = max(a.max(), b.max(), t)
+    pad = 0.08 * (hi - lo or 1.0)
+    lo, hi = lo - pad, hi + pad
+    ax.add_patch(Rectangle((t, t), hi - t, hi - t, color="C3", alpha=0.08, linewidth=0))
+    for i, name in enumerate(dict.fromkeys(names)):
+        sel = np.array([n == name for n in names])
+        ax.scatter(
+            a[sel], b[sel], s=28, color=f"C{i}", label=name, edgecolor="white", linewidth=0.5
+        )
+    ax.axvline(t, color="0.2", linestyle="--", linewidth=0.9)
+    ax.axhline(t, color="0.2", linestyle="--", linewidth=0.9, label=f"threshold {t:.4g}")
+    accepted = int(((a >= t) & (b >= t)).sum())
+    ax.set_xlim(lo, hi)
+    ax.set_ylim(lo, hi)
+    ax.set_aspect("equal")
+    ax.set_xlabel("score: morph vs probe of subject A")
+    ax.set_ylabel("score: morph vs probe of subject B")
+    ax.set_title(
+        f"accepted against both probes: {accepted}/{a.size} (MMPMR {accepted / a.size:.1%})",
+        fontsize=9,
+    )
+    ax.legend(fontsize=8, loc="best")
+    ax.grid(alpha=0.3)
+    return save_figure(fig, path)
+
+
+def plot_det(
+    curves: Mapping[str, tuple[Sequence[float], Sequence[float]]], path: str | os.PathLike[str]
+) -> Path:
+    """DET curves (BPCER against APCER) on normal-deviate (probit) axes.
+
+    ``curves`` maps a detector's name to its (apcer, bpcer) arrays. Rates of 0 or 1, which have
+    no probit, are drawn on the axis edges.
+    """
+    if not curves:
+        raise InputError("plot_det needs at least one curve")
+    ticks = np.array([0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.4, 0.6, 0.8, 0.95])
+    lo, hi = ticks[0], ticks[-1]
+    fig = new_figure(5.6, 5.2)
+    ax = fig.add_subplot()
+    for i, (name, (apcer, bpcer)) in enumerate(curves.items()):
+        x = _vector(apcer, f"{name}: apcer")
+        y = _vector(bpcer, f"{name}: bpcer", x.size)
+        if ((x < 0) | (x > 1) | (y < 0) | (y > 1)).any():
+            raise InputError(f"{name}: error rates must lie in [0, 1]")
+        ax.plot(
+            _probit(np.clip(x, lo, hi)),
+            _probit(np.clip(y, lo, hi)),
+            color=f"C{i}",
+            linewidth=1.6,
+            label=name,
+        )
+    edge = _probit(np.array([lo, hi]))
+    ax.plot(edge, edge, color="0.5", linestyle=":", linewidth=0.9, label="APCER = BPCER (EER)")
+    labels = [f"{100 * t:g}" for t in ticks]
+    ax.set_xticks(_probit(ticks), labels, fontsize=7)
+    ax.set_yticks(_probit(ticks), labels, fontsize=7)
+    ax.set_xlim(*edge)
+    ax.set_ylim(*edge)
+    ax.set_aspect("equal")
+    ax.set_xlabel("APCER (%)")
+    ax.set_ylabel("BPCER (%)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="upper right")
+    ax.set_title("DET (probit axes)", fontsize=10)
+    return save_figure(fig, path)
+
+
+def plot_class_profiles(
+    profiles: Mapping[str, tuple[Sequence[float], Sequence[float]]],
+    path: str | os.PathLike[str],
+    *,
+    ylabel: str = "directed influence",
+    title: str = "band profile per class",
+) -> Path:
+    """Mean ± sd band profile per class (e.g. bona fide vs morph), and their difference if two."""
+    if not profiles:
+        raise InputError("plot_class_profiles needs at least one profile")
+    items = []
+    for name, (mean, std) in profiles.items():
+        m = _vector(mean, f"{name}: mean")
+        items.append((str(name), m, _vector(std, f"{name}: std", m.size)))
+    k = items[0][1].size
+    if any(m.size != k for _, m, _ in items):
+        raise InputError("every class profile must have the same number of bands")
+    fig = new_figure(max(6.5, 0.35 * k + 3.0), 4.2)
+    ax = fig.add_subplot()
+    x = np.arange(k)
+    for i, (name, m, s) in enumerate(items):
+        ax.plot(x, m, marker="o", markersize=3, color=f"C{i}", label=name)
+        ax.fill_between(x, m - s, m + s, color=f"C{i}", alpha=0.18, linewidth=0)
+    if len(items) == 2:
+        ax.plot(
+            x,
+            items[1][1] - items[0][1],
+            color="0.2",
+            linestyle="--",
+            linewidth=1.2,
+            label=f"{items[1][0]} − {items[0][0]}",
+        )
+    ax.axhline(0.0, color="0.3", linewidth=0.7)
+    ax.set_xticks(x, [str(i) for i in range(k)], fontsize=7)
+    ax.set_xlabel("band (0 = lowest frequencies)")
+    ax.set_ylabel(ylabel, parse_math=False)
+    ax.set_title(title, fontsize=10, parse_math=False)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="best")
+    return save_figure(fig, path)
+
+
+# --- helpers ----------------------------------------------------------------------------------
+
+
+def check_bands(data: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """The ``"bands"`` list of an explanation or summary dict, checked; ``InputError`` otherwise."""
+    bands = data.get("bands")
+    if not isinstance(bands, Sequence) or not bands:
+        raise InputError("the explanation/summary has no 'bands' list")
+    for i, band in enumerate(bands):
+        if not isinstance(band, Mapping) or len(band.get("radius", ())) != 2:
+            raise InputError(f"band {i} must be a dict with a 'radius' [lo, hi] entry")
+    return list(bands)
+
+
+def check_side(explanation: Mapping[str, Any], side: str) -> Mapping[str, Any]:
+    """The per-image dict ``explanation[side]`` with its influence lists; ``InputError`` otherwise."""
+    data = explanation.get(side)
+    if not isinstance(data, Mapping):
+        raise InputError(f"explanation is missing image {side!r}")
+    for key in ("absolute", "directed", "absolute_normalised", "directed_normalised"):
+        if key not in data:
+            raise InputError(f"explanation is missing '{side}.{key}'")
+    return data
+
+
+def _band_values(values: Any, bands: Sequence[Any], name: str) -> np.ndarray:
+    return _vector(values, name, len(bands))
+
+
+def _vector(values: Any, name: str, size: int | None = None) -> np.ndarray:
+    try:
+        out = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise InputError(f"{name} must be a sequence of numbers") from None
+    if out.ndim != 1 or (size is not None and out.size != size) or out.size == 0:
+        want = f"{size} values" if size is not None else "a non-empty 1-D sequence"
+        raise InputError(f"{name} must be {want}, got shape {out.shape}")
+    if not np.isfinite(out).all():
+        raise InputError(f"{name} holds NaN or infinite values")
+    return out
+
+
+def _curve(data: Mapping[str, Any], key: str, name: str) -> np.ndarray:
+    if key not in data:
+        raise InputError(f"{name} is missing")
+    return _vector(data[key], name)
+
+
+def _check_faces(faces: np.ndarray) -> np.ndarray:
+    arr = np.asarray(faces)
+    if arr.ndim != 4 or arr.shape[0] != 2 or arr.shape[-1] != 3:
+        raise InputError(f"faces must have shape (2, H, W, 3), got {tuple(arr.shape)}")
+    return display_uint8(arr)
+
+
+def usable_profiles(profiles: Mapping[str, Any] | None) -> dict[str, Mapping[str, Any]]:
+    """The PROFILE dicts of ``profiles`` that hold at least one explained image, by name."""
+    return {
+        str(name): p
+        for name, p in (profiles or {}).items()
+        if isinstance(p, Mapping) and p.get("n_images") and "absolute_mean" in p
+    }
+
+
+def _band_ticks(ax: Axes, bands: Sequence[Mapping[str, Any]]) -> None:
+    k = len(bands)
+    if any(int(b.get("sector", 0)) for b in bands):
+        starts = [i for i, b in enumerate(bands) if int(b.get("sector", 0)) == 0]
+        ax.set_xticks(starts, [f"r{bands[i].get('ring', i)}" for i in starts], fontsize=7)
+    else:
+        step = 1 if k <= 24 else math.ceil(k / 16)
+        ticks = list(range(0, k, step))
+        ax.set_xticks(ticks, [str(i) for i in ticks], fontsize=7)
+
+
+def _factor_axis(ax: Axes, factors: np.ndarray) -> None:
+    if (factors > 0).all() and factors.max() / factors.min() > 4:
+        ax.set_xscale("log", base=2)
+    ax.set_xticks(factors, [f"{_fmt_factor(v)}×" for v in factors])
+    ax.minorticks_off()
+    ax.set_xlabel("downscaling factor")
+
+
+def _fmt_factor(value: float) -> str:
+    return f"{value:g}"
+
+
+def _fmt_auc(value: Any) -> str:
+    return "n/a" if value is None else f"{float(value):.3f}"
+
+
+def _probit(p: np.ndarray) -> np.ndarray:
+    # statistics.NormalDist keeps scipy optional; these are a few hundred points at most.
+    dist = NormalDist()
+    return np.array([dist.inv_cdf(float(v)) for v in np.ravel(p)]).reshape(np.shape(p))
+
+
+def _short(source: Any, limit: int = 40) -> str:
+    text = "?" if source is None else os.path.basename(str(source)) or str(source)
+    return text if len(text) <= limit else "…" + text[-(limit - 1) :]
+
+
+def _decision_title(explanation: Mapping[str, Any]) -> str:
+    for key in ("score_ref", "threshold", "decision"):
+        if key not in explanation:
+            raise InputError(f"explanation is missing {key!r}")
+    decision = "match" if explanation["decision"] else "non-match"
+    model = explanation.get("model") or {}
+    text = (
+        f"score {float(explanation['score_ref']):.4g}   threshold {float(explanation['threshold']):.4g}"
+        f"   → {decision}"
+    )
+    same = explanation.get("same")
+    if same is not None:
+        text += f"   (truth: {'same person' if same else 'different people'})"
+    if model.get("name"):
+        text += f"\nmodel {model['name']}"
+        if model.get("metric"):
+            text += f", {model['metric']} score"
+    return text

@@ -1,0 +1,89 @@
+"""Band profiles: influence statistics per band over many explained images.
+
+One profile summarises a set of explained images (two per pair): mean and spread of the absolute
+and directed influences per band, raw (score units) and normalised per image. Dataset runs and the
+scenarios group them by class (genuine/impostor), decision outcome and any group column.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import numpy as np
+
+OUTCOMES = {
+    (True, True): "true_match",
+    (False, True): "false_match",
+    (False, False): "true_non_match",
+    (True, False): "false_non_match",
+}
+
+
+def _normalised(rows: np.ndarray) -> np.ndarray:
+    peak = np.abs(rows).max(axis=1, keepdims=True)
+    return np.divide(rows, peak, out=np.zeros_like(rows), where=peak > 0)
+
+
+def profile(directed: np.ndarray) -> dict[str, Any]:
+    """The profile of explained images given their directed influences, shape (n_images, K)."""
+    directed = np.asarray(directed, dtype=np.float64)
+    absolute = np.abs(directed)
+    return {
+        "n_images": int(directed.shape[0]),
+        "absolute_mean": absolute.mean(axis=0).tolist(),
+        "absolute_std": absolute.std(axis=0).tolist(),
+        "absolute_normalised_mean": _normalised(absolute).mean(axis=0).tolist(),
+        "directed_mean": directed.mean(axis=0).tolist(),
+        "directed_std": directed.std(axis=0).tolist(),
+        "directed_normalised_mean": _normalised(directed).mean(axis=0).tolist(),
+    }
+
+
+def centroid(absolute: np.ndarray) -> np.ndarray:
+    """Influence-weighted mean band index per image (rows of ``absolute``): low = low frequencies."""
+    absolute = np.abs(np.asarray(absolute, dtype=np.float64))
+    weights = absolute.sum(axis=-1)
+    index = np.arange(absolute.shape[-1])
+    return np.divide(absolute @ index, weights, out=np.full(weights.shape, np.nan), where=weights > 0)
+
+
+def summarise(records: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+    """Profiles of explanation records (``Explanation.to_dict()`` rows) by class, outcome and group.
+
+    Returns the ``classes``, ``outcomes``, ``groups`` and ``all`` parts of a run's summary, plus
+    ``pairs`` and ``accuracy`` (at the model's threshold, over pairs with known labels).
+    """
+    buckets: dict[tuple[str, ...], list[np.ndarray]] = defaultdict(list)
+    pairs = labelled = correct = 0
+    for record in records:
+        pairs += 1
+        sides = np.array([record["a"]["directed"], record["b"]["directed"]], dtype=np.float64)
+        keys: list[tuple[str, ...]] = [("all",)]
+        same, decision = record.get("same"), bool(record["decision"])
+        if same is not None:
+            labelled += 1
+            correct += int(bool(same) == decision)
+            keys.append(("classes", "genuine" if same else "impostor"))
+            keys.append(("outcomes", OUTCOMES[(bool(same), decision)]))
+        for name, value in (record.get("groups") or {}).items():
+            keys.append(("groups", str(name), str(value)))
+        for key in keys:
+            buckets[key].append(sides)
+    summary: dict[str, Any] = {
+        "pairs": pairs,
+        "accuracy": correct / labelled if labelled else None,
+        "classes": {},
+        "outcomes": {},
+        "groups": {},
+    }
+    for key, chunks in sorted(buckets.items()):
+        prof = profile(np.concatenate(chunks))
+        if key == ("all",):
+            summary["all"] = prof
+        elif key[0] == "groups":
+            summary["groups"].setdefault(key[1], {})[key[2]] = prof
+        else:
+            summary[key[0]][key[1]] = prof
+    return summary

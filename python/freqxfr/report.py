@@ -1,0 +1,537 @@
+"""Self-contained HTML reports: one pair's explanation, or a dataset run.
+
+A report is one HTML file with every picture embedded as a base64 data URI, so it can be mailed or
+archived on its own. :func:`write_report` assembles sections; :func:`write_pair_report` and
+:func:`write_dataset_report` draw the plots (``plots``) and build their sections, and scenario
+commands add their own sections with :class:`Section` and :func:`html_table`.
+
+Every string that comes from the input (file names, group values, model names) is HTML-escaped
+here; a :class:`Section`'s ``html`` is trusted markup, so build it with :func:`html_table` and
+:func:`html_paragraph`, which escape their text.
+
+After load, a small inline script counts the images that failed to decode and writes the count to
+``<body data-broken-images>`` (and appends it to the title), so a headless browser can check that
+the report rendered.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import math
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from matplotlib.colors import to_hex
+
+from . import plots
+from ._output import ensure_dir, write_output
+from .errors import InputError
+
+REPORT_NAME = "report.html"
+_MIME = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".svg": "image/svg+xml"}
+
+PAIR_HOW_TO_READ = (
+    "Each image of the pair was transformed to the frequency domain, one band of spatial frequencies "
+    "(a ring around the centre of the spectrum, where the lowest frequencies and the mean brightness "
+    "sit) was deleted, and the altered image was compared again with the other, unaltered image. "
+    "A band's absolute influence is how far the score moved, |s_ref − s_k|; its directed influence "
+    "s_ref − s_k is positive (blue) when the band supported the match (deleting it lowered the "
+    "score) and negative (red) when it worked against the match. The discs show the influences "
+    "normalised per image (absolute to [0, 1], directed to [−1, 1]) over the centred spectrum: the "
+    "centre is the lowest frequencies, the rim the spectrum's corner, the dashed box its Nyquist "
+    "limits. Influences are about this model and this pair, not about faces in general."
+)
+CURVES_HOW_TO_READ = (
+    "Deletion removes bands cumulatively, most influential first; insertion starts from an empty "
+    "spectrum and adds them in the same order. If the explanation is faithful, the score falls faster "
+    "under deletion (smaller area under the curve) and rises faster under insertion than it does for "
+    "random orders (grey: mean ± sd over seeds)."
+)
+DATASET_HOW_TO_READ = (
+    "Each explained image contributes one influence per band. Lines are means over images and the "
+    "shade is ± one standard deviation; normalised profiles average the per-image normalised values, "
+    "which weighs every image equally. Compare the shapes across classes, outcomes and groups: "
+    "where a group leans on different bands than another, the model compares their faces differently."
+)
+
+
+@dataclass(frozen=True)
+class Section:
+    """One section of a report: a heading, trusted HTML, and images to embed (PNG/JPEG/SVG paths)."""
+
+    title: str
+    html: str = ""
+    images: Sequence[str | os.PathLike[str]] = field(default_factory=tuple)
+
+
+SectionLike = Section | tuple[str, str] | tuple[str, str, Sequence[str | os.PathLike[str]]]
+
+
+# --- the generic report -----------------------------------------------------------------------
+
+
+def write_report(
+    out_dir: str | os.PathLike[str],
+    title: str,
+    sections: Iterable[SectionLike],
+    *,
+    filename: str = REPORT_NAME,
+) -> Path:
+    """Write a self-contained HTML report of ``sections`` to ``out_dir/filename``.
+
+    Parameters
+    ----------
+    out_dir : path-like
+        Output folder; created if needed.
+    title : str
+        Page title and heading (escaped).
+    sections : iterable of Section or (title, html[, image paths]) tuples
+        ``html`` is trusted markup; image files are read and embedded as data URIs.
+    filename : str
+        Name of the HTML file.
+
+    Returns
+    -------
+    pathlib.Path
+        The written HTML file.
+
+    Raises
+    ------
+    OutputError
+        If the folder or file cannot be written.
+    InputError
+        If an image to embed is missing or of an unknown type.
+    """
+    folder = ensure_dir(out_dir)
+    parts = [_as_section(s) for s in sections]
+    n_images = sum(len(s.images) for s in parts)
+    body = "\n".join(_render_section(s) for s in parts)
+    page = _PAGE.format(
+        title=_esc(title), n_images=n_images, body=body, style=_STYLE, script=_SCRIPT
+    )
+    return write_output(folder / filename, page)
+
+
+def html_table(
+    header: Sequence[Any], rows: Iterable[Sequence[Any]], *, caption: str | None = None
+) -> str:
+    """An HTML table; every cell is formatted (numbers to 4 significant digits) and escaped.
+
+    A cell may be a ``(value, background_colour)`` pair to shade it.
+    """
+    head = "".join(f"<th>{_esc(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(_cell(c) for c in row) + "</tr>" for row in rows)
+    cap = f"<caption>{_esc(caption)}</caption>" if caption else ""
+    return f"<table>{cap}<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def html_paragraph(text: str) -> str:
+    """A paragraph of escaped text."""
+    return f"<p>{_esc(text)}</p>"
+
+
+# --- one pair ---------------------------------------------------------------------------------
+
+
+def write_pair_report(
+    out_dir: str | os.PathLike[str],
+    explanation: Mapping[str, Any],
+    faces: np.ndarray,
+    views: np.ndarray | None = None,
+    faithfulness: Mapping[str, Any] | None = None,
+) -> Path:
+    """Write the plots of one explained pair and a self-contained ``report.html``.
+
+    Parameters
+    ----------
+    out_dir : path-like
+        Output folder; receives ``fhp.png``, ``bands.png``, ``strip.png`` (with ``views``),
+        ``curves.png`` (with ``faithfulness``) and ``report.html``.
+    explanation : dict
+        ``Explanation.to_dict()`` (the ``explanation.json`` shape).
+    faces : ndarray, (2, H, W, 3) uint8
+        The two aligned faces, a then b.
+    views : ndarray, (2, K, H, W, 3), optional
+        The masked images (pixel values), one per band and image.
+    faithfulness : dict, optional
+        ``Explainer.faithfulness(...).to_dict()``.
+
+    Returns
+    -------
+    pathlib.Path
+        The HTML file.
+    """
+    folder = ensure_dir(out_dir)
+    bands = plots.check_bands(explanation)
+    sources = [str(plots.check_side(explanation, s).get("source", s)) for s in ("a", "b")]
+    fhp = plots.plot_pair(explanation, faces, folder / "fhp.png")
+    bars = plots.plot_band_bars(explanation, folder / "bands.png")
+
+    sections = [
+        Section("Decision", _decision_table(explanation, sources), [fhp]),
+        Section("How to read this", html_paragraph(PAIR_HOW_TO_READ)),
+        Section("Influence per band", _pair_band_table(explanation, bands), [bars]),
+    ]
+    if views is not None:
+        strip = plots.plot_masked_strip(views, bands, folder / "strip.png", faces=faces)
+        sections.append(
+            Section(
+                "What the model saw",
+                html_paragraph(
+                    "Each column shows the image with one band deleted, in pixel values clipped to "
+                    "[0, 255] for display (the model saw the unclipped values unless clipping was on)."
+                ),
+                [strip],
+            )
+        )
+    if faithfulness is not None:
+        curves = plots.plot_curves(faithfulness, folder / "curves.png")
+        sections.append(
+            Section(
+                "Faithfulness",
+                html_paragraph(CURVES_HOW_TO_READ) + _auc_table(faithfulness),
+                [curves],
+            )
+        )
+    sections.append(Section("Provenance", _provenance(explanation)))
+    title = f"freqxfr: {os.path.basename(sources[0])} vs {os.path.basename(sources[1])}"
+    return write_report(folder, title, sections)
+
+
+def _decision_table(explanation: Mapping[str, Any], sources: Sequence[str]) -> str:
+    same = explanation.get("same")
+    decision = bool(explanation["decision"])
+    rows = [
+        ("image a", sources[0]),
+        ("image b", sources[1]),
+        ("score (reference)", explanation["score_ref"]),
+        ("threshold", explanation["threshold"]),
+        ("decision", "match" if decision else "non-match"),
+    ]
+    if same is not None:
+        correct = decision == bool(same)
+        rows.append(
+            (
+                "ground truth",
+                f"{'same person' if same else 'different people'} "
+                f"({'correct' if correct else 'wrong'})",
+            )
+        )
+    for name, value in (explanation.get("groups") or {}).items():
+        rows.append((f"group: {name}", value))
+    return html_table(("", "value"), rows)
+
+
+def _pair_band_table(explanation: Mapping[str, Any], bands: Sequence[Mapping[str, Any]]) -> str:
+    abs_cmap, dir_cmap = plots.fhp_cmap("absolute"), plots.fhp_cmap("directed")
+    dir_norm = plots.fhp_norm("directed")
+    polar = any(int(b.get("sector", 0)) for b in bands)
+    header = ["band", "ρ range", "cycles/image"] + (["angle (°)"] if polar else []) + ["coeffs"]
+    for side in ("a", "b"):
+        header += [
+            f"{side}: score",
+            f"{side}: |Δ|",
+            f"{side}: Δ",
+            f"{side}: |Δ| norm",
+            f"{side}: Δ norm",
+        ]
+    sides = {s: plots.check_side(explanation, s) for s in ("a", "b")}
+    rows = []
+    for k, band in enumerate(bands):
+        row: list[Any] = [
+            band.get("index", k),
+            _range(band["radius"], 3),
+            _range(band.get("cycles"), 1),
+        ]
+        if polar:
+            row.append(_range([math.degrees(a) for a in band.get("angle", (0, math.pi))], 0))
+        row.append(band.get("count"))
+        for side in ("a", "b"):
+            data = sides[side]
+            scores = data.get("scores")
+            a_norm = float(data["absolute_normalised"][k])
+            d_norm = float(data["directed_normalised"][k])
+            row += [
+                None if scores is None else scores[k],
+                data["absolute"][k],
+                data["directed"][k],
+                (a_norm, to_hex(abs_cmap(min(max(a_norm, 0.0), 1.0)))),
+                (d_norm, to_hex(dir_cmap(dir_norm(d_norm)))),
+            ]
+        rows.append(row)
+    return html_table(header, rows, caption="Δ = s_ref − s_k: score without band k")
+
+
+def _auc_table(faithfulness: Mapping[str, Any]) -> str:
+    keys = (
+        "deletion",
+        "random_deletion_mean",
+        "reverse_deletion",
+        "insertion",
+        "random_insertion_mean",
+        "reverse_insertion",
+    )
+    rows = []
+    for side in ("a", "b"):
+        auc = (faithfulness.get(side) or {}).get("auc") or {}
+        rows.append([side, *(auc.get(k) for k in keys)])
+    header = [
+        "image",
+        "deletion",
+        "random deletion",
+        "reverse deletion",
+        "insertion",
+        "random insertion",
+        "reverse insertion",
+    ]
+    return html_table(header, rows, caption="areas under the curves (x = fraction of bands)")
+
+
+def _provenance(explanation: Mapping[str, Any]) -> str:
+    model = explanation.get("model") or {}
+    schedule = explanation.get("schedule") or {}
+    rows = [
+        ("freqxfr version", explanation.get("freqxfr_version")),
+        ("model", model.get("name")),
+        ("metric", model.get("metric")),
+        ("execution provider", model.get("provider")),
+        ("input size", _join(model.get("input_size"), "×")),
+        ("channel order", model.get("channel_order")),
+        ("masking backend", explanation.get("backend")),
+        ("mode", explanation.get("mode")),
+        ("domain", explanation.get("domain")),
+        ("clip", explanation.get("clip")),
+        (
+            "band schedule",
+            f"{schedule.get('kind', '?')}, {len(explanation.get('bands') or [])} bands",
+        ),
+    ]
+    timings = explanation.get("timings_ms") or {}
+    rows += [(f"time: {name} (ms)", value) for name, value in timings.items()]
+    return html_table(("", "value"), rows)
+
+
+# --- a dataset run ----------------------------------------------------------------------------
+
+
+def write_dataset_report(
+    out_dir: str | os.PathLike[str],
+    summary: Mapping[str, Any],
+    extra_sections: Sequence[SectionLike] | None = None,
+) -> Path:
+    """Write the profile plots and tables of a dataset run and a self-contained ``report.html``.
+
+    Parameters
+    ----------
+    out_dir : path-like
+        Output folder; receives ``profiles.png``, ``outcomes.png`` and ``groups.png`` (when the
+        summary has outcomes and groups) and ``report.html``.
+    summary : dict
+        The ``summary.json`` dict of a dataset run.
+    extra_sections : sequence of Section or (title, html, [png paths]), optional
+        Sections appended by scenario commands (cross-resolution, morphing attacks).
+
+    Returns
+    -------
+    pathlib.Path
+        The HTML file.
+    """
+    folder = ensure_dir(out_dir)
+    bands = plots.check_bands(summary)
+    sections = [Section("Overview", _overview(summary))]
+    classes = plots.usable_profiles(summary.get("classes"))
+    if classes:
+        img = plots.plot_profiles(summary, folder / "profiles.png")
+        sections.append(Section("Genuine vs impostor", _profile_table(classes, bands), [img]))
+    outcomes = plots.usable_profiles(summary.get("outcomes"))
+    img = plots.plot_outcome_profiles(summary, folder / "outcomes.png")
+    if img is not None:
+        sections.append(Section("Decision outcomes", _profile_table(outcomes, bands), [img]))
+    img = plots.plot_group_profiles(summary, folder / "groups.png")
+    if img is not None:
+        sections.append(Section("Groups", _group_tables(summary, bands), [img]))
+    sections.append(Section("How to read this", html_paragraph(DATASET_HOW_TO_READ)))
+    sections += [_as_section(s) for s in extra_sections or ()]
+    model = (summary.get("model") or {}).get("name", "?")
+    return write_report(folder, f"freqxfr dataset report ({model})", sections)
+
+
+def _overview(summary: Mapping[str, Any]) -> str:
+    model = summary.get("model") or {}
+    schedule = summary.get("schedule") or {}
+    rows = [
+        ("pairs explained", summary.get("pairs")),
+        ("pairs failed", summary.get("failed")),
+        ("accuracy at the model's threshold", summary.get("accuracy")),
+        ("model", model.get("name")),
+        ("metric", model.get("metric")),
+        ("execution provider", model.get("provider")),
+        ("band schedule", f"{schedule.get('kind', '?')}, {len(summary.get('bands') or [])} bands"),
+    ]
+    counts = [
+        (f"images: {name}", p.get("n_images"))
+        for name, p in plots.usable_profiles(summary.get("classes")).items()
+    ]
+    counts += [
+        (f"images: {name}", p.get("n_images"))
+        for name, p in plots.usable_profiles(summary.get("outcomes")).items()
+    ]
+    return html_table(("", "value"), rows + counts)
+
+
+def _profile_table(
+    profiles: Mapping[str, Mapping[str, Any]], bands: Sequence[Mapping[str, Any]]
+) -> str:
+    header = ["band", "ρ range"]
+    for name in profiles:
+        header += [f"{name}: |Δ| mean ± sd", f"{name}: Δ mean ± sd"]
+    rows = []
+    for k, band in enumerate(bands):
+        row: list[Any] = [band.get("index", k), _range(band["radius"], 3)]
+        for prof in profiles.values():
+            row.append(_pm(prof, "absolute", k))
+            row.append(_pm(prof, "directed", k))
+        rows.append(row)
+    return html_table(header, rows)
+
+
+def _group_tables(summary: Mapping[str, Any], bands: Sequence[Mapping[str, Any]]) -> str:
+    parts = []
+    for column, values in (summary.get("groups") or {}).items():
+        profiles = plots.usable_profiles(values)
+        if profiles:
+            parts.append(f"<h3>{_esc(column)}</h3>" + _profile_table(profiles, bands))
+    return "\n".join(parts)
+
+
+def _pm(profile: Mapping[str, Any], kind: str, k: int) -> str:
+    mean = profile[f"{kind}_mean"][k]
+    std = (profile.get(f"{kind}_std") or [None] * (k + 1))[k]
+    return _fmt(mean) if std is None else f"{_fmt(mean)} ± {_fmt(std)}"
+
+
+# --- rendering --------------------------------------------------------------------------------
+
+
+def _as_section(section: SectionLike) -> Section:
+    if isinstance(section, Section):
+        return section
+    if isinstance(section, tuple) and len(section) in (2, 3):
+        title, fragment = section[0], section[1]
+        images = tuple(section[2]) if len(section) == 3 else ()
+        return Section(str(title), str(fragment), images)
+    raise InputError(
+        f"a report section must be a Section or a (title, html[, images]) tuple, got {section!r:.80}"
+    )
+
+
+def _render_section(section: Section) -> str:
+    figures = "\n".join(_figure(p) for p in section.images)
+    return f"<section>\n<h2>{_esc(section.title)}</h2>\n{section.html}\n{figures}\n</section>"
+
+
+def _figure(path: str | os.PathLike[str]) -> str:
+    file = Path(path)
+    mime = _MIME.get(file.suffix.lower())
+    if mime is None:
+        raise InputError(f"cannot embed {file}: only {', '.join(_MIME)} images are supported")
+    try:
+        data = file.read_bytes()
+    except OSError as exc:
+        raise InputError(f"cannot embed image {file}: {exc.strerror or exc}") from None
+    encoded = base64.b64encode(data).decode("ascii")
+    name = _esc(file.name)
+    return (
+        f'<figure><img src="data:{mime};base64,{encoded}" alt="{name}">'
+        f"<figcaption>{name}</figcaption></figure>"
+    )
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, tuple) and len(value) == 2 and isinstance(value[1], str):
+        shade, text = value[1], _fmt(value[0])
+        ink = "#fff" if _is_dark(shade) else "#000"
+        return f'<td style="background:{_esc(shade)};color:{ink}">{text}</td>'
+    return f"<td>{_fmt(value)}</td>"
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, (bool, np.bool_)):
+        return "yes" if value else "no"
+    if isinstance(value, (int, np.integer)):
+        return str(int(value))
+    if isinstance(value, (float, np.floating)):
+        return f"{float(value):.4g}"
+    return _esc(value)
+
+
+def _range(values: Any, digits: int) -> str | None:
+    if values is None:
+        return None
+    lo, hi = values
+    return f"{float(lo):.{digits}f}–{float(hi):.{digits}f}"
+
+
+def _join(values: Any, sep: str) -> str | None:
+    return None if values is None else sep.join(str(v) for v in values)
+
+
+def _is_dark(colour: str) -> bool:
+    r, g, b = (int(colour[i : i + 2], 16) / 255 for i in (1, 3, 5))
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b < 0.45
+
+
+def _esc(text: Any) -> str:
+    return html.escape(str(text), quote=True)
+
+
+_STYLE = """
+body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2em auto;
+       max-width: 1200px; padding: 0 1em; color: #222; }
+h1 { font-size: 1.4em; } h2 { font-size: 1.15em; border-bottom: 1px solid #ccc; margin-top: 2em; }
+table { border-collapse: collapse; font-size: 0.8em; margin: 0.8em 0; }
+th, td { border: 1px solid #ddd; padding: 2px 6px; text-align: right; }
+th { background: #f3f3f3; } td:first-child, th:first-child { text-align: left; }
+caption { caption-side: bottom; font-size: 0.9em; color: #666; text-align: left; }
+figure { margin: 1em 0; } figure img { max-width: 100%; height: auto; }
+figcaption { font-size: 0.75em; color: #777; }
+p { max-width: 60em; line-height: 1.45; }
+"""
+
+# Counts images that failed to decode once everything has loaded, for a headless-browser check.
+_SCRIPT = """
+window.addEventListener("load", function () {
+  var broken = 0;
+  var images = document.getElementsByTagName("img");
+  for (var i = 0; i < images.length; i++) {
+    if (!images[i].complete || images[i].naturalWidth === 0) { broken += 1; }
+  }
+  document.body.dataset.brokenImages = String(broken);
+  document.body.dataset.loadedImages = String(images.length - broken);
+  document.title += broken ? " [" + broken + " broken images]" : " [rendered]";
+});
+"""
+
+_PAGE = """<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<meta name="generator" content="freqxfr">
+<title>{title}</title>
+<style>{style}</style>
+</head>
+<body data-expected-images="{n_images}">
+<h1>{title}</h1>
+{body}
+<script>{script}</script>
+</body>
+</html>
+"""

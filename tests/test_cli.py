@@ -1,0 +1,92 @@
+"""The freqxfr command line, run as users run it: a subprocess, real files, real models."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+
+def freqxfr(*args: str, cwd=None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "freqxfr", *map(str, args)], capture_output=True,
+                          text=True, cwd=cwd, timeout=600)
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess, *fragments: str) -> None:
+    assert result.returncode != 0
+    err = result.stderr.strip()
+    assert "Traceback" not in err, err
+    assert len(err.splitlines()) == 1, err
+    for fragment in fragments:
+        assert fragment in err, err
+
+
+def test_demo_writes_reports_for_a_genuine_and_an_impostor_pair(tmp_path):
+    result = freqxfr("demo", "--out", tmp_path / "demo")
+    assert result.returncode == 0, result.stderr
+    assert "genuine pair: MATCH" in result.stdout and "impostor pair: NO MATCH" in result.stdout
+    for name in ("genuine", "impostor"):
+        record = json.loads((tmp_path / "demo" / name / "explanation.json").read_text())
+        assert record["model"]["name"] == "dlib_resnet"
+        assert len(record["a"]["absolute"]) == 16 and "faithfulness" in record
+        assert (tmp_path / "demo" / name / "report.html").stat().st_size > 10_000
+
+
+def test_explain_writes_explanation_json(data_dir, tmp_path):
+    a = data_dir / "lfw_aligned112" / "images" / "Abdullah_Gul" / "Abdullah_Gul_0001.jpg"
+    b = data_dir / "lfw_aligned112" / "images" / "Abdullah_Gul" / "Abdullah_Gul_0006.jpg"
+    result = freqxfr("explain", a, b, "--model", "sface", "--bands", "8", "--out", tmp_path, "--json")
+    assert result.returncode == 0, result.stderr
+    printed = json.loads(result.stdout)
+    on_disk = json.loads((tmp_path / "explanation.json").read_text())
+    assert printed["score_ref"] == on_disk["score_ref"]
+    for key in ("score_ref", "threshold", "decision", "bands"):
+        assert key in on_disk
+    assert [len(on_disk["bands"]), len(on_disk["a"]["directed_normalised"])] == [8, 8]
+    assert on_disk["bands"][7]["radius"] == [0.875, 1.0]
+    assert max(on_disk["b"]["absolute_normalised"]) == pytest.approx(1.0)
+
+
+def test_errors_are_one_line_without_traceback(data_dir, tmp_path):
+    face = data_dir / "frll" / "neutral" / "001_03.jpg"
+    missing = tmp_path / "missing.jpg"
+    assert_one_line_error(freqxfr("explain", missing, face, "--out", tmp_path / "o1"), "missing.jpg")
+
+    text = tmp_path / "notes.jpg"
+    text.write_text("this is not an image")
+    assert_one_line_error(freqxfr("explain", text, face, "--out", tmp_path / "o2"), "notes.jpg")
+
+    grey = tmp_path / "grey.png"
+    Image.fromarray(np.full((400, 400, 3), 128, np.uint8)).save(grey)
+    assert_one_line_error(freqxfr("explain", grey, face, "--out", tmp_path / "o3"), "grey.png")
+
+    blocker = tmp_path / "blocker"
+    blocker.write_text("a file, not a folder")
+    assert_one_line_error(freqxfr("explain", face, face, "--out", blocker / "out"), "blocker")
+
+    pairs = tmp_path / "pairs.csv"
+    pairs.write_text("path1,path2,same\nfrll/neutral/001_03.jpg,frll/smiling/001_08.jpg,1\n"
+                     "only-one-column\n")
+    assert_one_line_error(freqxfr("dataset", pairs, "--root", data_dir, "--out", tmp_path / "o4"),
+                          "pairs.csv", "line 3")
+
+    verbose = freqxfr("--verbose", "explain", missing, face, "--out", tmp_path / "o5")
+    assert verbose.returncode != 0 and "Traceback" in verbose.stderr
+
+
+def test_dataset_command_runs_and_resumes(data_dir, tmp_path):
+    pairs = tmp_path / "pairs.csv"
+    lines = (data_dir / "lfw_aligned112" / "pairs_generated.csv").read_text().splitlines()
+    pairs.write_text("\n".join([lines[0], *lines[1::300]]) + "\n")
+    args = ("dataset", pairs, "--root", data_dir, "--out", tmp_path / "run", "--model", "sface",
+            "--bands", "8", "--no-progress")
+    first = freqxfr(*args)
+    assert first.returncode == 0, first.stderr
+    assert "5 pairs explained, 0 failed" in first.stdout
+    again = freqxfr(*args)  # nothing left to do: same results, not redone
+    assert again.returncode == 0
+    assert len((tmp_path / "run" / "results.jsonl").read_text().splitlines()) == 5
