@@ -311,7 +311,7 @@ def _detection_copy(pixels: np.ndarray) -> tuple[np.ndarray, float]:
         return pixels, 1.0
     scale = DETECT_MAX_SIDE / longest
     small = (max(1, round(width * scale)), max(1, round(height * scale)))
-    work = np.asarray(Image.fromarray(pixels).resize(small, Image.Resampling.BILINEAR))
+    work = np.asarray(Image.fromarray(pixels).resize(small, Image.Resampling.BOX))  # area average
     return work, small[0] / width
 
 
