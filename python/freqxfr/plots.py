@@ -1,7 +1,9 @@
 """PNG plots of frequency explanations: FHP discs, band bars, masked strips, curves and profiles.
 
 Every figure is a ``matplotlib.figure.Figure`` drawn on its own Agg canvas; pyplot and its global
-state are never touched, so plots can be drawn from several threads at once and leak no figures.
+state are never touched, so no figure is registered anywhere or leaked. Matplotlib does not promise
+thread safety, so rendering (where text layout uses shared caches) is serialised by a lock; drawing
+is GIL-bound anyway, so the lock costs no throughput, and plots may be made from several threads.
 Each ``plot_*`` function takes plain data (the dicts of ``explanation.json``, ``summary.json`` and
 faithfulness results, or arrays) and a path, writes the PNG atomically and returns the path.
 
@@ -19,6 +21,7 @@ from __future__ import annotations
 import io
 import math
 import os
+import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from statistics import NormalDist
@@ -39,6 +42,7 @@ from .errors import InputError
 ABSOLUTE_CMAP = "viridis"
 DIRECTED_CMAP = "RdBu"
 DPI = 110
+_RENDER_LOCK = threading.Lock()
 Kind = Literal["absolute", "directed"]
 
 _SIDES = ("a", "b")
@@ -66,7 +70,8 @@ def save_figure(fig: Figure, path: str | os.PathLike[str]) -> Path:
     Raises ``OutputError`` naming the folder if it cannot be written.
     """
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=DPI, facecolor="white")
+    with _RENDER_LOCK:
+        fig.savefig(buffer, format="png", dpi=DPI, facecolor="white")
     return write_output(path, buffer.getvalue())
 
 
@@ -475,7 +480,7 @@ def _profile_figure(
             ax = axes[r, c]
             for i, (name, prof) in enumerate(profiles.items()):
                 mean = _band_values(prof[mean_key], bands, f"{row_title}.{name}.{mean_key}")
-                label = f"{name} (n={prof.get('n_images', '?')})"
+                label = f"{display_name(name)} (n={prof.get('n_images', '?')})"
                 ax.plot(x, mean, marker="o", markersize=3, color=f"C{i}", label=label)
                 if std_key and prof.get(std_key) is not None:
                     sd = _band_values(prof[std_key], bands, f"{row_title}.{name}.{std_key}")
@@ -564,6 +569,8 @@ def plot_centroid_shift(
     ci_lo: Sequence[float],
     ci_hi: Sequence[float],
     path: str | os.PathLike[str],
+    *,
+    ci_label: str = "95% CI",
 ) -> Path:
     """The influence-weighted mean band index per factor, with its (bootstrap) confidence interval."""
     f = _vector(factors, "factors")
@@ -574,7 +581,7 @@ def plot_centroid_shift(
     fig = new_figure(6.0, 4.0)
     ax = fig.add_subplot()
     ax.errorbar(
-        f, c, yerr=np.vstack([c - lo, hi - c]), marker="o", capsize=4, label="centroid, 95% CI"
+        f, c, yerr=np.vstack([c - lo, hi - c]), marker="o", capsize=4, label=f"centroid, {ci_label}"
     )
     _factor_axis(ax, f)
     ax.set_ylabel("influence-weighted mean band index")
@@ -657,6 +664,9 @@ def plot_det(
             _probit(np.clip(y, lo, hi)),
             color=f"C{i}",
             linewidth=1.6,
+            marker="o" if x.size <= 60 else None,  # small sets: show the operating points
+            markersize=3,
+            clip_on=False,  # rates of 0 sit on the axis edge; keep them visible
             label=name,
         )
     edge = _probit(np.array([lo, hi]))
@@ -718,6 +728,11 @@ def plot_class_profiles(
 
 
 # --- helpers ----------------------------------------------------------------------------------
+
+
+def display_name(key: str) -> str:
+    """A summary key as a label: ``"true_non_match"`` → ``"true non-match"``."""
+    return str(key).replace("non_match", "non-match").replace("_", " ")
 
 
 def check_bands(data: Mapping[str, Any]) -> list[Mapping[str, Any]]:

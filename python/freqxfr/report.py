@@ -260,8 +260,8 @@ def _pair_band_table(explanation: Mapping[str, Any], bands: Sequence[Mapping[str
                 None if scores is None else scores[k],
                 data["absolute"][k],
                 data["directed"][k],
-                (a_norm, to_hex(abs_cmap(min(max(a_norm, 0.0), 1.0)))),
-                (d_norm, to_hex(dir_cmap(dir_norm(d_norm)))),
+                (f"{a_norm:.3f}", to_hex(abs_cmap(min(max(a_norm, 0.0), 1.0)))),
+                (f"{d_norm:.3f}", to_hex(dir_cmap(dir_norm(d_norm)))),
             ]
         rows.append(row)
     return html_table(header, rows, caption="Δ = s_ref − s_k: score without band k")
@@ -343,7 +343,10 @@ def write_dataset_report(
     """
     folder = ensure_dir(out_dir)
     bands = plots.check_bands(summary)
-    sections = [Section("Overview", _overview(summary))]
+    sections = [
+        Section("Overview", _overview(summary)),
+        Section("How to read this", html_paragraph(DATASET_HOW_TO_READ)),
+    ]
     classes = plots.usable_profiles(summary.get("classes"))
     if classes:
         img = plots.plot_profiles(summary, folder / "profiles.png")
@@ -355,7 +358,6 @@ def write_dataset_report(
     img = plots.plot_group_profiles(summary, folder / "groups.png")
     if img is not None:
         sections.append(Section("Groups", _group_tables(summary, bands), [img]))
-    sections.append(Section("How to read this", html_paragraph(DATASET_HOW_TO_READ)))
     sections += [_as_section(s) for s in extra_sections or ()]
     model = (summary.get("model") or {}).get("name", "?")
     return write_report(folder, f"freqxfr dataset report ({model})", sections)
@@ -374,11 +376,11 @@ def _overview(summary: Mapping[str, Any]) -> str:
         ("band schedule", f"{schedule.get('kind', '?')}, {len(summary.get('bands') or [])} bands"),
     ]
     counts = [
-        (f"images: {name}", p.get("n_images"))
+        (f"images: {plots.display_name(name)}", p.get("n_images"))
         for name, p in plots.usable_profiles(summary.get("classes")).items()
     ]
     counts += [
-        (f"images: {name}", p.get("n_images"))
+        (f"images: {plots.display_name(name)}", p.get("n_images"))
         for name, p in plots.usable_profiles(summary.get("outcomes")).items()
     ]
     return html_table(("", "value"), rows + counts)
@@ -389,7 +391,10 @@ def _profile_table(
 ) -> str:
     header = ["band", "ρ range"]
     for name in profiles:
-        header += [f"{name}: |Δ| mean ± sd", f"{name}: Δ mean ± sd"]
+        header += [
+            f"{plots.display_name(name)}: |Δ| mean ± sd",
+            f"{plots.display_name(name)}: Δ mean ± sd",
+        ]
     rows = []
     for k, band in enumerate(bands):
         row: list[Any] = [band.get("index", k), _range(band["radius"], 3)]

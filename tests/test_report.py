@@ -1,0 +1,559 @@
+"""Plots and self-contained HTML reports, drawn from real explanations.
+
+Every explanation here is the real thing: the default model (dlib's ResNet in ONNX Runtime) on
+real LFW and FRLL photos, through ``freqxfr.Explainer``. The scenario plots get real numbers too:
+a small cross-resolution sweep and a few real FRLL morphs.
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import csv
+import dataclasses
+import io
+import json
+import math
+import os
+import re
+import shutil
+import subprocess
+import sys
+import threading
+from html.parser import HTMLParser
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from freqxfr import BandSchedule, explain, plots, profiles
+from freqxfr.dataset import run_dataset
+from freqxfr.errors import FreqxfrError, InputError, OutputError
+from freqxfr.pairs import Pair, read_pairs
+from freqxfr.report import (
+    Section,
+    html_table,
+    write_dataset_report,
+    write_pair_report,
+    write_report,
+)
+
+FACTORS = (1, 2, 4, 8)
+# (vertical, horizontal) frequencies well inside one band each of BandSchedule.polar(2, 4) at
+# 112×112 (rings split at relative radius 0.5, i.e. 39.6 cycles; sectors every 45°), one per band.
+POLAR_POINTS = [(4, 20), (25, 10), (20, -10), (-4, 20), (10, 50), (45, 25), (-45, 25), (30, -50)]
+EVIL = "<script>alert(1)</script>$x_1$.jpg"  # HTML and matplotlib mathtext in one file name
+
+
+# --- real explanations ------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def explainer() -> explain.Explainer:
+    return explain.Explainer(None, BandSchedule.rings(16))
+
+
+@pytest.fixture(scope="module")
+def lfw_pairs(data_dir: Path) -> list[Pair]:
+    return read_pairs(data_dir / "lfw_aligned112" / "pairs_generated.csv", data_dir)
+
+
+@pytest.fixture(scope="module")
+def pair(explainer, lfw_pairs) -> dict:
+    """One real genuine LFW pair: explanation dict, faces, masked views and faithfulness curves."""
+    first = next(p for p in lfw_pairs if p.same)
+    faces = np.stack([explainer.prepare(first.path_a), explainer.prepare(first.path_b)])
+    result = explainer.explain(faces[0], faces[1], aligned=True, same=True)
+    explanation = result.to_dict()
+    explanation["a"]["source"] = str(first.path_a)
+    explanation["b"]["source"] = str(first.path_b)
+    curves = explainer.faithfulness(
+        faces[0], faces[1], seeds=3, aligned=True, explanation=result
+    ).to_dict()
+    return {
+        "explanation": explanation,
+        "faces": faces,
+        "views": explainer.masked_views(faces),
+        "faithfulness": curves,
+    }
+
+
+@pytest.fixture(scope="module")
+def pair_report(pair, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("pair")
+    return write_pair_report(
+        out, pair["explanation"], pair["faces"], pair["views"], pair["faithfulness"]
+    )
+
+
+@pytest.fixture(scope="module")
+def frll_run(explainer, data_dir, tmp_path_factory) -> dict:
+    """A real dataset run: 4 genuine and 4 impostor FRLL pairs with their gender and ethnicity."""
+    with open(data_dir / "frll" / "index.csv", newline="") as handle:
+        index = {row["path"]: row for row in csv.DictReader(handle)}
+    listed = read_pairs(data_dir / "frll" / "pairs.csv", data_dir)
+    chosen = [p for p in listed if p.same][:4] + [p for p in listed if not p.same][:4]
+    pairs = []
+    for p in chosen:
+        row = index[p.path_a.relative_to(data_dir).as_posix()]
+        pairs.append(
+            dataclasses.replace(p, groups={"gender": row["gender"], "ethnicity": row["ethnicity"]})
+        )
+    out = tmp_path_factory.mktemp("frll_run")
+    summary = run_dataset(pairs, out, explainer, progress=False, report=False)
+    records = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    scores = [(r["same"], r["score_ref"]) for r in records]
+    return {"summary": summary, "scores": scores}
+
+
+# --- checks on pictures and pages ------------------------------------------------------------
+
+
+def assert_picture(source: Path | bytes, min_size: tuple[int, int] = (400, 200)) -> np.ndarray:
+    """A valid PNG of at least ``min_size`` with real content (not blank, not one flat colour)."""
+    raw = source if isinstance(source, bytes) else source.read_bytes()
+    assert raw.startswith(b"\x89PNG\r\n\x1a\n")
+    Image.open(io.BytesIO(raw)).verify()
+    image = Image.open(io.BytesIO(raw))
+    assert image.width >= min_size[0] and image.height >= min_size[1], image.size
+    pixels = np.asarray(image.convert("RGB"))
+    assert pixels.std() > 20, "the picture is (nearly) blank"
+    packed = (pixels[..., 0].astype(np.uint32) << 16) | (pixels[..., 1].astype(np.uint32) << 8)
+    assert len(np.unique(packed | pixels[..., 2])) > 50, "too few colours for a plot"
+    assert (pixels < 250).any(axis=-1).mean() > 0.05, "almost nothing drawn on the white page"
+    return pixels
+
+
+class _Page(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.images: list[dict[str, str | None]] = []
+        self.scripts = 0
+        self.body: dict[str, str | None] = {}
+        self.external: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        attributes = dict(attrs)
+        if tag == "img":
+            self.images.append(attributes)
+        elif tag == "script":
+            self.scripts += 1
+        elif tag == "body":
+            self.body = attributes
+        for key in ("src", "href"):
+            value = attributes.get(key)
+            if value and not value.startswith("data:"):
+                self.external.append(value)
+
+
+def parse_page(path: Path) -> _Page:
+    page = _Page()
+    page.feed(path.read_text(encoding="utf-8"))
+    return page
+
+
+def assert_self_contained(report: Path, expected: list[str]) -> _Page:
+    """Every image is embedded, decodes, and equals the PNG written beside the report."""
+    page = parse_page(report)
+    assert page.external == [], "the report links to outside files"
+    assert page.scripts == 1, "only the image-check script may be in the page"
+    assert [img["alt"] for img in page.images] == expected
+    assert page.body["data-expected-images"] == str(len(expected))
+    for img in page.images:
+        prefix = "data:image/png;base64,"
+        assert img["src"].startswith(prefix)
+        data = base64.b64decode(img["src"][len(prefix) :], validate=True)
+        assert data == (report.parent / img["alt"]).read_bytes()
+        assert_picture(data)
+    return page
+
+
+def disc_pixel(fig, ax, x: float, y: float) -> np.ndarray:
+    """RGB of the rendered figure at data point (x, y) of ``ax``."""
+    buffer = np.asarray(fig.canvas.buffer_rgba())
+    px, py = ax.transData.transform((x, y))
+    return buffer[buffer.shape[0] - 1 - round(py), round(px), :3].astype(int)
+
+
+def rgb(colour) -> np.ndarray:
+    return np.round(np.asarray(colour[:3]) * 255).astype(int)
+
+
+# --- the pair report -------------------------------------------------------------------------
+
+
+def test_pair_report_writes_every_picture_and_embeds_them(pair_report, pair):
+    folder = pair_report.parent
+    expected = ["fhp.png", "bands.png", "strip.png", "curves.png"]
+    assert sorted(p.name for p in folder.iterdir()) == sorted([*expected, "report.html"])
+    assert_self_contained(pair_report, expected)
+    # The strip has one column per band plus the original, each at least 40 px wide.
+    k = len(pair["explanation"]["bands"])
+    with Image.open(folder / "strip.png") as strip:
+        assert strip.width >= 40 * (k + 1)
+
+
+def test_pair_report_shows_the_numbers(pair_report, pair):
+    text = pair_report.read_text(encoding="utf-8")
+    explanation = pair["explanation"]
+    assert f"{explanation['score_ref']:.4g}" in text
+    assert f"{explanation['threshold']:.4g}" in text
+    assert ">match<" in text and "same person (correct)" in text
+    assert explanation["model"]["name"] in text and explanation["model"]["provider"] in text
+    for side in ("a", "b"):
+        for k in (0, 5, 15):
+            assert f"<td>{explanation[side]['absolute'][k]:.4g}</td>" in text
+            assert f"<td>{explanation[side]['directed'][k]:.4g}</td>" in text
+    auc = pair["faithfulness"]["a"]["auc"]["deletion"]
+    assert f"<td>{auc:.4g}</td>" in text
+    assert "How to read this" in text
+    # One table row per band in the influence table.
+    table = text.split("Influence per band", 1)[1].split("</table>", 1)[0]
+    assert table.count("<tr>") == 1 + len(explanation["bands"])
+
+
+def test_pair_report_without_views_or_curves(pair, tmp_path):
+    report = write_pair_report(tmp_path / "plain", pair["explanation"], pair["faces"])
+    assert_self_contained(report, ["fhp.png", "bands.png"])
+    assert not (tmp_path / "plain" / "strip.png").exists()
+
+
+def test_names_are_escaped_in_html_and_plots(pair, tmp_path):
+    explanation = copy.deepcopy(pair["explanation"])
+    explanation["a"]["source"] = f"/faces/{EVIL}"
+    explanation["groups"] = {"<i>gender</i>": "<b>x</b>&"}
+    out = tmp_path / "<b>out</b>"
+    report = write_pair_report(out, explanation, pair["faces"])
+    text = report.read_text(encoding="utf-8")
+    assert "<script>alert" not in text
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;$x_1$.jpg" in text
+    assert "&lt;b&gt;x&lt;/b&gt;&amp;" in text and "&lt;i&gt;gender&lt;/i&gt;" in text
+    assert_self_contained(report, ["fhp.png", "bands.png"])
+
+
+# --- colours and geometry of the FHP ---------------------------------------------------------
+
+
+def test_directed_colours_are_centred_at_zero():
+    bands = [b.to_dict() for b in BandSchedule.rings(8).resolve(112, 112).bands]
+    values = [1.0, -1.0, 0.5, -0.5, 0.0, 0.25, -0.25, 0.0]
+    fig = plots.new_figure(5, 5)
+    ax = fig.add_subplot()
+    mappable = plots.fhp_disc(ax, values, bands, kind="directed")
+    fig.canvas.draw()
+    cmap = plots.fhp_cmap("directed")
+    assert mappable.norm.vmin == -mappable.norm.vmax == -1.0
+    centre = rgb(cmap(0.5))
+    for value, band in zip(values, bands, strict=True):
+        r = sum(band["radius"]) / 2
+        seen = disc_pixel(fig, ax, r * math.cos(1.0), r * math.sin(1.0))
+        assert np.abs(seen - rgb(cmap((value + 1) / 2))).max() <= 2, (value, seen)
+        if value == 0:
+            assert np.abs(seen - centre).max() <= 2  # 0 is the diverging map's neutral centre
+    # +v and -v sit at mirror positions of the map, so neither sign is favoured.
+    assert mappable.to_rgba(0.0) == cmap(0.5)
+    assert np.isclose(mappable.norm(0.5) + mappable.norm(-0.5), 1.0)
+
+
+def test_absolute_colours_span_the_sequential_map():
+    bands = [b.to_dict() for b in BandSchedule.rings(4).resolve(112, 112).bands]
+    values = [1.0, 0.0, 0.5, 2.0]  # 2.0 saturates
+    fig = plots.new_figure(4, 4)
+    ax = fig.add_subplot()
+    plots.fhp_disc(ax, values, bands, kind="absolute", colorbar=False)
+    fig.canvas.draw()
+    cmap = plots.fhp_cmap("absolute")
+    for value, band in zip(values, bands, strict=True):
+        r = sum(band["radius"]) / 2
+        seen = disc_pixel(fig, ax, 0.0, -r)
+        assert np.abs(seen - rgb(cmap(min(value, 1.0)))).max() <= 2, (value, seen)
+
+
+def test_polar_wedges_follow_the_centred_spectrum():
+    """Each wedge sits where its coefficients sit in ``imshow(fftshift(spectrum))``, mirrored by π."""
+    size = 112
+    resolved = BandSchedule.polar(2, 4).resolve(size, size)
+    bands = [b.to_dict() for b in resolved.bands]
+    values = np.linspace(0.0, 1.0, len(bands))
+    fig = plots.new_figure(5, 5)
+    ax = fig.add_subplot()
+    plots.fhp_disc(ax, values, bands, kind="absolute", size=(size, size))
+    fig.canvas.draw()
+    cmap = plots.fhp_cmap("absolute")
+    corner = math.hypot(size // 2, size // 2)
+    labels = set()
+    for u, v in POLAR_POINTS:
+        label = int(resolved.labels_full[u % size, v % size])
+        labels.add(label)
+        # Screen position: horizontal frequency to the right, vertical frequency downwards.
+        for sign in (1, -1):  # the coefficient and its mirror (its conjugate) share a colour
+            seen = disc_pixel(fig, ax, sign * v / corner, -sign * u / corner)
+            assert np.abs(seen - rgb(cmap(values[label]))).max() <= 2, (u, v, label, seen)
+    assert labels == set(range(len(bands)))  # every band was checked
+
+
+# --- errors --------------------------------------------------------------------------------------
+
+
+def test_unwritable_output_folder_is_a_clear_error(pair, tmp_path, frll_run):
+    blocker = tmp_path / "not_a_folder"
+    blocker.write_text("a regular file")
+    out = blocker / "report"
+    with pytest.raises(OutputError, match=re.escape(str(out))) as info:
+        write_pair_report(out, pair["explanation"], pair["faces"])
+    assert isinstance(info.value, FreqxfrError)
+    assert f"{blocker} is a file" in str(info.value)
+    with pytest.raises(OutputError, match="is a file"):
+        write_dataset_report(out, frll_run["summary"])
+    with pytest.raises(OutputError, match=re.escape(str(blocker))):
+        plots.plot_band_bars(pair["explanation"], blocker / "bands.png")
+    assert blocker.read_text() == "a regular file"
+
+
+def test_read_only_folder_is_a_clear_error(pair, tmp_path):
+    if os.geteuid() == 0:
+        pytest.skip("root may write into read-only folders")
+    folder = tmp_path / "locked"
+    folder.mkdir()
+    folder.chmod(0o500)
+    try:
+        with pytest.raises(OutputError, match=re.escape(str(folder))):
+            write_pair_report(folder, pair["explanation"], pair["faces"])
+    finally:
+        folder.chmod(0o700)
+
+
+def test_malformed_input_is_named(pair, tmp_path):
+    explanation = copy.deepcopy(pair["explanation"])
+    del explanation["a"]["directed"]
+    with pytest.raises(InputError, match=r"a\.directed"):
+        write_pair_report(tmp_path / "x", explanation, pair["faces"])
+    explanation = copy.deepcopy(pair["explanation"])
+    explanation["b"]["absolute"] = explanation["b"]["absolute"][:-1]
+    with pytest.raises(InputError, match=r"b\.absolute must be 16 values"):
+        plots.plot_band_bars(explanation, tmp_path / "bars.png")
+    with pytest.raises(InputError, match=r"faces must have shape \(2, H, W, 3\)"):
+        plots.plot_pair(pair["explanation"], pair["faces"][:1], tmp_path / "fhp.png")
+    with pytest.raises(InputError, match="views must have shape"):
+        plots.plot_masked_strip(
+            pair["views"][:, :3], pair["explanation"]["bands"], tmp_path / "s.png"
+        )
+    with pytest.raises(InputError, match="kind must be"):
+        plots.fhp_norm("signed")
+    with pytest.raises(InputError, match="cannot embed"):
+        write_report(tmp_path / "r", "t", [("s", "", [tmp_path / "missing.png"])])
+
+
+# --- thread safety and pyplot --------------------------------------------------------------------
+
+
+def test_plots_are_thread_safe_and_leave_pyplot_alone(pair, tmp_path):
+    serial = plots.plot_band_bars(pair["explanation"], tmp_path / "serial.png").read_bytes()
+    errors: list[BaseException] = []
+
+    def draw(i: int) -> None:
+        try:
+            plots.plot_band_bars(pair["explanation"], tmp_path / f"t{i}.png")
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=draw, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    for i in range(4):
+        assert (tmp_path / f"t{i}.png").read_bytes() == serial
+    probe = (
+        "import sys, numpy as np; from freqxfr import plots, report; "
+        "plots.plot_class_profiles({'x': (np.arange(4.0), np.ones(4))}, sys.argv[1]); "
+        "print('matplotlib.pyplot' in sys.modules)"
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    done = subprocess.run(
+        [sys.executable, "-c", probe, str(tmp_path / "p.png")],
+        capture_output=True, text=True, env=env, check=True, timeout=120,
+    )  # fmt: skip
+    assert done.stdout.strip() == "False"
+
+
+# --- the dataset report and the scenario plots -----------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def crossres(explainer, lfw_pairs) -> dict:
+    """A small real cross-resolution sweep: the probe side downscaled by each factor (area) and
+    upscaled back (bicubic); accuracy, mean absolute profile and centroid (bootstrap CI) per factor."""
+    chosen = [p for p in lfw_pairs if p.same][:3] + [p for p in lfw_pairs if not p.same][:3]
+    faces = [(explainer.prepare(p.path_a), explainer.prepare(p.path_b)) for p in chosen]
+    rng = np.random.default_rng(0)
+    accuracy, absolute, centroids, lo, hi = [], [], [], [], []
+    for factor in FACTORS:
+        rows, correct = [], 0
+        for p, (a, b) in zip(chosen, faces, strict=True):
+            h, w = b.shape[:2]
+            small = Image.fromarray(b).resize((w // factor, h // factor), Image.Resampling.BOX)
+            probe = np.asarray(small.resize((w, h), Image.Resampling.BICUBIC))
+            e = explainer.explain(a, probe, aligned=True, same=p.same).to_dict()
+            correct += e["decision"] == p.same
+            rows.append([e["a"]["absolute"], e["b"]["absolute"]])
+        rows_arr = np.asarray(rows)  # (pairs, 2, K)
+        per_pair = profiles.centroid(rows_arr).mean(axis=1)
+        boot = [per_pair[rng.integers(0, per_pair.size, per_pair.size)].mean() for _ in range(200)]
+        accuracy.append(correct / len(chosen))
+        absolute.append(rows_arr.reshape(-1, rows_arr.shape[-1]).mean(axis=0))
+        centroids.append(per_pair.mean())
+        lo.append(min(np.percentile(boot, 2.5), per_pair.mean()))
+        hi.append(max(np.percentile(boot, 97.5), per_pair.mean()))
+    return {"accuracy": accuracy, "absolute": np.asarray(absolute), "centroid": centroids,
+            "lo": lo, "hi": hi}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def morphs(explainer, data_dir) -> dict:
+    """Real scores of four FRLL morphs (two pairs, full and spliced) against both probes."""
+    with open(data_dir / "frll_morphs" / "index.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))[:4]
+    cache: dict[str, np.ndarray] = {}
+
+    def embedding(rel: str) -> np.ndarray:
+        if rel not in cache:
+            face = explainer.prepare(data_dir / rel)
+            cache[rel] = explainer.model.embed(face[None])[0]
+        return cache[rel]
+
+    score_a, score_b = [], []
+    for row in rows:
+        m = embedding(row["path"])
+        score_a.append(float(explainer.model.score(m, embedding(row["probe_a_smiling"]))))
+        score_b.append(float(explainer.model.score(m, embedding(row["probe_b_smiling"]))))
+    return {"a": score_a, "b": score_b, "labels": [r["method"] for r in rows]}
+
+
+def det_curve(attack: list[float], bona_fide: list[float]) -> tuple[np.ndarray, np.ndarray]:
+    """APCER/BPCER of 'lower comparison score means attack' at every threshold."""
+    thresholds = np.unique(np.concatenate([attack, bona_fide, [np.inf]]))
+    attack_arr, bona_arr = np.asarray(attack), np.asarray(bona_fide)
+    apcer = np.array([(attack_arr >= t).mean() for t in thresholds])
+    bpcer = np.array([(bona_arr < t).mean() for t in thresholds])
+    return apcer, bpcer
+
+
+@pytest.fixture(scope="module")
+def dataset_report(frll_run, crossres, morphs, explainer, tmp_path_factory) -> dict:
+    """The dataset report of the FRLL run, plus cross-resolution and morph sections."""
+    summary = frll_run["summary"]
+    out = tmp_path_factory.mktemp("dataset")  # scenario commands also write into the run's folder
+    bona_fide = [s for same, s in frll_run["scores"] if same]
+    classes = summary["classes"]
+    pictures = [
+        plots.plot_accuracy_vs_factor(FACTORS, crossres["accuracy"], out / "accuracy.png"),
+        plots.plot_profiles_by_factor(FACTORS, crossres["absolute"], out / "by_factor.png"),
+        plots.plot_centroid_shift(
+            FACTORS, crossres["centroid"], crossres["lo"], crossres["hi"], out / "centroid.png"
+        ),
+        plots.plot_score_scatter(
+            morphs["a"], morphs["b"], explainer.model.card.threshold, morphs["labels"],
+            out / "scatter.png",
+        ),
+        plots.plot_det(
+            {"comparison score": det_curve(morphs["a"] + morphs["b"], bona_fide)}, out / "det.png"
+        ),
+        plots.plot_class_profiles(
+            {name: (p["directed_mean"], p["directed_std"]) for name, p in classes.items()},
+            out / "classes.png",
+        ),
+    ]  # fmt: skip
+    table = html_table(["factor", "accuracy"], zip(FACTORS, crossres["accuracy"], strict=True))
+    extra = [
+        ("Cross-resolution", table, pictures[:3]),
+        Section("Morphing attacks", "<p>four real FRLL morphs</p>", pictures[3:]),
+    ]
+    report = write_dataset_report(out, summary, extra_sections=extra)
+    return {"report": report, "pictures": pictures, "summary": summary}
+
+
+def test_scenario_plots_are_real_pictures(dataset_report):
+    for picture in dataset_report["pictures"]:
+        assert_picture(picture, (300, 250))
+
+
+def test_dataset_report_with_scenario_sections(dataset_report):
+    summary, report = dataset_report["summary"], dataset_report["report"]
+    assert set(summary["groups"]) == {"gender", "ethnicity"}
+    names = ["profiles.png", "outcomes.png", "groups.png"]
+    assert_self_contained(report, names + [p.name for p in dataset_report["pictures"]])
+    text = report.read_text(encoding="utf-8")
+    for value in ("genuine", "impostor", "female", "male", "ethnicity", "Cross-resolution"):
+        assert value in text
+    assert f"{summary['accuracy']:.4g}" in text
+    for k in (0, 7):
+        mean = summary["classes"]["genuine"]["absolute_mean"][k]
+        std = summary["classes"]["genuine"]["absolute_std"][k]
+        assert f"{mean:.4g} ± {std:.4g}" in text
+
+
+def test_directed_heat_map_puts_zero_at_the_centre_colour(tmp_path):
+    # Lopsided values: a [min, max] scale would put 0 at 2/3 of the map, not at its white centre.
+    values = np.array([[-1.0, -0.5, 0.0, 0.25, 0.5]] * 2)
+    path = plots.plot_profiles_by_factor((1, 2), values, tmp_path / "d.png", kind="directed")
+    with Image.open(path) as image:
+        pixels = np.asarray(image.convert("RGB")).astype(int)
+    cmap = plots.fhp_cmap("directed")
+    for value in (0.0, -1.0, 0.5):
+        hits = (np.abs(pixels - rgb(cmap((value + 1) / 2))).max(axis=-1) <= 1).sum()
+        assert hits > 2000, (value, hits)  # a whole cell of that colour, not a colourbar sliver
+    with pytest.raises(InputError, match="profiles must be"):
+        plots.plot_profiles_by_factor(FACTORS, values, tmp_path / "bad.png")
+
+
+# --- a real headless browser -----------------------------------------------------------------
+
+
+def find_browser() -> str | None:
+    candidates = [os.environ.get("FREQXFR_CHROMIUM"), "chromium", "chromium-browser",
+                  "google-chrome", "google-chrome-stable"]  # fmt: skip
+    for name in candidates:
+        if name and (found := shutil.which(name)):
+            return found
+    return None
+
+
+@pytest.fixture(scope="module")
+def browser() -> str:
+    found = find_browser()
+    if found is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("no chromium binary found, and CI must run the browser tests")
+        pytest.skip("no chromium binary found (apt-get install chromium, or set FREQXFR_CHROMIUM)")
+    return found
+
+
+def run_browser(browser: str, profile: Path, *args: str) -> str:
+    done = subprocess.run(
+        [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+         "--no-first-run", f"--user-data-dir={profile}", *args],
+        capture_output=True, text=True, timeout=180, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout
+
+
+@pytest.mark.browser
+def test_reports_render_in_headless_chromium(browser, pair_report, dataset_report, tmp_path):
+    for report, expected in ((pair_report, 4), (dataset_report["report"], 9)):
+        dom = run_browser(browser, tmp_path / "profile", "--dump-dom", report.as_uri())
+        body = re.search(r"<body[^>]*>", dom)
+        assert body, dom[:500]
+        assert 'data-broken-images="0"' in body.group(0), body.group(0)
+        assert f'data-loaded-images="{expected}"' in body.group(0), body.group(0)
+        assert "[rendered]</title>" in dom
+    shot = tmp_path / "shot.png"
+    run_browser(browser, tmp_path / "profile", "--hide-scrollbars", "--window-size=1280,2400",
+                f"--screenshot={shot}", pair_report.as_uri())  # fmt: skip
+    pixels = assert_picture(shot, (1280, 2400))
+    # The FHP figure's colours (viridis yellow of the most influential band) reach the screen.
+    yellow = np.abs(pixels.astype(int) - rgb(plots.fhp_cmap("absolute")(1.0))).max(axis=-1) <= 8
+    assert yellow.sum() > 100
