@@ -10,7 +10,8 @@ folds to maximise accuracy, tested on the 10th) on the full aligned 112×112 set
 
 FRLL (``frll/pairs.csv``: 40 genuine, 1,560 impostor pairs of raw 1350×1350 studio photos, each
 aligned by ``freqxfr.align`` as the model's card says): genuine and impostor score distributions,
-and accuracy, FMR and FNMR at each card's threshold.
+and accuracy, FMR and FNMR at each card's threshold, with the false matches counted among
+impostor pairs of the same ethnicity (FRLL's ``index.csv``).
 
 The LFW tar is unpacked once into ``freqxfr.cache.cache_dir("data")``; embeddings are cached in
 ``cache_dir("bench")`` so that reruns take seconds.
@@ -21,6 +22,7 @@ The LFW tar is unpacked once into ``freqxfr.cache.cache_dir("data")``; embedding
 from __future__ import annotations
 
 import argparse
+import csv
 import hashlib
 import json
 import shutil
@@ -63,7 +65,11 @@ def unpack_lfw(tar: Path) -> Path:
         return target
     with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
         with tarfile.open(tar) as archive:
-            archive.extractall(tmp, filter="data")
+            # The "data" filter refuses absolute paths, links out of the folder and devices.
+            if hasattr(tarfile, "data_filter"):
+                archive.extractall(tmp, filter="data")
+            else:  # Python < 3.10.12 has no filters; the tar is the project's own data
+                archive.extractall(tmp)
         shutil.rmtree(target, ignore_errors=True)
         Path(tmp, "lfw_aligned112_full").rename(target)  # appears whole or not at all
     return target
@@ -156,6 +162,23 @@ def lfw_result(verifier: Verifier, scores: np.ndarray, pairs: list[Pair]) -> dic
     }
 
 
+def fmr_by_ethnicity(
+    scores: np.ndarray, pairs: list[Pair], index_csv: Path, root: Path, threshold: float
+) -> dict[str, str]:
+    """False matches among impostor pairs of the same ethnicity (FRLL's index.csv), and mixed."""
+    with index_csv.open(newline="") as handle:
+        ethnicity = {root / row["path"]: row["ethnicity"] for row in csv.DictReader(handle)}
+    counts: dict[str, list[int]] = {}
+    for pair, score in zip(pairs, scores, strict=True):
+        if pair.same:
+            continue
+        a, b = ethnicity[pair.path_a], ethnicity[pair.path_b]
+        tally = counts.setdefault(a if a == b else "mixed", [0, 0])
+        tally[0] += int(score >= threshold)
+        tally[1] += 1
+    return {group: f"{hits}/{total}" for group, (hits, total) in sorted(counts.items())}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", type=Path, help="write the results here")
@@ -242,6 +265,9 @@ def main() -> None:
                 "genuine": stats(scores[labels]),
                 "impostor": stats(scores[~labels]),
                 "prepare_seconds": info.get("prepare_seconds"),
+                "false_matches_by_ethnicity": fmr_by_ethnicity(
+                    scores, frll_pairs, args.data / "frll" / "index.csv", args.data, threshold
+                ),
             }
             results["frll"][verifier.card.name] = entry
             print(

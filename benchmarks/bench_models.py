@@ -16,6 +16,7 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -82,10 +83,11 @@ def main() -> None:
         for batch in BATCHES:
             chunk = np.ascontiguousarray(x[:batch])
             entry[f"img_per_s_batch{batch}"] = round(
-                rate(lambda c=chunk: verifier.embed_normalised(c), batch, args.seconds, args.repeats), 1
+                rate(partial(verifier.embed_normalised, chunk), batch, args.seconds, args.repeats),
+                1,
             )
         entry["img_per_s_batch64_with_normalise"] = round(
-            rate(lambda: verifier.embed(images), len(images), args.seconds, args.repeats), 1
+            rate(partial(verifier.embed, images), len(images), args.seconds, args.repeats), 1
         )
         results["models"][name] = entry
         print(
