@@ -107,7 +107,7 @@ def _removes_dc(bands: list[int], dc_band: int, subtracts: bool) -> bool:
 class NumpyBackend:
     name = "numpy"
 
-    def __call__(self, images, schedule, resolved, params, out) -> None:  # noqa: ARG002
+    def __call__(self, images, schedule, resolved, params, out) -> None:
         x = _planes(images, params, np.float64)
         spectrum = np.fft.fft2(x, axes=(-2, -1))
         labels = resolved.labels_full
@@ -135,7 +135,7 @@ class _HalfSpectrumBackend:
     def inverse(self, spec: np.ndarray, shape: tuple[int, int], threads: int, planner: str) -> np.ndarray:
         raise NotImplementedError
 
-    def __call__(self, images, schedule, resolved, params, out) -> None:  # noqa: ARG002
+    def __call__(self, images, schedule, resolved, params, out) -> None:
         x = _planes(images, params, np.float32)
         h, w = x.shape[-2:]
         spectrum = self.forward(x, params.threads, params.planner)
@@ -156,12 +156,12 @@ class _HalfSpectrumBackend:
 class ScipyBackend(_HalfSpectrumBackend):
     name = "scipy"
 
-    def forward(self, x, threads, planner):  # noqa: ARG002
+    def forward(self, x, threads, planner):
         import scipy.fft
 
         return scipy.fft.rfft2(x, workers=threads)
 
-    def inverse(self, spec, shape, threads, planner):  # noqa: ARG002
+    def inverse(self, spec, shape, threads, planner):
         import scipy.fft
 
         return scipy.fft.irfft2(spec, s=shape, workers=threads, overwrite_x=True)
