@@ -9,10 +9,15 @@ from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
 
-from .bands import Band, BandSchedule
-from .errors import FreqxfrError, ImageError, InputError, ModelError, NoFaceError
 from . import fftw
+from .bands import Band, BandSchedule
+from .cards import ModelCard
+from .errors import FreqxfrError, ImageError, InputError, ModelError, NoFaceError, OutputError
+from .explain import Explainer, Explanation
+from .images import load_image
 from .masking import available_backends, mask_bands
+from .pairs import Pair, read_pairs
+from .verifier import Verifier, load_model
 
 try:
     __version__ = version("freqxfr")
@@ -22,12 +27,22 @@ except PackageNotFoundError:  # running from a source tree without installing
 __all__ = [
     "Band",
     "BandSchedule",
+    "Explainer",
+    "Explanation",
     "FreqxfrError",
     "ImageError",
     "InputError",
+    "ModelCard",
     "ModelError",
     "NoFaceError",
+    "OutputError",
+    "Pair",
+    "Verifier",
     "__version__",
     "available_backends",
+    "fftw",
+    "load_image",
+    "load_model",
     "mask_bands",
+    "read_pairs",
 ]
