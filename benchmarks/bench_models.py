@@ -3,7 +3,8 @@
 
 Inputs are real aligned LFW crops (resized to 150×150 for dlib's ResNet), normalised once; the
 timed call is ``Verifier.embed_normalised`` (the model alone, as the explanation pipeline calls
-it). ``embed`` (normalisation included) is timed at batch 64 as well. Each rate is the median of
+it). ``embed`` (normalisation included) is timed at batch 64 as well, and the original int8 SFace
+graph at batch 1 for comparison with its conversion. Each rate is the median of
 ``--repeats`` runs of ``--seconds`` each, so a busy neighbour on a shared machine moves it less.
 
     FREQXFR_CACHE_DIR=/tmp/fx python benchmarks/bench_models.py --json results/models.json
@@ -21,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import onnxruntime as ort
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -28,6 +30,7 @@ from _machine import machine_info
 
 from freqxfr import atomic
 from freqxfr.images import load_image
+from freqxfr.models import sface
 from freqxfr.verifier import load_model, normalise
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -96,6 +99,18 @@ def main() -> None:
             + " img/s",
             flush=True,
         )
+    # The original int8 SFace graph (batch 1, weights expanded on every call), for comparison.
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    if args.threads:
+        options.intra_op_num_threads = args.threads
+    original = ort.InferenceSession(
+        sface.load_source().SerializeToString(), options, providers=["CPUExecutionProvider"]
+    )
+    raw = np.ascontiguousarray(crops(112, 1).astype(np.float32).transpose(0, 3, 1, 2))
+    int8_rate = rate(partial(original.run, None, {"data": raw}), 1, args.seconds, args.repeats)
+    results["models"]["sface_int8_original"] = {"img_per_s_batch1": round(int8_rate, 1)}
+    print(f"sface int8 original graph: b1 {int8_rate:.1f} img/s", flush=True)
     if args.json:
         atomic.write_json(args.json, results)
 
