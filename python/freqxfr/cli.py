@@ -10,6 +10,7 @@ import argparse
 import json
 import os
 import sys
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -269,9 +270,16 @@ def _add_optional_commands(sub: Any) -> None:
     cli_scenarios.add_parsers(sub)
 
 
+def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    print(f"freqxfr: warning: {message}", file=sys.stderr if file is None else file)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if not args.verbose:
+        # Provider fallbacks and "several faces, used the largest" reach users as one line each.
+        warnings.showwarning = _one_line_warning
     try:
         return int(args.func(args) or 0)
     except (FreqxfrError, OSError) as exc:
