@@ -98,3 +98,33 @@ def test_profiles_by_class_outcome_and_group():
     assert summary["all"]["n_images"] == 4
     assert profile(np.array([[0.0, -2.0]]))["directed_normalised_mean"] == [0.0, -1.0]
     assert centroid(np.array([[1.0, 0.0, 1.0], [0.0, 0.0, 0.0]]))[0] == pytest.approx(1.0)
+
+
+def test_groups_from_an_attribute_table_give_per_group_profiles(explainer, data_dir, tmp_path):
+    from freqxfr.pairs import attach_groups
+
+    frll = read_pairs(data_dir / "frll" / "pairs.csv", root=data_dir)
+    labelled = attach_groups(frll, data_dir / "frll" / "index.csv", root=data_dir)
+    # 001 and 002 are both white women; 001 and 005 differ in gender and ethnicity.
+    by_paths = {(p.path_a.name, p.path_b.name): p.groups for p in labelled}
+    assert by_paths[("001_03.jpg", "001_08.jpg")]["gender"] == "female"
+    picked = [p for p in labelled if p.same][:2] + [p for p in labelled if not p.same][:2]
+    summary = run_dataset(picked, tmp_path, explainer, progress=False, report=False, parquet=True)
+    assert "gender" in summary["groups"] and "ethnicity" in summary["groups"]
+    assert sum(g["n_images"] for g in summary["groups"]["gender"].values()) == 2 * len(picked)
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(tmp_path / "results.parquet")
+    assert table.num_rows == len(picked) * 2 * 8
+    assert set(table.column("image").to_pylist()) == {"a", "b"}
+
+
+def test_a_group_table_without_the_image_is_an_error(data_dir, tmp_path):
+    from freqxfr.errors import InputError
+    from freqxfr.pairs import attach_groups
+
+    frll = read_pairs(data_dir / "frll" / "pairs.csv", root=data_dir)[:1]
+    table = tmp_path / "index.csv"
+    table.write_text("path,gender\nfrll/neutral/999_03.jpg,female\n")
+    with pytest.raises(InputError, match="no row for image"):
+        attach_groups(frll, table, root=data_dir)

@@ -162,9 +162,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def cmd_dataset(args: argparse.Namespace) -> int:
     from .dataset import run_dataset
-    from .pairs import read_pairs
+    from .pairs import attach_groups, read_pairs
 
     pairs = read_pairs(args.pairs, root=args.root)
+    if args.groups is not None:
+        pairs = attach_groups(pairs, args.groups, root=args.root)
     if args.limit is not None:
         pairs = pairs[: args.limit]
     explainer = _explainer(args)
@@ -235,6 +237,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--root", type=Path, default=None, help="folder the image paths are relative to")
     p.add_argument("--out", type=Path, required=True)
     _add_explainer_options(p)
+    p.add_argument("--groups", type=Path, default=None,
+                   help="CSV of per-image attributes (path,gender,...), e.g. FRLL's index.csv")
     p.add_argument("--limit", type=int, default=None, help="only the first N pairs")
     p.add_argument("--parquet", action="store_true", help="also write results.parquet")
     p.add_argument("--no-progress", action="store_true")

@@ -199,3 +199,39 @@ def _read_csv(text: str, path: Path, root: Path) -> list[Pair]:
     if not pairs:
         raise InputError(f"pair list {path}: no pairs after the header")
     return pairs
+
+
+def attach_groups(pairs: list[Pair], table: str | Path, root: str | Path | None = None) -> list[Pair]:
+    """Label pairs with per-image attributes from a CSV table (``path,attr1,attr2,...``).
+
+    FRLL's ``index.csv`` is such a table (gender, ethnicity, ...). A pair gets an attribute's value
+    when both images share it, and ``"mixed"`` when they differ, so that per-group band profiles
+    compare like with like. Existing group labels of a pair are kept.
+
+    Raises
+    ------
+    InputError
+        The table is missing, has no ``path`` column, or lacks a row for an image of a pair.
+    """
+    table = Path(table)
+    root = Path(root) if root is not None else table.parent
+    try:
+        rows = list(csv.DictReader(table.read_text(encoding="utf-8-sig").splitlines()))
+    except OSError as exc:
+        raise InputError(f"group table {table}: cannot read it ({exc.strerror or exc})") from None
+    if not rows or "path" not in rows[0]:
+        raise InputError(f"group table {table}: expected a header with a 'path' column")
+    attributes = {
+        (root / row["path"]).resolve(): {k: v for k, v in row.items() if k != "path" and k}
+        for row in rows
+    }
+    labelled = []
+    for pair in pairs:
+        found = [attributes.get(Path(p).resolve()) for p in (pair.path_a, pair.path_b)]
+        for p, attrs in zip((pair.path_a, pair.path_b), found, strict=True):
+            if attrs is None:
+                raise InputError(f"group table {table}: no row for image {p}")
+        a, b = found
+        groups = {k: (a[k] if a[k] == b.get(k) else "mixed") for k in a}
+        labelled.append(dataclasses.replace(pair, groups={**groups, **pair.groups}))
+    return labelled
