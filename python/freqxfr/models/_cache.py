@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -102,3 +103,37 @@ def cached_models(model: str | None = None) -> list[dict[str, Any]]:
             }
         )
     return entries
+
+
+def convert_once(
+    model: str,
+    source: Path,
+    variant: str,
+    converter_version: int,
+    build: Callable[[bytes, Path, str], bytes],
+    *,
+    force: bool = False,
+) -> Path:
+    """The cached conversion of ``source``; runs ``build(data, source, sha256)`` only when the
+    cache has no valid entry for this source, variant and converter version (or ``force``).
+
+    Raises
+    ------
+    ModelError
+        The source can't be read, ``build`` refuses it, or the result can't be written.
+    """
+    try:
+        data = source.read_bytes()
+    except OSError as exc:
+        raise ModelError(f"{source}: cannot read the {model} model file: {exc.strerror or exc}") from None
+    digest = sha256(data)
+    onnx_path, record_path = entry_paths(model, digest, variant)
+    expected = {"source_sha256": digest, "variant": variant, "converter_version": converter_version}
+    if not force and is_valid(onnx_path, record_path, expected):
+        return onnx_path
+    start = time.perf_counter()
+    payload = build(data, source, digest)
+    record = {"model": model, "source": str(source), **expected,
+              "seconds": round(time.perf_counter() - start, 3)}
+    write_entry(onnx_path, record_path, payload, record)
+    return onnx_path

