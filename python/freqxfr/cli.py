@@ -108,12 +108,12 @@ def explain_pair(explainer, a: Any, b: Any, out: Path, *, aligned: bool | None,
 def _with_sources(explanation, a: Any, b: Any):
     import dataclasses
 
-    from .explain import _label
+    from .images import source_label
 
     return dataclasses.replace(
         explanation,
-        a=dataclasses.replace(explanation.a, source=_label(a)),
-        b=dataclasses.replace(explanation.b, source=_label(b)),
+        a=dataclasses.replace(explanation.a, source=source_label(a)),
+        b=dataclasses.replace(explanation.b, source=source_label(b)),
     )
 
 

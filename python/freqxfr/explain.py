@@ -18,13 +18,13 @@ import itertools
 import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from .bands import Band, BandSchedule
 from .errors import FreqxfrError, InputError
+from .images import source_label
 from .masking import mask_bands
 from .pairs import Pair
 from .verifier import Verifier, load_model, normalise
@@ -238,7 +238,7 @@ class Explainer:
         embeddings = self.model.embed_normalised(batch, batch_size=self.max_batch)
         t3 = time.perf_counter()
         timings = {"prepare": (t1 - t0) * 1e3, "mask": (t2 - t1) * 1e3, "model": (t3 - t2) * 1e3}
-        return self._explanation(embeddings, 1, 0, (_label(a), _label(b)), timings, same, groups)
+        return self._explanation(embeddings, 1, 0, (source_label(a), source_label(b)), timings, same, groups)
 
     def prepare(self, image: Any, aligned: bool | None = None) -> np.ndarray:
         """Load and align one image as the model's card says."""
@@ -422,12 +422,6 @@ def _core_normalisation(card) -> dict[str, Any]:
     mean = [(m - lo) / s for m in card.mean]
     std = [sd / s for sd in card.std]
     return {"mean": mean, "std": std, "channel_order": card.channel_order, "layout": card.layout}
-
-
-def _label(image: Any) -> str:
-    if isinstance(image, (str, Path)):
-        return str(image)
-    return "array" if isinstance(image, np.ndarray) else type(image).__name__
 
 
 def _as_pair(item: Pair | tuple[Any, Any]) -> Pair:

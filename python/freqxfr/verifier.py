@@ -305,13 +305,12 @@ class Verifier:
 
         h, w = self.card.input_size
         if h != w:  # align() cuts square crops; a non-square model must get its crops as they are
-            from .images import load_image
+            from .images import load_image, source_label
 
             img = load_image(image, name=name)
             if img.shape[:2] != (h, w):
-                label = name or (str(image) if isinstance(image, (str, os.PathLike)) else "<array>")
                 raise InputError(
-                    f"{label}: model {self.card.name!r} takes {h}x{w} crops, "
+                    f"{source_label(image, name)}: model {self.card.name!r} takes {h}x{w} crops, "
                     f"but the image is {img.shape[0]}x{img.shape[1]}"
                 )
             return img
