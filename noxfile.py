@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import nox
@@ -42,3 +43,27 @@ def build(session: nox.Session) -> None:
     """Build the sdist and the wheel into dist/."""
     session.install("build")
     session.run("python", "-m", "build", "--outdir", "dist")
+
+
+@nox.session
+def memcheck(session: nox.Session) -> None:
+    """Run the core under valgrind's memcheck; fail on any invalid access inside freqxfr._core."""
+    session.install(".[cpu]")
+    log = ROOT / "build" / "memcheck.log"
+    log.parent.mkdir(exist_ok=True)
+    session.run("valgrind", "--tool=memcheck", "--error-limit=no", f"--log-file={log}",
+                "python", "tools/memcheck_core.py", external=True)
+    # Error reports are blocks of "==pid== ..." lines ending in an empty "==pid== " line. ld.so's
+    # SSE strncmp trips memcheck while loading libraries; only blocks with our frames count.
+    blocks, current = [], []
+    for line in log.read_text().splitlines():
+        if re.fullmatch(r"==\d+== ?", line):
+            blocks.append("\n".join(current))
+            current = []
+        else:
+            current.append(line)
+    errors = [b for b in blocks if re.search(r"Invalid|uninitialised", b)]
+    ours = [b for b in errors if "_core.cpython" in b or "band_masker" in b]
+    session.log(f"memcheck: {len(errors)} error reports, {len(ours)} in freqxfr's core")
+    if ours:
+        session.error(f"invalid memory access in the core; see {log}")
