@@ -361,7 +361,7 @@ public:
 
     void run_single_bands(int threads) const {
         // Images go through in chunks of `threads`: phase A transforms every plane of the chunk,
-        // phase B masks every (image, band). Memory stays at a few planes per thread.
+        // phase B masks every (image, band, channel). Memory stays at a few planes per thread.
         const int chunk = threads;
         const int nchunks = (req_.n + chunk - 1) / chunk;
         auto spectra = aligned_array<fftwf_complex>(stride_ * chunk * req_.c);
@@ -372,7 +372,7 @@ public:
         for (int i = 0; i < nchunks; ++i) {
             const int nb = std::min(chunk, req_.n - i * chunk);
             queues.push_back(std::make_unique<WorkQueue>(nb * req_.c));
-            queues.push_back(std::make_unique<WorkQueue>(nb * req_.bands));
+            queues.push_back(std::make_unique<WorkQueue>(nb * req_.bands * req_.c));
         }
         Barrier barrier(threads);
         const bool keep = req_.mode == MaskMode::kKeep;
@@ -389,14 +389,16 @@ public:
                 }
                 barrier.wait();
                 while (queues[2 * ci + 1]->next(item)) {
-                    const int local = item / req_.bands, k = item % req_.bands;
+                    // One item per (image, band, channel): small items keep both threads busy
+                    // to the end even for a single pair.
+                    const int c = item % req_.c;
+                    const int k = (item / req_.c) % req_.bands;
+                    const int local = item / (req_.c * req_.bands);
                     const bool dc = bands_[k].has_dc;
-                    for (int c = 0; c < req_.c; ++c) {
-                        const int plane = local * req_.c + c;
-                        inverse_band(k, spectra.get() + stride_ * plane, ws);
-                        write(first + local, k, c, inputs.get() + plane_stride * plane,
-                              ws.inverse.get(), !keep, offset(c, keep ? !dc : dc));
-                    }
+                    const int plane = local * req_.c + c;
+                    inverse_band(k, spectra.get() + stride_ * plane, ws);
+                    write(first + local, k, c, inputs.get() + plane_stride * plane,
+                          ws.inverse.get(), !keep, offset(c, keep ? !dc : dc));
                 }
                 // Phase A of the next chunk overwrites the spectra this phase reads.
                 barrier.wait();
