@@ -414,6 +414,9 @@ def load_model(
     options.inter_op_num_threads = 1
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.log_severity_level = 3  # errors only; the graph warnings are for model authors
+    # Let the worker threads spin during a run but not after it: the masking core runs between
+    # model calls and would otherwise compete with idle spinning threads for the cores.
+    options.add_session_config_entry("session.force_spinning_stop", "1")
 
     session = _session(path, options, chosen, ort)
     input_name, output_name, batch = _check_graph(session, model_card, path)
