@@ -1,0 +1,202 @@
+"""The scenario commands of the ``freqxfr`` CLI: ``crossres`` and ``morph``.
+
+``freqxfr.cli`` adds them through :func:`add_parsers`. The explainer options (model, bands,
+masking) are the same as for ``explain`` and ``dataset``.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from .errors import InputError
+
+
+def add_parsers(subparsers: Any) -> None:
+    """Add the ``crossres`` and ``morph`` subcommands to the CLI's subparsers."""
+    from .cli import _add_explainer_options
+    from .scenarios.morph_score import DEFAULT_DISTANCE, DISTANCES
+    from .scenarios.resolution import DEFAULT_RESAMPLE, RESAMPLE_KERNELS
+
+    p = subparsers.add_parser(
+        "crossres",
+        help="cross-resolution: degrade the probe by factors, verify and explain",
+        description="For each factor, degrade image B of every pair (the probe) and report "
+        "accuracy, FMR, FNMR, band profiles and the centroid shift with bootstrap "
+        "intervals.",
+    )
+    p.add_argument("pairs", type=Path, help="labelled pair list (CSV path1,path2,same or LFW txt)")
+    p.add_argument("--root", type=Path, default=None, help="folder the image paths are relative to")
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument(
+        "--factors",
+        type=_factors,
+        default=(1.0, 2.0, 4.0, 8.0),
+        help="downscaling factors, comma-separated (default 1,2,4,8)",
+    )
+    p.add_argument(
+        "--resample",
+        choices=RESAMPLE_KERNELS,
+        default=DEFAULT_RESAMPLE,
+        help="bicubic or area (down and up with the same filter), or spectral "
+        f"(ideal low-pass); default {DEFAULT_RESAMPLE}",
+    )
+    p.add_argument(
+        "--limit",
+        type=_positive,
+        default=None,
+        help="use N pairs spread evenly over the list (both classes stay in)",
+    )
+    _add_bootstrap_options(p)
+    p.add_argument("--no-progress", action="store_true")
+    _add_explainer_options(p)
+    p.set_defaults(func=cmd_crossres)
+
+    p = subparsers.add_parser(
+        "morph",
+        help="morphing attacks: MMPMR, band profiles and a frequency morph detector",
+        description="Compare every morph of a morph index with both subjects' probes and every "
+        "subject's bona fide photo with their probe; explain them all; report MMPMR "
+        "and differential morphing-attack detection (D-EER, BPCER@APCER, AUC).",
+    )
+    p.add_argument("index", type=Path, help="morph index CSV (format of frll_morphs/index.csv)")
+    p.add_argument(
+        "--root",
+        type=Path,
+        default=None,
+        help="folder the index's paths are relative to (default: the index's folder)",
+    )
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument(
+        "--distance",
+        choices=DISTANCES,
+        default=DEFAULT_DISTANCE,
+        help=f"distance of the frequency morph score (default {DEFAULT_DISTANCE})",
+    )
+    _add_bootstrap_options(p)
+    _add_explainer_options(p)
+    p.set_defaults(func=cmd_morph)
+
+
+def cmd_crossres(args: argparse.Namespace) -> int:
+    from .cli import _explainer
+    from .pairs import read_pairs
+    from .scenarios.crossres import run_crossres
+
+    pairs = read_pairs(args.pairs, root=args.root)
+    if args.limit is not None:
+        pairs = spread(pairs, args.limit)
+    explainer = _explainer(args)
+    summary = run_crossres(
+        pairs,
+        args.out,
+        explainer,
+        factors=args.factors,
+        resample=args.resample,
+        aligned=True if args.aligned else None,
+        n_boot=args.boot,
+        seed=args.seed,
+        pairs_file=str(args.pairs),
+        progress=not args.no_progress,
+    )
+    print(
+        f"{summary['pairs']} pairs ({summary['genuine']} genuine, {summary['impostor']} "
+        f"impostor), {summary['model']['name']}, {summary['resample']} degradation; "
+        f"{len(summary['failed'])} image(s) could not be prepared"
+    )
+    print(f"{'factor':>6} {'accuracy':>9} {'FMR':>7} {'FNMR':>7}  probe centroid [CI]   shift [CI]")
+    for e in summary["factors"]:
+        fmr = "n/a" if e["fmr"] is None else f"{e['fmr']:.4f}"
+        fnmr = "n/a" if e["fnmr"] is None else f"{e['fnmr']:.4f}"
+        print(
+            f"{e['factor']:>5g}× {e['accuracy']:9.4f} {fmr:>7} {fnmr:>7}  "
+            f"{e['centroid']:.3f} [{e['centroid_ci'][0]:.3f}, {e['centroid_ci'][1]:.3f}]  "
+            f"{e['centroid_shift']:+.3f} [{e['centroid_shift_ci'][0]:+.3f}, "
+            f"{e['centroid_shift_ci'][1]:+.3f}]"
+        )
+    print(
+        f"wrote {args.out / 'summary.json'}, {args.out / 'pairs.csv'}, {args.out / 'report.html'}"
+    )
+    return 0
+
+
+def cmd_morph(args: argparse.Namespace) -> int:
+    from .cli import _explainer
+    from .scenarios.morph import DETECTOR_NAMES, run_morph
+    from .scenarios.morph_index import read_morph_index
+
+    entries = read_morph_index(args.index, root=args.root)
+    explainer = _explainer(args)
+    summary = run_morph(
+        entries,
+        args.out,
+        explainer,
+        index_file=str(args.index),
+        distance=args.distance,
+        aligned=True if args.aligned else None,
+        n_boot=args.boot,
+        seed=args.seed,
+    )
+    n = summary["comparisons"]
+    print(
+        f"{summary['n_morphs']} morphs, {n['morph']} morph and {n['bona_fide']} bona fide "
+        f"comparisons, {summary['model']['name']}"
+    )
+    print(f"MMPMR {summary['mmpmr']:.3f} at the model's threshold {summary['threshold']:.4g}")
+    for name, d in summary["detectors"].items():
+        print(
+            f"  {DETECTOR_NAMES[name]:<28} AUC {d['auc']:.3f} [{d['auc_ci'][0]:.3f}, "
+            f"{d['auc_ci'][1]:.3f}]  D-EER {d['d_eer']:.3f}  BPCER@APCER10% "
+            f"{d['bpcer_at_apcer_10']:.3f}  @5% {d['bpcer_at_apcer_5']:.3f}"
+        )
+    print(
+        f"wrote {args.out / 'summary.json'}, {args.out / 'comparisons.csv'}, "
+        f"{args.out / 'report.html'}"
+    )
+    return 0
+
+
+def spread(items: list, n: int) -> list:
+    """``n`` items spread evenly over ``items`` (the first and the last included), in order."""
+    if n >= len(items):
+        return list(items)
+    if n == 1:
+        return [items[0]]
+    step = (len(items) - 1) / (n - 1)
+    return [items[round(i * step)] for i in range(n)]
+
+
+def _add_bootstrap_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--boot",
+        type=_positive,
+        default=2000,
+        help="bootstrap resamples for the intervals (default 2000)",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+
+
+def _factors(text: str) -> tuple[float, ...]:
+    from .scenarios.resolution import check_factors
+
+    try:
+        values = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated numbers such as 1,2,4,8, got {text!r}"
+        ) from None
+    try:
+        return check_factors(values)
+    except InputError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value

@@ -1,0 +1,589 @@
+"""Cross-resolution face recognition: how verification and band influence change as the probe
+loses resolution.
+
+For each pair (A, B) and each factor f, image B (the probe) is degraded by f
+(:func:`~freqxfr.scenarios.resolution.degrade`), A (the reference) stays as it is, and the pair is
+explained as usual: both images, band by band. Per factor the run reports accuracy, FMR and FNMR
+at the model's threshold, the band profiles of genuine and impostor pairs, and the *centroid*:
+the influence-weighted mean band index of each explained image
+(:func:`freqxfr.profiles.centroid`), averaged over pairs. Low means the influence sits in low
+frequencies. The headline centroid is the probe's (side ``b``); the reference's is reported too,
+since it says which bands of a sharp photo matter when the other photo is blurred.
+
+Intervals: a percentile bootstrap over pairs. The same resamples serve every factor, so the shift
+of the mean centroid from the lowest factor (normally 1) is a paired difference; the share of
+resamples whose shift has the sign of the point estimate says how stable that sign is.
+
+Output folder: ``summary.json`` (see :func:`run_crossres`), ``pairs.csv`` (one row per pair and
+factor), ``explanations.jsonl`` (the band influences of every pair at every factor), PNG plots and
+a self-contained ``report.html``.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .. import plots
+from .._output import ensure_dir, write_output
+from ..bootstrap import DEFAULT_LEVEL, DEFAULT_RESAMPLES, percentile_ci, sign_stability
+from ..errors import FreqxfrError, InputError
+from ..explain import Explainer, Explanation, PairFailure
+from ..pairs import Pair
+from ..profiles import centroid, profile
+from ..report import Section, html_paragraph, html_table, write_report
+from ..thresholds import accuracy, fmr_fnmr
+from .resolution import (
+    DEFAULT_RESAMPLE,
+    KERNEL_DESCRIPTIONS,
+    check_factors,
+    check_resample,
+    degrade,
+    low_resolution_size,
+)
+
+DEFAULT_FACTORS = (1.0, 2.0, 4.0, 8.0)
+SIDES = {"probe": "b", "reference": "a"}
+
+HOW_TO_READ = (
+    "Every pair was compared and explained once per downscaling factor. Only the probe (the "
+    "second image of each pair) lost resolution; the reference stayed sharp. The centroid of an "
+    "explained image is the mean band index weighted by each band's absolute influence: 0 means all "
+    "influence sits in the lowest band, K−1 all in the highest. A falling probe centroid says the "
+    "model leans on lower frequencies of the blurred probe. With the spectral kernel the probe has "
+    "nothing above the cutoff, so its high bands cannot matter by construction; with bicubic or box "
+    "upscaling those bands hold interpolation artefacts, and any influence they keep comes from "
+    "those. The reference centroid says which bands of the sharp photo the comparison rests on. "
+    "Intervals come from resampling pairs (bootstrap); 'same sign' is the share of resamples whose "
+    "shift has the sign of the estimate."
+)
+
+
+# ---- the run -------------------------------------------------------------------------------------
+
+
+def run_crossres(
+    pairs: Sequence[Pair],
+    out_dir: str | os.PathLike[str],
+    explainer: Explainer,
+    *,
+    factors: Sequence[float] = DEFAULT_FACTORS,
+    resample: str = DEFAULT_RESAMPLE,
+    aligned: bool | None = None,
+    n_boot: int = DEFAULT_RESAMPLES,
+    level: float = DEFAULT_LEVEL,
+    seed: int = 0,
+    pairs_file: str = "",
+    progress: bool = False,
+    report: bool = True,
+) -> dict[str, Any]:
+    """Explain every pair at every downscaling factor of its probe; write and return the summary.
+
+    Parameters
+    ----------
+    pairs : sequence of Pair
+        Labelled pairs (``same`` known); image B of each pair is the probe that is degraded.
+    out_dir : path-like
+        Output folder (see the module docstring).
+    explainer : Explainer
+        Model, bands and masking options.
+    factors : sequence of float
+        Downscaling factors, each >= 1. The lowest is the baseline of the centroid shift.
+    resample : {"bicubic", "area", "spectral"}
+        How the probe is degraded (:mod:`freqxfr.scenarios.resolution`).
+    aligned : bool, optional
+        Passed to the model's ``prepare``: ``None`` takes crops of the model's input size as
+        aligned and aligns anything else (e.g. LFW's 112 crops for dlib's 150 chips).
+    n_boot, level, seed
+        Bootstrap resamples over pairs, interval level and seed.
+    pairs_file : str
+        Recorded in the summary.
+    progress : bool
+        Show a progress bar.
+    report : bool
+        Write the plots and ``report.html``.
+
+    Returns
+    -------
+    dict
+        The ``summary.json`` content. ``factors`` is a list with one entry per factor holding
+        ``factor``, ``accuracy``, ``fmr``, ``fnmr``, ``centroid``, ``centroid_ci``,
+        ``centroid_shift``, ``centroid_shift_ci``, ``centroid_shift_same_sign``, ``reference``
+        (the same centroid numbers for image A), ``by_class`` and ``profiles``.
+
+    Raises
+    ------
+    InputError
+        Bad factors or kernel, unlabelled pairs, or no pair whose images could be prepared.
+    """
+    factors = check_factors(factors)
+    check_resample(resample)
+    pairs = list(pairs)
+    if not pairs:
+        raise InputError("the pair list is empty")
+    unlabelled = [i for i, p in enumerate(pairs) if p.same is None]
+    if unlabelled:
+        raise InputError(
+            f"cross-resolution needs labelled pairs (a 'same' column); pair {unlabelled[0] + 1} "
+            f"({pairs[unlabelled[0]].path_a}, {pairs[unlabelled[0]].path_b}) has none"
+        )
+    out = ensure_dir(out_dir)
+    faces, failures = _prepare_faces(explainer, pairs, aligned)
+    kept = [i for i, p in enumerate(pairs) if p.path_a in faces and p.path_b in faces]
+    if not kept:
+        raise InputError(f"no pair could be prepared; first failure: {failures[0]['error']}")
+    same = np.array([bool(pairs[i].same) for i in kept])
+
+    k = explainer.n_bands
+    scores = np.empty((len(factors), len(kept)))
+    directed = {side: np.empty((len(factors), len(kept), k)) for side in SIDES}
+    lines: list[str] = []
+    rows: list[dict[str, Any]] = []
+    bar = _progress(progress, len(factors) * len(kept))
+    try:
+        for fi, factor in enumerate(factors):
+            stream = explainer.explain_pairs(
+                (
+                    (faces[pairs[i].path_a], degrade(faces[pairs[i].path_b], factor, resample))
+                    for i in kept
+                ),
+                aligned=True,
+            )
+            for j, (i, item) in enumerate(zip(kept, stream, strict=True)):
+                explanation = _checked(item)
+                scores[fi, j] = explanation.score_ref
+                directed["probe"][fi, j] = explanation.b.directed
+                directed["reference"][fi, j] = explanation.a.directed
+                lines.append(_jsonl_line(factor, i, pairs[i], explanation))
+                rows.append(_csv_row(factor, i, pairs[i], explanation))
+                if bar is not None:
+                    bar.update(1)
+    finally:
+        if bar is not None:
+            bar.close()
+
+    threshold = explainer.model.card.threshold
+    side = explainer.model.card.input_size[0]
+    entries = summarise_factors(
+        factors, same, scores, directed, threshold, n_boot=n_boot, level=level, seed=seed
+    )
+    for entry in entries:
+        f = entry["factor"]
+        if resample == "spectral":
+            entry["cutoff_cycles"] = side / (2.0 * f) if f > 1 else None
+        else:
+            entry["probe_size"] = low_resolution_size(side, f)
+    summary = {
+        "scenario": "crossres",
+        "pairs_file": pairs_file,
+        "model": explainer.model_info(),
+        "threshold": threshold,
+        "input_size": list(explainer.model.card.input_size),
+        "resample": resample,
+        "kernel": KERNEL_DESCRIPTIONS[resample],
+        "degraded_side": "b (probe)",
+        "centroid_definition": "mean over pairs of the influence-weighted mean band index "
+        "(absolute influence) of the probe; 'reference' is image a",
+        "schedule": explainer.schedule.to_dict(),
+        "bands": [b.to_dict() for b in explainer.bands],
+        "mode": explainer.mode,
+        "domain": explainer.domain,
+        "backend": explainer.backend,
+        "pairs": len(kept),
+        "genuine": int(same.sum()),
+        "impostor": int((~same).sum()),
+        "failed": failures,
+        "bootstrap": {
+            "resamples": int(n_boot),
+            "level": level,
+            "seed": seed,
+            "unit": "pair",
+            "shift_baseline_factor": factors[0],
+        },
+        "factors": entries,
+    }
+    write_output(out / "explanations.jsonl", "".join(lines))
+    write_output(out / "pairs.csv", _csv_text(rows))
+    _write_json(out / "summary.json", summary)
+    if report:
+        example = _example_probe(faces, pairs, kept)
+        write_crossres_report(out, summary, example=example)
+    return summary
+
+
+def summarise_factors(
+    factors: Sequence[float],
+    same: np.ndarray,
+    scores: np.ndarray,
+    directed: dict[str, np.ndarray],
+    threshold: float,
+    *,
+    n_boot: int = DEFAULT_RESAMPLES,
+    level: float = DEFAULT_LEVEL,
+    seed: int = 0,
+) -> list[dict[str, Any]]:
+    """The per-factor entries of a cross-resolution summary from raw results.
+
+    Parameters
+    ----------
+    factors : sequence of float, length F (ascending; the first is the shift's baseline)
+    same : bool array, (n,)
+    scores : array, (F, n)
+        Comparison scores.
+    directed : dict with ``"probe"`` and ``"reference"`` arrays, (F, n, K)
+        Directed influences of image B and image A.
+    threshold : float
+        The model's threshold.
+    n_boot, level, seed
+        Bootstrap over pairs: the same resamples for every factor, so shifts are paired.
+    """
+    n = same.size
+    rng = np.random.default_rng(seed)
+    resamples = rng.integers(0, n, size=(int(n_boot), n))
+    per_side = {}
+    for name, values in directed.items():
+        cents = centroid(np.abs(values))  # (F, n)
+        boot = np.stack([np.nanmean(c[resamples], axis=1) for c in cents])  # (F, n_boot)
+        per_side[name] = (cents, boot)
+
+    entries = []
+    for fi, factor in enumerate(factors):
+        s = scores[fi]
+        fmr, fnmr = fmr_fnmr(s, same, threshold)
+        entry: dict[str, Any] = {
+            "factor": factor,
+            "accuracy": accuracy(s, same, threshold),
+            "fmr": _finite(fmr),
+            "fnmr": _finite(fnmr),
+            "score_mean": {"genuine": _mean(s[same]), "impostor": _mean(s[~same])},
+        }
+        for name, (cents, boot) in per_side.items():
+            numbers = _centroid_numbers(cents, boot, fi, level)
+            if name == "probe":
+                entry.update(numbers)
+            else:
+                entry["reference"] = numbers
+        entry["by_class"] = {
+            label: {
+                "n_pairs": int(mask.sum()),
+                "centroid": _mean(per_side["probe"][0][fi][mask]),
+                "reference_centroid": _mean(per_side["reference"][0][fi][mask]),
+            }
+            for label, mask in (("genuine", same), ("impostor", ~same))
+        }
+        entry["profiles"] = {
+            name: {
+                label: profile(values[fi][mask])
+                for label, mask in (("genuine", same), ("impostor", ~same))
+                if mask.any()
+            }
+            for name, values in directed.items()
+        }
+        entries.append(entry)
+    return entries
+
+
+def _centroid_numbers(cents: np.ndarray, boot: np.ndarray, fi: int, level: float) -> dict[str, Any]:
+    estimate = float(np.nanmean(cents[fi]))
+    shift = estimate - float(np.nanmean(cents[0]))
+    shift_boot = boot[fi] - boot[0]
+    numbers = {
+        "centroid": estimate,
+        "centroid_ci": list(percentile_ci(boot[fi], level)),
+        "centroid_shift": shift,
+        "centroid_shift_ci": [0.0, 0.0] if fi == 0 else list(percentile_ci(shift_boot, level)),
+        "centroid_shift_same_sign": None if fi == 0 else sign_stability(shift_boot, shift),
+    }
+    return numbers
+
+
+# ---- inputs --------------------------------------------------------------------------------------
+
+
+def _prepare_faces(
+    explainer: Explainer, pairs: Sequence[Pair], aligned: bool | None
+) -> tuple[dict[Any, np.ndarray], list[dict[str, str]]]:
+    """Each distinct image aligned once; images that fail are listed, not raised."""
+    faces: dict[Any, np.ndarray] = {}
+    failures: list[dict[str, str]] = []
+    for path in dict.fromkeys(p for pair in pairs for p in (pair.path_a, pair.path_b)):
+        try:
+            faces[path] = explainer.prepare(path, aligned)
+        except FreqxfrError as exc:
+            failures.append({"path": str(path), "error": str(exc)})
+    return faces, failures
+
+
+def _checked(item: Explanation | PairFailure) -> Explanation:
+    if isinstance(item, PairFailure):  # prepared crops cannot fail; keep the message if they do
+        raise InputError(item.error)
+    return item
+
+
+def _progress(enabled: bool, total: int):
+    if not enabled:
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="pair", desc="crossres", dynamic_ncols=True)
+
+
+# ---- outputs -------------------------------------------------------------------------------------
+
+
+def _jsonl_line(factor: float, index: int, pair: Pair, explanation: Explanation) -> str:
+    record = {
+        "factor": factor,
+        "index": index,
+        "path_a": str(pair.path_a),
+        "path_b": str(pair.path_b),
+        "same": pair.same,
+        "score": explanation.score_ref,
+        "decision": explanation.decision,
+        "a": {"directed": explanation.a.directed.tolist()},
+        "b": {"directed": explanation.b.directed.tolist()},
+    }
+    return json.dumps(record, allow_nan=False) + "\n"
+
+
+def _csv_row(factor: float, index: int, pair: Pair, explanation: Explanation) -> dict[str, Any]:
+    return {
+        "factor": factor,
+        "index": index,
+        "path_a": str(pair.path_a),
+        "path_b": str(pair.path_b),
+        "same": int(bool(pair.same)),
+        "score": explanation.score_ref,
+        "decision": int(explanation.decision),
+        "centroid_probe": float(centroid(explanation.b.absolute)),
+        "centroid_reference": float(centroid(explanation.a.absolute)),
+    }
+
+
+def _csv_text(rows: list[dict[str, Any]]) -> str:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue()
+
+
+def _write_json(path: Path, obj: Any) -> None:
+    write_output(path, json.dumps(obj, indent=2, allow_nan=False) + "\n")
+
+
+def _finite(value: float) -> float | None:
+    return float(value) if np.isfinite(value) else None
+
+
+def _mean(values: np.ndarray) -> float | None:
+    values = values[np.isfinite(values)]
+    return float(values.mean()) if values.size else None
+
+
+def _example_probe(faces, pairs, kept) -> np.ndarray:
+    return faces[pairs[kept[0]].path_b]
+
+
+# ---- report --------------------------------------------------------------------------------------
+
+
+def plot_degradation_strip(
+    image: np.ndarray, factors: Sequence[float], resample: str, path: str | os.PathLike[str]
+) -> Path:
+    """One probe crop at every factor, as the model sees it."""
+    fig = plots.new_figure(1.6 * len(factors) + 0.2, 2.0)
+    axes = fig.subplots(1, len(factors), squeeze=False)[0]
+    for ax, factor in zip(axes, factors, strict=True):
+        ax.imshow(degrade(image, factor, resample), interpolation="nearest")
+        ax.set_title(f"{factor:g}×", fontsize=9)
+        ax.set_axis_off()
+    fig.suptitle(f"probe at each factor ({resample})", fontsize=9)
+    return plots.save_figure(fig, path)
+
+
+def write_crossres_report(
+    out_dir: str | os.PathLike[str], summary: dict[str, Any], *, example: np.ndarray | None = None
+) -> Path:
+    """Plots and ``report.html`` of a cross-resolution summary (``example``: one probe crop)."""
+    out = ensure_dir(out_dir)
+    entries = summary["factors"]
+    factors = [e["factor"] for e in entries]
+    sections = [
+        Section("Overview", _overview_table(summary)),
+        Section("How to read this", html_paragraph(HOW_TO_READ)),
+    ]
+    images = []
+    if example is not None:
+        images.append(
+            plot_degradation_strip(example, factors, summary["resample"], out / "probes.png")
+        )
+    acc = plots.plot_accuracy_vs_factor(
+        factors,
+        [e["accuracy"] for e in entries],
+        out / "accuracy.png",
+        fmr=_rates(entries, "fmr"),
+        fnmr=_rates(entries, "fnmr"),
+    )
+    sections.append(
+        Section("Verification per factor", _verification_table(summary), [*images, acc])
+    )
+    centroid_images = [
+        plots.plot_centroid_shift(
+            factors,
+            [_numbers(e, name)["centroid"] for e in entries],
+            [_numbers(e, name)["centroid_ci"][0] for e in entries],
+            [_numbers(e, name)["centroid_ci"][1] for e in entries],
+            out / f"centroid_{name}.png",
+            ci_label=f"{name}, {100 * summary['bootstrap']['level']:g}% bootstrap CI",
+        )
+        for name in SIDES
+    ]
+    sections.append(Section("Centroid shift", _centroid_table(summary), centroid_images))
+    heat = []
+    for name in SIDES:
+        heat.append(
+            plots.plot_profiles_by_factor(
+                factors,
+                _profile_matrix(entries, name, None, "absolute_normalised_mean"),
+                out / f"profiles_{name}.png",
+                kind="absolute",
+                title=f"{name}: absolute influence, normalised per image (all pairs)",
+            )
+        )
+    for label in ("genuine", "impostor"):
+        matrix = _profile_matrix(entries, "probe", label, "directed_normalised_mean")
+        if matrix is not None:
+            heat.append(
+                plots.plot_profiles_by_factor(
+                    factors,
+                    matrix,
+                    out / f"profiles_probe_{label}.png",
+                    kind="directed",
+                    title=f"probe, {label} pairs: directed influence, normalised per image",
+                )
+            )
+    sections.append(Section("Band profiles per factor", "", heat))
+    model = summary["model"]["name"]
+    return write_report(
+        out, f"freqxfr cross-resolution report ({model}, {summary['resample']})", sections
+    )
+
+
+def _numbers(entry: dict[str, Any], side: str) -> dict[str, Any]:
+    return entry if side == "probe" else entry["reference"]
+
+
+def _profile_matrix(entries, side: str, label: str | None, key: str) -> np.ndarray | None:
+    rows = []
+    for entry in entries:
+        profiles = entry["profiles"][side]
+        if label is None:
+            # all pairs: mean of the class means weighted by their image counts
+            weights = [p["n_images"] for p in profiles.values()]
+            values = [np.asarray(p[key]) for p in profiles.values()]
+            rows.append(np.average(values, axis=0, weights=weights))
+        elif label in profiles:
+            rows.append(np.asarray(profiles[label][key]))
+        else:
+            return None
+    return np.stack(rows)
+
+
+def _overview_table(summary: dict[str, Any]) -> str:
+    boot = summary["bootstrap"]
+    rows = [
+        ("model", summary["model"]["name"]),
+        ("metric", summary["model"]["metric"]),
+        ("threshold", summary["threshold"]),
+        ("degradation", f"{summary['resample']}: {summary['kernel']}"),
+        ("degraded image", summary["degraded_side"]),
+        (
+            "pairs (genuine / impostor)",
+            f"{summary['pairs']} ({summary['genuine']} / {summary['impostor']})",
+        ),
+        ("images that could not be prepared", len(summary["failed"])),
+        ("bands", f"{summary['schedule']['kind']}, {len(summary['bands'])}"),
+        ("masking", f"{summary['mode']} in the {summary['domain']} domain"),
+        (
+            "bootstrap",
+            f"{boot['resamples']} resamples of pairs, {100 * boot['level']:g}% "
+            f"percentile intervals, seed {boot['seed']}",
+        ),
+    ]
+    return html_table(("", "value"), rows)
+
+
+def _verification_table(summary: dict[str, Any]) -> str:
+    header = (
+        "factor",
+        "probe size / cutoff",
+        "accuracy",
+        "FMR",
+        "FNMR",
+        "mean score genuine",
+        "mean score impostor",
+    )
+    rows = []
+    for e in summary["factors"]:
+        size = e.get("probe_size")
+        size_text = (
+            f"{size}px"
+            if size is not None
+            else (f"{e['cutoff_cycles']:.3g} cycles" if e.get("cutoff_cycles") else "full")
+        )
+        rows.append(
+            (
+                f"{e['factor']:g}×",
+                size_text,
+                e["accuracy"],
+                e["fmr"],
+                e["fnmr"],
+                e["score_mean"]["genuine"],
+                e["score_mean"]["impostor"],
+            )
+        )
+    return html_table(header, rows, caption=f"at the model's threshold {summary['threshold']:.4g}")
+
+
+def _centroid_table(summary: dict[str, Any]) -> str:
+    header = (
+        "factor",
+        "probe centroid [CI]",
+        "shift [CI]",
+        "same sign",
+        "reference centroid [CI]",
+        "shift [CI]",
+        "same sign",
+    )
+    rows = []
+    for e in summary["factors"]:
+        row: list[Any] = [f"{e['factor']:g}×"]
+        for numbers in (e, e["reference"]):
+            row += [
+                f"{numbers['centroid']:.3f} [{numbers['centroid_ci'][0]:.3f}, "
+                f"{numbers['centroid_ci'][1]:.3f}]",
+                f"{numbers['centroid_shift']:+.3f} [{numbers['centroid_shift_ci'][0]:+.3f}, "
+                f"{numbers['centroid_shift_ci'][1]:+.3f}]",
+                numbers["centroid_shift_same_sign"],
+            ]
+        rows.append(row)
+    baseline = summary["bootstrap"]["shift_baseline_factor"]
+    return html_table(
+        header,
+        rows,
+        caption=f"shift: against factor {baseline:g}; band index 0..{len(summary['bands']) - 1}",
+    )
+
+
+def _rates(entries, key: str) -> list[float] | None:
+    """A rate per factor, or None when a class is missing (the rate is undefined)."""
+    values = [e[key] for e in entries]
+    return None if any(v is None for v in values) else values
