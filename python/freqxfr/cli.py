@@ -263,14 +263,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _add_optional_commands(sub: Any) -> None:
     """Commands that live in their own modules (verifier, models, scenarios)."""
-    from . import cli_models
+    from . import cli_models, cli_scenarios
 
     cli_models.add_verify_parser(sub)
     cli_models.add_models_parser(sub)
-    try:
-        from . import cli_scenarios
-    except ImportError:
-        return
     cli_scenarios.add_parsers(sub)
 
 
