@@ -5,7 +5,10 @@ from __future__ import annotations
 import datetime as _dt
 import os
 import platform
+import statistics
 import sys
+import time
+from collections.abc import Callable
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
@@ -72,3 +75,16 @@ class PeakMemory:
             if line.startswith(field + ":"):
                 return int(line.split()[1])  # kB
         return 0
+
+
+def rate(run: Callable[[], Any], batch: int, seconds: float, repeats: int) -> float:
+    """Median images per second of ``run()`` (one batch per call), after one warm-up call."""
+    run()
+    rates = []
+    for _ in range(repeats):
+        calls, start = 0, time.perf_counter()
+        while calls == 0 or time.perf_counter() - start < seconds:
+            run()
+            calls += 1
+        rates.append(calls * batch / (time.perf_counter() - start))
+    return statistics.median(rates)

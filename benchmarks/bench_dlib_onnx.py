@@ -11,10 +11,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +23,7 @@ import onnxruntime as ort
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _machine import machine_info
+from _machine import machine_info, rate
 
 from freqxfr import atomic
 from freqxfr.models import dlib_resnet
@@ -48,17 +46,6 @@ def load_chips(count: int = 8) -> np.ndarray:
     return np.stack(out)
 
 
-def rate(run: Callable[[], Any], batch: int, seconds: float, repeats: int) -> float:
-    """Median images per second of ``run()`` (one batch per call), after one warm-up call."""
-    run()
-    rates = []
-    for _ in range(repeats):
-        calls, start = 0, time.perf_counter()
-        while calls == 0 or time.perf_counter() - start < seconds:
-            run()
-            calls += 1
-        rates.append(calls * batch / (time.perf_counter() - start))
-    return statistics.median(rates)
 
 
 def main() -> None:

@@ -13,10 +13,7 @@ graph at batch 1 for comparison with its conversion. Each rate is the median of
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
-import time
-from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -26,7 +23,7 @@ import onnxruntime as ort
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _machine import machine_info
+from _machine import machine_info, rate
 
 from freqxfr import atomic
 from freqxfr.images import load_image
@@ -37,17 +34,6 @@ DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 BATCHES = (1, 16, 64)
 
 
-def rate(run: Callable[[], Any], batch: int, seconds: float, repeats: int) -> float:
-    """Median images per second of ``run()`` (one batch per call), after one warm-up call."""
-    run()
-    rates = []
-    for _ in range(repeats):
-        calls, start = 0, time.perf_counter()
-        while calls == 0 or time.perf_counter() - start < seconds:
-            run()
-            calls += 1
-        rates.append(calls * batch / (time.perf_counter() - start))
-    return statistics.median(rates)
 
 
 def crops(side: int, count: int = 64) -> np.ndarray:
