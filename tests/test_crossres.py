@@ -9,10 +9,9 @@ import pytest
 from PIL import Image
 
 from freqxfr.cli import main
-from freqxfr.cli_scenarios import spread
 from freqxfr.errors import InputError
 from freqxfr.explain import Explainer
-from freqxfr.pairs import read_pairs
+from freqxfr.pairs import read_pairs, spread
 from freqxfr.scenarios.crossres import run_crossres
 from freqxfr.scenarios.resolution import check_factors, degrade
 from freqxfr.verifier import load_model

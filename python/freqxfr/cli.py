@@ -162,13 +162,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def cmd_dataset(args: argparse.Namespace) -> int:
     from .dataset import run_dataset
-    from .pairs import attach_groups, read_pairs
+    from .pairs import attach_groups, read_pairs, spread
 
     pairs = read_pairs(args.pairs, root=args.root)
     if args.groups is not None:
         pairs = attach_groups(pairs, args.groups, root=args.root)
     if args.limit is not None:
-        pairs = pairs[: args.limit]
+        pairs = spread(pairs, args.limit)
     explainer = _explainer(args)
     summary = run_dataset(pairs, args.out, explainer, pairs_file=str(args.pairs),
                           progress=not args.no_progress, overlap=not args.no_overlap,
@@ -182,11 +182,11 @@ def cmd_dataset(args: argparse.Namespace) -> int:
 
 def cmd_faithfulness(args: argparse.Namespace) -> int:
     from .faithfulness import dataset_faithfulness
-    from .pairs import Pair, read_pairs
+    from .pairs import Pair, read_pairs, spread
 
     explainer = _explainer(args)
     if args.pairs is not None:
-        pairs = read_pairs(args.pairs, root=args.root)[: args.limit]
+        pairs = spread(read_pairs(args.pairs, root=args.root), args.limit)
     elif args.a and args.b:
         pairs = [Pair(Path(args.a), Path(args.b))]
     else:
@@ -239,7 +239,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_explainer_options(p)
     p.add_argument("--groups", type=Path, default=None,
                    help="CSV of per-image attributes (path,gender,...), e.g. FRLL's index.csv")
-    p.add_argument("--limit", type=int, default=None, help="only the first N pairs")
+    p.add_argument("--limit", type=int, default=None,
+                   help="N pairs spread evenly over the list (both classes stay in)")
     p.add_argument("--parquet", action="store_true", help="also write results.parquet")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--no-overlap", action="store_true",
@@ -251,7 +252,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("b", nargs="?")
     p.add_argument("--pairs", type=Path, default=None)
     p.add_argument("--root", type=Path, default=None)
-    p.add_argument("--limit", type=int, default=50)
+    p.add_argument("--limit", type=int, default=50, help="pairs, spread evenly over the list")
     p.add_argument("--seeds", type=int, default=5)
     p.add_argument("--out", type=Path, default=Path("freqxfr-faithfulness"))
     _add_explainer_options(p)

@@ -81,7 +81,7 @@ def add_parsers(subparsers: Any) -> None:
 
 def cmd_crossres(args: argparse.Namespace) -> int:
     from .cli import _explainer
-    from .pairs import read_pairs
+    from .pairs import read_pairs, spread
     from .scenarios.crossres import run_crossres
 
     pairs = read_pairs(args.pairs, root=args.root)
@@ -155,16 +155,6 @@ def cmd_morph(args: argparse.Namespace) -> int:
         f"{args.out / 'report.html'}"
     )
     return 0
-
-
-def spread(items: list, n: int) -> list:
-    """``n`` items spread evenly over ``items`` (the first and the last included), in order."""
-    if n >= len(items):
-        return list(items)
-    if n == 1:
-        return [items[0]]
-    step = (len(items) - 1) / (n - 1)
-    return [items[round(i * step)] for i in range(n)]
 
 
 def _add_bootstrap_options(parser: argparse.ArgumentParser) -> None:

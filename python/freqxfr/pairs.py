@@ -235,3 +235,15 @@ def attach_groups(pairs: list[Pair], table: str | Path, root: str | Path | None 
         groups = {k: (a[k] if a[k] == b.get(k) else "mixed") for k in a}
         labelled.append(dataclasses.replace(pair, groups={**groups, **pair.groups}))
     return labelled
+
+
+def spread(items: list, n: int) -> list:
+    """``n`` items spread evenly over ``items`` (the first and the last included), in order.
+
+    Pair lists often hold all genuine pairs first; a spread subset keeps both classes."""
+    if n >= len(items):
+        return list(items)
+    if n == 1:
+        return [items[0]]
+    step = (len(items) - 1) / (n - 1)
+    return [items[round(i * step)] for i in range(n)]
