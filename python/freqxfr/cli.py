@@ -208,12 +208,23 @@ def cmd_faithfulness(args: argparse.Namespace) -> int:
 # ---- the parser ---------------------------------------------------------------------------------
 
 
+def _version() -> str:
+    """The installed distribution's version (what pip installed, not a string kept by hand)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("freqxfr")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="freqxfr",
         description="Explain face-verification decisions in the frequency domain.",
     )
     parser.add_argument("--verbose", action="store_true", help="show tracebacks on errors")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("demo", help="explain a bundled pair with the default model")
