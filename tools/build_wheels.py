@@ -35,7 +35,7 @@ from importlib import metadata
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from wheel_check import WheelProblem, check_sdist, check_wheel  # noqa: E402
+from wheel_check import WheelProblem, check_sdist, check_wheel
 
 ROOT = Path(__file__).resolve().parents[1]
 WORK = ROOT / "build" / "wheels"

@@ -35,11 +35,14 @@ def find_library() -> Path:
         return Path(env)
     spec = importlib.util.find_spec("pyfftw")
     if spec is not None and spec.submodule_search_locations:
-        libs = Path(next(iter(spec.submodule_search_locations))).parent / "pyfftw.libs"
-        # "libfftw3f-<hash>" is the plain single-precision library ("libfftw3f_omp-..." is not).
-        found = sorted(libs.glob("libfftw3f-*.so*"))
-        if found:
-            return found[0]
+        site = Path(next(iter(spec.submodule_search_locations))).parent
+        # auditwheel names the folder after the distribution: "pyFFTW.libs" up to 0.15.0 (the
+        # newest wheel for Python 3.10), "pyfftw.libs" from 0.15.1 on.
+        for libs in (site / "pyfftw.libs", site / "pyFFTW.libs"):
+            # "libfftw3f-<hash>" is the plain single-precision library ("libfftw3f_omp-..." is not).
+            found = sorted(libs.glob("libfftw3f-*.so*"))
+            if found:
+                return found[0]
     system = ctypes.util.find_library("fftw3f")
     if system:
         return Path(system)
