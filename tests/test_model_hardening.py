@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from freqxfr import InputError, ModelCard, ModelError
-from freqxfr.cards import parse_card, preset, threshold_problem
+from freqxfr.cards import parse_card, preset
 from freqxfr.models import _cache, dlib_resnet, sface
 from freqxfr.models._dlib_serialization import Reader
 from freqxfr.verifier import load_model, model_path
@@ -70,6 +70,8 @@ def test_card_naming_a_module_without_converter_is_a_model_error(monkeypatch):
 def test_threshold_rule_is_shared_by_cards_and_run_time_overrides(value):
     """Guards against ``verify --threshold nan`` being accepted while a card with a NaN
     threshold is refused: both go through ``threshold_problem``."""
+    from freqxfr.cards import threshold_problem
+
     problem = threshold_problem(value, "cosine")
     assert problem
     text = f'base = "sface"\nthreshold = {value if not isinstance(value, str) else repr(value)}'
