@@ -141,7 +141,10 @@ def _run_sanitized(session: nox.Session, variant: str) -> None:
     reports.mkdir()
     log = f"log_path={reports}/{variant}"
     env = {
-        "PYTHONPATH": str(overlay), "LD_PRELOAD": runtime, "PYTHONFAULTHANDLER": "1",
+        # libstdc++ too: python does not link it, and ASan must find the real __cxa_throw when
+        # it starts, or its interceptor aborts on the core's first C++ exception.
+        "PYTHONPATH": str(overlay), "LD_PRELOAD": f"{runtime}:libstdc++.so.6",
+        "PYTHONFAULTHANDLER": "1",
         "FREQXFR_CACHE_DIR": str(build / "cache"),
         # Leak checking would report CPython's own allocations; the core frees by RAII.
         "ASAN_OPTIONS": f"{log}:detect_leaks=0:halt_on_error=1:abort_on_error=1",
