@@ -90,7 +90,7 @@ def sface_model(tmp_path_factory: pytest.TempPathFactory):
 @pytest.mark.parametrize("value", [math.nan, math.inf, 2.0, np.float32("nan")])
 def test_nan_threshold_at_run_time_is_refused_like_in_a_card(sface_model, value, data_dir):
     face = sorted((data_dir / "lfw_aligned112" / "images").rglob("*.jpg"))[0]
-    with pytest.raises(InputError, match="threshold for model 'sface' .*must"):
+    with pytest.raises(InputError, match=r"threshold for model 'sface' .*must"):
         sface_model.compare(face, face, threshold=value)
     with pytest.raises(InputError, match="threshold"):
         sface_model.decide(0.5, threshold=value)
@@ -131,7 +131,7 @@ def tensor_data_ranges(data: bytes) -> list[tuple[int, int, str]]:
 @pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
 def test_dlib_file_with_non_finite_weights_is_refused(source_bytes, tmp_path, private_cache, bad):
     """Guards against a .dat with NaN/Inf weights converting and yielding NaN embeddings."""
-    offset, count, what = tensor_data_ranges(source_bytes)[5]
+    offset, _, _ = tensor_data_ranges(source_bytes)[5]
     data = bytearray(source_bytes)
     data[offset + 4 * 7 : offset + 4 * 8] = np.float32(bad).tobytes()
     path = tmp_path / "nan.dat"
@@ -147,7 +147,7 @@ def test_dlib_file_with_non_finite_weights_is_refused(source_bytes, tmp_path, pr
 @pytest.mark.parametrize("converter", [dlib_resnet.converted_path, sface.converted_path])
 def test_device_file_is_refused_without_reading_it(converter, private_cache):
     """Guards against ``converted_path('/dev/zero')`` reading until memory runs out."""
-    with pytest.raises(ModelError, match="/dev/zero: .*must be a regular file, not a device"):
+    with pytest.raises(ModelError, match=r"/dev/zero: .*must be a regular file, not a device"):
         converter(Path("/dev/zero"))
     assert cache_files(private_cache) == []
 
