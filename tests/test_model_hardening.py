@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from freqxfr import InputError, ModelCard, ModelError
+from freqxfr import BandSchedule, InputError, ModelCard, ModelError
 from freqxfr.cards import parse_card, preset
 from freqxfr.models import _cache, dlib_resnet, sface
 from freqxfr.models._dlib_serialization import Reader
@@ -215,3 +215,40 @@ def test_cli_with_unusable_cache_prints_one_line_not_a_raw_oserror(tmp_path, dat
 def test_card_with_threshold_from_mapping_uses_the_same_rule():
     with pytest.raises(ModelError, match="field 'threshold' must be a finite number, got nan"):
         ModelCard.from_dict({**preset("sface").to_dict(), "threshold": math.nan})
+
+
+# ---- defect 1, as reported: Explainers with different band counts on one model ----------------
+
+
+def test_explainers_with_different_band_counts_in_threads_match_the_reference(sface_model,
+                                                                              data_dir):
+    """Guards against the plan-cache race's reported trigger: Explainers with different K on one
+    model, each made and used in its own thread, so that one thread's new plans are inserted
+    while another masks. Each must equal the same explanation masked by the numpy reference."""
+    import threading
+
+    from freqxfr import Explainer
+
+    faces = sorted((data_dir / "lfw_aligned112" / "images").rglob("*.jpg"))[:2]
+    counts = (5, 7, 9, 11)  # band counts no other test in this process plans at 112×112
+    expected = {k: Explainer(sface_model, BandSchedule.log_rings(k, 0.03), backend="numpy")
+                .explain(*faces) for k in counts}
+    results, errors = {}, []
+
+    def work(k: int) -> None:
+        try:
+            explainer = Explainer(sface_model, BandSchedule.log_rings(k, 0.03), threads=2)
+            results[k] = explainer.explain(*faces)
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    pool = [threading.Thread(target=work, args=(k,)) for k in counts]
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join()
+    assert not errors, errors
+    for k in counts:
+        for side in ("a", "b"):
+            np.testing.assert_allclose(getattr(results[k], side).directed,
+                                       getattr(expected[k], side).directed, atol=2e-3)
