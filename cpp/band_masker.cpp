@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cmath>
 #include <condition_variable>
 #include <cstdlib>
 #include <cstring>
@@ -78,6 +79,16 @@ fftwf_plan checked(fftwf_plan plan, const char* what) {
     return plan;
 }
 
+// The plan handles one call uses, copied out of the cache under the lock. Workers read only
+// this copy: the cache's maps may grow under the lock (another call, another schedule) while
+// they run, so they must never look anything up there.
+struct CallPlans {
+    fftwf_plan r2c = nullptr;
+    fftwf_plan c2r_full = nullptr;
+    fftwf_plan c2r_rows = nullptr;
+    std::vector<fftwf_plan> columns;  // one per requested column range, in the same order
+};
+
 // Returns the shape's plans, creating any that are missing (including the column plans that
 // `ranges` needs). Must be called with g_plan_mutex held.
 ShapePlans& plans_locked(int h, int w, unsigned flags, const std::vector<std::pair<int, int>>& ranges) {
@@ -117,6 +128,21 @@ ShapePlans& plans_locked(int h, int w, unsigned flags, const std::vector<std::pa
                                    "column dft");
     }
     return p;
+}
+
+// Looks up (making if missing) every plan a call of this shape needs, once, under the lock.
+CallPlans lookup_plans(int h, int w, unsigned flags, const std::vector<std::pair<int, int>>& ranges) {
+    std::lock_guard<std::mutex> lock(g_plan_mutex);
+    const ShapePlans& p = plans_locked(h, w, flags, ranges);
+    CallPlans call;
+    call.r2c = p.r2c;
+    call.c2r_full = p.c2r_full;
+    call.c2r_rows = p.c2r_rows;
+    call.columns.reserve(ranges.size());
+    for (const auto& range : ranges) {
+        call.columns.push_back(p.columns.at(range));
+    }
+    return call;
 }
 
 // ---- a team of threads for one call ---------------------------------------------------------
@@ -197,6 +223,7 @@ struct BandIndex {
     std::vector<std::int32_t> coeffs;  // flat half-spectrum indices (row * wc + col)
     int v0 = 0, ncols = 0;             // the columns that hold them: [v0, v0 + ncols)
     bool has_dc = false;
+    int plan = -1;                     // index into CallPlans::columns (-1: empty band)
 };
 
 std::vector<BandIndex> index_bands(const MaskRequest& req) {
@@ -239,8 +266,8 @@ struct Workspace {
 
 class Masker {
 public:
-    Masker(const MaskRequest& req, const ShapePlans& plans, std::vector<BandIndex> bands)
-        : req_(req), plans_(plans), bands_(std::move(bands)), api_(fftw()),
+    Masker(const MaskRequest& req, CallPlans plans, std::vector<BandIndex> bands)
+        : req_(req), plans_(std::move(plans)), bands_(std::move(bands)), api_(fftw()),
           hw_(static_cast<std::size_t>(req.h) * req.w), wc_(req.w / 2 + 1),
           stride_(spectrum_stride(req.h, req.w)), scale_(1.0F / static_cast<float>(hw_)) {
         for (int c = 0; c < req.c; ++c) {
@@ -296,7 +323,7 @@ public:
         }
         // Pruned 2-D inverse: the column pass skips the columns that the band leaves empty,
         // then one c2r per row. Low rings touch few columns, so they cost less than a full c2r.
-        const fftwf_plan cols = plans_.columns.at({band.v0, band.ncols});
+        const fftwf_plan cols = plans_.columns[band.plan];  // looked up before the workers started
         api_.execute_dft(cols, work + band.v0, work + band.v0);
         api_.execute_dft_c2r(plans_.c2r_rows, work, ws.inverse.get());
     }
@@ -438,7 +465,7 @@ public:
 
 private:
     const MaskRequest& req_;
-    const ShapePlans& plans_;
+    const CallPlans plans_;
     std::vector<BandIndex> bands_;
     const FftwApi& api_;
     std::size_t hw_;
@@ -448,12 +475,25 @@ private:
     float inv_std_[3] = {1.0F, 1.0F, 1.0F};
 };
 
+bool aligned_to(const void* p, std::size_t alignment) {
+    return reinterpret_cast<std::uintptr_t>(p) % alignment == 0;
+}
+
 void validate(const MaskRequest& req) {
     if (req.images == nullptr || req.labels == nullptr || req.out == nullptr) {
         throw std::invalid_argument("null buffer");
     }
     if (req.n < 1 || req.h < 1 || req.w < 1 || (req.c != 1 && req.c != 3)) {
         throw std::invalid_argument("images must be (N, H, W, C) with N, H, W >= 1 and C in {1, 3}");
+    }
+    // Misaligned float loads and stores are undefined behaviour (and slow): refuse them.
+    if ((!req.images_are_uint8 && !aligned_to(req.images, alignof(float))) ||
+        !aligned_to(req.labels, alignof(std::int32_t)) || !aligned_to(req.out, alignof(float))) {
+        throw std::invalid_argument("images, labels and out must be aligned to their element size");
+    }
+    if (req.mean.size() != static_cast<std::size_t>(req.c) ||
+        req.stddev.size() != static_cast<std::size_t>(req.c)) {
+        throw std::invalid_argument("mean and std need one value per channel");
     }
     if (req.h > 16384 || req.w > 16384) {
         throw std::invalid_argument("image side larger than 16384");
@@ -468,9 +508,14 @@ void validate(const MaskRequest& req) {
     if (total > static_cast<double>(std::numeric_limits<std::int64_t>::max() / 8)) {
         throw std::invalid_argument("output too large");
     }
+    if (static_cast<double>(req.n) * req.bands * req.c > std::numeric_limits<int>::max()) {
+        throw std::invalid_argument("too many (image, band, channel) planes");
+    }
     for (int c = 0; c < req.c; ++c) {
-        if (!(req.stddev[c] != 0.0F)) {
-            throw std::invalid_argument("std must be non-zero");
+        // 1/std must be finite too: a std that underflows to 0 or a subnormal in float32 is refused.
+        if (!std::isfinite(req.mean[c]) || !std::isfinite(req.stddev[c]) ||
+            !std::isfinite(1.0F / req.stddev[c]) || req.stddev[c] == 0.0F) {
+            throw std::invalid_argument("mean and std must be finite, and 1/std finite");
         }
     }
     if (req.mode == MaskMode::kCumulativeDelete || req.mode == MaskMode::kCumulativeKeep) {
@@ -493,17 +538,13 @@ void mask_bands(const MaskRequest& req) {
     validate(req);
     std::vector<BandIndex> bands = index_bands(req);
     std::vector<std::pair<int, int>> ranges;
-    for (const auto& b : bands) {
+    for (auto& b : bands) {
         if (b.ncols > 0) {
+            b.plan = static_cast<int>(ranges.size());
             ranges.emplace_back(b.v0, b.ncols);
         }
     }
-    const ShapePlans* plans;
-    {
-        std::lock_guard<std::mutex> lock(g_plan_mutex);
-        plans = &plans_locked(req.h, req.w, req.planner_flags, ranges);
-    }
-    Masker masker(req, *plans, std::move(bands));
+    Masker masker(req, lookup_plans(req.h, req.w, req.planner_flags, ranges), std::move(bands));
     const bool cumulative =
         req.mode == MaskMode::kCumulativeDelete || req.mode == MaskMode::kCumulativeKeep;
     // More threads than work items would only add idle workers.
@@ -517,14 +558,10 @@ void mask_bands(const MaskRequest& req) {
 }
 
 double c2r_floor_seconds(int h, int w, int planes, int threads, unsigned planner_flags) {
-    if (h < 1 || w < 1 || planes < 1 || threads < 1) {
-        throw std::invalid_argument("c2r_floor_seconds: sizes and counts must be positive");
+    if (h < 1 || w < 1 || planes < 1 || threads < 1 || h > 16384 || w > 16384 || threads > 1024) {
+        throw std::invalid_argument("c2r_floor_seconds: sizes in 1..16384, threads in 1..1024");
     }
-    const ShapePlans* plans;
-    {
-        std::lock_guard<std::mutex> lock(g_plan_mutex);
-        plans = &plans_locked(h, w, planner_flags, {});
-    }
+    const CallPlans plans = lookup_plans(h, w, planner_flags, {});
     const FftwApi& api = fftw();
     const std::size_t stride = spectrum_stride(h, w);
     const std::size_t hw = static_cast<std::size_t>(h) * w;
@@ -538,7 +575,7 @@ double c2r_floor_seconds(int h, int w, int planes, int threads, unsigned planner
             // Refill the input each time, as masking does: c2r destroys it.
             std::memset(spec.get(), 0, stride * sizeof(fftwf_complex));
             spec.get()[item % static_cast<int>(stride)][0] = 1.0F;
-            api.execute_dft_c2r(plans->c2r_full, spec.get(), real.get());
+            api.execute_dft_c2r(plans.c2r_full, spec.get(), real.get());
         }
     });
     const auto stop = std::chrono::steady_clock::now();

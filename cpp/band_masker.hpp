@@ -13,7 +13,7 @@ enum class MaskMode { kDelete, kKeep, kCumulativeDelete, kCumulativeKeep };
 enum class OutputLayout { kNCHW, kNHWC };  // per masked image; the batch is always (N, K, ...)
 
 struct MaskRequest {
-    // Input batch (N, H, W, C), C-contiguous, uint8 or float32.
+    // Input batch (N, H, W, C), C-contiguous, uint8 or float32 (aligned to its element size).
     const void* images = nullptr;
     bool images_are_uint8 = true;
     int n = 0, h = 0, w = 0, c = 0;
@@ -33,18 +33,22 @@ struct MaskRequest {
     bool normalised_domain = false;
     bool clip = false;
     float clip_lo = 0.0F, clip_hi = 255.0F;  // applied to p before normalising
-    float mean[3] = {0.0F, 0.0F, 0.0F};
-    float stddev[3] = {1.0F, 1.0F, 1.0F};
+    // One value per channel (C of them): the core checks the sizes before it reads them.
+    std::vector<float> mean;
+    std::vector<float> stddev;
     bool reverse_channels = false;  // RGB input -> BGR output
     OutputLayout layout = OutputLayout::kNCHW;
 
-    float* out = nullptr;  // N*K*C*H*W float32, layout as above
+    float* out = nullptr;  // N*K*C*H*W float32, layout as above, aligned to 4 bytes
     int threads = 1;
     unsigned planner_flags = 0;  // FFTW planner flags (FFTW_MEASURE by default)
 };
 
-// Runs the request. Thread-safe: concurrent calls share only the plan cache, which is locked
-// while planning. Throws std::invalid_argument on inconsistent requests.
+// Runs the request. Thread-safe: concurrent calls share only the plan cache. A call looks up
+// (and if need be makes) every plan it needs once, under the cache's lock, before its workers
+// start; the workers then use only their own copies of the plan handles. Plans are never
+// destroyed. Throws std::invalid_argument on an inconsistent request (checked before anything
+// is written: sizes, channel count, per-channel values, alignment, band labels).
 void mask_bands(const MaskRequest& req);
 
 // The floor for the benchmark: seconds to run one full FFTW 2-D c2r over `planes` planes of

@@ -1,9 +1,11 @@
 // pybind11 bindings: argument unpacking only. Validation with good messages happens in Python
-// (freqxfr.masking); the core re-checks what it needs to stay in bounds.
+// (freqxfr.masking); the core checks everything it needs to stay in bounds itself (channel count,
+// per-channel values, alignment, labels), so nothing here writes into fixed-size storage.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <limits>
 #include <stdexcept>
 
 #include "band_masker.hpp"
@@ -24,6 +26,15 @@ const T* checked_data(const py::array& a, const char* name) {
     return static_cast<const T*>(a.data());
 }
 
+// An array dimension as the core's int, refusing what would wrap around.
+int dim(const py::array& a, py::ssize_t axis, const char* name) {
+    const py::ssize_t n = a.shape(axis);
+    if (n > std::numeric_limits<int>::max()) {
+        throw std::invalid_argument(std::string(name) + " is too large");
+    }
+    return static_cast<int>(n);
+}
+
 void mask_bands(const py::array& images, const py::array& labels, int bands, const std::string& mode,
                 const std::vector<std::int32_t>& order, bool normalised_domain, bool clip,
                 float clip_lo, float clip_hi, const std::vector<float>& mean,
@@ -36,10 +47,10 @@ void mask_bands(const py::array& images, const py::array& labels, int bands, con
     req.images_are_uint8 = py::isinstance<py::array_t<std::uint8_t>>(images);
     req.images = req.images_are_uint8 ? static_cast<const void*>(checked_data<std::uint8_t>(images, "images"))
                                       : static_cast<const void*>(checked_data<float>(images, "images"));
-    req.n = static_cast<int>(images.shape(0));
-    req.h = static_cast<int>(images.shape(1));
-    req.w = static_cast<int>(images.shape(2));
-    req.c = static_cast<int>(images.shape(3));
+    req.n = dim(images, 0, "images");
+    req.h = dim(images, 1, "images");
+    req.w = dim(images, 2, "images");
+    req.c = dim(images, 3, "images");
     if (labels.shape(0) != req.h || labels.shape(1) != req.w / 2 + 1) {
         throw std::invalid_argument("labels must have shape (H, W // 2 + 1)");
     }
@@ -55,13 +66,8 @@ void mask_bands(const py::array& images, const py::array& labels, int bands, con
     req.clip = clip;
     req.clip_lo = clip_lo;
     req.clip_hi = clip_hi;
-    if (mean.size() != static_cast<std::size_t>(req.c) || stddev.size() != mean.size()) {
-        throw std::invalid_argument("mean and std need one value per channel");
-    }
-    for (int c = 0; c < req.c; ++c) {
-        req.mean[c] = mean[c];
-        req.stddev[c] = stddev[c];
-    }
+    req.mean = mean;  // sizes checked by the core
+    req.stddev = stddev;
     req.reverse_channels = reverse_channels;
     req.layout = layout == "NHWC" ? OutputLayout::kNHWC : OutputLayout::kNCHW;
     const py::ssize_t expected = static_cast<py::ssize_t>(req.n) * bands * req.c * req.h * req.w;

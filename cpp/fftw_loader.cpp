@@ -2,6 +2,7 @@
 
 #include <dlfcn.h>
 
+#include <atomic>
 #include <mutex>
 #include <stdexcept>
 
@@ -10,7 +11,8 @@ namespace {
 
 std::mutex g_load_mutex;
 FftwApi g_api;
-bool g_loaded = false;
+// Read without the lock by fftw() on every call; written once, after g_api, with release order.
+std::atomic<bool> g_loaded{false};
 std::string g_path;
 
 template <typename Fn>
@@ -50,13 +52,13 @@ const FftwApi& load_fftw(const std::string& path) {
     void* version = dlsym(handle, "fftwf_version");
     api.version = version ? static_cast<const char*>(version) : "unknown";
     g_api = api;
-    g_loaded = true;
+    g_loaded.store(true, std::memory_order_release);
     g_path = path;
     return g_api;
 }
 
 const FftwApi& fftw() {
-    if (!g_loaded) {
+    if (!g_loaded.load(std::memory_order_acquire)) {
         throw std::runtime_error("FFTW is not loaded; call freqxfr._core.load_fftw(path) first");
     }
     return g_api;
@@ -64,7 +66,7 @@ const FftwApi& fftw() {
 
 bool fftw_loaded() {
     std::lock_guard<std::mutex> lock(g_load_mutex);
-    return g_loaded;
+    return g_loaded.load();
 }
 
 std::string fftw_library_path() {

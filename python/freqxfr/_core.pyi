@@ -28,7 +28,12 @@ def mask_bands(
     threads: int,
     planner_flags: int,
 ) -> None:
-    """Mask every band of every image into ``out``; releases the GIL while it works."""
+    """Mask every band of every image into ``out``; releases the GIL while it works.
+
+    Thread-safe. Raises ``ValueError`` (before writing anything) for an inconsistent request:
+    C not 1 or 3, ``mean``/``std`` not one value per channel, a non-finite mean or std (or
+    1/std), buffers not aligned to their element size, labels out of range.
+    """
 
 def c2r_floor_seconds(h: int, w: int, planes: int, threads: int, planner_flags: int) -> float:
     """Seconds for one full 2-D FFTW c2r per plane: the benchmark's floor."""

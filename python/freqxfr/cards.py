@@ -313,6 +313,27 @@ def _coerce(name: str, value: Any, origin: str) -> Any:
     return value
 
 
+def threshold_problem(threshold: Any, metric: str) -> str | None:
+    """What is wrong with ``threshold`` as a decision threshold for ``metric``, or ``None``.
+
+    The one rule for a card's threshold and for a threshold given at run time (e.g.
+    ``Verifier.compare(threshold=...)``, ``freqxfr verify --threshold``): a finite number, in
+    [-1, 1] for cosine, <= 0 for the negative Euclidean distance.
+    """
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)):
+        return f"must be a number, got {threshold!r}"
+    if not math.isfinite(threshold):
+        return f"must be a finite number, got {threshold}"
+    if metric == "cosine" and not -1.0 <= threshold <= 1.0:
+        return f"is a cosine similarity and must lie in [-1, 1], got {threshold}"
+    if metric == "euclidean" and threshold > 0:
+        return (
+            f"is a negative Euclidean distance (score = -distance) and must be <= 0, "
+            f"got {threshold}"
+        )
+    return None
+
+
 def _validate(card: ModelCard, *, origin: str) -> None:
     """Check the values of a card whose fields already have the right types."""
 
@@ -345,18 +366,9 @@ def _validate(card: ModelCard, *, origin: str) -> None:
         raise fail("embedding_size", f"must be a positive integer, got {card.embedding_size!r}")
     if card.metric not in METRICS:
         raise fail("metric", f"must be one of {METRICS}, got {card.metric!r}")
-    if not math.isfinite(card.threshold):
-        raise fail("threshold", f"must be a finite number, got {card.threshold}")
-    if card.metric == "cosine" and not -1.0 <= card.threshold <= 1.0:
-        raise fail(
-            "threshold", f"is a cosine similarity and must lie in [-1, 1], got {card.threshold}"
-        )
-    if card.metric == "euclidean" and card.threshold > 0:
-        raise fail(
-            "threshold",
-            f"is a negative Euclidean distance (score = -distance) and must be <= 0, "
-            f"got {card.threshold}",
-        )
+    problem = threshold_problem(card.threshold, card.metric)
+    if problem:
+        raise fail("threshold", problem)
     if card.alignment not in ALIGNMENTS:
         raise fail("alignment", f"must be one of {ALIGNMENTS}, got {card.alignment!r}")
     if card.source and not card.source.startswith(("converter:", "file:")):

@@ -5,7 +5,8 @@ wheel of ``pyfftw`` (``pyfftw.libs/libfftw3f-<hash>.so*``, the hash changes betw
 ``$FREQXFR_FFTW_LIBRARY``, or from the system. freqxfr itself ships no FFTW code; FFTW is GPL-2.0+.
 
 Wisdom (FFTW's record of the fastest plans) is saved in the user cache, so that a one-shot command
-does not pay 0.1–0.8 s of FFTW_MEASURE planning again.
+does not pay 0.1–0.8 s of FFTW_MEASURE planning again. It is only an optimisation: with no usable
+cache (unwritable, or under a regular file) masking works all the same, after one warning.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import threading
 from pathlib import Path
 
 from . import atomic
-from .cache import cache_dir
+from .cache import cache_dir, warn_once
 from .errors import FreqxfrError
 
 _lock = threading.Lock()
@@ -61,18 +62,21 @@ def core():
         if not _core.fftw_loaded():
             global _saved_wisdom
             _core.load_fftw(str(find_library()))
-            path = _wisdom_path()
-            if path.is_file():
-                text = path.read_text()
-                # Stale or foreign wisdom is simply ignored by FFTW.
-                if _core.import_wisdom(text):
-                    _saved_wisdom = text
+            try:
+                path = _wisdom_path()
+                text = path.read_text() if path.is_file() else None
+            except (OSError, ValueError) as exc:  # ValueError: wisdom that is not text
+                _warn_no_wisdom(exc)
+                text = None
+            # Stale or foreign wisdom is simply ignored by FFTW.
+            if text and _core.import_wisdom(text):
+                _saved_wisdom = text
     return _core
 
 
 def save_wisdom() -> None:
-    """Write FFTW's accumulated wisdom to the cache if it changed (atomic; errors are ignored,
-    since wisdom only saves time)."""
+    """Write FFTW's accumulated wisdom to the cache if it changed (atomic). An unusable cache
+    only costs planning time later, so it gives one warning per process, not an error."""
     global _saved_wisdom
     _core = core()
     text = _core.export_wisdom()
@@ -80,9 +84,21 @@ def save_wisdom() -> None:
         if text and text != _saved_wisdom:
             try:
                 atomic.write_text(_wisdom_path(), text)
-                _saved_wisdom = text
-            except OSError:
-                pass
+            except OSError as exc:
+                _warn_no_wisdom(exc)
+            # Not retried after a failure: one attempt per change of wisdom.
+            _saved_wisdom = text
+
+
+def _warn_no_wisdom(exc: Exception) -> None:
+    if isinstance(exc, FreqxfrError):  # the cache's own error names the folder already
+        reason = str(exc)
+    elif isinstance(exc, OSError):
+        reason = f"{exc.filename}: {exc.strerror or exc}"
+    else:
+        reason = f"the wisdom file is not text ({exc})"
+    warn_once("fftw-wisdom", f"FFTW wisdom is not kept between runs (masking works; planning "
+                             f"is repeated in each process): {reason}")
 
 
 def _wisdom_path() -> Path:

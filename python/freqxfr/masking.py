@@ -15,6 +15,13 @@ from .bands import BandSchedule
 from .errors import InputError
 
 MODES = ("delete", "keep", "cumulative_delete", "cumulative_keep")
+#: Largest magnitude accepted for float pixel values, ``mean``, ``std`` and clip bounds, and the
+#: smallest for ``std``. Within these, every backend's float32 result stays finite (a spectrum
+#: coefficient is at most H·W·1e18 < 1e27, and (p − mean)/std < 1e34), so the float32 ``cpp`` core
+#: and the float64 ``numpy`` reference agree, instead of one overflowing or dividing by a ``std``
+#: that underflowed to 0 in float32.
+VALUE_LIMIT = 1e18
+STD_MIN = 1e-6
 DOMAINS = ("pixel", "normalised")
 PLANNERS = ("estimate", "measure", "patient", "exhaustive")
 
@@ -101,7 +108,7 @@ def mask_bands(
         normalised_domain=_choice(domain, DOMAINS, "domain") == "normalised",
         clip=_check_clip(clip),
         mean=_per_channel(mean, c, "mean"),
-        std=_per_channel(std, c, "std", nonzero=True),
+        std=_per_channel(std, c, "std", smallest=STD_MIN),
         reverse_channels=_choice(channel_order, ("RGB", "BGR"), "channel_order") == "BGR" and c == 3,
         layout=_choice(layout, ("NCHW", "NHWC"), "layout"),
         threads=_check_threads(threads),
@@ -134,10 +141,18 @@ def _check_images(images: object) -> np.ndarray:
             f"images must have 1 or 3 channels (last axis), got {images.shape[3]}; "
             "drop alpha or convert to RGB first"
         )
-    if images.dtype == np.float32 and not np.isfinite(images).all():
-        bad = np.argwhere(~np.isfinite(images))[0]
-        raise InputError(f"images contain NaN or Inf (first at index {tuple(int(i) for i in bad)})")
-    return np.ascontiguousarray(images)
+    if images.dtype == np.float32:
+        # min/max propagate NaN, so this also finds NaN and Inf, without a temporary array.
+        lo, hi = float(images.min()), float(images.max())
+        if not (-VALUE_LIMIT <= lo and hi <= VALUE_LIMIT):
+            bad = np.argwhere(~(np.abs(images) <= VALUE_LIMIT))[0]
+            where = tuple(int(i) for i in bad)
+            value = images[where]
+            what = "NaN or Inf" if not np.isfinite(value) else f"a value beyond ±{VALUE_LIMIT:g}"
+            raise InputError(f"images contain {what} (first at index {where}: {value})")
+    # C order and the element's alignment: a float32 array at an odd byte offset (a view into a
+    # byte buffer) is copied, since the core's float loads must be aligned.
+    return np.require(images, requirements=["C_CONTIGUOUS", "ALIGNED"])
 
 
 def _choice(value: str, allowed: tuple[str, ...], name: str) -> str:
@@ -169,17 +184,32 @@ def _check_clip(clip: bool | tuple[float, float] | None) -> tuple[float, float] 
         lo, hi = (float(v) for v in clip)  # type: ignore[union-attr]
     except (TypeError, ValueError):
         raise InputError(f"clip must be True, False or (lo, hi), got {clip!r}") from None
-    if not (np.isfinite(lo) and np.isfinite(hi) and lo < hi):
-        raise InputError(f"clip range must be finite with lo < hi, got ({lo}, {hi})")
+    if not (abs(lo) <= VALUE_LIMIT and abs(hi) <= VALUE_LIMIT and lo < hi):
+        raise InputError(
+            f"clip range must be finite (within ±{VALUE_LIMIT:g}) with lo < hi, got ({lo}, {hi})"
+        )
     return (lo, hi)
 
 
-def _per_channel(value: float | Sequence[float], c: int, name: str, nonzero: bool = False) -> tuple[float, ...]:
-    arr = np.atleast_1d(np.asarray(value, dtype=np.float64))
+def _per_channel(
+    value: float | Sequence[float], c: int, name: str, smallest: float = 0.0
+) -> tuple[float, ...]:
+    """``value`` as c floats; each finite, at most VALUE_LIMIT and (for std) at least ``smallest``
+    in magnitude. Every backend refuses the same values here, before any of them runs."""
+    try:
+        arr = np.atleast_1d(np.asarray(value, dtype=np.float64))
+    except (TypeError, ValueError):
+        raise InputError(f"{name} must be a number or {c} numbers, got {value!r}") from None
     if arr.ndim != 1 or arr.size not in (1, c):
         raise InputError(f"{name} must be a scalar or {c} values (one per channel), got {value!r}")
-    if not np.isfinite(arr).all() or (nonzero and (arr == 0).any()):
-        raise InputError(f"{name} must be finite{' and non-zero' if nonzero else ''}, got {value!r}")
+    magnitude = np.abs(arr)
+    if not ((magnitude <= VALUE_LIMIT) & (magnitude >= smallest)).all():
+        if smallest > 0:
+            raise InputError(
+                f"{name} must be finite with {smallest:g} <= |{name}| <= {VALUE_LIMIT:g} per "
+                f"channel, so that (p - mean) / {name} stays finite in float32; got {value!r}"
+            )
+        raise InputError(f"{name} must be finite, within ±{VALUE_LIMIT:g}, got {value!r}")
     return tuple(float(v) for v in np.broadcast_to(arr, (c,)))
 
 
@@ -202,6 +232,12 @@ def _check_out(out: np.ndarray | None, shape: tuple[int, ...]) -> np.ndarray:
         raise InputError(f"out must have shape {shape}, got {out.shape}")
     if not out.flags.c_contiguous or not out.flags.writeable:
         raise InputError("out must be a writeable C-contiguous array")
+    if not out.flags.aligned:
+        # Copying would break the contract that the result lands in the caller's buffer.
+        raise InputError(
+            f"out must be aligned to {out.dtype.itemsize} bytes (float32), but its address is "
+            "not a multiple of 4 (a view at an odd offset into a byte buffer?)"
+        )
     return out
 
 

@@ -8,6 +8,7 @@ arithmetic, fused, for masked images).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import importlib
@@ -20,7 +21,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from .cards import ModelCard, load_card, preset
+from .cards import ModelCard, load_card, preset, threshold_problem
 from .errors import InputError, ModelError
 
 #: Short names accepted in ``providers``.
@@ -274,7 +275,7 @@ class Verifier:
 
         Returns a ``bool`` for a scalar score and a boolean array otherwise.
         """
-        t = self.card.threshold if threshold is None else float(threshold)
+        t = self._threshold(threshold)
         result = np.asarray(score) >= t
         return bool(result) if result.ndim == 0 else result
 
@@ -339,13 +340,24 @@ class Verifier:
         -------
         Comparison
         """
+        t = self._threshold(threshold)  # checked before any image is read
         faces = np.stack([self.prepare(img, aligned=aligned) for img in (img_a, img_b)])
         emb = self.embed(faces)
         score = float(self.score(emb[0], emb[1]))
-        t = self.card.threshold if threshold is None else float(threshold)
         return Comparison(score, t, score >= t, self.card.name, self.card.metric)
 
     # -- validation --
+
+    def _threshold(self, threshold: Any) -> float:
+        """The card's threshold, or ``threshold`` checked by the same rule as a card's."""
+        if threshold is None:
+            return self.card.threshold
+        if isinstance(threshold, np.generic):
+            threshold = threshold.item()
+        problem = threshold_problem(threshold, self.card.metric)
+        if problem:
+            raise InputError(f"threshold for model {self.card.name!r} {problem}")
+        return float(threshold)
 
     def _check_images(self, images: npt.ArrayLike) -> np.ndarray:
         arr = images if isinstance(images, np.ndarray) else np.asarray(images)
@@ -442,15 +454,21 @@ def model_path(card: ModelCard, *, relative_to: Path | None = None) -> Path:
     source = card.source
     if source.startswith("converter:"):
         module_name = source.removeprefix("converter:")
-        if not module_name.isidentifier():
-            raise ModelError(f"card {card.name!r}: invalid converter name {module_name!r}")
+        # Private modules (``_cache``, ``_packages``) are helpers, not converters.
+        if not module_name.isidentifier() or module_name.startswith("_"):
+            raise ModelError(f"card {card.name!r}: invalid converter name {module_name!r} in "
+                             f"source {source!r}")
         try:
             module = importlib.import_module(f"freqxfr.models.{module_name}")
         except ModuleNotFoundError:
             raise ModelError(
                 f"card {card.name!r}: no converter freqxfr.models.{module_name}"
             ) from None
-        return Path(module.converted_path())
+        convert = getattr(module, "converted_path", None)
+        if not callable(convert):
+            raise ModelError(f"card {card.name!r}: freqxfr.models.{module_name} in source "
+                             f"{source!r} is not a model converter")
+        return Path(convert())
     if source.startswith("file:"):
         path = Path(source.removeprefix("file:")).expanduser()
         if not path.is_absolute() and relative_to is not None:
@@ -658,11 +676,17 @@ def _dynamic_batch_copy(
     import onnx
 
     from .atomic import write_bytes
-    from .cache import cache_dir
+    from .cache import cache_dir, warn_once
+    from .errors import OutputError
 
     data = path.read_bytes()
     digest = hashlib.sha256(data).hexdigest()[:16]
-    folder = cache_dir("models")
+    try:
+        folder = cache_dir("models")
+    except OutputError as exc:  # the copy only saves time: without a cache, loop over the batch
+        warn_once("dynbatch", f"{path}: no dynamic-batch copy, so batches run one image at a "
+                              f"time: {exc}")
+        return None
     target = folder / f"{path.stem}-{digest}-dynbatch.onnx"
     refused = folder / f"{path.stem}-{digest}-dynbatch.refused"
     if refused.is_file():
@@ -675,7 +699,12 @@ def _dynamic_batch_copy(
             if dims and value.name in {input_name, *(o.name for o in graph.output)}:
                 dims[0].dim_param = "N"  # setting dim_param clears dim_value
         del graph.value_info[:]  # stale intermediate shapes would pin the batch to 1
-        write_bytes(target, model.SerializeToString())
+        try:
+            write_bytes(target, model.SerializeToString())
+        except OSError as exc:
+            warn_once("dynbatch", f"{path}: no dynamic-batch copy, so batches run one image at "
+                                  f"a time: cannot write {target} ({exc.strerror or exc})")
+            return None
     try:
         session = ort.InferenceSession(str(target), sess_options=options, providers=providers)
         shape = [d if isinstance(d, int) else 1 for d in session.get_inputs()[0].shape]
@@ -687,7 +716,8 @@ def _dynamic_batch_copy(
     except Exception:  # any failure means the graph cannot batch; fall back to looping
         ok = False
     if not ok:
-        target.unlink(missing_ok=True)
-        write_bytes(refused, b"")
+        with contextlib.suppress(OSError):  # the marker only saves the next process a test
+            target.unlink(missing_ok=True)
+            write_bytes(refused, b"")
         return None
     return target

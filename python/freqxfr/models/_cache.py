@@ -11,14 +11,21 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import stat
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 from .. import atomic
-from ..cache import cache_dir
-from ..errors import ModelError
+from ..cache import ENV_VAR, cache_dir, cache_root
+from ..errors import ModelError, OutputError
+
+#: Largest model source file read (the known ones are 3–25 MB). Anything bigger, or anything
+#: that is not a regular file (``/dev/zero``, a FIFO, a folder), is refused before reading.
+MAX_SOURCE_BYTES = 1 << 30
+_NEEDS_CACHE = f"converting a model needs a writable cache folder: set {ENV_VAR} to one"
 
 
 def sha256(data: bytes) -> str:
@@ -28,8 +35,45 @@ def sha256(data: bytes) -> str:
 def entry_paths(model: str, source_sha256: str, variant: str) -> tuple[Path, Path]:
     """The ``.onnx`` file and its ``.json`` record for one conversion."""
     stem = f"{model}-{source_sha256[:16]}-{variant}"
-    folder = cache_dir("models")
+    try:
+        folder = cache_dir("models")
+    except OutputError as exc:
+        # exc names the folder, the reason and FREQXFR_CACHE_DIR.
+        raise ModelError(f"{model}: converting a model needs a writable cache folder; {exc}") from None
     return folder / f"{stem}.onnx", folder / f"{stem}.json"
+
+
+def read_source(source: Path, what: str) -> bytes:
+    """The bytes of a model source file, refusing non-regular and oversized files unread.
+
+    Raises
+    ------
+    ModelError
+        One line naming ``source`` and the problem.
+    """
+    try:
+        # stat before open: opening a FIFO would block, and /dev/zero never ends.
+        info = os.stat(source)
+        _check_regular(source, info, what)
+        with open(source, "rb") as handle:
+            _check_regular(source, os.fstat(handle.fileno()), what)  # the file actually opened
+            data = handle.read(MAX_SOURCE_BYTES + 1)
+    except OSError as exc:
+        raise ModelError(f"{source}: cannot read the {what} file: {exc.strerror or exc}") from None
+    if len(data) > MAX_SOURCE_BYTES:  # it grew while we read it
+        raise ModelError(f"{source}: the {what} file is larger than {MAX_SOURCE_BYTES} bytes")
+    return data
+
+
+def _check_regular(source: Path, info: os.stat_result, what: str) -> None:
+    if not stat.S_ISREG(info.st_mode):
+        kind = "a folder" if stat.S_ISDIR(info.st_mode) else "a device, FIFO or socket"
+        raise ModelError(f"{source}: the {what} file must be a regular file, not {kind}")
+    if info.st_size > MAX_SOURCE_BYTES:
+        raise ModelError(
+            f"{source}: the {what} file has {info.st_size} bytes, more than any model this "
+            f"converter reads ({MAX_SOURCE_BYTES})"
+        )
 
 
 def read_record(record_path: Path) -> dict[str, Any] | None:
@@ -64,7 +108,9 @@ def write_entry(onnx_path: Path, record_path: Path, payload: bytes, record: dict
         atomic.write_bytes(onnx_path, payload)
         atomic.write_json(record_path, record)
     except OSError as exc:
-        raise ModelError(f"{onnx_path}: cannot write the converted model: {exc}") from None
+        raise ModelError(
+            f"{onnx_path}: cannot write the converted model ({exc.strerror or exc}); {_NEEDS_CACHE}"
+        ) from None
 
 
 def cached_models(model: str | None = None) -> list[dict[str, Any]]:
@@ -85,7 +131,10 @@ def cached_models(model: str | None = None) -> list[dict[str, Any]]:
     """
     pattern = f"{model}-*.json" if model else "*.json"
     entries = []
-    for record_path in sorted(cache_dir("models").glob(pattern)):
+    folder = cache_root() / "models"  # listing creates nothing: no folder, no entries
+    if not folder.is_dir():
+        return entries
+    for record_path in sorted(folder.glob(pattern)):
         record = read_record(record_path)
         if record is None or "source_sha256" not in record:
             continue
@@ -122,10 +171,7 @@ def convert_once(
     ModelError
         The source can't be read, ``build`` refuses it, or the result can't be written.
     """
-    try:
-        data = source.read_bytes()
-    except OSError as exc:
-        raise ModelError(f"{source}: cannot read the {model} model file: {exc.strerror or exc}") from None
+    data = read_source(source, f"{model} model")
     digest = sha256(data)
     onnx_path, record_path = entry_paths(model, digest, variant)
     expected = {"source_sha256": digest, "variant": variant, "converter_version": converter_version}

@@ -86,7 +86,10 @@ class Reader:
             return -math.inf
         if exponent == _FLOAT_NAN:
             return math.nan
-        return math.ldexp(float(mantissa), exponent)
+        try:
+            return math.ldexp(float(mantissa), exponent)
+        except OverflowError:  # an exponent no float64 holds: not a value dlib writes
+            raise self.fail(f"{what} is out of range ({mantissa} * 2**{exponent})") from None
 
     def bool_(self, what: str) -> bool:
         start = self.offset
@@ -117,8 +120,16 @@ class Reader:
         self.version((2,), f"tensor {what}")
         shape = self.dims(what)
         count = math.prod(shape)
+        start = self.offset
+        # take() checks the claimed size against the bytes left before anything is allocated.
         raw = self.take(4 * count, f"data of tensor {what} {shape}")
-        return np.frombuffer(raw, dtype="<f4").reshape(shape).astype(np.float32)
+        values = np.frombuffer(raw, dtype="<f4").reshape(shape).astype(np.float32)
+        finite = np.isfinite(values)
+        if not finite.all():
+            first = int(np.argmin(finite.ravel()))
+            raise self.fail(f"tensor {what} {shape} holds NaN or infinite values "
+                            f"(first at element {first})", start + 4 * first)
+        return values
 
     def alias_tensor(self, what: str) -> tuple[int, int, int, int]:
         """An ``alias_tensor``: version 1 and its shape; it views a slice of a layer's params."""

@@ -238,10 +238,10 @@ def _check_layer(
         _check(r, offset, f"tensor shapes of {where}", sizes, want_sizes)
         return spec.filters
     if spec.kind == "affine":
-        state = (f["mode"], f["disabled"], f["params"].size)
-        _check(
-            r, offset, f"mode, state or size of {where}", state, (CONV_MODE, False, 2 * channels)
-        )
+        state = (f["mode"], f["disabled"], f["params"].size, f["gamma"], f["beta"])
+        per_channel = (1, channels, 1, 1)
+        _check(r, offset, f"mode, state or shapes of {where}", state,
+               (CONV_MODE, False, 2 * channels, per_channel, per_channel))
     elif spec.kind == "relu":
         _check(
             r, offset, f"state of {where}", "disabled" if f["disabled"] else "enabled", "enabled"
@@ -251,8 +251,10 @@ def _check_layer(
         want = (spec.window, spec.window, spec.stride, spec.stride, 0, 0)
         _check(r, offset, f"geometry of {where}", tuple(f[k] for k in names), want)
     elif spec.kind == "fc":
-        state = (f["num_inputs"], f["num_outputs"], f["bias_mode"], f["params"].size)
-        want = (channels, spec.filters, FC_NO_BIAS, channels * spec.filters)
+        state = (f["num_inputs"], f["num_outputs"], f["bias_mode"], f["params"].size,
+                 f["weights"], f["biases"])
+        want = (channels, spec.filters, FC_NO_BIAS, channels * spec.filters,
+                (channels, spec.filters, 1, 1), (0, 0, 0, 0))
         _check(r, offset, f"geometry of {where}", state, want)
         return spec.filters
     return channels

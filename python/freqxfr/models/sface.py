@@ -118,13 +118,7 @@ def load_source(path: str | Path | None = None) -> onnx.ModelProto:
     the reference that the converted copy must match.
     """
     src = Path(path) if path is not None else source_path()
-    try:
-        data = src.read_bytes()
-    except OSError as exc:
-        raise ModelError(
-            f"{src}: cannot read the SFace model file: {exc.strerror or exc}"
-        ) from None
-    return _prune_inputs(_parse(data, src))
+    return _prune_inputs(_parse(_cache.read_source(src, "SFace model"), src))
 
 
 def convert(model: onnx.ModelProto, *, origin: str = "SFace model") -> onnx.ModelProto:
