@@ -250,6 +250,8 @@ def _remove_empty(created: Path | None, folder: Path) -> None:
     for candidate in (folder, *folder.parents):
         try:
             candidate.rmdir()
+        except FileNotFoundError:
+            pass  # already removed with its content
         except OSError:
             return
         if candidate == created:
