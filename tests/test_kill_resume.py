@@ -27,8 +27,9 @@ COMMON = ["--model", "sface", "--bands", "16"]
 
 
 def freqxfr(args: list[str]) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "freqxfr", *args], capture_output=True,
-                          text=True, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "freqxfr", *args], capture_output=True, text=True, timeout=600
+    )
 
 
 def lines_in(path: Path) -> int:
@@ -41,8 +42,11 @@ def lines_in(path: Path) -> int:
 def kill_when(args: list[str], results: Path, lines: int) -> bool:
     """Start the command and SIGKILL it once ``results`` has ``lines`` lines; False if it
     finished first."""
-    proc = subprocess.Popen([sys.executable, "-m", "freqxfr", *args],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "freqxfr", *args],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         while proc.poll() is None:
             if lines_in(results) >= lines:
@@ -57,14 +61,26 @@ def kill_when(args: list[str], results: Path, lines: int) -> bool:
             proc.wait()
 
 
-def interrupted_then_finished(args: list[str], out: Path, results: str,
-                              kill_points: list[int]) -> list[bool]:
-    """Kill the command at each point in turn, then run it to the end; which kills hit."""
-    hits = [kill_when([*args, "--out", str(out)], out / results, n) for n in kill_points]
+def interrupted_then_finished(
+    args: list[str], out: Path, results: str, kill_points: list[int], total: int
+) -> None:
+    """Kill the command at each point in turn, then run it to the end.
+
+    The first kill must hit a run that had written some results but not all: results are
+    streamed, not written at the end. The lines finished before each kill must stay,
+    unchanged and in place, to the end: a restart continues after them instead of starting
+    again."""
+    kept: list[str] = []
+    for k, n in enumerate(kill_points):
+        hit = kill_when([*args, "--out", str(out)], out / results, n)
+        text = (out / results).read_text() if (out / results).exists() else ""
+        kept = text.splitlines()[: text.count("\n")]  # complete lines only
+        if k == 0:
+            assert hit and 0 < len(kept) < total, (hit, len(kept))
     final = freqxfr([*args, "--out", str(out)])
     assert final.returncode == 0, final.stderr
     assert not (out / LOCK_NAME).exists()
-    return hits
+    assert (out / results).read_text().splitlines()[: len(kept)] == kept
 
 
 def jsonl(path: Path, key: str | tuple[str, ...]) -> dict:
@@ -90,13 +106,20 @@ def summary(path: Path) -> dict:
 
 def test_dataset_killed_twice_ends_like_an_uninterrupted_run(data_dir, tmp_path):
     """Guards against lost or repeated pairs after a crash of `freqxfr dataset`."""
-    args = ["dataset", str(data_dir / "lfw_aligned112" / "pairs_generated.csv"), "--root",
-            str(data_dir), "--limit", "8", "--no-progress", *COMMON]
+    args = [
+        "dataset",
+        str(data_dir / "lfw_aligned112" / "pairs_generated.csv"),
+        "--root",
+        str(data_dir),
+        "--limit",
+        "8",
+        "--no-progress",
+        *COMMON,
+    ]
     reference = freqxfr([*args, "--out", str(tmp_path / "reference")])
     assert reference.returncode == 0, reference.stderr
     out = tmp_path / "killed"
-    hits = interrupted_then_finished(args, out, "results.jsonl", [1, 8])
-    assert hits[0]  # the first kill hit a running process
+    interrupted_then_finished(args, out, "results.jsonl", [1, 8], total=8)
 
     expected = jsonl(tmp_path / "reference" / "results.jsonl", "index")
     got = jsonl(out / "results.jsonl", "index")
@@ -108,14 +131,24 @@ def test_dataset_killed_twice_ends_like_an_uninterrupted_run(data_dir, tmp_path)
 def test_crossres_killed_twice_ends_like_an_uninterrupted_run(data_dir, tmp_path):
     """Guards against a `freqxfr crossres` that started from zero after a crash, and against
     lost or repeated (factor, pair) results when it resumes."""
-    args = ["crossres", str(data_dir / "lfw_aligned112" / "pairs_generated.csv"), "--root",
-            str(data_dir), "--limit", "4", "--factors", "1,4", "--boot", "200",
-            "--no-progress", *COMMON]
+    args = [
+        "crossres",
+        str(data_dir / "lfw_aligned112" / "pairs_generated.csv"),
+        "--root",
+        str(data_dir),
+        "--limit",
+        "4",
+        "--factors",
+        "1,4",
+        "--boot",
+        "200",
+        "--no-progress",
+        *COMMON,
+    ]
     reference = freqxfr([*args, "--out", str(tmp_path / "reference")])
     assert reference.returncode == 0, reference.stderr
     out = tmp_path / "killed"
-    hits = interrupted_then_finished(args, out, "explanations.jsonl", [1, 8])
-    assert hits[0]
+    interrupted_then_finished(args, out, "explanations.jsonl", [1, 8], total=8)
 
     key = ("factor", "index")
     got = jsonl(out / "explanations.jsonl", key)
@@ -129,22 +162,20 @@ def test_crossres_killed_twice_ends_like_an_uninterrupted_run(data_dir, tmp_path
 def small_morph_index(data_dir, tmp_path_factory):
     """Two 'full' morphs of the FRLL index: 4 attack and 4 bona fide comparisons."""
     lines = (data_dir / "frll_morphs" / "index.csv").read_text().splitlines()
-    picked = [lines[0]] + [line for line in lines[1:] if ",full," in line][:2]
+    picked = [lines[0], *[line for line in lines[1:] if ",full," in line][:2]]
     path = tmp_path_factory.mktemp("morph-index") / "index.csv"
     path.write_text("\n".join(picked) + "\n")
     return path
 
 
-def test_morph_killed_twice_ends_like_an_uninterrupted_run(data_dir, small_morph_index,
-                                                           tmp_path):
+def test_morph_killed_twice_ends_like_an_uninterrupted_run(data_dir, small_morph_index, tmp_path):
     """Guards against a `freqxfr morph` that started from zero after a crash, and against
     lost or repeated comparisons when it resumes."""
     args = ["morph", str(small_morph_index), "--root", str(data_dir), "--boot", "200", *COMMON]
     reference = freqxfr([*args, "--out", str(tmp_path / "reference")])
     assert reference.returncode == 0, reference.stderr
     out = tmp_path / "killed"
-    hits = interrupted_then_finished(args, out, "explanations.jsonl", [1, 8])
-    assert hits[0]
+    interrupted_then_finished(args, out, "explanations.jsonl", [1, 8], total=8)
 
     got = jsonl(out / "explanations.jsonl", "comparison")
     assert sorted(got) == list(range(8))

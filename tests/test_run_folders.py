@@ -85,20 +85,48 @@ def _commands(data_dir: Path, tmp_path: Path, out: Path) -> dict[str, list[str]]
     pairs = str(data_dir / "lfw_aligned112" / "pairs_generated.csv")
     common = ["--model", "sface", "--bands", "4"]
     return {
-        "dataset": ["dataset", pairs, "--root", str(data_dir), "--out", str(out), "--limit", "2",
-                    "--no-progress", *common],
-        "crossres": ["crossres", pairs, "--root", str(data_dir), "--out", str(out), "--limit",
-                     "2", "--no-progress", *common],
-        "morph": ["morph", str(data_dir / "frll_morphs" / "index.csv"), "--root", str(data_dir),
-                  "--out", str(out), *common],
+        "dataset": [
+            "dataset",
+            pairs,
+            "--root",
+            str(data_dir),
+            "--out",
+            str(out),
+            "--limit",
+            "2",
+            "--no-progress",
+            *common,
+        ],
+        "crossres": [
+            "crossres",
+            pairs,
+            "--root",
+            str(data_dir),
+            "--out",
+            str(out),
+            "--limit",
+            "2",
+            "--no-progress",
+            *common,
+        ],
+        "morph": [
+            "morph",
+            str(data_dir / "frll_morphs" / "index.csv"),
+            "--root",
+            str(data_dir),
+            "--out",
+            str(out),
+            *common,
+        ],
         "faithfulness": ["faithfulness", a, b, "--out", str(out), "--seeds", "1", *common],
         "explain": ["explain", a, b, "--out", str(out), *common],
         "demo": ["demo", "--out", str(out), "--bands", "4"],
     }
 
 
-@pytest.mark.parametrize("command", ["dataset", "crossres", "morph", "faithfulness", "explain",
-                                     "demo"])
+@pytest.mark.parametrize(
+    "command", ["dataset", "crossres", "morph", "faithfulness", "explain", "demo"]
+)
 def test_every_command_refuses_a_folder_another_run_holds(command, data_dir, tmp_path, capsys):
     """Guards against two runs writing one folder (73 results lines for 40 pairs): every
     command that writes an output folder stops at once, naming the folder and the holder."""
@@ -117,11 +145,28 @@ def test_two_concurrent_dataset_runs_have_one_winner(data_dir, tmp_path):
     has exactly one line."""
     pairs = data_dir / "lfw_aligned112" / "pairs_generated.csv"
     out = tmp_path / "run"
-    cmd = [sys.executable, "-m", "freqxfr", "dataset", str(pairs), "--root", str(data_dir),
-           "--out", str(out), "--limit", "12", "--model", "sface", "--bands", "8",
-           "--no-progress"]
-    procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for _ in range(2)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "freqxfr",
+        "dataset",
+        str(pairs),
+        "--root",
+        str(data_dir),
+        "--out",
+        str(out),
+        "--limit",
+        "12",
+        "--model",
+        "sface",
+        "--bands",
+        "8",
+        "--no-progress",
+    ]
+    procs = [
+        subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]
     results = [(p, *p.communicate(timeout=600)) for p in procs]
     codes = sorted(p.returncode for p, _, _ in results)
     assert codes == [0, 2], [err for _, _, err in results]
@@ -129,8 +174,9 @@ def test_two_concurrent_dataset_runs_have_one_winner(data_dir, tmp_path):
     loser_err = next(err for p, _, err in results if p.returncode == 2).strip()
     assert len(loser_err.splitlines()) == 1 and str(out) in loser_err
     assert f"pid {winner.pid}" in loser_err
-    indices = [json.loads(line)["index"] for line in
-               (out / "results.jsonl").read_text().splitlines()]
+    indices = [
+        json.loads(line)["index"] for line in (out / "results.jsonl").read_text().splitlines()
+    ]
     assert sorted(indices) == list(range(12))
     assert not (out / LOCK_NAME).exists()  # released and removed at the end
 
@@ -211,23 +257,41 @@ def test_a_restart_with_other_settings_names_each_setting_and_both_values(data_d
     other_threshold.card = model.card.replace(threshold=0.5)
     other_card = copy.copy(model)
     other_card.card = model.card.replace(mean=(127.0, 127.0, 127.0))
-    moved = [Pair(tmp_path / p.path_a.relative_to(data_dir), tmp_path / p.path_b.relative_to(data_dir),
-                  p.same) for p in pairs]
+    moved = [
+        Pair(
+            tmp_path / p.path_a.relative_to(data_dir),
+            tmp_path / p.path_b.relative_to(data_dir),
+            p.same,
+        )
+        for p in pairs
+    ]
     variants = {
         "--bands/--schedule bands: was 8, now 4": (Explainer(model, 4), pairs, data_dir, {}),
         "--mode: was delete, now keep": (Explainer(model, 8, mode="keep"), pairs, data_dir, {}),
         "--domain: was pixel, now normalised": (
-            Explainer(model, 8, domain="normalised"), pairs, data_dir, {}),
+            Explainer(model, 8, domain="normalised"),
+            pairs,
+            data_dir,
+            {},
+        ),
         "--clip: was false, now true": (Explainer(model, 8, clip=True), pairs, data_dir, {}),
         "threshold: was 0.363, now 0.5": (Explainer(other_threshold, 8), pairs, data_dir, {}),
         "model card mean: was [127.5, 127.5, 127.5], now [127.0, 127.0, 127.0]": (
-            Explainer(other_card, 8), pairs, data_dir, {}),
+            Explainer(other_card, 8),
+            pairs,
+            data_dir,
+            {},
+        ),
         "--model: was sface": (Explainer(load_model("dlib_resnet"), 8), pairs, data_dir, {}),
         f"--root: was {data_dir}, now {tmp_path}": (base, moved, tmp_path, {}),
         "pairs: was 3 pairs": (base, pairs[:2], data_dir, {}),
         "--aligned: was null, now true": (base, pairs, data_dir, {"aligned": True}),
         "--allow-outside-root: was false, now true": (
-            base, pairs, data_dir, {"allow_outside_root": True}),
+            base,
+            pairs,
+            data_dir,
+            {"allow_outside_root": True},
+        ),
     }
     for expected, (explainer, listed, root, options) in variants.items():
         with pytest.raises(OutputError) as info:
@@ -240,8 +304,17 @@ def test_a_restart_with_other_settings_names_each_setting_and_both_values(data_d
 def test_a_dataset_restart_with_another_root_is_refused_by_name(data_dir, tmp_path, capsys):
     root, names = lfw_root(data_dir, tmp_path)
     pairs = write_pairs(tmp_path / "pairs.csv", [(names[0], names[1], 1)])
-    args = ["dataset", str(pairs), "--out", str(tmp_path / "run"), "--model", "sface",
-            "--bands", "4", "--no-progress"]
+    args = [
+        "dataset",
+        str(pairs),
+        "--out",
+        str(tmp_path / "run"),
+        "--model",
+        "sface",
+        "--bands",
+        "4",
+        "--no-progress",
+    ]
     assert main([*args, "--root", str(root)]) == 0
     capsys.readouterr()
     other = tmp_path / "other-root"
@@ -259,12 +332,26 @@ def test_failed_pairs_exit_3_are_listed_and_retried(data_dir, tmp_path, capsys):
     reasons on stderr, in summary.json and report.html, and the same command retries them
     without redoing or repeating the others."""
     root, names = lfw_root(data_dir, tmp_path)
-    rows = [(names[0], names[1], 1), (names[0], "Nobody/Nobody_0001.jpg", 0),
-            (names[2], names[3], 1)]
+    rows = [
+        (names[0], names[1], 1),
+        (names[0], "Nobody/Nobody_0001.jpg", 0),
+        (names[2], names[3], 1),
+    ]
     pairs = write_pairs(tmp_path / "pairs.csv", rows)
     out = tmp_path / "run"
-    args = ["dataset", str(pairs), "--root", str(root), "--out", str(out), "--model", "sface",
-            "--bands", "4", "--no-progress"]
+    args = [
+        "dataset",
+        str(pairs),
+        "--root",
+        str(root),
+        "--out",
+        str(out),
+        "--model",
+        "sface",
+        "--bands",
+        "4",
+        "--no-progress",
+    ]
     assert main(args) == 3
     captured = capsys.readouterr()
     assert "2 pairs explained, 1 failed" in captured.out
@@ -275,8 +362,11 @@ def test_failed_pairs_exit_3_are_listed_and_retried(data_dir, tmp_path, capsys):
     assert failure["index"] == 1 and failure["line"] == 3 and "Nobody_0001.jpg" in failure["error"]
     report = (out / "report.html").read_text()
     assert "Failed pairs" in report and "Nobody_0001.jpg" in report
-    finished = [line for line in (out / "results.jsonl").read_text().splitlines()
-                if "error" not in json.loads(line)]
+    finished = [
+        line
+        for line in (out / "results.jsonl").read_text().splitlines()
+        if "error" not in json.loads(line)
+    ]
 
     # The missing photo turns up; the same command explains only that pair.
     (root / "Nobody").mkdir()
@@ -292,8 +382,21 @@ def test_failed_pairs_exit_3_are_listed_and_retried(data_dir, tmp_path, capsys):
 
 def test_a_forgotten_root_fails_every_pair_with_status_3(data_dir, tmp_path, capsys):
     pairs = data_dir / "lfw_aligned112" / "pairs_generated.csv"
-    code = main(["dataset", str(pairs), "--out", str(tmp_path / "run"), "--limit", "8",
-                 "--model", "sface", "--bands", "4", "--no-progress"])
+    code = main(
+        [
+            "dataset",
+            str(pairs),
+            "--out",
+            str(tmp_path / "run"),
+            "--limit",
+            "8",
+            "--model",
+            "sface",
+            "--bands",
+            "4",
+            "--no-progress",
+        ]
+    )
     assert code == 3
     captured = capsys.readouterr()
     assert "0 pairs explained, 8 failed" in captured.out
@@ -332,19 +435,41 @@ def test_pairs_outside_the_root_fail_unless_allowed(data_dir, tmp_path, capsys):
     root, names = lfw_root(data_dir, tmp_path)
     outside = tmp_path / "elsewhere.jpg"
     shutil.copyfile(root / names[1], outside)
-    rows = [(names[0], names[1], 1), (names[0], "../elsewhere.jpg", 1),
-            (str(outside), names[0], 1)]
+    rows = [(names[0], names[1], 1), (names[0], "../elsewhere.jpg", 1), (str(outside), names[0], 1)]
     pairs = write_pairs(tmp_path / "pairs.csv", rows)
-    args = ["dataset", str(pairs), "--root", str(root), "--out", str(tmp_path / "run"),
-            "--model", "sface", "--bands", "4", "--no-progress"]
+    args = [
+        "dataset",
+        str(pairs),
+        "--root",
+        str(root),
+        "--out",
+        str(tmp_path / "run"),
+        "--model",
+        "sface",
+        "--bands",
+        "4",
+        "--no-progress",
+    ]
     assert main(args) == 3
     err = capsys.readouterr().err
     assert "line 3:" in err and "line 4:" in err and "outside the root folder" in err
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert [f["line"] for f in summary["failures"]] == [3, 4]
 
-    allowed = ["dataset", str(pairs), "--root", str(root), "--out", str(tmp_path / "allowed"),
-               "--model", "sface", "--bands", "4", "--no-progress", "--allow-outside-root"]
+    allowed = [
+        "dataset",
+        str(pairs),
+        "--root",
+        str(root),
+        "--out",
+        str(tmp_path / "allowed"),
+        "--model",
+        "sface",
+        "--bands",
+        "4",
+        "--no-progress",
+        "--allow-outside-root",
+    ]
     assert main(allowed) == 0
     summary = json.loads((tmp_path / "allowed" / "summary.json").read_text())
     assert summary["pairs"] == 3 and summary["failed"] == 0
@@ -360,15 +485,29 @@ def test_a_morph_index_path_outside_the_root_is_refused(data_dir, tmp_path):
     fields[5] = str(outside)  # bona_fide_a: an absolute path outside the root
     index = tmp_path / "index.csv"
     index.write_text(header + "\n" + ",".join(fields) + "\n")
-    with pytest.raises(InputError, match=r"row 2 .*bona fide source of frll_025 .*outside the root"):
+    with pytest.raises(
+        InputError, match=r"row 2 .*bona fide source of frll_025 .*outside the root"
+    ):
         read_morph_index(index, root=data_dir)
     assert len(read_morph_index(index, root=data_dir, allow_outside_root=True)) == 1
 
 
 def test_faithfulness_pairs_outside_the_root_are_refused(data_dir, tmp_path, capsys):
     pairs = write_pairs(tmp_path / "pairs.csv", [("a.jpg", "../b.jpg", 1)])
-    assert main(["faithfulness", "--pairs", str(pairs), "--root", str(tmp_path / "r"),
-                 "--out", str(tmp_path / "out")]) == 2
+    assert (
+        main(
+            [
+                "faithfulness",
+                "--pairs",
+                str(pairs),
+                "--root",
+                str(tmp_path / "r"),
+                "--out",
+                str(tmp_path / "out"),
+            ]
+        )
+        == 2
+    )
     err = one_line_error(capsys)
     assert "pairs.csv, line 2" in err and "outside the root folder" in err
     assert not (tmp_path / "out").exists()
@@ -385,8 +524,9 @@ def test_verify_refuses_a_nan_threshold(data_dir, capsys):
     """Guards against `verify --threshold nan`, which was accepted while a card with a NaN
     threshold is refused."""
     for bad in ("nan", "inf"):
-        code = main(["verify", _face(data_dir), _face(data_dir), "--model", "sface",
-                     "--threshold", bad])
+        code = main(
+            ["verify", _face(data_dir), _face(data_dir), "--model", "sface", "--threshold", bad]
+        )
         err = one_line_error(capsys)
         assert code == 2 and f"--threshold {bad}" in err and "finite" in err
 
@@ -396,8 +536,7 @@ def test_a_failed_explain_leaves_no_output_folder(data_dir, tmp_path, capsys):
     text = tmp_path / "notes.jpg"
     text.write_text("not an image")
     out = tmp_path / "new" / "explanation"
-    assert main(["explain", str(text), _face(data_dir), "--model", "sface", "--out",
-                 str(out)]) == 2
+    assert main(["explain", str(text), _face(data_dir), "--model", "sface", "--out", str(out)]) == 2
     assert "notes.jpg" in one_line_error(capsys)
     assert not (tmp_path / "new").exists()
 
@@ -406,8 +545,17 @@ def test_faithfulness_out_a_file_is_one_line(data_dir, tmp_path, capsys):
     """Guards against a raw FileExistsError when --out names a file."""
     blocker = tmp_path / "results"
     blocker.write_text("a file")
-    code = main(["faithfulness", _face(data_dir), _face(data_dir), "--model", "sface",
-                 "--out", str(blocker)])
+    code = main(
+        [
+            "faithfulness",
+            _face(data_dir),
+            _face(data_dir),
+            "--model",
+            "sface",
+            "--out",
+            str(blocker),
+        ]
+    )
     err = one_line_error(capsys)
     assert code == 2 and "FileExistsError" not in err
     assert str(blocker) in err and "is a file, not a folder" in err
@@ -418,14 +566,22 @@ def _read_only_run(folder: Path, args: list[str]) -> subprocess.CompletedProcess
     """Run freqxfr with ``folder`` read-only, as root too: in a user and mount namespace with a
     read-only bind mount where ``unshare`` allows it, else into /sys (refused even for root)."""
     cmd = [sys.executable, "-m", "freqxfr", *args]
-    probe = subprocess.run(["unshare", "-rm", "true"], capture_output=True) \
-        if shutil.which("unshare") else None
+    probe = (
+        subprocess.run(["unshare", "-rm", "true"], capture_output=True)
+        if shutil.which("unshare")
+        else None
+    )
     if probe is not None and probe.returncode == 0:
         script = 'mount --bind "$0" "$0" && mount -o remount,bind,ro "$0" && exec "$@"'
-        return subprocess.run(["unshare", "-rm", "sh", "-c", script, str(folder), *cmd],
-                              capture_output=True, text=True, timeout=600)
-    return subprocess.run([a.replace(str(folder), "/sys") for a in cmd], capture_output=True,
-                          text=True, timeout=600)
+        return subprocess.run(
+            ["unshare", "-rm", "sh", "-c", script, str(folder), *cmd],
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+    return subprocess.run(
+        [a.replace(str(folder), "/sys") for a in cmd], capture_output=True, text=True, timeout=600
+    )
 
 
 def test_explain_into_a_read_only_folder_names_the_folder(data_dir, tmp_path):
@@ -433,8 +589,20 @@ def test_explain_into_a_read_only_folder_names_the_folder(data_dir, tmp_path):
     the read-only output folder."""
     folder = tmp_path / "ro"
     folder.mkdir()
-    result = _read_only_run(folder, ["explain", _face(data_dir), _face(data_dir), "--model",
-                                     "sface", "--bands", "4", "--out", str(folder)])
+    result = _read_only_run(
+        folder,
+        [
+            "explain",
+            _face(data_dir),
+            _face(data_dir),
+            "--model",
+            "sface",
+            "--bands",
+            "4",
+            "--out",
+            str(folder),
+        ],
+    )
     err = result.stderr.strip()
     assert result.returncode == 2 and len(err.splitlines()) == 1, err
     assert ".tmp" not in err and "can't be written" in err

@@ -376,9 +376,8 @@ def _failure_table(failures: Sequence[Mapping[str, Any]]) -> str:
         for f in failures[:MAX_FAILURE_ROWS]
     ]
     more = len(failures) - len(rows)
-    caption = (
-        f"{len(failures)} pair(s) failed; running the same command again retries them"
-        + (f"; the first {len(rows)} are shown, all are in summary.json" if more else "")
+    caption = f"{len(failures)} pair(s) failed; running the same command again retries them" + (
+        f"; the first {len(rows)} are shown, all are in summary.json" if more else ""
     )
     return html_table(("pair", "line", "image a", "image b", "reason"), rows, caption=caption)
 

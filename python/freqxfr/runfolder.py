@@ -169,7 +169,9 @@ def _acquire(folder: Path, command: str) -> int:
             ) from None
         except OSError as exc:
             os.close(fd)
-            raise OutputError(f"output folder {folder}: cannot lock {LOCK_NAME}: {_why(exc)}") from None
+            raise OutputError(
+                f"output folder {folder}: cannot lock {LOCK_NAME}: {_why(exc)}"
+            ) from None
         # The holder we waited behind may have removed the file after we opened it; then our
         # lock is on an orphan inode and means nothing. Open the path again.
         try:
@@ -292,7 +294,9 @@ def check_settings(path: str | os.PathLike[str], record: Mapping[str, Any]) -> N
         try:
             atomic.write_json(target, record)
         except OSError as exc:
-            raise OutputError(f"output folder {target.parent} can't be written: {_why(exc)}") from None
+            raise OutputError(
+                f"output folder {target.parent} can't be written: {_why(exc)}"
+            ) from None
         return
     try:
         previous = json.loads(target.read_text(encoding="utf-8"))
@@ -464,8 +468,10 @@ def pair_list_settings(
     listing = "\n".join(
         "\t".join(
             [
-                *(os.path.relpath(p, base) if base else os.path.abspath(p)
-                  for p in (pair.path_a, pair.path_b)),
+                *(
+                    os.path.relpath(p, base) if base else os.path.abspath(p)
+                    for p in (pair.path_a, pair.path_b)
+                ),
                 str(pair.same),
                 json.dumps(pair.groups, sort_keys=True),
             ]

@@ -176,7 +176,9 @@ def run_crossres(
             if root is None or allow_outside_root
             else outside_root(pairs, root, pairs_file=pairs_file or "pair list")
         )
-        with ResultsLog(out / EXPLANATIONS, key=lambda r: (float(r["factor"]), int(r["index"]))) as log:
+        with ResultsLog(
+            out / EXPLANATIONS, key=lambda r: (float(r["factor"]), int(r["index"]))
+        ) as log:
             done = log.open()
             failures = _explain_missing(
                 explainer, pairs, factors, resample, aligned, log, done, refused, progress

@@ -169,8 +169,16 @@ def run_morph(
                 )
         by_comparison = {int(r["comparison"]): r for r in log.records()}
         summary = _summarise(
-            explainer, entries, cmps, [by_comparison[k] for k in range(len(cmps))],
-            index_file, distance, n_boot, level, seed, out,
+            explainer,
+            entries,
+            cmps,
+            [by_comparison[k] for k in range(len(cmps))],
+            index_file,
+            distance,
+            n_boot,
+            level,
+            seed,
+            out,
         )
         summary[SETTINGS_KEY] = settings
         write_output(out / "summary.json", json.dumps(summary, indent=2, allow_nan=False) + "\n")
@@ -191,8 +199,10 @@ def _listing(cmps: Sequence[MorphComparison], root: str | os.PathLike[str] | Non
         "\t".join(
             [
                 c.kind,
-                *(os.path.relpath(p, base) if base else os.path.abspath(p)
-                  for p in (c.enrolled, c.probe)),
+                *(
+                    os.path.relpath(p, base) if base else os.path.abspath(p)
+                    for p in (c.enrolled, c.probe)
+                ),
                 ",".join(c.identities),
                 c.probe_identity,
                 c.method,
