@@ -224,9 +224,16 @@ def test_a_failed_run_removes_the_folder_it_created_unless_it_can_resume(tmp_pat
     assert not (tmp_path / "new").exists()
     kept = tmp_path / "resumable"
     with pytest.raises(KeyboardInterrupt), locked_folder(kept, command="test", resumable=True):
+        (kept / "run.json").write_text("{}")
         (kept / "results.jsonl").write_text('{"index": 0}\n')
         raise KeyboardInterrupt
-    assert sorted(os.listdir(kept)) == ["results.jsonl"]
+    assert sorted(os.listdir(kept)) == ["results.jsonl", "run.json"]
+    nothing_yet = tmp_path / "nothing-yet"
+    with pytest.raises(RuntimeError), locked_folder(nothing_yet, command="t", resumable=True):
+        (nothing_yet / "run.json").write_text("{}")
+        (nothing_yet / "results.jsonl").write_text("")
+        raise RuntimeError
+    assert not nothing_yet.exists()
     existing = tmp_path / "mine"
     existing.mkdir()
     with pytest.raises(RuntimeError), locked_folder(existing, command="test"):
@@ -355,7 +362,7 @@ def test_failed_pairs_exit_3_are_listed_and_retried(data_dir, tmp_path, capsys):
     assert main(args) == 3
     captured = capsys.readouterr()
     assert "2 pairs explained, 1 failed" in captured.out
-    assert "1 of 3 failed" in captured.err and "Nobody_0001.jpg" in captured.err
+    assert "1 of 3 pairs failed" in captured.err and "Nobody_0001.jpg" in captured.err
     summary = json.loads((out / "summary.json").read_text())
     assert summary["failed"] == 1
     (failure,) = summary["failures"]
@@ -401,9 +408,53 @@ def test_a_forgotten_root_fails_every_pair_with_status_3(data_dir, tmp_path, cap
     captured = capsys.readouterr()
     assert "0 pairs explained, 8 failed" in captured.out
     reasons = captured.err.strip().splitlines()
-    assert reasons[0].startswith("freqxfr dataset: 8 of 8 failed")
+    assert reasons[0].startswith("freqxfr dataset: 8 of 8 pairs failed")
     assert len(reasons) == 1 + 5 + 1 and reasons[-1].strip() == "... and 3 more"
     assert "no such file" in reasons[1] or "not found" in reasons[1]
+
+
+def test_crossres_lists_failed_images_exits_3_and_retries_them(data_dir, tmp_path, capsys):
+    """Guards against a crossres run whose missing images are only counted: it exits 3 with the
+    reasons, and the same command explains those pairs once the images are there."""
+    root, names = lfw_root(data_dir, tmp_path)
+    rows = [
+        (names[0], names[1], 1),
+        (names[1], "Nobody/Nobody_0001.jpg", 0),
+        (names[2], names[3], 1),
+        (names[0], names[3], 0),
+    ]
+    pairs = write_pairs(tmp_path / "pairs.csv", rows)
+    out = tmp_path / "run"
+    args = [
+        "crossres",
+        str(pairs),
+        "--root",
+        str(root),
+        "--out",
+        str(out),
+        "--factors",
+        "1,2",
+        "--boot",
+        "50",
+        "--model",
+        "sface",
+        "--bands",
+        "4",
+        "--no-progress",
+    ]
+    assert main(args) == 3
+    assert "Nobody_0001.jpg" in capsys.readouterr().err
+    first = json.loads((out / "summary.json").read_text())
+    assert first["pairs"] == 3 and "Nobody_0001.jpg" in first["failed"][0]["path"]
+    (root / "Nobody").mkdir()
+    shutil.copyfile(root / names[2], root / "Nobody" / "Nobody_0001.jpg")
+    assert main(args) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["pairs"] == 4 and summary["failed"] == []
+    lines = (out / "explanations.jsonl").read_text().splitlines()
+    assert sorted((json.loads(x)["factor"], json.loads(x)["index"]) for x in lines) == [
+        (f, i) for f in (1.0, 2.0) for i in range(4)
+    ]
 
 
 # ---- the root rule -----------------------------------------------------------------------------

@@ -208,7 +208,8 @@ def cmd_dataset(args: argparse.Namespace) -> int:
     print(f"{summary['pairs']} pairs explained, {summary['failed']} failed"
           + (f", accuracy {acc:.4f} at the model threshold" if acc is not None else ""))
     print(f"wrote {args.out / 'results.jsonl'}, {args.out / 'summary.json'}, {args.out / 'report.html'}")
-    return report_failures("dataset", summary["failures"], len(pairs))
+    return report_failures("dataset", summary["failures"],
+                           f"{summary['failed']} of {len(pairs)} pairs")
 
 
 def _root(args: argparse.Namespace) -> Path:
@@ -216,13 +217,14 @@ def _root(args: argparse.Namespace) -> Path:
     return args.root if args.root is not None else args.pairs.parent
 
 
-def report_failures(command: str, failures: Sequence[dict[str, Any]], total: int) -> int:
-    """Print the first reasons of failed pairs on stderr; the exit status of the run."""
+def report_failures(command: str, failures: Sequence[dict[str, Any]], what: str) -> int:
+    """Print the first reasons of failed pairs on stderr; the exit status of the run.
+
+    ``what`` says what failed, e.g. ``"3 of 40 pairs"``."""
     if not failures:
         return EXIT_OK
-    print(f"freqxfr {command}: {len(failures)} of {total} failed; they are listed in "
-          "summary.json and report.html, and the same command tries them again. First reasons:",
-          file=sys.stderr)
+    print(f"freqxfr {command}: {what} failed; they are listed in summary.json and report.html, "
+          "and the same command tries them again. First reasons:", file=sys.stderr)
     for failure in failures[:MAX_SHOWN_FAILURES]:
         print(f"  {failure['error']}", file=sys.stderr)
     if len(failures) > MAX_SHOWN_FAILURES:

@@ -131,7 +131,8 @@ def cmd_crossres(args: argparse.Namespace) -> int:
     )
     from .cli import report_failures
 
-    return report_failures("crossres", summary["failed"], len(pairs))
+    failed = summary["failed"]
+    return report_failures("crossres", failed, f"{len(failed)} image(s) or pair(s)")
 
 
 def cmd_morph(args: argparse.Namespace) -> int:

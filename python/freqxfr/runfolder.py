@@ -261,11 +261,12 @@ def _remove_empty(created: Path | None, folder: Path) -> None:
 
 
 def _holds_results(folder: Path) -> bool:
+    """Whether ``folder`` holds anything a restart could continue from (a non-empty file)."""
     try:
-        names = {p.name for p in folder.iterdir()}
+        entries = [p for p in folder.iterdir() if p.name not in (LOCK_NAME, "run.json")]
+        return any(p.is_dir() or p.stat().st_size > 0 for p in entries)
     except OSError:
         return True
-    return bool(names - {LOCK_NAME, "run.json"})
 
 
 def _why(exc: OSError) -> str:
