@@ -2,6 +2,7 @@
 
 Every error a user can cause prints one line on stderr and exits non-zero; ``--verbose`` shows
 the traceback. Heavy modules are imported inside the commands, so ``freqxfr --help`` is instant.
+Commands that write an output folder lock it for the whole run (:mod:`freqxfr.runfolder`).
 """
 
 from __future__ import annotations
@@ -18,6 +19,20 @@ from typing import Any
 from .errors import FreqxfrError
 
 DEMO_OUT = "freqxfr-demo"
+
+# Exit statuses (also in --help and the README).
+EXIT_OK = 0
+EXIT_ERROR = 2  # bad input, unusable output folder, folder in use by another run, ...
+EXIT_PAIRS_FAILED = 3  # the run finished, but some pairs (or images) failed; rerun to retry them
+EXIT_INTERRUPTED = 130
+EXIT_STATUS_HELP = (
+    "exit status: 0 success; 2 an error (bad input, unwritable or busy output folder; one line "
+    "on stderr, nothing half-written); 3 the run finished but some pairs failed (reasons on "
+    "stderr, in summary.json and report.html; the same command retries them); 130 "
+    "interrupted (the same command continues a dataset, crossres or morph run); 1 a bug "
+    "(please report it with --verbose's traceback)"
+)
+MAX_SHOWN_FAILURES = 5
 
 
 # ---- shared options -----------------------------------------------------------------------------
@@ -83,8 +98,7 @@ def explain_pair(explainer, a: Any, b: Any, out: Path, *, aligned: bool | None,
     """Explain one pair and write explanation.json, the PNGs and report.html into ``out``."""
     import numpy as np
 
-    from . import atomic
-    from ._output import ensure_dir
+    from ._output import ensure_dir, write_output
     from .report import write_pair_report
 
     ensure_dir(out)
@@ -99,7 +113,7 @@ def explain_pair(explainer, a: Any, b: Any, out: Path, *, aligned: bool | None,
     record = explanation.to_dict()
     if curves is not None:
         record["faithfulness"] = curves
-    atomic.write_json(out / "explanation.json", record)
+    write_output(out / "explanation.json", json.dumps(record, indent=2, allow_nan=False) + "\n")
     report = write_pair_report(out, explanation.to_dict(), faces, explainer.masked_views(faces),
                                curves)
     return explanation, report
@@ -118,13 +132,17 @@ def _with_sources(explanation, a: Any, b: Any):
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
-    explainer = _explainer(args)
+    from .runfolder import locked_folder
+
     for path in (args.a, args.b):
         if not Path(path).exists():
             raise FreqxfrError(f"{path}: no such file")
-    explanation, report = explain_pair(explainer, args.a, args.b, args.out,
-                                       aligned=True if args.aligned else None,
-                                       faithfulness=args.faithfulness, seeds=args.seeds)
+    # A failed explain leaves no --out folder behind that it created (locked_folder removes it).
+    with locked_folder(args.out, command="explain"):
+        explainer = _explainer(args)
+        explanation, report = explain_pair(explainer, args.a, args.b, args.out,
+                                           aligned=True if args.aligned else None,
+                                           faithfulness=args.faithfulness, seeds=args.seeds)
     if args.json:
         print(json.dumps(explanation.to_dict(), indent=2))
     else:
@@ -135,6 +153,13 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    from .runfolder import locked_folder
+
+    with locked_folder(args.out, command="demo"):
+        return _demo(args)
+
+
+def _demo(args: argparse.Namespace) -> int:
     from importlib.resources import files
 
     from .explain import Explainer
@@ -163,39 +188,73 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_dataset(args: argparse.Namespace) -> int:
     from .dataset import run_dataset
     from .pairs import attach_groups, read_pairs, spread
+    from .runfolder import locked_folder
 
     pairs = read_pairs(args.pairs, root=args.root)
     if args.groups is not None:
         pairs = attach_groups(pairs, args.groups, root=args.root)
     if args.limit is not None:
         pairs = spread(pairs, args.limit)
-    explainer = _explainer(args)
-    summary = run_dataset(pairs, args.out, explainer, pairs_file=str(args.pairs),
-                          progress=not args.no_progress, overlap=not args.no_overlap,
-                          parquet=args.parquet)
+    # Lock before loading the model, so that a second run into this folder stops at once.
+    with locked_folder(args.out, command="dataset", resumable=True):
+        explainer = _explainer(args)
+        summary = run_dataset(
+            pairs, args.out, explainer, pairs_file=str(args.pairs), root=_root(args),
+            allow_outside_root=args.allow_outside_root, aligned=True if args.aligned else None,
+            extra_settings={"--limit": args.limit}, progress=not args.no_progress,
+            overlap=not args.no_overlap, parquet=args.parquet,
+        )
     acc = summary.get("accuracy")
     print(f"{summary['pairs']} pairs explained, {summary['failed']} failed"
           + (f", accuracy {acc:.4f} at the model threshold" if acc is not None else ""))
     print(f"wrote {args.out / 'results.jsonl'}, {args.out / 'summary.json'}, {args.out / 'report.html'}")
-    return 0
+    return report_failures("dataset", summary["failures"],
+                           f"{summary['failed']} of {len(pairs)} pairs")
+
+
+def _root(args: argparse.Namespace) -> Path:
+    """The folder a pair list's paths are relative to: --root, or the list's own folder."""
+    return args.root if args.root is not None else args.pairs.parent
+
+
+def report_failures(command: str, failures: Sequence[dict[str, Any]], what: str) -> int:
+    """Print the first reasons of failed pairs on stderr; the exit status of the run.
+
+    ``what`` says what failed, e.g. ``"3 of 40 pairs"``."""
+    if not failures:
+        return EXIT_OK
+    print(f"freqxfr {command}: {what} failed; they are listed in summary.json and report.html, "
+          "and the same command tries them again. First reasons:", file=sys.stderr)
+    for failure in failures[:MAX_SHOWN_FAILURES]:
+        print(f"  {failure['error']}", file=sys.stderr)
+    if len(failures) > MAX_SHOWN_FAILURES:
+        print(f"  ... and {len(failures) - MAX_SHOWN_FAILURES} more", file=sys.stderr)
+    return EXIT_PAIRS_FAILED
 
 
 def cmd_faithfulness(args: argparse.Namespace) -> int:
+    from ._output import write_output
+    from .errors import InputError
     from .faithfulness import dataset_faithfulness
-    from .pairs import Pair, read_pairs, spread
+    from .pairs import Pair, outside_root, read_pairs, spread
+    from .runfolder import locked_folder
 
-    explainer = _explainer(args)
     if args.pairs is not None:
         pairs = spread(read_pairs(args.pairs, root=args.root), args.limit)
+        refused = {} if args.allow_outside_root else outside_root(pairs, _root(args),
+                                                                   pairs_file=args.pairs)
+        if refused:
+            raise InputError(next(iter(refused.values())))
     elif args.a and args.b:
         pairs = [Pair(Path(args.a), Path(args.b))]
     else:
         raise FreqxfrError("give two images A B, or --pairs FILE")
-    result = dataset_faithfulness(explainer, pairs, seeds=args.seeds,
-                                  aligned=True if args.aligned else None)
-    from . import atomic
-
-    atomic.write_json(args.out / "faithfulness.json", result)
+    with locked_folder(args.out, command="faithfulness"):
+        explainer = _explainer(args)
+        result = dataset_faithfulness(explainer, pairs, seeds=args.seeds,
+                                      aligned=True if args.aligned else None)
+        write_output(args.out / "faithfulness.json",
+                     json.dumps(result, indent=2, allow_nan=False) + "\n")
     m = result["mean_auc"]
     print(f"{result['images']} explained images: deletion AUC {m['deletion']:.4f} vs random "
           f"{m['random_deletion_mean']:.4f}; insertion AUC {m['insertion']:.4f} vs random "
@@ -222,6 +281,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="freqxfr",
         description="Explain face-verification decisions in the frequency domain.",
+        epilog=EXIT_STATUS_HELP,
     )
     parser.add_argument("--verbose", action="store_true", help="show tracebacks on errors")
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
@@ -243,9 +303,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", type=int, default=5, help="random orders for the baseline")
     p.set_defaults(func=cmd_explain)
 
-    p = sub.add_parser("dataset", help="explain every pair of a pair list (resumable)")
+    p = sub.add_parser("dataset", help="explain every pair of a pair list (resumable)",
+                       epilog=EXIT_STATUS_HELP)
     p.add_argument("pairs", type=Path, help="LFW pairs.txt or CSV (path1,path2[,same][,group...])")
     p.add_argument("--root", type=Path, default=None, help="folder the image paths are relative to")
+    add_allow_outside_root(p)
     p.add_argument("--out", type=Path, required=True)
     _add_explainer_options(p)
     p.add_argument("--groups", type=Path, default=None,
@@ -263,6 +325,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("b", nargs="?")
     p.add_argument("--pairs", type=Path, default=None)
     p.add_argument("--root", type=Path, default=None)
+    add_allow_outside_root(p)
     p.add_argument("--limit", type=int, default=50, help="pairs, spread evenly over the list")
     p.add_argument("--seeds", type=int, default=5)
     p.add_argument("--out", type=Path, default=Path("freqxfr-faithfulness"))
@@ -271,6 +334,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_optional_commands(sub)
     return parser
+
+
+def add_allow_outside_root(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--allow-outside-root", action="store_true",
+        help="read image paths that lie outside --root (after resolving symlinks); by default "
+        "such a pair fails without being read",
+    )
 
 
 def _add_optional_commands(sub: Any) -> None:
@@ -300,10 +371,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         name = type(exc).__name__
         print(f"freqxfr {args.command}: error: {exc}" if isinstance(exc, FreqxfrError)
               else f"freqxfr {args.command}: error ({name}): {exc}", file=sys.stderr)
-        return 2
+        return EXIT_ERROR
     except KeyboardInterrupt:
         print(f"freqxfr {args.command}: interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import math
 import time
 from typing import Any
 
@@ -51,6 +52,9 @@ def add_verify_parser(subparsers: Any) -> argparse.ArgumentParser:
 def cmd_verify(args: argparse.Namespace) -> int:
     from .verifier import load_model
 
+    if args.threshold is not None and not math.isfinite(args.threshold):
+        # The same rule as a card's threshold (freqxfr.cards), checked before the model loads.
+        raise InputError(f"--threshold {args.threshold}: must be a finite number")
     providers = args.providers.split(",") if args.providers else None
     model = load_model(args.model, card=args.card, providers=providers)
     result = model.compare(args.a, args.b, aligned=args.aligned, threshold=args.threshold)

@@ -15,7 +15,7 @@ from .errors import InputError
 
 def add_parsers(subparsers: Any) -> None:
     """Add the ``crossres`` and ``morph`` subcommands to the CLI's subparsers."""
-    from .cli import _add_explainer_options
+    from .cli import EXIT_STATUS_HELP, _add_explainer_options, add_allow_outside_root
     from .scenarios.morph_score import DEFAULT_DISTANCE, DISTANCES
     from .scenarios.resolution import DEFAULT_RESAMPLE, RESAMPLE_KERNELS
 
@@ -24,10 +24,12 @@ def add_parsers(subparsers: Any) -> None:
         help="cross-resolution: degrade the probe by factors, verify and explain",
         description="For each factor, degrade image B of every pair (the probe) and report "
         "accuracy, FMR, FNMR, band profiles and the centroid shift with bootstrap "
-        "intervals.",
+        "intervals. Resumable: the same command continues an interrupted run.",
+        epilog=EXIT_STATUS_HELP,
     )
     p.add_argument("pairs", type=Path, help="labelled pair list (CSV path1,path2,same or LFW txt)")
     p.add_argument("--root", type=Path, default=None, help="folder the image paths are relative to")
+    add_allow_outside_root(p)
     p.add_argument("--out", type=Path, required=True)
     p.add_argument(
         "--factors",
@@ -58,7 +60,9 @@ def add_parsers(subparsers: Any) -> None:
         help="morphing attacks: MMPMR, band profiles and a frequency morph detector",
         description="Compare every morph of a morph index with both subjects' probes and every "
         "subject's bona fide photo with their probe; explain them all; report MMPMR "
-        "and differential morphing-attack detection (D-EER, BPCER@APCER, AUC).",
+        "and differential morphing-attack detection (D-EER, BPCER@APCER, AUC). Resumable: the "
+        "same command continues an interrupted run.",
+        epilog=EXIT_STATUS_HELP,
     )
     p.add_argument("index", type=Path, help="morph index CSV (format of frll_morphs/index.csv)")
     p.add_argument(
@@ -67,6 +71,7 @@ def add_parsers(subparsers: Any) -> None:
         default=None,
         help="folder the index's paths are relative to (default: the index's folder)",
     )
+    add_allow_outside_root(p)
     p.add_argument("--out", type=Path, required=True)
     p.add_argument(
         "--distance",
@@ -80,26 +85,32 @@ def add_parsers(subparsers: Any) -> None:
 
 
 def cmd_crossres(args: argparse.Namespace) -> int:
-    from .cli import _explainer
+    from .cli import _explainer, _root
     from .pairs import read_pairs, spread
+    from .runfolder import locked_folder
     from .scenarios.crossres import run_crossres
 
     pairs = read_pairs(args.pairs, root=args.root)
     if args.limit is not None:
         pairs = spread(pairs, args.limit)
-    explainer = _explainer(args)
-    summary = run_crossres(
-        pairs,
-        args.out,
-        explainer,
-        factors=args.factors,
-        resample=args.resample,
-        aligned=True if args.aligned else None,
-        n_boot=args.boot,
-        seed=args.seed,
-        pairs_file=str(args.pairs),
-        progress=not args.no_progress,
-    )
+    # Lock before loading the model, so that a second run into this folder stops at once.
+    with locked_folder(args.out, command="crossres", resumable=True):
+        explainer = _explainer(args)
+        summary = run_crossres(
+            pairs,
+            args.out,
+            explainer,
+            factors=args.factors,
+            resample=args.resample,
+            aligned=True if args.aligned else None,
+            n_boot=args.boot,
+            seed=args.seed,
+            pairs_file=str(args.pairs),
+            root=_root(args),
+            allow_outside_root=args.allow_outside_root,
+            extra_settings={"--limit": args.limit},
+            progress=not args.no_progress,
+        )
     print(
         f"{summary['pairs']} pairs ({summary['genuine']} genuine, {summary['impostor']} "
         f"impostor), {summary['model']['name']}, {summary['resample']} degradation; "
@@ -118,26 +129,35 @@ def cmd_crossres(args: argparse.Namespace) -> int:
     print(
         f"wrote {args.out / 'summary.json'}, {args.out / 'pairs.csv'}, {args.out / 'report.html'}"
     )
-    return 0
+    from .cli import report_failures
+
+    failed = summary["failed"]
+    return report_failures("crossres", failed, f"{len(failed)} image(s) or pair(s)")
 
 
 def cmd_morph(args: argparse.Namespace) -> int:
     from .cli import _explainer
+    from .runfolder import locked_folder
     from .scenarios.morph import DETECTOR_NAMES, run_morph
     from .scenarios.morph_index import read_morph_index
 
-    entries = read_morph_index(args.index, root=args.root)
-    explainer = _explainer(args)
-    summary = run_morph(
-        entries,
-        args.out,
-        explainer,
-        index_file=str(args.index),
-        distance=args.distance,
-        aligned=True if args.aligned else None,
-        n_boot=args.boot,
-        seed=args.seed,
-    )
+    root = args.root if args.root is not None else args.index.parent
+    entries = read_morph_index(args.index, root=root, allow_outside_root=args.allow_outside_root)
+    # Lock before loading the model, so that a second run into this folder stops at once.
+    with locked_folder(args.out, command="morph", resumable=True):
+        explainer = _explainer(args)
+        summary = run_morph(
+            entries,
+            args.out,
+            explainer,
+            index_file=str(args.index),
+            root=root,
+            allow_outside_root=args.allow_outside_root,
+            distance=args.distance,
+            aligned=True if args.aligned else None,
+            n_boot=args.boot,
+            seed=args.seed,
+        )
     n = summary["comparisons"]
     print(
         f"{summary['n_morphs']} morphs, {n['morph']} morph and {n['bona_fide']} bona fide "

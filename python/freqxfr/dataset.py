@@ -2,40 +2,60 @@
 
 Layout of ``OUT``:
 
-- ``run.json``: what the run explains (pair list, model, bands, options). A restart with other
-  settings is refused, so that one results file never mixes two configurations.
+- ``run.json``: what the run explains (pair list, model, bands, options); its ``settings`` are
+  checked on a restart, and a restart with other settings is refused with a message naming each
+  differing setting and both values, so that one results file never mixes two configurations.
 - ``results.jsonl``: one line per pair, appended as each pair finishes (``Explanation.to_dict()``
-  without the parts in ``run.json``, plus ``index``); a pair that failed gets ``{"index", "error"}``.
-  A line is written with one ``write`` call and flushed; a crash can leave at most one partial
-  last line, which a restart drops and redoes.
-- ``summary.json``, ``report.html``: written atomically when every pair is done.
+  without the parts in ``run.json``, plus ``index``); a pair that failed gets ``{"index", "line",
+  "path_a", "path_b", "error"}``. A line is written with one ``write`` call and flushed.
+- ``summary.json``, ``report.html``: written atomically when every pair has been tried; failed
+  pairs are listed in both (``failures``).
+
+The folder is locked for the whole run (:mod:`freqxfr.runfolder`). Running the same command
+again continues an interrupted run: a partial last line from a crash is dropped and redone, and
+failed pairs are tried again; finished pairs are neither redone nor lost, and every pair ends up
+with exactly one line.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from . import atomic
-from ._output import ensure_dir
-from .errors import InputError, OutputError
+from .errors import InputError
 from .explain import Explainer, Explanation, PairFailure
-from .pairs import Pair
+from .pairs import Pair, outside_root
 from .profiles import summarise
+from .runfolder import (
+    SETTINGS_KEY,
+    ResultsLog,
+    check_settings,
+    explainer_settings,
+    locked_folder,
+    pair_list_settings,
+)
 
 _STATIC_KEYS = ("model", "schedule", "bands", "backend", "mode", "domain", "clip", "freqxfr_version")
 
 
-def run_config(explainer: Explainer, pairs_file: str, pairs: Sequence[Pair]) -> dict[str, Any]:
-    listing = "\n".join(f"{p.path_a}\t{p.path_b}\t{p.same}" for p in pairs)
+def run_config(
+    explainer: Explainer,
+    pairs_file: str,
+    pairs: Sequence[Pair],
+    *,
+    root: str | os.PathLike[str] | None = None,
+    allow_outside_root: bool = False,
+    aligned: bool | None = None,
+    extra_settings: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The content of ``run.json``: the run's description and its checked ``settings``."""
     return {
         "pairs_file": pairs_file,
         "pairs": len(pairs),
-        "pairs_sha256": hashlib.sha256(listing.encode()).hexdigest(),
         "model": explainer.model_info(),
         "schedule": explainer.schedule.to_dict(),
         "bands": [b.to_dict() for b in explainer.bands],
@@ -44,13 +64,12 @@ def run_config(explainer: Explainer, pairs_file: str, pairs: Sequence[Pair]) -> 
         "domain": explainer.domain,
         "clip": explainer.clip,
         "threshold": explainer.model.card.threshold,
+        SETTINGS_KEY: {
+            **explainer_settings(explainer, aligned),
+            **pair_list_settings(pairs, root, allow_outside_root),
+            **dict(extra_settings or {}),
+        },
     }
-
-
-def _comparable(config: dict[str, Any]) -> dict[str, Any]:
-    # The provider and backend may differ between machines without changing the numbers' meaning.
-    model = {k: v for k, v in config["model"].items() if k != "provider"}
-    return {**{k: v for k, v in config.items() if k not in ("model", "backend")}, "model": model}
 
 
 def run_dataset(
@@ -59,6 +78,10 @@ def run_dataset(
     explainer: Explainer,
     *,
     pairs_file: str = "",
+    root: str | os.PathLike[str] | None = None,
+    allow_outside_root: bool = False,
+    aligned: bool | None = None,
+    extra_settings: Mapping[str, Any] | None = None,
     progress: bool = True,
     overlap: bool = True,
     report: bool = True,
@@ -66,56 +89,99 @@ def run_dataset(
 ) -> dict[str, Any]:
     """Explain every pair into ``out_dir`` (see the module docstring); returns the summary.
 
-    An interrupted run continues where it stopped when called again with the same arguments.
+    An interrupted run continues where it stopped when called again with the same arguments;
+    pairs that failed are tried again.
+
+    Parameters
+    ----------
+    root : path-like, optional
+        The folder the pair list's paths are relative to. When given, a pair naming an image
+        outside it (after resolving symlinks) fails without being read, unless
+        ``allow_outside_root``.
+    aligned : bool, optional
+        Passed to the model's ``prepare`` (``None``: decide from the image size).
+    extra_settings : mapping, optional
+        Further settings a caller knows (e.g. ``{"--limit": 200}``), checked on a restart.
+
+    Returns
+    -------
+    dict
+        ``summary.json``: the run's description, the profiles (:func:`freqxfr.profiles.summarise`),
+        ``failed`` (the number of failed pairs) and ``failures`` (each with ``index``, ``line``,
+        ``path_a``, ``path_b`` and ``error``).
     """
-    out = Path(out_dir)
-    _prepare_folder(out)
-    config = run_config(explainer, pairs_file, pairs)
-    _check_or_write_config(out / "run.json", config)
-    results = out / "results.jsonl"
-    done = _finished_indices(results)
-    todo = [i for i in range(len(pairs)) if i not in done]
+    pairs = list(pairs)
+    config = run_config(explainer, pairs_file, pairs, root=root,
+                        allow_outside_root=allow_outside_root, aligned=aligned,
+                        extra_settings=extra_settings)
+    with locked_folder(out_dir, command="dataset", resumable=True) as out:
+        check_settings(out / "run.json", config)
+        refused = {} if root is None or allow_outside_root else outside_root(
+            pairs, root, pairs_file=pairs_file or "pair list")
+        results = out / "results.jsonl"
+        bar = None
+        with ResultsLog(results, key=lambda r: int(r["index"])) as log:
+            done = log.open()
+            todo = [i for i in range(len(pairs)) if i not in done]
+            if progress:
+                from tqdm import tqdm
 
-    bar = None
-    if progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=len(pairs), initial=len(pairs) - len(todo), unit="pair",
-                   desc="explaining", dynamic_ncols=True)
-    try:
-        with results.open("a", encoding="utf-8") as sink:
-            stream = explainer.explain_pairs(
-                (pairs[i] for i in todo), indices=todo, skip_errors=True, overlap=overlap
-            )
-            for index, item in zip(todo, stream, strict=True):
-                sink.write(json.dumps(_record(index, item), allow_nan=False) + "\n")
-                sink.flush()
+                bar = tqdm(total=len(pairs), initial=len(pairs) - len(todo), unit="pair",
+                           desc="explaining", dynamic_ncols=True)
+            try:
+                for i in (i for i in todo if i in refused):
+                    log.append(_failure(i, pairs[i], refused[i]))
+                    if bar is not None:
+                        bar.update(1)
+                todo = [i for i in todo if i not in refused]
+                stream = explainer.explain_pairs(
+                    (pairs[i] for i in todo), indices=todo, skip_errors=True, overlap=overlap,
+                    aligned=aligned,
+                )
+                for index, item in zip(todo, stream, strict=True):
+                    log.append(_record(index, item))
+                    if bar is not None:
+                        bar.update(1)
+            finally:
                 if bar is not None:
-                    bar.update(1)
-            os.fsync(sink.fileno())
-    finally:
-        if bar is not None:
-            bar.close()
+                    bar.close()
 
-    summary = {**config, **summarise_results(results), "failed": _count_failures(results)}
-    atomic.write_json(out / "summary.json", summary)
-    if parquet:
-        write_parquet(results, out / "results.parquet")
-    if report:
-        from .report import write_dataset_report
+        records = list(read_results(results))
+        failures = [r for r in records if "error" in r]
+        summary = {**{k: v for k, v in config.items() if k != SETTINGS_KEY},
+                   **summarise(r for r in records if "error" not in r),
+                   "failed": len(failures), "failures": sorted(failures, key=_by_index),
+                   SETTINGS_KEY: config[SETTINGS_KEY]}
+        atomic.write_json(out / "summary.json", summary)
+        if parquet:
+            write_parquet(results, out / "results.parquet")
+        if report:
+            from .report import write_dataset_report
 
-        write_dataset_report(out, summary)
+            write_dataset_report(out, summary)
     return summary
+
+
+def _by_index(record: dict[str, Any]) -> int:
+    return int(record["index"])
+
+
+def _failure(index: int, pair: Pair, error: str) -> dict[str, Any]:
+    return {"index": index, "line": pair.line, "path_a": str(pair.path_a),
+            "path_b": str(pair.path_b), "error": error}
 
 
 def _record(index: int, item: Explanation | PairFailure) -> dict[str, Any]:
     if isinstance(item, PairFailure):
-        return {"index": index, "path_a": str(item.pair.path_a), "path_b": str(item.pair.path_b),
-                "error": item.error}
+        return _failure(index, item.pair, item.error)
     if isinstance(item, Explanation):
         record = {k: v for k, v in item.to_dict().items() if k not in _STATIC_KEYS}
         return {"index": index, **record}
     raise TypeError(item)
+
+
+def summarise_results(path: Path) -> dict[str, Any]:
+    return summarise(r for r in read_results(path) if "error" not in r)
 
 
 def read_results(path: Path) -> Iterator[dict[str, Any]]:
@@ -125,62 +191,6 @@ def read_results(path: Path) -> Iterator[dict[str, Any]]:
             if not line.endswith("\n"):
                 return
             yield json.loads(line)
-
-
-def summarise_results(path: Path) -> dict[str, Any]:
-    return summarise(r for r in read_results(path) if "error" not in r)
-
-
-def _count_failures(path: Path) -> int:
-    return sum(1 for r in read_results(path) if "error" in r)
-
-
-def _finished_indices(path: Path) -> set[int]:
-    """Indices already in ``path``; drops a partial last line left by a crash."""
-    if not path.exists():
-        return set()
-    done: set[int] = set()
-    good_bytes = 0
-    with path.open("rb") as handle:
-        for line in handle:
-            if not line.endswith(b"\n"):
-                break
-            try:
-                done.add(int(json.loads(line)["index"]))
-            except (ValueError, KeyError, TypeError):
-                break
-            good_bytes += len(line)
-    if good_bytes != path.stat().st_size:
-        with path.open("r+b") as handle:
-            handle.truncate(good_bytes)
-    return done
-
-
-def _prepare_folder(out: Path) -> None:
-    ensure_dir(out)
-    try:
-        probe = out / ".freqxfr-write-test"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as exc:
-        raise OutputError(f"output folder {out} can't be written: {exc.strerror or exc}") from None
-
-
-def _check_or_write_config(path: Path, config: dict[str, Any]) -> None:
-    if path.exists():
-        try:
-            previous = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            raise OutputError(f"{path} is unreadable ({exc}); use a new output folder") from None
-        if _comparable(previous) != _comparable(config):
-            changed = sorted(k for k in _comparable(config)
-                             if _comparable(previous).get(k) != _comparable(config)[k])
-            raise OutputError(
-                f"{path.parent} holds a run with other settings ({', '.join(changed)} differ); "
-                "use a new output folder or delete that one"
-            )
-        return
-    atomic.write_json(path, config)
 
 
 def write_parquet(results: Path, target: Path) -> None:

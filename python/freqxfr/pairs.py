@@ -34,6 +34,8 @@ class Pair:
         Cross-validation fold (0-based), where the list defines folds.
     groups : dict of str to str
         Further labels from extra CSV columns (e.g. ``{"gender": "female"}``).
+    line : int or None
+        The line of the pair list that names the pair (for messages), if read from a file.
     """
 
     path_a: Path
@@ -41,6 +43,7 @@ class Pair:
     same: bool | None = None
     fold: int | None = None
     groups: dict[str, str] = dataclasses.field(default_factory=dict)
+    line: int | None = dataclasses.field(default=None, compare=False)
 
 
 def read_pairs(path: str | Path, root: str | Path | None = None) -> list[Pair]:
@@ -133,6 +136,7 @@ def _read_lfw(text: str, path: Path, root: Path) -> list[Pair]:
                 root / name_b / f"{name_b}_{ib:04d}.jpg",
                 same=genuine,
                 fold=fold if n_folds > 1 else None,
+                line=num,
             )
         )
     return pairs
@@ -195,7 +199,7 @@ def _read_csv(text: str, path: Path, root: Path) -> list[Pair]:
                 ) from None
         same = _parse_same(row[col_same], path, num) if col_same is not None else None
         groups = {c: row[k].strip() for k, c in group_cols}
-        pairs.append(Pair(root / a, root / b, same=same, fold=fold, groups=groups))
+        pairs.append(Pair(root / a, root / b, same=same, fold=fold, groups=groups, line=num))
     if not pairs:
         raise InputError(f"pair list {path}: no pairs after the header")
     return pairs
@@ -235,6 +239,30 @@ def attach_groups(pairs: list[Pair], table: str | Path, root: str | Path | None 
         groups = {k: (a[k] if a[k] == b.get(k) else "mixed") for k in a}
         labelled.append(dataclasses.replace(pair, groups={**groups, **pair.groups}))
     return labelled
+
+
+def outside_root(
+    pairs: list[Pair], root: str | Path, *, pairs_file: str | Path = "pair list"
+) -> dict[int, str]:
+    """The pairs that name an image outside ``root``, by position, with the reason.
+
+    The rule (see the README's "Reliability" section): after resolving symlinks and ``..``,
+    every image path of a pair list must lie inside ``root``, however the list spells it
+    (relative, absolute, through a symlink). A pair list is data, often from elsewhere, and
+    should not make a run read arbitrary files. The CLI's ``--allow-outside-root`` skips the check.
+    """
+    base = Path(root).resolve()
+    refused: dict[int, str] = {}
+    for position, pair in enumerate(pairs):
+        for path in (pair.path_a, pair.path_b):
+            if not Path(path).resolve().is_relative_to(base):
+                where = f"line {pair.line}" if pair.line is not None else f"pair {position + 1}"
+                refused[position] = (
+                    f"{pairs_file}, {where}: {path} is outside the root folder {base} "
+                    "(after resolving symlinks); pass --allow-outside-root to read it"
+                )
+                break
+    return refused
 
 
 def spread(items: list, n: int) -> list:

@@ -358,9 +358,28 @@ def write_dataset_report(
     img = plots.plot_group_profiles(summary, folder / "groups.png")
     if img is not None:
         sections.append(Section("Groups", _group_tables(summary, bands), [img]))
+    failures = summary.get("failures") or []
+    if failures:
+        sections.append(Section("Failed pairs", _failure_table(failures)))
     sections += [_as_section(s) for s in extra_sections or ()]
     model = (summary.get("model") or {}).get("name", "?")
     return write_report(folder, f"freqxfr dataset report ({model})", sections)
+
+
+MAX_FAILURE_ROWS = 200
+
+
+def _failure_table(failures: Sequence[Mapping[str, Any]]) -> str:
+    """The pairs that could not be explained, with the reason (the first MAX_FAILURE_ROWS)."""
+    rows = [
+        (f.get("index"), f.get("line"), f.get("path_a"), f.get("path_b"), f.get("error"))
+        for f in failures[:MAX_FAILURE_ROWS]
+    ]
+    more = len(failures) - len(rows)
+    caption = f"{len(failures)} pair(s) failed; running the same command again retries them" + (
+        f"; the first {len(rows)} are shown, all are in summary.json" if more else ""
+    )
+    return html_table(("pair", "line", "image a", "image b", "reason"), rows, caption=caption)
 
 
 def _overview(summary: Mapping[str, Any]) -> str:

@@ -15,8 +15,9 @@ of the mean centroid from the lowest factor (normally 1) is a paired difference;
 resamples whose shift has the sign of the point estimate says how stable that sign is.
 
 Output folder: ``summary.json`` (see :func:`run_crossres`), ``pairs.csv`` (one row per pair and
-factor), ``explanations.jsonl`` (the band influences of every pair at every factor), PNG plots and
-a self-contained ``report.html``.
+factor), ``explanations.jsonl`` (the band influences of every pair at every factor, appended as
+each finishes; the run resumes from it), ``run.json`` (the settings a restart must match), PNG
+plots and a self-contained ``report.html``.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import csv
 import io
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -36,9 +37,17 @@ from .._output import ensure_dir, write_output
 from ..bootstrap import DEFAULT_LEVEL, DEFAULT_RESAMPLES, percentile_ci, sign_stability
 from ..errors import FreqxfrError, InputError
 from ..explain import Explainer, Explanation, PairFailure
-from ..pairs import Pair
+from ..pairs import Pair, outside_root
 from ..profiles import centroid, profile
 from ..report import Section, html_paragraph, html_table, write_report
+from ..runfolder import (
+    SETTINGS_KEY,
+    ResultsLog,
+    check_settings,
+    explainer_settings,
+    locked_folder,
+    pair_list_settings,
+)
 from ..thresholds import accuracy, fmr_fnmr
 from .resolution import (
     DEFAULT_RESAMPLE,
@@ -81,10 +90,21 @@ def run_crossres(
     level: float = DEFAULT_LEVEL,
     seed: int = 0,
     pairs_file: str = "",
+    root: str | os.PathLike[str] | None = None,
+    allow_outside_root: bool = False,
+    extra_settings: Mapping[str, Any] | None = None,
     progress: bool = False,
     report: bool = True,
 ) -> dict[str, Any]:
     """Explain every pair at every downscaling factor of its probe; write and return the summary.
+
+    The run is resumable like ``freqxfr dataset``: each (factor, pair) is appended to
+    ``explanations.jsonl`` as it finishes, and calling again with the same settings explains
+    only what is missing (including pairs whose images failed before). The summary, ``pairs.csv``
+    and the report are computed from that file, so an interrupted and resumed run writes the
+    same outputs as an uninterrupted one. A restart with other settings (model, bands, factors,
+    kernel, root, pairs, ...) is refused; the bootstrap options only affect the summary and may
+    change.
 
     Parameters
     ----------
@@ -104,7 +124,13 @@ def run_crossres(
     n_boot, level, seed
         Bootstrap resamples over pairs, interval level and seed.
     pairs_file : str
-        Recorded in the summary.
+        Recorded in the summary and named in messages.
+    root : path-like, optional
+        The folder the pair list's paths are relative to. When given, a pair naming an image
+        outside it (after resolving symlinks) fails without being read, unless
+        ``allow_outside_root``.
+    extra_settings : mapping, optional
+        Further settings a caller knows (e.g. ``{"--limit": 200}``), checked on a restart.
     progress : bool
         Show a progress bar.
     report : bool
@@ -116,7 +142,9 @@ def run_crossres(
         The ``summary.json`` content. ``factors`` is a list with one entry per factor holding
         ``factor``, ``accuracy``, ``fmr``, ``fnmr``, ``centroid``, ``centroid_ci``,
         ``centroid_shift``, ``centroid_shift_ci``, ``centroid_shift_same_sign``, ``reference``
-        (the same centroid numbers for image A), ``by_class`` and ``profiles``.
+        (the same centroid numbers for image A), ``by_class`` and ``profiles``. ``failed``
+        lists the images that could not be prepared and the pairs refused by the root rule;
+        their pairs are left out of every factor.
 
     Raises
     ------
@@ -134,41 +162,122 @@ def run_crossres(
             f"cross-resolution needs labelled pairs (a 'same' column); pair {unlabelled[0] + 1} "
             f"({pairs[unlabelled[0]].path_a}, {pairs[unlabelled[0]].path_b}) has none"
         )
-    out = ensure_dir(out_dir)
-    faces, failures = _prepare_faces(explainer, pairs, aligned)
-    kept = [i for i, p in enumerate(pairs) if p.path_a in faces and p.path_b in faces]
-    if not kept:
-        raise InputError(f"no pair could be prepared; first failure: {failures[0]['error']}")
-    same = np.array([bool(pairs[i].same) for i in kept])
+    settings = {
+        **explainer_settings(explainer, aligned),
+        **pair_list_settings(pairs, root, allow_outside_root),
+        "--factors": list(factors),
+        "--resample": resample,
+        **dict(extra_settings or {}),
+    }
+    with locked_folder(out_dir, command="crossres", resumable=True) as out:
+        check_settings(out / "run.json", {"pairs_file": pairs_file, SETTINGS_KEY: settings})
+        refused = (
+            {}
+            if root is None or allow_outside_root
+            else outside_root(pairs, root, pairs_file=pairs_file or "pair list")
+        )
+        with ResultsLog(
+            out / EXPLANATIONS, key=lambda r: (float(r["factor"]), int(r["index"]))
+        ) as log:
+            done = log.open()
+            failures = _explain_missing(
+                explainer, pairs, factors, resample, aligned, log, done, refused, progress
+            )
+        records = log.records()
+        summary, example_index = _summary(
+            explainer, pairs, factors, resample, records, failures, n_boot, level, seed, pairs_file
+        )
+        summary[SETTINGS_KEY] = settings
+        write_output(out / "pairs.csv", _csv_text(_csv_rows(pairs, factors, records)))
+        _write_json(out / "summary.json", summary)
+        if report:
+            example = explainer.prepare(pairs[example_index].path_b, aligned)
+            write_crossres_report(out, summary, example=example)
+    return summary
 
-    k = explainer.n_bands
-    scores = np.empty((len(factors), len(kept)))
-    directed = {side: np.empty((len(factors), len(kept), k)) for side in SIDES}
-    lines: list[str] = []
-    rows: list[dict[str, Any]] = []
-    bar = _progress(progress, len(factors) * len(kept))
+
+EXPLANATIONS = "explanations.jsonl"
+
+
+def _explain_missing(
+    explainer: Explainer,
+    pairs: Sequence[Pair],
+    factors: Sequence[float],
+    resample: str,
+    aligned: bool | None,
+    log: ResultsLog,
+    done: set,
+    refused: dict[int, str],
+    progress: bool,
+) -> list[dict[str, Any]]:
+    """Explain every (factor, pair) not yet in ``log``; return the failures of this run.
+
+    Only the images of the missing pairs are prepared, each once; a pair whose image fails (or
+    that names a path outside the root) is listed and tried again by the next run."""
+    missing = [
+        (factor, i)
+        for factor in factors
+        for i in range(len(pairs))
+        if (factor, i) not in done and i not in refused
+    ]
+    wanted = sorted({i for _, i in missing})
+    faces, failures = _prepare_faces(explainer, [pairs[i] for i in wanted], aligned)
+    failures += [
+        {"index": i, "line": pairs[i].line, "path": str(pairs[i].path_a), "error": reason}
+        for i, reason in refused.items()
+    ]
+    bar = _progress(progress, len(missing), initial=len(factors) * len(pairs) - len(missing))
     try:
-        for fi, factor in enumerate(factors):
+        for factor in factors:
+            todo = [
+                i
+                for f, i in missing
+                if f == factor and pairs[i].path_a in faces and pairs[i].path_b in faces
+            ]
             stream = explainer.explain_pairs(
                 (
                     (faces[pairs[i].path_a], degrade(faces[pairs[i].path_b], factor, resample))
-                    for i in kept
+                    for i in todo
                 ),
                 aligned=True,
             )
-            for j, (i, item) in enumerate(zip(kept, stream, strict=True)):
-                explanation = _checked(item)
-                scores[fi, j] = explanation.score_ref
-                directed["probe"][fi, j] = explanation.b.directed
-                directed["reference"][fi, j] = explanation.a.directed
-                lines.append(_jsonl_line(factor, i, pairs[i], explanation))
-                rows.append(_csv_row(factor, i, pairs[i], explanation))
+            for i, item in zip(todo, stream, strict=True):
+                log.append(_jsonl_record(factor, i, pairs[i], _checked(item)))
                 if bar is not None:
                     bar.update(1)
     finally:
         if bar is not None:
             bar.close()
+    return failures
 
+
+def _summary(
+    explainer: Explainer,
+    pairs: Sequence[Pair],
+    factors: Sequence[float],
+    resample: str,
+    records: list[dict[str, Any]],
+    failures: list[dict[str, Any]],
+    n_boot: int,
+    level: float,
+    seed: int,
+    pairs_file: str,
+) -> tuple[dict[str, Any], int]:
+    """The summary of every pair explained at every factor, from the records on disk.
+
+    Computed from the file, never from the numbers in memory, so that a resumed run and an
+    uninterrupted one give the same summary."""
+    by_key = {(float(r["factor"]), int(r["index"])): r for r in records}
+    kept = [i for i in range(len(pairs)) if all((f, i) in by_key for f in factors)]
+    if not kept:
+        first = failures[0]["error"] if failures else "none was explained"
+        raise InputError(f"no pair could be explained at every factor; first failure: {first}")
+    same = np.array([bool(pairs[i].same) for i in kept])
+    scores = np.array([[by_key[f, i]["score"] for i in kept] for f in factors])
+    directed = {
+        side: np.array([[by_key[f, i][key]["directed"] for i in kept] for f in factors])
+        for side, key in SIDES.items()
+    }
     threshold = explainer.model.card.threshold
     side = explainer.model.card.input_size[0]
     entries = summarise_factors(
@@ -209,13 +318,7 @@ def run_crossres(
         },
         "factors": entries,
     }
-    write_output(out / "explanations.jsonl", "".join(lines))
-    write_output(out / "pairs.csv", _csv_text(rows))
-    _write_json(out / "summary.json", summary)
-    if report:
-        example = _example_probe(faces, pairs, kept)
-        write_crossres_report(out, summary, example=example)
-    return summary
+    return summary, kept[0]
 
 
 def summarise_factors(
@@ -309,10 +412,10 @@ def _centroid_numbers(cents: np.ndarray, boot: np.ndarray, fi: int, level: float
 
 def _prepare_faces(
     explainer: Explainer, pairs: Sequence[Pair], aligned: bool | None
-) -> tuple[dict[Any, np.ndarray], list[dict[str, str]]]:
+) -> tuple[dict[Any, np.ndarray], list[dict[str, Any]]]:
     """Each distinct image aligned once; images that fail are listed, not raised."""
     faces: dict[Any, np.ndarray] = {}
-    failures: list[dict[str, str]] = []
+    failures: list[dict[str, Any]] = []
     for path in dict.fromkeys(p for pair in pairs for p in (pair.path_a, pair.path_b)):
         try:
             faces[path] = explainer.prepare(path, aligned)
@@ -327,19 +430,21 @@ def _checked(item: Explanation | PairFailure) -> Explanation:
     return item
 
 
-def _progress(enabled: bool, total: int):
+def _progress(enabled: bool, total: int, initial: int = 0):
     if not enabled:
         return None
     from tqdm import tqdm
 
-    return tqdm(total=total, unit="pair", desc="crossres", dynamic_ncols=True)
+    return tqdm(
+        total=total + initial, initial=initial, unit="pair", desc="crossres", dynamic_ncols=True
+    )
 
 
 # ---- outputs -------------------------------------------------------------------------------------
 
 
-def _jsonl_line(factor: float, index: int, pair: Pair, explanation: Explanation) -> str:
-    record = {
+def _jsonl_record(factor: float, index: int, pair: Pair, explanation: Explanation) -> dict:
+    return {
         "factor": factor,
         "index": index,
         "path_a": str(pair.path_a),
@@ -350,21 +455,33 @@ def _jsonl_line(factor: float, index: int, pair: Pair, explanation: Explanation)
         "a": {"directed": explanation.a.directed.tolist()},
         "b": {"directed": explanation.b.directed.tolist()},
     }
-    return json.dumps(record, allow_nan=False) + "\n"
 
 
-def _csv_row(factor: float, index: int, pair: Pair, explanation: Explanation) -> dict[str, Any]:
-    return {
-        "factor": factor,
-        "index": index,
-        "path_a": str(pair.path_a),
-        "path_b": str(pair.path_b),
-        "same": int(bool(pair.same)),
-        "score": explanation.score_ref,
-        "decision": int(explanation.decision),
-        "centroid_probe": float(centroid(explanation.b.absolute)),
-        "centroid_reference": float(centroid(explanation.a.absolute)),
-    }
+def _csv_rows(
+    pairs: Sequence[Pair], factors: Sequence[float], records: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """One row per pair and factor, factor by factor, from the records on disk."""
+    by_key = {(float(r["factor"]), int(r["index"])): r for r in records}
+    rows = []
+    for factor in factors:
+        for i in range(len(pairs)):
+            r = by_key.get((factor, i))
+            if r is None:
+                continue
+            rows.append(
+                {
+                    "factor": factor,
+                    "index": i,
+                    "path_a": r["path_a"],
+                    "path_b": r["path_b"],
+                    "same": int(bool(r["same"])),
+                    "score": r["score"],
+                    "decision": int(r["decision"]),
+                    "centroid_probe": float(centroid(np.abs(np.asarray(r["b"]["directed"])))),
+                    "centroid_reference": float(centroid(np.abs(np.asarray(r["a"]["directed"])))),
+                }
+            )
+    return rows
 
 
 def _csv_text(rows: list[dict[str, Any]]) -> str:
@@ -386,10 +503,6 @@ def _finite(value: float) -> float | None:
 def _mean(values: np.ndarray) -> float | None:
     values = values[np.isfinite(values)]
     return float(values.mean()) if values.size else None
-
-
-def _example_probe(faces, pairs, kept) -> np.ndarray:
-    return faces[pairs[kept[0]].path_b]
 
 
 # ---- report --------------------------------------------------------------------------------------

@@ -19,7 +19,9 @@ Numbers:
   comparisons (both morphs of a pair of subjects, against both probes) move together.
 
 Output folder: ``summary.json``, ``comparisons.csv`` (one row per comparison),
-``explanations.jsonl`` (every comparison's full explanation), PNG plots and ``report.html``.
+``explanations.jsonl`` (every comparison's full explanation, appended as each finishes, with its
+position ``comparison``; the run resumes from it), ``run.json`` (the settings a restart must
+match), PNG plots and ``report.html``.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ from ..explain import Explainer, Explanation, PairFailure
 from ..mad_metrics import average_ranks, evaluate_detector
 from ..profiles import centroid, profile
 from ..report import Section, html_paragraph, html_table, write_report
+from ..runfolder import SETTINGS_KEY, ResultsLog, check_settings, explainer_settings, locked_folder
 from .morph_index import MorphComparison, MorphEntry, comparisons
 from .morph_score import DEFAULT_DISTANCE, leave_identity_out_scores
 
@@ -84,6 +87,8 @@ def run_morph(
     explainer: Explainer,
     *,
     index_file: str = "",
+    root: str | os.PathLike[str] | None = None,
+    allow_outside_root: bool = False,
     distance: str = DEFAULT_DISTANCE,
     aligned: bool | None = None,
     n_boot: int = DEFAULT_RESAMPLES,
@@ -92,6 +97,13 @@ def run_morph(
     report: bool = True,
 ) -> dict[str, Any]:
     """Explain every morph and bona fide comparison of a morph index; write and return the summary.
+
+    The run is resumable like ``freqxfr dataset``: each comparison is appended to
+    ``explanations.jsonl`` as it finishes, and calling again with the same settings explains
+    only the missing ones. Everything else is computed from that file, so an interrupted and
+    resumed run writes the same outputs as an uninterrupted one. A restart with other settings
+    (model, bands, index content, root, ...) is refused; the distance and the bootstrap options
+    only affect the summary and may change.
 
     Parameters
     ----------
@@ -103,6 +115,9 @@ def run_morph(
         Model, bands and masking options; photos are aligned with the model's own alignment.
     index_file : str
         Recorded in the summary.
+    root, allow_outside_root
+        The root the index was read with (:func:`~.morph_index.read_morph_index`, which applies
+        the root rule), recorded as settings.
     distance : {"mahalanobis", "cosine"}
         Distance of the frequency morph score (:mod:`.morph_score`).
     aligned : bool, optional
@@ -130,14 +145,89 @@ def run_morph(
     entries = list(entries)
     if not entries:
         raise InputError("the morph index lists no morphs")
-    out = ensure_dir(out_dir)
     cmps = comparisons(entries)
-    faces = _prepare_faces(explainer, entries, aligned)
-    stream = explainer.explain_pairs(
-        ((faces[c.enrolled], faces[c.probe]) for c in cmps), aligned=True
-    )
-    explanations = [_named(_checked(item), c) for item, c in zip(stream, cmps, strict=True)]
+    settings = {
+        **explainer_settings(explainer, aligned),
+        "--root": os.path.abspath(root) if root is not None else None,
+        "--allow-outside-root": bool(allow_outside_root),
+        "comparisons": _listing(cmps, root),
+    }
+    with locked_folder(out_dir, command="morph", resumable=True) as out:
+        check_settings(out / "run.json", {"index_file": index_file, SETTINGS_KEY: settings})
+        with ResultsLog(out / EXPLANATIONS, key=lambda r: int(r["comparison"])) as log:
+            done = log.open()
+            todo = [k for k in range(len(cmps)) if k not in done]
+            faces = _prepare_faces(explainer, entries, aligned, [cmps[k] for k in todo])
+            stream = explainer.explain_pairs(
+                ((faces[cmps[k].enrolled], faces[cmps[k].probe]) for k in todo), aligned=True
+            )
+            for k, item in zip(todo, stream, strict=True):
+                c = cmps[k]
+                record = _named(_checked(item), c).to_dict()
+                log.append(
+                    {"comparison": k, **record, "class": c.kind, "identities": list(c.identities)}
+                )
+        by_comparison = {int(r["comparison"]): r for r in log.records()}
+        summary = _summarise(
+            explainer,
+            entries,
+            cmps,
+            [by_comparison[k] for k in range(len(cmps))],
+            index_file,
+            distance,
+            n_boot,
+            level,
+            seed,
+            out,
+        )
+        summary[SETTINGS_KEY] = settings
+        write_output(out / "summary.json", json.dumps(summary, indent=2, allow_nan=False) + "\n")
+        if report:
+            write_morph_report(out, summary)
+    return summary
 
+
+EXPLANATIONS = "explanations.jsonl"
+
+
+def _listing(cmps: Sequence[MorphComparison], root: str | os.PathLike[str] | None) -> str:
+    """The comparisons a run explains, as a setting: their count and a digest of their files."""
+    import hashlib
+
+    base = os.path.abspath(root) if root is not None else None
+    text = "\n".join(
+        "\t".join(
+            [
+                c.kind,
+                *(
+                    os.path.relpath(p, base) if base else os.path.abspath(p)
+                    for p in (c.enrolled, c.probe)
+                ),
+                ",".join(c.identities),
+                c.probe_identity,
+                c.method,
+            ]
+        )
+        for c in cmps
+    )
+    return f"{len(cmps)} comparisons, sha256 {hashlib.sha256(text.encode()).hexdigest()[:16]}"
+
+
+def _summarise(
+    explainer: Explainer,
+    entries: Sequence[MorphEntry],
+    cmps: Sequence[MorphComparison],
+    records: Sequence[dict[str, Any]],
+    index_file: str,
+    distance: str,
+    n_boot: int,
+    level: float,
+    seed: int,
+    out: Path,
+) -> dict[str, Any]:
+    """Scores, detectors, profiles and ``comparisons.csv`` from the records on disk (one per
+    comparison, in order), never from numbers in memory: a resumed run gives the same files."""
+    explanations = [_Recorded.of(r) for r in records]
     threshold = explainer.model.card.threshold
     scores = np.array([e.score_ref for e in explanations])
     features = np.stack([e.a.directed_normalised for e in explanations])
@@ -201,20 +291,33 @@ def run_morph(
         )
     ]
     write_output(out / "comparisons.csv", _csv_text(rows))
-    write_output(
-        out / "explanations.jsonl",
-        "".join(
-            json.dumps(
-                {**e.to_dict(), "class": c.kind, "identities": list(c.identities)}, allow_nan=False
-            )
-            + "\n"
-            for e, c in zip(explanations, cmps, strict=True)
-        ),
-    )
-    write_output(out / "summary.json", json.dumps(summary, indent=2, allow_nan=False) + "\n")
-    if report:
-        write_morph_report(out, summary)
     return summary
+
+
+@dataclasses.dataclass(frozen=True)
+class _Side:
+    directed: np.ndarray
+    directed_normalised: np.ndarray
+
+    @property
+    def absolute(self) -> np.ndarray:
+        return np.abs(self.directed)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Recorded:
+    """What the summary needs of one explanation, as read back from ``explanations.jsonl``."""
+
+    score_ref: float
+    a: _Side
+
+    @classmethod
+    def of(cls, record: dict[str, Any]) -> _Recorded:
+        a = record["a"]
+        return cls(
+            float(record["score_ref"]),
+            _Side(np.asarray(a["directed"], float), np.asarray(a["directed_normalised"], float)),
+        )
 
 
 def detector_inputs(scores: np.ndarray, morph_scores: np.ndarray) -> dict[str, np.ndarray]:
@@ -272,9 +375,13 @@ def class_profiles(
 
 
 def _prepare_faces(
-    explainer: Explainer, entries: Sequence[MorphEntry], aligned: bool | None
+    explainer: Explainer,
+    entries: Sequence[MorphEntry],
+    aligned: bool | None,
+    needed: Sequence[MorphComparison],
 ) -> dict[Path, np.ndarray]:
-    """Align every distinct image once; a failure names the image's role and index row."""
+    """Align every distinct image of the ``needed`` comparisons once; a failure names the
+    image's role and index row."""
     roles: dict[Path, _Role] = {}
     for e in entries:
         for path, text in (
@@ -285,8 +392,11 @@ def _prepare_faces(
             (e.probe_b, f"probe of {e.identity_b}"),
         ):
             roles.setdefault(path, _Role(text, e.row))
+    wanted = {p for c in needed for p in (c.enrolled, c.probe)}
     faces = {}
     for path, role in roles.items():
+        if path not in wanted:
+            continue
         try:
             faces[path] = explainer.prepare(path, aligned)
         except FreqxfrError as exc:  # NoFaceError, ImageError, ...: same type, with the role
@@ -317,7 +427,7 @@ def _cluster(c: MorphComparison) -> str:
 
 
 def _csv_row(
-    c: MorphComparison, e: Explanation, morph_score: float, combined: float, threshold: float
+    c: MorphComparison, e: _Recorded, morph_score: float, combined: float, threshold: float
 ) -> dict[str, Any]:
     return {
         "class": c.kind,

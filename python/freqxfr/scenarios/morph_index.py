@@ -65,8 +65,10 @@ class MorphComparison:
         return self.kind == "morph"
 
 
-def read_morph_index(path: str | Path, root: str | Path | None = None) -> list[MorphEntry]:
-    """Read and check a morph index; every file it names must exist.
+def read_morph_index(
+    path: str | Path, root: str | Path | None = None, *, allow_outside_root: bool = False
+) -> list[MorphEntry]:
+    """Read and check a morph index; every file it names must exist inside ``root``.
 
     Parameters
     ----------
@@ -74,6 +76,9 @@ def read_morph_index(path: str | Path, root: str | Path | None = None) -> list[M
         The CSV file.
     root : str or Path, optional
         Folder the paths in it are relative to; default the index's folder.
+    allow_outside_root : bool
+        Accept files outside ``root``. By default a path that leads outside it (``..``, an
+        absolute path, a symlink; checked after resolving symlinks) is refused, as in pair lists.
 
     Returns
     -------
@@ -83,10 +88,12 @@ def read_morph_index(path: str | Path, root: str | Path | None = None) -> list[M
     ------
     InputError
         The file is missing, a column is missing, a row is incomplete, or a morph, bona fide
-        source or probe file cannot be found (the message names the row, the role and the path).
+        source or probe file cannot be found or lies outside ``root`` (the message names the
+        row, the role and the path).
     """
     path = Path(path)
     root = Path(root) if root is not None else path.parent
+    base = root.resolve()
     try:
         text = path.read_text(encoding="utf-8-sig")
     except FileNotFoundError:
@@ -123,6 +130,12 @@ def read_morph_index(path: str | Path, root: str | Path | None = None) -> list[M
                     f"morph index {path}, row {line} (morph {values['path']}): {role} {file} "
                     f"not found (paths are relative to {root}; set the root folder if that is "
                     f"wrong)"
+                )
+            if not allow_outside_root and not file.resolve().is_relative_to(base):
+                raise InputError(
+                    f"morph index {path}, row {line} (morph {values['path']}): {role} {file} is "
+                    f"outside the root folder {base} (after resolving symlinks); pass "
+                    "--allow-outside-root to read it"
                 )
             resolved[role] = file
         if values["identity_a"] == values["identity_b"]:
