@@ -17,7 +17,8 @@ def freqxfr(*args: str, cwd=None) -> subprocess.CompletedProcess:
 
 
 def assert_one_line_error(result: subprocess.CompletedProcess, *fragments: str) -> None:
-    assert result.returncode != 0
+    """README: an error a user can cause prints one line and exits with status 2."""
+    assert result.returncode == 2, (result.returncode, result.stderr)
     err = result.stderr.strip()
     assert "Traceback" not in err, err
     assert len(err.splitlines()) == 1, err
@@ -75,7 +76,8 @@ def test_errors_are_one_line_without_traceback(data_dir, tmp_path):
                           "pairs.csv", "line 3")
 
     verbose = freqxfr("--verbose", "explain", missing, face, "--out", tmp_path / "o5")
-    assert verbose.returncode != 0 and "Traceback" in verbose.stderr
+    # --verbose lets the exception through: Python's own exit status 1, with the traceback.
+    assert verbose.returncode == 1 and "Traceback" in verbose.stderr
 
 
 def test_dataset_command_runs_and_resumes(data_dir, tmp_path):
@@ -87,6 +89,22 @@ def test_dataset_command_runs_and_resumes(data_dir, tmp_path):
     first = freqxfr(*args)
     assert first.returncode == 0, first.stderr
     assert "5 pairs explained, 0 failed" in first.stdout
-    again = freqxfr(*args)  # nothing left to do: same results, not redone
-    assert again.returncode == 0
-    assert len((tmp_path / "run" / "results.jsonl").read_text().splitlines()) == 5
+    results = tmp_path / "run" / "results.jsonl"
+    done = results.read_bytes()
+    # Drop the last two records, as if the first run had stopped after three pairs.
+    lines = done.decode().splitlines(keepends=True)
+    results.write_text("".join(lines[:3]))
+    again = freqxfr(*args)
+    assert again.returncode == 0, again.stderr
+    redone = results.read_text().splitlines(keepends=True)
+    assert redone[:3] == lines[:3]  # finished pairs are neither redone nor rewritten
+    # the two missing pairs come back with the numbers of the first run
+    first_run = {json.loads(line)["index"]: json.loads(line) for line in lines}
+    for line in redone[3:]:
+        record = json.loads(line)
+        np.testing.assert_allclose(record["a"]["scores"], first_run[record["index"]]["a"]["scores"],
+                                   atol=1e-5)
+    assert sorted(json.loads(line)["index"] for line in redone) == [0, 1, 2, 3, 4]
+    untouched = results.read_bytes()
+    assert freqxfr(*args).returncode == 0  # nothing left to do: the file stays as it is
+    assert results.read_bytes() == untouched

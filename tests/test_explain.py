@@ -129,3 +129,119 @@ def test_deletion_in_influence_order_beats_random_order(sface_model, data_dir):
     assert m["deletion"] < m["random_deletion_mean"], m
     assert m["insertion"] > m["random_insertion_mean"], m
     assert result["images"] == 2 * len(pairs)
+
+
+# ---- exact cases on the toy model (tests/_toy_model.py) -------------------------------------------
+#
+# A = flat (50, 100, 150); B = A plus a wave of amplitude 40 on red (band 1 of 4 rings). Card mean
+# (10, 20, 30), std 2, so e(A) = (20, 40, 60, 0), e(B) = (20, 40, 60, 10) and s_ref = -10. A black
+# image embeds as (-5, -10, -15, 0). Every number below follows from these by hand.
+
+import _toy_model as toy  # noqa: E402
+
+D = np.sqrt(25**2 + 50**2 + 75**2 + 10**2) - 10  # a black A against B (or B's wave against A)
+
+
+@pytest.fixture(scope="module")
+def toy_model(tmp_path_factory):
+    return toy.load(tmp_path_factory.mktemp("toy"))
+
+
+@pytest.fixture(scope="module")
+def toy_pair():
+    return toy.flat((50, 100, 150)), toy.waved((50, 100, 150), 40)
+
+
+def test_toy_delete_influences_belong_to_their_own_image_and_band(toy_model, toy_pair):
+    """Guards against swapping sides a and b, against feeding the masked images in another channel
+    order than the references (bands 2 and 3 then move the score), and against a directed
+    influence of the wrong sign. A has no wave, so only B's band 1 moves the score (the wave works
+    against the match: deleting it gives score 0, directed -10)."""
+    e = Explainer(toy_model, 4, threads=1).explain(*toy_pair)
+    assert e.score_ref == pytest.approx(-10.0, abs=1e-4) and e.decision is True
+    np.testing.assert_allclose(e.a.scores, [-10 - D, -10, -10, -10], atol=1e-4)
+    np.testing.assert_allclose(e.a.directed, [D, 0, 0, 0], atol=1e-4)
+    np.testing.assert_allclose(e.b.directed, [D, -10, 0, 0], atol=1e-4)
+    np.testing.assert_allclose(e.b.directed_normalised, [1, -10 / D, 0, 0], atol=1e-5)
+    np.testing.assert_allclose(e.b.absolute_normalised, [1, 10 / D, 0, 0], atol=1e-5)
+    rows = {(r["image"], r["band"]): r for r in e.to_rows()}
+    assert rows[("b", 1)]["directed"] == pytest.approx(-10, abs=1e-4)
+    assert rows[("a", 1)]["directed"] == pytest.approx(0, abs=1e-4)
+
+
+def test_toy_keep_mode_keeps_only_the_band(toy_model, toy_pair):
+    """Guards against an Explainer that ignores ``mode`` (README: keep keeps only band k). Keeping
+    band 0 of A keeps all of A (influence 0); keeping any other band of A leaves a black image. B
+    with only band 0 kept is flat (score 0); with band 2 or 3 kept it is black."""
+    e = Explainer(toy_model, 4, mode="keep", threads=1).explain(*toy_pair)
+    black_b = np.sqrt(25**2 + 50**2 + 75**2) - 10
+    assert e.mode == "keep"
+    np.testing.assert_allclose(e.a.directed, [0, D, D, D], atol=1e-4)
+    np.testing.assert_allclose(e.b.directed, [-10, D, black_b, black_b], atol=1e-4)
+
+
+def test_toy_normalised_domain_deletes_after_normalising(toy_model, toy_pair):
+    """Guards against an Explainer that ignores ``domain``. In the normalised domain deleting DC
+    leaves x = 0 (the model's mean grey), embedding (0, 0, 0, ·), not the black image's
+    (-5, -10, -15, ·) of the pixel domain."""
+    e = Explainer(toy_model, 4, domain="normalised", threads=1).explain(*toy_pair)
+    grey = np.sqrt(20**2 + 40**2 + 60**2 + 10**2) - 10
+    assert e.domain == "normalised"
+    np.testing.assert_allclose(e.a.directed, [grey, 0, 0, 0], atol=1e-4)
+    np.testing.assert_allclose(e.b.directed, [grey, -10, 0, 0], atol=1e-4)
+
+
+def test_toy_clip_clips_masked_pixels_before_normalising(toy_model, toy_pair):
+    """Guards against ``clip`` being ignored. B without DC is the bare wave 40·P on red; clipped
+    to 0..255 it is 40, 0, 0, 0 per period, whose embedding is (0, -10, -15, 5)."""
+    e = Explainer(toy_model, 4, clip=True, threads=1).explain(*toy_pair)
+    assert e.clip is True
+    clipped = np.sqrt(20**2 + 50**2 + 75**2 + 5**2) - 10
+    np.testing.assert_allclose(e.b.directed, [clipped, -10, 0, 0], atol=1e-4)
+    np.testing.assert_allclose(e.a.directed, [D, 0, 0, 0], atol=1e-4)
+
+
+def test_toy_bgr_card_reads_its_mean_in_model_order(tmp_path):
+    """Guards against mixing the channel orders of a BGR card: its model channel 0 is blue, so the
+    red wave of B is invisible to e[3] and only band 0 matters, on both sides."""
+    model = toy.load(tmp_path, channel_order="BGR", mean=(30.0, 20.0, 10.0))
+    e = Explainer(model, 4, threads=1).explain(toy.flat((50, 100, 150)),
+                                              toy.waved((50, 100, 150), 40))
+    black = np.sqrt(75**2 + 50**2 + 25**2)  # e(black) = (-15, -10, -5, 0) vs (60, 40, 20, 0)
+    assert e.score_ref == pytest.approx(0.0, abs=1e-4)
+    np.testing.assert_allclose(e.a.directed, [black, 0, 0, 0], atol=1e-4)
+    np.testing.assert_allclose(e.b.directed, [black, 0, 0, 0], atol=1e-4)
+
+
+def test_toy_value_range_is_mapped_for_masked_images(tmp_path):
+    """README (model cards): pixels map to the card's value range before mean/std. No preset has
+    a range other than 0..255, so this card does: [0, 1], mean (0.1, 0.2, 0.3), std 0.1. Guards
+    against the masking core feeding raw 0..255 pixels while the references are mapped (bands
+    1-3 would then move the score by hundreds)."""
+    model = toy.load(tmp_path, value_range=(0.0, 1.0), mean=(0.1, 0.2, 0.3), std=(0.1, 0.1, 0.1),
+                     threshold=-2.0)
+    a, b = toy.flat((51, 102, 153)), toy.waved((51, 102, 153), 51)  # x(A) = (1, 2, 3)
+    np.testing.assert_allclose(model.embed(np.stack([a, b])), [[1, 2, 3, 0], [1, 2, 3, 1]],
+                               atol=1e-5)
+    e = Explainer(model, 4, threads=1).explain(a, b)
+    black = np.sqrt(2**2 + 4**2 + 6**2 + 1) - 1  # black: v = 0, x = (-1, -2, -3)
+    assert e.score_ref == pytest.approx(-1.0, abs=1e-5)
+    np.testing.assert_allclose(e.a.directed, [black, 0, 0, 0], atol=1e-4)
+    np.testing.assert_allclose(e.b.directed, [black, -1, 0, 0], atol=1e-4)
+    views = Explainer(model, 4, threads=1).masked_views(np.stack([a, b]))
+    assert np.array_equal(views[0, 0], np.zeros_like(a)) and np.array_equal(views[1, 1], a)
+
+
+def test_toy_streamed_pairs_keep_their_sides_and_order(toy_model, toy_pair):
+    """Guards against mixing up pairs or sides in the batched layout of ``explain_pairs``: four
+    pairs per model call, the second pair reversed, the third identical images."""
+    a, b = toy_pair
+    pairs = [(a, b), (b, a), (a, a), (b, b), (a, b)]
+    results = list(Explainer(toy_model, 4, max_batch=40, threads=1).explain_pairs(pairs))
+    np.testing.assert_allclose(results[0].b.directed, [D, -10, 0, 0], atol=1e-4)
+    np.testing.assert_allclose(results[1].a.directed, [D, -10, 0, 0], atol=1e-4)
+    np.testing.assert_allclose(results[1].b.directed, [D, 0, 0, 0], atol=1e-4)
+    assert results[2].score_ref == pytest.approx(0, abs=1e-4)
+    np.testing.assert_allclose(results[3].a.directed, [np.sqrt(25**2 + 50**2 + 75**2), 10, 0, 0],
+                               atol=1e-4)
+    np.testing.assert_allclose(results[4].b.directed, [D, -10, 0, 0], atol=1e-4)
