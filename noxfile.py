@@ -67,3 +67,15 @@ def memcheck(session: nox.Session) -> None:
     session.log(f"memcheck: {len(errors)} error reports, {len(ours)} in freqxfr's core")
     if ours:
         session.error(f"invalid memory access in the core; see {log}")
+
+
+@nox.session
+def mutants(session: nox.Session) -> None:
+    """Mutation testing (cosmic-ray) of the modules where meaning lives; see docs/mutants.md.
+
+    ``nox -s mutants [-- GROUP ...]``; groups and scope in tools/mutants.toml. Slow (CPU-bound,
+    one mutant at a time), so not part of the default sessions or CI.
+    """
+    # Editable, so that the sources cosmic-ray mutates in place are the ones the tests import.
+    session.install("-e", ".[cpu,test]", "cosmic-ray==8.7.0")
+    session.run("python", "tools/mutants.py", *session.posargs)
