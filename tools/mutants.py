@@ -8,8 +8,9 @@ the mutated sources are the ones imported; ``nox -s mutants`` sets that up)::
 Per group: ``cosmic-ray init`` over the group's files, every mutant outside the group's
 functions marked as skipped, ``cosmic-ray baseline`` (the tests must pass unmutated), then
 ``cosmic-ray exec``. Sessions live in build/mutants/<group>.sqlite; a rerun continues a session
-(cosmic-ray only runs the mutants without a result). ``--report-only`` prints the outcome of the
-existing sessions. The survivors are printed with file, line, operator and source line; each must
+(cosmic-ray only runs the mutants without a result); delete build/mutants to start afresh.
+``--report-only`` prints the outcome of the existing sessions. cosmic-ray mutates the files in
+place: after interrupting a run, ``git checkout python/`` restores the one it was testing. The survivors are printed with file, line, operator and source line; each must
 be killed by a test or listed as equivalent in docs/mutants.md.
 """
 
@@ -18,6 +19,7 @@ from __future__ import annotations
 import argparse
 import ast
 import json
+import re
 import shlex
 import subprocess
 import sys
@@ -70,8 +72,9 @@ def cosmic_config(name: str, group: dict, timeout: float) -> Path:
     return path
 
 
-def scope(db_path: Path, group: dict) -> tuple[int, int]:
-    """Mark every pending mutant outside the group's functions as skipped; (kept, skipped)."""
+def scope(db_path: Path, group: dict, operators: list[str]) -> tuple[int, int]:
+    """Mark every pending mutant outside the group's functions, or made by an operator that none
+    of ``operators`` (regular expressions) matches, as skipped; returns (kept, skipped)."""
     from cosmic_ray.work_db import use_db
     from cosmic_ray.work_item import WorkerOutcome, WorkResult
 
@@ -81,6 +84,7 @@ def scope(db_path: Path, group: dict) -> tuple[int, int]:
         for item in db.pending_work_items:
             inside = all(
                 any(lo <= m.start_pos[0] <= hi for lo, hi in spans.get(str(Path(m.module_path)), []))
+                and any(re.match(op, m.operator_name) for op in operators)
                 for m in item.mutations
             )
             if inside:
@@ -121,12 +125,12 @@ def outcome(db_path: Path) -> dict:
     return {"counts": counts, "survivors": survivors}
 
 
-def run_group(name: str, group: dict, timeout: float) -> None:
+def run_group(name: str, group: dict, timeout: float, operators: list[str]) -> None:
     config = cosmic_config(name, group, timeout)
     db = WORK / f"{name}.sqlite"
     if not db.exists():
         subprocess.run(["cosmic-ray", "init", str(config), str(db)], check=True, cwd=ROOT)
-        kept, skipped = scope(db, group)
+        kept, skipped = scope(db, group, operators)
         print(f"[{name}] {kept} mutants in scope, {skipped} outside it skipped", flush=True)
         subprocess.run(["cosmic-ray", "baseline", str(config)], check=True, cwd=ROOT)
     subprocess.run(["cosmic-ray", "exec", str(config), str(db)], check=True, cwd=ROOT)
@@ -148,7 +152,8 @@ def main(argv: list[str] | None = None) -> int:
     report = {}
     for name in wanted:
         if not args.report_only:
-            run_group(name, groups[name], float(config.get("timeout", 120.0)))
+            run_group(name, groups[name], float(config.get("timeout", 120.0)),
+                      config["operators"])
         db = WORK / f"{name}.sqlite"
         if not db.exists():
             continue
