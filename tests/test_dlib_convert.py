@@ -19,7 +19,6 @@ from freqxfr import atomic, models
 from freqxfr.errors import ModelError
 from freqxfr.models import _cache, dlib_resnet
 
-
 FRLL_PEOPLE = ("001", "002", "003", "004")
 
 

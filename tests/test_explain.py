@@ -45,15 +45,17 @@ def test_explanation_of_a_genuine_pair(dlib_model, frll):
     assert e.threshold == dlib_model.card.threshold == -0.6
     for side in (e.a, e.b):
         assert side.scores.shape == (16,)
-        np.testing.assert_allclose(side.directed, e.score_ref - side.scores)
-        np.testing.assert_allclose(side.absolute, np.abs(side.directed))
-        assert side.absolute_normalised.max() == pytest.approx(1.0)
-        assert side.absolute_normalised.min() >= 0
-        assert np.abs(side.directed_normalised).max() == pytest.approx(1.0)
+        # A genuine pair: deleting band 0 (it holds DC) costs the match most; exact
+        # side/band bookkeeping is checked on the toy model below.
+        assert int(np.argmax(side.directed)) == 0 and side.directed[0] > 0
+        assert side.absolute_normalised[0] == pytest.approx(1.0)
+    # The two images are different photos, so their influences differ.
+    assert not np.allclose(e.a.scores, e.b.scores, atol=1e-3)
     d = e.to_dict()
-    for key in ("score_ref", "threshold", "decision", "bands", "a", "b", "model", "schedule",
-                "backend", "timings_ms", "freqxfr_version"):
-        assert key in d
+    assert (d["threshold"], d["decision"], d["backend"], d["mode"], d["domain"]) == (
+        -0.6, True, "cpp", "delete", "pixel")
+    assert d["model"]["name"] == "dlib_resnet" and d["schedule"]["kind"] == "rings"
+    assert d["a"]["directed"] == e.a.directed.tolist() and d["b"]["scores"] == e.b.scores.tolist()
     assert d["bands"][0]["radius"] == [0.0, 1 / 16]
     assert set(d["a"]) >= {"absolute", "directed", "absolute_normalised", "directed_normalised"}
     rows = e.to_rows()

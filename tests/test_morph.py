@@ -148,21 +148,18 @@ def test_frequency_morph_score_ranks_morphs_above_bona_fide(dlib_run):
 
 def test_summary_keys_profiles_and_files(dlib_run):
     out, summary, rows = dlib_run
-    for key in (
-        "mmpmr",
-        "d_eer",
-        "bpcer_at_apcer_10",
-        "bpcer_at_apcer_5",
-        "auc",
-        "morphs",
-        "detectors",
-        "profiles",
-    ):
-        assert key in summary
-    assert (
-        0 <= summary["d_eer"] <= 1
-        and summary["d_eer"] == summary["detectors"]["frequency"]["d_eer"]
-    )
+    # The top-level D-EER and BPCER are the frequency detector's, recomputed here by a plain scan
+    # of thresholds over comparisons.csv (README: measured D-EER 0.162, BPCER 0.55 / 0.80).
+    morph = np.array([float(r["morph_score"]) for r in rows if r["class"] == "morph"])
+    bona_fide = np.array([float(r["morph_score"]) for r in rows if r["class"] == "bona_fide"])
+    cuts = np.concatenate([[-np.inf], np.sort(np.concatenate([morph, bona_fide])), [np.inf]])
+    rates = [(np.mean(morph < t), np.mean(bona_fide >= t)) for t in cuts]
+    apcer, bpcer = min(rates, key=lambda r: abs(r[0] - r[1]))
+    assert summary["d_eer"] == pytest.approx((apcer + bpcer) / 2)
+    assert summary["d_eer"] == summary["detectors"]["frequency"]["d_eer"]
+    assert 0.1 < summary["d_eer"] < 0.25
+    for key, bound in (("bpcer_at_apcer_10", 0.10), ("bpcer_at_apcer_5", 0.05)):
+        assert summary[key] == pytest.approx(min(b for a, b in rates if a <= bound + 1e-12))
     assert summary["bpcer_at_apcer_5"] >= summary["bpcer_at_apcer_10"]
     # 20 people: a bona fide comparison is scored against the 19 others, a morph against 18.
     assert summary["reference_sizes"] == {"min": 18, "max": 19}

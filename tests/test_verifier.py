@@ -21,7 +21,6 @@ from freqxfr.thresholds import accuracy, fmr_fnmr, kfold_accuracy
 from freqxfr.verifier import ProviderWarning, Verifier, load_model, normalise
 
 
-
 @pytest.fixture(scope="module", autouse=True)
 def private_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """Convert models into a cache private to this module, never the user's."""

@@ -9,7 +9,8 @@ Per group: ``cosmic-ray init`` over the group's files, every mutant outside the 
 functions marked as skipped, ``cosmic-ray baseline`` (the tests must pass unmutated), then
 ``cosmic-ray exec``. Sessions live in build/mutants/<group>.sqlite; a rerun continues a session
 (cosmic-ray only runs the mutants without a result); delete build/mutants to start afresh.
-``--report-only`` prints the outcome of the existing sessions. cosmic-ray mutates the files in
+``--report-only`` prints the outcome of the existing sessions; ``--retest-survivors`` runs the
+survivors of existing sessions again (after adding tests). cosmic-ray mutates the files in
 place: after interrupting a run, ``git checkout python/`` restores the one it was testing. The survivors are printed with file, line, operator and source line; each must
 be killed by a test or listed as equivalent in docs/mutants.md.
 """
@@ -125,9 +126,20 @@ def outcome(db_path: Path) -> dict:
     return {"counts": counts, "survivors": survivors}
 
 
-def run_group(name: str, group: dict, timeout: float, operators: list[str]) -> None:
+def forget_survivors(db_path: Path) -> int:
+    """Drop the results of surviving mutants, so that the next exec tests them again."""
+    import sqlite3
+
+    with sqlite3.connect(db_path) as con:
+        return con.execute("DELETE FROM work_results WHERE test_outcome = 'SURVIVED'").rowcount
+
+
+def run_group(name: str, group: dict, timeout: float, operators: list[str],
+              retest: bool = False) -> None:
     config = cosmic_config(name, group, timeout)
     db = WORK / f"{name}.sqlite"
+    if retest and db.exists():
+        print(f"[{name}] testing {forget_survivors(db)} survivors again", flush=True)
     if not db.exists():
         subprocess.run(["cosmic-ray", "init", str(config), str(db)], check=True, cwd=ROOT)
         kept, skipped = scope(db, group, operators)
@@ -140,6 +152,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("groups", nargs="*", help="groups to run (default: all)")
     parser.add_argument("--report-only", action="store_true")
+    parser.add_argument("--retest-survivors", action="store_true",
+                        help="run the surviving mutants of existing sessions again (new tests)")
     args = parser.parse_args(argv)
     config = tomllib.loads(CONFIG.read_text())
     groups = config["groups"]
@@ -153,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
     for name in wanted:
         if not args.report_only:
             run_group(name, groups[name], float(config.get("timeout", 120.0)),
-                      config["operators"])
+                      config["operators"], args.retest_survivors)
         db = WORK / f"{name}.sqlite"
         if not db.exists():
             continue
