@@ -196,18 +196,26 @@ def test_bootstrap_seed_defaults_to_zero():
 
 def test_ledoit_wolf_covariance_is_the_shrunk_sample_covariance():
     rng = np.random.default_rng(5)
-    x = rng.normal(size=(10, 4)) * [1.0, 2.0, 0.5, 3.0]
-    _, cov, shrinkage = ledoit_wolf(x)
-    sample = np.cov(x.T, bias=True)
-    mu = np.trace(sample) / 4
-    assert 0 < shrinkage < 1
-    np.testing.assert_allclose(cov, (1 - shrinkage) * sample + shrinkage * mu * np.eye(4))
+    for scale in (1.0, 0.01):  # small scale: ‖S - μI‖² well below 1
+        x = rng.normal(size=(10, 4)) * [1.0, 2.0, 0.5, 3.0] * scale
+        _, cov, shrinkage = ledoit_wolf(x)
+        sample = np.cov(x.T, bias=True)
+        mu = np.trace(sample) / 4
+        assert 0 < shrinkage < 1 and shrinkage == pytest.approx(_sklearn_style_shrinkage(x))
+        np.testing.assert_allclose(cov, (1 - shrinkage) * sample + shrinkage * mu * np.eye(4))
+
+
+def test_mahalanobis_row_by_row_from_a_shifted_reference():
+    # The isotropic reference of the test above, moved to mean (1, 1): covariance 0.5 I.
+    ref = np.array([[1.0, 0.0], [-1.0, 0.0], [0.0, 1.0], [0.0, -1.0]]) + 1.0
+    got = distance_from([[3.0, 1.0], [1.0, 2.0], [1.0, 1.0], [1.2, 1.0]], ref)
+    np.testing.assert_allclose(got, np.array([2.0, 1.0, 0.0, 0.2]) / np.sqrt(0.5))
 
 
 def test_cosine_distance_row_by_row_and_of_a_zero_vector():
     ref = np.array([[1.0, 0.0], [1.0, 0.0]])  # mean (1, 0)
-    got = distance_from([[0.0, 3.0], [2.0, 0.0], [1.0, 1.0], [0.0, 0.0]], ref, "cosine")
-    np.testing.assert_allclose(got, [1.0, 0.0, 1 - 1 / np.sqrt(2), 1.0])
+    got = distance_from([[0.0, 3.0], [2.0, 0.0], [1.0, 1.0], [0.0, 0.0], [0.5, 0.0]], ref, "cosine")
+    np.testing.assert_allclose(got, [1.0, 0.0, 1 - 1 / np.sqrt(2), 1.0, 0.0], atol=1e-15)
 
 
 def test_leave_identity_out_checks_its_inputs_and_numbers_comparisons_from_one():
