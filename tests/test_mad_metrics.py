@@ -183,7 +183,7 @@ def test_det_curve_is_immutable():
 def test_intervals_of_a_perfect_detector_are_points():
     """Every stratified resample of a perfect detector has AUC 1 and D-EER 0, so the two intervals
     are [1, 1] and [0, 0]. Guards against reporting one statistic's interval for the other."""
-    result = evaluate_detector([5.0, 6.0, 7.0, 1.0, 2.0], [1, 1, 1, 0, 0], n_boot=100)
+    result = evaluate_detector(scores=[5.0, 6.0, 7.0, 1.0, 2.0], is_attack=[1, 1, 1, 0, 0], n_boot=100)
     assert (result["auc"], result["d_eer"]) == (1.0, 0.0)
     assert result["auc_ci"] == [1.0, 1.0] and result["d_eer_ci"] == [0.0, 0.0]
 
