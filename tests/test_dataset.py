@@ -255,3 +255,23 @@ def test_toy_cli_restart_with_another_setting_exits_2(toy_pairs, tmp_path, capsy
     assert main([*args, *flag]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and setting in err[0]
+
+
+def test_profiles_of_three_images_by_hand():
+    """Every number of a profile on 3 images × 2 bands (more images than bands, so a mean or a
+    spread over the wrong axis has the wrong length and values), and an accuracy that is not 1/2."""
+    prof = profile(np.array([[1.0, -2.0], [3.0, 0.0], [-1.0, 1.0]]))
+    assert prof["n_images"] == 3
+    assert prof["absolute_mean"] == pytest.approx([5 / 3, 1.0])
+    assert prof["absolute_std"] == pytest.approx([np.sqrt(8 / 9), np.sqrt(2 / 3)])
+    assert prof["absolute_normalised_mean"] == pytest.approx([2.5 / 3, 2 / 3])  # rows .5 1, 1 0, 1 1
+    assert prof["directed_mean"] == pytest.approx([1.0, -1 / 3])
+    assert prof["directed_std"] == pytest.approx([np.sqrt(8 / 3), np.sqrt(14 / 9)])
+    assert prof["directed_normalised_mean"] == pytest.approx([1 / 6, 0.0])  # .5 -1, 1 0, -1 1
+    records = [{"a": {"directed": [0.1]}, "b": {"directed": [0.1]}, "same": same,
+                "decision": decision} for same, decision in ((True, True), (False, False),
+                                                             (False, True))]
+    summary = summarise(records)
+    assert summary["accuracy"] == pytest.approx(2 / 3)
+    assert set(summary["outcomes"]) == {"true_match", "true_non_match", "false_match"}
+    assert summarise(records[:0])["accuracy"] is None
