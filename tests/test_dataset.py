@@ -268,6 +268,10 @@ def test_profiles_of_three_images_by_hand():
     assert prof["directed_mean"] == pytest.approx([1.0, -1 / 3])
     assert prof["directed_std"] == pytest.approx([np.sqrt(8 / 3), np.sqrt(14 / 9)])
     assert prof["directed_normalised_mean"] == pytest.approx([1 / 6, 0.0])  # .5 -1, 1 0, -1 1
+    # An image without influence stays all zeros when normalised (no 0/0).
+    flat = profile(np.array([[0.0, 0.0], [0.5, -0.25]]))
+    assert flat["absolute_normalised_mean"] == [0.5, 0.25]
+    assert flat["directed_normalised_mean"] == [0.5, -0.25]
     records = [{"a": {"directed": [0.1]}, "b": {"directed": [0.1]}, "same": same,
                 "decision": decision} for same, decision in ((True, True), (False, False),
                                                              (False, True))]

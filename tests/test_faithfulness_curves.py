@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from freqxfr.explain import Explainer
-from freqxfr.faithfulness import curve_area
+from freqxfr.faithfulness import curve_area, pair_faithfulness
 
 # The toy pair of test_explain: A flat (50, 100, 150), B = A + 40·P on red; s_ref = -10.
 # Scores of B against A when a set of bands is deleted (only bands 0 and 1 hold anything):
@@ -72,3 +72,21 @@ def test_curves_follow_their_own_order_step_by_step(curves):
         assert seeded.shape == (2, 5)
     assert b.random_deletion[:, 0] == pytest.approx(curves.score_ref)
     np.testing.assert_allclose(b.random_deletion[:, -1], BLACK, atol=1e-4)
+
+
+class AlignmentSpy(Explainer):
+    """The real explainer, recording the ``aligned`` argument of every ``prepare`` (a spy)."""
+
+    def prepare(self, image, aligned=None):
+        self.seen.append(aligned)
+        return super().prepare(image, aligned)
+
+
+def test_prepared_crops_are_not_aligned_again_and_five_seeds_by_default(tmp_path):
+    """The pair is prepared once as the caller says; the explanation then gets the prepared crops
+    with ``aligned=True`` (re-aligning a crop would move the face). Default: 5 random orders."""
+    spy = AlignmentSpy(toy.load(tmp_path), 4, threads=1)
+    spy.seen = []
+    curves = pair_faithfulness(spy, toy.flat((50, 100, 150)), toy.waved((50, 100, 150), 40))
+    assert spy.seen == [None, None, True, True]
+    assert curves.seeds == (0, 1, 2, 3, 4) and curves.a.random_deletion.shape == (5, 5)
