@@ -234,12 +234,25 @@ def test_toy_value_range_is_mapped_for_masked_images(tmp_path):
     assert np.array_equal(views[0, 0], np.zeros_like(a)) and np.array_equal(views[1, 1], a)
 
 
+class CallSizes(Verifier):
+    """The real model, recording the number of images of each call (a spy)."""
+
+    def embed_normalised(self, x, *, batch_size=None):
+        self.sizes.append(x.shape[0])
+        return super().embed_normalised(x, batch_size=batch_size)
+
+
 def test_toy_streamed_pairs_keep_their_sides_and_order(toy_model, toy_pair):
     """Guards against mixing up pairs or sides in the batched layout of ``explain_pairs``: four
     pairs per model call, the second pair reversed, the third identical images."""
     a, b = toy_pair
     pairs = [(a, b), (b, a), (a, a), (b, b), (a, b)]
-    results = list(Explainer(toy_model, 4, max_batch=40, threads=1).explain_pairs(pairs))
+    spy = CallSizes(toy_model.session, toy_model.card, toy_model.path,
+                    input_name=toy_model.input_name, output_name=toy_model.output_name)
+    spy.sizes = []
+    results = list(Explainer(spy, 4, max_batch=45, threads=1).explain_pairs(pairs))
+    # 2K + 2 = 10 images a pair: 4 whole pairs (40 images, at most max_batch) a call, then 1.
+    assert spy.sizes == [40, 10]
     np.testing.assert_allclose(results[0].b.directed, [D, -10, 0, 0], atol=1e-4)
     np.testing.assert_allclose(results[1].a.directed, [D, -10, 0, 0], atol=1e-4)
     np.testing.assert_allclose(results[1].b.directed, [D, 0, 0, 0], atol=1e-4)
@@ -263,3 +276,48 @@ def test_normalised_domain_roughly_halves_sfaces_band_0(sface_model, data_dir):
                                  for e in explainer.explain_pairs(pairs)])
     ratio = band0["normalised"] / band0["pixel"]
     assert 0.35 < ratio < 0.7, ratio
+
+
+def test_toy_score_at_the_threshold_is_a_match(toy_model):
+    """Cards: a pair matches when score >= threshold. flat (90, 100, 150) against flat
+    (50, 100, 150) differs by exactly 20 in e[0], and the toy card's threshold is -20."""
+    e = Explainer(toy_model, 4, threads=1).explain(toy.flat((90, 100, 150)), toy.flat((50, 100, 150)))
+    assert e.score_ref == -20.0 and e.threshold == -20.0 and e.decision is True
+
+
+def test_toy_masked_views_show_the_models_mean_grey(tmp_path):
+    """README (masking core): in the normalised domain a deleted DC leaves the model's mean grey.
+    The views are RGB pictures of what the model saw, clipped to 0..255, also for a BGR card
+    (whose mean is listed blue first). Keep mode: band 0 alone is the flat colour; band 1 alone
+    is the grey plus the wave (250 + 40 is clipped to 255); bands 2 and 3 alone are the grey."""
+    image = toy.waved((215, 100, 150), 40)[None]
+    for order, mean in (("RGB", (250.0, 20.0, 30.0)), ("BGR", (30.0, 20.0, 250.0))):
+        model = toy.load(tmp_path / order, channel_order=order, mean=mean)
+        views = Explainer(model, 4, mode="keep", domain="normalised", threads=1).masked_views(image)
+        assert views.shape == (1, 4, 16, 16, 3) and views.dtype == np.uint8
+        assert np.array_equal(views[0, 0], toy.flat((215, 100, 150)))
+        assert views[0, 1, 0, :4].tolist() == [[255, 20, 30], [250, 20, 30], [210, 20, 30],
+                                                [250, 20, 30]]
+        assert np.array_equal(views[0, 2], toy.flat((250, 20, 30)))
+
+
+def test_toy_bad_mode_and_failed_pairs(toy_model, toy_pair, tmp_path):
+    """A mode other than delete/keep is refused; in a stream, a pair whose image can't be read
+    becomes a PairFailure at its place with ``skip_errors`` and raises without it."""
+    from freqxfr.errors import FreqxfrError, InputError
+
+    with pytest.raises(InputError, match="mode must be 'delete' or 'keep'"):
+        Explainer(toy_model, 4, mode="remove")
+    a = toy.save(toy_pair[0], tmp_path / "a.png")
+    b = toy.save(toy_pair[1], tmp_path / "b.png")
+    pairs = [(a, b), (tmp_path / "missing.png", b), Pair(b, a, same=True)]
+    explainer = Explainer(toy_model, 4, threads=1)
+    for overlap in (True, False):
+        results = list(explainer.explain_pairs(pairs, skip_errors=True, overlap=overlap,
+                                               indices=[7, 8, 9]))
+        assert [type(r).__name__ for r in results] == ["Explanation", "PairFailure", "Explanation"]
+        assert results[1].index == 8 and "missing.png" in results[1].error
+        np.testing.assert_allclose(results[2].a.directed, [D, -10, 0, 0], atol=1e-4)
+        assert results[2].same is True and results[0].same is None
+    with pytest.raises(FreqxfrError, match="missing.png"):
+        list(explainer.explain_pairs(pairs))
