@@ -319,5 +319,5 @@ def test_toy_bad_mode_and_failed_pairs(toy_model, toy_pair, tmp_path):
         assert results[1].index == 8 and "missing.png" in results[1].error
         np.testing.assert_allclose(results[2].a.directed, [D, -10, 0, 0], atol=1e-4)
         assert results[2].same is True and results[0].same is None
-    with pytest.raises(FreqxfrError, match="missing.png"):
+    with pytest.raises(FreqxfrError, match=r"missing\.png"):
         list(explainer.explain_pairs(pairs))
