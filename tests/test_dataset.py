@@ -178,6 +178,21 @@ def test_toy_restart_with_another_setting_is_refused(toy_pairs, tmp_path, settin
                     report=False)
 
 
+def test_toy_restart_with_an_unreadable_run_json_is_refused(toy_pairs, tmp_path):
+    """A run.json that can't be read (a folder in its place) or parsed is an OutputError, not a
+    traceback, and nothing is overwritten."""
+    root, listing, _ = toy_pairs
+    listed = read_pairs(listing, root=root)
+    (tmp_path / "a" / "run.json").mkdir(parents=True)
+    with pytest.raises(OutputError, match="unreadable"):
+        run_dataset(listed[:1], tmp_path / "a", _toy_explainer(root), progress=False, report=False)
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "run.json").write_text("{not json")
+    with pytest.raises(OutputError, match="unreadable"):
+        run_dataset(listed[:1], tmp_path / "b", _toy_explainer(root), progress=False, report=False)
+    assert (tmp_path / "b" / "run.json").read_text() == "{not json"
+
+
 def test_toy_restart_with_another_backend_or_list_position_continues(toy_pairs, tmp_path):
     """The masking backend may differ between machines without changing the numbers' meaning, so
     a restart with ``numpy`` instead of ``cpp`` continues the run; a different pair list does not."""

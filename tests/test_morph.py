@@ -297,6 +297,7 @@ def test_toy_morph_mmpmr_split_and_hand_detector_numbers(toy_morphs):
     assert summary["mmpmr_by_method"] == {"full": 1.0, "spliced": 0.0}
     spliced = next(m for m in summary["morphs"] if m["method"] == "spliced")
     assert (spliced["accepted_a"], spliced["accepted_b"]) == (True, False)
+    assert (spliced["identity_a"], spliced["identity_b"], spliced["row"]) == ("p1", "p2", 3)
     assert spliced["score_a"] == pytest.approx(-np.hypot(2, 10), abs=1e-4)
     assert spliced["score_b"] == pytest.approx(-np.hypot(18, 10), abs=1e-4)
     assert summary["bona_fide_acceptance"] == 1.0
