@@ -246,6 +246,20 @@ def test_centroid_numbers_are_zero_based_and_the_bootstrap_is_paired():
     assert low["centroid_shift_ci"] == pytest.approx([1.0, 1.0])  # paired: every resample shifts by 1
     assert low["centroid_shift_same_sign"] == 1.0
     assert first["centroid_ci"][0] < first["centroid"] < first["centroid_ci"][1]
+    assert first["centroid_shift"] == 0.0 and first["centroid_shift_ci"] == [0.0, 0.0]
+    assert first["centroid_shift_same_sign"] is None
+    # The documented bootstrap: n_boot resamples of the n pairs from numpy's default_rng(seed),
+    # percentile interval of the mean centroid; seed 0 by default.
+    from freqxfr.bootstrap import percentile_ci
+
+    draws = np.random.default_rng(3).integers(0, 8, size=(200, 8))
+    expected = percentile_ci(np.mean(np.array(base)[draws], axis=1), 0.95)
+    assert first["centroid_ci"] == pytest.approx(list(expected))
+    default = summarise_factors([1.0, 4.0], same, scores, {"probe": probe, "reference": reference},
+                                0.3, n_boot=200)
+    seed0 = summarise_factors([1.0, 4.0], same, scores, {"probe": probe, "reference": reference},
+                              0.3, n_boot=200, seed=0)
+    assert default[0]["centroid_ci"] == seed0[0]["centroid_ci"] != first["centroid_ci"]
     for entry in entries:
         ref = entry["reference"]
         assert ref["centroid"] == pytest.approx(3.0) and ref["centroid_ci"] == pytest.approx([3, 3])

@@ -218,6 +218,25 @@ def test_combined_detector_ranks_a_low_comparison_score_as_morph_like():
     assert mixed["combined"].tolist() == [2.0, 2.0, 2.0]  # ranks (1, 3, 2) and (3, 1, 2)
 
 
+def test_morph_outcomes_at_the_threshold_by_hand():
+    """A morph is accepted against a probe when score >= threshold (equality included); its two
+    scores are matched to its subjects by the probe's identity, whatever the order of the
+    comparisons (a bona fide comparison first here)."""
+    from pathlib import Path
+
+    from freqxfr.scenarios.morph import morph_outcomes
+    from freqxfr.scenarios.morph_index import MorphComparison
+
+    m, pa, pb = Path("m.png"), Path("pa.png"), Path("pb.png")
+    cmps = [MorphComparison("bona_fide", Path("a.png"), pa, ("A",), "A"),
+            MorphComparison("morph", m, pb, ("A", "B"), "B", "full", 2),
+            MorphComparison("morph", m, pa, ("A", "B"), "A", "full", 2)]
+    (out,) = morph_outcomes(cmps, np.array([0.9, 0.4, 0.5]), 0.5)
+    assert (out["identity_a"], out["identity_b"], out["row"], out["method"]) == ("A", "B", 2, "full")
+    assert (out["score_a"], out["score_b"]) == (0.5, 0.4)
+    assert (out["accepted_a"], out["accepted_b"], out["accepted_both"]) == (True, False, False)
+
+
 # Four people, told apart by their red level r (G = 100, B = 150). Probes are flat; bona fide
 # photos and morphs add a red wave of amplitude amp. Embedding (card mean (10, 20, 30), std 2):
 # e = ((r - 10)/2, 40, 60, amp/4), so a comparison's score is -sqrt(Δe0² + e3²).
@@ -326,6 +345,9 @@ def test_toy_morph_explains_the_enrolled_image(toy_morphs):
                                features[bona_fide].std(axis=0), atol=1e-5)
     np.testing.assert_allclose(prof["morph"]["directed_normalised_mean"],
                                features[~bona_fide].mean(axis=0), atol=1e-5)
+    np.testing.assert_allclose(prof["difference"]["directed_normalised_mean"],
+                               features[~bona_fide].mean(axis=0) - features[bona_fide].mean(axis=0),
+                               atol=1e-5)
     identities = [[row["identity_a"], row["identity_b"]] if row["identity_b"] else
                   [row["identity_a"]] for row in rows]
     expected, _ = leave_identity_out_scores(features, bona_fide, identities, "mahalanobis")
