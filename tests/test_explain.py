@@ -321,3 +321,22 @@ def test_toy_bad_mode_and_failed_pairs(toy_model, toy_pair, tmp_path):
         assert results[2].same is True and results[0].same is None
     with pytest.raises(FreqxfrError, match=r"missing\.png"):
         list(explainer.explain_pairs(pairs))
+
+
+def test_toy_image_explanation_by_hand(toy_model):
+    """An image's influences from its scores, by hand, with a peak below 1 (the normalisation must
+    divide by the largest magnitude, whatever its size) and without any influence (all zeros stay
+    zeros). The default schedule is 16 rings."""
+    from freqxfr.explain import ImageExplanation
+
+    side = ImageExplanation("x.png", np.array([0.5, 0.7, 0.6, 0.64]), 0.6)
+    np.testing.assert_allclose(side.directed, [0.1, -0.1, 0.0, -0.04])
+    np.testing.assert_allclose(side.absolute, [0.1, 0.1, 0.0, 0.04])
+    np.testing.assert_allclose(side.directed_normalised, [1.0, -1.0, 0.0, -0.4])
+    np.testing.assert_allclose(side.absolute_normalised, [1.0, 1.0, 0.0, 0.4])
+    record = side.to_dict()
+    assert record["source"] == "x.png" and record["scores"] == [0.5, 0.7, 0.6, 0.64]
+    np.testing.assert_allclose(record["directed_normalised"], [1.0, -1.0, 0.0, -0.4])
+    still = ImageExplanation("y.png", np.full(3, 0.6), 0.6)
+    assert still.absolute_normalised.tolist() == still.directed_normalised.tolist() == [0, 0, 0]
+    assert Explainer(toy_model, threads=1).n_bands == 16
