@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 import pytest
 
@@ -246,7 +248,7 @@ def test_toy_streamed_pairs_keep_their_sides_and_order(toy_model, toy_pair):
     """Guards against mixing up pairs or sides in the batched layout of ``explain_pairs``: four
     pairs per model call, the second pair reversed, the third identical images."""
     a, b = toy_pair
-    pairs = [(a, b), (b, a), (a, a), (b, b), (a, b)]
+    pairs = [(a, b), (b, a), (a, a), (b, b), (b, a)]
     spy = CallSizes(toy_model.session, toy_model.card, toy_model.path,
                     input_name=toy_model.input_name, output_name=toy_model.output_name)
     spy.sizes = []
@@ -259,7 +261,12 @@ def test_toy_streamed_pairs_keep_their_sides_and_order(toy_model, toy_pair):
     assert results[2].score_ref == pytest.approx(0, abs=1e-4)
     np.testing.assert_allclose(results[3].a.directed, [np.sqrt(25**2 + 50**2 + 75**2), 10, 0, 0],
                                atol=1e-4)
-    np.testing.assert_allclose(results[4].b.directed, [D, -10, 0, 0], atol=1e-4)
+    np.testing.assert_allclose(results[4].a.directed, [D, -10, 0, 0], atol=1e-4)
+    np.testing.assert_allclose(results[4].b.directed, [D, 0, 0, 0], atol=1e-4)
+    # max_batch below two pairs' images: one pair a call, never more.
+    spy.sizes = []
+    assert len(list(Explainer(spy, 4, max_batch=10, threads=1).explain_pairs(pairs))) == 5
+    assert spy.sizes == [10] * 5
 
 
 def test_normalised_domain_roughly_halves_sfaces_band_0(sface_model, data_dir):
@@ -340,3 +347,22 @@ def test_toy_image_explanation_by_hand(toy_model):
     still = ImageExplanation("y.png", np.full(3, 0.6), 0.6)
     assert still.absolute_normalised.tolist() == still.directed_normalised.tolist() == [0, 0, 0]
     assert Explainer(toy_model, threads=1).n_bands == 16
+
+
+class ThreadSpy(Explainer):
+    """The real explainer, recording the thread that prepares each image (a spy)."""
+
+    def prepare(self, image, aligned=None):
+        self.threads_seen.add(threading.current_thread().name)
+        return super().prepare(image, aligned)
+
+
+def test_toy_stream_prepares_on_a_worker_thread_only_when_overlapping(toy_model, toy_pair):
+    """README: explain_pairs loads and masks the next batch on a worker thread while the model
+    runs; ``overlap=False`` does it all on the caller's thread."""
+    a, b = toy_pair
+    for overlap, expected in ((True, "freqxfr-prepare"), (False, threading.current_thread().name)):
+        spy = ThreadSpy(toy_model, 4, max_batch=10, threads=1)
+        spy.threads_seen = set()
+        list(spy.explain_pairs([(a, b)] * 3, overlap=overlap))
+        assert len(spy.threads_seen) == 1 and next(iter(spy.threads_seen)).startswith(expected)
