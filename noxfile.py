@@ -173,3 +173,15 @@ def _run_sanitized(session: nox.Session, variant: str) -> None:
     session.run("python", "-m", "pytest", "-q", "-s", "-p", "no:cacheprovider",
                 *SANITIZE_TESTS[variant], env=env)
     session.log(f"{variant}: no sanitizer reports")
+
+
+@nox.session
+def mutants(session: nox.Session) -> None:
+    """Mutation testing (cosmic-ray) of the modules where meaning lives; see docs/mutants.md.
+
+    ``nox -s mutants [-- GROUP ...]``; groups and scope in tools/mutants.toml. Slow (CPU-bound,
+    one mutant at a time), so not part of the default sessions or CI.
+    """
+    # Editable, so that the sources cosmic-ray mutates in place are the ones the tests import.
+    session.install("-e", ".[cpu,test]", "cosmic-ray==8.7.0")
+    session.run("python", "tools/mutants.py", *session.posargs)

@@ -35,12 +35,16 @@ def frll(data_dir: Path) -> dict[str, np.ndarray]:
 
 @pytest.fixture(scope="module")
 def dlib():
-    return pytest.importorskip("dlib")
+    import dlib  # a hard dependency (dlib-bin): a broken install must fail, not skip
+
+    return dlib
 
 
 @pytest.fixture(scope="module")
 def cv2():
-    return pytest.importorskip("cv2")
+    import cv2  # installed with the test extra (opencv-python-headless)
+
+    return cv2
 
 
 def _resized(pixels: np.ndarray, width: int, height: int) -> np.ndarray:
@@ -251,7 +255,6 @@ NO_FACE = {
 @pytest.mark.parametrize("method", METHODS)
 @pytest.mark.parametrize("kind", list(NO_FACE))
 def test_no_face_raises_naming_the_image(frll, method: str, kind: str) -> None:
-    pytest.importorskip("dlib" if method == "dlib_chip" else "cv2")
     image = np.ascontiguousarray(NO_FACE[kind](frll["neutral/001_03.jpg"]))
     with pytest.raises(NoFaceError, match=f"^{re.escape(kind)}: no face found"):
         align(image, method, name=kind, aligned=False)
@@ -259,7 +262,6 @@ def test_no_face_raises_naming_the_image(frll, method: str, kind: str) -> None:
 
 @pytest.mark.dlib
 def test_no_face_in_a_file_names_the_path(frll, tmp_path: Path) -> None:
-    pytest.importorskip("dlib")
     path = tmp_path / "background.png"
     Image.fromarray(frll["neutral/007_03.jpg"][:400, -400:]).save(path)
     with pytest.raises(NoFaceError, match=re.escape(str(path))):
@@ -277,7 +279,6 @@ def _canvas(big: np.ndarray | None, small: np.ndarray | None) -> np.ndarray:
 
 @pytest.mark.parametrize("method", METHODS)
 def test_two_faces_warn_and_use_the_larger(frll, method: str) -> None:
-    pytest.importorskip("dlib" if method == "dlib_chip" else "cv2")
     big, small = frll["neutral/001_03.jpg"], frll["neutral/127_03.jpg"]
     with pytest.warns(MultipleFacesWarning, match=r"^group\.jpg: 2 faces found"):
         chip = align(_canvas(big, small), method, name="group.jpg")
@@ -319,7 +320,6 @@ def test_missing_opencv_is_a_model_error(monkeypatch, lfw_images) -> None:
 
 @pytest.mark.parametrize("method", METHODS)
 def test_threads_get_the_same_crops(frll, method: str) -> None:
-    pytest.importorskip("dlib" if method == "dlib_chip" else "cv2")
     photos = [_resized(photo, 675, 675) for photo in frll.values()]
     serial = [align(photo, method) for photo in photos]
     with ThreadPoolExecutor(max_workers=4) as pool:

@@ -128,7 +128,11 @@ def test_centroid_shift_and_its_sign_stability(bicubic):
     assert low["centroid_shift"] > 0
     assert low["centroid_shift_ci"][0] > 0
     assert low["centroid_shift_same_sign"] >= 0.95
-    assert 0.0 <= low["reference"]["centroid_shift_same_sign"] <= 1.0
+    ref_base, ref_low = base["reference"], low["reference"]
+    assert ref_low["centroid_shift"] == pytest.approx(ref_low["centroid"] - ref_base["centroid"])
+    assert ref_low["centroid_shift_ci"][0] <= ref_low["centroid_shift"] <= ref_low["centroid_shift_ci"][1]
+    assert abs(ref_low["centroid_shift"]) < low["centroid_shift"]  # the probe moves, not the reference
+    assert 0.5 <= ref_low["centroid_shift_same_sign"] < 0.95  # measured 0.68: not a stable sign
 
 
 def test_spectral_low_pass_moves_the_probe_influence_down(spectral):
@@ -208,3 +212,89 @@ def test_cli_crossres_runs_and_reports_errors_on_one_line(data_dir, tmp_path, ca
     assert main(["crossres", str(tmp_path / "missing.csv"), "--out", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "missing.csv" in err[0]
+
+
+# ---- exact cases -------------------------------------------------------------------------------------
+
+
+def _one_hot(bands, k=4):
+    """Directed influences with all of each pair's influence in one band (centroid = that band)."""
+    out = np.zeros((len(bands), k))
+    out[np.arange(len(bands)), bands] = 0.5
+    return out
+
+
+def test_centroid_numbers_are_zero_based_and_the_bootstrap_is_paired():
+    """Eight pairs whose probe centroid (band index, 0-based) is 0, 1, 2, 0, 1, 2, 0, 1 at factor 1
+    and exactly one band higher at factor 4. Guards against a 1-based centroid (every number would
+    be 1 higher), against drawing new resamples per factor (the shift's interval would widen from
+    [1, 1]), and against swapping the probe's and the reference's numbers (the reference sits in
+    band 3 at both factors)."""
+    from freqxfr.scenarios.crossres import summarise_factors
+
+    base = [0, 1, 2, 0, 1, 2, 0, 1]
+    probe = np.stack([_one_hot(base), _one_hot([b + 1 for b in base])])
+    reference = np.stack([_one_hot([3] * 8), _one_hot([3] * 8)])
+    same = np.array([True, False] * 4)
+    scores = np.array([[0.9, 0.1] * 4, [0.5, 0.2] * 4])
+    entries = summarise_factors([1.0, 4.0], same, scores, {"probe": probe, "reference": reference},
+                                0.3, n_boot=200, seed=3)
+    first, low = entries
+    assert first["centroid"] == pytest.approx(np.mean(base))  # 7/8
+    assert low["centroid"] == pytest.approx(np.mean(base) + 1)
+    assert low["centroid_shift"] == pytest.approx(1.0)
+    assert low["centroid_shift_ci"] == pytest.approx([1.0, 1.0])  # paired: every resample shifts by 1
+    assert low["centroid_shift_same_sign"] == 1.0
+    assert first["centroid_ci"][0] < first["centroid"] < first["centroid_ci"][1]
+    assert first["centroid_shift"] == 0.0 and first["centroid_shift_ci"] == [0.0, 0.0]
+    assert first["centroid_shift_same_sign"] is None
+    # The documented bootstrap: n_boot resamples of the n pairs from numpy's default_rng(seed),
+    # percentile interval of the mean centroid; seed 0 by default.
+    from freqxfr.bootstrap import percentile_ci
+
+    draws = np.random.default_rng(3).integers(0, 8, size=(200, 8))
+    expected = percentile_ci(np.mean(np.array(base)[draws], axis=1), 0.95)
+    assert first["centroid_ci"] == pytest.approx(list(expected))
+    default = summarise_factors([1.0, 4.0], same, scores, {"probe": probe, "reference": reference},
+                                0.3, n_boot=200)
+    seed0 = summarise_factors([1.0, 4.0], same, scores, {"probe": probe, "reference": reference},
+                              0.3, n_boot=200, seed=0)
+    assert default[0]["centroid_ci"] == seed0[0]["centroid_ci"] != first["centroid_ci"]
+    for entry in entries:
+        ref = entry["reference"]
+        assert ref["centroid"] == pytest.approx(3.0) and ref["centroid_ci"] == pytest.approx([3, 3])
+        assert ref["centroid_shift"] == pytest.approx(0.0)
+    assert low["reference"]["centroid_shift_ci"] == pytest.approx([0.0, 0.0])
+    # genuine pairs are 0, 2, 4, 6: base bands 0, 2, 1, 0
+    assert low["by_class"]["genuine"]["centroid"] == pytest.approx(np.mean([0, 2, 1, 0]) + 1)
+    assert low["by_class"]["impostor"]["reference_centroid"] == pytest.approx(3.0)
+    # accuracy at threshold 0.3: factor 1 all right; factor 4 every impostor (0.2) right, genuine 0.5
+    assert first["accuracy"] == 1.0 and first["fmr"] == 0.0 and first["fnmr"] == 0.0
+    assert low["score_mean"] == {"genuine": pytest.approx(0.5), "impostor": pytest.approx(0.2)}
+    assert low["profiles"]["probe"]["genuine"]["n_images"] == 4
+
+
+def test_cli_crossres_area_kernel_on_the_toy_model(tmp_path, capsys):
+    """README: ``--resample area``. With the toy model (tests/_toy_model.py) the area kernel at 2x
+    turns B's wave 1, 0, -1, 0 into the block means 0.5, 0.5, -0.5, -0.5, whose e[3] is 5 instead
+    of 10, so the genuine pair's score goes from -10 to -5 exactly (bicubic would not give that).
+    The impostor pair's probe is flat, which no kernel changes."""
+    import _toy_model as toy
+
+    card = toy.write_model(tmp_path / "model")
+    toy.save(toy.flat((50, 100, 150)), tmp_path / "img" / "a.png")
+    toy.save(toy.waved((50, 100, 150), 40), tmp_path / "img" / "b.png")
+    toy.save(toy.flat((90, 100, 150)), tmp_path / "img" / "c.png")
+    pairs = tmp_path / "pairs.csv"
+    pairs.write_text("path1,path2,same\nimg/a.png,img/b.png,1\nimg/b.png,img/c.png,0\n")
+    code = main(["crossres", str(pairs), "--root", str(tmp_path), "--out", str(tmp_path / "out"),
+                 "--factors", "1,2", "--resample", "area", "--model", str(card), "--bands", "4",
+                 "--boot", "50", "--no-progress"])
+    assert code == 0, capsys.readouterr().err
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["resample"] == "area" and summary["factors"][1]["probe_size"] == 8
+    genuine = [e["score_mean"]["genuine"] for e in summary["factors"]]
+    assert genuine == pytest.approx([-10.0, -5.0], abs=1e-4)
+    impostor = [e["score_mean"]["impostor"] for e in summary["factors"]]
+    # e(B) - e(C) = (-20, 0, 0, 10) at both factors
+    assert impostor == pytest.approx([-np.sqrt(500), -np.sqrt(500)], abs=1e-4)

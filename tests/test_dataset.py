@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -128,3 +129,168 @@ def test_a_group_table_without_the_image_is_an_error(data_dir, tmp_path):
     table.write_text("path,gender\nfrll/neutral/999_03.jpg,female\n")
     with pytest.raises(InputError, match="no row for image"):
         attach_groups(frll, table, root=data_dir)
+
+
+# ---- exact cases on the toy model (tests/_toy_model.py) -------------------------------------------
+
+D = np.sqrt(25**2 + 50**2 + 75**2 + 10**2) - 10  # see test_explain: band 0 of the toy pair
+
+
+@pytest.fixture(scope="module")
+def toy_pairs(tmp_path_factory):
+    """Five pairs of toy images (A flat, B = A + red wave, C another flat colour) and a card."""
+    import _toy_model as toy
+
+    root = tmp_path_factory.mktemp("toy_dataset")
+    toy.save(toy.flat((50, 100, 150)), root / "img" / "a.png")
+    toy.save(toy.waved((50, 100, 150), 40), root / "img" / "b.png")
+    toy.save(toy.flat((94, 100, 150)), root / "img" / "c.png")  # -22 from A, no match
+    listing = root / "pairs.csv"
+    listing.write_text("path1,path2,same\nimg/a.png,img/b.png,1\nimg/b.png,img/c.png,0\n"
+                       "img/a.png,img/a.png,1\nimg/c.png,img/a.png,0\nimg/b.png,img/a.png,1\n")
+    return root, listing, toy.write_model(root / "model")
+
+
+def _toy_explainer(root, **options):
+    import _toy_model as toy
+
+    card = {k: options.pop(k) for k in ("threshold", "name") if k in options}
+    folder = root / ("model-" + "-".join(f"{k}{v}" for k, v in card.items()) if card else "model")
+    return Explainer(toy.load(folder, **card), options.pop("bands", 4), threads=1, **options)
+
+
+@pytest.mark.parametrize("setting, change", [
+    ("mode", {"mode": "keep"}),
+    ("domain", {"domain": "normalised"}),
+    ("clip", {"clip": True}),
+    ("threshold", {"threshold": -5.0}),
+    ("model", {"name": "other"}),
+    ("schedule", {"bands": 8}),
+])
+def test_toy_restart_with_another_setting_is_refused(toy_pairs, tmp_path, setting, change):
+    """README: a restart with other settings is refused, so one results file never mixes two
+    configurations. Guards against a settings comparison that overlooks any one of them."""
+    root, listing, _ = toy_pairs
+    listed = read_pairs(listing, root=root)
+    run_dataset(listed[:2], tmp_path, _toy_explainer(root), progress=False, report=False)
+    with pytest.raises(OutputError, match=setting):
+        run_dataset(listed[:2], tmp_path, _toy_explainer(root, **change), progress=False,
+                    report=False)
+
+
+def test_toy_restart_with_an_unreadable_run_json_is_refused(toy_pairs, tmp_path):
+    """A run.json that can't be read (a folder in its place) or parsed is an OutputError, not a
+    traceback, and nothing is overwritten."""
+    root, listing, _ = toy_pairs
+    listed = read_pairs(listing, root=root)
+    (tmp_path / "a" / "run.json").mkdir(parents=True)
+    with pytest.raises(OutputError, match="unreadable"):
+        run_dataset(listed[:1], tmp_path / "a", _toy_explainer(root), progress=False, report=False)
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "run.json").write_text("{not json")
+    with pytest.raises(OutputError, match="unreadable"):
+        run_dataset(listed[:1], tmp_path / "b", _toy_explainer(root), progress=False, report=False)
+    assert (tmp_path / "b" / "run.json").read_text() == "{not json"
+
+
+def test_toy_restart_with_another_backend_or_list_position_continues(toy_pairs, tmp_path):
+    """The masking backend may differ between machines without changing the numbers' meaning, so
+    a restart with ``numpy`` instead of ``cpp`` continues the run; a different pair list does not."""
+    root, listing, _ = toy_pairs
+    listed = read_pairs(listing, root=root)
+    run_dataset(listed[:2], tmp_path, _toy_explainer(root), progress=False, report=False)
+    before = (tmp_path / "results.jsonl").read_bytes()
+    run_dataset(listed[:2], tmp_path, _toy_explainer(root, backend="numpy"), progress=False,
+                report=False)
+    assert (tmp_path / "results.jsonl").read_bytes() == before
+    with pytest.raises(OutputError, match="pairs"):
+        run_dataset(listed[1:3], tmp_path, _toy_explainer(root), progress=False, report=False)
+
+
+def test_toy_resume_redoes_only_the_missing_pairs_with_the_same_numbers(toy_pairs, tmp_path):
+    """A resumed run must give, for every pair, the record a run without interruption gives: the
+    right pair at the right index, explained the right way round (not just the right count)."""
+    root, listing, _ = toy_pairs
+    listed = read_pairs(listing, root=root)
+    explainer = _toy_explainer(root)
+    whole = tmp_path / "whole"
+    run_dataset(listed, whole, explainer, progress=False, report=False)
+    stopper = InterruptingExplainer(explainer.model, 4, threads=1)
+    with pytest.raises(KeyboardInterrupt):
+        run_dataset(listed, tmp_path / "resumed", stopper, progress=False, report=False)
+    summary = run_dataset(listed, tmp_path / "resumed", explainer, progress=False, report=False)
+    by_index = {r["index"]: r for r in read_results(tmp_path / "resumed" / "results.jsonl")}
+    for record in read_results(whole / "results.jsonl"):
+        again = by_index[record["index"]]
+        assert again["a"]["source"] == record["a"]["source"]
+        np.testing.assert_allclose(again["a"]["directed"], record["a"]["directed"], atol=1e-5)
+    np.testing.assert_allclose(by_index[4]["a"]["directed"], [D, -10, 0, 0], atol=1e-4)
+    assert by_index[4]["a"]["source"].endswith("b.png")
+    assert summary["pairs"] == 5 and summary["accuracy"] == 1.0
+
+
+def test_toy_cli_dataset_limit_and_parquet(toy_pairs, tmp_path, capsys):
+    """README: ``freqxfr dataset ... --limit N --parquet``. --limit 3 of 5 pairs takes pairs 0, 2
+    and 4 (spread evenly, first and last included); the Parquet copy holds one row per pair ×
+    image × band, with the numbers of results.jsonl."""
+    import pyarrow.parquet as pq
+
+    from freqxfr.cli import main
+
+    root, listing, card = toy_pairs
+    out = tmp_path / "run"
+    code = main(["dataset", str(listing), "--root", str(root), "--out", str(out), "--model",
+                 str(card), "--bands", "4", "--limit", "3", "--parquet", "--no-progress"])
+    assert code == 0, capsys.readouterr().err
+    records = list(read_results(out / "results.jsonl"))
+    assert [(Path(r["a"]["source"]).name, Path(r["b"]["source"]).name) for r in records] == [
+        ("a.png", "b.png"), ("a.png", "a.png"), ("b.png", "a.png")]
+    table = pq.read_table(out / "results.parquet").to_pylist()
+    assert len(table) == 3 * 2 * 4
+    row = next(r for r in table if (r["pair"], r["image"], r["band"]) == (2, "a", 1))
+    assert row["directed"] == pytest.approx(-10, abs=1e-4) and row["same"] is True
+    row = next(r for r in table if (r["pair"], r["image"], r["band"]) == (0, "b", 1))
+    assert row["directed"] == pytest.approx(-10, abs=1e-4)
+    assert row["score_ref"] == pytest.approx(-10, abs=1e-4)
+
+
+@pytest.mark.parametrize("setting, flag", [("mode", ["--mode", "keep"]),
+                                           ("domain", ["--domain", "normalised"]),
+                                           ("clip", ["--clip"])])
+def test_toy_cli_restart_with_another_setting_exits_2(toy_pairs, tmp_path, capsys, setting,
+                                                       flag):
+    """README: bad input exits with status 2 and one line; a refused restart names the setting."""
+    from freqxfr.cli import main
+
+    root, listing, card = toy_pairs
+    args = ["dataset", str(listing), "--root", str(root), "--out", str(tmp_path / "run"),
+            "--model", str(card), "--bands", "4", "--limit", "2", "--no-progress"]
+    assert main(args) == 0
+    capsys.readouterr()
+    assert main([*args, *flag]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and setting in err[0]
+
+
+def test_profiles_of_three_images_by_hand():
+    """Every number of a profile on 3 images × 2 bands (more images than bands, so a mean or a
+    spread over the wrong axis has the wrong length and values), and an accuracy that is not 1/2."""
+    prof = profile(np.array([[1.0, -2.0], [3.0, 0.0], [-1.0, 1.0]]))
+    assert prof["n_images"] == 3
+    assert prof["absolute_mean"] == pytest.approx([5 / 3, 1.0])
+    assert prof["absolute_std"] == pytest.approx([np.sqrt(8 / 9), np.sqrt(2 / 3)])
+    assert prof["absolute_normalised_mean"] == pytest.approx([2.5 / 3, 2 / 3])  # rows .5 1, 1 0, 1 1
+    assert prof["directed_mean"] == pytest.approx([1.0, -1 / 3])
+    assert prof["directed_std"] == pytest.approx([np.sqrt(8 / 3), np.sqrt(14 / 9)])
+    assert prof["directed_normalised_mean"] == pytest.approx([1 / 6, 0.0])  # .5 -1, 1 0, -1 1
+    # An image without influence stays all zeros when normalised (no 0/0).
+    flat = profile(np.array([[0.0, 0.0], [0.5, -0.25]]))
+    assert flat["absolute_normalised_mean"] == [0.5, 0.25]
+    assert flat["directed_normalised_mean"] == [0.5, -0.25]
+    records = [{"a": {"directed": [0.1]}, "b": {"directed": [0.1]}, "same": same,
+                "decision": decision} for same, decision in ((True, True), (False, False),
+                                                             (False, True))]
+    summary = summarise(records)
+    assert summary["accuracy"] == pytest.approx(2 / 3)
+    assert set(summary["outcomes"]) == {"true_match", "true_non_match", "false_match"}
+    assert summarise(records[:0])["accuracy"] is None

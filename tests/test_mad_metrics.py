@@ -154,3 +154,79 @@ def test_leave_one_identity_out_excludes_the_people_in_a_comparison():
     assert scores[4] == pytest.approx(distance_from(feats[4], feats[[2, 3]], "cosine")[0])
     with pytest.raises(InputError, match="at least 3"):
         leave_identity_out_scores(feats, bona_fide, people, min_reference=3)
+
+
+# ---- edges and wiring found by mutation testing (docs/mutants.md) ----------------------------------
+
+
+def test_bpcer_at_apcer_accepts_the_closed_interval_only():
+    """APCER bounds 0 and 1 are allowed (0: no attack may pass), anything outside is refused."""
+    assert bpcer_at_apcer(SCORES, IS_ATTACK, 0.0) == 0.75
+    for bad in (-0.1, 1.5):
+        with pytest.raises(InputError, match="apcer must lie in"):
+            bpcer_at_apcer(SCORES, IS_ATTACK, bad)
+
+
+def test_auc_needs_attacks_as_well():
+    with pytest.raises(InputError, match="both attack and bona fide"):
+        auc([1.0, 2.0], [False, False])
+
+
+def test_det_curve_is_immutable():
+    import dataclasses
+
+    curve = det_curve(SCORES, IS_ATTACK)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        curve.apcer = np.zeros(3)  # type: ignore[misc]
+
+
+def test_intervals_of_a_perfect_detector_are_points():
+    """Every stratified resample of a perfect detector has AUC 1 and D-EER 0, so the two intervals
+    are [1, 1] and [0, 0]. Guards against reporting one statistic's interval for the other."""
+    result = evaluate_detector(scores=[5.0, 6.0, 7.0, 1.0, 2.0], is_attack=[1, 1, 1, 0, 0], n_boot=100)
+    assert (result["auc"], result["d_eer"]) == (1.0, 0.0)
+    assert result["auc_ci"] == [1.0, 1.0] and result["d_eer_ci"] == [0.0, 0.0]
+
+
+def test_bootstrap_seed_defaults_to_zero():
+    default = evaluate_detector(SCORES, IS_ATTACK, n_boot=200)
+    assert default["auc_ci"] == evaluate_detector(SCORES, IS_ATTACK, n_boot=200, seed=0)["auc_ci"]
+    assert default["auc_ci"] != evaluate_detector(SCORES, IS_ATTACK, n_boot=200, seed=1)["auc_ci"]
+
+
+def test_ledoit_wolf_covariance_is_the_shrunk_sample_covariance():
+    rng = np.random.default_rng(5)
+    for scale in (1.0, 0.01):  # small scale: ‖S - μI‖² well below 1
+        x = rng.normal(size=(10, 4)) * [1.0, 2.0, 0.5, 3.0] * scale
+        _, cov, shrinkage = ledoit_wolf(x)
+        sample = np.cov(x.T, bias=True)
+        mu = np.trace(sample) / 4
+        assert 0 < shrinkage < 1 and shrinkage == pytest.approx(_sklearn_style_shrinkage(x))
+        np.testing.assert_allclose(cov, (1 - shrinkage) * sample + shrinkage * mu * np.eye(4))
+
+
+def test_mahalanobis_row_by_row_from_a_shifted_reference():
+    # The isotropic reference of the test above, moved to mean (1, 1): covariance 0.5 I.
+    ref = np.array([[1.0, 0.0], [-1.0, 0.0], [0.0, 1.0], [0.0, -1.0]]) + 1.0
+    got = distance_from([[3.0, 1.0], [1.0, 2.0], [1.0, 1.0], [1.2, 1.0]], ref)
+    np.testing.assert_allclose(got, np.array([2.0, 1.0, 0.0, 0.2]) / np.sqrt(0.5))
+
+
+def test_cosine_distance_row_by_row_and_of_a_zero_vector():
+    ref = np.array([[1.0, 0.0], [1.0, 0.0]])  # mean (1, 0)
+    got = distance_from([[0.0, 3.0], [2.0, 0.0], [1.0, 1.0], [0.0, 0.0], [0.5, 0.0]], ref, "cosine")
+    np.testing.assert_allclose(got, [1.0, 0.0, 1 - 1 / np.sqrt(2), 1.0, 0.0], atol=1e-15)
+
+
+def test_leave_identity_out_checks_its_inputs_and_numbers_comparisons_from_one():
+    feats = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0], [0.5, 0.5]])
+    people = [("A",), ("B",), ("C",), ("A", "B")]
+    scores, _ = leave_identity_out_scores(features=feats, is_bona_fide=[1, 1, 1, 0],
+                                          identities=people, distance="cosine", min_reference=1)
+    assert scores.shape == (4,)
+    with pytest.raises(InputError, match="same comparisons"):
+        leave_identity_out_scores(feats[:3], [1, 1, 1, 0], people)
+    with pytest.raises(InputError, match="same comparisons"):
+        leave_identity_out_scores(feats, [1, 1, 1, 0], people[:3])
+    with pytest.raises(InputError, match=r"comparison 4 \(A, B\) has 1 bona fide"):
+        leave_identity_out_scores(feats, [1, 1, 1, 0], people, "cosine")

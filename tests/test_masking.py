@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import json
+import os
+import shutil
+import subprocess
+import sys
 import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -226,12 +232,53 @@ def test_core_rejects_inconsistent_requests_without_crashing(lfw_images):
         core.mask_bands(x, good, out=out, **{**args, "mode": "cumulative_keep", "order": [0, 0]})
 
 
-def test_fftw_comes_from_pyfftw_and_wisdom_is_saved(lfw_images):
-    core = freqxfr.fftw.core()
-    assert "fftw3f" in core.fftw_library_path()
-    mask_bands(lfw_images[:1], BandSchedule.rings(5), planner="measure")
-    assert freqxfr.fftw._wisdom_path().is_file()
-    assert "fftw" in freqxfr.fftw._wisdom_path().read_text()
+_FFTW_SCRIPT = """
+import json, sys
+import numpy as np
+import freqxfr
+from freqxfr import fftw
+x = np.random.default_rng(0).integers(0, 256, (1, 48, 48, 3), dtype=np.uint8)
+core = fftw.core()
+imported = fftw._saved_wisdom is not None
+cpp = freqxfr.mask_bands(x, freqxfr.BandSchedule.rings(5), planner="measure")
+ref = freqxfr.mask_bands(x, freqxfr.BandSchedule.rings(5), backend="numpy")
+print(json.dumps({"library": core.fftw_library_path(), "wisdom": str(fftw._wisdom_path()),
+                  "imported": imported, "error": float(np.abs(cpp - ref).max())}))
+"""
+
+
+def _fftw_run(tmp_path, **env):
+    """The core in a fresh process (FFTW is loaded once per process) with its own cache."""
+    result = subprocess.run([sys.executable, "-c", _FFTW_SCRIPT], capture_output=True, text=True,
+                            env={**os.environ, "FREQXFR_CACHE_DIR": str(tmp_path / "cache"),
+                                 **env}, timeout=300)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def test_fftw_comes_from_pyfftw_and_wisdom_is_saved_and_reused(tmp_path):
+    """Wisdom goes to the cache (FREQXFR_CACHE_DIR here, so no state of the user cache counts)
+    and the next process imports it."""
+    first = _fftw_run(tmp_path)
+    assert "pyfftw.libs" in first["library"] and "fftw3f" in first["library"]
+    wisdom = Path(first["wisdom"])
+    assert wisdom.parent == tmp_path / "cache" / "fftw" and first["imported"] is False
+    assert "fftw" in wisdom.read_text()
+    assert first["error"] < 1e-3
+    second = _fftw_run(tmp_path)
+    assert second["imported"] is True and second["wisdom"] == first["wisdom"]
+
+
+def test_fftw_library_from_the_environment_variable(tmp_path):
+    """README: FFTW comes from pyfftw's wheel, from $FREQXFR_FFTW_LIBRARY, or from the system. A
+    copy of the wheel's library under another name, named by the variable, is the one loaded."""
+    wheel = freqxfr.fftw.find_library()
+    copy = tmp_path / "lib" / "libfftw3f-from-env.so"
+    copy.parent.mkdir()
+    shutil.copy(wheel, copy)
+    run = _fftw_run(tmp_path, FREQXFR_FFTW_LIBRARY=str(copy))
+    assert run["library"] == str(copy)
+    assert run["error"] < 1e-3
 
 
 def test_missing_fftw_library_is_reported(monkeypatch, tmp_path):

@@ -311,17 +311,59 @@ def test_unwritable_output_folder_is_a_clear_error(pair, tmp_path, frll_run):
     assert blocker.read_text() == "a regular file"
 
 
+_READ_ONLY_SCRIPT = """
+import json, sys
+import numpy as np
+from freqxfr.errors import OutputError
+from freqxfr.report import write_pair_report
+folder, explanation, faces = sys.argv[1:4]
+try:
+    write_pair_report(folder, json.loads(open(explanation).read()), np.load(faces))
+except OutputError as exc:
+    print(exc)
+    sys.exit(3)
+"""
+
+
+def _read_only_runner(folder: Path) -> list[str] | None:
+    """A command prefix under which ``folder`` is read-only, even for root (CI runs as root, and
+    root ignores permission bits): a private mount namespace with a read-only bind mount of the
+    folder (``unshare``). Falls back to permission bits for other users; None if neither works."""
+    if os.geteuid() != 0:
+        folder.chmod(0o500)
+        return []
+    unshare = shutil.which("unshare")
+    if unshare is None:
+        return None
+    mount = f"mount --bind {folder} {folder} && mount -o remount,bind,ro {folder} && exec \"$@\""
+    prefix = [unshare, "-rm", "sh", "-c", mount, "sh"]
+    probe = subprocess.run([*prefix, "sh", "-c", f"touch {folder}/probe"], capture_output=True)
+    if probe.returncode == 0 or b"Read-only" not in probe.stderr:
+        (folder / "probe").unlink(missing_ok=True)
+        return None
+    return prefix
+
+
 def test_read_only_folder_is_a_clear_error(pair, tmp_path):
-    if os.geteuid() == 0:
-        pytest.skip("root may write into read-only folders")
+    """A report into a folder that can't be written is an OutputError naming the folder, also when
+    run as root (as CI is): the folder is made read-only by a read-only bind mount."""
     folder = tmp_path / "locked"
     folder.mkdir()
-    folder.chmod(0o500)
+    runner = _read_only_runner(folder)
+    if runner is None:
+        pytest.skip("no way to make a read-only folder for root here (unshare not permitted)")
+    explanation = tmp_path / "explanation.json"
+    explanation.write_text(json.dumps(pair["explanation"]))
+    np.save(tmp_path / "faces.npy", pair["faces"])
     try:
-        with pytest.raises(OutputError, match=re.escape(str(folder))):
-            write_pair_report(folder, pair["explanation"], pair["faces"])
+        result = subprocess.run(
+            [*runner, sys.executable, "-c", _READ_ONLY_SCRIPT, str(folder), str(explanation),
+             str(tmp_path / "faces.npy")], capture_output=True, text=True, timeout=300)
     finally:
         folder.chmod(0o700)
+    assert result.returncode == 3, result.stderr
+    assert str(folder) in result.stdout
+    assert not list(folder.iterdir())  # nothing half-written
 
 
 def test_malformed_input_is_named(pair, tmp_path):

@@ -9,6 +9,7 @@ from pathlib import Path
 import _lfw_subset
 import numpy as np
 import onnx
+import onnxruntime as ort
 import pytest
 from onnx import helper, numpy_helper
 
@@ -18,8 +19,6 @@ from freqxfr.errors import InputError, ModelError
 from freqxfr.models import sface
 from freqxfr.thresholds import accuracy, fmr_fnmr, kfold_accuracy
 from freqxfr.verifier import ProviderWarning, Verifier, load_model, normalise
-
-ort = pytest.importorskip("onnxruntime")
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -323,8 +322,18 @@ def test_compare_raw_frll_photos(data_dir, model_name):
 
 
 def test_compare_takes_aligned_crops_as_they_are(sface_model, data_dir, lfw_images):
-    same = sface_model.compare(lfw_images[0], lfw_images[0].copy())
-    assert same.score == pytest.approx(1.0, abs=1e-6) and same.decision
+    """Crops of the model's input size are used as they are. Guards against re-detecting and
+    re-aligning them (YuNet would zoom and turn an LFW crop, and change the score): the score of
+    two *different* crops must be that of their embeddings taken directly. (A crop against its own
+    copy scores 1.0 whatever prepare does, so it can't tell.)"""
+    a, b = lfw_images[0], lfw_images[3]
+    direct = sface_model.embed(np.stack([a, b]))
+    expected = float(sface_model.score(direct[0], direct[1]))
+    result = sface_model.compare(a, b)
+    assert result.score == pytest.approx(expected, abs=1e-6)
+    assert np.array_equal(sface_model.prepare(a), a)
+    realigned = sface_model.compare(a, b, aligned=False)  # forced detection does change it
+    assert abs(realigned.score - expected) > 1e-3
 
 
 # --- accuracy on the fixed LFW subset ---------------------------------------------------------
