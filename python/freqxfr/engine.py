@@ -70,7 +70,7 @@ class EngineSettings:
     """
 
     max_wait_ms: float = 0.0
-    max_batch: int = 256
+    max_batch: int = 128
     max_queue: int = 64
     mask_threads: int | None = None
 
@@ -97,6 +97,7 @@ class EngineStats:
     expired: int = 0  # requests dropped because their deadline passed in the queue
     cancelled: int = 0  # requests whose caller gave up before they ran
     failed: int = 0  # requests that raised
+    peak_queued: int = 0  # most requests ever waiting at once (never above max_queue)
 
 
 def deadline_at(deadline: float | None) -> float | None:
@@ -318,6 +319,7 @@ class Engine:
                 return False
             self._ensure_thread()
             self._queue.append(request)
+            self.stats.peak_queued = max(self.stats.peak_queued, len(self._queue))
             self._not_empty.notify()
             return True
 
@@ -335,19 +337,20 @@ class Engine:
                 self._not_full.wait(remaining)
             self._ensure_thread()
             self._queue.append(request)
+            self.stats.peak_queued = max(self.stats.peak_queued, len(self._queue))
             self._not_empty.notify()
 
     def _result(self, request: _Request) -> tuple[np.ndarray, dict[str, float]]:
         try:
             return request.future.result(timeout=request.remaining())
         except concurrent.futures.TimeoutError:
-            if request.future.done() and not request.future.cancelled():
-                return request.future.result()  # it finished just as the deadline passed
-            running = not request.future.cancel()
-            self._discard(request)
-            raise request.exceeded(
-                "while its batch ran" if running else "while it waited in the queue"
-            ) from None
+            if request.future.cancel():  # still queued: drop it
+                self._discard(request)
+                raise request.exceeded("while it waited in the queue") from None
+        try:
+            return request.future.result(timeout=0)  # it finished just as the deadline passed
+        except concurrent.futures.TimeoutError:
+            raise request.exceeded("while its batch ran") from None
 
     def _discard(self, request: _Request) -> None:
         """Take a request its caller gave up on out of the queue, freeing its slot."""
