@@ -67,12 +67,19 @@ class EngineSettings:
         there is room or its deadline passes.
     mask_threads : int or None
         Masking threads; ``None``: the usable cores.
+    combine : bool
+        Put several callers' requests into one model call (the default). On the CPU this never
+        changes a result (rows of an ONNX Runtime CPU batch are independent of each other, checked
+        by the tests and by ``bench_latency.py``). GPU libraries may pick other kernels for other
+        batch sizes, which can move results in the last bits; ``False`` keeps every request in
+        model calls of its own (still queued, one at a time).
     """
 
     max_wait_ms: float = 0.0
     max_batch: int = 128
     max_queue: int = 64
     mask_threads: int | None = None
+    combine: bool = True
 
     def __post_init__(self) -> None:
         if not (isinstance(self.max_wait_ms, (int, float)) and 0 <= self.max_wait_ms < 10_000):
@@ -124,7 +131,7 @@ class _Request:
         self.kind, self.what, self.explainer, self.faces, self.x = kind, what, explainer, faces, x
         self.batch_size = batch_size
         self.deadline = deadline  # seconds, as given (for messages)
-        self.at = at  # monotonic deadline
+        self.at = deadline_at(deadline) if at is None else at  # monotonic
         self.n = x.shape[0] if x is not None else 2 * explainer.n_bands + 2  # type: ignore[union-attr]
         self.future: concurrent.futures.Future[Any] = concurrent.futures.Future()
         self.submitted = time.monotonic()
@@ -178,6 +185,8 @@ class Engine:
         """The model's engine, made on first use. ``settings`` (see :class:`EngineSettings`) may
         be given until the engine first runs; after that, other settings are refused, because
         the engine's thread counts and batching are fixed for its life."""
+        if not settings and "_engine" in model.__dict__:
+            return model.__dict__["_engine"]  # the hot path: no lock
         wanted = EngineSettings(**settings) if settings else None
         with cls._registry_lock:
             engine: Engine | None = model.__dict__.get("_engine")
@@ -388,7 +397,7 @@ class Engine:
             batch = [self._pop()]
             images = batch[0].n
             until = time.monotonic() + s.max_wait_ms / 1e3
-            while images < s.max_batch and batch[0].kind != "warmup":
+            while s.combine and images < s.max_batch and batch[0].kind != "warmup":
                 if not self._queue:
                     left = until - time.monotonic()
                     if left <= 0:
