@@ -99,13 +99,16 @@ def one_round(explainer, pairs, serial, callers: int, calls: int, engine: bool) 
     for t in threads:
         t.start()
     barrier.wait()
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), time.process_time()
     for t in threads:
         t.join()
-    wall = time.perf_counter() - t0
+    wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
     flat = [v for per in latencies for v in per]
+    # CPU time per pair (all threads of this process) measures the work a pair costs; on a
+    # shared machine it is less sensitive to other processes than wall time, which also depends
+    # on how many runnable threads the OS sees here (the direct path has more of them).
     out = {"pairs_per_s": len(flat) / wall, "latencies_ms": [v * 1e3 for v in flat],
-           "mismatches": mismatches[0]}
+           "cpu_ms_per_pair": cpu / len(flat) * 1e3, "mismatches": mismatches[0]}
     if engine:
         out["requests_per_batch"] = (stats.requests - requests0) / max(1, stats.batches - batches0)
     return out
@@ -120,6 +123,7 @@ def summary(rounds: list[dict[str, Any]]) -> dict[str, Any]:
         "p99_ms": round(float(np.percentile(lat, 99)), 1),
         "pairs_per_s": round(statistics.median(r["pairs_per_s"] for r in rounds), 2),
         "pairs_per_s_rounds": [round(r["pairs_per_s"], 2) for r in rounds],
+        "cpu_ms_per_pair": round(statistics.median(r["cpu_ms_per_pair"] for r in rounds), 1),
         "mismatches": sum(r["mismatches"] for r in rounds),
     }
     if "requests_per_batch" in rounds[0]:
@@ -148,6 +152,7 @@ def concurrency(args, model, explainer, pairs, serial) -> list[dict[str, Any]]:
               f"({eng.get('requests_per_batch', 1):.2f} requests/batch) | direct p50 "
               f"{direct['p50_ms']:.0f} / p95 {direct['p95_ms']:.0f} / p99 {direct['p99_ms']:.0f} ms, "
               f"{direct['pairs_per_s']:.2f} pairs/s | engine/direct {entry['throughput_ratio_engine_vs_direct']:.2f}"
+              f" | CPU ms/pair {eng['cpu_ms_per_pair']:.0f} vs {direct['cpu_ms_per_pair']:.0f}"
               f" (load {entry['loadavg_1min']:.1f})", flush=True)
     return results
 
@@ -218,13 +223,15 @@ def first_call(args, faces: list[np.ndarray], settings: dict[str, Any]) -> dict[
 
 def table(results: list[dict[str, Any]]) -> str:
     lines = ["| callers | engine p50 / p95 / p99 (ms) | engine pairs/s | direct p50 / p95 / p99 (ms) "
-             "| direct pairs/s | engine / direct |", "|---|---|---|---|---|---|"]
+             "| direct pairs/s | pairs/s engine / direct | CPU ms per pair, engine / direct |",
+             "|---|---|---|---|---|---|---|"]
     for e in results:
         a, b = e["engine"], e["direct"]
         lines.append(f"| {e['callers']} | {a['p50_ms']:.0f} / {a['p95_ms']:.0f} / {a['p99_ms']:.0f} "
                      f"| {a['pairs_per_s']:.1f} | {b['p50_ms']:.0f} / {b['p95_ms']:.0f} / "
                      f"{b['p99_ms']:.0f} | {b['pairs_per_s']:.1f} | "
-                     f"{e['throughput_ratio_engine_vs_direct']:.2f}× |")
+                     f"{e['throughput_ratio_engine_vs_direct']:.2f}× | "
+                     f"{a['cpu_ms_per_pair']:.0f} / {b['cpu_ms_per_pair']:.0f} |")
     return "\n".join(lines)
 
 

@@ -63,7 +63,7 @@ def run_threads(calls):
     def work(i, call):
         try:
             out[i] = call()
-        except Exception as exc:  # noqa: BLE001 - handed to the test
+        except Exception as exc:  # handed to the test
             out[i] = exc
 
     threads = [threading.Thread(target=work, args=(i, c)) for i, c in enumerate(calls)]

@@ -425,7 +425,7 @@ class Engine:
             return
         try:
             results = self._compute(live)
-        except Exception as exc:  # noqa: BLE001 - delivered to the callers, never lost
+        except Exception as exc:  # delivered to the callers, never lost
             if len(live) == 1:
                 self.stats.failed += 1
                 live[0].future.set_exception(exc)
@@ -435,7 +435,7 @@ class Engine:
             for request in live:
                 try:
                     results.append(self._compute([request])[0])
-                except Exception as single:  # noqa: BLE001
+                except Exception as single:
                     results.append(single)
         for request, result in zip(live, results, strict=True):
             if isinstance(result, BaseException):
