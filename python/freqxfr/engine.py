@@ -300,8 +300,9 @@ class Engine:
             self.explain(explainer, faces, what="warmup")
             timings[f"explain_k{k}_ms"] = (time.perf_counter() - t0) * 1e3
             t0 = time.perf_counter()
+            # The most pairs of this explainer one batch can hold (at least one).
             full = _Request("warmup", "warmup", explainer=explainer, faces=faces)
-            full.n = self.settings.max_batch
+            full.n *= max(1, self.settings.max_batch // full.n)
             self._submit(full)
             self._result(full)
             timings[f"full_batch_k{k}_ms"] = (time.perf_counter() - t0) * 1e3
