@@ -12,6 +12,7 @@ from importlib.metadata import PackageNotFoundError, version
 from . import fftw
 from .bands import Band, BandSchedule
 from .cards import ModelCard
+from .engine import DeadlineExceeded, Engine
 from .errors import FreqxfrError, ImageError, InputError, ModelError, NoFaceError, OutputError
 from .explain import Explainer, Explanation
 from .images import load_image
@@ -27,6 +28,8 @@ except PackageNotFoundError:  # running from a source tree without installing
 __all__ = [
     "Band",
     "BandSchedule",
+    "DeadlineExceeded",
+    "Engine",
     "Explainer",
     "Explanation",
     "FreqxfrError",

@@ -226,9 +226,20 @@ class Explainer:
 
     def explain(
         self, a: Any, b: Any, *, aligned: bool | None = None, same: bool | None = None,
-        groups: dict[str, str] | None = None,
+        groups: dict[str, str] | None = None, deadline: float | None = None,
     ) -> Explanation:
-        """Explain one pair of images (paths, arrays or PIL images; raw photos are aligned)."""
+        """Explain one pair of images (paths, arrays or PIL images; raw photos are aligned).
+
+        Thread-safe. Concurrent calls on one model are served by its engine
+        (:mod:`freqxfr.engine`), which batches them; each gets the result of a lone call.
+        ``deadline`` (seconds) fails this call alone with
+        :class:`~freqxfr.engine.DeadlineExceeded` if its result is not ready in time.
+        """
+        if self.model.use_engine:
+            from .engine import explain_pair
+
+            return explain_pair(self, a, b, aligned=aligned, same=same, groups=groups,
+                                deadline=deadline)
         t0 = time.perf_counter()
         faces = np.stack([self.prepare(a, aligned), self.prepare(b, aligned)])
         t1 = time.perf_counter()
@@ -239,6 +250,23 @@ class Explainer:
         t3 = time.perf_counter()
         timings = {"prepare": (t1 - t0) * 1e3, "mask": (t2 - t1) * 1e3, "model": (t3 - t2) * 1e3}
         return self._explanation(embeddings, 1, 0, (source_label(a), source_label(b)), timings, same, groups)
+
+    async def explain_async(
+        self, a: Any, b: Any, *, aligned: bool | None = None, same: bool | None = None,
+        groups: dict[str, str] | None = None, deadline: float | None = None,
+    ) -> Explanation:
+        """:meth:`explain` for asyncio: alignment runs on a worker thread, and the result is
+        awaited from the model's engine without holding a thread."""
+        from .engine import explain_pair_async
+
+        return await explain_pair_async(self, a, b, aligned=aligned, same=same, groups=groups,
+                                        deadline=deadline)
+
+    def warmup(self) -> dict[str, float]:
+        """Pay the first call's start-up costs now (see :meth:`freqxfr.engine.Engine.warmup`)."""
+        from .engine import warmup
+
+        return warmup(self.model, [self])
 
     def prepare(self, image: Any, aligned: bool | None = None) -> np.ndarray:
         """Load and align one image as the model's card says."""
@@ -335,18 +363,20 @@ class Explainer:
     def _batch(self, pairs: int) -> np.ndarray:
         return np.empty((pairs * (2 * self.n_bands + 2), *self._input_shape), np.float32)
 
-    def _fill(self, batch: np.ndarray, faces: np.ndarray, pairs: int = 1) -> None:
+    def _fill(self, batch: np.ndarray, faces: np.ndarray, pairs: int = 1,
+              threads: int | None = None) -> None:
         """Write the 2P references and their 2P×K masked images into ``batch``."""
         n = 2 * pairs
         batch[:n] = normalise(faces, self.model.card)
         masked = batch[n : n + n * self.n_bands].reshape(n, self.n_bands, *self._input_shape)
-        self._mask(faces, masked)
+        self._mask(faces, masked, threads=threads)
 
     def _mask(self, faces: np.ndarray, out: np.ndarray | None, mode: str | None = None,
-              order: Sequence[int] | None = None) -> np.ndarray:
+              order: Sequence[int] | None = None, *, threads: int | None = None) -> np.ndarray:
         return mask_bands(
             faces, self.schedule, mode or self.mode, self.backend, out, order=order,
-            domain=self.domain, clip=self.clip, threads=self.threads, **self._mask_options,
+            domain=self.domain, clip=self.clip, threads=threads or self.threads,
+            **self._mask_options,
         )
 
     def _explanation(self, embeddings, pairs, i, sources, timings, same, groups) -> Explanation:

@@ -1,0 +1,306 @@
+"""Latency and throughput with 1, 2, 4 and 8 concurrent callers, with and without the engine.
+
+N threads each explain pairs back to back (closed loop; dlib's ResNet by default, K = 16,
+pre-aligned chips, two-sided explanations), once through the model's engine (one queue, batched)
+and once on today's direct path (every call runs its own masking and model call). Both run in
+one process on one ONNX Runtime session, in alternating rounds (which one goes first alternates
+too), so that load from other processes hits both alike; the JSON keeps every round, and the
+ratios engine/direct are taken per round.
+
+Per callers and path: p50, p95 and p99 of the per-call latency, and pairs/s. Before measuring,
+it checks that ONNX Runtime's rows do not depend on the rest of the batch and, during the run,
+that every engine result equals the serial result of its pair bit for bit.
+
+First-call latency: fresh processes that load the model and build the explainer, then time the
+first call and the steady state, without and with ``warmup()`` in between (interleaved).
+
+    python benchmarks/bench_latency.py --json results/latency.json [--model sface] [--rounds 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _machine import machine_info
+
+from freqxfr import atomic
+from freqxfr.cache import cache_dir
+from freqxfr.engine import Engine
+from freqxfr.explain import Explainer
+from freqxfr.images import load_image
+from freqxfr.verifier import load_model, normalise
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+CALLERS = (1, 2, 4, 8)
+
+
+def chips(model, count: int, data: Path) -> list[np.ndarray]:
+    """``count`` real LFW faces as the model's aligned input (dlib chips are cut once and cached,
+    in the folder bench_explain.py uses)."""
+    sources = sorted((data / "lfw_aligned112" / "images").rglob("*.jpg"))[::7][:count]
+    if model.card.input_size == (112, 112):
+        return [load_image(p) for p in sources]
+    folder = cache_dir("bench", "lfw_dlib_chips")
+    out = []
+    for src in sources:
+        target = folder / src.parent.name / src.name.replace(".jpg", ".png")
+        if not target.exists():
+            target.parent.mkdir(exist_ok=True)
+            Image.fromarray(model.prepare(src)).save(target)
+        out.append(np.asarray(Image.open(target).convert("RGB")))
+    return out
+
+
+def rows_batch_invariant(model, faces: list[np.ndarray]) -> bool:
+    """Whether each face's embedding is bit-identical alone, in a batch of 34 and of 136."""
+    x = normalise(np.stack(faces), model.card)
+    big = np.concatenate([x] * (136 // len(x) + 1))[:136]
+    run = model.embed_normalised  # called with use_engine off: straight to ONNX Runtime
+    alone = np.concatenate([run(x[i : i + 1]) for i in range(len(x))])
+    return bool(np.array_equal(run(big[:34])[: len(x)], alone)
+                and np.array_equal(run(big)[: len(x)], alone))
+
+
+def one_round(explainer, pairs, serial, callers: int, calls: int, engine: bool) -> dict[str, Any]:
+    """``callers`` threads, each explaining ``calls`` pairs back to back."""
+    explainer.model.use_engine = engine
+    stats = explainer.model.engine.stats
+    batches0, requests0 = stats.batches, stats.requests
+    latencies: list[list[float]] = [[] for _ in range(callers)]
+    mismatches = [0]
+    barrier = threading.Barrier(callers + 1)
+
+    def caller(c: int) -> None:
+        barrier.wait()
+        for j in range(calls):
+            i = (c * calls + j) % len(pairs)
+            t0 = time.perf_counter()
+            e = explainer.explain(*pairs[i], aligned=True)
+            latencies[c].append(time.perf_counter() - t0)
+            want = serial[i]
+            if not (e.score_ref == want.score_ref and np.array_equal(e.a.scores, want.a.scores)
+                    and np.array_equal(e.b.scores, want.b.scores)):
+                mismatches[0] += 1
+
+    threads = [threading.Thread(target=caller, args=(c,)) for c in range(callers)]
+    for t in threads:
+        t.start()
+    barrier.wait()
+    t0, cpu0 = time.perf_counter(), time.process_time()
+    for t in threads:
+        t.join()
+    wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+    flat = [v for per in latencies for v in per]
+    # CPU time per pair (all threads of this process) measures the work a pair costs; on a
+    # shared machine it is less sensitive to other processes than wall time, which also depends
+    # on how many runnable threads the OS sees here (the direct path has more of them).
+    out = {"pairs_per_s": len(flat) / wall, "latencies_ms": [v * 1e3 for v in flat],
+           "cpu_ms_per_pair": cpu / len(flat) * 1e3, "mismatches": mismatches[0]}
+    if engine:
+        out["requests_per_batch"] = (stats.requests - requests0) / max(1, stats.batches - batches0)
+    return out
+
+
+def summary(rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    lat = np.concatenate([r["latencies_ms"] for r in rounds])
+    out = {
+        "calls": int(lat.size),
+        "p50_ms": round(float(np.percentile(lat, 50)), 1),
+        "p95_ms": round(float(np.percentile(lat, 95)), 1),
+        "p99_ms": round(float(np.percentile(lat, 99)), 1),
+        "pairs_per_s": round(statistics.median(r["pairs_per_s"] for r in rounds), 2),
+        "pairs_per_s_rounds": [round(r["pairs_per_s"], 2) for r in rounds],
+        "cpu_ms_per_pair": round(statistics.median(r["cpu_ms_per_pair"] for r in rounds), 1),
+        "mismatches": sum(r["mismatches"] for r in rounds),
+    }
+    if "requests_per_batch" in rounds[0]:
+        out["requests_per_batch"] = round(statistics.mean(r["requests_per_batch"] for r in rounds), 2)
+    return out
+
+
+def concurrency(args, model, explainer, pairs, serial) -> list[dict[str, Any]]:
+    results = []
+    for n in CALLERS:
+        calls = max(args.min_calls, args.calls // n)
+        rounds: dict[bool, list[dict[str, Any]]] = {True: [], False: []}
+        for r in range(args.rounds):
+            for engine in ((True, False) if r % 2 == 0 else (False, True)):
+                rounds[engine].append(one_round(explainer, pairs, serial, n, calls, engine))
+        eng, direct = summary(rounds[True]), summary(rounds[False])
+        ratios = [e["pairs_per_s"] / d["pairs_per_s"]
+                  for e, d in zip(rounds[True], rounds[False], strict=True)]
+        entry = {"callers": n, "calls_per_caller": calls, "engine": eng, "direct": direct,
+                 "throughput_ratio_engine_vs_direct": round(statistics.median(ratios), 3),
+                 "throughput_ratio_rounds": [round(v, 3) for v in ratios],
+                 "loadavg_1min": os.getloadavg()[0]}
+        results.append(entry)
+        print(f"{n} callers: engine p50 {eng['p50_ms']:.0f} / p95 {eng['p95_ms']:.0f} / p99 "
+              f"{eng['p99_ms']:.0f} ms, {eng['pairs_per_s']:.2f} pairs/s "
+              f"({eng.get('requests_per_batch', 1):.2f} requests/batch) | direct p50 "
+              f"{direct['p50_ms']:.0f} / p95 {direct['p95_ms']:.0f} / p99 {direct['p99_ms']:.0f} ms, "
+              f"{direct['pairs_per_s']:.2f} pairs/s | engine/direct {entry['throughput_ratio_engine_vs_direct']:.2f}"
+              f" | CPU ms/pair {eng['cpu_ms_per_pair']:.0f} vs {direct['cpu_ms_per_pair']:.0f}"
+              f" (load {entry['loadavg_1min']:.1f})", flush=True)
+    return results
+
+
+def targets(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """The issue's targets, judged on the engine's numbers."""
+    one = results[0]["engine"]
+    out = {}
+    for entry in results[1:]:
+        n, eng = entry["callers"], entry["engine"]
+        out[str(n)] = {
+            "throughput_at_least_single": eng["pairs_per_s"] >= one["pairs_per_s"],
+            "throughput_vs_single": round(eng["pairs_per_s"] / one["pairs_per_s"], 3),
+            "p99_within_n_times_single_p50": eng["p99_ms"] <= n * one["p50_ms"],
+            "p99_over_n_times_single_p50": round(eng["p99_ms"] / (n * one["p50_ms"]), 3),
+            "engine_beats_direct": entry["throughput_ratio_engine_vs_direct"] > 1,
+        }
+    return out
+
+
+# ---- first call, in fresh processes ----------------------------------------------------------
+
+
+def first_call_child(args) -> None:
+    """One fresh process: load, build, [warm up], then time the first and steady calls."""
+    t0 = time.perf_counter()
+    model = load_model(args.model)
+    explainer = Explainer(model, args.bands)
+    t1 = time.perf_counter()
+    if args.engine_settings:
+        Engine.for_model(model, **json.loads(args.engine_settings))
+    faces = np.load(args.first_call_faces)
+    warm = None
+    if args.first_call == "warm":
+        t = time.perf_counter()
+        explainer.warmup()
+        warm = (time.perf_counter() - t) * 1e3
+    times = []
+    for i in range(6):
+        t = time.perf_counter()
+        explainer.explain(faces[2 * i % len(faces)], faces[(2 * i + 1) % len(faces)], aligned=True)
+        times.append((time.perf_counter() - t) * 1e3)
+    print(json.dumps({"load_ms": (t1 - t0) * 1e3, "warmup_ms": warm, "first_ms": times[0],
+                      "steady_ms": statistics.median(times[1:])}))
+
+
+def first_call(args, faces: list[np.ndarray], settings: dict[str, Any]) -> dict[str, Any]:
+    path = cache_dir("bench") / "latency_faces.npy"
+    np.save(path, np.stack(faces[:12]))
+    runs: dict[str, list[dict[str, float]]] = {"cold": [], "warm": []}
+    for r in range(args.first_call_repeats):
+        for kind in (("cold", "warm") if r % 2 == 0 else ("warm", "cold")):
+            out = subprocess.run(
+                [sys.executable, __file__, "--first-call", kind, "--first-call-faces", str(path),
+                 "--model", args.model, "--bands", str(args.bands),
+                 "--engine-settings", json.dumps(settings)],
+                capture_output=True, text=True, check=True)
+            runs[kind].append(json.loads(out.stdout.strip().splitlines()[-1]))
+    result = {}
+    for kind, values in runs.items():
+        result[kind] = {key: round(statistics.median(v[key] for v in values), 1)
+                        for key in values[0] if values[0][key] is not None}
+        result[kind]["repeats"] = len(values)
+        print(f"first call, {'after warmup()' if kind == 'warm' else 'no warmup'}: "
+              f"{result[kind]}", flush=True)
+    return result
+
+
+def table(results: list[dict[str, Any]]) -> str:
+    lines = ["| callers | engine p50 / p95 / p99 (ms) | engine pairs/s | direct p50 / p95 / p99 (ms) "
+             "| direct pairs/s | pairs/s engine / direct | CPU ms per pair, engine / direct |",
+             "|---|---|---|---|---|---|---|"]
+    for e in results:
+        a, b = e["engine"], e["direct"]
+        lines.append(f"| {e['callers']} | {a['p50_ms']:.0f} / {a['p95_ms']:.0f} / {a['p99_ms']:.0f} "
+                     f"| {a['pairs_per_s']:.1f} | {b['p50_ms']:.0f} / {b['p95_ms']:.0f} / "
+                     f"{b['p99_ms']:.0f} | {b['pairs_per_s']:.1f} | "
+                     f"{e['throughput_ratio_engine_vs_direct']:.2f}× | "
+                     f"{a['cpu_ms_per_pair']:.0f} / {b['cpu_ms_per_pair']:.0f} |")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--json", type=Path)
+    parser.add_argument("--data", type=Path, default=DATA)
+    parser.add_argument("--model", default="dlib_resnet")
+    parser.add_argument("--providers", default=None, help="e.g. cuda (default: the CPU)")
+    parser.add_argument("--bands", type=int, default=16)
+    parser.add_argument("--no-spin", action="store_true", help="load_model(spin=False)")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--calls", type=int, default=24, help="calls per round, split over callers")
+    parser.add_argument("--min-calls", type=int, default=4, help="least calls per caller per round")
+    parser.add_argument("--max-wait-ms", type=float, default=0.0)
+    parser.add_argument("--max-batch", type=int, default=128)
+    parser.add_argument("--first-call-repeats", type=int, default=3)
+    parser.add_argument("--first-call", choices=("cold", "warm"), help=argparse.SUPPRESS)
+    parser.add_argument("--first-call-faces", help=argparse.SUPPRESS)
+    parser.add_argument("--engine-settings", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.first_call:
+        first_call_child(args)
+        return 0
+
+    load_start = os.getloadavg()
+    model = load_model(args.model, providers=args.providers, spin=not args.no_spin)
+    settings = {"max_wait_ms": args.max_wait_ms, "max_batch": args.max_batch}
+    engine = Engine.for_model(model, **settings)
+    explainer = Explainer(model, args.bands)
+    faces = chips(model, 32, args.data)
+    pairs = [(faces[2 * i], faces[2 * i + 1]) for i in range(len(faces) // 2)]
+
+    model.use_engine = False
+    invariant = rows_batch_invariant(model, faces[:8])
+    serial = [explainer.explain(a, b, aligned=True) for a, b in pairs]  # references, and warm-up
+    model.use_engine = True
+    explainer.warmup()
+    print(f"ONNX Runtime rows independent of the batch: {invariant}; engine {engine}", flush=True)
+
+    results = concurrency(args, model, explainer, pairs, serial)
+    print(table(results))
+    first = first_call(args, faces, settings) if args.first_call_repeats > 0 else None
+    out = {
+        "benchmark": "latency",
+        "machine": machine_info("onnxruntime"),
+        "loadavg_at_start": load_start,
+        "loadavg_at_end": os.getloadavg(),
+        "niceness": os.nice(0),  # < 0: run at raised priority on a machine shared with others
+        "model": model.card.name,
+        "provider": model.provider,
+        "bands": args.bands,
+        "onnxruntime_spinning": not args.no_spin,
+        "engine_settings": {**settings, "mask_threads": engine.mask_threads,
+                            "intra_op_threads": engine.intra_op_threads},
+        "rows_batch_invariant": invariant,
+        "engine_results_equal_serial": all(e["engine"]["mismatches"] == 0
+                                           and e["direct"]["mismatches"] == 0 for e in results),
+        "concurrency": results,
+        "targets": targets(results),
+        "first_call": first,
+        "rounds_detail": "latencies per call are summarised; every round's pairs/s is kept",
+    }
+    print(json.dumps(out["targets"], indent=1))
+    if args.json:
+        atomic.write_json(args.json, out)
+        print(f"wrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

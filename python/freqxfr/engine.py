@@ -1,0 +1,587 @@
+"""One engine per loaded model: every caller's explain, compare and embed goes through one queue.
+
+Why: without it, each concurrent call runs its own masking threads and shares ONNX Runtime's
+intra-op pool with every other call, so N callers oversubscribe the cores and each waits longer
+than if they had queued. The engine owns the model's session and the masking threads and does one
+thing at a time with all cores: mask a batch, then run the model on it. Requests that arrive while
+it is busy (or within ``max_wait_ms`` of the first) are batched: one masking pass per explainer
+configuration and one model call for the whole batch, up to ``max_batch`` images.
+
+Each request's result is the one a lone call gives, to the bit: masking is per image, and the
+rows of an ONNX Runtime CPU batch do not depend on the other rows (``bench_latency.py`` checks
+this for both built-in models before it measures; ``tests/test_engine.py`` compares concurrent
+with serial calls bit by bit).
+
+Settings that use cores are chosen once per engine: the masking threads here and ONNX Runtime's
+intra-op threads when the model is loaded (``load_model(threads=...)``). Both default to the
+cores the process may use (:func:`freqxfr.cores.usable_cores`, which honours a container's CPU
+quota); since the engine masks and infers one after the other, the two pools never run at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import dataclasses
+import math
+import os
+import threading
+import time
+from collections import deque
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .cores import usable_cores
+from .errors import FreqxfrError, InputError
+
+if TYPE_CHECKING:
+    from .explain import Explainer
+    from .verifier import Verifier
+
+#: The dispatcher thread exits after this long without requests (a new request restarts it), so
+#: that an unused engine holds no thread and its model can be garbage-collected.
+IDLE_EXIT_S = 30.0
+
+
+class DeadlineExceeded(FreqxfrError):
+    """A call's ``deadline`` passed before its result was ready; only that call fails."""
+
+
+@dataclasses.dataclass(frozen=True)
+class EngineSettings:
+    """How an engine batches and how many cores it uses. Chosen once per engine.
+
+    Attributes
+    ----------
+    max_wait_ms : float
+        After the first request of a batch, wait this long for more before starting. 0 (the
+        default) starts at once; requests that arrive while the engine is busy are batched anyway.
+        A few ms help on a GPU, where one big call costs little more than a small one.
+    max_batch : int
+        Most images per model call (an explained pair with K bands is 2K + 2 images). A request
+        larger than this runs alone, in calls of its own batch size.
+    max_queue : int
+        Most requests waiting; a caller that finds the queue full blocks (back-pressure) until
+        there is room or its deadline passes.
+    mask_threads : int or None
+        Masking threads; ``None``: the usable cores.
+    combine : bool
+        Put several callers' requests into one model call (the default). On the CPU this never
+        changes a result (rows of an ONNX Runtime CPU batch are independent of each other, checked
+        by the tests and by ``bench_latency.py``). GPU libraries may pick other kernels for other
+        batch sizes, which can move results in the last bits; ``False`` keeps every request in
+        model calls of its own (still queued, one at a time).
+    """
+
+    max_wait_ms: float = 0.0
+    max_batch: int = 128
+    max_queue: int = 64
+    mask_threads: int | None = None
+    combine: bool = True
+
+    def __post_init__(self) -> None:
+        if not (isinstance(self.max_wait_ms, (int, float)) and 0 <= self.max_wait_ms < 10_000):
+            raise InputError(f"max_wait_ms must be a number in [0, 10000), got {self.max_wait_ms!r}")
+        for name in ("max_batch", "max_queue"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise InputError(f"{name} must be a positive integer, got {value!r}")
+        t = self.mask_threads
+        if t is not None and (isinstance(t, bool) or not isinstance(t, int) or not 1 <= t <= 1024):
+            raise InputError(f"mask_threads must be an integer in 1..1024, got {t!r}")
+
+
+@dataclasses.dataclass
+class EngineStats:
+    """Counters since the engine was made (read them; the engine updates them)."""
+
+    requests: int = 0  # results delivered
+    batches: int = 0  # masking + model passes
+    images: int = 0  # images through the model
+    largest_batch: int = 0  # most requests in one batch
+    expired: int = 0  # requests dropped because their deadline passed in the queue
+    cancelled: int = 0  # requests whose caller gave up before they ran
+    failed: int = 0  # requests that raised
+    peak_queued: int = 0  # most requests ever waiting at once (never above max_queue)
+
+
+def deadline_at(deadline: float | None) -> float | None:
+    """``time.monotonic()`` at which a call's ``deadline`` (seconds from now) passes."""
+    if deadline is None:
+        return None
+    if isinstance(deadline, bool) or not isinstance(deadline, (int, float)) or not (
+        deadline > 0 and math.isfinite(deadline)
+    ):
+        raise InputError(f"deadline must be a positive number of seconds, got {deadline!r}")
+    return time.monotonic() + float(deadline)
+
+
+class _Request:
+    """One caller's work: an explained pair (``faces``, 2 images) or images to embed (``x``)."""
+
+    __slots__ = ("at", "batch_size", "deadline", "explainer", "faces", "future", "kind",
+                 "n", "started", "submitted", "what", "x")
+
+    def __init__(self, kind: str, what: str, *, explainer: Explainer | None = None,
+                 faces: np.ndarray | None = None, x: np.ndarray | None = None,
+                 batch_size: int | None = None, deadline: float | None = None,
+                 at: float | None = None) -> None:
+        self.kind, self.what, self.explainer, self.faces, self.x = kind, what, explainer, faces, x
+        self.batch_size = batch_size
+        self.deadline = deadline  # seconds, as given (for messages)
+        self.at = deadline_at(deadline) if at is None else at  # monotonic
+        self.n = x.shape[0] if x is not None else 2 * explainer.n_bands + 2  # type: ignore[union-attr]
+        self.future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+        self.submitted = time.monotonic()
+        self.started = 0.0
+
+    def remaining(self) -> float | None:
+        return None if self.at is None else self.at - time.monotonic()
+
+    def expired(self) -> bool:
+        return self.at is not None and time.monotonic() >= self.at
+
+    def exceeded(self, where: str) -> DeadlineExceeded:
+        spent = (time.monotonic() - (self.at - self.deadline)) * 1e3  # type: ignore[operator]
+        return DeadlineExceeded(
+            f"{self.what}: deadline of {self.deadline * 1e3:.0f} ms passed after {spent:.0f} ms "  # type: ignore[operator]
+            f"{where}; this call was given up, other calls go on"
+        )
+
+
+class Engine:
+    """The queue, batcher and runner of one loaded model. Get it with :meth:`for_model`
+    (or ``verifier.engine``); the Explainer and Verifier methods use it for you.
+
+    Thread-safe; one per model and process. Blocking calls return when their result is ready;
+    ``*_async`` calls await it without holding a thread.
+    """
+
+    _registry_lock = threading.Lock()
+
+    def __init__(self, model: Verifier, settings: EngineSettings) -> None:
+        self.model = model
+        self.settings = settings
+        self.stats = EngineStats()
+        self._reset()
+
+    def _reset(self) -> None:
+        """Fresh queue, locks and thread (also after a fork, which copies none of the threads)."""
+        self._pid = os.getpid()
+        self._lock = threading.Lock()
+        self._not_empty = threading.Condition(self._lock)
+        self._not_full = threading.Condition(self._lock)
+        self._queue: deque[_Request] = deque()
+        self._thread: threading.Thread | None = None
+        self._buffer: np.ndarray | None = None
+        self._started = False
+
+    # -- one per model --
+
+    @classmethod
+    def for_model(cls, model: Verifier, **settings: Any) -> Engine:
+        """The model's engine, made on first use. ``settings`` (see :class:`EngineSettings`) may
+        be given until the engine first runs; after that, other settings are refused, because
+        the engine's thread counts and batching are fixed for its life."""
+        if not settings and "_engine" in model.__dict__:
+            return model.__dict__["_engine"]  # the hot path: no lock
+        wanted = EngineSettings(**settings) if settings else None
+        with cls._registry_lock:
+            engine: Engine | None = model.__dict__.get("_engine")
+            if engine is None:
+                engine = cls(model, wanted or EngineSettings())
+                model._engine = engine  # type: ignore[attr-defined]
+            elif wanted is not None and wanted != engine.settings:
+                if engine._started:
+                    raise InputError(
+                        f"the engine of model {model.card.name!r} already runs with {engine.settings}; "
+                        "settings are chosen once per engine, before its first call"
+                    )
+                engine.settings = wanted
+        return engine
+
+    @property
+    def mask_threads(self) -> int:
+        return self.settings.mask_threads or usable_cores()
+
+    @property
+    def intra_op_threads(self) -> int | None:
+        """ONNX Runtime's intra-op threads for this model's session (fixed when it was loaded)."""
+        try:
+            return int(self.model.session.get_session_options().intra_op_num_threads) or None
+        except AttributeError:
+            return None
+
+    def on_engine_thread(self) -> bool:
+        return self._thread is threading.current_thread()
+
+    @property
+    def queued(self) -> int:
+        """Requests waiting (not yet taken into a batch)."""
+        return len(self._queue)
+
+    def __repr__(self) -> str:
+        return (f"Engine(model={self.model.card.name!r}, {self.settings}, "
+                f"intra_op_threads={self.intra_op_threads}, queued={self.queued})")
+
+    # -- blocking calls --
+
+    def explain(self, explainer: Explainer, faces: np.ndarray, *, deadline: float | None = None,
+                at: float | None = None, what: str = "explain") -> tuple[np.ndarray, dict[str, float]]:
+        """Embeddings of one explained pair, laid out as a lone call lays them out
+        ([ref a, ref b, K masked a, K masked b]), and the request's timings in ms."""
+        request = _Request("explain", what, explainer=explainer, faces=faces,
+                           batch_size=explainer.max_batch, deadline=deadline, at=at)
+        self._submit(request)
+        return self._result(request)
+
+    def embed(self, x: np.ndarray, *, batch_size: int | None = None, deadline: float | None = None,
+              at: float | None = None, what: str = "embed") -> np.ndarray:
+        """Embeddings of normalised input ``x`` (as ``Verifier.embed_normalised`` takes it)."""
+        request = _Request("embed", what, x=x, batch_size=batch_size, deadline=deadline, at=at)
+        self._submit(request)
+        return self._result(request)[0]
+
+    # -- awaitable calls --
+
+    async def explain_async(self, explainer: Explainer, faces: np.ndarray, *,
+                            deadline: float | None = None, at: float | None = None,
+                            what: str = "explain") -> tuple[np.ndarray, dict[str, float]]:
+        request = _Request("explain", what, explainer=explainer, faces=faces,
+                           batch_size=explainer.max_batch, deadline=deadline, at=at)
+        return await self._call_async(request)
+
+    async def embed_async(self, x: np.ndarray, *, batch_size: int | None = None,
+                          deadline: float | None = None, at: float | None = None,
+                          what: str = "embed") -> np.ndarray:
+        request = _Request("embed", what, x=x, batch_size=batch_size, deadline=deadline, at=at)
+        return (await self._call_async(request))[0]
+
+    async def _call_async(self, request: _Request) -> tuple[np.ndarray, dict[str, float]]:
+        if not self._try_submit(request):
+            # The queue is full: wait for room on a worker thread, not on the event loop.
+            await asyncio.get_running_loop().run_in_executor(None, self._submit, request)
+        try:
+            return await asyncio.wait_for(asyncio.wrap_future(request.future), request.remaining())
+        except asyncio.TimeoutError:
+            # wait_for cancelled the future: a queued request is dropped, a running one ignored.
+            self._discard(request)
+            raise request.exceeded(
+                "while it waited in the queue" if request.started == 0 else "while its batch ran"
+            ) from None
+        except asyncio.CancelledError:
+            self._discard(request)
+            raise
+
+    # -- warm-up --
+
+    def warmup(self, explainers: Iterable[Explainer] = ()) -> dict[str, float]:
+        """Pay start-up costs now instead of in the first calls: the dispatcher thread, ONNX
+        Runtime's first runs (memory arena, thread pool) at the sizes the engine uses (a lone
+        compare, a lone explanation and a full batch), the batch buffer's page faults and each
+        explainer's FFTW plans; then save FFTW's wisdom for the next process. Returns ms per step.
+        """
+        from . import fftw
+        from .verifier import normalise
+
+        card = self.model.card
+        h, w = card.input_size
+        rng = np.random.default_rng(0)  # content does not matter to any of these costs
+        faces = rng.integers(0, 256, (2, h, w, 3), dtype=np.uint8)
+        timings: dict[str, float] = {}
+        t0 = time.perf_counter()
+        self.embed(normalise(faces, card), what="warmup")
+        timings["embed_2_ms"] = (time.perf_counter() - t0) * 1e3
+        for explainer in explainers:
+            k = explainer.n_bands
+            t0 = time.perf_counter()
+            self.explain(explainer, faces, what="warmup")
+            timings[f"explain_k{k}_ms"] = (time.perf_counter() - t0) * 1e3
+            t0 = time.perf_counter()
+            # The most pairs of this explainer one batch can hold (at least one).
+            full = _Request("warmup", "warmup", explainer=explainer, faces=faces)
+            full.n *= max(1, self.settings.max_batch // full.n)
+            self._submit(full)
+            self._result(full)
+            timings[f"full_batch_k{k}_ms"] = (time.perf_counter() - t0) * 1e3
+        fftw.save_wisdom()
+        return {key: round(v, 2) for key, v in timings.items()}
+
+    # -- the queue --
+
+    def _ensure_thread(self) -> None:
+        """Start the dispatcher if it is not running (caller holds ``_lock``)."""
+        if self._thread is None:
+            self._started = True
+            self._thread = threading.Thread(target=self._loop, name=f"freqxfr-engine-{self.model.card.name}",
+                                            daemon=True)
+            self._thread.start()
+
+    def _try_submit(self, request: _Request) -> bool:
+        if os.getpid() != self._pid:
+            self._reset()
+        if request.expired():
+            raise request.exceeded("before it was queued")
+        with self._lock:
+            if len(self._queue) >= self.settings.max_queue:
+                return False
+            self._ensure_thread()
+            self._queue.append(request)
+            self.stats.peak_queued = max(self.stats.peak_queued, len(self._queue))
+            self._not_empty.notify()
+            return True
+
+    def _submit(self, request: _Request) -> None:
+        """Queue ``request``; while the queue is full, block (back-pressure) until its deadline."""
+        if self._try_submit(request):
+            return
+        with self._lock:
+            while len(self._queue) >= self.settings.max_queue:
+                remaining = request.remaining()
+                if remaining is not None and remaining <= 0:
+                    raise request.exceeded(
+                        f"while the engine's queue was full ({self.settings.max_queue} requests)"
+                    )
+                self._not_full.wait(remaining)
+            self._ensure_thread()
+            self._queue.append(request)
+            self.stats.peak_queued = max(self.stats.peak_queued, len(self._queue))
+            self._not_empty.notify()
+
+    def _result(self, request: _Request) -> tuple[np.ndarray, dict[str, float]]:
+        try:
+            return request.future.result(timeout=request.remaining())
+        except concurrent.futures.TimeoutError:
+            if request.future.cancel():  # still queued: drop it
+                self._discard(request)
+                raise request.exceeded("while it waited in the queue") from None
+        try:
+            return request.future.result(timeout=0)  # it finished just as the deadline passed
+        except concurrent.futures.TimeoutError:
+            raise request.exceeded("while its batch ran") from None
+
+    def _discard(self, request: _Request) -> None:
+        """Take a request its caller gave up on out of the queue, freeing its slot."""
+        if request.future.cancelled():
+            with self._lock:
+                try:
+                    self._queue.remove(request)
+                except ValueError:
+                    return  # the dispatcher took it already and will skip it
+                self.stats.cancelled += 1
+                self._not_full.notify()
+
+    # -- the dispatcher --
+
+    def _loop(self) -> None:
+        while True:
+            batch = self._next_batch()
+            if batch is None:
+                return
+            self._run(batch)
+
+    def _pop(self) -> _Request:
+        request = self._queue.popleft()
+        self._not_full.notify()
+        return request
+
+    def _next_batch(self) -> list[_Request] | None:
+        """The next requests to run together: FIFO, up to ``max_batch`` images."""
+        s = self.settings
+        with self._lock:
+            while not self._queue:
+                if not self._not_empty.wait(IDLE_EXIT_S) and not self._queue:
+                    self._thread = None  # idle: let the next request start a new thread
+                    return None
+            batch = [self._pop()]
+            images = batch[0].n
+            until = time.monotonic() + s.max_wait_ms / 1e3
+            while s.combine and images < s.max_batch and batch[0].kind != "warmup":
+                if not self._queue:
+                    left = until - time.monotonic()
+                    if left <= 0:
+                        break
+                    self._not_empty.wait(left)
+                    continue
+                if images + self._queue[0].n > s.max_batch or self._queue[0].kind == "warmup":
+                    break
+                batch.append(self._pop())
+                images += batch[-1].n
+            return batch
+
+    def _run(self, batch: list[_Request]) -> None:
+        live = []
+        for request in batch:
+            if not request.future.set_running_or_notify_cancel():
+                self.stats.cancelled += 1  # its caller gave up while it was being batched
+            elif request.expired():
+                self.stats.expired += 1
+                request.future.set_exception(request.exceeded("while it waited in the queue"))
+            else:
+                request.started = time.monotonic()
+                live.append(request)
+        if not live:
+            return
+        try:
+            results = self._compute(live)
+        except Exception as exc:  # delivered to the callers, never lost
+            if len(live) == 1:
+                self.stats.failed += 1
+                live[0].future.set_exception(exc)
+                return
+            # One bad request must not fail the others: run each alone.
+            results = []
+            for request in live:
+                try:
+                    results.append(self._compute([request])[0])
+                except Exception as single:
+                    results.append(single)
+        for request, result in zip(live, results, strict=True):
+            if isinstance(result, BaseException):
+                self.stats.failed += 1
+                request.future.set_exception(result)
+            else:
+                self.stats.requests += 1
+                request.future.set_result(result)
+
+    def _batch_buffer(self, images: int) -> np.ndarray:
+        shape = self.model.card.input_shape
+        if self._buffer is None or self._buffer.shape[0] < images:
+            self._buffer = np.empty((max(images, self.settings.max_batch), *shape), np.float32)
+        return self._buffer[:images]
+
+    def _compute(self, live: list[_Request]) -> list[tuple[np.ndarray, dict[str, float]]]:
+        """Mask every request of the batch into one buffer, run the model once, split the rows.
+
+        Layout: for each explainer configuration, the layout ``Explainer._fill`` gives P pairs
+        ([2P references][2P x K masked]), then the images of each embed request.
+        """
+        t0 = time.perf_counter()
+        if len(live) == 1 and live[0].kind == "embed":
+            x = live[0].x  # nothing to copy
+            places: list[tuple[int, int, int]] = [(0, 0, 1)]
+        else:
+            groups: dict[tuple, list[int]] = {}
+            for i, request in enumerate(live):
+                if request.kind != "embed":
+                    ex = request.explainer
+                    key = (ex.schedule, ex.mode, ex.domain, ex.clip, ex.backend)  # type: ignore[union-attr]
+                    groups.setdefault(key, []).append(i)
+            x = self._batch_buffer(sum(r.n for r in live))
+            places = [(0, 0, 1)] * len(live)
+            offset = 0
+            for members in groups.values():
+                first = live[members[0]]
+                if first.kind == "warmup":  # a full batch of copies of one pair
+                    pairs = first.n // (2 * first.explainer.n_bands + 2)  # type: ignore[union-attr]
+                    faces = np.concatenate([first.faces] * pairs)  # type: ignore[list-item]
+                else:
+                    pairs = len(members)
+                    faces = np.concatenate([live[i].faces for i in members])  # type: ignore[misc]
+                size = pairs * (2 * first.explainer.n_bands + 2)  # type: ignore[union-attr]
+                first.explainer._fill(x[offset : offset + size], faces, pairs=pairs,  # type: ignore[union-attr]
+                                      threads=self.mask_threads)
+                for j, i in enumerate(members):
+                    places[i] = (offset, j, pairs)
+                offset += size
+            for i, request in enumerate(live):
+                if request.kind == "embed":
+                    x[offset : offset + request.n] = request.x
+                    places[i] = (offset, 0, 1)
+                    offset += request.n
+            x = x[:offset]
+        t1 = time.perf_counter()
+        # Alone, a request is chunked as a lone call would chunk it; together they fit one call.
+        batch_size = live[0].batch_size if len(live) == 1 else None
+        embeddings = self.model.embed_normalised(x, batch_size=batch_size)
+        t2 = time.perf_counter()
+        self.stats.batches += 1
+        self.stats.images += x.shape[0]
+        self.stats.largest_batch = max(self.stats.largest_batch, len(live))
+        results = []
+        for request, (offset, j, pairs) in zip(live, places, strict=True):
+            timings = {"queue": (request.started - request.submitted) * 1e3,
+                       "mask": (t1 - t0) * 1e3, "model": (t2 - t1) * 1e3}
+            if request.kind == "embed":
+                rows = embeddings[offset : offset + request.n]
+                results.append((rows if len(live) == 1 else rows.copy(), timings))
+            else:
+                results.append((_pair_rows(embeddings, offset, j, pairs,
+                                           request.explainer.n_bands), timings))  # type: ignore[union-attr]
+        return results
+
+
+def _pair_rows(embeddings: np.ndarray, offset: int, j: int, pairs: int, k: int) -> np.ndarray:
+    """Pair j's rows of a group of ``pairs`` pairs at ``offset``, in a lone call's layout."""
+    refs = embeddings[offset + 2 * j : offset + 2 * j + 2]
+    masked = embeddings[offset + 2 * pairs : offset + 2 * pairs * (k + 1)]
+    masked = masked.reshape(2 * pairs, k, -1)[2 * j : 2 * j + 2].reshape(2 * k, -1)
+    return np.concatenate([refs, masked])
+
+
+# ---- what Explainer and Verifier call ---------------------------------------------------------
+
+
+def _prepare_pair(explainer: Explainer, a: Any, b: Any, aligned: bool | None) -> np.ndarray:
+    return np.stack([explainer.prepare(a, aligned), explainer.prepare(b, aligned)])
+
+
+def explain_pair(explainer: Explainer, a: Any, b: Any, *, aligned: bool | None,
+                 same: bool | None, groups: dict[str, str] | None,
+                 deadline: float | None) -> Any:
+    """``Explainer.explain`` through the model's engine: align here, mask and embed there."""
+    from .images import source_label
+
+    at = deadline_at(deadline)  # counted from the call, alignment included
+    t0 = time.perf_counter()
+    faces = _prepare_pair(explainer, a, b, aligned)
+    t1 = time.perf_counter()
+    rows, timings = explainer.model.engine.explain(explainer, faces, deadline=deadline, at=at)
+    timings = {"prepare": (t1 - t0) * 1e3, **timings}
+    return explainer._explanation(rows, 1, 0, (source_label(a), source_label(b)), timings,
+                                  same, groups)
+
+
+async def explain_pair_async(explainer: Explainer, a: Any, b: Any, *, aligned: bool | None,
+                             same: bool | None, groups: dict[str, str] | None,
+                             deadline: float | None) -> Any:
+    from .images import source_label
+
+    at = deadline_at(deadline)
+    loop = asyncio.get_running_loop()
+    if not explainer.model.use_engine:
+        left = None if at is None else max(at - time.monotonic(), 1e-9)
+        return await loop.run_in_executor(None, lambda: explainer.explain(
+            a, b, aligned=aligned, same=same, groups=groups, deadline=left))
+    t0 = time.perf_counter()
+    # Alignment (face detection for raw photos) is real work: keep it off the event loop.
+    faces = await loop.run_in_executor(None, _prepare_pair, explainer, a, b, aligned)
+    t1 = time.perf_counter()
+    rows, timings = await explainer.model.engine.explain_async(explainer, faces,
+                                                               deadline=deadline, at=at)
+    timings = {"prepare": (t1 - t0) * 1e3, **timings}
+    return explainer._explanation(rows, 1, 0, (source_label(a), source_label(b)), timings,
+                                  same, groups)
+
+
+def warmup(model: Verifier, explainers: list[Explainer]) -> dict[str, float]:
+    """``Verifier.warmup``/``Explainer.warmup``: the engine's warm-up, or without the engine
+    one lone call of each kind (the session's first run and the explainer's buffers)."""
+    if model.use_engine:
+        return model.engine.warmup(explainers)
+    from . import fftw
+
+    h, w = model.card.input_size
+    faces = np.random.default_rng(0).integers(0, 256, (2, h, w, 3), dtype=np.uint8)
+    timings = {}
+    t0 = time.perf_counter()
+    model.embed(faces)
+    timings["embed_2_ms"] = (time.perf_counter() - t0) * 1e3
+    for explainer in explainers:
+        t0 = time.perf_counter()
+        explainer.explain(faces[0], faces[1], aligned=True)
+        timings[f"explain_k{explainer.n_bands}_ms"] = (time.perf_counter() - t0) * 1e3
+    fftw.save_wisdom()
+    return {key: round(v, 2) for key, v in timings.items()}

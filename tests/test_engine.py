@@ -1,0 +1,250 @@
+"""The engine: concurrent callers of one model, batched, with deadlines and a bounded queue.
+
+The real SFace model on real LFW crops throughout. To make batching and queueing happen on
+purpose rather than by timing luck, some tests use ``GatedVerifier``: the real model whose
+engine-side calls wait until the test opens a gate (a spy that controls timing, not a mock).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from freqxfr.cores import cgroup_quota
+from freqxfr.engine import DeadlineExceeded, Engine
+from freqxfr.errors import InputError
+from freqxfr.explain import Explainer
+from freqxfr.verifier import Verifier, load_model, normalise
+
+
+class GatedVerifier(Verifier):
+    """The real model; its engine's model calls wait for ``gate`` and count the images."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.gate = threading.Event()
+        self.embedded = 0
+
+    def embed_normalised(self, x, *, batch_size=None):
+        if self.use_engine and self.engine.on_engine_thread():
+            assert self.gate.wait(60), "test gate never opened"
+            self.embedded += x.shape[0]
+        return super().embed_normalised(x, batch_size=batch_size)
+
+
+@pytest.fixture(scope="module")
+def sface():
+    return load_model("sface")
+
+
+def twin(model: Verifier, cls=Verifier, *, engine: bool = True) -> Verifier:
+    """Another Verifier on the same ONNX Runtime session (so: its own engine)."""
+    return cls(model.session, model.card, model.path, input_name=model.input_name,
+               output_name=model.output_name, fixed_batch=model.fixed_batch, engine=engine)
+
+
+def wait_until(condition, what: str) -> None:
+    """Poll until ``condition()`` holds (a liveness wait, not a timing assertion)."""
+    for _ in range(6000):
+        if condition():
+            return
+        time.sleep(0.01)
+    raise AssertionError(f"timed out waiting until {what}")
+
+
+def run_threads(calls):
+    """Run each zero-argument call on its own thread; return results (or exceptions) in order."""
+    out: list = [None] * len(calls)
+
+    def work(i, call):
+        try:
+            out[i] = call()
+        except Exception as exc:  # handed to the test
+            out[i] = exc
+
+    threads = [threading.Thread(target=work, args=(i, c)) for i, c in enumerate(calls)]
+    for t in threads:
+        t.start()
+    return threads, out
+
+
+def assert_same_explanation(got, want) -> None:
+    assert got.score_ref == want.score_ref
+    np.testing.assert_array_equal(got.a.scores, want.a.scores)
+    np.testing.assert_array_equal(got.b.scores, want.b.scores)
+
+
+def test_onnxruntime_rows_do_not_depend_on_the_rest_of_the_batch(sface, lfw_images):
+    """Guards the engine's premise: an image's embedding inside a batch of other images is
+    bit-identical to its embedding alone (else batching callers would change their results)."""
+    serial = twin(sface, engine=False)
+    x = normalise(lfw_images, sface.card)
+    together = serial.embed_normalised(x)
+    for i in (0, 5):
+        np.testing.assert_array_equal(serial.embed_normalised(x[i : i + 1])[0], together[i])
+    shuffled = serial.embed_normalised(x[::-1].copy())
+    np.testing.assert_array_equal(shuffled[::-1], together)
+
+
+def test_concurrent_explain_and_compare_equal_serial_calls_bit_for_bit(sface, lfw_images):
+    """Six threads (four explanations with two explainer settings, two comparisons) batched
+    into one masking pass and one model call get exactly what serial calls without the engine
+    get; guards against rows of one caller landing in another's result."""
+    serial_model = twin(sface, engine=False)
+    gated = twin(sface, GatedVerifier)
+    settings = [dict(schedule=4), dict(schedule=4, mode="keep")]
+    serial_ex = [Explainer(serial_model, **s) for s in settings]
+    engine_ex = [Explainer(gated, **s) for s in settings]
+    pairs = [(0, 1), (2, 3), (4, 5), (6, 7)]
+    want = [serial_ex[i % 2].explain(lfw_images[a], lfw_images[b]) for i, (a, b) in enumerate(pairs)]
+    want_cmp = [serial_model.compare(lfw_images[a], lfw_images[b]) for a, b in ((1, 2), (3, 6))]
+
+    calls = [lambda i=i, p=p: engine_ex[i % 2].explain(lfw_images[p[0]], lfw_images[p[1]])
+             for i, p in enumerate(pairs)]
+    calls += [lambda: gated.compare(lfw_images[1], lfw_images[2]),
+              lambda: gated.compare(lfw_images[3], lfw_images[6])]
+    # The first request blocks in the model; the other five queue up and form one batch.
+    threads, out = run_threads(calls[:1])
+    wait_until(lambda: gated.engine.stats.peak_queued == 1 and gated.engine.queued == 0,
+               "the first call is in the model")
+    more, rest = run_threads(calls[1:])
+    wait_until(lambda: gated.engine.queued == 5, "five requests are queued")
+    gated.gate.set()
+    for t in threads + more:
+        t.join()
+    out = out + rest
+    for got, expected in zip(out[:4], want, strict=True):
+        assert_same_explanation(got, expected)
+    for got, expected in zip(out[4:], want_cmp, strict=True):
+        assert got == expected
+    stats = gated.engine.stats
+    assert stats.batches == 2 and stats.largest_batch == 5 and stats.requests == 6
+    assert gated.embedded == 4 * 10 + 2 * 2
+
+
+def test_async_calls_equal_serial_calls(sface, lfw_images):
+    """explain_async / compare_async / embed_async, gathered, equal the blocking serial calls."""
+    serial_model = twin(sface, engine=False)
+    model = twin(sface)
+    serial_ex, ex = Explainer(serial_model, 4), Explainer(model, 4)
+
+    async def main():
+        return await asyncio.gather(
+            ex.explain_async(lfw_images[0], lfw_images[1]),
+            ex.explain_async(lfw_images[2], lfw_images[3], deadline=600),
+            model.compare_async(lfw_images[4], lfw_images[5]),
+            model.embed_async(lfw_images[6:8]),
+        )
+
+    e1, e2, cmp, emb = asyncio.run(main())
+    assert_same_explanation(e1, serial_ex.explain(lfw_images[0], lfw_images[1]))
+    assert_same_explanation(e2, serial_ex.explain(lfw_images[2], lfw_images[3]))
+    assert cmp == serial_model.compare(lfw_images[4], lfw_images[5])
+    np.testing.assert_array_equal(emb, serial_model.embed(lfw_images[6:8]))
+
+
+def test_an_expired_deadline_fails_only_that_call(sface, lfw_images):
+    """A call whose deadline passes in the queue raises DeadlineExceeded, is never run, and
+    leaves the calls before and after it (and the engine) working; guards against a deadline
+    that fails a whole batch, or a dropped request that still occupies the model."""
+    serial = twin(sface, engine=False)
+    gated = twin(sface, GatedVerifier)
+    ex = Explainer(gated, 4)
+    threads, out = run_threads([lambda: ex.explain(lfw_images[0], lfw_images[1])])
+    wait_until(lambda: gated.engine.stats.peak_queued == 1 and gated.engine.queued == 0,
+               "the first call is in the model")
+    late_threads, late = run_threads([lambda: gated.compare(lfw_images[2], lfw_images[3])])
+    wait_until(lambda: gated.engine.queued == 1, "the second call is queued")
+    with pytest.raises(DeadlineExceeded, match=r"explain: deadline of 50 ms passed .* queue"):
+        ex.explain(lfw_images[4], lfw_images[5], deadline=0.05)
+    assert gated.engine.queued == 1  # the expired call left the queue at once
+    gated.gate.set()
+    for t in threads + late_threads:
+        t.join()
+    assert_same_explanation(out[0], Explainer(serial, 4).explain(lfw_images[0], lfw_images[1]))
+    assert late[0] == serial.compare(lfw_images[2], lfw_images[3])
+    assert gated.engine.stats.cancelled == 1 and gated.embedded == 10 + 2
+    assert gated.compare(lfw_images[4], lfw_images[5]) == serial.compare(lfw_images[4], lfw_images[5])
+
+
+def test_a_deadline_that_passes_while_the_batch_runs(sface, lfw_images):
+    """The caller gets DeadlineExceeded on time even though its batch is inside the model; the
+    engine finishes that batch and serves the next call."""
+    gated = twin(sface, GatedVerifier)
+    threads, out = run_threads([lambda: gated.compare(lfw_images[0], lfw_images[1], deadline=1.0)])
+    wait_until(lambda: gated.engine.stats.peak_queued == 1 and gated.engine.queued == 0,
+               "the call is in the model")
+    threads[0].join()
+    assert isinstance(out[0], DeadlineExceeded) and "while its batch ran" in str(out[0])
+    gated.gate.set()
+    serial = twin(sface, engine=False)
+    assert gated.compare(lfw_images[2], lfw_images[3]) == serial.compare(lfw_images[2], lfw_images[3])
+
+
+def test_the_queue_bound_holds_and_pushes_back(sface, lfw_images):
+    """With max_queue = 2 and the model busy, two calls queue, a third waits for room (and
+    fails at its deadline if none comes), and the queue never holds more than two."""
+    gated = twin(sface, GatedVerifier)
+    engine = Engine.for_model(gated, max_queue=2)
+    first, _ = run_threads([lambda: gated.compare(lfw_images[0], lfw_images[1])])
+    wait_until(lambda: engine.queued == 0 and engine.stats.peak_queued == 1, "the model is busy")
+    queued, results = run_threads([lambda i=i: gated.compare(lfw_images[i], lfw_images[i + 1])
+                                   for i in (2, 4)])
+    wait_until(lambda: engine.queued == 2, "two calls are queued")
+    with pytest.raises(DeadlineExceeded, match=r"queue was full \(2 requests\)"):
+        gated.compare(lfw_images[6], lfw_images[7], deadline=0.05)
+    blocked, late = run_threads([lambda: gated.compare(lfw_images[6], lfw_images[7])])
+    blocked[0].join(0.2)
+    assert blocked[0].is_alive() and engine.queued == 2  # back-pressure: the caller waits
+    gated.gate.set()
+    for t in first + queued + blocked:
+        t.join()
+    assert engine.stats.peak_queued == 2 and engine.stats.requests == 4
+    assert all(r.decision in (True, False) for r in [*results, *late])
+
+
+def test_settings_are_chosen_once_and_checked(sface, lfw_images):
+    """Bad settings and deadlines are refused with a message naming them; settings cannot change
+    once the engine has run (its thread counts are fixed)."""
+    model = twin(sface)
+    with pytest.raises(InputError, match="max_batch must be a positive integer"):
+        Engine.for_model(model, max_batch=0)
+    engine = Engine.for_model(model, max_wait_ms=1.0, mask_threads=1)
+    assert model.engine is engine and engine.mask_threads == 1
+    model.compare(lfw_images[0], lfw_images[1])
+    with pytest.raises(InputError, match="settings are chosen once per engine"):
+        Engine.for_model(model, max_wait_ms=5.0)
+    assert Engine.for_model(model, max_wait_ms=1.0, mask_threads=1) is engine
+    with pytest.raises(InputError, match="deadline must be a positive number"):
+        model.compare(lfw_images[0], lfw_images[1], deadline=-1)
+
+
+def test_warmup_runs_each_size_the_engine_uses(sface, lfw_images):
+    """warmup() embeds a lone pair, explains a lone pair and runs one full batch, and leaves
+    results unchanged."""
+    model = twin(sface)
+    Engine.for_model(model, max_batch=20)
+    ex = Explainer(model, 4)
+    timings = ex.warmup()
+    assert set(timings) == {"embed_2_ms", "explain_k4_ms", "full_batch_k4_ms"}
+    assert model.engine.stats.images == 2 + 10 + 20
+    serial = Explainer(twin(sface, engine=False), 4)
+    assert_same_explanation(ex.explain(lfw_images[0], lfw_images[1]),
+                            serial.explain(lfw_images[0], lfw_images[1]))
+
+
+def test_cgroup_cpu_quota_limits_the_usable_cores(tmp_path):
+    """A container's CFS quota (docker --cpus) counts, rounded up; no quota means no limit."""
+    (tmp_path / "cpu.max").write_text("150000 100000\n")
+    assert cgroup_quota(tmp_path) == 2
+    (tmp_path / "cpu.max").write_text("max 100000\n")
+    assert cgroup_quota(tmp_path) is None
+    (tmp_path / "cpu.max").unlink()
+    (tmp_path / "cpu").mkdir()
+    (tmp_path / "cpu" / "cpu.cfs_quota_us").write_text("400000\n")
+    (tmp_path / "cpu" / "cpu.cfs_period_us").write_text("100000\n")
+    assert cgroup_quota(tmp_path) == 4
