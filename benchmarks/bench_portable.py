@@ -3,8 +3,9 @@
 Both ``_core`` builds are loaded into one process (the portable one from a wheel of ``nox -s
 wheels``, under another module name) and take turns within each round on the same faces, the same
 FFTW library and the same plans, so load from other processes hits them alike. Reports µs per
-masked image (fastest round) per build and size, the ratio portable/local, and the largest
-difference between their outputs.
+masked image per build and size (fastest round), both wall-clock and CPU time of the process (all
+its threads; on a busy shared machine CPU time is what preemption does not inflate), the ratios
+portable/local, and the largest difference between their outputs.
 
     python benchmarks/bench_portable.py [--wheel dist/freqxfr-...manylinux...whl] --json results/portable.json
 """
@@ -110,12 +111,17 @@ def main() -> int:
             run(b)  # plans, page faults
         diff = float(np.abs(outs["local"] - outs["portable"]).max())
         timings: dict[str, list[float]] = {b: [] for b in builds}
-        for _ in range(args.repeats):
-            for b in builds:  # interleaved: both builds see the same machine load
-                t0 = time.perf_counter()
+        cpu: dict[str, list[float]] = {b: [] for b in builds}
+        for round_ in range(args.repeats):
+            # Interleaved, in alternating order: both builds see the same machine load, and
+            # neither always runs right after the other.
+            for b in (list(builds) if round_ % 2 == 0 else list(builds)[::-1]):
+                t0, c0 = time.perf_counter(), time.process_time()
                 run(b)
                 timings[b].append(time.perf_counter() - t0)
+                cpu[b].append(time.process_time() - c0)
         us = {b: min(t) / masked_images * 1e6 for b, t in timings.items()}
+        cpu_us = {b: min(t) / masked_images * 1e6 for b, t in cpu.items()}
         for b in builds:
             entries.append({
                 "build": b, "size": size, "images": args.images, "bands": args.bands,
@@ -123,12 +129,14 @@ def main() -> int:
                 "us_per_masked_image": round(us[b], 2),
                 "us_per_masked_image_median": round(
                     statistics.median(timings[b]) / masked_images * 1e6, 2),
+                "cpu_us_per_masked_image": round(cpu_us[b], 2),
             })
-            print(f"{size}px {b:8s} {us[b]:8.1f} µs/masked image")
+            print(f"{size}px {b:8s} {us[b]:8.1f} µs/masked image wall, {cpu_us[b]:8.1f} µs CPU")
         ratios[str(size)] = {"portable_over_local": round(us["portable"] / us["local"], 3),
+                             "portable_over_local_cpu": round(cpu_us["portable"] / cpu_us["local"], 3),
                              "max_abs_output_difference": diff}
-        print(f"{size}px portable/local {us['portable'] / us['local']:.3f}, outputs differ by at most "
-              f"{diff:.2e}")
+        print(f"{size}px portable/local {us['portable'] / us['local']:.3f} wall, "
+              f"{cpu_us['portable'] / cpu_us['local']:.3f} CPU; outputs differ by at most {diff:.2e}")
     use("local")
     result = {
         "benchmark": "portable",
