@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -43,6 +44,13 @@ DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 MODELS = ("dlib_resnet", "sface")
 FACTORS = (1.0, 2.0, 4.0, 8.0)
 BANDS = 16
+
+
+def fresh(out: Path) -> Path:
+    """An empty run folder: scenario runs resume from what a folder holds, and a benchmark must
+    time a whole run."""
+    shutil.rmtree(out, ignore_errors=True)
+    return out
 
 
 def bench_crossres(model: str, kernel: str, n_pairs: int, out: Path) -> dict[str, Any]:
@@ -237,7 +245,7 @@ def main() -> None:
         "morph": [],
     }
     for model in models:
-        r = bench_morph(model, out / f"morph_{model}")
+        r = bench_morph(model, fresh(out / f"morph_{model}"))
         results["morph"].append(r)
         print(
             f"morph {model}: MMPMR {r['mmpmr']:.3f}, AUC {r['auc']}, D-EER {r['d_eer']:.3f} "
@@ -246,7 +254,9 @@ def main() -> None:
         )
     for model in models:
         for kernel in args.kernels.split(","):
-            r = bench_crossres(model, kernel, args.pairs, out / f"crossres_{model}_{kernel}")
+            r = bench_crossres(
+                model, kernel, args.pairs, fresh(out / f"crossres_{model}_{kernel}")
+            )
             r["kernel_name"] = kernel
             results["crossres"].append(r)
             print(
