@@ -245,6 +245,7 @@ class CallSizes(Verifier):
 
     def embed_normalised(self, x, *, batch_size=None):
         self.sizes.append(x.shape[0])
+        self.buffers.append(x.__array_interface__["data"][0])
         return super().embed_normalised(x, batch_size=batch_size)
 
 
@@ -255,7 +256,7 @@ def test_toy_streamed_pairs_keep_their_sides_and_order(toy_model, toy_pair):
     pairs = [(a, b), (b, a), (a, a), (b, b), (b, a)]
     spy = CallSizes(toy_model.session, toy_model.card, toy_model.path,
                     input_name=toy_model.input_name, output_name=toy_model.output_name)
-    spy.sizes = []
+    spy.sizes, spy.buffers = [], []
     results = list(Explainer(spy, 4, max_batch=45, threads=1).explain_pairs(pairs))
     # 2K + 2 = 10 images a pair: 4 whole pairs (40 images, at most max_batch) a call, then 1.
     assert spy.sizes == [40, 10]
@@ -268,9 +269,12 @@ def test_toy_streamed_pairs_keep_their_sides_and_order(toy_model, toy_pair):
     np.testing.assert_allclose(results[4].a.directed, [D, -10, 0, 0], atol=1e-4)
     np.testing.assert_allclose(results[4].b.directed, [D, 0, 0, 0], atol=1e-4)
     # max_batch below two pairs' images: one pair a call, never more.
-    spy.sizes = []
+    spy.sizes, spy.buffers = [], []
     assert len(list(Explainer(spy, 4, max_batch=10, threads=1).explain_pairs(pairs))) == 5
     assert spy.sizes == [10] * 5
+    # Two batch buffers, used in turn: the worker fills one while the model reads the other.
+    assert len(set(spy.buffers)) == 2
+    assert all(x != y for x, y in zip(spy.buffers, spy.buffers[1:], strict=False))
 
 
 def test_normalised_domain_roughly_halves_sfaces_band_0(sface_model, data_dir):
@@ -353,7 +357,8 @@ def test_toy_image_explanation_by_hand(toy_model):
     np.testing.assert_allclose(record["directed_normalised"], [1.0, -1.0, 0.0, -0.4])
     still = ImageExplanation("y.png", np.full(3, 0.6), 0.6)
     assert still.absolute_normalised.tolist() == still.directed_normalised.tolist() == [0, 0, 0]
-    assert Explainer(toy_model, threads=1).n_bands == 16
+    default = Explainer(toy_model, threads=1)
+    assert default.n_bands == 16 and default.max_batch == 256
 
 
 class ThreadSpy(Explainer):
