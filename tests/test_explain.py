@@ -257,7 +257,7 @@ def test_toy_streamed_pairs_keep_their_sides_and_order(toy_model, toy_pair):
     spy = CallSizes(toy_model.session, toy_model.card, toy_model.path,
                     input_name=toy_model.input_name, output_name=toy_model.output_name)
     spy.sizes, spy.buffers = [], []
-    results = list(Explainer(spy, 4, max_batch=45, threads=1).explain_pairs(pairs))
+    results = list(Explainer(spy, 4, max_batch=40, threads=1).explain_pairs(pairs))
     # 2K + 2 = 10 images a pair: 4 whole pairs (40 images, at most max_batch) a call, then 1.
     assert spy.sizes == [40, 10]
     np.testing.assert_allclose(results[0].b.directed, [D, -10, 0, 0], atol=1e-4)
@@ -335,6 +335,7 @@ def test_toy_bad_mode_and_failed_pairs(toy_model, toy_pair, tmp_path):
                                                indices=[7, 8, 9]))
         assert [type(r).__name__ for r in results] == ["Explanation", "PairFailure", "Explanation"]
         assert results[1].index == 8 and "missing.png" in results[1].error
+        assert (results[0].a.source, results[0].b.source) == (str(a), str(b))
         np.testing.assert_allclose(results[2].a.directed, [D, -10, 0, 0], atol=1e-4)
         assert results[2].same is True and results[0].same is None
     with pytest.raises(FreqxfrError, match=r"missing\.png"):
