@@ -255,8 +255,8 @@ def test_centroid_numbers_are_zero_based_and_the_bootstrap_is_paired():
     draws = np.random.default_rng(3).integers(0, 8, size=(200, 8))
     expected = percentile_ci(np.mean(np.array(base)[draws], axis=1), 0.95)
     assert first["centroid_ci"] == pytest.approx(list(expected))
-    default = summarise_factors([1.0, 4.0], same, scores, {"probe": probe, "reference": reference},
-                                0.3, n_boot=200)
+    default = summarise_factors(factors=[1.0, 4.0], same=same, scores=scores, threshold=0.3,
+                                directed={"probe": probe, "reference": reference}, n_boot=200)
     seed0 = summarise_factors([1.0, 4.0], same, scores, {"probe": probe, "reference": reference},
                               0.3, n_boot=200, seed=0)
     assert default[0]["centroid_ci"] == seed0[0]["centroid_ci"] != first["centroid_ci"]

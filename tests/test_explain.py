@@ -217,18 +217,22 @@ def test_toy_bgr_card_reads_its_mean_in_model_order(tmp_path):
     np.testing.assert_allclose(e.b.directed, [black, 0, 0, 0], atol=1e-4)
 
 
-def test_toy_value_range_is_mapped_for_masked_images(tmp_path):
+@pytest.mark.parametrize("value_range, mean, x_a, x_black", [
+    ((0.0, 1.0), (0.1, 0.2, 0.3), (1, 2, 3), (-1, -2, -3)),
+    ((-1.0, 1.0), (-0.8, -0.4, 0.0), (1, 1, 1), (-1, -3, -5)),
+])
+def test_toy_value_range_is_mapped_for_masked_images(tmp_path, value_range, mean, x_a, x_black):
     """README (model cards): pixels map to the card's value range before mean/std. No preset has
-    a range other than 0..255, so this card does: [0, 1], mean (0.1, 0.2, 0.3), std 0.1. Guards
+    a range other than 0..255, so these cards do: [0, 1] and [-1, 1], std 0.1 and 0.2. Guards
     against the masking core feeding raw 0..255 pixels while the references are mapped (bands
-    1-3 would then move the score by hundreds)."""
-    model = toy.load(tmp_path, value_range=(0.0, 1.0), mean=(0.1, 0.2, 0.3), std=(0.1, 0.1, 0.1),
+    1-3 would then move the score by hundreds), or mapping with the wrong offset."""
+    std = 0.1 if value_range[0] == 0 else 0.2
+    model = toy.load(tmp_path, value_range=value_range, mean=mean, std=(std, std, std),
                      threshold=-2.0)
-    a, b = toy.flat((51, 102, 153)), toy.waved((51, 102, 153), 51)  # x(A) = (1, 2, 3)
-    np.testing.assert_allclose(model.embed(np.stack([a, b])), [[1, 2, 3, 0], [1, 2, 3, 1]],
-                               atol=1e-5)
+    a, b = toy.flat((51, 102, 153)), toy.waved((51, 102, 153), 51)  # B: x_red = x_a[0] + 2P
+    np.testing.assert_allclose(model.embed(np.stack([a, b])), [[*x_a, 0], [*x_a, 1]], atol=1e-5)
     e = Explainer(model, 4, threads=1).explain(a, b)
-    black = np.sqrt(2**2 + 4**2 + 6**2 + 1) - 1  # black: v = 0, x = (-1, -2, -3)
+    black = np.sqrt(sum((p - q) ** 2 for p, q in zip(x_a, x_black, strict=True)) + 1) - 1  # = sqrt(57) - 1
     assert e.score_ref == pytest.approx(-1.0, abs=1e-5)
     np.testing.assert_allclose(e.a.directed, [black, 0, 0, 0], atol=1e-4)
     np.testing.assert_allclose(e.b.directed, [black, -1, 0, 0], atol=1e-4)
@@ -241,6 +245,7 @@ class CallSizes(Verifier):
 
     def embed_normalised(self, x, *, batch_size=None):
         self.sizes.append(x.shape[0])
+        self.buffers.append(x.__array_interface__["data"][0])
         return super().embed_normalised(x, batch_size=batch_size)
 
 
@@ -251,8 +256,8 @@ def test_toy_streamed_pairs_keep_their_sides_and_order(toy_model, toy_pair):
     pairs = [(a, b), (b, a), (a, a), (b, b), (b, a)]
     spy = CallSizes(toy_model.session, toy_model.card, toy_model.path,
                     input_name=toy_model.input_name, output_name=toy_model.output_name)
-    spy.sizes = []
-    results = list(Explainer(spy, 4, max_batch=45, threads=1).explain_pairs(pairs))
+    spy.sizes, spy.buffers = [], []
+    results = list(Explainer(spy, 4, max_batch=40, threads=1).explain_pairs(pairs))
     # 2K + 2 = 10 images a pair: 4 whole pairs (40 images, at most max_batch) a call, then 1.
     assert spy.sizes == [40, 10]
     np.testing.assert_allclose(results[0].b.directed, [D, -10, 0, 0], atol=1e-4)
@@ -264,9 +269,12 @@ def test_toy_streamed_pairs_keep_their_sides_and_order(toy_model, toy_pair):
     np.testing.assert_allclose(results[4].a.directed, [D, -10, 0, 0], atol=1e-4)
     np.testing.assert_allclose(results[4].b.directed, [D, 0, 0, 0], atol=1e-4)
     # max_batch below two pairs' images: one pair a call, never more.
-    spy.sizes = []
+    spy.sizes, spy.buffers = [], []
     assert len(list(Explainer(spy, 4, max_batch=10, threads=1).explain_pairs(pairs))) == 5
     assert spy.sizes == [10] * 5
+    # Two batch buffers, used in turn: the worker fills one while the model reads the other.
+    assert len(set(spy.buffers)) == 2
+    assert all(x != y for x, y in zip(spy.buffers, spy.buffers[1:], strict=False))
 
 
 def test_normalised_domain_roughly_halves_sfaces_band_0(sface_model, data_dir):
@@ -306,6 +314,9 @@ def test_toy_masked_views_show_the_models_mean_grey(tmp_path):
         assert views[0, 1, 0, :4].tolist() == [[255, 20, 30], [250, 20, 30], [210, 20, 30],
                                                 [250, 20, 30]]
         assert np.array_equal(views[0, 2], toy.flat((250, 20, 30)))
+    # Pixel-domain deletion of B's DC leaves the bare wave 40, 0, -40, 0: negative pixels show as 0.
+    views = Explainer(model, 4, threads=1).masked_views(toy.waved((50, 100, 150), 40)[None])
+    assert views[0, 0, 0, :4].tolist() == [[40, 0, 0], [0, 0, 0], [0, 0, 0], [0, 0, 0]]
 
 
 def test_toy_bad_mode_and_failed_pairs(toy_model, toy_pair, tmp_path):
@@ -324,6 +335,7 @@ def test_toy_bad_mode_and_failed_pairs(toy_model, toy_pair, tmp_path):
                                                indices=[7, 8, 9]))
         assert [type(r).__name__ for r in results] == ["Explanation", "PairFailure", "Explanation"]
         assert results[1].index == 8 and "missing.png" in results[1].error
+        assert (results[0].a.source, results[0].b.source) == (str(a), str(b))
         np.testing.assert_allclose(results[2].a.directed, [D, -10, 0, 0], atol=1e-4)
         assert results[2].same is True and results[0].same is None
     with pytest.raises(FreqxfrError, match=r"missing\.png"):
@@ -346,7 +358,8 @@ def test_toy_image_explanation_by_hand(toy_model):
     np.testing.assert_allclose(record["directed_normalised"], [1.0, -1.0, 0.0, -0.4])
     still = ImageExplanation("y.png", np.full(3, 0.6), 0.6)
     assert still.absolute_normalised.tolist() == still.directed_normalised.tolist() == [0, 0, 0]
-    assert Explainer(toy_model, threads=1).n_bands == 16
+    default = Explainer(toy_model, threads=1)
+    assert default.n_bands == 16 and default.max_batch == 256
 
 
 class ThreadSpy(Explainer):
@@ -361,8 +374,9 @@ def test_toy_stream_prepares_on_a_worker_thread_only_when_overlapping(toy_model,
     """README: explain_pairs loads and masks the next batch on a worker thread while the model
     runs; ``overlap=False`` does it all on the caller's thread."""
     a, b = toy_pair
-    for overlap, expected in ((True, "freqxfr-prepare"), (False, threading.current_thread().name)):
+    main = threading.current_thread().name
+    for options, expected in (({}, "freqxfr-prepare"), ({"overlap": False}, main)):
         spy = ThreadSpy(toy_model, 4, max_batch=10, threads=1)
         spy.threads_seen = set()
-        list(spy.explain_pairs([(a, b)] * 3, overlap=overlap))
+        list(spy.explain_pairs([(a, b)] * 3, **options))
         assert len(spy.threads_seen) == 1 and next(iter(spy.threads_seen)).startswith(expected)

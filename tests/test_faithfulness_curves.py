@@ -89,6 +89,7 @@ def test_prepared_crops_are_not_aligned_again_and_five_seeds_by_default(tmp_path
     with ``aligned=True`` (re-aligning a crop would move the face). Default: 5 random orders."""
     spy = AlignmentSpy(toy.load(tmp_path), 4, threads=1)
     spy.seen = []
-    curves = pair_faithfulness(spy, toy.flat((50, 100, 150)), toy.waved((50, 100, 150), 40))
+    curves = pair_faithfulness(explainer=spy, a=toy.flat((50, 100, 150)),
+                               b=toy.waved((50, 100, 150), 40))
     assert spy.seen == [None, None, True, True]
     assert curves.seeds == (0, 1, 2, 3, 4) and curves.a.random_deletion.shape == (5, 5)

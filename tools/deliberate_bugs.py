@@ -1,0 +1,56 @@
+"""The deliberate one-line bugs of issue 16, each applied on its own to the *installed* freqxfr of
+the running interpreter (e.g. .nox/tests after ``nox -s tests``; never the sources), with the tests
+that must catch it; the file is restored after each. Prints CAUGHT or MISSED per bug.
+
+    .nox/tests/bin/python tools/deliberate_bugs.py [NAME-FRAGMENT ...]
+"""
+
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import freqxfr
+
+SP = Path(freqxfr.__file__).parent
+PY = sys.executable
+ROOT = Path(__file__).resolve().parents[1]
+if SP.resolve().is_relative_to(ROOT / "python"):
+    raise SystemExit("freqxfr is imported from the sources (editable install); use an installed copy")
+BUGS = [
+ ("trapezoid drops x=0", "faithfulness.py", "np.trapezoid(curve, dx=", "np.trapezoid(curve[..., 1:], dx=", ["tests/test_faithfulness_curves.py"]),
+ ("crossres unpaired bootstrap", "scenarios/crossres.py", "np.nanmean(c[resamples], axis=1)", "np.nanmean(c[rng.integers(0, n, size=(int(n_boot), n))], axis=1)", ["tests/test_crossres.py", "-k", "zero_based"]),
+ ("morph combined wrong way", "scenarios/morph.py", "average_ranks(negated)", "average_ranks(-negated)", ["tests/test_morph.py", "-k", "combined"]),
+ ("morph feature from probe", "scenarios/morph.py", "np.stack([e.a.directed_normalised for e in explanations])", "np.stack([e.b.directed_normalised for e in explanations])", ["tests/test_morph.py", "-k", "toy"]),
+ ("explainer ignores mode", "explain.py", "faces, self.schedule, mode or self.mode,", "faces, self.schedule, mode or 'delete',", ["tests/test_explain.py", "-k", "toy"]),
+ ("explainer ignores domain", "explain.py", "order=order,\n            domain=self.domain,", "order=order,\n            domain='pixel',", ["tests/test_explain.py", "-k", "toy"]),
+ ("explainer ignores clip", "explain.py", "domain=self.domain, clip=self.clip, threads=self.threads, **self._mask_options", "domain=self.domain, clip=False, threads=self.threads, **self._mask_options", ["tests/test_explain.py", "-k", "toy"]),
+ ("restart accepts any mode/domain/clip/threshold/model", "dataset.py", 'return {**{k: v for k, v in config.items() if k not in ("model", "backend")}, "model": model}', 'return {k: config[k] for k in ("pairs", "pairs_sha256", "schedule", "bands")}', ["tests/test_dataset.py", "-k", "toy_restart"]),
+ ("restart ignores threshold", "dataset.py", 'if k not in ("model", "backend")}', 'if k not in ("model", "backend", "threshold")}', ["tests/test_dataset.py", "-k", "toy_restart"]),
+ ("restart ignores model", "dataset.py", '"model": model}', '"model": None}', ["tests/test_dataset.py", "-k", "toy_restart"]),
+ ("swap sides a and b", "explain.py", "a=ImageExplanation(sources[0], score(masked[2 * i], ref_b[None]), s_ref),\n            b=ImageExplanation(sources[1], score(ref_a[None], masked[2 * i + 1]), s_ref),", "a=ImageExplanation(sources[0], score(ref_a[None], masked[2 * i + 1]), s_ref),\n            b=ImageExplanation(sources[1], score(masked[2 * i], ref_b[None]), s_ref),", ["tests/test_explain.py", "-k", "toy"]),
+ ("masked images in BGR", "explain.py", '"channel_order": card.channel_order, "layout"', '"channel_order": "BGR", "layout"', ["tests/test_explain.py", "-k", "toy"]),
+ ("value range not mapped for masks", "explain.py", "s = (hi - lo) / 255.0", "s = 1.0; lo = 0.0", ["tests/test_explain.py", "-k", "toy"]),
+ ("reversed faithfulness order", "faithfulness.py", "np.argsort(-influence, kind=\"stable\")", "np.argsort(influence, kind=\"stable\")", ["tests/test_faithfulness_curves.py"]),
+ ("1-based centroid", "profiles.py", "index = np.arange(absolute.shape[-1])", "index = np.arange(1, absolute.shape[-1] + 1)", ["tests/test_crossres.py", "-k", "zero_based"]),
+ ("re-detect crops of the model size", "verifier.py", "return align(image, self.card.alignment, h, name=name, aligned=aligned)", "return align(image, self.card.alignment, h, name=name, aligned=False if aligned is None else aligned)", ["tests/test_verifier.py", "-k", "aligned_crops"]),
+]
+wanted = sys.argv[1:]
+for name, rel, old, new, tests in BUGS:
+    if wanted and not any(w in name for w in wanted):
+        continue
+    path = SP / rel
+    text = path.read_text()
+    assert text.count(old) == 1, (name, text.count(old))
+    backup = Path(tempfile.mkdtemp()) / "backup.py"
+    shutil.copy(path, backup)
+    try:
+        path.write_text(text.replace(old, new))
+        r = subprocess.run([PY, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", *tests], cwd=ROOT, capture_output=True, text=True)
+        last = [line for line in r.stdout.splitlines() if line.strip()][-1]
+        fail = [line for line in r.stdout.splitlines() if line.startswith("FAILED")]
+        print(f"{'CAUGHT' if r.returncode else 'MISSED'} {name}: {last} {fail[:1]}", flush=True)
+    finally:
+        shutil.copy(backup, path)
+    assert path.read_text() == text
