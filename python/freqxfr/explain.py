@@ -233,7 +233,9 @@ class Explainer:
         Thread-safe. Concurrent calls on one model are served by its engine
         (:mod:`freqxfr.engine`), which batches them; each gets the result of a lone call.
         ``deadline`` (seconds) fails this call alone with
-        :class:`~freqxfr.engine.DeadlineExceeded` if its result is not ready in time.
+        :class:`~freqxfr.engine.DeadlineExceeded` if its result is not ready in time (through
+        the engine; a model loaded with ``engine=False`` ignores it). ``timings_ms`` then also
+        holds ``queue``, and ``mask``/``model`` are those of the batch the call ran in.
         """
         if self.model.use_engine:
             from .engine import explain_pair
