@@ -172,16 +172,21 @@ def cmd_dataset(args: argparse.Namespace) -> int:
     explainer = _explainer(args)
     summary = run_dataset(pairs, args.out, explainer, pairs_file=str(args.pairs),
                           progress=not args.no_progress, overlap=not args.no_overlap,
-                          parquet=args.parquet)
+                          parquet=args.parquet,
+                          faithfulness_seeds=args.seeds if args.faithfulness else None)
     acc = summary.get("accuracy")
     print(f"{summary['pairs']} pairs explained, {summary['failed']} failed"
           + (f", accuracy {acc:.4f} at the model threshold" if acc is not None else ""))
+    if "faithfulness" in summary:
+        from .faithfulness import summary_lines
+
+        print("\n".join(summary_lines(summary["faithfulness"]["by_class"])))
     print(f"wrote {args.out / 'results.jsonl'}, {args.out / 'summary.json'}, {args.out / 'report.html'}")
     return 0
 
 
 def cmd_faithfulness(args: argparse.Namespace) -> int:
-    from .faithfulness import dataset_faithfulness
+    from .faithfulness import dataset_faithfulness, summary_lines
     from .pairs import Pair, read_pairs, spread
 
     explainer = _explainer(args)
@@ -196,11 +201,9 @@ def cmd_faithfulness(args: argparse.Namespace) -> int:
     from . import atomic
 
     atomic.write_json(args.out / "faithfulness.json", result)
-    m = result["mean_auc"]
-    print(f"{result['images']} explained images: deletion AUC {m['deletion']:.4f} vs random "
-          f"{m['random_deletion_mean']:.4f}; insertion AUC {m['insertion']:.4f} vs random "
-          f"{m['random_insertion_mean']:.4f}")
-    print(f"deletion beats random for {result['deletion_beats_random']:.1%} of images")
+    print(f"{result['n_images']} explained images of {result['pairs']} pairs, "
+          f"{len(result['seeds'])} random orders each")
+    print("\n".join(summary_lines(result["by_class"])))
     print(f"wrote {args.out / 'faithfulness.json'}")
     return 0
 
@@ -242,6 +245,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=None,
                    help="N pairs spread evenly over the list (both classes stay in)")
     p.add_argument("--parquet", action="store_true", help="also write results.parquet")
+    p.add_argument("--faithfulness", action="store_true",
+                   help="also deletion/insertion curves of every pair (faithfulness.jsonl)")
+    p.add_argument("--seeds", type=int, default=5, help="random orders for --faithfulness")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--no-overlap", action="store_true",
                    help="don't prepare the next batch while the model runs")
@@ -264,11 +270,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _add_optional_commands(sub: Any) -> None:
     """Commands that live in their own modules (verifier, models, scenarios)."""
-    from . import cli_models, cli_scenarios
+    from . import cli_compare, cli_models, cli_scenarios
 
     cli_models.add_verify_parser(sub)
     cli_models.add_models_parser(sub)
     cli_scenarios.add_parsers(sub)
+    cli_compare.add_compare_parser(sub)
 
 
 def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:

@@ -63,10 +63,13 @@ def run_dataset(
     overlap: bool = True,
     report: bool = True,
     parquet: bool = False,
+    faithfulness_seeds: int | None = None,
 ) -> dict[str, Any]:
     """Explain every pair into ``out_dir`` (see the module docstring); returns the summary.
 
     An interrupted run continues where it stopped when called again with the same arguments.
+    With ``faithfulness_seeds`` every explained pair also gets deletion/insertion curves against
+    that many random orders (:mod:`freqxfr.faithfulness_run`), resumable the same way.
     """
     out = Path(out_dir)
     _prepare_folder(out)
@@ -98,6 +101,11 @@ def run_dataset(
             bar.close()
 
     summary = {**config, **summarise_results(results), "failed": _count_failures(results)}
+    if faithfulness_seeds:
+        from .faithfulness_run import run_faithfulness
+
+        summary["faithfulness"] = run_faithfulness(pairs, out, explainer,
+                                                   seeds=faithfulness_seeds, progress=progress)
     atomic.write_json(out / "summary.json", summary)
     if parquet:
         write_parquet(results, out / "results.parquet")
