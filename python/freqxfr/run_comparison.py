@@ -165,7 +165,7 @@ def compare_runs(
             cis = {kind: _ci_of_mean(data[name][kind][sel], n_boot, level, seed)
                    for kind in KINDS}
             for i in range(k):
-                per_band[i]["mean"][name] = {kind: means[kind][i] for kind in KINDS}
+                per_band[i]["mean"][name] = {kind: means[name][kind][i] for kind in KINDS}
                 per_band[i]["mean_ci"][name] = {kind: cis[kind][i] for kind in KINDS}
         for a, b in keys:
             key = f"{b} - {a}"
