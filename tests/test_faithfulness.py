@@ -195,3 +195,33 @@ def test_dataset_run_with_faithfulness_resumes(sface, lfw, tmp_path):
     assert again["faithfulness"]["by_class"] == summary["faithfulness"]["by_class"]
     with pytest.raises(OutputError, match="seeds"):
         run_dataset(pairs, tmp_path, sface, progress=False, faithfulness_seeds=3)
+
+
+def test_faithfulness_and_dataset_commands(data_dir, lfw, tmp_path):
+    import subprocess
+    import sys
+
+    def freqxfr(*args):
+        return subprocess.run([sys.executable, "-m", "freqxfr", *map(str, args)],
+                              capture_output=True, text=True, timeout=900)
+
+    impostor = next(p for p in lfw if not p.same)
+    single = freqxfr("faithfulness", impostor.path_a, impostor.path_b, "--model", "sface",
+                     "--bands", "8", "--seeds", "2", "--out", tmp_path / "one")
+    assert single.returncode == 0, single.stderr
+    assert "non_match" in single.stdout and "beats random for 0.0%" not in single.stdout
+    result = json.loads((tmp_path / "one" / "faithfulness.json").read_text())
+    assert [(r["pair"], r["side"], r["decision"]) for r in result["per_image"]] == [
+        (0, "a", False), (0, "b", False)]
+    assert result["by_class"]["non_match"]["n_images"] == 2
+
+    pairs = tmp_path / "pairs.csv"
+    lines = (data_dir / "lfw_aligned112" / "pairs_generated.csv").read_text().splitlines()
+    pairs.write_text("\n".join([lines[0], lines[1], lines[-1]]) + "\n")
+    run = freqxfr("dataset", pairs, "--root", data_dir, "--out", tmp_path / "run", "--model",
+                  "sface", "--bands", "8", "--faithfulness", "--seeds", "2", "--no-progress")
+    assert run.returncode == 0, run.stderr
+    assert "genuine" in run.stdout and "impostor" in run.stdout
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["faithfulness"]["by_class"]["genuine"]["n_images"] == 2
+    assert summary["faithfulness"]["seeds"] == [0, 1]

@@ -77,7 +77,8 @@ def _crossing(fpr: np.ndarray, fnr: np.ndarray) -> float:
     """Where the polyline through (fnr, fpr), ordered by fnr, meets fnr = fpr (independent code)."""
     order = np.lexsort((-fpr, fnr))
     x, y = fnr[order], fpr[order]
-    for (x0, y0), (x1, y1) in zip(zip(x, y), zip(x[1:], y[1:])):
+    for (x0, y0), (x1, y1) in zip(zip(x, y, strict=True), zip(x[1:], y[1:], strict=True),
+                                  strict=False):
         if (x0 - y0) <= 0 <= (x1 - y1) and (x1 - y1) != (x0 - y0):
             s = (y0 - x0) / ((x1 - x0) - (y1 - y0))
             return float(x0 + s * (x1 - x0))
@@ -98,8 +99,8 @@ def test_det_points_and_d_eer_agree_with_scikit_learn(seed):
     scores = np.round(rng.normal(size=60) + 0.8 * is_attack, 1)
     fpr, tpr, _ = roc_curve(is_attack, scores, drop_intermediate=False)
     curve = det_curve(scores, is_attack)
-    ours = sorted(zip(curve.apcer.tolist(), curve.bpcer.tolist()))
-    theirs = sorted(zip((1 - tpr).tolist(), fpr.tolist()))
+    ours = sorted(zip(curve.apcer.tolist(), curve.bpcer.tolist(), strict=True))
+    theirs = sorted(zip((1 - tpr).tolist(), fpr.tolist(), strict=True))
     assert np.allclose(ours, theirs, atol=1e-12)
     assert d_eer(scores, is_attack) == pytest.approx(_crossing(fpr, 1 - tpr), abs=1e-12)
 

@@ -40,7 +40,7 @@ from .._output import ensure_dir, write_output
 from ..bootstrap import DEFAULT_LEVEL, DEFAULT_RESAMPLES
 from ..errors import FreqxfrError, InputError
 from ..explain import Explainer, Explanation, PairFailure
-from ..mad_metrics import average_ranks, evaluate_detector
+from ..mad_metrics import D_EER_RULE, average_ranks, evaluate_detector
 from ..profiles import centroid, profile
 from ..report import Section, html_paragraph, html_table, write_report
 from .morph_index import MorphComparison, MorphEntry, comparisons
@@ -474,7 +474,7 @@ def _detector_table(summary: dict[str, Any]) -> str:
     return html_table(
         ("detector", "AUC [CI]", "D-EER [CI]", "BPCER @ APCER 10%", "BPCER @ APCER 5%"),
         rows,
-        caption="higher detector score = more morph-like; AUC 0.5 = chance",
+        caption="higher detector score = more morph-like; AUC 0.5 = chance. " + D_EER_RULE,
     )
 
 
