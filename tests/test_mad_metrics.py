@@ -56,6 +56,55 @@ def test_d_eer_where_the_rates_meet():
     assert d_eer([1, 2, 5, 6], [1, 1, 0, 0]) == 1.0
 
 
+def test_d_eer_interpolates_where_two_thresholds_are_equally_close():
+    """Guards against taking the first of two equally close thresholds for the D-EER.
+
+    Attacks 2, 4, 6 and bona fide 1, 5. At t = 3 (APCER 1/3, BPCER 1/2) and t = 4.5 (APCER 2/3,
+    BPCER 1/2) the two rates are 1/6 apart either way; the old rule took the first and gave
+    (1/3 + 1/2)/2 = 5/12. The segment joining the two points crosses the diagonal at 1/2.
+    """
+    scores, is_attack = [2.0, 4.0, 6.0, 1.0, 5.0], [True, True, True, False, False]
+    curve = det_curve(scores, is_attack)
+    assert curve.apcer.tolist() == pytest.approx([0, 0, 1 / 3, 2 / 3, 2 / 3, 1])
+    assert curve.bpcer.tolist() == pytest.approx([1, 0.5, 0.5, 0.5, 0, 0])
+    assert d_eer(scores, is_attack) == pytest.approx(0.5)
+    # A crossing inside a diagonal step (an attack and a bona fide comparison tie at 3):
+    # (APCER, BPCER) goes from (0, 1/2) to (1/2, 0); the segment meets the diagonal at 1/4.
+    assert d_eer([3.0, 4.0, 1.0, 3.0], [True, True, False, False]) == pytest.approx(0.25)
+
+
+def _crossing(fpr: np.ndarray, fnr: np.ndarray) -> float:
+    """Where the polyline through (fnr, fpr), ordered by fnr, meets fnr = fpr (independent code)."""
+    order = np.lexsort((-fpr, fnr))
+    x, y = fnr[order], fpr[order]
+    for (x0, y0), (x1, y1) in zip(zip(x, y, strict=True), zip(x[1:], y[1:], strict=True),
+                                  strict=False):
+        if (x0 - y0) <= 0 <= (x1 - y1) and (x1 - y1) != (x0 - y0):
+            s = (y0 - x0) / ((x1 - x0) - (y1 - y0))
+            return float(x0 + s * (x1 - x0))
+        if x0 == y0:
+            return float(x0)
+    raise AssertionError("no crossing")
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_det_points_and_d_eer_agree_with_scikit_learn(seed):
+    """Our operating points are scikit-learn's roc_curve points (APCER = 1 - TPR, BPCER = FPR),
+    and the D-EER is where the polyline through them crosses the diagonal. Scores are rounded
+    so that ties between and within classes occur, as on the 60 FRLL comparisons."""
+    from sklearn.metrics import roc_curve
+
+    rng = np.random.default_rng(seed)
+    is_attack = np.array([True] * 40 + [False] * 20)
+    scores = np.round(rng.normal(size=60) + 0.8 * is_attack, 1)
+    fpr, tpr, _ = roc_curve(is_attack, scores, drop_intermediate=False)
+    curve = det_curve(scores, is_attack)
+    ours = sorted(zip(curve.apcer.tolist(), curve.bpcer.tolist(), strict=True))
+    theirs = sorted(zip((1 - tpr).tolist(), fpr.tolist(), strict=True))
+    assert np.allclose(ours, theirs, atol=1e-12)
+    assert d_eer(scores, is_attack) == pytest.approx(_crossing(fpr, 1 - tpr), abs=1e-12)
+
+
 def test_auc_is_the_mann_whitney_share():
     # Attack beats bona fide in 1 + 2 + 3 + 4 of the 16 cross pairs.
     assert auc(SCORES, IS_ATTACK) == pytest.approx(10 / 16)

@@ -176,6 +176,8 @@ def test_summary_keys_profiles_and_files(dlib_run):
     assert len((out / "explanations.jsonl").read_text().splitlines()) == 60
     report = (out / "report.html").read_text()
     assert "MMPMR" in report and report.count("<img") == 4
+    # The report states how the D-EER is read off the DET curve (interpolated crossing).
+    assert "linearly interpolated between the two neighbouring operating points" in report
 
 
 def test_cli_morph_error_is_one_line(index, tmp_path, capsys):

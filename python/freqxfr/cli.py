@@ -203,10 +203,15 @@ def cmd_dataset(args: argparse.Namespace) -> int:
             allow_outside_root=args.allow_outside_root, aligned=True if args.aligned else None,
             extra_settings={"--limit": args.limit}, progress=not args.no_progress,
             overlap=not args.no_overlap, parquet=args.parquet,
+            faithfulness_seeds=args.seeds if args.faithfulness else None,
         )
     acc = summary.get("accuracy")
     print(f"{summary['pairs']} pairs explained, {summary['failed']} failed"
           + (f", accuracy {acc:.4f} at the model threshold" if acc is not None else ""))
+    if "faithfulness" in summary:
+        from .faithfulness import summary_lines
+
+        print("\n".join(summary_lines(summary["faithfulness"]["by_class"])))
     print(f"wrote {args.out / 'results.jsonl'}, {args.out / 'summary.json'}, {args.out / 'report.html'}")
     return report_failures("dataset", summary["failures"],
                            f"{summary['failed']} of {len(pairs)} pairs")
@@ -235,7 +240,7 @@ def report_failures(command: str, failures: Sequence[dict[str, Any]], what: str)
 def cmd_faithfulness(args: argparse.Namespace) -> int:
     from ._output import write_output
     from .errors import InputError
-    from .faithfulness import dataset_faithfulness
+    from .faithfulness import dataset_faithfulness, summary_lines
     from .pairs import Pair, outside_root, read_pairs, spread
     from .runfolder import locked_folder
 
@@ -255,11 +260,9 @@ def cmd_faithfulness(args: argparse.Namespace) -> int:
                                       aligned=True if args.aligned else None)
         write_output(args.out / "faithfulness.json",
                      json.dumps(result, indent=2, allow_nan=False) + "\n")
-    m = result["mean_auc"]
-    print(f"{result['images']} explained images: deletion AUC {m['deletion']:.4f} vs random "
-          f"{m['random_deletion_mean']:.4f}; insertion AUC {m['insertion']:.4f} vs random "
-          f"{m['random_insertion_mean']:.4f}")
-    print(f"deletion beats random for {result['deletion_beats_random']:.1%} of images")
+    print(f"{result['n_images']} explained images of {result['pairs']} pairs, "
+          f"{len(result['seeds'])} random orders each")
+    print("\n".join(summary_lines(result["by_class"])))
     print(f"wrote {args.out / 'faithfulness.json'}")
     return 0
 
@@ -315,6 +318,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=None,
                    help="N pairs spread evenly over the list (both classes stay in)")
     p.add_argument("--parquet", action="store_true", help="also write results.parquet")
+    p.add_argument("--faithfulness", action="store_true",
+                   help="also deletion/insertion curves of every pair (faithfulness.jsonl)")
+    p.add_argument("--seeds", type=int, default=5, help="random orders for --faithfulness")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--no-overlap", action="store_true",
                    help="don't prepare the next batch while the model runs")
@@ -346,11 +352,12 @@ def add_allow_outside_root(parser: argparse.ArgumentParser) -> None:
 
 def _add_optional_commands(sub: Any) -> None:
     """Commands that live in their own modules (verifier, models, scenarios)."""
-    from . import cli_models, cli_scenarios
+    from . import cli_compare, cli_models, cli_scenarios
 
     cli_models.add_verify_parser(sub)
     cli_models.add_models_parser(sub)
     cli_scenarios.add_parsers(sub)
+    cli_compare.add_compare_parser(sub)
 
 
 def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:

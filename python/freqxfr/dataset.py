@@ -86,11 +86,14 @@ def run_dataset(
     overlap: bool = True,
     report: bool = True,
     parquet: bool = False,
+    faithfulness_seeds: int | None = None,
 ) -> dict[str, Any]:
     """Explain every pair into ``out_dir`` (see the module docstring); returns the summary.
 
     An interrupted run continues where it stopped when called again with the same arguments;
-    pairs that failed are tried again.
+    pairs that failed are tried again. With ``faithfulness_seeds`` every explained pair also gets
+    deletion/insertion curves against that many random orders (:mod:`freqxfr.faithfulness_run`),
+    resumable the same way.
 
     Parameters
     ----------
@@ -152,6 +155,11 @@ def run_dataset(
                    **summarise(r for r in records if "error" not in r),
                    "failed": len(failures), "failures": sorted(failures, key=_by_index),
                    SETTINGS_KEY: config[SETTINGS_KEY]}
+        if faithfulness_seeds:
+            from .faithfulness_run import run_faithfulness
+
+            summary["faithfulness"] = run_faithfulness(pairs, out, explainer,
+                                                       seeds=faithfulness_seeds, progress=progress)
         atomic.write_json(out / "summary.json", summary)
         if parquet:
             write_parquet(results, out / "results.parquet")

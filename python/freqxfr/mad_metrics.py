@@ -22,7 +22,7 @@ import numpy.typing as npt
 
 from .bootstrap import DEFAULT_LEVEL, DEFAULT_RESAMPLES, percentile_ci, resample_indices
 from .errors import InputError
-from .thresholds import _as_arrays, roc, threshold_at_eer
+from .thresholds import _as_arrays, roc
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,13 +55,30 @@ def det_curve(scores: npt.ArrayLike, is_attack: npt.ArrayLike) -> DetCurve:
     return DetCurve(curve.thresholds, curve.fnmr, curve.fmr)
 
 
-def d_eer(scores: npt.ArrayLike, is_attack: npt.ArrayLike) -> float:
-    """The detection equal-error rate.
+D_EER_RULE = (
+    "D-EER: where the DET curve crosses APCER = BPCER, linearly interpolated between the two "
+    "neighbouring operating points (the last with APCER < BPCER and the first with APCER >= BPCER); "
+    "exact where an operating point lies on the diagonal."
+)
 
-    At the threshold where APCER and BPCER are closest (the first such threshold on ties), the
-    mean of the two; with few comparisons they rarely meet exactly.
+
+def d_eer(scores: npt.ArrayLike, is_attack: npt.ArrayLike) -> float:
+    """The detection equal-error rate: where the DET curve crosses APCER = BPCER.
+
+    Along ascending thresholds APCER - BPCER rises from -1 to 1. Between the last operating
+    point below the diagonal and the next one (on or above it) the curve is taken as the straight
+    segment joining them, and the D-EER is where that segment meets the diagonal. Unlike picking
+    the threshold whose two rates are closest, this has no tie to break: with few comparisons two
+    thresholds can be equally close, and choosing either moves the result by a whole step.
     """
-    return threshold_at_eer(scores, is_attack).eer
+    curve = det_curve(scores, is_attack)
+    gap = curve.apcer - curve.bpcer  # non-decreasing; -1 at the first threshold, 1 at the last
+    j = int(np.argmax(gap >= 0.0))  # the first point on or above the diagonal (j >= 1)
+    if gap[j] == 0.0:
+        return float(curve.apcer[j])
+    i = j - 1
+    t = -gap[i] / (gap[j] - gap[i])
+    return float(curve.apcer[i] + t * (curve.apcer[j] - curve.apcer[i]))
 
 
 def bpcer_at_apcer(scores: npt.ArrayLike, is_attack: npt.ArrayLike, apcer: float) -> float:

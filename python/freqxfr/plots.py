@@ -357,80 +357,124 @@ def plot_masked_strip(
 
 
 def plot_curves(faithfulness: Mapping[str, Any], path: str | os.PathLike[str]) -> Path:
-    """Deletion and insertion curves per image: influence order, reverse order, random mean ± sd.
+    """Deletion and insertion curves per image: the decision-aware order, the paper's absolute
+    order and the random orders' mean ± sd; each row's title says which direction is faithful.
 
     Parameters
     ----------
     faithfulness : dict
-        ``Explainer.faithfulness(...).to_dict()``: per side ``deletion``, ``insertion``,
-        ``reverse_*``, ``random_*`` (one curve per seed) and ``auc``.
+        ``Explainer.faithfulness(...).to_dict()``: per side ``variants`` (``support``,
+        ``against``, ``absolute``: ``deletion`` and ``insertion``), ``decision_aware``,
+        ``random_*`` (one curve per seed) and ``areas``.
     path : path-like
     """
-    fig = new_figure(10.0, 8.4)
+    fig = new_figure(10.0, 8.8)
     axes = fig.subplots(2, 2)
     threshold = faithfulness.get("threshold")
     for row, side in enumerate(_SIDES):
         data = faithfulness.get(side)
-        if not isinstance(data, Mapping):
-            raise InputError(f"faithfulness is missing side {side!r}")
-        auc = data.get("auc", {})
+        if not isinstance(data, Mapping) or not isinstance(data.get("variants"), Mapping):
+            raise InputError(f"faithfulness is missing side {side!r} or its variants")
+        aware = str(data.get("decision_aware", "support"))
+        areas = data.get("areas") or {}
+        shown = [(aware, "C0", "-", f"decision-aware: {aware} order")]
+        if aware != "absolute":
+            shown.append(("absolute", "C1", "--", "absolute order (paper)"))
         for col, curve in enumerate(("deletion", "insertion")):
             ax = axes[row, col]
-            main = _curve(data, curve, f"faithfulness.{side}.{curve}")
-            x = np.linspace(0.0, 1.0, main.size)
-            ax.plot(
-                x,
-                main,
-                color="C0",
-                marker="o",
-                markersize=3,
-                linewidth=1.8,
-                label=f"influence order (AUC {_fmt_auc(auc.get(curve))})",
-            )
-            reverse = data.get(f"reverse_{curve}")
-            if reverse is not None:
-                rev = _curve(data, f"reverse_{curve}", f"faithfulness.{side}.reverse_{curve}")
-                ax.plot(
-                    x,
-                    rev,
-                    color="C3",
-                    linestyle="--",
-                    linewidth=1.3,
-                    label=f"reverse order (AUC {_fmt_auc(auc.get(f'reverse_{curve}'))})",
-                )
+            size = None
+            for name, colour, style, label in shown:
+                values = data["variants"].get(name) or {}
+                main = _curve(values, curve, f"faithfulness.{side}.variants.{name}.{curve}")
+                size = main.size
+                x = np.linspace(0.0, 1.0, main.size)
+                auc = (areas.get(name) or {}).get(f"{curve}_auc")
+                ax.plot(x, main, color=colour, linestyle=style, marker="o", markersize=3,
+                        linewidth=1.8 if colour == "C0" else 1.2,
+                        label=f"{label} (AUC {_fmt_auc(auc)})")
             randoms = data.get(f"random_{curve}")
             if randoms:
                 rnd = np.asarray(randoms, dtype=np.float64)
-                if rnd.ndim != 2 or rnd.shape[1] != main.size:
+                if rnd.ndim != 2 or rnd.shape[1] != size:
                     raise InputError(
-                        f"faithfulness.{side}.random_{curve} must be (seeds, {main.size}), got {rnd.shape}"
+                        f"faithfulness.{side}.random_{curve} must be (seeds, {size}), got {rnd.shape}"
                     )
+                x = np.linspace(0.0, 1.0, rnd.shape[1])
                 mean, sd = rnd.mean(axis=0), rnd.std(axis=0)
                 ax.fill_between(x, mean - sd, mean + sd, color="0.6", alpha=0.35, linewidth=0)
-                ax.plot(
-                    x,
-                    mean,
-                    color="0.35",
-                    linewidth=1.3,
-                    label=f"random, mean ± sd of {rnd.shape[0]} "
-                    f"(AUC {_fmt_auc(auc.get(f'random_{curve}_mean'))})",
-                )
+                auc = (areas.get(aware) or {}).get(f"random_{curve}_auc")
+                ax.plot(x, mean, color="0.35", linewidth=1.3,
+                        label=f"random, mean ± sd of {rnd.shape[0]} (AUC {_fmt_auc(auc)})")
             if threshold is not None:
-                ax.axhline(
-                    float(threshold), color="0.2", linestyle=":", linewidth=1.0, label="threshold"
-                )
-            ax.set_title(
-                f"{side}: {curve} ({'most influential first' if curve == 'deletion' else 'from an empty spectrum'})",
-                fontsize=9,
-            )
+                ax.axhline(float(threshold), color="0.2", linestyle=":", linewidth=1.0,
+                           label="threshold")
+            rises = aware == "against"
+            if curve == "deletion":
+                goal = "faithful: ABOVE random (score rises)" if rises else \
+                    "faithful: BELOW random (score falls)"
+            else:
+                goal = "faithful: BELOW random" if rises else "faithful: ABOVE random"
+            ax.set_title(f"{side}: {curve}, {goal}", fontsize=9)
             ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.07), ncols=2)
             ax.grid(alpha=0.3)
         axes[row, 0].set_ylabel("score")
     fig.supxlabel("x: fraction of bands deleted (left) or inserted (right)", fontsize=9)
-    fig.suptitle(
-        "faithfulness: a good explanation drops the score faster than random under deletion",
-        fontsize=10,
-    )
+    decision = faithfulness.get("decision")
+    if decision is None:
+        headline = "faithfulness: deletion and insertion against random orders"
+    elif decision:
+        headline = ("match: deleting the bands that supported the match first should lower the "
+                    "score faster than random")
+    else:
+        headline = ("non-match: deleting the bands that worked against the match first should "
+                    "raise the score faster than random")
+    fig.suptitle(headline, fontsize=10)
+    return save_figure(fig, path)
+
+
+_FAITHFUL_CLASSES = ("genuine", "impostor", "match", "non_match")
+_FAITHFUL_VARIANTS = ("decision_aware", "support", "against", "absolute")
+
+
+def plot_faithfulness_classes(by_class: Mapping[str, Any], path: str | os.PathLike[str]) -> Path:
+    """Per class and variant: the share of images whose deletion beats random, and the mean
+    deletion area minus the random mean (its faithful sign differs by variant).
+
+    ``by_class`` is ``summary["faithfulness"]["by_class"]``.
+    """
+    classes = [c for c in _FAITHFUL_CLASSES if (by_class.get(c) or {}).get("n_images")]
+    if not classes:
+        raise InputError("faithfulness summary has no class with explained images")
+    fig = new_figure(11.0, 4.2)
+    ax_rate, ax_gap = fig.subplots(1, 2)
+    x = np.arange(len(classes))
+    width = 0.8 / len(_FAITHFUL_VARIANTS)
+    for i, name in enumerate(_FAITHFUL_VARIANTS):
+        rates = [by_class[c][name]["beats_random"] for c in classes]
+        gaps = [by_class[c][name]["deletion_auc"] - by_class[c][name]["random_deletion_auc"]
+                for c in classes]
+        offset = (i - (len(_FAITHFUL_VARIANTS) - 1) / 2) * width
+        label = display_name(name).replace("decision aware", "decision-aware")
+        ax_rate.bar(x + offset, rates, width, color=f"C{i}", label=label)
+        ax_gap.bar(x + offset, gaps, width, color=f"C{i}", label=label)
+        for j, c in enumerate(classes):
+            if not by_class[c][name]["holds"]:
+                ax_rate.text(x[j] + offset, rates[j] + 0.01, "x", ha="center", fontsize=8,
+                             color="C3", fontweight="bold")
+    labels = [f"{display_name(c)}\n(n={by_class[c]['n_images']})" for c in classes]
+    ax_rate.axhline(0.5, color="0.3", linestyle=":", linewidth=1.0)
+    ax_rate.set_ylim(0, 1.08)
+    ax_rate.set_xticks(x, labels, fontsize=8)
+    ax_rate.set_ylabel("share of images beating random")
+    ax_rate.set_title("deletion beats random (x: the criterion does not hold)", fontsize=9)
+    ax_rate.legend(fontsize=7, loc="lower left")
+    ax_gap.axhline(0.0, color="0.3", linewidth=0.8)
+    ax_gap.set_xticks(x, labels, fontsize=8)
+    ax_gap.set_ylabel("deletion AUC − random AUC")
+    ax_gap.set_title("faithful: below 0 for support/absolute, above 0 for against;\n"
+                     "decision-aware: below for matches, above for non-matches", fontsize=9)
+    for ax in (ax_rate, ax_gap):
+        ax.grid(alpha=0.3, axis="y")
     return save_figure(fig, path)
 
 
@@ -852,3 +896,64 @@ def _decision_title(explanation: Mapping[str, Any]) -> str:
         if model.get("metric"):
             text += f", {model['metric']} score"
     return text
+
+
+# --- run comparisons --------------------------------------------------------------------------
+
+
+def plot_run_comparison(
+    summary: Mapping[str, Any], path: str | os.PathLike[str], kind: Kind = "absolute",
+    classes: Sequence[str] = ("genuine", "impostor"),
+) -> Path:
+    """Overlaid band profiles of compared runs (mean normalised ``kind`` influence, shaded with
+    its bootstrap interval) per class, and below them each pair of runs' paired difference with
+    its interval. ``summary`` is ``compare``'s ``summary.json``."""
+    bands = summary.get("bands") or []
+    runs = [r["name"] for r in summary.get("runs") or []]
+    if not bands or len(runs) < 2:
+        raise InputError("a comparison summary needs bands and at least two runs")
+    shown = [c for c in classes if any(
+        (bands[0].get(c) or {}).get("mean", {}).get(r, {}).get(kind) is not None for r in runs)]
+    if not shown:
+        raise InputError(f"no class of {list(classes)} has pairs in this comparison")
+    x = np.arange(len(bands))
+    fig = new_figure(max(6.0, 4.4 * len(shown)), 6.4)
+    axes = np.asarray(fig.subplots(2, len(shown), squeeze=False, sharex=True))
+    label = "absolute" if kind == "absolute" else "directed"
+    for c, cls in enumerate(shown):
+        top, bottom = axes[0, c], axes[1, c]
+        for i, run in enumerate(runs):
+            mean = np.array([_num(b[cls]["mean"][run][kind]) for b in bands])
+            lo = np.array([_num((b[cls]["mean_ci"][run][kind] or [None])[0]) for b in bands])
+            hi = np.array([_num((b[cls]["mean_ci"][run][kind] or [None, None])[1]) for b in bands])
+            n = bands[0][cls]["n_pairs"].get(run)
+            top.plot(x, mean, marker="o", markersize=3, color=f"C{i}", label=f"{run} (n={n} pairs)")
+            top.fill_between(x, lo, hi, color=f"C{i}", alpha=0.22, linewidth=0)
+        for j, diff in enumerate(summary.get("differences") or []):
+            key = diff["key"]
+            d = np.array([_num(b[cls]["diff"][key][kind]) for b in bands])
+            lo = np.array([_num(b[cls]["ci_lo"][key][kind]) for b in bands])
+            hi = np.array([_num(b[cls]["ci_hi"][key][kind]) for b in bands])
+            colour = f"C{len(runs) + j}"
+            bottom.plot(x, d, marker="o", markersize=3, color=colour, label=key)
+            bottom.fill_between(x, lo, hi, color=colour, alpha=0.22, linewidth=0)
+        bottom.axhline(0.0, color="0.3", linewidth=0.8)
+        if kind == "directed":
+            top.axhline(0.0, color="0.3", linewidth=0.8)
+        top.set_title(display_name(cls), fontsize=10)
+        for ax in (top, bottom):
+            ax.grid(alpha=0.3)
+            _band_ticks(ax, bands)
+        bottom.set_xlabel("band (0 = lowest frequencies)")
+        top.legend(fontsize=7, loc="best")
+        bottom.legend(fontsize=7, loc="best")
+    axes[0, 0].set_ylabel(f"{label} influence,\nnormalised per image")
+    level = (summary.get("bootstrap") or {}).get("level", 0.95)
+    axes[1, 0].set_ylabel(f"paired difference\n({100 * float(level):g}% bootstrap CI)")
+    fig.suptitle(f"band profiles of the compared runs ({label}; shade: bootstrap interval over "
+                 "pairs)", fontsize=10)
+    return save_figure(fig, path)
+
+
+def _num(value: Any) -> float:
+    return float("nan") if value is None else float(value)

@@ -47,10 +47,14 @@ PAIR_HOW_TO_READ = (
     "limits. Influences are about this model and this pair, not about faces in general."
 )
 CURVES_HOW_TO_READ = (
-    "Deletion removes bands cumulatively, most influential first; insertion starts from an empty "
-    "spectrum and adds them in the same order. If the explanation is faithful, the score falls faster "
-    "under deletion (smaller area under the curve) and rises faster under insertion than it does for "
-    "random orders (grey: mean ± sd over seeds)."
+    "Deletion removes bands cumulatively in an order; insertion starts from an empty spectrum and "
+    "adds them in the same order. Which order and which direction count as faithful depend on the "
+    "decision. For a match, the bands are ordered by how much they supported the match (directed "
+    "influence, largest first): deleting them first should lower the score faster than random "
+    "orders do (smaller deletion area). For a non-match, they are ordered by how much they worked "
+    "against the match (most negative directed influence first): deleting them first should raise "
+    "the score faster than random (larger deletion area). The paper's order (absolute influence, "
+    "largest first, judged like a match) is shown too. Grey: random orders, mean ± sd over seeds."
 )
 DATASET_HOW_TO_READ = (
     "Each explained image contributes one influence per band. Lines are means over images and the "
@@ -268,28 +272,62 @@ def _pair_band_table(explanation: Mapping[str, Any], bands: Sequence[Mapping[str
 
 
 def _auc_table(faithfulness: Mapping[str, Any]) -> str:
-    keys = (
-        "deletion",
-        "random_deletion_mean",
-        "reverse_deletion",
-        "insertion",
-        "random_insertion_mean",
-        "reverse_insertion",
-    )
+    from .faithfulness import VARIANT_INFO, VARIANTS
+
     rows = []
     for side in ("a", "b"):
-        auc = (faithfulness.get(side) or {}).get("auc") or {}
-        rows.append([side, *(auc.get(k) for k in keys)])
-    header = [
-        "image",
-        "deletion",
-        "random deletion",
-        "reverse deletion",
-        "insertion",
-        "random insertion",
-        "reverse insertion",
-    ]
+        data = faithfulness.get(side) or {}
+        areas = data.get("areas") or {}
+        for name in VARIANTS:
+            area = areas.get(name)
+            if not area:
+                continue
+            label = name if name != "decision_aware" else f"decision-aware ({data.get('decision_aware')})"
+            rows.append([side, label, VARIANT_INFO[name]["faithful_deletion"],
+                         area["deletion_auc"], area["random_deletion_auc"], area["insertion_auc"],
+                         area["random_insertion_auc"], area["beats_random"]])
+    header = ["image", "order", "faithful deletion", "deletion", "random deletion", "insertion",
+              "random insertion", "deletion beats random"]
     return html_table(header, rows, caption="areas under the curves (x = fraction of bands)")
+
+
+def faithfulness_section(folder: Path, faithfulness: Mapping[str, Any]) -> Section:
+    """The per-class faithfulness summary of a dataset run: table, verdicts and plot."""
+    from .faithfulness import CLASSES, VARIANT_INFO, VARIANTS, verdict
+
+    by_class = faithfulness.get("by_class") or {}
+    rows = []
+    verdicts = []
+    for cls in CLASSES:
+        entry = by_class.get(cls) or {}
+        n = entry.get("n_images") or 0
+        if not n:
+            continue
+        for name in VARIANTS:
+            e = entry[name]
+            rows.append([plots.display_name(cls), n, name.replace("_", "-"),
+                         VARIANT_INFO[name]["faithful_deletion"], e["deletion_auc"],
+                         e["random_deletion_auc"], e["insertion_auc"], e["random_insertion_auc"],
+                         e["beats_random"], e["insertion_beats_random"],
+                         "holds" if e["holds"] else "does not hold"])
+        verdicts.append(f"{plots.display_name(cls)}: the decision-aware criterion "
+                        f"{verdict(entry['decision_aware'], n)}; the paper's absolute order "
+                        f"{verdict(entry['absolute'], n)}.")
+    text = html_paragraph(CURVES_HOW_TO_READ) + html_paragraph(
+        "Per class, each variant's mean areas and the share of images whose deletion curve beats "
+        "the random orders' mean in the faithful direction. A criterion holds for a class when its "
+        "wins are significantly more than half (one-sided sign test, p < 0.05); where it does not, "
+        "the table says so rather than pooling it away. Genuine/impostor is the ground truth, "
+        "match/non-match the model's decision; the decision-aware variant uses the support order "
+        "for matched pairs and the against order for non-matched ones.")
+    text += "".join(html_paragraph(v) for v in verdicts)
+    text += html_table(["class", "images", "order", "faithful deletion", "deletion AUC",
+                        "random deletion AUC", "insertion AUC", "random insertion AUC",
+                        "deletion beats random", "insertion beats random", "criterion"], rows)
+    images = []
+    if any((by_class.get(c) or {}).get("n_images") for c in CLASSES):
+        images.append(plots.plot_faithfulness_classes(by_class, folder / "faithfulness.png"))
+    return Section("Faithfulness per class", text, images)
 
 
 def _provenance(explanation: Mapping[str, Any]) -> str:
@@ -361,6 +399,8 @@ def write_dataset_report(
     failures = summary.get("failures") or []
     if failures:
         sections.append(Section("Failed pairs", _failure_table(failures)))
+    if summary.get("faithfulness"):
+        sections.append(faithfulness_section(folder, summary["faithfulness"]))
     sections += [_as_section(s) for s in extra_sections or ()]
     model = (summary.get("model") or {}).get("name", "?")
     return write_report(folder, f"freqxfr dataset report ({model})", sections)
@@ -559,3 +599,107 @@ _PAGE = """<!DOCTYPE html>
 </body>
 </html>
 """
+
+
+# --- comparing runs ---------------------------------------------------------------------------
+
+COMPARE_HOW_TO_READ = (
+    "Each line is one run's mean band influence, normalised per explained image (absolute to "
+    "[0, 1], directed to [−1, 1]), over the images of its pairs in the class; the shade is a "
+    "percentile bootstrap interval over pairs. Below, each pair of runs' paired difference (later "
+    "run minus earlier run, pair by pair, then averaged) with its interval; every band uses the "
+    "same resamples. A band whose interval excludes 0 is used differently by the two runs on "
+    "these pairs. Match/non-match are each run's own decisions; their differences are over the "
+    "pairs both runs decided that way."
+)
+
+
+def write_comparison_report(out_dir: str | os.PathLike[str], summary: Mapping[str, Any]) -> Path:
+    """``report.html`` of ``freqxfr compare``: runs, profiles, differences, centroids, decisions."""
+    folder = ensure_dir(out_dir)
+    runs = summary["runs"]
+    run_rows = [(r["name"], r["model"], r["metric"], r["mode"], r["domain"], r["clip"],
+                 r["accuracy"], r["failed_pairs"]) for r in runs]
+    overview = html_table(("run", "model", "metric", "mode", "domain", "clip",
+                           "accuracy (common pairs)", "failed pairs"), run_rows)
+    overview += html_paragraph(
+        f"{summary['n_pairs']} pairs common to every run ({len(summary['excluded_pairs'])} left "
+        f"out because a run failed on them); bootstrap: {summary['bootstrap']['resamples']} "
+        f"resamples of pairs, {100 * summary['bootstrap']['level']:g}% percentile intervals.")
+    sections = [Section("Runs", overview),
+                Section("How to read this", html_paragraph(COMPARE_HOW_TO_READ))]
+    for kind in ("absolute", "directed"):
+        img = plots.plot_run_comparison(summary, folder / f"compare_{kind}.png", kind)
+        sections.append(Section(f"Profiles and differences: {kind} influence",
+                                _comparison_table(summary, kind), [img]))
+    sections.append(Section("Centroid band", _centroid_table(summary)))
+    sections.append(Section("Decisions", _decision_agreement(summary)))
+    names = " vs ".join(r["name"] for r in runs)
+    return write_report(folder, f"freqxfr compare: {names}", sections)
+
+
+def _comparison_table(summary: Mapping[str, Any], kind: str) -> str:
+    parts = []
+    runs = [r["name"] for r in summary["runs"]]
+    keys = [d["key"] for d in summary["differences"]]
+    for cls in ("genuine", "impostor", "match", "non_match", "all"):
+        bands = summary["bands"]
+        if not any(bands[0][cls]["n_pairs"].get(r) for r in runs):
+            continue
+        header = ["band", "ρ range", *[f"{r}: mean" for r in runs]]
+        header += [f"{k} [CI], same sign" for k in keys]
+        rows = []
+        for b in bands:
+            entry = b[cls]
+            row: list[Any] = [b["index"], _range(b["radius"], 3)]
+            row += [entry["mean"][r][kind] for r in runs]
+            for k in keys:
+                d = entry["diff"][k][kind]
+                row.append("—" if d is None else
+                           f"{d:+.4f} [{entry['ci_lo'][k][kind]:+.4f}, "
+                           f"{entry['ci_hi'][k][kind]:+.4f}], {entry['same_sign'][k][kind]:.0%}")
+            rows.append(row)
+        n = ", ".join(f"{name} {v}" for name, v in bands[0][cls]["n_pairs"].items())
+        parts.append(f"<h3>{_esc(plots.display_name(cls))}</h3>"
+                     + html_table(header, rows, caption=f"pairs: {n}"))
+    return "\n".join(parts)
+
+
+def _centroid_table(summary: Mapping[str, Any]) -> str:
+    runs = [r["name"] for r in summary["runs"]]
+    keys = [d["key"] for d in summary["differences"]]
+    rows = []
+    for cls, c in summary["centroid"].items():
+        row: list[Any] = [plots.display_name(cls), *[c["mean"][r] for r in runs]]
+        for k in keys:
+            d = c["diff"][k]
+            row.append("—" if d is None else
+                       f"{d:+.3f} [{c['ci_lo'][k]:+.3f}, {c['ci_hi'][k]:+.3f}], "
+                       f"{c['same_sign'][k]:.0%}")
+        rows.append(row)
+    return html_paragraph(
+        "The centroid is each explained image's influence-weighted mean band index (0 = lowest "
+        "band), averaged over the pair's two images and then over pairs.") + html_table(
+        ["class", *[f"{r}: centroid" for r in runs], *[f"{k} [CI], same sign" for k in keys]],
+        rows)
+
+
+def _decision_agreement(summary: Mapping[str, Any]) -> str:
+    parts = []
+    for key, d in summary["decisions"].items():
+        top = ", ".join(f"band {b['band']} ({b['mean_abs_directed_diff']:.3f})"
+                        for b in d["bands_differing_most"]) or "—"
+        parts.append(html_paragraph(
+            f"{key}: the runs agree on {d['agreement']:.1%} of the pairs ({d['n_disagree']} "
+            f"decided differently). Where they disagree, the normalised directed influence "
+            f"differs most in: {top}."))
+        rows = [(p["index"], ", ".join(os.path.basename(str(x)) for x in p["paths"]),
+                 p["same"], *p["decision"].values(), *p["score"].values(),
+                 ", ".join(map(str, p["bands_differing_most"]))) for p in d["pairs"][:50]]
+        if rows:
+            names = list(d["pairs"][0]["decision"])
+            parts.append(html_table(
+                ["pair", "images", "same person", *[f"{n}: match" for n in names],
+                 *[f"{n}: score" for n in names], "bands differing most"], rows,
+                caption="first 50 pairs decided differently" if len(d["pairs"]) > 50 else None))
+    return "\n".join(parts)

@@ -42,7 +42,7 @@ from .._output import ensure_dir, write_output
 from ..bootstrap import DEFAULT_LEVEL, DEFAULT_RESAMPLES
 from ..errors import FreqxfrError, InputError
 from ..explain import Explainer, Explanation, PairFailure
-from ..mad_metrics import average_ranks, evaluate_detector
+from ..mad_metrics import D_EER_RULE, average_ranks, evaluate_detector
 from ..profiles import centroid, profile
 from ..report import Section, html_paragraph, html_table, write_report
 from ..runfolder import SETTINGS_KEY, ResultsLog, check_settings, explainer_settings, locked_folder
@@ -584,7 +584,7 @@ def _detector_table(summary: dict[str, Any]) -> str:
     return html_table(
         ("detector", "AUC [CI]", "D-EER [CI]", "BPCER @ APCER 10%", "BPCER @ APCER 5%"),
         rows,
-        caption="higher detector score = more morph-like; AUC 0.5 = chance",
+        caption="higher detector score = more morph-like; AUC 0.5 = chance. " + D_EER_RULE,
     )
 
 
