@@ -10,7 +10,6 @@ seeds is refused. The per-class summary goes into ``summary.json["faithfulness"]
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from .dataset import _finished_indices, read_results
+from .dataset import read_results
 from .errors import OutputError
 from .explain import Explainer
 from .faithfulness import (
@@ -31,6 +30,7 @@ from .faithfulness import (
     summarise_faithfulness,
 )
 from .pairs import Pair
+from .runfolder import ResultsLog
 
 FILE = "faithfulness.jsonl"
 
@@ -43,17 +43,17 @@ def run_faithfulness(
     out = Path(out_dir)
     seeds_ = list(seed_list(seeds))
     path = out / FILE
-    done = _finished_indices(path)
     _check_seeds(path, seeds_)
-    todo = [r for r in read_results(out / "results.jsonl")
-            if "error" not in r and int(r["index"]) not in done]
     bar = None
-    if progress and todo:
-        from tqdm import tqdm
+    with ResultsLog(path, key=lambda line: int(line["index"])) as log:
+        done = log.open()  # drops a partial last line from a crash; it is redone
+        todo = [r for r in read_results(out / "results.jsonl")
+                if "error" not in r and int(r["index"]) not in done]
+        if progress and todo:
+            from tqdm import tqdm
 
-        bar = tqdm(total=len(todo), unit="pair", desc="faithfulness", dynamic_ncols=True)
-    try:
-        with path.open("a", encoding="utf-8") as sink:
+            bar = tqdm(total=len(todo), unit="pair", desc="faithfulness", dynamic_ncols=True)
+        try:
             for record in todo:
                 index = int(record["index"])
                 pair = pairs[index]
@@ -61,15 +61,12 @@ def run_faithfulness(
                 result = faithfulness_of(
                     explainer, faces, (record["a"]["directed"], record["b"]["directed"]),
                     float(record["score_ref"]), seeds=seeds_, same=record.get("same"))
-                line = _line(index, seeds_, result, (str(pair.path_a), str(pair.path_b)))
-                sink.write(json.dumps(line, allow_nan=False) + "\n")
-                sink.flush()
+                log.append(_line(index, seeds_, result, (str(pair.path_a), str(pair.path_b))))
                 if bar is not None:
                     bar.update(1)
-            os.fsync(sink.fileno())
-    finally:
-        if bar is not None:
-            bar.close()
+        finally:
+            if bar is not None:
+                bar.close()
     return summarise_run(path)
 
 
