@@ -378,5 +378,5 @@ def test_toy_stream_prepares_on_a_worker_thread_only_when_overlapping(toy_model,
     for options, expected in (({}, "freqxfr-prepare"), ({"overlap": False}, main)):
         spy = ThreadSpy(toy_model, 4, max_batch=10, threads=1)
         spy.threads_seen = set()
-        list(spy.explain_pairs([(a, b)] * 3, **options))
+        list(spy.explain_pairs(pairs=[(a, b)] * 3, **options))
         assert len(spy.threads_seen) == 1 and next(iter(spy.threads_seen)).startswith(expected)
