@@ -272,6 +272,11 @@ def test_toy_streamed_pairs_keep_their_sides_and_order(toy_model, toy_pair):
     spy.sizes, spy.buffers = [], []
     assert len(list(Explainer(spy, 4, max_batch=19, threads=1).explain_pairs(pairs))) == 5
     assert spy.sizes == [10] * 5
+    spy.sizes = []  # below one pair's images: still one pair a call (ONNX Runtime gets it in parts)
+    assert len(list(Explainer(spy, 4, max_batch=8, threads=1).explain_pairs(pairs[:2]))) == 2
+    assert spy.sizes == [10, 10]
+    spy.sizes, spy.buffers = [], []
+    list(Explainer(spy, 4, max_batch=19, threads=1).explain_pairs(pairs))
     # Two batch buffers, used in turn: the worker fills one while the model reads the other.
     assert len(set(spy.buffers)) == 2
     assert all(x != y for x, y in zip(spy.buffers, spy.buffers[1:], strict=False))
