@@ -157,7 +157,9 @@ def test_faithfulness_command_with_a_pair_list(toy_files, tmp_path):
                      "2", "--model", card, "--bands", "4", "--out", tmp_path / "f")
     assert result.returncode == 0, result.stderr
     summary = json.loads((tmp_path / "f" / "faithfulness.json").read_text())
-    assert summary["pairs"] == 2 and summary["images"] == 4
+    assert summary["pairs"] == 2 and summary["n_images"] == 4
+    assert sorted((image["pair"], image["side"]) for image in summary["per_image"]) == [
+        (0, "a"), (0, "b"), (2, "a"), (2, "b")]
     missing = freqxfr("faithfulness", "--pairs", root / "nowhere.csv", "--model", card,
                       "--out", tmp_path / "g")
     assert_one_line_error(missing, "nowhere.csv")

@@ -152,13 +152,17 @@ def test_frequency_morph_score_ranks_morphs_above_bona_fide(dlib_run):
 def test_summary_keys_profiles_and_files(dlib_run):
     out, summary, rows = dlib_run
     # The top-level D-EER and BPCER are the frequency detector's, recomputed here by a plain scan
-    # of thresholds over comparisons.csv (README: measured D-EER 0.162, BPCER 0.55 / 0.80).
+    # of thresholds over comparisons.csv (README: measured D-EER 0.175, BPCER 0.55 / 0.80). The
+    # D-EER is where the straight segment between the last operating point with APCER < BPCER and
+    # the next one crosses APCER = BPCER.
     morph = np.array([float(r["morph_score"]) for r in rows if r["class"] == "morph"])
     bona_fide = np.array([float(r["morph_score"]) for r in rows if r["class"] == "bona_fide"])
     cuts = np.concatenate([[-np.inf], np.sort(np.concatenate([morph, bona_fide])), [np.inf]])
     rates = [(np.mean(morph < t), np.mean(bona_fide >= t)) for t in cuts]
-    apcer, bpcer = min(rates, key=lambda r: abs(r[0] - r[1]))
-    assert summary["d_eer"] == pytest.approx((apcer + bpcer) / 2)
+    j = next(k for k, (a, b) in enumerate(rates) if a >= b)
+    (a0, b0), (a1, b1) = rates[j - 1], rates[j]
+    crossing = a1 if a1 == b1 else a0 + (a1 - a0) * (b0 - a0) / ((b0 - a0) - (b1 - a1))
+    assert summary["d_eer"] == pytest.approx(crossing)
     assert summary["d_eer"] == summary["detectors"]["frequency"]["d_eer"]
     assert 0.1 < summary["d_eer"] < 0.25
     for key, bound in (("bpcer_at_apcer_10", 0.10), ("bpcer_at_apcer_5", 0.05)):
@@ -312,7 +316,8 @@ def test_toy_morph_mmpmr_split_and_hand_detector_numbers(toy_morphs):
     e0 (score -√200 = -14.14, accepted at -20 against both); the spliced one is 2 and 18 away
     (-10.20 accepted, -20.59 rejected). Bona fide scores are -amp/4 = -5, -7, -11, -6.
     Negated, attacks (10.20, 14.14 ×4, 20.59) beat bona fide (5, 6, 7, 11) in 23 of 24 pairs;
-    APCER and BPCER are closest (1/6, 1/4) between 10.20 and 11, so D-EER = 5/24; APCER ≤ 10%
+    at threshold 11 the operating point is (APCER 1/6, BPCER 1/4) and at 14.14 it is (1/6, 0), so
+    the DET curve crosses APCER = BPCER at 1/6 (the old closest-point rule gave 5/24); APCER ≤ 10%
     forces APCER = 0, where BPCER is 1/4."""
     summary, rows, _ = toy_morphs()
     scores, _ = _expected(rows)
@@ -327,7 +332,7 @@ def test_toy_morph_mmpmr_split_and_hand_detector_numbers(toy_morphs):
     assert summary["bona_fide_acceptance"] == 1.0
     score = summary["detectors"]["score"]
     assert score["auc"] == pytest.approx(23 / 24)
-    assert score["d_eer"] == pytest.approx(5 / 24)
+    assert score["d_eer"] == pytest.approx(1 / 6)
     assert score["bpcer_at_apcer_10"] == score["bpcer_at_apcer_5"] == pytest.approx(0.25)
 
 

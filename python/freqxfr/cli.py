@@ -244,8 +244,11 @@ def cmd_faithfulness(args: argparse.Namespace) -> int:
     from .pairs import Pair, outside_root, read_pairs, spread
     from .runfolder import locked_folder
 
+    indices = None
     if args.pairs is not None:
-        pairs = spread(read_pairs(args.pairs, root=args.root), args.limit)
+        listed = read_pairs(args.pairs, root=args.root)
+        indices = spread(list(range(len(listed))), args.limit)  # places in the list, for the JSON
+        pairs = [listed[i] for i in indices]
         refused = {} if args.allow_outside_root else outside_root(pairs, _root(args),
                                                                    pairs_file=args.pairs)
         if refused:
@@ -257,7 +260,7 @@ def cmd_faithfulness(args: argparse.Namespace) -> int:
     with locked_folder(args.out, command="faithfulness"):
         explainer = _explainer(args)
         result = dataset_faithfulness(explainer, pairs, seeds=args.seeds,
-                                      aligned=True if args.aligned else None)
+                                      aligned=True if args.aligned else None, indices=indices)
         write_output(args.out / "faithfulness.json",
                      json.dumps(result, indent=2, allow_nan=False) + "\n")
     print(f"{result['n_images']} explained images of {result['pairs']} pairs, "

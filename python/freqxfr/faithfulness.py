@@ -362,16 +362,17 @@ def verdict(entry: Mapping[str, Any] | None, n_images: int) -> str:
 
 def dataset_faithfulness(
     explainer: Explainer, pairs: Sequence[Any], *, seeds: int | Sequence[int] = 5,
-    aligned: bool | None = None,
+    aligned: bool | None = None, indices: Sequence[int] | None = None,
 ) -> dict[str, Any]:
     """Faithfulness over many pairs: per-image records and the per-class summary.
 
     Returns the ``faithfulness.json`` dict: ``pairs``, ``n_images``, ``seeds``, ``variants``,
     ``by_class`` (see :func:`summarise_faithfulness`) and ``per_image`` (pair index, side, path,
-    ``same``, decision and areas of every explained image).
+    ``same``, decision and areas of every explained image). ``indices`` are the pairs' places in
+    their list (default 0, 1, ...), e.g. when ``pairs`` is a subset of it.
     """
     per_image: list[dict[str, Any]] = []
-    for index, pair in enumerate(pairs):
+    for index, pair in zip(range(len(pairs)) if indices is None else indices, pairs, strict=True):
         result = pair_faithfulness(explainer, pair.path_a, pair.path_b, seeds=seeds,
                                    aligned=aligned, same=pair.same)
         per_image.extend(image_records(result, index, (str(pair.path_a), str(pair.path_b))))
