@@ -5,6 +5,7 @@ Everything here converts into a private cache (``FREQXFR_CACHE_DIR`` = a tmp fol
 
 from __future__ import annotations
 
+import asyncio
 import math
 import os
 import subprocess
@@ -92,6 +93,9 @@ def test_nan_threshold_at_run_time_is_refused_like_in_a_card(sface_model, value,
     face = sorted((data_dir / "lfw_aligned112" / "images").rglob("*.jpg"))[0]
     with pytest.raises(InputError, match=r"threshold for model 'sface' .*must"):
         sface_model.compare(face, face, threshold=value)
+    # The awaitable version refuses it too, before reading an image (a missing file is not read).
+    with pytest.raises(InputError, match=r"threshold for model 'sface' .*must"):
+        asyncio.run(sface_model.compare_async(data_dir / "missing.jpg", face, threshold=value))
     with pytest.raises(InputError, match="threshold"):
         sface_model.decide(0.5, threshold=value)
     assert sface_model.decide(0.5, threshold=0.4) is True  # a valid override still works

@@ -415,6 +415,8 @@ class Verifier:
 
         from .engine import deadline_at
 
+        self._threshold(threshold)  # checked before any image is read, as in compare
+
         at = deadline_at(deadline)
         faces = await asyncio.get_running_loop().run_in_executor(
             None, lambda: np.stack([self.prepare(i, aligned=aligned) for i in (img_a, img_b)]))
