@@ -39,8 +39,6 @@ from .runfolder import (
     pair_list_settings,
 )
 
-_STATIC_KEYS = ("model", "schedule", "bands", "backend", "mode", "domain", "clip", "freqxfr_version")
-
 
 def run_config(
     explainer: Explainer,
@@ -56,13 +54,7 @@ def run_config(
     return {
         "pairs_file": pairs_file,
         "pairs": len(pairs),
-        "model": explainer.model_info(),
-        "schedule": explainer.schedule.to_dict(),
-        "bands": [b.to_dict() for b in explainer.bands],
-        "backend": explainer.backend,
-        "mode": explainer.mode,
-        "domain": explainer.domain,
-        "clip": explainer.clip,
+        **explainer.settings(),
         "threshold": explainer.model.card.threshold,
         SETTINGS_KEY: {
             **explainer_settings(explainer, aligned),
@@ -183,8 +175,7 @@ def _record(index: int, item: Explanation | PairFailure) -> dict[str, Any]:
     if isinstance(item, PairFailure):
         return _failure(index, item.pair, item.error)
     if isinstance(item, Explanation):
-        record = {k: v for k, v in item.to_dict().items() if k not in _STATIC_KEYS}
-        return {"index": index, **record}
+        return {"index": index, **item.to_dict(settings=False)}  # settings are in run.json
     raise TypeError(item)
 
 

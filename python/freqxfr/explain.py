@@ -13,11 +13,12 @@ runs one batch (it releases the GIL) a worker thread loads, aligns and masks the
 from __future__ import annotations
 
 import concurrent.futures
+import copy
 import dataclasses
 import itertools
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -30,6 +31,9 @@ from .pairs import Pair
 from .verifier import Verifier, load_model, normalise
 
 DEFAULT_BANDS = 16
+# The keys of Explainer.settings(): the provenance every explanation and run file carries.
+SETTINGS_KEYS = ("freqxfr_version", "model", "backend", "mode", "domain", "clip", "schedule",
+                 "bands")
 
 
 def _version() -> str:
@@ -94,27 +98,45 @@ class Explanation:
     b: ImageExplanation
     bands: tuple[Band, ...]
     schedule: BandSchedule
-    model: dict[str, Any]
-    backend: str
-    mode: str
-    domain: str
-    clip: bool
+    settings: Mapping[str, Any]  # the explainer's provenance (Explainer.settings())
     timings_ms: dict[str, float]
     same: bool | None = None
     groups: dict[str, str] = dataclasses.field(default_factory=dict)
-    version: str = dataclasses.field(default_factory=_version)
 
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict; its keys are those of ``explanation.json``."""
+    # The settings read as attributes (the dict is the one place they are kept).
+    @property
+    def model(self) -> dict[str, Any]:
+        return self.settings["model"]
+
+    @property
+    def backend(self) -> str:
+        return self.settings["backend"]
+
+    @property
+    def mode(self) -> str:
+        return self.settings["mode"]
+
+    @property
+    def domain(self) -> str:
+        return self.settings["domain"]
+
+    @property
+    def clip(self) -> bool:
+        return self.settings["clip"]
+
+    @property
+    def version(self) -> str:
+        return self.settings["freqxfr_version"]
+
+    def to_dict(self, *, settings: bool = True) -> dict[str, Any]:
+        """A JSON-ready dict; its keys are those of ``explanation.json``.
+
+        ``settings=False`` leaves out the explainer's settings (:data:`SETTINGS_KEYS`), for
+        files that record them once for many explanations (a dataset run's ``run.json``).
+        """
+        head = copy.deepcopy(dict(self.settings)) if settings else {}
         return {
-            "freqxfr_version": self.version,
-            "model": self.model,
-            "backend": self.backend,
-            "mode": self.mode,
-            "domain": self.domain,
-            "clip": self.clip,
-            "schedule": self.schedule.to_dict(),
-            "bands": [band.to_dict() for band in self.bands],
+            **head,
             "score_ref": self.score_ref,
             "threshold": self.threshold,
             "decision": self.decision,
@@ -215,6 +237,7 @@ class Explainer:
         self.bands = self.schedule.resolve(h, w).bands  # validates the schedule at this size
         self._input_shape = card.input_shape
         self._mask_options = _core_normalisation(card)
+        self._settings = self._build_settings()  # shared, read-only, by every explanation
         # Fail now, not inside a worker, if the backend can't run here.
         self._mask(np.zeros((1, h, w, 3), np.uint8), None)
 
@@ -398,17 +421,35 @@ class Explainer:
             b=ImageExplanation(sources[1], score(ref_a[None], masked[2 * i + 1]), s_ref),
             bands=self.bands,
             schedule=self.schedule,
-            model=self.model_info(),
-            backend=self.backend,
-            mode=self.mode,
-            domain=self.domain,
-            clip=self.clip,
+            settings=self._settings,
             timings_ms={key: round(v, 3) for key, v in timings.items()},
             same=same,
             groups=dict(groups or {}),
         )
 
+    def settings(self) -> dict[str, Any]:
+        """The settings every result of this explainer records (its provenance), JSON-ready.
+
+        Keys (:data:`SETTINGS_KEYS`): ``freqxfr_version``, ``model`` (:meth:`model_info`),
+        ``backend``, ``mode``, ``domain``, ``clip``, ``schedule`` and ``bands``. Explanations,
+        dataset runs and the scenarios all write this dict; it is built here and nowhere else.
+        """
+        return copy.deepcopy(self._settings)
+
+    def _build_settings(self) -> dict[str, Any]:
+        return {
+            "freqxfr_version": _version(),
+            "model": self.model_info(),
+            "backend": self.backend,
+            "mode": self.mode,
+            "domain": self.domain,
+            "clip": self.clip,
+            "schedule": self.schedule.to_dict(),
+            "bands": [band.to_dict() for band in self.bands],
+        }
+
     def model_info(self) -> dict[str, Any]:
+        """The model part of :meth:`settings`: what was run and how its input was made."""
         card = self.model.card
         return {
             "name": card.name,

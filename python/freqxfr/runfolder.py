@@ -429,16 +429,19 @@ class ResultsLog:
 
 
 def explainer_settings(explainer: Any, aligned: bool | None = None) -> dict[str, Any]:
-    """The settings of an :class:`~freqxfr.explain.Explainer` that change its numbers.
+    """The settings of an :class:`~freqxfr.explanations.Explainer` that change its numbers,
+    named as the user sets them: the part of :meth:`Explainer.settings` a restart must match.
 
     The masking backend and the execution provider are left out: they may differ between
-    machines without changing what the numbers mean.
+    machines without changing what the numbers mean. The model is named by its file's digest
+    and its full card (the provenance names it only by card name).
     """
     model = explainer.model
     card = model.card.to_dict()
     for informative in ("name", "threshold", "notes", "source"):
         card.pop(informative, None)
-    schedule = explainer.schedule.to_dict()
+    settings = explainer.settings()
+    schedule = settings["schedule"]
     return {
         "--model": f"{model.card.name} ({Path(model.path).name}, sha256 {_digest(model.path)})",
         "model card": card,
@@ -449,9 +452,9 @@ def explainer_settings(explainer: Any, aligned: bool | None = None) -> dict[str,
             "sectors": schedule["sectors"],
             "edges": schedule["edges"],
         },
-        "--mode": explainer.mode,
-        "--domain": explainer.domain,
-        "--clip": explainer.clip,
+        "--mode": settings["mode"],
+        "--domain": settings["domain"],
+        "--clip": settings["clip"],
         "--aligned": aligned,
     }
 

@@ -292,7 +292,7 @@ def _summary(
     summary = {
         "scenario": "crossres",
         "pairs_file": pairs_file,
-        "model": explainer.model_info(),
+        **explainer.settings(),
         "threshold": threshold,
         "input_size": list(explainer.model.card.input_size),
         "resample": resample,
@@ -300,11 +300,6 @@ def _summary(
         "degraded_side": "b (probe)",
         "centroid_definition": "mean over pairs of the influence-weighted mean band index "
         "(absolute influence) of the probe; 'reference' is image a",
-        "schedule": explainer.schedule.to_dict(),
-        "bands": [b.to_dict() for b in explainer.bands],
-        "mode": explainer.mode,
-        "domain": explainer.domain,
-        "backend": explainer.backend,
         "pairs": len(kept),
         "genuine": int(same.sum()),
         "impostor": int((~same).sum()),

@@ -249,13 +249,8 @@ def _summarise(
     summary = {
         "scenario": "morph",
         "index_file": index_file,
-        "model": explainer.model_info(),
+        **explainer.settings(),
         "threshold": threshold,
-        "schedule": explainer.schedule.to_dict(),
-        "bands": [b.to_dict() for b in explainer.bands],
-        "mode": explainer.mode,
-        "domain": explainer.domain,
-        "backend": explainer.backend,
         "explained_side": "a: the enrolled image (the morph, or the person's bona fide photo), "
         "explained against the probe",
         "feature": "directed_normalised of the enrolled image",
