@@ -34,7 +34,7 @@ BUGS = [
  ("value range not mapped for masks", "explain.py", "s = (hi - lo) / 255.0", "s = 1.0; lo = 0.0", ["tests/test_explain.py", "-k", "toy"]),
  ("reversed faithfulness order", "faithfulness.py", "np.argsort(-influence, kind=\"stable\")", "np.argsort(influence, kind=\"stable\")", ["tests/test_faithfulness_curves.py"]),
  ("1-based centroid", "profiles.py", "index = np.arange(absolute.shape[-1])", "index = np.arange(1, absolute.shape[-1] + 1)", ["tests/test_crossres.py", "-k", "zero_based"]),
- ("re-detect crops of the model size", "verifier.py", "return align(image, self.card.alignment, h, name=name, aligned=aligned)", "return align(image, self.card.alignment, h, name=name, aligned=False if aligned is None else aligned)", ["tests/test_verifier.py", "-k", "aligned_crops"]),
+ ("re-detect crops of the model size", "align.py", "return align(image, card.alignment, h, name=name, aligned=aligned)", "return align(image, card.alignment, h, name=name, aligned=False if aligned is None else aligned)", ["tests/test_verifier.py", "-k", "aligned_crops"]),
 ]
 wanted = sys.argv[1:]
 for name, rel, old, new, tests in BUGS:

@@ -59,7 +59,7 @@ from __future__ import annotations
 import logging
 import threading
 import warnings
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from PIL import Image
@@ -67,6 +67,9 @@ from PIL import Image
 from .errors import InputError, ModelError, NoFaceError
 from .images import ImageSource, load_image, source_label
 from .models._packages import package_file
+
+if TYPE_CHECKING:
+    from .cards import ModelCard
 
 __all__ = [
     "ARCFACE112_DLIB_BOX",
@@ -78,6 +81,7 @@ __all__ = [
     "YUNET_SCORE_THRESHOLD",
     "MultipleFacesWarning",
     "align",
+    "align_for_card",
     "dlib_chip_landmarks",
     "is_aligned",
 ]
@@ -251,6 +255,32 @@ def align(
             stacklevel=2,
         )
     return np.ascontiguousarray(chip, dtype=np.uint8)
+
+
+def align_for_card(
+    image: ImageSource, card: ModelCard, *, aligned: bool | None = None, name: str | None = None
+) -> np.ndarray:
+    """The crop a model with ``card`` takes: aligned as ``card.alignment`` says, unless it is
+    aligned already (``aligned`` as in :func:`align`).
+
+    :func:`align` cuts square crops; a model with a non-square input gets its crops as they are,
+    and an image of another size is refused.
+
+    Returns
+    -------
+    numpy.ndarray
+        (H, W, 3) uint8 RGB of the card's input size, ready for ``Verifier.embed``.
+    """
+    h, w = card.input_size
+    if h == w:
+        return align(image, card.alignment, h, name=name, aligned=aligned)
+    img = load_image(image, name=name)
+    if img.shape[:2] != (h, w):
+        raise InputError(
+            f"{source_label(image, name)}: model {card.name!r} takes {h}x{w} crops, "
+            f"but the image is {img.shape[0]}x{img.shape[1]}"
+        )
+    return img
 
 
 # --- arguments -----------------------------------------------------------------------------

@@ -11,7 +11,6 @@ All four honour one contract (see :func:`freqxfr.mask_bands`): from images (N, H
 
 from __future__ import annotations
 
-import os
 import threading
 from dataclasses import dataclass
 from typing import Protocol
@@ -19,13 +18,7 @@ from typing import Protocol
 import numpy as np
 
 from .bands import BandSchedule, ResolvedBands
-
-
-def default_threads() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
+from .cores import usable_cores as default_threads  # noqa: F401  (one home for core counts: cores.py)
 
 
 @dataclass(frozen=True)

@@ -239,7 +239,7 @@ class Engine:
 
     def embed(self, x: np.ndarray, *, batch_size: int | None = None, deadline: float | None = None,
               at: float | None = None, what: str = "embed") -> np.ndarray:
-        """Embeddings of normalised input ``x`` (as ``Verifier.embed_normalised`` takes it)."""
+        """Embeddings of model input ``x`` (as ``Verifier.embed_model_input`` takes it)."""
         request = _Request("embed", what, x=x, batch_size=batch_size, deadline=deadline, at=at)
         self._submit(request)
         return self._result(request)[0]
@@ -284,7 +284,7 @@ class Engine:
         explainer's FFTW plans; then save FFTW's wisdom for the next process. Returns ms per step.
         """
         from . import fftw
-        from .verifier import normalise
+        from .verifier import to_model_input
 
         card = self.model.card
         h, w = card.input_size
@@ -292,7 +292,7 @@ class Engine:
         faces = rng.integers(0, 256, (2, h, w, 3), dtype=np.uint8)
         timings: dict[str, float] = {}
         t0 = time.perf_counter()
-        self.embed(normalise(faces, card), what="warmup")
+        self.embed(to_model_input(faces, card), what="warmup")
         timings["embed_2_ms"] = (time.perf_counter() - t0) * 1e3
         for explainer in explainers:
             k = explainer.n_bands
@@ -495,7 +495,7 @@ class Engine:
         t1 = time.perf_counter()
         # Alone, a request is chunked as a lone call would chunk it; together they fit one call.
         batch_size = live[0].batch_size if len(live) == 1 else None
-        embeddings = self.model.embed_normalised(x, batch_size=batch_size)
+        embeddings = self.model.embed_model_input(x, batch_size=batch_size)
         t2 = time.perf_counter()
         self.stats.batches += 1
         self.stats.images += x.shape[0]
@@ -524,7 +524,7 @@ def _pair_rows(embeddings: np.ndarray, offset: int, j: int, pairs: int, k: int) 
 # ---- what Explainer and Verifier call ---------------------------------------------------------
 
 
-def _prepare_pair(explainer: Explainer, a: Any, b: Any, aligned: bool | None) -> np.ndarray:
+def _aligned_pair(explainer: Explainer, a: Any, b: Any, aligned: bool | None) -> np.ndarray:
     return np.stack([explainer.prepare(a, aligned), explainer.prepare(b, aligned)])
 
 
@@ -536,7 +536,7 @@ def explain_pair(explainer: Explainer, a: Any, b: Any, *, aligned: bool | None,
 
     at = deadline_at(deadline)  # counted from the call, alignment included
     t0 = time.perf_counter()
-    faces = _prepare_pair(explainer, a, b, aligned)
+    faces = _aligned_pair(explainer, a, b, aligned)
     t1 = time.perf_counter()
     rows, timings = explainer.model.engine.explain(explainer, faces, deadline=deadline, at=at)
     timings = {"prepare": (t1 - t0) * 1e3, **timings}
@@ -557,7 +557,7 @@ async def explain_pair_async(explainer: Explainer, a: Any, b: Any, *, aligned: b
             a, b, aligned=aligned, same=same, groups=groups, deadline=left))
     t0 = time.perf_counter()
     # Alignment (face detection for raw photos) is real work: keep it off the event loop.
-    faces = await loop.run_in_executor(None, _prepare_pair, explainer, a, b, aligned)
+    faces = await loop.run_in_executor(None, _aligned_pair, explainer, a, b, aligned)
     t1 = time.perf_counter()
     rows, timings = await explainer.model.engine.explain_async(explainer, faces,
                                                                deadline=deadline, at=at)

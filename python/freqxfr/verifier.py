@@ -1,19 +1,18 @@
-"""The verifier: a face-recognition model in ONNX Runtime, fed and compared as its card says.
+"""Running a face-recognition model: the :class:`Verifier`, fed and compared as its card says.
 
 ``load_model()`` gives the default model (dlib's ResNet, converted on first use, on the CPU).
-Every graph that runs here takes *normalised* float32 input; :func:`normalise` is the one place
-in Python where uint8 RGB images become that input (the C++ masking core does the same
-arithmetic, fused, for masked images).
+Every graph that runs here takes *model input*: float32 pixels mapped and standardised as the
+card says; :func:`to_model_input` is the one place in Python where uint8 RGB images become it
+(the C++ masking core does the same arithmetic, fused, for masked images).
+
+Finding the card, the file and the providers is :mod:`freqxfr.model_loading`'s job; checking
+and rewriting graphs is :mod:`freqxfr.onnx_graphs`'s; aligning photos is :mod:`freqxfr.align`'s.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import hashlib
-import importlib
 import os
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -21,31 +20,40 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from .cards import ModelCard, load_card, preset, threshold_problem
-from .errors import InputError, ModelError
+from .align import align_for_card
+from .cards import ModelCard, threshold_problem
+from .errors import InputError
+# DEFAULT_MODEL, PROVIDER_ALIASES, ProviderWarning and model_path lived here; still importable.
+from .model_loading import (
+    DEFAULT_MODEL,
+    PROVIDER_ALIASES,
+    ProviderWarning,
+    choose_providers,
+    find_model,
+    model_path,
+    open_session,
+    report_fallback,
+    session_options,
+)
+from .onnx_graphs import check_graph, dynamic_batch_copy
 
-#: Short names accepted in ``providers``.
-PROVIDER_ALIASES = {
-    "cpu": "CPUExecutionProvider",
-    "cuda": "CUDAExecutionProvider",
-    "tensorrt": "TensorrtExecutionProvider",
-    "rocm": "ROCMExecutionProvider",
-    "migraphx": "MIGraphXExecutionProvider",
-    "openvino": "OpenVINOExecutionProvider",
-    "dml": "DmlExecutionProvider",
-    "coreml": "CoreMLExecutionProvider",
-}
-DEFAULT_MODEL = "dlib_resnet"
+__all__ = [
+    "DEFAULT_MODEL",
+    "PROVIDER_ALIASES",
+    "Comparison",
+    "ProviderWarning",
+    "Verifier",
+    "load_model",
+    "model_path",
+    "normalise",
+    "to_model_input",
+]
 
 
-class ProviderWarning(RuntimeWarning):
-    """A requested execution provider is not available, and another one runs instead."""
+# --- model input ------------------------------------------------------------------------------
 
 
-# --- normalisation ----------------------------------------------------------------------------
-
-
-def normalise(images: np.ndarray, card: ModelCard) -> np.ndarray:
+def to_model_input(images: np.ndarray, card: ModelCard) -> np.ndarray:
     """Turn aligned uint8 RGB images into the model's float32 input.
 
     ``x = (v - mean[c]) / std[c]`` in float32, with ``v`` the pixel mapped to the card's value
@@ -61,7 +69,7 @@ def normalise(images: np.ndarray, card: ModelCard) -> np.ndarray:
     Returns
     -------
     numpy.ndarray, float32, shape (N, 3, H, W) or (N, H, W, 3)
-        C-contiguous, ready for :meth:`Verifier.embed_normalised`.
+        C-contiguous, ready for :meth:`Verifier.embed_model_input`.
     """
     n, h, w, _ = images.shape
     order = (0, 1, 2) if card.channel_order == "RGB" else (2, 1, 0)
@@ -77,6 +85,11 @@ def normalise(images: np.ndarray, card: ModelCard) -> np.ndarray:
         np.subtract(v, np.float32(card.mean[c]), out=plane)
         np.divide(plane, np.float32(card.std[c]), out=plane)
     return out
+
+
+#: The former name of :func:`to_model_input`, kept for callers ("normalised" also names the
+#: peak-scaled influence and a masking domain).
+normalise = to_model_input
 
 
 # --- results ----------------------------------------------------------------------------------
@@ -189,7 +202,7 @@ class Verifier:
         ----------
         images : array_like, uint8, shape (N, H, W, 3) or (H, W, 3)
             RGB images already aligned as the card says (``card.alignment``) and of the card's
-            input size. Use :meth:`prepare` for raw photos.
+            input size. Use :meth:`align` for raw photos.
         batch_size : int
             Images per model call.
         deadline : float, optional
@@ -214,12 +227,12 @@ class Verifier:
         queued = self.use_engine and not self.engine.on_engine_thread()
         out = np.empty((arr.shape[0], self.card.embedding_size), dtype=np.float32)
         for start in range(0, arr.shape[0], batch_size):
-            chunk = normalise(arr[start : start + batch_size], self.card)
+            chunk = to_model_input(arr[start : start + batch_size], self.card)
             if queued:
                 out[start : start + chunk.shape[0]] = self.engine.embed(
                     chunk, deadline=deadline, at=at, what=f"embed ({self.card.name})")
             else:
-                out[start : start + chunk.shape[0]] = self.embed_normalised(chunk)
+                out[start : start + chunk.shape[0]] = self.embed_model_input(chunk)
         return out
 
     async def embed_async(
@@ -229,21 +242,21 @@ class Verifier:
         from .engine import deadline_at
 
         at = deadline_at(deadline)
-        x = normalise(self._check_images(images), self.card)
+        x = to_model_input(self._check_images(images), self.card)
         if not self.use_engine:
-            return self.embed_normalised(x)
+            return self.embed_model_input(x)
         return await self.engine.embed_async(x, deadline=deadline, at=at,
                                              what=f"embed ({self.card.name})")
 
-    def embed_normalised(self, x: np.ndarray, *, batch_size: int | None = None) -> np.ndarray:
-        """Embeddings of inputs that are already normalised (the masking core's output).
+    def embed_model_input(self, x: np.ndarray, *, batch_size: int | None = None) -> np.ndarray:
+        """Embeddings of model input (:func:`to_model_input`'s or the masking core's output).
 
         The hot path: a C-contiguous float32 array goes to onnxruntime without a copy.
 
         Parameters
         ----------
         x : numpy.ndarray, float32, shape (N, *card.input_shape)
-            As :func:`normalise` returns it (NCHW for an NCHW card).
+            As :func:`to_model_input` returns it (NCHW for an NCHW card).
         batch_size : int, optional
             Cut ``x`` into model calls of this many images (views, not copies). Default: one
             call, or the graph's fixed batch size.
@@ -260,7 +273,7 @@ class Verifier:
                 else type(x).__name__
             )
             raise InputError(
-                f"normalised input for model {self.card.name!r} must be a float32 array of shape "
+                f"model input for model {self.card.name!r} must be a float32 array of shape "
                 f"(N, {', '.join(map(str, expected))}) ({self.card.layout}), got {got}"
             )
         x = np.ascontiguousarray(x)  # a no-op for the core's output
@@ -274,6 +287,8 @@ class Verifier:
         for start in range(0, n, step):
             out[start : start + step] = self._run(x[start : start + step])
         return out
+
+    embed_normalised = embed_model_input  # the former name, kept for callers
 
     def _run(self, x: np.ndarray) -> np.ndarray:
         n = x.shape[0]
@@ -327,7 +342,7 @@ class Verifier:
 
     # -- raw photos --
 
-    def prepare(
+    def align(
         self, image: Any, *, aligned: bool | None = None, name: str | None = None
     ) -> np.ndarray:
         """Load an image and align it as the card says, unless it is aligned already.
@@ -346,22 +361,11 @@ class Verifier:
         Returns
         -------
         numpy.ndarray, uint8, shape (H, W, 3)
-            Ready for :meth:`embed`.
+            Ready for :meth:`embed`. (:func:`freqxfr.align.align_for_card` does the work.)
         """
-        from .align import align
+        return align_for_card(image, self.card, aligned=aligned, name=name)
 
-        h, w = self.card.input_size
-        if h != w:  # align() cuts square crops; a non-square model must get its crops as they are
-            from .images import load_image, source_label
-
-            img = load_image(image, name=name)
-            if img.shape[:2] != (h, w):
-                raise InputError(
-                    f"{source_label(image, name)}: model {self.card.name!r} takes {h}x{w} crops, "
-                    f"but the image is {img.shape[0]}x{img.shape[1]}"
-                )
-            return img
-        return align(image, self.card.alignment, h, name=name, aligned=aligned)
+    prepare = align  # the former name, kept for callers ("prepare" also meant other things)
 
     def compare(
         self,
@@ -379,7 +383,7 @@ class Verifier:
         img_a, img_b : str, Path or numpy.ndarray
             Raw photos or aligned crops.
         aligned : bool, optional
-            See :meth:`prepare`.
+            See :meth:`align`.
         threshold : float, optional
             Override the card's threshold.
         deadline : float, optional
@@ -393,9 +397,9 @@ class Verifier:
         from .engine import deadline_at
 
         at = deadline_at(deadline)
-        faces = np.stack([self.prepare(img, aligned=aligned) for img in (img_a, img_b)])
+        faces = np.stack([self.align(img, aligned=aligned) for img in (img_a, img_b)])
         if self.use_engine and not self.engine.on_engine_thread():
-            emb = self.engine.embed(normalise(self._check_images(faces), self.card),
+            emb = self.engine.embed(to_model_input(self._check_images(faces), self.card),
                                     deadline=deadline, at=at, what=f"compare ({self.card.name})")
         else:
             emb = self.embed(faces)
@@ -419,10 +423,10 @@ class Verifier:
 
         at = deadline_at(deadline)
         faces = await asyncio.get_running_loop().run_in_executor(
-            None, lambda: np.stack([self.prepare(i, aligned=aligned) for i in (img_a, img_b)]))
-        x = normalise(self._check_images(faces), self.card)
+            None, lambda: np.stack([self.align(i, aligned=aligned) for i in (img_a, img_b)]))
+        x = to_model_input(self._check_images(faces), self.card)
         if not self.use_engine:
-            return self._comparison(self.embed_normalised(x), threshold)
+            return self._comparison(self.embed_model_input(x), threshold)
         emb = await self.engine.embed_async(x, deadline=deadline, at=at,
                                             what=f"compare ({self.card.name})")
         return self._comparison(emb, threshold)
@@ -513,308 +517,20 @@ def load_model(
         The model or card cannot be found or read, or the graph does not match the card (the
         message names the mismatch).
     """
-    model_card, path = _resolve(name_or_path, card)
+    model_card, path = find_model(name_or_path, card)
     import onnxruntime as ort
 
-    chosen = _choose_providers(providers, ort)
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads or _usable_cores()
-    options.inter_op_num_threads = 1
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.log_severity_level = 3  # errors only; the graph warnings are for model authors
-    # Let the worker threads spin during a run but not after it: the masking core runs between
-    # model calls and would otherwise compete with idle spinning threads for the cores.
-    options.add_session_config_entry("session.force_spinning_stop", "1")
-    options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
-
-    session = _session(path, options, chosen, ort)
-    input_name, output_name, batch = _check_graph(session, model_card, path)
+    chosen = choose_providers(providers, ort)
+    options = session_options(ort, threads=threads, spin=spin)
+    session = open_session(path, options, chosen, ort)
+    input_name, output_name, batch = check_graph(session, model_card, path)
     if batch is not None:
-        dynamic = _dynamic_batch_copy(path, input_name, options, chosen, ort)
+        dynamic = dynamic_batch_copy(path, input_name, options, chosen, ort)
         if dynamic is not None:
             path, batch = dynamic, None
-            session = _session(path, options, chosen, ort)
-    _report_fallback(chosen, session)
+            session = open_session(path, options, chosen, ort)
+    report_fallback(chosen, session)
     return Verifier(
         session, model_card, path, input_name=input_name, output_name=output_name,
         fixed_batch=batch, engine=engine,
     )
-
-
-def model_path(card: ModelCard, *, relative_to: Path | None = None) -> Path:
-    """The ONNX file a card's ``source`` names, converting it first if a converter makes it.
-
-    Raises
-    ------
-    ModelError
-        The card has no source, or its file is missing.
-    """
-    source = card.source
-    if source.startswith("converter:"):
-        module_name = source.removeprefix("converter:")
-        # Private modules (``_cache``, ``_packages``) are helpers, not converters.
-        if not module_name.isidentifier() or module_name.startswith("_"):
-            raise ModelError(f"card {card.name!r}: invalid converter name {module_name!r} in "
-                             f"source {source!r}")
-        try:
-            module = importlib.import_module(f"freqxfr.models.{module_name}")
-        except ModuleNotFoundError:
-            raise ModelError(
-                f"card {card.name!r}: no converter freqxfr.models.{module_name}"
-            ) from None
-        convert = getattr(module, "converted_path", None)
-        if not callable(convert):
-            raise ModelError(f"card {card.name!r}: freqxfr.models.{module_name} in source "
-                             f"{source!r} is not a model converter")
-        return Path(convert())
-    if source.startswith("file:"):
-        path = Path(source.removeprefix("file:")).expanduser()
-        if not path.is_absolute() and relative_to is not None:
-            path = relative_to / path
-        if not path.is_file():
-            raise ModelError(f"card {card.name!r}: model file {path} not found")
-        return path
-    raise ModelError(
-        f"card {card.name!r} describes a model you bring: "
-        f"load_model('path/to/model.onnx', card={card.name!r})"
-    )
-
-
-def _resolve(
-    name_or_path: str | os.PathLike[str] | None, card: ModelCard | str | os.PathLike[str] | None
-) -> tuple[ModelCard, Path]:
-    """Find the card and the ONNX file for ``load_model``'s arguments."""
-    from .cards import list_presets
-
-    given = _as_card(card) if card is not None else None
-    if name_or_path is None:
-        name_or_path = DEFAULT_MODEL
-    text = os.fspath(name_or_path)
-    path = Path(text).expanduser()
-    if text in list_presets() and not path.is_file():
-        model_card = given or preset(text)
-        return model_card, model_path(preset(text))
-    suffix = path.suffix.lower()
-    if suffix in (".toml", ".json"):
-        file_card = load_card(path)
-        return given or file_card, model_path(file_card, relative_to=path.parent)
-    if suffix == ".onnx":
-        if not path.is_file():
-            raise ModelError(f"model file {path}: no such file")
-        if given is None:
-            raise ModelError(
-                f"model file {path}: an ONNX file needs a card saying how to feed it; pass "
-                f"card='arcface' (a preset), a .toml/.json card file, or a ModelCard"
-            )
-        return given, path
-    raise ModelError(
-        f"{text!r} is neither a model preset ({', '.join(list_presets())}) nor an .onnx, .toml "
-        "or .json file"
-    )
-
-
-def _as_card(card: ModelCard | str | os.PathLike[str]) -> ModelCard:
-    if isinstance(card, ModelCard):
-        return card
-    text = os.fspath(card)
-    if Path(text).suffix.lower() in (".toml", ".json"):
-        return load_card(text)
-    return preset(text)
-
-
-def _usable_cores() -> int:
-    from .cores import usable_cores
-
-    return usable_cores()
-
-
-def _choose_providers(providers: str | Sequence[Any] | None, ort: Any) -> list[Any]:
-    """Expand short names and drop (loudly) the providers this onnxruntime build lacks."""
-    if providers is None:
-        requested: list[Any] = ["CPUExecutionProvider"]
-    elif isinstance(providers, str):
-        requested = [providers]
-    else:
-        requested = list(providers)
-    available = ort.get_available_providers()
-    chosen, missing = [], []
-    for entry in requested:
-        name, options = (entry, None) if isinstance(entry, str) else (entry[0], entry[1])
-        if not isinstance(name, str):
-            raise ModelError(f"providers: expected provider names, got {entry!r}")
-        name = PROVIDER_ALIASES.get(name.lower(), name)
-        if name in available:
-            chosen.append(name if options is None else (name, options))
-        else:
-            missing.append(name)
-    if "CPUExecutionProvider" not in [c if isinstance(c, str) else c[0] for c in chosen]:
-        chosen.append("CPUExecutionProvider")
-    if missing:
-        hint = ""
-        if any(m in ("CUDAExecutionProvider", "TensorrtExecutionProvider") for m in missing):
-            hint = (
-                " CUDA is not available to this onnxruntime build; for GPUs install "
-                "onnxruntime-gpu (pip install 'freqxfr[gpu]') instead of onnxruntime."
-            )
-        runs = chosen[0] if isinstance(chosen[0], str) else chosen[0][0]
-        warnings.warn(
-            f"requested execution provider(s) {', '.join(missing)} not available in "
-            f"onnxruntime {ort.__version__} (available: {', '.join(available)}); "
-            f"running on {runs}.{hint}",
-            ProviderWarning,
-            stacklevel=3,
-        )
-    return chosen
-
-
-def _report_fallback(chosen: list[Any], session: Any) -> None:
-    """Say so when an available provider still failed to start (e.g. CUDA libraries missing)."""
-    wanted = chosen[0] if isinstance(chosen[0], str) else chosen[0][0]
-    running = session.get_providers()
-    if wanted not in running:
-        warnings.warn(
-            f"execution provider {wanted} is installed but did not start (missing GPU driver or "
-            f"CUDA/cuDNN libraries?); running on {running[0]}",
-            ProviderWarning,
-            stacklevel=3,
-        )
-
-
-def _session(path: Path, options: Any, providers: list[Any], ort: Any) -> Any:
-    try:
-        return ort.InferenceSession(str(path), sess_options=options, providers=providers)
-    except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph/... types
-        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ModelError(f"model file {path}: onnxruntime cannot load it: {message}") from None
-
-
-_FLOAT_TYPES = {"tensor(float)"}
-
-
-def _check_graph(session: Any, card: ModelCard, path: Path) -> tuple[str, str, int | None]:
-    """Check the graph's input and output against the card.
-
-    Returns the input name, the output name, and the fixed batch size (``None`` if dynamic).
-    """
-    where = f"model {path.name} with card {card.name!r}"
-    inputs = session.get_inputs()
-    if card.input_name is not None:
-        matches = [i for i in inputs if i.name == card.input_name]
-        if not matches:
-            raise ModelError(
-                f"{where}: the card names input {card.input_name!r}, but the graph's inputs are "
-                f"{', '.join(repr(i.name) for i in inputs)}"
-            )
-        inp = matches[0]
-    elif len(inputs) == 1:
-        inp = inputs[0]
-    else:
-        raise ModelError(
-            f"{where}: the graph has {len(inputs)} inputs "
-            f"({', '.join(repr(i.name) for i in inputs)}); set input_name in the card"
-        )
-    if inp.type not in _FLOAT_TYPES:
-        raise ModelError(f"{where}: input {inp.name!r} is {inp.type}; freqxfr feeds float32")
-    shape = list(inp.shape)
-    expected = card.input_shape
-    if len(shape) != 4:
-        raise ModelError(
-            f"{where}: input {inp.name!r} has shape {shape}; expected 4 dimensions "
-            f"(N, {', '.join(map(str, expected))}) for layout {card.layout}"
-        )
-    h, w = card.input_size
-    labels = (
-        ("channels", "height", "width")
-        if card.layout == "NCHW"
-        else ("height", "width", "channels")
-    )
-    for dim, want, label in zip(shape[1:], expected, labels, strict=True):
-        if isinstance(dim, int) and dim != want:
-            hint = ""
-            if card.layout == "NCHW" and shape[1:] == [h, w, 3]:
-                hint = "; the graph looks NHWC, so set layout = 'NHWC' in the card"
-            elif card.layout == "NHWC" and shape[1:] == [3, h, w]:
-                hint = "; the graph looks NCHW, so set layout = 'NCHW' in the card"
-            raise ModelError(
-                f"{where}: input {inp.name!r} has shape {shape}, so {label} = {dim}, but the card "
-                f"says {label} = {want} (input_size {h}x{w}, layout {card.layout}){hint}"
-            )
-    outputs = session.get_outputs()
-    if card.output_name is not None:
-        matches = [o for o in outputs if o.name == card.output_name]
-        if not matches:
-            raise ModelError(
-                f"{where}: the card names output {card.output_name!r}, but the graph's outputs "
-                f"are {', '.join(repr(o.name) for o in outputs)}"
-            )
-        out = matches[0]
-    else:
-        out = outputs[0]
-    if out.type not in _FLOAT_TYPES:
-        raise ModelError(f"{where}: output {out.name!r} is {out.type}; expected float32")
-    fixed = [d for d in out.shape[1:] if isinstance(d, int)]
-    if len(fixed) == len(out.shape[1:]) and int(np.prod(fixed)) != card.embedding_size:
-        raise ModelError(
-            f"{where}: output {out.name!r} has shape {list(out.shape)}, so embeddings have "
-            f"{int(np.prod(fixed))} values, but the card says embedding_size = {card.embedding_size}"
-        )
-    batch = shape[0] if isinstance(shape[0], int) and shape[0] > 0 else None
-    return inp.name, out.name, batch
-
-
-def _dynamic_batch_copy(
-    path: Path, input_name: str, options: Any, providers: list[Any], ort: Any
-) -> Path | None:
-    """A cached copy of a fixed-batch graph with a dynamic batch dimension, if it works.
-
-    The copy is kept only if a batch of two gives the same embeddings as two single calls;
-    otherwise (a Reshape with a hard-coded batch, say) ``None`` tells the caller to loop.
-    """
-    import onnx
-
-    from .atomic import write_bytes
-    from .cache import cache_dir, warn_once
-    from .errors import OutputError
-
-    data = path.read_bytes()
-    digest = hashlib.sha256(data).hexdigest()[:16]
-    try:
-        folder = cache_dir("models")
-    except OutputError as exc:  # the copy only saves time: without a cache, loop over the batch
-        warn_once("dynbatch", f"{path}: no dynamic-batch copy, so batches run one image at a "
-                              f"time: {exc}")
-        return None
-    target = folder / f"{path.stem}-{digest}-dynbatch.onnx"
-    refused = folder / f"{path.stem}-{digest}-dynbatch.refused"
-    if refused.is_file():
-        return None
-    if not target.is_file():
-        model = onnx.load_model_from_string(data)
-        graph = model.graph
-        for value in list(graph.input) + list(graph.output):
-            dims = value.type.tensor_type.shape.dim
-            if dims and value.name in {input_name, *(o.name for o in graph.output)}:
-                dims[0].dim_param = "N"  # setting dim_param clears dim_value
-        del graph.value_info[:]  # stale intermediate shapes would pin the batch to 1
-        try:
-            write_bytes(target, model.SerializeToString())
-        except OSError as exc:
-            warn_once("dynbatch", f"{path}: no dynamic-batch copy, so batches run one image at "
-                                  f"a time: cannot write {target} ({exc.strerror or exc})")
-            return None
-    try:
-        session = ort.InferenceSession(str(target), sess_options=options, providers=providers)
-        shape = [d if isinstance(d, int) else 1 for d in session.get_inputs()[0].shape]
-        rng = np.random.default_rng(0)
-        x = rng.standard_normal((2, *shape[1:])).astype(np.float32)
-        both = session.run(None, {input_name: x})[0]
-        single = np.concatenate([session.run(None, {input_name: x[i : i + 1]})[0] for i in (0, 1)])
-        ok = both.shape == single.shape and np.allclose(both, single, rtol=1e-4, atol=1e-5)
-    except Exception:  # any failure means the graph cannot batch; fall back to looping
-        ok = False
-    if not ok:
-        with contextlib.suppress(OSError):  # the marker only saves the next process a test
-            target.unlink(missing_ok=True)
-            write_bytes(refused, b"")
-        return None
-    return target
