@@ -50,7 +50,7 @@ def main() -> int:
     args = parser.parse_args()
 
     schedule = BandSchedule.rings(args.bands)
-    core = freqxfr.fftw.core()
+    core = freqxfr.fftw.compiled_core()
     backends = [b for b in args.backends.split(",") if b in freqxfr.available_backends()]
     entries, floors, ratios = [], [], {}
     for size in (int(s) for s in args.sizes.split(",")):
