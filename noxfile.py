@@ -93,10 +93,13 @@ SANITIZE_BUILD = ROOT / "build-sanitize"
 # onnxruntime are not instrumented, and their thread pools would drown the core's reports.
 SANITIZE_TESTS = {
     "asan": ["tests/test_masking.py", "tests/test_bands.py", "tests/test_core_hardening.py",
-             "tests/test_masking_properties.py", "tests/test_dlib_fuzz.py"],
+             "tests/test_masking_properties.py", "tests/test_dlib_fuzz.py",
+             "tests/test_masking_regions.py"],
     "tsan": ["tests/test_core_hardening.py", "tests/test_masking_properties.py",
              "tests/test_masking.py::test_core_is_safe_from_several_python_threads",
-             "tests/test_masking.py::test_results_do_not_depend_on_the_thread_count"],
+             "tests/test_masking.py::test_results_do_not_depend_on_the_thread_count",
+             "tests/test_masking_regions.py::test_results_with_regions_do_not_depend_on_threads",
+             "tests/test_masking_regions.py::test_region_masking_is_safe_from_several_python_threads"],
 }
 SANITIZE_FLAGS = {
     # Every UBSan report is fatal (-fno-sanitize-recover), so a report fails the test run.

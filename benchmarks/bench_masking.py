@@ -4,6 +4,10 @@ The work (issue 2): 64 real LFW faces at 112×112×3 and resized to 150×150×3,
 delete mode, output normalised for a model. Reports µs per masked image (all channels), the floor
 (one full FFTW 2-D c2r per masked plane, same threads, same run), ratios and peak extra memory.
 
+Region cells (issue 13): on a smaller batch (``--region-images``), band-only masking and region
+cells (``Regions.grid`` with ``--regions`` R cells, K·R masked images per face) take turns, per
+masked image, for ``cpp`` and the ``numpy`` reference. Target: a cell ≤ 0.5× a band image at R = 6.
+
     python benchmarks/bench_masking.py --json results/masking.json
 """
 
@@ -24,6 +28,7 @@ from _machine import PeakMemory, machine_info
 import freqxfr
 from freqxfr import BandSchedule, mask_bands
 from freqxfr.backends import default_threads
+from freqxfr.regions import Regions
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 MEAN, STD = (122.782, 117.001, 104.298), 256.0
@@ -37,6 +42,53 @@ def load_faces(data: Path, n: int, size: int) -> np.ndarray:
     return np.stack([np.asarray(f) for f in faces])
 
 
+def compare_regions(args: argparse.Namespace, schedule: BandSchedule, size: int) -> dict:
+    """Band-only masking against region cells on the same faces, per masked image, taking turns
+    round by round; cpp and the numpy reference."""
+    rows, cols = (int(v) for v in args.regions.split("x"))
+    weights = Regions.grid(rows, cols).resolve(size, size).weights
+    r = len(weights)
+    x = load_faces(args.data, args.region_images, size)
+    k = len(schedule.resolve(size, size).bands)
+    band_out = np.zeros((len(x), k, 3, size, size), np.float32)
+    cell_out = np.zeros((len(x), k * r, 3, size, size), np.float32)
+    runs = {
+        "cpp_bands": lambda: mask_bands(x, schedule, "delete", "cpp", band_out, mean=MEAN, std=STD,
+                                        threads=args.threads),
+        "cpp_cells": lambda: mask_bands(x, schedule, "delete", "cpp", cell_out, mean=MEAN, std=STD,
+                                        threads=args.threads, regions=weights),
+        "numpy_cells": lambda: mask_bands(x, schedule, "delete", "numpy", cell_out, mean=MEAN,
+                                          std=STD, regions=weights),
+    }
+    images = {"cpp_bands": len(x) * k, "cpp_cells": len(x) * k * r, "numpy_cells": len(x) * k * r}
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    for run in runs.values():
+        run()  # plans, page faults
+    for round_ in range(args.region_repeats):
+        for name, run in runs.items():
+            if name.startswith("numpy") and round_ > 1:
+                continue  # the slow reference: two rounds are plenty
+            t0 = time.perf_counter()
+            run()
+            times[name].append(time.perf_counter() - t0)
+    us = {name: min(t) / images[name] * 1e6 for name, t in times.items()}
+    entry = {
+        "size": size, "images": len(x), "bands": k, "regions": r, "grid": args.regions,
+        "threads": args.threads,
+        "us_per_masked_image": {name: round(v, 2) for name, v in us.items()},
+        "us_per_masked_image_median": {
+            name: round(statistics.median(t) / images[name] * 1e6, 2) for name, t in times.items()},
+        "cell_over_band_cpp": round(us["cpp_cells"] / us["cpp_bands"], 3),
+        "numpy_over_cpp_cells": round(us["numpy_cells"] / us["cpp_cells"], 1),
+        "per_face_ms": {"cpp_bands": round(us["cpp_bands"] * k / 1e3, 3),
+                        "cpp_cells": round(us["cpp_cells"] * k * r / 1e3, 3)},
+    }
+    print(f"{size}px regions R={r}: cpp band {us['cpp_bands']:.1f} µs, cpp cell {us['cpp_cells']:.1f} µs "
+          f"per masked image (cell/band {entry['cell_over_band_cpp']:.2f}); numpy cell "
+          f"{us['numpy_cells']:.1f} µs ({entry['numpy_over_cpp_cells']:.0f}× cpp)")
+    return entry
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", type=Path, help="write results here")
@@ -47,13 +99,21 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=default_threads())
     parser.add_argument("--sizes", default="112,150")
     parser.add_argument("--backends", default="cpp,numpy,scipy,pyfftw")
+    parser.add_argument("--regions", default="2x3", help="region grid RxC for the cell comparison")
+    parser.add_argument("--region-images", type=int, default=8)
+    parser.add_argument("--region-repeats", type=int, default=7)
+    parser.add_argument("--regions-only", action="store_true",
+                        help="only the region comparison (e.g. --json results/masking_regions.json)")
     args = parser.parse_args()
 
     schedule = BandSchedule.rings(args.bands)
-    core = freqxfr.fftw.core()
+    core = freqxfr.fftw.compiled_core()
     backends = [b for b in args.backends.split(",") if b in freqxfr.available_backends()]
-    entries, floors, ratios = [], [], {}
+    entries, floors, ratios, region_results = [], [], {}, []
     for size in (int(s) for s in args.sizes.split(",")):
+        if args.regions_only:
+            region_results.append(compare_regions(args, schedule, size))
+            continue
         x = load_faces(args.data, args.images, size)
         masked_images = args.images * args.bands
         per_backend = {}
@@ -119,6 +179,7 @@ def main() -> int:
             r["cpp_over_floor"] = round(cpp / floor_us, 3)
             ratios[str(size)] = r
             print(f"{size}px ratios  {r}")
+        region_results.append(compare_regions(args, schedule, size))
         freqxfr.fftw.save_wisdom()
 
     result = {
@@ -131,6 +192,7 @@ def main() -> int:
         "entries": entries,
         "floor": floors,
         "ratios": ratios,
+        "regions": region_results,
     }
     if args.json:
         from freqxfr import atomic

@@ -84,7 +84,7 @@ def main() -> int:
               "--wheel)")
         return 0
 
-    local = fftw.core()
+    local = fftw.compiled_core()
     tmp = tempfile.TemporaryDirectory(prefix="freqxfr-portable-")
     portable = load_portable_core(args.wheel, Path(tmp.name))
     portable.load_fftw(local.fftw_library_path())  # the same FFTW, so the same plans and wisdom
@@ -93,7 +93,7 @@ def main() -> int:
     schedule = BandSchedule.rings(args.bands)
 
     def use(build: str) -> None:
-        # freqxfr.fftw.core() reads the package attribute on every call.
+        # freqxfr.fftw.compiled_core() reads the package attribute on every call.
         freqxfr._core = builds[build]
 
     entries, ratios = [], {}

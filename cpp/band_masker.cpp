@@ -228,12 +228,13 @@ struct BandIndex {
 
 std::vector<BandIndex> index_bands(const MaskRequest& req) {
     const int wc = req.w / 2 + 1;
-    std::vector<BandIndex> bands(req.bands);
-    std::vector<int> lo(req.bands, wc), hi(req.bands, -1);
+    const int nbands = req.options.bands;
+    std::vector<BandIndex> bands(nbands);
+    std::vector<int> lo(nbands, wc), hi(nbands, -1);
     for (int r = 0; r < req.h; ++r) {
         for (int v = 0; v < wc; ++v) {
             const std::int32_t k = req.labels[r * wc + v];
-            if (k < -1 || k >= req.bands) {
+            if (k < -1 || k >= nbands) {
                 throw std::invalid_argument("band label out of range at spectrum row " +
                                             std::to_string(r) + ", column " + std::to_string(v));
             }
@@ -245,7 +246,7 @@ std::vector<BandIndex> index_bands(const MaskRequest& req) {
             hi[k] = std::max(hi[k], v);
         }
     }
-    for (int k = 0; k < req.bands; ++k) {
+    for (int k = 0; k < nbands; ++k) {
         bands[k].v0 = hi[k] < 0 ? 0 : lo[k];
         bands[k].ncols = hi[k] < 0 ? 0 : hi[k] - lo[k] + 1;
     }
@@ -260,18 +261,31 @@ struct Workspace {
     AlignedPtr<fftwf_complex> spec;   // a full spectrum (cumulative modes)
     AlignedPtr<fftwf_complex> work;   // the masked spectrum, destroyed by the inverse
     AlignedPtr<float> inverse;        // the inverse transform of one band
-    AlignedPtr<float> plane;          // the input plane as float; also the running sum
-    AlignedPtr<float> sum;
+    AlignedPtr<float> plane;          // the input plane as float (cumulative modes)
+    AlignedPtr<float> sum;            // the running sum of the selected band (or cell) images
+    AlignedPtr<float> dc_weight;      // cumulative cells: the summed weight of DC-band cells
+    AlignedPtr<float> band_images;    // cumulative cells: all K band images of the plane
+};
+
+// How the masked value p of one output pixel is formed; see Masker::write. With regions, the
+// weight plane multiplies the band image (w * b) and, in the normalised domain, the share of DC
+// removed at a pixel: masking (x - mean) instead of x adds mean * (DC weight removed) to p.
+struct WriteTerms {
+    const float* weight = nullptr;  // w_r per pixel, multiplies r; null: 1
+    const float* dc = nullptr;      // the removed-DC weight per pixel d; null: 0
+    float base = 0.0F;              // offset = base + dc_scale * d
+    float dc_scale = 0.0F;
 };
 
 class Masker {
 public:
     Masker(const MaskRequest& req, CallPlans plans, std::vector<BandIndex> bands)
-        : req_(req), plans_(std::move(plans)), bands_(std::move(bands)), api_(fftw()),
-          hw_(static_cast<std::size_t>(req.h) * req.w), wc_(req.w / 2 + 1),
+        : req_(req), opt_(req.options), plans_(std::move(plans)), bands_(std::move(bands)),
+          api_(fftw()), hw_(static_cast<std::size_t>(req.h) * req.w),
+          regions_(req.regions), steps_(req.options.bands * std::max(1, req.regions)),
           stride_(spectrum_stride(req.h, req.w)), scale_(1.0F / static_cast<float>(hw_)) {
         for (int c = 0; c < req.c; ++c) {
-            inv_std_[c] = 1.0F / req.stddev[c];
+            inv_std_[c] = 1.0F / opt_.stddev[c];
         }
     }
 
@@ -279,17 +293,21 @@ public:
         Workspace ws;
         ws.work = aligned_array<fftwf_complex>(stride_);
         ws.inverse = aligned_array<float>(hw_);
-        ws.plane = aligned_array<float>(hw_);
         if (cumulative) {
+            ws.plane = aligned_array<float>(hw_);
             ws.spec = aligned_array<fftwf_complex>(stride_);
             ws.sum = aligned_array<float>(hw_);
+            if (regions_ > 0) {
+                ws.dc_weight = aligned_array<float>(hw_);
+                ws.band_images = aligned_array<float>(hw_ * static_cast<std::size_t>(opt_.bands));
+            }
         }
         return ws;
     }
 
     // Input plane of image n, output channel c, as float.
     void load_plane(int n, int c, float* dst) const {
-        const int cin = req_.reverse_channels ? req_.c - 1 - c : c;
+        const int cin = opt_.reverse_channels ? req_.c - 1 - c : c;
         const std::size_t base = static_cast<std::size_t>(n) * hw_ * req_.c;
         if (req_.images_are_uint8) {
             const auto* src = static_cast<const std::uint8_t*>(req_.images) + base + cin;
@@ -308,11 +326,11 @@ public:
         api_.execute_dft_r2c(plans_.r2c, plane, spectrum);
     }
 
-    // inverse := the real image holding only band k of `spectrum`.
-    void inverse_band(int k, const fftwf_complex* spectrum, Workspace& ws) const {
+    // dst := the real image holding only band k of `spectrum`.
+    void inverse_band(int k, const fftwf_complex* spectrum, Workspace& ws, float* dst) const {
         const BandIndex& band = bands_[k];
         if (band.ncols == 0) {
-            std::memset(ws.inverse.get(), 0, hw_ * sizeof(float));
+            std::memset(dst, 0, hw_ * sizeof(float));
             return;
         }
         std::memset(ws.work.get(), 0, stride_ * sizeof(fftwf_complex));
@@ -325,32 +343,47 @@ public:
         // then one c2r per row. Low rings touch few columns, so they cost less than a full c2r.
         const fftwf_plan cols = plans_.columns[band.plan];  // looked up before the workers started
         api_.execute_dft(cols, work + band.v0, work + band.v0);
-        api_.execute_dft_c2r(plans_.c2r_rows, work, ws.inverse.get());
+        api_.execute_dft_c2r(plans_.c2r_rows, work, dst);
     }
 
-    // out[n, step, c] := normalise(clip(p)), with p = x - r (subtract) or p = r, plus `offset`.
+    // out[n, step, c] := normalise(clip(p)), with p = x - w*r (subtract) or p = w*r, plus the
+    // offset base + dc_scale*d (w, d per pixel from `terms`; absent: w = 1, d = 0).
     void write(int n, int step, int c, const float* x, const float* r, bool subtract,
-               float offset) const {
-        const float mean = req_.mean[c];
+               const WriteTerms& terms) const {
+        if (terms.weight != nullptr) {
+            write_impl<true>(n, step, c, x, r, subtract, terms);
+        } else {
+            write_impl<false>(n, step, c, x, r, subtract, terms);
+        }
+    }
+
+    template <bool kWeighted>
+    void write_impl(int n, int step, int c, const float* x, const float* r, bool subtract,
+                    const WriteTerms& terms) const {
+        const float mean = opt_.mean[c];
         const float inv_std = inv_std_[c];
-        const bool clip = req_.clip;
-        const float lo = req_.clip_lo, hi = req_.clip_hi;
-        const std::size_t image = static_cast<std::size_t>(n) * req_.bands + step;
+        const bool clip = opt_.clip;
+        const std::size_t image = static_cast<std::size_t>(n) * steps_ + step;
         float* dst;
         std::size_t dst_stride;
-        if (req_.layout == OutputLayout::kNCHW) {
+        if (opt_.layout == OutputLayout::kNCHW) {
             dst = req_.out + (image * req_.c + c) * hw_;
             dst_stride = 1;
         } else {
             dst = req_.out + image * hw_ * req_.c + c;
             dst_stride = static_cast<std::size_t>(req_.c);
         }
+        const float* w = terms.weight;
+        const float* d = terms.dc;
         // One formula for the vector and the scalar path, so that both give the same bits:
-        // out = clip(sx * x + sr * r + (offset - mean), lo - mean, hi - mean) / std.
+        // out = clip(sx * x + sr * (w * r) + ((base + dc_scale * d) - mean), lo - mean, hi - mean)
+        //       / std.
+        // With w = 1 and d = 0 or 1 every product is exact, so an all-ones region gives the bits
+        // of band-only masking (where the offset is base + dc_scale, 0 or mean).
         const float sx = subtract ? 1.0F : 0.0F;
         const float sr = subtract ? -1.0F : 1.0F;
-        const float shift = offset - mean;
-        const float lo_shifted = lo - mean, hi_shifted = hi - mean;
+        const float shift = terms.base - mean;  // the offset's part without d
+        const float lo_shifted = opt_.clip_lo - mean, hi_shifted = opt_.clip_hi - mean;
         std::size_t i = 0;
 #if defined(__SSE2__)
         // The output is large and read next by the model, not by us: streaming stores skip the
@@ -359,10 +392,20 @@ public:
             const __m128 vsx = _mm_set1_ps(sx), vsr = _mm_set1_ps(sr);
             const __m128 vshift = _mm_set1_ps(shift), vscale = _mm_set1_ps(inv_std);
             const __m128 vlo = _mm_set1_ps(lo_shifted), vhi = _mm_set1_ps(hi_shifted);
+            const __m128 vbase = _mm_set1_ps(terms.base), vmean = _mm_set1_ps(mean);
+            const __m128 vdscale = _mm_set1_ps(terms.dc_scale);
             for (; i + 4 <= hw_; i += 4) {
-                __m128 p = _mm_add_ps(_mm_mul_ps(vsx, _mm_loadu_ps(x + i)),
-                                      _mm_mul_ps(vsr, _mm_loadu_ps(r + i)));
-                p = _mm_add_ps(p, vshift);
+                __m128 rv = _mm_loadu_ps(r + i);
+                if (kWeighted) {
+                    rv = _mm_mul_ps(_mm_loadu_ps(w + i), rv);
+                }
+                __m128 p = _mm_add_ps(_mm_mul_ps(vsx, _mm_loadu_ps(x + i)), _mm_mul_ps(vsr, rv));
+                if (d != nullptr) {
+                    const __m128 off = _mm_add_ps(vbase, _mm_mul_ps(vdscale, _mm_loadu_ps(d + i)));
+                    p = _mm_add_ps(p, _mm_sub_ps(off, vmean));
+                } else {
+                    p = _mm_add_ps(p, vshift);
+                }
                 if (clip) {
                     p = _mm_min_ps(_mm_max_ps(p, vlo), vhi);
                 }
@@ -372,7 +415,9 @@ public:
         }
 #endif
         for (; i < hw_; ++i) {
-            float p = (sx * x[i] + sr * r[i]) + shift;
+            const float rv = kWeighted ? w[i] * r[i] : r[i];
+            float p = (sx * x[i] + sr * rv);
+            p = p + (d != nullptr ? (terms.base + terms.dc_scale * d[i]) - mean : shift);
             if (clip) {
                 p = std::min(std::max(p, lo_shifted), hi_shifted);
             }
@@ -380,15 +425,33 @@ public:
         }
     }
 
-    // Offset that moves the result from pixel-domain to normalised-domain masking. Masking is
-    // linear, so the two differ only by the mean, which lives in the band holding DC.
-    float offset(int c, bool dc_removed) const {
-        return (req_.normalised_domain && dc_removed) ? req_.mean[c] : 0.0F;
+    // The offset terms that move a result from pixel-domain to normalised-domain masking. Masking
+    // is linear, so the two differ only by the mean, which lives in the band holding DC: the
+    // offset is mean * (the share of DC removed), per pixel when regions weight the DC band.
+    //   delete: removed = dc_selected;  keep: removed = 1 - dc_selected.
+    WriteTerms offset_terms(int c, bool keep) const {
+        WriteTerms t;
+        if (opt_.normalised_domain) {
+            t.base = keep ? opt_.mean[c] : 0.0F;
+            t.dc_scale = keep ? -opt_.mean[c] : opt_.mean[c];
+        }
+        return t;
     }
+
+    // Band-only: the selected DC share is 0 or 1, so the offset is a constant.
+    WriteTerms band_terms(int c, bool keep, bool dc_selected) const {
+        WriteTerms t = offset_terms(c, keep);
+        t.base = dc_selected ? t.base + t.dc_scale : t.base;
+        t.dc_scale = 0.0F;
+        return t;
+    }
+
+    const float* region_weights(int r) const { return req_.weights + hw_ * static_cast<std::size_t>(r); }
 
     void run_single_bands(int threads) const {
         // Images go through in chunks of `threads`: phase A transforms every plane of the chunk,
         // phase B masks every (image, band, channel). Memory stays at a few planes per thread.
+        const int nbands = opt_.bands;
         const int chunk = threads;
         const int nchunks = (req_.n + chunk - 1) / chunk;
         auto spectra = aligned_array<fftwf_complex>(stride_ * chunk * req_.c);
@@ -399,10 +462,10 @@ public:
         for (int i = 0; i < nchunks; ++i) {
             const int nb = std::min(chunk, req_.n - i * chunk);
             queues.push_back(std::make_unique<WorkQueue>(nb * req_.c));
-            queues.push_back(std::make_unique<WorkQueue>(nb * req_.bands * req_.c));
+            queues.push_back(std::make_unique<WorkQueue>(nb * nbands * req_.c));
         }
         Barrier barrier(threads);
-        const bool keep = req_.mode == MaskMode::kKeep;
+        const bool keep = opt_.mode == MaskMode::kKeep;
         run_team(threads, [&](int) {
             Workspace ws = workspace(false);
             for (int ci = 0; ci < nchunks; ++ci) {
@@ -419,13 +482,26 @@ public:
                     // One item per (image, band, channel): small items keep both threads busy
                     // to the end even for a single pair.
                     const int c = item % req_.c;
-                    const int k = (item / req_.c) % req_.bands;
-                    const int local = item / (req_.c * req_.bands);
+                    const int k = (item / req_.c) % nbands;
+                    const int local = item / (req_.c * nbands);
                     const bool dc = bands_[k].has_dc;
                     const int plane = local * req_.c + c;
-                    inverse_band(k, spectra.get() + stride_ * plane, ws);
-                    write(first + local, k, c, inputs.get() + plane_stride * plane,
-                          ws.inverse.get(), !keep, offset(c, keep ? !dc : dc));
+                    const float* x = inputs.get() + plane_stride * plane;
+                    inverse_band(k, spectra.get() + stride_ * plane, ws, ws.inverse.get());
+                    if (regions_ == 0) {
+                        write(first + local, k, c, x, ws.inverse.get(), !keep, band_terms(c, keep, dc));
+                        continue;
+                    }
+                    // The band image is computed once and written once per region, its window
+                    // fused into the write: cell (k, r) selects w_r * b_k.
+                    for (int r = 0; r < regions_; ++r) {
+                        WriteTerms t = dc ? offset_terms(c, keep) : band_terms(c, keep, false);
+                        t.weight = region_weights(r);
+                        if (dc && opt_.normalised_domain) {
+                            t.dc = t.weight;  // the DC share selected here is w_r
+                        }
+                        write(first + local, k * regions_ + r, c, x, ws.inverse.get(), !keep, t);
+                    }
                 }
                 // Phase A of the next chunk overwrites the spectra this phase reads.
                 barrier.wait();
@@ -434,10 +510,10 @@ public:
     }
 
     void run_cumulative(int threads) const {
-        // One item per (image, channel): the running sum of keep-images must be added in band
-        // order, so each item walks its steps sequentially.
+        // One item per (image, channel): the running sum must be added in the given order, so
+        // each item walks its steps sequentially.
         WorkQueue queue(req_.n * req_.c);
-        const bool keep = req_.mode == MaskMode::kCumulativeKeep;
+        const bool keep = opt_.mode == MaskMode::kCumulativeKeep;
         run_team(threads, [&](int) {
             Workspace ws = workspace(true);
             int item;
@@ -446,30 +522,64 @@ public:
                 load_plane(n, c, ws.plane.get());
                 forward(ws.plane.get(), ws.spec.get());  // out-of-place r2c keeps its input
                 std::memset(ws.sum.get(), 0, hw_ * sizeof(float));
+                if (regions_ > 0) {
+                    cumulative_cells(n, c, keep, ws);
+                    continue;
+                }
                 bool dc_in_sum = false;
-                for (int step = 0; step < req_.bands; ++step) {
-                    const int k = req_.order[step];
-                    inverse_band(k, ws.spec.get(), ws);
+                for (int step = 0; step < opt_.bands; ++step) {
+                    const int k = opt_.order[step];
+                    inverse_band(k, ws.spec.get(), ws, ws.inverse.get());
                     float* sum = ws.sum.get();
                     const float* inv = ws.inverse.get();
                     for (std::size_t i = 0; i < hw_; ++i) {
                         sum[i] += inv[i];
                     }
                     dc_in_sum = dc_in_sum || bands_[k].has_dc;
-                    write(n, step, c, ws.plane.get(), sum, !keep,
-                          offset(c, keep ? !dc_in_sum : dc_in_sum));
+                    write(n, step, c, ws.plane.get(), sum, !keep, band_terms(c, keep, dc_in_sum));
                 }
             }
         });
     }
 
+    // Cumulative modes over the K*R cells of one (image, channel): every band image once, then
+    // the cells in the given order, each adding w_r * b_k to the running sum.
+    void cumulative_cells(int n, int c, bool keep, Workspace& ws) const {
+        float* images = ws.band_images.get();
+        for (int k = 0; k < opt_.bands; ++k) {
+            inverse_band(k, ws.spec.get(), ws, images + hw_ * static_cast<std::size_t>(k));
+        }
+        float* sum = ws.sum.get();
+        float* dcw = ws.dc_weight.get();
+        std::memset(dcw, 0, hw_ * sizeof(float));
+        WriteTerms t = offset_terms(c, keep);
+        for (int step = 0; step < steps_; ++step) {
+            const int cell = opt_.order[step];
+            const int k = cell / regions_, r = cell % regions_;
+            const float* w = region_weights(r);
+            const float* b = images + hw_ * static_cast<std::size_t>(k);
+            for (std::size_t i = 0; i < hw_; ++i) {
+                sum[i] += w[i] * b[i];
+            }
+            if (bands_[k].has_dc) {
+                for (std::size_t i = 0; i < hw_; ++i) {
+                    dcw[i] += w[i];
+                }
+            }
+            t.dc = opt_.normalised_domain ? dcw : nullptr;
+            write(n, step, c, ws.plane.get(), sum, !keep, t);
+        }
+    }
+
 private:
     const MaskRequest& req_;
+    const MaskOptions& opt_;
     const CallPlans plans_;
     std::vector<BandIndex> bands_;
     const FftwApi& api_;
     std::size_t hw_;
-    int wc_;
+    int regions_;  // R, or 0 for band-only masking
+    int steps_;    // masked images per input: K, or K*R
     std::size_t stride_;
     float scale_;
     float inv_std_[3] = {1.0F, 1.0F, 1.0F};
@@ -480,52 +590,59 @@ bool aligned_to(const void* p, std::size_t alignment) {
 }
 
 void validate(const MaskRequest& req) {
+    const MaskOptions& opt = req.options;
     if (req.images == nullptr || req.labels == nullptr || req.out == nullptr) {
         throw std::invalid_argument("null buffer");
     }
     if (req.n < 1 || req.h < 1 || req.w < 1 || (req.c != 1 && req.c != 3)) {
         throw std::invalid_argument("images must be (N, H, W, C) with N, H, W >= 1 and C in {1, 3}");
     }
+    if (req.regions < 0 || req.regions > 4096 || (req.regions > 0) != (req.weights != nullptr)) {
+        throw std::invalid_argument("regions: 0 without weights, or 1..4096 weight planes");
+    }
     // Misaligned float loads and stores are undefined behaviour (and slow): refuse them.
     if ((!req.images_are_uint8 && !aligned_to(req.images, alignof(float))) ||
-        !aligned_to(req.labels, alignof(std::int32_t)) || !aligned_to(req.out, alignof(float))) {
-        throw std::invalid_argument("images, labels and out must be aligned to their element size");
+        !aligned_to(req.labels, alignof(std::int32_t)) || !aligned_to(req.out, alignof(float)) ||
+        !aligned_to(req.weights, alignof(float))) {
+        throw std::invalid_argument("images, labels, weights and out must be aligned to their element size");
     }
-    if (req.mean.size() != static_cast<std::size_t>(req.c) ||
-        req.stddev.size() != static_cast<std::size_t>(req.c)) {
+    if (opt.mean.size() != static_cast<std::size_t>(req.c) ||
+        opt.stddev.size() != static_cast<std::size_t>(req.c)) {
         throw std::invalid_argument("mean and std need one value per channel");
     }
     if (req.h > 16384 || req.w > 16384) {
         throw std::invalid_argument("image side larger than 16384");
     }
-    if (req.bands < 1) {
+    if (opt.bands < 1) {
         throw std::invalid_argument("need at least one band");
     }
-    if (req.threads < 1 || req.threads > 1024) {
+    if (opt.threads < 1 || opt.threads > 1024) {
         throw std::invalid_argument("threads must be in 1..1024");
     }
-    const double total = static_cast<double>(req.n) * req.bands * req.c * req.h * req.w;
+    const double steps = static_cast<double>(opt.bands) * std::max(1, req.regions);
+    const double total = static_cast<double>(req.n) * steps * req.c * req.h * req.w;
     if (total > static_cast<double>(std::numeric_limits<std::int64_t>::max() / 8)) {
         throw std::invalid_argument("output too large");
     }
-    if (static_cast<double>(req.n) * req.bands * req.c > std::numeric_limits<int>::max()) {
+    if (static_cast<double>(req.n) * steps * req.c > std::numeric_limits<int>::max()) {
         throw std::invalid_argument("too many (image, band, channel) planes");
     }
     for (int c = 0; c < req.c; ++c) {
         // 1/std must be finite too: a std that underflows to 0 or a subnormal in float32 is refused.
-        if (!std::isfinite(req.mean[c]) || !std::isfinite(req.stddev[c]) ||
-            !std::isfinite(1.0F / req.stddev[c]) || req.stddev[c] == 0.0F) {
+        if (!std::isfinite(opt.mean[c]) || !std::isfinite(opt.stddev[c]) ||
+            !std::isfinite(1.0F / opt.stddev[c]) || opt.stddev[c] == 0.0F) {
             throw std::invalid_argument("mean and std must be finite, and 1/std finite");
         }
     }
-    if (req.mode == MaskMode::kCumulativeDelete || req.mode == MaskMode::kCumulativeKeep) {
-        if (static_cast<int>(req.order.size()) != req.bands) {
-            throw std::invalid_argument("order must list every band once");
+    if (opt.mode == MaskMode::kCumulativeDelete || opt.mode == MaskMode::kCumulativeKeep) {
+        const int cells = static_cast<int>(steps);
+        if (static_cast<int>(opt.order.size()) != cells) {
+            throw std::invalid_argument("order must list every band (or cell) once");
         }
-        std::vector<bool> seen(req.bands, false);
-        for (const std::int32_t k : req.order) {
-            if (k < 0 || k >= req.bands || seen[k]) {
-                throw std::invalid_argument("order must be a permutation of the band indices");
+        std::vector<bool> seen(cells, false);
+        for (const std::int32_t k : opt.order) {
+            if (k < 0 || k >= cells || seen[k]) {
+                throw std::invalid_argument("order must be a permutation of the band (or cell) indices");
             }
             seen[k] = true;
         }
@@ -536,6 +653,7 @@ void validate(const MaskRequest& req) {
 
 void mask_bands(const MaskRequest& req) {
     validate(req);
+    const MaskOptions& opt = req.options;
     std::vector<BandIndex> bands = index_bands(req);
     std::vector<std::pair<int, int>> ranges;
     for (auto& b : bands) {
@@ -544,12 +662,12 @@ void mask_bands(const MaskRequest& req) {
             ranges.emplace_back(b.v0, b.ncols);
         }
     }
-    Masker masker(req, lookup_plans(req.h, req.w, req.planner_flags, ranges), std::move(bands));
+    Masker masker(req, lookup_plans(req.h, req.w, opt.planner_flags, ranges), std::move(bands));
     const bool cumulative =
-        req.mode == MaskMode::kCumulativeDelete || req.mode == MaskMode::kCumulativeKeep;
+        opt.mode == MaskMode::kCumulativeDelete || opt.mode == MaskMode::kCumulativeKeep;
     // More threads than work items would only add idle workers.
-    const int items = cumulative ? req.n * req.c : req.n * req.bands;
-    const int threads = std::max(1, std::min(req.threads, items));
+    const int items = cumulative ? req.n * req.c : req.n * opt.bands;
+    const int threads = std::max(1, std::min(opt.threads, items));
     if (cumulative) {
         masker.run_cumulative(threads);
     } else {

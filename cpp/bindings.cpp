@@ -6,6 +6,7 @@
 #include <pybind11/stl.h>
 
 #include <limits>
+#include <optional>
 #include <stdexcept>
 
 #include "band_masker.hpp"
@@ -35,12 +36,11 @@ int dim(const py::array& a, py::ssize_t axis, const char* name) {
     return static_cast<int>(n);
 }
 
-void mask_bands(const py::array& images, const py::array& labels, int bands, const std::string& mode,
-                const std::vector<std::int32_t>& order, bool normalised_domain, bool clip,
-                float clip_lo, float clip_hi, const std::vector<float>& mean,
-                const std::vector<float>& stddev, bool reverse_channels, const std::string& layout,
-                py::array& out, int threads, unsigned planner_flags) {
+// The array arguments' buffers; the settings arrive as one bound MaskOptions.
+void mask_bands(const py::array& images, const py::array& labels, py::array& out,
+                const freqxfr::MaskOptions& options, const std::optional<py::array>& regions) {
     MaskRequest req;
+    req.options = options;
     if (images.ndim() != 4 || labels.ndim() != 2) {
         throw std::invalid_argument("images must be 4-D and labels 2-D");
     }
@@ -55,33 +55,44 @@ void mask_bands(const py::array& images, const py::array& labels, int bands, con
         throw std::invalid_argument("labels must have shape (H, W // 2 + 1)");
     }
     req.labels = checked_data<std::int32_t>(labels, "labels");
-    req.bands = bands;
-    if (mode == "delete") req.mode = MaskMode::kDelete;
-    else if (mode == "keep") req.mode = MaskMode::kKeep;
-    else if (mode == "cumulative_delete") req.mode = MaskMode::kCumulativeDelete;
-    else if (mode == "cumulative_keep") req.mode = MaskMode::kCumulativeKeep;
-    else throw std::invalid_argument("unknown mode " + mode);
-    req.order = order;
-    req.normalised_domain = normalised_domain;
-    req.clip = clip;
-    req.clip_lo = clip_lo;
-    req.clip_hi = clip_hi;
-    req.mean = mean;  // sizes checked by the core
-    req.stddev = stddev;
-    req.reverse_channels = reverse_channels;
-    req.layout = layout == "NHWC" ? OutputLayout::kNHWC : OutputLayout::kNCHW;
-    const py::ssize_t expected = static_cast<py::ssize_t>(req.n) * bands * req.c * req.h * req.w;
+    py::ssize_t cells = options.bands;
+    if (regions) {
+        const py::array& weights = *regions;
+        if (weights.ndim() != 3 || weights.shape(1) != req.h || weights.shape(2) != req.w) {
+            throw std::invalid_argument("regions must have shape (R, H, W)");
+        }
+        req.weights = checked_data<float>(weights, "regions");
+        req.regions = dim(weights, 0, "regions");
+        cells *= req.regions;
+    }
+    const py::ssize_t expected = static_cast<py::ssize_t>(req.n) * cells * req.c * req.h * req.w;
     if (!(out.flags() & py::array::c_style) || !out.writeable() ||
         !py::isinstance<py::array_t<float>>(out) || out.size() != expected) {
-        throw std::invalid_argument("out must be a writeable C-contiguous float32 array of N*K*C*H*W elements");
+        throw std::invalid_argument("out must be a writeable C-contiguous float32 array of N*K*C*H*W "
+                                    "(N*K*R*C*H*W with regions) elements");
     }
     req.out = static_cast<float*>(out.mutable_data());
-    req.threads = threads;
-    req.planner_flags = planner_flags;
     // Every buffer is taken and every Python object stays referenced by this frame, so the core
     // may run without the GIL; the arrays' destructors run after the GIL is back.
     py::gil_scoped_release release;
     freqxfr::mask_bands(req);
+}
+
+MaskMode mode_from(const std::string& mode) {
+    if (mode == "delete") return MaskMode::kDelete;
+    if (mode == "keep") return MaskMode::kKeep;
+    if (mode == "cumulative_delete") return MaskMode::kCumulativeDelete;
+    if (mode == "cumulative_keep") return MaskMode::kCumulativeKeep;
+    throw std::invalid_argument("unknown mode " + mode);
+}
+
+std::string mode_name(MaskMode mode) {
+    switch (mode) {
+        case MaskMode::kKeep: return "keep";
+        case MaskMode::kCumulativeDelete: return "cumulative_delete";
+        case MaskMode::kCumulativeKeep: return "cumulative_keep";
+        default: return "delete";
+    }
 }
 
 }  // namespace
@@ -92,11 +103,31 @@ PYBIND11_MODULE(_core, m) {
           py::arg("path"), "Load libfftw3f from path (once per process); returns FFTW's version string.");
     m.def("fftw_loaded", &freqxfr::fftw_loaded);
     m.def("fftw_library_path", &freqxfr::fftw_library_path);
-    m.def("mask_bands", &mask_bands, py::arg("images"), py::arg("labels"), py::arg("bands"),
-          py::arg("mode"), py::arg("order"), py::arg("normalised_domain"), py::arg("clip"),
-          py::arg("clip_lo"), py::arg("clip_hi"), py::arg("mean"), py::arg("std"),
-          py::arg("reverse_channels"), py::arg("layout"), py::arg("out"), py::arg("threads"),
-          py::arg("planner_flags"));
+    using freqxfr::MaskOptions;
+    py::class_<MaskOptions>(m, "MaskOptions", "The settings of one mask_bands call (all but the buffers).")
+        .def(py::init<>())
+        .def_readwrite("bands", &MaskOptions::bands)
+        .def_property(
+            "mode", [](const MaskOptions& o) { return mode_name(o.mode); },
+            [](MaskOptions& o, const std::string& mode) { o.mode = mode_from(mode); })
+        .def_readwrite("order", &MaskOptions::order)
+        .def_readwrite("normalised_domain", &MaskOptions::normalised_domain)
+        .def_readwrite("clip", &MaskOptions::clip)
+        .def_readwrite("clip_lo", &MaskOptions::clip_lo)
+        .def_readwrite("clip_hi", &MaskOptions::clip_hi)
+        .def_readwrite("mean", &MaskOptions::mean)
+        .def_readwrite("std", &MaskOptions::stddev)
+        .def_readwrite("reverse_channels", &MaskOptions::reverse_channels)
+        .def_property(
+            "layout", [](const MaskOptions& o) { return o.layout == OutputLayout::kNHWC ? "NHWC" : "NCHW"; },
+            [](MaskOptions& o, const std::string& layout) {
+                if (layout != "NCHW" && layout != "NHWC") throw std::invalid_argument("unknown layout " + layout);
+                o.layout = layout == "NHWC" ? OutputLayout::kNHWC : OutputLayout::kNCHW;
+            })
+        .def_readwrite("threads", &MaskOptions::threads)
+        .def_readwrite("planner_flags", &MaskOptions::planner_flags);
+    m.def("mask_bands", &mask_bands, py::arg("images"), py::arg("labels"), py::arg("out"),
+          py::arg("options"), py::arg("regions") = py::none());
     m.def("c2r_floor_seconds",
           [](int h, int w, int planes, int threads, unsigned flags) {
               py::gil_scoped_release release;  // plain ints only

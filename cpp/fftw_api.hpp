@@ -45,8 +45,9 @@ struct FftwApi {
     const char* version = nullptr;  // fftwf_version, a string constant in the library
 };
 
-// Loads libfftw3f from `path` once per process; later calls must name the same library or
-// nothing. Throws std::runtime_error with dlerror's text when the library or a symbol is missing.
+// Loads libfftw3f from `path` once per process. Later calls return the library loaded first and
+// ignore their path (plans and wisdom belong to that library). Throws std::runtime_error with
+// dlerror's text when the library or a symbol is missing.
 const FftwApi& load_fftw(const std::string& path);
 // The loaded API; throws std::runtime_error if load_fftw has not succeeded yet.
 const FftwApi& fftw();

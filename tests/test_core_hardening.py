@@ -23,6 +23,15 @@ CORE_ARGS = dict(order=[], normalised_domain=False, clip=False, clip_lo=0.0, cli
                  reverse_channels=False, layout="NCHW", threads=1, planner_flags=0)
 
 
+def core_mask(core, images, labels, bands, mode, *, out, regions=None, **settings):
+    """Call the compiled core directly, its settings in one bound ``MaskOptions``."""
+    options = core.MaskOptions()
+    options.bands, options.mode = bands, mode
+    for name, value in settings.items():
+        setattr(options, name, value)
+    core.mask_bands(images, labels, out, options, regions)
+
+
 def assert_close(actual: np.ndarray, expected: np.ndarray) -> None:
     scale = max(float(np.abs(expected).max()), 1e-6)
     np.testing.assert_allclose(actual, expected, rtol=0, atol=1e-4 * scale)
@@ -105,12 +114,12 @@ def test_two_explainers_with_different_band_counts_share_the_core_safely(lfw_ima
 def test_core_refuses_other_channel_counts_before_writing(channels):
     """Guards against the bindings copying C means/stds into the request's 3-element arrays
     before anyone checked C (a stack overflow for C = 4 or 100 under AddressSanitizer)."""
-    core = freqxfr.fftw.core()
+    core = freqxfr.fftw.compiled_core()
     x = np.zeros((1, 8, 8, channels), np.uint8)
     out = np.zeros((1, 2, channels, 8, 8), np.float32)
     labels = np.zeros((8, 5), np.int32)
     with pytest.raises(ValueError, match="C in"):
-        core.mask_bands(x, labels, 2, "delete", mean=[0.0] * channels, std=[1.0] * channels,
+        core_mask(core, x, labels, 2, "delete", mean=[0.0] * channels, std=[1.0] * channels,
                         out=out, **CORE_ARGS)
 
 
@@ -118,11 +127,11 @@ def test_core_refuses_other_channel_counts_before_writing(channels):
                                            ([0.0] * 3, [1.0] * 50), ([], [])])
 def test_core_refuses_per_channel_values_of_the_wrong_length(mean, std):
     """The core, not only its callers, checks one mean and one std per channel."""
-    core = freqxfr.fftw.core()
+    core = freqxfr.fftw.compiled_core()
     x = np.zeros((1, 8, 8, 3), np.uint8)
     out = np.zeros((1, 2, 3, 8, 8), np.float32)
     with pytest.raises(ValueError, match="one value per channel"):
-        core.mask_bands(x, np.zeros((8, 5), np.int32), 2, "delete", mean=mean, std=std, out=out,
+        core_mask(core, x, np.zeros((8, 5), np.int32), 2, "delete", mean=mean, std=std, out=out,
                         **CORE_ARGS)
 
 
@@ -160,13 +169,13 @@ def test_unaligned_out_is_refused_with_a_clear_error(lfw_images):
 
 def test_core_itself_refuses_unaligned_buffers():
     """The core checks alignment whoever calls it, not only through mask_bands."""
-    core = freqxfr.fftw.core()
+    core = freqxfr.fftw.compiled_core()
     labels = np.zeros((8, 5), np.int32)
     good_x, good_out = np.zeros((1, 8, 8, 1), np.float32), np.zeros((1, 2, 1, 8, 8), np.float32)
     args = dict(mean=[0.0], std=[1.0], **CORE_ARGS)
     for x, out in ((unaligned((1, 8, 8, 1)), good_out), (good_x, unaligned((1, 2, 1, 8, 8)))):
         with pytest.raises(ValueError, match="aligned"):
-            core.mask_bands(x, labels, 2, "delete", out=out, **args)
+            core_mask(core, x, labels, 2, "delete", out=out, **args)
 
 
 # ---- defect 4: a std that underflows -----------------------------------------------------------
@@ -258,7 +267,7 @@ def test_wisdom_that_cannot_be_written_warns_once(tmp_path):
     """A wisdom file that cannot be replaced (here: a folder in its place) costs one warning."""
     cache = tmp_path / "cache"
     env = {**os.environ, "FREQXFR_CACHE_DIR": str(cache)}
-    code = ("import freqxfr.fftw as f; f.core(); import pathlib; "
+    code = ("import freqxfr.fftw as f; f.compiled_core(); import pathlib; "
             "p = f._wisdom_path(); p.unlink(missing_ok=True); p.mkdir(); print(p)")
     subprocess.run([sys.executable, "-c", code], env=env, check=True, capture_output=True,
                    timeout=600)

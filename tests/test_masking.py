@@ -215,21 +215,36 @@ def test_bad_input_raises_a_clear_value_error(lfw_images, make_images, kwargs, m
 
 
 def test_core_rejects_inconsistent_requests_without_crashing(lfw_images):
-    core = freqxfr.fftw.core()
+    core = freqxfr.fftw.compiled_core()
     x = lfw_images[:1]
     out = np.empty((1, 2, 3, 112, 112), np.float32)
     good = np.zeros((112, 57), np.int32)
-    args = dict(bands=2, mode="delete", order=[], normalised_domain=False, clip=False, clip_lo=0.0,
-                clip_hi=0.0, mean=[0.0] * 3, std=[1.0] * 3, reverse_channels=False, layout="NCHW",
-                threads=1, planner_flags=0)
+
+    def options(**changes):
+        opt = core.MaskOptions()
+        opt.bands, opt.mean, opt.std, opt.threads = 2, [0.0] * 3, [1.0] * 3, 1
+        for name, value in changes.items():
+            setattr(opt, name, value)
+        return opt
+
     with pytest.raises(ValueError, match="labels"):
-        core.mask_bands(x, np.zeros((112, 56), np.int32), out=out, **args)
+        core.mask_bands(x, np.zeros((112, 56), np.int32), out, options())
     with pytest.raises(ValueError, match="out of range"):
-        core.mask_bands(x, good + 5, out=out, **args)
+        core.mask_bands(x, good + 5, out, options())
     with pytest.raises(ValueError, match="out must be"):
-        core.mask_bands(x, good, out=out[:, :1], **args)
+        core.mask_bands(x, good, out[:, :1], options())
     with pytest.raises(ValueError, match="permutation"):
-        core.mask_bands(x, good, out=out, **{**args, "mode": "cumulative_keep", "order": [0, 0]})
+        core.mask_bands(x, good, out, options(mode="cumulative_keep", order=[0, 0]))
+    with pytest.raises(ValueError, match="unknown mode"):
+        options(mode="erase")
+    weights = np.ones((2, 112, 112), np.float32)
+    with pytest.raises(ValueError, match="out must be"):  # K·R = 4 images, not 2
+        core.mask_bands(x, good, out, options(), weights)
+    with pytest.raises(ValueError, match=r"regions must have shape \(R, H, W\)"):
+        core.mask_bands(x, good, np.empty((1, 4, 3, 112, 112), np.float32), options(), weights[:, :5])
+    with pytest.raises(ValueError, match=r"every band \(or cell\) once"):  # over K, not K·R cells
+        core.mask_bands(x, good, np.empty((1, 4, 3, 112, 112), np.float32),
+                        options(mode="cumulative_delete", order=[0, 1]), weights)
 
 
 _FFTW_SCRIPT = """
@@ -238,7 +253,7 @@ import numpy as np
 import freqxfr
 from freqxfr import fftw
 x = np.random.default_rng(0).integers(0, 256, (1, 48, 48, 3), dtype=np.uint8)
-core = fftw.core()
+core = fftw.compiled_core()
 imported = fftw._saved_wisdom is not None
 cpp = freqxfr.mask_bands(x, freqxfr.BandSchedule.rings(5), planner="measure")
 ref = freqxfr.mask_bands(x, freqxfr.BandSchedule.rings(5), backend="numpy")

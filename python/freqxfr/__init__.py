@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
 
-from . import fftw
+from . import fftw  # noqa: F401  (freqxfr.fftw: finding FFTW, its wisdom; not in __all__)
 from .bands import Band, BandSchedule
 from .cards import ModelCard
 from .engine import DeadlineExceeded, Engine
@@ -43,7 +43,6 @@ __all__ = [
     "Verifier",
     "__version__",
     "available_backends",
-    "fftw",
     "load_image",
     "load_model",
     "mask_bands",

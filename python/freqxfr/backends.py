@@ -11,6 +11,7 @@ All four honour one contract (see :func:`freqxfr.mask_bands`): from images (N, H
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from dataclasses import dataclass
 from typing import Protocol
@@ -35,6 +36,9 @@ class MaskParams:
     layout: str  # NCHW | NHWC
     threads: int
     planner: str
+    # Spatial weights (R, H, W) float32, C-contiguous: with them each band k gives R cells
+    # (k, r) that delete (or keep) w_r * band_k, written at step k*R + r; None: band-only.
+    regions: np.ndarray | None = dataclasses.field(default=None, compare=False)
 
     @property
     def cumulative(self) -> bool:
@@ -64,34 +68,70 @@ def _planes(images: np.ndarray, params: MaskParams, dtype: type) -> np.ndarray:
     return x[:, ::-1] if params.reverse_channels else x
 
 
-def _band_steps(params: MaskParams, n_bands: int) -> list[list[int]]:
-    """The bands each output step keeps or deletes."""
-    if params.cumulative:
-        return [list(params.order[: j + 1]) for j in range(n_bands)]
-    return [[k] for k in range(n_bands)]
+def _n_regions(params: MaskParams) -> int:
+    return 0 if params.regions is None else len(params.regions)
+
+
+def _step_cells(params: MaskParams, n_bands: int) -> list[tuple[int, int | None]]:
+    """The cell (band k, region r) that each output step adds: all K (or K·R, band-major)
+    cells in turn, or in ``order`` for the cumulative modes. r is None without regions."""
+    r_count = _n_regions(params)
+    if r_count:
+        cells: list[tuple[int, int | None]] = [(i // r_count, i % r_count) for i in range(n_bands * r_count)]
+    else:
+        cells = [(k, None) for k in range(n_bands)]
+    return [cells[i] for i in params.order] if params.cumulative else cells
+
+
+def _write_steps(x: np.ndarray, band_image, dc_band: int, params: MaskParams, out: np.ndarray) -> None:
+    """Shared by the Python backends: the masked image of every step from the band images.
+
+    ``band_image(k)`` gives band k's image of ``x`` (N, C, H, W). A cell (k, r) selects
+    ``w_r * band_k``; a cumulative step selects the running sum of its cells. Each band image is
+    computed once (kept while its cells are written, or for the whole call when a cumulative
+    order revisits bands)."""
+    cells = _step_cells(params, out.shape[1] // max(1, _n_regions(params)))
+    keep_all = params.cumulative and params.regions is not None
+    cache: dict[int, np.ndarray] = {}
+    running = np.zeros_like(x)
+    dc_running: float | np.ndarray = 0.0
+    for step, (k, r) in enumerate(cells):
+        if k not in cache:
+            if not keep_all:
+                cache.clear()
+            # A backend may hand back its own reused buffer: copy what outlives the next call.
+            cache[k] = band_image(k).copy() if keep_all else band_image(k)
+        weight: float | np.ndarray = 1.0 if r is None else params.regions[r].astype(x.dtype)  # type: ignore[index]
+        term = cache[k] if r is None else weight * cache[k]
+        dc_term = weight if k == dc_band else 0.0
+        if params.cumulative:
+            running = running + term
+            dc_running = dc_running + dc_term
+            term, dc_term = running, dc_running
+        _finish(x, term, dc_term, params, out[:, step])
 
 
 def _finish(
-    x: np.ndarray, selected: np.ndarray, removes_dc: bool, params: MaskParams, out_step: np.ndarray
+    x: np.ndarray, selected: np.ndarray, dc_selected: float | np.ndarray, params: MaskParams,
+    out_step: np.ndarray,
 ) -> None:
-    """out_step := normalise(clip(p)) with p = x - selected (delete) or selected (keep), shifted
-    by the mean when masking in the normalised domain has removed DC (there the mean survives)."""
+    """out_step := normalise(clip(p)) with p = x - selected (delete) or selected (keep).
+
+    Masking in the normalised domain differs from the pixel domain only by the mean, which lives
+    in DC: p gains mean × (the share of DC removed), where ``dc_selected`` is the share of DC the
+    step selects (0 or 1 for bands, a weight plane for region cells)."""
     p = x - selected if params.subtracts else selected
     mean = np.asarray(params.mean, dtype=np.float64)[:, None, None]
     std = np.asarray(params.std, dtype=np.float64)[:, None, None]
-    if params.normalised_domain and removes_dc:
-        p = p + mean
+    if params.normalised_domain:
+        removed = dc_selected if params.subtracts else 1.0 - dc_selected
+        p = p + mean * removed
     if params.clip is not None:
         p = np.clip(p, params.clip[0], params.clip[1])
     result = (p - mean) / std
     if params.layout == "NHWC":
         result = np.moveaxis(result, 1, -1)
     out_step[...] = result
-
-
-def _removes_dc(bands: list[int], dc_band: int, subtracts: bool) -> bool:
-    """Whether the step's output lacks DC: deleted with the band, or never kept."""
-    return (dc_band in bands) if subtracts else (dc_band not in bands)
 
 
 # ---- numpy: the reference ---------------------------------------------------------------------
@@ -104,14 +144,11 @@ class NumpyBackend:
         x = _planes(images, params, np.float64)
         spectrum = np.fft.fft2(x, axes=(-2, -1))
         labels = resolved.labels_full
-        running = np.zeros_like(x)
-        for step, bands in enumerate(_band_steps(params, len(resolved.bands))):
-            selected = np.fft.ifft2(spectrum * (labels == bands[-1]), axes=(-2, -1)).real
-            if params.cumulative:
-                running = running + selected
-                selected = running
-            _finish(x, selected, _removes_dc(bands, resolved.dc_band, params.subtracts), params,
-                    out[:, step])
+
+        def band_image(k: int) -> np.ndarray:
+            return np.fft.ifft2(spectrum * (labels == k), axes=(-2, -1)).real
+
+        _write_steps(x, band_image, resolved.dc_band, params, out)
 
 
 # ---- scipy and pyfftw: pure-Python peers ------------------------------------------------------
@@ -134,16 +171,12 @@ class _HalfSpectrumBackend:
         spectrum = self.forward(x, params.threads, params.planner)
         labels = resolved.labels_half
         masked = np.empty_like(spectrum)
-        running = np.zeros_like(x)
-        for step, bands in enumerate(_band_steps(params, len(resolved.bands))):
-            k = bands[-1]
+
+        def band_image(k: int) -> np.ndarray:
             np.multiply(spectrum, labels == k, out=masked)
-            band_image = self.inverse(masked, (h, w), params.threads, params.planner)
-            if params.cumulative:
-                running += band_image
-                band_image = running
-            _finish(x, band_image, _removes_dc(bands, resolved.dc_band, params.subtracts), params,
-                    out[:, step])
+            return self.inverse(masked, (h, w), params.threads, params.planner)
+
+        _write_steps(x, band_image, resolved.dc_band, params, out)
 
 
 class ScipyBackend(_HalfSpectrumBackend):
@@ -221,25 +254,21 @@ class CppBackend:
     def __call__(self, images, schedule, resolved, params, out) -> None:
         from . import fftw
 
-        core = fftw.core()
-        core.mask_bands(
-            images,
-            resolved.labels_half,
-            len(resolved.bands),
-            params.mode,
-            list(params.order),
-            params.normalised_domain,
-            params.clip is not None,
-            float(params.clip[0]) if params.clip else 0.0,
-            float(params.clip[1]) if params.clip else 0.0,
-            list(params.mean),
-            list(params.std),
-            params.reverse_channels,
-            params.layout,
-            out,
-            params.threads,
-            core.PLANNER_FLAGS[params.planner],
-        )
+        core = fftw.compiled_core()
+        options = core.MaskOptions()
+        options.bands = len(resolved.bands)
+        options.mode = params.mode
+        options.order = list(params.order)
+        options.normalised_domain = params.normalised_domain
+        options.clip = params.clip is not None
+        options.clip_lo, options.clip_hi = params.clip or (0.0, 0.0)
+        options.mean = list(params.mean)
+        options.std = list(params.std)
+        options.reverse_channels = params.reverse_channels
+        options.layout = params.layout
+        options.threads = params.threads
+        options.planner_flags = core.PLANNER_FLAGS[params.planner]
+        core.mask_bands(images, resolved.labels_half, out, options, params.regions)
         key = (resolved.height, resolved.width, params.planner, schedule)
         if params.planner != "estimate" and key not in self._planned:
             with self._lock:

@@ -54,8 +54,9 @@ def find_library() -> Path:
     )
 
 
-def core():
-    """The compiled core with FFTW loaded and saved wisdom imported (once per process)."""
+def compiled_core():
+    """freqxfr's compiled extension (``freqxfr._core``, not FFTW itself), after loading FFTW
+    into it and importing the saved wisdom (once per process)."""
     from . import _core
 
     with _lock:
@@ -78,7 +79,7 @@ def save_wisdom() -> None:
     """Write FFTW's accumulated wisdom to the cache if it changed (atomic). An unusable cache
     only costs planning time later, so it gives one warning per process, not an error."""
     global _saved_wisdom
-    _core = core()
+    _core = compiled_core()
     text = _core.export_wisdom()
     with _lock:
         if text and text != _saved_wisdom:

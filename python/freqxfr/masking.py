@@ -54,6 +54,7 @@ def mask_bands(
     layout: str = "NCHW",
     threads: int | None = None,
     planner: str = "measure",
+    regions: np.ndarray | None = None,
 ) -> np.ndarray:
     """Delete or keep each frequency band of every image, normalised for a model, in one pass.
 
@@ -90,21 +91,34 @@ def mask_bands(
     planner : {"estimate", "measure", "patient", "exhaustive"}
         FFTW planning effort for ``cpp`` and ``pyfftw``; plans are made once per shape and the
         wisdom is saved in the user cache.
+    regions : ndarray (R, H, W) float32, optional
+        Spatial weights in [0, 1], one plane per region (see :mod:`freqxfr.regions` for sets that
+        sum to 1). Each band k then gives R *cells*: cell (k, r) deletes ``w_r ⊙ b_k(x)`` from
+        the image (``keep``: holds only ``w_r ⊙ b_k(x)``), where ``b_k(x)`` is band k's image.
+        The result has K·R masked images per input, band-major: cell (k, r) at index ``k·R + r``.
+        The cumulative modes run over the K·R cells in ``order`` (a permutation of 0..K·R-1):
+        step j deletes (keeps) the sum of the weighted band images of cells ``order[0..j]``.
+        With one all-ones region the result is band-only masking, bit for bit. When the weights
+        sum to 1 over the regions, a band's cells add up to its deletion exactly. In the
+        normalised domain a cell removes DC only where its weight is, so it leaves
+        ``mean × w_r`` there.
 
     Returns
     -------
     ndarray
-        float32, (N, K, C, H, W) for NCHW; ``out`` itself when given.
+        float32, (N, K, C, H, W) for NCHW (K·R instead of K with regions); ``out`` itself when
+        given.
     """
     images = _check_images(images)
     if not isinstance(schedule, BandSchedule):
         raise InputError(f"schedule must be a BandSchedule, got {type(schedule).__name__}")
     n, h, w, c = images.shape
     resolved = schedule.resolve(h, w)
-    k = len(resolved.bands)
+    weights = check_region_weights(regions, h, w)
+    k = len(resolved.bands) * (1 if weights is None else len(weights))
     params = MaskParams(
         mode=_choice(mode, MODES, "mode"),
-        order=_check_order(order, k, mode),
+        order=_check_order(order, k, mode, cells=weights is not None),
         normalised_domain=_choice(domain, DOMAINS, "domain") == "normalised",
         clip=_check_clip(clip),
         mean=_per_channel(mean, c, "mean"),
@@ -113,8 +127,9 @@ def mask_bands(
         layout=_choice(layout, ("NCHW", "NHWC"), "layout"),
         threads=_check_threads(threads),
         planner=_choice(planner, PLANNERS, "planner"),
+        regions=weights,
     )
-    shape = (n, k, c, h, w) if params.layout == "NCHW" else (n, k, h, w, c)
+    shape = (n, k, c, h, w) if params.layout == "NCHW" else (n, k, h, w, c)  # k: K or K·R
     out = _check_out(out, shape)
     _check_backend_available(backend)
     BACKENDS[backend](images, schedule, resolved, params, out)
@@ -155,13 +170,44 @@ def _check_images(images: object) -> np.ndarray:
     return np.require(images, requirements=["C_CONTIGUOUS", "ALIGNED"])
 
 
+#: Most regions per call: far beyond any useful set, and the core's own bound.
+MAX_REGIONS = 4096
+
+
+def check_region_weights(regions: object, h: int, w: int, *, name: str = "regions") -> np.ndarray | None:
+    """``regions`` as a C-contiguous float32 (R, H, W) array with values in [0, 1], or None.
+
+    Float64 input is converted; any other dtype, shape, NaN/Inf, a negative value or one above 1
+    is refused with an InputError naming the problem (and the first bad index)."""
+    if regions is None:
+        return None
+    if not isinstance(regions, np.ndarray):
+        raise InputError(f"{name} must be a numpy array (R, H, W) of weights, got {type(regions).__name__}")
+    if regions.dtype not in (np.float32, np.float64):
+        raise InputError(f"{name} must be float32 (or float64) weights in [0, 1], got dtype {regions.dtype}")
+    if regions.ndim != 3:
+        hint = " (one region: weights[None])" if regions.ndim == 2 else ""
+        raise InputError(f"{name} must be 3-D (R, H, W), got shape {regions.shape}{hint}")
+    if regions.shape[1:] != (h, w):
+        raise InputError(f"{name} must be (R, {h}, {w}) to match the images, got shape {regions.shape}")
+    if not 1 <= regions.shape[0] <= MAX_REGIONS:
+        raise InputError(f"{name} must hold 1..{MAX_REGIONS} regions, got {regions.shape[0]}")
+    bad = ~((regions >= 0) & (regions <= 1))  # NaN fails both comparisons
+    if bad.any():
+        where = tuple(int(i) for i in np.argwhere(bad)[0])
+        value = float(regions[where])
+        what = "NaN or Inf" if not np.isfinite(value) else ("a negative weight" if value < 0 else "a weight above 1")
+        raise InputError(f"{name} contain {what} (first at index {where}: {value}); weights must lie in [0, 1]")
+    return np.require(regions, dtype=np.float32, requirements=["C_CONTIGUOUS", "ALIGNED"])
+
+
 def _choice(value: str, allowed: tuple[str, ...], name: str) -> str:
     if value not in allowed:
         raise InputError(f"{name} must be one of {', '.join(allowed)}; got {value!r}")
     return value
 
 
-def _check_order(order: Sequence[int] | None, k: int, mode: str) -> tuple[int, ...]:
+def _check_order(order: Sequence[int] | None, k: int, mode: str, cells: bool = False) -> tuple[int, ...]:
     if order is None:
         return tuple(range(k))
     if not str(mode).startswith("cumulative"):
@@ -171,7 +217,8 @@ def _check_order(order: Sequence[int] | None, k: int, mode: str) -> tuple[int, .
     except (TypeError, ValueError):
         raise InputError(f"order must be a sequence of band indices, got {order!r}") from None
     if sorted(values) != list(range(k)):
-        raise InputError(f"order must be a permutation of 0..{k - 1}, got {list(values)}")
+        what = " (the K·R cells, k·R + r)" if cells else ""
+        raise InputError(f"order must be a permutation of 0..{k - 1}{what}, got {list(values)}")
     return values
 
 
@@ -248,7 +295,7 @@ def _check_backend_available(name: str) -> None:
         if name == "cpp":
             from . import fftw
 
-            fftw.core()
+            fftw.compiled_core()
         elif name == "scipy":
             import scipy.fft  # noqa: F401
         elif name == "pyfftw":
