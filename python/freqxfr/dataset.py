@@ -30,6 +30,7 @@ from .errors import InputError
 from .explain import Explainer, Explanation, PairFailure
 from .pairs import Pair, outside_root
 from .profiles import summarise
+from .progress import progress_bar
 from .runfolder import (
     SETTINGS_KEY,
     ResultsLog,
@@ -126,11 +127,8 @@ def run_dataset(
         with ResultsLog(results, key=lambda r: int(r["index"])) as log:
             done = log.open()
             todo = [i for i in range(len(pairs)) if i not in done]
-            if progress:
-                from tqdm import tqdm
-
-                bar = tqdm(total=len(pairs), initial=len(pairs) - len(todo), unit="pair",
-                           desc="explaining", dynamic_ncols=True)
+            bar = progress_bar(progress, len(pairs), done=len(pairs) - len(todo),
+                               desc="explaining")
             try:
                 for i in (i for i in todo if i in refused):
                     log.append(_failure(i, pairs[i], refused[i]))

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import base64
 import html
+import json
 import math
 import os
 from collections.abc import Iterable, Mapping, Sequence
@@ -140,6 +141,142 @@ def html_paragraph(text: str) -> str:
 
 
 # --- one pair ---------------------------------------------------------------------------------
+
+
+EXPLANATION_NAME = "explanation.json"
+
+
+@dataclass(frozen=True)
+class PairOutputs:
+    """What :func:`write_pair_outputs` wrote: the explanation and the files."""
+
+    explanation: Any  # freqxfr.Explanation
+    json_path: Path
+    report_path: Path | None
+    faithfulness: dict[str, Any] | None = None
+
+
+def write_pair_outputs(
+    explainer: Any,
+    a: Any,
+    b: Any,
+    out_dir: str | os.PathLike[str],
+    *,
+    aligned: bool | None = None,
+    same: bool | None = None,
+    faithfulness: bool = False,
+    seeds: int = 5,
+    report: bool = True,
+    overwrite: bool = False,
+) -> PairOutputs:
+    """Explain one pair and write ``explanation.json`` (and the plots and ``report.html``).
+
+    What ``freqxfr explain`` and ``freqxfr demo`` write, for library users.
+
+    Parameters
+    ----------
+    explainer : Explainer
+        The explainer to use.
+    a, b : path, PIL image or array
+        The two images; paths are named in the outputs as given.
+    out_dir : path-like
+        Output folder; created if needed.
+    aligned : bool, optional
+        As for :meth:`Explainer.explain`.
+    same : bool, optional
+        Ground truth (same person?), recorded in ``explanation.json`` and the report.
+    faithfulness : bool
+        Also compute deletion/insertion curves with ``seeds`` random orders.
+    report : bool
+        Draw the plots and write ``report.html``; ``False`` writes the JSON only.
+    overwrite : bool
+        Replace the outputs of *another* pair found in ``out_dir``; by default that is refused
+        (the same pair is always rewritten).
+
+    Returns
+    -------
+    PairOutputs
+
+    Raises
+    ------
+    OutputError
+        If ``out_dir`` holds another pair's explanation and ``overwrite`` is false, or cannot be
+        written.
+    """
+    from .images import source_label
+
+    check_pair_folder(out_dir, a, b, overwrite=overwrite)
+    folder = ensure_dir(out_dir)
+    sources = (source_label(a), source_label(b))
+    faces = np.stack([explainer.prepare(a, aligned), explainer.prepare(b, aligned)])
+    explanation = explainer.explain(faces[0], faces[1], aligned=True, same=same)
+    # Name the inputs as the user gave them, not as the prepared arrays.
+    explanation = _with_sources(explanation, sources)
+    curves = None
+    if faithfulness:
+        curves = explainer.faithfulness(faces[0], faces[1], seeds=seeds, aligned=True,
+                                        explanation=explanation).to_dict()
+    record = explanation_record(explanation.to_dict())
+    if curves is not None:
+        record["faithfulness"] = curves
+    json_path = write_output(folder / EXPLANATION_NAME,
+                             json.dumps(record, indent=2, allow_nan=False) + "\n")
+    html = None
+    if report:
+        html = write_pair_report(folder, explanation.to_dict(), faces,
+                                 explainer.masked_views(faces), curves)
+    return PairOutputs(explanation, json_path, html, curves)
+
+
+def explanation_record(record: dict[str, Any]) -> dict[str, Any]:
+    """``Explanation.to_dict()`` with the distances beside the scores for Euclidean models.
+
+    Scores are "higher is more alike" for every model (a Euclidean score is the negative
+    distance); ``distance_ref`` and ``distance_threshold`` spare a reader the sign flip.
+    """
+    if (record.get("model") or {}).get("metric") == "euclidean":
+        record = {**record, "distance_ref": -record["score_ref"],
+                  "distance_threshold": -record["threshold"]}
+    return record
+
+
+def check_pair_folder(
+    out_dir: str | os.PathLike[str], a: Any, b: Any, *, overwrite: bool = False,
+    hint: str = "choose another output folder, or overwrite=True",
+) -> None:
+    """Refuse an output folder that holds the explanation of a pair other than ``a``, ``b``.
+
+    Raises
+    ------
+    OutputError
+        Naming the folder, the pair it holds and ``hint``.
+    """
+    from .errors import OutputError
+    from .images import source_label
+
+    if overwrite:
+        return
+    path = Path(out_dir) / EXPLANATION_NAME
+    try:
+        old = json.loads(path.read_text(encoding="utf-8"))
+        old_sources = (str(old["a"]["source"]), str(old["b"]["source"]))
+    except (FileNotFoundError, NotADirectoryError):
+        return
+    except (OSError, ValueError, KeyError, TypeError):
+        old_sources = ("?", "?")  # unreadable: not ours to replace silently either
+    if old_sources != (source_label(a), source_label(b)):
+        names = " vs ".join(os.path.basename(s) for s in old_sources)
+        raise OutputError(f"{path.parent} holds the explanation of another pair ({names}); {hint}")
+
+
+def _with_sources(explanation: Any, sources: Sequence[str]) -> Any:
+    import dataclasses
+
+    return dataclasses.replace(
+        explanation,
+        a=dataclasses.replace(explanation.a, source=sources[0]),
+        b=dataclasses.replace(explanation.b, source=sources[1]),
+    )
 
 
 def write_pair_report(

@@ -6,12 +6,13 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from .errors import InputError
+from ..errors import InputError
 
 
-def add_compare_parser(sub: Any) -> None:
+def add_compare_parser(sub: Any, common: argparse.ArgumentParser) -> None:
+    """Register ``freqxfr compare RUN_A RUN_B [...] --out OUT``."""
     p = sub.add_parser(
-        "compare", help="compare dataset runs over the same pairs (models or settings)",
+        "compare", parents=[common], help="compare dataset runs over the same pairs (models or settings)",
         description="Compare the band profiles of dataset runs over the same pair list: per band "
         "and class each run's mean normalised influence, paired differences with bootstrap "
         "intervals over pairs, centroids and decision agreement.")
@@ -20,12 +21,12 @@ def add_compare_parser(sub: Any) -> None:
     p.add_argument("--names", default=None, help="comma-separated run names (default: folder names)")
     p.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples (default 2000)")
     p.add_argument("--level", type=float, default=0.95, help="interval level (default 0.95)")
-    p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
     p.set_defaults(func=cmd_compare)
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from .run_comparison import compare_runs
+    from ..run_comparison import compare_runs
 
     if len(args.runs) < 2:
         raise InputError("compare needs at least two run folders")
