@@ -88,6 +88,7 @@ def run_dataset(
     report: bool = True,
     parquet: bool = False,
     faithfulness_seeds: int | None = None,
+    pair_pages: str = "errors",
 ) -> dict[str, Any]:
     """Explain every pair into ``out_dir`` (see the module docstring); returns the summary.
 
@@ -106,6 +107,9 @@ def run_dataset(
         Passed to the model's ``prepare`` (``None``: decide from the image size).
     extra_settings : mapping, optional
         Further settings a caller knows (e.g. ``{"--limit": 200}``), checked on a restart.
+    pair_pages : {"errors", "all", "none"}
+        Which pairs get their own explanation page in ``OUT/pairs/`` (linked from the report):
+        wrongly decided and failed pairs (default), every pair, or none.
 
     Returns
     -------
@@ -162,9 +166,12 @@ def run_dataset(
         if parquet:
             write_parquet(results, out / "results.parquet")
         if report:
-            from .report import write_dataset_report
+            from .report import write_dataset_report, write_pair_pages
 
-            write_dataset_report(out, summary)
+            # Pages for the pairs a reviewer must look at (wrong or failed), linked from the lists.
+            pages = write_pair_pages(out, explainer, summary, records, which=pair_pages,
+                                     aligned=aligned)
+            write_dataset_report(out, summary, results=records, pair_pages=pages)
     return summary
 
 

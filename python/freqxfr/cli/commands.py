@@ -126,6 +126,7 @@ def cmd_dataset(args: argparse.Namespace) -> int:
             aligned=options.aligned(args), extra_settings={"--limit": args.limit},
             progress=options.progress(args), overlap=not args.no_overlap, parquet=args.parquet,
             faithfulness_seeds=args.seeds if args.faithfulness else None,
+            report=not args.no_report, pair_pages=args.pair_pages,
         )
     acc = summary.get("accuracy")
     print(f"{summary['pairs']} pairs explained, {summary['failed']} failed"
@@ -134,7 +135,8 @@ def cmd_dataset(args: argparse.Namespace) -> int:
         from ..faithfulness import summary_lines
 
         print("\n".join(summary_lines(summary["faithfulness"]["by_class"])))
-    print(f"wrote {args.out / 'results.jsonl'}, {args.out / 'summary.json'}, {args.out / 'report.html'}")
+    wrote = [args.out / "results.jsonl", args.out / "summary.json"]
+    print("wrote " + ", ".join(map(str, wrote + ([] if args.no_report else [args.out / "report.html"]))))
     return options.report_failures("dataset", summary["failures"],
                                    f"{summary['failed']} of {len(pairs)} pairs")
 
@@ -188,7 +190,7 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default=None, help="preset name, card file or .onnx (default: dlib_resnet)")
     p.add_argument("--bands", type=options.positive, default=16,
                    help="number of equal-width rings (default 16)")
-    p.add_argument("--no-report", action="store_true", help="write explanation.json only, no plots")
+    options.add_no_report_option(p)
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser(
@@ -233,6 +235,10 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
                    help="also deletion/insertion curves of every pair (faithfulness.jsonl)")
     p.add_argument("--seeds", type=options.positive, default=5,
                    help="random orders for --faithfulness (default 5)")
+    p.add_argument("--pair-pages", choices=("errors", "all", "none"), default="errors",
+                   help="which pairs get their own explanation page in OUT/pairs/, linked from "
+                   "report.html: wrongly decided and failed ones (errors, the default), all, none")
+    options.add_no_report_option(p)
     options.add_progress_option(p)
     p.add_argument("--no-overlap", action="store_true",
                    help="don't prepare the next batch while the model runs")

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InputError
+from . import options
 
 
 def add_compare_parser(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -22,6 +23,7 @@ def add_compare_parser(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples (default 2000)")
     p.add_argument("--level", type=float, default=0.95, help="interval level (default 0.95)")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+    options.add_no_report_option(p)
     p.set_defaults(func=cmd_compare)
 
 
@@ -32,7 +34,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         raise InputError("compare needs at least two run folders")
     names = [n.strip() for n in args.names.split(",")] if args.names else None
     summary = compare_runs(args.runs, args.out, names=names, n_boot=args.resamples,
-                           level=args.level, seed=args.seed)
+                           level=args.level, seed=args.seed, report=not args.no_report)
     runs = ", ".join(f"{r['name']} ({r['model']}, {r['domain']})" for r in summary["runs"])
     print(f"compared {runs} over {summary['n_pairs']} common pairs")
     for diff in summary["differences"]:

@@ -136,6 +136,11 @@ def add_progress_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no progress bar (--quiet implies it)")
 
 
+def add_no_report_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--no-report", action="store_true",
+                        help="write the data files only: no plots, no report.html")
+
+
 def progress(args: argparse.Namespace) -> bool:
     """Whether to draw a progress bar: not with ``--no-progress`` or ``--quiet``."""
     return not (getattr(args, "no_progress", False) or getattr(args, "quiet", False))

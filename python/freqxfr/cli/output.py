@@ -16,10 +16,12 @@ def score_text(score: float, threshold: float, metric: str) -> str:
     return text
 
 
-def decision_line(decision: bool, score: float, threshold: float, metric: str, *where: str) -> str:
+def decision_line(decision: bool, score: float, threshold: float, metric: str, model: str,
+                  *more: str) -> str:
     """``MATCH: score ..., threshold ... (model, metric[, provider])``."""
     verdict = "MATCH" if decision else "NO MATCH"
-    return f"{verdict}: {score_text(score, threshold, metric)} ({', '.join((*where, metric))})"
+    where = ", ".join((model, metric, *more))
+    return f"{verdict}: {score_text(score, threshold, metric)} ({where})"
 
 
 def threshold_text(threshold: float, metric: str) -> str:

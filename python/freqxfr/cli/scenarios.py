@@ -54,6 +54,7 @@ def add_parsers(subparsers: Any, common: argparse.ArgumentParser) -> None:
     )
     _add_bootstrap_options(p)
     options.add_progress_option(p)
+    options.add_no_report_option(p)
     options.add_explainer_options(p)
     p.set_defaults(func=cmd_crossres)
 
@@ -83,6 +84,7 @@ def add_parsers(subparsers: Any, common: argparse.ArgumentParser) -> None:
         help=f"distance of the frequency morph score (default {DEFAULT_DISTANCE})",
     )
     options.add_progress_option(p)
+    options.add_no_report_option(p)
     _add_bootstrap_options(p)
     options.add_explainer_options(p)
     p.set_defaults(func=cmd_morph)
@@ -113,6 +115,7 @@ def cmd_crossres(args: argparse.Namespace) -> int:
             allow_outside_root=args.allow_outside_root,
             extra_settings={"--limit": args.limit},
             progress=options.progress(args),
+            report=not args.no_report,
         )
     print(
         f"{summary['pairs']} pairs ({summary['genuine']} genuine, {summary['impostor']} "
@@ -158,6 +161,7 @@ def cmd_morph(args: argparse.Namespace) -> int:
             n_boot=args.boot,
             seed=args.seed,
             progress=options.progress(args),
+            report=not args.no_report,
         )
     n = summary["comparisons"]
     print(
