@@ -234,8 +234,8 @@ def test_explain_does_not_overwrite_another_pairs_outputs(toy_files, tmp_path):
     _, a, b, card = toy_files
     base = ["--model", card, "--bands", "4", "--out", tmp_path / "o"]
     assert freqxfr("explain", a, b, *base).returncode == 0
-    before = (tmp_path / "o" / "explanation.json").read_text()
     assert freqxfr("explain", a, b, *base).returncode == 0  # the same pair again: fine
+    before = (tmp_path / "o" / "explanation.json").read_text()
     other = freqxfr("explain", b, a, *base)
     assert_one_line_error(other, "another pair", "a.png vs b.png", "--overwrite")
     assert (tmp_path / "o" / "explanation.json").read_text() == before

@@ -1064,8 +1064,7 @@ def plot_roc(
     floor = 1e-3 if x[x > 0].size == 0 else min(1e-3, float(x[x > 0].min()) / 2)
     fig = new_figure(4.8, 4.2)
     ax = fig.add_subplot()
-    ax.plot(np.clip(x, floor, 1.0), y, color="C0", linewidth=1.6, drawstyle="steps-post",
-            clip_on=False, label="ROC")
+    ax.plot(np.clip(x, floor, 1.0), y, color="C0", linewidth=1.6, clip_on=False, label="ROC")
     if operating_point is not None:
         ax.plot([max(operating_point[0], floor)], [1.0 - operating_point[1]], "o", color="0.15",
                 clip_on=False, label="model's threshold")

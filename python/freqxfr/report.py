@@ -584,7 +584,7 @@ def _failure_table(failures: Sequence[Mapping[str, Any]], pages: Mapping[int, st
     MAX_FAILURE_ROWS), each linking to its page where there is one."""
     shown = failures[:MAX_FAILURE_ROWS]
     more = len(failures) - len(shown)
-    caption = f"{len(failures)} pairs failed; running the same command again retries them" + (
+    caption = f"{_count(len(failures), 'pair')} failed; running the same command again retries them" + (
         f"; the first {len(shown)} are shown, all are in summary.json" if more else ""
     )
     rows = [
@@ -616,6 +616,10 @@ def _pair_list(header: Sequence[str], rows: Sequence[Sequence[Any]], pages: Mapp
     head = "".join(f"<th>{_esc(h)}</th>" for h in header)
     return (f"<table class=\"pairs\"><caption>{_esc(caption)}</caption><thead><tr>{head}</tr>"
             f"</thead><tbody>{''.join(body)}</tbody></table>")
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")
 
 
 def _thumbnail(path: Any) -> str | None:
@@ -667,9 +671,9 @@ def _verification_sections(folder: Path, summary: Mapping[str, Any],
                 ("false non-match rate at the threshold (genuine pairs rejected)", point[1]),
             ])
         sections.append(Section("Scores, ROC and DET", text, images))
-    for title, same, decision, what in (
-        ("False matches", False, True, "impostor pairs the model matched"),
-        ("False non-matches", True, False, "genuine pairs the model rejected"),
+    for title, same, decision, what, verb in (
+        ("False matches", False, True, "impostor pair", "the model matched"),
+        ("False non-matches", True, False, "genuine pair", "the model rejected"),
     ):
         wrong = [r for r in explained if r.get("same") is same and bool(r["decision"]) is decision]
         if not wrong:
@@ -678,7 +682,7 @@ def _verification_sections(folder: Path, summary: Mapping[str, Any],
         shown = wrong[:MAX_LISTED_PAIRS]
         rows = [(r["index"], r["a"].get("source"), r["b"].get("source"),
                  f"score {float(r['score_ref']):.4g} vs threshold {threshold:.4g}") for r in shown]
-        caption = (f"{len(wrong)} {what}, farthest from the threshold first"
+        caption = (f"{_count(len(wrong), what)} {verb}, farthest from the threshold first"
                    + (f"; the first {len(shown)} are shown" if len(shown) < len(wrong) else "")
                    + ("; the pair number links to the pair's own explanation" if pages else ""))
         sections.append(Section(title, _pair_list(("pair", "image a", "image b", "reason"), rows,
@@ -759,11 +763,10 @@ def _profile_table(
     profiles: Mapping[str, Mapping[str, Any]], bands: Sequence[Mapping[str, Any]]
 ) -> str:
     header = ["band", "ρ range"]
-    for name in profiles:
-        header += [
-            f"{plots.display_name(name)}: |Δ| mean ± sd",
-            f"{plots.display_name(name)}: Δ mean ± sd",
-        ]
+    for name, prof in profiles.items():
+        # Counts are explained images (two per pair), and say so.
+        label = f"{plots.display_name(name)} ({prof.get('n_images', '?')} images)"
+        header += [f"{label}: |Δ| mean ± sd", f"{label}: Δ mean ± sd"]
     rows = []
     for k, band in enumerate(bands):
         row: list[Any] = [band.get("index", k), _range(band["radius"])]
@@ -873,7 +876,8 @@ _STYLE = """
 body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2em auto;
        max-width: 1200px; padding: 0 1em; color: #222; }
 h1 { font-size: 1.4em; } h2 { font-size: 1.15em; border-bottom: 1px solid #ccc; margin-top: 2em; }
-table { border-collapse: collapse; font-size: 0.8em; margin: 0.8em 0; }
+table { border-collapse: collapse; font-size: 0.8em; margin: 0.8em 0; display: block;
+        overflow-x: auto; max-width: 100%; }
 th, td { border: 1px solid #ddd; padding: 2px 6px; text-align: right; }
 th { background: #f3f3f3; } td:first-child, th:first-child { text-align: left; }
 caption { caption-side: bottom; font-size: 0.9em; color: #666; text-align: left; }

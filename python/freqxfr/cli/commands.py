@@ -135,8 +135,7 @@ def cmd_dataset(args: argparse.Namespace) -> int:
         from ..faithfulness import summary_lines
 
         print("\n".join(summary_lines(summary["faithfulness"]["by_class"])))
-    wrote = [args.out / "results.jsonl", args.out / "summary.json"]
-    print("wrote " + ", ".join(map(str, wrote + ([] if args.no_report else [args.out / "report.html"]))))
+    print(options.wrote(args.out, "results.jsonl", "summary.json", report=not args.no_report))
     return options.report_failures("dataset", summary["failures"],
                                    f"{summary['failed']} of {len(pairs)} pairs")
 
@@ -182,8 +181,8 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
     """Add ``demo``, ``explain``, ``dataset`` and ``faithfulness`` to the CLI's subparsers."""
     p = sub.add_parser(
         "demo", parents=[common], help="explain two bundled pairs (one genuine, one impostor)",
-        description="Explain a genuine and an impostor pair of bundled FRLL photos with the "
-        f"default model; writes {DEMO_OUT}/genuine/ and {DEMO_OUT}/impostor/, each with "
+        description="Explain two pairs of bundled FRLL photos, a genuine and an impostor one, "
+        f"with the default model; writes {DEMO_OUT}/genuine/ and {DEMO_OUT}/impostor/, each with "
         "explanation.json, PNG plots and report.html.")
     p.add_argument("--out", type=Path, default=Path(DEMO_OUT),
                    help=f"output folder (default ./{DEMO_OUT})")

@@ -48,5 +48,5 @@ def cmd_compare(args: argparse.Namespace) -> int:
             print(f"  {cls}: centroid {c['mean'][diff['a']]:.3f} vs {c['mean'][diff['b']]:.3f}, "
                   f"difference {c['diff'][key]:+.3f} [{c['ci_lo'][key]:+.3f}, "
                   f"{c['ci_hi'][key]:+.3f}]")
-    print(f"wrote {args.out / 'summary.json'} and {args.out / 'report.html'}")
+    print(options.wrote(args.out, "summary.json", report=not args.no_report))
     return 0

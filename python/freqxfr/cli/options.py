@@ -141,6 +141,12 @@ def add_no_report_option(parser: argparse.ArgumentParser) -> None:
                         help="write the data files only: no plots, no report.html")
 
 
+def wrote(out: Path, *names: str, report: bool = True) -> str:
+    """``wrote OUT/a, OUT/b, OUT/report.html`` (the report only if one was written)."""
+    files = [out / n for n in names] + ([out / "report.html"] if report else [])
+    return "wrote " + ", ".join(map(str, files))
+
+
 def progress(args: argparse.Namespace) -> bool:
     """Whether to draw a progress bar: not with ``--no-progress`` or ``--quiet``."""
     return not (getattr(args, "no_progress", False) or getattr(args, "quiet", False))

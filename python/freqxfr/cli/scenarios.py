@@ -132,9 +132,7 @@ def cmd_crossres(args: argparse.Namespace) -> int:
             f"{e['centroid_shift']:+.3f} [{e['centroid_shift_ci'][0]:+.3f}, "
             f"{e['centroid_shift_ci'][1]:+.3f}]"
         )
-    print(
-        f"wrote {args.out / 'summary.json'}, {args.out / 'pairs.csv'}, {args.out / 'report.html'}"
-    )
+    print(options.wrote(args.out, "summary.json", "pairs.csv", report=not args.no_report))
     failed = summary["failed"]
     return options.report_failures("crossres", failed, f"{len(failed)} image(s) or pair(s)")
 
@@ -176,10 +174,7 @@ def cmd_morph(args: argparse.Namespace) -> int:
             f"{d['auc_ci'][1]:.3f}]  D-EER {d['d_eer']:.3f}  BPCER@APCER10% "
             f"{d['bpcer_at_apcer_10']:.3f}  @5% {d['bpcer_at_apcer_5']:.3f}"
         )
-    print(
-        f"wrote {args.out / 'summary.json'}, {args.out / 'comparisons.csv'}, "
-        f"{args.out / 'report.html'}"
-    )
+    print(options.wrote(args.out, "summary.json", "comparisons.csv", report=not args.no_report))
     return 0
 
 
