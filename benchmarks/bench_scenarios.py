@@ -30,10 +30,9 @@ from _machine import machine_info
 
 from freqxfr import atomic, plots
 from freqxfr.cache import cache_dir
-from freqxfr.cli_scenarios import spread
 from freqxfr.explain import Explainer
 from freqxfr.images import load_image
-from freqxfr.pairs import read_pairs
+from freqxfr.pairs import read_pairs, spread
 from freqxfr.scenarios.crossres import run_crossres
 from freqxfr.scenarios.morph import run_morph
 from freqxfr.scenarios.morph_index import read_morph_index

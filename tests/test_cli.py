@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 
@@ -29,10 +30,13 @@ def assert_one_line_error(result: subprocess.CompletedProcess, *fragments: str) 
 def test_demo_writes_reports_for_a_genuine_and_an_impostor_pair(tmp_path):
     result = freqxfr("demo", "--out", tmp_path / "demo")
     assert result.returncode == 0, result.stderr
-    assert "genuine pair: MATCH" in result.stdout and "impostor pair: NO MATCH" in result.stdout
-    for name in ("genuine", "impostor"):
+    assert re.search(r"genuine pair \(.*\): MATCH: score -", result.stdout), result.stdout
+    assert re.search(r"impostor pair \(.*\): NO MATCH: score -", result.stdout), result.stdout
+    for name, same in (("genuine", True), ("impostor", False)):
         record = json.loads((tmp_path / "demo" / name / "explanation.json").read_text())
         assert record["model"]["name"] == "dlib_resnet"
+        assert record["same"] is same  # the demo knows which of its pairs is genuine
+        assert record["distance_ref"] == -record["score_ref"]
         assert len(record["a"]["absolute"]) == 16 and "faithfulness" in record
         assert (tmp_path / "demo" / name / "report.html").stat().st_size > 10_000
 
@@ -163,3 +167,170 @@ def test_faithfulness_command_with_a_pair_list(toy_files, tmp_path):
     missing = freqxfr("faithfulness", "--pairs", root / "nowhere.csv", "--model", card,
                       "--out", tmp_path / "g")
     assert_one_line_error(missing, "nowhere.csv")
+
+
+# ---- one CLI: flags in any place, one sign convention, quiet and scripted use --------------------
+
+
+def test_every_option_has_help_and_every_command_a_description():
+    """Guards against an option or command a user cannot learn about from --help."""
+    import argparse
+
+    from freqxfr.cli import build_parser
+
+    def walk(parser, path):
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, sub in action.choices.items():
+                    assert sub.description, f"{path} {name}: no description"
+                    yield from walk(sub, f"{path} {name}")
+            elif action.help is None and action.dest != "help":
+                yield f"{path} {'/'.join(action.option_strings) or action.dest}"
+
+    missing = list(walk(build_parser(), "freqxfr"))
+    assert missing == []
+
+
+def test_demo_help_says_it_explains_two_pairs():
+    result = freqxfr("demo", "--help")
+    assert result.returncode == 0 and "two" in result.stdout and "freqxfr-demo" in result.stdout
+
+
+@pytest.mark.parametrize("place", ["before", "after"])
+def test_verbose_and_quiet_work_before_and_after_the_command(toy_files, tmp_path, place):
+    """Guards against --verbose (and --quiet) accepted only before the command's name, and against
+    an exit status that depends on where the flag stands."""
+    root, a, _, card = toy_files
+    missing = root / "missing.png"
+    args = ["explain", missing, a, "--model", card, "--out", tmp_path / "o"]
+    verbose = freqxfr(*(["--verbose", *args] if place == "before" else [*args, "--verbose"]))
+    assert verbose.returncode == 1 and "Traceback" in verbose.stderr, verbose.stderr
+    plain = freqxfr(*(["--quiet", *args] if place == "before" else [*args, "--quiet"]))
+    assert_one_line_error(plain, "missing.png: file not found")
+    assert plain.stdout == ""
+
+
+def test_quiet_prints_nothing_and_json_draws_nothing(toy_files, tmp_path):
+    """Guards against --quiet output that scripts must filter, and --json that writes the plots
+    nobody asked for (it draws them with --report)."""
+    _, a, b, card = toy_files
+    base = ["explain", a, b, "--model", card, "--bands", "4"]
+    quiet = freqxfr(*base, "--out", tmp_path / "q", "--quiet")
+    assert quiet.returncode == 0 and quiet.stdout == "" and quiet.stderr == ""
+    assert (tmp_path / "q" / "report.html").is_file()
+
+    as_json = freqxfr(*base, "--out", tmp_path / "j", "--json", "--quiet")
+    assert as_json.returncode == 0
+    assert json.loads(as_json.stdout)["decision"] in (True, False)
+    assert sorted(p.name for p in (tmp_path / "j").iterdir() if not p.name.startswith(".")) == [
+        "explanation.json"]
+
+    drawn = freqxfr(*base, "--out", tmp_path / "r", "--json", "--report")
+    assert drawn.returncode == 0 and (tmp_path / "r" / "report.html").is_file()
+
+
+def test_explain_does_not_overwrite_another_pairs_outputs(toy_files, tmp_path):
+    """Guards against explain silently replacing another pair's explanation.json and report."""
+    _, a, b, card = toy_files
+    base = ["--model", card, "--bands", "4", "--out", tmp_path / "o"]
+    assert freqxfr("explain", a, b, *base).returncode == 0
+    assert freqxfr("explain", a, b, *base).returncode == 0  # the same pair again: fine
+    before = (tmp_path / "o" / "explanation.json").read_text()
+    other = freqxfr("explain", b, a, *base)
+    assert_one_line_error(other, "another pair", "a.png vs b.png", "--overwrite")
+    assert (tmp_path / "o" / "explanation.json").read_text() == before
+    forced = freqxfr("explain", b, a, *base, "--overwrite")
+    assert forced.returncode == 0, forced.stderr
+    assert json.loads((tmp_path / "o" / "explanation.json").read_text())["a"]["source"] == str(b)
+
+
+def test_missing_files_are_named_alike_in_every_command(toy_files, tmp_path):
+    """Guards against one problem described in different words ("no such file" here, "file not
+    found" there)."""
+    _, a, _, card = toy_files
+    gone = tmp_path / "gone"
+    cases = [
+        ("explain", gone / "x.png", a, "--model", card, "--out", tmp_path / "o1"),
+        ("verify", gone / "x.png", a, "--model", card),
+        ("dataset", gone / "pairs.csv", "--model", card, "--out", tmp_path / "o2"),
+        ("faithfulness", gone / "x.png", a, "--model", card, "--out", tmp_path / "o3"),
+        ("morph", gone / "index.csv", "--model", card, "--out", tmp_path / "o4"),
+        ("explain", a, a, "--model", card, "--schedule", gone / "s.json", "--out", tmp_path / "o5"),
+        ("verify", a, a, "--model", gone / "m.onnx"),
+    ]
+    for args in cases:
+        assert_one_line_error(freqxfr(*args), "file not found")
+
+
+def test_no_face_message_names_the_flag(data_dir, tmp_path):
+    """Guards against a library keyword (aligned=True) in a command-line message."""
+    grey = tmp_path / "grey.png"
+    Image.fromarray(np.full((400, 400, 3), 128, np.uint8)).save(grey)
+    face = data_dir / "frll" / "neutral" / "001_03.jpg"
+    result = freqxfr("explain", grey, face, "--out", tmp_path / "o")
+    assert_one_line_error(result, "grey.png", "--aligned")
+    assert "aligned=True" not in result.stderr
+
+
+def test_dataset_progress_says_where_it_resumes(toy_files, tmp_path):
+    """Guards against a resumed run whose progress bar silently starts part-way."""
+    root, _, _, card = toy_files
+    pairs = root / "pairs5.csv"
+    pairs.write_text("path1,path2,same\n" + "a.png,b.png,1\nb.png,a.png,0\n" * 2 + "a.png,a.png,1\n")
+    args = ("dataset", pairs, "--model", card, "--bands", "4", "--out", tmp_path / "run")
+    first = freqxfr(*args)
+    assert first.returncode == 0, first.stderr
+    assert "explaining" in first.stderr and "resuming" not in first.stderr  # the bar
+    results = tmp_path / "run" / "results.jsonl"
+    results.write_text("".join(results.read_text().splitlines(keepends=True)[:3]))
+    again = freqxfr(*args)
+    assert again.returncode == 0, again.stderr
+    assert "resuming: 3 of 5 pairs done" in again.stderr
+    quiet = freqxfr(*args, "--quiet")
+    assert quiet.returncode == 0 and quiet.stdout == "" and quiet.stderr == ""
+
+
+def test_faithfulness_pairs_shows_a_progress_bar(toy_files, tmp_path):
+    root, _, _, card = toy_files
+    pairs = root / "pairs3.csv"
+    pairs.write_text("path1,path2,same\na.png,b.png,1\nb.png,a.png,1\na.png,a.png,1\n")
+    result = freqxfr("faithfulness", "--pairs", pairs, "--seeds", "1", "--model", card,
+                     "--bands", "4", "--out", tmp_path / "f")
+    assert result.returncode == 0, result.stderr
+    assert "faithfulness" in result.stderr and "3/3" in result.stderr
+
+
+@pytest.mark.dlib
+def test_one_sign_convention_across_verify_explain_and_models(data_dir, tmp_path):
+    """Guards against commands that present one comparison in two conventions (verify printed
+    the distance, explain the negative score): every command prints the score, and for a
+    Euclidean model the distance beside it, in text and JSON."""
+    a = data_dir / "frll" / "neutral" / "005_03.jpg"
+    b = data_dir / "frll" / "smiling" / "005_08.jpg"
+    verify = freqxfr("verify", a, b, "--json")
+    assert verify.returncode == 0, verify.stderr
+    v = json.loads(verify.stdout)
+    assert v["score"] < 0 and v["distance"] == pytest.approx(-v["score"])
+    assert v["threshold"] == -0.6 and v["distance_threshold"] == pytest.approx(0.6)
+
+    explain = freqxfr("explain", a, b, "--json", "--out", tmp_path / "e")
+    assert explain.returncode == 0, explain.stderr
+    e = json.loads(explain.stdout)
+    assert e["score_ref"] == pytest.approx(v["score"], abs=1e-4)
+    assert e["distance_ref"] == pytest.approx(-e["score_ref"]) and e["threshold"] == -0.6
+    assert e["distance_threshold"] == pytest.approx(0.6)
+
+    listed = freqxfr("models", "list", "--json")
+    rows = {r["name"]: r for r in json.loads(listed.stdout)["presets"]}
+    assert rows["dlib_resnet"]["threshold"] == -0.6
+    assert rows["dlib_resnet"]["distance_threshold"] == pytest.approx(0.6)
+    assert "distance_threshold" not in rows["sface"]
+
+    score = f"score {v['score']:.4f}, threshold -0.6000 (distance {v['distance']:.4f}, "
+    text = freqxfr("verify", a, b)
+    assert text.stdout.startswith(f"MATCH: {score}"), text.stdout
+    explained = freqxfr("explain", a, b, "--out", tmp_path / "t")
+    assert explained.stdout.startswith(f"MATCH: score {e['score_ref']:.4f}, threshold -0.6000 "
+                                       f"(distance {e['distance_ref']:.4f}, "), explained.stdout
+    table = freqxfr("models", "list").stdout
+    assert re.search(r"^dlib_resnet .* -0\.600 \(distance 0\.600\)", table, re.M), table

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -36,9 +37,9 @@ def test_verify_text_with_the_default_model(data_dir, capsys):
     b = data_dir / "frll" / "smiling" / "006_08.jpg"
     assert main(["verify", str(a), str(b)]) == 0
     out = capsys.readouterr().out
-    assert (
-        out.startswith("NO MATCH: distance ") and "threshold 0.6000 (dlib_resnet, euclidean" in out
-    )
+    # One sign convention for every command: the score (negative distance), distance beside it.
+    assert re.match(r"NO MATCH: score -(\d\.\d{4}), threshold -0\.6000 \(distance \1, "
+                    r"threshold distance 0\.6000\) \(dlib_resnet, euclidean, ", out), out
 
 
 def test_verify_missing_file_is_one_line(capsys, tmp_path):

@@ -298,5 +298,5 @@ def test_fftw_library_from_the_environment_variable(tmp_path):
 
 def test_missing_fftw_library_is_reported(monkeypatch, tmp_path):
     monkeypatch.setenv("FREQXFR_FFTW_LIBRARY", str(tmp_path / "libfftw3f.so"))
-    with pytest.raises(freqxfr.FreqxfrError, match="does not exist"):
+    with pytest.raises(freqxfr.FreqxfrError, match="file not found"):
         freqxfr.fftw.find_library()

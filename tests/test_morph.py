@@ -84,7 +84,7 @@ def test_a_missing_morph_file_and_bad_columns_are_refused(index, data_dir, tmp_p
     without_probe = [{k: v for k, v in r.items() if not k.startswith("probe_b")} for r in rows]
     with pytest.raises(InputError, match=r"missing column.*probe_b"):
         read_morph_index(_write_index(tmp_path / "b.csv", without_probe), root=data_dir)
-    with pytest.raises(InputError, match="no such file"):
+    with pytest.raises(InputError, match="file not found"):
         read_morph_index(tmp_path / "none.csv")
 
 

@@ -85,5 +85,5 @@ def test_malformed_lines_are_named(tmp_path, name, text, match):
 
 
 def test_missing_file_is_named(tmp_path):
-    with pytest.raises(InputError, match=r"nope\.csv: no such file"):
+    with pytest.raises(InputError, match=r"nope\.csv: file not found"):
         read_pairs(tmp_path / "nope.csv")

@@ -188,10 +188,12 @@ def test_pair_report_writes_every_picture_and_embeds_them(pair_report, pair):
     expected = ["fhp.png", "bands.png", "strip.png", "curves.png"]
     assert sorted(p.name for p in folder.iterdir()) == sorted([*expected, "report.html"])
     assert_self_contained(pair_report, expected)
-    # The strip has one column per band plus the original, each at least 40 px wide.
+    # The strip has a tile per band plus the original, wrapped into rows of 6 so that each tile
+    # and its label stay readable (>= 150 px) within the report's 1200 px width.
     k = len(pair["explanation"]["bands"])
     with Image.open(folder / "strip.png") as strip:
-        assert strip.width >= 40 * (k + 1)
+        assert strip.width <= 1200 and strip.width / 6 >= 150
+        assert strip.height >= 2 * -(-(k + 1) // 6) * 150  # 2 images, every tile there
 
 
 def test_pair_report_shows_the_numbers(pair_report, pair):
@@ -235,18 +237,22 @@ def test_names_are_escaped_in_html_and_plots(pair, tmp_path):
 # --- colours and geometry of the FHP ---------------------------------------------------------
 
 
-def test_directed_colours_are_centred_at_zero():
+@pytest.mark.parametrize("radial", ["linear", "area", "log"])
+def test_directed_colours_are_centred_at_zero(radial):
+    """Also: on every radial display scale each band's colour sits on its own (rescaled) ring."""
     bands = [b.to_dict() for b in BandSchedule.rings(8).resolve(112, 112).bands]
     values = [1.0, -1.0, 0.5, -0.5, 0.0, 0.25, -0.25, 0.0]
     fig = plots.new_figure(5, 5)
     ax = fig.add_subplot()
-    mappable = plots.fhp_disc(ax, values, bands, kind="directed")
+    mappable = plots.fhp_disc(ax, values, bands, kind="directed", radial=radial,
+                              label_rings=False)
     fig.canvas.draw()
     cmap = plots.fhp_cmap("directed")
     assert mappable.norm.vmin == -mappable.norm.vmax == -1.0
     centre = rgb(cmap(0.5))
+    scale = plots.radial_scale(bands, radial)
     for value, band in zip(values, bands, strict=True):
-        r = sum(band["radius"]) / 2
+        r = float(sum(scale(np.array(band["radius"])))) / 2
         seen = disc_pixel(fig, ax, r * math.cos(1.0), r * math.sin(1.0))
         assert np.abs(seen - rgb(cmap((value + 1) / 2))).max() <= 2, (value, seen)
         if value == 0:
@@ -261,7 +267,8 @@ def test_absolute_colours_span_the_sequential_map():
     values = [1.0, 0.0, 0.5, 2.0]  # 2.0 saturates
     fig = plots.new_figure(4, 4)
     ax = fig.add_subplot()
-    plots.fhp_disc(ax, values, bands, kind="absolute", colorbar=False)
+    plots.fhp_disc(ax, values, bands, kind="absolute", colorbar=False, radial="linear",
+                   label_rings=False)
     fig.canvas.draw()
     cmap = plots.fhp_cmap("absolute")
     for value, band in zip(values, bands, strict=True):
@@ -278,7 +285,8 @@ def test_polar_wedges_follow_the_centred_spectrum():
     values = np.linspace(0.0, 1.0, len(bands))
     fig = plots.new_figure(5, 5)
     ax = fig.add_subplot()
-    plots.fhp_disc(ax, values, bands, kind="absolute", size=(size, size))
+    plots.fhp_disc(ax, values, bands, kind="absolute", size=(size, size), radial="linear",
+                   label_rings=False)
     fig.canvas.draw()
     cmap = plots.fhp_cmap("absolute")
     corner = math.hypot(size // 2, size // 2)
@@ -291,6 +299,29 @@ def test_polar_wedges_follow_the_centred_spectrum():
             seen = disc_pixel(fig, ax, sign * v / corner, -sign * u / corner)
             assert np.abs(seen - rgb(cmap(values[label]))).max() <= 2, (u, v, label, seen)
     assert labels == set(range(len(bands)))  # every band was checked
+
+
+def test_area_scale_gives_the_low_bands_room():
+    """Guards against the linear disc that squeezes bands 0-4 (where real faces' influence sits)
+    into its inner fifth: on the default scale every ring has the same area."""
+    bands = [b.to_dict() for b in BandSchedule.rings(16).resolve(112, 112).bands]
+    assert plots.DEFAULT_RADIAL == "area"
+    scale = plots.radial_scale(bands)
+    edges = scale(np.array([b["radius"][1] for b in bands]))
+    areas = np.diff(np.concatenate([[0.0], edges]) ** 2)
+    np.testing.assert_allclose(areas, areas[0], rtol=1e-9)
+    assert scale(np.array(bands[4]["radius"][1])) == pytest.approx(np.sqrt(5 / 16))
+    log = plots.radial_scale(bands, "log")
+    assert log(np.array(bands[4]["radius"][1])) > 0.5 > bands[4]["radius"][1]
+
+
+def test_rings_are_labelled_with_their_band_index():
+    bands = [b.to_dict() for b in BandSchedule.rings(16).resolve(112, 112).bands]
+    fig = plots.new_figure(4, 4)
+    ax = fig.add_subplot()
+    plots.fhp_disc(ax, np.zeros(16), bands, kind="absolute", colorbar=False)
+    labels = [t.get_text() for t in ax.texts]
+    assert labels[:5] == ["0", "1", "2", "3", "4"] and labels[-1] == "15"
 
 
 # --- errors --------------------------------------------------------------------------------------
@@ -599,3 +630,110 @@ def test_reports_render_in_headless_chromium(browser, pair_report, dataset_repor
     # The FHP figure's colours (viridis yellow of the most influential band) reach the screen.
     yellow = np.abs(pixels.astype(int) - rgb(plots.fhp_cmap("absolute")(1.0))).max(axis=-1) <= 8
     assert yellow.sum() > 100
+
+
+# --- the dataset report a reviewer can act on ------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def reviewed_run(explainer, data_dir, tmp_path_factory) -> dict:
+    """A real FRLL dataset run through ``run_dataset`` with one wrong label each way (so the model's
+    correct decisions disagree with them: a false match and a false non-match) and a missing
+    file (a failed pair)."""
+    listed = read_pairs(data_dir / "frll" / "pairs.csv", data_dir)
+    genuine = [p for p in listed if p.same][:3]
+    impostor = [p for p in listed if not p.same][:3]
+    pairs = [*genuine[:2], dataclasses.replace(genuine[2], same=False),
+             *impostor[:2], dataclasses.replace(impostor[2], same=True),
+             Pair(data_dir / "frll" / "neutral" / "no_such_photo.jpg", genuine[0].path_b, True)]
+    out = tmp_path_factory.mktemp("reviewed_run")
+    summary = run_dataset(pairs, out, explainer, progress=False)
+    return {"out": out, "summary": summary, "report": out / "report.html",
+            "false_match": 2, "false_non_match": 5, "failed": 6}
+
+
+def section_html(text: str, title: str) -> str:
+    assert f"<h2>{title}</h2>" in text, title
+    return text.split(f"<h2>{title}</h2>", 1)[1].split("</section>", 1)[0]
+
+
+def test_dataset_report_shows_scores_roc_and_det(reviewed_run):
+    """Guards against a dataset report without the verification view: per-class score histograms
+    with the threshold, ROC and DET curves."""
+    page = parse_page(reviewed_run["report"])
+    figures = [img["alt"] for img in page.images if img["src"].startswith("data:image/png")]
+    for name in ("scores.png", "roc.png", "verification_det.png"):
+        assert name in figures, figures
+        assert_picture(reviewed_run["out"] / name, (400, 300))
+    text = reviewed_run["report"].read_text(encoding="utf-8")
+    scores = section_html(text, "Scores, ROC and DET")
+    assert "3 genuine and 3 impostor pairs" in scores  # the labels as given, failed pair left out
+
+
+def test_dataset_report_lists_wrong_and_failed_pairs_with_links(reviewed_run):
+    """Guards against wrong decisions and failures that a reviewer cannot find or open: each is
+    listed with thumbnails and its reason, and links to its own page, which exists."""
+    text = reviewed_run["report"].read_text(encoding="utf-8")
+    out = reviewed_run["out"]
+    for title, index, reason in (("False matches", reviewed_run["false_match"], "score "),
+                                 ("False non-matches", reviewed_run["false_non_match"], "score "),
+                                 ("Failed pairs", reviewed_run["failed"], "no_such_photo.jpg")):
+        part = section_html(text, title)
+        assert f'href="pairs/{index:06d}/report.html">{index}</a>' in part, part[:800]
+        assert reason in part
+        assert part.count('<img src="data:image/jpeg;base64,') >= (1 if title == "Failed pairs" else 2)
+    links = re.findall(r'href="([^"]+)"', text)
+    assert len(links) == 3
+    for link in links:
+        target = out / link
+        assert target.is_file(), link
+        linked = parse_page(target)
+        assert linked.external == []
+    wrong = parse_page(out / links[0])
+    assert [img["alt"] for img in wrong.images] == ["fhp.png", "bands.png", "strip.png"]
+    # Only the wrong and failed pairs got pages (the default), not the correct ones.
+    assert sorted(p.name for p in (out / "pairs").iterdir()) == [
+        f"{i:06d}" for i in sorted((2, 5, 6))]
+
+
+def test_pair_report_names_files_not_paths(pair_report, pair):
+    """Guards against a pair report showing long absolute paths (e.g. inside site-packages)."""
+    text = pair_report.read_text(encoding="utf-8")
+    decision = section_html(text, "Decision")
+    path = pair["explanation"]["a"]["source"]
+    assert f">{os.path.basename(path)}</span>" in decision
+    assert f">{path}<" not in decision
+
+
+def test_tables_use_one_number_format(pair_report):
+    """Guards against a table mixing fixed decimals and significant digits, and against ranges
+    that wrap inside their cell."""
+    table = section_html(pair_report.read_text(encoding="utf-8"), "Influence per band")
+    cells = re.findall(r">(-?\d+\.\d+)</td>", table)
+    assert cells
+    # 4 significant digits everywhere: no trailing zeros (a fixed "0.500" was mixed in before).
+    assert [c for c in cells if c.endswith("0")] == []
+    assert all(len(c.replace("-", "").replace(".", "").lstrip("0")) <= 4 for c in cells)
+    assert "\u2060–\u2060" in table and "coefficients" in table
+
+
+@pytest.mark.browser
+def test_dataset_report_and_its_pair_pages_render_in_headless_chromium(browser, reviewed_run,
+                                                                        tmp_path):
+    """Every picture of the dataset report (figures and thumbnails) and of every linked pair page
+    decodes in a real browser, and every link resolves to a page that renders."""
+    report = reviewed_run["report"]
+    pages = [report] + [report.parent / link for link in
+                        re.findall(r'href="([^"]+)"', report.read_text(encoding="utf-8"))]
+    assert len(pages) == 4
+    for page in pages:
+        dom = run_browser(browser, tmp_path / "profile", "--dump-dom", page.as_uri())
+        body = re.search(r"<body[^>]*>", dom)
+        assert body, dom[:500]
+        assert 'data-broken-images="0"' in body.group(0), (page, body.group(0))
+        expected = re.search(r'data-expected-images="(\d+)"', body.group(0)).group(1)
+        assert f'data-loaded-images="{expected}"' in body.group(0), (page, body.group(0))
+        assert "[rendered]</title>" in dom
+    dom = run_browser(browser, tmp_path / "profile", "--dump-dom", report.as_uri())
+    for name in ("scores.png", "roc.png", "verification_det.png"):
+        assert f'alt="{name}"' in dom

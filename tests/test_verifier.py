@@ -159,7 +159,7 @@ def test_unknown_input_name_lists_the_graph_inputs(sface_model):
 def test_loading_errors_are_clear(tmp_path, sface_model):
     with pytest.raises(ModelError, match=r"needs a card"):
         load_model(sface_model.path)
-    with pytest.raises(ModelError, match=r"missing\.onnx: no such file"):
+    with pytest.raises(ModelError, match=r"missing\.onnx: file not found"):
         load_model(tmp_path / "missing.onnx", card="arcface")
     with pytest.raises(ModelError, match=r"'facenet' is neither a model preset"):
         load_model("facenet")

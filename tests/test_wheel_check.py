@@ -91,9 +91,9 @@ def test_wheel_problems_are_found(tmp_path: Path, change, problem: str) -> None:
 def test_record_must_match_the_contents(tmp_path: Path) -> None:
     """Guards against a wheel whose RECORD was not rewritten after a file changed (pip refuses it)."""
     files = good_files()
-    stale = {**files, "freqxfr/cli.py": b"# an older cli.py\n"}
+    stale = {**files, "freqxfr/cli/__init__.py": b"# an older cli\n"}
     wheel = write_wheel(tmp_path / GOOD_NAME, files, record=stale)
-    assert wheel_check.wheel_problems(wheel, PACKAGE, "3.11") == ["freqxfr/cli.py: hash differs from RECORD"]
+    assert wheel_check.wheel_problems(wheel, PACKAGE, "3.11") == ["freqxfr/cli/__init__.py: hash differs from RECORD"]
 
 
 @pytest.mark.parametrize(("name", "problem"), [

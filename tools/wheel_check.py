@@ -30,7 +30,7 @@ LICENSE_FILES = ("LICENSE", "python/freqxfr/demo_data/ATTRIBUTION.md")
 # Files a wheel of freqxfr cannot work without, checked even if the source tree lost them.
 REQUIRED_PACKAGE_FILES = (
     "freqxfr/__init__.py",
-    "freqxfr/cli.py",
+    "freqxfr/cli/__init__.py",
     "freqxfr/py.typed",
     "freqxfr/_core.pyi",
     "freqxfr/demo_data/ATTRIBUTION.md",

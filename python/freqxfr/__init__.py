@@ -3,35 +3,58 @@
 The data path, one module per station:
 image (``images``) → alignment (``align``) → band masks (``bands``, ``masking``; C++ core) →
 model (``verifier``, ONNX Runtime) → scores → explanation (``explain``) → report (``report``).
+
+The names below are what users call; everything else lives in its module.
 """
 
-from __future__ import annotations
-
-from importlib.metadata import PackageNotFoundError, version
+# No ``from __future__ import annotations`` here: it would put ``annotations`` into the public
+# namespace, and this module annotates nothing.
 
 from . import fftw  # noqa: F401  (freqxfr.fftw: finding FFTW, its wisdom; not in __all__)
 from .bands import Band, BandSchedule
 from .cards import ModelCard
 from .engine import DeadlineExceeded, Engine
 from .errors import FreqxfrError, ImageError, InputError, ModelError, NoFaceError, OutputError
-from .explain import Explainer, Explanation
+from .explain import Explainer, Explanation, PairFailure
+from .faithfulness import Faithfulness, SideCurves, VariantCurves
 from .images import load_image
 from .masking import available_backends, mask_bands
 from .pairs import Pair, read_pairs
-from .verifier import Verifier, load_model
+from .verifier import Comparison, Verifier, load_model
 
-try:
-    __version__ = version("freqxfr")
-except PackageNotFoundError:  # running from a source tree without installing
-    __version__ = "0.0.0+unknown"
+
+def _installed_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("freqxfr")
+    except PackageNotFoundError:  # running from a source tree without installing
+        return "0.0.0+unknown"
+
+
+__version__ = _installed_version()
+del _installed_version
+
+# Reports need matplotlib; load it only when they are asked for, so ``import freqxfr`` stays quick.
+_LAZY = {"PairOutputs": "report", "write_pair_outputs": "report"}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        from importlib import import_module
+
+        return getattr(import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module 'freqxfr' has no attribute {name!r}")
 
 __all__ = [
     "Band",
     "BandSchedule",
+    "Comparison",
     "DeadlineExceeded",
     "Engine",
     "Explainer",
     "Explanation",
+    "Faithfulness",
     "FreqxfrError",
     "ImageError",
     "InputError",
@@ -40,6 +63,10 @@ __all__ = [
     "NoFaceError",
     "OutputError",
     "Pair",
+    "PairFailure",
+    "PairOutputs",
+    "SideCurves",
+    "VariantCurves",
     "Verifier",
     "__version__",
     "available_backends",
@@ -47,4 +74,5 @@ __all__ = [
     "load_model",
     "mask_bands",
     "read_pairs",
+    "write_pair_outputs",
 ]

@@ -30,6 +30,7 @@ from .errors import InputError
 from .explain import Explainer, Explanation, PairFailure
 from .pairs import Pair, outside_root
 from .profiles import summarise
+from .progress import progress_bar
 from .runfolder import (
     SETTINGS_KEY,
     ResultsLog,
@@ -79,6 +80,7 @@ def run_dataset(
     report: bool = True,
     parquet: bool = False,
     faithfulness_seeds: int | None = None,
+    pair_pages: str = "errors",
 ) -> dict[str, Any]:
     """Explain every pair into ``out_dir`` (see the module docstring); returns the summary.
 
@@ -97,6 +99,9 @@ def run_dataset(
         Passed to the model's ``prepare`` (``None``: decide from the image size).
     extra_settings : mapping, optional
         Further settings a caller knows (e.g. ``{"--limit": 200}``), checked on a restart.
+    pair_pages : {"errors", "all", "none"}
+        Which pairs get their own explanation page in ``OUT/pairs/`` (linked from the report):
+        wrongly decided and failed pairs (default), every pair, or none.
 
     Returns
     -------
@@ -118,11 +123,8 @@ def run_dataset(
         with ResultsLog(results, key=lambda r: int(r["index"])) as log:
             done = log.open()
             todo = [i for i in range(len(pairs)) if i not in done]
-            if progress:
-                from tqdm import tqdm
-
-                bar = tqdm(total=len(pairs), initial=len(pairs) - len(todo), unit="pair",
-                           desc="explaining", dynamic_ncols=True)
+            bar = progress_bar(progress, len(pairs), done=len(pairs) - len(todo),
+                               desc="explaining")
             try:
                 for i in (i for i in todo if i in refused):
                     log.append(_failure(i, pairs[i], refused[i]))
@@ -156,9 +158,12 @@ def run_dataset(
         if parquet:
             write_parquet(results, out / "results.parquet")
         if report:
-            from .report import write_dataset_report
+            from .report import write_dataset_report, write_pair_pages
 
-            write_dataset_report(out, summary)
+            # Pages for the pairs a reviewer must look at (wrong or failed), linked from the lists.
+            pages = write_pair_pages(out, explainer, summary, records, which=pair_pages,
+                                     aligned=aligned)
+            write_dataset_report(out, summary, results=records, pair_pages=pages)
     return summary
 
 

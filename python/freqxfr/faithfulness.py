@@ -362,20 +362,28 @@ def verdict(entry: Mapping[str, Any] | None, n_images: int) -> str:
 
 def dataset_faithfulness(
     explainer: Explainer, pairs: Sequence[Any], *, seeds: int | Sequence[int] = 5,
-    aligned: bool | None = None, indices: Sequence[int] | None = None,
+    aligned: bool | None = None, indices: Sequence[int] | None = None, progress: bool = False,
 ) -> dict[str, Any]:
     """Faithfulness over many pairs: per-image records and the per-class summary.
 
     Returns the ``faithfulness.json`` dict: ``pairs``, ``n_images``, ``seeds``, ``variants``,
     ``by_class`` (see :func:`summarise_faithfulness`) and ``per_image`` (pair index, side, path,
     ``same``, decision and areas of every explained image). ``indices`` are the pairs' places in
-    their list (default 0, 1, ...), e.g. when ``pairs`` is a subset of it.
+    their list (default 0, 1, ...), e.g. when ``pairs`` is a subset of it. ``progress`` shows a
+    progress bar.
     """
+    from .progress import progress_bar
+
     per_image: list[dict[str, Any]] = []
+    bar = progress_bar(progress and len(pairs) > 1, len(pairs), desc="faithfulness")
     for index, pair in zip(range(len(pairs)) if indices is None else indices, pairs, strict=True):
         result = pair_faithfulness(explainer, pair.path_a, pair.path_b, seeds=seeds,
                                    aligned=aligned, same=pair.same)
         per_image.extend(image_records(result, index, (str(pair.path_a), str(pair.path_b))))
+        if bar is not None:
+            bar.update(1)
+    if bar is not None:
+        bar.close()
     return {
         "pairs": len(pairs),
         "n_images": len(per_image),

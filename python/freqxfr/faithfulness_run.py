@@ -30,6 +30,7 @@ from .faithfulness import (
     summarise_faithfulness,
 )
 from .pairs import Pair
+from .progress import progress_bar
 from .runfolder import ResultsLog
 
 FILE = "faithfulness.jsonl"
@@ -49,10 +50,8 @@ def run_faithfulness(
         done = log.open()  # drops a partial last line from a crash; it is redone
         todo = [r for r in read_results(out / "results.jsonl")
                 if "error" not in r and int(r["index"]) not in done]
-        if progress and todo:
-            from tqdm import tqdm
-
-            bar = tqdm(total=len(todo), unit="pair", desc="faithfulness", dynamic_ncols=True)
+        if todo:
+            bar = progress_bar(progress, len(todo) + len(done), done=len(done), desc="faithfulness")
         try:
             for record in todo:
                 index = int(record["index"])

@@ -32,7 +32,7 @@ def find_library() -> Path:
     env = os.environ.get("FREQXFR_FFTW_LIBRARY")
     if env:
         if not Path(env).is_file():
-            raise FreqxfrError(f"FREQXFR_FFTW_LIBRARY={env} does not exist")
+            raise FreqxfrError(f"FREQXFR_FFTW_LIBRARY={env}: file not found")
         return Path(env)
     spec = importlib.util.find_spec("pyfftw")
     if spec is not None and spec.submodule_search_locations:

@@ -58,7 +58,7 @@ def find_model(
         return given or file_card, model_path(file_card, relative_to=path.parent)
     if suffix == ".onnx":
         if not path.is_file():
-            raise ModelError(f"model file {path}: no such file")
+            raise ModelError(f"model file {path}: file not found")
         if given is None:
             raise ModelError(
                 f"model file {path}: an ONNX file needs a card saying how to feed it; pass "
@@ -88,7 +88,7 @@ def model_path(card: ModelCard, *, relative_to: Path | None = None) -> Path:
         if not path.is_absolute() and relative_to is not None:
             path = relative_to / path
         if not path.is_file():
-            raise ModelError(f"card {card.name!r}: model file {path} not found")
+            raise ModelError(f"card {card.name!r}: model file {path}: file not found")
         return path
     raise ModelError(
         f"card {card.name!r} describes a model you bring: "

@@ -73,7 +73,7 @@ def read_pairs(path: str | Path, root: str | Path | None = None) -> list[Pair]:
     try:
         text = path.read_text(encoding="utf-8-sig")
     except FileNotFoundError:
-        raise InputError(f"pair list {path}: no such file") from None
+        raise InputError(f"pair list {path}: file not found") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise InputError(f"pair list {path}: cannot read it ({exc})") from None
     if path.suffix.lower() == ".csv":

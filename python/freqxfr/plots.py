@@ -12,8 +12,11 @@ Colours: absolute influence uses a sequential map on [0, 1], directed influence 
 match: deleting it lowered the score.
 
 FHP geometry: the disc is the centred spectrum as ``imshow(fftshift(F))`` shows it, DC in the
-middle, horizontal frequency to the right and vertical frequency downwards; the radius is the
-relative radius (1 = the spectrum's corner).
+middle, horizontal frequency to the right and vertical frequency downwards. The displayed radius is
+the relative radius (1 = the spectrum's corner) on the ``radial`` scale: ``"linear"`` (true
+radius), ``"area"`` (every band's ring the same area; the default, because on real faces almost
+all influence sits in the lowest bands, which a linear disc squeezes into its inner fifth) or
+``"log"``. Rings are labelled with their band index.
 """
 
 from __future__ import annotations
@@ -44,6 +47,9 @@ DIRECTED_CMAP = "RdBu"
 DPI = 110
 _RENDER_LOCK = threading.Lock()
 Kind = Literal["absolute", "directed"]
+Radial = Literal["linear", "area", "log"]
+RADIAL_SCALES: tuple[str, ...] = ("linear", "area", "log")
+DEFAULT_RADIAL: Radial = "area"
 
 _SIDES = ("a", "b")
 _PROFILE_PANELS = (
@@ -109,6 +115,8 @@ def fhp_disc(
     kind: Kind,
     size: Sequence[int] | None = None,
     colorbar: bool = True,
+    radial: str = DEFAULT_RADIAL,
+    label_rings: bool = True,
 ) -> ScalarMappable:
     """Draw a frequency heat plot: a disc of rings (or ring sectors) coloured by band.
 
@@ -128,6 +136,10 @@ def fhp_disc(
         The spectrum's size; if given, its border (the Nyquist box) is outlined.
     colorbar : bool
         Add a colourbar beside ``ax``.
+    radial : {"area", "linear", "log"}
+        How relative radius maps to the disc (see the module docstring).
+    label_rings : bool
+        Write the band index on each ring that is wide enough to read.
 
     Returns
     -------
@@ -137,11 +149,10 @@ def fhp_disc(
     vals = _band_values(values, bands, "values")
     norm, cmap = fhp_norm(kind), fhp_cmap(kind)
     mappable = ScalarMappable(norm=norm, cmap=cmap)
-    r_max = 0.0
+    scale = radial_scale(bands, radial)
     for value, band in zip(vals, bands, strict=True):
-        r_lo, r_hi = (float(x) for x in band["radius"])
+        r_lo, r_hi = (float(scale(x)) for x in band["radius"])
         a_lo, a_hi = (float(x) for x in band.get("angle", (0.0, math.pi)))
-        r_max = max(r_max, r_hi)
         colour = cmap(norm(value))
         for theta1, theta2 in _screen_angles(a_lo, a_hi):
             ax.add_patch(
@@ -156,23 +167,24 @@ def fhp_disc(
                     linewidth=0.4,
                 )
             )
+    r_max = float(scale(max(float(b["radius"][1]) for b in bands)))
     if size is not None:
         height, width = (int(s) for s in size)
         corner = math.hypot(height // 2, width // 2)
         half_w, half_h = (width / 2) / corner, (height / 2) / corner
-        ax.add_patch(
-            Rectangle(
-                (-half_w, -half_h),
-                2 * half_w,
-                2 * half_h,
-                fill=False,
-                edgecolor="0.55",
-                linestyle="--",
-                linewidth=0.8,
-            )
-        )
+        # The Nyquist box, traced point by point: on a non-linear scale it is no longer square.
+        t = np.linspace(0.0, 1.0, 50)
+        xs = np.concatenate([-half_w + 2 * half_w * t, np.full(50, half_w),
+                             half_w - 2 * half_w * t, np.full(50, -half_w)])
+        ys = np.concatenate([np.full(50, -half_h), -half_h + 2 * half_h * t,
+                             np.full(50, half_h), half_h - 2 * half_h * t])
+        rho = np.hypot(xs, ys)
+        shown = scale(rho) / np.maximum(rho, 1e-12)
+        ax.plot(xs * shown, ys * shown, color="0.55", linestyle="--", linewidth=0.8)
     # The disc's rim, so that a pale directed disc stays visible on a white page.
     ax.add_patch(Circle((0.0, 0.0), r_max, fill=False, edgecolor="0.55", linewidth=0.8))
+    if label_rings:
+        _label_rings(ax, bands, scale)
     lim = 1.03 * max(r_max, 1e-9)
     ax.set_xlim(-lim, lim)
     ax.set_ylim(-lim, lim)
@@ -185,6 +197,56 @@ def fhp_disc(
         bar = ax.figure.colorbar(mappable, ax=ax, shrink=0.8)
         bar.set_label("normalised |Δscore|" if kind == "absolute" else "normalised Δscore")
     return mappable
+
+
+_RADIAL_NOTE = {
+    "linear": "radius ∝ frequency",
+    "area": "every ring the same area (low bands enlarged)",
+    "log": "log radius (low bands enlarged)",
+}
+
+
+def radial_scale(bands: Sequence[Mapping[str, Any]], radial: str = DEFAULT_RADIAL):
+    """The displayed radius (0..1) of a relative radius, as a vectorised function.
+
+    ``"linear"``: the relative radius itself. ``"area"``: piecewise linear between the ring
+    edges, with edge i of n at ``sqrt(i / n)``, so that every ring covers the same area. ``"log"``:
+    ``log(1 + ρ/ρ₁) / log(1 + ρ_max/ρ₁)`` with ρ₁ the first ring's outer radius.
+    """
+    if radial not in RADIAL_SCALES:
+        raise InputError(f"radial scale must be one of {', '.join(RADIAL_SCALES)}, got {radial!r}")
+    edges = np.unique(np.array([float(x) for b in bands for x in b["radius"]]))
+    top = float(edges[-1]) if edges.size else 1.0
+    if radial == "linear" or edges.size < 2:
+        return lambda rho: np.asarray(rho, dtype=float)
+    if radial == "area":
+        shown = np.sqrt(np.arange(edges.size) / (edges.size - 1)) * top
+        return lambda rho: np.interp(rho, edges, shown)
+    first = float(edges[1])
+    return lambda rho: top * np.log1p(np.asarray(rho, dtype=float) / first) / np.log1p(top / first)
+
+
+def _label_rings(ax: Axes, bands: Sequence[Mapping[str, Any]], scale) -> None:
+    """Band indices on the rings, along the 45° ray up-right; rings too thin to read are skipped
+    (the last ring is always labelled)."""
+    rings: dict[tuple[float, float], int] = {}
+    for k, band in enumerate(bands):
+        key = (float(band["radius"][0]), float(band["radius"][1]))
+        rings.setdefault(key, int(band.get("ring", band.get("index", k))))
+    ordered = sorted(rings.items())
+    last_shown = -1.0
+    for i, ((lo, hi), index) in enumerate(ordered):
+        r_lo, r_hi = float(scale(lo)), float(scale(hi))
+        mid = (r_lo + r_hi) / 2
+        if r_hi - r_lo < 0.045 * float(scale(ordered[-1][0][1])) and i != len(ordered) - 1:
+            continue
+        if mid - last_shown < 0.06:
+            continue
+        last_shown = mid
+        ax.text(mid * math.cos(math.pi / 4), mid * math.sin(math.pi / 4), str(index),
+                ha="center", va="center", fontsize=6, color="0.1",
+                bbox={"boxstyle": "round,pad=0.1", "facecolor": "white", "alpha": 0.6,
+                      "linewidth": 0})
 
 
 def _screen_angles(a_lo: float, a_hi: float) -> list[tuple[float, float]]:
@@ -203,7 +265,8 @@ def _screen_angles(a_lo: float, a_hi: float) -> list[tuple[float, float]]:
 
 
 def plot_pair(
-    explanation: Mapping[str, Any], faces: np.ndarray, path: str | os.PathLike[str]
+    explanation: Mapping[str, Any], faces: np.ndarray, path: str | os.PathLike[str],
+    *, radial: str = DEFAULT_RADIAL,
 ) -> Path:
     """Each face beside its absolute and directed FHP discs; score, threshold and decision on top.
 
@@ -232,13 +295,14 @@ def plot_pair(
         for col, kind in ((1, "absolute"), (2, "directed")):
             ax = axes[row, col]
             values = _band_values(data[f"{kind}_normalised"], bands, f"{side}.{kind}_normalised")
-            fhp_disc(ax, values, bands, kind=kind, size=size)
+            fhp_disc(ax, values, bands, kind=kind, size=size, radial=radial)
             ax.set_title(columns[col], fontsize=9)
     fig.suptitle(_decision_title(explanation), fontsize=11, parse_math=False)
     fig.text(
         0.5,
         0.0,
-        "centre: low frequencies (DC)   edge: spectrum corner   dashed: Nyquist box",
+        "centre: low frequencies (DC)   edge: spectrum corner   dashed: Nyquist box   "
+        "numbers: band index   " + _RADIAL_NOTE[radial],
         ha="center",
         va="bottom",
         fontsize=8,
@@ -291,8 +355,9 @@ def plot_masked_strip(
     *,
     faces: np.ndarray | None = None,
     row_labels: Sequence[str] = ("a", "b"),
+    columns: int = 6,
 ) -> Path:
-    """What the model saw with each band deleted: one row per image, one column per band.
+    """What the model saw with each band deleted: per image, its tiles in rows of ``columns``.
 
     Parameters
     ----------
@@ -304,7 +369,9 @@ def plot_masked_strip(
     faces : ndarray, (N, H, W, 3), optional
         The unmasked images, shown in an extra first column.
     row_labels : sequence of str
-        One label per row.
+        One name per image, written in each of its tiles' labels.
+    columns : int
+        Tiles per row.
     """
     views = np.asarray(views)
     if views.ndim != 5 or views.shape[-1] != 3 or views.shape[1] != len(bands):
@@ -313,7 +380,7 @@ def plot_masked_strip(
         )
     tiles = display_uint8(views)
     titles = [
-        f"−band {b.get('index', k)}\nρ {b['radius'][0]:.2f}–{b['radius'][1]:.2f}"
+        f"−band {b.get('index', k)}  (ρ {b['radius'][0]:.2f}–{b['radius'][1]:.2f})"
         for k, b in enumerate(bands)
     ]
     if faces is not None:
@@ -324,35 +391,34 @@ def plot_masked_strip(
                 f"got {originals.shape}"
             )
         tiles = np.concatenate([originals[:, None], tiles], axis=1)
-        titles.insert(0, "original\n")
-    rows, cols, h, w = tiles.shape[:4]
-    # One mosaic in one axes: far faster to lay out and draw than an axes per tile.
+        titles.insert(0, "original")
+    images, per_image, h, w = tiles.shape[:4]
+    # Wrapped into rows of `columns` tiles, each about 1.6 inches (176 px) wide, so that a tile
+    # and its label can be read at the report's width (1200 px) whatever the number of bands.
+    cols = min(columns, per_image)
+    rows_per_image = -(-per_image // cols)
+    label_h = max(h // 5, 14)  # room above each tile for its label, in mosaic pixels
     gap = max(2, w // 20)
-    mosaic = np.full((rows * (h + gap) - gap, cols * (w + gap) - gap, 3), 255, np.uint8)
-    for r in range(rows):
-        for c in range(cols):
-            mosaic[r * (h + gap) : r * (h + gap) + h, c * (w + gap) : c * (w + gap) + w] = tiles[
-                r, c
-            ]
-    fig = new_figure(0.95 * cols + 0.5, 0.95 * rows * h / w + 0.9)
-    ax = fig.add_subplot()
+    cell_h, cell_w = h + label_h, w + gap
+    rows = images * rows_per_image
+    mosaic = np.full((rows * cell_h + gap * (images - 1), cols * cell_w - gap, 3), 255, np.uint8)
+    fig = new_figure(1.6 * cols, 1.6 * rows * cell_h / w + 0.4)
+    fig.set_layout_engine("none")  # one axes placed by hand; the labels are inside the mosaic
+    ax = fig.add_axes((0.0, 0.06, 1.0, 0.94))
+    for i in range(images):
+        name = row_labels[i] if i < len(row_labels) else str(i)
+        for t in range(per_image):
+            r, c = i * rows_per_image + t // cols, t % cols
+            top = r * cell_h + i * gap + label_h
+            left = c * cell_w
+            mosaic[top : top + h, left : left + w] = tiles[i, t]
+            ax.text(left + w / 2, top - 2, f"{name}: {titles[t]}", ha="center", va="bottom",
+                    fontsize=7.5, parse_math=False)
     ax.imshow(mosaic, interpolation="antialiased")
-    ax.set_xticks([c * (w + gap) + w / 2 for c in range(cols)], titles, fontsize=7)
-    ax.xaxis.tick_top()
-    ax.set_yticks(
-        [r * (h + gap) + h / 2 for r in range(rows)],
-        [row_labels[r] if r < len(row_labels) else str(r) for r in range(rows)],
-        fontsize=9,
-    )
-    ax.tick_params(length=0)
-    for spine in ax.spines.values():
-        spine.set_visible(False)
-    for label in ax.get_yticklabels():
-        label.set_parse_math(False)
-    ax.set_xlabel(
-        "images with one band deleted, as the model saw them (clipped to [0, 255] for display)",
-        fontsize=8,
-    )
+    ax.set_axis_off()
+    fig.text(0.5, 0.01,
+             "each image with one band deleted, as the model saw it (clipped to [0, 255] for display)",
+             ha="center", va="bottom", fontsize=8, color="0.3")
     return save_figure(fig, path)
 
 
@@ -957,3 +1023,90 @@ def plot_run_comparison(
 
 def _num(value: Any) -> float:
     return float("nan") if value is None else float(value)
+
+
+# --- verification on a dataset run: score histograms, ROC and DET ----------------------------
+
+
+def plot_score_histograms(
+    genuine: Sequence[float], impostor: Sequence[float], threshold: float,
+    path: str | os.PathLike[str], *, metric: str = "",
+) -> Path:
+    """Histograms of the comparison scores of genuine and impostor pairs, with the threshold.
+
+    Scores are "higher is more alike" (a Euclidean score is the negative distance)."""
+    gen = _vector(genuine, "genuine scores") if len(genuine) else np.zeros(0)
+    imp = _vector(impostor, "impostor scores") if len(impostor) else np.zeros(0)
+    both = np.concatenate([gen, imp, [float(threshold)]])
+    bins = np.linspace(both.min(), both.max(), 31) if np.ptp(both) > 0 else 10
+    fig = new_figure(6.4, 3.6)
+    ax = fig.add_subplot()
+    for scores, name, colour in ((gen, "genuine", "C0"), (imp, "impostor", "C3")):
+        if scores.size:
+            ax.hist(scores, bins=bins, alpha=0.55, color=colour, edgecolor=colour,
+                    label=f"{name} ({scores.size} pairs)")
+    ax.axvline(float(threshold), color="0.15", linestyle="--", linewidth=1.2,
+               label=f"threshold {float(threshold):.4g}")
+    ax.set_xlabel("score (higher = more alike" + (", = −distance)" if metric == "euclidean" else ")"))
+    ax.set_ylabel("pairs")
+    ax.legend(fontsize=8)
+    ax.set_title("Scores per class; pairs right of the threshold are matches", fontsize=10)
+    return save_figure(fig, path)
+
+
+def plot_roc(
+    fmr: Sequence[float], fnmr: Sequence[float], path: str | os.PathLike[str],
+    *, operating_point: tuple[float, float] | None = None,
+) -> Path:
+    """ROC: true match rate (1 − FNMR) against FMR (log axis), with the model's operating point."""
+    x = _vector(fmr, "fmr")
+    y = 1.0 - _vector(fnmr, "fnmr", x.size)
+    floor = 1e-3 if x[x > 0].size == 0 else min(1e-3, float(x[x > 0].min()) / 2)
+    fig = new_figure(4.8, 4.2)
+    ax = fig.add_subplot()
+    ax.plot(np.clip(x, floor, 1.0), y, color="C0", linewidth=1.6, clip_on=False, label="ROC")
+    if operating_point is not None:
+        ax.plot([max(operating_point[0], floor)], [1.0 - operating_point[1]], "o", color="0.15",
+                clip_on=False, label="model's threshold")
+    ax.set_xscale("log")
+    ax.set_xlim(floor, 1.0)
+    ax.set_ylim(0.0, 1.01)
+    ax.set_xlabel(f"false match rate (FMR; 0 drawn at {floor:.0e})")
+    ax.set_ylabel("true match rate (1 − FNMR)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
+    ax.set_title("ROC", fontsize=10)
+    return save_figure(fig, path)
+
+
+def plot_verification_det(
+    fmr: Sequence[float], fnmr: Sequence[float], path: str | os.PathLike[str],
+    *, operating_point: tuple[float, float] | None = None,
+) -> Path:
+    """DET: FNMR against FMR on normal-deviate (probit) axes; rates of 0 or 1 on the edges."""
+    ticks = np.array([0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.4, 0.6, 0.8, 0.95])
+    lo, hi = ticks[0], ticks[-1]
+    x = _vector(fmr, "fmr")
+    y = _vector(fnmr, "fnmr", x.size)
+    fig = new_figure(4.8, 4.4)
+    ax = fig.add_subplot()
+    ax.plot(_probit(np.clip(x, lo, hi)), _probit(np.clip(y, lo, hi)), color="C0", linewidth=1.6,
+            clip_on=False, label="DET")
+    if operating_point is not None:
+        px, py = (float(np.clip(v, lo, hi)) for v in operating_point)
+        ax.plot(_probit(np.array([px])), _probit(np.array([py])), "o", color="0.15",
+                clip_on=False, label="model's threshold")
+    edge = _probit(np.array([lo, hi]))
+    ax.plot(edge, edge, color="0.5", linestyle=":", linewidth=0.9, label="FMR = FNMR (EER)")
+    labels = [f"{100 * t:g}" for t in ticks]
+    ax.set_xticks(_probit(ticks), labels, fontsize=7)
+    ax.set_yticks(_probit(ticks), labels, fontsize=7)
+    ax.set_xlim(*edge)
+    ax.set_ylim(*edge)
+    ax.set_aspect("equal")
+    ax.set_xlabel("FMR (%)")
+    ax.set_ylabel("FNMR (%)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="upper right")
+    ax.set_title("DET (probit axes)", fontsize=10)
+    return save_figure(fig, path)

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import base64
 import html
+import io
+import json
 import math
 import os
 from collections.abc import Iterable, Mapping, Sequence
@@ -113,7 +115,8 @@ def write_report(
     """
     folder = ensure_dir(out_dir)
     parts = [_as_section(s) for s in sections]
-    n_images = sum(len(s.images) for s in parts)
+    # Figures plus inline pictures in the sections' markup (e.g. thumbnails), for the browser check.
+    n_images = sum(len(s.images) + s.html.count("<img ") for s in parts)
     body = "\n".join(_render_section(s) for s in parts)
     page = _PAGE.format(
         title=_esc(title), n_images=n_images, body=body, style=_STYLE, script=_SCRIPT
@@ -140,6 +143,142 @@ def html_paragraph(text: str) -> str:
 
 
 # --- one pair ---------------------------------------------------------------------------------
+
+
+EXPLANATION_NAME = "explanation.json"
+
+
+@dataclass(frozen=True)
+class PairOutputs:
+    """What :func:`write_pair_outputs` wrote: the explanation and the files."""
+
+    explanation: Any  # freqxfr.Explanation
+    json_path: Path
+    report_path: Path | None
+    faithfulness: dict[str, Any] | None = None
+
+
+def write_pair_outputs(
+    explainer: Any,
+    a: Any,
+    b: Any,
+    out_dir: str | os.PathLike[str],
+    *,
+    aligned: bool | None = None,
+    same: bool | None = None,
+    faithfulness: bool = False,
+    seeds: int = 5,
+    report: bool = True,
+    overwrite: bool = False,
+) -> PairOutputs:
+    """Explain one pair and write ``explanation.json`` (and the plots and ``report.html``).
+
+    What ``freqxfr explain`` and ``freqxfr demo`` write, for library users.
+
+    Parameters
+    ----------
+    explainer : Explainer
+        The explainer to use.
+    a, b : path, PIL image or array
+        The two images; paths are named in the outputs as given.
+    out_dir : path-like
+        Output folder; created if needed.
+    aligned : bool, optional
+        As for :meth:`Explainer.explain`.
+    same : bool, optional
+        Ground truth (same person?), recorded in ``explanation.json`` and the report.
+    faithfulness : bool
+        Also compute deletion/insertion curves with ``seeds`` random orders.
+    report : bool
+        Draw the plots and write ``report.html``; ``False`` writes the JSON only.
+    overwrite : bool
+        Replace the outputs of *another* pair found in ``out_dir``; by default that is refused
+        (the same pair is always rewritten).
+
+    Returns
+    -------
+    PairOutputs
+
+    Raises
+    ------
+    OutputError
+        If ``out_dir`` holds another pair's explanation and ``overwrite`` is false, or cannot be
+        written.
+    """
+    from .images import source_label
+
+    check_pair_folder(out_dir, a, b, overwrite=overwrite)
+    folder = ensure_dir(out_dir)
+    sources = (source_label(a), source_label(b))
+    faces = np.stack([explainer.prepare(a, aligned), explainer.prepare(b, aligned)])
+    explanation = explainer.explain(faces[0], faces[1], aligned=True, same=same)
+    # Name the inputs as the user gave them, not as the prepared arrays.
+    explanation = _with_sources(explanation, sources)
+    curves = None
+    if faithfulness:
+        curves = explainer.faithfulness(faces[0], faces[1], seeds=seeds, aligned=True,
+                                        explanation=explanation).to_dict()
+    record = explanation_record(explanation.to_dict())
+    if curves is not None:
+        record["faithfulness"] = curves
+    json_path = write_output(folder / EXPLANATION_NAME,
+                             json.dumps(record, indent=2, allow_nan=False) + "\n")
+    html = None
+    if report:
+        html = write_pair_report(folder, explanation.to_dict(), faces,
+                                 explainer.masked_views(faces), curves)
+    return PairOutputs(explanation, json_path, html, curves)
+
+
+def explanation_record(record: dict[str, Any]) -> dict[str, Any]:
+    """``Explanation.to_dict()`` with the distances beside the scores for Euclidean models.
+
+    Scores are "higher is more alike" for every model (a Euclidean score is the negative
+    distance); ``distance_ref`` and ``distance_threshold`` spare a reader the sign flip.
+    """
+    if (record.get("model") or {}).get("metric") == "euclidean":
+        record = {**record, "distance_ref": -record["score_ref"],
+                  "distance_threshold": -record["threshold"]}
+    return record
+
+
+def check_pair_folder(
+    out_dir: str | os.PathLike[str], a: Any, b: Any, *, overwrite: bool = False,
+    hint: str = "choose another output folder, or overwrite=True",
+) -> None:
+    """Refuse an output folder that holds the explanation of a pair other than ``a``, ``b``.
+
+    Raises
+    ------
+    OutputError
+        Naming the folder, the pair it holds and ``hint``.
+    """
+    from .errors import OutputError
+    from .images import source_label
+
+    if overwrite:
+        return
+    path = Path(out_dir) / EXPLANATION_NAME
+    try:
+        old = json.loads(path.read_text(encoding="utf-8"))
+        old_sources = (str(old["a"]["source"]), str(old["b"]["source"]))
+    except (FileNotFoundError, NotADirectoryError):
+        return
+    except (OSError, ValueError, KeyError, TypeError):
+        old_sources = ("?", "?")  # unreadable: not ours to replace silently either
+    if old_sources != (source_label(a), source_label(b)):
+        names = " vs ".join(os.path.basename(s) for s in old_sources)
+        raise OutputError(f"{path.parent} holds the explanation of another pair ({names}); {hint}")
+
+
+def _with_sources(explanation: Any, sources: Sequence[str]) -> Any:
+    import dataclasses
+
+    return dataclasses.replace(
+        explanation,
+        a=dataclasses.replace(explanation.a, source=sources[0]),
+        b=dataclasses.replace(explanation.b, source=sources[1]),
+    )
 
 
 def write_pair_report(
@@ -210,13 +349,18 @@ def write_pair_report(
 def _decision_table(explanation: Mapping[str, Any], sources: Sequence[str]) -> str:
     same = explanation.get("same")
     decision = bool(explanation["decision"])
-    rows = [
-        ("image a", sources[0]),
-        ("image b", sources[1]),
-        ("score (reference)", explanation["score_ref"]),
-        ("threshold", explanation["threshold"]),
-        ("decision", "match" if decision else "non-match"),
+    euclidean = (explanation.get("model") or {}).get("metric") == "euclidean"
+    score, threshold = float(explanation["score_ref"]), float(explanation["threshold"])
+    rows: list[tuple[str, Any]] = [
+        # File names: a full path (e.g. inside site-packages) says little; it is the tooltip.
+        ("image a", _file_name(sources[0])),
+        ("image b", _file_name(sources[1])),
+        ("score (reference)", score),
+        ("threshold", threshold),
     ]
+    if euclidean:  # the score is minus the distance; show the distance beside it
+        rows += [("distance (= −score)", -score), ("threshold distance", -threshold)]
+    rows.append(("decision", "match" if decision else "non-match"))
     if same is not None:
         correct = decision == bool(same)
         rows.append(
@@ -231,11 +375,21 @@ def _decision_table(explanation: Mapping[str, Any], sources: Sequence[str]) -> s
     return html_table(("", "value"), rows)
 
 
+class _Markup(str):
+    """Trusted, already escaped HTML for a table cell."""
+
+
+def _file_name(path: str) -> _Markup:
+    name = os.path.basename(path) or path
+    return _Markup(f'<span title="{_esc(path)}">{_esc(name)}</span>')
+
+
 def _pair_band_table(explanation: Mapping[str, Any], bands: Sequence[Mapping[str, Any]]) -> str:
     abs_cmap, dir_cmap = plots.fhp_cmap("absolute"), plots.fhp_cmap("directed")
     dir_norm = plots.fhp_norm("directed")
     polar = any(int(b.get("sector", 0)) for b in bands)
-    header = ["band", "ρ range", "cycles/image"] + (["angle (°)"] if polar else []) + ["coeffs"]
+    header = ["band", "ρ range", "cycles/image"] + (["angle (°)"] if polar else []) + [
+        "coefficients"]
     for side in ("a", "b"):
         header += [
             f"{side}: score",
@@ -249,11 +403,11 @@ def _pair_band_table(explanation: Mapping[str, Any], bands: Sequence[Mapping[str
     for k, band in enumerate(bands):
         row: list[Any] = [
             band.get("index", k),
-            _range(band["radius"], 3),
-            _range(band.get("cycles"), 1),
+            _range(band["radius"]),
+            _range(band.get("cycles")),
         ]
         if polar:
-            row.append(_range([math.degrees(a) for a in band.get("angle", (0, math.pi))], 0))
+            row.append(_range([math.degrees(a) for a in band.get("angle", (0, math.pi))]))
         row.append(band.get("count"))
         for side in ("a", "b"):
             data = sides[side]
@@ -264,8 +418,8 @@ def _pair_band_table(explanation: Mapping[str, Any], bands: Sequence[Mapping[str
                 None if scores is None else scores[k],
                 data["absolute"][k],
                 data["directed"][k],
-                (f"{a_norm:.3f}", to_hex(abs_cmap(min(max(a_norm, 0.0), 1.0)))),
-                (f"{d_norm:.3f}", to_hex(dir_cmap(dir_norm(d_norm)))),
+                (a_norm, to_hex(abs_cmap(min(max(a_norm, 0.0), 1.0)))),
+                (d_norm, to_hex(dir_cmap(dir_norm(d_norm)))),
             ]
         rows.append(row)
     return html_table(header, rows, caption="Δ = s_ref − s_k: score without band k")
@@ -361,6 +515,9 @@ def write_dataset_report(
     out_dir: str | os.PathLike[str],
     summary: Mapping[str, Any],
     extra_sections: Sequence[SectionLike] | None = None,
+    *,
+    results: Sequence[Mapping[str, Any]] | None = None,
+    pair_pages: Mapping[int, str] | None = None,
 ) -> Path:
     """Write the profile plots and tables of a dataset run and a self-contained ``report.html``.
 
@@ -373,6 +530,13 @@ def write_dataset_report(
         The ``summary.json`` dict of a dataset run.
     extra_sections : sequence of Section or (title, html, [png paths]), optional
         Sections appended by scenario commands (cross-resolution, morphing attacks).
+    results : sequence of dict, optional
+        The run's ``results.jsonl`` records. With them the report adds score histograms per
+        class with the threshold, ROC and DET curves (``scores.png``, ``roc.png``,
+        ``verification_det.png``) and the lists of false matches and false non-matches.
+    pair_pages : mapping of int to str, optional
+        Pair index → the pair's own page, relative to ``out_dir`` (see :func:`write_pair_pages`);
+        the lists link to them.
 
     Returns
     -------
@@ -381,10 +545,13 @@ def write_dataset_report(
     """
     folder = ensure_dir(out_dir)
     bands = plots.check_bands(summary)
+    pages = dict(pair_pages or {})
     sections = [
         Section("Overview", _overview(summary)),
         Section("How to read this", html_paragraph(DATASET_HOW_TO_READ)),
     ]
+    if results is not None:
+        sections += _verification_sections(folder, summary, results, pages)
     classes = plots.usable_profiles(summary.get("classes"))
     if classes:
         img = plots.plot_profiles(summary, folder / "profiles.png")
@@ -398,7 +565,7 @@ def write_dataset_report(
         sections.append(Section("Groups", _group_tables(summary, bands), [img]))
     failures = summary.get("failures") or []
     if failures:
-        sections.append(Section("Failed pairs", _failure_table(failures)))
+        sections.append(Section("Failed pairs", _failure_table(failures, pages)))
     if summary.get("faithfulness"):
         sections.append(faithfulness_section(folder, summary["faithfulness"]))
     sections += [_as_section(s) for s in extra_sections or ()]
@@ -407,19 +574,166 @@ def write_dataset_report(
 
 
 MAX_FAILURE_ROWS = 200
+MAX_LISTED_PAIRS = 200
+PAIR_PAGES = "pairs"  # the folder of the per-pair pages inside a run folder
+THUMBNAIL_PX = 72
 
 
-def _failure_table(failures: Sequence[Mapping[str, Any]]) -> str:
-    """The pairs that could not be explained, with the reason (the first MAX_FAILURE_ROWS)."""
+def _failure_table(failures: Sequence[Mapping[str, Any]], pages: Mapping[int, str]) -> str:
+    """The pairs that could not be explained, with thumbnails and the reason (the first
+    MAX_FAILURE_ROWS), each linking to its page where there is one."""
+    shown = failures[:MAX_FAILURE_ROWS]
+    more = len(failures) - len(shown)
+    caption = f"{_count(len(failures), 'pair')} failed; running the same command again retries them" + (
+        f"; the first {len(shown)} are shown, all are in summary.json" if more else ""
+    )
     rows = [
         (f.get("index"), f.get("line"), f.get("path_a"), f.get("path_b"), f.get("error"))
-        for f in failures[:MAX_FAILURE_ROWS]
+        for f in shown
     ]
-    more = len(failures) - len(rows)
-    caption = f"{len(failures)} pair(s) failed; running the same command again retries them" + (
-        f"; the first {len(rows)} are shown, all are in summary.json" if more else ""
-    )
-    return html_table(("pair", "line", "image a", "image b", "reason"), rows, caption=caption)
+    return _pair_list(("pair", "line", "image a", "image b", "reason"), rows, pages, caption)
+
+
+def _pair_list(header: Sequence[str], rows: Sequence[Sequence[Any]], pages: Mapping[int, str],
+               caption: str) -> str:
+    """A table of pairs: index (linked to its page), then cells; image paths get a thumbnail."""
+    body = []
+    for index, *cells in rows:
+        page = pages.get(int(index)) if index is not None else None
+        first = (f'<a href="{_esc(page)}">{_fmt(index)}</a>' if page else _fmt(index))
+        parts = [f"<td>{first}</td>"]
+        for name, cell in zip(header[1:], cells, strict=True):
+            if name.startswith("image") and cell:
+                thumb = _thumbnail(cell)
+                label = _esc(os.path.basename(str(cell)))
+                parts.append(f'<td class="thumb">{thumb}<br>{label}</td>' if thumb
+                             else f'<td class="thumb">{label}</td>')
+            elif name == "reason":
+                parts.append(f'<td class="reason">{_fmt(cell)}</td>')
+            else:
+                parts.append(_cell(cell))
+        body.append("<tr>" + "".join(parts) + "</tr>")
+    head = "".join(f"<th>{_esc(h)}</th>" for h in header)
+    return (f"<table class=\"pairs\"><caption>{_esc(caption)}</caption><thead><tr>{head}</tr>"
+            f"</thead><tbody>{''.join(body)}</tbody></table>")
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")
+
+
+def _thumbnail(path: Any) -> str | None:
+    """An inline JPEG thumbnail of an image file, or ``None`` if it cannot be read."""
+    from PIL import Image
+
+    try:
+        with Image.open(str(path)) as image:
+            image = image.convert("RGB")
+            image.thumbnail((THUMBNAIL_PX, THUMBNAIL_PX))
+            buffer = io.BytesIO()
+            image.save(buffer, format="JPEG", quality=80)
+    except Exception:  # a missing or broken image is what some failures are about
+        return None
+    data = base64.b64encode(buffer.getvalue()).decode("ascii")
+    return f'<img src="data:image/jpeg;base64,{data}" alt="{_esc(os.path.basename(str(path)))}">'
+
+
+def _verification_sections(folder: Path, summary: Mapping[str, Any],
+                           results: Sequence[Mapping[str, Any]],
+                           pages: Mapping[int, str]) -> list[Section]:
+    """Score histograms per class, ROC and DET, and the lists of wrong decisions."""
+    from .thresholds import fmr_fnmr, roc
+
+    explained = [r for r in results if "error" not in r]
+    threshold = float(summary.get("threshold", explained[0]["threshold"] if explained else 0.0))
+    metric = (summary.get("model") or {}).get("metric", "")
+    genuine = [float(r["score_ref"]) for r in explained if r.get("same") is True]
+    impostor = [float(r["score_ref"]) for r in explained if r.get("same") is False]
+    sections = []
+    if genuine or impostor:
+        images = [plots.plot_score_histograms(genuine, impostor, threshold, folder / "scores.png",
+                                              metric=metric)]
+        text = html_paragraph(
+            f"Comparison scores of {len(genuine)} genuine and {len(impostor)} impostor pairs "
+            f"(higher is more alike{'; the score is minus the distance' if metric == 'euclidean' else ''}), "
+            f"with the model's threshold {threshold:.4g}. Pairs of unknown ground truth are left out.")
+        if genuine and impostor:
+            scores, labels = genuine + impostor, [True] * len(genuine) + [False] * len(impostor)
+            curve = roc(scores, labels)
+            point = fmr_fnmr(scores, labels, threshold)
+            images.append(plots.plot_roc(curve.fmr, curve.fnmr, folder / "roc.png",
+                                         operating_point=point))
+            images.append(plots.plot_verification_det(curve.fmr, curve.fnmr,
+                                                       folder / "verification_det.png",
+                                                       operating_point=point))
+            text += html_table(("", "value"), [
+                ("false match rate at the threshold (impostor pairs matched)", point[0]),
+                ("false non-match rate at the threshold (genuine pairs rejected)", point[1]),
+            ])
+        sections.append(Section("Scores, ROC and DET", text, images))
+    for title, same, decision, what, verb in (
+        ("False matches", False, True, "impostor pair", "the model matched"),
+        ("False non-matches", True, False, "genuine pair", "the model rejected"),
+    ):
+        wrong = [r for r in explained if r.get("same") is same and bool(r["decision"]) is decision]
+        if not wrong:
+            continue
+        wrong.sort(key=lambda r: -abs(float(r["score_ref"]) - threshold))  # worst first
+        shown = wrong[:MAX_LISTED_PAIRS]
+        rows = [(r["index"], r["a"].get("source"), r["b"].get("source"),
+                 f"score {float(r['score_ref']):.4g} vs threshold {threshold:.4g}") for r in shown]
+        caption = (f"{_count(len(wrong), what)} {verb}, farthest from the threshold first"
+                   + (f"; the first {len(shown)} are shown" if len(shown) < len(wrong) else "")
+                   + ("; the pair number links to the pair's own explanation" if pages else ""))
+        sections.append(Section(title, _pair_list(("pair", "image a", "image b", "reason"), rows,
+                                                  pages, caption)))
+    return sections
+
+
+def write_pair_pages(
+    out_dir: str | os.PathLike[str],
+    explainer: Any,
+    summary: Mapping[str, Any],
+    results: Sequence[Mapping[str, Any]],
+    *,
+    which: str = "errors",
+    aligned: bool | None = None,
+) -> dict[int, str]:
+    """Write a page per pair of a dataset run into ``out_dir/pairs/<index>/report.html``.
+
+    ``which``: ``"errors"`` (wrongly decided and failed pairs), ``"all"`` or ``"none"``. An
+    explained pair's page is its pair report, drawn from its record in ``results`` (no model
+    runs again); a failed pair's page gives its reason. Returns pair index → page path relative
+    to ``out_dir``, for :func:`write_dataset_report`.
+    """
+    if which not in ("errors", "all", "none"):
+        raise InputError(f"which must be 'errors', 'all' or 'none', got {which!r}")
+    folder = Path(out_dir)
+    pages: dict[int, str] = {}
+    if which == "none":
+        return pages
+    static = {k: summary[k] for k in ("model", "schedule", "bands", "backend", "mode", "domain",
+                                       "clip", "threshold") if k in summary}
+    for record in results:
+        index = int(record["index"])
+        failed = "error" in record
+        wrong = not failed and record.get("same") is not None and (
+            bool(record["decision"]) != bool(record["same"]))
+        if which == "errors" and not (failed or wrong):
+            continue
+        target = folder / PAIR_PAGES / f"{index:06d}"
+        if failed:
+            rows = [("pair", index), ("line", record.get("line")), ("image a", record.get("path_a")),
+                    ("image b", record.get("path_b")), ("reason", record.get("error"))]
+            write_report(target, f"freqxfr: pair {index} failed",
+                         [Section("Failure", html_table(("", "value"), rows))])
+        else:
+            explanation = {**static, **record}
+            sources = (record["a"]["source"], record["b"]["source"])
+            faces = np.stack([explainer.prepare(p, aligned) for p in sources])
+            write_pair_report(target, explanation, faces, explainer.masked_views(faces))
+        pages[index] = f"{PAIR_PAGES}/{index:06d}/{REPORT_NAME}"
+    return pages
 
 
 def _overview(summary: Mapping[str, Any]) -> str:
@@ -449,14 +763,13 @@ def _profile_table(
     profiles: Mapping[str, Mapping[str, Any]], bands: Sequence[Mapping[str, Any]]
 ) -> str:
     header = ["band", "ρ range"]
-    for name in profiles:
-        header += [
-            f"{plots.display_name(name)}: |Δ| mean ± sd",
-            f"{plots.display_name(name)}: Δ mean ± sd",
-        ]
+    for name, prof in profiles.items():
+        # Counts are explained images (two per pair), and say so.
+        label = f"{plots.display_name(name)} ({prof.get('n_images', '?')} images)"
+        header += [f"{label}: |Δ| mean ± sd", f"{label}: Δ mean ± sd"]
     rows = []
     for k, band in enumerate(bands):
-        row: list[Any] = [band.get("index", k), _range(band["radius"], 3)]
+        row: list[Any] = [band.get("index", k), _range(band["radius"])]
         for prof in profiles.values():
             row.append(_pm(prof, "absolute", k))
             row.append(_pm(prof, "directed", k))
@@ -525,6 +838,8 @@ def _cell(value: Any) -> str:
 
 
 def _fmt(value: Any) -> str:
+    if isinstance(value, _Markup):
+        return str(value)
     if value is None:
         return "—"
     if isinstance(value, (bool, np.bool_)):
@@ -536,11 +851,12 @@ def _fmt(value: Any) -> str:
     return _esc(value)
 
 
-def _range(values: Any, digits: int) -> str | None:
+def _range(values: Any) -> str | None:
+    """``lo–hi`` in the tables' number format; word joiners keep it on one line."""
     if values is None:
         return None
     lo, hi = values
-    return f"{float(lo):.{digits}f}–{float(hi):.{digits}f}"
+    return f"{float(lo):.4g}\u2060–\u2060{float(hi):.4g}"
 
 
 def _join(values: Any, sep: str) -> str | None:
@@ -560,11 +876,14 @@ _STYLE = """
 body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2em auto;
        max-width: 1200px; padding: 0 1em; color: #222; }
 h1 { font-size: 1.4em; } h2 { font-size: 1.15em; border-bottom: 1px solid #ccc; margin-top: 2em; }
-table { border-collapse: collapse; font-size: 0.8em; margin: 0.8em 0; }
+table { border-collapse: collapse; font-size: 0.8em; margin: 0.8em 0; display: block;
+        overflow-x: auto; max-width: 100%; }
 th, td { border: 1px solid #ddd; padding: 2px 6px; text-align: right; }
 th { background: #f3f3f3; } td:first-child, th:first-child { text-align: left; }
 caption { caption-side: bottom; font-size: 0.9em; color: #666; text-align: left; }
 figure { margin: 1em 0; } figure img { max-width: 100%; height: auto; }
+td.thumb { text-align: center; font-size: 0.9em; } td.reason { text-align: left; max-width: 40em; }
+td { white-space: nowrap; } td.reason { white-space: normal; }
 figcaption { font-size: 0.75em; color: #777; }
 p { max-width: 60em; line-height: 1.45; }
 """
@@ -651,13 +970,13 @@ def _comparison_table(summary: Mapping[str, Any], kind: str) -> str:
         rows = []
         for b in bands:
             entry = b[cls]
-            row: list[Any] = [b["index"], _range(b["radius"], 3)]
+            row: list[Any] = [b["index"], _range(b["radius"])]
             row += [entry["mean"][r][kind] for r in runs]
             for k in keys:
                 d = entry["diff"][k][kind]
                 row.append("—" if d is None else
-                           f"{d:+.4f} [{entry['ci_lo'][k][kind]:+.4f}, "
-                           f"{entry['ci_hi'][k][kind]:+.4f}], {entry['same_sign'][k][kind]:.0%}")
+                           f"{d:+.4g} [{entry['ci_lo'][k][kind]:+.4g}, "
+                           f"{entry['ci_hi'][k][kind]:+.4g}], {entry['same_sign'][k][kind]:.0%}")
             rows.append(row)
         n = ", ".join(f"{name} {v}" for name, v in bands[0][cls]["n_pairs"].items())
         parts.append(f"<h3>{_esc(plots.display_name(cls))}</h3>"
@@ -674,7 +993,7 @@ def _centroid_table(summary: Mapping[str, Any]) -> str:
         for k in keys:
             d = c["diff"][k]
             row.append("—" if d is None else
-                       f"{d:+.3f} [{c['ci_lo'][k]:+.3f}, {c['ci_hi'][k]:+.3f}], "
+                       f"{d:+.4g} [{c['ci_lo'][k]:+.4g}, {c['ci_hi'][k]:+.4g}], "
                        f"{c['same_sign'][k]:.0%}")
         rows.append(row)
     return html_paragraph(

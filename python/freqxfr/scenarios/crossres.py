@@ -426,13 +426,9 @@ def _checked(item: Explanation | PairFailure) -> Explanation:
 
 
 def _progress(enabled: bool, total: int, initial: int = 0):
-    if not enabled:
-        return None
-    from tqdm import tqdm
+    from ..progress import progress_bar
 
-    return tqdm(
-        total=total + initial, initial=initial, unit="pair", desc="crossres", dynamic_ncols=True
-    )
+    return progress_bar(enabled, total + initial, done=initial, desc="crossres")
 
 
 # ---- outputs -------------------------------------------------------------------------------------

@@ -44,6 +44,7 @@ from ..errors import FreqxfrError, InputError
 from ..explain import Explainer, Explanation, PairFailure
 from ..mad_metrics import D_EER_RULE, average_ranks, evaluate_detector
 from ..profiles import centroid, profile
+from ..progress import progress_bar
 from ..report import Section, html_paragraph, html_table, write_report
 from ..runfolder import SETTINGS_KEY, ResultsLog, check_settings, explainer_settings, locked_folder
 from .morph_index import MorphComparison, MorphEntry, comparisons
@@ -95,6 +96,7 @@ def run_morph(
     level: float = DEFAULT_LEVEL,
     seed: int = 0,
     report: bool = True,
+    progress: bool = False,
 ) -> dict[str, Any]:
     """Explain every morph and bona fide comparison of a morph index; write and return the summary.
 
@@ -161,12 +163,18 @@ def run_morph(
             stream = explainer.explain_pairs(
                 ((faces[cmps[k].enrolled], faces[cmps[k].probe]) for k in todo), aligned=True
             )
+            bar = progress_bar(progress, len(cmps), done=len(cmps) - len(todo), unit="comparison",
+                               desc="morph")
             for k, item in zip(todo, stream, strict=True):
                 c = cmps[k]
                 record = _named(_checked(item), c).to_dict()
                 log.append(
                     {"comparison": k, **record, "class": c.kind, "identities": list(c.identities)}
                 )
+                if bar is not None:
+                    bar.update(1)
+            if bar is not None:
+                bar.close()
         by_comparison = {int(r["comparison"]): r for r in log.records()}
         summary = _summarise(
             explainer,

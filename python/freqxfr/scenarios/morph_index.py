@@ -97,7 +97,7 @@ def read_morph_index(
     try:
         text = path.read_text(encoding="utf-8-sig")
     except FileNotFoundError:
-        raise InputError(f"morph index {path}: no such file") from None
+        raise InputError(f"morph index {path}: file not found") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise InputError(f"morph index {path}: cannot read it ({exc})") from None
     reader = csv.DictReader(text.splitlines())

@@ -1,7 +1,7 @@
 """The scenario commands of the ``freqxfr`` CLI: ``crossres`` and ``morph``.
 
-``freqxfr.cli`` adds them through :func:`add_parsers`. The explainer options (model, bands,
-masking) are the same as for ``explain`` and ``dataset``.
+The explainer options (model, bands, masking) are those of ``explain`` and ``dataset``
+(:mod:`.options`).
 """
 
 from __future__ import annotations
@@ -10,27 +10,29 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from .errors import InputError
+from ..errors import InputError
+from . import options
+from .output import threshold_text
 
 
-def add_parsers(subparsers: Any) -> None:
+def add_parsers(subparsers: Any, common: argparse.ArgumentParser) -> None:
     """Add the ``crossres`` and ``morph`` subcommands to the CLI's subparsers."""
-    from .cli import EXIT_STATUS_HELP, _add_explainer_options, add_allow_outside_root
-    from .scenarios.morph_score import DEFAULT_DISTANCE, DISTANCES
-    from .scenarios.resolution import DEFAULT_RESAMPLE, RESAMPLE_KERNELS
+    from ..scenarios.morph_score import DEFAULT_DISTANCE, DISTANCES
+    from ..scenarios.resolution import DEFAULT_RESAMPLE, RESAMPLE_KERNELS
 
     p = subparsers.add_parser(
         "crossres",
+        parents=[common],
         help="cross-resolution: degrade the probe by factors, verify and explain",
         description="For each factor, degrade image B of every pair (the probe) and report "
         "accuracy, FMR, FNMR, band profiles and the centroid shift with bootstrap "
         "intervals. Resumable: the same command continues an interrupted run.",
-        epilog=EXIT_STATUS_HELP,
+        epilog=options.EXIT_STATUS_HELP,
     )
     p.add_argument("pairs", type=Path, help="labelled pair list (CSV path1,path2,same or LFW txt)")
     p.add_argument("--root", type=Path, default=None, help="folder the image paths are relative to")
-    add_allow_outside_root(p)
-    p.add_argument("--out", type=Path, required=True)
+    options.add_allow_outside_root(p)
+    p.add_argument("--out", type=Path, required=True, help="output folder (e.g. runs/NAME)")
     p.add_argument(
         "--factors",
         type=_factors,
@@ -46,23 +48,25 @@ def add_parsers(subparsers: Any) -> None:
     )
     p.add_argument(
         "--limit",
-        type=_positive,
+        type=options.positive,
         default=None,
         help="use N pairs spread evenly over the list (both classes stay in)",
     )
     _add_bootstrap_options(p)
-    p.add_argument("--no-progress", action="store_true")
-    _add_explainer_options(p)
+    options.add_progress_option(p)
+    options.add_no_report_option(p)
+    options.add_explainer_options(p)
     p.set_defaults(func=cmd_crossres)
 
     p = subparsers.add_parser(
         "morph",
+        parents=[common],
         help="morphing attacks: MMPMR, band profiles and a frequency morph detector",
         description="Compare every morph of a morph index with both subjects' probes and every "
         "subject's bona fide photo with their probe; explain them all; report MMPMR "
         "and differential morphing-attack detection (D-EER, BPCER@APCER, AUC). Resumable: the "
         "same command continues an interrupted run.",
-        epilog=EXIT_STATUS_HELP,
+        epilog=options.EXIT_STATUS_HELP,
     )
     p.add_argument("index", type=Path, help="morph index CSV (format of frll_morphs/index.csv)")
     p.add_argument(
@@ -71,45 +75,47 @@ def add_parsers(subparsers: Any) -> None:
         default=None,
         help="folder the index's paths are relative to (default: the index's folder)",
     )
-    add_allow_outside_root(p)
-    p.add_argument("--out", type=Path, required=True)
+    options.add_allow_outside_root(p)
+    p.add_argument("--out", type=Path, required=True, help="output folder (e.g. runs/NAME)")
     p.add_argument(
         "--distance",
         choices=DISTANCES,
         default=DEFAULT_DISTANCE,
         help=f"distance of the frequency morph score (default {DEFAULT_DISTANCE})",
     )
+    options.add_progress_option(p)
+    options.add_no_report_option(p)
     _add_bootstrap_options(p)
-    _add_explainer_options(p)
+    options.add_explainer_options(p)
     p.set_defaults(func=cmd_morph)
 
 
 def cmd_crossres(args: argparse.Namespace) -> int:
-    from .cli import _explainer, _root
-    from .pairs import read_pairs, spread
-    from .runfolder import locked_folder
-    from .scenarios.crossres import run_crossres
+    from ..pairs import read_pairs, spread
+    from ..runfolder import locked_folder
+    from ..scenarios.crossres import run_crossres
 
     pairs = read_pairs(args.pairs, root=args.root)
     if args.limit is not None:
         pairs = spread(pairs, args.limit)
     # Lock before loading the model, so that a second run into this folder stops at once.
     with locked_folder(args.out, command="crossres", resumable=True):
-        explainer = _explainer(args)
+        explainer = options.explainer(args)
         summary = run_crossres(
             pairs,
             args.out,
             explainer,
             factors=args.factors,
             resample=args.resample,
-            aligned=True if args.aligned else None,
+            aligned=options.aligned(args),
             n_boot=args.boot,
             seed=args.seed,
             pairs_file=str(args.pairs),
-            root=_root(args),
+            root=options.root(args, args.pairs),
             allow_outside_root=args.allow_outside_root,
             extra_settings={"--limit": args.limit},
-            progress=not args.no_progress,
+            progress=options.progress(args),
+            report=not args.no_report,
         )
     print(
         f"{summary['pairs']} pairs ({summary['genuine']} genuine, {summary['impostor']} "
@@ -126,26 +132,21 @@ def cmd_crossres(args: argparse.Namespace) -> int:
             f"{e['centroid_shift']:+.3f} [{e['centroid_shift_ci'][0]:+.3f}, "
             f"{e['centroid_shift_ci'][1]:+.3f}]"
         )
-    print(
-        f"wrote {args.out / 'summary.json'}, {args.out / 'pairs.csv'}, {args.out / 'report.html'}"
-    )
-    from .cli import report_failures
-
+    print(options.wrote(args.out, "summary.json", "pairs.csv", report=not args.no_report))
     failed = summary["failed"]
-    return report_failures("crossres", failed, f"{len(failed)} image(s) or pair(s)")
+    return options.report_failures("crossres", failed, f"{len(failed)} image(s) or pair(s)")
 
 
 def cmd_morph(args: argparse.Namespace) -> int:
-    from .cli import _explainer
-    from .runfolder import locked_folder
-    from .scenarios.morph import DETECTOR_NAMES, run_morph
-    from .scenarios.morph_index import read_morph_index
+    from ..runfolder import locked_folder
+    from ..scenarios.morph import DETECTOR_NAMES, run_morph
+    from ..scenarios.morph_index import read_morph_index
 
-    root = args.root if args.root is not None else args.index.parent
+    root = options.root(args, args.index)
     entries = read_morph_index(args.index, root=root, allow_outside_root=args.allow_outside_root)
     # Lock before loading the model, so that a second run into this folder stops at once.
     with locked_folder(args.out, command="morph", resumable=True):
-        explainer = _explainer(args)
+        explainer = options.explainer(args)
         summary = run_morph(
             entries,
             args.out,
@@ -154,33 +155,33 @@ def cmd_morph(args: argparse.Namespace) -> int:
             root=root,
             allow_outside_root=args.allow_outside_root,
             distance=args.distance,
-            aligned=True if args.aligned else None,
+            aligned=options.aligned(args),
             n_boot=args.boot,
             seed=args.seed,
+            progress=options.progress(args),
+            report=not args.no_report,
         )
     n = summary["comparisons"]
     print(
         f"{summary['n_morphs']} morphs, {n['morph']} morph and {n['bona_fide']} bona fide "
         f"comparisons, {summary['model']['name']}"
     )
-    print(f"MMPMR {summary['mmpmr']:.3f} at the model's threshold {summary['threshold']:.4g}")
+    threshold = threshold_text(summary["threshold"], summary["model"]["metric"])
+    print(f"MMPMR {summary['mmpmr']:.3f} at the model's threshold {threshold}")
     for name, d in summary["detectors"].items():
         print(
             f"  {DETECTOR_NAMES[name]:<28} AUC {d['auc']:.3f} [{d['auc_ci'][0]:.3f}, "
             f"{d['auc_ci'][1]:.3f}]  D-EER {d['d_eer']:.3f}  BPCER@APCER10% "
             f"{d['bpcer_at_apcer_10']:.3f}  @5% {d['bpcer_at_apcer_5']:.3f}"
         )
-    print(
-        f"wrote {args.out / 'summary.json'}, {args.out / 'comparisons.csv'}, "
-        f"{args.out / 'report.html'}"
-    )
+    print(options.wrote(args.out, "summary.json", "comparisons.csv", report=not args.no_report))
     return 0
 
 
 def _add_bootstrap_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--boot",
-        type=_positive,
+        type=options.positive,
         default=2000,
         help="bootstrap resamples for the intervals (default 2000)",
     )
@@ -188,7 +189,7 @@ def _add_bootstrap_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _factors(text: str) -> tuple[float, ...]:
-    from .scenarios.resolution import check_factors
+    from ..scenarios.resolution import check_factors
 
     try:
         values = [float(v) for v in text.split(",") if v.strip()]
@@ -200,13 +201,3 @@ def _factors(text: str) -> tuple[float, ...]:
         return check_factors(values)
     except InputError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value

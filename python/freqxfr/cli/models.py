@@ -1,8 +1,7 @@
 """The ``freqxfr verify`` and ``freqxfr models`` commands.
 
-``cli.py`` registers them with :func:`add_verify_parser` and :func:`add_models_parser`; each
-command returns an exit code and lets :class:`~freqxfr.errors.FreqxfrError` propagate, which
-``cli.main`` prints as one line.
+Each command returns an exit code and lets :class:`~freqxfr.errors.FreqxfrError` propagate, which
+:func:`freqxfr.cli.main` prints as one line.
 """
 
 from __future__ import annotations
@@ -10,32 +9,26 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
-import math
 import time
 from typing import Any
 
-from .errors import InputError
+from ..errors import InputError
+from . import options
+from .output import decision_line, threshold_text
 
 
-def add_verify_parser(subparsers: Any) -> argparse.ArgumentParser:
+def add_verify_parser(subparsers: Any, common: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """Register ``freqxfr verify A B [--model ...] [--json]``."""
     p = subparsers.add_parser(
         "verify",
+        parents=[common],
         help="compare two face images: score, threshold and decision",
         description="Compare two face images with a face-recognition model. Raw photos are "
         "aligned as the model's card says; crops of the model's input size are taken as aligned.",
     )
     p.add_argument("a", help="first image (photo or aligned crop)")
     p.add_argument("b", help="second image")
-    p.add_argument(
-        "--model",
-        default=None,
-        help="preset name (dlib_resnet, sface), card file or .onnx (default: dlib_resnet)",
-    )
-    p.add_argument("--card", default=None, help="model card for an .onnx model (file or preset)")
-    p.add_argument(
-        "--providers", default=None, help="ONNX Runtime providers, comma-separated (e.g. cuda,cpu)"
-    )
+    options.add_model_options(p)
     p.add_argument(
         "--aligned",
         action=argparse.BooleanOptionalAction,
@@ -50,43 +43,53 @@ def add_verify_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    from .verifier import load_model
+    from ..cards import threshold_problem
 
-    if args.threshold is not None and not math.isfinite(args.threshold):
-        # The same rule as a card's threshold (freqxfr.cards), checked before the model loads.
-        raise InputError(f"--threshold {args.threshold}: must be a finite number")
-    providers = args.providers.split(",") if args.providers else None
-    model = load_model(args.model, card=args.card, providers=providers)
+    options.check_files(args.a, args.b)
+    model = options.load_model(args)
+    if args.threshold is not None:
+        # The rule of a card's threshold, for this model's metric, in the command line's words.
+        problem = threshold_problem(args.threshold, model.card.metric)
+        if problem:
+            raise InputError(f"--threshold {args.threshold}: {problem}")
     result = model.compare(args.a, args.b, aligned=args.aligned, threshold=args.threshold)
     if args.json:
         record = {"a": args.a, "b": args.b, **result.to_dict(), "provider": model.provider}
         print(json.dumps(record))
         return 0
-    verdict = "MATCH" if result.decision else "NO MATCH"
-    if result.metric == "euclidean":
-        detail = f"distance {-result.score:.4f}, threshold {-result.threshold:.4f}"
-    else:
-        detail = f"score {result.score:.4f}, threshold {result.threshold:.4f}"
-    print(f"{verdict}: {detail} ({result.model}, {result.metric}, {model.provider})")
+    print(decision_line(result.decision, result.score, result.threshold, result.metric,
+                        result.model, model.provider))
     return 0
 
 
-def add_models_parser(subparsers: Any) -> argparse.ArgumentParser:
+def add_models_parser(subparsers: Any, common: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """Register ``freqxfr models list|convert|card``."""
-    p = subparsers.add_parser("models", help="list, convert or show the built-in models")
-    sub = p.add_subparsers(dest="models_command", required=True)
+    p = subparsers.add_parser(
+        "models", parents=[common], help="list, convert or show the built-in models",
+        description="The built-in model presets: list them with their cards and converted files, "
+        "convert their model files into the cache, or print a card as TOML.")
+    sub = p.add_subparsers(dest="models_command", required=True, metavar="ACTION")
 
-    q = sub.add_parser("list", help="presets, their cards and their converted files")
+    q = sub.add_parser("list", parents=[common], help="presets, their cards and their converted files",
+                       description="List the presets: input size, embedding size, metric, "
+                       "threshold (a score; the distance beside it for Euclidean models), "
+                       "alignment and converted files.")
     q.add_argument("--json", action="store_true", help="print one JSON object")
     q.set_defaults(func=cmd_models_list)
 
-    q = sub.add_parser("convert", help="convert (again, with --force) the presets' model files")
+    q = sub.add_parser("convert", parents=[common],
+                       help="convert (again, with --force) the presets' model files",
+                       description="Convert the presets' model files to ONNX in the cache "
+                       "(FREQXFR_CACHE_DIR); a valid cached copy is kept unless --force.")
     q.add_argument("names", nargs="*", help="presets to convert (default: all with a converter)")
     q.add_argument("--force", action="store_true", help="convert even if a cached copy is valid")
     q.add_argument("--fp16", action="store_true", help="dlib_resnet: also store fp16 weights")
     q.set_defaults(func=cmd_models_convert)
 
-    q = sub.add_parser("card", help="print a preset's card as TOML (a start for your own card)")
+    q = sub.add_parser("card", parents=[common],
+                       help="print a preset's card as TOML (a start for your own card)",
+                       description="Print a preset's model card as TOML, e.g. as a start for "
+                       "the card of your own .onnx model.")
     q.add_argument("name", help="preset name")
     q.set_defaults(func=cmd_models_card)
     return p
@@ -100,7 +103,7 @@ def _converter(card: Any) -> Any | None:
 
 
 def cmd_models_list(args: argparse.Namespace) -> int:
-    from .cards import list_presets, preset
+    from ..cards import list_presets, preset
 
     rows = []
     for name in list_presets():
@@ -118,6 +121,7 @@ def cmd_models_list(args: argparse.Namespace) -> int:
                 "embedding_size": card.embedding_size,
                 "metric": card.metric,
                 "threshold": card.threshold,
+                **({"distance_threshold": -card.threshold} if card.metric == "euclidean" else {}),
                 "alignment": card.alignment,
                 "source": card.source or "bring your own .onnx (load_model(path, card=...))",
                 "converted": files,
@@ -127,7 +131,7 @@ def cmd_models_list(args: argparse.Namespace) -> int:
         print(json.dumps({"presets": rows}))
         return 0
     print(
-        f"{'preset':12} {'input':>7} {'dim':>4} {'metric':9} {'threshold':>9} {'alignment':10} file"
+        f"{'preset':12} {'input':>7} {'dim':>4} {'metric':9} {'threshold':<25} {'alignment':10} file"
     )
     for row in rows:
         h, w = row["input_size"]
@@ -142,13 +146,13 @@ def cmd_models_list(args: argparse.Namespace) -> int:
             where = "card only: bring your own .onnx"
         print(
             f"{row['name']:12} {h:>3}x{w:<3} {row['embedding_size']:>4} {row['metric']:9} "
-            f"{row['threshold']:>9.3f} {row['alignment']:10} {where}"
+            f"{threshold_text(row['threshold'], row['metric']):<25} {row['alignment']:10} {where}"
         )
     return 0
 
 
 def cmd_models_convert(args: argparse.Namespace) -> int:
-    from .cards import list_presets, preset
+    from ..cards import list_presets, preset
 
     names = args.names or [n for n in list_presets() if _converter(preset(n))]
     for name in names:
@@ -168,7 +172,7 @@ def cmd_models_convert(args: argparse.Namespace) -> int:
 
 
 def cmd_models_card(args: argparse.Namespace) -> int:
-    from .cards import card_to_toml, preset
+    from ..cards import card_to_toml, preset
 
     print(card_to_toml(preset(args.name)), end="")
     return 0

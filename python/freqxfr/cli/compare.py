@@ -6,12 +6,14 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from .errors import InputError
+from ..errors import InputError
+from . import options
 
 
-def add_compare_parser(sub: Any) -> None:
+def add_compare_parser(sub: Any, common: argparse.ArgumentParser) -> None:
+    """Register ``freqxfr compare RUN_A RUN_B [...] --out OUT``."""
     p = sub.add_parser(
-        "compare", help="compare dataset runs over the same pairs (models or settings)",
+        "compare", parents=[common], help="compare dataset runs over the same pairs (models or settings)",
         description="Compare the band profiles of dataset runs over the same pair list: per band "
         "and class each run's mean normalised influence, paired differences with bootstrap "
         "intervals over pairs, centroids and decision agreement.")
@@ -20,18 +22,19 @@ def add_compare_parser(sub: Any) -> None:
     p.add_argument("--names", default=None, help="comma-separated run names (default: folder names)")
     p.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples (default 2000)")
     p.add_argument("--level", type=float, default=0.95, help="interval level (default 0.95)")
-    p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+    options.add_no_report_option(p)
     p.set_defaults(func=cmd_compare)
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from .run_comparison import compare_runs
+    from ..run_comparison import compare_runs
 
     if len(args.runs) < 2:
         raise InputError("compare needs at least two run folders")
     names = [n.strip() for n in args.names.split(",")] if args.names else None
     summary = compare_runs(args.runs, args.out, names=names, n_boot=args.resamples,
-                           level=args.level, seed=args.seed)
+                           level=args.level, seed=args.seed, report=not args.no_report)
     runs = ", ".join(f"{r['name']} ({r['model']}, {r['domain']})" for r in summary["runs"])
     print(f"compared {runs} over {summary['n_pairs']} common pairs")
     for diff in summary["differences"]:
@@ -45,5 +48,5 @@ def cmd_compare(args: argparse.Namespace) -> int:
             print(f"  {cls}: centroid {c['mean'][diff['a']]:.3f} vs {c['mean'][diff['b']]:.3f}, "
                   f"difference {c['diff'][key]:+.3f} [{c['ci_lo'][key]:+.3f}, "
                   f"{c['ci_hi'][key]:+.3f}]")
-    print(f"wrote {args.out / 'summary.json'} and {args.out / 'report.html'}")
+    print(options.wrote(args.out, "summary.json", report=not args.no_report))
     return 0

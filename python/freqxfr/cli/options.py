@@ -1,0 +1,192 @@
+"""Options and exit statuses shared by every ``freqxfr`` command.
+
+Each option a user can give to several commands is declared here once, and turned into library
+objects here once (:func:`load_model`, :func:`explainer`). Command modules add their own options
+next to their command. Nothing here imports a command module, so there is no import cycle.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from ..errors import InputError
+
+# Exit statuses (also in --help and the README).
+EXIT_OK = 0
+EXIT_ERROR = 2  # bad input, unusable output folder, folder in use by another run, ...
+EXIT_PAIRS_FAILED = 3  # the run finished, but some pairs (or images) failed; rerun to retry them
+EXIT_INTERRUPTED = 130
+EXIT_STATUS_HELP = (
+    "exit status: 0 success; 2 an error (bad input, unwritable or busy output folder; one line "
+    "on stderr, nothing half-written); 3 the run finished but some pairs failed (reasons on "
+    "stderr, in summary.json and report.html; the same command retries them); 130 "
+    "interrupted (the same command continues a dataset, crossres or morph run); 1 a bug "
+    "(please report it with --verbose's traceback)"
+)
+MAX_SHOWN_FAILURES = 5
+
+
+# ---- options every command takes, before or after its name ---------------------------------------
+
+
+def common_options(*, top: bool) -> argparse.ArgumentParser:
+    """``--verbose`` and ``--quiet`` as a parent parser.
+
+    The top-level parser sets the defaults; a subcommand's copy leaves a flag alone unless it is
+    given (``SUPPRESS``), so ``freqxfr --verbose explain ...`` and ``freqxfr explain ... --verbose``
+    mean the same.
+    """
+    parent = argparse.ArgumentParser(add_help=False)
+    default: Any = False if top else argparse.SUPPRESS
+    parent.add_argument("--verbose", action="store_true", default=default,
+                        help="show the traceback of an error (exit status 1 instead of 2)")
+    parent.add_argument("--quiet", action="store_true", default=default,
+                        help="print nothing but errors (and what --json asks for); no progress bars")
+    return parent
+
+
+# ---- models -------------------------------------------------------------------------------------
+
+
+def add_model_options(parser: argparse.ArgumentParser) -> None:
+    """``--model``, ``--card`` and ``--providers``: which model runs, and where."""
+    parser.add_argument("--model", default=None,
+                        help="preset name (dlib_resnet, sface), card file or .onnx (default: dlib_resnet)")
+    parser.add_argument("--card", default=None, help="model card for an .onnx model (file or preset)")
+    parser.add_argument("--providers", default=None,
+                        help="ONNX Runtime providers, comma-separated (e.g. cuda,cpu)")
+
+
+def providers(args: argparse.Namespace) -> list[str] | None:
+    """``--providers`` as a list, or ``None`` for ONNX Runtime's default order."""
+    value = getattr(args, "providers", None)
+    return [p.strip() for p in value.split(",") if p.strip()] if value else None
+
+
+def load_model(args: argparse.Namespace):
+    """The model that ``--model``, ``--card`` and ``--providers`` name."""
+    from ..verifier import load_model as load
+
+    return load(args.model, card=getattr(args, "card", None), providers=providers(args))
+
+
+# ---- explaining ---------------------------------------------------------------------------------
+
+
+def add_explainer_options(parser: argparse.ArgumentParser) -> None:
+    """The model options plus how bands are cut and masked (``explain``, ``dataset``, ...)."""
+    add_model_options(parser)
+    parser.add_argument("--bands", type=positive, default=16, help="number of equal-width rings (default 16)")
+    parser.add_argument("--schedule", type=Path, default=None,
+                        help="band schedule JSON file (overrides --bands)")
+    parser.add_argument("--mode", choices=("delete", "keep"), default="delete",
+                        help="delete one band (default) or keep only that band")
+    parser.add_argument("--domain", choices=("pixel", "normalised"), default="pixel",
+                        help="mask raw pixels (default) or model-normalised values")
+    parser.add_argument("--clip", action="store_true", help="clip masked pixels to 0..255")
+    parser.add_argument("--backend", default="cpp", choices=("cpp", "numpy", "scipy", "pyfftw"),
+                        help="masking implementation (default cpp, the compiled core)")
+    parser.add_argument("--aligned", action="store_true",
+                        help="inputs are aligned crops of the model's input size")
+
+
+def aligned(args: argparse.Namespace) -> bool | None:
+    """``--aligned`` as the library's ``aligned=`` argument (``None``: decide from the image)."""
+    return True if args.aligned else None
+
+
+def explainer(args: argparse.Namespace):
+    """The :class:`~freqxfr.Explainer` the explainer options describe."""
+    from ..bands import BandSchedule
+    from ..explain import Explainer
+
+    schedule: Any = args.bands
+    if args.schedule is not None:
+        try:
+            schedule = BandSchedule.from_json(args.schedule.read_text())
+        except FileNotFoundError:
+            raise InputError(f"--schedule {args.schedule}: file not found") from None
+        except OSError as exc:
+            raise InputError(f"--schedule {args.schedule}: {exc.strerror or exc}") from None
+    return Explainer(load_model(args), schedule, mode=args.mode, domain=args.domain,
+                     backend=args.backend, clip=args.clip)
+
+
+# ---- pair lists ---------------------------------------------------------------------------------
+
+
+def add_allow_outside_root(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--allow-outside-root", action="store_true",
+        help="read image paths that lie outside --root (after resolving symlinks); by default "
+        "such a pair fails without being read",
+    )
+
+
+def root(args: argparse.Namespace, listing: Path) -> Path:
+    """The folder a pair list's paths are relative to: ``--root``, or the list's own folder."""
+    return args.root if args.root is not None else listing.parent
+
+
+def add_progress_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar (--quiet implies it)")
+
+
+def add_no_report_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--no-report", action="store_true",
+                        help="write the data files only: no plots, no report.html")
+
+
+def wrote(out: Path, *names: str, report: bool = True) -> str:
+    """``wrote OUT/a, OUT/b, OUT/report.html`` (the report only if one was written)."""
+    files = [out / n for n in names] + ([out / "report.html"] if report else [])
+    return "wrote " + ", ".join(map(str, files))
+
+
+def progress(args: argparse.Namespace) -> bool:
+    """Whether to draw a progress bar: not with ``--no-progress`` or ``--quiet``."""
+    return not (getattr(args, "no_progress", False) or getattr(args, "quiet", False))
+
+
+def check_files(*paths: str | Path) -> None:
+    """Refuse a missing input file before any model loads, in the words every command uses."""
+    for path in paths:
+        if not Path(path).exists():
+            raise InputError(f"{path}: file not found")
+
+
+# ---- argument types -----------------------------------------------------------------------------
+
+
+def positive(text: str) -> int:
+    """An ``int`` >= 1, for argparse."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+# ---- the end of a run ---------------------------------------------------------------------------
+
+
+def report_failures(command: str, failures: Sequence[dict[str, Any]], what: str) -> int:
+    """Print the first reasons of failed pairs on stderr; the exit status of the run.
+
+    ``what`` says what failed, e.g. ``"3 of 40 pairs"``."""
+    if not failures:
+        return EXIT_OK
+    print(f"freqxfr {command}: {what} failed; they are listed in summary.json and report.html, "
+          "and the same command tries them again. First reasons:", file=sys.stderr)
+    for failure in failures[:MAX_SHOWN_FAILURES]:
+        print(f"  {failure['error']}", file=sys.stderr)
+    if len(failures) > MAX_SHOWN_FAILURES:
+        print(f"  ... and {len(failures) - MAX_SHOWN_FAILURES} more", file=sys.stderr)
+    return EXIT_PAIRS_FAILED
+
