@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from .cluster import add_cluster_options
 from .errors import FreqxfrError
 
 DEMO_OUT = "freqxfr-demo"
@@ -186,6 +187,7 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def cmd_dataset(args: argparse.Namespace) -> int:
+    from .cluster import cluster_client
     from .dataset import run_dataset
     from .pairs import attach_groups, read_pairs, spread
     from .runfolder import locked_folder
@@ -196,14 +198,15 @@ def cmd_dataset(args: argparse.Namespace) -> int:
     if args.limit is not None:
         pairs = spread(pairs, args.limit)
     # Lock before loading the model, so that a second run into this folder stops at once.
-    with locked_folder(args.out, command="dataset", resumable=True):
+    with locked_folder(args.out, command="dataset", resumable=True), \
+            cluster_client(args.scheduler, args.workers) as client:  # issue 11 hook
         explainer = _explainer(args)
         summary = run_dataset(
             pairs, args.out, explainer, pairs_file=str(args.pairs), root=_root(args),
             allow_outside_root=args.allow_outside_root, aligned=True if args.aligned else None,
             extra_settings={"--limit": args.limit}, progress=not args.no_progress,
             overlap=not args.no_overlap, parquet=args.parquet,
-            faithfulness_seeds=args.seeds if args.faithfulness else None,
+            faithfulness_seeds=args.seeds if args.faithfulness else None, client=client,
         )
     acc = summary.get("accuracy")
     print(f"{summary['pairs']} pairs explained, {summary['failed']} failed"
@@ -327,6 +330,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--no-overlap", action="store_true",
                    help="don't prepare the next batch while the model runs")
+    add_cluster_options(p)  # issue 11 hook: --scheduler / --workers
     p.set_defaults(func=cmd_dataset)
 
     p = sub.add_parser("faithfulness", help="deletion/insertion curves against random orders")

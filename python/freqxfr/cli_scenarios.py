@@ -10,6 +10,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from .cluster import add_cluster_options, cluster_client
 from .errors import InputError
 
 
@@ -53,6 +54,7 @@ def add_parsers(subparsers: Any) -> None:
     _add_bootstrap_options(p)
     p.add_argument("--no-progress", action="store_true")
     _add_explainer_options(p)
+    add_cluster_options(p)  # issue 11 hook: --scheduler / --workers
     p.set_defaults(func=cmd_crossres)
 
     p = subparsers.add_parser(
@@ -81,6 +83,7 @@ def add_parsers(subparsers: Any) -> None:
     )
     _add_bootstrap_options(p)
     _add_explainer_options(p)
+    add_cluster_options(p)  # issue 11 hook: --scheduler / --workers
     p.set_defaults(func=cmd_morph)
 
 
@@ -94,7 +97,8 @@ def cmd_crossres(args: argparse.Namespace) -> int:
     if args.limit is not None:
         pairs = spread(pairs, args.limit)
     # Lock before loading the model, so that a second run into this folder stops at once.
-    with locked_folder(args.out, command="crossres", resumable=True):
+    with locked_folder(args.out, command="crossres", resumable=True), \
+            cluster_client(args.scheduler, args.workers) as client:  # issue 11 hook
         explainer = _explainer(args)
         summary = run_crossres(
             pairs,
@@ -110,6 +114,7 @@ def cmd_crossres(args: argparse.Namespace) -> int:
             allow_outside_root=args.allow_outside_root,
             extra_settings={"--limit": args.limit},
             progress=not args.no_progress,
+            client=client,
         )
     print(
         f"{summary['pairs']} pairs ({summary['genuine']} genuine, {summary['impostor']} "
@@ -144,7 +149,8 @@ def cmd_morph(args: argparse.Namespace) -> int:
     root = args.root if args.root is not None else args.index.parent
     entries = read_morph_index(args.index, root=root, allow_outside_root=args.allow_outside_root)
     # Lock before loading the model, so that a second run into this folder stops at once.
-    with locked_folder(args.out, command="morph", resumable=True):
+    with locked_folder(args.out, command="morph", resumable=True), \
+            cluster_client(args.scheduler, args.workers) as client:  # issue 11 hook
         explainer = _explainer(args)
         summary = run_morph(
             entries,
@@ -157,6 +163,7 @@ def cmd_morph(args: argparse.Namespace) -> int:
             aligned=True if args.aligned else None,
             n_boot=args.boot,
             seed=args.seed,
+            client=client,
         )
     n = summary["comparisons"]
     print(

@@ -87,6 +87,7 @@ def run_dataset(
     report: bool = True,
     parquet: bool = False,
     faithfulness_seeds: int | None = None,
+    client: Any = None,
 ) -> dict[str, Any]:
     """Explain every pair into ``out_dir`` (see the module docstring); returns the summary.
 
@@ -105,6 +106,9 @@ def run_dataset(
         Passed to the model's ``prepare`` (``None``: decide from the image size).
     extra_settings : mapping, optional
         Further settings a caller knows (e.g. ``{"--limit": 200}``), checked on a restart.
+    client : dask.distributed.Client, optional
+        Explain the pairs in chunks on this Dask cluster (:mod:`freqxfr.distributed`); the
+        results, summary and report are those of a single-process run.
 
     Returns
     -------
@@ -137,6 +141,12 @@ def run_dataset(
                     if bar is not None:
                         bar.update(1)
                 todo = [i for i in todo if i not in refused]
+                if client is not None:  # issue 11 hook: chunks on a Dask cluster
+                    from .distributed import explain_dataset_chunks
+
+                    explain_dataset_chunks(client, explainer, pairs, todo, log, record=_record,
+                                           aligned=aligned, overlap=overlap, bar=bar)
+                    todo = []
                 stream = explainer.explain_pairs(
                     (pairs[i] for i in todo), indices=todo, skip_errors=True, overlap=overlap,
                     aligned=aligned,
