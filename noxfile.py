@@ -21,7 +21,7 @@ RESULTS = ROOT / "benchmarks" / "results"
 @nox.session
 def tests(session: nox.Session) -> None:
     """Build the package (incrementally, in build/) and run the test suite on the real data."""
-    session.install(".[cpu,test]")
+    session.install(".[cpu,test,dask]")  # dask: tests/test_dask*.py run in CI too
     session.run("pytest", *session.posargs, env={"PYTHONFAULTHANDLER": "1"})
 
 

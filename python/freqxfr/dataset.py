@@ -81,6 +81,7 @@ def run_dataset(
     parquet: bool = False,
     faithfulness_seeds: int | None = None,
     pair_pages: str = "errors",
+    client: Any = None,
 ) -> dict[str, Any]:
     """Explain every pair into ``out_dir`` (see the module docstring); returns the summary.
 
@@ -102,6 +103,9 @@ def run_dataset(
     pair_pages : {"errors", "all", "none"}
         Which pairs get their own explanation page in ``OUT/pairs/`` (linked from the report):
         wrongly decided and failed pairs (default), every pair, or none.
+    client : dask.distributed.Client, optional
+        Explain the pairs in chunks on this Dask cluster (:mod:`freqxfr.distributed`); the
+        results, summary and report are those of a single-process run.
 
     Returns
     -------
@@ -131,6 +135,12 @@ def run_dataset(
                     if bar is not None:
                         bar.update(1)
                 todo = [i for i in todo if i not in refused]
+                if client is not None:  # issue 11 hook: chunks on a Dask cluster
+                    from .distributed import explain_dataset_chunks
+
+                    explain_dataset_chunks(client, explainer, pairs, todo, log, record=_record,
+                                           aligned=aligned, overlap=overlap, bar=bar)
+                    todo = []
                 stream = explainer.explain_pairs(
                     (pairs[i] for i in todo), indices=todo, skip_errors=True, overlap=overlap,
                     aligned=aligned,

@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from ..cluster import add_cluster_options
 from ..errors import InputError
 from . import options
 from .output import decision_line
@@ -108,6 +109,7 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def cmd_dataset(args: argparse.Namespace) -> int:
+    from ..cluster import cluster_client
     from ..dataset import run_dataset
     from ..pairs import attach_groups, read_pairs, spread
     from ..runfolder import locked_folder
@@ -118,7 +120,8 @@ def cmd_dataset(args: argparse.Namespace) -> int:
     if args.limit is not None:
         pairs = spread(pairs, args.limit)
     # Lock before loading the model, so that a second run into this folder stops at once.
-    with locked_folder(args.out, command="dataset", resumable=True):
+    with locked_folder(args.out, command="dataset", resumable=True), \
+            cluster_client(args.scheduler, args.workers) as client:  # issue 11 hook
         explainer = options.explainer(args)
         summary = run_dataset(
             pairs, args.out, explainer, pairs_file=str(args.pairs),
@@ -126,7 +129,7 @@ def cmd_dataset(args: argparse.Namespace) -> int:
             aligned=options.aligned(args), extra_settings={"--limit": args.limit},
             progress=options.progress(args), overlap=not args.no_overlap, parquet=args.parquet,
             faithfulness_seeds=args.seeds if args.faithfulness else None,
-            report=not args.no_report, pair_pages=args.pair_pages,
+            report=not args.no_report, pair_pages=args.pair_pages, client=client,
         )
     acc = summary.get("accuracy")
     print(f"{summary['pairs']} pairs explained, {summary['failed']} failed"
@@ -241,6 +244,7 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
     options.add_progress_option(p)
     p.add_argument("--no-overlap", action="store_true",
                    help="don't prepare the next batch while the model runs")
+    add_cluster_options(p)  # issue 11 hook: --scheduler / --workers
     p.set_defaults(func=cmd_dataset)
 
     p = sub.add_parser(

@@ -10,6 +10,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from ..cluster import add_cluster_options, cluster_client
 from ..errors import InputError
 from . import options
 from .output import threshold_text
@@ -56,6 +57,7 @@ def add_parsers(subparsers: Any, common: argparse.ArgumentParser) -> None:
     options.add_progress_option(p)
     options.add_no_report_option(p)
     options.add_explainer_options(p)
+    add_cluster_options(p)  # issue 11 hook: --scheduler / --workers
     p.set_defaults(func=cmd_crossres)
 
     p = subparsers.add_parser(
@@ -87,6 +89,7 @@ def add_parsers(subparsers: Any, common: argparse.ArgumentParser) -> None:
     options.add_no_report_option(p)
     _add_bootstrap_options(p)
     options.add_explainer_options(p)
+    add_cluster_options(p)  # issue 11 hook: --scheduler / --workers
     p.set_defaults(func=cmd_morph)
 
 
@@ -99,7 +102,8 @@ def cmd_crossres(args: argparse.Namespace) -> int:
     if args.limit is not None:
         pairs = spread(pairs, args.limit)
     # Lock before loading the model, so that a second run into this folder stops at once.
-    with locked_folder(args.out, command="crossres", resumable=True):
+    with locked_folder(args.out, command="crossres", resumable=True), \
+            cluster_client(args.scheduler, args.workers) as client:  # issue 11 hook
         explainer = options.explainer(args)
         summary = run_crossres(
             pairs,
@@ -116,6 +120,7 @@ def cmd_crossres(args: argparse.Namespace) -> int:
             extra_settings={"--limit": args.limit},
             progress=options.progress(args),
             report=not args.no_report,
+            client=client,
         )
     print(
         f"{summary['pairs']} pairs ({summary['genuine']} genuine, {summary['impostor']} "
@@ -145,7 +150,8 @@ def cmd_morph(args: argparse.Namespace) -> int:
     root = options.root(args, args.index)
     entries = read_morph_index(args.index, root=root, allow_outside_root=args.allow_outside_root)
     # Lock before loading the model, so that a second run into this folder stops at once.
-    with locked_folder(args.out, command="morph", resumable=True):
+    with locked_folder(args.out, command="morph", resumable=True), \
+            cluster_client(args.scheduler, args.workers) as client:  # issue 11 hook
         explainer = options.explainer(args)
         summary = run_morph(
             entries,
@@ -160,6 +166,7 @@ def cmd_morph(args: argparse.Namespace) -> int:
             seed=args.seed,
             progress=options.progress(args),
             report=not args.no_report,
+            client=client,
         )
     n = summary["comparisons"]
     print(

@@ -95,6 +95,7 @@ def run_crossres(
     extra_settings: Mapping[str, Any] | None = None,
     progress: bool = False,
     report: bool = True,
+    client: Any = None,
 ) -> dict[str, Any]:
     """Explain every pair at every downscaling factor of its probe; write and return the summary.
 
@@ -135,6 +136,8 @@ def run_crossres(
         Show a progress bar.
     report : bool
         Write the plots and ``report.html``.
+    client : dask.distributed.Client, optional
+        Explain in chunks on this Dask cluster (:mod:`freqxfr.distributed`); same outputs.
 
     Returns
     -------
@@ -180,9 +183,17 @@ def run_crossres(
             out / EXPLANATIONS, key=lambda r: (float(r["factor"]), int(r["index"]))
         ) as log:
             done = log.open()
-            failures = _explain_missing(
-                explainer, pairs, factors, resample, aligned, log, done, refused, progress
-            )
+            if client is None:
+                failures = _explain_missing(
+                    explainer, pairs, factors, resample, aligned, log, done, refused, progress
+                )
+            else:  # issue 11 hook: chunks on a Dask cluster
+                from ..distributed import explain_crossres_chunks
+
+                failures = explain_crossres_chunks(
+                    client, explainer, pairs, factors, resample, aligned, log, done, refused,
+                    progress, prepare=_prepare_faces, record=_jsonl_record,
+                )
         records = log.records()
         summary, example_index = _summary(
             explainer, pairs, factors, resample, records, failures, n_boot, level, seed, pairs_file

@@ -96,7 +96,11 @@ def run_morph(
     level: float = DEFAULT_LEVEL,
     seed: int = 0,
     report: bool = True,
-    progress: bool = False,
+    client: Any = None,
+                if bar is not None:
+                    bar.update(1)
+            if bar is not None:
+                bar.close()
 ) -> dict[str, Any]:
     """Explain every morph and bona fide comparison of a morph index; write and return the summary.
 
@@ -128,6 +132,8 @@ def run_morph(
         Bootstrap resamples, interval level and seed.
     report : bool
         Write the plots and ``report.html``.
+    client : dask.distributed.Client, optional
+        Explain in chunks on this Dask cluster (:mod:`freqxfr.distributed`); same outputs.
 
     Returns
     -------
@@ -159,6 +165,12 @@ def run_morph(
         with ResultsLog(out / EXPLANATIONS, key=lambda r: int(r["comparison"])) as log:
             done = log.open()
             todo = [k for k in range(len(cmps)) if k not in done]
+            if client is not None:  # issue 11 hook: chunks on a Dask cluster
+                from ..distributed import explain_morph_chunks
+
+                explain_morph_chunks(client, explainer, entries, cmps, aligned, log, done,
+                                     prepare=_prepare_faces, record=_comparison_record)
+                todo = []
             faces = _prepare_faces(explainer, entries, aligned, [cmps[k] for k in todo])
             stream = explainer.explain_pairs(
                 ((faces[cmps[k].enrolled], faces[cmps[k].probe]) for k in todo), aligned=True
@@ -166,11 +178,7 @@ def run_morph(
             bar = progress_bar(progress, len(cmps), done=len(cmps) - len(todo), unit="comparison",
                                desc="morph")
             for k, item in zip(todo, stream, strict=True):
-                c = cmps[k]
-                record = _named(_checked(item), c).to_dict()
-                log.append(
-                    {"comparison": k, **record, "class": c.kind, "identities": list(c.identities)}
-                )
+                log.append(_comparison_record(k, cmps[k], item))
                 if bar is not None:
                     bar.update(1)
             if bar is not None:
@@ -196,6 +204,12 @@ def run_morph(
 
 
 EXPLANATIONS = "explanations.jsonl"
+
+
+def _comparison_record(k: int, c: MorphComparison, item: Explanation | PairFailure) -> dict:
+    """The ``explanations.jsonl`` line of comparison ``k``."""
+    record = _named(_checked(item), c).to_dict()
+    return {"comparison": k, **record, "class": c.kind, "identities": list(c.identities)}
 
 
 def _listing(cmps: Sequence[MorphComparison], root: str | os.PathLike[str] | None) -> str:

