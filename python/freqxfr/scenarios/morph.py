@@ -96,11 +96,8 @@ def run_morph(
     level: float = DEFAULT_LEVEL,
     seed: int = 0,
     report: bool = True,
+    progress: bool = False,
     client: Any = None,
-                if bar is not None:
-                    bar.update(1)
-            if bar is not None:
-                bar.close()
 ) -> dict[str, Any]:
     """Explain every morph and bona fide comparison of a morph index; write and return the summary.
 
