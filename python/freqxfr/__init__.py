@@ -2,7 +2,8 @@
 
 The data path, one module per station:
 image (``images``) → alignment (``align``) → band masks (``bands``, ``masking``; C++ core) →
-model (``verifier``, ONNX Runtime) → scores → explanation (``explain``) → report (``report``).
+model (``verifier``, ONNX Runtime) → scores → explanation (``explanations``) → report (``report``).
+``freqxfr.explain(a, b)`` explains one pair in one call; :class:`Explainer` explains many.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from .bands import Band, BandSchedule
 from .cards import ModelCard
 from .engine import DeadlineExceeded, Engine
 from .errors import FreqxfrError, ImageError, InputError, ModelError, NoFaceError, OutputError
-from .explain import Explainer, Explanation
+from .explanations import Explainer, Explanation, explain
 from .images import load_image
 from .masking import available_backends, mask_bands
 from .pairs import Pair, read_pairs
@@ -43,6 +44,7 @@ __all__ = [
     "Verifier",
     "__version__",
     "available_backends",
+    "explain",
     "fftw",
     "load_image",
     "load_model",

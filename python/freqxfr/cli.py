@@ -58,7 +58,7 @@ def _add_explainer_options(parser: argparse.ArgumentParser) -> None:
 
 def _explainer(args: argparse.Namespace):
     from .bands import BandSchedule
-    from .explain import Explainer
+    from .explanations import Explainer
     from .verifier import load_model
 
     providers = args.providers.split(",") if args.providers else None
@@ -98,7 +98,7 @@ def explain_pair(explainer, a: Any, b: Any, out: Path, *, aligned: bool | None,
     """Explain one pair and write explanation.json, the PNGs and report.html into ``out``."""
     import numpy as np
 
-    from ._output import ensure_dir, write_output
+    from .atomic import ensure_dir, write_output
     from .report import write_pair_report
 
     ensure_dir(out)
@@ -162,7 +162,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     from importlib.resources import files
 
-    from .explain import Explainer
+    from .explanations import Explainer
     from .verifier import load_model
 
     demo = files("freqxfr") / "demo_data"
@@ -238,7 +238,7 @@ def report_failures(command: str, failures: Sequence[dict[str, Any]], what: str)
 
 
 def cmd_faithfulness(args: argparse.Namespace) -> int:
-    from ._output import write_output
+    from .atomic import write_output
     from .errors import InputError
     from .faithfulness import dataset_faithfulness, summary_lines
     from .pairs import Pair, outside_root, read_pairs, spread

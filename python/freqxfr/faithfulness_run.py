@@ -17,9 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from .dataset import read_results
 from .errors import OutputError
-from .explain import Explainer
+from .explanations import Explainer
 from .faithfulness import (
     VARIANT_INFO,
     Faithfulness,
@@ -30,7 +29,7 @@ from .faithfulness import (
     summarise_faithfulness,
 )
 from .pairs import Pair
-from .runfolder import ResultsLog
+from .runfolder import ResultsLog, read_results
 
 FILE = "faithfulness.jsonl"
 

@@ -29,7 +29,7 @@ import numpy as np
 from matplotlib.colors import to_hex
 
 from . import plots
-from ._output import ensure_dir, write_output
+from .atomic import ensure_dir, write_output
 from .errors import InputError
 
 REPORT_NAME = "report.html"
