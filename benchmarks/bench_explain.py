@@ -30,7 +30,7 @@ from _machine import machine_info
 from freqxfr import atomic
 from freqxfr.cache import cache_dir
 from freqxfr.dataset import run_dataset
-from freqxfr.explain import Explainer
+from freqxfr.explanations import Explainer
 from freqxfr.pairs import Pair, read_pairs
 from freqxfr.verifier import load_model
 

@@ -25,7 +25,7 @@ from _machine import machine_info
 from bench_explain import DATA, TimedModel, dlib_chips
 
 from freqxfr import atomic
-from freqxfr.explain import Explainer
+from freqxfr.explanations import Explainer
 from freqxfr.images import load_image
 from freqxfr.pairs import read_pairs, spread
 from freqxfr.verifier import load_model

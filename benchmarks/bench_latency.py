@@ -39,7 +39,7 @@ from _machine import machine_info
 from freqxfr import atomic
 from freqxfr.cache import cache_dir
 from freqxfr.engine import Engine
-from freqxfr.explain import Explainer
+from freqxfr.explanations import Explainer
 from freqxfr.images import load_image
 from freqxfr.verifier import load_model, normalise
 

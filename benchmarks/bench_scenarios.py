@@ -30,7 +30,7 @@ from _machine import machine_info
 
 from freqxfr import atomic, plots
 from freqxfr.cache import cache_dir
-from freqxfr.explain import Explainer
+from freqxfr.explanations import Explainer
 from freqxfr.images import load_image
 from freqxfr.pairs import read_pairs, spread
 from freqxfr.scenarios.crossres import run_crossres

@@ -10,7 +10,7 @@ from PIL import Image
 
 from freqxfr.cli import main
 from freqxfr.errors import InputError
-from freqxfr.explain import Explainer
+from freqxfr.explanations import Explainer
 from freqxfr.pairs import read_pairs, spread
 from freqxfr.scenarios.crossres import run_crossres
 from freqxfr.scenarios.resolution import check_factors, degrade

@@ -31,7 +31,7 @@ from freqxfr import distributed as fd
 from freqxfr.cluster import ClusterError
 from freqxfr.dataset import read_results, run_dataset
 from freqxfr.errors import OutputError
-from freqxfr.explain import Explainer
+from freqxfr.explanations import Explainer
 from freqxfr.pairs import Pair, read_pairs
 from freqxfr.runfolder import LOCK_NAME
 from freqxfr.verifier import load_model

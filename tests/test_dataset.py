@@ -10,7 +10,7 @@ import pytest
 
 from freqxfr.dataset import read_results, run_dataset
 from freqxfr.errors import OutputError
-from freqxfr.explain import Explainer
+from freqxfr.explanations import Explainer
 from freqxfr.pairs import read_pairs
 from freqxfr.profiles import centroid, profile, summarise
 from freqxfr.verifier import load_model

@@ -17,7 +17,7 @@ import pytest
 from freqxfr.cores import cgroup_quota
 from freqxfr.engine import DeadlineExceeded, Engine
 from freqxfr.errors import InputError
-from freqxfr.explain import Explainer
+from freqxfr.explanations import Explainer
 from freqxfr.verifier import Verifier, load_model, normalise
 
 

@@ -7,7 +7,7 @@ import threading
 import numpy as np
 import pytest
 
-from freqxfr.explain import Explainer
+from freqxfr.explanations import Explainer
 from freqxfr.pairs import Pair, read_pairs
 from freqxfr.verifier import Verifier, load_model
 
@@ -50,7 +50,7 @@ def test_explanation_of_a_genuine_pair(dlib_model, frll):
         # A genuine pair: deleting band 0 (it holds DC) costs the match most; exact
         # side/band bookkeeping is checked on the toy model below.
         assert int(np.argmax(side.directed)) == 0 and side.directed[0] > 0
-        assert side.absolute_normalised[0] == pytest.approx(1.0)
+        assert side.absolute_relative[0] == pytest.approx(1.0)
     # The two images are different photos, so their influences differ.
     assert not np.allclose(e.a.scores, e.b.scores, atol=1e-3)
     d = e.to_dict()
@@ -106,7 +106,7 @@ def test_a_bad_pair_in_a_stream_is_reported_not_fatal(sface_model, data_dir, tmp
 def _dataset_profile(explainer: Explainer, pairs: list[Pair]) -> np.ndarray:
     rows = []
     for e in explainer.explain_pairs(pairs):
-        rows.extend([e.a.absolute_normalised, e.b.absolute_normalised])
+        rows.extend([e.a.absolute_relative, e.b.absolute_relative])
     return np.mean(rows, axis=0)
 
 
@@ -166,8 +166,8 @@ def test_toy_delete_influences_belong_to_their_own_image_and_band(toy_model, toy
     np.testing.assert_allclose(e.a.scores, [-10 - D, -10, -10, -10], atol=1e-4)
     np.testing.assert_allclose(e.a.directed, [D, 0, 0, 0], atol=1e-4)
     np.testing.assert_allclose(e.b.directed, [D, -10, 0, 0], atol=1e-4)
-    np.testing.assert_allclose(e.b.directed_normalised, [1, -10 / D, 0, 0], atol=1e-5)
-    np.testing.assert_allclose(e.b.absolute_normalised, [1, 10 / D, 0, 0], atol=1e-5)
+    np.testing.assert_allclose(e.b.directed_relative, [1, -10 / D, 0, 0], atol=1e-5)
+    np.testing.assert_allclose(e.b.absolute_relative, [1, 10 / D, 0, 0], atol=1e-5)
     rows = {(r["image"], r["band"]): r for r in e.to_rows()}
     assert rows[("b", 1)]["directed"] == pytest.approx(-10, abs=1e-4)
     assert rows[("a", 1)]["directed"] == pytest.approx(0, abs=1e-4)
@@ -354,18 +354,18 @@ def test_toy_image_explanation_by_hand(toy_model):
     """An image's influences from its scores, by hand, with a peak below 1 (the normalisation must
     divide by the largest magnitude, whatever its size) and without any influence (all zeros stay
     zeros). The default schedule is 16 rings."""
-    from freqxfr.explain import ImageExplanation
+    from freqxfr.explanations import ImageExplanation
 
     side = ImageExplanation("x.png", np.array([0.5, 0.7, 0.6, 0.64]), 0.6)
     np.testing.assert_allclose(side.directed, [0.1, -0.1, 0.0, -0.04])
     np.testing.assert_allclose(side.absolute, [0.1, 0.1, 0.0, 0.04])
-    np.testing.assert_allclose(side.directed_normalised, [1.0, -1.0, 0.0, -0.4])
-    np.testing.assert_allclose(side.absolute_normalised, [1.0, 1.0, 0.0, 0.4])
+    np.testing.assert_allclose(side.directed_relative, [1.0, -1.0, 0.0, -0.4])
+    np.testing.assert_allclose(side.absolute_relative, [1.0, 1.0, 0.0, 0.4])
     record = side.to_dict()
     assert record["source"] == "x.png" and record["scores"] == [0.5, 0.7, 0.6, 0.64]
     np.testing.assert_allclose(record["directed_normalised"], [1.0, -1.0, 0.0, -0.4])
     still = ImageExplanation("y.png", np.full(3, 0.6), 0.6)
-    assert still.absolute_normalised.tolist() == still.directed_normalised.tolist() == [0, 0, 0]
+    assert still.absolute_relative.tolist() == still.directed_relative.tolist() == [0, 0, 0]
     default = Explainer(toy_model, threads=1)
     assert default.n_bands == 16 and default.max_batch == 256
 

@@ -10,7 +10,7 @@ import pytest
 
 from freqxfr.dataset import run_dataset
 from freqxfr.errors import OutputError
-from freqxfr.explain import Explainer
+from freqxfr.explanations import Explainer
 from freqxfr.faithfulness import (
     CLASSES,
     VARIANTS,
@@ -130,8 +130,8 @@ def test_the_against_curves_are_the_reversed_order_masked_for_real(sface, lfw):
     against = result.a.variant("against")
     assert np.array_equal(against.order, result.a.variant("support").order[::-1])
     batch = np.empty((2, k, *model.card.input_shape), np.float32)
-    sface._mask(faces[:1], batch[0:1], "cumulative_delete", against.order)
-    sface._mask(faces[:1], batch[1:2], "cumulative_keep", against.order)
+    sface.mask(faces[:1], batch[0:1], "cumulative_delete", against.order)
+    sface.mask(faces[:1], batch[1:2], "cumulative_keep", against.order)
     ref_b = model.embed(faces[1:])
     scores = model.score(model.embed_normalised(batch.reshape(-1, *model.card.input_shape)),
                          ref_b).reshape(2, k)

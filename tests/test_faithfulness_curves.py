@@ -9,7 +9,7 @@ import _toy_model as toy
 import numpy as np
 import pytest
 
-from freqxfr.explain import Explainer
+from freqxfr.explanations import Explainer
 from freqxfr.faithfulness import curve_area, pair_faithfulness
 
 # The toy pair of test_explain: A flat (50, 100, 150), B = A + 40·P on red; s_ref = -10.

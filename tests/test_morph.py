@@ -12,7 +12,7 @@ from PIL import Image
 
 from freqxfr.cli import main
 from freqxfr.errors import InputError, NoFaceError
-from freqxfr.explain import Explainer
+from freqxfr.explanations import Explainer
 from freqxfr.scenarios.morph import run_morph
 from freqxfr.scenarios.morph_index import comparisons, read_morph_index
 from freqxfr.verifier import load_model

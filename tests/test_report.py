@@ -27,7 +27,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from freqxfr import BandSchedule, explain, plots, profiles
+from freqxfr import BandSchedule, explanations, plots, profiles
 from freqxfr.dataset import run_dataset
 from freqxfr.errors import FreqxfrError, InputError, OutputError
 from freqxfr.pairs import Pair, read_pairs
@@ -38,6 +38,7 @@ from freqxfr.report import (
     write_pair_report,
     write_report,
 )
+from freqxfr.scenarios import crossres_report, morph_report
 
 FACTORS = (1, 2, 4, 8)
 # (vertical, horizontal) frequencies well inside one band each of BandSchedule.polar(2, 4) at
@@ -50,8 +51,8 @@ EVIL = "<script>alert(1)</script>$x_1$.jpg"  # HTML and matplotlib mathtext in o
 
 
 @pytest.fixture(scope="module")
-def explainer() -> explain.Explainer:
-    return explain.Explainer(None, BandSchedule.rings(16))
+def explainer() -> explanations.Explainer:
+    return explanations.Explainer(None, BandSchedule.rings(16))
 
 
 @pytest.fixture(scope="module")
@@ -441,7 +442,8 @@ def test_plots_are_thread_safe_and_leave_pyplot_alone(pair, tmp_path):
         assert (tmp_path / f"t{i}.png").read_bytes() == serial
     probe = (
         "import sys, numpy as np; from freqxfr import plots, report; "
-        "plots.plot_class_profiles({'x': (np.arange(4.0), np.ones(4))}, sys.argv[1]); "
+        "from freqxfr.scenarios import morph_report; "
+        "morph_report.plot_class_profiles({'x': (np.arange(4.0), np.ones(4))}, sys.argv[1]); "
         "print('matplotlib.pyplot' in sys.modules)"
     )
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
@@ -522,19 +524,19 @@ def dataset_report(frll_run, crossres, morphs, explainer, tmp_path_factory) -> d
     bona_fide = [s for same, s in frll_run["scores"] if same]
     classes = summary["classes"]
     pictures = [
-        plots.plot_accuracy_vs_factor(FACTORS, crossres["accuracy"], out / "accuracy.png"),
-        plots.plot_profiles_by_factor(FACTORS, crossres["absolute"], out / "by_factor.png"),
-        plots.plot_centroid_shift(
+        crossres_report.plot_accuracy_vs_factor(FACTORS, crossres["accuracy"], out / "accuracy.png"),
+        crossres_report.plot_profiles_by_factor(FACTORS, crossres["absolute"], out / "by_factor.png"),
+        crossres_report.plot_centroid_shift(
             FACTORS, crossres["centroid"], crossres["lo"], crossres["hi"], out / "centroid.png"
         ),
-        plots.plot_score_scatter(
+        morph_report.plot_score_scatter(
             morphs["a"], morphs["b"], explainer.model.card.threshold, morphs["labels"],
             out / "scatter.png",
         ),
-        plots.plot_det(
+        morph_report.plot_det(
             {"comparison score": det_curve(morphs["a"] + morphs["b"], bona_fide)}, out / "det.png"
         ),
-        plots.plot_class_profiles(
+        morph_report.plot_class_profiles(
             {name: (p["directed_mean"], p["directed_std"]) for name, p in classes.items()},
             out / "classes.png",
         ),
@@ -571,7 +573,7 @@ def test_dataset_report_with_scenario_sections(dataset_report):
 def test_directed_heat_map_puts_zero_at_the_centre_colour(tmp_path):
     # Lopsided values: a [min, max] scale would put 0 at 2/3 of the map, not at its white centre.
     values = np.array([[-1.0, -0.5, 0.0, 0.25, 0.5]] * 2)
-    path = plots.plot_profiles_by_factor((1, 2), values, tmp_path / "d.png", kind="directed")
+    path = crossres_report.plot_profiles_by_factor((1, 2), values, tmp_path / "d.png", kind="directed")
     with Image.open(path) as image:
         pixels = np.asarray(image.convert("RGB")).astype(int)
     cmap = plots.fhp_cmap("directed")
@@ -579,7 +581,7 @@ def test_directed_heat_map_puts_zero_at_the_centre_colour(tmp_path):
         hits = (np.abs(pixels - rgb(cmap((value + 1) / 2))).max(axis=-1) <= 1).sum()
         assert hits > 2000, (value, hits)  # a whole cell of that colour, not a colourbar sliver
     with pytest.raises(InputError, match="profiles must be"):
-        plots.plot_profiles_by_factor(FACTORS, values, tmp_path / "bad.png")
+        crossres_report.plot_profiles_by_factor(FACTORS, values, tmp_path / "bad.png")
 
 
 # --- a real headless browser -----------------------------------------------------------------

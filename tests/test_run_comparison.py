@@ -11,7 +11,7 @@ import pytest
 
 from freqxfr.dataset import read_results, run_dataset
 from freqxfr.errors import InputError
-from freqxfr.explain import Explainer
+from freqxfr.explanations import Explainer
 from freqxfr.pairs import read_pairs, spread
 from freqxfr.run_comparison import compare_runs
 from freqxfr.verifier import load_model

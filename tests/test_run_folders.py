@@ -250,7 +250,7 @@ def test_a_restart_with_other_settings_names_each_setting_and_both_values(data_d
     import copy
 
     from freqxfr.dataset import run_config
-    from freqxfr.explain import Explainer
+    from freqxfr.explanations import Explainer
     from freqxfr.verifier import load_model
 
     model = load_model("sface")

@@ -2,7 +2,8 @@
 
 The data path, one module per station:
 image (``images``) → alignment (``align``) → band masks (``bands``, ``masking``; C++ core) →
-model (``verifier``, ONNX Runtime) → scores → explanation (``explain``) → report (``report``).
+model (``verifier``, ONNX Runtime) → scores → explanation (``explanations``) → report (``report``).
+``freqxfr.explain(a, b)`` explains one pair in one call; :class:`Explainer` explains many.
 
 The names below are what users call; everything else lives in its module.
 """
@@ -15,7 +16,7 @@ from .bands import Band, BandSchedule
 from .cards import ModelCard
 from .engine import DeadlineExceeded, Engine
 from .errors import FreqxfrError, ImageError, InputError, ModelError, NoFaceError, OutputError
-from .explain import Explainer, Explanation, PairFailure
+from .explanations import Explainer, Explanation, PairFailure, explain
 from .faithfulness import Faithfulness, SideCurves, VariantCurves
 from .images import load_image
 from .masking import available_backends, mask_bands
@@ -70,6 +71,7 @@ __all__ = [
     "Verifier",
     "__version__",
     "available_backends",
+    "explain",
     "load_image",
     "load_model",
     "mask_bands",

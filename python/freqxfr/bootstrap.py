@@ -7,7 +7,7 @@ identities within each class, so that correlated comparisons move together).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Hashable, Sequence
 
 import numpy as np
 import numpy.typing as npt
@@ -71,20 +71,6 @@ def resample_indices(
                 parts.append(group[k])
         out.append(np.concatenate(parts))
     return out
-
-
-def bootstrap(
-    statistic: Callable[[np.ndarray], float],
-    n: int,
-    n_boot: int = DEFAULT_RESAMPLES,
-    *,
-    clusters: Sequence[Hashable] | None = None,
-    strata: Sequence[Hashable] | None = None,
-    seed: int = 0,
-) -> np.ndarray:
-    """``statistic(indices)`` on every resample of :func:`resample_indices`, as a float array."""
-    indices = resample_indices(n, n_boot, clusters=clusters, strata=strata, seed=seed)
-    return np.array([float(statistic(idx)) for idx in indices])
 
 
 def percentile_ci(samples: npt.ArrayLike, level: float = DEFAULT_LEVEL) -> tuple[float, float]:

@@ -19,15 +19,14 @@ with exactly one line.
 
 from __future__ import annotations
 
-import json
 import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from . import atomic
 from .errors import InputError
-from .explain import Explainer, Explanation, PairFailure
+from .explanations import Explainer, Explanation, PairFailure
 from .pairs import Pair, outside_root
 from .profiles import summarise
 from .progress import progress_bar
@@ -38,6 +37,7 @@ from .runfolder import (
     explainer_settings,
     locked_folder,
     pair_list_settings,
+    read_results,
 )
 
 
@@ -196,15 +196,6 @@ def _record(index: int, item: Explanation | PairFailure) -> dict[str, Any]:
 
 def summarise_results(path: Path) -> dict[str, Any]:
     return summarise(r for r in read_results(path) if "error" not in r)
-
-
-def read_results(path: Path) -> Iterator[dict[str, Any]]:
-    """The complete records of a results file (a partial last line is ignored)."""
-    with path.open(encoding="utf-8") as handle:
-        for line in handle:
-            if not line.endswith("\n"):
-                return
-            yield json.loads(line)
 
 
 def write_parquet(results: Path, target: Path) -> None:

@@ -48,7 +48,9 @@ from typing import Any
 from . import atomic
 from .cluster import ClusterError
 from .errors import InputError
-from .explain import Explainer, PairFailure
+from .explanations import Explainer, PairFailure
+from .images import AlignedFace
+from .pairs import Pair
 from .runfolder import ResultsLog, explainer_settings, setting_changes
 
 PARTS = "parts"
@@ -446,8 +448,9 @@ def _crossres_task(explainer: Explainer, chunk: list, *, resample: str, aligned:
         todo = [(i, pair) for f, i, pair in chunk
                 if f == factor and pair.path_a in faces and pair.path_b in faces]
         stream = explainer.explain_pairs(
-            ((faces[p.path_a], degrade(faces[p.path_b], factor, resample)) for _, p in todo),
-            aligned=True,
+            (faces[p.path_a], AlignedFace(degrade(faces[p.path_b].pixels, factor, resample),
+                                          faces[p.path_b].name))
+            for _, p in todo
         )
         for (i, pair), item in zip(todo, stream, strict=True):
             records.append(record(factor, i, pair, _explained(item)))
@@ -493,8 +496,9 @@ def _by_comparison(record: dict[str, Any]) -> int:
 def _morph_task(explainer: Explainer, chunk: list, *, entries: list, aligned: bool | None,
                 prepare: Callable, record: Callable) -> tuple[list[dict[str, Any]], list[Any]]:
     faces = prepare(explainer, entries, aligned, [c for _, c in chunk])
-    stream = explainer.explain_pairs(((faces[c.enrolled], faces[c.probe]) for _, c in chunk),
-                                     aligned=True)
+    # Every comparison is mated, as in the single-process run.
+    stream = explainer.explain_pairs(Pair(faces[c.enrolled], faces[c.probe], same=True)
+                                     for _, c in chunk)
     return [record(k, c, _explained(item)) for (k, c), item in zip(chunk, stream, strict=True)], []
 
 

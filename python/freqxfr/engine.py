@@ -37,7 +37,7 @@ from .cores import usable_cores
 from .errors import FreqxfrError, InputError
 
 if TYPE_CHECKING:
-    from .explain import Explainer
+    from .explanations import Explainer
     from .verifier import Verifier
 
 #: The dispatcher thread exits after this long without requests (a new request restarts it), so
@@ -455,7 +455,7 @@ class Engine:
     def _compute(self, live: list[_Request]) -> list[tuple[np.ndarray, dict[str, float]]]:
         """Mask every request of the batch into one buffer, run the model once, split the rows.
 
-        Layout: for each explainer configuration, the layout ``Explainer._fill`` gives P pairs
+        Layout: for each explainer configuration, the layout ``Explainer.fill_batch`` gives P pairs
         ([2P references][2P x K masked]), then the images of each embed request.
         """
         t0 = time.perf_counter()
@@ -481,7 +481,7 @@ class Engine:
                     pairs = len(members)
                     faces = np.concatenate([live[i].faces for i in members])  # type: ignore[misc]
                 size = pairs * (2 * first.explainer.n_bands + 2)  # type: ignore[union-attr]
-                first.explainer._fill(x[offset : offset + size], faces, pairs=pairs,  # type: ignore[union-attr]
+                first.explainer.fill_batch(x[offset : offset + size], faces, pairs=pairs,  # type: ignore[union-attr]
                                       threads=self.mask_threads)
                 for j, i in enumerate(members):
                     places[i] = (offset, j, pairs)
@@ -540,7 +540,7 @@ def explain_pair(explainer: Explainer, a: Any, b: Any, *, aligned: bool | None,
     t1 = time.perf_counter()
     rows, timings = explainer.model.engine.explain(explainer, faces, deadline=deadline, at=at)
     timings = {"prepare": (t1 - t0) * 1e3, **timings}
-    return explainer._explanation(rows, 1, 0, (source_label(a), source_label(b)), timings,
+    return explainer.explanation_from(rows, 1, 0, (source_label(a), source_label(b)), timings,
                                   same, groups)
 
 
@@ -562,7 +562,7 @@ async def explain_pair_async(explainer: Explainer, a: Any, b: Any, *, aligned: b
     rows, timings = await explainer.model.engine.explain_async(explainer, faces,
                                                                deadline=deadline, at=at)
     timings = {"prepare": (t1 - t0) * 1e3, **timings}
-    return explainer._explanation(rows, 1, 0, (source_label(a), source_label(b)), timings,
+    return explainer.explanation_from(rows, 1, 0, (source_label(a), source_label(b)), timings,
                                   same, groups)
 
 

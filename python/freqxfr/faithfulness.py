@@ -37,14 +37,36 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 
 from .errors import InputError
 
-if TYPE_CHECKING:
-    from .explain import Explainer, Explanation
+
+# What the curves need of an explainer and an explanation; freqxfr.Explainer and Explanation are
+# such. Typed structurally so that this module does not import the explainer, which offers the
+# curves as Explainer.faithfulness (one import direction: explanations -> faithfulness).
+class Explainer(Protocol):
+    model: Any
+    max_batch: int
+
+    @property
+    def n_bands(self) -> int: ...
+
+    def align(self, image: Any, aligned: bool | None = None) -> Any: ...
+
+    def explain(self, a: Any, b: Any) -> Any: ...
+
+    def mask(self, faces: np.ndarray, out: np.ndarray | None = None, mode: str | None = None,
+             order: Sequence[int] | None = None) -> np.ndarray: ...
+
+
+class Explanation(Protocol):
+    a: Any  # .directed: (K,) directed influences of image a
+    b: Any
+    score_ref: float
+    same: bool | None
 
 VARIANTS = ("decision_aware", "support", "against", "absolute")
 CLASSES = ("genuine", "impostor", "match", "non_match")
@@ -219,9 +241,10 @@ def pair_faithfulness(
     same: bool | None = None,
 ) -> Faithfulness:
     """Deletion/insertion curves for both images of a pair (see the module docstring)."""
-    faces = np.stack([explainer.prepare(a, aligned), explainer.prepare(b, aligned)])
+    face_a, face_b = explainer.align(a, aligned), explainer.align(b, aligned)
+    faces = np.stack([face_a.pixels, face_b.pixels])
     if explanation is None:
-        explanation = explainer.explain(faces[0], faces[1], aligned=True)
+        explanation = explainer.explain(face_a, face_b)
     return faithfulness_of(
         explainer, faces, (explanation.a.directed, explanation.b.directed),
         explanation.score_ref, seeds=seeds, same=explanation.same if same is None else same,
@@ -263,8 +286,8 @@ def _side_curves(explainer: Explainer, face: np.ndarray, other: np.ndarray, dire
     # Every order's cumulative images in one model batch: (orders, 2, K, ...).
     batch = np.empty((len(orders), 2, k, *model.card.input_shape), np.float32)
     for i, o in enumerate(orders):
-        explainer._mask(face[None], batch[i, 0:1], "cumulative_delete", o)
-        explainer._mask(face[None], batch[i, 1:2], "cumulative_keep", o)
+        explainer.mask(face[None], batch[i, 0:1], "cumulative_delete", o)
+        explainer.mask(face[None], batch[i, 1:2], "cumulative_keep", o)
     emb = model.embed_normalised(batch.reshape(-1, *model.card.input_shape),
                                  batch_size=explainer.max_batch)
     scores = model.score(emb, other[None]).reshape(len(orders), 2, k)

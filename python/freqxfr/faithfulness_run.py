@@ -17,9 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from .dataset import read_results
 from .errors import OutputError
-from .explain import Explainer
+from .explanations import Explainer
 from .faithfulness import (
     VARIANT_INFO,
     Faithfulness,
@@ -31,7 +30,7 @@ from .faithfulness import (
 )
 from .pairs import Pair
 from .progress import progress_bar
-from .runfolder import ResultsLog
+from .runfolder import ResultsLog, read_results
 
 FILE = "faithfulness.jsonl"
 

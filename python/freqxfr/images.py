@@ -33,6 +33,7 @@ sets it to True, Pillow fills truncated files with grey and they can no longer b
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import struct
 import threading
@@ -100,6 +101,19 @@ def load_image(source: ImageSource, *, name: str | None = None) -> np.ndarray:
     )
 
 
+@dataclasses.dataclass(frozen=True, eq=False)
+class AlignedFace:
+    """A face already aligned for a model, and the name it goes by.
+
+    Made by :meth:`freqxfr.Explainer.align`. Explaining one skips loading and alignment, and the
+    explanation (like any message) calls it ``name``, so an image aligned once can be explained
+    in many pairs, or changed first (e.g. degraded), and still be named as the user gave it.
+    """
+
+    pixels: np.ndarray  # (H, W, 3) uint8 RGB, the model's input size
+    name: str
+
+
 def source_label(source: object, name: str | None = None) -> str:
     """What messages call an image: ``name`` if given, else its path, or a description of its kind.
 
@@ -113,11 +127,13 @@ def source_label(source: object, name: str | None = None) -> str:
     Returns
     -------
     str
-        ``name``, the path, the PIL image's file name, ``"<array>"``, ``"<PIL image>"`` or
-        ``"image"``.
+        ``name``, the path, an :class:`AlignedFace`'s name, the PIL image's file name,
+        ``"<array>"``, ``"<PIL image>"`` or ``"image"``.
     """
     if name:
         return name
+    if isinstance(source, AlignedFace):
+        return source.name
     if isinstance(source, (str, os.PathLike)):
         return os.fspath(source)  # type: ignore[return-value]
     if isinstance(source, np.ndarray):

@@ -22,7 +22,7 @@ import numpy.typing as npt
 
 from .bootstrap import DEFAULT_LEVEL, DEFAULT_RESAMPLES, percentile_ci, resample_indices
 from .errors import InputError
-from .thresholds import _as_arrays, roc
+from .thresholds import checked_scores, roc
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,7 +41,7 @@ def apcer_bpcer(
     scores: npt.ArrayLike, is_attack: npt.ArrayLike, threshold: float
 ) -> tuple[float, float]:
     """APCER and BPCER when comparisons with ``score >= threshold`` are flagged as attacks."""
-    s, y = _as_arrays(scores, is_attack)
+    s, y = checked_scores(scores, is_attack)
     flagged = s >= threshold
     n_att, n_bf = np.count_nonzero(y), np.count_nonzero(~y)
     apcer = np.count_nonzero(~flagged & y) / n_att if n_att else float("nan")
@@ -101,7 +101,7 @@ def auc(scores: npt.ArrayLike, is_attack: npt.ArrayLike) -> float:
 
     The Mann-Whitney U statistic over the product of the class sizes, from average ranks.
     """
-    s, y = _as_arrays(scores, is_attack)
+    s, y = checked_scores(scores, is_attack)
     n_att, n_bf = np.count_nonzero(y), np.count_nonzero(~y)
     if n_att == 0 or n_bf == 0:
         raise InputError("an AUC needs both attack and bona fide comparisons")
@@ -153,7 +153,7 @@ def evaluate_detector(
         ``auc``, ``auc_ci``, ``d_eer``, ``d_eer_ci``, ``bpcer_at_apcer_10``, ``bpcer_at_apcer_5``,
         ``det`` (``{"apcer": [...], "bpcer": [...]}``), ``n_attack``, ``n_bona_fide``.
     """
-    s, y = _as_arrays(scores, is_attack)
+    s, y = checked_scores(scores, is_attack)
     curve = det_curve(s, y)
 
     # Both statistics from the same resamples; classes keep their sizes (stratified).

@@ -37,9 +37,9 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.cm import ScalarMappable
 from matplotlib.colors import Colormap, Normalize
 from matplotlib.figure import Figure
-from matplotlib.patches import Circle, Rectangle, Wedge
+from matplotlib.patches import Circle, Wedge
 
-from ._output import write_output
+from .atomic import write_output
 from .errors import InputError
 
 ABSOLUTE_CMAP = "viridis"
@@ -608,235 +608,6 @@ def _profile_figure(
     return save_figure(fig, path)
 
 
-# --- scenarios: cross-resolution and morphing attacks -----------------------------------------
-
-
-def plot_accuracy_vs_factor(
-    factors: Sequence[float],
-    accuracy: Sequence[float],
-    path: str | os.PathLike[str],
-    *,
-    fmr: Sequence[float] | None = None,
-    fnmr: Sequence[float] | None = None,
-) -> Path:
-    """Verification accuracy (and optionally FMR, FNMR) against the downscaling factor."""
-    f = _vector(factors, "factors")
-    fig = new_figure(6.0, 4.0)
-    ax = fig.add_subplot()
-    ax.plot(f, _vector(accuracy, "accuracy", f.size), marker="o", label="accuracy")
-    if fmr is not None:
-        ax.plot(f, _vector(fmr, "fmr", f.size), marker="s", linestyle="--", label="FMR")
-    if fnmr is not None:
-        ax.plot(f, _vector(fnmr, "fnmr", f.size), marker="^", linestyle="--", label="FNMR")
-    _factor_axis(ax, f)
-    ax.set_ylim(-0.02, 1.02)
-    ax.set_ylabel("rate at the model's threshold")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    ax.set_title("verification against resolution loss", fontsize=10)
-    return save_figure(fig, path)
-
-
-def plot_profiles_by_factor(
-    factors: Sequence[float],
-    profiles: np.ndarray,
-    path: str | os.PathLike[str],
-    *,
-    kind: Kind = "absolute",
-    title: str = "band profile per factor",
-) -> Path:
-    """Heat map of a band profile (rows: factors, columns: bands).
-
-    ``kind="absolute"`` uses the sequential map from 0; ``kind="directed"`` the diverging map with
-    symmetric limits, so that 0 is white.
-    """
-    f = _vector(factors, "factors")
-    data = np.asarray(profiles, dtype=np.float64)
-    if data.ndim != 2 or data.shape[0] != f.size or not np.isfinite(data).all():
-        raise InputError(f"profiles must be a finite ({f.size}, K) array, got shape {data.shape}")
-    if kind == "absolute":
-        norm = Normalize(vmin=0.0, vmax=max(float(data.max()), 1e-12))
-    else:
-        fhp_norm(kind)
-        lim = max(float(np.abs(data).max()), 1e-12)
-        norm = Normalize(vmin=-lim, vmax=lim)
-    k = data.shape[1]
-    fig = new_figure(max(6.0, 0.4 * k + 2.5), 0.45 * f.size + 2.0)
-    ax = fig.add_subplot()
-    image = ax.imshow(data, aspect="auto", cmap=fhp_cmap(kind), norm=norm, interpolation="nearest")
-    ax.set_yticks(np.arange(f.size), [f"{_fmt_factor(v)}×" for v in f])
-    ax.set_xticks(np.arange(k), [str(i) for i in range(k)], fontsize=7)
-    ax.set_xlabel("band (0 = lowest frequencies)")
-    ax.set_ylabel("downscaling factor")
-    ax.set_title(title, fontsize=10, parse_math=False)
-    fig.colorbar(image, ax=ax, label=f"{kind} influence")
-    return save_figure(fig, path)
-
-
-def plot_centroid_shift(
-    factors: Sequence[float],
-    centroids: Sequence[float],
-    ci_lo: Sequence[float],
-    ci_hi: Sequence[float],
-    path: str | os.PathLike[str],
-    *,
-    ci_label: str = "95% CI",
-) -> Path:
-    """The influence-weighted mean band index per factor, with its (bootstrap) confidence interval."""
-    f = _vector(factors, "factors")
-    c = _vector(centroids, "centroids", f.size)
-    lo, hi = _vector(ci_lo, "ci_lo", f.size), _vector(ci_hi, "ci_hi", f.size)
-    if (lo > c + 1e-12).any() or (hi < c - 1e-12).any():
-        raise InputError("every centroid must lie inside its interval [ci_lo, ci_hi]")
-    fig = new_figure(6.0, 4.0)
-    ax = fig.add_subplot()
-    ax.errorbar(
-        f, c, yerr=np.vstack([c - lo, hi - c]), marker="o", capsize=4, label=f"centroid, {ci_label}"
-    )
-    _factor_axis(ax, f)
-    ax.set_ylabel("influence-weighted mean band index")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    ax.set_title(
-        "where the influence sits as resolution drops (lower = lower frequencies)", fontsize=9
-    )
-    return save_figure(fig, path)
-
-
-def plot_score_scatter(
-    score_a: Sequence[float],
-    score_b: Sequence[float],
-    threshold: float,
-    labels: Sequence[str],
-    path: str | os.PathLike[str],
-) -> Path:
-    """Morph vs probe A against morph vs probe B, one point per morph, with the threshold lines.
-
-    ``labels`` gives each point's class (e.g. ``"full"``, ``"spliced"``); each class gets a colour.
-    The shaded quadrant holds the morphs accepted against both probes (the MMPMR's numerator).
-    """
-    a = _vector(score_a, "score_a")
-    b = _vector(score_b, "score_b", a.size)
-    names = [str(v) for v in labels]
-    if len(names) != a.size:
-        raise InputError(f"labels must have one entry per point ({a.size}), got {len(names)}")
-    t = float(threshold)
-    fig = new_figure(5.6, 5.2)
-    ax = fig.add_subplot()
-    lo = min(a.min(), b.min(), t)
-    hi = max(a.max(), b.max(), t)
-    pad = 0.08 * (hi - lo or 1.0)
-    lo, hi = lo - pad, hi + pad
-    ax.add_patch(Rectangle((t, t), hi - t, hi - t, color="C3", alpha=0.08, linewidth=0))
-    for i, name in enumerate(dict.fromkeys(names)):
-        sel = np.array([n == name for n in names])
-        ax.scatter(
-            a[sel], b[sel], s=28, color=f"C{i}", label=name, edgecolor="white", linewidth=0.5
-        )
-    ax.axvline(t, color="0.2", linestyle="--", linewidth=0.9)
-    ax.axhline(t, color="0.2", linestyle="--", linewidth=0.9, label=f"threshold {t:.4g}")
-    accepted = int(((a >= t) & (b >= t)).sum())
-    ax.set_xlim(lo, hi)
-    ax.set_ylim(lo, hi)
-    ax.set_aspect("equal")
-    ax.set_xlabel("score: morph vs probe of subject A")
-    ax.set_ylabel("score: morph vs probe of subject B")
-    ax.set_title(
-        f"accepted against both probes: {accepted}/{a.size} (MMPMR {accepted / a.size:.1%})",
-        fontsize=9,
-    )
-    ax.legend(fontsize=8, loc="best")
-    ax.grid(alpha=0.3)
-    return save_figure(fig, path)
-
-
-def plot_det(
-    curves: Mapping[str, tuple[Sequence[float], Sequence[float]]], path: str | os.PathLike[str]
-) -> Path:
-    """DET curves (BPCER against APCER) on normal-deviate (probit) axes.
-
-    ``curves`` maps a detector's name to its (apcer, bpcer) arrays. Rates of 0 or 1, which have
-    no probit, are drawn on the axis edges.
-    """
-    if not curves:
-        raise InputError("plot_det needs at least one curve")
-    ticks = np.array([0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.4, 0.6, 0.8, 0.95])
-    lo, hi = ticks[0], ticks[-1]
-    fig = new_figure(5.6, 5.2)
-    ax = fig.add_subplot()
-    for i, (name, (apcer, bpcer)) in enumerate(curves.items()):
-        x = _vector(apcer, f"{name}: apcer")
-        y = _vector(bpcer, f"{name}: bpcer", x.size)
-        if ((x < 0) | (x > 1) | (y < 0) | (y > 1)).any():
-            raise InputError(f"{name}: error rates must lie in [0, 1]")
-        ax.plot(
-            _probit(np.clip(x, lo, hi)),
-            _probit(np.clip(y, lo, hi)),
-            color=f"C{i}",
-            linewidth=1.6,
-            marker="o" if x.size <= 60 else None,  # small sets: show the operating points
-            markersize=3,
-            clip_on=False,  # rates of 0 sit on the axis edge; keep them visible
-            label=name,
-        )
-    edge = _probit(np.array([lo, hi]))
-    ax.plot(edge, edge, color="0.5", linestyle=":", linewidth=0.9, label="APCER = BPCER (EER)")
-    labels = [f"{100 * t:g}" for t in ticks]
-    ax.set_xticks(_probit(ticks), labels, fontsize=7)
-    ax.set_yticks(_probit(ticks), labels, fontsize=7)
-    ax.set_xlim(*edge)
-    ax.set_ylim(*edge)
-    ax.set_aspect("equal")
-    ax.set_xlabel("APCER (%)")
-    ax.set_ylabel("BPCER (%)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="upper right")
-    ax.set_title("DET (probit axes)", fontsize=10)
-    return save_figure(fig, path)
-
-
-def plot_class_profiles(
-    profiles: Mapping[str, tuple[Sequence[float], Sequence[float]]],
-    path: str | os.PathLike[str],
-    *,
-    ylabel: str = "directed influence",
-    title: str = "band profile per class",
-) -> Path:
-    """Mean ± sd band profile per class (e.g. bona fide vs morph), and their difference if two."""
-    if not profiles:
-        raise InputError("plot_class_profiles needs at least one profile")
-    items = []
-    for name, (mean, std) in profiles.items():
-        m = _vector(mean, f"{name}: mean")
-        items.append((str(name), m, _vector(std, f"{name}: std", m.size)))
-    k = items[0][1].size
-    if any(m.size != k for _, m, _ in items):
-        raise InputError("every class profile must have the same number of bands")
-    fig = new_figure(max(6.5, 0.35 * k + 3.0), 4.2)
-    ax = fig.add_subplot()
-    x = np.arange(k)
-    for i, (name, m, s) in enumerate(items):
-        ax.plot(x, m, marker="o", markersize=3, color=f"C{i}", label=name)
-        ax.fill_between(x, m - s, m + s, color=f"C{i}", alpha=0.18, linewidth=0)
-    if len(items) == 2:
-        ax.plot(
-            x,
-            items[1][1] - items[0][1],
-            color="0.2",
-            linestyle="--",
-            linewidth=1.2,
-            label=f"{items[1][0]} − {items[0][0]}",
-        )
-    ax.axhline(0.0, color="0.3", linewidth=0.7)
-    ax.set_xticks(x, [str(i) for i in range(k)], fontsize=7)
-    ax.set_xlabel("band (0 = lowest frequencies)")
-    ax.set_ylabel(ylabel, parse_math=False)
-    ax.set_title(title, fontsize=10, parse_math=False)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="best")
-    return save_figure(fig, path)
-
-
 # --- helpers ----------------------------------------------------------------------------------
 
 
@@ -868,10 +639,12 @@ def check_side(explanation: Mapping[str, Any], side: str) -> Mapping[str, Any]:
 
 
 def _band_values(values: Any, bands: Sequence[Any], name: str) -> np.ndarray:
-    return _vector(values, name, len(bands))
+    return check_vector(values, name, len(bands))
 
 
-def _vector(values: Any, name: str, size: int | None = None) -> np.ndarray:
+def check_vector(values: Any, name: str, size: int | None = None) -> np.ndarray:
+    """``values`` as a finite, non-empty 1-D float array (of ``size`` values if given), or an
+    :class:`InputError` naming it."""
     try:
         out = np.asarray(values, dtype=np.float64)
     except (TypeError, ValueError):
@@ -887,7 +660,7 @@ def _vector(values: Any, name: str, size: int | None = None) -> np.ndarray:
 def _curve(data: Mapping[str, Any], key: str, name: str) -> np.ndarray:
     if key not in data:
         raise InputError(f"{name} is missing")
-    return _vector(data[key], name)
+    return check_vector(data[key], name)
 
 
 def _check_faces(faces: np.ndarray) -> np.ndarray:
@@ -917,26 +690,8 @@ def _band_ticks(ax: Axes, bands: Sequence[Mapping[str, Any]]) -> None:
         ax.set_xticks(ticks, [str(i) for i in ticks], fontsize=7)
 
 
-def _factor_axis(ax: Axes, factors: np.ndarray) -> None:
-    if (factors > 0).all() and factors.max() / factors.min() > 4:
-        ax.set_xscale("log", base=2)
-    ax.set_xticks(factors, [f"{_fmt_factor(v)}×" for v in factors])
-    ax.minorticks_off()
-    ax.set_xlabel("downscaling factor")
-
-
-def _fmt_factor(value: float) -> str:
-    return f"{value:g}"
-
-
 def _fmt_auc(value: Any) -> str:
     return "n/a" if value is None else f"{float(value):.3f}"
-
-
-def _probit(p: np.ndarray) -> np.ndarray:
-    # statistics.NormalDist keeps scipy optional; these are a few hundred points at most.
-    dist = NormalDist()
-    return np.array([dist.inv_cdf(float(v)) for v in np.ravel(p)]).reshape(np.shape(p))
 
 
 def _short(source: Any, limit: int = 40) -> str:
@@ -1035,8 +790,8 @@ def plot_score_histograms(
     """Histograms of the comparison scores of genuine and impostor pairs, with the threshold.
 
     Scores are "higher is more alike" (a Euclidean score is the negative distance)."""
-    gen = _vector(genuine, "genuine scores") if len(genuine) else np.zeros(0)
-    imp = _vector(impostor, "impostor scores") if len(impostor) else np.zeros(0)
+    gen = check_vector(genuine, "genuine scores") if len(genuine) else np.zeros(0)
+    imp = check_vector(impostor, "impostor scores") if len(impostor) else np.zeros(0)
     both = np.concatenate([gen, imp, [float(threshold)]])
     bins = np.linspace(both.min(), both.max(), 31) if np.ptp(both) > 0 else 10
     fig = new_figure(6.4, 3.6)
@@ -1059,8 +814,8 @@ def plot_roc(
     *, operating_point: tuple[float, float] | None = None,
 ) -> Path:
     """ROC: true match rate (1 − FNMR) against FMR (log axis), with the model's operating point."""
-    x = _vector(fmr, "fmr")
-    y = 1.0 - _vector(fnmr, "fnmr", x.size)
+    x = check_vector(fmr, "fmr")
+    y = 1.0 - check_vector(fnmr, "fnmr", x.size)
     floor = 1e-3 if x[x > 0].size == 0 else min(1e-3, float(x[x > 0].min()) / 2)
     fig = new_figure(4.8, 4.2)
     ax = fig.add_subplot()
@@ -1086,21 +841,21 @@ def plot_verification_det(
     """DET: FNMR against FMR on normal-deviate (probit) axes; rates of 0 or 1 on the edges."""
     ticks = np.array([0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.4, 0.6, 0.8, 0.95])
     lo, hi = ticks[0], ticks[-1]
-    x = _vector(fmr, "fmr")
-    y = _vector(fnmr, "fnmr", x.size)
+    x = check_vector(fmr, "fmr")
+    y = check_vector(fnmr, "fnmr", x.size)
     fig = new_figure(4.8, 4.4)
     ax = fig.add_subplot()
-    ax.plot(_probit(np.clip(x, lo, hi)), _probit(np.clip(y, lo, hi)), color="C0", linewidth=1.6,
+    ax.plot(probit(np.clip(x, lo, hi)), probit(np.clip(y, lo, hi)), color="C0", linewidth=1.6,
             clip_on=False, label="DET")
     if operating_point is not None:
         px, py = (float(np.clip(v, lo, hi)) for v in operating_point)
-        ax.plot(_probit(np.array([px])), _probit(np.array([py])), "o", color="0.15",
+        ax.plot(probit(np.array([px])), probit(np.array([py])), "o", color="0.15",
                 clip_on=False, label="model's threshold")
-    edge = _probit(np.array([lo, hi]))
+    edge = probit(np.array([lo, hi]))
     ax.plot(edge, edge, color="0.5", linestyle=":", linewidth=0.9, label="FMR = FNMR (EER)")
     labels = [f"{100 * t:g}" for t in ticks]
-    ax.set_xticks(_probit(ticks), labels, fontsize=7)
-    ax.set_yticks(_probit(ticks), labels, fontsize=7)
+    ax.set_xticks(probit(ticks), labels, fontsize=7)
+    ax.set_yticks(probit(ticks), labels, fontsize=7)
     ax.set_xlim(*edge)
     ax.set_ylim(*edge)
     ax.set_aspect("equal")
@@ -1110,3 +865,10 @@ def plot_verification_det(
     ax.legend(fontsize=8, loc="upper right")
     ax.set_title("DET (probit axes)", fontsize=10)
     return save_figure(fig, path)
+
+
+def probit(p: np.ndarray) -> np.ndarray:
+    """The standard normal quantile of each value (the axes of DET plots)."""
+    # statistics.NormalDist keeps scipy optional; these are a few hundred points at most.
+    dist = NormalDist()
+    return np.array([dist.inv_cdf(float(v)) for v in np.ravel(p)]).reshape(np.shape(p))

@@ -21,9 +21,21 @@ OUTCOMES = {
 }
 
 
-def _normalised(rows: np.ndarray) -> np.ndarray:
-    peak = np.abs(rows).max(axis=1, keepdims=True)
-    return np.divide(rows, peak, out=np.zeros_like(rows), where=peak > 0)
+def relative_to_peak(values: np.ndarray) -> np.ndarray:
+    """Influences relative to each image's largest one: every row (last axis) divided by its
+    largest magnitude, so the most influential band is ±1; a row of zeros stays zeros.
+
+    This is what the JSON keys ``absolute_normalised``/``directed_normalised`` hold (the paper's
+    per-image normalisation for the heat plots); it has nothing to do with the model's input
+    normalisation or ``domain="normalised"``.
+    """
+    values = np.asarray(values)
+    if not np.issubdtype(values.dtype, np.floating):
+        values = values.astype(np.float64)
+    if values.size == 0:
+        return np.zeros_like(values)
+    peak = np.abs(values).max(axis=-1, keepdims=True)
+    return np.divide(values, peak, out=np.zeros_like(values), where=peak > 0)
 
 
 def profile(directed: np.ndarray) -> dict[str, Any]:
@@ -34,10 +46,10 @@ def profile(directed: np.ndarray) -> dict[str, Any]:
         "n_images": int(directed.shape[0]),
         "absolute_mean": absolute.mean(axis=0).tolist(),
         "absolute_std": absolute.std(axis=0).tolist(),
-        "absolute_normalised_mean": _normalised(absolute).mean(axis=0).tolist(),
+        "absolute_normalised_mean": relative_to_peak(absolute).mean(axis=0).tolist(),
         "directed_mean": directed.mean(axis=0).tolist(),
         "directed_std": directed.std(axis=0).tolist(),
-        "directed_normalised_mean": _normalised(directed).mean(axis=0).tolist(),
+        "directed_normalised_mean": relative_to_peak(directed).mean(axis=0).tolist(),
     }
 
 

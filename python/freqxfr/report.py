@@ -31,7 +31,7 @@ import numpy as np
 from matplotlib.colors import to_hex
 
 from . import plots
-from ._output import ensure_dir, write_output
+from .atomic import ensure_dir, write_output
 from .errors import InputError
 
 REPORT_NAME = "report.html"
@@ -205,18 +205,15 @@ def write_pair_outputs(
         If ``out_dir`` holds another pair's explanation and ``overwrite`` is false, or cannot be
         written.
     """
-    from .images import source_label
-
     check_pair_folder(out_dir, a, b, overwrite=overwrite)
     folder = ensure_dir(out_dir)
-    sources = (source_label(a), source_label(b))
-    faces = np.stack([explainer.prepare(a, aligned), explainer.prepare(b, aligned)])
-    explanation = explainer.explain(faces[0], faces[1], aligned=True, same=same)
-    # Name the inputs as the user gave them, not as the prepared arrays.
-    explanation = _with_sources(explanation, sources)
+    # Aligned once; the faces keep the names the user gave, which the explanation reports.
+    face_a, face_b = explainer.align(a, aligned), explainer.align(b, aligned)
+    faces = np.stack([face_a.pixels, face_b.pixels])
+    explanation = explainer.explain(face_a, face_b, same=same)
     curves = None
     if faithfulness:
-        curves = explainer.faithfulness(faces[0], faces[1], seeds=seeds, aligned=True,
+        curves = explainer.faithfulness(face_a, face_b, seeds=seeds,
                                         explanation=explanation).to_dict()
     record = explanation_record(explanation.to_dict())
     if curves is not None:
@@ -269,16 +266,6 @@ def check_pair_folder(
     if old_sources != (source_label(a), source_label(b)):
         names = " vs ".join(os.path.basename(s) for s in old_sources)
         raise OutputError(f"{path.parent} holds the explanation of another pair ({names}); {hint}")
-
-
-def _with_sources(explanation: Any, sources: Sequence[str]) -> Any:
-    import dataclasses
-
-    return dataclasses.replace(
-        explanation,
-        a=dataclasses.replace(explanation.a, source=sources[0]),
-        b=dataclasses.replace(explanation.b, source=sources[1]),
-    )
 
 
 def write_pair_report(

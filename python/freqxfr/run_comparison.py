@@ -36,11 +36,11 @@ from typing import Any
 import numpy as np
 
 from . import atomic
-from ._output import ensure_dir
+from .atomic import ensure_dir
 from .bootstrap import DEFAULT_LEVEL, DEFAULT_RESAMPLES, percentile_ci, resample_indices
 from .dataset import read_results
 from .errors import InputError
-from .profiles import _normalised, centroid, profile
+from .profiles import centroid, profile, relative_to_peak
 
 CLASSES = ("all", "genuine", "impostor", "match", "non_match")
 KINDS = ("absolute", "directed")
@@ -227,8 +227,8 @@ def _pair_arrays(run: Run, position: dict[int, int], k: int) -> dict[str, np.nda
         if j is None:
             continue
         directed = np.array([record["a"]["directed"], record["b"]["directed"]], np.float64)
-        out["absolute"][j] = _normalised(np.abs(directed)).mean(axis=0)
-        out["directed"][j] = _normalised(directed).mean(axis=0)
+        out["absolute"][j] = relative_to_peak(np.abs(directed)).mean(axis=0)
+        out["directed"][j] = relative_to_peak(directed).mean(axis=0)
         out["centroid"][j] = _nanmean(centroid(np.abs(directed)))
         out["decision"][j] = bool(record["decision"])
         out["score"][j] = float(record["score_ref"])

@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from . import atomic
-from ._output import ensure_dir
+from .atomic import ensure_dir
 from .errors import OutputError
 
 LOCK_NAME = ".freqxfr.lock"
@@ -414,15 +414,16 @@ class ResultsLog:
 
     def records(self) -> list[dict[str, Any]]:
         """Every complete record in the file, in file order."""
-        if not self.path.exists():
-            return []
-        out = []
-        with self.path.open(encoding="utf-8") as handle:
-            for line in handle:
-                if not line.endswith("\n"):
-                    break
-                out.append(json.loads(line))
-        return out
+        return list(read_results(self.path)) if self.path.exists() else []
+
+
+def read_results(path: str | os.PathLike[str]) -> Iterator[dict[str, Any]]:
+    """The complete records of a JSON-lines results file (a partial last line is ignored)."""
+    with Path(path).open(encoding="utf-8") as handle:
+        for line in handle:
+            if not line.endswith("\n"):
+                return
+            yield json.loads(line)
 
 
 # ---- the settings of an explanation run ------------------------------------------------------

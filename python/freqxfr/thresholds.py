@@ -81,7 +81,9 @@ class Roc:
     fnmr: np.ndarray
 
 
-def _as_arrays(scores: npt.ArrayLike, labels: npt.ArrayLike) -> tuple[np.ndarray, np.ndarray]:
+def checked_scores(scores: npt.ArrayLike, labels: npt.ArrayLike) -> tuple[np.ndarray, np.ndarray]:
+    """Scores as finite float64 and labels as bool, both 1-D of one length (1/True = genuine, or
+    attack in :mod:`freqxfr.mad_metrics`); :class:`InputError` otherwise."""
     s = np.asarray(scores, dtype=np.float64)
     y = np.asarray(labels)
     if s.ndim != 1 or y.ndim != 1:
@@ -118,7 +120,7 @@ def fmr_fnmr(scores: npt.ArrayLike, labels: npt.ArrayLike, threshold: float) -> 
     fmr, fnmr : float
         NaN for a rate whose pair class is empty.
     """
-    s, y = _as_arrays(scores, labels)
+    s, y = checked_scores(scores, labels)
     accepted = s >= threshold
     n_imp, n_gen = np.count_nonzero(~y), np.count_nonzero(y)
     fmr = np.count_nonzero(accepted & ~y) / n_imp if n_imp else float("nan")
@@ -128,7 +130,7 @@ def fmr_fnmr(scores: npt.ArrayLike, labels: npt.ArrayLike, threshold: float) -> 
 
 def accuracy(scores: npt.ArrayLike, labels: npt.ArrayLike, threshold: float) -> float:
     """Share of pairs decided correctly at ``threshold`` (accept when ``score >= threshold``)."""
-    s, y = _as_arrays(scores, labels)
+    s, y = checked_scores(scores, labels)
     if s.size == 0:
         raise InputError("accuracy needs at least one pair")
     return float(np.count_nonzero((s >= threshold) == y) / s.size)
@@ -140,7 +142,7 @@ def roc(scores: npt.ArrayLike, labels: npt.ArrayLike) -> Roc:
     The thresholds are the lowest score, the midpoints between neighbouring distinct scores,
     and the float just above the highest score.
     """
-    s, y = _as_arrays(scores, labels)
+    s, y = checked_scores(scores, labels)
     _need_both(y, "an ROC curve")
     distinct = np.unique(s)
     # Midpoints between distinct neighbours; where two floats are adjacent the midpoint rounds
@@ -201,7 +203,7 @@ def _calibration(labels: npt.ArrayLike, curve: Roc, k: int, criterion: str) -> C
 def best_accuracy_threshold(scores: npt.ArrayLike, labels: npt.ArrayLike) -> float:
     """The threshold that decides the most pairs correctly (the lowest one on ties)."""
     curve = roc(scores, labels)
-    _, y = _as_arrays(scores, labels)
+    _, y = checked_scores(scores, labels)
     n_gen, n_imp = np.count_nonzero(y), np.count_nonzero(~y)
     correct = n_gen * (1.0 - curve.fnmr) + n_imp * (1.0 - curve.fmr)
     return float(curve.thresholds[int(np.argmax(correct))])
@@ -227,7 +229,7 @@ def kfold_accuracy(
     -------
     KFoldResult
     """
-    s, y = _as_arrays(scores, labels)
+    s, y = checked_scores(scores, labels)
     if isinstance(folds, (int, np.integer)):
         if not 2 <= folds <= s.size:
             raise InputError(f"folds must lie between 2 and the number of pairs, got {folds}")

@@ -23,6 +23,7 @@ import numpy.typing as npt
 from .align import align_for_card
 from .cards import ModelCard, threshold_problem
 from .errors import InputError
+
 # DEFAULT_MODEL, PROVIDER_ALIASES, ProviderWarning and model_path lived here; still importable.
 from .model_loading import (
     DEFAULT_MODEL,

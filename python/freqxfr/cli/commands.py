@@ -85,7 +85,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     from importlib.resources import files
 
-    from ..explain import Explainer
+    from ..explanations import Explainer
     from ..report import write_pair_outputs
 
     demo = files("freqxfr") / "demo_data"
@@ -144,7 +144,7 @@ def cmd_dataset(args: argparse.Namespace) -> int:
 
 
 def cmd_faithfulness(args: argparse.Namespace) -> int:
-    from .._output import write_output
+    from ..atomic import write_output
     from ..faithfulness import dataset_faithfulness, summary_lines
     from ..pairs import Pair, outside_root, read_pairs, spread
     from ..runfolder import locked_folder

@@ -102,7 +102,7 @@ def aligned(args: argparse.Namespace) -> bool | None:
 def explainer(args: argparse.Namespace):
     """The :class:`~freqxfr.Explainer` the explainer options describe."""
     from ..bands import BandSchedule
-    from ..explain import Explainer
+    from ..explanations import Explainer
 
     schedule: Any = args.bands
     if args.schedule is not None:

@@ -144,8 +144,9 @@ def cmd_crossres(args: argparse.Namespace) -> int:
 
 def cmd_morph(args: argparse.Namespace) -> int:
     from ..runfolder import locked_folder
-    from ..scenarios.morph import DETECTOR_NAMES, run_morph
+    from ..scenarios.morph import run_morph
     from ..scenarios.morph_index import read_morph_index
+    from ..scenarios.morph_report import DETECTOR_NAMES
 
     root = options.root(args, args.index)
     entries = read_morph_index(args.index, root=root, allow_outside_root=args.allow_outside_root)

@@ -17,29 +17,24 @@ resamples whose shift has the sign of the point estimate says how stable that si
 Output folder: ``summary.json`` (see :func:`run_crossres`), ``pairs.csv`` (one row per pair and
 factor), ``explanations.jsonl`` (the band influences of every pair at every factor, appended as
 each finishes; the run resumes from it), ``run.json`` (the settings a restart must match), PNG
-plots and a self-contained ``report.html``.
+plots and a self-contained ``report.html`` (:mod:`.crossres_report`, drawn from the summary).
 """
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 import os
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .. import plots
-from .._output import ensure_dir, write_output
+from ..atomic import write_json, write_output
 from ..bootstrap import DEFAULT_LEVEL, DEFAULT_RESAMPLES, percentile_ci, sign_stability
-from ..errors import FreqxfrError, InputError
-from ..explain import Explainer, Explanation, PairFailure
+from ..errors import InputError
+from ..explanations import Explainer, Explanation
+from ..images import AlignedFace
 from ..pairs import Pair, outside_root
 from ..profiles import centroid, profile
-from ..report import Section, html_paragraph, html_table, write_report
 from ..runfolder import (
     SETTINGS_KEY,
     ResultsLog,
@@ -49,6 +44,8 @@ from ..runfolder import (
     pair_list_settings,
 )
 from ..thresholds import accuracy, fmr_fnmr
+from .common import EXPLANATIONS, align_once, checked, csv_text, progress_bar
+from .crossres_report import write_crossres_report
 from .resolution import (
     DEFAULT_RESAMPLE,
     KERNEL_DESCRIPTIONS,
@@ -60,19 +57,6 @@ from .resolution import (
 
 DEFAULT_FACTORS = (1.0, 2.0, 4.0, 8.0)
 SIDES = {"probe": "b", "reference": "a"}
-
-HOW_TO_READ = (
-    "Every pair was compared and explained once per downscaling factor. Only the probe (the "
-    "second image of each pair) lost resolution; the reference stayed sharp. The centroid of an "
-    "explained image is the mean band index weighted by each band's absolute influence: 0 means all "
-    "influence sits in the lowest band, K−1 all in the highest. A falling probe centroid says the "
-    "model leans on lower frequencies of the blurred probe. With the spectral kernel the probe has "
-    "nothing above the cutoff, so its high bands cannot matter by construction; with bicubic or box "
-    "upscaling those bands hold interpolation artefacts, and any influence they keep comes from "
-    "those. The reference centroid says which bands of the sharp photo the comparison rests on. "
-    "Intervals come from resampling pairs (bootstrap); 'same sign' is the share of resamples whose "
-    "shift has the sign of the estimate."
-)
 
 
 # ---- the run -------------------------------------------------------------------------------------
@@ -192,22 +176,19 @@ def run_crossres(
 
                 failures = explain_crossres_chunks(
                     client, explainer, pairs, factors, resample, aligned, log, done, refused,
-                    progress, prepare=_prepare_faces, record=_jsonl_record,
+                    progress, prepare=_align_pairs, record=_jsonl_record,
                 )
         records = log.records()
         summary, example_index = _summary(
             explainer, pairs, factors, resample, records, failures, n_boot, level, seed, pairs_file
         )
         summary[SETTINGS_KEY] = settings
-        write_output(out / "pairs.csv", _csv_text(_csv_rows(pairs, factors, records)))
-        _write_json(out / "summary.json", summary)
+        write_output(out / "pairs.csv", csv_text(_csv_rows(pairs, factors, records)))
+        write_json(out / "summary.json", summary)
         if report:
             example = explainer.prepare(pairs[example_index].path_b, aligned)
             write_crossres_report(out, summary, example=example)
     return summary
-
-
-EXPLANATIONS = "explanations.jsonl"
 
 
 def _explain_missing(
@@ -232,12 +213,15 @@ def _explain_missing(
         if (factor, i) not in done and i not in refused
     ]
     wanted = sorted({i for _, i in missing})
-    faces, failures = _prepare_faces(explainer, [pairs[i] for i in wanted], aligned)
+    faces, failures = align_once(
+        explainer, (p for i in wanted for p in (pairs[i].path_a, pairs[i].path_b)), aligned
+    )
     failures += [
         {"index": i, "line": pairs[i].line, "path": str(pairs[i].path_a), "error": reason}
         for i, reason in refused.items()
     ]
-    bar = _progress(progress, len(missing), initial=len(factors) * len(pairs) - len(missing))
+    done = len(factors) * len(pairs) - len(missing)
+    bar = progress_bar(progress, done + len(missing), done, "crossres")
     try:
         for factor in factors:
             todo = [
@@ -246,20 +230,29 @@ def _explain_missing(
                 if f == factor and pairs[i].path_a in faces and pairs[i].path_b in faces
             ]
             stream = explainer.explain_pairs(
-                (
-                    (faces[pairs[i].path_a], degrade(faces[pairs[i].path_b], factor, resample))
-                    for i in todo
-                ),
-                aligned=True,
+                (faces[pairs[i].path_a], _degraded(faces[pairs[i].path_b], factor, resample))
+                for i in todo
             )
             for i, item in zip(todo, stream, strict=True):
-                log.append(_jsonl_record(factor, i, pairs[i], _checked(item)))
+                log.append(_jsonl_record(factor, i, pairs[i], checked(item)))
                 if bar is not None:
                     bar.update(1)
     finally:
         if bar is not None:
             bar.close()
     return failures
+
+
+def _align_pairs(
+    explainer: Explainer, pairs: Sequence[Pair], aligned: bool | None
+) -> tuple[dict[Any, AlignedFace], list[dict[str, Any]]]:
+    """Both images of every pair aligned once (for the Dask chunks); failures listed."""
+    return align_once(explainer, (p for pair in pairs for p in (pair.path_a, pair.path_b)), aligned)
+
+
+def _degraded(face: AlignedFace, factor: float, resample: str) -> AlignedFace:
+    """The probe as the model sees it at ``factor``, still under its own name."""
+    return AlignedFace(degrade(face.pixels, factor, resample), face.name)
 
 
 def _summary(
@@ -413,36 +406,7 @@ def _centroid_numbers(cents: np.ndarray, boot: np.ndarray, fi: int, level: float
     return numbers
 
 
-# ---- inputs --------------------------------------------------------------------------------------
-
-
-def _prepare_faces(
-    explainer: Explainer, pairs: Sequence[Pair], aligned: bool | None
-) -> tuple[dict[Any, np.ndarray], list[dict[str, Any]]]:
-    """Each distinct image aligned once; images that fail are listed, not raised."""
-    faces: dict[Any, np.ndarray] = {}
-    failures: list[dict[str, Any]] = []
-    for path in dict.fromkeys(p for pair in pairs for p in (pair.path_a, pair.path_b)):
-        try:
-            faces[path] = explainer.prepare(path, aligned)
-        except FreqxfrError as exc:
-            failures.append({"path": str(path), "error": str(exc)})
-    return faces, failures
-
-
-def _checked(item: Explanation | PairFailure) -> Explanation:
-    if isinstance(item, PairFailure):  # prepared crops cannot fail; keep the message if they do
-        raise InputError(item.error)
-    return item
-
-
-def _progress(enabled: bool, total: int, initial: int = 0):
-    from ..progress import progress_bar
-
-    return progress_bar(enabled, total + initial, done=initial, desc="crossres")
-
-
-# ---- outputs -------------------------------------------------------------------------------------
+# ---- records -------------------------------------------------------------------------------------
 
 
 def _jsonl_record(factor: float, index: int, pair: Pair, explanation: Explanation) -> dict:
@@ -486,18 +450,6 @@ def _csv_rows(
     return rows
 
 
-def _csv_text(rows: list[dict[str, Any]]) -> str:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]), lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    return buffer.getvalue()
-
-
-def _write_json(path: Path, obj: Any) -> None:
-    write_output(path, json.dumps(obj, indent=2, allow_nan=False) + "\n")
-
-
 def _finite(value: float) -> float | None:
     return float(value) if np.isfinite(value) else None
 
@@ -507,198 +459,3 @@ def _mean(values: np.ndarray) -> float | None:
     return float(values.mean()) if values.size else None
 
 
-# ---- report --------------------------------------------------------------------------------------
-
-
-def plot_degradation_strip(
-    image: np.ndarray, factors: Sequence[float], resample: str, path: str | os.PathLike[str]
-) -> Path:
-    """One probe crop at every factor, as the model sees it."""
-    fig = plots.new_figure(1.6 * len(factors) + 0.2, 2.0)
-    axes = fig.subplots(1, len(factors), squeeze=False)[0]
-    for ax, factor in zip(axes, factors, strict=True):
-        ax.imshow(degrade(image, factor, resample), interpolation="nearest")
-        ax.set_title(f"{factor:g}×", fontsize=9)
-        ax.set_axis_off()
-    fig.suptitle(f"probe at each factor ({resample})", fontsize=9)
-    return plots.save_figure(fig, path)
-
-
-def write_crossres_report(
-    out_dir: str | os.PathLike[str], summary: dict[str, Any], *, example: np.ndarray | None = None
-) -> Path:
-    """Plots and ``report.html`` of a cross-resolution summary (``example``: one probe crop)."""
-    out = ensure_dir(out_dir)
-    entries = summary["factors"]
-    factors = [e["factor"] for e in entries]
-    sections = [
-        Section("Overview", _overview_table(summary)),
-        Section("How to read this", html_paragraph(HOW_TO_READ)),
-    ]
-    images = []
-    if example is not None:
-        images.append(
-            plot_degradation_strip(example, factors, summary["resample"], out / "probes.png")
-        )
-    acc = plots.plot_accuracy_vs_factor(
-        factors,
-        [e["accuracy"] for e in entries],
-        out / "accuracy.png",
-        fmr=_rates(entries, "fmr"),
-        fnmr=_rates(entries, "fnmr"),
-    )
-    sections.append(
-        Section("Verification per factor", _verification_table(summary), [*images, acc])
-    )
-    centroid_images = [
-        plots.plot_centroid_shift(
-            factors,
-            [_numbers(e, name)["centroid"] for e in entries],
-            [_numbers(e, name)["centroid_ci"][0] for e in entries],
-            [_numbers(e, name)["centroid_ci"][1] for e in entries],
-            out / f"centroid_{name}.png",
-            ci_label=f"{name}, {100 * summary['bootstrap']['level']:g}% bootstrap CI",
-        )
-        for name in SIDES
-    ]
-    sections.append(Section("Centroid shift", _centroid_table(summary), centroid_images))
-    heat = []
-    for name in SIDES:
-        heat.append(
-            plots.plot_profiles_by_factor(
-                factors,
-                _profile_matrix(entries, name, None, "absolute_normalised_mean"),
-                out / f"profiles_{name}.png",
-                kind="absolute",
-                title=f"{name}: absolute influence, normalised per image (all pairs)",
-            )
-        )
-    for label in ("genuine", "impostor"):
-        matrix = _profile_matrix(entries, "probe", label, "directed_normalised_mean")
-        if matrix is not None:
-            heat.append(
-                plots.plot_profiles_by_factor(
-                    factors,
-                    matrix,
-                    out / f"profiles_probe_{label}.png",
-                    kind="directed",
-                    title=f"probe, {label} pairs: directed influence, normalised per image",
-                )
-            )
-    sections.append(Section("Band profiles per factor", "", heat))
-    model = summary["model"]["name"]
-    return write_report(
-        out, f"freqxfr cross-resolution report ({model}, {summary['resample']})", sections
-    )
-
-
-def _numbers(entry: dict[str, Any], side: str) -> dict[str, Any]:
-    return entry if side == "probe" else entry["reference"]
-
-
-def _profile_matrix(entries, side: str, label: str | None, key: str) -> np.ndarray | None:
-    rows = []
-    for entry in entries:
-        profiles = entry["profiles"][side]
-        if label is None:
-            # all pairs: mean of the class means weighted by their image counts
-            weights = [p["n_images"] for p in profiles.values()]
-            values = [np.asarray(p[key]) for p in profiles.values()]
-            rows.append(np.average(values, axis=0, weights=weights))
-        elif label in profiles:
-            rows.append(np.asarray(profiles[label][key]))
-        else:
-            return None
-    return np.stack(rows)
-
-
-def _overview_table(summary: dict[str, Any]) -> str:
-    boot = summary["bootstrap"]
-    rows = [
-        ("model", summary["model"]["name"]),
-        ("metric", summary["model"]["metric"]),
-        ("threshold", summary["threshold"]),
-        ("degradation", f"{summary['resample']}: {summary['kernel']}"),
-        ("degraded image", summary["degraded_side"]),
-        (
-            "pairs (genuine / impostor)",
-            f"{summary['pairs']} ({summary['genuine']} / {summary['impostor']})",
-        ),
-        ("images that could not be prepared", len(summary["failed"])),
-        ("bands", f"{summary['schedule']['kind']}, {len(summary['bands'])}"),
-        ("masking", f"{summary['mode']} in the {summary['domain']} domain"),
-        (
-            "bootstrap",
-            f"{boot['resamples']} resamples of pairs, {100 * boot['level']:g}% "
-            f"percentile intervals, seed {boot['seed']}",
-        ),
-    ]
-    return html_table(("", "value"), rows)
-
-
-def _verification_table(summary: dict[str, Any]) -> str:
-    header = (
-        "factor",
-        "probe size / cutoff",
-        "accuracy",
-        "FMR",
-        "FNMR",
-        "mean score genuine",
-        "mean score impostor",
-    )
-    rows = []
-    for e in summary["factors"]:
-        size = e.get("probe_size")
-        size_text = (
-            f"{size}px"
-            if size is not None
-            else (f"{e['cutoff_cycles']:.3g} cycles" if e.get("cutoff_cycles") else "full")
-        )
-        rows.append(
-            (
-                f"{e['factor']:g}×",
-                size_text,
-                e["accuracy"],
-                e["fmr"],
-                e["fnmr"],
-                e["score_mean"]["genuine"],
-                e["score_mean"]["impostor"],
-            )
-        )
-    return html_table(header, rows, caption=f"at the model's threshold {summary['threshold']:.4g}")
-
-
-def _centroid_table(summary: dict[str, Any]) -> str:
-    header = (
-        "factor",
-        "probe centroid [CI]",
-        "shift [CI]",
-        "same sign",
-        "reference centroid [CI]",
-        "shift [CI]",
-        "same sign",
-    )
-    rows = []
-    for e in summary["factors"]:
-        row: list[Any] = [f"{e['factor']:g}×"]
-        for numbers in (e, e["reference"]):
-            row += [
-                f"{numbers['centroid']:.3f} [{numbers['centroid_ci'][0]:.3f}, "
-                f"{numbers['centroid_ci'][1]:.3f}]",
-                f"{numbers['centroid_shift']:+.3f} [{numbers['centroid_shift_ci'][0]:+.3f}, "
-                f"{numbers['centroid_shift_ci'][1]:+.3f}]",
-                numbers["centroid_shift_same_sign"],
-            ]
-        rows.append(row)
-    baseline = summary["bootstrap"]["shift_baseline_factor"]
-    return html_table(
-        header,
-        rows,
-        caption=f"shift: against factor {baseline:g}; band index 0..{len(summary['bands']) - 1}",
-    )
-
-
-def _rates(entries, key: str) -> list[float] | None:
-    """A rate per factor, or None when a class is missing (the rate is undefined)."""
-    values = [e[key] for e in entries]
-    return None if any(v is None for v in values) else values

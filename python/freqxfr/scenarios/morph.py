@@ -21,15 +21,12 @@ Numbers:
 Output folder: ``summary.json``, ``comparisons.csv`` (one row per comparison),
 ``explanations.jsonl`` (every comparison's full explanation, appended as each finishes, with its
 position ``comparison``; the run resumes from it), ``run.json`` (the settings a restart must
-match), PNG plots and ``report.html``.
+match), PNG plots and ``report.html`` (:mod:`.morph_report`, drawn from the summary).
 """
 
 from __future__ import annotations
 
-import csv
 import dataclasses
-import io
-import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -37,38 +34,20 @@ from typing import Any
 
 import numpy as np
 
-from .. import plots
-from .._output import ensure_dir, write_output
+from ..atomic import write_json, write_output
 from ..bootstrap import DEFAULT_LEVEL, DEFAULT_RESAMPLES
-from ..errors import FreqxfrError, InputError
-from ..explain import Explainer, Explanation, PairFailure
-from ..mad_metrics import D_EER_RULE, average_ranks, evaluate_detector
+from ..errors import InputError
+from ..explanations import Explainer, Explanation, PairFailure
+from ..images import AlignedFace
+from ..mad_metrics import average_ranks, evaluate_detector
+from ..pairs import Pair
 from ..profiles import centroid, profile
 from ..progress import progress_bar
-from ..report import Section, html_paragraph, html_table, write_report
 from ..runfolder import SETTINGS_KEY, ResultsLog, check_settings, explainer_settings, locked_folder
+from .common import EXPLANATIONS, align_once, checked, csv_text
 from .morph_index import MorphComparison, MorphEntry, comparisons
+from .morph_report import write_morph_report
 from .morph_score import DEFAULT_DISTANCE, leave_identity_out_scores
-
-DETECTORS = ("score", "frequency", "combined")
-DETECTOR_NAMES = {
-    "score": "comparison score alone",
-    "frequency": "frequency morph score alone",
-    "combined": "both (mean rank)",
-}
-
-HOW_TO_READ = (
-    "Attacks are morphs compared with a probe photo of one of the two people they were made from; "
-    "bona fide comparisons are a person's own photo against their probe. A morph succeeds when the "
-    "model accepts it against both probes (MMPMR). The band influences are those of the enrolled "
-    "image (the morph, or the bona fide photo) explained against the probe. The frequency morph "
-    "score measures how far a comparison's normalised directed-influence profile lies from the "
-    "bona fide comparisons of other people (leave-one-identity-out); it is unsupervised, so a high "
-    "AUC means morphs make the model use different bands, not that a detector was trained. Morphs "
-    "also lower the comparison score itself; the 'combined' detector shows what the frequency "
-    "evidence adds to it. Every detector is oriented so that higher means more morph-like. With a "
-    "few dozen comparisons, read the intervals: they are wide."
-)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -166,11 +145,12 @@ def run_morph(
                 from ..distributed import explain_morph_chunks
 
                 explain_morph_chunks(client, explainer, entries, cmps, aligned, log, done,
-                                     prepare=_prepare_faces, record=_comparison_record)
+                                     prepare=_align_faces, record=_comparison_record)
                 todo = []
-            faces = _prepare_faces(explainer, entries, aligned, [cmps[k] for k in todo])
+            faces = _align_faces(explainer, entries, aligned, [cmps[k] for k in todo])
+            # Every comparison is mated: the probe's person is in the enrolled image.
             stream = explainer.explain_pairs(
-                ((faces[cmps[k].enrolled], faces[cmps[k].probe]) for k in todo), aligned=True
+                Pair(faces[cmps[k].enrolled], faces[cmps[k].probe], same=True) for k in todo
             )
             bar = progress_bar(progress, len(cmps), done=len(cmps) - len(todo), unit="comparison",
                                desc="morph")
@@ -181,7 +161,7 @@ def run_morph(
             if bar is not None:
                 bar.close()
         by_comparison = {int(r["comparison"]): r for r in log.records()}
-        summary = _summarise(
+        summary, rows = _summarise(
             explainer,
             entries,
             cmps,
@@ -191,21 +171,18 @@ def run_morph(
             n_boot,
             level,
             seed,
-            out,
         )
         summary[SETTINGS_KEY] = settings
-        write_output(out / "summary.json", json.dumps(summary, indent=2, allow_nan=False) + "\n")
+        write_output(out / "comparisons.csv", csv_text(rows))
+        write_json(out / "summary.json", summary)
         if report:
             write_morph_report(out, summary)
     return summary
 
 
-EXPLANATIONS = "explanations.jsonl"
-
-
 def _comparison_record(k: int, c: MorphComparison, item: Explanation | PairFailure) -> dict:
     """The ``explanations.jsonl`` line of comparison ``k``."""
-    record = _named(_checked(item), c).to_dict()
+    record = checked(item).to_dict()
     return {"comparison": k, **record, "class": c.kind, "identities": list(c.identities)}
 
 
@@ -242,14 +219,14 @@ def _summarise(
     n_boot: int,
     level: float,
     seed: int,
-    out: Path,
-) -> dict[str, Any]:
-    """Scores, detectors, profiles and ``comparisons.csv`` from the records on disk (one per
-    comparison, in order), never from numbers in memory: a resumed run gives the same files."""
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Scores, detectors, profiles and the rows of ``comparisons.csv`` from the records on disk
+    (one per comparison, in order), never from numbers in memory: a resumed run gives the same
+    files."""
     explanations = [_Recorded.of(r) for r in records]
     threshold = explainer.model.card.threshold
     scores = np.array([e.score_ref for e in explanations])
-    features = np.stack([e.a.directed_normalised for e in explanations])
+    features = np.stack([e.a.directed_relative for e in explanations])
     is_attack = np.array([c.is_attack for c in cmps])
     morph_scores, ref_sizes = leave_identity_out_scores(
         features, ~is_attack, [c.identities for c in cmps], distance
@@ -304,14 +281,13 @@ def _summarise(
             cmps, explanations, morph_scores, detector_scores["combined"], strict=True
         )
     ]
-    write_output(out / "comparisons.csv", _csv_text(rows))
-    return summary
+    return summary, rows
 
 
 @dataclasses.dataclass(frozen=True)
 class _Side:
     directed: np.ndarray
-    directed_normalised: np.ndarray
+    directed_relative: np.ndarray  # JSON: directed_normalised
 
     @property
     def absolute(self) -> np.ndarray:
@@ -388,12 +364,12 @@ def class_profiles(
 # ---- inputs --------------------------------------------------------------------------------------
 
 
-def _prepare_faces(
+def _align_faces(
     explainer: Explainer,
     entries: Sequence[MorphEntry],
     aligned: bool | None,
     needed: Sequence[MorphComparison],
-) -> dict[Path, np.ndarray]:
+) -> dict[Path, AlignedFace]:
     """Align every distinct image of the ``needed`` comparisons once; a failure names the
     image's role and index row."""
     roles: dict[Path, _Role] = {}
@@ -407,30 +383,13 @@ def _prepare_faces(
         ):
             roles.setdefault(path, _Role(text, e.row))
     wanted = {p for c in needed for p in (c.enrolled, c.probe)}
-    faces = {}
-    for path, role in roles.items():
-        if path not in wanted:
-            continue
-        try:
-            faces[path] = explainer.prepare(path, aligned)
-        except FreqxfrError as exc:  # NoFaceError, ImageError, ...: same type, with the role
-            raise type(exc)(f"{role.text} (morph index row {role.row}): {exc}") from None
-    return faces
-
-
-def _checked(item: Explanation | PairFailure) -> Explanation:
-    if isinstance(item, PairFailure):  # aligned crops cannot fail; keep the message if they do
-        raise InputError(item.error)
-    return item
-
-
-def _named(explanation: Explanation, c: MorphComparison) -> Explanation:
-    return dataclasses.replace(
-        explanation,
-        a=dataclasses.replace(explanation.a, source=str(c.enrolled)),
-        b=dataclasses.replace(explanation.b, source=str(c.probe)),
-        same=True,  # every comparison is mated: the probe's person is in the enrolled image
+    faces, _ = align_once(
+        explainer,
+        (path for path in roles if path in wanted),
+        aligned,
+        describe=lambda path: f"{roles[path].text} (morph index row {roles[path].row})",
     )
+    return faces
 
 
 def _cluster(c: MorphComparison) -> str:
@@ -459,173 +418,8 @@ def _csv_row(
     }
 
 
-def _csv_text(rows: list[dict[str, Any]]) -> str:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]), lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    return buffer.getvalue()
-
-
 def _rate_by(morphs: list[dict[str, Any]], key: str) -> dict[str, float]:
     groups: dict[str, list[bool]] = {}
     for m in morphs:
         groups.setdefault(str(m[key]), []).append(m["accepted_both"])
     return {name: float(np.mean(values)) for name, values in groups.items()}
-
-
-# ---- report --------------------------------------------------------------------------------------
-
-
-def write_morph_report(out_dir: str | os.PathLike[str], summary: dict[str, Any]) -> Path:
-    """Plots and ``report.html`` of a morphing-attack summary."""
-    out = ensure_dir(out_dir)
-    morphs = summary["morphs"]
-    scatter = plots.plot_score_scatter(
-        [m["score_a"] for m in morphs],
-        [m["score_b"] for m in morphs],
-        summary["threshold"],
-        [m["method"] or "morph" for m in morphs],
-        out / "scores.png",
-    )
-    prof = summary["profiles"]
-    class_images = [
-        plots.plot_class_profiles(
-            {
-                "bona fide": (
-                    prof["bona_fide"]["directed_normalised_mean"],
-                    prof["bona_fide"]["directed_normalised_std"],
-                ),
-                "morph": (
-                    prof["morph"]["directed_normalised_mean"],
-                    prof["morph"]["directed_normalised_std"],
-                ),
-            },
-            out / "profiles_normalised.png",
-            ylabel="directed influence, normalised per image",
-            title="enrolled image: band profile per class (the morph score's feature)",
-        ),
-        plots.plot_class_profiles(
-            {
-                "bona fide": (
-                    prof["bona_fide"]["directed_mean"],
-                    prof["bona_fide"]["directed_std"],
-                ),
-                "morph": (prof["morph"]["directed_mean"], prof["morph"]["directed_std"]),
-            },
-            out / "profiles.png",
-            ylabel="directed influence (score units)",
-            title="enrolled image: band profile per class",
-        ),
-    ]
-    det = plots.plot_det(
-        {
-            DETECTOR_NAMES[name]: (d["det"]["apcer"], d["det"]["bpcer"])
-            for name, d in summary["detectors"].items()
-        },
-        out / "det.png",
-    )
-    sections = [
-        Section("Overview", _overview_table(summary)),
-        Section("How to read this", html_paragraph(HOW_TO_READ)),
-        Section("Attack success", _morph_table(summary), [scatter]),
-        Section("Differential morphing-attack detection", _detector_table(summary), [det]),
-        Section("Band profiles", _profile_table(summary), class_images),
-    ]
-    return write_report(
-        out, f"freqxfr morphing-attack report ({summary['model']['name']})", sections
-    )
-
-
-def _overview_table(summary: dict[str, Any]) -> str:
-    boot = summary["bootstrap"]
-    rows = [
-        ("model", summary["model"]["name"]),
-        ("metric", summary["model"]["metric"]),
-        ("threshold", summary["threshold"]),
-        ("morphs", summary["n_morphs"]),
-        (
-            "comparisons (morph / bona fide)",
-            f"{summary['comparisons']['morph']} / {summary['comparisons']['bona_fide']}",
-        ),
-        ("MMPMR", summary["mmpmr"]),
-        ("bona fide comparisons accepted", summary["bona_fide_acceptance"]),
-        ("explained image", summary["explained_side"]),
-        (
-            "morph score",
-            f"{summary['distance']} distance of the {summary['feature']} from the "
-            f"bona fide comparisons of other people",
-        ),
-        (
-            "bona fide reference size",
-            f"{summary['reference_sizes']['min']}–{summary['reference_sizes']['max']} comparisons",
-        ),
-        ("bands", f"{summary['schedule']['kind']}, {len(summary['bands'])}"),
-        ("masking", f"{summary['mode']} in the {summary['domain']} domain"),
-        (
-            "bootstrap",
-            f"{boot['resamples']} resamples of {boot['unit']}, "
-            f"{100 * boot['level']:g}% percentile intervals",
-        ),
-    ]
-    return html_table(("", "value"), rows)
-
-
-def _morph_table(summary: dict[str, Any]) -> str:
-    rows = [
-        (Path(m["path"]).name, m["method"], m["score_a"], m["score_b"], m["accepted_both"])
-        for m in summary["morphs"]
-    ]
-    return html_table(
-        ("morph", "method", "score vs probe A", "score vs probe B", "accepted against both"),
-        rows,
-        caption=f"threshold {summary['threshold']:.4g}; MMPMR {summary['mmpmr']:.3f}",
-    )
-
-
-def _detector_table(summary: dict[str, Any]) -> str:
-    rows = []
-    for name, d in summary["detectors"].items():
-        rows.append(
-            (
-                DETECTOR_NAMES[name],
-                f"{d['auc']:.3f} [{d['auc_ci'][0]:.3f}, {d['auc_ci'][1]:.3f}]",
-                f"{d['d_eer']:.3f} [{d['d_eer_ci'][0]:.3f}, {d['d_eer_ci'][1]:.3f}]",
-                d["bpcer_at_apcer_10"],
-                d["bpcer_at_apcer_5"],
-            )
-        )
-    return html_table(
-        ("detector", "AUC [CI]", "D-EER [CI]", "BPCER @ APCER 10%", "BPCER @ APCER 5%"),
-        rows,
-        caption="higher detector score = more morph-like; AUC 0.5 = chance. " + D_EER_RULE,
-    )
-
-
-def _profile_table(summary: dict[str, Any]) -> str:
-    prof = summary["profiles"]
-    rows = []
-    for k, band in enumerate(summary["bands"]):
-        rows.append(
-            (
-                k,
-                f"{band['radius'][0]:.3f}–{band['radius'][1]:.3f}",
-                prof["bona_fide"]["directed_normalised_mean"][k],
-                prof["morph"]["directed_normalised_mean"][k],
-                prof["difference"]["directed_normalised_mean"][k],
-                prof["bona_fide"]["directed_mean"][k],
-                prof["morph"]["directed_mean"][k],
-            )
-        )
-    return html_table(
-        (
-            "band",
-            "ρ range",
-            "bona fide Δ (norm.)",
-            "morph Δ (norm.)",
-            "morph − bona fide (norm.)",
-            "bona fide Δ",
-            "morph Δ",
-        ),
-        rows,
-    )

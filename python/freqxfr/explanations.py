@@ -3,7 +3,8 @@
 For a pair (A, B): the reference score ``s_ref = score(f(A), f(B))``; for each band k of A, the
 score of A with band k deleted against the unaltered B, ``s_k``; the same for B against A. Absolute
 influence ``|s_ref - s_k|``, directed influence ``s_ref - s_k`` (positive: the band supported the
-match), and both normalised per image for the frequency heat plots.
+match), and both relative to the image's largest influence for the frequency heat plots (the
+``*_relative`` attributes; ``*_normalised`` in JSON).
 
 Cost: 2K + 2 embeddings per pair, in as few ONNX Runtime calls as the batch allows. The masking
 core writes the masked images straight into the model's input buffer, and while ONNX Runtime
@@ -15,6 +16,7 @@ from __future__ import annotations
 import concurrent.futures
 import copy
 import dataclasses
+import functools
 import itertools
 import threading
 import time
@@ -25,9 +27,11 @@ import numpy as np
 
 from .bands import Band, BandSchedule
 from .errors import FreqxfrError, InputError
-from .images import source_label
+from .faithfulness import Faithfulness, pair_faithfulness
+from .images import AlignedFace, source_label
 from .masking import mask_bands
 from .pairs import Pair
+from .profiles import relative_to_peak
 from .verifier import Verifier, load_model, normalise
 
 DEFAULT_BANDS = 16
@@ -45,15 +49,15 @@ def _version() -> str:
 # ---- results ------------------------------------------------------------------------------------
 
 
-def _normalised(values: np.ndarray) -> np.ndarray:
-    """Divide by the largest magnitude (all zeros stay zeros)."""
-    peak = float(np.abs(values).max()) if values.size else 0.0
-    return values / peak if peak > 0 else np.zeros_like(values)
-
-
 @dataclasses.dataclass(frozen=True)
 class ImageExplanation:
-    """The band influences of one image of a pair, explained against the other image."""
+    """The band influences of one image of a pair, explained against the other image.
+
+    ``directed`` and ``absolute`` are in score units; ``directed_relative`` and
+    ``absolute_relative`` are divided by the image's largest influence (the most influential band
+    is ±1), as the heat plots show them. In JSON the relative ones keep their first names,
+    ``directed_normalised`` and ``absolute_normalised``.
+    """
 
     source: str
     scores: np.ndarray  # (K,) score with band k of this image masked
@@ -69,12 +73,19 @@ class ImageExplanation:
         return np.abs(self.directed)
 
     @property
-    def absolute_normalised(self) -> np.ndarray:
-        return _normalised(self.absolute)
+    def absolute_relative(self) -> np.ndarray:
+        """``absolute`` divided by its largest value (:func:`freqxfr.profiles.relative_to_peak`)."""
+        return relative_to_peak(self.absolute)
 
     @property
-    def directed_normalised(self) -> np.ndarray:
-        return _normalised(self.directed)
+    def directed_relative(self) -> np.ndarray:
+        """``directed`` divided by its largest magnitude."""
+        return relative_to_peak(self.directed)
+
+    # The first names, as in the JSON keys; "normalised" also names the model's input scaling
+    # and ``domain="normalised"``, so the Python API prefers the ``*_relative`` names.
+    absolute_normalised = absolute_relative
+    directed_normalised = directed_relative
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -82,9 +93,14 @@ class ImageExplanation:
             "scores": self.scores.tolist(),
             "absolute": self.absolute.tolist(),
             "directed": self.directed.tolist(),
-            "absolute_normalised": self.absolute_normalised.tolist(),
-            "directed_normalised": self.directed_normalised.tolist(),
+            "absolute_normalised": self.absolute_relative.tolist(),
+            "directed_normalised": self.directed_relative.tolist(),
         }
+
+
+def _setting(key: str, doc: str) -> Any:
+    """A read-only attribute of an :class:`Explanation` that reads ``settings[key]``."""
+    return property(lambda self: self.settings[key], doc=doc)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -104,29 +120,12 @@ class Explanation:
     groups: dict[str, str] = dataclasses.field(default_factory=dict)
 
     # The settings read as attributes (the dict is the one place they are kept).
-    @property
-    def model(self) -> dict[str, Any]:
-        return self.settings["model"]
-
-    @property
-    def backend(self) -> str:
-        return self.settings["backend"]
-
-    @property
-    def mode(self) -> str:
-        return self.settings["mode"]
-
-    @property
-    def domain(self) -> str:
-        return self.settings["domain"]
-
-    @property
-    def clip(self) -> bool:
-        return self.settings["clip"]
-
-    @property
-    def version(self) -> str:
-        return self.settings["freqxfr_version"]
+    model = _setting("model", "The model part of the settings (:meth:`Explainer.model_info`).")
+    backend = _setting("backend", "The masking backend.")
+    mode = _setting("mode", '``"delete"`` or ``"keep"``.')
+    domain = _setting("domain", 'Where the masking happened: ``"pixel"`` or ``"normalised"``.')
+    clip = _setting("clip", "Whether masked pixels were clipped to 0..255.")
+    version = _setting("freqxfr_version", "The freqxfr version that made the explanation.")
 
     def to_dict(self, *, settings: bool = True) -> dict[str, Any]:
         """A JSON-ready dict; its keys are those of ``explanation.json``.
@@ -153,7 +152,7 @@ class Explanation:
         for side, image in (("a", self.a), ("b", self.b)):
             for band, s, ab, di, abn, din in zip(
                 self.bands, image.scores, image.absolute, image.directed,
-                image.absolute_normalised, image.directed_normalised, strict=True,
+                image.absolute_relative, image.directed_relative, strict=True,
             ):
                 rows.append({
                     "image": side,
@@ -199,7 +198,8 @@ class Explainer:
         ``delete`` removes band k (the paper); ``keep`` keeps only band k (then a small
         influence means the band alone reproduces the score).
     domain : {"pixel", "normalised"}
-        Where the masking happens (see :func:`freqxfr.mask_bands`); ``pixel`` by default.
+        Where the masking happens: on the pixels (default) or on the model's normalised input
+        (after its mean and std are applied; see :func:`freqxfr.mask_bands`).
     backend : str
         Masking backend: ``cpp`` (default), ``numpy``, ``scipy`` or ``pyfftw``.
     clip : bool
@@ -239,7 +239,7 @@ class Explainer:
         self._mask_options = _core_normalisation(card)
         self._settings = self._build_settings()  # shared, read-only, by every explanation
         # Fail now, not inside a worker, if the backend can't run here.
-        self._mask(np.zeros((1, h, w, 3), np.uint8), None)
+        self.mask(np.zeros((1, h, w, 3), np.uint8), None)
 
     @property
     def n_bands(self) -> int:
@@ -252,6 +252,8 @@ class Explainer:
         groups: dict[str, str] | None = None, deadline: float | None = None,
     ) -> Explanation:
         """Explain one pair of images (paths, arrays or PIL images; raw photos are aligned).
+
+        Faces aligned before with :meth:`align` are used as they are, and keep their names.
 
         Thread-safe. Concurrent calls on one model are served by its engine
         (:mod:`freqxfr.engine`), which batches them; each gets the result of a lone call.
@@ -269,12 +271,12 @@ class Explainer:
         faces = np.stack([self.prepare(a, aligned), self.prepare(b, aligned)])
         t1 = time.perf_counter()
         batch = self._single_pair_batch()
-        self._fill(batch, faces)
+        self.fill_batch(batch, faces)
         t2 = time.perf_counter()
         embeddings = self.model.embed_normalised(batch, batch_size=self.max_batch)
         t3 = time.perf_counter()
         timings = {"prepare": (t1 - t0) * 1e3, "mask": (t2 - t1) * 1e3, "model": (t3 - t2) * 1e3}
-        return self._explanation(embeddings, 1, 0, (source_label(a), source_label(b)), timings, same, groups)
+        return self.explanation_from(embeddings, 1, 0, (source_label(a), source_label(b)), timings, same, groups)
 
     async def explain_async(
         self, a: Any, b: Any, *, aligned: bool | None = None, same: bool | None = None,
@@ -293,8 +295,25 @@ class Explainer:
 
         return warmup(self.model, [self])
 
+    def align(self, image: Any, aligned: bool | None = None, *, name: str | None = None
+              ) -> AlignedFace:
+        """Load and align one image once, keeping its name (default: its path).
+
+        Pass the result to :meth:`explain` or :meth:`explain_pairs` as often as you like: it is
+        not loaded or aligned again, and explanations call it ``name``. Its ``pixels`` may be
+        replaced (e.g. by a degraded copy, ``dataclasses.replace(face, pixels=...)``) and the
+        name still travels with it.
+        """
+        if isinstance(image, AlignedFace):
+            return image
+        pixels = self.model.prepare(image, aligned=aligned, name=name)
+        return AlignedFace(pixels, source_label(image, name))
+
     def prepare(self, image: Any, aligned: bool | None = None) -> np.ndarray:
-        """Load and align one image as the model's card says."""
+        """The model's input crop of one image: loaded and aligned as the model's card says
+        (an :class:`~freqxfr.images.AlignedFace` is used as it is)."""
+        if isinstance(image, AlignedFace):
+            return image.pixels
         return self.model.prepare(image, aligned=aligned)
 
     # -- many pairs, streamed --
@@ -314,7 +333,8 @@ class Explainer:
         model runs on the current one (``overlap=False`` does them one after the other). With
         ``skip_errors`` a pair whose image can't be used yields a :class:`PairFailure` instead
         of raising. Memory stays bounded: two batch buffers, whatever the number of pairs.
-        ``indices`` numbers the pairs in failures (default 0, 1, ...).
+        ``indices`` numbers the pairs in failures (default 0, 1, ...). A pair may hold faces
+        aligned before (:meth:`align`): they are used as they are and keep their names.
         """
         per_call = max(1, self.max_batch // (2 * self.n_bands + 2))
         numbered = zip(itertools.count() if indices is None else indices, pairs, strict=False)
@@ -351,7 +371,7 @@ class Explainer:
             faces.extend(face_pair)
         t1 = time.perf_counter()
         if faces:
-            self._fill(buffer, np.stack(faces), pairs=len(faces) // 2)
+            self.fill_batch(buffer, np.stack(faces), pairs=len(faces) // 2)
         t2 = time.perf_counter()
         return entries, buffer, len(faces) // 2, (t1 - t0, t2 - t1)
 
@@ -371,8 +391,8 @@ class Explainer:
             if isinstance(entry, PairFailure):
                 yield entry
                 continue
-            yield self._explanation(embeddings, n, i, (str(entry.path_a), str(entry.path_b)),
-                                    timings, entry.same, entry.groups)
+            sources = (source_label(entry.path_a), source_label(entry.path_b))
+            yield self.explanation_from(embeddings, n, i, sources, timings, entry.same, entry.groups)
             i += 1
 
     # -- the batch layout: [refs of all pairs (2P)] + [masked (2P, K)] --
@@ -388,24 +408,30 @@ class Explainer:
     def _batch(self, pairs: int) -> np.ndarray:
         return np.empty((pairs * (2 * self.n_bands + 2), *self._input_shape), np.float32)
 
-    def _fill(self, batch: np.ndarray, faces: np.ndarray, pairs: int = 1,
-              threads: int | None = None) -> None:
-        """Write the 2P references and their 2P×K masked images into ``batch``."""
+    def fill_batch(self, batch: np.ndarray, faces: np.ndarray, pairs: int = 1,
+                   threads: int | None = None) -> None:
+        """Write the 2P references and their 2P×K masked images of P pairs of aligned ``faces``
+        into ``batch`` (the layout :meth:`explanation_from` reads; the engine batches by it)."""
         n = 2 * pairs
         batch[:n] = normalise(faces, self.model.card)
         masked = batch[n : n + n * self.n_bands].reshape(n, self.n_bands, *self._input_shape)
-        self._mask(faces, masked, threads=threads)
+        self.mask(faces, masked, threads=threads)
 
-    def _mask(self, faces: np.ndarray, out: np.ndarray | None, mode: str | None = None,
-              order: Sequence[int] | None = None, *, threads: int | None = None) -> np.ndarray:
+    def mask(self, faces: np.ndarray, out: np.ndarray | None = None, mode: str | None = None,
+             order: Sequence[int] | None = None, *, threads: int | None = None) -> np.ndarray:
+        """Mask aligned ``faces`` (N, H, W, 3) with this explainer's bands and options, in the
+        model's input layout (into ``out`` if given): :func:`freqxfr.mask_bands` with the
+        model's normalisation. ``mode`` and ``order`` override the explainer's (e.g.
+        ``"cumulative_delete"`` for the faithfulness curves)."""
         return mask_bands(
             faces, self.schedule, mode or self.mode, self.backend, out, order=order,
             domain=self.domain, clip=self.clip, threads=threads or self.threads,
             **self._mask_options,
         )
 
-    def _explanation(self, embeddings, pairs, i, sources, timings, same, groups) -> Explanation:
-        """Scores of pair i of a batch laid out by :meth:`_fill` (``pairs`` = P; 1 for explain)."""
+    def explanation_from(self, embeddings, pairs, i, sources, timings, same, groups) -> Explanation:
+        """The explanation of pair i from the embeddings of a batch laid out by
+        :meth:`fill_batch` (``pairs`` = P; 1 for explain)."""
         k = self.n_bands
         p = max(pairs, 1)
         ref_a, ref_b = embeddings[2 * i], embeddings[2 * i + 1]
@@ -477,11 +503,52 @@ class Explainer:
     # -- faithfulness --
 
     def faithfulness(self, a: Any, b: Any, *, seeds: int | Sequence[int] = 5,
-                     aligned: bool | None = None, explanation: Explanation | None = None):
+                     aligned: bool | None = None, explanation: Explanation | None = None
+                     ) -> Faithfulness:
         """Deletion and insertion curves for one pair (see :mod:`freqxfr.faithfulness`)."""
-        from .faithfulness import pair_faithfulness
-
         return pair_faithfulness(self, a, b, seeds=seeds, aligned=aligned, explanation=explanation)
+
+
+# ---- one call ------------------------------------------------------------------------------------
+
+
+def explain(
+    a: Any,
+    b: Any,
+    *,
+    model: Verifier | str | None = None,
+    schedule: BandSchedule | int | None = None,
+    mode: str = "delete",
+    domain: str = "pixel",
+    backend: str = "cpp",
+    clip: bool = False,
+    aligned: bool | None = None,
+    same: bool | None = None,
+    groups: dict[str, str] | None = None,
+    deadline: float | None = None,
+) -> Explanation:
+    """Explain one pair in one call: ``freqxfr.explain("a.jpg", "b.jpg")``.
+
+    The same as ``Explainer(model, schedule, mode, domain, backend, clip=clip).explain(a, b,
+    aligned=aligned, same=same, groups=groups, deadline=deadline)``; see :class:`Explainer` and
+    :meth:`Explainer.explain` for the options. The explainer is kept for the next call with the
+    same options (the last few are kept), so repeated calls don't reload the model; build an
+    :class:`Explainer` yourself to control its lifetime, or to explain many pairs
+    (:meth:`Explainer.explain_pairs`).
+    """
+    options = (model, schedule, mode, domain, backend, bool(clip))
+    try:
+        hash(options)
+    except TypeError:  # unhashable options (e.g. a custom model object): build a fresh one
+        explainer = Explainer(*options[:5], clip=options[5])
+    else:
+        explainer = _kept_explainer(*options)
+    return explainer.explain(a, b, aligned=aligned, same=same, groups=groups, deadline=deadline)
+
+
+@functools.lru_cache(maxsize=4)
+def _kept_explainer(model, schedule, mode, domain, backend, clip) -> Explainer:
+    return Explainer(model, schedule, mode, domain, backend, clip=clip)
 
 
 # ---- helpers ------------------------------------------------------------------------------------
