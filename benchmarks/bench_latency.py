@@ -41,7 +41,7 @@ from freqxfr.cache import cache_dir
 from freqxfr.engine import Engine
 from freqxfr.explanations import Explainer
 from freqxfr.images import load_image
-from freqxfr.verifier import load_model, normalise
+from freqxfr.verifier import load_model, to_model_input
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 CALLERS = (1, 2, 4, 8)
@@ -65,20 +65,49 @@ def chips(model, count: int, data: Path) -> list[np.ndarray]:
 
 
 def rows_batch_invariant(model, faces: list[np.ndarray]) -> bool:
-    """Whether each face's embedding is bit-identical alone, in a batch of 34 and of 136."""
-    x = normalise(np.stack(faces), model.card)
+    """Whether each face's embedding is bit-identical alone, in a batch of 34 and of 136, and
+    with one intra-op thread (as an engine lane runs it) instead of all."""
+    x = to_model_input(np.stack(faces), model.card)
     big = np.concatenate([x] * (136 // len(x) + 1))[:136]
-    run = model.embed_normalised  # called with use_engine off: straight to ONNX Runtime
+    run = model.run_model  # straight to ONNX Runtime
     alone = np.concatenate([run(x[i : i + 1]) for i in range(len(x))])
     return bool(np.array_equal(run(big[:34])[: len(x)], alone)
-                and np.array_equal(run(big)[: len(x)], alone))
+                and np.array_equal(run(big)[: len(x)], alone)
+                and np.array_equal(model.with_threads(1).run_model(big[:34])[: len(x)], alone))
+
+
+def breakdown(model, explainer, pairs, repeats: int = 8) -> dict[str, Any]:
+    """Where a lone call's time goes (direct path): masking, the model call, the rest (Python
+    glue: stacking, scoring, building the result); and the model alone at 1 and all threads."""
+    model.use_engine = False
+    rows = []
+    for i in range(repeats):
+        t0 = time.perf_counter()
+        e = explainer.explain(*pairs[i % len(pairs)], aligned=True)
+        total = (time.perf_counter() - t0) * 1e3
+        rows.append((total, e.timings_ms["mask"], e.timings_ms["model"]))
+    model.use_engine = True
+    total, mask, run = (statistics.median(r[k] for r in rows) for k in range(3))
+    k = explainer.n_bands
+    x = to_model_input(np.stack(list(pairs[0]) * (k + 1)), model.card)  # a pair's 2K + 2 images
+    one = model.with_threads(1)
+    rates = {}
+    for name, m in (("all_threads", model), ("one_thread", one)):
+        m.run_model(x)
+        t0 = time.perf_counter()
+        for _ in range(3):
+            m.run_model(x)
+        rates[name] = round(3 * x.shape[0] / (time.perf_counter() - t0), 1)
+    return {"images_per_pair": x.shape[0], "latency_ms": round(total, 1), "mask_ms": round(mask, 1),
+            "model_ms": round(run, 1), "other_ms": round(total - mask - run, 1),
+            "model_images_per_s": rates, "loadavg_1min": os.getloadavg()[0]}
 
 
 def one_round(explainer, pairs, serial, callers: int, calls: int, engine: bool) -> dict[str, Any]:
     """``callers`` threads, each explaining ``calls`` pairs back to back."""
     explainer.model.use_engine = engine
     stats = explainer.model.engine.stats
-    batches0, requests0 = stats.batches, stats.requests
+    batches0, requests0, lanes0 = stats.batches, stats.requests, stats.lane_batches
     latencies: list[list[float]] = [[] for _ in range(callers)]
     mismatches = [0]
     barrier = threading.Barrier(callers + 1)
@@ -111,6 +140,7 @@ def one_round(explainer, pairs, serial, callers: int, calls: int, engine: bool) 
            "cpu_ms_per_pair": cpu / len(flat) * 1e3, "mismatches": mismatches[0]}
     if engine:
         out["requests_per_batch"] = (stats.requests - requests0) / max(1, stats.batches - batches0)
+        out["lane_batch_share"] = (stats.lane_batches - lanes0) / max(1, stats.batches - batches0)
     return out
 
 
@@ -128,12 +158,13 @@ def summary(rounds: list[dict[str, Any]]) -> dict[str, Any]:
     }
     if "requests_per_batch" in rounds[0]:
         out["requests_per_batch"] = round(statistics.mean(r["requests_per_batch"] for r in rounds), 2)
+        out["lane_batch_share"] = round(statistics.mean(r["lane_batch_share"] for r in rounds), 2)
     return out
 
 
 def concurrency(args, model, explainer, pairs, serial) -> list[dict[str, Any]]:
     results = []
-    for n in CALLERS:
+    for n in (int(c) for c in args.callers.split(",")):
         calls = max(args.min_calls, args.calls // n)
         rounds: dict[bool, list[dict[str, Any]]] = {True: [], False: []}
         for r in range(args.rounds):
@@ -248,6 +279,9 @@ def main() -> int:
     parser.add_argument("--min-calls", type=int, default=4, help="least calls per caller per round")
     parser.add_argument("--max-wait-ms", type=float, default=0.0)
     parser.add_argument("--max-batch", type=int, default=128)
+    parser.add_argument("--lanes", type=int, default=None, help="engine lanes (default: auto)")
+    parser.add_argument("--callers", default=",".join(map(str, CALLERS)),
+                        help="comma-separated caller counts")
     parser.add_argument("--first-call-repeats", type=int, default=3)
     parser.add_argument("--first-call", choices=("cold", "warm"), help=argparse.SUPPRESS)
     parser.add_argument("--first-call-faces", help=argparse.SUPPRESS)
@@ -259,7 +293,7 @@ def main() -> int:
 
     load_start = os.getloadavg()
     model = load_model(args.model, providers=args.providers, spin=not args.no_spin)
-    settings = {"max_wait_ms": args.max_wait_ms, "max_batch": args.max_batch}
+    settings = {"max_wait_ms": args.max_wait_ms, "max_batch": args.max_batch, "lanes": args.lanes}
     engine = Engine.for_model(model, **settings)
     explainer = Explainer(model, args.bands)
     faces = chips(model, 32, args.data)
@@ -270,7 +304,10 @@ def main() -> int:
     serial = [explainer.explain(a, b, aligned=True) for a, b in pairs]  # references, and warm-up
     model.use_engine = True
     explainer.warmup()
-    print(f"ONNX Runtime rows independent of the batch: {invariant}; engine {engine}", flush=True)
+    print(f"ONNX Runtime rows independent of the batch and thread count: {invariant}; "
+          f"engine {engine}", flush=True)
+    where = breakdown(model, explainer, pairs)
+    print(f"a lone call: {where}", flush=True)
 
     results = concurrency(args, model, explainer, pairs, serial)
     print(table(results))
@@ -285,9 +322,11 @@ def main() -> int:
         "provider": model.provider,
         "bands": args.bands,
         "onnxruntime_spinning": not args.no_spin,
-        "engine_settings": {**settings, "mask_threads": engine.mask_threads,
+        "engine_settings": {**settings, "lanes": engine.lanes, "mask_threads": engine.mask_threads,
                             "intra_op_threads": engine.intra_op_threads},
+        "lone_call_breakdown": where,
         "rows_batch_invariant": invariant,
+        "most_batches_in_flight": engine.stats.most_in_flight,
         "engine_results_equal_serial": all(e["engine"]["mismatches"] == 0
                                            and e["direct"]["mismatches"] == 0 for e in results),
         "concurrency": results,

@@ -3,6 +3,8 @@
 The real SFace model on real LFW crops throughout. To make batching and queueing happen on
 purpose rather than by timing luck, some tests use ``GatedVerifier``: the real model whose
 engine-side calls wait until the test opens a gate (a spy that controls timing, not a mock).
+Its engine runs one lane unless a test is about lanes (a lane with a share of the cores runs
+its own, ungated session).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from freqxfr.cores import cgroup_quota
 from freqxfr.engine import DeadlineExceeded, Engine
 from freqxfr.errors import InputError
 from freqxfr.explanations import Explainer
-from freqxfr.verifier import Verifier, load_model, normalise
+from freqxfr.verifier import Verifier, load_model, to_model_input
 
 
 class GatedVerifier(Verifier):
@@ -28,12 +30,17 @@ class GatedVerifier(Verifier):
         super().__init__(*args, **kwargs)
         self.gate = threading.Event()
         self.embedded = 0
+        self.batch_sizes: list[int] = []
+        self.at_gate = 0  # calls waiting at the gate now
 
-    def embed_normalised(self, x, *, batch_size=None):
+    def run_model(self, x, *, batch_size=None):
         if self.use_engine and self.engine.on_engine_thread():
+            self.at_gate += 1
             assert self.gate.wait(60), "test gate never opened"
+            self.at_gate -= 1
             self.embedded += x.shape[0]
-        return super().embed_normalised(x, batch_size=batch_size)
+            self.batch_sizes.append(x.shape[0])
+        return super().run_model(x, batch_size=batch_size)
 
 
 @pytest.fixture(scope="module")
@@ -41,10 +48,16 @@ def sface():
     return load_model("sface")
 
 
-def twin(model: Verifier, cls=Verifier, *, engine: bool = True) -> Verifier:
-    """Another Verifier on the same ONNX Runtime session (so: its own engine)."""
-    return cls(model.session, model.card, model.path, input_name=model.input_name,
-               output_name=model.output_name, fixed_batch=model.fixed_batch, engine=engine)
+def twin(model: Verifier, cls=Verifier, *, engine: bool = True, **settings) -> Verifier:
+    """Another Verifier on the same ONNX Runtime session (so: its own engine). A GatedVerifier's
+    engine gets one lane unless ``settings`` say otherwise."""
+    out = cls(model.session, model.card, model.path, input_name=model.input_name,
+              output_name=model.output_name, fixed_batch=model.fixed_batch, engine=engine)
+    if cls is GatedVerifier:
+        settings = {"lanes": 1, **settings}
+    if settings:
+        Engine.for_model(out, **settings)
+    return out
 
 
 def wait_until(condition, what: str) -> None:
@@ -82,11 +95,11 @@ def test_onnxruntime_rows_do_not_depend_on_the_rest_of_the_batch(sface, lfw_imag
     """Guards the engine's premise: an image's embedding inside a batch of other images is
     bit-identical to its embedding alone (else batching callers would change their results)."""
     serial = twin(sface, engine=False)
-    x = normalise(lfw_images, sface.card)
-    together = serial.embed_normalised(x)
+    x = to_model_input(lfw_images, sface.card)
+    together = serial.embed_model_input(x)
     for i in (0, 5):
-        np.testing.assert_array_equal(serial.embed_normalised(x[i : i + 1])[0], together[i])
-    shuffled = serial.embed_normalised(x[::-1].copy())
+        np.testing.assert_array_equal(serial.embed_model_input(x[i : i + 1])[0], together[i])
+    shuffled = serial.embed_model_input(x[::-1].copy())
     np.testing.assert_array_equal(shuffled[::-1], together)
 
 
@@ -188,8 +201,8 @@ def test_a_deadline_that_passes_while_the_batch_runs(sface, lfw_images):
 def test_the_queue_bound_holds_and_pushes_back(sface, lfw_images):
     """With max_queue = 2 and the model busy, two calls queue, a third waits for room (and
     fails at its deadline if none comes), and the queue never holds more than two."""
-    gated = twin(sface, GatedVerifier)
-    engine = Engine.for_model(gated, max_queue=2)
+    gated = twin(sface, GatedVerifier, max_queue=2)
+    engine = gated.engine
     first, _ = run_threads([lambda: gated.compare(lfw_images[0], lfw_images[1])])
     wait_until(lambda: engine.queued == 0 and engine.stats.peak_queued == 1, "the model is busy")
     queued, results = run_threads([lambda i=i: gated.compare(lfw_images[i], lfw_images[i + 1])
@@ -235,6 +248,50 @@ def test_warmup_runs_each_size_the_engine_uses(sface, lfw_images):
     serial = Explainer(twin(sface, engine=False), 4)
     assert_same_explanation(ex.explain(lfw_images[0], lfw_images[1]),
                             serial.explain(lfw_images[0], lfw_images[1]))
+
+
+def test_a_second_lane_runs_while_the_first_is_busy_and_matches_serial(sface, lfw_images):
+    """With two lanes, a request that arrives while a batch holds the model runs at once on the
+    second lane (a session with half the threads) and gets the serial result to the bit; guards
+    against lanes that wait for each other, or whose thread count changes results."""
+    gated = twin(sface, GatedVerifier, lanes=2)
+    ex = Explainer(gated, 4)
+    gated.gate.set()
+    assert "lane_sessions_ms" in ex.warmup()  # opens and checks both lanes' sessions
+    gated.gate.clear()
+    first, out = run_threads([lambda: ex.explain(lfw_images[0], lfw_images[1])])
+    wait_until(lambda: gated.at_gate == 1, "the first call holds the model")
+    serial = twin(sface, engine=False)
+    assert gated.compare(lfw_images[2], lfw_images[3]) == serial.compare(lfw_images[2], lfw_images[3])
+    assert first[0].is_alive() and gated.engine.stats.most_in_flight == 2
+    assert gated.engine.stats.lane_batches >= 1
+    gated.gate.set()
+    first[0].join()
+    assert_same_explanation(out[0], Explainer(serial, 4).explain(lfw_images[0], lfw_images[1]))
+
+
+def test_waiting_requests_are_taken_round_robin_across_callers(sface, lfw_images):
+    """Three queued requests from one asyncio loop and then one from another thread: the next
+    batch takes one of the loop's and the thread's, not the loop's first two (FIFO would);
+    guards against a caller with a burst of requests crowding out the others."""
+    gated = twin(sface, GatedVerifier, max_batch=20)  # two K=4 explanations per batch
+    ex = Explainer(gated, 4)
+    first, _ = run_threads([lambda: ex.explain(lfw_images[0], lfw_images[1])])
+    wait_until(lambda: gated.engine.stats.peak_queued == 1 and gated.engine.queued == 0,
+               "the first call is in the model")
+
+    async def burst():
+        return await asyncio.gather(*(ex.explain_async(lfw_images[i], lfw_images[i + 1])
+                                      for i in (1, 3, 5)))
+
+    loop_thread, _ = run_threads([lambda: asyncio.run(burst())])
+    wait_until(lambda: gated.engine.queued == 3, "the loop's three requests are queued")
+    late, _ = run_threads([lambda: gated.compare(lfw_images[7], lfw_images[0])])
+    wait_until(lambda: gated.engine.queued == 4, "the thread's request is queued")
+    gated.gate.set()
+    for t in first + loop_thread + late:
+        t.join()
+    assert gated.batch_sizes == [10, 10 + 2, 10 + 10]
 
 
 def test_cgroup_cpu_quota_limits_the_usable_cores(tmp_path):

@@ -2,20 +2,28 @@
 
 Why: without it, each concurrent call runs its own masking threads and shares ONNX Runtime's
 intra-op pool with every other call, so N callers oversubscribe the cores and each waits longer
-than if they had queued. The engine owns the model's session and the masking threads and does one
-thing at a time with all cores: mask a batch, then run the model on it. Requests that arrive while
-it is busy (or within ``max_wait_ms`` of the first) are batched: one masking pass per explainer
-configuration and one model call for the whole batch, up to ``max_batch`` images.
+than if they had queued. The engine owns the model's sessions and the masking threads. Requests
+that arrive while it is busy (or within ``max_wait_ms`` of the first) are batched: one masking
+pass per explainer configuration and one model call for the batch, up to ``max_batch`` images.
+
+Lanes. A lone request runs with all cores (the model's own session, all masking threads). When
+more requests wait, up to ``lanes`` batches run at once, each masked and run by its own lane
+with a share of the cores (a session of its own with ``cores // lanes`` intra-op threads): on
+2 cores two 1-thread model calls get more done than one 2-thread call after another, because a
+call's threads no longer wait for each other, and one lane masks while the other runs the model.
+Waiting requests are shared fairly: a lane takes at most its share of the queue, one request per
+caller first (round-robin across callers, not whole bursts in arrival order).
 
 Each request's result is the one a lone call gives, to the bit: masking is per image, and the
-rows of an ONNX Runtime CPU batch do not depend on the other rows (``bench_latency.py`` checks
-this for both built-in models before it measures; ``tests/test_engine.py`` compares concurrent
-with serial calls bit by bit).
+rows of an ONNX Runtime CPU batch do not depend on the other rows or on the session's thread
+count (``bench_latency.py`` checks this for the model before it measures; a lane's session is
+checked against the model's own when it is made, and lanes are not used if they differ;
+``tests/test_engine.py`` compares concurrent with serial calls bit by bit).
 
-Settings that use cores are chosen once per engine: the masking threads here and ONNX Runtime's
-intra-op threads when the model is loaded (``load_model(threads=...)``). Both default to the
-cores the process may use (:func:`freqxfr.cores.usable_cores`, which honours a container's CPU
-quota); since the engine masks and infers one after the other, the two pools never run at once.
+Settings that use cores are chosen once per engine: the masking threads and lanes here and ONNX
+Runtime's intra-op threads when the model is loaded (``load_model(threads=...)``). Both default
+to the cores the process may use (:func:`freqxfr.cores.usable_cores`, which honours a
+container's CPU quota); a lane uses its share of both, so lanes never oversubscribe the cores.
 """
 
 from __future__ import annotations
@@ -34,7 +42,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .cores import usable_cores
-from .errors import FreqxfrError, InputError
+from .errors import FreqxfrError, InputError, ModelError
 
 if TYPE_CHECKING:
     from .explanations import Explainer
@@ -67,6 +75,10 @@ class EngineSettings:
         there is room or its deadline passes.
     mask_threads : int or None
         Masking threads; ``None``: the usable cores.
+    lanes : int or None
+        Most batches running at once, each with ``1/lanes`` of the cores (see the module's
+        docstring). ``None``: 2 on the CPU provider with 2 or more cores, else 1 (on a GPU the
+        throughput comes from batching). 1 runs one batch at a time with all cores.
     combine : bool
         Put several callers' requests into one model call (the default). On the CPU this never
         changes a result (rows of an ONNX Runtime CPU batch are independent of each other, checked
@@ -80,6 +92,7 @@ class EngineSettings:
     max_queue: int = 64
     mask_threads: int | None = None
     combine: bool = True
+    lanes: int | None = None
 
     def __post_init__(self) -> None:
         if not (isinstance(self.max_wait_ms, (int, float)) and 0 <= self.max_wait_ms < 10_000):
@@ -88,9 +101,10 @@ class EngineSettings:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise InputError(f"{name} must be a positive integer, got {value!r}")
-        t = self.mask_threads
-        if t is not None and (isinstance(t, bool) or not isinstance(t, int) or not 1 <= t <= 1024):
-            raise InputError(f"mask_threads must be an integer in 1..1024, got {t!r}")
+        for name in ("mask_threads", "lanes"):
+            t = getattr(self, name)
+            if t is not None and (isinstance(t, bool) or not isinstance(t, int) or not 1 <= t <= 1024):
+                raise InputError(f"{name} must be an integer in 1..1024, got {t!r}")
 
 
 @dataclasses.dataclass
@@ -105,6 +119,8 @@ class EngineStats:
     cancelled: int = 0  # requests whose caller gave up before they ran
     failed: int = 0  # requests that raised
     peak_queued: int = 0  # most requests ever waiting at once (never above max_queue)
+    most_in_flight: int = 0  # most batches running at once (never above the lanes)
+    lane_batches: int = 0  # batches run by a lane with a share of the cores (the rest had all)
 
 
 def deadline_at(deadline: float | None) -> float | None:
@@ -121,7 +137,7 @@ def deadline_at(deadline: float | None) -> float | None:
 class _Request:
     """One caller's work: an explained pair (``faces``, 2 images) or images to embed (``x``)."""
 
-    __slots__ = ("at", "batch_size", "deadline", "explainer", "faces", "future", "kind",
+    __slots__ = ("at", "batch_size", "caller", "deadline", "explainer", "faces", "future", "kind",
                  "n", "started", "submitted", "what", "x")
 
     def __init__(self, kind: str, what: str, *, explainer: Explainer | None = None,
@@ -136,6 +152,7 @@ class _Request:
         self.future: concurrent.futures.Future[Any] = concurrent.futures.Future()
         self.submitted = time.monotonic()
         self.started = 0.0
+        self.caller = _caller()  # for round-robin across callers
 
     def remaining(self) -> float | None:
         return None if self.at is None else self.at - time.monotonic()
@@ -174,8 +191,12 @@ class Engine:
         self._not_empty = threading.Condition(self._lock)
         self._not_full = threading.Condition(self._lock)
         self._queue: deque[_Request] = deque()
-        self._thread: threading.Thread | None = None
-        self._buffer: np.ndarray | None = None
+        self._threads: dict[int, threading.Thread] = {}  # lane index -> its thread
+        self._buffers: dict[int, np.ndarray] = {}  # lane index -> its batch buffer
+        self._lane_models: dict[int, Verifier] = {}  # lane index -> its narrow session
+        self._lane_lock = threading.Lock()
+        self._lanes_ok: bool | None = None  # None: not checked yet
+        self._busy = 0  # batches running
         self._started = False
 
     # -- one per model --
@@ -207,6 +228,14 @@ class Engine:
         return self.settings.mask_threads or usable_cores()
 
     @property
+    def lanes(self) -> int:
+        """Most batches that run at once (see :attr:`EngineSettings.lanes`)."""
+        if self.settings.lanes is not None:
+            return self.settings.lanes
+        cpu = self.model.provider == "CPUExecutionProvider"
+        return 2 if cpu and min(usable_cores(), self.intra_op_threads or 1) >= 2 else 1
+
+    @property
     def intra_op_threads(self) -> int | None:
         """ONNX Runtime's intra-op threads for this model's session (fixed when it was loaded)."""
         try:
@@ -215,7 +244,7 @@ class Engine:
             return None
 
     def on_engine_thread(self) -> bool:
-        return self._thread is threading.current_thread()
+        return threading.current_thread() in self._threads.values()
 
     @property
     def queued(self) -> int:
@@ -223,7 +252,7 @@ class Engine:
         return len(self._queue)
 
     def __repr__(self) -> str:
-        return (f"Engine(model={self.model.card.name!r}, {self.settings}, "
+        return (f"Engine(model={self.model.card.name!r}, {self.settings}, lanes={self.lanes}, "
                 f"intra_op_threads={self.intra_op_threads}, queued={self.queued})")
 
     # -- blocking calls --
@@ -306,18 +335,25 @@ class Engine:
             self._submit(full)
             self._result(full)
             timings[f"full_batch_k{k}_ms"] = (time.perf_counter() - t0) * 1e3
+        if self.lanes > 1:
+            t0 = time.perf_counter()
+            for lane in range(self.lanes):
+                self._lane_model(lane)  # opens and checks the lane's session
+            timings["lane_sessions_ms"] = (time.perf_counter() - t0) * 1e3
         fftw.save_wisdom()
         return {key: round(v, 2) for key, v in timings.items()}
 
     # -- the queue --
 
     def _ensure_thread(self) -> None:
-        """Start the dispatcher if it is not running (caller holds ``_lock``)."""
-        if self._thread is None:
-            self._started = True
-            self._thread = threading.Thread(target=self._loop, name=f"freqxfr-engine-{self.model.card.name}",
-                                            daemon=True)
-            self._thread.start()
+        """Start the lanes' threads that are not running (caller holds ``_lock``)."""
+        self._started = True
+        for lane in range(self.lanes):
+            if lane not in self._threads:
+                thread = threading.Thread(target=self._loop, args=(lane,), daemon=True,
+                                          name=f"freqxfr-engine-{self.model.card.name}-{lane}")
+                self._threads[lane] = thread
+                thread.start()
 
     def _try_submit(self, request: _Request) -> bool:
         if os.getpid() != self._pid:
@@ -373,92 +409,158 @@ class Engine:
                 self.stats.cancelled += 1
                 self._not_full.notify()
 
-    # -- the dispatcher --
+    # -- the lanes --
 
-    def _loop(self) -> None:
+    def _loop(self, lane: int) -> None:
         while True:
-            batch = self._next_batch()
-            if batch is None:
+            taken = self._next_batch(lane)
+            if taken is None:
                 return
-            self._run(batch)
+            batch, wide = taken
+            try:
+                self._run(batch, lane, wide)
+            finally:
+                with self._lock:
+                    self._busy -= 1
 
     def _pop(self) -> _Request:
         request = self._queue.popleft()
         self._not_full.notify()
         return request
 
-    def _next_batch(self) -> list[_Request] | None:
-        """The next requests to run together: FIFO, up to ``max_batch`` images."""
+    def _next_batch(self, lane: int) -> tuple[list[_Request], bool] | None:
+        """The next requests this lane runs together, and whether it may use all cores.
+
+        Up to ``max_batch`` images and this lane's share of the queue (the waiting requests over
+        the free lanes), one request per caller before a second of any caller. All cores
+        (``wide``) when no other batch runs and nothing is left waiting; else the lane's share.
+        """
         s = self.settings
         with self._lock:
             while not self._queue:
                 if not self._not_empty.wait(IDLE_EXIT_S) and not self._queue:
-                    self._thread = None  # idle: let the next request start a new thread
+                    del self._threads[lane]  # idle: the next request starts a new thread
                     return None
-            batch = [self._pop()]
-            images = batch[0].n
             until = time.monotonic() + s.max_wait_ms / 1e3
-            while s.combine and images < s.max_batch and batch[0].kind != "warmup":
-                if not self._queue:
-                    left = until - time.monotonic()
-                    if left <= 0:
-                        break
-                    self._not_empty.wait(left)
-                    continue
-                if images + self._queue[0].n > s.max_batch or self._queue[0].kind == "warmup":
+            while s.max_wait_ms > 0 and s.combine and self._queue[0].kind != "warmup":
+                left = until - time.monotonic()
+                if left <= 0 or sum(r.n for r in self._queue) >= s.max_batch:
                     break
-                batch.append(self._pop())
-                images += batch[-1].n
-            return batch
+                self._not_empty.wait(left)
+            batch = self._take(max(1, self.lanes - self._busy))
+            self._busy += 1
+            wide = self.lanes == 1 or (self._busy == 1 and not self._queue)
+            self.stats.most_in_flight = max(self.stats.most_in_flight, self._busy)
+            if self._queue:
+                self._not_empty.notify()  # another free lane may take the rest
+            return batch, wide
 
-    def _run(self, batch: list[_Request]) -> None:
+    def _take(self, free_lanes: int) -> list[_Request]:
+        """Pop this lane's share of the queue (caller holds ``_lock``)."""
+        s = self.settings
+        first = self._pop()
+        if not s.combine or first.kind == "warmup":
+            return [first]
+        share = math.ceil((len(self._queue) + 1) / free_lanes)
+        batch, callers, images = [first], {first.caller}, first.n
+        for distinct in (True, False):  # round-robin: other callers first, then the rest
+            for request in list(self._queue):
+                if len(batch) >= share:
+                    return batch
+                if request.kind == "warmup" or images + request.n > s.max_batch:
+                    continue
+                if distinct and request.caller in callers:
+                    continue
+                self._queue.remove(request)
+                self._not_full.notify()
+                batch.append(request)
+                callers.add(request.caller)
+                images += request.n
+        return batch
+
+    def _run(self, batch: list[_Request], lane: int, wide: bool) -> None:
         live = []
         for request in batch:
             if not request.future.set_running_or_notify_cancel():
-                self.stats.cancelled += 1  # its caller gave up while it was being batched
+                self._count("cancelled")  # its caller gave up while it was being batched
             elif request.expired():
-                self.stats.expired += 1
+                self._count("expired")
                 request.future.set_exception(request.exceeded("while it waited in the queue"))
             else:
                 request.started = time.monotonic()
                 live.append(request)
         if not live:
             return
+        model = self.model if wide else self._lane_model(lane)
         try:
-            results = self._compute(live)
+            results = self._compute(live, lane, model)
         except Exception as exc:  # delivered to the callers, never lost
             if len(live) == 1:
-                self.stats.failed += 1
+                self._count("failed")
                 live[0].future.set_exception(exc)
                 return
             # One bad request must not fail the others: run each alone.
             results = []
             for request in live:
                 try:
-                    results.append(self._compute([request])[0])
+                    results.append(self._compute([request], lane, model)[0])
                 except Exception as single:
                     results.append(single)
         for request, result in zip(live, results, strict=True):
             if isinstance(result, BaseException):
-                self.stats.failed += 1
+                self._count("failed")
                 request.future.set_exception(result)
             else:
-                self.stats.requests += 1
+                self._count("requests")
                 request.future.set_result(result)
 
-    def _batch_buffer(self, images: int) -> np.ndarray:
-        shape = self.model.card.input_shape
-        if self._buffer is None or self._buffer.shape[0] < images:
-            self._buffer = np.empty((max(images, self.settings.max_batch), *shape), np.float32)
-        return self._buffer[:images]
+    def _count(self, name: str) -> None:
+        """Add one to a counter of :attr:`stats` (lanes update them from several threads)."""
+        with self._lock:
+            setattr(self.stats, name, getattr(self.stats, name) + 1)
 
-    def _compute(self, live: list[_Request]) -> list[tuple[np.ndarray, dict[str, float]]]:
+    def _batch_buffer(self, lane: int, images: int) -> np.ndarray:
+        shape = self.model.card.input_shape
+        buffer = self._buffers.get(lane)
+        if buffer is None or buffer.shape[0] < images:
+            buffer = np.empty((max(images, self.settings.max_batch), *shape), np.float32)
+            self._buffers[lane] = buffer
+        return buffer[:images]
+
+    def _lane_model(self, lane: int) -> Verifier:
+        """The model with a lane's share of the intra-op threads (its own session, made once
+        and checked against the model's: same rows to the bit, else lanes are not used)."""
+        with self._lane_lock:
+            model = self._lane_models.get(lane)
+            if model is not None or self._lanes_ok is False:
+                return model or self.model
+            threads = max(1, (self.intra_op_threads or usable_cores()) // self.lanes)
+            try:
+                model = self.model.with_threads(threads)
+            except ModelError:
+                self._lanes_ok = False
+                return self.model
+            if self._lanes_ok is None:
+                h, w = self.model.card.input_size
+                probe = np.random.default_rng(0).integers(0, 256, (2, h, w, 3), dtype=np.uint8)
+                from .verifier import to_model_input
+
+                x = to_model_input(probe, self.model.card)
+                self._lanes_ok = bool(np.array_equal(self.model.run_model(x), model.run_model(x)))
+                if not self._lanes_ok:
+                    return self.model
+            self._lane_models[lane] = model
+            return model
+
+    def _compute(self, live: list[_Request], lane: int,
+                 model: Verifier) -> list[tuple[np.ndarray, dict[str, float]]]:
         """Mask every request of the batch into one buffer, run the model once, split the rows.
 
         Layout: for each explainer configuration, the layout ``Explainer.fill_batch`` gives P pairs
         ([2P references][2P x K masked]), then the images of each embed request.
         """
         t0 = time.perf_counter()
+        threads = self.mask_threads if model is self.model else max(1, self.mask_threads // self.lanes)
         if len(live) == 1 and live[0].kind == "embed":
             x = live[0].x  # nothing to copy
             places: list[tuple[int, int, int]] = [(0, 0, 1)]
@@ -469,7 +571,7 @@ class Engine:
                     ex = request.explainer
                     key = (ex.schedule, ex.mode, ex.domain, ex.clip, ex.backend)  # type: ignore[union-attr]
                     groups.setdefault(key, []).append(i)
-            x = self._batch_buffer(sum(r.n for r in live))
+            x = self._batch_buffer(lane, sum(r.n for r in live))
             places = [(0, 0, 1)] * len(live)
             offset = 0
             for members in groups.values():
@@ -482,7 +584,7 @@ class Engine:
                     faces = np.concatenate([live[i].faces for i in members])  # type: ignore[misc]
                 size = pairs * (2 * first.explainer.n_bands + 2)  # type: ignore[union-attr]
                 first.explainer.fill_batch(x[offset : offset + size], faces, pairs=pairs,  # type: ignore[union-attr]
-                                      threads=self.mask_threads)
+                                           threads=threads)
                 for j, i in enumerate(members):
                     places[i] = (offset, j, pairs)
                 offset += size
@@ -495,11 +597,13 @@ class Engine:
         t1 = time.perf_counter()
         # Alone, a request is chunked as a lone call would chunk it; together they fit one call.
         batch_size = live[0].batch_size if len(live) == 1 else None
-        embeddings = self.model.embed_model_input(x, batch_size=batch_size)
+        embeddings = model.run_model(x, batch_size=batch_size)
         t2 = time.perf_counter()
-        self.stats.batches += 1
-        self.stats.images += x.shape[0]
-        self.stats.largest_batch = max(self.stats.largest_batch, len(live))
+        with self._lock:
+            self.stats.batches += 1
+            self.stats.lane_batches += model is not self.model
+            self.stats.images += x.shape[0]
+            self.stats.largest_batch = max(self.stats.largest_batch, len(live))
         results = []
         for request, (offset, j, pairs) in zip(live, places, strict=True):
             timings = {"queue": (request.started - request.submitted) * 1e3,
@@ -511,6 +615,12 @@ class Engine:
                 results.append((_pair_rows(embeddings, offset, j, pairs,
                                            request.explainer.n_bands), timings))  # type: ignore[union-attr]
         return results
+
+
+def _caller() -> int:
+    """Who is calling, for round-robin: the submitting thread (so all tasks of one asyncio
+    loop are one caller, and cannot crowd out a thread with a single request)."""
+    return threading.get_ident()
 
 
 def _pair_rows(embeddings: np.ndarray, offset: int, j: int, pairs: int, k: int) -> np.ndarray:

@@ -280,6 +280,11 @@ class Verifier:
         x = np.ascontiguousarray(x)  # a no-op for the core's output
         if self.use_engine and not self.engine.on_engine_thread():
             return self.engine.embed(x, batch_size=batch_size, what=f"embed ({self.card.name})")
+        return self.run_model(x, batch_size=batch_size)
+
+    def run_model(self, x: np.ndarray, *, batch_size: int | None = None) -> np.ndarray:
+        """:meth:`embed_model_input` on this thread, never through the engine (the engine's
+        lanes call this). ``x``: C-contiguous float32 model input, as checked there."""
         n = x.shape[0]
         step = self.fixed_batch or batch_size or max(n, 1)
         if step >= n:
@@ -290,6 +295,17 @@ class Verifier:
         return out
 
     embed_normalised = embed_model_input  # the former name, kept for callers
+
+    def with_threads(self, threads: int) -> Verifier:
+        """Another Verifier of this model (same file, card and providers) whose session has
+        ``threads`` intra-op threads, and no engine: the engine's lanes run on these."""
+        import onnxruntime as ort
+
+        options = self.session.get_session_options()
+        options.intra_op_num_threads = threads
+        session = open_session(self.path, options, self.session.get_providers(), ort)
+        return Verifier(session, self.card, self.path, input_name=self.input_name,
+                        output_name=self.output_name, fixed_batch=self.fixed_batch, engine=False)
 
     def _run(self, x: np.ndarray) -> np.ndarray:
         n = x.shape[0]
