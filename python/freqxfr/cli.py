@@ -54,10 +54,16 @@ def _add_explainer_options(parser: argparse.ArgumentParser) -> None:
                         help="ONNX Runtime providers, comma-separated (e.g. cuda,cpu)")
     parser.add_argument("--aligned", action="store_true",
                         help="inputs are aligned crops of the model's input size")
+    parser.add_argument("--regions", default=None,
+                        help="explain per band and region: face or grid:RxC (freqxfr.regions)")
 
 
 def _explainer(args: argparse.Namespace):
     from .bands import BandSchedule
+
+    if getattr(args, "regions", None) is not None and args.func is not cmd_explain:
+        raise FreqxfrError("--regions works with `freqxfr explain` so far; dataset runs summarise "
+                           "bands only (freqxfr.region_explanations.region_summary gives mean maps)")
     from .explain import Explainer
     from .verifier import load_model
 
@@ -70,7 +76,7 @@ def _explainer(args: argparse.Namespace):
         except OSError as exc:
             raise FreqxfrError(f"schedule file {args.schedule}: {exc.strerror or exc}") from None
     return Explainer(model, schedule, mode=args.mode, domain=args.domain, backend=args.backend,
-                     clip=args.clip)
+                     clip=args.clip, regions=getattr(args, "regions", None))
 
 
 # ---- explain one pair ---------------------------------------------------------------------------
@@ -134,9 +140,22 @@ def _with_sources(explanation, a: Any, b: Any):
 def cmd_explain(args: argparse.Namespace) -> int:
     from .runfolder import locked_folder
 
-    for path in (args.a, args.b):
-        if not Path(path).exists():
+    if (args.b is None) == (args.template is None):
+        raise FreqxfrError("explain needs two images A B, or one image and --template T.npy")
+    for path in (args.a, args.b, args.template):
+        if path is not None and not Path(path).exists():
             raise FreqxfrError(f"{path}: no such file")
+    if args.regions is not None or args.template is not None:  # hook: freqxfr.region_report
+        from .region_report import write_region_outputs
+
+        with locked_folder(args.out, command="explain"):
+            explanation, report = write_region_outputs(
+                _explainer(args), args.a, args.b, args.out,
+                aligned=True if args.aligned else None, template=args.template)
+        print(json.dumps(explanation.to_dict(), indent=2) if args.json else
+              f"{'MATCH' if explanation.decision else 'NO MATCH'}: score {explanation.score_ref:.4f}, "
+              f"threshold {explanation.threshold:.4f}\nwrote {args.out / 'explanation.json'} and {report}")
+        return 0
     # A failed explain leaves no --out folder behind that it created (locked_folder removes it).
     with locked_folder(args.out, command="explain"):
         explainer = _explainer(args)
@@ -301,8 +320,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("explain", help="explain one pair of face images")
     p.add_argument("a")
-    p.add_argument("b")
+    p.add_argument("b", nargs="?", default=None)
     _add_explainer_options(p)
+    p.add_argument("--template", type=Path, default=None,
+                   help="explain A against a stored template (.npy embedding) instead of image B")
     p.add_argument("--out", type=Path, default=Path("freqxfr-explanation"))
     p.add_argument("--json", action="store_true", help="print explanation.json to stdout")
     p.add_argument("--faithfulness", action="store_true", help="add deletion/insertion curves")

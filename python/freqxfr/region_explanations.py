@@ -155,3 +155,30 @@ def explain_pair(explainer: Explainer, a: Any, b: Any, *, aligned: bool | None =
                     "model": round((t3 - t2) * 1e3, 3)},
         same=same, groups=dict(groups or {}), regions=explainer.regions,
     )
+
+
+def region_summary(records: Any) -> dict[str, Any]:
+    """Mean (R, K) maps per class over region explanation records (``to_dict()`` rows): the
+    normalised absolute and directed influence of each cell, averaged over the explained images
+    of genuine and impostor pairs (by ``same``) and of all pairs."""
+    maps: dict[str, list[np.ndarray]] = {"all": [], "genuine": [], "impostor": []}
+    names: list[str] | None = None
+    for record in records:
+        names = names or record["regions"]["names"]
+        sides = [np.asarray(record[s]["directed"], np.float64) for s in ("a", "b")]
+        classes = ["all"]
+        if record.get("same") is not None:
+            classes.append("genuine" if record["same"] else "impostor")
+        for cls in classes:
+            maps[cls].extend(sides)
+    out: dict[str, Any] = {"names": names, "by_class": {}}
+    for cls, items in maps.items():
+        if not items:
+            continue
+        directed = np.stack(items)
+        out["by_class"][cls] = {
+            "n_images": len(items),
+            "absolute_normalised_mean": np.mean([_normalised(np.abs(d)) for d in directed], axis=0).tolist(),
+            "directed_normalised_mean": np.mean([_normalised(d) for d in directed], axis=0).tolist(),
+        }
+    return out
