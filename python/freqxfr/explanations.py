@@ -208,6 +208,10 @@ class Explainer:
         Largest number of images per model call.
     threads : int, optional
         Masking threads (default: all usable cores).
+    regions : "face", "grid:RxC", Regions or array (R, H, W), optional
+        Explain per (band, region) cell: deleting band k only inside region r
+        (:mod:`freqxfr.region_explanations`); each side then holds (R, K) scores. Default: none,
+        band by band as in the paper.
     """
 
     def __init__(
@@ -221,6 +225,7 @@ class Explainer:
         clip: bool = False,
         max_batch: int = 256,
         threads: int | None = None,
+        regions: Any = None,
     ) -> None:
         self.model = model if isinstance(model, Verifier) else load_model(model)
         if schedule is None:
@@ -237,6 +242,11 @@ class Explainer:
         self.bands = self.schedule.resolve(h, w).bands  # validates the schedule at this size
         self._input_shape = card.input_shape
         self._mask_options = _core_normalisation(card)
+        self.regions = None
+        if regions is not None:  # hook: region cells live in region_explanations
+            from .region_explanations import resolve_for_model
+
+            self.regions = resolve_for_model(regions, card)
         self._settings = self._build_settings()  # shared, read-only, by every explanation
         # Fail now, not inside a worker, if the backend can't run here.
         self.mask(np.zeros((1, h, w, 3), np.uint8), None)
@@ -262,6 +272,10 @@ class Explainer:
         the engine; a model loaded with ``engine=False`` ignores it). ``timings_ms`` then also
         holds ``queue``, and ``mask``/``model`` are those of the batch the call ran in.
         """
+        if self.regions is not None:  # hook: cells are explained on this thread, not the engine
+            from .region_explanations import explain_pair as explain_cells
+
+            return explain_cells(self, a, b, aligned=aligned, same=same, groups=groups)
         if self.model.use_engine:
             from .engine import explain_pair
 
@@ -336,6 +350,9 @@ class Explainer:
         ``indices`` numbers the pairs in failures (default 0, 1, ...). A pair may hold faces
         aligned before (:meth:`align`): they are used as they are and keep their names.
         """
+        if self.regions is not None:  # hook: one pair at a time, on this thread
+            yield from _each_pair(self, pairs, aligned, skip_errors, indices)
+            return
         per_call = max(1, self.max_batch // (2 * self.n_bands + 2))
         numbered = zip(itertools.count() if indices is None else indices, pairs, strict=False)
         chunks = _chunks(((i, _as_pair(p)) for i, p in numbered), per_call)
@@ -418,16 +435,25 @@ class Explainer:
         self.mask(faces, masked, threads=threads)
 
     def mask(self, faces: np.ndarray, out: np.ndarray | None = None, mode: str | None = None,
-             order: Sequence[int] | None = None, *, threads: int | None = None) -> np.ndarray:
+             order: Sequence[int] | None = None, *, regions: np.ndarray | None = None,
+             threads: int | None = None) -> np.ndarray:
         """Mask aligned ``faces`` (N, H, W, 3) with this explainer's bands and options, in the
         model's input layout (into ``out`` if given): :func:`freqxfr.mask_bands` with the
         model's normalisation. ``mode`` and ``order`` override the explainer's (e.g.
-        ``"cumulative_delete"`` for the faithfulness curves)."""
+        ``"cumulative_delete"`` for the faithfulness curves); ``regions`` (R, H, W) masks region
+        cells instead of whole bands."""
         return mask_bands(
             faces, self.schedule, mode or self.mode, self.backend, out, order=order,
-            domain=self.domain, clip=self.clip, threads=threads or self.threads,
+            domain=self.domain, clip=self.clip, threads=threads or self.threads, regions=regions,
             **self._mask_options,
         )
+
+    def explain_template(self, probe: Any, template: Any, *, aligned: bool | None = None):
+        """Explain ``probe`` against a stored template (an embedding array or a ``.npy`` path):
+        K + 1 embeddings (K·R + 1 with regions); see :mod:`freqxfr.template_explanations`."""
+        from .template_explanations import explain_template
+
+        return explain_template(self, probe, template, aligned=aligned)
 
     def explanation_from(self, embeddings, pairs, i, sources, timings, same, groups) -> Explanation:
         """The explanation of pair i from the embeddings of a batch laid out by
@@ -572,6 +598,20 @@ def _as_pair(item: Pair | tuple[Any, Any]) -> Pair:
     except (TypeError, ValueError):
         raise InputError(f"a pair must be a freqxfr.pairs.Pair or (a, b), got {item!r}") from None
     return Pair(a, b)
+
+
+def _each_pair(explainer: Explainer, pairs, aligned, skip_errors, indices) -> Iterator[Explanation | PairFailure]:
+    """explain_pairs for region explanations: one pair after another, failures in place."""
+    numbered = zip(itertools.count() if indices is None else indices, pairs, strict=False)
+    for index, item in numbered:
+        pair = _as_pair(item)
+        try:
+            yield explainer.explain(pair.path_a, pair.path_b, aligned=aligned, same=pair.same,
+                                    groups=pair.groups)
+        except FreqxfrError as exc:
+            if not skip_errors:
+                raise
+            yield PairFailure(index, pair, str(exc))
 
 
 def _chunks(items: Iterable, size: int) -> Iterator[list]:

@@ -49,7 +49,11 @@ def cmd_explain(args: argparse.Namespace) -> int:
     from ..report import check_pair_folder, explanation_record, write_pair_outputs
     from ..runfolder import locked_folder
 
-    options.check_files(args.a, args.b)
+    if (args.b is None) == (args.template is None):
+        raise InputError("explain needs two images A B, or one image A and --template T.npy")
+    options.check_files(*(p for p in (args.a, args.b, args.template) if p is not None))
+    if args.regions is not None or args.template is not None:
+        return _explain_regions_or_template(args)
     # --json prints the JSON and draws nothing unless --report asks for it.
     report = (not args.json) if args.report is None else args.report
     # A failed explain leaves no --out folder behind that it created (locked_folder removes it).
@@ -72,6 +76,23 @@ def cmd_explain(args: argparse.Namespace) -> int:
     print(_band_table(explanation))
     wrote = " and ".join(str(p) for p in (written.json_path, written.report_path) if p)
     print(f"wrote {wrote}")
+    return 0
+
+
+def _explain_regions_or_template(args: argparse.Namespace) -> int:
+    """``explain --regions`` (region × band cells) or ``explain A --template T.npy``."""
+    from ..region_report import write_region_outputs
+    from ..runfolder import locked_folder
+
+    with locked_folder(args.out, command="explain"):
+        explanation, report = write_region_outputs(
+            options.explainer(args), args.a, args.b, args.out, aligned=options.aligned(args),
+            template=args.template)
+    if args.json:
+        print(json.dumps(explanation.to_dict(), indent=2))
+    else:
+        print(_headline(explanation))
+        print(f"wrote {args.out / 'explanation.json'} and {report}")
     return 0
 
 
@@ -202,8 +223,14 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
         f"./{EXPLAIN_OUT}); refuses a folder that holds another pair's explanation unless "
         "--overwrite.")
     p.add_argument("a", help="first image (photo or aligned crop)")
-    p.add_argument("b", help="second image")
+    p.add_argument("b", nargs="?", default=None,
+                   help="second image (leave out with --template)")
     options.add_explainer_options(p)
+    p.add_argument("--regions", default=None,
+                   help="explain per band and face region: face, grid:RxC (e.g. grid:3x3) or a "
+                   "weights .npy file (freqxfr.regions)")
+    p.add_argument("--template", type=Path, default=None,
+                   help="explain A against a stored template (.npy embedding) instead of image B")
     p.add_argument("--out", type=Path, default=Path(EXPLAIN_OUT),
                    help=f"output folder (default ./{EXPLAIN_OUT})")
     p.add_argument("--overwrite", action="store_true",

@@ -113,7 +113,7 @@ def explainer(args: argparse.Namespace):
         except OSError as exc:
             raise InputError(f"--schedule {args.schedule}: {exc.strerror or exc}") from None
     return Explainer(load_model(args), schedule, mode=args.mode, domain=args.domain,
-                     backend=args.backend, clip=args.clip)
+                     backend=args.backend, clip=args.clip, regions=getattr(args, "regions", None))
 
 
 # ---- pair lists ---------------------------------------------------------------------------------

@@ -1,0 +1,101 @@
+"""``freqxfr explain --regions`` and ``--template`` as a user runs them, and the region pictures."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from freqxfr.region_explanations import region_summary
+from freqxfr.region_plots import plot_region_heatmap, plot_region_tints, tint
+from freqxfr.verifier import load_model
+
+
+def freqxfr(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "freqxfr", *args], capture_output=True, text=True,
+                          timeout=600)
+
+
+@pytest.fixture(scope="module")
+def gul(data_dir):
+    folder = data_dir / "lfw_aligned112" / "images" / "Abdullah_Gul"
+    return folder / "Abdullah_Gul_0001.jpg", folder / "Abdullah_Gul_0006.jpg"
+
+
+def test_explain_with_face_regions_writes_json_picture_and_report(gul, tmp_path):
+    out = tmp_path / "out"
+    done = freqxfr("explain", str(gul[0]), str(gul[1]), "--model", "sface", "--bands", "4",
+                   "--regions", "face", "--out", str(out))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("MATCH")
+    record = json.loads((out / "explanation.json").read_text())
+    assert record["regions"]["names"][:2] == ["left_eye", "right_eye"]
+    assert np.array(record["a"]["directed"]).shape == (7, 4)
+    assert record["a"]["source"] == str(gul[0])
+    html = (out / "report.html").read_text()
+    assert "Where and which frequency" in html and "data:image/png;base64" in html
+    assert (out / "regions.png").stat().st_size > 10_000
+
+
+def test_explain_against_a_template(gul, tmp_path):
+    model = load_model("sface")
+    template = tmp_path / "t.npy"
+    np.save(template, model.embed(model.prepare(gul[1])[None]))
+    out = tmp_path / "out"
+    done = freqxfr("explain", str(gul[0]), "--template", str(template), "--model", "sface",
+                   "--bands", "4", "--regions", "grid:2x2", "--out", str(out), "--json")
+    assert done.returncode == 0, done.stderr
+    record = json.loads(done.stdout)
+    assert record["kind"] == "template" and record["template"] == str(template)
+    assert np.array(record["probe"]["scores"]).shape == (4, 4)
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--regions", "grid:3"], "regions must be 'face' or 'grid:RxC'"),
+    (["--template", "missing.npy"], "missing.npy: no such file"),
+])
+def test_bad_region_options_exit_2_with_one_line(gul, tmp_path, args, message):
+    done = freqxfr("explain", str(gul[0]), *([] if "--template" in args else [str(gul[1])]),
+                   "--model", "sface", "--bands", "2", "--out", str(tmp_path / "o"), *args)
+    assert done.returncode == 2
+    assert message in done.stderr and "Traceback" not in done.stderr
+    assert not (tmp_path / "o").exists()
+
+
+def test_dataset_refuses_regions_until_it_summarises_them(data_dir, tmp_path):
+    done = freqxfr("dataset", str(data_dir / "lfw_aligned112" / "pairs_generated.csv"), "--root",
+                   str(data_dir), "--limit", "1", "--regions", "face", "--out", str(tmp_path / "o"))
+    assert done.returncode == 2 and "--regions works with `freqxfr explain`" in done.stderr
+
+
+def test_tint_colours_regions_by_sign_and_leaves_zero_gray():
+    face = np.full((4, 4, 3), 128, np.uint8)
+    weights = np.zeros((2, 4, 4), np.float32)
+    weights[0, :, :2], weights[1, :, 2:] = 1, 1
+    rgb = tint(face, weights, np.array([1.0, 0.0]))
+    assert rgb[0, 0, 2] > rgb[0, 0, 0]  # supported: blue
+    np.testing.assert_allclose(rgb[0, 3], 128 / 255)  # no influence: the gray face
+    against = tint(face, weights, np.array([-1.0, 0.0]))[0, 0]
+    assert against[0] > against[2] + 0.2  # against: red
+
+
+def test_region_pictures_and_summary(tmp_path):
+    rng = np.random.default_rng(0)
+    directed = rng.normal(size=(3, 5))
+    side = {"source": "x.jpg", "regions": ["r0", "r1", "r2"], "directed": directed.tolist(),
+            "absolute": np.abs(directed).tolist(),
+            "directed_normalised": (directed / np.abs(directed).max()).tolist()}
+    explanation = {"a": side, "b": side, "score_ref": 0.5, "threshold": 0.3, "decision": True,
+                   "same": True, "regions": {"names": side["regions"]}}
+    assert plot_region_heatmap(explanation, tmp_path / "h.png").stat().st_size > 5_000
+    faces = rng.integers(0, 255, (8, 8, 3), dtype=np.uint8)
+    weights = np.full((3, 8, 8), 1 / 3, np.float32)
+    assert plot_region_tints(faces, weights, side, tmp_path / "t.png").exists()
+    summary = region_summary([explanation, {**explanation, "same": False}])
+    assert summary["names"] == ["r0", "r1", "r2"]
+    assert summary["by_class"]["all"]["n_images"] == 4
+    np.testing.assert_allclose(summary["by_class"]["genuine"]["directed_normalised_mean"],
+                               directed / np.abs(directed).max())

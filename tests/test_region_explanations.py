@@ -1,0 +1,130 @@
+"""Region × band explanations and one-sided explanations against a template, with the real
+models on real faces."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from freqxfr import InputError
+from freqxfr.explanations import Explainer, Explanation
+from freqxfr.region_explanations import RegionExplanation
+from freqxfr.regions import FACE_REGIONS, Regions
+from freqxfr.template_explanations import TemplateExplanation
+from freqxfr.verifier import load_model
+
+
+@pytest.fixture(scope="module", params=["dlib_resnet", "sface"])
+def model(request):
+    return load_model(request.param)
+
+
+@pytest.fixture(scope="module")
+def genuine_faces(model, data_dir):
+    """A genuine LFW pair, aligned for the model."""
+    folder = data_dir / "lfw_aligned112" / "images" / "Abdullah_Gul"
+    return np.stack([model.prepare(folder / "Abdullah_Gul_0001.jpg"),
+                     model.prepare(folder / "Abdullah_Gul_0006.jpg")])
+
+
+def test_one_all_ones_region_reproduces_the_band_explanation(model, genuine_faces):
+    """Guards against the cell layout (band-major in the core, (R, K) in the explanation)
+    or the masking of cells differing from band-only explanations."""
+    h, w = model.card.input_size
+    bands = Explainer(model, 8).explain(*genuine_faces, aligned=True)
+    cells = Explainer(model, 8, regions=np.ones((1, h, w), np.float32)).explain(*genuine_faces, aligned=True)
+    assert isinstance(cells, RegionExplanation) and not isinstance(bands, RegionExplanation)
+    assert cells.score_ref == bands.score_ref
+    for one, band in ((cells.a, bands.a), (cells.b, bands.b)):
+        assert one.scores.shape == (1, 8)
+        np.testing.assert_allclose(one.scores[0], band.scores, rtol=0, atol=1e-6)
+        np.testing.assert_allclose(one.directed_normalised[0], band.directed_normalised, atol=1e-5)
+
+
+def test_face_regions_explanation_has_cells_views_and_provenance(model, genuine_faces):
+    explainer = Explainer(model, 4, regions="face")
+    e = explainer.explain(*genuine_faces, aligned=True, same=True)
+    r = len(FACE_REGIONS)
+    for side in (e.a, e.b):
+        assert side.scores.shape == side.absolute.shape == side.directed_normalised.shape == (r, 4)
+        assert side.regions == FACE_REGIONS
+        assert np.abs(side.directed_normalised).max() == pytest.approx(1.0)
+        np.testing.assert_allclose(side.directed_by_band, side.directed.sum(axis=0))
+        # Deleting a band inside one region changes the score less than deleting the band
+        # everywhere does, but not nothing: cells carry real, distinct influences.
+        assert np.abs(side.directed).max() > 1e-3
+        assert len({round(float(v), 6) for v in side.scores.ravel()}) > r
+    d = json.loads(json.dumps(e.to_dict()))
+    assert d["regions"]["names"] == list(FACE_REGIONS)
+    assert d["regions"]["provenance"]["kind"] == "face"
+    assert model.card.alignment in d["regions"]["provenance"]["template"]
+    assert np.array(d["a"]["directed"]).shape == (r, 4) and d["a"]["regions"] == list(FACE_REGIONS)
+    rows = e.to_rows()
+    assert len(rows) == 2 * 4 * r
+    row = next(x for x in rows if x["image"] == "b" and x["band"] == 2 and x["region"] == "nose")
+    assert row["directed"] == pytest.approx(float(e.b.directed[FACE_REGIONS.index("nose"), 2]))
+    assert row["same"] is True
+
+
+def test_without_regions_the_explanation_is_as_before(model, genuine_faces):
+    e = Explainer(model, 4).explain(*genuine_faces, aligned=True)
+    assert type(e) is Explanation and "regions" not in e.to_dict()
+    assert len(e.to_rows()) == 8 and "region" not in e.to_rows()[0]
+
+
+def test_explain_pairs_with_regions_streams_results_and_failures(model, genuine_faces, tmp_path):
+    explainer = Explainer(model, 2, regions=Regions.grid(2, 2))
+    missing = tmp_path / "missing.jpg"
+    results = list(explainer.explain_pairs([(genuine_faces[0], genuine_faces[1]),
+                                            (missing, genuine_faces[1])],
+                                           aligned=True, skip_errors=True))
+    assert isinstance(results[0], RegionExplanation) and results[0].a.scores.shape == (4, 2)
+    assert results[1].index == 1 and "missing.jpg" in results[1].error
+
+
+@pytest.mark.parametrize("regions", [None, "grid:2x2"])
+def test_template_explanation_with_the_references_embedding_is_that_side(model, genuine_faces, regions):
+    """explain_template(A, f(B)) is side a of explain(A, B), and (B, f(A)) side b."""
+    explainer = Explainer(model, 8, regions=regions)
+    pair = explainer.explain(*genuine_faces, aligned=True)
+    emb = model.embed(genuine_faces)
+    for side, probe, template in ((pair.a, genuine_faces[0], emb[1]), (pair.b, genuine_faces[1], emb[0])):
+        one = explainer.explain_template(probe, template, aligned=True)
+        assert isinstance(one, TemplateExplanation)
+        assert one.score_ref == pytest.approx(pair.score_ref, abs=1e-6)
+        assert one.decision == pair.decision and one.threshold == model.card.threshold
+        np.testing.assert_allclose(one.probe.scores, side.scores, rtol=0, atol=1e-6)
+    rows = one.to_rows()
+    assert len(rows) == 8 * (1 if regions is None else 4)
+    assert json.loads(json.dumps(one.to_dict()))["kind"] == "template"
+
+
+def test_template_from_a_npy_file(model, genuine_faces, tmp_path):
+    path = tmp_path / "t.npy"
+    np.save(path, model.embed(genuine_faces[1:]))  # (1, D) as embed returns it
+    one = Explainer(model, 4).explain_template(genuine_faces[0], path, aligned=True)
+    assert one.template == str(path) and one.decision is True
+
+
+def test_bad_templates_are_refused_naming_the_problem(model, genuine_faces, tmp_path):
+    explainer = Explainer(model, 2)
+    d = model.card.embedding_size
+    emb = model.embed(genuine_faces[1:])[0].astype(np.float64)
+    cases = [
+        (np.zeros(d + 1), f"has {d + 1} values, but model '{model.card.name}' makes {d}-d"),
+        (np.full(d, np.nan), r"NaN or Inf \(first at index 0\)"),
+        (np.zeros((2, d)), r"one embedding \(D,\) or \(1, D\)"),
+        (np.array(["x"] * d), "must hold numbers"),
+    ]
+    if model.card.metric == "cosine":
+        cases.append((np.zeros(d), "all zeros"))
+    else:  # dlib: a Euclidean metric compares raw embeddings, not unit vectors
+        cases.append((emb / np.linalg.norm(emb), "L2-normalised"))
+    for template, message in cases:
+        with pytest.raises(InputError, match=message):
+            explainer.explain_template(genuine_faces[0], template, aligned=True)
+    (tmp_path / "bad.npy").write_text("no array")
+    with pytest.raises(InputError, match=r"bad.npy: cannot read it as a .npy array"):
+        explainer.explain_template(genuine_faces[0], tmp_path / "bad.npy", aligned=True)
