@@ -2,8 +2,8 @@
 
 Every file freqxfr writes goes through :func:`atomic_open`: a reader sees the old file or the new
 one, never half of one. A write that fails raises :class:`~freqxfr.errors.OutputError` (an
-``OSError``, with the original ``errno`` and ``strerror``) whose one-line message says which file
-or folder could not be written and why, so that the CLI can print it as it is.
+``OSError``) whose one-line message says which file or folder could not be written and why, so
+that the CLI can print it as it is.
 """
 
 from __future__ import annotations
@@ -105,9 +105,9 @@ def _write_error(target: Path, exc: OSError) -> OutputError:
 
 
 def _output_error(what: str, path: Path, exc: OSError) -> OutputError:
-    error = OutputError(f"{what}: {_reason(path, exc)}")
-    error.errno, error.strerror = exc.errno, exc.strerror  # for callers that look at them
-    return error
+    # Not OutputError(errno, ...): an OSError with an errno prints "[Errno n] ..." instead of the
+    # message. The original error stays reachable as __context__ for callers that want it.
+    return OutputError(f"{what}: {_reason(path, exc)}")
 
 
 def _reason(path: Path, exc: OSError) -> str:

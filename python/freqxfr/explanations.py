@@ -320,8 +320,7 @@ class Explainer:
         """
         if isinstance(image, AlignedFace):
             return image
-        pixels = self.model.prepare(image, aligned=aligned, name=name)
-        return AlignedFace(pixels, source_label(image, name))
+        return AlignedFace(self.prepare(image, aligned), source_label(image, name))
 
     def prepare(self, image: Any, aligned: bool | None = None) -> np.ndarray:
         """The model's input crop of one image: loaded and aligned as the model's card says

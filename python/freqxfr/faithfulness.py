@@ -56,7 +56,7 @@ class Explainer(Protocol):
 
     def align(self, image: Any, aligned: bool | None = None) -> Any: ...
 
-    def explain(self, a: Any, b: Any) -> Any: ...
+    def explain(self, a: Any, b: Any, *, aligned: bool | None = None) -> Any: ...
 
     def mask(self, faces: np.ndarray, out: np.ndarray | None = None, mode: str | None = None,
              order: Sequence[int] | None = None) -> np.ndarray: ...
@@ -244,7 +244,7 @@ def pair_faithfulness(
     face_a, face_b = explainer.align(a, aligned), explainer.align(b, aligned)
     faces = np.stack([face_a.pixels, face_b.pixels])
     if explanation is None:
-        explanation = explainer.explain(face_a, face_b)
+        explanation = explainer.explain(face_a, face_b, aligned=True)
     return faithfulness_of(
         explainer, faces, (explanation.a.directed, explanation.b.directed),
         explanation.score_ref, seeds=seeds, same=explanation.same if same is None else same,
