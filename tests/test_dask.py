@@ -40,7 +40,7 @@ from freqxfr.verifier import load_model
 @pytest.fixture(scope="module")
 def client():
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                      dashboard_address=None) as cluster, Client(cluster) as c:
+                      dashboard_address=":0") as cluster, Client(cluster) as c:
         c.wait_for_workers(2)
         yield c
 
