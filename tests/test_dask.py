@@ -2,9 +2,9 @@
 processes (:mod:`freqxfr.distributed`), against the single-process path on the same pairs.
 
 Real parts throughout: SFace, real FFTW and onnxruntime in every worker, LFW crops and FRLL
-morphs from ../shared/data. Each test uses a few pairs, split into small chunks (the automatic
-chunk size gives at least four chunks per worker), so that both workers and several chunks
-take part. Numbers are compared to the last bit: every pair's explanation depends on its own
+morphs from ../shared/data. Each test uses a few pairs, split into small chunks (an explainer
+with 2 pairs per model call, and the automatic chunk size of whole model calls, at least four
+chunks per worker where the pairs allow), so that both workers and several chunks take part. Numbers are compared to the last bit: every pair's explanation depends on its own
 images only (the kill/resume tests of the single-process path already rely on batch
 composition not changing a number), and worker and client run the same code on the same model.
 """
@@ -40,14 +40,15 @@ from freqxfr.verifier import load_model
 @pytest.fixture(scope="module")
 def client():
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                      dashboard_address=None) as cluster, Client(cluster) as c:
+                      dashboard_address=":0") as cluster, Client(cluster) as c:
         c.wait_for_workers(2)
         yield c
 
 
 @pytest.fixture(scope="module")
 def explainer():
-    return Explainer(load_model("sface"), 8)
+    """SFace, 8 bands, 2 pairs per model call: chunks (whole model calls) of a few pairs."""
+    return Explainer(load_model("sface"), 8, max_batch=36)
 
 
 @pytest.fixture(scope="module")
@@ -100,7 +101,7 @@ def test_distributed_results_equal_single_process_results(client, explainer, pai
     assert [r["index"] for r in read_results(tmp_path / "results.jsonl")] == list(range(len(pairs)))
     assert not (tmp_path / fd.PARTS).exists() and not (tmp_path / LOCK_NAME).exists()
     assert (tmp_path / "report.html").is_file()
-    # 12 chunks over two workers, one explainer each (the spec cache, not a model per chunk).
+    # 7 chunks over two workers, one explainer each (the spec cache, not a model per chunk).
     builds = client.run(lambda: __import__("freqxfr.distributed").distributed.builds)
     assert sorted(builds.values()) == [1, 1], builds
 
@@ -122,7 +123,7 @@ def test_a_worker_killed_mid_run_loses_only_its_chunk(client, explainer, data_di
     """Guards against a run that loses (or writes twice) the pairs of a worker that died with
     SIGKILL in the middle of a chunk."""
     listed = read_pairs(data_dir / "lfw_aligned112" / "pairs_generated.csv", root=data_dir)
-    pairs = listed[3::60]  # 25 pairs, 4 per chunk: 7 chunks
+    pairs = listed[3::90]  # 17 pairs, 4 per chunk (2 model calls): 5 chunks
     single = tmp_path / "single"
     run_dataset(pairs, single, explainer, progress=False, report=False)
     pids = client.run(os.getpid)
@@ -163,7 +164,7 @@ def test_a_killed_client_resumes_from_its_finished_chunks(data_dir, tmp_path):
     works from the command line at all."""
     psutil = pytest.importorskip("psutil")
     args = ["dataset", data_dir / "lfw_aligned112" / "pairs_generated.csv", "--root", data_dir,
-            "--limit", "24", "--no-progress", "--model", "sface", "--bands", "8"]
+            "--limit", "16", "--no-progress", "--model", "sface", "--bands", "8"]
     reference = freqxfr(*args, "--out", tmp_path / "single")
     assert reference.returncode == 0, reference.stderr
 
@@ -189,7 +190,7 @@ def test_a_killed_client_resumes_from_its_finished_chunks(data_dir, tmp_path):
     parts = sorted((out / fd.PARTS).glob("chunk-*.jsonl"))
     assert parts, "the client finished before it could be killed"
     kept = [line for part in parts for line in part.read_text().splitlines()]
-    assert 0 < len(kept) < 24
+    assert 0 < len(kept) < 16
     assert not (out / "summary.json").exists()
 
     final = freqxfr(*args, "--out", out, "--workers", "2")
@@ -197,7 +198,7 @@ def test_a_killed_client_resumes_from_its_finished_chunks(data_dir, tmp_path):
     lines = set((out / "results.jsonl").read_text().splitlines())
     assert lines.issuperset(kept)  # the finished chunks, timings and all: not redone
     got = by_index(out / "results.jsonl")
-    assert sorted(got) == list(range(24))
+    assert sorted(got) == list(range(16))
     assert got == by_index(tmp_path / "single" / "results.jsonl")
     assert summary_of(out) == summary_of(tmp_path / "single")
     assert not (out / fd.PARTS).exists() and not (out / LOCK_NAME).exists()
@@ -286,3 +287,11 @@ def test_an_unreachable_scheduler_is_one_line_and_exit_status_2(data_dir, tmp_pa
                                     "tcp://127.0.0.1:9")
     assert len(result.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "out").exists()
+
+
+def test_chunks_are_whole_model_calls_spread_over_the_workers():
+    """Guards against chunks that split model calls (half-empty batches on every worker) or
+    that are too few to keep every worker busy."""
+    assert fd.chunk_size(10_000, 2, 7) == 7 * fd.MAX_BATCHES_PER_CHUNK
+    assert fd.chunk_size(64, 2, 7) == 14  # 5 chunks for 2 workers
+    assert fd.chunk_size(13, 2, 2) == 2 and fd.chunk_size(3, 4, 7) == 7

@@ -65,7 +65,9 @@ def cluster_client(scheduler: str | None = None, workers: int | None = None) -> 
         with client:
             yield client
         return
+    # dashboard ":0": any free port (None still binds the scheduler's HTTP server to 8787, and
+    # warns when another cluster holds it).
     with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                      dashboard_address=None, silence_logs=logging.ERROR) as cluster, \
+                      dashboard_address=":0", silence_logs=logging.ERROR) as cluster, \
             Client(cluster) as client:
         yield client
