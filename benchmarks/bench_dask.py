@@ -39,7 +39,7 @@ from _machine import machine_info
 from freqxfr import atomic
 from freqxfr import distributed as fd
 from freqxfr.dataset import run_dataset
-from freqxfr.explain import Explainer
+from freqxfr.explanations import Explainer
 from freqxfr.pairs import read_pairs, spread
 from freqxfr.verifier import load_model
 
