@@ -12,7 +12,9 @@ First each cluster is started (timed: until every worker has joined) and does on
 (every worker loads the model and plans FFTW on its first chunk). Then ``--rounds`` rounds
 run the three ways one after the other into fresh folders, so that a change of the machine's
 load hits all three alike; the medians give the ratios (the overhead at one worker, the
-scaling at two). Every summary is checked equal to the single-process one. Also reported:
+scaling at two). On a shared machine wall-clock rates follow the load; the CPU time per pair
+of the client (with the scheduler and nannies) and its workers shows the Dask path's own cost regardless. Every
+summary is checked equal to the single-process one. Also reported:
 each worker's resident memory and how many explainers it built (1: the per-process cache).
 
     python benchmarks/bench_dask.py --json benchmarks/results/dask.json
@@ -57,6 +59,13 @@ def timed_run(pairs, out: Path, explainer: Explainer, client=None) -> tuple[floa
     return time.perf_counter() - t0, summary
 
 
+def cpu_s(pids: list[int]) -> float:
+    """CPU seconds (user + system) used so far by these processes (this one included)."""
+    import psutil
+
+    return sum(sum(psutil.Process(pid).cpu_times()[:2]) for pid in {os.getpid(), *pids})
+
+
 def worker_rss_mb() -> float:
     import psutil
 
@@ -79,7 +88,7 @@ def start_cluster(stack: contextlib.ExitStack, n_workers: int) -> tuple[Any, flo
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pairs", type=int, default=28)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--model", default="dlib_resnet")
     parser.add_argument("--bands", type=int, default=16)
     parser.add_argument("--json", type=Path, default=None)
@@ -91,13 +100,17 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="freqxfr-bench-dask-"))
     ways = ["single", "1 worker", "2 workers"]
     rates: dict[str, list[float]] = {w: [] for w in ways}
+    cpu_ms: dict[str, list[float]] = {w: [] for w in ways}  # per pair, client + its workers
     loads: list[list[float]] = [load()]
     clusters: dict[str, dict[str, Any]] = {}
     with contextlib.ExitStack() as stack:
         _, reference = timed_run(pairs, work / "first", explainer)  # warms the client's model
         clients = {}
+        pids: dict[str, list[int]] = {"single": []}
         for n, name in ((1, "1 worker"), (2, "2 workers")):
             clients[name], start = start_cluster(stack, n)
+            # Workers are child processes; LocalCluster's nannies live in this process.
+            pids[name] = list(clients[name].run(os.getpid).values())
             cold, summary = timed_run(pairs, work / f"cold{n}", explainer, clients[name])
             assert summary == reference, "a cluster run's summary differs from one process's"
             clusters[name] = {"workers": n, "start_s": round(start, 2),
@@ -109,13 +122,17 @@ def main() -> None:
         # Alternating rounds, so that a change in the machine's load hits every way alike.
         for r in range(args.rounds):
             for name in ways:
+                cpu0 = cpu_s(pids[name])
                 seconds, summary = timed_run(pairs, work / f"{name}-{r}", explainer,
                                              clients.get(name))
+                cpu_ms[name].append(1000 * (cpu_s(pids[name]) - cpu0) / len(pairs))
                 assert summary == reference
                 rates[name].append(len(pairs) / seconds)
             loads.append(load())
-            print(f"round {r + 1}: " + ", ".join(f"{w} {rates[w][-1]:.2f}" for w in ways)
-                  + f" pairs/s; load {loads[-1]}", flush=True)
+            print(f"round {r + 1}: " + ", ".join(f"{w} {rates[w][-1]:.2f} pairs/s "
+                                                 f"({cpu_ms[w][-1]:.0f} CPU ms/pair)"
+                                                 for w in ways)
+                  + f"; load {loads[-1]}", flush=True)
         for name, client in clients.items():
             clusters[name]["worker_rss_mb"] = sorted(round(v, 1) for v in
                                                      client.run(worker_rss_mb).values())
@@ -132,6 +149,8 @@ def main() -> None:
         "rounds": args.rounds,
         "pairs_per_s": {w: [round(x, 3) for x in v] for w, v in rates.items()},
         "median_pairs_per_s": {w: round(v, 3) for w, v in median.items()},
+        "cpu_ms_per_pair": {w: [round(x, 1) for x in v] for w, v in cpu_ms.items()},
+        "median_cpu_ms_per_pair": {w: round(statistics.median(v), 1) for w, v in cpu_ms.items()},
         "one_worker_over_single": round(median["1 worker"] / median["single"], 3),
         "two_workers_over_single": round(median["2 workers"] / median["single"], 3),
         "two_over_one_worker": round(median["2 workers"] / median["1 worker"], 3),
@@ -140,7 +159,8 @@ def main() -> None:
         "note": "1-, 5- and 15-minute load averages of the shared machine, at the start and "
                 "after each round; the ways alternate within each round",
     }
-    print(json.dumps({k: result[k] for k in ("median_pairs_per_s", "one_worker_over_single",
+    print(json.dumps({k: result[k] for k in ("median_pairs_per_s", "median_cpu_ms_per_pair",
+                                             "one_worker_over_single",
                                              "two_workers_over_single", "two_over_one_worker",
                                              "clusters")}, indent=1))
     if args.json:

@@ -101,7 +101,7 @@ def test_distributed_results_equal_single_process_results(client, explainer, pai
     assert [r["index"] for r in read_results(tmp_path / "results.jsonl")] == list(range(len(pairs)))
     assert not (tmp_path / fd.PARTS).exists() and not (tmp_path / LOCK_NAME).exists()
     assert (tmp_path / "report.html").is_file()
-    # 7 chunks over two workers, one explainer each (the spec cache, not a model per chunk).
+    # 4 chunks over two workers, one explainer each (the spec cache, not a model per chunk).
     builds = client.run(lambda: __import__("freqxfr.distributed").distributed.builds)
     assert sorted(builds.values()) == [1, 1], builds
 
@@ -182,11 +182,13 @@ def test_a_killed_client_resumes_from_its_finished_chunks(data_dir, tmp_path):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    # The client's cluster (scheduler in the client, nannies and workers as its children)
-    # goes with it; end any straggler we started, by pid, so that it cannot touch the folder.
+    # The client's cluster goes with it: the scheduler and nannies lived in the client, and
+    # its worker processes exit when their parent does. (Stragglers are ended, by pid, before
+    # the assertion, so that none outlives the test.)
     _, alive = psutil.wait_procs(children, timeout=60)
     for child in alive:
         child.kill()
+    assert not alive, f"worker processes outlived their killed client: {alive}"
     parts = sorted((out / fd.PARTS).glob("chunk-*.jsonl"))
     assert parts, "the client finished before it could be killed"
     kept = [line for part in parts for line in part.read_text().splitlines()]
@@ -290,8 +292,9 @@ def test_an_unreachable_scheduler_is_one_line_and_exit_status_2(data_dir, tmp_pa
 
 
 def test_chunks_are_whole_model_calls_spread_over_the_workers():
-    """Guards against chunks that split model calls (half-empty batches on every worker) or
-    that are too few to keep every worker busy."""
+    """Guards against chunks that split model calls (half-empty batches on every worker), that
+    leave nothing to overlap with the model, or that are too few to keep every worker busy."""
     assert fd.chunk_size(10_000, 2, 7) == 7 * fd.MAX_BATCHES_PER_CHUNK
     assert fd.chunk_size(64, 2, 7) == 14  # 5 chunks for 2 workers
-    assert fd.chunk_size(13, 2, 2) == 2 and fd.chunk_size(3, 4, 7) == 7
+    assert fd.chunk_size(13, 2, 2) == 4  # two batches: one to prepare while one runs
+    assert fd.chunk_size(16, 2, 14) == 14 and fd.chunk_size(3, 4, 7) == 7

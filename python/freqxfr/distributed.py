@@ -229,11 +229,14 @@ def _usable_cores() -> int:
 
 
 def chunk_size(items: int, workers: int, batch: int) -> int:
-    """Items per chunk: whole model batches of ``batch`` items, at least
-    :data:`CHUNKS_PER_WORKER` chunks per worker where the items allow it, at most
-    :data:`MAX_BATCHES_PER_CHUNK` batches."""
+    """Items per chunk: whole model batches of ``batch`` items; at least
+    :data:`CHUNKS_PER_WORKER` chunks per worker and at most :data:`MAX_BATCHES_PER_CHUNK`
+    batches each, but two batches at least where every worker gets two: within a chunk the
+    preparation (alignment, masking) of the next batch overlaps the model's work on the
+    current one, and a one-batch chunk has nothing to overlap."""
     batches = math.ceil(items / max(1, CHUNKS_PER_WORKER * workers * batch))
-    return batch * max(1, min(MAX_BATCHES_PER_CHUNK, batches))
+    least = 2 if items >= 2 * batch * workers else 1
+    return batch * max(least, min(MAX_BATCHES_PER_CHUNK, batches))
 
 
 def batch_pairs(explainer: Explainer) -> int:
@@ -303,6 +306,7 @@ def run_chunks(
 
     The client writes nothing but the parts; the caller merges them into its log."""
     from distributed import as_completed
+    from distributed.scheduler import KilledWorker
 
     futures = {
         client.submit(_run_task, spec, task, list(chunk), task_options, pure=False): number
@@ -312,12 +316,18 @@ def run_chunks(
     try:
         for future in as_completed(futures):
             number = futures[future]
-            records, extra = future.result()
+            try:
+                records, extra = future.result()
+            except KilledWorker as exc:  # the chunk itself kills workers (e.g. out of memory)
+                raise ClusterError(
+                    f"chunk {number} ({len(chunks[number])} items) was lost with every worker "
+                    f"that ran it ({exc}); the finished chunks are kept for a rerun"
+                ) from None
             parts.write(number, records)
             extras[number] = extra
             if bar is not None:
-                bar.update(len(chunks[number]))
                 bar.set_postfix_str(f"{_workers_alive(client)} workers", refresh=False)
+                bar.update(len(chunks[number]))
     finally:
         client.cancel(list(futures))
     return [x for number in sorted(extras) for x in extras[number]]
