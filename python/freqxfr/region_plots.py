@@ -3,7 +3,8 @@
 - :func:`plot_region_heatmap`: per image, a region × band heat map of the normalised directed
   influence (diverging map, white = 0, blue = the cell supported the match);
 - :func:`plot_region_tints`: small multiples of the face for the most influential bands, each
-  region tinted by its directed influence in that band (Σ_r w_r · d[r, k]);
+  region tinted by its directed influence in that band (Σ_r w_r · d[r, k]), each band scaled to
+  its own peak (the title gives the factor);
 - :func:`plot_pair_regions`: both images of a pair, heat map and tints in one figure (the pair
   report's section).
 
@@ -64,8 +65,12 @@ def _tints(axes: Sequence[Axes], face: np.ndarray, weights: np.ndarray, side: Ma
            bands: Sequence[int]) -> None:
     values = _cells(side)
     for ax, k in zip(axes, bands, strict=False):
-        ax.imshow(tint(face, weights, values[:, k]))
-        ax.set_title(f"band {k}", fontsize=8)
+        # Each band on its own scale (the title says by how much), so that a weaker band still
+        # shows where its influence sits.
+        peak = float(np.abs(values[:, k]).max())
+        gain = 1.0 / peak if peak > 0 else 1.0
+        ax.imshow(tint(face, weights, values[:, k] * gain))
+        ax.set_title(f"band {k}" + (f" (×{gain:.0f})" if gain >= 1.5 else ""), fontsize=8)
         ax.set_axis_off()
 
 
