@@ -256,8 +256,10 @@ def test_a_second_lane_runs_while_the_first_is_busy_and_matches_serial(sface, lf
     against lanes that wait for each other, or whose thread count changes results."""
     gated = twin(sface, GatedVerifier, lanes=2)
     ex = Explainer(gated, 4)
+    threads = gated.engine.intra_op_threads
     gated.gate.set()
     assert "lane_sessions_ms" in ex.warmup()  # opens and checks both lanes' sessions
+    assert gated.engine.intra_op_threads == threads  # a lane's session leaves the model's alone
     gated.gate.clear()
     first, out = run_threads([lambda: ex.explain(lfw_images[0], lfw_images[1])])
     wait_until(lambda: gated.at_gate == 1, "the first call holds the model")

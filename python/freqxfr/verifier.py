@@ -23,6 +23,7 @@ import numpy.typing as npt
 from .align import align_for_card
 from .cards import ModelCard, threshold_problem
 from .errors import InputError
+
 # DEFAULT_MODEL, PROVIDER_ALIASES, ProviderWarning and model_path lived here; still importable.
 from .model_loading import (
     DEFAULT_MODEL,
@@ -300,8 +301,11 @@ class Verifier:
         ``threads`` intra-op threads, and no engine: the engine's lanes run on these."""
         import onnxruntime as ort
 
-        options = self.session.get_session_options()
-        options.intra_op_num_threads = threads
+        # Fresh options: the object get_session_options() returns is the session's own, and
+        # changing it would change what this session reports.
+        spinning = self.session.get_session_options().get_session_config_entry(
+            "session.intra_op.allow_spinning")
+        options = session_options(ort, threads=threads, spin=spinning != "0")
         session = open_session(self.path, options, self.session.get_providers(), ort)
         return Verifier(session, self.card, self.path, input_name=self.input_name,
                         output_name=self.output_name, fixed_batch=self.fixed_batch, engine=False)
