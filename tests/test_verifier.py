@@ -229,7 +229,6 @@ def test_provider_that_fails_to_start_is_reported():
 def test_former_names_are_the_new_ones():
     """Callers of the former names (normalise, embed_normalised, prepare) reach the same code."""
     assert normalise is to_model_input
-    assert Verifier.embed_normalised is Verifier.embed_model_input
     assert Verifier.prepare is Verifier.align
 
 
@@ -259,6 +258,7 @@ def test_embed_model_input_is_the_same_path(sface_model, lfw_images):
     a = sface_model.embed_model_input(x)
     b = sface_model.embed_model_input(x, batch_size=3)
     np.testing.assert_array_equal(a, sface_model.embed(lfw_images))
+    np.testing.assert_array_equal(sface_model.embed_normalised(x), a)  # the former name
     np.testing.assert_allclose(a, b, atol=1e-5)
     with pytest.raises(InputError, match=r"float32 array of shape \(N, 3, 112, 112\).*float64"):
         sface_model.embed_model_input(x.astype(np.float64))

@@ -600,7 +600,9 @@ class Engine:
         t1 = time.perf_counter()
         # Alone, a request is chunked as a lone call would chunk it; together they fit one call.
         batch_size = live[0].batch_size if len(live) == 1 else None
-        embeddings = model.run_model(x, batch_size=batch_size)
+        # Through embed_model_input (on this thread it runs the session directly), so that a
+        # subclass of Verifier that wraps it (a spy in the tests) sees the engine's calls too.
+        embeddings = model.embed_model_input(x, batch_size=batch_size)
         t2 = time.perf_counter()
         with self._lock:
             self.stats.batches += 1

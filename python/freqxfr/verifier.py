@@ -294,7 +294,10 @@ class Verifier:
             out[start : start + step] = self._run(x[start : start + step])
         return out
 
-    embed_normalised = embed_model_input  # the former name, kept for callers
+    def embed_normalised(self, x: np.ndarray, *, batch_size: int | None = None) -> np.ndarray:
+        """The former name of :meth:`embed_model_input`, kept for callers (a method, so that a
+        subclass that overrides ``embed_model_input`` is reached through either name)."""
+        return self.embed_model_input(x, batch_size=batch_size)
 
     def with_threads(self, threads: int) -> Verifier:
         """Another Verifier of this model (same file, card and providers) whose session has
