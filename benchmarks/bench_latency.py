@@ -1,11 +1,11 @@
 """Latency and throughput with 1, 2, 4 and 8 concurrent callers, with and without the engine.
 
 N threads each explain pairs back to back (closed loop; dlib's ResNet by default, K = 16,
-pre-aligned chips, two-sided explanations), once through the model's engine (one queue, batched)
-and once on today's direct path (every call runs its own masking and model call). Both run in
-one process on one ONNX Runtime session, in alternating rounds (which one goes first alternates
-too), so that load from other processes hits both alike; the JSON keeps every round, and the
-ratios engine/direct are taken per round.
+pre-aligned chips, two-sided explanations), through the model's engine (one queue, batched, with
+lanes), on the direct path (every call runs its own masking and model call) and through an
+engine with one lane (the engine before lanes; ``--no-one-lane`` skips it). All run in one
+process on one ONNX Runtime session, in rotating rounds, so that load from other processes hits
+them alike; the JSON keeps every round's pairs/s, and the ratios are taken per round.
 
 Per callers and path: p50, p95 and p99 of the per-call latency, and pairs/s. Before measuring,
 it checks that ONNX Runtime's rows do not depend on the rest of the batch and, during the run,
@@ -41,7 +41,7 @@ from freqxfr.cache import cache_dir
 from freqxfr.engine import Engine
 from freqxfr.explanations import Explainer
 from freqxfr.images import load_image
-from freqxfr.verifier import load_model, to_model_input
+from freqxfr.verifier import Verifier, load_model, to_model_input
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 CALLERS = (1, 2, 4, 8)
@@ -104,7 +104,8 @@ def breakdown(model, explainer, pairs, repeats: int = 8) -> dict[str, Any]:
 
 
 def one_round(explainer, pairs, serial, callers: int, calls: int, engine: bool) -> dict[str, Any]:
-    """``callers`` threads, each explaining ``calls`` pairs back to back."""
+    """``callers`` threads, each explaining ``calls`` pairs back to back (with ``explainer``'s
+    model's engine, or on the direct path)."""
     explainer.model.use_engine = engine
     stats = explainer.model.engine.stats
     batches0, requests0, lanes0 = stats.batches, stats.requests, stats.lane_batches
@@ -162,21 +163,33 @@ def summary(rounds: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def concurrency(args, model, explainer, pairs, serial) -> list[dict[str, Any]]:
+def concurrency(args, explainer, one_lane, pairs, serial) -> list[dict[str, Any]]:
+    """Per caller count: the engine, the direct path and (``one_lane``, unless ``None``) an
+    engine with one lane (the engine before lanes), in rotating order per round."""
+    arms = {"engine": (explainer, True), "direct": (explainer, False)}
+    if one_lane is not None:
+        arms["engine_one_lane"] = (one_lane, True)
     results = []
     for n in (int(c) for c in args.callers.split(",")):
         calls = max(args.min_calls, args.calls // n)
-        rounds: dict[bool, list[dict[str, Any]]] = {True: [], False: []}
+        rounds: dict[str, list[dict[str, Any]]] = {name: [] for name in arms}
+        names = list(arms)
         for r in range(args.rounds):
-            for engine in ((True, False) if r % 2 == 0 else (False, True)):
-                rounds[engine].append(one_round(explainer, pairs, serial, n, calls, engine))
-        eng, direct = summary(rounds[True]), summary(rounds[False])
+            for name in names[r % len(names):] + names[: r % len(names)]:
+                ex, engine = arms[name]
+                rounds[name].append(one_round(ex, pairs, serial, n, calls, engine))
+        eng, direct = summary(rounds["engine"]), summary(rounds["direct"])
         ratios = [e["pairs_per_s"] / d["pairs_per_s"]
-                  for e, d in zip(rounds[True], rounds[False], strict=True)]
+                  for e, d in zip(rounds["engine"], rounds["direct"], strict=True)]
         entry = {"callers": n, "calls_per_caller": calls, "engine": eng, "direct": direct,
                  "throughput_ratio_engine_vs_direct": round(statistics.median(ratios), 3),
                  "throughput_ratio_rounds": [round(v, 3) for v in ratios],
                  "loadavg_1min": os.getloadavg()[0]}
+        if one_lane is not None:
+            entry["engine_one_lane"] = summary(rounds["engine_one_lane"])
+            entry["throughput_ratio_engine_vs_one_lane"] = round(statistics.median(
+                e["pairs_per_s"] / o["pairs_per_s"]
+                for e, o in zip(rounds["engine"], rounds["engine_one_lane"], strict=True)), 3)
         results.append(entry)
         print(f"{n} callers: engine p50 {eng['p50_ms']:.0f} / p95 {eng['p95_ms']:.0f} / p99 "
               f"{eng['p99_ms']:.0f} ms, {eng['pairs_per_s']:.2f} pairs/s "
@@ -185,6 +198,11 @@ def concurrency(args, model, explainer, pairs, serial) -> list[dict[str, Any]]:
               f"{direct['pairs_per_s']:.2f} pairs/s | engine/direct {entry['throughput_ratio_engine_vs_direct']:.2f}"
               f" | CPU ms/pair {eng['cpu_ms_per_pair']:.0f} vs {direct['cpu_ms_per_pair']:.0f}"
               f" (load {entry['loadavg_1min']:.1f})", flush=True)
+        if one_lane is not None:
+            o = entry["engine_one_lane"]
+            print(f"   one lane: p50 {o['p50_ms']:.0f} / p99 {o['p99_ms']:.0f} ms, "
+                  f"{o['pairs_per_s']:.2f} pairs/s | lanes / one lane "
+                  f"{entry['throughput_ratio_engine_vs_one_lane']:.2f}", flush=True)
     return results
 
 
@@ -280,6 +298,8 @@ def main() -> int:
     parser.add_argument("--max-wait-ms", type=float, default=0.0)
     parser.add_argument("--max-batch", type=int, default=128)
     parser.add_argument("--lanes", type=int, default=None, help="engine lanes (default: auto)")
+    parser.add_argument("--no-one-lane", action="store_true",
+                        help="skip the one-lane engine (the engine before lanes)")
     parser.add_argument("--callers", default=",".join(map(str, CALLERS)),
                         help="comma-separated caller counts")
     parser.add_argument("--first-call-repeats", type=int, default=3)
@@ -309,7 +329,15 @@ def main() -> int:
     where = breakdown(model, explainer, pairs)
     print(f"a lone call: {where}", flush=True)
 
-    results = concurrency(args, model, explainer, pairs, serial)
+    one_lane = None
+    if engine.lanes > 1 and not args.no_one_lane:
+        # The same session under a second Verifier: its own engine, with one lane.
+        twin = Verifier(model.session, model.card, model.path, input_name=model.input_name,
+                        output_name=model.output_name, fixed_batch=model.fixed_batch)
+        Engine.for_model(twin, **{**settings, "lanes": 1})
+        one_lane = Explainer(twin, args.bands)
+        one_lane.warmup()
+    results = concurrency(args, explainer, one_lane, pairs, serial)
     print(table(results))
     first = first_call(args, faces, settings) if args.first_call_repeats > 0 else None
     out = {

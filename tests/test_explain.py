@@ -17,9 +17,9 @@ class CountingVerifier(Verifier):
 
     embedded = 0
 
-    def embed_normalised(self, x, *, batch_size=None):
+    def embed_model_input(self, x, *, batch_size=None):
         type(self).embedded += x.shape[0]
-        return super().embed_normalised(x, batch_size=batch_size)
+        return super().embed_model_input(x, batch_size=batch_size)
 
 
 @pytest.fixture(scope="module")
@@ -243,10 +243,10 @@ def test_toy_value_range_is_mapped_for_masked_images(tmp_path, value_range, mean
 class CallSizes(Verifier):
     """The real model, recording the number of images of each call (a spy)."""
 
-    def embed_normalised(self, x, *, batch_size=None):
+    def embed_model_input(self, x, *, batch_size=None):
         self.sizes.append(x.shape[0])
         self.buffers.append(x.__array_interface__["data"][0])
-        return super().embed_normalised(x, batch_size=batch_size)
+        return super().embed_model_input(x, batch_size=batch_size)
 
 
 def test_toy_streamed_pairs_keep_their_sides_and_order(toy_model, toy_pair):

@@ -64,6 +64,20 @@ def test_card_naming_a_module_without_converter_is_a_model_error(monkeypatch):
         model_path(card)
 
 
+def test_converter_module_is_the_one_lookup_for_cards_and_commands():
+    """``model_loading.converter_module`` (what ``model_path`` and ``freqxfr models`` use) gives
+    the converter of a converted preset, None for a card whose model you bring or name by file,
+    and the same ModelError as model_path for a bad name."""
+    from freqxfr.model_loading import converter_module
+    from freqxfr.models import dlib_resnet
+
+    assert converter_module(preset("dlib_resnet")) is dlib_resnet
+    assert converter_module(preset("arcface")) is None
+    assert converter_module(preset("dlib_resnet").replace(source="file:model.onnx")) is None
+    with pytest.raises(ModelError, match="invalid converter name '_cache'"):
+        converter_module(preset("dlib_resnet").replace(source="converter:_cache"))
+
+
 # ---- defect 9: one rule for thresholds, from a card or given at run time -----------------------
 
 

@@ -18,7 +18,7 @@ from freqxfr.cards import ModelCard, preset
 from freqxfr.errors import InputError, ModelError
 from freqxfr.models import sface
 from freqxfr.thresholds import accuracy, fmr_fnmr, kfold_accuracy
-from freqxfr.verifier import ProviderWarning, Verifier, load_model, normalise
+from freqxfr.verifier import ProviderWarning, Verifier, load_model, normalise, to_model_input
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -211,7 +211,7 @@ def test_cuda_request_without_cuda_says_so(providers):
 
 def test_provider_that_fails_to_start_is_reported():
     # Failure handling with a mock session: CUDA was chosen, but only the CPU came up.
-    from freqxfr.verifier import _report_fallback
+    from freqxfr.model_loading import report_fallback
 
     class MockSession:
         def get_providers(self):
@@ -220,15 +220,21 @@ def test_provider_that_fails_to_start_is_reported():
     with pytest.warns(
         ProviderWarning, match=r"CUDAExecutionProvider is installed but did not start"
     ):
-        _report_fallback(["CUDAExecutionProvider", "CPUExecutionProvider"], MockSession())
+        report_fallback(["CUDAExecutionProvider", "CPUExecutionProvider"], MockSession())
 
 
 # --- normalisation, embeddings, scores --------------------------------------------------------
 
 
-def test_normalise_follows_the_card(lfw_images):
+def test_former_names_are_the_new_ones():
+    """Callers of the former names (normalise, embed_normalised, prepare) reach the same code."""
+    assert normalise is to_model_input
+    assert Verifier.prepare is Verifier.align
+
+
+def test_to_model_input_follows_the_card(lfw_images):
     dlib = preset("dlib_resnet")
-    x = normalise(lfw_images, dlib)
+    x = to_model_input(lfw_images, dlib)
     assert x.shape == (8, 3, 112, 112) and x.dtype == np.float32 and x.flags.c_contiguous
     mean = np.array(dlib.mean, np.float32)
     expected = ((lfw_images.astype(np.float32) - mean) / np.float32(256)).transpose(0, 3, 1, 2)
@@ -241,20 +247,21 @@ def test_normalise_follows_the_card(lfw_images):
         mean=(0.5, 0.4, 0.3),
         std=(0.2, 0.25, 0.5),
     )
-    y = normalise(lfw_images, odd)
+    y = to_model_input(lfw_images, odd)
     assert y.shape == (8, 112, 112, 3)
     v = lfw_images[..., ::-1].astype(np.float32) / 255
     np.testing.assert_allclose(y, (v - [0.5, 0.4, 0.3]) / [0.2, 0.25, 0.5], atol=1e-6)
 
 
-def test_embed_normalised_is_the_same_path(sface_model, lfw_images):
-    x = normalise(lfw_images, sface_model.card)
-    a = sface_model.embed_normalised(x)
-    b = sface_model.embed_normalised(x, batch_size=3)
+def test_embed_model_input_is_the_same_path(sface_model, lfw_images):
+    x = to_model_input(lfw_images, sface_model.card)
+    a = sface_model.embed_model_input(x)
+    b = sface_model.embed_model_input(x, batch_size=3)
     np.testing.assert_array_equal(a, sface_model.embed(lfw_images))
+    np.testing.assert_array_equal(sface_model.embed_normalised(x), a)  # the former name
     np.testing.assert_allclose(a, b, atol=1e-5)
     with pytest.raises(InputError, match=r"float32 array of shape \(N, 3, 112, 112\).*float64"):
-        sface_model.embed_normalised(x.astype(np.float64))
+        sface_model.embed_model_input(x.astype(np.float64))
 
 
 @pytest.mark.parametrize(
@@ -331,7 +338,7 @@ def test_compare_takes_aligned_crops_as_they_are(sface_model, data_dir, lfw_imag
     expected = float(sface_model.score(direct[0], direct[1]))
     result = sface_model.compare(a, b)
     assert result.score == pytest.approx(expected, abs=1e-6)
-    assert np.array_equal(sface_model.prepare(a), a)
+    assert np.array_equal(sface_model.align(a), a)
     realigned = sface_model.compare(a, b, aligned=False)  # forced detection does change it
     assert abs(realigned.score - expected) > 1e-3
 

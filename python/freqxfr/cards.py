@@ -1,8 +1,8 @@
 """Model cards: how to feed a face-recognition model and how to compare its embeddings.
 
 A card is a small TOML or JSON file. Built-in cards (presets) live in ``freqxfr/presets``.
-The normalisation a card describes is applied in exactly one formula, by
-:func:`freqxfr.verifier.normalise` (and, fused, by the C++ masking core)::
+The model input a card describes is made by exactly one formula, in
+:func:`freqxfr.verifier.to_model_input` (and, fused, in the C++ masking core)::
 
     v = pixel                                   if value_range == (0, 255)
     v = lo + pixel * ((hi - lo) / 255)          otherwise

@@ -294,15 +294,21 @@ class Verifier:
             out[start : start + step] = self._run(x[start : start + step])
         return out
 
-    embed_normalised = embed_model_input  # the former name, kept for callers
+    def embed_normalised(self, x: np.ndarray, *, batch_size: int | None = None) -> np.ndarray:
+        """The former name of :meth:`embed_model_input`, kept for callers (a method, so that a
+        subclass that overrides ``embed_model_input`` is reached through either name)."""
+        return self.embed_model_input(x, batch_size=batch_size)
 
     def with_threads(self, threads: int) -> Verifier:
         """Another Verifier of this model (same file, card and providers) whose session has
         ``threads`` intra-op threads, and no engine: the engine's lanes run on these."""
         import onnxruntime as ort
 
-        options = self.session.get_session_options()
-        options.intra_op_num_threads = threads
+        # Fresh options: the object get_session_options() returns is the session's own, and
+        # changing it would change what this session reports.
+        spinning = self.session.get_session_options().get_session_config_entry(
+            "session.intra_op.allow_spinning")
+        options = session_options(ort, threads=threads, spin=spinning != "0")
         session = open_session(self.path, options, self.session.get_providers(), ort)
         return Verifier(session, self.card, self.path, input_name=self.input_name,
                         output_name=self.output_name, fixed_batch=self.fixed_batch, engine=False)
