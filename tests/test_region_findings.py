@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from freqxfr.explain import Explainer
+from freqxfr.explanations import Explainer
 from freqxfr.pairs import read_pairs
 from freqxfr.region_faithfulness import cell_faithfulness
 from freqxfr.regions import EYE_REGIONS

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from freqxfr.explain import Explainer
+from freqxfr.explanations import Explainer
 from freqxfr.region_plots import plot_pair_regions
 from freqxfr.verifier import load_model
 
