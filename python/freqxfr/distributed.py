@@ -47,11 +47,13 @@ from typing import Any
 
 from . import atomic
 from .cluster import ClusterError
-from .errors import InputError
-from .explanations import Explainer, PairFailure
+from .cores import usable_cores
+from .explanations import Explainer
 from .images import AlignedFace
 from .pairs import Pair
+from .progress import progress_bar
 from .runfolder import ResultsLog, explainer_settings, setting_changes
+from .scenarios.common import checked
 
 PARTS = "parts"
 #: Largest chunk, in model batches. A chunk of whole batches keeps the worker's model calls as
@@ -211,18 +213,12 @@ def _prepare_cluster(client: Any, explainer: Explainer) -> ExplainerSpec:
     check_versions(versions(), client.run(versions))
     workers = client.scheduler_info()["workers"]
     per_host = Counter(address.rsplit(":", 1)[0] for address in workers)
-    usable = client.run(_usable_cores)
+    usable = client.run(usable_cores)
     threads = {}
     for address, n in usable.items():
         host = address.rsplit(":", 1)[0]
         threads[host] = max(1, int(n) // per_host[host])
     return ExplainerSpec.of(explainer, threads)
-
-
-def _usable_cores() -> int:
-    from .cores import usable_cores
-
-    return usable_cores()
 
 
 # ---- chunks, parts and the merge -------------------------------------------------------------
@@ -430,8 +426,8 @@ def explain_crossres_chunks(
     done = done | merged
     missing = [(f, i) for f in factors for i in range(len(pairs))
                if (f, i) not in done and i not in refused]
-    bar = _bar(progress, len(factors) * len(pairs), len(factors) * len(pairs) - len(missing),
-               "crossres")
+    total = len(factors) * len(pairs)
+    bar = progress_bar(progress, total, done=total - len(missing), desc="crossres")
     image_failures: list[dict[str, Any]] = []
     try:
         if missing:
@@ -475,7 +471,7 @@ def _crossres_task(explainer: Explainer, chunk: list, *, resample: str, aligned:
             for _, p in todo
         )
         for (i, pair), item in zip(todo, stream, strict=True):
-            records.append(record(factor, i, pair, _explained(item)))
+            records.append(record(factor, i, pair, checked(item)))
     return records, failures
 
 
@@ -522,18 +518,5 @@ def _morph_task(explainer: Explainer, chunk: list, *, entries: list, aligned: bo
     # Every comparison is mated, as in the single-process run.
     stream = explainer.explain_pairs(Pair(faces[c.enrolled], faces[c.probe], same=True)
                                      for _, c in chunk)
-    return [record(k, c, _explained(item)) for (k, c), item in zip(chunk, stream, strict=True)], []
+    return [record(k, c, checked(item)) for (k, c), item in zip(chunk, stream, strict=True)], []
 
-
-def _explained(item: Any) -> Any:
-    if isinstance(item, PairFailure):  # prepared crops cannot fail; keep the message if they do
-        raise InputError(item.error)
-    return item
-
-
-def _bar(enabled: bool, total: int, initial: int, desc: str) -> Any:
-    if not enabled:
-        return None
-    from tqdm import tqdm
-
-    return tqdm(total=total, initial=initial, unit="pair", desc=desc, dynamic_ncols=True)
