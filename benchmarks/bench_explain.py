@@ -44,7 +44,7 @@ def dlib_chips(model, data: Path) -> Path:
         target = folder / src.parent.name / src.name.replace(".jpg", ".png")
         if not target.exists():
             target.parent.mkdir(exist_ok=True)
-            Image.fromarray(model.prepare(src)).save(target)
+            Image.fromarray(model.align(src)).save(target)
     return folder
 
 

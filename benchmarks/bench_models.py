@@ -28,7 +28,7 @@ from _machine import machine_info, rate
 from freqxfr import atomic
 from freqxfr.images import load_image
 from freqxfr.models import sface
-from freqxfr.verifier import load_model, normalise
+from freqxfr.verifier import load_model, to_model_input
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 BATCHES = (1, 16, 64)
@@ -61,7 +61,7 @@ def main() -> None:
     for name in ("dlib_resnet", "sface"):
         verifier = load_model(name, providers=args.providers, threads=args.threads)
         images = crops(verifier.card.input_size[0])
-        x = normalise(images, verifier.card)
+        x = to_model_input(images, verifier.card)
         entry: dict[str, Any] = {
             "provider": verifier.provider,
             "threads": args.threads or "all usable cores",

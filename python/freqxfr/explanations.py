@@ -32,7 +32,7 @@ from .images import AlignedFace, source_label
 from .masking import mask_bands
 from .pairs import Pair
 from .profiles import relative_to_peak
-from .verifier import Verifier, load_model, normalise
+from .verifier import Verifier, load_model, to_model_input
 
 DEFAULT_BANDS = 16
 # The keys of Explainer.settings(): the provenance every explanation and run file carries.
@@ -287,7 +287,7 @@ class Explainer:
         batch = self._single_pair_batch()
         self.fill_batch(batch, faces)
         t2 = time.perf_counter()
-        embeddings = self.model.embed_normalised(batch, batch_size=self.max_batch)
+        embeddings = self.model.embed_model_input(batch, batch_size=self.max_batch)
         t3 = time.perf_counter()
         timings = {"prepare": (t1 - t0) * 1e3, "mask": (t2 - t1) * 1e3, "model": (t3 - t2) * 1e3}
         return self.explanation_from(embeddings, 1, 0, (source_label(a), source_label(b)), timings, same, groups)
@@ -327,7 +327,7 @@ class Explainer:
         (an :class:`~freqxfr.images.AlignedFace` is used as it is)."""
         if isinstance(image, AlignedFace):
             return image.pixels
-        return self.model.prepare(image, aligned=aligned)
+        return self.model.align(image, aligned=aligned)
 
     # -- many pairs, streamed --
 
@@ -398,7 +398,7 @@ class Explainer:
         if n:
             t0 = time.perf_counter()
             used = buffer[: n * (2 * self.n_bands + 2)]
-            embeddings = self.model.embed_normalised(used, batch_size=self.max_batch)
+            embeddings = self.model.embed_model_input(used, batch_size=self.max_batch)
             t_model = time.perf_counter() - t0
             timings = {"prepare": t_prepare / n * 1e3, "mask": t_mask / n * 1e3,
                        "model": t_model / n * 1e3}
@@ -429,7 +429,7 @@ class Explainer:
         """Write the 2P references and their 2P×K masked images of P pairs of aligned ``faces``
         into ``batch`` (the layout :meth:`explanation_from` reads; the engine batches by it)."""
         n = 2 * pairs
-        batch[:n] = normalise(faces, self.model.card)
+        batch[:n] = to_model_input(faces, self.model.card)
         masked = batch[n : n + n * self.n_bands].reshape(n, self.n_bands, *self._input_shape)
         self.mask(faces, masked, threads=threads)
 

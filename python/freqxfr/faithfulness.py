@@ -288,7 +288,7 @@ def _side_curves(explainer: Explainer, face: np.ndarray, other: np.ndarray, dire
     for i, o in enumerate(orders):
         explainer.mask(face[None], batch[i, 0:1], "cumulative_delete", o)
         explainer.mask(face[None], batch[i, 1:2], "cumulative_keep", o)
-    emb = model.embed_normalised(batch.reshape(-1, *model.card.input_shape),
+    emb = model.embed_model_input(batch.reshape(-1, *model.card.input_shape),
                                  batch_size=explainer.max_batch)
     scores = model.score(emb, other[None]).reshape(len(orders), 2, k)
     # Deletion starts at the unaltered image; insertion at the empty spectrum, which is the

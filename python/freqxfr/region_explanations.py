@@ -22,7 +22,7 @@ import numpy as np
 from .explanations import Explanation, ImageExplanation
 from .images import source_label
 from .regions import Regions, ResolvedRegions, as_regions
-from .verifier import normalise
+from .verifier import to_model_input
 
 if TYPE_CHECKING:
     from .explanations import Explainer
@@ -111,7 +111,7 @@ def masked_batch(explainer: Explainer, faces: np.ndarray, cells: int) -> np.ndar
     shape = explainer.model.card.input_shape
     n = len(faces)
     batch = np.empty((n + n * cells, *shape), np.float32)
-    batch[:n] = normalise(faces, explainer.model.card)
+    batch[:n] = to_model_input(faces, explainer.model.card)
     explainer.mask(faces, batch[n:].reshape(n, cells, *shape),
                          regions=None if explainer.regions is None else explainer.regions.weights)
     return batch
@@ -137,7 +137,7 @@ def explain_pair(explainer: Explainer, a: Any, b: Any, *, aligned: bool | None =
     cells = explainer.n_bands * len(explainer.regions)
     batch = masked_batch(explainer, faces, cells)
     t2 = time.perf_counter()
-    emb = explainer.model.embed_normalised(batch, batch_size=explainer.max_batch)
+    emb = explainer.model.embed_model_input(batch, batch_size=explainer.max_batch)
     t3 = time.perf_counter()
     score = explainer.model.score
     ref_a, ref_b = emb[0], emb[1]

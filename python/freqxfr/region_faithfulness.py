@@ -84,7 +84,7 @@ def _side(explainer: Explainer, face: np.ndarray, other: np.ndarray, directed: n
     for i, o in enumerate(orders):
         explainer.mask(face[None], batch[i : i + 1], mode="cumulative_delete", order=o,
                              regions=explainer.regions.weights)
-    emb = model.embed_normalised(batch.reshape(-1, *shape), batch_size=explainer.max_batch)
+    emb = model.embed_model_input(batch.reshape(-1, *shape), batch_size=explainer.max_batch)
     scores = model.score(emb, other[None]).reshape(len(orders), n)
     curves = np.concatenate([np.full((len(orders), 1), score_ref), scores], axis=1)
     return CellCurves(decision, order, curves[0], curves[1:])

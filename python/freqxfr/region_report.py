@@ -48,14 +48,15 @@ def write_region_outputs(explainer: Any, a: Any, b: Any, out: Path, *, aligned: 
     """Explain a pair (or ``a`` against ``template``) with the explainer's regions and write
     ``explanation.json``, ``regions.png`` and ``report.html`` into ``out``."""
     folder = ensure_dir(out)
+    # Aligned once; the faces keep the names the user gave, which the explanation reports.
     if template is not None:
-        faces = explainer.prepare(a, aligned)[None]
-        result = explainer.explain_template(faces[0], template, aligned=True)
-        result = _renamed(result, "probe", a)
+        probe = explainer.align(a, aligned)
+        faces = probe.pixels[None]
+        result = explainer.explain_template(probe, template)
     else:
-        faces = np.stack([explainer.prepare(a, aligned), explainer.prepare(b, aligned)])
-        result = explainer.explain(faces[0], faces[1], aligned=True)
-        result = _renamed(_renamed(result, "a", a), "b", b)
+        face_a, face_b = explainer.align(a, aligned), explainer.align(b, aligned)
+        faces = np.stack([face_a.pixels, face_b.pixels])
+        result = explainer.explain(face_a, face_b)
     record = result.to_dict()
     write_output(folder / "explanation.json", json.dumps(record, indent=2, allow_nan=False) + "\n")
     sections = []
@@ -71,11 +72,3 @@ def write_region_outputs(explainer: Any, a: Any, b: Any, out: Path, *, aligned: 
     title = f"freqxfr: {Path(str(a)).name} vs {Path(str(template if template is not None else b)).name}"
     return result, write_report(folder, title, sections)
 
-
-def _renamed(result: Any, side: str, source: Any) -> Any:
-    import dataclasses
-
-    from .images import source_label
-
-    image = getattr(result, side)
-    return dataclasses.replace(result, **{side: dataclasses.replace(image, source=source_label(source))})

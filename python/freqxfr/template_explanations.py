@@ -142,7 +142,7 @@ def explain_template(explainer: Explainer, probe: Any, template: Any, *,
     cells = explainer.n_bands * (1 if explainer.regions is None else len(explainer.regions))
     batch = masked_batch(explainer, face, cells)
     t2 = time.perf_counter()
-    emb = explainer.model.embed_normalised(batch, batch_size=explainer.max_batch)
+    emb = explainer.model.embed_model_input(batch, batch_size=explainer.max_batch)
     t3 = time.perf_counter()
     check_template(vector, label, card, emb[0])  # the normalisation, against the probe's scale
     score = explainer.model.score
