@@ -38,7 +38,9 @@ def bench(session: nox.Session) -> None:
 @nox.session
 def lint(session: nox.Session) -> None:
     session.install("ruff")
-    session.run("ruff", "check", "python", "tests", "benchmarks", "noxfile.py")
+    paths = ("python", "tests", "benchmarks", "tools", "noxfile.py")
+    session.run("ruff", "check", *paths)
+    session.run("ruff", "format", "--check", *paths)  # one style: `ruff format` writes it
 
 
 @nox.session
