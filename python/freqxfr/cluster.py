@@ -1,7 +1,7 @@
 """Where a run's work goes: one process, an existing Dask cluster, or a local one.
 
-The command line's ``--scheduler ADDRESS`` / ``--workers N`` (``dataset``, ``crossres``,
-``morph``) and :func:`cluster_client`, which turns them into a ``dask.distributed.Client`` (or
+:func:`cluster_client` turns the command line's ``--scheduler ADDRESS`` / ``--workers N``
+(``dataset``, ``crossres``, ``morph``; declared in :mod:`freqxfr.cli.options`) into a ``dask.distributed.Client`` (or
 ``None``: today's single-process path). Light on purpose: ``freqxfr --help`` imports it, and
 Dask is imported only when a cluster is asked for. The distributed runs themselves are in
 :mod:`freqxfr.distributed`.
@@ -9,7 +9,6 @@ Dask is imported only when a cluster is asked for. The distributed runs themselv
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import logging
 from collections.abc import Iterator
@@ -20,26 +19,6 @@ from .errors import FreqxfrError
 
 class ClusterError(FreqxfrError):
     """The cluster cannot run this job (no Dask, no workers, other versions, another model)."""
-
-
-def add_cluster_options(parser: Any) -> None:
-    """``--scheduler ADDRESS`` / ``--workers N`` for ``dataset``, ``crossres`` and ``morph``."""
-    group = parser.add_mutually_exclusive_group()
-    group.add_argument("--scheduler", metavar="ADDRESS", default=None,
-                       help="run on an existing Dask cluster (e.g. tcp://host:8786); needs "
-                       "freqxfr[dask] and the same freqxfr on every worker")
-    group.add_argument("--workers", metavar="N", type=_positive, default=None,
-                       help="run on a local Dask cluster of N worker processes (freqxfr[dask])")
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
 
 
 @contextlib.contextmanager

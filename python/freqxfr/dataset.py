@@ -135,7 +135,7 @@ def run_dataset(
                     if bar is not None:
                         bar.update(1)
                 todo = [i for i in todo if i not in refused]
-                if client is not None:  # issue 11 hook: chunks on a Dask cluster
+                if client is not None:  # chunks of pairs on a Dask cluster
                     from .distributed import explain_dataset_chunks
 
                     explain_dataset_chunks(client, explainer, pairs, todo, log, record=_record,

@@ -243,7 +243,7 @@ class Explainer:
         self._input_shape = card.input_shape
         self._mask_options = _core_normalisation(card)
         self.regions = None
-        if regions is not None:  # hook: region cells live in region_explanations
+        if regions is not None:  # region cells: see region_explanations
             from .region_explanations import resolve_for_model
 
             self.regions = resolve_for_model(regions, card)
@@ -272,7 +272,7 @@ class Explainer:
         the engine; a model loaded with ``engine=False`` ignores it). ``timings_ms`` then also
         holds ``queue``, and ``mask``/``model`` are those of the batch the call ran in.
         """
-        if self.regions is not None:  # hook: cells are explained on this thread, not the engine
+        if self.regions is not None:  # region cells run on this thread, not the engine
             from .region_explanations import explain_pair as explain_cells
 
             return explain_cells(self, a, b, aligned=aligned, same=same, groups=groups)
@@ -349,7 +349,7 @@ class Explainer:
         ``indices`` numbers the pairs in failures (default 0, 1, ...). A pair may hold faces
         aligned before (:meth:`align`): they are used as they are and keep their names.
         """
-        if self.regions is not None:  # hook: one pair at a time, on this thread
+        if self.regions is not None:  # region cells: one pair at a time, on this thread
             yield from _each_pair(self, pairs, aligned, skip_errors, indices)
             return
         per_call = max(1, self.max_batch // (2 * self.n_bands + 2))

@@ -12,7 +12,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ..cluster import add_cluster_options
 from ..errors import InputError
 from . import options
 from .output import decision_line
@@ -142,7 +141,7 @@ def cmd_dataset(args: argparse.Namespace) -> int:
         pairs = spread(pairs, args.limit)
     # Lock before loading the model, so that a second run into this folder stops at once.
     with locked_folder(args.out, command="dataset", resumable=True), \
-            cluster_client(args.scheduler, args.workers) as client:  # issue 11 hook
+            cluster_client(args.scheduler, args.workers) as client:
         explainer = options.explainer(args)
         summary = run_dataset(
             pairs, args.out, explainer, pairs_file=str(args.pairs),
@@ -271,7 +270,7 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
     options.add_progress_option(p)
     p.add_argument("--no-overlap", action="store_true",
                    help="don't prepare the next batch while the model runs")
-    add_cluster_options(p)  # issue 11 hook: --scheduler / --workers
+    options.add_cluster_options(p)
     p.set_defaults(func=cmd_dataset)
 
     p = sub.add_parser(

@@ -159,6 +159,19 @@ def check_files(*paths: str | Path) -> None:
             raise InputError(f"{path}: file not found")
 
 
+# ---- where the work runs --------------------------------------------------------------------
+
+
+def add_cluster_options(parser: argparse.ArgumentParser) -> None:
+    """``--scheduler ADDRESS`` / ``--workers N`` for ``dataset``, ``crossres`` and ``morph``."""
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--scheduler", metavar="ADDRESS", default=None,
+                       help="run on an existing Dask cluster (e.g. tcp://host:8786); needs "
+                       "freqxfr[dask] and the same freqxfr on every worker")
+    group.add_argument("--workers", metavar="N", type=positive, default=None,
+                       help="run on a local Dask cluster of N worker processes (freqxfr[dask])")
+
+
 # ---- argument types -----------------------------------------------------------------------------
 
 

@@ -10,7 +10,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from ..cluster import add_cluster_options, cluster_client
+from ..cluster import cluster_client
 from ..errors import InputError
 from . import options
 from .output import threshold_text
@@ -57,7 +57,7 @@ def add_parsers(subparsers: Any, common: argparse.ArgumentParser) -> None:
     options.add_progress_option(p)
     options.add_no_report_option(p)
     options.add_explainer_options(p)
-    add_cluster_options(p)  # issue 11 hook: --scheduler / --workers
+    options.add_cluster_options(p)
     p.set_defaults(func=cmd_crossres)
 
     p = subparsers.add_parser(
@@ -89,7 +89,7 @@ def add_parsers(subparsers: Any, common: argparse.ArgumentParser) -> None:
     options.add_no_report_option(p)
     _add_bootstrap_options(p)
     options.add_explainer_options(p)
-    add_cluster_options(p)  # issue 11 hook: --scheduler / --workers
+    options.add_cluster_options(p)
     p.set_defaults(func=cmd_morph)
 
 
@@ -103,7 +103,7 @@ def cmd_crossres(args: argparse.Namespace) -> int:
         pairs = spread(pairs, args.limit)
     # Lock before loading the model, so that a second run into this folder stops at once.
     with locked_folder(args.out, command="crossres", resumable=True), \
-            cluster_client(args.scheduler, args.workers) as client:  # issue 11 hook
+            cluster_client(args.scheduler, args.workers) as client:
         explainer = options.explainer(args)
         summary = run_crossres(
             pairs,
@@ -152,7 +152,7 @@ def cmd_morph(args: argparse.Namespace) -> int:
     entries = read_morph_index(args.index, root=root, allow_outside_root=args.allow_outside_root)
     # Lock before loading the model, so that a second run into this folder stops at once.
     with locked_folder(args.out, command="morph", resumable=True), \
-            cluster_client(args.scheduler, args.workers) as client:  # issue 11 hook
+            cluster_client(args.scheduler, args.workers) as client:
         explainer = options.explainer(args)
         summary = run_morph(
             entries,

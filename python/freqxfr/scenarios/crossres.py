@@ -171,7 +171,7 @@ def run_crossres(
                 failures = _explain_missing(
                     explainer, pairs, factors, resample, aligned, log, done, refused, progress
                 )
-            else:  # issue 11 hook: chunks on a Dask cluster
+            else:  # chunks of pairs on a Dask cluster
                 from ..distributed import explain_crossres_chunks
 
                 failures = explain_crossres_chunks(

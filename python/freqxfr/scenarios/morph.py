@@ -141,7 +141,7 @@ def run_morph(
         with ResultsLog(out / EXPLANATIONS, key=lambda r: int(r["comparison"])) as log:
             done = log.open()
             todo = [k for k in range(len(cmps)) if k not in done]
-            if client is not None:  # issue 11 hook: chunks on a Dask cluster
+            if client is not None:  # chunks of pairs on a Dask cluster
                 from ..distributed import explain_morph_chunks
 
                 explain_morph_chunks(client, explainer, entries, cmps, aligned, log, done,
