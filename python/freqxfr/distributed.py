@@ -49,11 +49,8 @@ from . import atomic
 from .cluster import ClusterError
 from .cores import usable_cores
 from .explanations import Explainer
-from .images import AlignedFace
-from .pairs import Pair
 from .progress import progress_bar
 from .runfolder import ResultsLog, explainer_settings, setting_changes
-from .scenarios.common import checked
 
 PARTS = "parts"
 #: Largest chunk, in model batches. A chunk of whole batches keeps the worker's model calls as
@@ -411,15 +408,14 @@ def explain_crossres_chunks(
     refused: dict[int, str],
     progress: bool,
     *,
-    prepare: Callable,
-    record: Callable,
+    task: Callable,
 ) -> list[dict[str, Any]]:
     """``run_crossres``'s missing (factor, pair) explanations on the cluster, into ``log``;
     returns the failures (images that could not be prepared, pairs refused by the root rule)
     as the single-process path lists them.
 
-    ``prepare(explainer, pairs, aligned) -> (faces, failures)`` and ``record(factor, index,
-    pair, explanation)`` are the single-process path's own functions, run on the workers."""
+    ``task(explainer, chunk, resample=, aligned=) -> (records, failed images)`` is the
+    scenario's own chunk function (the single-process path's steps), run on the workers."""
     parts = Parts(log.path.parent)
     key = _by_factor_index
     merged = parts.merge_into(log, key, keep=lambda r: True)
@@ -434,9 +430,8 @@ def explain_crossres_chunks(
             spec = _prepare_cluster(client, explainer)
             size = chunk_size(len(missing), _n_workers(client), batch_pairs(explainer))
             chunks = _chunked([(f, i, pairs[i]) for f, i in missing], size)
-            image_failures = run_chunks(client, spec, _crossres_task, chunks, parts, bar=bar,
-                                        resample=resample, aligned=aligned, prepare=prepare,
-                                        record=record)
+            image_failures = run_chunks(client, spec, task, chunks, parts, bar=bar,
+                                        resample=resample, aligned=aligned)
             parts.merge_into(log, key, keep=lambda r: True)
     finally:
         if bar is not None:
@@ -456,25 +451,6 @@ def _by_factor_index(record: dict[str, Any]) -> tuple[float, int]:
     return float(record["factor"]), int(record["index"])
 
 
-def _crossres_task(explainer: Explainer, chunk: list, *, resample: str, aligned: bool | None,
-                   prepare: Callable, record: Callable) -> tuple[list[dict[str, Any]], list[Any]]:
-    from .scenarios.resolution import degrade
-
-    faces, failures = prepare(explainer, [pair for _, _, pair in chunk], aligned)
-    records = []
-    for factor in dict.fromkeys(f for f, _, _ in chunk):
-        todo = [(i, pair) for f, i, pair in chunk
-                if f == factor and pair.path_a in faces and pair.path_b in faces]
-        stream = explainer.explain_pairs(
-            (faces[p.path_a], AlignedFace(degrade(faces[p.path_b].pixels, factor, resample),
-                                          faces[p.path_b].name))
-            for _, p in todo
-        )
-        for (i, pair), item in zip(todo, stream, strict=True):
-            records.append(record(factor, i, pair, checked(item)))
-    return records, failures
-
-
 # ---- morph -----------------------------------------------------------------------------------
 
 
@@ -487,13 +463,12 @@ def explain_morph_chunks(
     log: ResultsLog,
     done: set,
     *,
-    prepare: Callable,
-    record: Callable,
+    task: Callable,
 ) -> None:
     """``run_morph``'s missing comparisons on the cluster, into ``log``.
 
-    ``prepare(explainer, entries, aligned, needed) -> faces`` and ``record(k, comparison,
-    explanation)`` are the single-process path's own functions, run on the workers."""
+    ``task(explainer, chunk, entries=, aligned=) -> (records, [])`` is the scenario's own
+    chunk function (the single-process path's steps), run on the workers."""
     parts = Parts(log.path.parent)
     key = _by_comparison
     merged = parts.merge_into(log, key, keep=lambda r: True)
@@ -503,20 +478,9 @@ def explain_morph_chunks(
     spec = _prepare_cluster(client, explainer)
     size = chunk_size(len(todo), _n_workers(client), batch_pairs(explainer))
     chunks = _chunked([(k, cmps[k]) for k in todo], size)
-    run_chunks(client, spec, _morph_task, chunks, parts, entries=list(entries), aligned=aligned,
-               prepare=prepare, record=record)
+    run_chunks(client, spec, task, chunks, parts, entries=list(entries), aligned=aligned)
     parts.merge_into(log, key, keep=lambda r: True)
 
 
 def _by_comparison(record: dict[str, Any]) -> int:
     return int(record["comparison"])
-
-
-def _morph_task(explainer: Explainer, chunk: list, *, entries: list, aligned: bool | None,
-                prepare: Callable, record: Callable) -> tuple[list[dict[str, Any]], list[Any]]:
-    faces = prepare(explainer, entries, aligned, [c for _, c in chunk])
-    # Every comparison is mated, as in the single-process run.
-    stream = explainer.explain_pairs(Pair(faces[c.enrolled], faces[c.probe], same=True)
-                                     for _, c in chunk)
-    return [record(k, c, checked(item)) for (k, c), item in zip(chunk, stream, strict=True)], []
-

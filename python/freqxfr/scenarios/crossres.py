@@ -23,7 +23,7 @@ plots and a self-contained ``report.html`` (:mod:`.crossres_report`, drawn from 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -176,7 +176,7 @@ def run_crossres(
 
                 failures = explain_crossres_chunks(
                     client, explainer, pairs, factors, resample, aligned, log, done, refused,
-                    progress, prepare=_align_pairs, record=_jsonl_record,
+                    progress, task=_explain_chunk,
                 )
         records = log.records()
         summary, example_index = _summary(
@@ -223,31 +223,51 @@ def _explain_missing(
     done = len(factors) * len(pairs) - len(missing)
     bar = progress_bar(progress, done + len(missing), done, "crossres")
     try:
-        for factor in factors:
-            todo = [
-                i
-                for f, i in missing
-                if f == factor and pairs[i].path_a in faces and pairs[i].path_b in faces
-            ]
-            stream = explainer.explain_pairs(
-                (faces[pairs[i].path_a], _degraded(faces[pairs[i].path_b], factor, resample))
-                for i in todo
-            )
-            for i, item in zip(todo, stream, strict=True):
-                log.append(_jsonl_record(factor, i, pairs[i], checked(item)))
-                if bar is not None:
-                    bar.update(1)
+        for record in _explanations(explainer, pairs, missing, faces, resample):
+            log.append(record)
+            if bar is not None:
+                bar.update(1)
     finally:
         if bar is not None:
             bar.close()
     return failures
 
 
-def _align_pairs(
-    explainer: Explainer, pairs: Sequence[Pair], aligned: bool | None
-) -> tuple[dict[Any, AlignedFace], list[dict[str, Any]]]:
-    """Both images of every pair aligned once (for the Dask chunks); failures listed."""
-    return align_once(explainer, (p for pair in pairs for p in (pair.path_a, pair.path_b)), aligned)
+def _explanations(
+    explainer: Explainer,
+    pairs: Sequence[Pair] | Mapping[int, Pair],
+    items: Sequence[tuple[float, int]],
+    faces: Mapping[Any, AlignedFace],
+    resample: str,
+) -> Iterator[dict[str, Any]]:
+    """The ``explanations.jsonl`` records of the (factor, pair index) ``items`` whose two images
+    are in ``faces``, factor by factor, streamed as they finish."""
+    for factor in dict.fromkeys(f for f, _ in items):
+        todo = [
+            i
+            for f, i in items
+            if f == factor and pairs[i].path_a in faces and pairs[i].path_b in faces
+        ]
+        stream = explainer.explain_pairs(
+            (faces[pairs[i].path_a], _degraded(faces[pairs[i].path_b], factor, resample))
+            for i in todo
+        )
+        for i, item in zip(todo, stream, strict=True):
+            yield _jsonl_record(factor, i, pairs[i], checked(item))
+
+
+def _explain_chunk(
+    explainer: Explainer, chunk: Sequence[tuple[float, int, Pair]], *, resample: str,
+    aligned: bool | None,
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """One Dask chunk of (factor, index, pair) items, on a worker: their records, and the
+    images that could not be aligned (the single-process path's own steps)."""
+    pairs = {i: pair for _, i, pair in chunk}
+    faces, failures = align_once(
+        explainer, (p for pair in pairs.values() for p in (pair.path_a, pair.path_b)), aligned
+    )
+    items = [(f, i) for f, i, _ in chunk]
+    return list(_explanations(explainer, pairs, items, faces, resample)), failures
 
 
 def _degraded(face: AlignedFace, factor: float, resample: str) -> AlignedFace:

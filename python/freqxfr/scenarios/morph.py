@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +37,7 @@ import numpy as np
 from ..atomic import write_json, write_output
 from ..bootstrap import DEFAULT_LEVEL, DEFAULT_RESAMPLES
 from ..errors import InputError
-from ..explanations import Explainer, Explanation, PairFailure
+from ..explanations import Explainer
 from ..images import AlignedFace
 from ..mad_metrics import average_ranks, evaluate_detector
 from ..pairs import Pair
@@ -145,17 +145,13 @@ def run_morph(
                 from ..distributed import explain_morph_chunks
 
                 explain_morph_chunks(client, explainer, entries, cmps, aligned, log, done,
-                                     prepare=_align_faces, record=_comparison_record)
+                                     task=_explain_chunk)
                 todo = []
             faces = _align_faces(explainer, entries, aligned, [cmps[k] for k in todo])
-            # Every comparison is mated: the probe's person is in the enrolled image.
-            stream = explainer.explain_pairs(
-                Pair(faces[cmps[k].enrolled], faces[cmps[k].probe], same=True) for k in todo
-            )
             bar = progress_bar(progress, len(cmps), done=len(cmps) - len(todo), unit="comparison",
                                desc="morph")
-            for k, item in zip(todo, stream, strict=True):
-                log.append(_comparison_record(k, cmps[k], item))
+            for record in _records(explainer, [(k, cmps[k]) for k in todo], faces):
+                log.append(record)
                 if bar is not None:
                     bar.update(1)
             if bar is not None:
@@ -180,10 +176,29 @@ def run_morph(
     return summary
 
 
-def _comparison_record(k: int, c: MorphComparison, item: Explanation | PairFailure) -> dict:
-    """The ``explanations.jsonl`` line of comparison ``k``."""
-    record = checked(item).to_dict()
-    return {"comparison": k, **record, "class": c.kind, "identities": list(c.identities)}
+def _records(
+    explainer: Explainer,
+    items: Sequence[tuple[int, MorphComparison]],
+    faces: Mapping[Path, AlignedFace],
+) -> Iterator[dict[str, Any]]:
+    """The ``explanations.jsonl`` records of the numbered comparisons, streamed as they finish."""
+    # Every comparison is mated: the probe's person is in the enrolled image.
+    stream = explainer.explain_pairs(
+        Pair(faces[c.enrolled], faces[c.probe], same=True) for _, c in items
+    )
+    for (k, c), item in zip(items, stream, strict=True):
+        record = checked(item).to_dict()
+        yield {"comparison": k, **record, "class": c.kind, "identities": list(c.identities)}
+
+
+def _explain_chunk(
+    explainer: Explainer, chunk: Sequence[tuple[int, MorphComparison]], *,
+    entries: Sequence[MorphEntry], aligned: bool | None,
+) -> tuple[list[dict[str, Any]], list[Any]]:
+    """One Dask chunk of numbered comparisons, on a worker: their records (the single-process
+    path's own steps)."""
+    faces = _align_faces(explainer, entries, aligned, [c for _, c in chunk])
+    return list(_records(explainer, chunk, faces)), []
 
 
 def _listing(cmps: Sequence[MorphComparison], root: str | os.PathLike[str] | None) -> str:
