@@ -27,7 +27,7 @@ from _machine import machine_info
 
 from freqxfr import atomic
 from freqxfr.images import load_image
-from freqxfr.verifier import Verifier, load_model, normalise
+from freqxfr.verifier import Verifier, load_model, to_model_input
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 BATCHES = (34, 256)
@@ -100,9 +100,9 @@ def main() -> int:
         gpu = load_model(name, providers=["CUDAExecutionProvider"])
         cpu = load_model(name)
         images = crops(gpu.card.input_size[0], max(BATCHES))
-        x = normalise(images, gpu.card)
-        reference = cpu.embed_normalised(x[:64])
-        got = gpu.embed_normalised(x[:64])
+        x = to_model_input(images, gpu.card)
+        reference = cpu.embed_model_input(x[:64])
+        got = gpu.embed_model_input(x[:64])
         entry: dict[str, Any] = {
             "provider": gpu.provider,
             "max_abs_diff_vs_cpu": float(np.abs(got - reference).max()),

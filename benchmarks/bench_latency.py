@@ -59,7 +59,7 @@ def chips(model, count: int, data: Path) -> list[np.ndarray]:
         target = folder / src.parent.name / src.name.replace(".jpg", ".png")
         if not target.exists():
             target.parent.mkdir(exist_ok=True)
-            Image.fromarray(model.prepare(src)).save(target)
+            Image.fromarray(model.align(src)).save(target)
         out.append(np.asarray(Image.open(target).convert("RGB")))
     return out
 

@@ -7,7 +7,6 @@ Each command returns an exit code and lets :class:`~freqxfr.errors.FreqxfrError`
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import time
 from typing import Any
@@ -95,20 +94,14 @@ def add_models_parser(subparsers: Any, common: argparse.ArgumentParser) -> argpa
     return p
 
 
-def _converter(card: Any) -> Any | None:
-    """The ``freqxfr.models`` module that makes a card's file, or ``None`` for bring-your-own."""
-    if not card.source.startswith("converter:"):
-        return None
-    return importlib.import_module(f"freqxfr.models.{card.source.removeprefix('converter:')}")
-
-
 def cmd_models_list(args: argparse.Namespace) -> int:
     from ..cards import list_presets, preset
+    from ..model_loading import converter_module
 
     rows = []
     for name in list_presets():
         card = preset(name)
-        module = _converter(card)
+        module = converter_module(card)
         files = [
             {**entry, "path": str(entry["path"])}
             for entry in (module.cached_models() if module else [])
@@ -153,10 +146,11 @@ def cmd_models_list(args: argparse.Namespace) -> int:
 
 def cmd_models_convert(args: argparse.Namespace) -> int:
     from ..cards import list_presets, preset
+    from ..model_loading import converter_module
 
-    names = args.names or [n for n in list_presets() if _converter(preset(n))]
+    names = args.names or [n for n in list_presets() if converter_module(preset(n))]
     for name in names:
-        module = _converter(preset(name))
+        module = converter_module(preset(name))
         if module is None:
             raise InputError(
                 f"preset {name!r} has no converter: it is a card for a model you bring"
