@@ -12,6 +12,7 @@ The names below are what users call; everything else lives in its module.
 # namespace, and this module annotates nothing.
 
 from . import fftw  # noqa: F401  (freqxfr.fftw: finding FFTW, its wisdom; not in __all__)
+from ._version import __version__
 from .bands import Band, BandSchedule
 from .cards import ModelCard
 from .engine import DeadlineExceeded, Engine
@@ -22,19 +23,6 @@ from .images import load_image
 from .masking import available_backends, mask_bands
 from .pairs import Pair, read_pairs
 from .verifier import Comparison, Verifier, load_model
-
-
-def _installed_version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("freqxfr")
-    except PackageNotFoundError:  # running from a source tree without installing
-        return "0.0.0+unknown"
-
-
-__version__ = _installed_version()
-del _installed_version
 
 # Reports need matplotlib; load it only when they are asked for, so ``import freqxfr`` stays quick.
 _LAZY = {"PairOutputs": "report", "write_pair_outputs": "report"}

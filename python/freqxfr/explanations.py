@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from ._version import __version__
 from .bands import Band, BandSchedule
 from .errors import FreqxfrError, InputError
 from .faithfulness import Faithfulness, pair_faithfulness
@@ -38,12 +39,6 @@ DEFAULT_BANDS = 16
 # The keys of Explainer.settings(): the provenance every explanation and run file carries.
 SETTINGS_KEYS = ("freqxfr_version", "model", "backend", "mode", "domain", "clip", "schedule",
                  "bands")
-
-
-def _version() -> str:
-    from . import __version__
-
-    return __version__
 
 
 # ---- results ------------------------------------------------------------------------------------
@@ -489,7 +484,7 @@ class Explainer:
 
     def _build_settings(self) -> dict[str, Any]:
         return {
-            "freqxfr_version": _version(),
+            "freqxfr_version": __version__,
             "model": self.model_info(),
             "backend": self.backend,
             "mode": self.mode,

@@ -16,6 +16,7 @@ import sys
 import warnings
 from collections.abc import Sequence
 
+from .._version import __version__
 from ..errors import FreqxfrError
 from . import commands, compare, models, options, scenarios
 from .options import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, EXIT_PAIRS_FAILED, EXIT_STATUS_HELP
@@ -28,16 +29,6 @@ _FLAG_WORDS = ((re.compile(r"\baligned=True\b"), "--aligned"),
                (re.compile(r"\bno such file\b", re.I), "file not found"))
 
 
-def _version() -> str:
-    """The installed distribution's version (what pip installed, not a string kept by hand)."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("freqxfr")
-    except PackageNotFoundError:
-        return "unknown (not installed)"
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="freqxfr",
@@ -45,7 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EXIT_STATUS_HELP,
         parents=[options.common_options(top=True)],
     )
-    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     common = options.common_options(top=False)
     commands.add_parsers(sub, common)
