@@ -2,7 +2,7 @@
 
 A card is a small TOML or JSON file. Built-in cards (presets) live in ``freqxfr/presets``.
 The model input a card describes is made by exactly one formula, in
-:func:`freqxfr.verifier.to_model_input` (and, fused, in the C++ masking core)::
+:func:`to_model_input` (and, fused, in the C++ masking core)::
 
     v = pixel                                   if value_range == (0, 255)
     v = lo + pixel * ((hi - lo) / 255)          otherwise
@@ -23,6 +23,8 @@ from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from .atomic import write_text
 from .errors import ModelError
@@ -375,3 +377,38 @@ def _validate(card: ModelCard, *, origin: str) -> None:
         raise fail(
             "source", f"must start with 'converter:' or 'file:' (or be empty), got {card.source!r}"
         )
+
+
+def to_model_input(images: np.ndarray, card: ModelCard) -> np.ndarray:
+    """Turn aligned uint8 RGB images into the model's float32 input.
+
+    ``x = (v - mean[c]) / std[c]`` in float32, with ``v`` the pixel mapped to the card's value
+    range, channels reordered to the card's channel order and laid out as the card's layout.
+    Callers validate ``images``; :meth:`Verifier.embed` does.
+
+    Parameters
+    ----------
+    images : numpy.ndarray, uint8, shape (N, H, W, 3)
+        RGB images of the card's input size.
+    card : ModelCard
+        Says the value range, mean, std, channel order and layout.
+
+    Returns
+    -------
+    numpy.ndarray, float32, shape (N, 3, H, W) or (N, H, W, 3)
+        C-contiguous, ready for :meth:`Verifier.embed_model_input`.
+    """
+    n, h, w, _ = images.shape
+    order = (0, 1, 2) if card.channel_order == "RGB" else (2, 1, 0)
+    lo, hi = card.value_range
+    scale = None if (lo, hi) == (0.0, 255.0) else np.float32((hi - lo) / 255.0)
+    shape = (n, 3, h, w) if card.layout == "NCHW" else (n, h, w, 3)
+    out = np.empty(shape, dtype=np.float32)
+    for c, src in enumerate(order):
+        plane = out[:, c] if card.layout == "NCHW" else out[..., c]
+        v = images[..., src].astype(np.float32)
+        if scale is not None:
+            v = np.float32(lo) + v * scale
+        np.subtract(v, np.float32(card.mean[c]), out=plane)
+        np.divide(plane, np.float32(card.std[c]), out=plane)
+    return out

@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .cards import to_model_input
 from .cores import usable_cores
 from .errors import FreqxfrError, InputError, ModelError
 
@@ -313,7 +314,6 @@ class Engine:
         explainer's FFTW plans; then save FFTW's wisdom for the next process. Returns ms per step.
         """
         from . import fftw
-        from .verifier import to_model_input
 
         card = self.model.card
         h, w = card.input_size
@@ -546,7 +546,6 @@ class Engine:
             if self._lanes_ok is None:
                 h, w = self.model.card.input_size
                 probe = np.random.default_rng(0).integers(0, 256, (2, h, w, 3), dtype=np.uint8)
-                from .verifier import to_model_input
 
                 x = to_model_input(probe, self.model.card)
                 self._lanes_ok = bool(np.array_equal(self.model.run_model(x), model.run_model(x)))

@@ -21,7 +21,7 @@ import numpy as np
 import numpy.typing as npt
 
 from .align import align_for_card
-from .cards import ModelCard, threshold_problem
+from .cards import ModelCard, threshold_problem, to_model_input
 from .errors import InputError
 
 # DEFAULT_MODEL, PROVIDER_ALIASES, ProviderWarning and model_path lived here; still importable.
@@ -52,40 +52,6 @@ __all__ = [
 
 
 # --- model input ------------------------------------------------------------------------------
-
-
-def to_model_input(images: np.ndarray, card: ModelCard) -> np.ndarray:
-    """Turn aligned uint8 RGB images into the model's float32 input.
-
-    ``x = (v - mean[c]) / std[c]`` in float32, with ``v`` the pixel mapped to the card's value
-    range, channels reordered to the card's channel order and laid out as the card's layout.
-    Callers validate ``images``; :meth:`Verifier.embed` does.
-
-    Parameters
-    ----------
-    images : numpy.ndarray, uint8, shape (N, H, W, 3)
-        RGB images of the card's input size.
-    card : ModelCard
-
-    Returns
-    -------
-    numpy.ndarray, float32, shape (N, 3, H, W) or (N, H, W, 3)
-        C-contiguous, ready for :meth:`Verifier.embed_model_input`.
-    """
-    n, h, w, _ = images.shape
-    order = (0, 1, 2) if card.channel_order == "RGB" else (2, 1, 0)
-    lo, hi = card.value_range
-    scale = None if (lo, hi) == (0.0, 255.0) else np.float32((hi - lo) / 255.0)
-    shape = (n, 3, h, w) if card.layout == "NCHW" else (n, h, w, 3)
-    out = np.empty(shape, dtype=np.float32)
-    for c, src in enumerate(order):
-        plane = out[:, c] if card.layout == "NCHW" else out[..., c]
-        v = images[..., src].astype(np.float32)
-        if scale is not None:
-            v = np.float32(lo) + v * scale
-        np.subtract(v, np.float32(card.mean[c]), out=plane)
-        np.divide(plane, np.float32(card.std[c]), out=plane)
-    return out
 
 
 #: The former name of :func:`to_model_input`, kept for callers ("normalised" also names the
