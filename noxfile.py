@@ -56,8 +56,15 @@ def memcheck(session: nox.Session) -> None:
     session.install(".[cpu]")
     log = ROOT / "build" / "memcheck.log"
     log.parent.mkdir(exist_ok=True)
-    session.run("valgrind", "--tool=memcheck", "--error-limit=no", f"--log-file={log}",
-                "python", "tools/memcheck_core.py", external=True)
+    session.run(
+        "valgrind",
+        "--tool=memcheck",
+        "--error-limit=no",
+        f"--log-file={log}",
+        "python",
+        "tools/memcheck_core.py",
+        external=True,
+    )
     # Error reports are blocks of "==pid== ..." lines ending in an empty "==pid== " line. ld.so's
     # SSE strncmp trips memcheck while loading libraries; only blocks with our frames count.
     blocks, current = [], []
@@ -88,20 +95,29 @@ def wheels(session: nox.Session) -> None:
     session.install(*WHEEL_TOOLS)
     session.run("python", "tools/build_wheels.py", *session.posargs)
 
+
 # ---- sanitizers -----------------------------------------------------------------------------------
 
 SANITIZE_BUILD = ROOT / "build-sanitize"
 # The core's own tests. TSan runs only tests that load no onnxruntime: CPython, numpy and
 # onnxruntime are not instrumented, and their thread pools would drown the core's reports.
 SANITIZE_TESTS = {
-    "asan": ["tests/test_masking.py", "tests/test_bands.py", "tests/test_core_hardening.py",
-             "tests/test_masking_properties.py", "tests/test_dlib_fuzz.py",
-             "tests/test_masking_regions.py"],
-    "tsan": ["tests/test_core_hardening.py", "tests/test_masking_properties.py",
-             "tests/test_masking.py::test_core_is_safe_from_several_python_threads",
-             "tests/test_masking.py::test_results_do_not_depend_on_the_thread_count",
-             "tests/test_masking_regions.py::test_results_with_regions_do_not_depend_on_threads",
-             "tests/test_masking_regions.py::test_region_masking_is_safe_from_several_python_threads"],
+    "asan": [
+        "tests/test_masking.py",
+        "tests/test_bands.py",
+        "tests/test_core_hardening.py",
+        "tests/test_masking_properties.py",
+        "tests/test_dlib_fuzz.py",
+        "tests/test_masking_regions.py",
+    ],
+    "tsan": [
+        "tests/test_core_hardening.py",
+        "tests/test_masking_properties.py",
+        "tests/test_masking.py::test_core_is_safe_from_several_python_threads",
+        "tests/test_masking.py::test_results_do_not_depend_on_the_thread_count",
+        "tests/test_masking_regions.py::test_results_with_regions_do_not_depend_on_threads",
+        "tests/test_masking_regions.py::test_region_masking_is_safe_from_several_python_threads",
+    ],
 }
 SANITIZE_FLAGS = {
     # Every UBSan report is fatal (-fno-sanitize-recover), so a report fails the test run.
@@ -140,43 +156,71 @@ def _run_sanitized(session: nox.Session, variant: str) -> None:
     python = shutil.which("python", path=session.bin)
     cmake_dir = session.run("python", "-m", "pybind11", "--cmakedir", silent=True).strip()
     session.run(
-        "cmake", "-S", str(ROOT), "-B", str(build), "-G", "Ninja",
-        "-DCMAKE_BUILD_TYPE=RelWithDebInfo", "-DSKBUILD_PROJECT_NAME=freqxfr",
-        "-DSKBUILD_PROJECT_VERSION=0.1.0", f"-Dpybind11_DIR={cmake_dir}",
-        f"-DPython_EXECUTABLE={python}", f"-DCMAKE_CXX_FLAGS={SANITIZE_FLAGS[variant]}",
+        "cmake",
+        "-S",
+        str(ROOT),
+        "-B",
+        str(build),
+        "-G",
+        "Ninja",
+        "-DCMAKE_BUILD_TYPE=RelWithDebInfo",
+        "-DSKBUILD_PROJECT_NAME=freqxfr",
+        "-DSKBUILD_PROJECT_VERSION=0.1.0",
+        f"-Dpybind11_DIR={cmake_dir}",
+        f"-DPython_EXECUTABLE={python}",
+        f"-DCMAKE_CXX_FLAGS={SANITIZE_FLAGS[variant]}",
         "-DFREQXFR_WERROR=ON",
     )
     session.run("cmake", "--build", str(build))
     # An overlay of the package with the instrumented core in it, used instead of any install.
     overlay = build / "site"
     shutil.rmtree(overlay, ignore_errors=True)
-    shutil.copytree(ROOT / "python" / "freqxfr", overlay / "freqxfr",
-                    ignore=shutil.ignore_patterns("_core*.so", "__pycache__"))
+    shutil.copytree(
+        ROOT / "python" / "freqxfr",
+        overlay / "freqxfr",
+        ignore=shutil.ignore_patterns("_core*.so", "__pycache__"),
+    )
     (core,) = build.glob("_core*.so")
     shutil.copy2(core, overlay / "freqxfr")
     runtime = subprocess.check_output(
-        ["gcc", f"-print-file-name=lib{variant}.so"], text=True).strip()
+        ["gcc", f"-print-file-name=lib{variant}.so"], text=True
+    ).strip()
     # A report ends the run with a non-zero status: ASan aborts, UBSan halts (exit 1), TSan
     # reports every race and then exits 66. Reports go to stderr, which `pytest -s` leaves
     # uncaptured, so that they reach the log even when the process dies mid-test.
     env = {
         # libstdc++ too: python does not link it, and ASan must find the real __cxa_throw when
         # it starts, or its interceptor aborts on the core's first C++ exception.
-        "PYTHONPATH": str(overlay), "LD_PRELOAD": f"{runtime}:libstdc++.so.6",
-        "PYTHONFAULTHANDLER": "1", "FREQXFR_CACHE_DIR": str(build / "cache"),
+        "PYTHONPATH": str(overlay),
+        "LD_PRELOAD": f"{runtime}:libstdc++.so.6",
+        "PYTHONFAULTHANDLER": "1",
+        "FREQXFR_CACHE_DIR": str(build / "cache"),
         # Leak checking would report CPython's own allocations; the core frees by RAII.
         "ASAN_OPTIONS": "detect_leaks=0:halt_on_error=1:abort_on_error=1",
         "UBSAN_OPTIONS": "halt_on_error=1:print_stacktrace=1",
         "TSAN_OPTIONS": f"halt_on_error=0:exitcode=66:second_deadlock_stack=1:"
-                        f"suppressions={ROOT / 'tools' / 'tsan.supp'}",
+        f"suppressions={ROOT / 'tools' / 'tsan.supp'}",
     }
-    session.run("python", "-c", "import freqxfr._core as c, sys; "
-                f"sys.exit(0 if c.__file__.startswith({str(overlay)!r}) else 'not the overlay')",
-                env=env)
+    session.run(
+        "python",
+        "-c",
+        "import freqxfr._core as c, sys; "
+        f"sys.exit(0 if c.__file__.startswith({str(overlay)!r}) else 'not the overlay')",
+        env=env,
+    )
     session.log(f"{variant}: running {', '.join(SANITIZE_TESTS[variant])}")
     # -p no:cacheprovider: no .pytest_cache writes from the instrumented run.
-    session.run("python", "-m", "pytest", "-q", "-s", "-p", "no:cacheprovider",
-                *SANITIZE_TESTS[variant], env=env)
+    session.run(
+        "python",
+        "-m",
+        "pytest",
+        "-q",
+        "-s",
+        "-p",
+        "no:cacheprovider",
+        *SANITIZE_TESTS[variant],
+        env=env,
+    )
     session.log(f"{variant}: no sanitizer reports")
 
 

@@ -77,9 +77,15 @@ def start_cluster(stack: contextlib.ExitStack, n_workers: int) -> tuple[Any, flo
     from distributed import Client, LocalCluster
 
     t0 = time.perf_counter()
-    cluster = stack.enter_context(LocalCluster(
-        n_workers=n_workers, threads_per_worker=1, processes=True, dashboard_address=":0",
-        silence_logs=logging.ERROR))
+    cluster = stack.enter_context(
+        LocalCluster(
+            n_workers=n_workers,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=":0",
+            silence_logs=logging.ERROR,
+        )
+    )
     client = stack.enter_context(Client(cluster))
     client.wait_for_workers(n_workers)
     return client, time.perf_counter() - t0
@@ -94,8 +100,9 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
 
-    pairs = spread(read_pairs(DATA / "lfw_aligned112" / "pairs_generated.csv", root=DATA),
-                   args.pairs)
+    pairs = spread(
+        read_pairs(DATA / "lfw_aligned112" / "pairs_generated.csv", root=DATA), args.pairs
+    )
     explainer = Explainer(load_model(args.model), args.bands)
     work = Path(tempfile.mkdtemp(prefix="freqxfr-bench-dask-"))
     ways = ["single", "1 worker", "2 workers"]
@@ -113,31 +120,44 @@ def main() -> None:
             pids[name] = list(clients[name].run(os.getpid).values())
             cold, summary = timed_run(pairs, work / f"cold{n}", explainer, clients[name])
             assert summary == reference, "a cluster run's summary differs from one process's"
-            clusters[name] = {"workers": n, "start_s": round(start, 2),
-                              "cold_run_s": round(cold, 2),
-                              "chunk_pairs": fd.chunk_size(len(pairs), n,
-                                                           fd.batch_pairs(explainer))}
-            print(f"{name}: started in {start:.2f} s; cold run (model load and FFTW plans in "
-                  f"each worker) {cold:.1f} s", flush=True)
+            clusters[name] = {
+                "workers": n,
+                "start_s": round(start, 2),
+                "cold_run_s": round(cold, 2),
+                "chunk_pairs": fd.chunk_size(len(pairs), n, fd.batch_pairs(explainer)),
+            }
+            print(
+                f"{name}: started in {start:.2f} s; cold run (model load and FFTW plans in "
+                f"each worker) {cold:.1f} s",
+                flush=True,
+            )
         # Alternating rounds, so that a change in the machine's load hits every way alike.
         for r in range(args.rounds):
             for name in ways:
                 cpu0 = cpu_s(pids[name])
-                seconds, summary = timed_run(pairs, work / f"{name}-{r}", explainer,
-                                             clients.get(name))
+                seconds, summary = timed_run(
+                    pairs, work / f"{name}-{r}", explainer, clients.get(name)
+                )
                 cpu_ms[name].append(1000 * (cpu_s(pids[name]) - cpu0) / len(pairs))
                 assert summary == reference
                 rates[name].append(len(pairs) / seconds)
             loads.append(load())
-            print(f"round {r + 1}: " + ", ".join(f"{w} {rates[w][-1]:.2f} pairs/s "
-                                                 f"({cpu_ms[w][-1]:.0f} CPU ms/pair)"
-                                                 for w in ways)
-                  + f"; load {loads[-1]}", flush=True)
+            print(
+                f"round {r + 1}: "
+                + ", ".join(
+                    f"{w} {rates[w][-1]:.2f} pairs/s ({cpu_ms[w][-1]:.0f} CPU ms/pair)"
+                    for w in ways
+                )
+                + f"; load {loads[-1]}",
+                flush=True,
+            )
         for name, client in clients.items():
-            clusters[name]["worker_rss_mb"] = sorted(round(v, 1) for v in
-                                                     client.run(worker_rss_mb).values())
-            clusters[name]["explainers_built_per_worker"] = sorted(client.run(
-                lambda: __import__("freqxfr.distributed").distributed.builds).values())
+            clusters[name]["worker_rss_mb"] = sorted(
+                round(v, 1) for v in client.run(worker_rss_mb).values()
+            )
+            clusters[name]["explainers_built_per_worker"] = sorted(
+                client.run(lambda: __import__("freqxfr.distributed").distributed.builds).values()
+            )
     shutil.rmtree(work, ignore_errors=True)
     median = {w: statistics.median(v) for w, v in rates.items()}
     result = {
@@ -157,12 +177,24 @@ def main() -> None:
         "clusters": clusters,
         "load_average_after_each_round": loads,
         "note": "1-, 5- and 15-minute load averages of the shared machine, at the start and "
-                "after each round; the ways alternate within each round",
+        "after each round; the ways alternate within each round",
     }
-    print(json.dumps({k: result[k] for k in ("median_pairs_per_s", "median_cpu_ms_per_pair",
-                                             "one_worker_over_single",
-                                             "two_workers_over_single", "two_over_one_worker",
-                                             "clusters")}, indent=1))
+    print(
+        json.dumps(
+            {
+                k: result[k]
+                for k in (
+                    "median_pairs_per_s",
+                    "median_cpu_ms_per_pair",
+                    "one_worker_over_single",
+                    "two_workers_over_single",
+                    "two_over_one_worker",
+                    "clusters",
+                )
+            },
+            indent=1,
+        )
+    )
     if args.json:
         atomic.write_text(args.json, json.dumps(result, indent=2) + "\n")
         print(f"wrote {args.json}")

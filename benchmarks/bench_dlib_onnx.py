@@ -46,8 +46,6 @@ def load_chips(count: int = 8) -> np.ndarray:
     return np.stack(out)
 
 
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=2)

@@ -150,21 +150,30 @@ def main() -> int:
     for k in (int(v) for v in args.bands.split(",")):
         entry = latency(model, timer, chips, k, args.repeats)
         results["latency"].append(entry)
-        print(f"K={k:2d}: {entry['latency_ms']:.1f} ms/pair ({entry['pairs_per_s']:.1f} pairs/s), "
-              f"model {entry['model_ms']:.1f} ms, other {entry['other_ms']:.2f} ms "
-              f"({entry['other_fraction']:.1%})")
+        print(
+            f"K={k:2d}: {entry['latency_ms']:.1f} ms/pair ({entry['pairs_per_s']:.1f} pairs/s), "
+            f"model {entry['model_ms']:.1f} ms, other {entry['other_ms']:.2f} ms "
+            f"({entry['other_fraction']:.1%})"
+        )
 
     listed = read_pairs(args.data / "lfw_aligned112" / "pairs_generated.csv", root=args.data)
-    as_chips = [Pair(folder / p.path_a.parent.name / p.path_a.name.replace(".jpg", ".png"),
-                     folder / p.path_b.parent.name / p.path_b.name.replace(".jpg", ".png"), p.same)
-                for p in listed]
+    as_chips = [
+        Pair(
+            folder / p.path_a.parent.name / p.path_a.name.replace(".jpg", ".png"),
+            folder / p.path_b.parent.name / p.path_b.name.replace(".jpg", ".png"),
+            p.same,
+        )
+        for p in listed
+    ]
     pairs = (as_chips * (args.pairs // len(as_chips) + 1))[: args.pairs]
     for overlap in (True, False):
         entry = dataset_run(model, timer, pairs, 16, overlap)
         results["dataset"].append(entry)
-        print(f"dataset {len(pairs)} pairs, K=16, overlap={overlap}: {entry['pairs_per_s']:.2f} pairs/s, "
-              f"other {entry['other_fraction']:.1%}, RSS {entry['rss_mb_first_tenth']} -> "
-              f"{entry['rss_mb_last_tenth']} MB (max {entry['rss_mb_max']})")
+        print(
+            f"dataset {len(pairs)} pairs, K=16, overlap={overlap}: {entry['pairs_per_s']:.2f} pairs/s, "
+            f"other {entry['other_fraction']:.1%}, RSS {entry['rss_mb_first_tenth']} -> "
+            f"{entry['rss_mb_last_tenth']} MB (max {entry['rss_mb_max']})"
+        )
 
     result = {
         "benchmark": "explain",

@@ -108,13 +108,19 @@ def main() -> int:
     for name in args.models.split(","):
         entry = measure(name, args.data, args.pairs, args.bands, args.seeds)
         results.append(entry)
-        print(f"{name}, K={entry['bands']}, {entry['seeds']} seeds: explanation "
-              f"{entry['explain_ms']:.0f} ms/pair, faithfulness {entry['faithfulness_ms']:.0f} "
-              f"ms/pair, ratio {entry['ratio']:.1f}x ({entry['faithfulness_images']} vs "
-              f"{entry['explain_images']} images through the model)")
+        print(
+            f"{name}, K={entry['bands']}, {entry['seeds']} seeds: explanation "
+            f"{entry['explain_ms']:.0f} ms/pair, faithfulness {entry['faithfulness_ms']:.0f} "
+            f"ms/pair, ratio {entry['ratio']:.1f}x ({entry['faithfulness_images']} vs "
+            f"{entry['explain_images']} images through the model)"
+        )
     # Both timings share the load, so the ratio holds on a busy machine; the times don't.
-    result = {"benchmark": "faithfulness", "machine": machine_info("onnxruntime"),
-              "load_average_1min_at_end": round(os.getloadavg()[0], 2), "results": results}
+    result = {
+        "benchmark": "faithfulness",
+        "machine": machine_info("onnxruntime"),
+        "load_average_1min_at_end": round(os.getloadavg()[0], 2),
+        "results": results,
+    }
     if args.json:
         atomic.write_json(args.json, result)
         print(f"wrote {args.json}")

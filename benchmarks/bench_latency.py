@@ -71,9 +71,11 @@ def rows_batch_invariant(model, faces: list[np.ndarray]) -> bool:
     big = np.concatenate([x] * (136 // len(x) + 1))[:136]
     run = model.run_model  # straight to ONNX Runtime
     alone = np.concatenate([run(x[i : i + 1]) for i in range(len(x))])
-    return bool(np.array_equal(run(big[:34])[: len(x)], alone)
-                and np.array_equal(run(big)[: len(x)], alone)
-                and np.array_equal(model.with_threads(1).run_model(big[:34])[: len(x)], alone))
+    return bool(
+        np.array_equal(run(big[:34])[: len(x)], alone)
+        and np.array_equal(run(big)[: len(x)], alone)
+        and np.array_equal(model.with_threads(1).run_model(big[:34])[: len(x)], alone)
+    )
 
 
 def breakdown(model, explainer, pairs, repeats: int = 8) -> dict[str, Any]:
@@ -98,9 +100,15 @@ def breakdown(model, explainer, pairs, repeats: int = 8) -> dict[str, Any]:
         for _ in range(3):
             m.run_model(x)
         rates[name] = round(3 * x.shape[0] / (time.perf_counter() - t0), 1)
-    return {"images_per_pair": x.shape[0], "latency_ms": round(total, 1), "mask_ms": round(mask, 1),
-            "model_ms": round(run, 1), "other_ms": round(total - mask - run, 1),
-            "model_images_per_s": rates, "loadavg_1min": os.getloadavg()[0]}
+    return {
+        "images_per_pair": x.shape[0],
+        "latency_ms": round(total, 1),
+        "mask_ms": round(mask, 1),
+        "model_ms": round(run, 1),
+        "other_ms": round(total - mask - run, 1),
+        "model_images_per_s": rates,
+        "loadavg_1min": os.getloadavg()[0],
+    }
 
 
 def one_round(explainer, pairs, serial, callers: int, calls: int, engine: bool) -> dict[str, Any]:
@@ -121,8 +129,11 @@ def one_round(explainer, pairs, serial, callers: int, calls: int, engine: bool) 
             e = explainer.explain(*pairs[i], aligned=True)
             latencies[c].append(time.perf_counter() - t0)
             want = serial[i]
-            if not (e.score_ref == want.score_ref and np.array_equal(e.a.scores, want.a.scores)
-                    and np.array_equal(e.b.scores, want.b.scores)):
+            if not (
+                e.score_ref == want.score_ref
+                and np.array_equal(e.a.scores, want.a.scores)
+                and np.array_equal(e.b.scores, want.b.scores)
+            ):
                 mismatches[0] += 1
 
     threads = [threading.Thread(target=caller, args=(c,)) for c in range(callers)]
@@ -137,8 +148,12 @@ def one_round(explainer, pairs, serial, callers: int, calls: int, engine: bool) 
     # CPU time per pair (all threads of this process) measures the work a pair costs; on a
     # shared machine it is less sensitive to other processes than wall time, which also depends
     # on how many runnable threads the OS sees here (the direct path has more of them).
-    out = {"pairs_per_s": len(flat) / wall, "latencies_ms": [v * 1e3 for v in flat],
-           "cpu_ms_per_pair": cpu / len(flat) * 1e3, "mismatches": mismatches[0]}
+    out = {
+        "pairs_per_s": len(flat) / wall,
+        "latencies_ms": [v * 1e3 for v in flat],
+        "cpu_ms_per_pair": cpu / len(flat) * 1e3,
+        "mismatches": mismatches[0],
+    }
     if engine:
         out["requests_per_batch"] = (stats.requests - requests0) / max(1, stats.batches - batches0)
         out["lane_batch_share"] = (stats.lane_batches - lanes0) / max(1, stats.batches - batches0)
@@ -158,7 +173,9 @@ def summary(rounds: list[dict[str, Any]]) -> dict[str, Any]:
         "mismatches": sum(r["mismatches"] for r in rounds),
     }
     if "requests_per_batch" in rounds[0]:
-        out["requests_per_batch"] = round(statistics.mean(r["requests_per_batch"] for r in rounds), 2)
+        out["requests_per_batch"] = round(
+            statistics.mean(r["requests_per_batch"] for r in rounds), 2
+        )
         out["lane_batch_share"] = round(statistics.mean(r["lane_batch_share"] for r in rounds), 2)
     return out
 
@@ -175,34 +192,51 @@ def concurrency(args, explainer, one_lane, pairs, serial) -> list[dict[str, Any]
         rounds: dict[str, list[dict[str, Any]]] = {name: [] for name in arms}
         names = list(arms)
         for r in range(args.rounds):
-            for name in names[r % len(names):] + names[: r % len(names)]:
+            for name in names[r % len(names) :] + names[: r % len(names)]:
                 ex, engine = arms[name]
                 rounds[name].append(one_round(ex, pairs, serial, n, calls, engine))
         eng, direct = summary(rounds["engine"]), summary(rounds["direct"])
-        ratios = [e["pairs_per_s"] / d["pairs_per_s"]
-                  for e, d in zip(rounds["engine"], rounds["direct"], strict=True)]
-        entry = {"callers": n, "calls_per_caller": calls, "engine": eng, "direct": direct,
-                 "throughput_ratio_engine_vs_direct": round(statistics.median(ratios), 3),
-                 "throughput_ratio_rounds": [round(v, 3) for v in ratios],
-                 "loadavg_1min": os.getloadavg()[0]}
+        ratios = [
+            e["pairs_per_s"] / d["pairs_per_s"]
+            for e, d in zip(rounds["engine"], rounds["direct"], strict=True)
+        ]
+        entry = {
+            "callers": n,
+            "calls_per_caller": calls,
+            "engine": eng,
+            "direct": direct,
+            "throughput_ratio_engine_vs_direct": round(statistics.median(ratios), 3),
+            "throughput_ratio_rounds": [round(v, 3) for v in ratios],
+            "loadavg_1min": os.getloadavg()[0],
+        }
         if one_lane is not None:
             entry["engine_one_lane"] = summary(rounds["engine_one_lane"])
-            entry["throughput_ratio_engine_vs_one_lane"] = round(statistics.median(
-                e["pairs_per_s"] / o["pairs_per_s"]
-                for e, o in zip(rounds["engine"], rounds["engine_one_lane"], strict=True)), 3)
+            entry["throughput_ratio_engine_vs_one_lane"] = round(
+                statistics.median(
+                    e["pairs_per_s"] / o["pairs_per_s"]
+                    for e, o in zip(rounds["engine"], rounds["engine_one_lane"], strict=True)
+                ),
+                3,
+            )
         results.append(entry)
-        print(f"{n} callers: engine p50 {eng['p50_ms']:.0f} / p95 {eng['p95_ms']:.0f} / p99 "
-              f"{eng['p99_ms']:.0f} ms, {eng['pairs_per_s']:.2f} pairs/s "
-              f"({eng.get('requests_per_batch', 1):.2f} requests/batch) | direct p50 "
-              f"{direct['p50_ms']:.0f} / p95 {direct['p95_ms']:.0f} / p99 {direct['p99_ms']:.0f} ms, "
-              f"{direct['pairs_per_s']:.2f} pairs/s | engine/direct {entry['throughput_ratio_engine_vs_direct']:.2f}"
-              f" | CPU ms/pair {eng['cpu_ms_per_pair']:.0f} vs {direct['cpu_ms_per_pair']:.0f}"
-              f" (load {entry['loadavg_1min']:.1f})", flush=True)
+        print(
+            f"{n} callers: engine p50 {eng['p50_ms']:.0f} / p95 {eng['p95_ms']:.0f} / p99 "
+            f"{eng['p99_ms']:.0f} ms, {eng['pairs_per_s']:.2f} pairs/s "
+            f"({eng.get('requests_per_batch', 1):.2f} requests/batch) | direct p50 "
+            f"{direct['p50_ms']:.0f} / p95 {direct['p95_ms']:.0f} / p99 {direct['p99_ms']:.0f} ms, "
+            f"{direct['pairs_per_s']:.2f} pairs/s | engine/direct {entry['throughput_ratio_engine_vs_direct']:.2f}"
+            f" | CPU ms/pair {eng['cpu_ms_per_pair']:.0f} vs {direct['cpu_ms_per_pair']:.0f}"
+            f" (load {entry['loadavg_1min']:.1f})",
+            flush=True,
+        )
         if one_lane is not None:
             o = entry["engine_one_lane"]
-            print(f"   one lane: p50 {o['p50_ms']:.0f} / p99 {o['p99_ms']:.0f} ms, "
-                  f"{o['pairs_per_s']:.2f} pairs/s | lanes / one lane "
-                  f"{entry['throughput_ratio_engine_vs_one_lane']:.2f}", flush=True)
+            print(
+                f"   one lane: p50 {o['p50_ms']:.0f} / p99 {o['p99_ms']:.0f} ms, "
+                f"{o['pairs_per_s']:.2f} pairs/s | lanes / one lane "
+                f"{entry['throughput_ratio_engine_vs_one_lane']:.2f}",
+                flush=True,
+            )
     return results
 
 
@@ -244,8 +278,16 @@ def first_call_child(args) -> None:
         t = time.perf_counter()
         explainer.explain(faces[2 * i % len(faces)], faces[(2 * i + 1) % len(faces)], aligned=True)
         times.append((time.perf_counter() - t) * 1e3)
-    print(json.dumps({"load_ms": (t1 - t0) * 1e3, "warmup_ms": warm, "first_ms": times[0],
-                      "steady_ms": statistics.median(times[1:])}))
+    print(
+        json.dumps(
+            {
+                "load_ms": (t1 - t0) * 1e3,
+                "warmup_ms": warm,
+                "first_ms": times[0],
+                "steady_ms": statistics.median(times[1:]),
+            }
+        )
+    )
 
 
 def first_call(args, faces: list[np.ndarray], settings: dict[str, Any]) -> dict[str, Any]:
@@ -253,34 +295,57 @@ def first_call(args, faces: list[np.ndarray], settings: dict[str, Any]) -> dict[
     np.save(path, np.stack(faces[:12]))
     runs: dict[str, list[dict[str, float]]] = {"cold": [], "warm": []}
     for r in range(args.first_call_repeats):
-        for kind in (("cold", "warm") if r % 2 == 0 else ("warm", "cold")):
+        for kind in ("cold", "warm") if r % 2 == 0 else ("warm", "cold"):
             out = subprocess.run(
-                [sys.executable, __file__, "--first-call", kind, "--first-call-faces", str(path),
-                 "--model", args.model, "--bands", str(args.bands),
-                 "--engine-settings", json.dumps(settings)],
-                capture_output=True, text=True, check=True)
+                [
+                    sys.executable,
+                    __file__,
+                    "--first-call",
+                    kind,
+                    "--first-call-faces",
+                    str(path),
+                    "--model",
+                    args.model,
+                    "--bands",
+                    str(args.bands),
+                    "--engine-settings",
+                    json.dumps(settings),
+                ],
+                capture_output=True,
+                text=True,
+                check=True,
+            )
             runs[kind].append(json.loads(out.stdout.strip().splitlines()[-1]))
     result = {}
     for kind, values in runs.items():
-        result[kind] = {key: round(statistics.median(v[key] for v in values), 1)
-                        for key in values[0] if values[0][key] is not None}
+        result[kind] = {
+            key: round(statistics.median(v[key] for v in values), 1)
+            for key in values[0]
+            if values[0][key] is not None
+        }
         result[kind]["repeats"] = len(values)
-        print(f"first call, {'after warmup()' if kind == 'warm' else 'no warmup'}: "
-              f"{result[kind]}", flush=True)
+        print(
+            f"first call, {'after warmup()' if kind == 'warm' else 'no warmup'}: {result[kind]}",
+            flush=True,
+        )
     return result
 
 
 def table(results: list[dict[str, Any]]) -> str:
-    lines = ["| callers | engine p50 / p95 / p99 (ms) | engine pairs/s | direct p50 / p95 / p99 (ms) "
-             "| direct pairs/s | pairs/s engine / direct | CPU ms per pair, engine / direct |",
-             "|---|---|---|---|---|---|---|"]
+    lines = [
+        "| callers | engine p50 / p95 / p99 (ms) | engine pairs/s | direct p50 / p95 / p99 (ms) "
+        "| direct pairs/s | pairs/s engine / direct | CPU ms per pair, engine / direct |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for e in results:
         a, b = e["engine"], e["direct"]
-        lines.append(f"| {e['callers']} | {a['p50_ms']:.0f} / {a['p95_ms']:.0f} / {a['p99_ms']:.0f} "
-                     f"| {a['pairs_per_s']:.1f} | {b['p50_ms']:.0f} / {b['p95_ms']:.0f} / "
-                     f"{b['p99_ms']:.0f} | {b['pairs_per_s']:.1f} | "
-                     f"{e['throughput_ratio_engine_vs_direct']:.2f}× | "
-                     f"{a['cpu_ms_per_pair']:.0f} / {b['cpu_ms_per_pair']:.0f} |")
+        lines.append(
+            f"| {e['callers']} | {a['p50_ms']:.0f} / {a['p95_ms']:.0f} / {a['p99_ms']:.0f} "
+            f"| {a['pairs_per_s']:.1f} | {b['p50_ms']:.0f} / {b['p95_ms']:.0f} / "
+            f"{b['p99_ms']:.0f} | {b['pairs_per_s']:.1f} | "
+            f"{e['throughput_ratio_engine_vs_direct']:.2f}× | "
+            f"{a['cpu_ms_per_pair']:.0f} / {b['cpu_ms_per_pair']:.0f} |"
+        )
     return "\n".join(lines)
 
 
@@ -298,10 +363,14 @@ def main() -> int:
     parser.add_argument("--max-wait-ms", type=float, default=0.0)
     parser.add_argument("--max-batch", type=int, default=128)
     parser.add_argument("--lanes", type=int, default=None, help="engine lanes (default: auto)")
-    parser.add_argument("--no-one-lane", action="store_true",
-                        help="skip the one-lane engine (the engine before lanes)")
-    parser.add_argument("--callers", default=",".join(map(str, CALLERS)),
-                        help="comma-separated caller counts")
+    parser.add_argument(
+        "--no-one-lane",
+        action="store_true",
+        help="skip the one-lane engine (the engine before lanes)",
+    )
+    parser.add_argument(
+        "--callers", default=",".join(map(str, CALLERS)), help="comma-separated caller counts"
+    )
     parser.add_argument("--first-call-repeats", type=int, default=3)
     parser.add_argument("--first-call", choices=("cold", "warm"), help=argparse.SUPPRESS)
     parser.add_argument("--first-call-faces", help=argparse.SUPPRESS)
@@ -324,16 +393,25 @@ def main() -> int:
     serial = [explainer.explain(a, b, aligned=True) for a, b in pairs]  # references, and warm-up
     model.use_engine = True
     explainer.warmup()
-    print(f"ONNX Runtime rows independent of the batch and thread count: {invariant}; "
-          f"engine {engine}", flush=True)
+    print(
+        f"ONNX Runtime rows independent of the batch and thread count: {invariant}; "
+        f"engine {engine}",
+        flush=True,
+    )
     where = breakdown(model, explainer, pairs)
     print(f"a lone call: {where}", flush=True)
 
     one_lane = None
     if engine.lanes > 1 and not args.no_one_lane:
         # The same session under a second Verifier: its own engine, with one lane.
-        twin = Verifier(model.session, model.card, model.path, input_name=model.input_name,
-                        output_name=model.output_name, fixed_batch=model.fixed_batch)
+        twin = Verifier(
+            model.session,
+            model.card,
+            model.path,
+            input_name=model.input_name,
+            output_name=model.output_name,
+            fixed_batch=model.fixed_batch,
+        )
         Engine.for_model(twin, **{**settings, "lanes": 1})
         one_lane = Explainer(twin, args.bands)
         one_lane.warmup()
@@ -350,13 +428,18 @@ def main() -> int:
         "provider": model.provider,
         "bands": args.bands,
         "onnxruntime_spinning": not args.no_spin,
-        "engine_settings": {**settings, "lanes": engine.lanes, "mask_threads": engine.mask_threads,
-                            "intra_op_threads": engine.intra_op_threads},
+        "engine_settings": {
+            **settings,
+            "lanes": engine.lanes,
+            "mask_threads": engine.mask_threads,
+            "intra_op_threads": engine.intra_op_threads,
+        },
         "lone_call_breakdown": where,
         "rows_batch_invariant": invariant,
         "most_batches_in_flight": engine.stats.most_in_flight,
-        "engine_results_equal_serial": all(e["engine"]["mismatches"] == 0
-                                           and e["direct"]["mismatches"] == 0 for e in results),
+        "engine_results_equal_serial": all(
+            e["engine"]["mismatches"] == 0 and e["direct"]["mismatches"] == 0 for e in results
+        ),
         "concurrency": results,
         "targets": targets(results),
         "first_call": first,

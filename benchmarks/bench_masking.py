@@ -53,12 +53,23 @@ def compare_regions(args: argparse.Namespace, schedule: BandSchedule, size: int)
     band_out = np.zeros((len(x), k, 3, size, size), np.float32)
     cell_out = np.zeros((len(x), k * r, 3, size, size), np.float32)
     runs = {
-        "cpp_bands": lambda: mask_bands(x, schedule, "delete", "cpp", band_out, mean=MEAN, std=STD,
-                                        threads=args.threads),
-        "cpp_cells": lambda: mask_bands(x, schedule, "delete", "cpp", cell_out, mean=MEAN, std=STD,
-                                        threads=args.threads, regions=weights),
-        "numpy_cells": lambda: mask_bands(x, schedule, "delete", "numpy", cell_out, mean=MEAN,
-                                          std=STD, regions=weights),
+        "cpp_bands": lambda: mask_bands(
+            x, schedule, "delete", "cpp", band_out, mean=MEAN, std=STD, threads=args.threads
+        ),
+        "cpp_cells": lambda: mask_bands(
+            x,
+            schedule,
+            "delete",
+            "cpp",
+            cell_out,
+            mean=MEAN,
+            std=STD,
+            threads=args.threads,
+            regions=weights,
+        ),
+        "numpy_cells": lambda: mask_bands(
+            x, schedule, "delete", "numpy", cell_out, mean=MEAN, std=STD, regions=weights
+        ),
     }
     images = {"cpp_bands": len(x) * k, "cpp_cells": len(x) * k * r, "numpy_cells": len(x) * k * r}
     times: dict[str, list[float]] = {name: [] for name in runs}
@@ -73,19 +84,28 @@ def compare_regions(args: argparse.Namespace, schedule: BandSchedule, size: int)
             times[name].append(time.perf_counter() - t0)
     us = {name: min(t) / images[name] * 1e6 for name, t in times.items()}
     entry = {
-        "size": size, "images": len(x), "bands": k, "regions": r, "grid": args.regions,
+        "size": size,
+        "images": len(x),
+        "bands": k,
+        "regions": r,
+        "grid": args.regions,
         "threads": args.threads,
         "us_per_masked_image": {name: round(v, 2) for name, v in us.items()},
         "us_per_masked_image_median": {
-            name: round(statistics.median(t) / images[name] * 1e6, 2) for name, t in times.items()},
+            name: round(statistics.median(t) / images[name] * 1e6, 2) for name, t in times.items()
+        },
         "cell_over_band_cpp": round(us["cpp_cells"] / us["cpp_bands"], 3),
         "numpy_over_cpp_cells": round(us["numpy_cells"] / us["cpp_cells"], 1),
-        "per_face_ms": {"cpp_bands": round(us["cpp_bands"] * k / 1e3, 3),
-                        "cpp_cells": round(us["cpp_cells"] * k * r / 1e3, 3)},
+        "per_face_ms": {
+            "cpp_bands": round(us["cpp_bands"] * k / 1e3, 3),
+            "cpp_cells": round(us["cpp_cells"] * k * r / 1e3, 3),
+        },
     }
-    print(f"{size}px regions R={r}: cpp band {us['cpp_bands']:.1f} µs, cpp cell {us['cpp_cells']:.1f} µs "
-          f"per masked image (cell/band {entry['cell_over_band_cpp']:.2f}); numpy cell "
-          f"{us['numpy_cells']:.1f} µs ({entry['numpy_over_cpp_cells']:.0f}× cpp)")
+    print(
+        f"{size}px regions R={r}: cpp band {us['cpp_bands']:.1f} µs, cpp cell {us['cpp_cells']:.1f} µs "
+        f"per masked image (cell/band {entry['cell_over_band_cpp']:.2f}); numpy cell "
+        f"{us['numpy_cells']:.1f} µs ({entry['numpy_over_cpp_cells']:.0f}× cpp)"
+    )
     return entry
 
 
@@ -102,8 +122,11 @@ def main() -> int:
     parser.add_argument("--regions", default="2x3", help="region grid RxC for the cell comparison")
     parser.add_argument("--region-images", type=int, default=8)
     parser.add_argument("--region-repeats", type=int, default=7)
-    parser.add_argument("--regions-only", action="store_true",
-                        help="only the region comparison (e.g. --json results/masking_regions.json)")
+    parser.add_argument(
+        "--regions-only",
+        action="store_true",
+        help="only the region comparison (e.g. --json results/masking_regions.json)",
+    )
     args = parser.parse_args()
 
     schedule = BandSchedule.rings(args.bands)
@@ -125,8 +148,9 @@ def main() -> int:
         flags = core.PLANNER_FLAGS["measure"]
 
         def runner(backend: str, out: np.ndarray | None = reused, x: np.ndarray = x):
-            return lambda: mask_bands(x, schedule, "delete", backend, out, mean=MEAN, std=STD,
-                                      threads=args.threads)
+            return lambda: mask_bands(
+                x, schedule, "delete", backend, out, mean=MEAN, std=STD, threads=args.threads
+            )
 
         def floor(size: int = size, planes: int = planes, flags: int = flags) -> float:
             return core.c2r_floor_seconds(size, size, planes, args.threads, flags)
@@ -149,24 +173,31 @@ def main() -> int:
                 result = runner(backend, None)()
             us = seconds / masked_images * 1e6
             per_backend[backend] = us
-            entries.append({
-                "backend": backend,
-                "size": size,
-                "images": args.images,
-                "bands": args.bands,
-                "threads": args.threads,
-                "us_per_masked_image": round(us, 2),
-                "us_per_masked_image_median": round(
-                    statistics.median(timings[backend]) / masked_images * 1e6, 2),
-                "masked_images_per_s": round(masked_images / seconds, 1),
-                "peak_extra_mb": round(mem.peak_extra_mb, 1),
-                "output_mb": round(result.nbytes / 2**20, 1),
-            })
-            print(f"{size}px {backend:7s} {us:8.1f} µs/masked image  peak +{mem.peak_extra_mb:.0f} MB "
-                  f"(output {result.nbytes / 2**20:.0f} MB)")
+            entries.append(
+                {
+                    "backend": backend,
+                    "size": size,
+                    "images": args.images,
+                    "bands": args.bands,
+                    "threads": args.threads,
+                    "us_per_masked_image": round(us, 2),
+                    "us_per_masked_image_median": round(
+                        statistics.median(timings[backend]) / masked_images * 1e6, 2
+                    ),
+                    "masked_images_per_s": round(masked_images / seconds, 1),
+                    "peak_extra_mb": round(mem.peak_extra_mb, 1),
+                    "output_mb": round(result.nbytes / 2**20, 1),
+                }
+            )
+            print(
+                f"{size}px {backend:7s} {us:8.1f} µs/masked image  peak +{mem.peak_extra_mb:.0f} MB "
+                f"(output {result.nbytes / 2**20:.0f} MB)"
+            )
             del result
         floor_us = min(timings["floor"]) / masked_images * 1e6
-        floors.append({"size": size, "threads": args.threads, "us_per_masked_image": round(floor_us, 2)})
+        floors.append(
+            {"size": size, "threads": args.threads, "us_per_masked_image": round(floor_us, 2)}
+        )
         print(f"{size}px floor   {floor_us:8.1f} µs/masked image (one full c2r per plane)")
         if "cpp" in per_backend:
             cpp = per_backend["cpp"]

@@ -34,8 +34,6 @@ DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 BATCHES = (1, 16, 64)
 
 
-
-
 def crops(side: int, count: int = 64) -> np.ndarray:
     paths = sorted((DATA / "lfw_aligned112" / "images").rglob("*.jpg"))[:count]
     images = [load_image(p) for p in paths]

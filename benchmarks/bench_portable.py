@@ -61,15 +61,19 @@ def compiler_of(path: Path) -> dict[str, str]:
     found = re.findall(rb"(GCC: \([^)]*\) [\d.]+|clang version [\d.]+[^\x00]*)", data)
     return {
         "compiler": " / ".join(sorted({f.decode(errors="replace").strip() for f in found}))
-                    or "not recorded (no .comment section)",
+        or "not recorded (no .comment section)",
         "cxx_library": "libc++ (static)" if b"NSt3__1" in data else "libstdc++ (shared)",
     }
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--wheel", type=Path, default=default_wheel(),
-                        help="portable wheel for this Python (default: dist/…manylinux…whl)")
+    parser.add_argument(
+        "--wheel",
+        type=Path,
+        default=default_wheel(),
+        help="portable wheel for this Python (default: dist/…manylinux…whl)",
+    )
     parser.add_argument("--json", type=Path, help="write results here")
     parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--images", type=int, default=64)
@@ -80,8 +84,10 @@ def main() -> int:
     args = parser.parse_args()
     if args.wheel is None or not args.wheel.is_file():
         # Not an error: `nox -s bench` runs every benchmark, and wheels are built separately.
-        print("skipped: no portable wheel for this Python in dist/ (run `nox -s wheels` or pass "
-              "--wheel)")
+        print(
+            "skipped: no portable wheel for this Python in dist/ (run `nox -s wheels` or pass "
+            "--wheel)"
+        )
         return 0
 
     local = fftw.compiled_core()
@@ -104,8 +110,9 @@ def main() -> int:
 
         def run(build: str, x: np.ndarray = x, outs: dict = outs) -> None:
             use(build)
-            mask_bands(x, schedule, "delete", "cpp", outs[build], mean=MEAN, std=STD,
-                       threads=args.threads)
+            mask_bands(
+                x, schedule, "delete", "cpp", outs[build], mean=MEAN, std=STD, threads=args.threads
+            )
 
         for b in builds:
             run(b)  # plans, page faults
@@ -115,7 +122,7 @@ def main() -> int:
         for round_ in range(args.repeats):
             # Interleaved, in alternating order: both builds see the same machine load, and
             # neither always runs right after the other.
-            for b in (list(builds) if round_ % 2 == 0 else list(builds)[::-1]):
+            for b in list(builds) if round_ % 2 == 0 else list(builds)[::-1]:
                 t0, c0 = time.perf_counter(), time.process_time()
                 run(b)
                 timings[b].append(time.perf_counter() - t0)
@@ -123,20 +130,30 @@ def main() -> int:
         us = {b: min(t) / masked_images * 1e6 for b, t in timings.items()}
         cpu_us = {b: min(t) / masked_images * 1e6 for b, t in cpu.items()}
         for b in builds:
-            entries.append({
-                "build": b, "size": size, "images": args.images, "bands": args.bands,
-                "threads": args.threads,
-                "us_per_masked_image": round(us[b], 2),
-                "us_per_masked_image_median": round(
-                    statistics.median(timings[b]) / masked_images * 1e6, 2),
-                "cpu_us_per_masked_image": round(cpu_us[b], 2),
-            })
+            entries.append(
+                {
+                    "build": b,
+                    "size": size,
+                    "images": args.images,
+                    "bands": args.bands,
+                    "threads": args.threads,
+                    "us_per_masked_image": round(us[b], 2),
+                    "us_per_masked_image_median": round(
+                        statistics.median(timings[b]) / masked_images * 1e6, 2
+                    ),
+                    "cpu_us_per_masked_image": round(cpu_us[b], 2),
+                }
+            )
             print(f"{size}px {b:8s} {us[b]:8.1f} µs/masked image wall, {cpu_us[b]:8.1f} µs CPU")
-        ratios[str(size)] = {"portable_over_local": round(us["portable"] / us["local"], 3),
-                             "portable_over_local_cpu": round(cpu_us["portable"] / cpu_us["local"], 3),
-                             "max_abs_output_difference": diff}
-        print(f"{size}px portable/local {us['portable'] / us['local']:.3f} wall, "
-              f"{cpu_us['portable'] / cpu_us['local']:.3f} CPU; outputs differ by at most {diff:.2e}")
+        ratios[str(size)] = {
+            "portable_over_local": round(us["portable"] / us["local"], 3),
+            "portable_over_local_cpu": round(cpu_us["portable"] / cpu_us["local"], 3),
+            "max_abs_output_difference": diff,
+        }
+        print(
+            f"{size}px portable/local {us['portable'] / us['local']:.3f} wall, "
+            f"{cpu_us['portable'] / cpu_us['local']:.3f} CPU; outputs differ by at most {diff:.2e}"
+        )
     use("local")
     result = {
         "benchmark": "portable",

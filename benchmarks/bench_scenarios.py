@@ -253,9 +253,7 @@ def main() -> None:
         )
     for model in models:
         for kernel in args.kernels.split(","):
-            r = bench_crossres(
-                model, kernel, args.pairs, fresh(out / f"crossres_{model}_{kernel}")
-            )
+            r = bench_crossres(model, kernel, args.pairs, fresh(out / f"crossres_{model}_{kernel}"))
             r["kernel_name"] = kernel
             results["crossres"].append(r)
             print(

@@ -41,9 +41,17 @@ def weights() -> np.ndarray:
     return w.reshape(3 * n, 4)
 
 
-def write_model(folder: Path, *, name: str = "toy", threshold: float = -20.0,
-                mean=(10.0, 20.0, 30.0), std=(2.0, 2.0, 2.0), value_range=(0.0, 255.0),
-                channel_order: str = "RGB", card_name: str = "toy.toml") -> Path:
+def write_model(
+    folder: Path,
+    *,
+    name: str = "toy",
+    threshold: float = -20.0,
+    mean=(10.0, 20.0, 30.0),
+    std=(2.0, 2.0, 2.0),
+    value_range=(0.0, 255.0),
+    channel_order: str = "RGB",
+    card_name: str = "toy.toml",
+) -> Path:
     """Write ``toy.onnx`` (once) and a card for it into ``folder``; returns the card's path."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
@@ -52,8 +60,10 @@ def write_model(folder: Path, *, name: str = "toy", threshold: float = -20.0,
     onnx_path = folder / "toy.onnx"
     if not onnx_path.is_file():
         graph = helper.make_graph(
-            [helper.make_node("Flatten", ["x"], ["flat"], axis=1),
-             helper.make_node("MatMul", ["flat", "w"], ["embedding"])],
+            [
+                helper.make_node("Flatten", ["x"], ["flat"], axis=1),
+                helper.make_node("MatMul", ["flat", "w"], ["embedding"]),
+            ],
             "toy",
             [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, SIZE, SIZE])],
             [helper.make_tensor_value_info("embedding", TensorProto.FLOAT, ["N", 4])],

@@ -28,5 +28,5 @@ def lfw_images(data_dir: Path) -> np.ndarray:
     """Eight real aligned LFW crops, (8, 112, 112, 3) uint8 RGB, in a fixed order."""
     from PIL import Image
 
-    paths = sorted((data_dir / "lfw_aligned112" / "images").rglob("*.jpg"))[:: 48][:8]
+    paths = sorted((data_dir / "lfw_aligned112" / "images").rglob("*.jpg"))[::48][:8]
     return np.stack([np.asarray(Image.open(p).convert("RGB")) for p in paths])

@@ -342,5 +342,7 @@ def test_align_for_card_follows_the_card(lfw_images):
     tall = sface.replace(input_size=(112, 96))
     crop = np.ascontiguousarray(lfw_images[0][:, 8:104])
     assert np.array_equal(align_for_card(crop, tall), crop)
-    with pytest.raises(InputError, match=r"^face\.png: model 'sface' takes 112x96 crops, but the image is 112x112"):
+    with pytest.raises(
+        InputError, match=r"^face\.png: model 'sface' takes 112x96 crops, but the image is 112x112"
+    ):
         align_for_card(lfw_images[0], tall, name="face.png")

@@ -88,8 +88,9 @@ def test_json_roundtrip_is_exact(name):
     schedule = SCHEDULES[name]
     again = BandSchedule.from_json(schedule.to_json())
     assert again == schedule
-    np.testing.assert_array_equal(again.resolve(112, 112).labels_full,
-                                  schedule.resolve(112, 112).labels_full)
+    np.testing.assert_array_equal(
+        again.resolve(112, 112).labels_full, schedule.resolve(112, 112).labels_full
+    )
 
 
 @pytest.mark.parametrize(
@@ -101,7 +102,10 @@ def test_json_roundtrip_is_exact(name):
         (lambda: BandSchedule.rings(0), "positive integer"),
         (lambda: BandSchedule.polar(4, sectors=0), "positive integer"),
         (lambda: BandSchedule.rings(100).resolve(8, 8), "distinct radii"),
-        (lambda: BandSchedule.from_edges([0, 0.3, 0.3001, 1]).resolve(16, 16), "band 1 .* holds no"),
+        (
+            lambda: BandSchedule.from_edges([0, 0.3, 0.3001, 1]).resolve(16, 16),
+            "band 1 .* holds no",
+        ),
         (lambda: BandSchedule.from_json("[1, 2]"), "object"),
         (lambda: BandSchedule.from_json("{"), "malformed"),
         (lambda: BandSchedule.from_dict({"kind": "rings"}), "not a valid band schedule"),

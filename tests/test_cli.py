@@ -13,8 +13,13 @@ from PIL import Image
 
 
 def freqxfr(*args: str, cwd=None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "freqxfr", *map(str, args)], capture_output=True,
-                          text=True, cwd=cwd, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "freqxfr", *map(str, args)],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=600,
+    )
 
 
 def assert_one_line_error(result: subprocess.CompletedProcess, *fragments: str) -> None:
@@ -44,7 +49,9 @@ def test_demo_writes_reports_for_a_genuine_and_an_impostor_pair(tmp_path):
 def test_explain_writes_explanation_json(data_dir, tmp_path):
     a = data_dir / "lfw_aligned112" / "images" / "Abdullah_Gul" / "Abdullah_Gul_0001.jpg"
     b = data_dir / "lfw_aligned112" / "images" / "Abdullah_Gul" / "Abdullah_Gul_0006.jpg"
-    result = freqxfr("explain", a, b, "--model", "sface", "--bands", "8", "--out", tmp_path, "--json")
+    result = freqxfr(
+        "explain", a, b, "--model", "sface", "--bands", "8", "--out", tmp_path, "--json"
+    )
     assert result.returncode == 0, result.stderr
     printed = json.loads(result.stdout)
     on_disk = json.loads((tmp_path / "explanation.json").read_text())
@@ -60,7 +67,9 @@ def test_explain_writes_explanation_json(data_dir, tmp_path):
 def test_errors_are_one_line_without_traceback(data_dir, tmp_path):
     face = data_dir / "frll" / "neutral" / "001_03.jpg"
     missing = tmp_path / "missing.jpg"
-    assert_one_line_error(freqxfr("explain", missing, face, "--out", tmp_path / "o1"), "missing.jpg")
+    assert_one_line_error(
+        freqxfr("explain", missing, face, "--out", tmp_path / "o1"), "missing.jpg"
+    )
 
     text = tmp_path / "notes.jpg"
     text.write_text("this is not an image")
@@ -75,10 +84,14 @@ def test_errors_are_one_line_without_traceback(data_dir, tmp_path):
     assert_one_line_error(freqxfr("explain", face, face, "--out", blocker / "out"), "blocker")
 
     pairs = tmp_path / "pairs.csv"
-    pairs.write_text("path1,path2,same\nfrll/neutral/001_03.jpg,frll/smiling/001_08.jpg,1\n"
-                     "only-one-column\n")
-    assert_one_line_error(freqxfr("dataset", pairs, "--root", data_dir, "--out", tmp_path / "o4"),
-                          "pairs.csv", "line 3")
+    pairs.write_text(
+        "path1,path2,same\nfrll/neutral/001_03.jpg,frll/smiling/001_08.jpg,1\nonly-one-column\n"
+    )
+    assert_one_line_error(
+        freqxfr("dataset", pairs, "--root", data_dir, "--out", tmp_path / "o4"),
+        "pairs.csv",
+        "line 3",
+    )
 
     verbose = freqxfr("--verbose", "explain", missing, face, "--out", tmp_path / "o5")
     # --verbose lets the exception through: Python's own exit status 1, with the traceback.
@@ -89,8 +102,19 @@ def test_dataset_command_runs_and_resumes(data_dir, tmp_path):
     pairs = tmp_path / "pairs.csv"
     lines = (data_dir / "lfw_aligned112" / "pairs_generated.csv").read_text().splitlines()
     pairs.write_text("\n".join([lines[0], *lines[1::300]]) + "\n")
-    args = ("dataset", pairs, "--root", data_dir, "--out", tmp_path / "run", "--model", "sface",
-            "--bands", "8", "--no-progress")
+    args = (
+        "dataset",
+        pairs,
+        "--root",
+        data_dir,
+        "--out",
+        tmp_path / "run",
+        "--model",
+        "sface",
+        "--bands",
+        "8",
+        "--no-progress",
+    )
     first = freqxfr(*args)
     assert first.returncode == 0, first.stderr
     assert "5 pairs explained, 0 failed" in first.stdout
@@ -107,8 +131,9 @@ def test_dataset_command_runs_and_resumes(data_dir, tmp_path):
     first_run = {json.loads(line)["index"]: json.loads(line) for line in lines}
     for line in redone[3:]:
         record = json.loads(line)
-        np.testing.assert_allclose(record["a"]["scores"], first_run[record["index"]]["a"]["scores"],
-                                   atol=1e-5)
+        np.testing.assert_allclose(
+            record["a"]["scores"], first_run[record["index"]]["a"]["scores"], atol=1e-5
+        )
     assert sorted(json.loads(line)["index"] for line in redone) == [0, 1, 2, 3, 4]
     untouched = results.read_bytes()
     assert freqxfr(*args).returncode == 0  # nothing left to do: the file stays as it is
@@ -130,18 +155,27 @@ def toy_files(tmp_path_factory):
     return root, a, b, toy.write_model(root / "model")
 
 
-@pytest.mark.parametrize("flags, a_directed, b_directed", [
-    (["--mode", "keep"], [0, D, D, D], [-10, D, np.sqrt(8750) - 10, np.sqrt(8750) - 10]),
-    (["--domain", "normalised"], [np.sqrt(5700) - 10, 0, 0, 0], [np.sqrt(5700) - 10, -10, 0, 0]),
-    (["--clip"], [D, 0, 0, 0], [np.sqrt(8550) - 10, -10, 0, 0]),
-])
-def test_explain_masking_options_reach_the_explanation(toy_files, tmp_path, flags, a_directed,
-                                                       b_directed):
+@pytest.mark.parametrize(
+    "flags, a_directed, b_directed",
+    [
+        (["--mode", "keep"], [0, D, D, D], [-10, D, np.sqrt(8750) - 10, np.sqrt(8750) - 10]),
+        (
+            ["--domain", "normalised"],
+            [np.sqrt(5700) - 10, 0, 0, 0],
+            [np.sqrt(5700) - 10, -10, 0, 0],
+        ),
+        (["--clip"], [D, 0, 0, 0], [np.sqrt(8550) - 10, -10, 0, 0]),
+    ],
+)
+def test_explain_masking_options_reach_the_explanation(
+    toy_files, tmp_path, flags, a_directed, b_directed
+):
     """README: ``--mode keep``, ``--domain normalised`` and ``--clip`` change what is deleted; the
     numbers are those worked out by hand in test_explain's toy tests."""
     _, a, b, card = toy_files
-    result = freqxfr("explain", a, b, "--model", card, "--bands", "4", "--out", tmp_path, "--json",
-                     *flags)
+    result = freqxfr(
+        "explain", a, b, "--model", card, "--bands", "4", "--out", tmp_path, "--json", *flags
+    )
     assert result.returncode == 0, result.stderr
     record = json.loads((tmp_path / "explanation.json").read_text())
     np.testing.assert_allclose(record["a"]["directed"], a_directed, atol=1e-4)
@@ -157,15 +191,35 @@ def test_faithfulness_command_with_a_pair_list(toy_files, tmp_path):
     root, _, _, card = toy_files
     pairs = root / "pairs.csv"
     pairs.write_text("path1,path2,same\na.png,b.png,1\nb.png,a.png,1\na.png,a.png,1\n")
-    result = freqxfr("faithfulness", "--pairs", pairs, "--root", root, "--limit", "2", "--seeds",
-                     "2", "--model", card, "--bands", "4", "--out", tmp_path / "f")
+    result = freqxfr(
+        "faithfulness",
+        "--pairs",
+        pairs,
+        "--root",
+        root,
+        "--limit",
+        "2",
+        "--seeds",
+        "2",
+        "--model",
+        card,
+        "--bands",
+        "4",
+        "--out",
+        tmp_path / "f",
+    )
     assert result.returncode == 0, result.stderr
     summary = json.loads((tmp_path / "f" / "faithfulness.json").read_text())
     assert summary["pairs"] == 2 and summary["n_images"] == 4
     assert sorted((image["pair"], image["side"]) for image in summary["per_image"]) == [
-        (0, "a"), (0, "b"), (2, "a"), (2, "b")]
-    missing = freqxfr("faithfulness", "--pairs", root / "nowhere.csv", "--model", card,
-                      "--out", tmp_path / "g")
+        (0, "a"),
+        (0, "b"),
+        (2, "a"),
+        (2, "b"),
+    ]
+    missing = freqxfr(
+        "faithfulness", "--pairs", root / "nowhere.csv", "--model", card, "--out", tmp_path / "g"
+    )
     assert_one_line_error(missing, "nowhere.csv")
 
 
@@ -223,7 +277,8 @@ def test_quiet_prints_nothing_and_json_draws_nothing(toy_files, tmp_path):
     assert as_json.returncode == 0
     assert json.loads(as_json.stdout)["decision"] in (True, False)
     assert sorted(p.name for p in (tmp_path / "j").iterdir() if not p.name.startswith(".")) == [
-        "explanation.json"]
+        "explanation.json"
+    ]
 
     drawn = freqxfr(*base, "--out", tmp_path / "r", "--json", "--report")
     assert drawn.returncode == 0 and (tmp_path / "r" / "report.html").is_file()
@@ -276,7 +331,9 @@ def test_dataset_progress_says_where_it_resumes(toy_files, tmp_path):
     """Guards against a resumed run whose progress bar silently starts part-way."""
     root, _, _, card = toy_files
     pairs = root / "pairs5.csv"
-    pairs.write_text("path1,path2,same\n" + "a.png,b.png,1\nb.png,a.png,0\n" * 2 + "a.png,a.png,1\n")
+    pairs.write_text(
+        "path1,path2,same\n" + "a.png,b.png,1\nb.png,a.png,0\n" * 2 + "a.png,a.png,1\n"
+    )
     args = ("dataset", pairs, "--model", card, "--bands", "4", "--out", tmp_path / "run")
     first = freqxfr(*args)
     assert first.returncode == 0, first.stderr
@@ -294,8 +351,19 @@ def test_faithfulness_pairs_shows_a_progress_bar(toy_files, tmp_path):
     root, _, _, card = toy_files
     pairs = root / "pairs3.csv"
     pairs.write_text("path1,path2,same\na.png,b.png,1\nb.png,a.png,1\na.png,a.png,1\n")
-    result = freqxfr("faithfulness", "--pairs", pairs, "--seeds", "1", "--model", card,
-                     "--bands", "4", "--out", tmp_path / "f")
+    result = freqxfr(
+        "faithfulness",
+        "--pairs",
+        pairs,
+        "--seeds",
+        "1",
+        "--model",
+        card,
+        "--bands",
+        "4",
+        "--out",
+        tmp_path / "f",
+    )
     assert result.returncode == 0, result.stderr
     assert "faithfulness" in result.stderr and "3/3" in result.stderr
 
@@ -330,7 +398,8 @@ def test_one_sign_convention_across_verify_explain_and_models(data_dir, tmp_path
     text = freqxfr("verify", a, b)
     assert text.stdout.startswith(f"MATCH: {score}"), text.stdout
     explained = freqxfr("explain", a, b, "--out", tmp_path / "t")
-    assert explained.stdout.startswith(f"MATCH: score {e['score_ref']:.4f}, threshold -0.6000 "
-                                       f"(distance {e['distance_ref']:.4f}, "), explained.stdout
+    assert explained.stdout.startswith(
+        f"MATCH: score {e['score_ref']:.4f}, threshold -0.6000 (distance {e['distance_ref']:.4f}, "
+    ), explained.stdout
     table = freqxfr("models", "list").stdout
     assert re.search(r"^dlib_resnet .* -0\.600 \(distance 0\.600\)", table, re.M), table

@@ -38,8 +38,11 @@ def test_verify_text_with_the_default_model(data_dir, capsys):
     assert main(["verify", str(a), str(b)]) == 0
     out = capsys.readouterr().out
     # One sign convention for every command: the score (negative distance), distance beside it.
-    assert re.match(r"NO MATCH: score -(\d\.\d{4}), threshold -0\.6000 \(distance \1, "
-                    r"threshold distance 0\.6000\) \(dlib_resnet, euclidean, ", out), out
+    assert re.match(
+        r"NO MATCH: score -(\d\.\d{4}), threshold -0\.6000 \(distance \1, "
+        r"threshold distance 0\.6000\) \(dlib_resnet, euclidean, ",
+        out,
+    ), out
 
 
 def test_verify_missing_file_is_one_line(capsys, tmp_path):

@@ -19,8 +19,17 @@ import pytest
 import freqxfr
 from freqxfr import BandSchedule, InputError, mask_bands
 
-CORE_ARGS = dict(order=[], normalised_domain=False, clip=False, clip_lo=0.0, clip_hi=0.0,
-                 reverse_channels=False, layout="NCHW", threads=1, planner_flags=0)
+CORE_ARGS = dict(
+    order=[],
+    normalised_domain=False,
+    clip=False,
+    clip_lo=0.0,
+    clip_hi=0.0,
+    reverse_channels=False,
+    layout="NCHW",
+    threads=1,
+    planner_flags=0,
+)
 
 
 def core_mask(core, images, labels, bands, mode, *, out, regions=None, **settings):
@@ -58,8 +67,11 @@ def test_concurrent_calls_with_different_schedules_and_sizes_match_the_reference
         # Gaps of at least 0.1 keep every band non-empty at these sizes.
         edges = np.cumsum(rng.uniform(0.1, 0.3, size=8))
         edges = edges[edges < 0.9]
-        schedules = [BandSchedule.from_edges([0.0, *edges.tolist(), 1.0]),
-                     BandSchedule.rings(int(rng.integers(2, 12))), BandSchedule.polar(2, 3)]
+        schedules = [
+            BandSchedule.from_edges([0.0, *edges.tolist(), 1.0]),
+            BandSchedule.rings(int(rng.integers(2, 12))),
+            BandSchedule.polar(2, 3),
+        ]
         x = random_faces(rng, int(rng.integers(1, 4)), h, w, (1, 3)[i % 2])
         mode = ("delete", "keep", "cumulative_delete")[i % 3]
         jobs.append((x, schedules[i % 3], mode, 1 + i % 3))
@@ -119,20 +131,40 @@ def test_core_refuses_other_channel_counts_before_writing(channels):
     out = np.zeros((1, 2, channels, 8, 8), np.float32)
     labels = np.zeros((8, 5), np.int32)
     with pytest.raises(ValueError, match="C in"):
-        core_mask(core, x, labels, 2, "delete", mean=[0.0] * channels, std=[1.0] * channels,
-                        out=out, **CORE_ARGS)
+        core_mask(
+            core,
+            x,
+            labels,
+            2,
+            "delete",
+            mean=[0.0] * channels,
+            std=[1.0] * channels,
+            out=out,
+            **CORE_ARGS,
+        )
 
 
-@pytest.mark.parametrize(("mean", "std"), [([0.0] * 4, [1.0] * 4), ([0.0] * 2, [1.0] * 3),
-                                           ([0.0] * 3, [1.0] * 50), ([], [])])
+@pytest.mark.parametrize(
+    ("mean", "std"),
+    [([0.0] * 4, [1.0] * 4), ([0.0] * 2, [1.0] * 3), ([0.0] * 3, [1.0] * 50), ([], [])],
+)
 def test_core_refuses_per_channel_values_of_the_wrong_length(mean, std):
     """The core, not only its callers, checks one mean and one std per channel."""
     core = freqxfr.fftw.compiled_core()
     x = np.zeros((1, 8, 8, 3), np.uint8)
     out = np.zeros((1, 2, 3, 8, 8), np.float32)
     with pytest.raises(ValueError, match="one value per channel"):
-        core_mask(core, x, np.zeros((8, 5), np.int32), 2, "delete", mean=mean, std=std, out=out,
-                        **CORE_ARGS)
+        core_mask(
+            core,
+            x,
+            np.zeros((8, 5), np.int32),
+            2,
+            "delete",
+            mean=mean,
+            std=std,
+            out=out,
+            **CORE_ARGS,
+        )
 
 
 # ---- defect 3: unaligned arrays ----------------------------------------------------------------
@@ -155,8 +187,9 @@ def test_unaligned_input_is_copied_and_gives_the_aligned_result(lfw_images):
     x[...] = lfw_images[:2]
     schedule = BandSchedule.rings(4)
     for mode in ("delete", "cumulative_keep"):
-        np.testing.assert_array_equal(mask_bands(x, schedule, mode),
-                                      mask_bands(np.array(x), schedule, mode))
+        np.testing.assert_array_equal(
+            mask_bands(x, schedule, mode), mask_bands(np.array(x), schedule, mode)
+        )
 
 
 def test_unaligned_out_is_refused_with_a_clear_error(lfw_images):
@@ -196,14 +229,19 @@ def test_smallest_allowed_std_gives_finite_equal_results(lfw_images, backend):
     x = lfw_images[:1].astype(np.float32) * np.float32(1e15)
     result = mask_bands(x, BandSchedule.rings(4), backend=backend, std=1e-6, mean=-1e18)
     assert np.isfinite(result).all()
-    assert_close(result, mask_bands(x, BandSchedule.rings(4), backend="numpy", std=1e-6, mean=-1e18))
+    assert_close(
+        result, mask_bands(x, BandSchedule.rings(4), backend="numpy", std=1e-6, mean=-1e18)
+    )
 
 
-@pytest.mark.parametrize(("kwargs", "message"), [
-    ({"mean": 1e19}, "mean must be finite, within"),
-    ({"mean": float("nan")}, "mean must be finite"),
-    ({"clip": (0.0, 1e300)}, "clip range must be finite"),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"mean": 1e19}, "mean must be finite, within"),
+        ({"mean": float("nan")}, "mean must be finite"),
+        ({"clip": (0.0, 1e300)}, "clip range must be finite"),
+    ],
+)
 def test_values_beyond_float32_range_are_refused(lfw_images, kwargs, message):
     with pytest.raises(InputError, match=message):
         mask_bands(lfw_images[:1], BandSchedule.rings(4), **kwargs)
@@ -254,8 +292,9 @@ def test_masking_works_without_a_usable_cache_and_warns_once(tmp_path, case):
     else:
         folder = broken_caches(tmp_path)[case]
     env = {**os.environ, "FREQXFR_CACHE_DIR": str(folder)}
-    run = subprocess.run([sys.executable, "-c", MASK_TWICE], env=env, capture_output=True,
-                         text=True, timeout=600)
+    run = subprocess.run(
+        [sys.executable, "-c", MASK_TWICE], env=env, capture_output=True, text=True, timeout=600
+    )
     assert run.returncode == 0, run.stderr
     assert run.stdout.strip() == "masked"
     assert run.stderr.count("CacheWarning") == 1, run.stderr
@@ -267,11 +306,15 @@ def test_wisdom_that_cannot_be_written_warns_once(tmp_path):
     """A wisdom file that cannot be replaced (here: a folder in its place) costs one warning."""
     cache = tmp_path / "cache"
     env = {**os.environ, "FREQXFR_CACHE_DIR": str(cache)}
-    code = ("import freqxfr.fftw as f; f.compiled_core(); import pathlib; "
-            "p = f._wisdom_path(); p.unlink(missing_ok=True); p.mkdir(); print(p)")
-    subprocess.run([sys.executable, "-c", code], env=env, check=True, capture_output=True,
-                   timeout=600)
-    run = subprocess.run([sys.executable, "-c", MASK_TWICE], env=env, capture_output=True,
-                         text=True, timeout=600)
+    code = (
+        "import freqxfr.fftw as f; f.compiled_core(); import pathlib; "
+        "p = f._wisdom_path(); p.unlink(missing_ok=True); p.mkdir(); print(p)"
+    )
+    subprocess.run(
+        [sys.executable, "-c", code], env=env, check=True, capture_output=True, timeout=600
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", MASK_TWICE], env=env, capture_output=True, text=True, timeout=600
+    )
     assert run.returncode == 0, run.stderr
     assert run.stderr.count("CacheWarning") == 1, run.stderr

@@ -130,8 +130,14 @@ def test_centroid_shift_and_its_sign_stability(bicubic):
     assert low["centroid_shift_same_sign"] >= 0.95
     ref_base, ref_low = base["reference"], low["reference"]
     assert ref_low["centroid_shift"] == pytest.approx(ref_low["centroid"] - ref_base["centroid"])
-    assert ref_low["centroid_shift_ci"][0] <= ref_low["centroid_shift"] <= ref_low["centroid_shift_ci"][1]
-    assert abs(ref_low["centroid_shift"]) < low["centroid_shift"]  # the probe moves, not the reference
+    assert (
+        ref_low["centroid_shift_ci"][0]
+        <= ref_low["centroid_shift"]
+        <= ref_low["centroid_shift_ci"][1]
+    )
+    assert (
+        abs(ref_low["centroid_shift"]) < low["centroid_shift"]
+    )  # the probe moves, not the reference
     assert 0.5 <= ref_low["centroid_shift_same_sign"] < 0.95  # measured 0.68: not a stable sign
 
 
@@ -237,13 +243,16 @@ def test_centroid_numbers_are_zero_based_and_the_bootstrap_is_paired():
     reference = np.stack([_one_hot([3] * 8), _one_hot([3] * 8)])
     same = np.array([True, False] * 4)
     scores = np.array([[0.9, 0.1] * 4, [0.5, 0.2] * 4])
-    entries = summarise_factors([1.0, 4.0], same, scores, {"probe": probe, "reference": reference},
-                                0.3, n_boot=200, seed=3)
+    entries = summarise_factors(
+        [1.0, 4.0], same, scores, {"probe": probe, "reference": reference}, 0.3, n_boot=200, seed=3
+    )
     first, low = entries
     assert first["centroid"] == pytest.approx(np.mean(base))  # 7/8
     assert low["centroid"] == pytest.approx(np.mean(base) + 1)
     assert low["centroid_shift"] == pytest.approx(1.0)
-    assert low["centroid_shift_ci"] == pytest.approx([1.0, 1.0])  # paired: every resample shifts by 1
+    assert low["centroid_shift_ci"] == pytest.approx(
+        [1.0, 1.0]
+    )  # paired: every resample shifts by 1
     assert low["centroid_shift_same_sign"] == 1.0
     assert first["centroid_ci"][0] < first["centroid"] < first["centroid_ci"][1]
     assert first["centroid_shift"] == 0.0 and first["centroid_shift_ci"] == [0.0, 0.0]
@@ -255,10 +264,17 @@ def test_centroid_numbers_are_zero_based_and_the_bootstrap_is_paired():
     draws = np.random.default_rng(3).integers(0, 8, size=(200, 8))
     expected = percentile_ci(np.mean(np.array(base)[draws], axis=1), 0.95)
     assert first["centroid_ci"] == pytest.approx(list(expected))
-    default = summarise_factors(factors=[1.0, 4.0], same=same, scores=scores, threshold=0.3,
-                                directed={"probe": probe, "reference": reference}, n_boot=200)
-    seed0 = summarise_factors([1.0, 4.0], same, scores, {"probe": probe, "reference": reference},
-                              0.3, n_boot=200, seed=0)
+    default = summarise_factors(
+        factors=[1.0, 4.0],
+        same=same,
+        scores=scores,
+        threshold=0.3,
+        directed={"probe": probe, "reference": reference},
+        n_boot=200,
+    )
+    seed0 = summarise_factors(
+        [1.0, 4.0], same, scores, {"probe": probe, "reference": reference}, 0.3, n_boot=200, seed=0
+    )
     assert default[0]["centroid_ci"] == seed0[0]["centroid_ci"] != first["centroid_ci"]
     for entry in entries:
         ref = entry["reference"]
@@ -287,9 +303,27 @@ def test_cli_crossres_area_kernel_on_the_toy_model(tmp_path, capsys):
     toy.save(toy.flat((90, 100, 150)), tmp_path / "img" / "c.png")
     pairs = tmp_path / "pairs.csv"
     pairs.write_text("path1,path2,same\nimg/a.png,img/b.png,1\nimg/b.png,img/c.png,0\n")
-    code = main(["crossres", str(pairs), "--root", str(tmp_path), "--out", str(tmp_path / "out"),
-                 "--factors", "1,2", "--resample", "area", "--model", str(card), "--bands", "4",
-                 "--boot", "50", "--no-progress"])
+    code = main(
+        [
+            "crossres",
+            str(pairs),
+            "--root",
+            str(tmp_path),
+            "--out",
+            str(tmp_path / "out"),
+            "--factors",
+            "1,2",
+            "--resample",
+            "area",
+            "--model",
+            str(card),
+            "--bands",
+            "4",
+            "--boot",
+            "50",
+            "--no-progress",
+        ]
+    )
     assert code == 0, capsys.readouterr().err
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert summary["resample"] == "area" and summary["factors"][1]["probe_size"] == 8

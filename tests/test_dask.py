@@ -39,8 +39,12 @@ from freqxfr.verifier import load_model
 
 @pytest.fixture(scope="module")
 def client():
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                      dashboard_address=":0") as cluster, Client(cluster) as c:
+    with (
+        LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0"
+        ) as cluster,
+        Client(cluster) as c,
+    ):
         c.wait_for_workers(2)
         yield c
 
@@ -83,8 +87,9 @@ def summary_of(out: Path) -> dict:
     return summary
 
 
-def test_distributed_results_equal_single_process_results(client, explainer, pairs, reference,
-                                                          tmp_path):
+def test_distributed_results_equal_single_process_results(
+    client, explainer, pairs, reference, tmp_path
+):
     """Guards against a cluster run that loses, repeats, reorders or changes pairs, or turns a
     bad pair into a lost chunk; and against workers that load the model for every chunk."""
     summary = run_dataset(pairs, tmp_path, explainer, progress=False, parquet=True, client=client)
@@ -96,7 +101,8 @@ def test_distributed_results_equal_single_process_results(client, explainer, pai
     import pyarrow.parquet as pq
 
     assert pq.read_table(tmp_path / "results.parquet").equals(
-        pq.read_table(reference / "results.parquet"))
+        pq.read_table(reference / "results.parquet")
+    )
     # Merged in pair order, like a single-process run; no parts or lock left behind.
     assert [r["index"] for r in read_results(tmp_path / "results.jsonl")] == list(range(len(pairs)))
     assert not (tmp_path / fd.PARTS).exists() and not (tmp_path / LOCK_NAME).exists()
@@ -107,7 +113,8 @@ def test_distributed_results_equal_single_process_results(client, explainer, pai
 
 
 def test_a_finished_cluster_run_is_not_redone_and_other_settings_are_refused(
-        client, explainer, pairs, tmp_path):
+    client, explainer, pairs, tmp_path
+):
     """Guards against a rerun that explains finished pairs again, and against a cluster path
     that skips the settings check of a restart."""
     run_dataset(pairs[:4], tmp_path, explainer, progress=False, report=False, client=client)
@@ -115,8 +122,14 @@ def test_a_finished_cluster_run_is_not_redone_and_other_settings_are_refused(
     run_dataset(pairs[:4], tmp_path, explainer, progress=False, report=False, client=client)
     assert (tmp_path / "results.jsonl").read_text() == first  # same timings: nothing redone
     with pytest.raises(OutputError, match="schedule"):
-        run_dataset(pairs[:4], tmp_path, Explainer(explainer.model, 4), progress=False,
-                    report=False, client=client)
+        run_dataset(
+            pairs[:4],
+            tmp_path,
+            Explainer(explainer.model, 4),
+            progress=False,
+            report=False,
+            client=client,
+        )
 
 
 def test_a_worker_killed_mid_run_loses_only_its_chunk(client, explainer, data_dir, tmp_path):
@@ -141,8 +154,9 @@ def test_a_worker_killed_mid_run_loses_only_its_chunk(client, explainer, data_di
     killer = threading.Thread(target=kill_a_busy_worker)
     killer.start()
     try:
-        run_dataset(pairs, tmp_path / "dask", explainer, progress=False, report=False,
-                    client=client)
+        run_dataset(
+            pairs, tmp_path / "dask", explainer, progress=False, report=False, client=client
+        )
     finally:
         killed.append(-1)  # stops the killer if the run ended first
         killer.join()
@@ -154,8 +168,12 @@ def test_a_worker_killed_mid_run_loses_only_its_chunk(client, explainer, data_di
 
 
 def freqxfr(*args: str | Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "freqxfr", *map(str, args)],
-                          capture_output=True, text=True, timeout=900)
+    return subprocess.run(
+        [sys.executable, "-m", "freqxfr", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
 
 
 def test_a_killed_client_resumes_from_its_finished_chunks(data_dir, tmp_path):
@@ -163,15 +181,28 @@ def test_a_killed_client_resumes_from_its_finished_chunks(data_dir, tmp_path):
     was killed, or that loses or repeats pairs when it resumes; and checks that the command
     works from the command line at all."""
     psutil = pytest.importorskip("psutil")
-    args = ["dataset", data_dir / "lfw_aligned112" / "pairs_generated.csv", "--root", data_dir,
-            "--limit", "16", "--no-progress", "--model", "sface", "--bands", "8"]
+    args = [
+        "dataset",
+        data_dir / "lfw_aligned112" / "pairs_generated.csv",
+        "--root",
+        data_dir,
+        "--limit",
+        "16",
+        "--no-progress",
+        "--model",
+        "sface",
+        "--bands",
+        "8",
+    ]
     reference = freqxfr(*args, "--out", tmp_path / "single")
     assert reference.returncode == 0, reference.stderr
 
     out = tmp_path / "dask"
-    proc = subprocess.Popen([sys.executable, "-m", "freqxfr", *map(str, args), "--out", str(out),
-                             "--workers", "2"], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "freqxfr", *map(str, args), "--out", str(out), "--workers", "2"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         while proc.poll() is None and not list((out / fd.PARTS).glob("chunk-*.jsonl")):
             time.sleep(0.01)
@@ -217,12 +248,16 @@ def test_crossres_over_dask_gives_the_single_process_summary(client, explainer, 
     dask = run_crossres(chosen, tmp_path / "dask", explainer, client=client, **options)
     assert dask == single
     assert len(single["failed"]) == 1 and single["pairs"] == 6
-    assert ((tmp_path / "dask" / "pairs.csv").read_text()
-            == (tmp_path / "single" / "pairs.csv").read_text())
-    records = [json.loads(line) for line in
-               (tmp_path / "dask" / "explanations.jsonl").read_text().splitlines()]
+    assert (tmp_path / "dask" / "pairs.csv").read_text() == (
+        tmp_path / "single" / "pairs.csv"
+    ).read_text()
+    records = [
+        json.loads(line)
+        for line in (tmp_path / "dask" / "explanations.jsonl").read_text().splitlines()
+    ]
     assert sorted((r["factor"], r["index"]) for r in records) == sorted(
-        (f, i) for f in (1.0, 4.0) for i in range(7) if i != 5)
+        (f, i) for f in (1.0, 4.0) for i in range(7) if i != 5
+    )
 
 
 @pytest.fixture(scope="module")
@@ -235,17 +270,26 @@ def small_morph_index(data_dir, tmp_path_factory):
     return path
 
 
-def test_morph_over_dask_gives_the_single_process_summary(client, explainer, small_morph_index,
-                                                          data_dir, tmp_path):
+def test_morph_over_dask_gives_the_single_process_summary(
+    client, explainer, small_morph_index, data_dir, tmp_path
+):
     """Guards against a morph run whose cluster path loses, repeats or changes a comparison."""
     from freqxfr.scenarios.morph import run_morph
     from freqxfr.scenarios.morph_index import read_morph_index
 
     entries = read_morph_index(small_morph_index, root=data_dir)
-    single = run_morph(entries, tmp_path / "single", explainer, root=data_dir, n_boot=200,
-                       report=False)
-    dask = run_morph(entries, tmp_path / "dask", explainer, root=data_dir, n_boot=200,
-                     report=False, client=client)
+    single = run_morph(
+        entries, tmp_path / "single", explainer, root=data_dir, n_boot=200, report=False
+    )
+    dask = run_morph(
+        entries,
+        tmp_path / "dask",
+        explainer,
+        root=data_dir,
+        n_boot=200,
+        report=False,
+        client=client,
+    )
     assert dask == single
     for name in ("comparisons.csv", "explanations.jsonl"):
         got = (tmp_path / "dask" / name).read_text().splitlines()
@@ -280,13 +324,28 @@ def test_an_unreachable_scheduler_is_one_line_and_exit_status_2(data_dir, tmp_pa
     scheduler."""
     env = {**os.environ, "DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT": "1s"}
     result = subprocess.run(
-        [sys.executable, "-m", "freqxfr", "dataset",
-         str(data_dir / "lfw_aligned112" / "pairs_generated.csv"), "--root", str(data_dir),
-         "--out", str(tmp_path / "out"), "--scheduler", "tcp://127.0.0.1:9"],
-        capture_output=True, text=True, timeout=300, env=env)
+        [
+            sys.executable,
+            "-m",
+            "freqxfr",
+            "dataset",
+            str(data_dir / "lfw_aligned112" / "pairs_generated.csv"),
+            "--root",
+            str(data_dir),
+            "--out",
+            str(tmp_path / "out"),
+            "--scheduler",
+            "tcp://127.0.0.1:9",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
     assert result.returncode == 2, result.stderr
-    assert result.stderr.startswith("freqxfr dataset: error: cannot reach the Dask scheduler "
-                                    "tcp://127.0.0.1:9")
+    assert result.stderr.startswith(
+        "freqxfr dataset: error: cannot reach the Dask scheduler tcp://127.0.0.1:9"
+    )
     assert len(result.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "out").exists()
 

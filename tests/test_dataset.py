@@ -86,10 +86,20 @@ def test_an_unwritable_output_folder_is_reported(explainer, pairs, tmp_path):
 
 def test_profiles_by_class_outcome_and_group():
     records = [
-        {"a": {"directed": [0.3, 0.1]}, "b": {"directed": [0.2, 0.0]}, "same": True,
-         "decision": True, "groups": {"gender": "female"}},
-        {"a": {"directed": [-0.1, 0.2]}, "b": {"directed": [0.0, -0.4]}, "same": False,
-         "decision": True, "groups": {"gender": "male"}},
+        {
+            "a": {"directed": [0.3, 0.1]},
+            "b": {"directed": [0.2, 0.0]},
+            "same": True,
+            "decision": True,
+            "groups": {"gender": "female"},
+        },
+        {
+            "a": {"directed": [-0.1, 0.2]},
+            "b": {"directed": [0.0, -0.4]},
+            "same": False,
+            "decision": True,
+            "groups": {"gender": "male"},
+        },
     ]
     summary = summarise(records)
     assert summary["pairs"] == 2 and summary["accuracy"] == 0.5
@@ -146,8 +156,10 @@ def toy_pairs(tmp_path_factory):
     toy.save(toy.waved((50, 100, 150), 40), root / "img" / "b.png")
     toy.save(toy.flat((94, 100, 150)), root / "img" / "c.png")  # -22 from A, no match
     listing = root / "pairs.csv"
-    listing.write_text("path1,path2,same\nimg/a.png,img/b.png,1\nimg/b.png,img/c.png,0\n"
-                       "img/a.png,img/a.png,1\nimg/c.png,img/a.png,0\nimg/b.png,img/a.png,1\n")
+    listing.write_text(
+        "path1,path2,same\nimg/a.png,img/b.png,1\nimg/b.png,img/c.png,0\n"
+        "img/a.png,img/a.png,1\nimg/c.png,img/a.png,0\nimg/b.png,img/a.png,1\n"
+    )
     return root, listing, toy.write_model(root / "model")
 
 
@@ -159,14 +171,17 @@ def _toy_explainer(root, **options):
     return Explainer(toy.load(folder, **card), options.pop("bands", 4), threads=1, **options)
 
 
-@pytest.mark.parametrize("setting, change", [
-    ("mode", {"mode": "keep"}),
-    ("domain", {"domain": "normalised"}),
-    ("clip", {"clip": True}),
-    ("threshold", {"threshold": -5.0}),
-    ("model", {"name": "other"}),
-    ("schedule", {"bands": 8}),
-])
+@pytest.mark.parametrize(
+    "setting, change",
+    [
+        ("mode", {"mode": "keep"}),
+        ("domain", {"domain": "normalised"}),
+        ("clip", {"clip": True}),
+        ("threshold", {"threshold": -5.0}),
+        ("model", {"name": "other"}),
+        ("schedule", {"bands": 8}),
+    ],
+)
 def test_toy_restart_with_another_setting_is_refused(toy_pairs, tmp_path, setting, change):
     """README: a restart with other settings is refused, so one results file never mixes two
     configurations. Guards against a settings comparison that overlooks any one of them."""
@@ -174,8 +189,9 @@ def test_toy_restart_with_another_setting_is_refused(toy_pairs, tmp_path, settin
     listed = read_pairs(listing, root=root)
     run_dataset(listed[:2], tmp_path, _toy_explainer(root), progress=False, report=False)
     with pytest.raises(OutputError, match=setting):
-        run_dataset(listed[:2], tmp_path, _toy_explainer(root, **change), progress=False,
-                    report=False)
+        run_dataset(
+            listed[:2], tmp_path, _toy_explainer(root, **change), progress=False, report=False
+        )
 
 
 def test_toy_restart_with_an_unreadable_run_json_is_refused(toy_pairs, tmp_path):
@@ -200,8 +216,9 @@ def test_toy_restart_with_another_backend_or_list_position_continues(toy_pairs, 
     listed = read_pairs(listing, root=root)
     run_dataset(listed[:2], tmp_path, _toy_explainer(root), progress=False, report=False)
     before = (tmp_path / "results.jsonl").read_bytes()
-    run_dataset(listed[:2], tmp_path, _toy_explainer(root, backend="numpy"), progress=False,
-                report=False)
+    run_dataset(
+        listed[:2], tmp_path, _toy_explainer(root, backend="numpy"), progress=False, report=False
+    )
     assert (tmp_path / "results.jsonl").read_bytes() == before
     with pytest.raises(OutputError, match="pairs"):
         run_dataset(listed[1:3], tmp_path, _toy_explainer(root), progress=False, report=False)
@@ -239,12 +256,31 @@ def test_toy_cli_dataset_limit_and_parquet(toy_pairs, tmp_path, capsys):
 
     root, listing, card = toy_pairs
     out = tmp_path / "run"
-    code = main(["dataset", str(listing), "--root", str(root), "--out", str(out), "--model",
-                 str(card), "--bands", "4", "--limit", "3", "--parquet", "--no-progress"])
+    code = main(
+        [
+            "dataset",
+            str(listing),
+            "--root",
+            str(root),
+            "--out",
+            str(out),
+            "--model",
+            str(card),
+            "--bands",
+            "4",
+            "--limit",
+            "3",
+            "--parquet",
+            "--no-progress",
+        ]
+    )
     assert code == 0, capsys.readouterr().err
     records = list(read_results(out / "results.jsonl"))
     assert [(Path(r["a"]["source"]).name, Path(r["b"]["source"]).name) for r in records] == [
-        ("a.png", "b.png"), ("a.png", "a.png"), ("b.png", "a.png")]
+        ("a.png", "b.png"),
+        ("a.png", "a.png"),
+        ("b.png", "a.png"),
+    ]
     table = pq.read_table(out / "results.parquet").to_pylist()
     assert len(table) == 3 * 2 * 4
     row = next(r for r in table if (r["pair"], r["image"], r["band"]) == (2, "a", 1))
@@ -254,17 +290,30 @@ def test_toy_cli_dataset_limit_and_parquet(toy_pairs, tmp_path, capsys):
     assert row["score_ref"] == pytest.approx(-10, abs=1e-4)
 
 
-@pytest.mark.parametrize("setting, flag", [("mode", ["--mode", "keep"]),
-                                           ("domain", ["--domain", "normalised"]),
-                                           ("clip", ["--clip"])])
-def test_toy_cli_restart_with_another_setting_exits_2(toy_pairs, tmp_path, capsys, setting,
-                                                       flag):
+@pytest.mark.parametrize(
+    "setting, flag",
+    [("mode", ["--mode", "keep"]), ("domain", ["--domain", "normalised"]), ("clip", ["--clip"])],
+)
+def test_toy_cli_restart_with_another_setting_exits_2(toy_pairs, tmp_path, capsys, setting, flag):
     """README: bad input exits with status 2 and one line; a refused restart names the setting."""
     from freqxfr.cli import main
 
     root, listing, card = toy_pairs
-    args = ["dataset", str(listing), "--root", str(root), "--out", str(tmp_path / "run"),
-            "--model", str(card), "--bands", "4", "--limit", "2", "--no-progress"]
+    args = [
+        "dataset",
+        str(listing),
+        "--root",
+        str(root),
+        "--out",
+        str(tmp_path / "run"),
+        "--model",
+        str(card),
+        "--bands",
+        "4",
+        "--limit",
+        "2",
+        "--no-progress",
+    ]
     assert main(args) == 0
     capsys.readouterr()
     assert main([*args, *flag]) == 2
@@ -279,7 +328,9 @@ def test_profiles_of_three_images_by_hand():
     assert prof["n_images"] == 3
     assert prof["absolute_mean"] == pytest.approx([5 / 3, 1.0])
     assert prof["absolute_std"] == pytest.approx([np.sqrt(8 / 9), np.sqrt(2 / 3)])
-    assert prof["absolute_normalised_mean"] == pytest.approx([2.5 / 3, 2 / 3])  # rows .5 1, 1 0, 1 1
+    assert prof["absolute_normalised_mean"] == pytest.approx(
+        [2.5 / 3, 2 / 3]
+    )  # rows .5 1, 1 0, 1 1
     assert prof["directed_mean"] == pytest.approx([1.0, -1 / 3])
     assert prof["directed_std"] == pytest.approx([np.sqrt(8 / 3), np.sqrt(14 / 9)])
     assert prof["directed_normalised_mean"] == pytest.approx([1 / 6, 0.0])  # .5 -1, 1 0, -1 1
@@ -287,9 +338,10 @@ def test_profiles_of_three_images_by_hand():
     flat = profile(np.array([[0.0, 0.0], [0.5, -0.25]]))
     assert flat["absolute_normalised_mean"] == [0.5, 0.25]
     assert flat["directed_normalised_mean"] == [0.5, -0.25]
-    records = [{"a": {"directed": [0.1]}, "b": {"directed": [0.1]}, "same": same,
-                "decision": decision} for same, decision in ((True, True), (False, False),
-                                                             (False, True))]
+    records = [
+        {"a": {"directed": [0.1]}, "b": {"directed": [0.1]}, "same": same, "decision": decision}
+        for same, decision in ((True, True), (False, False), (False, True))
+    ]
     summary = summarise(records)
     assert summary["accuracy"] == pytest.approx(2 / 3)
     assert set(summary["outcomes"]) == {"true_match", "true_non_match", "false_match"}

@@ -23,8 +23,14 @@ from freqxfr.models._dlib_serialization import Reader
 
 # Fields whose value the converter does not use, besides the weights: training settings and
 # the (empty) training state of each layer, whose zero-size shapes may read e.g. (255, 0, 0, 0).
-UNCHECKED = ("lr_mult", "wd_mult", "bias_lr_mult", "bias_wd_mult", "loss margin",
-             "sample_expansion_factor")
+UNCHECKED = (
+    "lr_mult",
+    "wd_mult",
+    "bias_lr_mult",
+    "bias_wd_mult",
+    "loss margin",
+    "sample_expansion_factor",
+)
 UNCHECKED_STATE = ("x_grad ", "cached_output ", "params_grad ", "grad_final ")
 
 
@@ -41,8 +47,10 @@ def read_map(source: bytes) -> np.ndarray:
     take = Reader.take
 
     def spy(self: Reader, count: int, what: str):
-        if (what.startswith(("data of tensor", *UNCHECKED_STATE))
-                or what.split(" (")[0] in UNCHECKED):
+        if (
+            what.startswith(("data of tensor", *UNCHECKED_STATE))
+            or what.split(" (")[0] in UNCHECKED
+        ):
             unchecked[self.offset : self.offset + count] = 1
         return take(self, count, what)
 
@@ -108,8 +116,11 @@ def test_byte_flips_outside_the_weights_are_refused(source, read_map):
         except ModelError as exc:
             assert "NaN or infinite" in str(exc)
         else:
-            assert all(np.isfinite(layer.fields["params"]).all()
-                       for _, layer in net.layers if layer is not None and "params" in layer.fields)
+            assert all(
+                np.isfinite(layer.fields["params"]).all()
+                for _, layer in net.layers
+                if layer is not None and "params" in layer.fields
+            )
 
 
 def _int(value: int) -> bytes:
@@ -145,11 +156,14 @@ def test_absurd_tensor_size_claims_are_refused_without_allocating_them(source, c
     assert "file ends inside data of tensor con params" in refused(data)
 
 
-@pytest.mark.parametrize(("label", "value", "expect"), [
-    ("type tag of a con layer", 2**60, "found no dlib layer tag"),
-    ("type tag of a con layer", 2**64 - 1, "found no dlib layer tag"),
-    ("fc num_outputs", 2**63 - 1, "geometry"),
-])
+@pytest.mark.parametrize(
+    ("label", "value", "expect"),
+    [
+        ("type tag of a con layer", 2**60, "found no dlib layer tag"),
+        ("type tag of a con layer", 2**64 - 1, "found no dlib layer tag"),
+        ("fc num_outputs", 2**63 - 1, "geometry"),
+    ],
+)
 def test_absurd_lengths_and_counts_are_refused(source, label, value, expect):
     offset, length = _first_read(source, label)
     data = source[:offset] + _int(value) + source[offset + length :]

@@ -51,8 +51,15 @@ def sface():
 def twin(model: Verifier, cls=Verifier, *, engine: bool = True, **settings) -> Verifier:
     """Another Verifier on the same ONNX Runtime session (so: its own engine). A GatedVerifier's
     engine gets one lane unless ``settings`` say otherwise."""
-    out = cls(model.session, model.card, model.path, input_name=model.input_name,
-              output_name=model.output_name, fixed_batch=model.fixed_batch, engine=engine)
+    out = cls(
+        model.session,
+        model.card,
+        model.path,
+        input_name=model.input_name,
+        output_name=model.output_name,
+        fixed_batch=model.fixed_batch,
+        engine=engine,
+    )
     if cls is GatedVerifier:
         settings = {"lanes": 1, **settings}
     if settings:
@@ -113,17 +120,25 @@ def test_concurrent_explain_and_compare_equal_serial_calls_bit_for_bit(sface, lf
     serial_ex = [Explainer(serial_model, **s) for s in settings]
     engine_ex = [Explainer(gated, **s) for s in settings]
     pairs = [(0, 1), (2, 3), (4, 5), (6, 7)]
-    want = [serial_ex[i % 2].explain(lfw_images[a], lfw_images[b]) for i, (a, b) in enumerate(pairs)]
+    want = [
+        serial_ex[i % 2].explain(lfw_images[a], lfw_images[b]) for i, (a, b) in enumerate(pairs)
+    ]
     want_cmp = [serial_model.compare(lfw_images[a], lfw_images[b]) for a, b in ((1, 2), (3, 6))]
 
-    calls = [lambda i=i, p=p: engine_ex[i % 2].explain(lfw_images[p[0]], lfw_images[p[1]])
-             for i, p in enumerate(pairs)]
-    calls += [lambda: gated.compare(lfw_images[1], lfw_images[2]),
-              lambda: gated.compare(lfw_images[3], lfw_images[6])]
+    calls = [
+        lambda i=i, p=p: engine_ex[i % 2].explain(lfw_images[p[0]], lfw_images[p[1]])
+        for i, p in enumerate(pairs)
+    ]
+    calls += [
+        lambda: gated.compare(lfw_images[1], lfw_images[2]),
+        lambda: gated.compare(lfw_images[3], lfw_images[6]),
+    ]
     # The first request blocks in the model; the other five queue up and form one batch.
     threads, out = run_threads(calls[:1])
-    wait_until(lambda: gated.engine.stats.peak_queued == 1 and gated.engine.queued == 0,
-               "the first call is in the model")
+    wait_until(
+        lambda: gated.engine.stats.peak_queued == 1 and gated.engine.queued == 0,
+        "the first call is in the model",
+    )
     more, rest = run_threads(calls[1:])
     wait_until(lambda: gated.engine.queued == 5, "five requests are queued")
     gated.gate.set()
@@ -168,8 +183,10 @@ def test_an_expired_deadline_fails_only_that_call(sface, lfw_images):
     gated = twin(sface, GatedVerifier)
     ex = Explainer(gated, 4)
     threads, out = run_threads([lambda: ex.explain(lfw_images[0], lfw_images[1])])
-    wait_until(lambda: gated.engine.stats.peak_queued == 1 and gated.engine.queued == 0,
-               "the first call is in the model")
+    wait_until(
+        lambda: gated.engine.stats.peak_queued == 1 and gated.engine.queued == 0,
+        "the first call is in the model",
+    )
     late_threads, late = run_threads([lambda: gated.compare(lfw_images[2], lfw_images[3])])
     wait_until(lambda: gated.engine.queued == 1, "the second call is queued")
     with pytest.raises(DeadlineExceeded, match=r"explain: deadline of 50 ms passed .* queue"):
@@ -181,7 +198,9 @@ def test_an_expired_deadline_fails_only_that_call(sface, lfw_images):
     assert_same_explanation(out[0], Explainer(serial, 4).explain(lfw_images[0], lfw_images[1]))
     assert late[0] == serial.compare(lfw_images[2], lfw_images[3])
     assert gated.engine.stats.cancelled == 1 and gated.embedded == 10 + 2
-    assert gated.compare(lfw_images[4], lfw_images[5]) == serial.compare(lfw_images[4], lfw_images[5])
+    assert gated.compare(lfw_images[4], lfw_images[5]) == serial.compare(
+        lfw_images[4], lfw_images[5]
+    )
 
 
 def test_a_deadline_that_passes_while_the_batch_runs(sface, lfw_images):
@@ -189,13 +208,17 @@ def test_a_deadline_that_passes_while_the_batch_runs(sface, lfw_images):
     engine finishes that batch and serves the next call."""
     gated = twin(sface, GatedVerifier)
     threads, out = run_threads([lambda: gated.compare(lfw_images[0], lfw_images[1], deadline=1.0)])
-    wait_until(lambda: gated.engine.stats.peak_queued == 1 and gated.engine.queued == 0,
-               "the call is in the model")
+    wait_until(
+        lambda: gated.engine.stats.peak_queued == 1 and gated.engine.queued == 0,
+        "the call is in the model",
+    )
     threads[0].join()
     assert isinstance(out[0], DeadlineExceeded) and "while its batch ran" in str(out[0])
     gated.gate.set()
     serial = twin(sface, engine=False)
-    assert gated.compare(lfw_images[2], lfw_images[3]) == serial.compare(lfw_images[2], lfw_images[3])
+    assert gated.compare(lfw_images[2], lfw_images[3]) == serial.compare(
+        lfw_images[2], lfw_images[3]
+    )
 
 
 def test_the_queue_bound_holds_and_pushes_back(sface, lfw_images):
@@ -205,8 +228,9 @@ def test_the_queue_bound_holds_and_pushes_back(sface, lfw_images):
     engine = gated.engine
     first, _ = run_threads([lambda: gated.compare(lfw_images[0], lfw_images[1])])
     wait_until(lambda: engine.queued == 0 and engine.stats.peak_queued == 1, "the model is busy")
-    queued, results = run_threads([lambda i=i: gated.compare(lfw_images[i], lfw_images[i + 1])
-                                   for i in (2, 4)])
+    queued, results = run_threads(
+        [lambda i=i: gated.compare(lfw_images[i], lfw_images[i + 1]) for i in (2, 4)]
+    )
     wait_until(lambda: engine.queued == 2, "two calls are queued")
     with pytest.raises(DeadlineExceeded, match=r"queue was full \(2 requests\)"):
         gated.compare(lfw_images[6], lfw_images[7], deadline=0.05)
@@ -247,8 +271,9 @@ def test_warmup_runs_each_size_the_engine_uses(sface, lfw_images):
     assert set(timings) == {"embed_2_ms", "explain_k4_ms", "full_batch_k4_ms", *lanes}
     assert model.engine.stats.images == 2 + 10 + 20
     serial = Explainer(twin(sface, engine=False), 4)
-    assert_same_explanation(ex.explain(lfw_images[0], lfw_images[1]),
-                            serial.explain(lfw_images[0], lfw_images[1]))
+    assert_same_explanation(
+        ex.explain(lfw_images[0], lfw_images[1]), serial.explain(lfw_images[0], lfw_images[1])
+    )
 
 
 def test_a_second_lane_runs_while_the_first_is_busy_and_matches_serial(sface, lfw_images):
@@ -265,7 +290,9 @@ def test_a_second_lane_runs_while_the_first_is_busy_and_matches_serial(sface, lf
     first, out = run_threads([lambda: ex.explain(lfw_images[0], lfw_images[1])])
     wait_until(lambda: gated.at_gate == 1, "the first call holds the model")
     serial = twin(sface, engine=False)
-    assert gated.compare(lfw_images[2], lfw_images[3]) == serial.compare(lfw_images[2], lfw_images[3])
+    assert gated.compare(lfw_images[2], lfw_images[3]) == serial.compare(
+        lfw_images[2], lfw_images[3]
+    )
     assert first[0].is_alive() and gated.engine.stats.most_in_flight == 2
     assert gated.engine.stats.lane_batches >= 1
     gated.gate.set()
@@ -280,12 +307,15 @@ def test_waiting_requests_are_taken_round_robin_across_callers(sface, lfw_images
     gated = twin(sface, GatedVerifier, max_batch=20)  # two K=4 explanations per batch
     ex = Explainer(gated, 4)
     first, _ = run_threads([lambda: ex.explain(lfw_images[0], lfw_images[1])])
-    wait_until(lambda: gated.engine.stats.peak_queued == 1 and gated.engine.queued == 0,
-               "the first call is in the model")
+    wait_until(
+        lambda: gated.engine.stats.peak_queued == 1 and gated.engine.queued == 0,
+        "the first call is in the model",
+    )
 
     async def burst():
-        return await asyncio.gather(*(ex.explain_async(lfw_images[i], lfw_images[i + 1])
-                                      for i in (1, 3, 5)))
+        return await asyncio.gather(
+            *(ex.explain_async(lfw_images[i], lfw_images[i + 1]) for i in (1, 3, 5))
+        )
 
     loop_thread, _ = run_threads([lambda: asyncio.run(burst())])
     wait_until(lambda: gated.engine.queued == 3, "the loop's three requests are queued")

@@ -55,7 +55,12 @@ def test_explanation_of_a_genuine_pair(dlib_model, frll):
     assert not np.allclose(e.a.scores, e.b.scores, atol=1e-3)
     d = e.to_dict()
     assert (d["threshold"], d["decision"], d["backend"], d["mode"], d["domain"]) == (
-        -0.6, True, "cpp", "delete", "pixel")
+        -0.6,
+        True,
+        "cpp",
+        "delete",
+        "pixel",
+    )
     assert d["model"]["name"] == "dlib_resnet" and d["schedule"]["kind"] == "rings"
     assert d["a"]["directed"] == e.a.directed.tolist() and d["b"]["scores"] == e.b.scores.tolist()
     assert d["bands"][0]["radius"] == [0.0, 1 / 16]
@@ -65,8 +70,13 @@ def test_explanation_of_a_genuine_pair(dlib_model, frll):
 
 
 def test_a_pair_costs_2k_plus_2_embeddings(dlib_model, frll):
-    spy = CountingVerifier(dlib_model.session, dlib_model.card, dlib_model.path,
-                           input_name=dlib_model.input_name, output_name=dlib_model.output_name)
+    spy = CountingVerifier(
+        dlib_model.session,
+        dlib_model.card,
+        dlib_model.path,
+        input_name=dlib_model.input_name,
+        output_name=dlib_model.output_name,
+    )
     explainer = Explainer(spy, 8)
     CountingVerifier.embedded = 0
     explainer.explain(frll / "neutral" / "003_03.jpg", frll / "smiling" / "003_08.jpg")
@@ -209,30 +219,37 @@ def test_toy_bgr_card_reads_its_mean_in_model_order(tmp_path):
     """Guards against mixing the channel orders of a BGR card: its model channel 0 is blue, so the
     red wave of B is invisible to e[3] and only band 0 matters, on both sides."""
     model = toy.load(tmp_path, channel_order="BGR", mean=(30.0, 20.0, 10.0))
-    e = Explainer(model, 4, threads=1).explain(toy.flat((50, 100, 150)),
-                                              toy.waved((50, 100, 150), 40))
+    e = Explainer(model, 4, threads=1).explain(
+        toy.flat((50, 100, 150)), toy.waved((50, 100, 150), 40)
+    )
     black = np.sqrt(75**2 + 50**2 + 25**2)  # e(black) = (-15, -10, -5, 0) vs (60, 40, 20, 0)
     assert e.score_ref == pytest.approx(0.0, abs=1e-4)
     np.testing.assert_allclose(e.a.directed, [black, 0, 0, 0], atol=1e-4)
     np.testing.assert_allclose(e.b.directed, [black, 0, 0, 0], atol=1e-4)
 
 
-@pytest.mark.parametrize("value_range, mean, x_a, x_black", [
-    ((0.0, 1.0), (0.1, 0.2, 0.3), (1, 2, 3), (-1, -2, -3)),
-    ((-1.0, 1.0), (-0.8, -0.4, 0.0), (1, 1, 1), (-1, -3, -5)),
-])
+@pytest.mark.parametrize(
+    "value_range, mean, x_a, x_black",
+    [
+        ((0.0, 1.0), (0.1, 0.2, 0.3), (1, 2, 3), (-1, -2, -3)),
+        ((-1.0, 1.0), (-0.8, -0.4, 0.0), (1, 1, 1), (-1, -3, -5)),
+    ],
+)
 def test_toy_value_range_is_mapped_for_masked_images(tmp_path, value_range, mean, x_a, x_black):
     """README (model cards): pixels map to the card's value range before mean/std. No preset has
     a range other than 0..255, so these cards do: [0, 1] and [-1, 1], std 0.1 and 0.2. Guards
     against the masking core feeding raw 0..255 pixels while the references are mapped (bands
     1-3 would then move the score by hundreds), or mapping with the wrong offset."""
     std = 0.1 if value_range[0] == 0 else 0.2
-    model = toy.load(tmp_path, value_range=value_range, mean=mean, std=(std, std, std),
-                     threshold=-2.0)
+    model = toy.load(
+        tmp_path, value_range=value_range, mean=mean, std=(std, std, std), threshold=-2.0
+    )
     a, b = toy.flat((51, 102, 153)), toy.waved((51, 102, 153), 51)  # B: x_red = x_a[0] + 2P
     np.testing.assert_allclose(model.embed(np.stack([a, b])), [[*x_a, 0], [*x_a, 1]], atol=1e-5)
     e = Explainer(model, 4, threads=1).explain(a, b)
-    black = np.sqrt(sum((p - q) ** 2 for p, q in zip(x_a, x_black, strict=True)) + 1) - 1  # = sqrt(57) - 1
+    black = (
+        np.sqrt(sum((p - q) ** 2 for p, q in zip(x_a, x_black, strict=True)) + 1) - 1
+    )  # = sqrt(57) - 1
     assert e.score_ref == pytest.approx(-1.0, abs=1e-5)
     np.testing.assert_allclose(e.a.directed, [black, 0, 0, 0], atol=1e-4)
     np.testing.assert_allclose(e.b.directed, [black, -1, 0, 0], atol=1e-4)
@@ -254,8 +271,13 @@ def test_toy_streamed_pairs_keep_their_sides_and_order(toy_model, toy_pair):
     pairs per model call, the second pair reversed, the third identical images."""
     a, b = toy_pair
     pairs = [(a, b), (b, a), (a, a), (b, b), (b, a)]
-    spy = CallSizes(toy_model.session, toy_model.card, toy_model.path,
-                    input_name=toy_model.input_name, output_name=toy_model.output_name)
+    spy = CallSizes(
+        toy_model.session,
+        toy_model.card,
+        toy_model.path,
+        input_name=toy_model.input_name,
+        output_name=toy_model.output_name,
+    )
     # The stream's own model calls, each seen once: through the engine a call would pass the spy
     # twice (on the caller's thread, then on the engine's).
     spy.use_engine = False
@@ -267,8 +289,9 @@ def test_toy_streamed_pairs_keep_their_sides_and_order(toy_model, toy_pair):
     np.testing.assert_allclose(results[1].a.directed, [D, -10, 0, 0], atol=1e-4)
     np.testing.assert_allclose(results[1].b.directed, [D, 0, 0, 0], atol=1e-4)
     assert results[2].score_ref == pytest.approx(0, abs=1e-4)
-    np.testing.assert_allclose(results[3].a.directed, [np.sqrt(25**2 + 50**2 + 75**2), 10, 0, 0],
-                               atol=1e-4)
+    np.testing.assert_allclose(
+        results[3].a.directed, [np.sqrt(25**2 + 50**2 + 75**2), 10, 0, 0], atol=1e-4
+    )
     np.testing.assert_allclose(results[4].a.directed, [D, -10, 0, 0], atol=1e-4)
     np.testing.assert_allclose(results[4].b.directed, [D, 0, 0, 0], atol=1e-4)
     # max_batch below two pairs' images: one pair a call, never more.
@@ -295,8 +318,9 @@ def test_normalised_domain_roughly_halves_sfaces_band_0(sface_model, data_dir):
     band0 = {}
     for domain in ("pixel", "normalised"):
         explainer = Explainer(sface_model, 8, domain=domain)
-        band0[domain] = np.mean([[e.a.absolute[0], e.b.absolute[0]]
-                                 for e in explainer.explain_pairs(pairs)])
+        band0[domain] = np.mean(
+            [[e.a.absolute[0], e.b.absolute[0]] for e in explainer.explain_pairs(pairs)]
+        )
     ratio = band0["normalised"] / band0["pixel"]
     assert 0.35 < ratio < 0.7, ratio
 
@@ -304,7 +328,9 @@ def test_normalised_domain_roughly_halves_sfaces_band_0(sface_model, data_dir):
 def test_toy_score_at_the_threshold_is_a_match(toy_model):
     """Cards: a pair matches when score >= threshold. flat (90, 100, 150) against flat
     (50, 100, 150) differs by exactly 20 in e[0], and the toy card's threshold is -20."""
-    e = Explainer(toy_model, 4, threads=1).explain(toy.flat((90, 100, 150)), toy.flat((50, 100, 150)))
+    e = Explainer(toy_model, 4, threads=1).explain(
+        toy.flat((90, 100, 150)), toy.flat((50, 100, 150))
+    )
     assert e.score_ref == -20.0 and e.threshold == -20.0 and e.decision is True
 
 
@@ -319,8 +345,12 @@ def test_toy_masked_views_show_the_models_mean_grey(tmp_path):
         views = Explainer(model, 4, mode="keep", domain="normalised", threads=1).masked_views(image)
         assert views.shape == (1, 4, 16, 16, 3) and views.dtype == np.uint8
         assert np.array_equal(views[0, 0], toy.flat((215, 100, 150)))
-        assert views[0, 1, 0, :4].tolist() == [[255, 20, 30], [250, 20, 30], [210, 20, 30],
-                                                [250, 20, 30]]
+        assert views[0, 1, 0, :4].tolist() == [
+            [255, 20, 30],
+            [250, 20, 30],
+            [210, 20, 30],
+            [250, 20, 30],
+        ]
         assert np.array_equal(views[0, 2], toy.flat((250, 20, 30)))
     # Pixel-domain deletion of B's DC leaves the bare wave 40, 0, -40, 0: negative pixels show as 0.
     views = Explainer(model, 4, threads=1).masked_views(toy.waved((50, 100, 150), 40)[None])
@@ -339,8 +369,9 @@ def test_toy_bad_mode_and_failed_pairs(toy_model, toy_pair, tmp_path):
     pairs = [(a, b), (tmp_path / "missing.png", b), Pair(b, a, same=True)]
     explainer = Explainer(toy_model, 4, threads=1)
     for overlap in (True, False):
-        results = list(explainer.explain_pairs(pairs, skip_errors=True, overlap=overlap,
-                                               indices=[7, 8, 9]))
+        results = list(
+            explainer.explain_pairs(pairs, skip_errors=True, overlap=overlap, indices=[7, 8, 9])
+        )
         assert [type(r).__name__ for r in results] == ["Explanation", "PairFailure", "Explanation"]
         assert results[1].index == 8 and "missing.png" in results[1].error
         assert (results[0].a.source, results[0].b.source) == (str(a), str(b))

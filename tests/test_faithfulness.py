@@ -23,8 +23,13 @@ from freqxfr.faithfulness import (
 from freqxfr.pairs import read_pairs, spread
 from freqxfr.verifier import load_model
 
-AREA_KEYS = ("deletion_auc", "random_deletion_auc", "insertion_auc", "random_insertion_auc",
-             "beats_random")
+AREA_KEYS = (
+    "deletion_auc",
+    "random_deletion_auc",
+    "insertion_auc",
+    "random_insertion_auc",
+    "beats_random",
+)
 
 
 @pytest.fixture(scope="module")
@@ -73,8 +78,9 @@ def test_genuine_images_pass_the_decision_aware_criterion(model_name, lfw):
 def test_faithfulness_json_names_every_image_and_has_the_class_shape(mixed):
     pairs, result = mixed
     assert result["n_images"] == 2 * len(pairs) == len(result["per_image"])
-    for record, (index, side) in zip(result["per_image"],
-                                     [(i, s) for i in range(len(pairs)) for s in "ab"], strict=True):
+    for record, (index, side) in zip(
+        result["per_image"], [(i, s) for i in range(len(pairs)) for s in "ab"], strict=True
+    ):
         pair = pairs[index]
         assert (record["pair"], record["side"]) == (index, side)
         assert record["path"] == str(pair.path_a if side == "a" else pair.path_b)
@@ -83,16 +89,17 @@ def test_faithfulness_json_names_every_image_and_has_the_class_shape(mixed):
     assert set(result["by_class"]) == set(CLASSES)
     for cls in CLASSES:
         entry = result["by_class"][cls]
-        assert entry["n_images"] == sum(
-            cls in _classes_of(r) for r in result["per_image"])
+        assert entry["n_images"] == sum(cls in _classes_of(r) for r in result["per_image"])
         for variant in VARIANTS:
             assert set(AREA_KEYS) <= set(entry[variant])
     assert not any("reverse" in key for key in _keys(result))
 
 
 def _classes_of(record) -> set[str]:
-    return {"genuine" if record["same"] else "impostor",
-            "match" if record["decision"] else "non_match"}
+    return {
+        "genuine" if record["same"] else "impostor",
+        "match" if record["decision"] else "non_match",
+    }
 
 
 def test_impostor_rates_follow_their_definition(mixed):
@@ -106,17 +113,22 @@ def test_impostor_rates_follow_their_definition(mixed):
     for r in impostors:
         a = r["areas"]["decision_aware"]
         below = a["deletion_auc"] < a["random_deletion_auc"]
-        wins.append(below if r["decision"] else not below and a["deletion_auc"] != a["random_deletion_auc"])
+        wins.append(
+            below if r["decision"] else not below and a["deletion_auc"] != a["random_deletion_auc"]
+        )
         assert r["decision_aware"] == ("support" if r["decision"] else "against")
         assert r["areas"]["against"]["beats_random"] == (
-            r["areas"]["against"]["deletion_auc"] > r["areas"]["against"]["random_deletion_auc"])
+            r["areas"]["against"]["deletion_auc"] > r["areas"]["against"]["random_deletion_auc"]
+        )
         assert r["areas"]["absolute"]["beats_random"] == (
-            r["areas"]["absolute"]["deletion_auc"] < r["areas"]["absolute"]["random_deletion_auc"])
+            r["areas"]["absolute"]["deletion_auc"] < r["areas"]["absolute"]["random_deletion_auc"]
+        )
     entry = result["by_class"]["impostor"]["decision_aware"]
     assert entry["beats_random"] == pytest.approx(np.mean(wins))
     assert entry["wins"] == sum(wins)
     assert entry["deletion_auc"] == pytest.approx(
-        np.mean([r["areas"]["decision_aware"]["deletion_auc"] for r in impostors]))
+        np.mean([r["areas"]["decision_aware"]["deletion_auc"] for r in impostors])
+    )
     assert entry["p_value"] == pytest.approx(sign_test_p(sum(wins), 6))
 
 
@@ -133,8 +145,9 @@ def test_the_against_curves_are_the_reversed_order_masked_for_real(sface, lfw):
     sface.mask(faces[:1], batch[0:1], "cumulative_delete", against.order)
     sface.mask(faces[:1], batch[1:2], "cumulative_keep", against.order)
     ref_b = model.embed(faces[1:])
-    scores = model.score(model.embed_normalised(batch.reshape(-1, *model.card.input_shape)),
-                         ref_b).reshape(2, k)
+    scores = model.score(
+        model.embed_normalised(batch.reshape(-1, *model.card.input_shape)), ref_b
+    ).reshape(2, k)
     assert against.deletion[0] == result.score_ref
     assert np.allclose(against.deletion[1:], scores[0], atol=1e-4)
     assert np.allclose(against.insertion[1:], scores[1], atol=1e-4)
@@ -154,11 +167,22 @@ def test_a_single_impostor_pair_is_judged_as_a_non_match(sface, lfw):
     for side in "ab":
         assert result[side]["decision_aware"] == "against"
         assert not any("reverse" in key for key in result[side])
-    by_class = summarise_faithfulness([
-        {"pair": 0, "side": s, "same": False, "decision": False,
-         "areas": {v: {k: 0.0 for k in AREA_KEYS} | {"beats_random": True,
-                                                        "insertion_beats_random": True}
-                   for v in VARIANTS}} for s in "ab"])
+    by_class = summarise_faithfulness(
+        [
+            {
+                "pair": 0,
+                "side": s,
+                "same": False,
+                "decision": False,
+                "areas": {
+                    v: {k: 0.0 for k in AREA_KEYS}
+                    | {"beats_random": True, "insertion_beats_random": True}
+                    for v in VARIANTS
+                },
+            }
+            for s in "ab"
+        ]
+    )
     assert by_class["non_match"]["n_images"] == 2 and by_class["match"]["n_images"] == 0
     assert by_class["match"]["decision_aware"] is None
     assert by_class["impostor"]["decision_aware"]["beats_random"] == 1.0
@@ -202,24 +226,55 @@ def test_faithfulness_and_dataset_commands(data_dir, lfw, tmp_path):
     import sys
 
     def freqxfr(*args):
-        return subprocess.run([sys.executable, "-m", "freqxfr", *map(str, args)],
-                              capture_output=True, text=True, timeout=900)
+        return subprocess.run(
+            [sys.executable, "-m", "freqxfr", *map(str, args)],
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )
 
     impostor = next(p for p in lfw if not p.same)
-    single = freqxfr("faithfulness", impostor.path_a, impostor.path_b, "--model", "sface",
-                     "--bands", "8", "--seeds", "2", "--out", tmp_path / "one")
+    single = freqxfr(
+        "faithfulness",
+        impostor.path_a,
+        impostor.path_b,
+        "--model",
+        "sface",
+        "--bands",
+        "8",
+        "--seeds",
+        "2",
+        "--out",
+        tmp_path / "one",
+    )
     assert single.returncode == 0, single.stderr
     assert "non_match" in single.stdout and "beats random for 0.0%" not in single.stdout
     result = json.loads((tmp_path / "one" / "faithfulness.json").read_text())
     assert [(r["pair"], r["side"], r["decision"]) for r in result["per_image"]] == [
-        (0, "a", False), (0, "b", False)]
+        (0, "a", False),
+        (0, "b", False),
+    ]
     assert result["by_class"]["non_match"]["n_images"] == 2
 
     pairs = tmp_path / "pairs.csv"
     lines = (data_dir / "lfw_aligned112" / "pairs_generated.csv").read_text().splitlines()
     pairs.write_text("\n".join([lines[0], lines[1], lines[-1]]) + "\n")
-    run = freqxfr("dataset", pairs, "--root", data_dir, "--out", tmp_path / "run", "--model",
-                  "sface", "--bands", "8", "--faithfulness", "--seeds", "2", "--no-progress")
+    run = freqxfr(
+        "dataset",
+        pairs,
+        "--root",
+        data_dir,
+        "--out",
+        tmp_path / "run",
+        "--model",
+        "sface",
+        "--bands",
+        "8",
+        "--faithfulness",
+        "--seeds",
+        "2",
+        "--no-progress",
+    )
     assert run.returncode == 0, run.stderr
     assert "genuine" in run.stdout and "impostor" in run.stdout
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())

@@ -28,8 +28,9 @@ B_AGAINST_A = {  # (band 0 deleted, band 1 deleted) -> score
 def curves(tmp_path_factory):
     explainer = Explainer(toy.load(tmp_path_factory.mktemp("toy")), 4, threads=1)
     # Seeds 2 and 3: their random orders (3 2 0 1, 3 2 1 0) differ from the influence order.
-    return explainer.faithfulness(toy.flat((50, 100, 150)), toy.waved((50, 100, 150), 40),
-                                  seeds=[2, 3])
+    return explainer.faithfulness(
+        toy.flat((50, 100, 150)), toy.waved((50, 100, 150), 40), seeds=[2, 3]
+    )
 
 
 def test_trapezoid_area_includes_both_endpoints():
@@ -49,11 +50,13 @@ def test_deletion_starts_at_s_ref_and_deletes_the_most_influential_band_first(cu
     a = curves.a
     assert curves.score_ref == pytest.approx(-10.0, abs=1e-4)
     assert a.order[0] == 0
-    np.testing.assert_allclose(a.deletion, [-10, WAVE_ONLY, WAVE_ONLY, WAVE_ONLY, WAVE_ONLY],
-                               atol=1e-4)
+    np.testing.assert_allclose(
+        a.deletion, [-10, WAVE_ONLY, WAVE_ONLY, WAVE_ONLY, WAVE_ONLY], atol=1e-4
+    )
     np.testing.assert_allclose(a.insertion, [WAVE_ONLY, -10, -10, -10, -10], atol=1e-4)
     assert curve_area(a.deletion) == pytest.approx(
-        0.25 * ((-10 + WAVE_ONLY) / 2 + 3 * WAVE_ONLY), abs=1e-4)
+        0.25 * ((-10 + WAVE_ONLY) / 2 + 3 * WAVE_ONLY), abs=1e-4
+    )
 
 
 def test_curves_follow_their_own_order_step_by_step(curves):
@@ -69,7 +72,8 @@ def test_curves_follow_their_own_order_step_by_step(curves):
     np.testing.assert_allclose(b.insertion, insertion, atol=1e-4)
     assert b.deletion[0] == pytest.approx(curves.score_ref)
     assert b.insertion[0] == pytest.approx(BLACK, abs=1e-4) and b.insertion[-1] == pytest.approx(
-        curves.score_ref, abs=1e-4)
+        curves.score_ref, abs=1e-4
+    )
     for seeded in (b.random_deletion, b.random_insertion):
         assert seeded.shape == (2, 5)
     assert b.random_deletion[:, 0] == pytest.approx(curves.score_ref)
@@ -89,7 +93,8 @@ def test_prepared_crops_are_not_aligned_again_and_five_seeds_by_default(tmp_path
     with ``aligned=True`` (re-aligning a crop would move the face). Default: 5 random orders."""
     spy = AlignmentSpy(toy.load(tmp_path), 4, threads=1)
     spy.seen = []
-    curves = pair_faithfulness(explainer=spy, a=toy.flat((50, 100, 150)),
-                               b=toy.waved((50, 100, 150), 40))
+    curves = pair_faithfulness(
+        explainer=spy, a=toy.flat((50, 100, 150)), b=toy.waved((50, 100, 150), 40)
+    )
     assert spy.seen == [None, None, True, True]
     assert curves.seeds == (0, 1, 2, 3, 4) and curves.a.random_deletion.shape == (5, 5)

@@ -29,8 +29,15 @@ def test_libfftw3f_is_found_in_either_libs_folder(tmp_path: Path, libs_folder: s
     env["PYTHONPATH"] = os.pathsep.join([str(site), *sys.path])  # this pyfftw comes first
     # A fresh interpreter: the real pyfftw may already be imported here.
     found = subprocess.run(
-        [sys.executable, "-c", "import freqxfr.fftw as f; print(f.find_library()); "
-                               "print(f.compiled_core().fftw_library_path())"],
-        env=env, capture_output=True, text=True, check=True,
+        [
+            sys.executable,
+            "-c",
+            "import freqxfr.fftw as f; print(f.find_library()); "
+            "print(f.compiled_core().fftw_library_path())",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout.split()
     assert found == [str(lib), str(lib)]

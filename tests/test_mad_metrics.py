@@ -77,8 +77,9 @@ def _crossing(fpr: np.ndarray, fnr: np.ndarray) -> float:
     """Where the polyline through (fnr, fpr), ordered by fnr, meets fnr = fpr (independent code)."""
     order = np.lexsort((-fpr, fnr))
     x, y = fnr[order], fpr[order]
-    for (x0, y0), (x1, y1) in zip(zip(x, y, strict=True), zip(x[1:], y[1:], strict=True),
-                                  strict=False):
+    for (x0, y0), (x1, y1) in zip(
+        zip(x, y, strict=True), zip(x[1:], y[1:], strict=True), strict=False
+    ):
         if (x0 - y0) <= 0 <= (x1 - y1) and (x1 - y1) != (x0 - y0):
             s = (y0 - x0) / ((x1 - x0) - (y1 - y0))
             return float(x0 + s * (x1 - x0))
@@ -232,7 +233,9 @@ def test_det_curve_is_immutable():
 def test_intervals_of_a_perfect_detector_are_points():
     """Every stratified resample of a perfect detector has AUC 1 and D-EER 0, so the two intervals
     are [1, 1] and [0, 0]. Guards against reporting one statistic's interval for the other."""
-    result = evaluate_detector(scores=[5.0, 6.0, 7.0, 1.0, 2.0], is_attack=[1, 1, 1, 0, 0], n_boot=100)
+    result = evaluate_detector(
+        scores=[5.0, 6.0, 7.0, 1.0, 2.0], is_attack=[1, 1, 1, 0, 0], n_boot=100
+    )
     assert (result["auc"], result["d_eer"]) == (1.0, 0.0)
     assert result["auc_ci"] == [1.0, 1.0] and result["d_eer_ci"] == [0.0, 0.0]
 
@@ -270,8 +273,13 @@ def test_cosine_distance_row_by_row_and_of_a_zero_vector():
 def test_leave_identity_out_checks_its_inputs_and_numbers_comparisons_from_one():
     feats = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0], [0.5, 0.5]])
     people = [("A",), ("B",), ("C",), ("A", "B")]
-    scores, _ = leave_identity_out_scores(features=feats, is_bona_fide=[1, 1, 1, 0],
-                                          identities=people, distance="cosine", min_reference=1)
+    scores, _ = leave_identity_out_scores(
+        features=feats,
+        is_bona_fide=[1, 1, 1, 0],
+        identities=people,
+        distance="cosine",
+        min_reference=1,
+    )
     assert scores.shape == (4,)
     with pytest.raises(InputError, match="same comparisons"):
         leave_identity_out_scores(feats[:3], [1, 1, 1, 0], people)

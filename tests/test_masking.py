@@ -51,13 +51,18 @@ def test_cpp_matches_numpy_reference(lfw_images, size, channels, mode):
         assert_close(actual, expected)
 
 
-@pytest.mark.parametrize("schedule", [BandSchedule.polar(4, 4), BandSchedule.log_rings(8),
-                                      BandSchedule.rings(8, extent="nyquist")], ids=lambda s: s.kind)
+@pytest.mark.parametrize(
+    "schedule",
+    [BandSchedule.polar(4, 4), BandSchedule.log_rings(8), BandSchedule.rings(8, extent="nyquist")],
+    ids=lambda s: s.kind,
+)
 def test_cpp_matches_numpy_for_other_schedules(lfw_images, schedule):
     x = lfw_images[:3]
     options = {"mean": DLIB_NORM["mean"], "std": (50.0, 60.0, 70.0), "channel_order": "BGR"}
-    assert_close(mask_bands(x, schedule, "delete", "cpp", **options),
-                 mask_bands(x, schedule, "delete", "numpy", **options))
+    assert_close(
+        mask_bands(x, schedule, "delete", "cpp", **options),
+        mask_bands(x, schedule, "delete", "numpy", **options),
+    )
 
 
 @pytest.mark.parametrize("backend", ["scipy", "pyfftw"])
@@ -65,13 +70,16 @@ def test_python_peers_match_numpy_reference(lfw_images, backend):
     x = lfw_images[:2]
     schedule = BandSchedule.rings(16)
     for mode in ("delete", "cumulative_keep"):
-        assert_close(mask_bands(x, schedule, mode, backend, **DLIB_NORM),
-                     mask_bands(x, schedule, mode, "numpy", **DLIB_NORM))
+        assert_close(
+            mask_bands(x, schedule, mode, backend, **DLIB_NORM),
+            mask_bands(x, schedule, mode, "numpy", **DLIB_NORM),
+        )
 
 
 @pytest.mark.parametrize("backend", ["cpp", "numpy"])
-@pytest.mark.parametrize("schedule", [BandSchedule.rings(16), BandSchedule.polar(4, 4)],
-                         ids=lambda s: s.kind)
+@pytest.mark.parametrize(
+    "schedule", [BandSchedule.rings(16), BandSchedule.polar(4, 4)], ids=lambda s: s.kind
+)
 def test_keep_images_of_a_partition_sum_to_the_input(lfw_images, backend, schedule):
     x = lfw_images[:2]
     keep = mask_bands(x, schedule, "keep", backend)
@@ -79,8 +87,9 @@ def test_keep_images_of_a_partition_sum_to_the_input(lfw_images, backend, schedu
     expected = np.moveaxis(x, -1, 1).astype(np.float64)
     np.testing.assert_allclose(total, expected, atol=2e-3)
     # And keeping every band cumulatively is the input itself.
-    np.testing.assert_allclose(mask_bands(x, schedule, "cumulative_keep", backend)[:, -1], expected,
-                               atol=2e-3)
+    np.testing.assert_allclose(
+        mask_bands(x, schedule, "cumulative_keep", backend)[:, -1], expected, atol=2e-3
+    )
 
 
 def test_delete_is_input_minus_keep(lfw_images):
@@ -123,7 +132,9 @@ def test_deleting_dc_leaves_black_in_pixel_domain_and_grey_in_normalised(lfw_ima
     normalised = mask_bands(x, schedule, "delete", mean=mean, std=std, domain="normalised")[:, 0]
     # Band 0 holds DC: the pixel-domain result has zero mean pixel value, i.e. -mean/std after
     # normalising; the normalised-domain result keeps the model's mean, i.e. 0 after normalising.
-    np.testing.assert_allclose(pixel.mean(axis=(2, 3)), np.tile(-np.array(mean) / std, (2, 1)), atol=1e-3)
+    np.testing.assert_allclose(
+        pixel.mean(axis=(2, 3)), np.tile(-np.array(mean) / std, (2, 1)), atol=1e-3
+    )
     np.testing.assert_allclose(normalised.mean(axis=(2, 3)), 0.0, atol=1e-3)
 
 
@@ -133,7 +144,8 @@ def test_results_do_not_depend_on_the_thread_count(lfw_images):
         reference = mask_bands(lfw_images, schedule, mode, threads=1, **DLIB_NORM)
         for threads in (2, 3, 8):
             np.testing.assert_array_equal(
-                mask_bands(lfw_images, schedule, mode, threads=threads, **DLIB_NORM), reference)
+                mask_bands(lfw_images, schedule, mode, threads=threads, **DLIB_NORM), reference
+            )
 
 
 def test_core_is_safe_from_several_python_threads(lfw_images):
@@ -162,8 +174,9 @@ def test_out_buffer_can_be_a_slice_of_a_model_batch(lfw_images):
     result = mask_bands(x, schedule, "delete", out=view, **DLIB_NORM)
     assert result is view
     assert (batch[:2] == 0).all()
-    np.testing.assert_array_equal(batch[2:].reshape(2, 4, 3, 112, 112),
-                                  mask_bands(x, schedule, "delete", **DLIB_NORM))
+    np.testing.assert_array_equal(
+        batch[2:].reshape(2, 4, 3, 112, 112), mask_bands(x, schedule, "delete", **DLIB_NORM)
+    )
 
 
 def test_nhwc_layout_is_a_transpose_of_nchw(lfw_images):
@@ -179,8 +192,9 @@ def test_non_contiguous_input_is_copied(lfw_images):
     flipped = x[:, :, ::-1]
     assert not flipped.flags.c_contiguous
     schedule = BandSchedule.rings(4)
-    np.testing.assert_array_equal(mask_bands(flipped, schedule),
-                                  mask_bands(np.ascontiguousarray(flipped), schedule))
+    np.testing.assert_array_equal(
+        mask_bands(flipped, schedule), mask_bands(np.ascontiguousarray(flipped), schedule)
+    )
 
 
 @pytest.mark.parametrize(
@@ -189,7 +203,13 @@ def test_non_contiguous_input_is_copied(lfw_images):
         (lambda x: x[0], {}, "4-D"),
         (lambda x: x.astype(np.float64), {}, "uint8 or float32"),
         (lambda x: x[:0], {}, "empty"),
-        (lambda x: np.where(np.arange(112)[None, :, None, None] == 5, np.nan, x).astype(np.float32), {}, "NaN"),
+        (
+            lambda x: np.where(np.arange(112)[None, :, None, None] == 5, np.nan, x).astype(
+                np.float32
+            ),
+            {},
+            "NaN",
+        ),
         (lambda x: np.full((1, 8, 8, 3), np.inf, np.float32), {}, "NaN or Inf"),
         (lambda x: np.concatenate([x, x[..., :1]], axis=-1), {}, "channels"),
         (lambda x: x.tolist(), {}, "numpy array"),
@@ -241,10 +261,17 @@ def test_core_rejects_inconsistent_requests_without_crashing(lfw_images):
     with pytest.raises(ValueError, match="out must be"):  # K·R = 4 images, not 2
         core.mask_bands(x, good, out, options(), weights)
     with pytest.raises(ValueError, match=r"regions must have shape \(R, H, W\)"):
-        core.mask_bands(x, good, np.empty((1, 4, 3, 112, 112), np.float32), options(), weights[:, :5])
+        core.mask_bands(
+            x, good, np.empty((1, 4, 3, 112, 112), np.float32), options(), weights[:, :5]
+        )
     with pytest.raises(ValueError, match=r"every band \(or cell\) once"):  # over K, not K·R cells
-        core.mask_bands(x, good, np.empty((1, 4, 3, 112, 112), np.float32),
-                        options(mode="cumulative_delete", order=[0, 1]), weights)
+        core.mask_bands(
+            x,
+            good,
+            np.empty((1, 4, 3, 112, 112), np.float32),
+            options(mode="cumulative_delete", order=[0, 1]),
+            weights,
+        )
 
 
 _FFTW_SCRIPT = """
@@ -264,9 +291,13 @@ print(json.dumps({"library": core.fftw_library_path(), "wisdom": str(fftw._wisdo
 
 def _fftw_run(tmp_path, **env):
     """The core in a fresh process (FFTW is loaded once per process) with its own cache."""
-    result = subprocess.run([sys.executable, "-c", _FFTW_SCRIPT], capture_output=True, text=True,
-                            env={**os.environ, "FREQXFR_CACHE_DIR": str(tmp_path / "cache"),
-                                 **env}, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-c", _FFTW_SCRIPT],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "FREQXFR_CACHE_DIR": str(tmp_path / "cache"), **env},
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout)
 

@@ -17,8 +17,13 @@ from hypothesis import strategies as st
 
 from freqxfr import BandSchedule, InputError, mask_bands
 
-BUDGET = settings(max_examples=400, derandomize=True, deadline=None, database=None,
-                  suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+BUDGET = settings(
+    max_examples=400,
+    derandomize=True,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 
 
 def rarely(draw: st.DrawFn) -> bool:
@@ -61,8 +66,7 @@ def image_batches(draw: st.DrawFn) -> np.ndarray:
         special = draw(st.sampled_from([np.nan, np.inf, -np.inf, 3e38])) if rarely(draw) else None
         if special is not None:
             x[tuple(draw(st.integers(0, d - 1)) for d in x.shape)] = special
-    layout = draw(st.sampled_from(["contiguous", "strided", "reversed", "transposed",
-                                   "unaligned"]))
+    layout = draw(st.sampled_from(["contiguous", "strided", "reversed", "transposed", "unaligned"]))
     if layout == "strided":  # every other pixel of a bigger array
         big = np.zeros((n, 2 * h, 2 * w, c), x.dtype)
         big[:, ::2, ::2] = x
@@ -93,17 +97,24 @@ def options(draw: st.DrawFn, c: int) -> dict[str, Any]:
         "planner": draw(st.sampled_from(["estimate", "estimate", "measure"])),
     }
     values = st.floats(-1e3, 1e3, allow_nan=False)
-    opts["mean"] = (draw(st.sampled_from([np.nan, 1e19, [1.0] * (c + 1)])) if rarely(draw) else
-                    draw(st.one_of(values, st.lists(values, min_size=c, max_size=c))))
+    opts["mean"] = (
+        draw(st.sampled_from([np.nan, 1e19, [1.0] * (c + 1)]))
+        if rarely(draw)
+        else draw(st.one_of(values, st.lists(values, min_size=c, max_size=c)))
+    )
     stds = st.one_of(st.floats(0.5, 300.0), st.sampled_from([-2.0, 1e-6, 1e6]))
-    opts["std"] = (draw(st.sampled_from([1e-50, 0.0, 1e-7, 1e19])) if rarely(draw) else
-                   draw(st.one_of(stds, st.lists(stds, min_size=c, max_size=c))))
+    opts["std"] = (
+        draw(st.sampled_from([1e-50, 0.0, 1e-7, 1e19]))
+        if rarely(draw)
+        else draw(st.one_of(stds, st.lists(stds, min_size=c, max_size=c)))
+    )
     opts["order_seed"] = draw(st.integers(0, 2**32 - 1))  # the same order for both backends
     return opts
 
 
-def call(x: np.ndarray, schedule: BandSchedule, backend: str, opts: dict[str, Any],
-         out: str) -> np.ndarray | InputError:
+def call(
+    x: np.ndarray, schedule: BandSchedule, backend: str, opts: dict[str, Any], out: str
+) -> np.ndarray | InputError:
     """Run one backend; an InputError is returned as the result, any other error propagates."""
     opts = dict(opts)
     seed = opts.pop("order_seed")
@@ -138,8 +149,12 @@ def call(x: np.ndarray, schedule: BandSchedule, backend: str, opts: dict[str, An
 
 
 @BUDGET
-@given(x=image_batches(), schedule=schedules(), data=st.data(),
-       out=st.sampled_from(["none"] * 4 + ["slice"] * 4 + ["unaligned", "wrong-shape"]))
+@given(
+    x=image_batches(),
+    schedule=schedules(),
+    data=st.data(),
+    out=st.sampled_from(["none"] * 4 + ["slice"] * 4 + ["unaligned", "wrong-shape"]),
+)
 def test_cpp_matches_numpy_or_both_raise_input_error(x, schedule, data, out):
     """Guards against any input on which the core crashes, raises something other than
     InputError, or differs from the reference (misread strides or offsets, a bad out= buffer,
@@ -157,19 +172,26 @@ def test_cpp_matches_numpy_or_both_raise_input_error(x, schedule, data, out):
     assert np.isfinite(actual).all() and np.isfinite(expected).all()
     # float32 rounding is relative to the terms' size, (|x| + |mean|) / |std|, which can far
     # exceed the result (deleting the only band of an image leaves ~0).
-    terms = (np.abs(x.astype(np.float64)).max() + np.abs(opts["mean"]).max()) / np.abs(opts["std"]).min()
+    terms = (np.abs(x.astype(np.float64)).max() + np.abs(opts["mean"]).max()) / np.abs(
+        opts["std"]
+    ).min()
     scale = max(float(np.abs(expected).max()), float(terms), 1e-3)
     np.testing.assert_allclose(actual, expected, rtol=0, atol=1e-4 * scale)
 
 
 @settings(max_examples=40, derandomize=True, deadline=None, database=None)
-@given(x=image_batches(), schedule=schedules(), threads=st.integers(2, 9),
-       mode=st.sampled_from(["delete", "keep", "cumulative_delete", "cumulative_keep"]))
+@given(
+    x=image_batches(),
+    schedule=schedules(),
+    threads=st.integers(2, 9),
+    mode=st.sampled_from(["delete", "keep", "cumulative_delete", "cumulative_keep"]),
+)
 def test_thread_count_never_changes_a_bit(x, schedule, threads, mode):
     """The core's result is bit-identical whatever its thread count."""
     try:
         one = mask_bands(x, schedule, mode, threads=1, planner="estimate")
     except InputError:
         return
-    np.testing.assert_array_equal(mask_bands(x, schedule, mode, threads=threads,
-                                             planner="estimate"), one)
+    np.testing.assert_array_equal(
+        mask_bands(x, schedule, mode, threads=threads, planner="estimate"), one
+    )

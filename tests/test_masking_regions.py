@@ -28,11 +28,13 @@ def smooth_partition(h: int, w: int, r: int, seed: int = 0) -> np.ndarray:
     """R smooth, positive weight planes that sum to 1 at every pixel (softmax of blurred noise)."""
     rng = np.random.default_rng(seed)
     yy, xx = np.mgrid[0:h, 0:w] / max(h, w)
-    logits = np.stack([
-        np.sin(2 * np.pi * (rng.uniform(0.5, 2) * yy + rng.uniform())) * 3
-        + np.cos(2 * np.pi * (rng.uniform(0.5, 2) * xx + rng.uniform())) * 3
-        for _ in range(r)
-    ])
+    logits = np.stack(
+        [
+            np.sin(2 * np.pi * (rng.uniform(0.5, 2) * yy + rng.uniform())) * 3
+            + np.cos(2 * np.pi * (rng.uniform(0.5, 2) * xx + rng.uniform())) * 3
+            for _ in range(r)
+        ]
+    )
     e = np.exp(logits - logits.max(axis=0))
     return (e / e.sum(axis=0)).astype(np.float32)
 
@@ -57,8 +59,12 @@ def test_cpp_matches_numpy_for_region_cells(lfw_images, size, channels, mode):
     order = cell_order(4, 3) if mode.startswith("cumulative") else None
     norm = {"mean": NORM["mean"][:channels], "std": NORM["std"]}
     for options in ({"domain": "pixel"}, {"domain": "normalised", "clip": True}):
-        expected = mask_bands(x, schedule, mode, "numpy", order=order, regions=regions, **norm, **options)
-        actual = mask_bands(x, schedule, mode, "cpp", order=order, regions=regions, **norm, **options)
+        expected = mask_bands(
+            x, schedule, mode, "numpy", order=order, regions=regions, **norm, **options
+        )
+        actual = mask_bands(
+            x, schedule, mode, "cpp", order=order, regions=regions, **norm, **options
+        )
         assert actual.shape == (2, 12, channels, *size)
         assert_close(actual, expected)
 
@@ -68,9 +74,15 @@ def test_other_layouts_and_backends_match_numpy(lfw_images, backend):
     x = lfw_images[:2]
     regions = smooth_partition(112, 112, 4, seed=3)
     for mode in ("delete", "cumulative_keep"):
-        options = {"mean": NORM["mean"], "std": (50.0, 60.0, 70.0), "channel_order": "BGR",
-                   "layout": "NHWC", "domain": "normalised", "regions": regions,
-                   "order": cell_order(3, 4) if mode.startswith("cumulative") else None}
+        options = {
+            "mean": NORM["mean"],
+            "std": (50.0, 60.0, 70.0),
+            "channel_order": "BGR",
+            "layout": "NHWC",
+            "domain": "normalised",
+            "regions": regions,
+            "order": cell_order(3, 4) if mode.startswith("cumulative") else None,
+        }
         expected = mask_bands(x, BandSchedule.polar(3, 1), mode, "numpy", **options)
         actual = mask_bands(x, BandSchedule.polar(3, 1), mode, backend, **options)
         assert actual.shape == (2, 12, 112, 112, 3)
@@ -104,8 +116,12 @@ def test_cells_of_a_band_add_up_to_its_deletion(lfw_images, domain):
     schedule, regions = BandSchedule.rings(8), smooth_partition(112, 112, 6, seed=5)
     options = {"domain": domain, "mean": NORM["mean"], "std": 1.0}
     band = mask_bands(x, schedule, "delete", **options)  # (N, K, C, H, W): x - b_k, normalised
-    cells = mask_bands(x, schedule, "delete", regions=regions, **options).reshape(2, 8, 6, 3, 112, 112)
-    reference = mask_bands(x, BandSchedule.rings(1), "keep", **options)[:, :1]  # x itself, normalised
+    cells = mask_bands(x, schedule, "delete", regions=regions, **options).reshape(
+        2, 8, 6, 3, 112, 112
+    )
+    reference = mask_bands(x, BandSchedule.rings(1), "keep", **options)[
+        :, :1
+    ]  # x itself, normalised
     summed = (cells - reference[:, :, None]).sum(axis=2)
     np.testing.assert_allclose(summed, band - reference, rtol=0, atol=2e-3)
     assert float(np.abs(band - reference).max()) > 50  # the band perturbation is far from 0
@@ -117,13 +133,16 @@ def test_keep_cells_add_up_to_the_image_and_cumulative_ends_empty(lfw_images):
     x = lfw_images[:2]
     schedule, regions = BandSchedule.rings(5), smooth_partition(112, 112, 4, seed=7)
     keep = mask_bands(x, schedule, "keep", regions=regions)
-    np.testing.assert_allclose(keep.sum(axis=1), np.moveaxis(x, -1, 1).astype(np.float32), atol=2e-3)
+    np.testing.assert_allclose(
+        keep.sum(axis=1), np.moveaxis(x, -1, 1).astype(np.float32), atol=2e-3
+    )
     order = cell_order(5, 4, seed=2)
     deleted = mask_bands(x, schedule, "cumulative_delete", order=order, regions=regions)
     kept = mask_bands(x, schedule, "cumulative_keep", order=order, regions=regions)
     assert np.abs(deleted[:, -1]).max() < 2e-3
-    np.testing.assert_allclose(deleted + kept, np.broadcast_to(np.moveaxis(x, -1, 1)[:, None], kept.shape),
-                               atol=2e-3)
+    np.testing.assert_allclose(
+        deleted + kept, np.broadcast_to(np.moveaxis(x, -1, 1)[:, None], kept.shape), atol=2e-3
+    )
     # Step j of the cumulative keep is the sum of the first j+1 keep cells of the order.
     np.testing.assert_allclose(kept[:, 6], keep[:, order[:7]].sum(axis=1), atol=2e-3)
 
@@ -149,28 +168,37 @@ def test_results_with_regions_do_not_depend_on_threads(lfw_images):
         one = mask_bands(x, BandSchedule.rings(4), mode, regions=regions, order=order, threads=1)
         for threads in (2, 3, 8):
             np.testing.assert_array_equal(
-                mask_bands(x, BandSchedule.rings(4), mode, regions=regions, order=order,
-                           threads=threads), one)
+                mask_bands(
+                    x, BandSchedule.rings(4), mode, regions=regions, order=order, threads=threads
+                ),
+                one,
+            )
 
 
 def test_region_masking_is_safe_from_several_python_threads(lfw_images):
     """Concurrent calls with regions of different counts and sizes (under TSan in CI)."""
     x = lfw_images[:2]
-    jobs = [(x, smooth_partition(112, 112, r, seed=r), mode)
-            for r in (1, 2, 5) for mode in ("keep", "cumulative_keep")]
+    jobs = [
+        (x, smooth_partition(112, 112, r, seed=r), mode)
+        for r in (1, 2, 5)
+        for mode in ("keep", "cumulative_keep")
+    ]
     jobs.append((faces_at(lfw_images, 60, 50, 1), smooth_partition(60, 50, 3), "delete"))
     expected = []
     for images, regions, mode in jobs:
         k = 3 * len(regions)
         order = list(range(k))[::-1] if mode.startswith("cumulative") else None
-        expected.append(mask_bands(images, BandSchedule.rings(3), mode, regions=regions, order=order))
+        expected.append(
+            mask_bands(images, BandSchedule.rings(3), mode, regions=regions, order=order)
+        )
     results: dict[int, np.ndarray] = {}
 
     def run(i: int) -> None:
         images, regions, mode = jobs[i]
         order = list(range(3 * len(regions)))[::-1] if mode.startswith("cumulative") else None
-        results[i] = mask_bands(images, BandSchedule.rings(3), mode, regions=regions, order=order,
-                                threads=2)
+        results[i] = mask_bands(
+            images, BandSchedule.rings(3), mode, regions=regions, order=order, threads=2
+        )
 
     pool = [threading.Thread(target=run, args=(i,)) for i in range(len(jobs))]
     for t in pool:
@@ -187,17 +215,20 @@ def with_value(value: float) -> np.ndarray:
     return w
 
 
-@pytest.mark.parametrize(("regions", "message"), [
-    ([[0.5]], "must be a numpy array"),
-    (np.ones((1, 112, 112), np.int32), "dtype int32"),
-    (np.ones((112, 112), np.float32), r"3-D \(R, H, W\).*weights\[None\]"),
-    (np.ones((2, 112, 100), np.float32), r"must be \(R, 112, 112\)"),
-    (np.ones((0, 112, 112), np.float32), "1..4096 regions"),
-    (with_value(np.nan), r"NaN or Inf \(first at index \(1, 7, 9\)"),
-    (with_value(np.inf), "NaN or Inf"),
-    (with_value(-0.25), r"a negative weight \(first at index \(1, 7, 9\): -0.25\)"),
-    (with_value(1.5), "a weight above 1"),
-])
+@pytest.mark.parametrize(
+    ("regions", "message"),
+    [
+        ([[0.5]], "must be a numpy array"),
+        (np.ones((1, 112, 112), np.int32), "dtype int32"),
+        (np.ones((112, 112), np.float32), r"3-D \(R, H, W\).*weights\[None\]"),
+        (np.ones((2, 112, 100), np.float32), r"must be \(R, 112, 112\)"),
+        (np.ones((0, 112, 112), np.float32), "1..4096 regions"),
+        (with_value(np.nan), r"NaN or Inf \(first at index \(1, 7, 9\)"),
+        (with_value(np.inf), "NaN or Inf"),
+        (with_value(-0.25), r"a negative weight \(first at index \(1, 7, 9\): -0.25\)"),
+        (with_value(1.5), "a weight above 1"),
+    ],
+)
 @pytest.mark.parametrize("backend", ["cpp", "numpy"])
 def test_bad_weights_are_refused_with_the_problem_named(lfw_images, regions, message, backend):
     with pytest.raises(InputError, match=message) as info:
@@ -207,15 +238,21 @@ def test_bad_weights_are_refused_with_the_problem_named(lfw_images, regions, mes
 
 def test_an_order_over_bands_is_refused_when_cells_are_masked(lfw_images):
     with pytest.raises(InputError, match=r"permutation of 0..7 \(the K·R cells"):
-        mask_bands(lfw_images[:1], BandSchedule.rings(4), "cumulative_delete", order=[0, 1, 2, 3],
-                   regions=smooth_partition(112, 112, 2))
+        mask_bands(
+            lfw_images[:1],
+            BandSchedule.rings(4),
+            "cumulative_delete",
+            order=[0, 1, 2, 3],
+            regions=smooth_partition(112, 112, 2),
+        )
 
 
 def test_float64_weights_are_converted_and_give_the_float32_result(lfw_images):
     w32 = smooth_partition(112, 112, 2)
     np.testing.assert_array_equal(
         mask_bands(lfw_images[:1], BandSchedule.rings(3), regions=w32.astype(np.float64)),
-        mask_bands(lfw_images[:1], BandSchedule.rings(3), regions=w32))
+        mask_bands(lfw_images[:1], BandSchedule.rings(3), regions=w32),
+    )
 
 
 def test_core_checks_region_planes_itself():
@@ -226,8 +263,18 @@ def test_core_checks_region_planes_itself():
     x = np.zeros((1, 8, 8, 1), np.float32)
     labels = np.zeros((8, 5), np.int32)
     with pytest.raises(ValueError, match="regions must have shape"):
-        core.mask_bands(x, labels, np.zeros((1, 4, 1, 8, 8), np.float32), options,
-                        np.ones((2, 8, 7), np.float32))
+        core.mask_bands(
+            x,
+            labels,
+            np.zeros((1, 4, 1, 8, 8), np.float32),
+            options,
+            np.ones((2, 8, 7), np.float32),
+        )
     with pytest.raises(ValueError, match="dtype"):
-        core.mask_bands(x, labels, np.zeros((1, 4, 1, 8, 8), np.float32), options,
-                        np.ones((2, 8, 8), np.float64))
+        core.mask_bands(
+            x,
+            labels,
+            np.zeros((1, 4, 1, 8, 8), np.float32),
+            options,
+            np.ones((2, 8, 8), np.float64),
+        )

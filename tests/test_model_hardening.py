@@ -118,9 +118,22 @@ def test_nan_threshold_at_run_time_is_refused_like_in_a_card(sface_model, value,
 def test_cli_verify_refuses_threshold_nan_with_status_2(data_dir, private_cache):
     face = sorted((data_dir / "lfw_aligned112" / "images").rglob("*.jpg"))[0]
     run = subprocess.run(
-        [sys.executable, "-m", "freqxfr", "verify", str(face), str(face), "--model", "sface",
-         "--threshold", "nan"],
-        capture_output=True, text=True, timeout=900, env={**os.environ},
+        [
+            sys.executable,
+            "-m",
+            "freqxfr",
+            "verify",
+            str(face),
+            str(face),
+            "--model",
+            "sface",
+            "--threshold",
+            "nan",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env={**os.environ},
     )
     assert run.returncode == 2, run.stderr
     lines = run.stderr.strip().splitlines()
@@ -219,7 +232,9 @@ def test_cli_with_unusable_cache_prints_one_line_not_a_raw_oserror(tmp_path, dat
     face = sorted((data_dir / "lfw_aligned112" / "images").rglob("*.jpg"))[0]
     run = subprocess.run(
         [sys.executable, "-m", "freqxfr", "verify", str(face), str(face)],
-        capture_output=True, text=True, timeout=900,
+        capture_output=True,
+        text=True,
+        timeout=900,
         env={**os.environ, "FREQXFR_CACHE_DIR": str(regular / "cache")},
     )
     assert run.returncode == 2, run.stderr
@@ -238,8 +253,9 @@ def test_card_with_threshold_from_mapping_uses_the_same_rule():
 # ---- defect 1, as reported: Explainers with different band counts on one model ----------------
 
 
-def test_explainers_with_different_band_counts_in_threads_match_the_reference(sface_model,
-                                                                              data_dir):
+def test_explainers_with_different_band_counts_in_threads_match_the_reference(
+    sface_model, data_dir
+):
     """Guards against the plan-cache race's reported trigger: Explainers with different K on one
     model, each made and used in its own thread, so that one thread's new plans are inserted
     while another masks. Each must equal the same explanation masked by the numpy reference."""
@@ -249,8 +265,10 @@ def test_explainers_with_different_band_counts_in_threads_match_the_reference(sf
 
     faces = sorted((data_dir / "lfw_aligned112" / "images").rglob("*.jpg"))[:2]
     counts = (5, 7, 9, 11)  # band counts no other test in this process plans at 112×112
-    expected = {k: Explainer(sface_model, BandSchedule.log_rings(k, 0.03), backend="numpy")
-                .explain(*faces) for k in counts}
+    expected = {
+        k: Explainer(sface_model, BandSchedule.log_rings(k, 0.03), backend="numpy").explain(*faces)
+        for k in counts
+    }
     results, errors = {}, []
 
     def work(k: int) -> None:
@@ -268,5 +286,6 @@ def test_explainers_with_different_band_counts_in_threads_match_the_reference(sf
     assert not errors, errors
     for k in counts:
         for side in ("a", "b"):
-            np.testing.assert_allclose(getattr(results[k], side).directed,
-                                       getattr(expected[k], side).directed, atol=2e-3)
+            np.testing.assert_allclose(
+                getattr(results[k], side).directed, getattr(expected[k], side).directed, atol=2e-3
+            )

@@ -237,11 +237,18 @@ def test_morph_outcomes_at_the_threshold_by_hand():
     from freqxfr.scenarios.morph_index import MorphComparison
 
     m, pa, pb = Path("m.png"), Path("pa.png"), Path("pb.png")
-    cmps = [MorphComparison("bona_fide", Path("a.png"), pa, ("A",), "A"),
-            MorphComparison("morph", m, pb, ("A", "B"), "B", "full", 2),
-            MorphComparison("morph", m, pa, ("A", "B"), "A", "full", 2)]
+    cmps = [
+        MorphComparison("bona_fide", Path("a.png"), pa, ("A",), "A"),
+        MorphComparison("morph", m, pb, ("A", "B"), "B", "full", 2),
+        MorphComparison("morph", m, pa, ("A", "B"), "A", "full", 2),
+    ]
     (out,) = morph_outcomes(cmps, np.array([0.9, 0.4, 0.5]), 0.5)
-    assert (out["identity_a"], out["identity_b"], out["row"], out["method"]) == ("A", "B", 2, "full")
+    assert (out["identity_a"], out["identity_b"], out["row"], out["method"]) == (
+        "A",
+        "B",
+        2,
+        "full",
+    )
     assert (out["score_a"], out["score_b"]) == (0.5, 0.4)
     assert (out["accepted_a"], out["accepted_b"], out["accepted_both"]) == (True, False, False)
 
@@ -250,8 +257,11 @@ def test_morph_outcomes_at_the_threshold_by_hand():
 # photos and morphs add a red wave of amplitude amp. Embedding (card mean (10, 20, 30), std 2):
 # e = ((r - 10)/2, 40, 60, amp/4), so a comparison's score is -sqrt(Δe0² + e3²).
 PEOPLE = {"p1": (60, 20), "p2": (100, 28), "p3": (140, 44), "p4": (180, 24)}  # r, bona fide amp
-MORPHS = [("m12_full", "p1", "p2", 80, "full"), ("m12_spliced", "p1", "p2", 64, "spliced"),
-          ("m34_full", "p3", "p4", 160, "full")]  # name, subjects, r; amp 40
+MORPHS = [
+    ("m12_full", "p1", "p2", 80, "full"),
+    ("m12_spliced", "p1", "p2", 64, "spliced"),
+    ("m34_full", "p3", "p4", 160, "full"),
+]  # name, subjects, r; amp 40
 
 
 def _toy_scores_and_features(enrolled_r, probe_r, amp):
@@ -277,16 +287,38 @@ def toy_morphs(tmp_path_factory):
     rows = []
     for name, pa, pb, r, method in MORPHS:
         toy.save(toy.waved((r, 100, 150), 40), root / "morphs" / f"{name}.png")
-        rows.append({"path": f"morphs/{name}.png", "identity_a": pa, "identity_b": pb,
-                     "alpha": "0.5", "method": method, "bona_fide_a": f"bona_fide/{pa}.png",
-                     "bona_fide_b": f"bona_fide/{pb}.png", "probe_a": f"probe/{pa}.png",
-                     "probe_b": f"probe/{pb}.png"})
+        rows.append(
+            {
+                "path": f"morphs/{name}.png",
+                "identity_a": pa,
+                "identity_b": pb,
+                "alpha": "0.5",
+                "method": method,
+                "bona_fide_a": f"bona_fide/{pa}.png",
+                "bona_fide_b": f"bona_fide/{pb}.png",
+                "probe_a": f"probe/{pa}.png",
+                "probe_b": f"probe/{pb}.png",
+            }
+        )
     index = _write_index(root / "index.csv", rows)
 
     def run(*extra):
         out = root / ("out" + "".join(extra).replace("-", "_"))
-        args = ["morph", str(index), "--root", str(root), "--out", str(out), "--model", str(card),
-                "--bands", "4", "--boot", "100", *extra]
+        args = [
+            "morph",
+            str(index),
+            "--root",
+            str(root),
+            "--out",
+            str(out),
+            "--model",
+            str(card),
+            "--bands",
+            "4",
+            "--boot",
+            "100",
+            *extra,
+        ]
         assert main(args) == 0
         with (out / "comparisons.csv").open() as handle:
             rows = list(csv.DictReader(handle))
@@ -347,22 +379,30 @@ def test_toy_morph_explains_the_enrolled_image(toy_morphs):
     _, features = _expected(rows)
     records = [json.loads(line) for line in (out / "explanations.jsonl").read_text().splitlines()]
     assert [r["a"]["source"] for r in records] == [row["enrolled"] for row in rows]
-    np.testing.assert_allclose([r["a"]["directed_normalised"] for r in records], features,
-                               atol=1e-5)
+    np.testing.assert_allclose(
+        [r["a"]["directed_normalised"] for r in records], features, atol=1e-5
+    )
     bona_fide = np.array([row["class"] == "bona_fide" for row in rows])
     prof = summary["profiles"]
-    np.testing.assert_allclose(prof["bona_fide"]["directed_normalised_std"],
-                               features[bona_fide].std(axis=0), atol=1e-5)
-    np.testing.assert_allclose(prof["morph"]["directed_normalised_mean"],
-                               features[~bona_fide].mean(axis=0), atol=1e-5)
-    np.testing.assert_allclose(prof["difference"]["directed_normalised_mean"],
-                               features[~bona_fide].mean(axis=0) - features[bona_fide].mean(axis=0),
-                               atol=1e-5)
-    identities = [[row["identity_a"], row["identity_b"]] if row["identity_b"] else
-                  [row["identity_a"]] for row in rows]
+    np.testing.assert_allclose(
+        prof["bona_fide"]["directed_normalised_std"], features[bona_fide].std(axis=0), atol=1e-5
+    )
+    np.testing.assert_allclose(
+        prof["morph"]["directed_normalised_mean"], features[~bona_fide].mean(axis=0), atol=1e-5
+    )
+    np.testing.assert_allclose(
+        prof["difference"]["directed_normalised_mean"],
+        features[~bona_fide].mean(axis=0) - features[bona_fide].mean(axis=0),
+        atol=1e-5,
+    )
+    identities = [
+        [row["identity_a"], row["identity_b"]] if row["identity_b"] else [row["identity_a"]]
+        for row in rows
+    ]
     expected, _ = leave_identity_out_scores(features, bona_fide, identities, "mahalanobis")
-    np.testing.assert_allclose([float(r["morph_score"]) for r in rows], expected, rtol=1e-4,
-                               atol=1e-6)
+    np.testing.assert_allclose(
+        [float(r["morph_score"]) for r in rows], expected, rtol=1e-4, atol=1e-6
+    )
     assert summary["distance"] == "mahalanobis" and np.ptp(expected) > 0.1
 
 
@@ -374,8 +414,10 @@ def test_cli_morph_distance_cosine_reaches_the_morph_score(toy_morphs):
     summary, rows, _ = toy_morphs("--distance", "cosine")
     _, features = _expected(rows)
     bona_fide = np.array([row["class"] == "bona_fide" for row in rows])
-    identities = [[row["identity_a"], row["identity_b"]] if row["identity_b"] else
-                  [row["identity_a"]] for row in rows]
+    identities = [
+        [row["identity_a"], row["identity_b"]] if row["identity_b"] else [row["identity_a"]]
+        for row in rows
+    ]
     cosine, _ = leave_identity_out_scores(features, bona_fide, identities, "cosine")
     mahalanobis, _ = leave_identity_out_scores(features, bona_fide, identities, "mahalanobis")
     got = [float(r["morph_score"]) for r in rows]

@@ -17,8 +17,16 @@ def test_namespace_holds_no_import_leftovers():
 
 def test_result_types_and_documented_entry_points_are_exported():
     """Guards against results users receive (and must isinstance-check) that they cannot name."""
-    for name in ("Comparison", "PairFailure", "Explanation", "Faithfulness", "SideCurves",
-                 "PairOutputs", "read_pairs", "write_pair_outputs"):
+    for name in (
+        "Comparison",
+        "PairFailure",
+        "Explanation",
+        "Faithfulness",
+        "SideCurves",
+        "PairOutputs",
+        "read_pairs",
+        "write_pair_outputs",
+    ):
         assert name in freqxfr.__all__, name
         assert getattr(freqxfr, name) is not None
     assert set(freqxfr.__all__) <= set(dir(freqxfr)) | {"PairOutputs", "write_pair_outputs"}
@@ -32,6 +40,7 @@ def test_import_stays_light():
     """Guards against ``import freqxfr`` (and so ``freqxfr --help``) loading matplotlib because
     the report writer is exported."""
     probe = "import sys, freqxfr; print('matplotlib' in sys.modules)"
-    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
-                          check=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=120
+    )
     assert done.stdout.strip() == "False"

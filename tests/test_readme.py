@@ -54,8 +54,9 @@ def test_quick_start_demo_runs_as_written(tmp_path):
     command = shlex.split(install.split("&&", 1)[1])
     assert command[0] == "freqxfr"
     script = Path(sys.executable).parent / "freqxfr"
-    run = subprocess.run([str(script), *command[1:]], cwd=tmp_path, capture_output=True,
-                         text=True, timeout=900)
+    run = subprocess.run(
+        [str(script), *command[1:]], cwd=tmp_path, capture_output=True, text=True, timeout=900
+    )
     assert run.returncode == 0, run.stderr
     written = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("report.html"))
     assert written == ["freqxfr-demo/genuine/report.html", "freqxfr-demo/impostor/report.html"]

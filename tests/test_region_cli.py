@@ -15,8 +15,9 @@ from freqxfr.verifier import load_model
 
 
 def freqxfr(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "freqxfr", *args], capture_output=True, text=True,
-                          timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "freqxfr", *args], capture_output=True, text=True, timeout=600
+    )
 
 
 @pytest.fixture(scope="module")
@@ -27,8 +28,19 @@ def gul(data_dir):
 
 def test_explain_with_face_regions_writes_json_picture_and_report(gul, tmp_path):
     out = tmp_path / "out"
-    done = freqxfr("explain", str(gul[0]), str(gul[1]), "--model", "sface", "--bands", "4",
-                   "--regions", "face", "--out", str(out))
+    done = freqxfr(
+        "explain",
+        str(gul[0]),
+        str(gul[1]),
+        "--model",
+        "sface",
+        "--bands",
+        "4",
+        "--regions",
+        "face",
+        "--out",
+        str(out),
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("MATCH")
     record = json.loads((out / "explanation.json").read_text())
@@ -45,29 +57,65 @@ def test_explain_against_a_template(gul, tmp_path):
     template = tmp_path / "t.npy"
     np.save(template, model.embed(model.prepare(gul[1])[None]))
     out = tmp_path / "out"
-    done = freqxfr("explain", str(gul[0]), "--template", str(template), "--model", "sface",
-                   "--bands", "4", "--regions", "grid:2x2", "--out", str(out), "--json")
+    done = freqxfr(
+        "explain",
+        str(gul[0]),
+        "--template",
+        str(template),
+        "--model",
+        "sface",
+        "--bands",
+        "4",
+        "--regions",
+        "grid:2x2",
+        "--out",
+        str(out),
+        "--json",
+    )
     assert done.returncode == 0, done.stderr
     record = json.loads(done.stdout)
     assert record["kind"] == "template" and record["template"] == str(template)
     assert np.array(record["probe"]["scores"]).shape == (4, 4)
 
 
-@pytest.mark.parametrize(("args", "message"), [
-    (["--regions", "grid:3"], "regions must be 'face' or 'grid:RxC'"),
-    (["--template", "missing.npy"], "missing.npy: no such file"),
-])
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--regions", "grid:3"], "regions must be 'face' or 'grid:RxC'"),
+        (["--template", "missing.npy"], "missing.npy: no such file"),
+    ],
+)
 def test_bad_region_options_exit_2_with_one_line(gul, tmp_path, args, message):
-    done = freqxfr("explain", str(gul[0]), *([] if "--template" in args else [str(gul[1])]),
-                   "--model", "sface", "--bands", "2", "--out", str(tmp_path / "o"), *args)
+    done = freqxfr(
+        "explain",
+        str(gul[0]),
+        *([] if "--template" in args else [str(gul[1])]),
+        "--model",
+        "sface",
+        "--bands",
+        "2",
+        "--out",
+        str(tmp_path / "o"),
+        *args,
+    )
     assert done.returncode == 2
     assert message in done.stderr and "Traceback" not in done.stderr
     assert not (tmp_path / "o").exists()
 
 
 def test_dataset_refuses_regions_until_it_summarises_them(data_dir, tmp_path):
-    done = freqxfr("dataset", str(data_dir / "lfw_aligned112" / "pairs_generated.csv"), "--root",
-                   str(data_dir), "--limit", "1", "--regions", "face", "--out", str(tmp_path / "o"))
+    done = freqxfr(
+        "dataset",
+        str(data_dir / "lfw_aligned112" / "pairs_generated.csv"),
+        "--root",
+        str(data_dir),
+        "--limit",
+        "1",
+        "--regions",
+        "face",
+        "--out",
+        str(tmp_path / "o"),
+    )
     assert done.returncode == 2 and "--regions works with `freqxfr explain`" in done.stderr
 
 
@@ -85,11 +133,22 @@ def test_tint_colours_regions_by_sign_and_leaves_zero_gray():
 def test_region_pictures_and_summary(tmp_path):
     rng = np.random.default_rng(0)
     directed = rng.normal(size=(3, 5))
-    side = {"source": "x.jpg", "regions": ["r0", "r1", "r2"], "directed": directed.tolist(),
-            "absolute": np.abs(directed).tolist(),
-            "directed_normalised": (directed / np.abs(directed).max()).tolist()}
-    explanation = {"a": side, "b": side, "score_ref": 0.5, "threshold": 0.3, "decision": True,
-                   "same": True, "regions": {"names": side["regions"]}}
+    side = {
+        "source": "x.jpg",
+        "regions": ["r0", "r1", "r2"],
+        "directed": directed.tolist(),
+        "absolute": np.abs(directed).tolist(),
+        "directed_normalised": (directed / np.abs(directed).max()).tolist(),
+    }
+    explanation = {
+        "a": side,
+        "b": side,
+        "score_ref": 0.5,
+        "threshold": 0.3,
+        "decision": True,
+        "same": True,
+        "regions": {"names": side["regions"]},
+    }
     assert plot_region_heatmap(explanation, tmp_path / "h.png").stat().st_size > 5_000
     faces = rng.integers(0, 255, (8, 8, 3), dtype=np.uint8)
     weights = np.full((3, 8, 8), 1 / 3, np.float32)
@@ -97,5 +156,7 @@ def test_region_pictures_and_summary(tmp_path):
     summary = region_summary([explanation, {**explanation, "same": False}])
     assert summary["names"] == ["r0", "r1", "r2"]
     assert summary["by_class"]["all"]["n_images"] == 4
-    np.testing.assert_allclose(summary["by_class"]["genuine"]["directed_normalised_mean"],
-                               directed / np.abs(directed).max())
+    np.testing.assert_allclose(
+        summary["by_class"]["genuine"]["directed_normalised_mean"],
+        directed / np.abs(directed).max(),
+    )

@@ -25,8 +25,12 @@ def model(request):
 def genuine_faces(model, data_dir):
     """A genuine LFW pair, aligned for the model."""
     folder = data_dir / "lfw_aligned112" / "images" / "Abdullah_Gul"
-    return np.stack([model.prepare(folder / "Abdullah_Gul_0001.jpg"),
-                     model.prepare(folder / "Abdullah_Gul_0006.jpg")])
+    return np.stack(
+        [
+            model.prepare(folder / "Abdullah_Gul_0001.jpg"),
+            model.prepare(folder / "Abdullah_Gul_0006.jpg"),
+        ]
+    )
 
 
 def test_one_all_ones_region_reproduces_the_band_explanation(model, genuine_faces):
@@ -34,7 +38,9 @@ def test_one_all_ones_region_reproduces_the_band_explanation(model, genuine_face
     or the masking of cells differing from band-only explanations."""
     h, w = model.card.input_size
     bands = Explainer(model, 8).explain(*genuine_faces, aligned=True)
-    cells = Explainer(model, 8, regions=np.ones((1, h, w), np.float32)).explain(*genuine_faces, aligned=True)
+    cells = Explainer(model, 8, regions=np.ones((1, h, w), np.float32)).explain(
+        *genuine_faces, aligned=True
+    )
     assert isinstance(cells, RegionExplanation) and not isinstance(bands, RegionExplanation)
     assert cells.score_ref == bands.score_ref
     for one, band in ((cells.a, bands.a), (cells.b, bands.b)):
@@ -77,20 +83,29 @@ def test_without_regions_the_explanation_is_as_before(model, genuine_faces):
 def test_explain_pairs_with_regions_streams_results_and_failures(model, genuine_faces, tmp_path):
     explainer = Explainer(model, 2, regions=Regions.grid(2, 2))
     missing = tmp_path / "missing.jpg"
-    results = list(explainer.explain_pairs([(genuine_faces[0], genuine_faces[1]),
-                                            (missing, genuine_faces[1])],
-                                           aligned=True, skip_errors=True))
+    results = list(
+        explainer.explain_pairs(
+            [(genuine_faces[0], genuine_faces[1]), (missing, genuine_faces[1])],
+            aligned=True,
+            skip_errors=True,
+        )
+    )
     assert isinstance(results[0], RegionExplanation) and results[0].a.scores.shape == (4, 2)
     assert results[1].index == 1 and "missing.jpg" in results[1].error
 
 
 @pytest.mark.parametrize("regions", [None, "grid:2x2"])
-def test_template_explanation_with_the_references_embedding_is_that_side(model, genuine_faces, regions):
+def test_template_explanation_with_the_references_embedding_is_that_side(
+    model, genuine_faces, regions
+):
     """explain_template(A, f(B)) is side a of explain(A, B), and (B, f(A)) side b."""
     explainer = Explainer(model, 8, regions=regions)
     pair = explainer.explain(*genuine_faces, aligned=True)
     emb = model.embed(genuine_faces)
-    for side, probe, template in ((pair.a, genuine_faces[0], emb[1]), (pair.b, genuine_faces[1], emb[0])):
+    for side, probe, template in (
+        (pair.a, genuine_faces[0], emb[1]),
+        (pair.b, genuine_faces[1], emb[0]),
+    ):
         one = explainer.explain_template(probe, template, aligned=True)
         assert isinstance(one, TemplateExplanation)
         assert one.score_ref == pytest.approx(pair.score_ref, abs=1e-6)

@@ -19,8 +19,11 @@ BANDS = 4  # coarse rings keep the 2·K·R + 2 embeddings per pair cheap
 @pytest.fixture(scope="module", params=["dlib_resnet", "sface"])
 def explained(request, data_dir):
     """(explainer, [(faces, explanation)]) for N_PAIRS genuine pairs with face regions."""
-    pairs = [p for p in read_pairs(data_dir / "lfw_aligned112" / "pairs_generated.csv", root=data_dir)
-             if p.same]
+    pairs = [
+        p
+        for p in read_pairs(data_dir / "lfw_aligned112" / "pairs_generated.csv", root=data_dir)
+        if p.same
+    ]
     chosen = [pairs[i] for i in np.linspace(0, len(pairs) - 1, N_PAIRS).astype(int)]
     explainer = Explainer(load_model(request.param), BANDS, regions="face")
     results = []

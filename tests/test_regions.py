@@ -17,7 +17,9 @@ def assert_partition(weights: np.ndarray) -> None:
     np.testing.assert_allclose(weights.sum(axis=0), 1.0, atol=1e-6)
 
 
-@pytest.mark.parametrize(("rows", "cols", "size"), [(3, 3, (112, 112)), (2, 3, (150, 150)), (1, 4, (97, 111))])
+@pytest.mark.parametrize(
+    ("rows", "cols", "size"), [(3, 3, (112, 112)), (2, 3, (150, 150)), (1, 4, (97, 111))]
+)
 def test_grid_is_a_smooth_partition_of_unity(rows, cols, size):
     regions = Regions.grid(rows, cols).resolve(*size)
     assert len(regions) == rows * cols and regions.names[0] == "r0c0"
@@ -67,7 +69,9 @@ def test_face_regions_sit_on_the_template_landmarks(alignment, size):
 def test_custom_maps_must_sum_to_one_or_be_completed(tmp_path):
     a = np.zeros((112, 112), np.float32)
     a[20:60, 20:90] = 1.0
-    with pytest.raises(InputError, match=r"must sum to 1 at every pixel .* sum to 0.0000 at pixel \(0, 0\)"):
+    with pytest.raises(
+        InputError, match=r"must sum to 1 at every pixel .* sum to 0.0000 at pixel \(0, 0\)"
+    ):
         Regions.from_arrays(a[None])
     regions = Regions.from_arrays(a[None], ["box"], complete=True).resolve(112, 112)
     assert regions.names == ("box", "rest")

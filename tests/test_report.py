@@ -245,8 +245,7 @@ def test_directed_colours_are_centred_at_zero(radial):
     values = [1.0, -1.0, 0.5, -0.5, 0.0, 0.25, -0.25, 0.0]
     fig = plots.new_figure(5, 5)
     ax = fig.add_subplot()
-    mappable = plots.fhp_disc(ax, values, bands, kind="directed", radial=radial,
-                              label_rings=False)
+    mappable = plots.fhp_disc(ax, values, bands, kind="directed", radial=radial, label_rings=False)
     fig.canvas.draw()
     cmap = plots.fhp_cmap("directed")
     assert mappable.norm.vmin == -mappable.norm.vmax == -1.0
@@ -268,8 +267,9 @@ def test_absolute_colours_span_the_sequential_map():
     values = [1.0, 0.0, 0.5, 2.0]  # 2.0 saturates
     fig = plots.new_figure(4, 4)
     ax = fig.add_subplot()
-    plots.fhp_disc(ax, values, bands, kind="absolute", colorbar=False, radial="linear",
-                   label_rings=False)
+    plots.fhp_disc(
+        ax, values, bands, kind="absolute", colorbar=False, radial="linear", label_rings=False
+    )
     fig.canvas.draw()
     cmap = plots.fhp_cmap("absolute")
     for value, band in zip(values, bands, strict=True):
@@ -286,8 +286,9 @@ def test_polar_wedges_follow_the_centred_spectrum():
     values = np.linspace(0.0, 1.0, len(bands))
     fig = plots.new_figure(5, 5)
     ax = fig.add_subplot()
-    plots.fhp_disc(ax, values, bands, kind="absolute", size=(size, size), radial="linear",
-                   label_rings=False)
+    plots.fhp_disc(
+        ax, values, bands, kind="absolute", size=(size, size), radial="linear", label_rings=False
+    )
     fig.canvas.draw()
     cmap = plots.fhp_cmap("absolute")
     corner = math.hypot(size // 2, size // 2)
@@ -367,7 +368,7 @@ def _read_only_runner(folder: Path) -> list[str] | None:
     unshare = shutil.which("unshare")
     if unshare is None:
         return None
-    mount = f"mount --bind {folder} {folder} && mount -o remount,bind,ro {folder} && exec \"$@\""
+    mount = f'mount --bind {folder} {folder} && mount -o remount,bind,ro {folder} && exec "$@"'
     prefix = [unshare, "-rm", "sh", "-c", mount, "sh"]
     probe = subprocess.run([*prefix, "sh", "-c", f"touch {folder}/probe"], capture_output=True)
     if probe.returncode == 0 or b"Read-only" not in probe.stderr:
@@ -389,8 +390,19 @@ def test_read_only_folder_is_a_clear_error(pair, tmp_path):
     np.save(tmp_path / "faces.npy", pair["faces"])
     try:
         result = subprocess.run(
-            [*runner, sys.executable, "-c", _READ_ONLY_SCRIPT, str(folder), str(explanation),
-             str(tmp_path / "faces.npy")], capture_output=True, text=True, timeout=300)
+            [
+                *runner,
+                sys.executable,
+                "-c",
+                _READ_ONLY_SCRIPT,
+                str(folder),
+                str(explanation),
+                str(tmp_path / "faces.npy"),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
     finally:
         folder.chmod(0o700)
     assert result.returncode == 3, result.stderr
@@ -573,7 +585,9 @@ def test_dataset_report_with_scenario_sections(dataset_report):
 def test_directed_heat_map_puts_zero_at_the_centre_colour(tmp_path):
     # Lopsided values: a [min, max] scale would put 0 at 2/3 of the map, not at its white centre.
     values = np.array([[-1.0, -0.5, 0.0, 0.25, 0.5]] * 2)
-    path = crossres_report.plot_profiles_by_factor((1, 2), values, tmp_path / "d.png", kind="directed")
+    path = crossres_report.plot_profiles_by_factor(
+        (1, 2), values, tmp_path / "d.png", kind="directed"
+    )
     with Image.open(path) as image:
         pixels = np.asarray(image.convert("RGB")).astype(int)
     cmap = plots.fhp_cmap("directed")
@@ -645,13 +659,23 @@ def reviewed_run(explainer, data_dir, tmp_path_factory) -> dict:
     listed = read_pairs(data_dir / "frll" / "pairs.csv", data_dir)
     genuine = [p for p in listed if p.same][:3]
     impostor = [p for p in listed if not p.same][:3]
-    pairs = [*genuine[:2], dataclasses.replace(genuine[2], same=False),
-             *impostor[:2], dataclasses.replace(impostor[2], same=True),
-             Pair(data_dir / "frll" / "neutral" / "no_such_photo.jpg", genuine[0].path_b, True)]
+    pairs = [
+        *genuine[:2],
+        dataclasses.replace(genuine[2], same=False),
+        *impostor[:2],
+        dataclasses.replace(impostor[2], same=True),
+        Pair(data_dir / "frll" / "neutral" / "no_such_photo.jpg", genuine[0].path_b, True),
+    ]
     out = tmp_path_factory.mktemp("reviewed_run")
     summary = run_dataset(pairs, out, explainer, progress=False)
-    return {"out": out, "summary": summary, "report": out / "report.html",
-            "false_match": 2, "false_non_match": 5, "failed": 6}
+    return {
+        "out": out,
+        "summary": summary,
+        "report": out / "report.html",
+        "false_match": 2,
+        "false_non_match": 5,
+        "failed": 6,
+    }
 
 
 def section_html(text: str, title: str) -> str:
@@ -677,13 +701,17 @@ def test_dataset_report_lists_wrong_and_failed_pairs_with_links(reviewed_run):
     listed with thumbnails and its reason, and links to its own page, which exists."""
     text = reviewed_run["report"].read_text(encoding="utf-8")
     out = reviewed_run["out"]
-    for title, index, reason in (("False matches", reviewed_run["false_match"], "score "),
-                                 ("False non-matches", reviewed_run["false_non_match"], "score "),
-                                 ("Failed pairs", reviewed_run["failed"], "no_such_photo.jpg")):
+    for title, index, reason in (
+        ("False matches", reviewed_run["false_match"], "score "),
+        ("False non-matches", reviewed_run["false_non_match"], "score "),
+        ("Failed pairs", reviewed_run["failed"], "no_such_photo.jpg"),
+    ):
         part = section_html(text, title)
         assert f'href="pairs/{index:06d}/report.html">{index}</a>' in part, part[:800]
         assert reason in part
-        assert part.count('<img src="data:image/jpeg;base64,') >= (1 if title == "Failed pairs" else 2)
+        assert part.count('<img src="data:image/jpeg;base64,') >= (
+            1 if title == "Failed pairs" else 2
+        )
     links = re.findall(r'href="([^"]+)"', text)
     assert len(links) == 3
     for link in links:
@@ -695,7 +723,8 @@ def test_dataset_report_lists_wrong_and_failed_pairs_with_links(reviewed_run):
     assert [img["alt"] for img in wrong.images] == ["fhp.png", "bands.png", "strip.png"]
     # Only the wrong and failed pairs got pages (the default), not the correct ones.
     assert sorted(p.name for p in (out / "pairs").iterdir()) == [
-        f"{i:06d}" for i in sorted((2, 5, 6))]
+        f"{i:06d}" for i in sorted((2, 5, 6))
+    ]
 
 
 def test_pair_report_names_files_not_paths(pair_report, pair):
@@ -720,13 +749,16 @@ def test_tables_use_one_number_format(pair_report):
 
 
 @pytest.mark.browser
-def test_dataset_report_and_its_pair_pages_render_in_headless_chromium(browser, reviewed_run,
-                                                                        tmp_path):
+def test_dataset_report_and_its_pair_pages_render_in_headless_chromium(
+    browser, reviewed_run, tmp_path
+):
     """Every picture of the dataset report (figures and thumbnails) and of every linked pair page
     decodes in a real browser, and every link resolves to a page that renders."""
     report = reviewed_run["report"]
-    pages = [report] + [report.parent / link for link in
-                        re.findall(r'href="([^"]+)"', report.read_text(encoding="utf-8"))]
+    pages = [report] + [
+        report.parent / link
+        for link in re.findall(r'href="([^"]+)"', report.read_text(encoding="utf-8"))
+    ]
     assert len(pages) == 4
     for page in pages:
         dom = run_browser(browser, tmp_path / "profile", "--dump-dom", page.as_uri())

@@ -32,8 +32,9 @@ def runs(lfw, tmp_path_factory):
     out = {}
     for name in ("dlib_resnet", "sface"):
         folder = root / name
-        summary = run_dataset(pairs, folder, Explainer(load_model(name), 8), progress=False,
-                              report=False)
+        summary = run_dataset(
+            pairs, folder, Explainer(load_model(name), 8), progress=False, report=False
+        )
         out[name] = (folder, summary)
     return out
 
@@ -83,13 +84,17 @@ def test_the_paired_difference_and_its_interval_match_a_hand_computation(runs, c
             assert entry["diff"][key][kind] == pytest.approx(hand[k], abs=1e-12)
             assert entry["ci_lo"][key][kind] <= hand[k] <= entry["ci_hi"][key][kind]
             signs = np.sign([sface[i][k] - dlib[i][k] for i in idx])
-            assert entry["same_sign"][key][kind] == pytest.approx(np.mean(signs == np.sign(hand[k])))
+            assert entry["same_sign"][key][kind] == pytest.approx(
+                np.mean(signs == np.sign(hand[k]))
+            )
 
 
 def test_decision_agreement_and_centroids(runs, compared):
     out, summary = compared
-    decisions = {name: {r["index"]: r["decision"] for r in read_results(folder / "results.jsonl")}
-                 for name, (folder, _) in runs.items()}
+    decisions = {
+        name: {r["index"]: r["decision"] for r in read_results(folder / "results.jsonl")}
+        for name, (folder, _) in runs.items()
+    }
     differ = [i for i in decisions["sface"] if decisions["sface"][i] != decisions["dlib_resnet"][i]]
     d = summary["decisions"]["sface - dlib_resnet"]
     assert d["n_disagree"] == len(differ)
@@ -97,12 +102,17 @@ def test_decision_agreement_and_centroids(runs, compared):
     assert [p["index"] for p in d["pairs"]] == differ
     c = summary["centroid"]["genuine"]
     assert c["diff"]["sface - dlib_resnet"] == pytest.approx(
-        c["mean"]["sface"] - c["mean"]["dlib_resnet"], abs=1e-12)
-    assert c["ci_lo"]["sface - dlib_resnet"] <= c["diff"]["sface - dlib_resnet"] <= c["ci_hi"][
-        "sface - dlib_resnet"]
+        c["mean"]["sface"] - c["mean"]["dlib_resnet"], abs=1e-12
+    )
+    assert (
+        c["ci_lo"]["sface - dlib_resnet"]
+        <= c["diff"]["sface - dlib_resnet"]
+        <= c["ci_hi"]["sface - dlib_resnet"]
+    )
     on_disk = json.loads((out / "summary.json").read_text())
     assert on_disk["bands"][0]["genuine"]["mean"]["sface"]["absolute"] == pytest.approx(
-        summary["bands"][0]["genuine"]["mean"]["sface"]["absolute"])
+        summary["bands"][0]["genuine"]["mean"]["sface"]["absolute"]
+    )
     html = (out / "report.html").read_text()
     assert "sface - dlib_resnet" in html and html.count("<img") == 2
 
@@ -114,8 +124,9 @@ def test_runs_over_other_pairs_or_bands_are_refused(runs, lfw, tmp_path):
     with pytest.raises(InputError, match="another pair list"):
         compare_runs([runs["sface"][0], other_pairs])
     other_bands = tmp_path / "other_bands"
-    run_dataset(spread(lfw, N_PAIRS), other_bands, Explainer(sface, 4), progress=False,
-                report=False)
+    run_dataset(
+        spread(lfw, N_PAIRS), other_bands, Explainer(sface, 4), progress=False, report=False
+    )
     with pytest.raises(InputError, match="bands"):
         compare_runs([runs["sface"][0], other_bands])
     with pytest.raises(InputError, match="not a dataset run"):
@@ -124,15 +135,32 @@ def test_runs_over_other_pairs_or_bands_are_refused(runs, lfw, tmp_path):
 
 def test_compare_command(runs, tmp_path):
     a, b = runs["dlib_resnet"][0], runs["sface"][0]
-    result = subprocess.run([sys.executable, "-m", "freqxfr", "compare", a, b, "--out",
-                             tmp_path / "cmp", "--resamples", "200"],
-                            capture_output=True, text=True, timeout=600)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "freqxfr",
+            "compare",
+            a,
+            b,
+            "--out",
+            tmp_path / "cmp",
+            "--resamples",
+            "200",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stderr
     assert f"over {N_PAIRS} common pairs" in result.stdout
     summary = json.loads((tmp_path / "cmp" / "summary.json").read_text())
     assert summary["bootstrap"]["resamples"] == 200
-    bad = subprocess.run([sys.executable, "-m", "freqxfr", "compare", a, tmp_path, "--out",
-                          tmp_path / "bad"], capture_output=True, text=True, timeout=600)
+    bad = subprocess.run(
+        [sys.executable, "-m", "freqxfr", "compare", a, tmp_path, "--out", tmp_path / "bad"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert bad.returncode == 2 and "not a dataset run" in bad.stderr
     assert len(bad.stderr.strip().splitlines()) == 1 and "Traceback" not in bad.stderr
-

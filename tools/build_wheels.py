@@ -44,8 +44,14 @@ PYTHONS = ("3.10", "3.11", "3.12", "3.13")
 ZIG_TARGET = "x86_64-linux-gnu.2.17"
 PLAT = "manylinux_2_17_x86_64"
 # What _core may link dynamically: glibc's own libraries, nothing else (no libstdc++, no FFTW).
-ALLOWED_NEEDED = {"libc.so.6", "libm.so.6", "libpthread.so.0", "libdl.so.2", "librt.so.1",
-                  "ld-linux-x86-64.so.2"}
+ALLOWED_NEEDED = {
+    "libc.so.6",
+    "libm.so.6",
+    "libpthread.so.0",
+    "libdl.so.2",
+    "librt.so.1",
+    "ld-linux-x86-64.so.2",
+}
 
 
 def log(message: str) -> None:
@@ -61,11 +67,17 @@ def find_python(version: str) -> str | None:
     """An interpreter for ``version``: on PATH, or in pyenv's versions (whose shims may refuse)."""
     candidates = [shutil.which(f"python{version}")]
     pyenv_root = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv"))
-    candidates += sorted(glob.glob(str(pyenv_root / "versions" / f"{version}.*" / "bin" /
-                                       f"python{version}")), reverse=True)
+    candidates += sorted(
+        glob.glob(str(pyenv_root / "versions" / f"{version}.*" / "bin" / f"python{version}")),
+        reverse=True,
+    )
     for exe in filter(None, candidates):
-        probe = subprocess.run([exe, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
-                               capture_output=True, text=True, check=False)
+        probe = subprocess.run(
+            [exe, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
         if probe.returncode == 0 and probe.stdout.strip() == version:
             return exe
     return None
@@ -130,8 +142,13 @@ def elf_needed(wheel: Path) -> list[str]:
     with zipfile.ZipFile(wheel) as zf:
         (name,) = [n for n in zf.namelist() if re.search(r"/_core\..*\.so$", n)]
         elf = ELFFile(io.BytesIO(zf.read(name)))
-        return [t.needed for s in elf.iter_sections() if isinstance(s, DynamicSection)
-                for t in s.iter_tags() if t.entry.d_tag == "DT_NEEDED"]
+        return [
+            t.needed
+            for s in elf.iter_sections()
+            if isinstance(s, DynamicSection)
+            for t in s.iter_tags()
+            if t.entry.d_tag == "DT_NEEDED"
+        ]
 
 
 def build_wheel(version: str, python: str, src: Path, toolchain: dict[str, str]) -> Path:
@@ -139,13 +156,32 @@ def build_wheel(version: str, python: str, src: Path, toolchain: dict[str, str])
     if not (venv / "bin" / "python").exists():
         fresh_venv(python, venv)
         # The same pinned `build` as the toolchain venv.
-        run([str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet",
-             f"build=={metadata.version('build')}"])
+        run(
+            [
+                str(venv / "bin" / "python"),
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                f"build=={metadata.version('build')}",
+            ]
+        )
     raw = WORK / f"raw-{version}"
     shutil.rmtree(raw, ignore_errors=True)
     env = {**os.environ, **toolchain}
-    run([str(venv / "bin" / "python"), "-m", "build", "--wheel", "--outdir", str(raw),
-         f"-Cbuild-dir={ROOT / 'build' / 'portable' / '{wheel_tag}'}", str(src)], env=env)
+    run(
+        [
+            str(venv / "bin" / "python"),
+            "-m",
+            "build",
+            "--wheel",
+            "--outdir",
+            str(raw),
+            f"-Cbuild-dir={ROOT / 'build' / 'portable' / '{wheel_tag}'}",
+            str(src),
+        ],
+        env=env,
+    )
     (wheel,) = raw.glob("*.whl")
     return wheel
 
@@ -157,8 +193,9 @@ def repair(version: str, wheel: Path, src: Path) -> Path:
     (repaired,) = out.glob("*.whl")
     show = run(["auditwheel", "show", str(repaired)], capture_output=True, text=True).stdout
     if f'"{PLAT}"' not in " ".join(show.split()):
-        raise WheelProblem(f"auditwheel show does not find {repaired.name} consistent with {PLAT}:"
-                           f"\n{show}")
+        raise WheelProblem(
+            f"auditwheel show does not find {repaired.name} consistent with {PLAT}:\n{show}"
+        )
     needed = elf_needed(repaired)
     if not set(needed) <= ALLOWED_NEEDED:
         raise WheelProblem(f"{repaired.name}: _core links {sorted(set(needed) - ALLOWED_NEEDED)}")
@@ -183,11 +220,17 @@ def smoke(python: str, venv: Path, requirement: str, src: Path, *, no_compiler: 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--python", nargs="*", default=None,
-                        help="CPython versions (default: $FREQXFR_WHEEL_PYTHONS or every 3.10–3.13 "
-                             "found)")
-    parser.add_argument("--no-sdist-smoke", action="store_true",
-                        help="skip installing the sdist with the normal compiler")
+    parser.add_argument(
+        "--python",
+        nargs="*",
+        default=None,
+        help="CPython versions (default: $FREQXFR_WHEEL_PYTHONS or every 3.10–3.13 found)",
+    )
+    parser.add_argument(
+        "--no-sdist-smoke",
+        action="store_true",
+        help="skip installing the sdist with the normal compiler",
+    )
     args = parser.parse_args(argv)
     requested = args.python or os.environ.get("FREQXFR_WHEEL_PYTHONS", "").split() or None
     found = {v: find_python(v) for v in (requested or PYTHONS)}
@@ -199,8 +242,10 @@ def main(argv: list[str] | None = None) -> int:
     if not pythons:
         log("error: no CPython 3.10–3.13 found")
         return 2
-    log(f"building for {', '.join(f'{v} ({exe})' for v, exe in pythons.items())}"
-        + (f"; not found: {', '.join(missing)}" if missing else ""))
+    log(
+        f"building for {', '.join(f'{v} ({exe})' for v, exe in pythons.items())}"
+        + (f"; not found: {', '.join(missing)}" if missing else "")
+    )
     WORK.mkdir(parents=True, exist_ok=True)
     DIST.mkdir(exist_ok=True)
     times: dict[str, float] = {}
@@ -217,8 +262,9 @@ def main(argv: list[str] | None = None) -> int:
             times[f"build {version}"] = time.perf_counter() - t
         for version, wheel in wheels.items():
             t = time.perf_counter()
-            smoke(pythons[version], WORK / f"smoke-{version}", f"{wheel}[cpu]", src,
-                  no_compiler=True)
+            smoke(
+                pythons[version], WORK / f"smoke-{version}", f"{wheel}[cpu]", src, no_compiler=True
+            )
             times[f"smoke {version}"] = time.perf_counter() - t
             for old in DIST.glob(f"freqxfr-*-cp{version.replace('.', '')}-*.whl"):
                 old.unlink()

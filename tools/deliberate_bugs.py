@@ -17,24 +17,122 @@ SP = Path(freqxfr.__file__).parent
 PY = sys.executable
 ROOT = Path(__file__).resolve().parents[1]
 if SP.resolve().is_relative_to(ROOT / "python"):
-    raise SystemExit("freqxfr is imported from the sources (editable install); use an installed copy")
+    raise SystemExit(
+        "freqxfr is imported from the sources (editable install); use an installed copy"
+    )
 BUGS = [
- ("trapezoid drops x=0", "faithfulness.py", "np.trapezoid(curve, dx=", "np.trapezoid(curve[..., 1:], dx=", ["tests/test_faithfulness_curves.py"]),
- ("crossres unpaired bootstrap", "scenarios/crossres.py", "np.nanmean(c[resamples], axis=1)", "np.nanmean(c[rng.integers(0, n, size=(int(n_boot), n))], axis=1)", ["tests/test_crossres.py", "-k", "zero_based"]),
- ("morph combined wrong way", "scenarios/morph.py", "average_ranks(negated)", "average_ranks(-negated)", ["tests/test_morph.py", "-k", "combined"]),
- ("morph feature from probe", "scenarios/morph.py", "np.stack([e.a.directed_relative for e in explanations])", "np.stack([e.b.directed_relative for e in explanations])", ["tests/test_morph.py", "-k", "toy"]),
- ("explainer ignores mode", "explanations.py", "faces, self.schedule, mode or self.mode,", "faces, self.schedule, mode or 'delete',", ["tests/test_explain.py", "-k", "toy"]),
- ("explainer ignores domain", "explanations.py", "order=order,\n            domain=self.domain,", "order=order,\n            domain='pixel',", ["tests/test_explain.py", "-k", "toy"]),
- ("explainer ignores clip", "explanations.py", "domain=self.domain, clip=self.clip, threads=self.threads, **self._mask_options", "domain=self.domain, clip=False, threads=self.threads, **self._mask_options", ["tests/test_explain.py", "-k", "toy"]),
- ("restart accepts any mode/domain/clip/threshold/model", "dataset.py", 'return {**{k: v for k, v in config.items() if k not in ("model", "backend")}, "model": model}', 'return {k: config[k] for k in ("pairs", "pairs_sha256", "schedule", "bands")}', ["tests/test_dataset.py", "-k", "toy_restart"]),
- ("restart ignores threshold", "dataset.py", 'if k not in ("model", "backend")}', 'if k not in ("model", "backend", "threshold")}', ["tests/test_dataset.py", "-k", "toy_restart"]),
- ("restart ignores model", "dataset.py", '"model": model}', '"model": None}', ["tests/test_dataset.py", "-k", "toy_restart"]),
- ("swap sides a and b", "explanations.py", "a=ImageExplanation(sources[0], score(masked[2 * i], ref_b[None]), s_ref),\n            b=ImageExplanation(sources[1], score(ref_a[None], masked[2 * i + 1]), s_ref),", "a=ImageExplanation(sources[0], score(ref_a[None], masked[2 * i + 1]), s_ref),\n            b=ImageExplanation(sources[1], score(masked[2 * i], ref_b[None]), s_ref),", ["tests/test_explain.py", "-k", "toy"]),
- ("masked images in BGR", "explanations.py", '"channel_order": card.channel_order, "layout"', '"channel_order": "BGR", "layout"', ["tests/test_explain.py", "-k", "toy"]),
- ("value range not mapped for masks", "explanations.py", "s = (hi - lo) / 255.0", "s = 1.0; lo = 0.0", ["tests/test_explain.py", "-k", "toy"]),
- ("reversed faithfulness order", "faithfulness.py", "np.argsort(-influence, kind=\"stable\")", "np.argsort(influence, kind=\"stable\")", ["tests/test_faithfulness_curves.py"]),
- ("1-based centroid", "profiles.py", "index = np.arange(absolute.shape[-1])", "index = np.arange(1, absolute.shape[-1] + 1)", ["tests/test_crossres.py", "-k", "zero_based"]),
- ("re-detect crops of the model size", "align.py", "return align(image, card.alignment, h, name=name, aligned=aligned)", "return align(image, card.alignment, h, name=name, aligned=False if aligned is None else aligned)", ["tests/test_verifier.py", "-k", "aligned_crops"]),
+    (
+        "trapezoid drops x=0",
+        "faithfulness.py",
+        "np.trapezoid(curve, dx=",
+        "np.trapezoid(curve[..., 1:], dx=",
+        ["tests/test_faithfulness_curves.py"],
+    ),
+    (
+        "crossres unpaired bootstrap",
+        "scenarios/crossres.py",
+        "np.nanmean(c[resamples], axis=1)",
+        "np.nanmean(c[rng.integers(0, n, size=(int(n_boot), n))], axis=1)",
+        ["tests/test_crossres.py", "-k", "zero_based"],
+    ),
+    (
+        "morph combined wrong way",
+        "scenarios/morph.py",
+        "average_ranks(negated)",
+        "average_ranks(-negated)",
+        ["tests/test_morph.py", "-k", "combined"],
+    ),
+    (
+        "morph feature from probe",
+        "scenarios/morph.py",
+        "np.stack([e.a.directed_relative for e in explanations])",
+        "np.stack([e.b.directed_relative for e in explanations])",
+        ["tests/test_morph.py", "-k", "toy"],
+    ),
+    (
+        "explainer ignores mode",
+        "explanations.py",
+        "self.schedule,\n            mode or self.mode,",
+        "self.schedule,\n            mode or 'delete',",
+        ["tests/test_explain.py", "-k", "toy"],
+    ),
+    (
+        "explainer ignores domain",
+        "explanations.py",
+        "order=order,\n            domain=self.domain,",
+        "order=order,\n            domain='pixel',",
+        ["tests/test_explain.py", "-k", "toy"],
+    ),
+    (
+        "explainer ignores clip",
+        "explanations.py",
+        "domain=self.domain,\n            clip=self.clip,",
+        "domain=self.domain,\n            clip=False,",
+        ["tests/test_explain.py", "-k", "toy"],
+    ),
+    (
+        "restart accepts any mode/domain/clip/threshold/model",
+        "runfolder.py",
+        '"--mode": settings["mode"],\n        "--domain": settings["domain"],\n        "--clip": settings["clip"],',
+        "",
+        ["tests/test_dataset.py", "-k", "toy_restart"],
+    ),
+    (
+        "restart ignores threshold",
+        "runfolder.py",
+        '"threshold": model.card.threshold,\n        "--bands/--schedule"',
+        '"--bands/--schedule"',
+        ["tests/test_dataset.py", "-k", "toy_restart"],
+    ),
+    (
+        "restart ignores model",
+        "runfolder.py",
+        '"--model": f"{model.card.name} ({Path(model.path).name}, sha256 {_digest(model.path)})",',
+        '"--model": model.card.name,',
+        ["tests/test_dataset.py", "-k", "toy_restart"],
+    ),
+    (
+        "swap sides a and b",
+        "explanations.py",
+        "a=ImageExplanation(sources[0], score(masked[2 * i], ref_b[None]), s_ref),\n            b=ImageExplanation(sources[1], score(ref_a[None], masked[2 * i + 1]), s_ref),",
+        "a=ImageExplanation(sources[0], score(ref_a[None], masked[2 * i + 1]), s_ref),\n            b=ImageExplanation(sources[1], score(masked[2 * i], ref_b[None]), s_ref),",
+        ["tests/test_explain.py", "-k", "toy"],
+    ),
+    (
+        "masked images in BGR",
+        "explanations.py",
+        '"channel_order": card.channel_order, "layout"',
+        '"channel_order": "BGR", "layout"',
+        ["tests/test_explain.py", "-k", "toy"],
+    ),
+    (
+        "value range not mapped for masks",
+        "explanations.py",
+        "s = (hi - lo) / 255.0",
+        "s = 1.0; lo = 0.0",
+        ["tests/test_explain.py", "-k", "toy"],
+    ),
+    (
+        "reversed faithfulness order",
+        "faithfulness.py",
+        'support = np.argsort(-directed, kind="stable")',
+        'support = np.argsort(directed, kind="stable")',
+        ["tests/test_faithfulness_curves.py"],
+    ),
+    (
+        "1-based centroid",
+        "profiles.py",
+        "index = np.arange(absolute.shape[-1])",
+        "index = np.arange(1, absolute.shape[-1] + 1)",
+        ["tests/test_crossres.py", "-k", "zero_based"],
+    ),
+    (
+        "re-detect crops of the model size",
+        "align.py",
+        "return align(image, card.alignment, h, name=name, aligned=aligned)",
+        "return align(image, card.alignment, h, name=name, aligned=False if aligned is None else aligned)",
+        ["tests/test_verifier.py", "-k", "aligned_crops"],
+    ),
 ]
 wanted = sys.argv[1:]
 for name, rel, old, new, tests in BUGS:
@@ -47,7 +145,12 @@ for name, rel, old, new, tests in BUGS:
     shutil.copy(path, backup)
     try:
         path.write_text(text.replace(old, new))
-        r = subprocess.run([PY, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", *tests], cwd=ROOT, capture_output=True, text=True)
+        r = subprocess.run(
+            [PY, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", *tests],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+        )
         last = [line for line in r.stdout.splitlines() if line.strip()][-1]
         fail = [line for line in r.stdout.splitlines() if line.startswith("FAILED")]
         print(f"{'CAUGHT' if r.returncode else 'MISSED'} {name}: {last} {fail[:1]}", flush=True)

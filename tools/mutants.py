@@ -79,12 +79,16 @@ def scope(db_path: Path, group: dict, operators: list[str]) -> tuple[int, int]:
     from cosmic_ray.work_db import use_db
     from cosmic_ray.work_item import WorkerOutcome, WorkResult
 
-    spans = {str(Path(f)): function_spans(ROOT / f, names) for f, names in group["functions"].items()}
+    spans = {
+        str(Path(f)): function_spans(ROOT / f, names) for f, names in group["functions"].items()
+    }
     skip, keep = [], 0
     with use_db(str(db_path)) as db:
         for item in db.pending_work_items:
             inside = all(
-                any(lo <= m.start_pos[0] <= hi for lo, hi in spans.get(str(Path(m.module_path)), []))
+                any(
+                    lo <= m.start_pos[0] <= hi for lo, hi in spans.get(str(Path(m.module_path)), [])
+                )
                 and any(re.match(op, m.operator_name) for op in operators)
                 for m in item.mutations
             )
@@ -94,8 +98,12 @@ def scope(db_path: Path, group: dict, operators: list[str]) -> tuple[int, int]:
                 skip.append(item.job_id)
         if skip:
             db.set_multiple_results(
-                skip, WorkResult(output="outside the scope of tools/mutants.toml",
-                                 worker_outcome=WorkerOutcome.SKIPPED))
+                skip,
+                WorkResult(
+                    output="outside the scope of tools/mutants.toml",
+                    worker_outcome=WorkerOutcome.SKIPPED,
+                ),
+            )
     return keep, len(skip)
 
 
@@ -116,8 +124,10 @@ def outcome(db_path: Path) -> dict:
                 counts["survived"] += 1
                 for m in item.mutations:
                     line = Path(m.module_path).read_text().splitlines()[m.start_pos[0] - 1]
-                    survivors.append(f"{m.module_path}:{m.start_pos[0]} {m.operator_name} "
-                                     f"#{m.occurrence}: {line.strip()}")
+                    survivors.append(
+                        f"{m.module_path}:{m.start_pos[0]} {m.operator_name} "
+                        f"#{m.occurrence}: {line.strip()}"
+                    )
             elif result.test_outcome == TestOutcome.INCOMPETENT:
                 counts["incompetent"] += 1
             else:
@@ -134,8 +144,9 @@ def forget_survivors(db_path: Path) -> int:
         return con.execute("DELETE FROM work_results WHERE test_outcome = 'SURVIVED'").rowcount
 
 
-def run_group(name: str, group: dict, timeout: float, operators: list[str],
-              retest: bool = False) -> None:
+def run_group(
+    name: str, group: dict, timeout: float, operators: list[str], retest: bool = False
+) -> None:
     config = cosmic_config(name, group, timeout)
     db = WORK / f"{name}.sqlite"
     if retest and db.exists():
@@ -152,8 +163,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("groups", nargs="*", help="groups to run (default: all)")
     parser.add_argument("--report-only", action="store_true")
-    parser.add_argument("--retest-survivors", action="store_true",
-                        help="run the surviving mutants of existing sessions again (new tests)")
+    parser.add_argument(
+        "--retest-survivors",
+        action="store_true",
+        help="run the surviving mutants of existing sessions again (new tests)",
+    )
     args = parser.parse_args(argv)
     config = tomllib.loads(CONFIG.read_text())
     groups = config["groups"]
@@ -166,8 +180,13 @@ def main(argv: list[str] | None = None) -> int:
     report = {}
     for name in wanted:
         if not args.report_only:
-            run_group(name, groups[name], float(config.get("timeout", 120.0)),
-                      config["operators"], args.retest_survivors)
+            run_group(
+                name,
+                groups[name],
+                float(config.get("timeout", 120.0)),
+                config["operators"],
+                args.retest_survivors,
+            )
         db = WORK / f"{name}.sqlite"
         if not db.exists():
             continue
@@ -176,14 +195,18 @@ def main(argv: list[str] | None = None) -> int:
             total[key] += value
     for name, result in report.items():
         c = result["counts"]
-        print(f"{name:>16}: killed {c['killed']}, survived {c['survived']}, "
-              f"incompetent {c['incompetent']}, pending {c['pending']}")
+        print(
+            f"{name:>16}: killed {c['killed']}, survived {c['survived']}, "
+            f"incompetent {c['incompetent']}, pending {c['pending']}"
+        )
         for line in result["survivors"]:
             print(f"    survived: {line}")
     done = total["killed"] + total["survived"]
     rate = total["killed"] / done if done else float("nan")
-    print(f"total: killed {total['killed']}, survived {total['survived']}, incompetent "
-          f"{total['incompetent']}, pending {total['pending']}; killed {rate:.1%} of those run")
+    print(
+        f"total: killed {total['killed']}, survived {total['survived']}, incompetent "
+        f"{total['incompetent']}, pending {total['pending']}; killed {rate:.1%} of those run"
+    )
     (WORK / "report.json").write_text(json.dumps({"total": total, "groups": report}, indent=2))
     return 0
 

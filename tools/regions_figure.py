@@ -1,6 +1,6 @@
 """Make docs/regions.png: region × band explanations of one genuine LFW pair for both models.
 
-    python tools/regions_figure.py [--out docs/regions.png] [--bands 8]
+python tools/regions_figure.py [--out docs/regions.png] [--bands 8]
 """
 
 from __future__ import annotations
@@ -17,8 +17,10 @@ from freqxfr.region_plots import plot_pair_regions
 from freqxfr.verifier import load_model
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-PAIR = ("lfw_aligned112/images/Abdullah_Gul/Abdullah_Gul_0001.jpg",
-        "lfw_aligned112/images/Abdullah_Gul/Abdullah_Gul_0006.jpg")
+PAIR = (
+    "lfw_aligned112/images/Abdullah_Gul/Abdullah_Gul_0001.jpg",
+    "lfw_aligned112/images/Abdullah_Gul/Abdullah_Gul_0006.jpg",
+)
 
 
 def main() -> int:
@@ -36,10 +38,21 @@ def main() -> int:
             record = e.to_dict()
             for side, path in zip(("a", "b"), PAIR, strict=True):
                 record[side]["source"] = Path(path).name
-            title = (f"{name}, {args.bands} rings × face regions: score {e.score_ref:.3f} "
-                     f"(threshold {e.threshold}) → {'match' if e.decision else 'non-match'}")
-            parts.append(Image.open(plot_pair_regions(record, faces, explainer.regions.weights,
-                                                      Path(tmp) / f"{name}.png", title=title)).convert("RGB"))
+            title = (
+                f"{name}, {args.bands} rings × face regions: score {e.score_ref:.3f} "
+                f"(threshold {e.threshold}) → {'match' if e.decision else 'non-match'}"
+            )
+            parts.append(
+                Image.open(
+                    plot_pair_regions(
+                        record,
+                        faces,
+                        explainer.regions.weights,
+                        Path(tmp) / f"{name}.png",
+                        title=title,
+                    )
+                ).convert("RGB")
+            )
     width = max(p.width for p in parts)
     canvas = Image.new("RGB", (width, sum(p.height for p in parts)), "white")
     y = 0

@@ -45,8 +45,10 @@ def check_installed() -> Path:
     import freqxfr
 
     where = Path(freqxfr.__file__).resolve().parent
-    check("site-packages" in where.parts,
-          f"freqxfr was imported from {where}, not from an installed wheel")
+    check(
+        "site-packages" in where.parts,
+        f"freqxfr was imported from {where}, not from an installed wheel",
+    )
     print(f"ok  freqxfr {version('freqxfr')} imported from {where}")
     return where
 
@@ -64,11 +66,15 @@ def console_script() -> str:
 
 
 def check_version() -> None:
-    run = subprocess.run([console_script(), "--version"], capture_output=True, text=True, check=False)
+    run = subprocess.run(
+        [console_script(), "--version"], capture_output=True, text=True, check=False
+    )
     want = f"freqxfr {version('freqxfr')}"
-    check(run.returncode == 0 and run.stdout.strip() == want,
-          f"`freqxfr --version` gave status {run.returncode}, {run.stdout.strip()!r} "
-          f"{run.stderr.strip()!r}; expected {want!r}")
+    check(
+        run.returncode == 0 and run.stdout.strip() == want,
+        f"`freqxfr --version` gave status {run.returncode}, {run.stdout.strip()!r} "
+        f"{run.stderr.strip()!r}; expected {want!r}",
+    )
     print(f"ok  freqxfr --version: {want}")
 
 
@@ -85,40 +91,54 @@ def check_parity(package: Path) -> None:
     schedule = BandSchedule.rings(8)
     worst = 0.0
     for size in (112, 150):
-        faces = np.stack([np.asarray(Image.open(p).convert("RGB").resize((size, size),
-                                                                        Image.BICUBIC))
-                          for p in photos])
+        faces = np.stack(
+            [
+                np.asarray(Image.open(p).convert("RGB").resize((size, size), Image.BICUBIC))
+                for p in photos
+            ]
+        )
         for mode in MODES:
             got = mask_bands(faces, schedule, mode, "cpp", planner="estimate")
             want = mask_bands(faces, schedule, mode, "numpy")
             # Relative to the result's scale, as the test suite's cpp-vs-numpy checks.
             error = float(np.abs(got - want).max() / np.abs(want).max())
-            check(error <= 1e-4, f"cpp differs from numpy by {error:.2e} (relative) in {mode} "
-                                 f"at {size}×{size}")
+            check(
+                error <= 1e-4,
+                f"cpp differs from numpy by {error:.2e} (relative) in {mode} at {size}×{size}",
+            )
             worst = max(worst, error)
-    print(f"ok  cpp matches numpy in {len(MODES)} modes at 112 and 150 px "
-          f"(worst {worst:.1e} relative); FFTW from {library}")
+    print(
+        f"ok  cpp matches numpy in {len(MODES)} modes at 112 and 150 px "
+        f"(worst {worst:.1e} relative); FFTW from {library}"
+    )
 
 
 def check_demo(out: Path) -> None:
-    run = subprocess.run([console_script(), "demo", "--out", str(out)], capture_output=True,
-                         text=True, check=False)
-    check(run.returncode == 0, f"`freqxfr demo` failed with status {run.returncode}:\n"
-                               f"{run.stdout[-2000:]}{run.stderr[-2000:]}")
+    run = subprocess.run(
+        [console_script(), "demo", "--out", str(out)], capture_output=True, text=True, check=False
+    )
+    check(
+        run.returncode == 0,
+        f"`freqxfr demo` failed with status {run.returncode}:\n"
+        f"{run.stdout[-2000:]}{run.stderr[-2000:]}",
+    )
     decisions = {}
     for pair in ("genuine", "impostor"):
         record = json.loads((out / pair / "explanation.json").read_text())
         check((out / pair / "report.html").is_file(), f"freqxfr demo wrote no {pair}/report.html")
         decisions[pair] = record["decision"]
-    check(decisions == {"genuine": True, "impostor": False},
-          f"freqxfr demo decided {decisions}; expected a match and a non-match")
+    check(
+        decisions == {"genuine": True, "impostor": False},
+        f"freqxfr demo decided {decisions}; expected a match and a non-match",
+    )
     print(f"ok  freqxfr demo: genuine pair matched, impostor rejected, reports in {out}")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--require-no-compiler", action="store_true",
-                        help="fail if a C/C++ compiler is on PATH")
+    parser.add_argument(
+        "--require-no-compiler", action="store_true", help="fail if a C/C++ compiler is on PATH"
+    )
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="freqxfr-smoke-") as tmp:
         # A fresh cache: the model conversion and FFTW wisdom are done as on first use.

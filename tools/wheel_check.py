@@ -42,12 +42,23 @@ REQUIRED_PACKAGE_FILES = (
     "freqxfr/presets/arcface.toml",
 )
 # What the sdist must hold to build, and what must never be in it.
-SDIST_REQUIRED = ("PKG-INFO", "pyproject.toml", "CMakeLists.txt", "LICENSE", "README.md",
-                  "cpp/bindings.cpp", "cpp/band_masker.cpp", "cpp/fftw_loader.cpp",
-                  "tools/smoke_test_wheel.py", *LICENSE_FILES[1:],
-                  *(f"python/{f}" for f in REQUIRED_PACKAGE_FILES))
-_SDIST_FORBIDDEN = re.compile(r"(^|/)(build|dist|\.nox|\.git|__pycache__|\.pytest_cache)(/|$)"
-                              r"|^benchmarks/results/|\.(so|pyc|whl)$")
+SDIST_REQUIRED = (
+    "PKG-INFO",
+    "pyproject.toml",
+    "CMakeLists.txt",
+    "LICENSE",
+    "README.md",
+    "cpp/bindings.cpp",
+    "cpp/band_masker.cpp",
+    "cpp/fftw_loader.cpp",
+    "tools/smoke_test_wheel.py",
+    *LICENSE_FILES[1:],
+    *(f"python/{f}" for f in REQUIRED_PACKAGE_FILES),
+)
+_SDIST_FORBIDDEN = re.compile(
+    r"(^|/)(build|dist|\.nox|\.git|__pycache__|\.pytest_cache)(/|$)"
+    r"|^benchmarks/results/|\.(so|pyc|whl)$"
+)
 
 
 class WheelProblem(Exception):
@@ -81,8 +92,10 @@ def tag_problems(name: str, python: str | None = None) -> list[str]:
         if glibc is None:
             problems.append(f"platform tag {tag} is not manylinux x86_64")
         elif glibc > MAX_GLIBC:
-            problems.append(f"platform tag {tag} needs glibc {glibc[0]}.{glibc[1]} > "
-                            f"{MAX_GLIBC[0]}.{MAX_GLIBC[1]}")
+            problems.append(
+                f"platform tag {tag} needs glibc {glibc[0]}.{glibc[1]} > "
+                f"{MAX_GLIBC[0]}.{MAX_GLIBC[1]}"
+            )
     if python is not None:
         want = "cp" + python.replace(".", "")
         if (py, abi) != (want, want):
@@ -126,8 +139,11 @@ def wheel_problems(wheel: Path, package_dir: Path, python: str | None = None) ->
     problems = tag_problems(wheel.name, python)
     dist, version, py, _, _ = parse_wheel_name(wheel.name)
     dist_info = f"{dist}-{version}.dist-info"
-    core = re.compile(rf"freqxfr/_core\.cpython-{py[2:]}-x86_64-linux-gnu\.so" if python
-                      else r"freqxfr/_core\.cpython-\d+-x86_64-linux-gnu\.so")
+    core = re.compile(
+        rf"freqxfr/_core\.cpython-{py[2:]}-x86_64-linux-gnu\.so"
+        if python
+        else r"freqxfr/_core\.cpython-\d+-x86_64-linux-gnu\.so"
+    )
     expected = expected_package_files(package_dir)
     with zipfile.ZipFile(wheel) as zf:
         names = {n for n in zf.namelist() if not n.endswith("/")}
@@ -137,15 +153,25 @@ def wheel_problems(wheel: Path, package_dir: Path, python: str | None = None) ->
         licences = {f"{dist_info}/licenses/{f}" for f in LICENSE_FILES}
         allowed = expected | cores | licences | {f"{dist_info}/{f}" for f in DIST_INFO_FILES}
         problems += [f"unexpected file {n}" for n in sorted(names - allowed)]
-        for need in sorted((expected | set(REQUIRED_PACKAGE_FILES) | licences
-                            | {f"{dist_info}/{f}" for f in DIST_INFO_FILES}) - names):
+        for need in sorted(
+            (
+                expected
+                | set(REQUIRED_PACKAGE_FILES)
+                | licences
+                | {f"{dist_info}/{f}" for f in DIST_INFO_FILES}
+            )
+            - names
+        ):
             problems.append(f"missing {need}")
         if f"{dist_info}/METADATA" in names:
             meta = zf.read(f"{dist_info}/METADATA").decode()
             if f"License-Expression: {LICENSE_EXPRESSION}" not in meta:
                 problems.append(f"METADATA lacks 'License-Expression: {LICENSE_EXPRESSION}'")
-            problems += [f"METADATA lacks 'License-File: {f}'" for f in LICENSE_FILES
-                         if f"License-File: {f}" not in meta]
+            problems += [
+                f"METADATA lacks 'License-File: {f}'"
+                for f in LICENSE_FILES
+                if f"License-File: {f}" not in meta
+            ]
         if f"{dist_info}/RECORD" in names:
             problems += _record_problems(zf, f"{dist_info}/RECORD")
     return problems

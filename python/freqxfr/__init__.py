@@ -35,6 +35,7 @@ def __getattr__(name: str):
         return getattr(import_module(f".{_LAZY[name]}", __name__), name)
     raise AttributeError(f"module 'freqxfr' has no attribute {name!r}")
 
+
 __all__ = [
     "Band",
     "BandSchedule",

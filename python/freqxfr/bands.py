@@ -171,7 +171,9 @@ class BandSchedule:
 
         Band index = ring * sectors + sector; sector 0 starts at the horizontal frequency axis."""
         base = cls.rings(k, extent)
-        return cls(kind="polar", edges_squared=base.edges_squared, sectors=_check_count(sectors, "sectors"))
+        return cls(
+            kind="polar", edges_squared=base.edges_squared, sectors=_check_count(sectors, "sectors")
+        )
 
     # ---- properties --------------------------------------------------------------------------
 

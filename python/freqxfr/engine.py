@@ -97,14 +97,18 @@ class EngineSettings:
 
     def __post_init__(self) -> None:
         if not (isinstance(self.max_wait_ms, (int, float)) and 0 <= self.max_wait_ms < 10_000):
-            raise InputError(f"max_wait_ms must be a number in [0, 10000), got {self.max_wait_ms!r}")
+            raise InputError(
+                f"max_wait_ms must be a number in [0, 10000), got {self.max_wait_ms!r}"
+            )
         for name in ("max_batch", "max_queue"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise InputError(f"{name} must be a positive integer, got {value!r}")
         for name in ("mask_threads", "lanes"):
             t = getattr(self, name)
-            if t is not None and (isinstance(t, bool) or not isinstance(t, int) or not 1 <= t <= 1024):
+            if t is not None and (
+                isinstance(t, bool) or not isinstance(t, int) or not 1 <= t <= 1024
+            ):
                 raise InputError(f"{name} must be an integer in 1..1024, got {t!r}")
 
 
@@ -128,8 +132,10 @@ def deadline_at(deadline: float | None) -> float | None:
     """``time.monotonic()`` at which a call's ``deadline`` (seconds from now) passes."""
     if deadline is None:
         return None
-    if isinstance(deadline, bool) or not isinstance(deadline, (int, float)) or not (
-        deadline > 0 and math.isfinite(deadline)
+    if (
+        isinstance(deadline, bool)
+        or not isinstance(deadline, (int, float))
+        or not (deadline > 0 and math.isfinite(deadline))
     ):
         raise InputError(f"deadline must be a positive number of seconds, got {deadline!r}")
     return time.monotonic() + float(deadline)
@@ -138,13 +144,34 @@ def deadline_at(deadline: float | None) -> float | None:
 class _Request:
     """One caller's work: an explained pair (``faces``, 2 images) or images to embed (``x``)."""
 
-    __slots__ = ("at", "batch_size", "caller", "deadline", "explainer", "faces", "future", "kind",
-                 "n", "started", "submitted", "what", "x")
+    __slots__ = (
+        "at",
+        "batch_size",
+        "caller",
+        "deadline",
+        "explainer",
+        "faces",
+        "future",
+        "kind",
+        "n",
+        "started",
+        "submitted",
+        "what",
+        "x",
+    )
 
-    def __init__(self, kind: str, what: str, *, explainer: Explainer | None = None,
-                 faces: np.ndarray | None = None, x: np.ndarray | None = None,
-                 batch_size: int | None = None, deadline: float | None = None,
-                 at: float | None = None) -> None:
+    def __init__(
+        self,
+        kind: str,
+        what: str,
+        *,
+        explainer: Explainer | None = None,
+        faces: np.ndarray | None = None,
+        x: np.ndarray | None = None,
+        batch_size: int | None = None,
+        deadline: float | None = None,
+        at: float | None = None,
+    ) -> None:
         self.kind, self.what, self.explainer, self.faces, self.x = kind, what, explainer, faces, x
         self.batch_size = batch_size
         self.deadline = deadline  # seconds, as given (for messages)
@@ -253,22 +280,45 @@ class Engine:
         return len(self._queue)
 
     def __repr__(self) -> str:
-        return (f"Engine(model={self.model.card.name!r}, {self.settings}, lanes={self.lanes}, "
-                f"intra_op_threads={self.intra_op_threads}, queued={self.queued})")
+        return (
+            f"Engine(model={self.model.card.name!r}, {self.settings}, lanes={self.lanes}, "
+            f"intra_op_threads={self.intra_op_threads}, queued={self.queued})"
+        )
 
     # -- blocking calls --
 
-    def explain(self, explainer: Explainer, faces: np.ndarray, *, deadline: float | None = None,
-                at: float | None = None, what: str = "explain") -> tuple[np.ndarray, dict[str, float]]:
+    def explain(
+        self,
+        explainer: Explainer,
+        faces: np.ndarray,
+        *,
+        deadline: float | None = None,
+        at: float | None = None,
+        what: str = "explain",
+    ) -> tuple[np.ndarray, dict[str, float]]:
         """Embeddings of one explained pair, laid out as a lone call lays them out
         ([ref a, ref b, K masked a, K masked b]), and the request's timings in ms."""
-        request = _Request("explain", what, explainer=explainer, faces=faces,
-                           batch_size=explainer.max_batch, deadline=deadline, at=at)
+        request = _Request(
+            "explain",
+            what,
+            explainer=explainer,
+            faces=faces,
+            batch_size=explainer.max_batch,
+            deadline=deadline,
+            at=at,
+        )
         self._submit(request)
         return self._result(request)
 
-    def embed(self, x: np.ndarray, *, batch_size: int | None = None, deadline: float | None = None,
-              at: float | None = None, what: str = "embed") -> np.ndarray:
+    def embed(
+        self,
+        x: np.ndarray,
+        *,
+        batch_size: int | None = None,
+        deadline: float | None = None,
+        at: float | None = None,
+        what: str = "embed",
+    ) -> np.ndarray:
         """Embeddings of model input ``x`` (as ``Verifier.embed_model_input`` takes it)."""
         request = _Request("embed", what, x=x, batch_size=batch_size, deadline=deadline, at=at)
         self._submit(request)
@@ -276,16 +326,35 @@ class Engine:
 
     # -- awaitable calls --
 
-    async def explain_async(self, explainer: Explainer, faces: np.ndarray, *,
-                            deadline: float | None = None, at: float | None = None,
-                            what: str = "explain") -> tuple[np.ndarray, dict[str, float]]:
-        request = _Request("explain", what, explainer=explainer, faces=faces,
-                           batch_size=explainer.max_batch, deadline=deadline, at=at)
+    async def explain_async(
+        self,
+        explainer: Explainer,
+        faces: np.ndarray,
+        *,
+        deadline: float | None = None,
+        at: float | None = None,
+        what: str = "explain",
+    ) -> tuple[np.ndarray, dict[str, float]]:
+        request = _Request(
+            "explain",
+            what,
+            explainer=explainer,
+            faces=faces,
+            batch_size=explainer.max_batch,
+            deadline=deadline,
+            at=at,
+        )
         return await self._call_async(request)
 
-    async def embed_async(self, x: np.ndarray, *, batch_size: int | None = None,
-                          deadline: float | None = None, at: float | None = None,
-                          what: str = "embed") -> np.ndarray:
+    async def embed_async(
+        self,
+        x: np.ndarray,
+        *,
+        batch_size: int | None = None,
+        deadline: float | None = None,
+        at: float | None = None,
+        what: str = "embed",
+    ) -> np.ndarray:
         request = _Request("embed", what, x=x, batch_size=batch_size, deadline=deadline, at=at)
         return (await self._call_async(request))[0]
 
@@ -350,8 +419,12 @@ class Engine:
         self._started = True
         for lane in range(self.lanes):
             if lane not in self._threads:
-                thread = threading.Thread(target=self._loop, args=(lane,), daemon=True,
-                                          name=f"freqxfr-engine-{self.model.card.name}-{lane}")
+                thread = threading.Thread(
+                    target=self._loop,
+                    args=(lane,),
+                    daemon=True,
+                    name=f"freqxfr-engine-{self.model.card.name}-{lane}",
+                )
                 self._threads[lane] = thread
                 thread.start()
 
@@ -446,8 +519,12 @@ class Engine:
                 if until is None:
                     until = time.monotonic() + s.max_wait_ms / 1e3
                 left = until - time.monotonic()
-                if (left <= 0 or not s.combine or self._queue[0].kind == "warmup"
-                        or sum(r.n for r in self._queue) >= s.max_batch):
+                if (
+                    left <= 0
+                    or not s.combine
+                    or self._queue[0].kind == "warmup"
+                    or sum(r.n for r in self._queue) >= s.max_batch
+                ):
                     break
                 self._not_empty.wait(left)  # gather more; another lane may take them meanwhile
             batch = self._take(max(1, self.lanes - self._busy))
@@ -554,15 +631,18 @@ class Engine:
             self._lane_models[lane] = model
             return model
 
-    def _compute(self, live: list[_Request], lane: int,
-                 model: Verifier) -> list[tuple[np.ndarray, dict[str, float]]]:
+    def _compute(
+        self, live: list[_Request], lane: int, model: Verifier
+    ) -> list[tuple[np.ndarray, dict[str, float]]]:
         """Mask every request of the batch into one buffer, run the model once, split the rows.
 
         Layout: for each explainer configuration, the layout ``Explainer.fill_batch`` gives P pairs
         ([2P references][2P x K masked]), then the images of each embed request.
         """
         t0 = time.perf_counter()
-        threads = self.mask_threads if model is self.model else max(1, self.mask_threads // self.lanes)
+        threads = (
+            self.mask_threads if model is self.model else max(1, self.mask_threads // self.lanes)
+        )
         if len(live) == 1 and live[0].kind == "embed":
             x = live[0].x  # nothing to copy
             places: list[tuple[int, int, int]] = [(0, 0, 1)]
@@ -585,8 +665,12 @@ class Engine:
                     pairs = len(members)
                     faces = np.concatenate([live[i].faces for i in members])  # type: ignore[misc]
                 size = pairs * (2 * first.explainer.n_bands + 2)  # type: ignore[union-attr]
-                first.explainer.fill_batch(x[offset : offset + size], faces, pairs=pairs,  # type: ignore[union-attr]
-                                           threads=threads)
+                first.explainer.fill_batch(
+                    x[offset : offset + size],
+                    faces,
+                    pairs=pairs,  # type: ignore[union-attr]
+                    threads=threads,
+                )
                 for j, i in enumerate(members):
                     places[i] = (offset, j, pairs)
                 offset += size
@@ -610,14 +694,18 @@ class Engine:
             self.stats.largest_batch = max(self.stats.largest_batch, len(live))
         results = []
         for request, (offset, j, pairs) in zip(live, places, strict=True):
-            timings = {"queue": (request.started - request.submitted) * 1e3,
-                       "mask": (t1 - t0) * 1e3, "model": (t2 - t1) * 1e3}
+            timings = {
+                "queue": (request.started - request.submitted) * 1e3,
+                "mask": (t1 - t0) * 1e3,
+                "model": (t2 - t1) * 1e3,
+            }
             if request.kind == "embed":
                 rows = embeddings[offset : offset + request.n]
                 results.append((rows if len(live) == 1 else rows.copy(), timings))
             else:
-                results.append((_pair_rows(embeddings, offset, j, pairs,
-                                           request.explainer.n_bands), timings))  # type: ignore[union-attr]
+                results.append(
+                    (_pair_rows(embeddings, offset, j, pairs, request.explainer.n_bands), timings)
+                )  # type: ignore[union-attr]
         return results
 
 
@@ -642,9 +730,16 @@ def _aligned_pair(explainer: Explainer, a: Any, b: Any, aligned: bool | None) ->
     return np.stack([explainer.prepare(a, aligned), explainer.prepare(b, aligned)])
 
 
-def explain_pair(explainer: Explainer, a: Any, b: Any, *, aligned: bool | None,
-                 same: bool | None, groups: dict[str, str] | None,
-                 deadline: float | None) -> Any:
+def explain_pair(
+    explainer: Explainer,
+    a: Any,
+    b: Any,
+    *,
+    aligned: bool | None,
+    same: bool | None,
+    groups: dict[str, str] | None,
+    deadline: float | None,
+) -> Any:
     """``Explainer.explain`` through the model's engine: align here, mask and embed there."""
     from .images import source_label
 
@@ -654,30 +749,44 @@ def explain_pair(explainer: Explainer, a: Any, b: Any, *, aligned: bool | None,
     t1 = time.perf_counter()
     rows, timings = explainer.model.engine.explain(explainer, faces, deadline=deadline, at=at)
     timings = {"prepare": (t1 - t0) * 1e3, **timings}
-    return explainer.explanation_from(rows, 1, 0, (source_label(a), source_label(b)), timings,
-                                  same, groups)
+    return explainer.explanation_from(
+        rows, 1, 0, (source_label(a), source_label(b)), timings, same, groups
+    )
 
 
-async def explain_pair_async(explainer: Explainer, a: Any, b: Any, *, aligned: bool | None,
-                             same: bool | None, groups: dict[str, str] | None,
-                             deadline: float | None) -> Any:
+async def explain_pair_async(
+    explainer: Explainer,
+    a: Any,
+    b: Any,
+    *,
+    aligned: bool | None,
+    same: bool | None,
+    groups: dict[str, str] | None,
+    deadline: float | None,
+) -> Any:
     from .images import source_label
 
     at = deadline_at(deadline)
     loop = asyncio.get_running_loop()
     if not explainer.model.use_engine:
         left = None if at is None else max(at - time.monotonic(), 1e-9)
-        return await loop.run_in_executor(None, lambda: explainer.explain(
-            a, b, aligned=aligned, same=same, groups=groups, deadline=left))
+        return await loop.run_in_executor(
+            None,
+            lambda: explainer.explain(
+                a, b, aligned=aligned, same=same, groups=groups, deadline=left
+            ),
+        )
     t0 = time.perf_counter()
     # Alignment (face detection for raw photos) is real work: keep it off the event loop.
     faces = await loop.run_in_executor(None, _aligned_pair, explainer, a, b, aligned)
     t1 = time.perf_counter()
-    rows, timings = await explainer.model.engine.explain_async(explainer, faces,
-                                                               deadline=deadline, at=at)
+    rows, timings = await explainer.model.engine.explain_async(
+        explainer, faces, deadline=deadline, at=at
+    )
     timings = {"prepare": (t1 - t0) * 1e3, **timings}
-    return explainer.explanation_from(rows, 1, 0, (source_label(a), source_label(b)), timings,
-                                  same, groups)
+    return explainer.explanation_from(
+        rows, 1, 0, (source_label(a), source_label(b)), timings, same, groups
+    )
 
 
 def warmup(model: Verifier, explainers: list[Explainer]) -> dict[str, float]:

@@ -37,8 +37,16 @@ from .verifier import Verifier, load_model, to_model_input
 
 DEFAULT_BANDS = 16
 # The keys of Explainer.settings(): the provenance every explanation and run file carries.
-SETTINGS_KEYS = ("freqxfr_version", "model", "backend", "mode", "domain", "clip", "schedule",
-                 "bands")
+SETTINGS_KEYS = (
+    "freqxfr_version",
+    "model",
+    "backend",
+    "mode",
+    "domain",
+    "clip",
+    "schedule",
+    "bands",
+)
 
 
 # ---- results ------------------------------------------------------------------------------------
@@ -146,25 +154,32 @@ class Explanation:
         rows = []
         for side, image in (("a", self.a), ("b", self.b)):
             for band, s, ab, di, abn, din in zip(
-                self.bands, image.scores, image.absolute, image.directed,
-                image.absolute_relative, image.directed_relative, strict=True,
+                self.bands,
+                image.scores,
+                image.absolute,
+                image.directed,
+                image.absolute_relative,
+                image.directed_relative,
+                strict=True,
             ):
-                rows.append({
-                    "image": side,
-                    "source": image.source,
-                    "band": band.index,
-                    "radius_lo": band.radius_lo,
-                    "radius_hi": band.radius_hi,
-                    "score_ref": self.score_ref,
-                    "score": float(s),
-                    "absolute": float(ab),
-                    "directed": float(di),
-                    "absolute_normalised": float(abn),
-                    "directed_normalised": float(din),
-                    "decision": self.decision,
-                    "same": self.same,
-                    **{f"group_{k}": v for k, v in self.groups.items()},
-                })
+                rows.append(
+                    {
+                        "image": side,
+                        "source": image.source,
+                        "band": band.index,
+                        "radius_lo": band.radius_lo,
+                        "radius_hi": band.radius_hi,
+                        "score_ref": self.score_ref,
+                        "score": float(s),
+                        "absolute": float(ab),
+                        "directed": float(di),
+                        "absolute_normalised": float(abn),
+                        "directed_normalised": float(din),
+                        "decision": self.decision,
+                        "same": self.same,
+                        **{f"group_{k}": v for k, v in self.groups.items()},
+                    }
+                )
         return rows
 
 
@@ -253,8 +268,14 @@ class Explainer:
     # -- one pair --
 
     def explain(
-        self, a: Any, b: Any, *, aligned: bool | None = None, same: bool | None = None,
-        groups: dict[str, str] | None = None, deadline: float | None = None,
+        self,
+        a: Any,
+        b: Any,
+        *,
+        aligned: bool | None = None,
+        same: bool | None = None,
+        groups: dict[str, str] | None = None,
+        deadline: float | None = None,
     ) -> Explanation:
         """Explain one pair of images (paths, arrays or PIL images; raw photos are aligned).
 
@@ -274,8 +295,9 @@ class Explainer:
         if self.model.use_engine:
             from .engine import explain_pair
 
-            return explain_pair(self, a, b, aligned=aligned, same=same, groups=groups,
-                                deadline=deadline)
+            return explain_pair(
+                self, a, b, aligned=aligned, same=same, groups=groups, deadline=deadline
+            )
         t0 = time.perf_counter()
         faces = np.stack([self.prepare(a, aligned), self.prepare(b, aligned)])
         t1 = time.perf_counter()
@@ -285,18 +307,27 @@ class Explainer:
         embeddings = self.model.embed_model_input(batch, batch_size=self.max_batch)
         t3 = time.perf_counter()
         timings = {"prepare": (t1 - t0) * 1e3, "mask": (t2 - t1) * 1e3, "model": (t3 - t2) * 1e3}
-        return self.explanation_from(embeddings, 1, 0, (source_label(a), source_label(b)), timings, same, groups)
+        return self.explanation_from(
+            embeddings, 1, 0, (source_label(a), source_label(b)), timings, same, groups
+        )
 
     async def explain_async(
-        self, a: Any, b: Any, *, aligned: bool | None = None, same: bool | None = None,
-        groups: dict[str, str] | None = None, deadline: float | None = None,
+        self,
+        a: Any,
+        b: Any,
+        *,
+        aligned: bool | None = None,
+        same: bool | None = None,
+        groups: dict[str, str] | None = None,
+        deadline: float | None = None,
     ) -> Explanation:
         """:meth:`explain` for asyncio: alignment runs on a worker thread, and the result is
         awaited from the model's engine without holding a thread."""
         from .engine import explain_pair_async
 
-        return await explain_pair_async(self, a, b, aligned=aligned, same=same, groups=groups,
-                                        deadline=deadline)
+        return await explain_pair_async(
+            self, a, b, aligned=aligned, same=same, groups=groups, deadline=deadline
+        )
 
     def warmup(self) -> dict[str, float]:
         """Pay the first call's start-up costs now (see :meth:`freqxfr.engine.Engine.warmup`)."""
@@ -304,8 +335,9 @@ class Explainer:
 
         return warmup(self.model, [self])
 
-    def align(self, image: Any, aligned: bool | None = None, *, name: str | None = None
-              ) -> AlignedFace:
+    def align(
+        self, image: Any, aligned: bool | None = None, *, name: str | None = None
+    ) -> AlignedFace:
         """Load and align one image once, keeping its name (default: its path).
 
         Pass the result to :meth:`explain` or :meth:`explain_pairs` as often as you like: it is
@@ -353,12 +385,16 @@ class Explainer:
         buffers = [self._batch(per_call), self._batch(per_call)]
         if not overlap:
             for i, chunk in enumerate(chunks):
-                yield from self._score_chunk(self._prepare_chunk(chunk, buffers[i % 2], aligned, skip_errors))
+                yield from self._score_chunk(
+                    self._prepare_chunk(chunk, buffers[i % 2], aligned, skip_errors)
+                )
             return
         with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="freqxfr-prepare") as pool:
             pending = None
             for i, chunk in enumerate(chunks):
-                future = pool.submit(self._prepare_chunk, chunk, buffers[i % 2], aligned, skip_errors)
+                future = pool.submit(
+                    self._prepare_chunk, chunk, buffers[i % 2], aligned, skip_errors
+                )
                 if pending is not None:
                     yield from self._score_chunk(pending.result())
                 pending = future
@@ -395,15 +431,20 @@ class Explainer:
             used = buffer[: n * (2 * self.n_bands + 2)]
             embeddings = self.model.embed_model_input(used, batch_size=self.max_batch)
             t_model = time.perf_counter() - t0
-            timings = {"prepare": t_prepare / n * 1e3, "mask": t_mask / n * 1e3,
-                       "model": t_model / n * 1e3}
+            timings = {
+                "prepare": t_prepare / n * 1e3,
+                "mask": t_mask / n * 1e3,
+                "model": t_model / n * 1e3,
+            }
         i = 0
         for entry in entries:
             if isinstance(entry, PairFailure):
                 yield entry
                 continue
             sources = (source_label(entry.path_a), source_label(entry.path_b))
-            yield self.explanation_from(embeddings, n, i, sources, timings, entry.same, entry.groups)
+            yield self.explanation_from(
+                embeddings, n, i, sources, timings, entry.same, entry.groups
+            )
             i += 1
 
     # -- the batch layout: [refs of all pairs (2P)] + [masked (2P, K)] --
@@ -419,8 +460,9 @@ class Explainer:
     def _batch(self, pairs: int) -> np.ndarray:
         return np.empty((pairs * (2 * self.n_bands + 2), *self._input_shape), np.float32)
 
-    def fill_batch(self, batch: np.ndarray, faces: np.ndarray, pairs: int = 1,
-                   threads: int | None = None) -> None:
+    def fill_batch(
+        self, batch: np.ndarray, faces: np.ndarray, pairs: int = 1, threads: int | None = None
+    ) -> None:
         """Write the 2P references and their 2P×K masked images of P pairs of aligned ``faces``
         into ``batch`` (the layout :meth:`explanation_from` reads; the engine batches by it)."""
         n = 2 * pairs
@@ -428,17 +470,32 @@ class Explainer:
         masked = batch[n : n + n * self.n_bands].reshape(n, self.n_bands, *self._input_shape)
         self.mask(faces, masked, threads=threads)
 
-    def mask(self, faces: np.ndarray, out: np.ndarray | None = None, mode: str | None = None,
-             order: Sequence[int] | None = None, *, regions: np.ndarray | None = None,
-             threads: int | None = None) -> np.ndarray:
+    def mask(
+        self,
+        faces: np.ndarray,
+        out: np.ndarray | None = None,
+        mode: str | None = None,
+        order: Sequence[int] | None = None,
+        *,
+        regions: np.ndarray | None = None,
+        threads: int | None = None,
+    ) -> np.ndarray:
         """Mask aligned ``faces`` (N, H, W, 3) with this explainer's bands and options, in the
         model's input layout (into ``out`` if given): :func:`freqxfr.mask_bands` with the
         model's normalisation. ``mode`` and ``order`` override the explainer's (e.g.
         ``"cumulative_delete"`` for the faithfulness curves); ``regions`` (R, H, W) masks region
         cells instead of whole bands."""
         return mask_bands(
-            faces, self.schedule, mode or self.mode, self.backend, out, order=order,
-            domain=self.domain, clip=self.clip, threads=threads or self.threads, regions=regions,
+            faces,
+            self.schedule,
+            mode or self.mode,
+            self.backend,
+            out,
+            order=order,
+            domain=self.domain,
+            clip=self.clip,
+            threads=threads or self.threads,
+            regions=regions,
             **self._mask_options,
         )
 
@@ -516,15 +573,31 @@ class Explainer:
             mean = mean[::-1]  # the card's mean is in its own channel order; views are RGB
         # With std 1 the output is p - mean; adding the mean back gives the pixels the model saw
         # (including the mean grey that normalised-domain masking leaves where DC was deleted).
-        views = mask_bands(faces, self.schedule, self.mode, self.backend, domain=self.domain,
-                           clip=self.clip, layout="NHWC", threads=self.threads, mean=mean, std=1.0)
+        views = mask_bands(
+            faces,
+            self.schedule,
+            self.mode,
+            self.backend,
+            domain=self.domain,
+            clip=self.clip,
+            layout="NHWC",
+            threads=self.threads,
+            mean=mean,
+            std=1.0,
+        )
         return np.clip(np.rint(views + mean), 0, 255).astype(np.uint8)
 
     # -- faithfulness --
 
-    def faithfulness(self, a: Any, b: Any, *, seeds: int | Sequence[int] = 5,
-                     aligned: bool | None = None, explanation: Explanation | None = None
-                     ) -> Faithfulness:
+    def faithfulness(
+        self,
+        a: Any,
+        b: Any,
+        *,
+        seeds: int | Sequence[int] = 5,
+        aligned: bool | None = None,
+        explanation: Explanation | None = None,
+    ) -> Faithfulness:
         """Deletion and insertion curves for one pair (see :mod:`freqxfr.faithfulness`)."""
         return pair_faithfulness(self, a, b, seeds=seeds, aligned=aligned, explanation=explanation)
 
@@ -594,14 +667,17 @@ def _as_pair(item: Pair | tuple[Any, Any]) -> Pair:
     return Pair(a, b)
 
 
-def _each_pair(explainer: Explainer, pairs, aligned, skip_errors, indices) -> Iterator[Explanation | PairFailure]:
+def _each_pair(
+    explainer: Explainer, pairs, aligned, skip_errors, indices
+) -> Iterator[Explanation | PairFailure]:
     """explain_pairs for region explanations: one pair after another, failures in place."""
     numbered = zip(itertools.count() if indices is None else indices, pairs, strict=False)
     for index, item in numbered:
         pair = _as_pair(item)
         try:
-            yield explainer.explain(pair.path_a, pair.path_b, aligned=aligned, same=pair.same,
-                                    groups=pair.groups)
+            yield explainer.explain(
+                pair.path_a, pair.path_b, aligned=aligned, same=pair.same, groups=pair.groups
+            )
         except FreqxfrError as exc:
             if not skip_errors:
                 raise

@@ -58,8 +58,13 @@ class Explainer(Protocol):
 
     def explain(self, a: Any, b: Any, *, aligned: bool | None = None) -> Any: ...
 
-    def mask(self, faces: np.ndarray, out: np.ndarray | None = None, mode: str | None = None,
-             order: Sequence[int] | None = None) -> np.ndarray: ...
+    def mask(
+        self,
+        faces: np.ndarray,
+        out: np.ndarray | None = None,
+        mode: str | None = None,
+        order: Sequence[int] | None = None,
+    ) -> np.ndarray: ...
 
 
 class Explanation(Protocol):
@@ -67,6 +72,7 @@ class Explanation(Protocol):
     b: Any
     score_ref: float
     same: bool | None
+
 
 VARIANTS = ("decision_aware", "support", "against", "absolute")
 CLASSES = ("genuine", "impostor", "match", "non_match")
@@ -102,10 +108,14 @@ def curve_area(curve: np.ndarray) -> float:
 def faithful_text(decision: bool) -> str:
     """Which direction is faithful for an image of a pair with this decision."""
     if decision:
-        return ("match: deleting the bands that supported the match first should lower the "
-                "score faster than random")
-    return ("non-match: deleting the bands that worked against the match first should raise "
-            "the score faster than random")
+        return (
+            "match: deleting the bands that supported the match first should lower the "
+            "score faster than random"
+        )
+    return (
+        "non-match: deleting the bands that worked against the match first should raise "
+        "the score faster than random"
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -190,8 +200,11 @@ class SideCurves:
             "decision_aware": self.decision_variant,
             "faithful": faithful_text(self.decision),
             "variants": {
-                name: {"order": v.order.tolist(), "deletion": v.deletion.tolist(),
-                       "insertion": v.insertion.tolist()}
+                name: {
+                    "order": v.order.tolist(),
+                    "deletion": v.deletion.tolist(),
+                    "insertion": v.insertion.tolist(),
+                }
                 for name, v in self.variants.items()
             },
             "areas": self.areas(),
@@ -246,8 +259,12 @@ def pair_faithfulness(
     if explanation is None:
         explanation = explainer.explain(face_a, face_b, aligned=True)
     return faithfulness_of(
-        explainer, faces, (explanation.a.directed, explanation.b.directed),
-        explanation.score_ref, seeds=seeds, same=explanation.same if same is None else same,
+        explainer,
+        faces,
+        (explanation.a.directed, explanation.b.directed),
+        explanation.score_ref,
+        seeds=seeds,
+        same=explanation.same if same is None else same,
     )
 
 
@@ -267,15 +284,29 @@ def faithfulness_of(
     decision = bool(score_ref >= threshold)
     refs = explainer.model.embed(faces)
     sides = [
-        _side_curves(explainer, faces[side], refs[1 - side],
-                     np.asarray(directed[side], np.float64), score_ref, decision, seeds_)
+        _side_curves(
+            explainer,
+            faces[side],
+            refs[1 - side],
+            np.asarray(directed[side], np.float64),
+            score_ref,
+            decision,
+            seeds_,
+        )
         for side in (0, 1)
     ]
     return Faithfulness(sides[0], sides[1], seeds_, float(score_ref), threshold, decision, same)
 
 
-def _side_curves(explainer: Explainer, face: np.ndarray, other: np.ndarray, directed: np.ndarray,
-                 score_ref: float, decision: bool, seeds: tuple[int, ...]) -> SideCurves:
+def _side_curves(
+    explainer: Explainer,
+    face: np.ndarray,
+    other: np.ndarray,
+    directed: np.ndarray,
+    score_ref: float,
+    decision: bool,
+    seeds: tuple[int, ...],
+) -> SideCurves:
     model = explainer.model
     k = explainer.n_bands
     support = np.argsort(-directed, kind="stable")
@@ -288,8 +319,9 @@ def _side_curves(explainer: Explainer, face: np.ndarray, other: np.ndarray, dire
     for i, o in enumerate(orders):
         explainer.mask(face[None], batch[i, 0:1], "cumulative_delete", o)
         explainer.mask(face[None], batch[i, 1:2], "cumulative_keep", o)
-    emb = model.embed_model_input(batch.reshape(-1, *model.card.input_shape),
-                                 batch_size=explainer.max_batch)
+    emb = model.embed_model_input(
+        batch.reshape(-1, *model.card.input_shape), batch_size=explainer.max_batch
+    )
     scores = model.score(emb, other[None]).reshape(len(orders), 2, k)
     # Deletion starts at the unaltered image; insertion at the empty spectrum, which is the
     # last deletion step (every band removed).
@@ -304,9 +336,11 @@ def _side_curves(explainer: Explainer, face: np.ndarray, other: np.ndarray, dire
     abs_curves = sup if shared else VariantCurves(absolute, deletion[1], insertion[1])
     n_fixed = 1 if shared else 2
     return SideCurves(
-        directed=directed, decision=decision,
+        directed=directed,
+        decision=decision,
         variants={"support": sup, "against": against, "absolute": abs_curves},
-        random_deletion=deletion[n_fixed:], random_insertion=insertion[n_fixed:],
+        random_deletion=deletion[n_fixed:],
+        random_insertion=insertion[n_fixed:],
     )
 
 
@@ -316,9 +350,16 @@ def _side_curves(explainer: Explainer, face: np.ndarray, other: np.ndarray, dire
 def image_records(result: Faithfulness, index: int, paths: tuple[str, str]) -> list[dict[str, Any]]:
     """One record per explained image of a pair: who it is, its decision and its areas."""
     return [
-        {"pair": int(index), "side": side, "path": str(path), "same": result.same,
-         "decision": result.decision, "score_ref": result.score_ref,
-         "decision_aware": curves.decision_variant, "areas": curves.areas()}
+        {
+            "pair": int(index),
+            "side": side,
+            "path": str(path),
+            "same": result.same,
+            "decision": result.decision,
+            "score_ref": result.score_ref,
+            "decision_aware": curves.decision_variant,
+            "areas": curves.areas(),
+        }
         for side, path, curves in (("a", paths[0], result.a), ("b", paths[1], result.b))
     ]
 
@@ -357,11 +398,19 @@ def summarise_faithfulness(records: Iterable[Mapping[str, Any]]) -> dict[str, An
             wins = sum(bool(a["beats_random"]) for a in areas)
             p = sign_test_p(wins, len(areas))
             entry[name] = {
-                **{key: float(np.mean([a[key] for a in areas]))
-                   for key in ("deletion_auc", "random_deletion_auc", "insertion_auc",
-                               "random_insertion_auc")},
+                **{
+                    key: float(np.mean([a[key] for a in areas]))
+                    for key in (
+                        "deletion_auc",
+                        "random_deletion_auc",
+                        "insertion_auc",
+                        "random_insertion_auc",
+                    )
+                },
                 "beats_random": wins / len(areas),
-                "insertion_beats_random": float(np.mean([a["insertion_beats_random"] for a in areas])),
+                "insertion_beats_random": float(
+                    np.mean([a["insertion_beats_random"] for a in areas])
+                ),
                 "wins": wins,
                 "p_value": p,
                 "holds": bool(p < SIGN_TEST_LEVEL),
@@ -384,8 +433,13 @@ def verdict(entry: Mapping[str, Any] | None, n_images: int) -> str:
 
 
 def dataset_faithfulness(
-    explainer: Explainer, pairs: Sequence[Any], *, seeds: int | Sequence[int] = 5,
-    aligned: bool | None = None, indices: Sequence[int] | None = None, progress: bool = False,
+    explainer: Explainer,
+    pairs: Sequence[Any],
+    *,
+    seeds: int | Sequence[int] = 5,
+    aligned: bool | None = None,
+    indices: Sequence[int] | None = None,
+    progress: bool = False,
 ) -> dict[str, Any]:
     """Faithfulness over many pairs: per-image records and the per-class summary.
 
@@ -400,8 +454,9 @@ def dataset_faithfulness(
     per_image: list[dict[str, Any]] = []
     bar = progress_bar(progress and len(pairs) > 1, len(pairs), desc="faithfulness")
     for index, pair in zip(range(len(pairs)) if indices is None else indices, pairs, strict=True):
-        result = pair_faithfulness(explainer, pair.path_a, pair.path_b, seeds=seeds,
-                                   aligned=aligned, same=pair.same)
+        result = pair_faithfulness(
+            explainer, pair.path_a, pair.path_b, seeds=seeds, aligned=aligned, same=pair.same
+        )
         per_image.extend(image_records(result, index, (str(pair.path_a), str(pair.path_b))))
         if bar is not None:
             bar.update(1)
@@ -419,18 +474,24 @@ def dataset_faithfulness(
 
 def summary_lines(by_class: Mapping[str, Any]) -> list[str]:
     """The per-class win rates as a small text table, and a verdict per class (for the CLI)."""
-    lines = ["share of images whose deletion curve beats the random orders' mean, per variant:",
-             f"{'class':<10} {'images':>6} " + " ".join(f"{v:>15}" for v in VARIANTS)]
+    lines = [
+        "share of images whose deletion curve beats the random orders' mean, per variant:",
+        f"{'class':<10} {'images':>6} " + " ".join(f"{v:>15}" for v in VARIANTS),
+    ]
     verdicts = []
     for cls in CLASSES:
         entry = by_class.get(cls) or {}
         n = int(entry.get("n_images") or 0)
         if not n:
             continue
-        cells = [f"{entry[v]['beats_random']:>14.1%}{'*' if entry[v]['holds'] else ' '}"
-                 for v in VARIANTS]
+        cells = [
+            f"{entry[v]['beats_random']:>14.1%}{'*' if entry[v]['holds'] else ' '}"
+            for v in VARIANTS
+        ]
         lines.append(f"{cls:<10} {n:>6} " + " ".join(cells))
         verdicts.append(f"  {cls}: decision-aware criterion {verdict(entry['decision_aware'], n)}")
-    lines.append("(* = holds: wins significantly above half, one-sided sign test p < "
-                 f"{SIGN_TEST_LEVEL}; match: deletion should lower the score, non-match: raise it)")
+    lines.append(
+        "(* = holds: wins significantly above half, one-sided sign test p < "
+        f"{SIGN_TEST_LEVEL}; match: deletion should lower the score, non-match: raise it)"
+    )
     return lines + verdicts

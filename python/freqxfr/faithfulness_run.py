@@ -36,8 +36,12 @@ FILE = "faithfulness.jsonl"
 
 
 def run_faithfulness(
-    pairs: Sequence[Pair], out_dir: str | os.PathLike[str], explainer: Explainer, *,
-    seeds: int | Sequence[int] = 5, progress: bool = True,
+    pairs: Sequence[Pair],
+    out_dir: str | os.PathLike[str],
+    explainer: Explainer,
+    *,
+    seeds: int | Sequence[int] = 5,
+    progress: bool = True,
 ) -> dict[str, Any]:
     """Curves for every explained pair of the run in ``out_dir``; returns the summary part."""
     out = Path(out_dir)
@@ -47,8 +51,11 @@ def run_faithfulness(
     bar = None
     with ResultsLog(path, key=lambda line: int(line["index"])) as log:
         done = log.open()  # drops a partial last line from a crash; it is redone
-        todo = [r for r in read_results(out / "results.jsonl")
-                if "error" not in r and int(r["index"]) not in done]
+        todo = [
+            r
+            for r in read_results(out / "results.jsonl")
+            if "error" not in r and int(r["index"]) not in done
+        ]
         if todo:
             bar = progress_bar(progress, len(todo) + len(done), done=len(done), desc="faithfulness")
         try:
@@ -57,8 +64,13 @@ def run_faithfulness(
                 pair = pairs[index]
                 faces = np.stack([explainer.prepare(pair.path_a), explainer.prepare(pair.path_b)])
                 result = faithfulness_of(
-                    explainer, faces, (record["a"]["directed"], record["b"]["directed"]),
-                    float(record["score_ref"]), seeds=seeds_, same=record.get("same"))
+                    explainer,
+                    faces,
+                    (record["a"]["directed"], record["b"]["directed"]),
+                    float(record["score_ref"]),
+                    seeds=seeds_,
+                    same=record.get("same"),
+                )
                 log.append(_line(index, seeds_, result, (str(pair.path_a), str(pair.path_b))))
                 if bar is not None:
                     bar.update(1)
@@ -108,5 +120,6 @@ def _check_seeds(path: Path, seeds: list[int]) -> None:
         if line.get("seeds") != seeds:
             raise OutputError(
                 f"{path} holds faithfulness curves for seeds {line.get('seeds')}, not {seeds}; "
-                "use the same --seeds or delete that file")
+                "use the same --seeds or delete that file"
+            )
         return

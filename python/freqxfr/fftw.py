@@ -98,8 +98,11 @@ def _warn_no_wisdom(exc: Exception) -> None:
         reason = f"{exc.filename}: {exc.strerror or exc}"
     else:
         reason = f"the wisdom file is not text ({exc})"
-    warn_once("fftw-wisdom", f"FFTW wisdom is not kept between runs (masking works; planning "
-                             f"is repeated in each process): {reason}")
+    warn_once(
+        "fftw-wisdom",
+        f"FFTW wisdom is not kept between runs (masking works; planning "
+        f"is repeated in each process): {reason}",
+    )
 
 
 def _wisdom_path() -> Path:

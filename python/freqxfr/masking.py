@@ -123,7 +123,8 @@ def mask_bands(
         clip=_check_clip(clip),
         mean=_per_channel(mean, c, "mean"),
         std=_per_channel(std, c, "std", smallest=STD_MIN),
-        reverse_channels=_choice(channel_order, ("RGB", "BGR"), "channel_order") == "BGR" and c == 3,
+        reverse_channels=_choice(channel_order, ("RGB", "BGR"), "channel_order") == "BGR"
+        and c == 3,
         layout=_choice(layout, ("NCHW", "NHWC"), "layout"),
         threads=_check_threads(threads),
         planner=_choice(planner, PLANNERS, "planner"),
@@ -174,7 +175,9 @@ def _check_images(images: object) -> np.ndarray:
 MAX_REGIONS = 4096
 
 
-def check_region_weights(regions: object, h: int, w: int, *, name: str = "regions") -> np.ndarray | None:
+def check_region_weights(
+    regions: object, h: int, w: int, *, name: str = "regions"
+) -> np.ndarray | None:
     """``regions`` as a C-contiguous float32 (R, H, W) array with values in [0, 1], or None.
 
     Float64 input is converted; any other dtype, shape, NaN/Inf, a negative value or one above 1
@@ -182,22 +185,34 @@ def check_region_weights(regions: object, h: int, w: int, *, name: str = "region
     if regions is None:
         return None
     if not isinstance(regions, np.ndarray):
-        raise InputError(f"{name} must be a numpy array (R, H, W) of weights, got {type(regions).__name__}")
+        raise InputError(
+            f"{name} must be a numpy array (R, H, W) of weights, got {type(regions).__name__}"
+        )
     if regions.dtype not in (np.float32, np.float64):
-        raise InputError(f"{name} must be float32 (or float64) weights in [0, 1], got dtype {regions.dtype}")
+        raise InputError(
+            f"{name} must be float32 (or float64) weights in [0, 1], got dtype {regions.dtype}"
+        )
     if regions.ndim != 3:
         hint = " (one region: weights[None])" if regions.ndim == 2 else ""
         raise InputError(f"{name} must be 3-D (R, H, W), got shape {regions.shape}{hint}")
     if regions.shape[1:] != (h, w):
-        raise InputError(f"{name} must be (R, {h}, {w}) to match the images, got shape {regions.shape}")
+        raise InputError(
+            f"{name} must be (R, {h}, {w}) to match the images, got shape {regions.shape}"
+        )
     if not 1 <= regions.shape[0] <= MAX_REGIONS:
         raise InputError(f"{name} must hold 1..{MAX_REGIONS} regions, got {regions.shape[0]}")
     bad = ~((regions >= 0) & (regions <= 1))  # NaN fails both comparisons
     if bad.any():
         where = tuple(int(i) for i in np.argwhere(bad)[0])
         value = float(regions[where])
-        what = "NaN or Inf" if not np.isfinite(value) else ("a negative weight" if value < 0 else "a weight above 1")
-        raise InputError(f"{name} contain {what} (first at index {where}: {value}); weights must lie in [0, 1]")
+        what = (
+            "NaN or Inf"
+            if not np.isfinite(value)
+            else ("a negative weight" if value < 0 else "a weight above 1")
+        )
+        raise InputError(
+            f"{name} contain {what} (first at index {where}: {value}); weights must lie in [0, 1]"
+        )
     return np.require(regions, dtype=np.float32, requirements=["C_CONTIGUOUS", "ALIGNED"])
 
 
@@ -207,7 +222,9 @@ def _choice(value: str, allowed: tuple[str, ...], name: str) -> str:
     return value
 
 
-def _check_order(order: Sequence[int] | None, k: int, mode: str, cells: bool = False) -> tuple[int, ...]:
+def _check_order(
+    order: Sequence[int] | None, k: int, mode: str, cells: bool = False
+) -> tuple[int, ...]:
     if order is None:
         return tuple(range(k))
     if not str(mode).startswith("cumulative"):
@@ -263,7 +280,11 @@ def _per_channel(
 def _check_threads(threads: int | None) -> int:
     if threads is None:
         return default_threads()
-    if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or not 1 <= threads <= 1024:
+    if (
+        isinstance(threads, bool)
+        or not isinstance(threads, (int, np.integer))
+        or not 1 <= threads <= 1024
+    ):
         raise InputError(f"threads must be an integer in 1..1024, got {threads!r}")
     return int(threads)
 

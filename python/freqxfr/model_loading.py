@@ -114,17 +114,18 @@ def converter_module(card: ModelCard) -> ModuleType | None:
     module_name = source.removeprefix("converter:")
     # Private modules (``_cache``, ``_packages``) are helpers, not converters.
     if not module_name.isidentifier() or module_name.startswith("_"):
-        raise ModelError(f"card {card.name!r}: invalid converter name {module_name!r} in "
-                         f"source {source!r}")
+        raise ModelError(
+            f"card {card.name!r}: invalid converter name {module_name!r} in source {source!r}"
+        )
     try:
         module = importlib.import_module(f"freqxfr.models.{module_name}")
     except ModuleNotFoundError:
-        raise ModelError(
-            f"card {card.name!r}: no converter freqxfr.models.{module_name}"
-        ) from None
+        raise ModelError(f"card {card.name!r}: no converter freqxfr.models.{module_name}") from None
     if not callable(getattr(module, "converted_path", None)):
-        raise ModelError(f"card {card.name!r}: freqxfr.models.{module_name} in source "
-                         f"{source!r} is not a model converter")
+        raise ModelError(
+            f"card {card.name!r}: freqxfr.models.{module_name} in source "
+            f"{source!r} is not a model converter"
+        )
     return module
 
 

@@ -108,8 +108,9 @@ def dynamic_batch_copy(
     try:
         folder = cache_dir("models")
     except OutputError as exc:  # the copy only saves time: without a cache, loop over the batch
-        warn_once("dynbatch", f"{path}: no dynamic-batch copy, so batches run one image at a "
-                              f"time: {exc}")
+        warn_once(
+            "dynbatch", f"{path}: no dynamic-batch copy, so batches run one image at a time: {exc}"
+        )
         return None
     target = folder / f"{path.stem}-{digest}-dynbatch.onnx"
     refused = folder / f"{path.stem}-{digest}-dynbatch.refused"
@@ -126,8 +127,11 @@ def dynamic_batch_copy(
         try:
             write_bytes(target, model.SerializeToString())
         except OSError as exc:
-            warn_once("dynbatch", f"{path}: no dynamic-batch copy, so batches run one image at "
-                                  f"a time: cannot write {target} ({exc.strerror or exc})")
+            warn_once(
+                "dynbatch",
+                f"{path}: no dynamic-batch copy, so batches run one image at "
+                f"a time: cannot write {target} ({exc.strerror or exc})",
+            )
             return None
     try:
         session = ort.InferenceSession(str(target), sess_options=options, providers=providers)

@@ -205,7 +205,9 @@ def _read_csv(text: str, path: Path, root: Path) -> list[Pair]:
     return pairs
 
 
-def attach_groups(pairs: list[Pair], table: str | Path, root: str | Path | None = None) -> list[Pair]:
+def attach_groups(
+    pairs: list[Pair], table: str | Path, root: str | Path | None = None
+) -> list[Pair]:
     """Label pairs with per-image attributes from a CSV table (``path,attr1,attr2,...``).
 
     FRLL's ``index.csv`` is such a table (gender, ethnicity, ...). A pair gets an attribute's value

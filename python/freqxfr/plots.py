@@ -174,10 +174,22 @@ def fhp_disc(
         half_w, half_h = (width / 2) / corner, (height / 2) / corner
         # The Nyquist box, traced point by point: on a non-linear scale it is no longer square.
         t = np.linspace(0.0, 1.0, 50)
-        xs = np.concatenate([-half_w + 2 * half_w * t, np.full(50, half_w),
-                             half_w - 2 * half_w * t, np.full(50, -half_w)])
-        ys = np.concatenate([np.full(50, -half_h), -half_h + 2 * half_h * t,
-                             np.full(50, half_h), half_h - 2 * half_h * t])
+        xs = np.concatenate(
+            [
+                -half_w + 2 * half_w * t,
+                np.full(50, half_w),
+                half_w - 2 * half_w * t,
+                np.full(50, -half_w),
+            ]
+        )
+        ys = np.concatenate(
+            [
+                np.full(50, -half_h),
+                -half_h + 2 * half_h * t,
+                np.full(50, half_h),
+                half_h - 2 * half_h * t,
+            ]
+        )
         rho = np.hypot(xs, ys)
         shown = scale(rho) / np.maximum(rho, 1e-12)
         ax.plot(xs * shown, ys * shown, color="0.55", linestyle="--", linewidth=0.8)
@@ -243,10 +255,16 @@ def _label_rings(ax: Axes, bands: Sequence[Mapping[str, Any]], scale) -> None:
         if mid - last_shown < 0.06:
             continue
         last_shown = mid
-        ax.text(mid * math.cos(math.pi / 4), mid * math.sin(math.pi / 4), str(index),
-                ha="center", va="center", fontsize=6, color="0.1",
-                bbox={"boxstyle": "round,pad=0.1", "facecolor": "white", "alpha": 0.6,
-                      "linewidth": 0})
+        ax.text(
+            mid * math.cos(math.pi / 4),
+            mid * math.sin(math.pi / 4),
+            str(index),
+            ha="center",
+            va="center",
+            fontsize=6,
+            color="0.1",
+            bbox={"boxstyle": "round,pad=0.1", "facecolor": "white", "alpha": 0.6, "linewidth": 0},
+        )
 
 
 def _screen_angles(a_lo: float, a_hi: float) -> list[tuple[float, float]]:
@@ -265,8 +283,11 @@ def _screen_angles(a_lo: float, a_hi: float) -> list[tuple[float, float]]:
 
 
 def plot_pair(
-    explanation: Mapping[str, Any], faces: np.ndarray, path: str | os.PathLike[str],
-    *, radial: str = DEFAULT_RADIAL,
+    explanation: Mapping[str, Any],
+    faces: np.ndarray,
+    path: str | os.PathLike[str],
+    *,
+    radial: str = DEFAULT_RADIAL,
 ) -> Path:
     """Each face beside its absolute and directed FHP discs; score, threshold and decision on top.
 
@@ -412,13 +433,26 @@ def plot_masked_strip(
             top = r * cell_h + i * gap + label_h
             left = c * cell_w
             mosaic[top : top + h, left : left + w] = tiles[i, t]
-            ax.text(left + w / 2, top - 2, f"{name}: {titles[t]}", ha="center", va="bottom",
-                    fontsize=7.5, parse_math=False)
+            ax.text(
+                left + w / 2,
+                top - 2,
+                f"{name}: {titles[t]}",
+                ha="center",
+                va="bottom",
+                fontsize=7.5,
+                parse_math=False,
+            )
     ax.imshow(mosaic, interpolation="antialiased")
     ax.set_axis_off()
-    fig.text(0.5, 0.01,
-             "each image with one band deleted, as the model saw it (clipped to [0, 255] for display)",
-             ha="center", va="bottom", fontsize=8, color="0.3")
+    fig.text(
+        0.5,
+        0.01,
+        "each image with one band deleted, as the model saw it (clipped to [0, 255] for display)",
+        ha="center",
+        va="bottom",
+        fontsize=8,
+        color="0.3",
+    )
     return save_figure(fig, path)
 
 
@@ -455,9 +489,16 @@ def plot_curves(faithfulness: Mapping[str, Any], path: str | os.PathLike[str]) -
                 size = main.size
                 x = np.linspace(0.0, 1.0, main.size)
                 auc = (areas.get(name) or {}).get(f"{curve}_auc")
-                ax.plot(x, main, color=colour, linestyle=style, marker="o", markersize=3,
-                        linewidth=1.8 if colour == "C0" else 1.2,
-                        label=f"{label} (AUC {_fmt_auc(auc)})")
+                ax.plot(
+                    x,
+                    main,
+                    color=colour,
+                    linestyle=style,
+                    marker="o",
+                    markersize=3,
+                    linewidth=1.8 if colour == "C0" else 1.2,
+                    label=f"{label} (AUC {_fmt_auc(auc)})",
+                )
             randoms = data.get(f"random_{curve}")
             if randoms:
                 rnd = np.asarray(randoms, dtype=np.float64)
@@ -469,15 +510,24 @@ def plot_curves(faithfulness: Mapping[str, Any], path: str | os.PathLike[str]) -
                 mean, sd = rnd.mean(axis=0), rnd.std(axis=0)
                 ax.fill_between(x, mean - sd, mean + sd, color="0.6", alpha=0.35, linewidth=0)
                 auc = (areas.get(aware) or {}).get(f"random_{curve}_auc")
-                ax.plot(x, mean, color="0.35", linewidth=1.3,
-                        label=f"random, mean ± sd of {rnd.shape[0]} (AUC {_fmt_auc(auc)})")
+                ax.plot(
+                    x,
+                    mean,
+                    color="0.35",
+                    linewidth=1.3,
+                    label=f"random, mean ± sd of {rnd.shape[0]} (AUC {_fmt_auc(auc)})",
+                )
             if threshold is not None:
-                ax.axhline(float(threshold), color="0.2", linestyle=":", linewidth=1.0,
-                           label="threshold")
+                ax.axhline(
+                    float(threshold), color="0.2", linestyle=":", linewidth=1.0, label="threshold"
+                )
             rises = aware == "against"
             if curve == "deletion":
-                goal = "faithful: ABOVE random (score rises)" if rises else \
-                    "faithful: BELOW random (score falls)"
+                goal = (
+                    "faithful: ABOVE random (score rises)"
+                    if rises
+                    else "faithful: BELOW random (score falls)"
+                )
             else:
                 goal = "faithful: BELOW random" if rises else "faithful: ABOVE random"
             ax.set_title(f"{side}: {curve}, {goal}", fontsize=9)
@@ -489,11 +539,15 @@ def plot_curves(faithfulness: Mapping[str, Any], path: str | os.PathLike[str]) -
     if decision is None:
         headline = "faithfulness: deletion and insertion against random orders"
     elif decision:
-        headline = ("match: deleting the bands that supported the match first should lower the "
-                    "score faster than random")
+        headline = (
+            "match: deleting the bands that supported the match first should lower the "
+            "score faster than random"
+        )
     else:
-        headline = ("non-match: deleting the bands that worked against the match first should "
-                    "raise the score faster than random")
+        headline = (
+            "non-match: deleting the bands that worked against the match first should "
+            "raise the score faster than random"
+        )
     fig.suptitle(headline, fontsize=10)
     return save_figure(fig, path)
 
@@ -517,16 +571,25 @@ def plot_faithfulness_classes(by_class: Mapping[str, Any], path: str | os.PathLi
     width = 0.8 / len(_FAITHFUL_VARIANTS)
     for i, name in enumerate(_FAITHFUL_VARIANTS):
         rates = [by_class[c][name]["beats_random"] for c in classes]
-        gaps = [by_class[c][name]["deletion_auc"] - by_class[c][name]["random_deletion_auc"]
-                for c in classes]
+        gaps = [
+            by_class[c][name]["deletion_auc"] - by_class[c][name]["random_deletion_auc"]
+            for c in classes
+        ]
         offset = (i - (len(_FAITHFUL_VARIANTS) - 1) / 2) * width
         label = display_name(name).replace("decision aware", "decision-aware")
         ax_rate.bar(x + offset, rates, width, color=f"C{i}", label=label)
         ax_gap.bar(x + offset, gaps, width, color=f"C{i}", label=label)
         for j, c in enumerate(classes):
             if not by_class[c][name]["holds"]:
-                ax_rate.text(x[j] + offset, rates[j] + 0.01, "x", ha="center", fontsize=8,
-                             color="C3", fontweight="bold")
+                ax_rate.text(
+                    x[j] + offset,
+                    rates[j] + 0.01,
+                    "x",
+                    ha="center",
+                    fontsize=8,
+                    color="C3",
+                    fontweight="bold",
+                )
     labels = [f"{display_name(c)}\n(n={by_class[c]['n_images']})" for c in classes]
     ax_rate.axhline(0.5, color="0.3", linestyle=":", linewidth=1.0)
     ax_rate.set_ylim(0, 1.08)
@@ -537,8 +600,11 @@ def plot_faithfulness_classes(by_class: Mapping[str, Any], path: str | os.PathLi
     ax_gap.axhline(0.0, color="0.3", linewidth=0.8)
     ax_gap.set_xticks(x, labels, fontsize=8)
     ax_gap.set_ylabel("deletion AUC − random AUC")
-    ax_gap.set_title("faithful: below 0 for support/absolute, above 0 for against;\n"
-                     "decision-aware: below for matches, above for non-matches", fontsize=9)
+    ax_gap.set_title(
+        "faithful: below 0 for support/absolute, above 0 for against;\n"
+        "decision-aware: below for matches, above for non-matches",
+        fontsize=9,
+    )
     for ax in (ax_rate, ax_gap):
         ax.grid(alpha=0.3, axis="y")
     return save_figure(fig, path)
@@ -723,7 +789,9 @@ def _decision_title(explanation: Mapping[str, Any]) -> str:
 
 
 def plot_run_comparison(
-    summary: Mapping[str, Any], path: str | os.PathLike[str], kind: Kind = "absolute",
+    summary: Mapping[str, Any],
+    path: str | os.PathLike[str],
+    kind: Kind = "absolute",
     classes: Sequence[str] = ("genuine", "impostor"),
 ) -> Path:
     """Overlaid band profiles of compared runs (mean normalised ``kind`` influence, shaded with
@@ -733,8 +801,13 @@ def plot_run_comparison(
     runs = [r["name"] for r in summary.get("runs") or []]
     if not bands or len(runs) < 2:
         raise InputError("a comparison summary needs bands and at least two runs")
-    shown = [c for c in classes if any(
-        (bands[0].get(c) or {}).get("mean", {}).get(r, {}).get(kind) is not None for r in runs)]
+    shown = [
+        c
+        for c in classes
+        if any(
+            (bands[0].get(c) or {}).get("mean", {}).get(r, {}).get(kind) is not None for r in runs
+        )
+    ]
     if not shown:
         raise InputError(f"no class of {list(classes)} has pairs in this comparison")
     x = np.arange(len(bands))
@@ -771,8 +844,10 @@ def plot_run_comparison(
     axes[0, 0].set_ylabel(f"{label} influence,\nnormalised per image")
     level = (summary.get("bootstrap") or {}).get("level", 0.95)
     axes[1, 0].set_ylabel(f"paired difference\n({100 * float(level):g}% bootstrap CI)")
-    fig.suptitle(f"band profiles of the compared runs ({label}; shade: bootstrap interval over "
-                 "pairs)", fontsize=10)
+    fig.suptitle(
+        f"band profiles of the compared runs ({label}; shade: bootstrap interval over pairs)",
+        fontsize=10,
+    )
     return save_figure(fig, path)
 
 
@@ -784,8 +859,12 @@ def _num(value: Any) -> float:
 
 
 def plot_score_histograms(
-    genuine: Sequence[float], impostor: Sequence[float], threshold: float,
-    path: str | os.PathLike[str], *, metric: str = "",
+    genuine: Sequence[float],
+    impostor: Sequence[float],
+    threshold: float,
+    path: str | os.PathLike[str],
+    *,
+    metric: str = "",
 ) -> Path:
     """Histograms of the comparison scores of genuine and impostor pairs, with the threshold.
 
@@ -798,11 +877,24 @@ def plot_score_histograms(
     ax = fig.add_subplot()
     for scores, name, colour in ((gen, "genuine", "C0"), (imp, "impostor", "C3")):
         if scores.size:
-            ax.hist(scores, bins=bins, alpha=0.55, color=colour, edgecolor=colour,
-                    label=f"{name} ({scores.size} pairs)")
-    ax.axvline(float(threshold), color="0.15", linestyle="--", linewidth=1.2,
-               label=f"threshold {float(threshold):.4g}")
-    ax.set_xlabel("score (higher = more alike" + (", = −distance)" if metric == "euclidean" else ")"))
+            ax.hist(
+                scores,
+                bins=bins,
+                alpha=0.55,
+                color=colour,
+                edgecolor=colour,
+                label=f"{name} ({scores.size} pairs)",
+            )
+    ax.axvline(
+        float(threshold),
+        color="0.15",
+        linestyle="--",
+        linewidth=1.2,
+        label=f"threshold {float(threshold):.4g}",
+    )
+    ax.set_xlabel(
+        "score (higher = more alike" + (", = −distance)" if metric == "euclidean" else ")")
+    )
     ax.set_ylabel("pairs")
     ax.legend(fontsize=8)
     ax.set_title("Scores per class; pairs right of the threshold are matches", fontsize=10)
@@ -810,8 +902,11 @@ def plot_score_histograms(
 
 
 def plot_roc(
-    fmr: Sequence[float], fnmr: Sequence[float], path: str | os.PathLike[str],
-    *, operating_point: tuple[float, float] | None = None,
+    fmr: Sequence[float],
+    fnmr: Sequence[float],
+    path: str | os.PathLike[str],
+    *,
+    operating_point: tuple[float, float] | None = None,
 ) -> Path:
     """ROC: true match rate (1 − FNMR) against FMR (log axis), with the model's operating point."""
     x = check_vector(fmr, "fmr")
@@ -821,8 +916,14 @@ def plot_roc(
     ax = fig.add_subplot()
     ax.plot(np.clip(x, floor, 1.0), y, color="C0", linewidth=1.6, clip_on=False, label="ROC")
     if operating_point is not None:
-        ax.plot([max(operating_point[0], floor)], [1.0 - operating_point[1]], "o", color="0.15",
-                clip_on=False, label="model's threshold")
+        ax.plot(
+            [max(operating_point[0], floor)],
+            [1.0 - operating_point[1]],
+            "o",
+            color="0.15",
+            clip_on=False,
+            label="model's threshold",
+        )
     ax.set_xscale("log")
     ax.set_xlim(floor, 1.0)
     ax.set_ylim(0.0, 1.01)
@@ -835,8 +936,11 @@ def plot_roc(
 
 
 def plot_verification_det(
-    fmr: Sequence[float], fnmr: Sequence[float], path: str | os.PathLike[str],
-    *, operating_point: tuple[float, float] | None = None,
+    fmr: Sequence[float],
+    fnmr: Sequence[float],
+    path: str | os.PathLike[str],
+    *,
+    operating_point: tuple[float, float] | None = None,
 ) -> Path:
     """DET: FNMR against FMR on normal-deviate (probit) axes; rates of 0 or 1 on the edges."""
     ticks = np.array([0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.4, 0.6, 0.8, 0.95])
@@ -845,12 +949,24 @@ def plot_verification_det(
     y = check_vector(fnmr, "fnmr", x.size)
     fig = new_figure(4.8, 4.4)
     ax = fig.add_subplot()
-    ax.plot(probit(np.clip(x, lo, hi)), probit(np.clip(y, lo, hi)), color="C0", linewidth=1.6,
-            clip_on=False, label="DET")
+    ax.plot(
+        probit(np.clip(x, lo, hi)),
+        probit(np.clip(y, lo, hi)),
+        color="C0",
+        linewidth=1.6,
+        clip_on=False,
+        label="DET",
+    )
     if operating_point is not None:
         px, py = (float(np.clip(v, lo, hi)) for v in operating_point)
-        ax.plot(probit(np.array([px])), probit(np.array([py])), "o", color="0.15",
-                clip_on=False, label="model's threshold")
+        ax.plot(
+            probit(np.array([px])),
+            probit(np.array([py])),
+            "o",
+            color="0.15",
+            clip_on=False,
+            label="model's threshold",
+        )
     edge = probit(np.array([lo, hi]))
     ax.plot(edge, edge, color="0.5", linestyle=":", linewidth=0.9, label="FMR = FNMR (EER)")
     labels = [f"{100 * t:g}" for t in ticks]

@@ -58,7 +58,9 @@ def centroid(absolute: np.ndarray) -> np.ndarray:
     absolute = np.abs(np.asarray(absolute, dtype=np.float64))
     weights = absolute.sum(axis=-1)
     index = np.arange(absolute.shape[-1])
-    return np.divide(absolute @ index, weights, out=np.full(weights.shape, np.nan), where=weights > 0)
+    return np.divide(
+        absolute @ index, weights, out=np.full(weights.shape, np.nan), where=weights > 0
+    )
 
 
 def summarise(records: Iterable[Mapping[str, Any]]) -> dict[str, Any]:

@@ -10,8 +10,9 @@ import sys
 from typing import Any
 
 
-def progress_bar(enabled: bool, total: int, *, done: int = 0, unit: str = "pair",
-                 desc: str = "") -> Any | None:
+def progress_bar(
+    enabled: bool, total: int, *, done: int = 0, unit: str = "pair", desc: str = ""
+) -> Any | None:
     """A tqdm bar over ``total`` items of which ``done`` are finished, or ``None`` if disabled.
 
     With ``done > 0`` it first prints ``"{desc}: resuming: {done} of {total} done"`` on stderr.

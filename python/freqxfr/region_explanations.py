@@ -64,9 +64,12 @@ class RegionImageExplanation(ImageExplanation):
         return float(absolute[rows].sum()) / total if total > 0 else 0.0
 
     def to_dict(self) -> dict[str, Any]:
-        return {**super().to_dict(), "regions": list(self.regions),
-                "directed_by_region": self.directed_by_region.tolist(),
-                "directed_by_band": self.directed_by_band.tolist()}
+        return {
+            **super().to_dict(),
+            "regions": list(self.regions),
+            "directed_by_region": self.directed_by_region.tolist(),
+            "directed_by_band": self.directed_by_band.tolist(),
+        }
 
 
 @dataclasses.dataclass(frozen=True)
@@ -90,19 +93,35 @@ def cell_rows(result: Any, sides: Any) -> list[dict[str, Any]]:
     """Rows of a region explanation (pair or template): one per image × band × region."""
     rows = []
     for side, image in sides:
-        views = (image.scores, image.absolute, image.directed, image.absolute_normalised,
-                 image.directed_normalised)
+        views = (
+            image.scores,
+            image.absolute,
+            image.directed,
+            image.absolute_normalised,
+            image.directed_normalised,
+        )
         for r, region in enumerate(image.regions):
             for k, band in enumerate(result.bands):
                 s, ab, di, abn, din = (float(v[r, k]) for v in views)
-                rows.append({
-                    "image": side, "source": image.source, "band": band.index,
-                    "radius_lo": band.radius_lo, "radius_hi": band.radius_hi, "region": region,
-                    "score_ref": result.score_ref, "score": s, "absolute": ab, "directed": di,
-                    "absolute_normalised": abn, "directed_normalised": din,
-                    "decision": result.decision, "same": getattr(result, "same", None),
-                    **{f"group_{g}": v for g, v in getattr(result, "groups", {}).items()},
-                })
+                rows.append(
+                    {
+                        "image": side,
+                        "source": image.source,
+                        "band": band.index,
+                        "radius_lo": band.radius_lo,
+                        "radius_hi": band.radius_hi,
+                        "region": region,
+                        "score_ref": result.score_ref,
+                        "score": s,
+                        "absolute": ab,
+                        "directed": di,
+                        "absolute_normalised": abn,
+                        "directed_normalised": din,
+                        "decision": result.decision,
+                        "same": getattr(result, "same", None),
+                        **{f"group_{g}": v for g, v in getattr(result, "groups", {}).items()},
+                    }
+                )
     return rows
 
 
@@ -112,12 +131,17 @@ def masked_batch(explainer: Explainer, faces: np.ndarray, cells: int) -> np.ndar
     n = len(faces)
     batch = np.empty((n + n * cells, *shape), np.float32)
     batch[:n] = to_model_input(faces, explainer.model.card)
-    explainer.mask(faces, batch[n:].reshape(n, cells, *shape),
-                         regions=None if explainer.regions is None else explainer.regions.weights)
+    explainer.mask(
+        faces,
+        batch[n:].reshape(n, cells, *shape),
+        regions=None if explainer.regions is None else explainer.regions.weights,
+    )
     return batch
 
 
-def image_explanation(explainer: Explainer, source: str, scores: np.ndarray, s_ref: float) -> ImageExplanation:
+def image_explanation(
+    explainer: Explainer, source: str, scores: np.ndarray, s_ref: float
+) -> ImageExplanation:
     """The side's explanation: per band, or per (region, band) cell with regions."""
     if explainer.regions is None:
         return ImageExplanation(source, scores, s_ref)
@@ -127,8 +151,15 @@ def image_explanation(explainer: Explainer, source: str, scores: np.ndarray, s_r
     return RegionImageExplanation(source, cells, s_ref, regions=explainer.regions.names)
 
 
-def explain_pair(explainer: Explainer, a: Any, b: Any, *, aligned: bool | None = None,
-                 same: bool | None = None, groups: dict[str, str] | None = None) -> RegionExplanation:
+def explain_pair(
+    explainer: Explainer,
+    a: Any,
+    b: Any,
+    *,
+    aligned: bool | None = None,
+    same: bool | None = None,
+    groups: dict[str, str] | None = None,
+) -> RegionExplanation:
     """:meth:`Explainer.explain` with regions: 2·K·R + 2 embeddings."""
     assert explainer.regions is not None
     t0 = time.perf_counter()
@@ -145,15 +176,26 @@ def explain_pair(explainer: Explainer, a: Any, b: Any, *, aligned: bool | None =
     s_ref = float(score(ref_a, ref_b))
     card = explainer.model.card
     return RegionExplanation(
-        score_ref=s_ref, threshold=card.threshold, decision=bool(s_ref >= card.threshold),
+        score_ref=s_ref,
+        threshold=card.threshold,
+        decision=bool(s_ref >= card.threshold),
         a=image_explanation(explainer, source_label(a), score(masked[0], ref_b[None]), s_ref),
         b=image_explanation(explainer, source_label(b), score(ref_a[None], masked[1]), s_ref),
-        bands=explainer.bands, schedule=explainer.schedule, model=explainer.model_info(),
-        backend=explainer.backend, mode=explainer.mode, domain=explainer.domain,
+        bands=explainer.bands,
+        schedule=explainer.schedule,
+        model=explainer.model_info(),
+        backend=explainer.backend,
+        mode=explainer.mode,
+        domain=explainer.domain,
         clip=explainer.clip,
-        timings_ms={"prepare": round((t1 - t0) * 1e3, 3), "mask": round((t2 - t1) * 1e3, 3),
-                    "model": round((t3 - t2) * 1e3, 3)},
-        same=same, groups=dict(groups or {}), regions=explainer.regions,
+        timings_ms={
+            "prepare": round((t1 - t0) * 1e3, 3),
+            "mask": round((t2 - t1) * 1e3, 3),
+            "model": round((t3 - t2) * 1e3, 3),
+        },
+        same=same,
+        groups=dict(groups or {}),
+        regions=explainer.regions,
     )
 
 
@@ -178,7 +220,11 @@ def region_summary(records: Any) -> dict[str, Any]:
         directed = np.stack(items)
         out["by_class"][cls] = {
             "n_images": len(items),
-            "absolute_normalised_mean": np.mean([_normalised(np.abs(d)) for d in directed], axis=0).tolist(),
-            "directed_normalised_mean": np.mean([_normalised(d) for d in directed], axis=0).tolist(),
+            "absolute_normalised_mean": np.mean(
+                [_normalised(np.abs(d)) for d in directed], axis=0
+            ).tolist(),
+            "directed_normalised_mean": np.mean(
+                [_normalised(d) for d in directed], axis=0
+            ).tolist(),
         }
     return out

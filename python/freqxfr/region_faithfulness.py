@@ -51,28 +51,57 @@ class CellCurves:
         return self.area < self.random_area if self.decision else self.area > self.random_area
 
     def to_dict(self) -> dict[str, Any]:
-        return {"decision": self.decision, "order": self.order.tolist(),
-                "deletion": self.deletion.tolist(), "random_deletion": self.random_deletion.tolist(),
-                "deletion_auc": self.area, "random_deletion_auc": self.random_area,
-                "beats_random": self.beats_random}
+        return {
+            "decision": self.decision,
+            "order": self.order.tolist(),
+            "deletion": self.deletion.tolist(),
+            "random_deletion": self.random_deletion.tolist(),
+            "deletion_auc": self.area,
+            "random_deletion_auc": self.random_area,
+            "beats_random": self.beats_random,
+        }
 
 
-def cell_faithfulness(explainer: Explainer, faces: np.ndarray, explanation: RegionExplanation, *,
-                      seeds: int | Sequence[int] = 5) -> tuple[CellCurves, CellCurves]:
+def cell_faithfulness(
+    explainer: Explainer,
+    faces: np.ndarray,
+    explanation: RegionExplanation,
+    *,
+    seeds: int | Sequence[int] = 5,
+) -> tuple[CellCurves, CellCurves]:
     """Curves of both sides of a region explanation of the aligned ``faces`` (2, H, W, 3)."""
-    if explainer.regions is None or getattr(explanation.a, "regions", ()) != explainer.regions.names:
-        raise InputError("cell faithfulness needs an explainer with regions and its own region explanation")
+    if (
+        explainer.regions is None
+        or getattr(explanation.a, "regions", ()) != explainer.regions.names
+    ):
+        raise InputError(
+            "cell faithfulness needs an explainer with regions and its own region explanation"
+        )
     seeds_ = seed_list(seeds)
     refs = explainer.model.embed(faces)
     return tuple(  # type: ignore[return-value]
-        _side(explainer, faces[i], refs[1 - i], side.directed, explanation.score_ref,
-              explanation.decision, seeds_)
+        _side(
+            explainer,
+            faces[i],
+            refs[1 - i],
+            side.directed,
+            explanation.score_ref,
+            explanation.decision,
+            seeds_,
+        )
         for i, side in enumerate((explanation.a, explanation.b))
     )
 
 
-def _side(explainer: Explainer, face: np.ndarray, other: np.ndarray, directed: np.ndarray,
-          score_ref: float, decision: bool, seeds: tuple[int, ...]) -> CellCurves:
+def _side(
+    explainer: Explainer,
+    face: np.ndarray,
+    other: np.ndarray,
+    directed: np.ndarray,
+    score_ref: float,
+    decision: bool,
+    seeds: tuple[int, ...],
+) -> CellCurves:
     model = explainer.model
     assert explainer.regions is not None
     cells = directed.T.ravel()  # (R, K) -> the core's band-major cell index k·R + r
@@ -82,8 +111,13 @@ def _side(explainer: Explainer, face: np.ndarray, other: np.ndarray, directed: n
     shape = model.card.input_shape
     batch = np.empty((len(orders), n, *shape), np.float32)
     for i, o in enumerate(orders):
-        explainer.mask(face[None], batch[i : i + 1], mode="cumulative_delete", order=o,
-                             regions=explainer.regions.weights)
+        explainer.mask(
+            face[None],
+            batch[i : i + 1],
+            mode="cumulative_delete",
+            order=o,
+            regions=explainer.regions.weights,
+        )
     emb = model.embed_model_input(batch.reshape(-1, *shape), batch_size=explainer.max_batch)
     scores = model.score(emb, other[None]).reshape(len(orders), n)
     curves = np.concatenate([np.full((len(orders), 1), score_ref), scores], axis=1)

@@ -61,8 +61,13 @@ def tint(face: np.ndarray, weights: np.ndarray, values: np.ndarray) -> np.ndarra
     return (1 - alpha) * gray[..., None] + alpha * colour
 
 
-def _tints(axes: Sequence[Axes], face: np.ndarray, weights: np.ndarray, side: Mapping[str, Any],
-           bands: Sequence[int]) -> None:
+def _tints(
+    axes: Sequence[Axes],
+    face: np.ndarray,
+    weights: np.ndarray,
+    side: Mapping[str, Any],
+    bands: Sequence[int],
+) -> None:
     values = _cells(side)
     for ax, k in zip(axes, bands, strict=False):
         # Each band on its own scale (the title says by how much), so that a weaker band still
@@ -94,8 +99,14 @@ def plot_region_heatmap(explanation: Mapping[str, Any], path: str | os.PathLike[
     return save_figure(fig, path)
 
 
-def plot_region_tints(face: np.ndarray, weights: np.ndarray, side: Mapping[str, Any],
-                      path: str | os.PathLike[str], *, count: int = 3) -> Path:
+def plot_region_tints(
+    face: np.ndarray,
+    weights: np.ndarray,
+    side: Mapping[str, Any],
+    path: str | os.PathLike[str],
+    *,
+    count: int = 3,
+) -> Path:
     """Small multiples of one face for its ``count`` most influential bands."""
     _check(face, weights, side)
     bands = top_bands(side, count)
@@ -104,8 +115,15 @@ def plot_region_tints(face: np.ndarray, weights: np.ndarray, side: Mapping[str, 
     return save_figure(fig, path)
 
 
-def plot_pair_regions(explanation: Mapping[str, Any], faces: np.ndarray, weights: np.ndarray,
-                      path: str | os.PathLike[str], *, count: int = 3, title: str | None = None) -> Path:
+def plot_pair_regions(
+    explanation: Mapping[str, Any],
+    faces: np.ndarray,
+    weights: np.ndarray,
+    path: str | os.PathLike[str],
+    *,
+    count: int = 3,
+    title: str | None = None,
+) -> Path:
     """Per image of the pair: the region × band heat map and the face tinted for its ``count``
     most influential bands."""
     sides = [s for s in ("a", "b", "probe") if s in explanation]
@@ -114,12 +132,20 @@ def plot_pair_regions(explanation: Mapping[str, Any], faces: np.ndarray, weights
     image = None
     for row, s in enumerate(sides):
         _check(faces[row], weights, explanation[s])
-        image = _heatmap(fig.add_subplot(grid[row, 0]), explanation[s],
-                         f"{s}: {Path(str(explanation[s].get('source'))).name}")
+        image = _heatmap(
+            fig.add_subplot(grid[row, 0]),
+            explanation[s],
+            f"{s}: {Path(str(explanation[s].get('source'))).name}",
+        )
         axes = [fig.add_subplot(grid[row, 1 + i]) for i in range(count)]
         _tints(axes, faces[row], weights, explanation[s], top_bands(explanation[s], count))
-    fig.colorbar(image, ax=fig.axes, label="directed, normalised (blue: supported the match)",
-                 shrink=0.6, location="bottom")
+    fig.colorbar(
+        image,
+        ax=fig.axes,
+        label="directed, normalised (blue: supported the match)",
+        shrink=0.6,
+        location="bottom",
+    )
     if title is None:
         score, threshold = explanation.get("score_ref"), explanation.get("threshold")
         decision = "match" if explanation.get("decision") else "non-match"

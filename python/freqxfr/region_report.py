@@ -24,8 +24,9 @@ HOW_TO_READ = (
 )
 
 
-def region_section(folder: Path, explanation: Mapping[str, Any], faces: np.ndarray,
-                   weights: np.ndarray) -> Section:
+def region_section(
+    folder: Path, explanation: Mapping[str, Any], faces: np.ndarray, weights: np.ndarray
+) -> Section:
     """The report section: the heat maps and tinted faces, and each region's share of the
     absolute influence per image."""
     figure = plot_pair_regions(explanation, faces, weights, folder / "regions.png")
@@ -43,8 +44,9 @@ def region_section(folder: Path, explanation: Mapping[str, Any], faces: np.ndarr
     return Section("Where and which frequency", html_paragraph(HOW_TO_READ) + table, [figure])
 
 
-def write_region_outputs(explainer: Any, a: Any, b: Any, out: Path, *, aligned: bool | None,
-                         template: Any = None) -> tuple[Any, Path]:
+def write_region_outputs(
+    explainer: Any, a: Any, b: Any, out: Path, *, aligned: bool | None, template: Any = None
+) -> tuple[Any, Path]:
     """Explain a pair (or ``a`` against ``template``) with the explainer's regions and write
     ``explanation.json``, ``regions.png`` and ``report.html`` into ``out``."""
     folder = ensure_dir(out)
@@ -61,14 +63,40 @@ def write_region_outputs(explainer: Any, a: Any, b: Any, out: Path, *, aligned: 
     write_output(folder / "explanation.json", json.dumps(record, indent=2, allow_nan=False) + "\n")
     sections = []
     decision = "match" if record["decision"] else "non-match"
-    sections.append(Section("Decision", html_table(
-        ["score", "threshold", "decision", "model"],
-        [[f"{record['score_ref']:.4f}", f"{record['threshold']:.4f}", decision, record["model"]["name"]]])))
+    sections.append(
+        Section(
+            "Decision",
+            html_table(
+                ["score", "threshold", "decision", "model"],
+                [
+                    [
+                        f"{record['score_ref']:.4f}",
+                        f"{record['threshold']:.4f}",
+                        decision,
+                        record["model"]["name"],
+                    ]
+                ],
+            ),
+        )
+    )
     if explainer.regions is not None:
         sections.append(region_section(folder, record, faces, explainer.regions.weights))
-    sections.append(Section("Provenance", "<pre>" + json.dumps(
-        {k: record[k] for k in ("model", "schedule", "mode", "domain", "backend", "regions")
-         if k in record}, indent=1).replace("<", "&lt;") + "</pre>"))
-    title = f"freqxfr: {Path(str(a)).name} vs {Path(str(template if template is not None else b)).name}"
+    sections.append(
+        Section(
+            "Provenance",
+            "<pre>"
+            + json.dumps(
+                {
+                    k: record[k]
+                    for k in ("model", "schedule", "mode", "domain", "backend", "regions")
+                    if k in record
+                },
+                indent=1,
+            ).replace("<", "&lt;")
+            + "</pre>",
+        )
+    )
+    title = (
+        f"freqxfr: {Path(str(a)).name} vs {Path(str(template if template is not None else b)).name}"
+    )
     return result, write_report(folder, title, sections)
-

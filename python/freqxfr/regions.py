@@ -54,9 +54,12 @@ class ResolvedRegions:
     def to_dict(self) -> dict[str, Any]:
         """Names, provenance and each region's share of the image (not the maps themselves)."""
         area = self.weights.reshape(len(self.names), -1).mean(axis=1)
-        return {"names": list(self.names), "provenance": self.provenance,
-                "area": [round(float(a), 6) for a in area],
-                "size": list(self.weights.shape[1:])}
+        return {
+            "names": list(self.names),
+            "provenance": self.provenance,
+            "area": [round(float(a), 6) for a in area],
+            "size": list(self.weights.shape[1:]),
+        }
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,7 +79,11 @@ class Regions:
         """rows × cols cells with raised-cosine crossfades; ``edge`` is the crossfade width as a
         fraction of a cell (0: hard edges, at most 1)."""
         for name, value in (("rows", rows), ("cols", cols)):
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not 1 <= value <= 64:
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, (int, np.integer))
+                or not 1 <= value <= 64
+            ):
                 raise InputError(f"regions grid {name} must be an integer in 1..64, got {value!r}")
         if not 0.0 <= float(edge) <= 1.0:
             raise InputError(f"grid edge must be a fraction of a cell in [0, 1], got {edge!r}")
@@ -91,15 +98,23 @@ class Regions:
         return cls("face", {"edge": float(edge)})
 
     @classmethod
-    def from_arrays(cls, weights: np.ndarray, names: Sequence[str] | None = None, *,
-                    complete: bool = False, source: str = "array") -> Regions:
+    def from_arrays(
+        cls,
+        weights: np.ndarray,
+        names: Sequence[str] | None = None,
+        *,
+        complete: bool = False,
+        source: str = "array",
+    ) -> Regions:
         """Your own maps (R, H, W) in [0, 1]. They must sum to 1 at every pixel, or to at most 1
         with ``complete=True``, which adds a region ``rest`` holding what is left."""
         arr = np.asarray(weights) if not isinstance(weights, np.ndarray) else weights
         if isinstance(arr, np.ndarray) and arr.ndim == 2:
             arr = arr[None]
         if not isinstance(arr, np.ndarray) or arr.ndim != 3:
-            raise InputError(f"region weights must be (R, H, W), got {getattr(arr, 'shape', arr)!r}")
+            raise InputError(
+                f"region weights must be (R, H, W), got {getattr(arr, 'shape', arr)!r}"
+            )
         checked = check_region_weights(arr, arr.shape[1], arr.shape[2], name="region weights")
         assert checked is not None
         names = _names(names, len(checked))
@@ -107,16 +122,23 @@ class Regions:
             rest = 1.0 - checked.sum(axis=0, dtype=np.float64)
             if rest.min() < -SUM_TOLERANCE:
                 where = np.unravel_index(int(np.argmin(rest)), rest.shape)
-                raise InputError(f"region weights sum to {1 - rest[where]:.4f} > 1 at pixel "
-                                 f"{tuple(int(i) for i in where)}; with complete=True they may sum to at most 1")
+                raise InputError(
+                    f"region weights sum to {1 - rest[where]:.4f} > 1 at pixel "
+                    f"{tuple(int(i) for i in where)}; with complete=True they may sum to at most 1"
+                )
             checked = np.concatenate([checked, np.clip(rest, 0, 1)[None].astype(np.float32)])
             names = (*names, "rest")
         _check_partition(checked, "region weights")
         return cls("custom", {"source": source, "complete": bool(complete)}, checked, names)
 
     @classmethod
-    def from_images(cls, paths: Sequence[str | Path], names: Sequence[str] | None = None, *,
-                    complete: bool = False) -> Regions:
+    def from_images(
+        cls,
+        paths: Sequence[str | Path],
+        names: Sequence[str] | None = None,
+        *,
+        complete: bool = False,
+    ) -> Regions:
         """Weight maps from grayscale image files (0 → 0, 255 → 1), all of one size; they are
         resized to the model's input when resolved."""
         from PIL import Image
@@ -131,10 +153,15 @@ class Regions:
         if not maps:
             raise InputError("from_images needs at least one region map")
         if len({m.shape for m in maps}) != 1:
-            raise InputError(f"region maps must share one size, got {sorted({m.shape for m in maps})}")
-        return cls.from_arrays(np.stack(maps).astype(np.float32),
-                               names or [Path(p).stem for p in paths], complete=complete,
-                               source=",".join(str(p) for p in paths))
+            raise InputError(
+                f"region maps must share one size, got {sorted({m.shape for m in maps})}"
+            )
+        return cls.from_arrays(
+            np.stack(maps).astype(np.float32),
+            names or [Path(p).stem for p in paths],
+            complete=complete,
+            source=",".join(str(p) for p in paths),
+        )
 
     @classmethod
     def parse(cls, text: str) -> Regions:
@@ -158,15 +185,25 @@ class Regions:
         if self.kind == "face":
             points, template = face_landmarks(h, w, alignment)
             weights = _face(h, w, points, self.params["edge"])
-            return ResolvedRegions(FACE_REGIONS, weights, {
-                "kind": "face", "template": template, "edge_eye_distances": self.params["edge"],
-                "landmarks": {k: [round(float(v), 3) for v in xy] for k, xy in points.items()}})
+            return ResolvedRegions(
+                FACE_REGIONS,
+                weights,
+                {
+                    "kind": "face",
+                    "template": template,
+                    "edge_eye_distances": self.params["edge"],
+                    "landmarks": {k: [round(float(v), 3) for v in xy] for k, xy in points.items()},
+                },
+            )
         assert self._maps is not None
         maps = self._maps
         if maps.shape[1:] != (h, w):
             maps = _resized(maps, h, w)
-        return ResolvedRegions(self._names, maps, {"kind": "custom", **self.params,
-                                                   "map_size": list(self._maps.shape[1:])})
+        return ResolvedRegions(
+            self._names,
+            maps,
+            {"kind": "custom", **self.params, "map_size": list(self._maps.shape[1:])},
+        )
 
 
 def as_regions(value: Regions | str | np.ndarray) -> Regions:
@@ -177,8 +214,10 @@ def as_regions(value: Regions | str | np.ndarray) -> Regions:
         return Regions.parse(value)
     if isinstance(value, np.ndarray):
         return Regions.from_arrays(value)
-    raise InputError(f"regions must be a freqxfr.regions.Regions, 'face', 'grid:RxC' or an array "
-                     f"(R, H, W); got {type(value).__name__}")
+    raise InputError(
+        f"regions must be a freqxfr.regions.Regions, 'face', 'grid:RxC' or an array "
+        f"(R, H, W); got {type(value).__name__}"
+    )
 
 
 # ---- the maps -------------------------------------------------------------------------------
@@ -229,7 +268,9 @@ def face_landmarks(h: int, w: int, alignment: str) -> tuple[dict[str, np.ndarray
         left, right, nose, mouth = t[0], t[1], t[2], (t[3] + t[4]) / 2
         template = f"arcface112 scaled to {w}x{h}"
     else:
-        raise InputError(f"face regions need a known alignment (dlib_chip, arcface112), got {alignment!r}")
+        raise InputError(
+            f"face regions need a known alignment (dlib_chip, arcface112), got {alignment!r}"
+        )
     return {"left_eye": left, "right_eye": right, "nose": nose, "mouth": mouth}, template
 
 
@@ -255,8 +296,10 @@ def _face(h: int, w: int, pts: dict[str, np.ndarray], edge: float) -> np.ndarray
     parts = [
         _ellipse(h, w, left, 0.36 * dist, 0.2 * dist, e),
         _ellipse(h, w, right, 0.36 * dist, 0.2 * dist, e),
-        np.maximum(_ellipse(h, w, left - up, 0.45 * dist, 0.14 * dist, e),
-                   _ellipse(h, w, right - up, 0.45 * dist, 0.14 * dist, e)),
+        np.maximum(
+            _ellipse(h, w, left - up, 0.45 * dist, 0.14 * dist, e),
+            _ellipse(h, w, right - up, 0.45 * dist, 0.14 * dist, e),
+        ),
         _ellipse(h, w, nose_centre, 0.28 * dist, 0.42 * dist, e),
         _ellipse(h, w, pts["mouth"], 0.55 * dist, 0.28 * dist, e),
         _ellipse(h, w, face_centre, 1.1 * dist, 1.5 * dist, e),
@@ -275,8 +318,12 @@ def _resized(maps: np.ndarray, h: int, w: int) -> np.ndarray:
     """Custom maps at another size: each resized bilinearly, then renormalised to sum to 1."""
     from PIL import Image
 
-    out = np.stack([np.asarray(Image.fromarray(m.astype(np.float32), "F").resize((w, h), Image.BILINEAR))
-                    for m in maps]).astype(np.float64)
+    out = np.stack(
+        [
+            np.asarray(Image.fromarray(m.astype(np.float32), "F").resize((w, h), Image.BILINEAR))
+            for m in maps
+        ]
+    ).astype(np.float64)
     out = np.clip(out, 0.0, None)
     total = out.sum(axis=0)
     return (out / np.where(total > 0, total, 1.0)).astype(np.float32)
@@ -296,16 +343,19 @@ def _check_partition(weights: np.ndarray, name: str) -> None:
     off = np.abs(total - 1.0)
     if off.max() > SUM_TOLERANCE:
         where = tuple(int(i) for i in np.unravel_index(int(np.argmax(off)), off.shape))
-        raise InputError(f"{name} must sum to 1 at every pixel (a partition), but sum to "
-                         f"{total[where]:.4f} at pixel {where}; pass complete=True to add a 'rest' "
-                         "region holding what is left")
+        raise InputError(
+            f"{name} must sum to 1 at every pixel (a partition), but sum to "
+            f"{total[where]:.4f} at pixel {where}; pass complete=True to add a 'rest' "
+            "region holding what is left"
+        )
 
 
 # ---- how far a cell spreads its band's spectrum -----------------------------------------------
 
 
-def spectral_spread(images: np.ndarray, schedule, regions: ResolvedRegions, *,
-                    neighbours: int = 0) -> tuple[np.ndarray, float]:
+def spectral_spread(
+    images: np.ndarray, schedule, regions: ResolvedRegions, *, neighbours: int = 0
+) -> tuple[np.ndarray, float]:
     """How far region cells spread their band's spectrum, on real images (N, H, W, C).
 
     A cell's image is w_r ⊙ b_k(x); windowing widens b_k's spectrum by the window's bandwidth.
@@ -320,9 +370,12 @@ def spectral_spread(images: np.ndarray, schedule, regions: ResolvedRegions, *,
     cells = mask_bands(images, schedule, "keep", "numpy", regions=regions.weights)
     power = np.abs(np.fft.fft2(cells.astype(np.float64), axes=(-2, -1))) ** 2  # (N, K·R, C, H, W)
     power = power.reshape(n, k, r, *power.shape[2:]).sum(axis=(0, 3))  # (K, R, H, W)
-    inside = np.stack([
-        (power[band] * (np.abs(labels - band) <= neighbours)).sum(axis=(-2, -1)) for band in range(k)
-    ])
+    inside = np.stack(
+        [
+            (power[band] * (np.abs(labels - band) <= neighbours)).sum(axis=(-2, -1))
+            for band in range(k)
+        ]
+    )
     total = power.sum(axis=(-2, -1))
     with np.errstate(invalid="ignore", divide="ignore"):
         share = np.nan_to_num(1.0 - inside / total)

@@ -213,17 +213,20 @@ def write_pair_outputs(
     explanation = explainer.explain(face_a, face_b, same=same)
     curves = None
     if faithfulness:
-        curves = explainer.faithfulness(face_a, face_b, seeds=seeds,
-                                        explanation=explanation).to_dict()
+        curves = explainer.faithfulness(
+            face_a, face_b, seeds=seeds, explanation=explanation
+        ).to_dict()
     record = explanation_record(explanation.to_dict())
     if curves is not None:
         record["faithfulness"] = curves
-    json_path = write_output(folder / EXPLANATION_NAME,
-                             json.dumps(record, indent=2, allow_nan=False) + "\n")
+    json_path = write_output(
+        folder / EXPLANATION_NAME, json.dumps(record, indent=2, allow_nan=False) + "\n"
+    )
     html = None
     if report:
-        html = write_pair_report(folder, explanation.to_dict(), faces,
-                                 explainer.masked_views(faces), curves)
+        html = write_pair_report(
+            folder, explanation.to_dict(), faces, explainer.masked_views(faces), curves
+        )
     return PairOutputs(explanation, json_path, html, curves)
 
 
@@ -234,13 +237,20 @@ def explanation_record(record: dict[str, Any]) -> dict[str, Any]:
     distance); ``distance_ref`` and ``distance_threshold`` spare a reader the sign flip.
     """
     if (record.get("model") or {}).get("metric") == "euclidean":
-        record = {**record, "distance_ref": -record["score_ref"],
-                  "distance_threshold": -record["threshold"]}
+        record = {
+            **record,
+            "distance_ref": -record["score_ref"],
+            "distance_threshold": -record["threshold"],
+        }
     return record
 
 
 def check_pair_folder(
-    out_dir: str | os.PathLike[str], a: Any, b: Any, *, overwrite: bool = False,
+    out_dir: str | os.PathLike[str],
+    a: Any,
+    b: Any,
+    *,
+    overwrite: bool = False,
     hint: str = "choose another output folder, or overwrite=True",
 ) -> None:
     """Refuse an output folder that holds the explanation of a pair other than ``a``, ``b``.
@@ -375,8 +385,9 @@ def _pair_band_table(explanation: Mapping[str, Any], bands: Sequence[Mapping[str
     abs_cmap, dir_cmap = plots.fhp_cmap("absolute"), plots.fhp_cmap("directed")
     dir_norm = plots.fhp_norm("directed")
     polar = any(int(b.get("sector", 0)) for b in bands)
-    header = ["band", "ρ range", "cycles/image"] + (["angle (°)"] if polar else []) + [
-        "coefficients"]
+    header = (
+        ["band", "ρ range", "cycles/image"] + (["angle (°)"] if polar else []) + ["coefficients"]
+    )
     for side in ("a", "b"):
         header += [
             f"{side}: score",
@@ -423,12 +434,33 @@ def _auc_table(faithfulness: Mapping[str, Any]) -> str:
             area = areas.get(name)
             if not area:
                 continue
-            label = name if name != "decision_aware" else f"decision-aware ({data.get('decision_aware')})"
-            rows.append([side, label, VARIANT_INFO[name]["faithful_deletion"],
-                         area["deletion_auc"], area["random_deletion_auc"], area["insertion_auc"],
-                         area["random_insertion_auc"], area["beats_random"]])
-    header = ["image", "order", "faithful deletion", "deletion", "random deletion", "insertion",
-              "random insertion", "deletion beats random"]
+            label = (
+                name
+                if name != "decision_aware"
+                else f"decision-aware ({data.get('decision_aware')})"
+            )
+            rows.append(
+                [
+                    side,
+                    label,
+                    VARIANT_INFO[name]["faithful_deletion"],
+                    area["deletion_auc"],
+                    area["random_deletion_auc"],
+                    area["insertion_auc"],
+                    area["random_insertion_auc"],
+                    area["beats_random"],
+                ]
+            )
+    header = [
+        "image",
+        "order",
+        "faithful deletion",
+        "deletion",
+        "random deletion",
+        "insertion",
+        "random insertion",
+        "deletion beats random",
+    ]
     return html_table(header, rows, caption="areas under the curves (x = fraction of bands)")
 
 
@@ -446,25 +478,51 @@ def faithfulness_section(folder: Path, faithfulness: Mapping[str, Any]) -> Secti
             continue
         for name in VARIANTS:
             e = entry[name]
-            rows.append([plots.display_name(cls), n, name.replace("_", "-"),
-                         VARIANT_INFO[name]["faithful_deletion"], e["deletion_auc"],
-                         e["random_deletion_auc"], e["insertion_auc"], e["random_insertion_auc"],
-                         e["beats_random"], e["insertion_beats_random"],
-                         "holds" if e["holds"] else "does not hold"])
-        verdicts.append(f"{plots.display_name(cls)}: the decision-aware criterion "
-                        f"{verdict(entry['decision_aware'], n)}; the paper's absolute order "
-                        f"{verdict(entry['absolute'], n)}.")
+            rows.append(
+                [
+                    plots.display_name(cls),
+                    n,
+                    name.replace("_", "-"),
+                    VARIANT_INFO[name]["faithful_deletion"],
+                    e["deletion_auc"],
+                    e["random_deletion_auc"],
+                    e["insertion_auc"],
+                    e["random_insertion_auc"],
+                    e["beats_random"],
+                    e["insertion_beats_random"],
+                    "holds" if e["holds"] else "does not hold",
+                ]
+            )
+        verdicts.append(
+            f"{plots.display_name(cls)}: the decision-aware criterion "
+            f"{verdict(entry['decision_aware'], n)}; the paper's absolute order "
+            f"{verdict(entry['absolute'], n)}."
+        )
     text = html_paragraph(CURVES_HOW_TO_READ) + html_paragraph(
         "Per class, each variant's mean areas and the share of images whose deletion curve beats "
         "the random orders' mean in the faithful direction. A criterion holds for a class when its "
         "wins are significantly more than half (one-sided sign test, p < 0.05); where it does not, "
         "the table says so rather than pooling it away. Genuine/impostor is the ground truth, "
         "match/non-match the model's decision; the decision-aware variant uses the support order "
-        "for matched pairs and the against order for non-matched ones.")
+        "for matched pairs and the against order for non-matched ones."
+    )
     text += "".join(html_paragraph(v) for v in verdicts)
-    text += html_table(["class", "images", "order", "faithful deletion", "deletion AUC",
-                        "random deletion AUC", "insertion AUC", "random insertion AUC",
-                        "deletion beats random", "insertion beats random", "criterion"], rows)
+    text += html_table(
+        [
+            "class",
+            "images",
+            "order",
+            "faithful deletion",
+            "deletion AUC",
+            "random deletion AUC",
+            "insertion AUC",
+            "random insertion AUC",
+            "deletion beats random",
+            "insertion beats random",
+            "criterion",
+        ],
+        rows,
+    )
     images = []
     if any((by_class.get(c) or {}).get("n_images") for c in CLASSES):
         images.append(plots.plot_faithfulness_classes(by_class, folder / "faithfulness.png"))
@@ -571,8 +629,9 @@ def _failure_table(failures: Sequence[Mapping[str, Any]], pages: Mapping[int, st
     MAX_FAILURE_ROWS), each linking to its page where there is one."""
     shown = failures[:MAX_FAILURE_ROWS]
     more = len(failures) - len(shown)
-    caption = f"{_count(len(failures), 'pair')} failed; running the same command again retries them" + (
-        f"; the first {len(shown)} are shown, all are in summary.json" if more else ""
+    caption = (
+        f"{_count(len(failures), 'pair')} failed; running the same command again retries them"
+        + (f"; the first {len(shown)} are shown, all are in summary.json" if more else "")
     )
     rows = [
         (f.get("index"), f.get("line"), f.get("path_a"), f.get("path_b"), f.get("error"))
@@ -581,28 +640,34 @@ def _failure_table(failures: Sequence[Mapping[str, Any]], pages: Mapping[int, st
     return _pair_list(("pair", "line", "image a", "image b", "reason"), rows, pages, caption)
 
 
-def _pair_list(header: Sequence[str], rows: Sequence[Sequence[Any]], pages: Mapping[int, str],
-               caption: str) -> str:
+def _pair_list(
+    header: Sequence[str], rows: Sequence[Sequence[Any]], pages: Mapping[int, str], caption: str
+) -> str:
     """A table of pairs: index (linked to its page), then cells; image paths get a thumbnail."""
     body = []
     for index, *cells in rows:
         page = pages.get(int(index)) if index is not None else None
-        first = (f'<a href="{_esc(page)}">{_fmt(index)}</a>' if page else _fmt(index))
+        first = f'<a href="{_esc(page)}">{_fmt(index)}</a>' if page else _fmt(index)
         parts = [f"<td>{first}</td>"]
         for name, cell in zip(header[1:], cells, strict=True):
             if name.startswith("image") and cell:
                 thumb = _thumbnail(cell)
                 label = _esc(os.path.basename(str(cell)))
-                parts.append(f'<td class="thumb">{thumb}<br>{label}</td>' if thumb
-                             else f'<td class="thumb">{label}</td>')
+                parts.append(
+                    f'<td class="thumb">{thumb}<br>{label}</td>'
+                    if thumb
+                    else f'<td class="thumb">{label}</td>'
+                )
             elif name == "reason":
                 parts.append(f'<td class="reason">{_fmt(cell)}</td>')
             else:
                 parts.append(_cell(cell))
         body.append("<tr>" + "".join(parts) + "</tr>")
     head = "".join(f"<th>{_esc(h)}</th>" for h in header)
-    return (f"<table class=\"pairs\"><caption>{_esc(caption)}</caption><thead><tr>{head}</tr>"
-            f"</thead><tbody>{''.join(body)}</tbody></table>")
+    return (
+        f'<table class="pairs"><caption>{_esc(caption)}</caption><thead><tr>{head}</tr>'
+        f"</thead><tbody>{''.join(body)}</tbody></table>"
+    )
 
 
 def _count(n: int, noun: str) -> str:
@@ -625,9 +690,12 @@ def _thumbnail(path: Any) -> str | None:
     return f'<img src="data:image/jpeg;base64,{data}" alt="{_esc(os.path.basename(str(path)))}">'
 
 
-def _verification_sections(folder: Path, summary: Mapping[str, Any],
-                           results: Sequence[Mapping[str, Any]],
-                           pages: Mapping[int, str]) -> list[Section]:
+def _verification_sections(
+    folder: Path,
+    summary: Mapping[str, Any],
+    results: Sequence[Mapping[str, Any]],
+    pages: Mapping[int, str],
+) -> list[Section]:
     """Score histograms per class, ROC and DET, and the lists of wrong decisions."""
     from .thresholds import fmr_fnmr, roc
 
@@ -638,25 +706,35 @@ def _verification_sections(folder: Path, summary: Mapping[str, Any],
     impostor = [float(r["score_ref"]) for r in explained if r.get("same") is False]
     sections = []
     if genuine or impostor:
-        images = [plots.plot_score_histograms(genuine, impostor, threshold, folder / "scores.png",
-                                              metric=metric)]
+        images = [
+            plots.plot_score_histograms(
+                genuine, impostor, threshold, folder / "scores.png", metric=metric
+            )
+        ]
         text = html_paragraph(
             f"Comparison scores of {len(genuine)} genuine and {len(impostor)} impostor pairs "
             f"(higher is more alike{'; the score is minus the distance' if metric == 'euclidean' else ''}), "
-            f"with the model's threshold {threshold:.4g}. Pairs of unknown ground truth are left out.")
+            f"with the model's threshold {threshold:.4g}. Pairs of unknown ground truth are left out."
+        )
         if genuine and impostor:
             scores, labels = genuine + impostor, [True] * len(genuine) + [False] * len(impostor)
             curve = roc(scores, labels)
             point = fmr_fnmr(scores, labels, threshold)
-            images.append(plots.plot_roc(curve.fmr, curve.fnmr, folder / "roc.png",
-                                         operating_point=point))
-            images.append(plots.plot_verification_det(curve.fmr, curve.fnmr,
-                                                       folder / "verification_det.png",
-                                                       operating_point=point))
-            text += html_table(("", "value"), [
-                ("false match rate at the threshold (impostor pairs matched)", point[0]),
-                ("false non-match rate at the threshold (genuine pairs rejected)", point[1]),
-            ])
+            images.append(
+                plots.plot_roc(curve.fmr, curve.fnmr, folder / "roc.png", operating_point=point)
+            )
+            images.append(
+                plots.plot_verification_det(
+                    curve.fmr, curve.fnmr, folder / "verification_det.png", operating_point=point
+                )
+            )
+            text += html_table(
+                ("", "value"),
+                [
+                    ("false match rate at the threshold (impostor pairs matched)", point[0]),
+                    ("false non-match rate at the threshold (genuine pairs rejected)", point[1]),
+                ],
+            )
         sections.append(Section("Scores, ROC and DET", text, images))
     for title, same, decision, what, verb in (
         ("False matches", False, True, "impostor pair", "the model matched"),
@@ -667,13 +745,25 @@ def _verification_sections(folder: Path, summary: Mapping[str, Any],
             continue
         wrong.sort(key=lambda r: -abs(float(r["score_ref"]) - threshold))  # worst first
         shown = wrong[:MAX_LISTED_PAIRS]
-        rows = [(r["index"], r["a"].get("source"), r["b"].get("source"),
-                 f"score {float(r['score_ref']):.4g} vs threshold {threshold:.4g}") for r in shown]
-        caption = (f"{_count(len(wrong), what)} {verb}, farthest from the threshold first"
-                   + (f"; the first {len(shown)} are shown" if len(shown) < len(wrong) else "")
-                   + ("; the pair number links to the pair's own explanation" if pages else ""))
-        sections.append(Section(title, _pair_list(("pair", "image a", "image b", "reason"), rows,
-                                                  pages, caption)))
+        rows = [
+            (
+                r["index"],
+                r["a"].get("source"),
+                r["b"].get("source"),
+                f"score {float(r['score_ref']):.4g} vs threshold {threshold:.4g}",
+            )
+            for r in shown
+        ]
+        caption = (
+            f"{_count(len(wrong), what)} {verb}, farthest from the threshold first"
+            + (f"; the first {len(shown)} are shown" if len(shown) < len(wrong) else "")
+            + ("; the pair number links to the pair's own explanation" if pages else "")
+        )
+        sections.append(
+            Section(
+                title, _pair_list(("pair", "image a", "image b", "reason"), rows, pages, caption)
+            )
+        )
     return sections
 
 
@@ -699,21 +789,35 @@ def write_pair_pages(
     pages: dict[int, str] = {}
     if which == "none":
         return pages
-    static = {k: summary[k] for k in ("model", "schedule", "bands", "backend", "mode", "domain",
-                                       "clip", "threshold") if k in summary}
+    static = {
+        k: summary[k]
+        for k in ("model", "schedule", "bands", "backend", "mode", "domain", "clip", "threshold")
+        if k in summary
+    }
     for record in results:
         index = int(record["index"])
         failed = "error" in record
-        wrong = not failed and record.get("same") is not None and (
-            bool(record["decision"]) != bool(record["same"]))
+        wrong = (
+            not failed
+            and record.get("same") is not None
+            and (bool(record["decision"]) != bool(record["same"]))
+        )
         if which == "errors" and not (failed or wrong):
             continue
         target = folder / PAIR_PAGES / f"{index:06d}"
         if failed:
-            rows = [("pair", index), ("line", record.get("line")), ("image a", record.get("path_a")),
-                    ("image b", record.get("path_b")), ("reason", record.get("error"))]
-            write_report(target, f"freqxfr: pair {index} failed",
-                         [Section("Failure", html_table(("", "value"), rows))])
+            rows = [
+                ("pair", index),
+                ("line", record.get("line")),
+                ("image a", record.get("path_a")),
+                ("image b", record.get("path_b")),
+                ("reason", record.get("error")),
+            ]
+            write_report(
+                target,
+                f"freqxfr: pair {index} failed",
+                [Section("Failure", html_table(("", "value"), rows))],
+            )
         else:
             explanation = {**static, **record}
             sources = (record["a"]["source"], record["b"]["source"])
@@ -924,20 +1028,50 @@ def write_comparison_report(out_dir: str | os.PathLike[str], summary: Mapping[st
     """``report.html`` of ``freqxfr compare``: runs, profiles, differences, centroids, decisions."""
     folder = ensure_dir(out_dir)
     runs = summary["runs"]
-    run_rows = [(r["name"], r["model"], r["metric"], r["mode"], r["domain"], r["clip"],
-                 r["accuracy"], r["failed_pairs"]) for r in runs]
-    overview = html_table(("run", "model", "metric", "mode", "domain", "clip",
-                           "accuracy (common pairs)", "failed pairs"), run_rows)
+    run_rows = [
+        (
+            r["name"],
+            r["model"],
+            r["metric"],
+            r["mode"],
+            r["domain"],
+            r["clip"],
+            r["accuracy"],
+            r["failed_pairs"],
+        )
+        for r in runs
+    ]
+    overview = html_table(
+        (
+            "run",
+            "model",
+            "metric",
+            "mode",
+            "domain",
+            "clip",
+            "accuracy (common pairs)",
+            "failed pairs",
+        ),
+        run_rows,
+    )
     overview += html_paragraph(
         f"{summary['n_pairs']} pairs common to every run ({len(summary['excluded_pairs'])} left "
         f"out because a run failed on them); bootstrap: {summary['bootstrap']['resamples']} "
-        f"resamples of pairs, {100 * summary['bootstrap']['level']:g}% percentile intervals.")
-    sections = [Section("Runs", overview),
-                Section("How to read this", html_paragraph(COMPARE_HOW_TO_READ))]
+        f"resamples of pairs, {100 * summary['bootstrap']['level']:g}% percentile intervals."
+    )
+    sections = [
+        Section("Runs", overview),
+        Section("How to read this", html_paragraph(COMPARE_HOW_TO_READ)),
+    ]
     for kind in ("absolute", "directed"):
         img = plots.plot_run_comparison(summary, folder / f"compare_{kind}.png", kind)
-        sections.append(Section(f"Profiles and differences: {kind} influence",
-                                _comparison_table(summary, kind), [img]))
+        sections.append(
+            Section(
+                f"Profiles and differences: {kind} influence",
+                _comparison_table(summary, kind),
+                [img],
+            )
+        )
     sections.append(Section("Centroid band", _centroid_table(summary)))
     sections.append(Section("Decisions", _decision_agreement(summary)))
     names = " vs ".join(r["name"] for r in runs)
@@ -961,13 +1095,18 @@ def _comparison_table(summary: Mapping[str, Any], kind: str) -> str:
             row += [entry["mean"][r][kind] for r in runs]
             for k in keys:
                 d = entry["diff"][k][kind]
-                row.append("—" if d is None else
-                           f"{d:+.4g} [{entry['ci_lo'][k][kind]:+.4g}, "
-                           f"{entry['ci_hi'][k][kind]:+.4g}], {entry['same_sign'][k][kind]:.0%}")
+                row.append(
+                    "—"
+                    if d is None
+                    else f"{d:+.4g} [{entry['ci_lo'][k][kind]:+.4g}, "
+                    f"{entry['ci_hi'][k][kind]:+.4g}], {entry['same_sign'][k][kind]:.0%}"
+                )
             rows.append(row)
         n = ", ".join(f"{name} {v}" for name, v in bands[0][cls]["n_pairs"].items())
-        parts.append(f"<h3>{_esc(plots.display_name(cls))}</h3>"
-                     + html_table(header, rows, caption=f"pairs: {n}"))
+        parts.append(
+            f"<h3>{_esc(plots.display_name(cls))}</h3>"
+            + html_table(header, rows, caption=f"pairs: {n}")
+        )
     return "\n".join(parts)
 
 
@@ -979,33 +1118,63 @@ def _centroid_table(summary: Mapping[str, Any]) -> str:
         row: list[Any] = [plots.display_name(cls), *[c["mean"][r] for r in runs]]
         for k in keys:
             d = c["diff"][k]
-            row.append("—" if d is None else
-                       f"{d:+.4g} [{c['ci_lo'][k]:+.4g}, {c['ci_hi'][k]:+.4g}], "
-                       f"{c['same_sign'][k]:.0%}")
+            row.append(
+                "—"
+                if d is None
+                else f"{d:+.4g} [{c['ci_lo'][k]:+.4g}, {c['ci_hi'][k]:+.4g}], "
+                f"{c['same_sign'][k]:.0%}"
+            )
         rows.append(row)
     return html_paragraph(
         "The centroid is each explained image's influence-weighted mean band index (0 = lowest "
-        "band), averaged over the pair's two images and then over pairs.") + html_table(
-        ["class", *[f"{r}: centroid" for r in runs], *[f"{k} [CI], same sign" for k in keys]],
-        rows)
+        "band), averaged over the pair's two images and then over pairs."
+    ) + html_table(
+        ["class", *[f"{r}: centroid" for r in runs], *[f"{k} [CI], same sign" for k in keys]], rows
+    )
 
 
 def _decision_agreement(summary: Mapping[str, Any]) -> str:
     parts = []
     for key, d in summary["decisions"].items():
-        top = ", ".join(f"band {b['band']} ({b['mean_abs_directed_diff']:.3f})"
-                        for b in d["bands_differing_most"]) or "—"
-        parts.append(html_paragraph(
-            f"{key}: the runs agree on {d['agreement']:.1%} of the pairs ({d['n_disagree']} "
-            f"decided differently). Where they disagree, the normalised directed influence "
-            f"differs most in: {top}."))
-        rows = [(p["index"], ", ".join(os.path.basename(str(x)) for x in p["paths"]),
-                 p["same"], *p["decision"].values(), *p["score"].values(),
-                 ", ".join(map(str, p["bands_differing_most"]))) for p in d["pairs"][:50]]
+        top = (
+            ", ".join(
+                f"band {b['band']} ({b['mean_abs_directed_diff']:.3f})"
+                for b in d["bands_differing_most"]
+            )
+            or "—"
+        )
+        parts.append(
+            html_paragraph(
+                f"{key}: the runs agree on {d['agreement']:.1%} of the pairs ({d['n_disagree']} "
+                f"decided differently). Where they disagree, the normalised directed influence "
+                f"differs most in: {top}."
+            )
+        )
+        rows = [
+            (
+                p["index"],
+                ", ".join(os.path.basename(str(x)) for x in p["paths"]),
+                p["same"],
+                *p["decision"].values(),
+                *p["score"].values(),
+                ", ".join(map(str, p["bands_differing_most"])),
+            )
+            for p in d["pairs"][:50]
+        ]
         if rows:
             names = list(d["pairs"][0]["decision"])
-            parts.append(html_table(
-                ["pair", "images", "same person", *[f"{n}: match" for n in names],
-                 *[f"{n}: score" for n in names], "bands differing most"], rows,
-                caption="first 50 pairs decided differently" if len(d["pairs"]) > 50 else None))
+            parts.append(
+                html_table(
+                    [
+                        "pair",
+                        "images",
+                        "same person",
+                        *[f"{n}: match" for n in names],
+                        *[f"{n}: score" for n in names],
+                        "bands differing most",
+                    ],
+                    rows,
+                    caption="first 50 pairs decided differently" if len(d["pairs"]) > 50 else None,
+                )
+            )
     return "\n".join(parts)

@@ -88,15 +88,20 @@ def check_comparable(runs: Sequence[Run]) -> None:
                 raise InputError(
                     f"{run.path} covers another pair list than {first.path} "
                     f"({key} {run.config.get(key)} vs {first.config.get(key)}); "
-                    "compare needs runs over the same pairs")
+                    "compare needs runs over the same pairs"
+                )
         mine, theirs = _band_geometry(run.config), _band_geometry(first.config)
         if len(mine) != len(theirs):
-            raise InputError(f"{run.path} has {len(mine)} bands and {first.path} {len(theirs)}; "
-                             "compare needs the same bands")
+            raise InputError(
+                f"{run.path} has {len(mine)} bands and {first.path} {len(theirs)}; "
+                "compare needs the same bands"
+            )
         for k, (x, y) in enumerate(zip(mine, theirs, strict=True)):
             if not np.allclose(x, y, rtol=0, atol=1e-9):
-                raise InputError(f"band {k} differs between {run.path} and {first.path} "
-                                 f"(radius/angle {x} vs {y}); compare needs the same bands")
+                raise InputError(
+                    f"band {k} differs between {run.path} and {first.path} "
+                    f"(radius/angle {x} vs {y}); compare needs the same bands"
+                )
 
 
 def _band_geometry(config: dict[str, Any]) -> list[list[float]]:
@@ -145,25 +150,38 @@ def compare_runs(
     keys = [(a.name, b.name) for a, b in itertools.combinations(runs, 2)]
     members = {name: _class_members(d["decision"], same) for name, d in data.items()}
     bands: list[dict[str, Any]] = [
-        {"index": i, "radius": runs[0].config["bands"][i]["radius"]} for i in range(k)]
+        {"index": i, "radius": runs[0].config["bands"][i]["radius"]} for i in range(k)
+    ]
     centroids: dict[str, Any] = {}
     n_pairs: dict[str, Any] = {}
     for cls in CLASSES:
         n_pairs[cls] = {name: int(members[name][cls].sum()) for name in data}
-        means = {name: _run_means(runs_by_name(runs, name), position, members[name][cls])
-                 for name in data}
+        means = {
+            name: _run_means(runs_by_name(runs, name), position, members[name][cls])
+            for name in data
+        }
         cent = {"mean": {}, "mean_ci": {}, "diff": {}, "ci_lo": {}, "ci_hi": {}, "same_sign": {}}
         for name in data:
             sel = members[name][cls]
             cent["mean"][name] = _nanmean(data[name]["centroid"][sel])
-            cent["mean_ci"][name] = _ci_of_mean(data[name]["centroid"][sel][:, None], n_boot,
-                                                level, seed)[0]
-        per_band = [{"mean": {}, "mean_ci": {}, "diff": {}, "ci_lo": {}, "ci_hi": {},
-                     "same_sign": {}, "n_pairs": n_pairs[cls]} for _ in range(k)]
+            cent["mean_ci"][name] = _ci_of_mean(
+                data[name]["centroid"][sel][:, None], n_boot, level, seed
+            )[0]
+        per_band = [
+            {
+                "mean": {},
+                "mean_ci": {},
+                "diff": {},
+                "ci_lo": {},
+                "ci_hi": {},
+                "same_sign": {},
+                "n_pairs": n_pairs[cls],
+            }
+            for _ in range(k)
+        ]
         for name in data:
             sel = members[name][cls]
-            cis = {kind: _ci_of_mean(data[name][kind][sel], n_boot, level, seed)
-                   for kind in KINDS}
+            cis = {kind: _ci_of_mean(data[name][kind][sel], n_boot, level, seed) for kind in KINDS}
             for i in range(k):
                 per_band[i]["mean"][name] = {kind: means[name][kind][i] for kind in KINDS}
                 per_band[i]["mean_ci"][name] = {kind: cis[kind][i] for kind in KINDS}
@@ -183,8 +201,7 @@ def compare_runs(
             bands[i][cls] = per_band[i]
         centroids[cls] = cent
 
-    decisions = {f"{b} - {a}": _decisions(data[a], data[b], a, b, common, runs[0])
-                 for a, b in keys}
+    decisions = {f"{b} - {a}": _decisions(data[a], data[b], a, b, common, runs[0]) for a, b in keys}
     summary = {
         "runs": [_describe(run, data[run.name], same) for run in runs],
         "pairs_file": runs[0].config.get("pairs_file"),
@@ -192,8 +209,13 @@ def compare_runs(
         "n_pairs": len(common),
         "excluded_pairs": sorted(excluded),
         "differences": [{"key": f"{b} - {a}", "a": a, "b": b} for a, b in keys],
-        "bootstrap": {"resamples": int(n_boot), "level": float(level), "seed": int(seed),
-                      "unit": "pairs", "same_resamples_for_every_band": True},
+        "bootstrap": {
+            "resamples": int(n_boot),
+            "level": float(level),
+            "seed": int(seed),
+            "unit": "pairs",
+            "same_resamples_for_every_band": True,
+        },
         "n_pairs_per_class": n_pairs,
         "bands": bands,
         "centroid": centroids,
@@ -220,8 +242,14 @@ def _pair_arrays(run: Run, position: dict[int, int], k: int) -> dict[str, np.nda
     """Per common pair (in index order): the mean of its two images' normalised influences,
     the mean of their centroids, the decision, the score and the ground truth."""
     n = len(position)
-    out = {"absolute": np.empty((n, k)), "directed": np.empty((n, k)), "centroid": np.empty(n),
-           "decision": np.zeros(n, bool), "score": np.empty(n), "same": np.full(n, None)}
+    out = {
+        "absolute": np.empty((n, k)),
+        "directed": np.empty((n, k)),
+        "centroid": np.empty(n),
+        "decision": np.zeros(n, bool),
+        "score": np.empty(n),
+        "same": np.full(n, None),
+    }
     for record in run.records:
         j = position.get(int(record["index"]))
         if j is None:
@@ -255,13 +283,18 @@ def _class_members(decision: np.ndarray, same: np.ndarray) -> dict[str, np.ndarr
 def _run_means(run: Run, position: dict[int, int], selected: np.ndarray) -> dict[str, list]:
     """The run's mean normalised influences over the selected pairs' images, computed exactly as
     its summary's profiles are (file order, both sides of each record)."""
-    rows = [[r["a"]["directed"], r["b"]["directed"]] for r in run.records
-            if int(r["index"]) in position and selected[position[int(r["index"])]]]
+    rows = [
+        [r["a"]["directed"], r["b"]["directed"]]
+        for r in run.records
+        if int(r["index"]) in position and selected[position[int(r["index"])]]
+    ]
     if not rows:
         return {kind: [None] * len(run.config["bands"]) for kind in KINDS}
     prof = profile(np.concatenate([np.array(r, np.float64) for r in rows]))
-    return {"absolute": prof["absolute_normalised_mean"],
-            "directed": prof["directed_normalised_mean"]}
+    return {
+        "absolute": prof["absolute_normalised_mean"],
+        "directed": prof["directed_normalised_mean"],
+    }
 
 
 # ---- statistics ---------------------------------------------------------------------------------
@@ -325,21 +358,24 @@ def _decisions(da: dict, db: dict, a: str, b: str, common: list[int], first: Run
     for j in np.flatnonzero(differ):
         top = np.argsort(-gap[j], kind="stable")[:TOP_BANDS]
         index = common[j]
-        pairs.append({
-            "index": index,
-            "paths": list(paths.get(index, (None, None))),
-            "same": da["same"][j],
-            "decision": {a: bool(da["decision"][j]), b: bool(db["decision"][j])},
-            "score": {a: float(da["score"][j]), b: float(db["score"][j])},
-            "bands_differing_most": [int(x) for x in top],
-        })
+        pairs.append(
+            {
+                "index": index,
+                "paths": list(paths.get(index, (None, None))),
+                "same": da["same"][j],
+                "decision": {a: bool(da["decision"][j]), b: bool(db["decision"][j])},
+                "score": {a: float(da["score"][j]), b: float(db["score"][j])},
+                "bands_differing_most": [int(x) for x in top],
+            }
+        )
     mean_gap = gap[differ].mean(axis=0) if differ.any() else np.zeros(gap.shape[1])
     top = np.argsort(-mean_gap, kind="stable")[:TOP_BANDS] if differ.any() else []
     return {
         "agreement": float(np.mean(~differ)),
         "n_disagree": int(differ.sum()),
-        "bands_differing_most": [{"band": int(i), "mean_abs_directed_diff": float(mean_gap[i])}
-                                 for i in top],
+        "bands_differing_most": [
+            {"band": int(i), "mean_abs_directed_diff": float(mean_gap[i])} for i in top
+        ],
         "pairs": pairs,
     }
 

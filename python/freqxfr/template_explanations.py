@@ -52,11 +52,20 @@ class TemplateExplanation:
         from . import __version__
 
         return {
-            "freqxfr_version": __version__, "kind": "template", "model": self.model,
-            "backend": self.backend, "mode": self.mode, "domain": self.domain, "clip": self.clip,
-            "schedule": self.schedule.to_dict(), "bands": [b.to_dict() for b in self.bands],
-            "score_ref": self.score_ref, "threshold": self.threshold, "decision": self.decision,
-            "template": self.template, "probe": self.probe.to_dict(),
+            "freqxfr_version": __version__,
+            "kind": "template",
+            "model": self.model,
+            "backend": self.backend,
+            "mode": self.mode,
+            "domain": self.domain,
+            "clip": self.clip,
+            "schedule": self.schedule.to_dict(),
+            "bands": [b.to_dict() for b in self.bands],
+            "score_ref": self.score_ref,
+            "threshold": self.threshold,
+            "decision": self.decision,
+            "template": self.template,
+            "probe": self.probe.to_dict(),
             "regions": self.regions.to_dict() if self.regions is not None else None,
             "timings_ms": self.timings_ms,
         }
@@ -66,14 +75,31 @@ class TemplateExplanation:
         if self.regions is not None:
             return cell_rows(self, (("probe", self.probe),))
         p = self.probe
-        return [{"image": "probe", "source": p.source, "band": band.index,
-                 "radius_lo": band.radius_lo, "radius_hi": band.radius_hi,
-                 "score_ref": self.score_ref, "score": float(s), "absolute": float(ab),
-                 "directed": float(di), "absolute_normalised": float(abn),
-                 "directed_normalised": float(din), "decision": self.decision}
-                for band, s, ab, di, abn, din in zip(
-                    self.bands, p.scores, p.absolute, p.directed, p.absolute_normalised,
-                    p.directed_normalised, strict=True)]
+        return [
+            {
+                "image": "probe",
+                "source": p.source,
+                "band": band.index,
+                "radius_lo": band.radius_lo,
+                "radius_hi": band.radius_hi,
+                "score_ref": self.score_ref,
+                "score": float(s),
+                "absolute": float(ab),
+                "directed": float(di),
+                "absolute_normalised": float(abn),
+                "directed_normalised": float(din),
+                "decision": self.decision,
+            }
+            for band, s, ab, di, abn, din in zip(
+                self.bands,
+                p.scores,
+                p.absolute,
+                p.directed,
+                p.absolute_normalised,
+                p.directed_normalised,
+                strict=True,
+            )
+        ]
 
 
 def load_template(template: Any) -> tuple[np.ndarray, str]:
@@ -92,26 +118,33 @@ def _as_vector(value: Any, label: str) -> np.ndarray:
     try:
         arr = np.asarray(value)
     except (TypeError, ValueError):
-        raise InputError(f"{label}: the template must be an embedding array, got {type(value).__name__}") from None
+        raise InputError(
+            f"{label}: the template must be an embedding array, got {type(value).__name__}"
+        ) from None
     if arr.dtype.kind not in "fiu":
         raise InputError(f"{label}: the template must hold numbers, got dtype {arr.dtype}")
     if arr.ndim == 2 and arr.shape[0] == 1:
         arr = arr[0]
     if arr.ndim != 1:
-        raise InputError(f"{label}: the template must be one embedding (D,) or (1, D), got shape {arr.shape}")
+        raise InputError(
+            f"{label}: the template must be one embedding (D,) or (1, D), got shape {arr.shape}"
+        )
     return arr.astype(np.float64)
 
 
-def check_template(template: np.ndarray, label: str, card: Any,
-                   probe_embedding: np.ndarray | None = None) -> None:
+def check_template(
+    template: np.ndarray, label: str, card: Any, probe_embedding: np.ndarray | None = None
+) -> None:
     """The template must fit the model: its dimension, finite values, and the normalisation the
     metric needs (a cosine needs a non-zero vector; a Euclidean distance compares raw
     embeddings, so a unit-norm template for a model whose embeddings are not unit-norm is
     refused)."""
     d = card.embedding_size
     if template.shape != (d,):
-        raise InputError(f"{label}: the template has {template.size} values, but model {card.name!r} "
-                         f"makes {d}-d embeddings")
+        raise InputError(
+            f"{label}: the template has {template.size} values, but model {card.name!r} "
+            f"makes {d}-d embeddings"
+        )
     if not np.isfinite(template).all():
         first = int(np.flatnonzero(~np.isfinite(template))[0])
         raise InputError(f"{label}: the template holds NaN or Inf (first at index {first})")
@@ -120,18 +153,22 @@ def check_template(template: np.ndarray, label: str, card: Any,
         return
     if card.metric == "cosine":
         if norm == 0.0:
-            raise InputError(f"{label}: the template is all zeros; a cosine needs a non-zero vector")
+            raise InputError(
+                f"{label}: the template is all zeros; a cosine needs a non-zero vector"
+            )
         return
     probe_norm = float(np.linalg.norm(probe_embedding))
     if abs(norm - 1.0) < UNIT_NORM_TOLERANCE and abs(probe_norm - 1.0) > 0.05:
         raise InputError(
             f"{label}: the template is L2-normalised (norm {norm:.4f}), but model {card.name!r} "
             f"compares raw embeddings by {card.metric} distance (this probe's norm: {probe_norm:.3f}); "
-            "store the embedding as Verifier.embed returns it")
+            "store the embedding as Verifier.embed returns it"
+        )
 
 
-def explain_template(explainer: Explainer, probe: Any, template: Any, *,
-                     aligned: bool | None = None) -> TemplateExplanation:
+def explain_template(
+    explainer: Explainer, probe: Any, template: Any, *, aligned: bool | None = None
+) -> TemplateExplanation:
     """:meth:`Explainer.explain_template`: K + 1 embeddings (K·R + 1 with regions)."""
     vector, label = load_template(template)
     card = explainer.model.card
@@ -148,12 +185,24 @@ def explain_template(explainer: Explainer, probe: Any, template: Any, *,
     score = explainer.model.score
     s_ref = float(score(emb[0], vector))
     return TemplateExplanation(
-        score_ref=s_ref, threshold=card.threshold, decision=bool(s_ref >= card.threshold),
-        probe=image_explanation(explainer, source_label(probe), score(emb[1:], vector[None]), s_ref),
-        template=label, bands=explainer.bands, schedule=explainer.schedule,
-        model=explainer.model_info(), backend=explainer.backend, mode=explainer.mode,
-        domain=explainer.domain, clip=explainer.clip,
-        timings_ms={"prepare": round((t1 - t0) * 1e3, 3), "mask": round((t2 - t1) * 1e3, 3),
-                    "model": round((t3 - t2) * 1e3, 3)},
+        score_ref=s_ref,
+        threshold=card.threshold,
+        decision=bool(s_ref >= card.threshold),
+        probe=image_explanation(
+            explainer, source_label(probe), score(emb[1:], vector[None]), s_ref
+        ),
+        template=label,
+        bands=explainer.bands,
+        schedule=explainer.schedule,
+        model=explainer.model_info(),
+        backend=explainer.backend,
+        mode=explainer.mode,
+        domain=explainer.domain,
+        clip=explainer.clip,
+        timings_ms={
+            "prepare": round((t1 - t0) * 1e3, 3),
+            "mask": round((t2 - t1) * 1e3, 3),
+            "model": round((t3 - t2) * 1e3, 3),
+        },
         regions=explainer.regions,
     )

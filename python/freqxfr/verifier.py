@@ -197,7 +197,8 @@ class Verifier:
             chunk = to_model_input(arr[start : start + batch_size], self.card)
             if queued:
                 out[start : start + chunk.shape[0]] = self.engine.embed(
-                    chunk, deadline=deadline, at=at, what=f"embed ({self.card.name})")
+                    chunk, deadline=deadline, at=at, what=f"embed ({self.card.name})"
+                )
             else:
                 out[start : start + chunk.shape[0]] = self.embed_model_input(chunk)
         return out
@@ -212,8 +213,9 @@ class Verifier:
         x = to_model_input(self._check_images(images), self.card)
         if not self.use_engine:
             return self.embed_model_input(x)
-        return await self.engine.embed_async(x, deadline=deadline, at=at,
-                                             what=f"embed ({self.card.name})")
+        return await self.engine.embed_async(
+            x, deadline=deadline, at=at, what=f"embed ({self.card.name})"
+        )
 
     def embed_model_input(self, x: np.ndarray, *, batch_size: int | None = None) -> np.ndarray:
         """Embeddings of model input (:func:`to_model_input`'s or the masking core's output).
@@ -273,11 +275,19 @@ class Verifier:
         # Fresh options: the object get_session_options() returns is the session's own, and
         # changing it would change what this session reports.
         spinning = self.session.get_session_options().get_session_config_entry(
-            "session.intra_op.allow_spinning")
+            "session.intra_op.allow_spinning"
+        )
         options = session_options(ort, threads=threads, spin=spinning != "0")
         session = open_session(self.path, options, self.session.get_providers(), ort)
-        return Verifier(session, self.card, self.path, input_name=self.input_name,
-                        output_name=self.output_name, fixed_batch=self.fixed_batch, engine=False)
+        return Verifier(
+            session,
+            self.card,
+            self.path,
+            input_name=self.input_name,
+            output_name=self.output_name,
+            fixed_batch=self.fixed_batch,
+            engine=False,
+        )
 
     def _run(self, x: np.ndarray) -> np.ndarray:
         n = x.shape[0]
@@ -388,8 +398,12 @@ class Verifier:
         at = deadline_at(deadline)
         faces = np.stack([self.align(img, aligned=aligned) for img in (img_a, img_b)])
         if self.use_engine and not self.engine.on_engine_thread():
-            emb = self.engine.embed(to_model_input(self._check_images(faces), self.card),
-                                    deadline=deadline, at=at, what=f"compare ({self.card.name})")
+            emb = self.engine.embed(
+                to_model_input(self._check_images(faces), self.card),
+                deadline=deadline,
+                at=at,
+                what=f"compare ({self.card.name})",
+            )
         else:
             emb = self.embed(faces)
         return self._comparison(emb, threshold)
@@ -412,12 +426,14 @@ class Verifier:
 
         at = deadline_at(deadline)
         faces = await asyncio.get_running_loop().run_in_executor(
-            None, lambda: np.stack([self.align(i, aligned=aligned) for i in (img_a, img_b)]))
+            None, lambda: np.stack([self.align(i, aligned=aligned) for i in (img_a, img_b)])
+        )
         x = to_model_input(self._check_images(faces), self.card)
         if not self.use_engine:
             return self._comparison(self.embed_model_input(x), threshold)
-        emb = await self.engine.embed_async(x, deadline=deadline, at=at,
-                                            what=f"compare ({self.card.name})")
+        emb = await self.engine.embed_async(
+            x, deadline=deadline, at=at, what=f"compare ({self.card.name})"
+        )
         return self._comparison(emb, threshold)
 
     def _comparison(self, emb: np.ndarray, threshold: float | None) -> Comparison:
@@ -520,6 +536,11 @@ def load_model(
             session = open_session(path, options, chosen, ort)
     report_fallback(chosen, session)
     return Verifier(
-        session, model_card, path, input_name=input_name, output_name=output_name,
-        fixed_batch=batch, engine=engine,
+        session,
+        model_card,
+        path,
+        input_name=input_name,
+        output_name=output_name,
+        fixed_batch=batch,
+        engine=engine,
     )

@@ -24,9 +24,11 @@ from .options import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, EXIT_PAIRS_FAILED, E
 __all__ = ["EXIT_ERROR", "EXIT_INTERRUPTED", "EXIT_OK", "EXIT_PAIRS_FAILED", "build_parser", "main"]
 
 # The library's keyword arguments, as the command line calls them.
-_FLAG_WORDS = ((re.compile(r"\baligned=True\b"), "--aligned"),
-               (re.compile(r"\baligned=False\b"), "--no-aligned"),
-               (re.compile(r"\bno such file\b", re.I), "file not found"))
+_FLAG_WORDS = (
+    (re.compile(r"\baligned=True\b"), "--aligned"),
+    (re.compile(r"\baligned=False\b"), "--no-aligned"),
+    (re.compile(r"\bno such file\b", re.I), "file not found"),
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -73,8 +75,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         text = _in_cli_words(str(exc))
         name = type(exc).__name__
-        print(f"freqxfr {args.command}: error: {text}" if isinstance(exc, FreqxfrError)
-              else f"freqxfr {args.command}: error ({name}): {text}", file=sys.stderr)
+        print(
+            f"freqxfr {args.command}: error: {text}"
+            if isinstance(exc, FreqxfrError)
+            else f"freqxfr {args.command}: error ({name}): {text}",
+            file=sys.stderr,
+        )
         return EXIT_ERROR
     except KeyboardInterrupt:
         print(f"freqxfr {args.command}: interrupted", file=sys.stderr)

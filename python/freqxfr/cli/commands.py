@@ -26,19 +26,30 @@ FAITHFULNESS_OUT = "freqxfr-faithfulness"
 
 def _band_table(explanation) -> str:
     lines = [f"{'band':>4} {'radius':>13} {'|Δ| a':>8} {'Δ a':>8} {'|Δ| b':>8} {'Δ b':>8}"]
-    for band, aa, ad, ba, bd in zip(explanation.bands, explanation.a.absolute_normalised,
-                                    explanation.a.directed_normalised,
-                                    explanation.b.absolute_normalised,
-                                    explanation.b.directed_normalised, strict=True):
-        lines.append(f"{band.index:>4} {band.radius_lo:6.3f}–{band.radius_hi:5.3f} "
-                     f"{aa:8.2f} {ad:+8.2f} {ba:8.2f} {bd:+8.2f}")
+    for band, aa, ad, ba, bd in zip(
+        explanation.bands,
+        explanation.a.absolute_normalised,
+        explanation.a.directed_normalised,
+        explanation.b.absolute_normalised,
+        explanation.b.directed_normalised,
+        strict=True,
+    ):
+        lines.append(
+            f"{band.index:>4} {band.radius_lo:6.3f}–{band.radius_hi:5.3f} "
+            f"{aa:8.2f} {ad:+8.2f} {ba:8.2f} {bd:+8.2f}"
+        )
     return "\n".join(lines)
 
 
 def _headline(explanation) -> str:
     model = explanation.model
-    return decision_line(explanation.decision, explanation.score_ref, explanation.threshold,
-                         model["metric"], model["name"])
+    return decision_line(
+        explanation.decision,
+        explanation.score_ref,
+        explanation.threshold,
+        model["metric"],
+        model["name"],
+    )
 
 
 # ---- demo and explain ---------------------------------------------------------------------------
@@ -59,11 +70,24 @@ def cmd_explain(args: argparse.Namespace) -> int:
     with locked_folder(args.out, command="explain"):
         explainer = options.explainer(args)
         # Refused in the command line's words before the model loads; then the writer may replace.
-        check_pair_folder(args.out, args.a, args.b, hint="--out elsewhere, or --overwrite",
-                          overwrite=args.overwrite)
-        written = write_pair_outputs(explainer, args.a, args.b, args.out,
-                                     aligned=options.aligned(args), faithfulness=args.faithfulness,
-                                     seeds=args.seeds, report=report, overwrite=True)
+        check_pair_folder(
+            args.out,
+            args.a,
+            args.b,
+            hint="--out elsewhere, or --overwrite",
+            overwrite=args.overwrite,
+        )
+        written = write_pair_outputs(
+            explainer,
+            args.a,
+            args.b,
+            args.out,
+            aligned=options.aligned(args),
+            faithfulness=args.faithfulness,
+            seeds=args.seeds,
+            report=report,
+            overwrite=True,
+        )
     explanation = written.explanation
     if args.json:
         record = explanation_record(explanation.to_dict())
@@ -85,8 +109,13 @@ def _explain_regions_or_template(args: argparse.Namespace) -> int:
 
     with locked_folder(args.out, command="explain"):
         explanation, report = write_region_outputs(
-            options.explainer(args), args.a, args.b, args.out, aligned=options.aligned(args),
-            template=args.template)
+            options.explainer(args),
+            args.a,
+            args.b,
+            args.out,
+            aligned=options.aligned(args),
+            template=args.template,
+        )
     if args.json:
         print(json.dumps(explanation.to_dict(), indent=2))
     else:
@@ -112,16 +141,28 @@ def _demo(args: argparse.Namespace) -> int:
     a, b = Path(str(demo / "frll_001_neutral.jpg")), Path(str(demo / "frll_001_smiling.jpg"))
     c = Path(str(demo / "frll_002_neutral.jpg"))
     explainer = Explainer(options.load_model(args), args.bands)
-    print(f"freqxfr demo: explaining two pairs of bundled FRLL photos with "
-          f"{explainer.model.card.name} ({explainer.model.provider}), {explainer.n_bands} bands")
+    print(
+        f"freqxfr demo: explaining two pairs of bundled FRLL photos with "
+        f"{explainer.model.card.name} ({explainer.model.provider}), {explainer.n_bands} bands"
+    )
     for name, (x, y), same in (("genuine", (a, b), True), ("impostor", (a, c), False)):
-        written = write_pair_outputs(explainer, x, y, args.out / name, same=same,
-                                     faithfulness=True, report=not args.no_report, overwrite=True)
+        written = write_pair_outputs(
+            explainer,
+            x,
+            y,
+            args.out / name,
+            same=same,
+            faithfulness=True,
+            report=not args.no_report,
+            overwrite=True,
+        )
         print(f"\n{name} pair ({x.name} vs {y.name}): {_headline(written.explanation)}")
         print(_band_table(written.explanation))
         print(f"report: {written.report_path or written.json_path}")
-    print(f"\nPhotos: Face Research Lab London Set (DeBruine & Jones 2017, CC BY 4.0), downscaled. "
-          f"Outputs are in {args.out.resolve()}")
+    print(
+        f"\nPhotos: Face Research Lab London Set (DeBruine & Jones 2017, CC BY 4.0), downscaled. "
+        f"Outputs are in {args.out.resolve()}"
+    )
     return 0
 
 
@@ -140,27 +181,41 @@ def cmd_dataset(args: argparse.Namespace) -> int:
     if args.limit is not None:
         pairs = spread(pairs, args.limit)
     # Lock before loading the model, so that a second run into this folder stops at once.
-    with locked_folder(args.out, command="dataset", resumable=True), \
-            cluster_client(args.scheduler, args.workers) as client:
+    with (
+        locked_folder(args.out, command="dataset", resumable=True),
+        cluster_client(args.scheduler, args.workers) as client,
+    ):
         explainer = options.explainer(args)
         summary = run_dataset(
-            pairs, args.out, explainer, pairs_file=str(args.pairs),
-            root=options.root(args, args.pairs), allow_outside_root=args.allow_outside_root,
-            aligned=options.aligned(args), extra_settings={"--limit": args.limit},
-            progress=options.progress(args), overlap=not args.no_overlap, parquet=args.parquet,
+            pairs,
+            args.out,
+            explainer,
+            pairs_file=str(args.pairs),
+            root=options.root(args, args.pairs),
+            allow_outside_root=args.allow_outside_root,
+            aligned=options.aligned(args),
+            extra_settings={"--limit": args.limit},
+            progress=options.progress(args),
+            overlap=not args.no_overlap,
+            parquet=args.parquet,
             faithfulness_seeds=args.seeds if args.faithfulness else None,
-            report=not args.no_report, pair_pages=args.pair_pages, client=client,
+            report=not args.no_report,
+            pair_pages=args.pair_pages,
+            client=client,
         )
     acc = summary.get("accuracy")
-    print(f"{summary['pairs']} pairs explained, {summary['failed']} failed"
-          + (f", accuracy {acc:.4f} at the model threshold" if acc is not None else ""))
+    print(
+        f"{summary['pairs']} pairs explained, {summary['failed']} failed"
+        + (f", accuracy {acc:.4f} at the model threshold" if acc is not None else "")
+    )
     if "faithfulness" in summary:
         from ..faithfulness import summary_lines
 
         print("\n".join(summary_lines(summary["faithfulness"]["by_class"])))
     print(options.wrote(args.out, "results.jsonl", "summary.json", report=not args.no_report))
-    return options.report_failures("dataset", summary["failures"],
-                                   f"{summary['failed']} of {len(pairs)} pairs")
+    return options.report_failures(
+        "dataset", summary["failures"], f"{summary['failed']} of {len(pairs)} pairs"
+    )
 
 
 def cmd_faithfulness(args: argparse.Namespace) -> int:
@@ -174,8 +229,11 @@ def cmd_faithfulness(args: argparse.Namespace) -> int:
         listed = read_pairs(args.pairs, root=args.root)
         indices = spread(list(range(len(listed))), args.limit)  # places in the list, for the JSON
         pairs = [listed[i] for i in indices]
-        refused = {} if args.allow_outside_root else outside_root(
-            pairs, options.root(args, args.pairs), pairs_file=args.pairs)
+        refused = (
+            {}
+            if args.allow_outside_root
+            else outside_root(pairs, options.root(args, args.pairs), pairs_file=args.pairs)
+        )
         if refused:
             raise InputError(next(iter(refused.values())))
     elif args.a and args.b:
@@ -185,13 +243,21 @@ def cmd_faithfulness(args: argparse.Namespace) -> int:
         raise InputError("give two images A B, or --pairs FILE")
     with locked_folder(args.out, command="faithfulness"):
         explainer = options.explainer(args)
-        result = dataset_faithfulness(explainer, pairs, seeds=args.seeds,
-                                      aligned=options.aligned(args), indices=indices,
-                                      progress=options.progress(args))
-        write_output(args.out / "faithfulness.json",
-                     json.dumps(result, indent=2, allow_nan=False) + "\n")
-    print(f"{result['n_images']} explained images of {result['pairs']} pairs, "
-          f"{len(result['seeds'])} random orders each")
+        result = dataset_faithfulness(
+            explainer,
+            pairs,
+            seeds=args.seeds,
+            aligned=options.aligned(args),
+            indices=indices,
+            progress=options.progress(args),
+        )
+        write_output(
+            args.out / "faithfulness.json", json.dumps(result, indent=2, allow_nan=False) + "\n"
+        )
+    print(
+        f"{result['n_images']} explained images of {result['pairs']} pairs, "
+        f"{len(result['seeds'])} random orders each"
+    )
     print("\n".join(summary_lines(result["by_class"])))
     print(f"wrote {args.out / 'faithfulness.json'}")
     return 0
@@ -203,93 +269,176 @@ def cmd_faithfulness(args: argparse.Namespace) -> int:
 def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
     """Add ``demo``, ``explain``, ``dataset`` and ``faithfulness`` to the CLI's subparsers."""
     p = sub.add_parser(
-        "demo", parents=[common], help="explain two bundled pairs (one genuine, one impostor)",
+        "demo",
+        parents=[common],
+        help="explain two bundled pairs (one genuine, one impostor)",
         description="Explain two pairs of bundled FRLL photos, a genuine and an impostor one, "
         f"with the default model; writes {DEMO_OUT}/genuine/ and {DEMO_OUT}/impostor/, each with "
-        "explanation.json, PNG plots and report.html.")
-    p.add_argument("--out", type=Path, default=Path(DEMO_OUT),
-                   help=f"output folder (default ./{DEMO_OUT})")
-    p.add_argument("--model", default=None, help="preset name, card file or .onnx (default: dlib_resnet)")
-    p.add_argument("--bands", type=options.positive, default=16,
-                   help="number of equal-width rings (default 16)")
+        "explanation.json, PNG plots and report.html.",
+    )
+    p.add_argument(
+        "--out", type=Path, default=Path(DEMO_OUT), help=f"output folder (default ./{DEMO_OUT})"
+    )
+    p.add_argument(
+        "--model", default=None, help="preset name, card file or .onnx (default: dlib_resnet)"
+    )
+    p.add_argument(
+        "--bands",
+        type=options.positive,
+        default=16,
+        help="number of equal-width rings (default 16)",
+    )
     options.add_no_report_option(p)
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser(
-        "explain", parents=[common], help="explain one pair of face images",
+        "explain",
+        parents=[common],
+        help="explain one pair of face images",
         description="Explain which frequency bands of each image made the model match or reject "
         f"the pair. Writes explanation.json, PNG plots and report.html into --out (default "
         f"./{EXPLAIN_OUT}); refuses a folder that holds another pair's explanation unless "
-        "--overwrite.")
+        "--overwrite.",
+    )
     p.add_argument("a", help="first image (photo or aligned crop)")
-    p.add_argument("b", nargs="?", default=None,
-                   help="second image (leave out with --template)")
+    p.add_argument("b", nargs="?", default=None, help="second image (leave out with --template)")
     options.add_explainer_options(p)
-    p.add_argument("--regions", default=None,
-                   help="explain per band and face region: face, grid:RxC (e.g. grid:3x3) or a "
-                   "weights .npy file (freqxfr.regions)")
-    p.add_argument("--template", type=Path, default=None,
-                   help="explain A against a stored template (.npy embedding) instead of image B")
-    p.add_argument("--out", type=Path, default=Path(EXPLAIN_OUT),
-                   help=f"output folder (default ./{EXPLAIN_OUT})")
-    p.add_argument("--overwrite", action="store_true",
-                   help="replace another pair's explanation in --out")
-    p.add_argument("--json", action="store_true",
-                   help="print explanation.json to stdout; no plots unless --report")
-    p.add_argument("--report", action=argparse.BooleanOptionalAction, default=None,
-                   help="draw the plots and report.html (default: yes, but not with --json)")
+    p.add_argument(
+        "--regions",
+        default=None,
+        help="explain per band and face region: face, grid:RxC (e.g. grid:3x3) or a "
+        "weights .npy file (freqxfr.regions)",
+    )
+    p.add_argument(
+        "--template",
+        type=Path,
+        default=None,
+        help="explain A against a stored template (.npy embedding) instead of image B",
+    )
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=Path(EXPLAIN_OUT),
+        help=f"output folder (default ./{EXPLAIN_OUT})",
+    )
+    p.add_argument(
+        "--overwrite", action="store_true", help="replace another pair's explanation in --out"
+    )
+    p.add_argument(
+        "--json",
+        action="store_true",
+        help="print explanation.json to stdout; no plots unless --report",
+    )
+    p.add_argument(
+        "--report",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="draw the plots and report.html (default: yes, but not with --json)",
+    )
     p.add_argument("--faithfulness", action="store_true", help="add deletion/insertion curves")
-    p.add_argument("--seeds", type=options.positive, default=5,
-                   help="random orders for the faithfulness baseline (default 5)")
+    p.add_argument(
+        "--seeds",
+        type=options.positive,
+        default=5,
+        help="random orders for the faithfulness baseline (default 5)",
+    )
     p.set_defaults(func=cmd_explain)
 
     p = sub.add_parser(
-        "dataset", parents=[common], help="explain every pair of a pair list (resumable)",
+        "dataset",
+        parents=[common],
+        help="explain every pair of a pair list (resumable)",
         description="Explain every pair of a pair list, streaming results to OUT/results.jsonl; "
         "then summary.json and report.html. The same command continues an interrupted run.",
-        epilog=options.EXIT_STATUS_HELP)
+        epilog=options.EXIT_STATUS_HELP,
+    )
     p.add_argument("pairs", type=Path, help="LFW pairs.txt or CSV (path1,path2[,same][,group...])")
-    p.add_argument("--root", type=Path, default=None,
-                   help="folder the image paths are relative to (default: the list's folder)")
+    p.add_argument(
+        "--root",
+        type=Path,
+        default=None,
+        help="folder the image paths are relative to (default: the list's folder)",
+    )
     options.add_allow_outside_root(p)
     p.add_argument("--out", type=Path, required=True, help="output folder (e.g. runs/NAME)")
     options.add_explainer_options(p)
-    p.add_argument("--groups", type=Path, default=None,
-                   help="CSV of per-image attributes (path,gender,...), e.g. FRLL's index.csv")
-    p.add_argument("--limit", type=options.positive, default=None,
-                   help="N pairs spread evenly over the list (both classes stay in)")
+    p.add_argument(
+        "--groups",
+        type=Path,
+        default=None,
+        help="CSV of per-image attributes (path,gender,...), e.g. FRLL's index.csv",
+    )
+    p.add_argument(
+        "--limit",
+        type=options.positive,
+        default=None,
+        help="N pairs spread evenly over the list (both classes stay in)",
+    )
     p.add_argument("--parquet", action="store_true", help="also write results.parquet")
-    p.add_argument("--faithfulness", action="store_true",
-                   help="also deletion/insertion curves of every pair (faithfulness.jsonl)")
-    p.add_argument("--seeds", type=options.positive, default=5,
-                   help="random orders for --faithfulness (default 5)")
-    p.add_argument("--pair-pages", choices=("errors", "all", "none"), default="errors",
-                   help="which pairs get their own explanation page in OUT/pairs/, linked from "
-                   "report.html: wrongly decided and failed ones (errors, the default), all, none")
+    p.add_argument(
+        "--faithfulness",
+        action="store_true",
+        help="also deletion/insertion curves of every pair (faithfulness.jsonl)",
+    )
+    p.add_argument(
+        "--seeds",
+        type=options.positive,
+        default=5,
+        help="random orders for --faithfulness (default 5)",
+    )
+    p.add_argument(
+        "--pair-pages",
+        choices=("errors", "all", "none"),
+        default="errors",
+        help="which pairs get their own explanation page in OUT/pairs/, linked from "
+        "report.html: wrongly decided and failed ones (errors, the default), all, none",
+    )
     options.add_no_report_option(p)
     options.add_progress_option(p)
-    p.add_argument("--no-overlap", action="store_true",
-                   help="don't prepare the next batch while the model runs")
+    p.add_argument(
+        "--no-overlap",
+        action="store_true",
+        help="don't prepare the next batch while the model runs",
+    )
     options.add_cluster_options(p)
     p.set_defaults(func=cmd_dataset)
 
     p = sub.add_parser(
-        "faithfulness", parents=[common], help="deletion/insertion curves against random orders",
+        "faithfulness",
+        parents=[common],
+        help="deletion/insertion curves against random orders",
         description="Judge explanations by deletion and insertion curves against random band "
         f"orders, for one pair (A B) or a pair list (--pairs). Writes faithfulness.json into "
-        f"--out (default ./{FAITHFULNESS_OUT}).")
+        f"--out (default ./{FAITHFULNESS_OUT}).",
+    )
     p.add_argument("a", nargs="?", help="first image of one pair")
     p.add_argument("b", nargs="?", help="second image of one pair")
     p.add_argument("--pairs", type=Path, default=None, help="pair list instead of A B")
-    p.add_argument("--root", type=Path, default=None,
-                   help="folder the list's paths are relative to (default: the list's folder)")
+    p.add_argument(
+        "--root",
+        type=Path,
+        default=None,
+        help="folder the list's paths are relative to (default: the list's folder)",
+    )
     options.add_allow_outside_root(p)
-    p.add_argument("--limit", type=options.positive, default=50,
-                   help="pairs, spread evenly over the list (default 50)")
-    p.add_argument("--seeds", type=options.positive, default=5,
-                   help="random orders for the baseline (default 5)")
-    p.add_argument("--out", type=Path, default=Path(FAITHFULNESS_OUT),
-                   help=f"output folder (default ./{FAITHFULNESS_OUT})")
+    p.add_argument(
+        "--limit",
+        type=options.positive,
+        default=50,
+        help="pairs, spread evenly over the list (default 50)",
+    )
+    p.add_argument(
+        "--seeds",
+        type=options.positive,
+        default=5,
+        help="random orders for the baseline (default 5)",
+    )
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=Path(FAITHFULNESS_OUT),
+        help=f"output folder (default ./{FAITHFULNESS_OUT})",
+    )
     options.add_explainer_options(p)
     options.add_progress_option(p)
     p.set_defaults(func=cmd_faithfulness)

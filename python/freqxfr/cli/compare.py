@@ -13,13 +13,20 @@ from . import options
 def add_compare_parser(sub: Any, common: argparse.ArgumentParser) -> None:
     """Register ``freqxfr compare RUN_A RUN_B [...] --out OUT``."""
     p = sub.add_parser(
-        "compare", parents=[common], help="compare dataset runs over the same pairs (models or settings)",
+        "compare",
+        parents=[common],
+        help="compare dataset runs over the same pairs (models or settings)",
         description="Compare the band profiles of dataset runs over the same pair list: per band "
         "and class each run's mean normalised influence, paired differences with bootstrap "
-        "intervals over pairs, centroids and decision agreement.")
+        "intervals over pairs, centroids and decision agreement.",
+    )
     p.add_argument("runs", nargs="+", type=Path, help="dataset-run folders (freqxfr dataset --out)")
-    p.add_argument("--out", type=Path, required=True, help="folder for summary.json and report.html")
-    p.add_argument("--names", default=None, help="comma-separated run names (default: folder names)")
+    p.add_argument(
+        "--out", type=Path, required=True, help="folder for summary.json and report.html"
+    )
+    p.add_argument(
+        "--names", default=None, help="comma-separated run names (default: folder names)"
+    )
     p.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples (default 2000)")
     p.add_argument("--level", type=float, default=0.95, help="interval level (default 0.95)")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
@@ -33,8 +40,15 @@ def cmd_compare(args: argparse.Namespace) -> int:
     if len(args.runs) < 2:
         raise InputError("compare needs at least two run folders")
     names = [n.strip() for n in args.names.split(",")] if args.names else None
-    summary = compare_runs(args.runs, args.out, names=names, n_boot=args.resamples,
-                           level=args.level, seed=args.seed, report=not args.no_report)
+    summary = compare_runs(
+        args.runs,
+        args.out,
+        names=names,
+        n_boot=args.resamples,
+        level=args.level,
+        seed=args.seed,
+        report=not args.no_report,
+    )
     runs = ", ".join(f"{r['name']} ({r['model']}, {r['domain']})" for r in summary["runs"])
     print(f"compared {runs} over {summary['n_pairs']} common pairs")
     for diff in summary["differences"]:
@@ -45,8 +59,10 @@ def cmd_compare(args: argparse.Namespace) -> int:
             c = summary["centroid"][cls]
             if c["diff"].get(key) is None:
                 continue
-            print(f"  {cls}: centroid {c['mean'][diff['a']]:.3f} vs {c['mean'][diff['b']]:.3f}, "
-                  f"difference {c['diff'][key]:+.3f} [{c['ci_lo'][key]:+.3f}, "
-                  f"{c['ci_hi'][key]:+.3f}]")
+            print(
+                f"  {cls}: centroid {c['mean'][diff['a']]:.3f} vs {c['mean'][diff['b']]:.3f}, "
+                f"difference {c['diff'][key]:+.3f} [{c['ci_lo'][key]:+.3f}, "
+                f"{c['ci_hi'][key]:+.3f}]"
+            )
     print(options.wrote(args.out, "summary.json", report=not args.no_report))
     return 0

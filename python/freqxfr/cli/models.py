@@ -56,39 +56,60 @@ def cmd_verify(args: argparse.Namespace) -> int:
         record = {"a": args.a, "b": args.b, **result.to_dict(), "provider": model.provider}
         print(json.dumps(record))
         return 0
-    print(decision_line(result.decision, result.score, result.threshold, result.metric,
-                        result.model, model.provider))
+    print(
+        decision_line(
+            result.decision,
+            result.score,
+            result.threshold,
+            result.metric,
+            result.model,
+            model.provider,
+        )
+    )
     return 0
 
 
 def add_models_parser(subparsers: Any, common: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """Register ``freqxfr models list|convert|card``."""
     p = subparsers.add_parser(
-        "models", parents=[common], help="list, convert or show the built-in models",
+        "models",
+        parents=[common],
+        help="list, convert or show the built-in models",
         description="The built-in model presets: list them with their cards and converted files, "
-        "convert their model files into the cache, or print a card as TOML.")
+        "convert their model files into the cache, or print a card as TOML.",
+    )
     sub = p.add_subparsers(dest="models_command", required=True, metavar="ACTION")
 
-    q = sub.add_parser("list", parents=[common], help="presets, their cards and their converted files",
-                       description="List the presets: input size, embedding size, metric, "
-                       "threshold (a score; the distance beside it for Euclidean models), "
-                       "alignment and converted files.")
+    q = sub.add_parser(
+        "list",
+        parents=[common],
+        help="presets, their cards and their converted files",
+        description="List the presets: input size, embedding size, metric, "
+        "threshold (a score; the distance beside it for Euclidean models), "
+        "alignment and converted files.",
+    )
     q.add_argument("--json", action="store_true", help="print one JSON object")
     q.set_defaults(func=cmd_models_list)
 
-    q = sub.add_parser("convert", parents=[common],
-                       help="convert (again, with --force) the presets' model files",
-                       description="Convert the presets' model files to ONNX in the cache "
-                       "(FREQXFR_CACHE_DIR); a valid cached copy is kept unless --force.")
+    q = sub.add_parser(
+        "convert",
+        parents=[common],
+        help="convert (again, with --force) the presets' model files",
+        description="Convert the presets' model files to ONNX in the cache "
+        "(FREQXFR_CACHE_DIR); a valid cached copy is kept unless --force.",
+    )
     q.add_argument("names", nargs="*", help="presets to convert (default: all with a converter)")
     q.add_argument("--force", action="store_true", help="convert even if a cached copy is valid")
     q.add_argument("--fp16", action="store_true", help="dlib_resnet: also store fp16 weights")
     q.set_defaults(func=cmd_models_convert)
 
-    q = sub.add_parser("card", parents=[common],
-                       help="print a preset's card as TOML (a start for your own card)",
-                       description="Print a preset's model card as TOML, e.g. as a start for "
-                       "the card of your own .onnx model.")
+    q = sub.add_parser(
+        "card",
+        parents=[common],
+        help="print a preset's card as TOML (a start for your own card)",
+        description="Print a preset's model card as TOML, e.g. as a start for "
+        "the card of your own .onnx model.",
+    )
     q.add_argument("name", help="preset name")
     q.set_defaults(func=cmd_models_card)
     return p

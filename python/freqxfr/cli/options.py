@@ -42,10 +42,18 @@ def common_options(*, top: bool) -> argparse.ArgumentParser:
     """
     parent = argparse.ArgumentParser(add_help=False)
     default: Any = False if top else argparse.SUPPRESS
-    parent.add_argument("--verbose", action="store_true", default=default,
-                        help="show the traceback of an error (exit status 1 instead of 2)")
-    parent.add_argument("--quiet", action="store_true", default=default,
-                        help="print nothing but errors (and what --json asks for); no progress bars")
+    parent.add_argument(
+        "--verbose",
+        action="store_true",
+        default=default,
+        help="show the traceback of an error (exit status 1 instead of 2)",
+    )
+    parent.add_argument(
+        "--quiet",
+        action="store_true",
+        default=default,
+        help="print nothing but errors (and what --json asks for); no progress bars",
+    )
     return parent
 
 
@@ -54,11 +62,17 @@ def common_options(*, top: bool) -> argparse.ArgumentParser:
 
 def add_model_options(parser: argparse.ArgumentParser) -> None:
     """``--model``, ``--card`` and ``--providers``: which model runs, and where."""
-    parser.add_argument("--model", default=None,
-                        help="preset name (dlib_resnet, sface), card file or .onnx (default: dlib_resnet)")
-    parser.add_argument("--card", default=None, help="model card for an .onnx model (file or preset)")
-    parser.add_argument("--providers", default=None,
-                        help="ONNX Runtime providers, comma-separated (e.g. cuda,cpu)")
+    parser.add_argument(
+        "--model",
+        default=None,
+        help="preset name (dlib_resnet, sface), card file or .onnx (default: dlib_resnet)",
+    )
+    parser.add_argument(
+        "--card", default=None, help="model card for an .onnx model (file or preset)"
+    )
+    parser.add_argument(
+        "--providers", default=None, help="ONNX Runtime providers, comma-separated (e.g. cuda,cpu)"
+    )
 
 
 def providers(args: argparse.Namespace) -> list[str] | None:
@@ -80,18 +94,34 @@ def load_model(args: argparse.Namespace):
 def add_explainer_options(parser: argparse.ArgumentParser) -> None:
     """The model options plus how bands are cut and masked (``explain``, ``dataset``, ...)."""
     add_model_options(parser)
-    parser.add_argument("--bands", type=positive, default=16, help="number of equal-width rings (default 16)")
-    parser.add_argument("--schedule", type=Path, default=None,
-                        help="band schedule JSON file (overrides --bands)")
-    parser.add_argument("--mode", choices=("delete", "keep"), default="delete",
-                        help="delete one band (default) or keep only that band")
-    parser.add_argument("--domain", choices=("pixel", "normalised"), default="pixel",
-                        help="mask raw pixels (default) or model-normalised values")
+    parser.add_argument(
+        "--bands", type=positive, default=16, help="number of equal-width rings (default 16)"
+    )
+    parser.add_argument(
+        "--schedule", type=Path, default=None, help="band schedule JSON file (overrides --bands)"
+    )
+    parser.add_argument(
+        "--mode",
+        choices=("delete", "keep"),
+        default="delete",
+        help="delete one band (default) or keep only that band",
+    )
+    parser.add_argument(
+        "--domain",
+        choices=("pixel", "normalised"),
+        default="pixel",
+        help="mask raw pixels (default) or model-normalised values",
+    )
     parser.add_argument("--clip", action="store_true", help="clip masked pixels to 0..255")
-    parser.add_argument("--backend", default="cpp", choices=("cpp", "numpy", "scipy", "pyfftw"),
-                        help="masking implementation (default cpp, the compiled core)")
-    parser.add_argument("--aligned", action="store_true",
-                        help="inputs are aligned crops of the model's input size")
+    parser.add_argument(
+        "--backend",
+        default="cpp",
+        choices=("cpp", "numpy", "scipy", "pyfftw"),
+        help="masking implementation (default cpp, the compiled core)",
+    )
+    parser.add_argument(
+        "--aligned", action="store_true", help="inputs are aligned crops of the model's input size"
+    )
 
 
 def aligned(args: argparse.Namespace) -> bool | None:
@@ -112,8 +142,15 @@ def explainer(args: argparse.Namespace):
             raise InputError(f"--schedule {args.schedule}: file not found") from None
         except OSError as exc:
             raise InputError(f"--schedule {args.schedule}: {exc.strerror or exc}") from None
-    return Explainer(load_model(args), schedule, mode=args.mode, domain=args.domain,
-                     backend=args.backend, clip=args.clip, regions=getattr(args, "regions", None))
+    return Explainer(
+        load_model(args),
+        schedule,
+        mode=args.mode,
+        domain=args.domain,
+        backend=args.backend,
+        clip=args.clip,
+        regions=getattr(args, "regions", None),
+    )
 
 
 # ---- pair lists ---------------------------------------------------------------------------------
@@ -121,7 +158,8 @@ def explainer(args: argparse.Namespace):
 
 def add_allow_outside_root(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--allow-outside-root", action="store_true",
+        "--allow-outside-root",
+        action="store_true",
         help="read image paths that lie outside --root (after resolving symlinks); by default "
         "such a pair fails without being read",
     )
@@ -133,12 +171,17 @@ def root(args: argparse.Namespace, listing: Path) -> Path:
 
 
 def add_progress_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar (--quiet implies it)")
+    parser.add_argument(
+        "--no-progress", action="store_true", help="no progress bar (--quiet implies it)"
+    )
 
 
 def add_no_report_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--no-report", action="store_true",
-                        help="write the data files only: no plots, no report.html")
+    parser.add_argument(
+        "--no-report",
+        action="store_true",
+        help="write the data files only: no plots, no report.html",
+    )
 
 
 def wrote(out: Path, *names: str, report: bool = True) -> str:
@@ -165,11 +208,20 @@ def check_files(*paths: str | Path) -> None:
 def add_cluster_options(parser: argparse.ArgumentParser) -> None:
     """``--scheduler ADDRESS`` / ``--workers N`` for ``dataset``, ``crossres`` and ``morph``."""
     group = parser.add_mutually_exclusive_group()
-    group.add_argument("--scheduler", metavar="ADDRESS", default=None,
-                       help="run on an existing Dask cluster (e.g. tcp://host:8786); needs "
-                       "freqxfr[dask] and the same freqxfr on every worker")
-    group.add_argument("--workers", metavar="N", type=positive, default=None,
-                       help="run on a local Dask cluster of N worker processes (freqxfr[dask])")
+    group.add_argument(
+        "--scheduler",
+        metavar="ADDRESS",
+        default=None,
+        help="run on an existing Dask cluster (e.g. tcp://host:8786); needs "
+        "freqxfr[dask] and the same freqxfr on every worker",
+    )
+    group.add_argument(
+        "--workers",
+        metavar="N",
+        type=positive,
+        default=None,
+        help="run on a local Dask cluster of N worker processes (freqxfr[dask])",
+    )
 
 
 # ---- argument types -----------------------------------------------------------------------------
@@ -195,11 +247,13 @@ def report_failures(command: str, failures: Sequence[dict[str, Any]], what: str)
     ``what`` says what failed, e.g. ``"3 of 40 pairs"``."""
     if not failures:
         return EXIT_OK
-    print(f"freqxfr {command}: {what} failed; they are listed in summary.json and report.html, "
-          "and the same command tries them again. First reasons:", file=sys.stderr)
+    print(
+        f"freqxfr {command}: {what} failed; they are listed in summary.json and report.html, "
+        "and the same command tries them again. First reasons:",
+        file=sys.stderr,
+    )
     for failure in failures[:MAX_SHOWN_FAILURES]:
         print(f"  {failure['error']}", file=sys.stderr)
     if len(failures) > MAX_SHOWN_FAILURES:
         print(f"  ... and {len(failures) - MAX_SHOWN_FAILURES} more", file=sys.stderr)
     return EXIT_PAIRS_FAILED
-

@@ -16,8 +16,9 @@ def score_text(score: float, threshold: float, metric: str) -> str:
     return text
 
 
-def decision_line(decision: bool, score: float, threshold: float, metric: str, model: str,
-                  *more: str) -> str:
+def decision_line(
+    decision: bool, score: float, threshold: float, metric: str, model: str, *more: str
+) -> str:
     """``MATCH: score ..., threshold ... (model, metric[, provider])``."""
     verdict = "MATCH" if decision else "NO MATCH"
     where = ", ".join((model, metric, *more))

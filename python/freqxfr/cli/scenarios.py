@@ -102,8 +102,10 @@ def cmd_crossres(args: argparse.Namespace) -> int:
     if args.limit is not None:
         pairs = spread(pairs, args.limit)
     # Lock before loading the model, so that a second run into this folder stops at once.
-    with locked_folder(args.out, command="crossres", resumable=True), \
-            cluster_client(args.scheduler, args.workers) as client:
+    with (
+        locked_folder(args.out, command="crossres", resumable=True),
+        cluster_client(args.scheduler, args.workers) as client,
+    ):
         explainer = options.explainer(args)
         summary = run_crossres(
             pairs,
@@ -151,8 +153,10 @@ def cmd_morph(args: argparse.Namespace) -> int:
     root = options.root(args, args.index)
     entries = read_morph_index(args.index, root=root, allow_outside_root=args.allow_outside_root)
     # Lock before loading the model, so that a second run into this folder stops at once.
-    with locked_folder(args.out, command="morph", resumable=True), \
-            cluster_client(args.scheduler, args.workers) as client:
+    with (
+        locked_folder(args.out, command="morph", resumable=True),
+        cluster_client(args.scheduler, args.workers) as client,
+    ):
         explainer = options.explainer(args)
         summary = run_morph(
             entries,

@@ -39,7 +39,9 @@ def entry_paths(model: str, source_sha256: str, variant: str) -> tuple[Path, Pat
         folder = cache_dir("models")
     except OutputError as exc:
         # exc names the folder, the reason and FREQXFR_CACHE_DIR.
-        raise ModelError(f"{model}: converting a model needs a writable cache folder; {exc}") from None
+        raise ModelError(
+            f"{model}: converting a model needs a writable cache folder; {exc}"
+        ) from None
     return folder / f"{stem}.onnx", folder / f"{stem}.json"
 
 
@@ -179,7 +181,11 @@ def convert_once(
         return onnx_path
     start = time.perf_counter()
     payload = build(data, source, digest)
-    record = {"model": model, "source": str(source), **expected,
-              "seconds": round(time.perf_counter() - start, 3)}
+    record = {
+        "model": model,
+        "source": str(source),
+        **expected,
+        "seconds": round(time.perf_counter() - start, 3),
+    }
     write_entry(onnx_path, record_path, payload, record)
     return onnx_path

@@ -127,8 +127,10 @@ class Reader:
         finite = np.isfinite(values)
         if not finite.all():
             first = int(np.argmin(finite.ravel()))
-            raise self.fail(f"tensor {what} {shape} holds NaN or infinite values "
-                            f"(first at element {first})", start + 4 * first)
+            raise self.fail(
+                f"tensor {what} {shape} holds NaN or infinite values (first at element {first})",
+                start + 4 * first,
+            )
         return values
 
     def alias_tensor(self, what: str) -> tuple[int, int, int, int]:

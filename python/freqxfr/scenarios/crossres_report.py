@@ -38,7 +38,6 @@ HOW_TO_READ = (
 )
 
 
-
 # ---- report --------------------------------------------------------------------------------------
 
 
@@ -287,7 +286,9 @@ def plot_profiles_by_factor(
     k = data.shape[1]
     fig = plots.new_figure(max(6.0, 0.4 * k + 2.5), 0.45 * f.size + 2.0)
     ax = fig.add_subplot()
-    image = ax.imshow(data, aspect="auto", cmap=plots.fhp_cmap(kind), norm=norm, interpolation="nearest")
+    image = ax.imshow(
+        data, aspect="auto", cmap=plots.fhp_cmap(kind), norm=norm, interpolation="nearest"
+    )
     ax.set_yticks(np.arange(f.size), [f"{_fmt_factor(v)}×" for v in f])
     ax.set_xticks(np.arange(k), [str(i) for i in range(k)], fontsize=7)
     ax.set_xlabel("band (0 = lowest frequencies)")

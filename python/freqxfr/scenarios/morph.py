@@ -144,12 +144,14 @@ def run_morph(
             if client is not None:  # chunks of pairs on a Dask cluster
                 from ..distributed import explain_morph_chunks
 
-                explain_morph_chunks(client, explainer, entries, cmps, aligned, log, done,
-                                     task=_explain_chunk)
+                explain_morph_chunks(
+                    client, explainer, entries, cmps, aligned, log, done, task=_explain_chunk
+                )
                 todo = []
             faces = _align_faces(explainer, entries, aligned, [cmps[k] for k in todo])
-            bar = progress_bar(progress, len(cmps), done=len(cmps) - len(todo), unit="comparison",
-                               desc="morph")
+            bar = progress_bar(
+                progress, len(cmps), done=len(cmps) - len(todo), unit="comparison", desc="morph"
+            )
             for record in _records(explainer, [(k, cmps[k]) for k in todo], faces):
                 log.append(record)
                 if bar is not None:
@@ -192,8 +194,11 @@ def _records(
 
 
 def _explain_chunk(
-    explainer: Explainer, chunk: Sequence[tuple[int, MorphComparison]], *,
-    entries: Sequence[MorphEntry], aligned: bool | None,
+    explainer: Explainer,
+    chunk: Sequence[tuple[int, MorphComparison]],
+    *,
+    entries: Sequence[MorphEntry],
+    aligned: bool | None,
 ) -> tuple[list[dict[str, Any]], list[Any]]:
     """One Dask chunk of numbered comparisons, on a worker: their records (the single-process
     path's own steps)."""

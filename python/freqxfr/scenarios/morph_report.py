@@ -249,7 +249,9 @@ _DET_MARGIN = 0.3  # probit units between the outermost ticks and the axes
 _DET_STYLES = (("-", "o"), ("--", "s"), ("-.", "^"), (":", "D"))
 
 
-def det_coordinates(apcer: Any, bpcer: Any, name: str = "detector") -> tuple[np.ndarray, np.ndarray]:
+def det_coordinates(
+    apcer: Any, bpcer: Any, name: str = "detector"
+) -> tuple[np.ndarray, np.ndarray]:
     """A DET curve's points as :func:`plot_det` draws them: probit of each rate, with rates
     outside :data:`DET_TICKS`' range (0 and 1 included, which have no probit) moved onto its
     first or last tick."""
@@ -263,8 +265,10 @@ def det_coordinates(apcer: Any, bpcer: Any, name: str = "detector") -> tuple[np.
 
 def det_limits() -> tuple[float, float]:
     """The axis limits of :func:`plot_det` (probit units, the same for both axes)."""
-    return (float(probit(np.array(DET_TICKS[0]))) - _DET_MARGIN,
-            float(probit(np.array(DET_TICKS[-1]))) + _DET_MARGIN)
+    return (
+        float(probit(np.array(DET_TICKS[0]))) - _DET_MARGIN,
+        float(probit(np.array(DET_TICKS[-1]))) + _DET_MARGIN,
+    )
 
 
 def plot_det(
@@ -286,8 +290,18 @@ def plot_det(
     for i, (name, (apcer, bpcer)) in enumerate(curves.items()):
         x, y = det_coordinates(apcer, bpcer, name)
         linestyle, marker = _DET_STYLES[i % len(_DET_STYLES)]
-        ax.plot(x, y, color=f"C{i}", linewidth=1.6, linestyle=linestyle, marker=marker,
-                markersize=4, markevery=max(1, x.size // 40), markerfacecolor="none", label=name)
+        ax.plot(
+            x,
+            y,
+            color=f"C{i}",
+            linewidth=1.6,
+            linestyle=linestyle,
+            marker=marker,
+            markersize=4,
+            markevery=max(1, x.size // 40),
+            markerfacecolor="none",
+            label=name,
+        )
     edge = probit(ticks[[0, -1]])
     ax.plot(edge, edge, color="0.5", linestyle=":", linewidth=0.9, label="APCER = BPCER (EER)")
     labels = [f"{100 * t:g}" for t in ticks]
@@ -345,4 +359,3 @@ def plot_class_profiles(
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="best")
     return plots.save_figure(fig, path)
-
