@@ -66,8 +66,8 @@ BUGS = [
     (
         "explainer ignores clip",
         "explanations.py",
-        "domain=self.domain,\n            clip=self.clip,",
-        "domain=self.domain,\n            clip=False,",
+        "clip=self.clip,\n            threads=threads or self.threads,",
+        "clip=False,\n            threads=threads or self.threads,",
         ["tests/test_explain.py", "-k", "toy"],
     ),
     (
