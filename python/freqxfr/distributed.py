@@ -7,7 +7,7 @@ chunk is one Dask task:
   same JSON records the single-process path appends); the client writes each finished chunk
   atomically as ``OUT/parts/chunk-NNNNNN.jsonl``. Workers never touch the output folder, so it
   may be local to the client.
-- **One model per worker process.** A worker builds its :class:`~freqxfr.explain.Explainer`
+- **One model per worker process.** A worker builds its :class:`~freqxfr.explanations.Explainer`
   (model session, FFTW plans) once per run settings and keeps it for every later chunk
   (:func:`_worker_explainer`, a per-process cache keyed by :class:`ExplainerSpec`); each chunk
   then runs the same overlapped masking + inference stream as a single process.

@@ -79,8 +79,8 @@ class RegionExplanation(Explanation):
 
     regions: ResolvedRegions | None = None
 
-    def to_dict(self) -> dict[str, Any]:
-        out = super().to_dict()
+    def to_dict(self, *, settings: bool = True) -> dict[str, Any]:
+        out = super().to_dict(settings=settings)
         out["regions"] = self.regions.to_dict() if self.regions is not None else None
         return out
 
@@ -183,11 +183,7 @@ def explain_pair(
         b=image_explanation(explainer, source_label(b), score(ref_a[None], masked[1]), s_ref),
         bands=explainer.bands,
         schedule=explainer.schedule,
-        model=explainer.model_info(),
-        backend=explainer.backend,
-        mode=explainer.mode,
-        domain=explainer.domain,
-        clip=explainer.clip,
+        settings=explainer.settings(),
         timings_ms={
             "prepare": round((t1 - t0) * 1e3, 3),
             "mask": round((t2 - t1) * 1e3, 3),

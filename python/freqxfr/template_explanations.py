@@ -8,8 +8,10 @@ image's own embedding as the template this is exactly that side of the pair expl
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -31,7 +33,7 @@ UNIT_NORM_TOLERANCE = 1e-3
 @dataclasses.dataclass(frozen=True)
 class TemplateExplanation:
     """Why the model matched or rejected a probe against a template, band by band (or cell by
-    cell): ``probe`` is the probe's :class:`~freqxfr.explain.ImageExplanation`."""
+    cell): ``probe`` is the probe's :class:`~freqxfr.explanations.ImageExplanation`."""
 
     score_ref: float
     threshold: float
@@ -40,27 +42,19 @@ class TemplateExplanation:
     template: str
     bands: tuple[Band, ...]
     schedule: BandSchedule
-    model: dict[str, Any]
-    backend: str
-    mode: str
-    domain: str
-    clip: bool
+    settings: Mapping[str, Any]  # the explainer's provenance (Explainer.settings())
     timings_ms: dict[str, float]
     regions: ResolvedRegions | None = None
 
-    def to_dict(self) -> dict[str, Any]:
-        from . import __version__
+    @property
+    def model(self) -> dict[str, Any]:
+        """The model part of the settings (:meth:`Explainer.model_info`)."""
+        return self.settings["model"]
 
+    def to_dict(self) -> dict[str, Any]:
         return {
-            "freqxfr_version": __version__,
+            **copy.deepcopy(dict(self.settings)),
             "kind": "template",
-            "model": self.model,
-            "backend": self.backend,
-            "mode": self.mode,
-            "domain": self.domain,
-            "clip": self.clip,
-            "schedule": self.schedule.to_dict(),
-            "bands": [b.to_dict() for b in self.bands],
             "score_ref": self.score_ref,
             "threshold": self.threshold,
             "decision": self.decision,
@@ -194,11 +188,7 @@ def explain_template(
         template=label,
         bands=explainer.bands,
         schedule=explainer.schedule,
-        model=explainer.model_info(),
-        backend=explainer.backend,
-        mode=explainer.mode,
-        domain=explainer.domain,
-        clip=explainer.clip,
+        settings=explainer.settings(),
         timings_ms={
             "prepare": round((t1 - t0) * 1e3, 3),
             "mask": round((t2 - t1) * 1e3, 3),
