@@ -82,7 +82,7 @@ def test_explain_against_a_template(gul, tmp_path):
     ("args", "message"),
     [
         (["--regions", "grid:3"], "regions must be 'face' or 'grid:RxC'"),
-        (["--template", "missing.npy"], "missing.npy: no such file"),
+        (["--template", "missing.npy"], "missing.npy: file not found"),
     ],
 )
 def test_bad_region_options_exit_2_with_one_line(gul, tmp_path, args, message):

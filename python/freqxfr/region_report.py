@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from ._output import ensure_dir, write_output
+from .atomic import ensure_dir, write_output
 from .region_plots import plot_pair_regions
 from .report import Section, html_paragraph, html_table, write_report
 

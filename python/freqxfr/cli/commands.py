@@ -175,6 +175,11 @@ def cmd_dataset(args: argparse.Namespace) -> int:
     from ..pairs import attach_groups, read_pairs, spread
     from ..runfolder import locked_folder
 
+    if args.regions is not None:
+        raise InputError(
+            "--regions works with `freqxfr explain` so far; a dataset run summarises bands only "
+            "(freqxfr.region_explanations.region_summary gives mean maps per class)"
+        )
     pairs = read_pairs(args.pairs, root=args.root)
     if args.groups is not None:
         pairs = attach_groups(pairs, args.groups, root=args.root)
@@ -303,12 +308,7 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("a", help="first image (photo or aligned crop)")
     p.add_argument("b", nargs="?", default=None, help="second image (leave out with --template)")
     options.add_explainer_options(p)
-    p.add_argument(
-        "--regions",
-        default=None,
-        help="explain per band and face region: face, grid:RxC (e.g. grid:3x3) or a "
-        "weights .npy file (freqxfr.regions)",
-    )
+    options.add_regions_option(p)
     p.add_argument(
         "--template",
         type=Path,
@@ -401,6 +401,7 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
         help="don't prepare the next batch while the model runs",
     )
     options.add_cluster_options(p)
+    options.add_regions_option(p)
     p.set_defaults(func=cmd_dataset)
 
     p = sub.add_parser(

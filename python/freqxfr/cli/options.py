@@ -202,6 +202,16 @@ def check_files(*paths: str | Path) -> None:
             raise InputError(f"{path}: file not found")
 
 
+def add_regions_option(parser: argparse.ArgumentParser) -> None:
+    """``--regions``: explain per band and face region (``explain``; ``dataset`` refuses it yet)."""
+    parser.add_argument(
+        "--regions",
+        default=None,
+        help="explain per band and face region: face, grid:RxC (e.g. grid:3x3) or a weights "
+        ".npy file (freqxfr.regions)",
+    )
+
+
 # ---- where the work runs --------------------------------------------------------------------
 
 
