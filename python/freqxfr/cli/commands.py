@@ -170,10 +170,8 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def cmd_dataset(args: argparse.Namespace) -> int:
-    from ..cluster import cluster_client
     from ..dataset import run_dataset
     from ..pairs import attach_groups, read_pairs, spread
-    from ..runfolder import locked_folder
 
     if args.regions is not None:
         raise InputError(
@@ -185,12 +183,7 @@ def cmd_dataset(args: argparse.Namespace) -> int:
         pairs = attach_groups(pairs, args.groups, root=args.root)
     if args.limit is not None:
         pairs = spread(pairs, args.limit)
-    # Lock before loading the model, so that a second run into this folder stops at once.
-    with (
-        locked_folder(args.out, command="dataset", resumable=True),
-        cluster_client(args.scheduler, args.workers) as client,
-    ):
-        explainer = options.explainer(args)
+    with options.resumable_run(args, "dataset") as (explainer, client):
         summary = run_dataset(
             pairs,
             args.out,

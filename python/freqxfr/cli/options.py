@@ -8,8 +8,9 @@ next to their command. Nothing here imports a command module, so there is no imp
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -210,6 +211,21 @@ def add_regions_option(parser: argparse.ArgumentParser) -> None:
         help="explain per band and face region: face, grid:RxC (e.g. grid:3x3) or a weights "
         ".npy file (freqxfr.regions)",
     )
+
+
+@contextlib.contextmanager
+def resumable_run(args: argparse.Namespace, command: str) -> Iterator[tuple[Any, Any]]:
+    """``(explainer, client)`` for a resumable run into ``--out``: the folder is locked before
+    the model loads (so a second run into it stops at once), ``client`` is the Dask client of
+    ``--scheduler``/``--workers`` (``None``: one process), and the explainer is the options'."""
+    from ..cluster import cluster_client
+    from ..runfolder import locked_folder
+
+    with (
+        locked_folder(args.out, command=command, resumable=True),
+        cluster_client(args.scheduler, args.workers) as client,
+    ):
+        yield explainer(args), client
 
 
 # ---- where the work runs --------------------------------------------------------------------

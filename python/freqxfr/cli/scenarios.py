@@ -10,7 +10,6 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from ..cluster import cluster_client
 from ..errors import InputError
 from . import options
 from .output import threshold_text
@@ -95,18 +94,12 @@ def add_parsers(subparsers: Any, common: argparse.ArgumentParser) -> None:
 
 def cmd_crossres(args: argparse.Namespace) -> int:
     from ..pairs import read_pairs, spread
-    from ..runfolder import locked_folder
     from ..scenarios.crossres import run_crossres
 
     pairs = read_pairs(args.pairs, root=args.root)
     if args.limit is not None:
         pairs = spread(pairs, args.limit)
-    # Lock before loading the model, so that a second run into this folder stops at once.
-    with (
-        locked_folder(args.out, command="crossres", resumable=True),
-        cluster_client(args.scheduler, args.workers) as client,
-    ):
-        explainer = options.explainer(args)
+    with options.resumable_run(args, "crossres") as (explainer, client):
         summary = run_crossres(
             pairs,
             args.out,
@@ -145,19 +138,13 @@ def cmd_crossres(args: argparse.Namespace) -> int:
 
 
 def cmd_morph(args: argparse.Namespace) -> int:
-    from ..runfolder import locked_folder
     from ..scenarios.morph import run_morph
     from ..scenarios.morph_index import read_morph_index
     from ..scenarios.morph_report import DETECTOR_NAMES
 
     root = options.root(args, args.index)
     entries = read_morph_index(args.index, root=root, allow_outside_root=args.allow_outside_root)
-    # Lock before loading the model, so that a second run into this folder stops at once.
-    with (
-        locked_folder(args.out, command="morph", resumable=True),
-        cluster_client(args.scheduler, args.workers) as client,
-    ):
-        explainer = options.explainer(args)
+    with options.resumable_run(args, "morph") as (explainer, client):
         summary = run_morph(
             entries,
             args.out,
