@@ -143,3 +143,52 @@ def test_bad_templates_are_refused_naming_the_problem(model, genuine_faces, tmp_
     (tmp_path / "bad.npy").write_text("no array")
     with pytest.raises(InputError, match=r"bad.npy: cannot read it as a .npy array"):
         explainer.explain_template(genuine_faces[0], tmp_path / "bad.npy", aligned=True)
+
+
+def test_cell_views_are_normalised_over_all_cells_not_per_region():
+    """Guards against the band-only normalisation (each row divided by its own peak) being used
+    for (R, K) cells: that made every region's strongest band ±1, so the heat maps and the
+    per-class mean maps showed a weak region as strong as the strongest one."""
+    from freqxfr.region_explanations import RegionImageExplanation
+
+    scores = np.array([[0.5, 0.4], [0.9, 1.2]])  # directed [[0.5, 0.6], [0.1, -0.2]]
+    side = RegionImageExplanation("x", scores, 1.0, regions=("p", "q"))
+    np.testing.assert_allclose(
+        side.directed_normalised, [[0.5 / 0.6, 1.0], [0.1 / 0.6, -0.2 / 0.6]]
+    )
+    np.testing.assert_allclose(side.absolute_normalised, np.abs(side.directed_normalised))
+    assert side.to_dict()["directed_normalised"] == side.directed_normalised.tolist()
+    row = next(
+        r
+        for r in RegionExplanation(
+            1.0, 0.5, True, side, side, bands=_bands(2), schedule=None, settings={}, timings_ms={}
+        ).to_rows()
+        if r["region"] == "q" and r["band"] == 1 and r["image"] == "a"
+    )
+    assert row["directed_normalised"] == pytest.approx(-0.2 / 0.6)
+
+
+def _bands(k):
+    from freqxfr.bands import BandSchedule
+
+    return BandSchedule.rings(k).resolve(16, 16).bands
+
+
+def test_one_row_builder_gives_band_cell_and_template_rows_the_same_columns(model, genuine_faces):
+    """Pair rows, cell rows and template rows come from one builder: the same columns in the
+    same order (cells add ``region``; a template has no ``same``/groups), values read from the
+    explanation's own views."""
+    bands = Explainer(model, 2).explain(*genuine_faces, aligned=True, same=True, groups={"g": "x"})
+    cells = Explainer(model, 2, regions="grid:1x2").explain(*genuine_faces, aligned=True)
+    probe = Explainer(model, 2).explain_template(
+        genuine_faces[0], model.embed(genuine_faces[1:]), aligned=True
+    )
+    band_cols = list(bands.to_rows()[0])
+    assert band_cols[-3:] == ["decision", "same", "group_g"]
+    cell_cols = list(cells.to_rows()[0])
+    assert cell_cols == [*band_cols[:5], "region", *band_cols[5:-1]]
+    assert list(probe.to_rows()[0]) == band_cols[:-2]
+    last = bands.to_rows()[-1]
+    assert (last["image"], last["band"]) == ("b", 1)
+    assert last["directed_normalised"] == pytest.approx(float(bands.b.directed_normalised[1]))
+    assert [r["region"] for r in cells.to_rows()[:4]] == ["r0c0", "r0c0", "r0c1", "r0c1"]

@@ -11,6 +11,12 @@ Layout of ``OUT``:
 - ``summary.json``, ``report.html``: written atomically when every pair has been tried; failed
   pairs are listed in both (``failures``).
 
+With regions (``Explainer(regions=...)``, ``freqxfr dataset --regions``) each line also holds
+``cells``: the pair's region × band explanation (:func:`freqxfr.region_explanations.cells_record`);
+``run.json`` and ``summary.json`` name the regions (``regions``: names, areas, provenance), and
+``summary.json["regions"]["by_class"]`` holds the mean region × band maps per class
+(:func:`~freqxfr.region_explanations.region_summary`), which the report draws.
+
 The folder is locked for the whole run (:mod:`freqxfr.runfolder`). Running the same command
 again continues an interrupted run: a partial last line from a crash is dropped and redone, and
 failed pairs are tried again; finished pairs are neither redone nor lost, and every pair ends up
@@ -25,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from . import atomic
-from .errors import InputError
+from .errors import FreqxfrError, InputError
 from .explanations import Explainer, Explanation, PairFailure
 from .pairs import Pair, outside_root
 from .profiles import summarise
@@ -52,14 +58,17 @@ def run_config(
     extra_settings: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The content of ``run.json``: the run's description and its checked ``settings``."""
+    regions = explainer.regions.to_dict() if explainer.regions is not None else None
     return {
         "pairs_file": pairs_file,
         "pairs": len(pairs),
         **explainer.settings(),
         "threshold": explainer.model.card.threshold,
+        **({"regions": regions} if regions else {}),
         SETTINGS_KEY: {
             **explainer_settings(explainer, aligned),
             **pair_list_settings(pairs, root, allow_outside_root),
+            **({"--regions": regions} if regions else {}),
             **dict(extra_settings or {}),
         },
     }
@@ -115,6 +124,15 @@ def run_dataset(
         ``path_a``, ``path_b`` and ``error``).
     """
     pairs = list(pairs)
+    # With regions, each pair gets its band explanation (as without regions, batched) and its
+    # region cells (one pair at a time): the band profiles, pages and report stay as they are.
+    cells, bands = None, explainer
+    if explainer.regions is not None:
+        if client is not None:
+            raise InputError("--regions runs in one process; leave out --workers/--scheduler")
+        from .region_explanations import band_explainer
+
+        cells, bands = explainer, band_explainer(explainer)
     config = run_config(
         explainer,
         pairs_file,
@@ -158,7 +176,7 @@ def run_dataset(
                         bar=bar,
                     )
                     todo = []
-                stream = explainer.explain_pairs(
+                stream = bands.explain_pairs(
                     (pairs[i] for i in todo),
                     indices=todo,
                     skip_errors=True,
@@ -166,7 +184,10 @@ def run_dataset(
                     aligned=aligned,
                 )
                 for index, item in zip(todo, stream, strict=True):
-                    log.append(_record(index, item))
+                    record = _record(index, item)
+                    if cells is not None and "error" not in record:
+                        record = _with_cells(record, cells, pairs[index], aligned)
+                    log.append(record)
                     if bar is not None:
                         bar.update(1)
             finally:
@@ -182,11 +203,19 @@ def run_dataset(
             "failures": sorted(failures, key=_by_index),
             SETTINGS_KEY: config[SETTINGS_KEY],
         }
+        if cells is not None:
+            from .region_explanations import region_summary
+
+            # Names, areas and provenance of the weights, then the mean maps per class.
+            summary["regions"] = {
+                **config["regions"],
+                **region_summary(r for r in records if "error" not in r),
+            }
         if faithfulness_seeds:
             from .faithfulness_run import run_faithfulness
 
             summary["faithfulness"] = run_faithfulness(
-                pairs, out, explainer, seeds=faithfulness_seeds, progress=progress
+                pairs, out, bands, seeds=faithfulness_seeds, progress=progress
             )
         atomic.write_json(out / "summary.json", summary)
         if parquet:
@@ -222,6 +251,21 @@ def _record(index: int, item: Explanation | PairFailure) -> dict[str, Any]:
     if isinstance(item, Explanation):
         return {"index": index, **item.to_dict(settings=False)}  # settings are in run.json
     raise TypeError(item)
+
+
+def _with_cells(
+    record: dict[str, Any], explainer: Explainer, pair: Pair, aligned: bool | None
+) -> dict[str, Any]:
+    """The band record with the pair's region cells added (or the pair's failure)."""
+    from .region_explanations import cells_record
+
+    try:
+        cells = explainer.explain(
+            pair.path_a, pair.path_b, aligned=aligned, same=pair.same, groups=pair.groups
+        )
+    except FreqxfrError as exc:
+        return _failure(record["index"], pair, str(exc))
+    return {**record, "cells": cells_record(cells)}
 
 
 def summarise_results(path: Path) -> dict[str, Any]:

@@ -33,6 +33,7 @@ from .images import AlignedFace, source_label
 from .masking import mask_bands
 from .pairs import Pair
 from .profiles import relative_to_peak
+from .rows import influence_rows
 from .verifier import Verifier, load_model, to_model_input
 
 DEFAULT_BANDS = 16
@@ -151,36 +152,7 @@ class Explanation:
 
     def to_rows(self) -> list[dict[str, Any]]:
         """A tidy table: one row per image × band."""
-        rows = []
-        for side, image in (("a", self.a), ("b", self.b)):
-            for band, s, ab, di, abn, din in zip(
-                self.bands,
-                image.scores,
-                image.absolute,
-                image.directed,
-                image.absolute_relative,
-                image.directed_relative,
-                strict=True,
-            ):
-                rows.append(
-                    {
-                        "image": side,
-                        "source": image.source,
-                        "band": band.index,
-                        "radius_lo": band.radius_lo,
-                        "radius_hi": band.radius_hi,
-                        "score_ref": self.score_ref,
-                        "score": float(s),
-                        "absolute": float(ab),
-                        "directed": float(di),
-                        "absolute_normalised": float(abn),
-                        "directed_normalised": float(din),
-                        "decision": self.decision,
-                        "same": self.same,
-                        **{f"group_{k}": v for k, v in self.groups.items()},
-                    }
-                )
-        return rows
+        return influence_rows(self, (("a", self.a), ("b", self.b)))
 
 
 @dataclasses.dataclass(frozen=True)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -22,6 +23,7 @@ import numpy as np
 from .explanations import Explanation, ImageExplanation
 from .images import source_label
 from .regions import Regions, ResolvedRegions, as_regions
+from .rows import influence_rows
 from .verifier import to_model_input
 
 if TYPE_CHECKING:
@@ -45,6 +47,21 @@ class RegionImageExplanation(ImageExplanation):
     normalised views are (R, K) arrays (region r, band k), normalised over all cells."""
 
     regions: tuple[str, ...] = ()
+
+    # Over all cells of the image, not per region row (the band-only views divide the last
+    # axis by its peak, which here would make every region's strongest band ±1).
+    @property
+    def absolute_relative(self) -> np.ndarray:
+        """``absolute`` divided by its largest value over all cells."""
+        return _normalised(self.absolute)
+
+    @property
+    def directed_relative(self) -> np.ndarray:
+        """``directed`` divided by its largest magnitude over all cells."""
+        return _normalised(self.directed)
+
+    absolute_normalised = absolute_relative
+    directed_normalised = directed_relative
 
     @property
     def directed_by_region(self) -> np.ndarray:
@@ -86,43 +103,7 @@ class RegionExplanation(Explanation):
 
     def to_rows(self) -> list[dict[str, Any]]:
         """A tidy table: one row per image × band × region."""
-        return cell_rows(self, (("a", self.a), ("b", self.b)))
-
-
-def cell_rows(result: Any, sides: Any) -> list[dict[str, Any]]:
-    """Rows of a region explanation (pair or template): one per image × band × region."""
-    rows = []
-    for side, image in sides:
-        views = (
-            image.scores,
-            image.absolute,
-            image.directed,
-            image.absolute_normalised,
-            image.directed_normalised,
-        )
-        for r, region in enumerate(image.regions):
-            for k, band in enumerate(result.bands):
-                s, ab, di, abn, din = (float(v[r, k]) for v in views)
-                rows.append(
-                    {
-                        "image": side,
-                        "source": image.source,
-                        "band": band.index,
-                        "radius_lo": band.radius_lo,
-                        "radius_hi": band.radius_hi,
-                        "region": region,
-                        "score_ref": result.score_ref,
-                        "score": s,
-                        "absolute": ab,
-                        "directed": di,
-                        "absolute_normalised": abn,
-                        "directed_normalised": din,
-                        "decision": result.decision,
-                        "same": getattr(result, "same", None),
-                        **{f"group_{g}": v for g, v in getattr(result, "groups", {}).items()},
-                    }
-                )
-    return rows
+        return influence_rows(self, (("a", self.a), ("b", self.b)))
 
 
 def masked_batch(explainer: Explainer, faces: np.ndarray, cells: int) -> np.ndarray:
@@ -195,32 +176,72 @@ def explain_pair(
     )
 
 
-def region_summary(records: Any) -> dict[str, Any]:
-    """Mean (R, K) maps per class over region explanation records (``to_dict()`` rows): the
-    normalised absolute and directed influence of each cell, averaged over the explained images
-    of genuine and impostor pairs (by ``same``) and of all pairs."""
-    maps: dict[str, list[np.ndarray]] = {"all": [], "genuine": [], "impostor": []}
+def band_explainer(explainer: Explainer) -> Explainer:
+    """The band-only twin of a region explainer: same model (shared, not reloaded), bands and
+    masking options, no regions. Reports and dataset runs show the bands as without regions and
+    add the cells (2·K + 2 more embeddings per pair next to the 2·K·R + 2 of the cells)."""
+    from .explanations import Explainer
+
+    return Explainer(
+        explainer.model,
+        explainer.schedule,
+        explainer.mode,
+        explainer.domain,
+        explainer.backend,
+        clip=explainer.clip,
+        max_batch=explainer.max_batch,
+        threads=explainer.threads,
+    )
+
+
+def cells_record(cells: RegionExplanation) -> dict[str, Any]:
+    """The ``cells`` part of a pair record with regions: each side's (R, K) tables
+    (:meth:`RegionImageExplanation.to_dict`) and the cells' own reference score."""
+    return {"score_ref": cells.score_ref, "a": cells.a.to_dict(), "b": cells.b.to_dict()}
+
+
+def cells_view(record: Mapping[str, Any]) -> dict[str, Any]:
+    """A pair record with ``cells`` seen as a region explanation: its sides replaced by the
+    cells' (what :mod:`freqxfr.region_plots` draws)."""
+    cells = record["cells"]
+    return {**record, "score_ref": cells["score_ref"], "a": cells["a"], "b": cells["b"]}
+
+
+def region_summary(records: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+    """Mean (R, K) maps per class over pair records with region cells.
+
+    A record is a dataset line or ``explanation.json`` with ``cells`` (or a region
+    explanation's ``to_dict()``). Per explained image the cells' absolute and directed influence
+    are normalised over all its cells (largest magnitude 1), then averaged over the images of
+    each class as :func:`freqxfr.profiles.summarise` classes pairs: ``all``, ``genuine`` and
+    ``impostor`` (by ``same``), and the decision outcomes (``true_match``, ``false_match``,
+    ``true_non_match``, ``false_non_match``). Classes without images are left out.
+    """
+    from .profiles import OUTCOMES
+
+    maps: dict[str, list[np.ndarray]] = {}
     names: list[str] | None = None
     for record in records:
-        names = names or record["regions"]["names"]
-        sides = [np.asarray(record[s]["directed"], np.float64) for s in ("a", "b")]
+        sides_of = record.get("cells") or record
+        names = names or list(sides_of["a"]["regions"])
+        sides = [np.asarray(sides_of[s]["directed"], np.float64) for s in ("a", "b")]
         classes = ["all"]
-        if record.get("same") is not None:
-            classes.append("genuine" if record["same"] else "impostor")
+        same = record.get("same")
+        if same is not None:
+            classes.append("genuine" if same else "impostor")
+            classes.append(OUTCOMES[(bool(same), bool(record["decision"]))])
         for cls in classes:
-            maps[cls].extend(sides)
+            maps.setdefault(cls, []).extend(sides)
     out: dict[str, Any] = {"names": names, "by_class": {}}
-    for cls, items in maps.items():
+    for cls in ("all", "genuine", "impostor", *OUTCOMES.values()):
+        items = maps.get(cls)
         if not items:
             continue
-        directed = np.stack(items)
         out["by_class"][cls] = {
             "n_images": len(items),
             "absolute_normalised_mean": np.mean(
-                [_normalised(np.abs(d)) for d in directed], axis=0
+                [_normalised(np.abs(d)) for d in items], axis=0
             ).tolist(),
-            "directed_normalised_mean": np.mean(
-                [_normalised(d) for d in directed], axis=0
-            ).tolist(),
+            "directed_normalised_mean": np.mean([_normalised(d) for d in items], axis=0).tolist(),
         }
     return out

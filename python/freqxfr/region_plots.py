@@ -6,7 +6,8 @@
   region tinted by its directed influence in that band (Σ_r w_r · d[r, k]), each band scaled to
   its own peak (the title gives the factor);
 - :func:`plot_pair_regions`: both images of a pair, heat map and tints in one figure (the pair
-  report's section).
+  report's section);
+- :func:`plot_class_region_maps`: a dataset run's mean maps, one heat map per class.
 
 Figures follow :mod:`freqxfr.plots`: their own Agg canvas, written atomically, plain data in
 (the dicts of ``explanation.json``, the aligned faces and the weights).
@@ -23,7 +24,7 @@ import numpy as np
 from matplotlib.axes import Axes
 
 from .errors import InputError
-from .plots import fhp_cmap, fhp_norm, new_figure, save_figure
+from .plots import display_name, fhp_cmap, fhp_norm, new_figure, save_figure
 
 _SIDES = ("a", "b")
 
@@ -151,4 +152,34 @@ def plot_pair_regions(
         decision = "match" if explanation.get("decision") else "non-match"
         title = f"{explanation.get('model', {}).get('name', '')}: score {score:.3f} vs {threshold} → {decision}"
     fig.suptitle(title, fontsize=10, parse_math=False)
+    return save_figure(fig, path)
+
+
+def plot_class_region_maps(
+    summary: Mapping[str, Any], path: str | os.PathLike[str], *, title: str | None = None
+) -> Path:
+    """A dataset run's mean region × band maps (directed, normalised per image), one heat map
+    per class of ``summary["by_class"]`` (:func:`freqxfr.region_explanations.region_summary`)."""
+    by_class = summary.get("by_class") or {}
+    if not by_class:
+        raise InputError("the region summary holds no class with explained images")
+    names = summary.get("names")
+    cols = min(3, len(by_class))
+    rows = -(-len(by_class) // cols)
+    fig = new_figure(4.0 * cols + 0.8, 3.0 * rows + 0.4)
+    axes = np.atleast_1d(fig.subplots(rows, cols)).ravel()
+    image = None
+    for ax, (cls, entry) in zip(axes, by_class.items(), strict=False):
+        side = {"directed_normalised": entry["directed_normalised_mean"], "regions": names}
+        image = _heatmap(ax, side, f"{display_name(cls)} ({entry['n_images']} images)")
+    for ax in axes[len(by_class) :]:
+        ax.set_axis_off()
+    fig.colorbar(
+        image,
+        ax=list(axes),
+        label="mean directed, normalised per image (blue: supported the match)",
+        shrink=0.8,
+    )
+    if title:
+        fig.suptitle(title, fontsize=10, parse_math=False)
     return save_figure(fig, path)

@@ -1,6 +1,11 @@
-"""Outputs of a region (or template) explanation: ``explanation.json``, ``regions.png`` and a
-``report.html`` with a "Where and which frequency" section; used by ``freqxfr explain
---regions`` and ``--template``. :func:`region_section` is the section a pair report can add."""
+"""The "Where and which frequency" sections of reports, and the outputs of a one-sided
+explanation against a template.
+
+- :func:`region_section`: a pair's section (heat maps, tinted faces, each region's share), which
+  :func:`freqxfr.report.write_pair_report` adds for an explanation with region cells;
+- :func:`dataset_region_section`: a dataset run's mean maps per class;
+- :func:`write_template_outputs`: ``freqxfr explain A --template T.npy [--regions ...]``.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from .atomic import ensure_dir, write_output
-from .region_plots import plot_pair_regions
+from .region_plots import plot_class_region_maps, plot_pair_regions
 from .report import Section, html_paragraph, html_table, write_report
 
 HOW_TO_READ = (
@@ -44,21 +49,60 @@ def region_section(
     return Section("Where and which frequency", html_paragraph(HOW_TO_READ) + table, [figure])
 
 
-def write_region_outputs(
-    explainer: Any, a: Any, b: Any, out: Path, *, aligned: bool | None, template: Any = None
+DATASET_HOW_TO_READ = (
+    "Each heat map is the mean over a class's explained images (two per pair) of their region × "
+    "band cells, each image's directed influence normalised over all its cells first (largest "
+    "magnitude 1), so every image weighs the same. Blue: deleting that band inside that region "
+    "lowered the score (it supported the match); red: it raised it. Genuine/impostor is the "
+    "ground truth, match/non-match the model's decision. The table gives each region's share of "
+    "the mean absolute (normalised) influence per class."
+)
+
+
+def dataset_region_section(folder: Path, regions: Mapping[str, Any]) -> Section:
+    """A dataset run's section: the mean region × band maps per class (``summary.json``'s
+    ``regions``, :func:`freqxfr.region_explanations.region_summary`) and each region's share."""
+    by_class = regions["by_class"]
+    names = regions["names"]
+    figure = plot_class_region_maps(regions, folder / "regions.png")
+    rows = []
+    for r, name in enumerate(names):
+        shares = []
+        for entry in by_class.values():
+            absolute = np.asarray(entry["absolute_normalised_mean"])
+            total = absolute.sum()
+            shares.append(f"{absolute[r].sum() / total:.1%}" if total > 0 else "–")
+        area = regions.get("area")
+        rows.append([name, f"{area[r]:.1%}" if area else "–", *shares])
+    table = html_table(
+        [
+            "region",
+            "area",
+            *[f"{c.replace('_', ' ')} ({e['n_images']} images)" for c, e in by_class.items()],
+        ],
+        rows,
+        caption="share of the mean absolute influence per class",
+    )
+    provenance = html_paragraph(
+        f"Regions: {', '.join(names)}; weights: {json.dumps(regions.get('provenance'))}"
+    )
+    return Section(
+        "Where and which frequency",
+        html_paragraph(DATASET_HOW_TO_READ) + provenance + table,
+        [figure],
+    )
+
+
+def write_template_outputs(
+    explainer: Any, probe: Any, template: Any, out: Path, *, aligned: bool | None
 ) -> tuple[Any, Path]:
-    """Explain a pair (or ``a`` against ``template``) with the explainer's regions and write
-    ``explanation.json``, ``regions.png`` and ``report.html`` into ``out``."""
+    """Explain ``probe`` against a stored ``template`` (with the explainer's regions, if any) and
+    write ``explanation.json``, ``regions.png`` (with regions) and ``report.html`` into ``out``."""
     folder = ensure_dir(out)
-    # Aligned once; the faces keep the names the user gave, which the explanation reports.
-    if template is not None:
-        probe = explainer.align(a, aligned)
-        faces = probe.pixels[None]
-        result = explainer.explain_template(probe, template)
-    else:
-        face_a, face_b = explainer.align(a, aligned), explainer.align(b, aligned)
-        faces = np.stack([face_a.pixels, face_b.pixels])
-        result = explainer.explain(face_a, face_b)
+    # Aligned once; the face keeps the name the user gave, which the explanation reports.
+    face = explainer.align(probe, aligned)
+    faces = face.pixels[None]
+    result = explainer.explain_template(face, template)
     record = result.to_dict()
     write_output(folder / "explanation.json", json.dumps(record, indent=2, allow_nan=False) + "\n")
     sections = []
@@ -96,7 +140,5 @@ def write_region_outputs(
             + "</pre>",
         )
     )
-    title = (
-        f"freqxfr: {Path(str(a)).name} vs {Path(str(template if template is not None else b)).name}"
-    )
+    title = f"freqxfr: {Path(str(probe)).name} vs template {Path(str(template)).name}"
     return result, write_report(folder, title, sections)

@@ -156,6 +156,8 @@ class PairOutputs:
     json_path: Path
     report_path: Path | None
     faithfulness: dict[str, Any] | None = None
+    cells: Any = None  # freqxfr.region_explanations.RegionExplanation, with regions
+    record: dict[str, Any] | None = None  # what explanation.json holds
 
 
 def write_pair_outputs(
@@ -178,7 +180,9 @@ def write_pair_outputs(
     Parameters
     ----------
     explainer : Explainer
-        The explainer to use.
+        The explainer to use. With regions, the bands are explained as without them and the
+        region × band cells are added (``cells`` in ``explanation.json``, a "Where and which
+        frequency" section in the report).
     a, b : path, PIL image or array
         The two images; paths are named in the outputs as given.
     out_dir : path-like
@@ -210,13 +214,25 @@ def write_pair_outputs(
     # Aligned once; the faces keep the names the user gave, which the explanation reports.
     face_a, face_b = explainer.align(a, aligned), explainer.align(b, aligned)
     faces = np.stack([face_a.pixels, face_b.pixels])
+    cells, weights = None, None
+    if explainer.regions is not None:
+        from .region_explanations import band_explainer
+
+        weights = explainer.regions.weights
+        cells = explainer.explain(face_a, face_b, same=same)
+        explainer = band_explainer(explainer)
     explanation = explainer.explain(face_a, face_b, same=same)
     curves = None
     if faithfulness:
         curves = explainer.faithfulness(
             face_a, face_b, seeds=seeds, explanation=explanation
         ).to_dict()
-    record = explanation_record(explanation.to_dict())
+    plain = explanation.to_dict()
+    if cells is not None:
+        from .region_explanations import cells_record
+
+        plain.update(regions=cells.regions.to_dict(), cells=cells_record(cells))
+    record = explanation_record(plain)
     if curves is not None:
         record["faithfulness"] = curves
     json_path = write_output(
@@ -225,9 +241,9 @@ def write_pair_outputs(
     html = None
     if report:
         html = write_pair_report(
-            folder, explanation.to_dict(), faces, explainer.masked_views(faces), curves
+            folder, plain, faces, explainer.masked_views(faces), curves, region_weights=weights
         )
-    return PairOutputs(explanation, json_path, html, curves)
+    return PairOutputs(explanation, json_path, html, curves, cells, record)
 
 
 def explanation_record(record: dict[str, Any]) -> dict[str, Any]:
@@ -284,6 +300,8 @@ def write_pair_report(
     faces: np.ndarray,
     views: np.ndarray | None = None,
     faithfulness: Mapping[str, Any] | None = None,
+    *,
+    region_weights: np.ndarray | None = None,
 ) -> Path:
     """Write the plots of one explained pair and a self-contained ``report.html``.
 
@@ -300,6 +318,9 @@ def write_pair_report(
         The masked images (pixel values), one per band and image.
     faithfulness : dict, optional
         ``Explainer.faithfulness(...).to_dict()``.
+    region_weights : ndarray, (R, H, W), optional
+        The region weights, for an explanation with ``cells``: adds the "Where and which
+        frequency" section (``regions.png``: heat maps and tinted faces).
 
     Returns
     -------
@@ -308,6 +329,8 @@ def write_pair_report(
     """
     folder = ensure_dir(out_dir)
     bands = plots.check_bands(explanation)
+    if explanation.get("cells") is not None and region_weights is None:
+        raise InputError("an explanation with region cells needs region_weights to be drawn")
     sources = [str(plots.check_side(explanation, s).get("source", s)) for s in ("a", "b")]
     fhp = plots.plot_pair(explanation, faces, folder / "fhp.png")
     bars = plots.plot_band_bars(explanation, folder / "bands.png")
@@ -338,6 +361,11 @@ def write_pair_report(
                 [curves],
             )
         )
+    if explanation.get("cells") is not None:
+        from .region_explanations import cells_view
+        from .region_report import region_section
+
+        sections.append(region_section(folder, cells_view(explanation), faces, region_weights))
     sections.append(Section("Provenance", _provenance(explanation)))
     title = f"freqxfr: {os.path.basename(sources[0])} vs {os.path.basename(sources[1])}"
     return write_report(folder, title, sections)
@@ -613,6 +641,10 @@ def write_dataset_report(
         sections.append(Section("Failed pairs", _failure_table(failures, pages)))
     if summary.get("faithfulness"):
         sections.append(faithfulness_section(folder, summary["faithfulness"]))
+    if (summary.get("regions") or {}).get("by_class"):
+        from .region_report import dataset_region_section
+
+        sections.append(dataset_region_section(folder, summary["regions"]))
     sections += [_as_section(s) for s in extra_sections or ()]
     model = (summary.get("model") or {}).get("name", "?")
     return write_report(folder, f"freqxfr dataset report ({model})", sections)
@@ -791,9 +823,22 @@ def write_pair_pages(
         return pages
     static = {
         k: summary[k]
-        for k in ("model", "schedule", "bands", "backend", "mode", "domain", "clip", "threshold")
+        for k in (
+            "model",
+            "schedule",
+            "bands",
+            "backend",
+            "mode",
+            "domain",
+            "clip",
+            "threshold",
+            "regions",
+        )
         if k in summary
     }
+    # A run with regions: its pages get the region section too (the weights are the explainer's).
+    regions = getattr(explainer, "regions", None)
+    weights = None if regions is None else regions.weights
     for record in results:
         index = int(record["index"])
         failed = "error" in record
@@ -822,7 +867,9 @@ def write_pair_pages(
             explanation = {**static, **record}
             sources = (record["a"]["source"], record["b"]["source"])
             faces = np.stack([explainer.prepare(p, aligned) for p in sources])
-            write_pair_report(target, explanation, faces, explainer.masked_views(faces))
+            write_pair_report(
+                target, explanation, faces, explainer.masked_views(faces), region_weights=weights
+            )
         pages[index] = f"{PAIR_PAGES}/{index:06d}/{REPORT_NAME}"
     return pages
 

@@ -20,8 +20,9 @@ import numpy as np
 from .bands import Band, BandSchedule
 from .errors import InputError
 from .images import source_label
-from .region_explanations import cell_rows, image_explanation, masked_batch
+from .region_explanations import image_explanation, masked_batch
 from .regions import ResolvedRegions
+from .rows import influence_rows
 
 if TYPE_CHECKING:
     from .explanations import Explainer, ImageExplanation
@@ -66,34 +67,7 @@ class TemplateExplanation:
 
     def to_rows(self) -> list[dict[str, Any]]:
         """One row per band (per band × region with regions), as a pair's rows for one image."""
-        if self.regions is not None:
-            return cell_rows(self, (("probe", self.probe),))
-        p = self.probe
-        return [
-            {
-                "image": "probe",
-                "source": p.source,
-                "band": band.index,
-                "radius_lo": band.radius_lo,
-                "radius_hi": band.radius_hi,
-                "score_ref": self.score_ref,
-                "score": float(s),
-                "absolute": float(ab),
-                "directed": float(di),
-                "absolute_normalised": float(abn),
-                "directed_normalised": float(din),
-                "decision": self.decision,
-            }
-            for band, s, ab, di, abn, din in zip(
-                self.bands,
-                p.scores,
-                p.absolute,
-                p.directed,
-                p.absolute_normalised,
-                p.directed_normalised,
-                strict=True,
-            )
-        ]
+        return influence_rows(self, (("probe", self.probe),))
 
 
 def load_template(template: Any) -> tuple[np.ndarray, str]:

@@ -56,14 +56,14 @@ def _headline(explanation) -> str:
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
-    from ..report import check_pair_folder, explanation_record, write_pair_outputs
+    from ..report import check_pair_folder, write_pair_outputs
     from ..runfolder import locked_folder
 
     if (args.b is None) == (args.template is None):
         raise InputError("explain needs two images A B, or one image A and --template T.npy")
     options.check_files(*(p for p in (args.a, args.b, args.template) if p is not None))
-    if args.regions is not None or args.template is not None:
-        return _explain_regions_or_template(args)
+    if args.template is not None:
+        return _explain_template(args)
     # --json prints the JSON and draws nothing unless --report asks for it.
     report = (not args.json) if args.report is None else args.report
     # A failed explain leaves no --out folder behind that it created (locked_folder removes it).
@@ -90,31 +90,40 @@ def cmd_explain(args: argparse.Namespace) -> int:
         )
     explanation = written.explanation
     if args.json:
-        record = explanation_record(explanation.to_dict())
-        if written.faithfulness is not None:
-            record["faithfulness"] = written.faithfulness
-        print(json.dumps(record, indent=2))
+        print(json.dumps(written.record, indent=2))
         return 0
     print(_headline(explanation))
     print(_band_table(explanation))
+    if written.cells is not None:
+        print(_region_line(written.cells))
     wrote = " and ".join(str(p) for p in (written.json_path, written.report_path) if p)
     print(f"wrote {wrote}")
     return 0
 
 
-def _explain_regions_or_template(args: argparse.Namespace) -> int:
-    """``explain --regions`` (region × band cells) or ``explain A --template T.npy``."""
-    from ..region_report import write_region_outputs
+def _region_line(cells) -> str:
+    """Each region's share of the absolute cell influence, per image, largest first."""
+    parts = []
+    for side in ("a", "b"):
+        image = getattr(cells, side)
+        share = image.absolute.sum(axis=1) / max(float(image.absolute.sum()), 1e-30)
+        top = sorted(zip(share, image.regions, strict=True), reverse=True)[:3]
+        parts.append(f"{side}: " + ", ".join(f"{name} {s:.0%}" for s, name in top))
+    return "regions with the most influence: " + "; ".join(parts)
+
+
+def _explain_template(args: argparse.Namespace) -> int:
+    """``explain A --template T.npy [--regions ...]``: one-sided, against a stored embedding."""
+    from ..region_report import write_template_outputs
     from ..runfolder import locked_folder
 
     with locked_folder(args.out, command="explain"):
-        explanation, report = write_region_outputs(
+        explanation, report = write_template_outputs(
             options.explainer(args),
             args.a,
-            args.b,
+            args.template,
             args.out,
             aligned=options.aligned(args),
-            template=args.template,
         )
     if args.json:
         print(json.dumps(explanation.to_dict(), indent=2))
@@ -174,10 +183,11 @@ def cmd_dataset(args: argparse.Namespace) -> int:
     from ..pairs import attach_groups, read_pairs, spread
 
     if args.regions is not None:
-        raise InputError(
-            "--regions works with `freqxfr explain` so far; a dataset run summarises bands only "
-            "(freqxfr.region_explanations.region_summary gives mean maps per class)"
-        )
+        from ..regions import Regions
+
+        Regions.parse(args.regions)  # a bad value is refused before the folder is touched
+        if args.scheduler is not None or args.workers is not None:
+            raise InputError("--regions runs in one process; leave out --workers/--scheduler")
     pairs = read_pairs(args.pairs, root=args.root)
     if args.groups is not None:
         pairs = attach_groups(pairs, args.groups, root=args.root)

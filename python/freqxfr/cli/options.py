@@ -204,12 +204,12 @@ def check_files(*paths: str | Path) -> None:
 
 
 def add_regions_option(parser: argparse.ArgumentParser) -> None:
-    """``--regions``: explain per band and face region (``explain``; ``dataset`` refuses it yet)."""
+    """``--regions``: explain per band and face region too (``explain``, ``dataset``)."""
     parser.add_argument(
         "--regions",
         default=None,
-        help="explain per band and face region: face, grid:RxC (e.g. grid:3x3) or a weights "
-        ".npy file (freqxfr.regions)",
+        help="also explain per band and face region: face or grid:RxC (e.g. grid:3x3); "
+        "custom weight maps via the library (freqxfr.regions)",
     )
 
 
