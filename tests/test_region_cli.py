@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 
@@ -26,7 +27,10 @@ def gul(data_dir):
     return folder / "Abdullah_Gul_0001.jpg", folder / "Abdullah_Gul_0006.jpg"
 
 
-def test_explain_with_face_regions_writes_json_picture_and_report(gul, tmp_path):
+def test_explain_with_face_regions_writes_one_pair_report_with_bands_and_regions(gul, tmp_path):
+    """``explain --regions`` writes the pair's usual outputs (band explanation, FHP, band table,
+    masked strip) plus the region cells (``cells`` in explanation.json, a region section in the
+    same report): one product, not a region-only page beside the band report."""
     out = tmp_path / "out"
     done = freqxfr(
         "explain",
@@ -43,13 +47,33 @@ def test_explain_with_face_regions_writes_json_picture_and_report(gul, tmp_path)
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("MATCH")
+    assert "regions with the most influence: a: " in done.stdout
     record = json.loads((out / "explanation.json").read_text())
     assert record["regions"]["names"][:2] == ["left_eye", "right_eye"]
-    assert np.array(record["a"]["directed"]).shape == (7, 4)
+    assert np.array(record["a"]["directed"]).shape == (4,)  # the bands, as without --regions
+    assert np.array(record["cells"]["a"]["directed"]).shape == (7, 4)
+    assert record["cells"]["score_ref"] == pytest.approx(record["score_ref"], abs=1e-5)
     assert record["a"]["source"] == str(gul[0])
     html = (out / "report.html").read_text()
-    assert "Where and which frequency" in html and "data:image/png;base64" in html
+    titles = re.findall(r"<h2>(.*?)</h2>", html)
+    assert titles[:4] == [
+        "Decision",
+        "How to read this",
+        "Influence per band",
+        "What the model saw",
+    ]
+    assert titles[-2:] == ["Where and which frequency", "Provenance"]
+    for name in ("fhp.png", "bands.png", "strip.png", "regions.png"):
+        assert f'alt="{name}"' in html, name
     assert (out / "regions.png").stat().st_size > 10_000
+    # --json prints what explanation.json holds.
+    again = freqxfr(
+        "explain", str(gul[0]), str(gul[1]), "--model", "sface", "--bands", "4",
+        "--regions", "face", "--out", str(out), "--json",
+    )  # fmt: skip
+    assert again.returncode == 0, again.stderr
+    printed = json.loads(again.stdout)
+    assert printed["cells"]["a"]["directed"] == pytest.approx(record["cells"]["a"]["directed"])
 
 
 def test_explain_against_a_template(gul, tmp_path):
@@ -101,22 +125,6 @@ def test_bad_region_options_exit_2_with_one_line(gul, tmp_path, args, message):
     assert done.returncode == 2
     assert message in done.stderr and "Traceback" not in done.stderr
     assert not (tmp_path / "o").exists()
-
-
-def test_dataset_refuses_regions_until_it_summarises_them(data_dir, tmp_path):
-    done = freqxfr(
-        "dataset",
-        str(data_dir / "lfw_aligned112" / "pairs_generated.csv"),
-        "--root",
-        str(data_dir),
-        "--limit",
-        "1",
-        "--regions",
-        "face",
-        "--out",
-        str(tmp_path / "o"),
-    )
-    assert done.returncode == 2 and "--regions works with `freqxfr explain`" in done.stderr
 
 
 def test_tint_colours_regions_by_sign_and_leaves_zero_gray():
