@@ -771,3 +771,55 @@ def test_dataset_report_and_its_pair_pages_render_in_headless_chromium(
     dom = run_browser(browser, tmp_path / "profile", "--dump-dom", report.as_uri())
     for name in ("scores.png", "roc.png", "verification_det.png"):
         assert f'alt="{name}"' in dom
+
+
+# --- region × band sections ------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def region_run(explainer, lfw_pairs, tmp_path_factory) -> dict:
+    """A real dataset run with face regions (dlib, 4 rings): a genuine and an impostor LFW pair,
+    each with its own page, and one pair report written the way ``explain --regions`` does."""
+    from freqxfr.report import write_pair_outputs
+
+    cells = explanations.Explainer(explainer.model, 4, regions="face")
+    pairs = [next(p for p in lfw_pairs if p.same), next(p for p in lfw_pairs if not p.same)]
+    out = tmp_path_factory.mktemp("region_run")
+    run_dataset(pairs, out, cells, progress=False, pair_pages="all")
+    single = write_pair_outputs(
+        cells, pairs[0].path_a, pairs[0].path_b, tmp_path_factory.mktemp("region_pair")
+    )
+    return {"report": out / "report.html", "pair_report": single.report_path}
+
+
+def test_region_sections_embed_their_pictures(region_run):
+    """Guards against a region section whose picture is missing or not embedded: the pair
+    report, the dataset report and each pair page carry regions.png as a decodable data URI
+    that equals the file beside them."""
+    report = region_run["report"]
+    pages = [region_run["pair_report"], report, *sorted(report.parent.glob("pairs/*/report.html"))]
+    assert len(pages) == 4
+    for page in pages:
+        parsed = parse_page(page)
+        (img,) = [i for i in parsed.images if i["alt"] == "regions.png"]
+        data = base64.b64decode(img["src"].split(",", 1)[1], validate=True)
+        assert data == (page.parent / "regions.png").read_bytes()
+        assert_picture(data, (600, 300))
+        assert "<h2>Where and which frequency</h2>" in page.read_text(encoding="utf-8")
+
+
+@pytest.mark.browser
+def test_region_reports_render_in_headless_chromium(browser, region_run, tmp_path):
+    """The pair report with regions, the dataset report with its mean maps and every pair page
+    render in a real browser with every picture decoded, regions.png among them."""
+    report = region_run["report"]
+    pages = [region_run["pair_report"], report, *sorted(report.parent.glob("pairs/*/report.html"))]
+    for page in pages:
+        dom = run_browser(browser, tmp_path / "profile", "--dump-dom", page.as_uri())
+        body = re.search(r"<body[^>]*>", dom)
+        assert body, dom[:500]
+        assert 'data-broken-images="0"' in body.group(0), (page, body.group(0))
+        expected = re.search(r'data-expected-images="(\d+)"', body.group(0)).group(1)
+        assert int(expected) >= 1
+        assert f'data-loaded-images="{expected}"' in body.group(0), (page, body.group(0))
+        assert 'alt="regions.png"' in dom and "[rendered]</title>" in dom
