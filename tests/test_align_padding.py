@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from freqxfr.align import DEFAULT_PADDING, PADDINGS, align, align_crop, card_crop, check_padding
 from freqxfr.cards import preset
@@ -42,8 +43,19 @@ def test_padded_fraction_is_the_share_dlib_leaves_black(crops) -> None:
     them 0); the reported fraction must count exactly those. Guards the chip-to-photo geometry
     (rect corners, rotation about the centre, dlib's 0 <= x < W - 1 rule): an off-by-one or a
     wrong rotation sign miscounts the rim."""
-    for crop in crops:
-        result = align_crop(crop, "dlib_chip", aligned=False, padding="black")
+    # ArcFace crops are upright and centred. Turned copies (grey corners, not black), cut off
+    # centre, make dlib's chip turn and reach beyond the photo unevenly, so that the rotation's
+    # sign and centre matter (a centred chip's mirror image pads the same share).
+    turned = [
+        np.ascontiguousarray(
+            np.asarray(
+                Image.fromarray(crop).rotate(angle, Image.Resampling.BILINEAR, fillcolor=(128,) * 3)
+            )[:, 20:]
+        )
+        for crop, angle in zip(crops[:4], (12, -12, 20, -20), strict=True)
+    ]
+    for crop in [*crops, *turned]:
+        result = align_crop(np.maximum(crop, 1), "dlib_chip", aligned=False, padding="black")
         black = _black(result.pixels)
         assert result.padding == "black"
         assert result.padded_fraction == pytest.approx(black.mean(), abs=1e-12)
