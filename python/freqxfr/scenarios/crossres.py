@@ -254,7 +254,7 @@ def _explain_missing(
         if (factor, i) not in done and i not in refused
     ]
     wanted = sorted({i for _, i in missing})
-    faces, failures = align_padded(
+    faces, failures = _align_padded(
         explainer, (p for i in wanted for p in (pairs[i].path_a, pairs[i].path_b)), aligned, padding
     )
     failures += [
@@ -309,7 +309,7 @@ def _explain_chunk(
     """One Dask chunk of (factor, index, pair) items, on a worker: their records, and the
     images that could not be aligned (the single-process path's own steps)."""
     pairs = {i: pair for _, i, pair in chunk}
-    faces, failures = align_padded(
+    faces, failures = _align_padded(
         explainer,
         (p for pair in pairs.values() for p in (pair.path_a, pair.path_b)),
         aligned,
@@ -326,7 +326,7 @@ class PaddedFace(NamedTuple):
     padded: float
 
 
-def align_padded(
+def _align_padded(
     explainer: Explainer, paths: Iterable[Any], aligned: bool | None, padding: str
 ) -> tuple[dict[Any, PaddedFace], list[dict[str, Any]]]:
     """Align each distinct image once as the model's card says, with ``padding`` beyond the
