@@ -42,7 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _machine import machine_info
 
 from freqxfr import atomic
-from freqxfr.align import align
+from freqxfr.align import DEFAULT_PADDING, align
 from freqxfr.cache import cache_dir
 from freqxfr.errors import NoFaceError
 from freqxfr.images import load_image
@@ -213,10 +213,13 @@ def main() -> None:
         "dlib_resized150": "the same crops resized 112 -> 150 with a bicubic kernel (no re-alignment)",
         "dlib_realigned": "chips re-cut from the crops: dlib HOG detector (upsampling 0-2), "
         "5-point predictor, get_face_chip(150, padding 0.25); freqxfr.align's aligned-crop box "
-        "prior where the detector finds only a weak candidate",
+        "prior where the detector finds only a weak candidate; the part of the chip beyond the "
+        f"crop padded '{DEFAULT_PADDING}'",
     }
     for key, (verifier, prepare) in runs.items():
-        emb, info = cached_embeddings(verifier, f"lfw-{key}", paths, prepare)
+        # re-cut chips depend on the padding beyond the crop: a cache of another padding is stale
+        tag = f"lfw-{key}-{DEFAULT_PADDING}" if key == "dlib_realigned" else f"lfw-{key}"
+        emb, info = cached_embeddings(verifier, tag, paths, prepare)
         entry = lfw_result(verifier, pair_scores(verifier, emb, paths, pairs), pairs)
         entry.update(
             model=verifier.card.name,

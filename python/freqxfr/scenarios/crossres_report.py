@@ -140,6 +140,7 @@ def _overview_table(summary: dict[str, Any]) -> str:
             f"{summary['pairs']} ({summary['genuine']} / {summary['impostor']})",
         ),
         ("images that could not be prepared", len(summary["failed"])),
+        ("alignment padding", _padding_text(summary.get("alignment"))),
         (
             "bootstrap",
             f"{boot['resamples']} resamples of pairs, {100 * boot['level']:g}% "
@@ -147,6 +148,26 @@ def _overview_table(summary: dict[str, Any]) -> str:
         ),
     ]
     return html_table(("", "value"), rows)
+
+
+def _padding_text(alignment: dict[str, Any] | None) -> str:
+    """What the reader needs to know about crops that reached beyond their photos."""
+    if not alignment:
+        return "not recorded"
+    padding = alignment["padding"]
+    n, padded = alignment["images"], alignment["images_padded"]
+    if padded == 0:
+        return f"{padding}; no crop reached beyond its photo ({n} images)"
+    fill = {
+        "black": "filled black: a black band that is a strong spectral feature of its own",
+        "edge": "filled by repeating the photo's edge pixels",
+        "reflect": "filled by mirroring the photo at its edge",
+    }.get(padding, f"filled as '{padding}'")
+    return (
+        f"{padding}: the re-cut crop of {padded} of {n} images reached beyond its photo; "
+        f"on average {100 * alignment['padded_fraction_mean']:.1f}% of a crop's pixels "
+        f"(at most {100 * alignment['padded_fraction_max']:.1f}%) lay outside and were {fill}"
+    )
 
 
 def _verification_table(summary: dict[str, Any]) -> str:
