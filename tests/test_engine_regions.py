@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from test_engine import GatedVerifier, assert_same_explanation, run_threads, twin, wait_until
 
+from freqxfr.engine import DeadlineExceeded
 from freqxfr.explanations import Explainer
 from freqxfr.region_explanations import RegionExplanation
 from freqxfr.regions import Regions
@@ -36,7 +37,6 @@ def test_concurrent_region_explanations_equal_serial_ones_bit_for_bit(sface, lfw
     serial_cells = Explainer(serial_model, 4, regions=GRID)
     serial_bands = Explainer(serial_model, 4)
     cells, bands = Explainer(gated, 4, regions=GRID), Explainer(gated, 4)
-    assert cells.images_per_pair == 34 and bands.images_per_pair == 10
     first, first_out = run_threads([lambda: cells.explain(lfw_images[0], lfw_images[1])])
     wait_until(lambda: gated.at_gate == 1, "the first call holds the model")
     queued, out = run_threads(
@@ -55,9 +55,11 @@ def test_concurrent_region_explanations_equal_serial_ones_bit_for_bit(sface, lfw
     for got, (a, b) in zip([first_out[0], *out[:2]], [(0, 1), (2, 3), (4, 5)], strict=True):
         want = serial_cells.explain(lfw_images[a], lfw_images[b])
         assert isinstance(got, RegionExplanation) and got.a.scores.shape == (4, 4)
+        assert "queue" in got.timings_ms  # masked and run by the engine, not on this thread
         assert_same_explanation(got, want)
         assert got.to_dict()["regions"] == want.to_dict()["regions"]
     assert_same_explanation(out[2], serial_bands.explain(lfw_images[6], lfw_images[7]))
+    assert cells.images_per_pair == 34 and bands.images_per_pair == 10
     assert out[3] == serial_model.compare(lfw_images[1], lfw_images[6])
 
 
@@ -81,6 +83,22 @@ def test_a_region_request_larger_than_max_batch_runs_alone_in_its_own_calls(sfac
     serial = Explainer(serial_model, 4, regions=GRID, max_batch=16)
     assert_same_explanation(out[0], serial.explain(lfw_images[2], lfw_images[3]))
     assert late_out[0] == serial_model.compare(lfw_images[4], lfw_images[5])
+
+
+def test_a_region_explanation_whose_deadline_passes_in_the_queue_fails_alone(sface, lfw_images):
+    """A region explanation honours ``deadline`` like a band one: while the engine is busy it
+    waits in the queue, fails with DeadlineExceeded when its deadline passes, and is never
+    masked or run; guards against region explanations that bypass the engine's queue."""
+    gated = twin(sface, GatedVerifier)
+    cells = Explainer(gated, 4, regions=GRID)
+    first, first_out = run_threads([lambda: gated.compare(lfw_images[0], lfw_images[1])])
+    wait_until(lambda: gated.at_gate == 1, "the first call holds the model")
+    with pytest.raises(DeadlineExceeded, match=r"explain: deadline of 50 ms passed .* queue"):
+        cells.explain(lfw_images[2], lfw_images[3], deadline=0.05)
+    gated.gate.set()
+    first[0].join()
+    assert gated.batch_sizes == [2] and gated.engine.stats.cancelled == 1
+    assert first_out[0] == twin(sface, engine=False).compare(lfw_images[0], lfw_images[1])
 
 
 def test_explain_async_with_regions_equals_serial_calls(sface, lfw_images):
