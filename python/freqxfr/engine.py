@@ -552,7 +552,8 @@ class Engine:
                     self._running -= len(batch)
                     if wide:
                         self._wide_running = False
-                        if len(batch) == 1:  # a slow average: compares and explains mix
+                        if len(batch) == 1 and batch[0].kind != "warmup":
+                            # A slow average: compares and explanations mix.
                             self._lone_s += 0.2 * (time.monotonic() - t0 - self._lone_s)
                         self._not_empty.notify_all()  # lanes held back by it may start
 
