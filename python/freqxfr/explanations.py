@@ -301,8 +301,8 @@ class Explainer:
         Faces aligned before with :meth:`align` are used as they are, and keep their names.
 
         Thread-safe. Concurrent calls on one model are served by its engine
-        (:mod:`freqxfr.engine`), which batches them; each gets the result of a lone call.
-        ``deadline`` (seconds) fails this call alone with
+        (:mod:`freqxfr.engine`), which batches them (with ``regions`` too: one request of
+        2·K·R + 2 images); each gets the result of a lone call. ``deadline`` (seconds) fails this call alone with
         :class:`~freqxfr.engine.DeadlineExceeded` if its result is not ready in time (through
         the engine; a model loaded with ``engine=False`` ignores it). ``timings_ms`` then also
         holds ``queue``, and ``mask``/``model`` are those of the batch the call ran in.
