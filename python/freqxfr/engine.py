@@ -284,7 +284,7 @@ class Engine:
         self._load = 0.0
         self._load_at = time.monotonic()
         self._split = False  # lanes split the cores now (see _observe)
-        self._lone_s = 0.25  # the latest lone (all-cores) batch's seconds; sets the window
+        self._lone_s = 0.25  # seconds of a lone (all-cores) batch, averaged; sets the window
         self._started = False
 
     # -- one per model --
