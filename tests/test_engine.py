@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from freqxfr.cores import cgroup_quota
-from freqxfr.engine import DeadlineExceeded, Engine
+from freqxfr.engine import DeadlineExceeded, Engine, _Request
 from freqxfr.errors import InputError
 from freqxfr.explanations import Explainer
 from freqxfr.verifier import Verifier, load_model, to_model_input
@@ -366,6 +366,27 @@ def test_waiting_requests_are_taken_round_robin_across_callers(sface, lfw_images
     for t in first + loop_thread + late:
         t.join()
     assert gated.batch_sizes == [10, 10 + 2, 10 + 10]
+
+
+def test_a_free_lane_takes_its_share_of_the_work_not_only_of_the_queue(sface, lfw_images):
+    """With both lanes free, two waiting requests are split one per lane. With the other lane
+    busy for a long batch, the free lane takes both: splitting the queue alone would leave one
+    request waiting for that long batch and then for its own (two batches, the tail the first
+    engine with lanes had at 4 and 8 callers). The lanes' state is set directly here, since
+    making a batch run long on purpose would need a timing assumption."""
+    engine = twin(sface, lanes=2).engine
+    x = to_model_input(lfw_images[:2], sface.card)
+    with engine._lock:
+        for busy in (False, True):
+            if busy:
+                engine._lane_rate = 100.0  # images/s of a narrow lane
+                engine._lane_work = {1: (time.monotonic(), 10_000)}  # about 100 s left
+            for _ in range(2):
+                engine._queue.append(_Request.make("embed", "embed", x=x))
+            taken = engine._take()
+            assert len(taken) == (2 if busy else 1)
+            engine._queue.clear()
+        engine._lane_work = {}
 
 
 def test_cgroup_cpu_quota_limits_the_usable_cores(tmp_path):

@@ -20,10 +20,10 @@ narrow never mix: while a wide batch runs no lane starts another (it would overs
 cores, and with ONNX Runtime's spinning workers three threads on two cores slow both batches
 down), and a batch starts wide only when no other runs and nothing else waits.
 
-Order. The oldest waiting request runs first. A lane takes its share of the queue (the waiting
-requests over all lanes, not over the free ones, so that the last of a queue is not held back
-by one long batch), up to ``max_batch`` images, one request per caller before a second of any
-caller (round-robin across callers, not whole bursts in arrival order). A request larger than
+Order. The oldest waiting request runs first. A lane takes its share of the work (the waiting
+images plus what the busy lanes have left, over the lanes, so that the lanes finish together
+and no request waits for two batches), up to ``max_batch`` images, one request per caller
+before a second of any caller (round-robin across callers, not whole bursts in arrival order). A request larger than
 ``max_batch`` runs alone, in calls of its own batch size.
 
 Each request's result is the one a lone call gives, to the bit: masking is per image, and the
@@ -278,6 +278,8 @@ class Engine:
         self._lanes_ok: bool | None = None  # None: not checked yet
         self._busy = 0  # batches running
         self._running = 0  # requests in the running batches
+        self._lane_work: dict[int, tuple[float, int]] = {}  # lane -> (start, images) of its batch
+        self._lane_rate: float | None = None  # images/s of a narrow lane, averaged
         self._wide_running = False  # a batch with all cores is running: start no other
         # Load: the recent share of time with two or more requests in the engine (queued or
         # running), decayed over the load window; lanes split the cores while it is high.
@@ -550,6 +552,11 @@ class Engine:
                     self._observe()
                     self._busy -= 1
                     self._running -= len(batch)
+                    _, images = self._lane_work.pop(lane)
+                    if not wide and batch[0].kind != "warmup":
+                        rate = images / max(time.monotonic() - t0, 1e-6)
+                        old = self._lane_rate
+                        self._lane_rate = rate if old is None else old + 0.2 * (rate - old)
                     if wide:
                         self._wide_running = False
                         if len(batch) == 1 and batch[0].kind != "warmup":
@@ -592,9 +599,8 @@ class Engine:
     def _next_batch(self, lane: int) -> tuple[list[_Request], bool] | None:
         """The next requests this lane runs together, and whether it may use all cores.
 
-        Oldest first, up to ``max_batch`` images and this lane's share of the queue (the
-        waiting requests over the lanes), one request per caller before a second of any
-        caller. All cores (``wide``) only when no other batch runs, nothing else waits and the
+        Oldest first, up to ``max_batch`` images and this lane's share of the work
+        (:meth:`_take`), one request per caller before a second of any caller. All cores (``wide``) only when no other batch runs, nothing else waits and the
         engine has not been busy with several requests lately (:meth:`_observe`); while a wide
         batch runs, the other lanes start nothing (they would oversubscribe the cores).
         """
@@ -622,6 +628,7 @@ class Engine:
             wide = self.lanes == 1 or (self._busy == 0 and not self._queue and not self._split)
             self._busy += 1
             self._running += len(batch)
+            self._lane_work[lane] = (time.monotonic(), sum(r.n for r in batch))
             self._wide_running = wide and self.lanes > 1
             self.stats.most_in_flight = max(self.stats.most_in_flight, self._busy)
             if self._queue:
@@ -629,21 +636,34 @@ class Engine:
             return batch, wide
 
     def _take(self) -> list[_Request]:
-        """Pop this lane's share of the queue (caller holds ``_lock``): the oldest request,
-        then up to ``ceil(waiting / lanes)`` requests in all, other callers' first. The share
-        is of all lanes, not only the free ones: a busy lane frees within one batch, so
-        splitting the queue keeps the last of it from waiting for one long batch."""
+        """Pop this lane's share of the queue (caller holds ``_lock``): the oldest request, then
+        others up to ``max_batch`` images and the lane's share of the work, other callers'
+        first.
+
+        The share balances the lanes: the waiting images plus what the busy lanes have left
+        (estimated from a narrow lane's recent images/s), over the lanes, so that all finish
+        about together. Taking only ``waiting / lanes`` would leave requests behind for a lane
+        that is still busy with a long batch (they waited for two batches); taking all of the
+        queue would leave the other lanes idle while one long batch runs.
+        """
         s = self.settings
         first = self._pop()
         if not s.combine or first.kind == "warmup":
             return [first]
-        share = math.ceil((len(self._queue) + 1) / self.lanes)
+        work = first.n + sum(r.n for r in self._queue)
+        now = time.monotonic()
+        if self._lane_rate:
+            for start, images in self._lane_work.values():
+                work += max(0.0, images - (now - start) * self._lane_rate)
+        budget = work / self.lanes
         batch, callers, images = [first], {first.caller}, first.n
         for distinct in (True, False):  # round-robin: other callers first, then the rest
             for request in list(self._queue):
-                if len(batch) >= share:
+                if images >= budget:
                     return batch
                 if request.kind == "warmup" or images + request.n > s.max_batch:
+                    continue
+                if images + request.n / 2 > budget:  # nearer the share without it
                     continue
                 if distinct and request.caller in callers:
                     continue
