@@ -22,8 +22,10 @@ down), and a batch starts wide only when no other runs and nothing else waits.
 
 Order. The oldest waiting request runs first. A lane takes its share of the work (the waiting
 images plus what the busy lanes have left, over the lanes, so that the lanes finish together
-and no request waits for two batches), up to ``max_batch`` images, one request per caller
-before a second of any caller (round-robin across callers, not whole bursts in arrival order). A request larger than
+and no request waits for two batches), up to ``max_batch`` images (about
+:data:`LANE_CALL_IMAGES` on a narrow lane, where bigger batches get nothing more done and only
+make their requests wait for each other), one request per caller before a second of any caller
+(round-robin across callers, not whole bursts in arrival order). A request larger than
 ``max_batch`` runs alone, in calls of its own batch size.
 
 Each request's result is the one a lone call gives, to the bit: masking is per image, and the
@@ -87,8 +89,10 @@ class EngineSettings:
         default) starts at once; requests that arrive while the engine is busy are batched anyway.
         A few ms help on a GPU, where one big call costs little more than a small one.
     max_batch : int
-        Most images per model call (an explained pair with K bands is 2K + 2 images). A request
-        larger than this runs alone, in calls of its own batch size.
+        Most images per batch (an explained pair with K bands is 2K + 2 images, 2·K·R + 2 with
+        R regions); a narrow lane stops at about :data:`LANE_CALL_IMAGES`. A request larger
+        than this runs alone, in calls of its own batch size (on a narrow lane in calls of at
+        most :data:`LANE_CALL_IMAGES`).
     max_queue : int
         Most requests waiting; a caller that finds the queue full blocks (back-pressure) until
         there is room or its deadline passes.
