@@ -17,30 +17,52 @@ import numpy as np
 import pytest
 
 from freqxfr.cores import cgroup_quota
-from freqxfr.engine import DeadlineExceeded, Engine
+from freqxfr.engine import DeadlineExceeded, Engine, _Request
 from freqxfr.errors import InputError
 from freqxfr.explanations import Explainer
 from freqxfr.verifier import Verifier, load_model, to_model_input
 
 
 class GatedVerifier(Verifier):
-    """The real model; its engine's model calls wait for ``gate`` and count the images."""
+    """The real model; its engine's model calls wait for ``gate`` and count the images. Its
+    lanes' sessions (``with_threads``) wait for ``lane_gate`` and count into ``lane_sizes``."""
 
-    def __init__(self, *args, **kwargs) -> None:
+    def __init__(self, *args, owner: GatedVerifier | None = None, **kwargs) -> None:
         super().__init__(*args, **kwargs)
+        self.owner = owner  # for a lane's session: the model whose engine runs it
         self.gate = threading.Event()
+        self.lane_gate = threading.Event()
+        self.lane_gate.set()
         self.embedded = 0
         self.batch_sizes: list[int] = []
-        self.at_gate = 0  # calls waiting at the gate now
+        self.lane_sizes: list[int] = []
+        self.chunking: list[int | None] = []  # the batch_size of each of the engine's calls
+        self.at_gate = 0  # calls waiting at a gate now
 
     def run_model(self, x, *, batch_size=None):
-        if self.use_engine and self.engine.on_engine_thread():
-            self.at_gate += 1
-            assert self.gate.wait(60), "test gate never opened"
-            self.at_gate -= 1
-            self.embedded += x.shape[0]
-            self.batch_sizes.append(x.shape[0])
+        main = self.owner or self
+        if main.use_engine and main.engine.on_engine_thread():
+            gate = main.lane_gate if self.owner else main.gate
+            main.at_gate += 1
+            assert gate.wait(60), "test gate never opened"
+            main.at_gate -= 1
+            main.embedded += x.shape[0]
+            (main.lane_sizes if self.owner else main.batch_sizes).append(x.shape[0])
+            main.chunking.append(batch_size)
         return super().run_model(x, batch_size=batch_size)
+
+    def with_threads(self, threads: int) -> Verifier:
+        lane = super().with_threads(threads)
+        return GatedVerifier(
+            lane.session,
+            lane.card,
+            lane.path,
+            input_name=lane.input_name,
+            output_name=lane.output_name,
+            fixed_batch=lane.fixed_batch,
+            engine=False,
+            owner=self,
+        )
 
 
 @pytest.fixture(scope="module")
@@ -276,28 +298,47 @@ def test_warmup_runs_each_size_the_engine_uses(sface, lfw_images):
     )
 
 
-def test_a_second_lane_runs_while_the_first_is_busy_and_matches_serial(sface, lfw_images):
-    """With two lanes, a request that arrives while a batch holds the model runs at once on the
-    second lane (a session with half the threads) and gets the serial result to the bit; guards
-    against lanes that wait for each other, or whose thread count changes results."""
-    gated = twin(sface, GatedVerifier, lanes=2)
+def test_lanes_split_the_cores_only_under_load_and_never_beside_a_wide_batch(sface, lfw_images):
+    """A lone request on an idle engine runs wide (all cores, the model's own session). A
+    request that arrives meanwhile waits for it instead of starting a lane beside it, which
+    would oversubscribe the cores (the tail of the first engine with lanes). Once two requests
+    have been in the engine for a while (load ≥ 1/2), waiting requests run narrow, two lanes at
+    once; every result equals a serial call to the bit. Guards against mixing wide and narrow
+    batches, lanes that wait for each other, and thread counts that change results."""
+    gated = twin(sface, GatedVerifier, lanes=2, load_window_ms=1.0)
+    engine = gated.engine
     ex = Explainer(gated, 4)
-    threads = gated.engine.intra_op_threads
+    threads = engine.intra_op_threads
     gated.gate.set()
     assert "lane_sessions_ms" in ex.warmup()  # opens and checks both lanes' sessions
-    assert gated.engine.intra_op_threads == threads  # a lane's session leaves the model's alone
+    assert engine.intra_op_threads == threads  # a lane's session leaves the model's alone
     gated.gate.clear()
-    first, out = run_threads([lambda: ex.explain(lfw_images[0], lfw_images[1])])
+    gated.lane_gate.clear()
+    wide, wide_out = run_threads([lambda: ex.explain(lfw_images[0], lfw_images[1])])
     wait_until(lambda: gated.at_gate == 1, "the first call holds the model")
-    serial = twin(sface, engine=False)
-    assert gated.compare(lfw_images[2], lfw_images[3]) == serial.compare(
-        lfw_images[2], lfw_images[3]
+    assert gated.lane_sizes == []  # it runs wide
+    later, later_out = run_threads(
+        [
+            lambda: gated.compare(lfw_images[2], lfw_images[3]),
+            lambda: ex.explain(lfw_images[4], lfw_images[5]),
+        ]
     )
-    assert first[0].is_alive() and gated.engine.stats.most_in_flight == 2
-    assert gated.engine.stats.lane_batches >= 1
+    wait_until(lambda: engine.queued == 2, "two calls are queued")
+    wait_until(lambda: engine.load >= 0.5, "the engine counts itself loaded")
+    assert engine.queued == 2 and gated.at_gate == 1  # nothing started beside the wide batch
     gated.gate.set()
-    first[0].join()
-    assert_same_explanation(out[0], Explainer(serial, 4).explain(lfw_images[0], lfw_images[1]))
+    wide[0].join()
+    wait_until(lambda: gated.at_gate == 2, "both waiting calls run, each on a lane")
+    assert engine.stats.most_in_flight == 2
+    gated.lane_gate.set()
+    for t in later:
+        t.join()
+    assert sorted(gated.lane_sizes) == [2, 10] and engine.stats.lane_batches == 2
+    serial = twin(sface, engine=False)
+    serial_ex = Explainer(serial, 4)
+    assert_same_explanation(wide_out[0], serial_ex.explain(lfw_images[0], lfw_images[1]))
+    assert later_out[0] == serial.compare(lfw_images[2], lfw_images[3])
+    assert_same_explanation(later_out[1], serial_ex.explain(lfw_images[4], lfw_images[5]))
 
 
 def test_waiting_requests_are_taken_round_robin_across_callers(sface, lfw_images):
@@ -325,6 +366,27 @@ def test_waiting_requests_are_taken_round_robin_across_callers(sface, lfw_images
     for t in first + loop_thread + late:
         t.join()
     assert gated.batch_sizes == [10, 10 + 2, 10 + 10]
+
+
+def test_a_free_lane_takes_its_share_of_the_work_not_only_of_the_queue(sface, lfw_images):
+    """With both lanes free, two waiting requests are split one per lane. With the other lane
+    busy for a long batch, the free lane takes both: splitting the queue alone would leave one
+    request waiting for that long batch and then for its own (two batches, the tail the first
+    engine with lanes had at 4 and 8 callers). The lanes' state is set directly here, since
+    making a batch run long on purpose would need a timing assumption."""
+    engine = twin(sface, lanes=2).engine
+    x = to_model_input(lfw_images[:2], sface.card)
+    with engine._lock:
+        for busy in (False, True):
+            if busy:
+                engine._lane_rate = 100.0  # images/s of a narrow lane
+                engine._lane_work = {1: (time.monotonic(), 10_000)}  # about 100 s left
+            for _ in range(2):
+                engine._queue.append(_Request.make("embed", "embed", x=x))
+            taken = engine._take()
+            assert len(taken) == (2 if busy else 1)
+            engine._queue.clear()
+        engine._lane_work = {}
 
 
 def test_cgroup_cpu_quota_limits_the_usable_cores(tmp_path):

@@ -6,13 +6,27 @@ than if they had queued. The engine owns the model's sessions and the masking th
 that arrive while it is busy (or within ``max_wait_ms`` of the first) are batched: one masking
 pass per explainer configuration and one model call for the batch, up to ``max_batch`` images.
 
-Lanes. A lone request runs with all cores (the model's own session, all masking threads). When
-more requests wait, up to ``lanes`` batches run at once, each masked and run by its own lane
-with a share of the cores (a session of its own with ``cores // lanes`` intra-op threads): on
-2 cores two 1-thread model calls get more done than one 2-thread call after another, because a
-call's threads no longer wait for each other, and one lane masks while the other runs the model.
-Waiting requests are shared fairly: a lane takes at most its share of the queue, one request per
-caller first (round-robin across callers, not whole bursts in arrival order).
+Lanes, and when a request gets all cores. The engine measures its load: the share of the last
+load window (``load_window_ms``; by default 4 lone calls long) in which two or more requests
+were in it, queued or running. At low load a lone request runs *wide*: the model's own session
+and all masking threads, the fastest a single call can be. At high load (from 1/2; back below
+1/4, so that it does not flap) up to ``lanes`` batches run at once, each *narrow*: masked and run
+by its own lane with a share of the cores (a session of its own with ``cores // lanes`` intra-op
+threads). On 2 cores two 1-thread model calls get more done than one 2-thread call after
+another (a call's threads no longer wait for each other, and one lane masks while the other
+runs the model), but each takes twice as long: lanes trade a lone call's latency for
+throughput, which is the right trade only while requests overlap most of the time. Wide and
+narrow never mix: while a wide batch runs no lane starts another (it would oversubscribe the
+cores, and with ONNX Runtime's spinning workers three threads on two cores slow both batches
+down), and a batch starts wide only when no other runs and nothing else waits.
+
+Order. The oldest waiting request runs first. A lane takes its share of the work (the waiting
+images plus what the busy lanes have left, over the lanes, so that the lanes finish together
+and no request waits for two batches), up to ``max_batch`` images (about
+:data:`LANE_CALL_IMAGES` on a narrow lane, where bigger batches get nothing more done and only
+make their requests wait for each other), one request per caller before a second of any caller
+(round-robin across callers, not whole bursts in arrival order). A request larger than
+``max_batch`` runs alone, in calls of its own batch size.
 
 Each request's result is the one a lone call gives, to the bit: masking is per image, and the
 rows of an ONNX Runtime CPU batch do not depend on the other rows or on the session's thread
@@ -49,6 +63,12 @@ if TYPE_CHECKING:
     from .explanations import Explainer
     from .verifier import Verifier
 
+#: About the most images a narrow lane batches, and the most per model call on it. With one
+#: intra-op thread a call's images/s stays flat or falls as the batch grows past what the caches
+#: hold (dlib's ResNet on 2 cores: 165 images/s at 34, 151 at 102), unlike with all threads,
+#: where larger batches help; rows do not depend on the batch, so chunking changes no result.
+LANE_CALL_IMAGES = 48
+
 #: The dispatcher thread exits after this long without requests (a new request restarts it), so
 #: that an unused engine holds no thread and its model can be garbage-collected.
 IDLE_EXIT_S = 30.0
@@ -69,8 +89,10 @@ class EngineSettings:
         default) starts at once; requests that arrive while the engine is busy are batched anyway.
         A few ms help on a GPU, where one big call costs little more than a small one.
     max_batch : int
-        Most images per model call (an explained pair with K bands is 2K + 2 images). A request
-        larger than this runs alone, in calls of its own batch size.
+        Most images per batch (an explained pair with K bands is 2K + 2 images, 2·K·R + 2 with
+        R regions); a narrow lane stops at about :data:`LANE_CALL_IMAGES`. A request larger
+        than this runs alone, in calls of its own batch size (on a narrow lane in calls of at
+        most :data:`LANE_CALL_IMAGES`).
     max_queue : int
         Most requests waiting; a caller that finds the queue full blocks (back-pressure) until
         there is room or its deadline passes.
@@ -80,6 +102,11 @@ class EngineSettings:
         Most batches running at once, each with ``1/lanes`` of the cores (see the module's
         docstring). ``None``: 2 on the CPU provider with 2 or more cores, else 1 (on a GPU the
         throughput comes from batching). 1 runs one batch at a time with all cores.
+    load_window_ms : float or None
+        The window over which the engine measures its load (the share of time with two or
+        more requests in it), which decides between one batch with all cores and lanes that
+        split them. ``None``: 4 × the recent time of a lone batch (at least 100 ms), so that
+        the engine reacts within a few calls whatever the model's speed.
     combine : bool
         Put several callers' requests into one model call (the default). On the CPU this never
         changes a result (rows of an ONNX Runtime CPU batch are independent of each other, checked
@@ -94,12 +121,18 @@ class EngineSettings:
     mask_threads: int | None = None
     combine: bool = True
     lanes: int | None = None
+    load_window_ms: float | None = None
 
     def __post_init__(self) -> None:
         if not (isinstance(self.max_wait_ms, (int, float)) and 0 <= self.max_wait_ms < 10_000):
             raise InputError(
                 f"max_wait_ms must be a number in [0, 10000), got {self.max_wait_ms!r}"
             )
+        window = self.load_window_ms
+        if window is not None and not (
+            isinstance(window, (int, float)) and not isinstance(window, bool) and 0 < window < 1e7
+        ):
+            raise InputError(f"load_window_ms must be a positive number, got {window!r}")
         for name in ("max_batch", "max_queue"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -176,11 +209,40 @@ class _Request:
         self.batch_size = batch_size
         self.deadline = deadline  # seconds, as given (for messages)
         self.at = deadline_at(deadline) if at is None else at  # monotonic
-        self.n = x.shape[0] if x is not None else 2 * explainer.n_bands + 2  # type: ignore[union-attr]
+        # Images this request puts through the model: 2K + 2 for a pair (2·K·R + 2 with regions).
+        self.n = x.shape[0] if x is not None else explainer.images_per_pair  # type: ignore[union-attr]
         self.future: concurrent.futures.Future[Any] = concurrent.futures.Future()
         self.submitted = time.monotonic()
         self.started = 0.0
         self.caller = _caller()  # for round-robin across callers
+
+    @classmethod
+    def make(
+        cls,
+        kind: str,
+        what: str,
+        *,
+        explainer: Explainer | None = None,
+        faces: np.ndarray | None = None,
+        x: np.ndarray | None = None,
+        batch_size: int | None = None,
+        deadline: float | None = None,
+        at: float | None = None,
+    ) -> _Request:
+        """The request of a blocking or awaitable call (one builder for both): an explained
+        pair is chunked, when it runs alone, as its explainer's lone call would chunk it."""
+        if kind == "explain":
+            batch_size = explainer.max_batch  # type: ignore[union-attr]
+        return cls(
+            kind,
+            what,
+            explainer=explainer,
+            faces=faces,
+            x=x,
+            batch_size=batch_size,
+            deadline=deadline,
+            at=at,
+        )
 
     def remaining(self) -> float | None:
         return None if self.at is None else self.at - time.monotonic()
@@ -225,6 +287,16 @@ class Engine:
         self._lane_lock = threading.Lock()
         self._lanes_ok: bool | None = None  # None: not checked yet
         self._busy = 0  # batches running
+        self._running = 0  # requests in the running batches
+        self._lane_work: dict[int, tuple[float, int]] = {}  # lane -> (start, images) of its batch
+        self._lane_rate: float | None = None  # images/s of a narrow lane, averaged
+        self._wide_running = False  # a batch with all cores is running: start no other
+        # Load: the recent share of time with two or more requests in the engine (queued or
+        # running), decayed over the load window; lanes split the cores while it is high.
+        self._load = 0.0
+        self._load_at = time.monotonic()
+        self._split = False  # lanes split the cores now (see _observe)
+        self._lone_s = 0.25  # seconds of a lone (all-cores) batch, averaged; sets the window
         self._started = False
 
     # -- one per model --
@@ -297,15 +369,10 @@ class Engine:
         what: str = "explain",
     ) -> tuple[np.ndarray, dict[str, float]]:
         """Embeddings of one explained pair, laid out as a lone call lays them out
-        ([ref a, ref b, K masked a, K masked b]), and the request's timings in ms."""
-        request = _Request(
-            "explain",
-            what,
-            explainer=explainer,
-            faces=faces,
-            batch_size=explainer.max_batch,
-            deadline=deadline,
-            at=at,
+        ([ref a, ref b, C masked a, C masked b], C = ``explainer.cells``: K bands, or K·R
+        cells with regions), and the request's timings in ms."""
+        request = _Request.make(
+            "explain", what, explainer=explainer, faces=faces, deadline=deadline, at=at
         )
         self._submit(request)
         return self._result(request)
@@ -320,7 +387,7 @@ class Engine:
         what: str = "embed",
     ) -> np.ndarray:
         """Embeddings of model input ``x`` (as ``Verifier.embed_model_input`` takes it)."""
-        request = _Request("embed", what, x=x, batch_size=batch_size, deadline=deadline, at=at)
+        request = _Request.make("embed", what, x=x, batch_size=batch_size, deadline=deadline, at=at)
         self._submit(request)
         return self._result(request)[0]
 
@@ -335,14 +402,8 @@ class Engine:
         at: float | None = None,
         what: str = "explain",
     ) -> tuple[np.ndarray, dict[str, float]]:
-        request = _Request(
-            "explain",
-            what,
-            explainer=explainer,
-            faces=faces,
-            batch_size=explainer.max_batch,
-            deadline=deadline,
-            at=at,
+        request = _Request.make(
+            "explain", what, explainer=explainer, faces=faces, deadline=deadline, at=at
         )
         return await self._call_async(request)
 
@@ -355,7 +416,7 @@ class Engine:
         at: float | None = None,
         what: str = "embed",
     ) -> np.ndarray:
-        request = _Request("embed", what, x=x, batch_size=batch_size, deadline=deadline, at=at)
+        request = _Request.make("embed", what, x=x, batch_size=batch_size, deadline=deadline, at=at)
         return (await self._call_async(request))[0]
 
     async def _call_async(self, request: _Request) -> tuple[np.ndarray, dict[str, float]]:
@@ -399,7 +460,7 @@ class Engine:
             timings[f"explain_k{k}_ms"] = (time.perf_counter() - t0) * 1e3
             t0 = time.perf_counter()
             # The most pairs of this explainer one batch can hold (at least one).
-            full = _Request("warmup", "warmup", explainer=explainer, faces=faces)
+            full = _Request.make("warmup", "warmup", explainer=explainer, faces=faces)
             full.n *= max(1, self.settings.max_batch // full.n)
             self._submit(full)
             self._result(full)
@@ -436,10 +497,7 @@ class Engine:
         with self._lock:
             if len(self._queue) >= self.settings.max_queue:
                 return False
-            self._ensure_thread()
-            self._queue.append(request)
-            self.stats.peak_queued = max(self.stats.peak_queued, len(self._queue))
-            self._not_empty.notify()
+            self._enqueue(request)
             return True
 
     def _submit(self, request: _Request) -> None:
@@ -454,10 +512,15 @@ class Engine:
                         f"while the engine's queue was full ({self.settings.max_queue} requests)"
                     )
                 self._not_full.wait(remaining)
-            self._ensure_thread()
-            self._queue.append(request)
-            self.stats.peak_queued = max(self.stats.peak_queued, len(self._queue))
-            self._not_empty.notify()
+            self._enqueue(request)
+
+    def _enqueue(self, request: _Request) -> None:
+        """Append ``request`` to the queue (caller holds ``_lock``)."""
+        self._ensure_thread()
+        self._observe()
+        self._queue.append(request)
+        self.stats.peak_queued = max(self.stats.peak_queued, len(self._queue))
+        self._not_empty.notify()
 
     def _result(self, request: _Request) -> tuple[np.ndarray, dict[str, float]]:
         try:
@@ -480,6 +543,7 @@ class Engine:
                 except ValueError:
                     return  # the dispatcher took it already and will skip it
                 self.stats.cancelled += 1
+                self._observe()
                 self._not_full.notify()
 
     # -- the lanes --
@@ -490,11 +554,52 @@ class Engine:
             if taken is None:
                 return
             batch, wide = taken
+            t0 = time.monotonic()
             try:
                 self._run(batch, lane, wide)
             finally:
                 with self._lock:
+                    self._observe()
                     self._busy -= 1
+                    self._running -= len(batch)
+                    _, images = self._lane_work.pop(lane)
+                    if not wide and batch[0].kind != "warmup":
+                        rate = images / max(time.monotonic() - t0, 1e-6)
+                        old = self._lane_rate
+                        self._lane_rate = rate if old is None else old + 0.2 * (rate - old)
+                    if wide:
+                        self._wide_running = False
+                        if len(batch) == 1 and batch[0].kind != "warmup":
+                            # A slow average: compares and explanations mix.
+                            self._lone_s += 0.2 * (time.monotonic() - t0 - self._lone_s)
+                        self._not_empty.notify_all()  # lanes held back by it may start
+
+    def _observe(self) -> None:
+        """Update the load before the number of requests in the engine changes (caller holds
+        ``_lock``), and with it whether the lanes split the cores.
+
+        The load is the share of the last load window (:attr:`EngineSettings.load_window_ms`)
+        in which two or more requests were in the engine. Lanes split the cores from a load of
+        1/2 and give a lone request all cores again below 1/4 (hysteresis: no flapping).
+        """
+        now = time.monotonic()
+        window = self.settings.load_window_ms
+        window_s = window / 1e3 if window is not None else max(0.1, 4 * self._lone_s)
+        crowded = len(self._queue) + self._running >= 2
+        decay = math.exp(-(now - self._load_at) / window_s)
+        self._load = self._load * decay + (1.0 - decay) * crowded
+        self._load_at = now
+        if self._load >= 0.5:
+            self._split = True
+        elif self._load < 0.25:
+            self._split = False
+
+    @property
+    def load(self) -> float:
+        """The recent share of time with two or more requests in the engine (0..1)."""
+        with self._lock:
+            self._observe()
+            return self._load
 
     def _pop(self) -> _Request:
         request = self._queue.popleft()
@@ -504,15 +609,16 @@ class Engine:
     def _next_batch(self, lane: int) -> tuple[list[_Request], bool] | None:
         """The next requests this lane runs together, and whether it may use all cores.
 
-        Up to ``max_batch`` images and this lane's share of the queue (the waiting requests over
-        the free lanes), one request per caller before a second of any caller. All cores
-        (``wide``) when no other batch runs and nothing is left waiting; else the lane's share.
+        Oldest first, up to ``max_batch`` images and this lane's share of the work
+        (:meth:`_take`), one request per caller before a second of any caller. All cores (``wide``) only when no other batch runs, nothing else waits and the
+        engine has not been busy with several requests lately (:meth:`_observe`); while a wide
+        batch runs, the other lanes start nothing (they would oversubscribe the cores).
         """
         s = self.settings
         with self._lock:
             until = None
             while True:
-                while not self._queue:
+                while not self._queue or self._wide_running:
                     if not self._not_empty.wait(IDLE_EXIT_S) and not self._queue:
                         del self._threads[lane]  # idle: the next request starts a new thread
                         return None
@@ -527,27 +633,55 @@ class Engine:
                 ):
                     break
                 self._not_empty.wait(left)  # gather more; another lane may take them meanwhile
-            batch = self._take(max(1, self.lanes - self._busy))
+            self._observe()
+            batch = self._take()
+            wide = self.lanes == 1 or (self._busy == 0 and not self._queue and not self._split)
             self._busy += 1
-            wide = self.lanes == 1 or (self._busy == 1 and not self._queue)
+            self._running += len(batch)
+            self._lane_work[lane] = (time.monotonic(), sum(r.n for r in batch))
+            self._wide_running = wide and self.lanes > 1
             self.stats.most_in_flight = max(self.stats.most_in_flight, self._busy)
             if self._queue:
                 self._not_empty.notify()  # another free lane may take the rest
             return batch, wide
 
-    def _take(self, free_lanes: int) -> list[_Request]:
-        """Pop this lane's share of the queue (caller holds ``_lock``)."""
+    def _take(self) -> list[_Request]:
+        """Pop this lane's share of the queue (caller holds ``_lock``): the oldest request, then
+        others up to ``max_batch`` images and the lane's share of the work, other callers'
+        first.
+
+        The share balances the lanes: the waiting images plus what the busy lanes have left
+        (estimated from a narrow lane's recent images/s), over the lanes, so that all finish
+        about together. Taking only ``waiting / lanes`` would leave requests behind for a lane
+        that is still busy with a long batch (they waited for two batches); taking all of the
+        queue would leave the other lanes idle while one long batch runs. A narrow batch stops
+        at about :data:`LANE_CALL_IMAGES` images (at least the oldest request): beyond that a
+        one-thread call gets no more done per second, and every request in a batch waits for
+        the whole batch, so one explanation per lane call is both the fastest and the fairest.
+        """
         s = self.settings
         first = self._pop()
         if not s.combine or first.kind == "warmup":
             return [first]
-        share = math.ceil((len(self._queue) + 1) / free_lanes)
+        work = first.n + sum(r.n for r in self._queue)
+        now = time.monotonic()
+        if self._lane_rate:
+            for start, images in self._lane_work.values():
+                work += max(0.0, images - (now - start) * self._lane_rate)
+        budget = work / self.lanes
+        if self.lanes > 1:
+            # A batch of more than one request runs narrow (it leaves the rest for the other
+            # lanes): past LANE_CALL_IMAGES it gets no more done per second on one thread, and
+            # each of its requests waits for all of it.
+            budget = min(budget, LANE_CALL_IMAGES)
         batch, callers, images = [first], {first.caller}, first.n
         for distinct in (True, False):  # round-robin: other callers first, then the rest
             for request in list(self._queue):
-                if len(batch) >= share:
+                if images >= budget:
                     return batch
                 if request.kind == "warmup" or images + request.n > s.max_batch:
+                    continue
+                if images + request.n / 2 > budget:  # nearer the share without it
                     continue
                 if distinct and request.caller in callers:
                     continue
@@ -649,22 +783,21 @@ class Engine:
         else:
             groups: dict[tuple, list[int]] = {}
             for i, request in enumerate(live):
-                if request.kind != "embed":
-                    ex = request.explainer
-                    key = (ex.schedule, ex.mode, ex.domain, ex.clip, ex.backend)  # type: ignore[union-attr]
-                    groups.setdefault(key, []).append(i)
+                if request.kind != "embed":  # pairs masked alike are masked together
+                    groups.setdefault(request.explainer.mask_key, []).append(i)  # type: ignore[union-attr]
             x = self._batch_buffer(lane, sum(r.n for r in live))
             places = [(0, 0, 1)] * len(live)
             offset = 0
             for members in groups.values():
                 first = live[members[0]]
+                per_pair = first.explainer.images_per_pair  # type: ignore[union-attr]
                 if first.kind == "warmup":  # a full batch of copies of one pair
-                    pairs = first.n // (2 * first.explainer.n_bands + 2)  # type: ignore[union-attr]
+                    pairs = first.n // per_pair
                     faces = np.concatenate([first.faces] * pairs)  # type: ignore[list-item]
                 else:
                     pairs = len(members)
                     faces = np.concatenate([live[i].faces for i in members])  # type: ignore[misc]
-                size = pairs * (2 * first.explainer.n_bands + 2)  # type: ignore[union-attr]
+                size = pairs * per_pair
                 first.explainer.fill_batch(
                     x[offset : offset + size],
                     faces,
@@ -683,6 +816,10 @@ class Engine:
         t1 = time.perf_counter()
         # Alone, a request is chunked as a lone call would chunk it; together they fit one call.
         batch_size = live[0].batch_size if len(live) == 1 else None
+        if model is not self.model and x.shape[0] > LANE_CALL_IMAGES:
+            # A narrow lane runs calls of at most LANE_CALL_IMAGES images, in even chunks.
+            calls = math.ceil(x.shape[0] / LANE_CALL_IMAGES)
+            batch_size = math.ceil(x.shape[0] / calls)
         # Through embed_model_input (on this thread it runs the session directly), so that a
         # subclass of Verifier that wraps it (a spy in the tests) sees the engine's calls too.
         embeddings = model.embed_model_input(x, batch_size=batch_size)
@@ -703,9 +840,8 @@ class Engine:
                 rows = embeddings[offset : offset + request.n]
                 results.append((rows if len(live) == 1 else rows.copy(), timings))
             else:
-                results.append(
-                    (_pair_rows(embeddings, offset, j, pairs, request.explainer.n_bands), timings)
-                )  # type: ignore[union-attr]
+                cells = request.explainer.cells  # type: ignore[union-attr]
+                results.append((_pair_rows(embeddings, offset, j, pairs, cells), timings))
         return results
 
 
@@ -716,7 +852,8 @@ def _caller() -> int:
 
 
 def _pair_rows(embeddings: np.ndarray, offset: int, j: int, pairs: int, k: int) -> np.ndarray:
-    """Pair j's rows of a group of ``pairs`` pairs at ``offset``, in a lone call's layout."""
+    """Pair j's rows of a group of ``pairs`` pairs at ``offset``, in a lone call's layout
+    (``k`` masked images per explained image: bands, or band × region cells)."""
     refs = embeddings[offset + 2 * j : offset + 2 * j + 2]
     masked = embeddings[offset + 2 * pairs : offset + 2 * pairs * (k + 1)]
     masked = masked.reshape(2 * pairs, k, -1)[2 * j : 2 * j + 2].reshape(2 * k, -1)

@@ -230,12 +230,31 @@ class Explainer:
 
             self.regions = resolve_for_model(regions, card)
         self._settings = self._build_settings()  # shared, read-only, by every explanation
+        # What makes two explainers' masking the same (the engine masks their pairs together).
+        self.mask_key = (
+            self.schedule,
+            self.mode,
+            self.domain,
+            self.clip,
+            self.backend,
+            None if self.regions is None else self.regions.weights.tobytes(),
+        )
         # Fail now, not inside a worker, if the backend can't run here.
         self.mask(np.zeros((1, h, w, 3), np.uint8), None)
 
     @property
     def n_bands(self) -> int:
         return len(self.bands)
+
+    @property
+    def cells(self) -> int:
+        """Masked images per explained image: K bands, or K·R (band, region) cells."""
+        return self.n_bands * (1 if self.regions is None else len(self.regions))
+
+    @property
+    def images_per_pair(self) -> int:
+        """Embeddings one explained pair costs: 2K + 2, or 2·K·R + 2 with regions."""
+        return 2 * self.cells + 2
 
     # -- one pair --
 
@@ -254,22 +273,22 @@ class Explainer:
         Faces aligned before with :meth:`align` are used as they are, and keep their names.
 
         Thread-safe. Concurrent calls on one model are served by its engine
-        (:mod:`freqxfr.engine`), which batches them; each gets the result of a lone call.
-        ``deadline`` (seconds) fails this call alone with
+        (:mod:`freqxfr.engine`), which batches them (with ``regions`` too: one request of
+        2·K·R + 2 images); each gets the result of a lone call. ``deadline`` (seconds) fails this call alone with
         :class:`~freqxfr.engine.DeadlineExceeded` if its result is not ready in time (through
         the engine; a model loaded with ``engine=False`` ignores it). ``timings_ms`` then also
         holds ``queue``, and ``mask``/``model`` are those of the batch the call ran in.
         """
-        if self.regions is not None:  # region cells run on this thread, not the engine
-            from .region_explanations import explain_pair as explain_cells
-
-            return explain_cells(self, a, b, aligned=aligned, same=same, groups=groups)
-        if self.model.use_engine:
+        if self.model.use_engine:  # bands or region cells alike
             from .engine import explain_pair
 
             return explain_pair(
                 self, a, b, aligned=aligned, same=same, groups=groups, deadline=deadline
             )
+        if self.regions is not None:
+            from .region_explanations import explain_pair as explain_cells
+
+            return explain_cells(self, a, b, aligned=aligned, same=same, groups=groups)
         t0 = time.perf_counter()
         faces = np.stack([self.prepare(a, aligned), self.prepare(b, aligned)])
         t1 = time.perf_counter()
@@ -430,17 +449,19 @@ class Explainer:
         return batch
 
     def _batch(self, pairs: int) -> np.ndarray:
-        return np.empty((pairs * (2 * self.n_bands + 2), *self._input_shape), np.float32)
+        return np.empty((pairs * self.images_per_pair, *self._input_shape), np.float32)
 
     def fill_batch(
         self, batch: np.ndarray, faces: np.ndarray, pairs: int = 1, threads: int | None = None
     ) -> None:
-        """Write the 2P references and their 2P×K masked images of P pairs of aligned ``faces``
-        into ``batch`` (the layout :meth:`explanation_from` reads; the engine batches by it)."""
+        """Write the 2P references and their 2P×C masked images of P pairs of aligned ``faces``
+        into ``batch`` (C = :attr:`cells`: K bands, or K·R cells with regions); the layout
+        :meth:`explanation_from` reads, and the engine batches by."""
         n = 2 * pairs
         batch[:n] = to_model_input(faces, self.model.card)
-        masked = batch[n : n + n * self.n_bands].reshape(n, self.n_bands, *self._input_shape)
-        self.mask(faces, masked, threads=threads)
+        masked = batch[n : n + n * self.cells].reshape(n, self.cells, *self._input_shape)
+        regions = None if self.regions is None else self.regions.weights
+        self.mask(faces, masked, threads=threads, regions=regions)
 
     def mask(
         self,
@@ -480,7 +501,13 @@ class Explainer:
 
     def explanation_from(self, embeddings, pairs, i, sources, timings, same, groups) -> Explanation:
         """The explanation of pair i from the embeddings of a batch laid out by
-        :meth:`fill_batch` (``pairs`` = P; 1 for explain)."""
+        :meth:`fill_batch` (``pairs`` = P; 1 for explain). With regions, ``pairs`` must be 1
+        (a lone pair's layout, as the engine returns it)."""
+        if self.regions is not None:
+            from .region_explanations import explanation_from_rows
+
+            assert pairs == 1 and i == 0, "region explanations are built one pair at a time"
+            return explanation_from_rows(self, embeddings, sources, timings, same, groups)
         k = self.n_bands
         p = max(pairs, 1)
         ref_a, ref_b = embeddings[2 * i], embeddings[2 * i + 1]

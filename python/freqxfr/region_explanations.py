@@ -7,8 +7,9 @@ unaltered image is s_{k,r}, and its influence s_ref − s_{k,r} (directed) or |s
 model is not linear, so their influences need not add up to the band's.
 
 Cost: 2·K·R + 2 embeddings per pair (K·R + 1 for a one-sided explanation against a stored
-template, :mod:`freqxfr.template_explanations`). Region explanations run on the caller's thread
-(not through the model's engine, whose batches are laid out for K images per side).
+template, :mod:`freqxfr.template_explanations`). Pair explanations go through the model's engine
+like band explanations (a request of 2·K·R + 2 images, batched with other callers' requests);
+with ``engine=False`` they run on the caller's thread (:func:`explain_pair`).
 """
 
 from __future__ import annotations
@@ -146,30 +147,40 @@ def explain_pair(
     t0 = time.perf_counter()
     faces = np.stack([explainer.prepare(a, aligned), explainer.prepare(b, aligned)])
     t1 = time.perf_counter()
-    cells = explainer.n_bands * len(explainer.regions)
-    batch = masked_batch(explainer, faces, cells)
+    batch = masked_batch(explainer, faces, explainer.cells)
     t2 = time.perf_counter()
     emb = explainer.model.embed_model_input(batch, batch_size=explainer.max_batch)
     t3 = time.perf_counter()
+    timings = {"prepare": (t1 - t0) * 1e3, "mask": (t2 - t1) * 1e3, "model": (t3 - t2) * 1e3}
+    sources = (source_label(a), source_label(b))
+    return explanation_from_rows(explainer, emb, sources, timings, same, groups)
+
+
+def explanation_from_rows(
+    explainer: Explainer,
+    emb: np.ndarray,
+    sources: tuple[str, str],
+    timings: dict[str, float],
+    same: bool | None,
+    groups: dict[str, str] | None,
+) -> RegionExplanation:
+    """The pair's explanation from its 2·K·R + 2 embeddings in a lone call's layout
+    ([ref a, ref b, K·R cells of a, K·R cells of b]; the engine returns them so)."""
     score = explainer.model.score
     ref_a, ref_b = emb[0], emb[1]
-    masked = emb[2:].reshape(2, cells, -1)
+    masked = emb[2:].reshape(2, explainer.cells, -1)
     s_ref = float(score(ref_a, ref_b))
     card = explainer.model.card
     return RegionExplanation(
         score_ref=s_ref,
         threshold=card.threshold,
         decision=bool(s_ref >= card.threshold),
-        a=image_explanation(explainer, source_label(a), score(masked[0], ref_b[None]), s_ref),
-        b=image_explanation(explainer, source_label(b), score(ref_a[None], masked[1]), s_ref),
+        a=image_explanation(explainer, sources[0], score(masked[0], ref_b[None]), s_ref),
+        b=image_explanation(explainer, sources[1], score(ref_a[None], masked[1]), s_ref),
         bands=explainer.bands,
         schedule=explainer.schedule,
         settings=explainer.settings(),
-        timings_ms={
-            "prepare": round((t1 - t0) * 1e3, 3),
-            "mask": round((t2 - t1) * 1e3, 3),
-            "model": round((t3 - t2) * 1e3, 3),
-        },
+        timings_ms={key: round(v, 3) for key, v in timings.items()},
         same=same,
         groups=dict(groups or {}),
         regions=explainer.regions,
