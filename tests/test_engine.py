@@ -382,7 +382,7 @@ def test_a_free_lane_takes_its_share_of_the_work_not_only_of_the_queue(sface, lf
                 engine._lane_rate = 100.0  # images/s of a narrow lane
                 engine._lane_work = {1: (time.monotonic(), 10_000)}  # about 100 s left
             for _ in range(2):
-                engine._queue.append(_Request.make("embed", "embed", x=x))
+                engine._queue.append(_Request("embed", "embed", x=x))
             taken = engine._take()
             assert len(taken) == (2 if busy else 1)
             engine._queue.clear()

@@ -206,7 +206,8 @@ class _Request:
         at: float | None = None,
     ) -> None:
         self.kind, self.what, self.explainer, self.faces, self.x = kind, what, explainer, faces, x
-        self.batch_size = batch_size
+        # An explained pair running alone is chunked as its explainer's lone call would chunk it.
+        self.batch_size = explainer.max_batch if kind == "explain" else batch_size  # type: ignore[union-attr]
         self.deadline = deadline  # seconds, as given (for messages)
         self.at = deadline_at(deadline) if at is None else at  # monotonic
         # Images this request puts through the model: 2K + 2 for a pair (2·K·R + 2 with regions).
@@ -215,34 +216,6 @@ class _Request:
         self.submitted = time.monotonic()
         self.started = 0.0
         self.caller = _caller()  # for round-robin across callers
-
-    @classmethod
-    def make(
-        cls,
-        kind: str,
-        what: str,
-        *,
-        explainer: Explainer | None = None,
-        faces: np.ndarray | None = None,
-        x: np.ndarray | None = None,
-        batch_size: int | None = None,
-        deadline: float | None = None,
-        at: float | None = None,
-    ) -> _Request:
-        """The request of a blocking or awaitable call (one builder for both): an explained
-        pair is chunked, when it runs alone, as its explainer's lone call would chunk it."""
-        if kind == "explain":
-            batch_size = explainer.max_batch  # type: ignore[union-attr]
-        return cls(
-            kind,
-            what,
-            explainer=explainer,
-            faces=faces,
-            x=x,
-            batch_size=batch_size,
-            deadline=deadline,
-            at=at,
-        )
 
     def remaining(self) -> float | None:
         return None if self.at is None else self.at - time.monotonic()
@@ -371,7 +344,7 @@ class Engine:
         """Embeddings of one explained pair, laid out as a lone call lays them out
         ([ref a, ref b, C masked a, C masked b], C = ``explainer.cells``: K bands, or K·R
         cells with regions), and the request's timings in ms."""
-        request = _Request.make(
+        request = _Request(
             "explain", what, explainer=explainer, faces=faces, deadline=deadline, at=at
         )
         self._submit(request)
@@ -387,7 +360,7 @@ class Engine:
         what: str = "embed",
     ) -> np.ndarray:
         """Embeddings of model input ``x`` (as ``Verifier.embed_model_input`` takes it)."""
-        request = _Request.make("embed", what, x=x, batch_size=batch_size, deadline=deadline, at=at)
+        request = _Request("embed", what, x=x, batch_size=batch_size, deadline=deadline, at=at)
         self._submit(request)
         return self._result(request)[0]
 
@@ -402,7 +375,7 @@ class Engine:
         at: float | None = None,
         what: str = "explain",
     ) -> tuple[np.ndarray, dict[str, float]]:
-        request = _Request.make(
+        request = _Request(
             "explain", what, explainer=explainer, faces=faces, deadline=deadline, at=at
         )
         return await self._call_async(request)
@@ -416,7 +389,7 @@ class Engine:
         at: float | None = None,
         what: str = "embed",
     ) -> np.ndarray:
-        request = _Request.make("embed", what, x=x, batch_size=batch_size, deadline=deadline, at=at)
+        request = _Request("embed", what, x=x, batch_size=batch_size, deadline=deadline, at=at)
         return (await self._call_async(request))[0]
 
     async def _call_async(self, request: _Request) -> tuple[np.ndarray, dict[str, float]]:
@@ -460,7 +433,7 @@ class Engine:
             timings[f"explain_k{k}_ms"] = (time.perf_counter() - t0) * 1e3
             t0 = time.perf_counter()
             # The most pairs of this explainer one batch can hold (at least one).
-            full = _Request.make("warmup", "warmup", explainer=explainer, faces=faces)
+            full = _Request("warmup", "warmup", explainer=explainer, faces=faces)
             full.n *= max(1, self.settings.max_batch // full.n)
             self._submit(full)
             self._result(full)
