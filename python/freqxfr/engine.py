@@ -840,6 +840,25 @@ def _aligned_pair(explainer: Explainer, a: Any, b: Any, aligned: bool | None) ->
     return np.stack([explainer.prepare(a, aligned), explainer.prepare(b, aligned)])
 
 
+def _pair_explanation(
+    explainer: Explainer,
+    rows: np.ndarray,
+    timings: dict[str, float],
+    prepare_s: float,
+    a: Any,
+    b: Any,
+    same: bool | None,
+    groups: dict[str, str] | None,
+) -> Any:
+    """The explanation of one pair from the rows the engine returned (sync and async alike)."""
+    from .images import source_label
+
+    timings = {"prepare": prepare_s * 1e3, **timings}
+    return explainer.explanation_from(
+        rows, 1, 0, (source_label(a), source_label(b)), timings, same, groups
+    )
+
+
 def explain_pair(
     explainer: Explainer,
     a: Any,
@@ -851,17 +870,12 @@ def explain_pair(
     deadline: float | None,
 ) -> Any:
     """``Explainer.explain`` through the model's engine: align here, mask and embed there."""
-    from .images import source_label
-
     at = deadline_at(deadline)  # counted from the call, alignment included
     t0 = time.perf_counter()
     faces = _aligned_pair(explainer, a, b, aligned)
     t1 = time.perf_counter()
     rows, timings = explainer.model.engine.explain(explainer, faces, deadline=deadline, at=at)
-    timings = {"prepare": (t1 - t0) * 1e3, **timings}
-    return explainer.explanation_from(
-        rows, 1, 0, (source_label(a), source_label(b)), timings, same, groups
-    )
+    return _pair_explanation(explainer, rows, timings, t1 - t0, a, b, same, groups)
 
 
 async def explain_pair_async(
@@ -874,8 +888,6 @@ async def explain_pair_async(
     groups: dict[str, str] | None,
     deadline: float | None,
 ) -> Any:
-    from .images import source_label
-
     at = deadline_at(deadline)
     loop = asyncio.get_running_loop()
     if not explainer.model.use_engine:
@@ -893,10 +905,7 @@ async def explain_pair_async(
     rows, timings = await explainer.model.engine.explain_async(
         explainer, faces, deadline=deadline, at=at
     )
-    timings = {"prepare": (t1 - t0) * 1e3, **timings}
-    return explainer.explanation_from(
-        rows, 1, 0, (source_label(a), source_label(b)), timings, same, groups
-    )
+    return _pair_explanation(explainer, rows, timings, t1 - t0, a, b, same, groups)
 
 
 def warmup(model: Verifier, explainers: list[Explainer]) -> dict[str, float]:
