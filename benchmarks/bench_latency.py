@@ -17,6 +17,10 @@ calls per round (the JSON and the table give both). Before measuring,
 it checks that ONNX Runtime's rows do not depend on the rest of the batch and, during the run,
 that every engine result equals the serial result of its pair bit for bit.
 
+The machine's own spread: before and after the callers, the same fixed work alone (a CPU loop,
+one pair's model call with all intra-op threads and with one), interleaved, as p99 / p50; a p99
+target compares with it (see :func:`machine_spread`).
+
 First-call latency: fresh processes that load the model and build the explainer, then time the
 first call and the steady state, without and with ``warmup()`` in between (interleaved).
 
@@ -116,6 +120,57 @@ def breakdown(model, explainer, pairs, repeats: int = 8) -> dict[str, Any]:
         "model_images_per_s": rates,
         "loadavg_1min": os.getloadavg()[0],
     }
+
+
+def spread(times_ms: list[float]) -> dict[str, float]:
+    t = np.asarray(times_ms)
+    p50, p99 = float(np.percentile(t, 50)), float(np.percentile(t, 99))
+    return {"p50_ms": round(p50, 1), "p99_ms": round(p99, 1), "p99_over_p50": round(p99 / p50, 3)}
+
+
+def cpu_loop(a: np.ndarray, out: np.ndarray, repeats: int = 2500) -> None:
+    """About 100 ms of single-threaded arithmetic on 256 KiB (it stays in one core's L2): a
+    fixed amount of work that touches neither ONNX Runtime nor memory bandwidth."""
+    x = a
+    for _ in range(repeats):
+        np.multiply(x, x, out=out)
+        np.add(out, 1.0, out=out)
+        np.sqrt(out, out=out)
+        x = out
+
+
+def machine_spread(model, faces: list[np.ndarray], samples: int = 40) -> dict[str, Any]:
+    """How much the same work's time spreads on this machine, with nothing else running in the
+    process: a fixed CPU loop, one lone call of a pair's 2K + 2 images with all intra-op threads
+    (the engine's wide run) and with one (a narrow lane's run), interleaved.
+
+    Why: in a closed loop a caller's mean latency is N / throughput, so p99 <= N x the single
+    caller's p50 needs a throughput gain at N callers larger than the spread of one call. At 2
+    callers each call is one narrow run, so ``floor_at_2`` = narrow p99 / (2 x wide p50) is about
+    the best p99 / (2 x single p50) any scheduling of these calls can reach here."""
+    x = to_model_input(np.stack(faces[:2] * 17), model.card)  # 34 images, as a K = 16 pair
+    one = model.with_threads(1)
+    a = np.random.default_rng(0).random(65536, dtype=np.float32)
+    out = np.empty_like(a)
+    work = {
+        "cpu_loop": lambda: cpu_loop(a, out),
+        "wide_model_call": lambda: model.run_model(x),
+        "narrow_model_call": lambda: one.run_model(x),
+    }
+    times: dict[str, list[float]] = {name: [] for name in work}
+    for fn in work.values():
+        fn()
+    for _ in range(samples):
+        for name, fn in work.items():
+            t0 = time.perf_counter()
+            fn()
+            times[name].append((time.perf_counter() - t0) * 1e3)
+    out_ = {name: spread(t) for name, t in times.items()}
+    out_["samples"] = samples
+    out_["floor_at_2"] = round(
+        out_["narrow_model_call"]["p99_ms"] / (2 * out_["wide_model_call"]["p50_ms"]), 3
+    )
+    return out_
 
 
 def one_round(explainer, pairs, serial, callers: int, calls: int, engine: bool) -> dict[str, Any]:
@@ -415,6 +470,12 @@ def main() -> int:
         "--callers", default=",".join(map(str, CALLERS)), help="comma-separated caller counts"
     )
     parser.add_argument("--first-call-repeats", type=int, default=3)
+    parser.add_argument(
+        "--spread-samples",
+        type=int,
+        default=40,
+        help="samples of each fixed piece of work, before and after the callers",
+    )
     parser.add_argument("--first-call", choices=("cold", "warm"), help=argparse.SUPPRESS)
     parser.add_argument("--first-call-faces", help=argparse.SUPPRESS)
     parser.add_argument("--engine-settings", help=argparse.SUPPRESS)
@@ -458,7 +519,12 @@ def main() -> int:
         Engine.for_model(twin, **{**settings, "lanes": 1})
         one_lane = Explainer(twin, args.bands)
         one_lane.warmup()
+    # The machine's own spread, sampled before and after the callers (the run takes minutes).
+    noise_before = machine_spread(model, faces, args.spread_samples)
     results = concurrency(args, explainer, one_lane, pairs, serial)
+    noise_after = machine_spread(model, faces, args.spread_samples)
+    noise = {"before": noise_before, "after": noise_after}
+    print(f"machine spread (p99 / p50 of the same work, alone): {noise}", flush=True)
     print(table(results))
     first = first_call(args, faces, settings) if args.first_call_repeats > 0 else None
     out = {
@@ -485,6 +551,7 @@ def main() -> int:
         ),
         "concurrency": results,
         "targets": targets(results),
+        "machine_spread": noise,
         "first_call": first,
         "rounds_detail": "latencies per call are summarised; every round's pairs/s is kept",
     }
