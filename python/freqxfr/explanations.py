@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from ._version import __version__
+from .align import DEFAULT_PADDING, check_padding
 from .bands import Band, BandSchedule
 from .errors import FreqxfrError, InputError
 from .faithfulness import Faithfulness, pair_faithfulness
@@ -45,6 +46,7 @@ SETTINGS_KEYS = (
     "mode",
     "domain",
     "clip",
+    "padding",
     "schedule",
     "bands",
 )
@@ -129,6 +131,7 @@ class Explanation:
     mode = _setting("mode", '``"delete"`` or ``"keep"``.')
     domain = _setting("domain", 'Where the masking happened: ``"pixel"`` or ``"normalised"``.')
     clip = _setting("clip", "Whether masked pixels were clipped to 0..255.")
+    padding = _setting("padding", "What filled the part of a re-cut crop beyond its photo.")
     version = _setting("freqxfr_version", "The freqxfr version that made the explanation.")
 
     def to_dict(self, *, settings: bool = True) -> dict[str, Any]:
@@ -194,6 +197,12 @@ class Explainer:
         Explain per (band, region) cell: deleting band k only inside region r
         (:mod:`freqxfr.region_explanations`); each side then holds (R, K) scores. Default: none,
         band by band as in the paper.
+    padding : {"edge", "reflect", "black"}
+        What fills the part of a crop that lies beyond its photo when a raw image is aligned
+        (:data:`freqxfr.align.PADDINGS`; default :data:`~freqxfr.align.DEFAULT_PADDING`). It
+        changes the explanations of re-cut crops (e.g. dlib's 150 chip cut from a tight 112
+        crop), so it is one of the :meth:`settings`. Images already of the model's input size
+        are not re-cut, and no padding touches them.
     """
 
     def __init__(
@@ -208,7 +217,9 @@ class Explainer:
         max_batch: int = 256,
         threads: int | None = None,
         regions: Any = None,
+        padding: str = DEFAULT_PADDING,
     ) -> None:
+        self.padding = check_padding(padding)  # refused before the model loads
         self.model = model if isinstance(model, Verifier) else load_model(model)
         if schedule is None:
             schedule = DEFAULT_BANDS
@@ -345,7 +356,17 @@ class Explainer:
         (an :class:`~freqxfr.images.AlignedFace` is used as it is)."""
         if isinstance(image, AlignedFace):
             return image.pixels
-        return self.model.align(image, aligned=aligned)
+        return self.model.align(image, aligned=aligned, padding=self.padding)
+
+    def with_padding(self, padding: str) -> Explainer:
+        """This explainer with another alignment ``padding``, sharing its loaded model."""
+        if check_padding(padding) == self.padding:
+            return self
+        other = copy.copy(self)
+        other.padding = padding
+        other._local = threading.local()  # per-thread batch buffers stay with their explainer
+        other._settings = other._build_settings()
+        return other
 
     # -- many pairs, streamed --
 
@@ -533,8 +554,9 @@ class Explainer:
         """The settings every result of this explainer records (its provenance), JSON-ready.
 
         Keys (:data:`SETTINGS_KEYS`): ``freqxfr_version``, ``model`` (:meth:`model_info`),
-        ``backend``, ``mode``, ``domain``, ``clip``, ``schedule`` and ``bands``. Explanations,
-        dataset runs and the scenarios all write this dict; it is built here and nowhere else.
+        ``backend``, ``mode``, ``domain``, ``clip``, ``padding`` (alignment), ``schedule`` and
+        ``bands``. Explanations, dataset runs and the scenarios all write this dict; it is built
+        here and nowhere else.
         """
         return copy.deepcopy(self._settings)
 
@@ -546,6 +568,7 @@ class Explainer:
             "mode": self.mode,
             "domain": self.domain,
             "clip": self.clip,
+            "padding": self.padding,
             "schedule": self.schedule.to_dict(),
             "bands": [band.to_dict() for band in self.bands],
         }
