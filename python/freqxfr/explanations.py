@@ -641,29 +641,31 @@ def explain(
     same: bool | None = None,
     groups: dict[str, str] | None = None,
     deadline: float | None = None,
+    padding: str = DEFAULT_PADDING,
 ) -> Explanation:
     """Explain one pair in one call: ``freqxfr.explain("a.jpg", "b.jpg")``.
 
-    The same as ``Explainer(model, schedule, mode, domain, backend, clip=clip).explain(a, b,
-    aligned=aligned, same=same, groups=groups, deadline=deadline)``; see :class:`Explainer` and
+    The same as ``Explainer(model, schedule, mode, domain, backend, clip=clip,
+    padding=padding).explain(a, b, aligned=aligned, same=same, groups=groups,
+    deadline=deadline)``; see :class:`Explainer` and
     :meth:`Explainer.explain` for the options. The explainer is kept for the next call with the
     same options (the last few are kept), so repeated calls don't reload the model; build an
     :class:`Explainer` yourself to control its lifetime, or to explain many pairs
     (:meth:`Explainer.explain_pairs`).
     """
-    options = (model, schedule, mode, domain, backend, bool(clip))
+    options = (model, schedule, mode, domain, backend, bool(clip), padding)
     try:
         hash(options)
     except TypeError:  # unhashable options (e.g. a custom model object): build a fresh one
-        explainer = Explainer(*options[:5], clip=options[5])
+        explainer = Explainer(*options[:5], clip=options[5], padding=padding)
     else:
         explainer = _kept_explainer(*options)
     return explainer.explain(a, b, aligned=aligned, same=same, groups=groups, deadline=deadline)
 
 
 @functools.lru_cache(maxsize=4)
-def _kept_explainer(model, schedule, mode, domain, backend, clip) -> Explainer:
-    return Explainer(model, schedule, mode, domain, backend, clip=clip)
+def _kept_explainer(model, schedule, mode, domain, backend, clip, padding) -> Explainer:
+    return Explainer(model, schedule, mode, domain, backend, clip=clip, padding=padding)
 
 
 # ---- helpers ------------------------------------------------------------------------------------
