@@ -405,7 +405,9 @@ class Verifier:
         from .engine import deadline_at
 
         at = deadline_at(deadline)
-        faces = np.stack([self.align(img, aligned=aligned, padding=padding) for img in (img_a, img_b)])
+        faces = np.stack(
+            [self.align(img, aligned=aligned, padding=padding) for img in (img_a, img_b)]
+        )
         if self.use_engine and not self.engine.on_engine_thread():
             emb = self.engine.embed(
                 to_model_input(self._check_images(faces), self.card),
@@ -436,7 +438,8 @@ class Verifier:
 
         at = deadline_at(deadline)
         faces = await asyncio.get_running_loop().run_in_executor(
-            None, lambda: np.stack(
+            None,
+            lambda: np.stack(
                 [self.align(i, aligned=aligned, padding=padding) for i in (img_a, img_b)]
             ),
         )
