@@ -123,6 +123,17 @@ def test_cli_explain_records_the_padding(data_dir, pair, tmp_path) -> None:
     assert json.loads((out / "explanation.json").read_text())["padding"] == "black"
 
 
+def test_cli_verify_padding_reaches_the_score(pair, capsys) -> None:
+    """Guards against ``verify --padding`` being accepted but not used for the alignment."""
+    scores = {}
+    for padding in ("black", "edge"):
+        assert main(["verify", *map(str, pair), "--json", "--padding", padding]) == 0
+        record = json.loads(capsys.readouterr().out)
+        assert record["padding"] == padding
+        scores[padding] = record["score"]
+    assert scores["black"] != scores["edge"]
+
+
 @pytest.fixture(scope="module")
 def black_run(data_dir, tmp_path_factory):
     """A finished 2-pair dataset run with ``--padding black``."""
@@ -177,11 +188,14 @@ def test_unrecorded_padding_resumes_only_with_black(black_run, data_dir, tmp_pat
     assert main(_dataset(data_dir, folder, "--padding", "black")) == 0
 
 
-@pytest.mark.parametrize("command", ["explain", "dataset", "crossres", "morph", "faithfulness"])
+@pytest.mark.parametrize(
+    "command", ["explain", "verify", "dataset", "crossres", "morph", "faithfulness"]
+)
 def test_bad_padding_option_names_the_choices(command, tmp_path, capsys) -> None:
     """Guards against a command that aligns but lacks ``--padding``, or takes any value."""
     args = {
         "explain": ["a.jpg", "b.jpg"],
+        "verify": ["a.jpg", "b.jpg"],
         "dataset": ["pairs.csv", "--out", str(tmp_path)],
         "crossres": ["pairs.csv", "--out", str(tmp_path)],
         "morph": ["index.csv", "--out", str(tmp_path)],
