@@ -319,8 +319,9 @@ def check_settings(path: str | os.PathLike[str], record: Mapping[str, Any]) -> N
             if new[name] != value:
                 raise OutputError(
                     f"{target.parent} holds a run started without a recorded {what} (an older "
-                    f"freqxfr, which used {name} {value}); continue it with {name} {value}, "
-                    "or choose another --out"
+                    f"freqxfr, which used {name} {value} before the setting was recorded); "
+                    f"choose another --out, or continue it with {name} {value} if that is "
+                    "what it used"
                 )
             old = {**old, name: value}
     changes = setting_changes(old, new)
@@ -332,7 +333,8 @@ def check_settings(path: str | os.PathLike[str], record: Mapping[str, Any]) -> N
 
 
 #: Settings that runs of an older freqxfr did not record: what they are, and the value that
-#: freqxfr used (dlib's and OpenCV's own black border; see :mod:`freqxfr.align`).
+#: freqxfr used (dlib's and OpenCV's own black border; see :mod:`freqxfr.align`). Such a run
+#: continues only when that value is given explicitly: the user vouches for it.
 UNRECORDED_SETTINGS = {"--padding": ("alignment padding", "black")}
 
 
