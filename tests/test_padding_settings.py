@@ -207,3 +207,14 @@ def test_bad_padding_option_names_the_choices(command, tmp_path, capsys) -> None
     last = capsys.readouterr().err.strip().splitlines()[-1]
     assert "argument --padding: invalid choice: 'grey'" in last
     assert all(p in last for p in PADDINGS)
+
+
+def test_compare_names_each_runs_padding(black_run, data_dir, tmp_path) -> None:
+    """Guards against ``freqxfr compare`` of a black- and an edge-padded run hiding that the
+    two runs differ in their padding."""
+    edge_run = tmp_path / "edge"
+    assert main(_dataset(data_dir, edge_run)) == 0
+    out = tmp_path / "compared"
+    assert main(["compare", str(black_run), str(edge_run), "--out", str(out), "--no-report"]) == 0
+    runs = json.loads((out / "summary.json").read_text())["runs"]
+    assert [r["padding"] for r in runs] == ["black", "edge"]
