@@ -83,6 +83,7 @@ class ExplainerSpec:
     domain: str
     backend: str
     clip: bool
+    padding: str  # alignment padding: workers re-cut crops as the client would
     max_batch: int
     threads_per_host: tuple[tuple[str, int], ...]  # (host, threads per worker on that host)
     settings: str  # JSON of explainer_settings
@@ -99,6 +100,7 @@ class ExplainerSpec:
             domain=explainer.domain,
             backend=explainer.backend,
             clip=explainer.clip,
+            padding=explainer.padding,
             max_batch=explainer.max_batch,
             threads_per_host=tuple(sorted(threads_per_host.items())),
             settings=json.dumps(explainer_settings(explainer), sort_keys=True),
@@ -124,6 +126,7 @@ class ExplainerSpec:
             clip=self.clip,
             max_batch=self.max_batch,
             threads=threads,
+            padding=self.padding,
         )
         wanted = json.loads(self.settings)
         got = json.loads(json.dumps(explainer_settings(explainer), sort_keys=True))

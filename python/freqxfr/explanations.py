@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from ._version import __version__
+from .align import DEFAULT_PADDING, check_padding
 from .bands import Band, BandSchedule
 from .errors import FreqxfrError, InputError
 from .faithfulness import Faithfulness, pair_faithfulness
@@ -45,6 +46,7 @@ SETTINGS_KEYS = (
     "mode",
     "domain",
     "clip",
+    "padding",
     "schedule",
     "bands",
 )
@@ -129,6 +131,7 @@ class Explanation:
     mode = _setting("mode", '``"delete"`` or ``"keep"``.')
     domain = _setting("domain", 'Where the masking happened: ``"pixel"`` or ``"normalised"``.')
     clip = _setting("clip", "Whether masked pixels were clipped to 0..255.")
+    padding = _setting("padding", "What filled the part of a re-cut crop beyond its photo.")
     version = _setting("freqxfr_version", "The freqxfr version that made the explanation.")
 
     def to_dict(self, *, settings: bool = True) -> dict[str, Any]:
@@ -194,6 +197,12 @@ class Explainer:
         Explain per (band, region) cell: deleting band k only inside region r
         (:mod:`freqxfr.region_explanations`); each side then holds (R, K) scores. Default: none,
         band by band as in the paper.
+    padding : {"edge", "reflect", "black"}
+        What fills the part of a crop that lies beyond its photo when a raw image is aligned
+        (:data:`freqxfr.align.PADDINGS`; default :data:`~freqxfr.align.DEFAULT_PADDING`). It
+        changes the explanations of re-cut crops (e.g. dlib's 150 chip cut from a tight 112
+        crop), so it is one of the :meth:`settings`. Images already of the model's input size
+        are not re-cut, and no padding touches them.
     """
 
     def __init__(
@@ -208,7 +217,9 @@ class Explainer:
         max_batch: int = 256,
         threads: int | None = None,
         regions: Any = None,
+        padding: str = DEFAULT_PADDING,
     ) -> None:
+        self.padding = check_padding(padding)  # refused before the model loads
         self.model = model if isinstance(model, Verifier) else load_model(model)
         if schedule is None:
             schedule = DEFAULT_BANDS
@@ -345,7 +356,17 @@ class Explainer:
         (an :class:`~freqxfr.images.AlignedFace` is used as it is)."""
         if isinstance(image, AlignedFace):
             return image.pixels
-        return self.model.align(image, aligned=aligned)
+        return self.model.align(image, aligned=aligned, padding=self.padding)
+
+    def with_padding(self, padding: str) -> Explainer:
+        """This explainer with another alignment ``padding``, sharing its loaded model."""
+        if check_padding(padding) == self.padding:
+            return self
+        other = copy.copy(self)
+        other.padding = padding
+        other._local = threading.local()  # per-thread batch buffers stay with their explainer
+        other._settings = other._build_settings()
+        return other
 
     # -- many pairs, streamed --
 
@@ -533,8 +554,9 @@ class Explainer:
         """The settings every result of this explainer records (its provenance), JSON-ready.
 
         Keys (:data:`SETTINGS_KEYS`): ``freqxfr_version``, ``model`` (:meth:`model_info`),
-        ``backend``, ``mode``, ``domain``, ``clip``, ``schedule`` and ``bands``. Explanations,
-        dataset runs and the scenarios all write this dict; it is built here and nowhere else.
+        ``backend``, ``mode``, ``domain``, ``clip``, ``padding`` (alignment), ``schedule`` and
+        ``bands``. Explanations, dataset runs and the scenarios all write this dict; it is built
+        here and nowhere else.
         """
         return copy.deepcopy(self._settings)
 
@@ -546,6 +568,7 @@ class Explainer:
             "mode": self.mode,
             "domain": self.domain,
             "clip": self.clip,
+            "padding": self.padding,
             "schedule": self.schedule.to_dict(),
             "bands": [band.to_dict() for band in self.bands],
         }
@@ -618,29 +641,31 @@ def explain(
     same: bool | None = None,
     groups: dict[str, str] | None = None,
     deadline: float | None = None,
+    padding: str = DEFAULT_PADDING,
 ) -> Explanation:
     """Explain one pair in one call: ``freqxfr.explain("a.jpg", "b.jpg")``.
 
-    The same as ``Explainer(model, schedule, mode, domain, backend, clip=clip).explain(a, b,
-    aligned=aligned, same=same, groups=groups, deadline=deadline)``; see :class:`Explainer` and
+    The same as ``Explainer(model, schedule, mode, domain, backend, clip=clip,
+    padding=padding).explain(a, b, aligned=aligned, same=same, groups=groups,
+    deadline=deadline)``; see :class:`Explainer` and
     :meth:`Explainer.explain` for the options. The explainer is kept for the next call with the
     same options (the last few are kept), so repeated calls don't reload the model; build an
     :class:`Explainer` yourself to control its lifetime, or to explain many pairs
     (:meth:`Explainer.explain_pairs`).
     """
-    options = (model, schedule, mode, domain, backend, bool(clip))
+    options = (model, schedule, mode, domain, backend, bool(clip), padding)
     try:
         hash(options)
     except TypeError:  # unhashable options (e.g. a custom model object): build a fresh one
-        explainer = Explainer(*options[:5], clip=options[5])
+        explainer = Explainer(*options[:5], clip=options[5], padding=padding)
     else:
         explainer = _kept_explainer(*options)
     return explainer.explain(a, b, aligned=aligned, same=same, groups=groups, deadline=deadline)
 
 
 @functools.lru_cache(maxsize=4)
-def _kept_explainer(model, schedule, mode, domain, backend, clip) -> Explainer:
-    return Explainer(model, schedule, mode, domain, backend, clip=clip)
+def _kept_explainer(model, schedule, mode, domain, backend, clip, padding) -> Explainer:
+    return Explainer(model, schedule, mode, domain, backend, clip=clip, padding=padding)
 
 
 # ---- helpers ------------------------------------------------------------------------------------

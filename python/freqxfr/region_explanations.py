@@ -202,6 +202,7 @@ def band_explainer(explainer: Explainer) -> Explainer:
         clip=explainer.clip,
         max_batch=explainer.max_batch,
         threads=explainer.threads,
+        padding=explainer.padding,
     )
 
 

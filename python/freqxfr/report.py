@@ -571,6 +571,7 @@ def _provenance(explanation: Mapping[str, Any]) -> str:
         ("mode", explanation.get("mode")),
         ("domain", explanation.get("domain")),
         ("clip", explanation.get("clip")),
+        ("alignment padding", explanation.get("padding", "not recorded")),
         (
             "band schedule",
             f"{schedule.get('kind', '?')}, {len(explanation.get('bands') or [])} bands",
@@ -831,6 +832,7 @@ def write_pair_pages(
             "mode",
             "domain",
             "clip",
+            "padding",
             "threshold",
             "regions",
         )
@@ -1083,6 +1085,7 @@ def write_comparison_report(out_dir: str | os.PathLike[str], summary: Mapping[st
             r["mode"],
             r["domain"],
             r["clip"],
+            r.get("padding") or "not recorded",
             r["accuracy"],
             r["failed_pairs"],
         )
@@ -1096,6 +1099,7 @@ def write_comparison_report(out_dir: str | os.PathLike[str], summary: Mapping[st
             "mode",
             "domain",
             "clip",
+            "alignment padding",
             "accuracy (common pairs)",
             "failed pairs",
         ),

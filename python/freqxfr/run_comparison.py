@@ -393,6 +393,7 @@ def _describe(run: Run, arrays: dict, same: np.ndarray) -> dict[str, Any]:
         "mode": config.get("mode"),
         "domain": config.get("domain"),
         "clip": config.get("clip"),
+        "padding": config.get("padding"),  # None: a run of an older freqxfr (black padding)
         "schedule": (config.get("schedule") or {}).get("kind"),
         "failed_pairs": len(run.failed),
         "accuracy": float(correct.mean()) if correct.size else None,

@@ -287,7 +287,9 @@ def check_settings(path: str | os.PathLike[str], record: Mapping[str, Any]) -> N
     ------
     OutputError
         The folder holds a run with other settings; the message lists each differing setting
-        with its old and new value (``--root: was X, now Y``).
+        with its old and new value (``--root: was X, now Y``). A run of an older freqxfr that
+        did not record a setting of :data:`UNRECORDED_SETTINGS` continues only with the value
+        that freqxfr used, given explicitly.
     """
     target = Path(path)
     record = json.loads(json.dumps(record, allow_nan=False))  # tuples -> lists, as on disk
@@ -309,12 +311,31 @@ def check_settings(path: str | os.PathLike[str], record: Mapping[str, Any]) -> N
             f"{target.parent} holds a run of an older freqxfr without recorded settings; "
             "use a new output folder"
         )
-    changes = setting_changes(old, record[SETTINGS_KEY])
+    new = record[SETTINGS_KEY]
+    for name, (what, value) in UNRECORDED_SETTINGS.items():
+        if name in new and name not in old:
+            # An older freqxfr did not record this setting: it continues only with the value
+            # that freqxfr used, given explicitly, never silently with today's default.
+            if new[name] != value:
+                raise OutputError(
+                    f"{target.parent} holds a run started without a recorded {what} (an older "
+                    f"freqxfr, which used {name} {value} before the setting was recorded); "
+                    f"choose another --out, or continue it with {name} {value} if that is "
+                    "what it used"
+                )
+            old = {**old, name: value}
+    changes = setting_changes(old, new)
     if changes:
         raise OutputError(
             f"{target.parent} holds a run with other settings: {'; '.join(changes)}; "
             "rerun with the same settings to continue it, or choose another --out"
         )
+
+
+#: Settings that runs of an older freqxfr did not record: what they are, and the value that
+#: freqxfr used (dlib's and OpenCV's own black border; see :mod:`freqxfr.align`). Such a run
+#: continues only when that value is given explicitly: the user vouches for it.
+UNRECORDED_SETTINGS = {"--padding": ("alignment padding", "black")}
 
 
 def setting_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
@@ -456,6 +477,7 @@ def explainer_settings(explainer: Any, aligned: bool | None = None) -> dict[str,
         "--mode": settings["mode"],
         "--domain": settings["domain"],
         "--clip": settings["clip"],
+        "--padding": settings["padding"],
         "--aligned": aligned,
     }
 

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from .align import align_for_card
+from .align import DEFAULT_PADDING, align_for_card
 from .cards import ModelCard, threshold_problem, to_model_input
 from .errors import InputError
 
@@ -342,7 +342,12 @@ class Verifier:
     # -- raw photos --
 
     def align(
-        self, image: Any, *, aligned: bool | None = None, name: str | None = None
+        self,
+        image: Any,
+        *,
+        aligned: bool | None = None,
+        name: str | None = None,
+        padding: str = DEFAULT_PADDING,
     ) -> np.ndarray:
         """Load an image and align it as the card says, unless it is aligned already.
 
@@ -356,13 +361,16 @@ class Verifier:
             taken as aligned (:func:`freqxfr.align.is_aligned`).
         name : str, optional
             How to call the image in error messages (default: its path).
+        padding : {"edge", "reflect", "black"}
+            What fills the part of a re-cut crop beyond the photo (:data:`freqxfr.align.PADDINGS`;
+            default :data:`~freqxfr.align.DEFAULT_PADDING`).
 
         Returns
         -------
         numpy.ndarray, uint8, shape (H, W, 3)
             Ready for :meth:`embed`. (:func:`freqxfr.align.align_for_card` does the work.)
         """
-        return align_for_card(image, self.card, aligned=aligned, name=name)
+        return align_for_card(image, self.card, aligned=aligned, name=name, padding=padding)
 
     prepare = align  # the former name, kept for callers ("prepare" also meant other things)
 
@@ -374,6 +382,7 @@ class Verifier:
         aligned: bool | None = None,
         threshold: float | None = None,
         deadline: float | None = None,
+        padding: str = DEFAULT_PADDING,
     ) -> Comparison:
         """Compare two face images (files or arrays), aligning raw photos as needed.
 
@@ -381,7 +390,7 @@ class Verifier:
         ----------
         img_a, img_b : str, Path or numpy.ndarray
             Raw photos or aligned crops.
-        aligned : bool, optional
+        aligned, padding
             See :meth:`align`.
         threshold : float, optional
             Override the card's threshold.
@@ -396,7 +405,9 @@ class Verifier:
         from .engine import deadline_at
 
         at = deadline_at(deadline)
-        faces = np.stack([self.align(img, aligned=aligned) for img in (img_a, img_b)])
+        faces = np.stack(
+            [self.align(img, aligned=aligned, padding=padding) for img in (img_a, img_b)]
+        )
         if self.use_engine and not self.engine.on_engine_thread():
             emb = self.engine.embed(
                 to_model_input(self._check_images(faces), self.card),
@@ -416,6 +427,7 @@ class Verifier:
         aligned: bool | None = None,
         threshold: float | None = None,
         deadline: float | None = None,
+        padding: str = DEFAULT_PADDING,
     ) -> Comparison:
         """:meth:`compare` for asyncio: alignment on a worker thread, the model via the engine."""
         import asyncio
@@ -426,7 +438,10 @@ class Verifier:
 
         at = deadline_at(deadline)
         faces = await asyncio.get_running_loop().run_in_executor(
-            None, lambda: np.stack([self.align(i, aligned=aligned) for i in (img_a, img_b)])
+            None,
+            lambda: np.stack(
+                [self.align(i, aligned=aligned, padding=padding) for i in (img_a, img_b)]
+            ),
         )
         x = to_model_input(self._check_images(faces), self.card)
         if not self.use_engine:

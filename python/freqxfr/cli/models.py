@@ -35,6 +35,7 @@ def add_verify_parser(subparsers: Any, common: argparse.ArgumentParser) -> argpa
         help="the inputs are aligned crops (--aligned) or always need alignment (--no-aligned); "
         "default: decide from the image size",
     )
+    options.add_padding_option(p)
     p.add_argument("--threshold", type=float, default=None, help="override the card's threshold")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_verify)
@@ -51,9 +52,17 @@ def cmd_verify(args: argparse.Namespace) -> int:
         problem = threshold_problem(args.threshold, model.card.metric)
         if problem:
             raise InputError(f"--threshold {args.threshold}: {problem}")
-    result = model.compare(args.a, args.b, aligned=args.aligned, threshold=args.threshold)
+    result = model.compare(
+        args.a, args.b, aligned=args.aligned, threshold=args.threshold, padding=args.padding
+    )
     if args.json:
-        record = {"a": args.a, "b": args.b, **result.to_dict(), "provider": model.provider}
+        record = {
+            "a": args.a,
+            "b": args.b,
+            **result.to_dict(),
+            "provider": model.provider,
+            "padding": args.padding,
+        }
         print(json.dumps(record))
         return 0
     print(

@@ -123,6 +123,23 @@ def add_explainer_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--aligned", action="store_true", help="inputs are aligned crops of the model's input size"
     )
+    add_padding_option(parser)
+
+
+def add_padding_option(parser: argparse.ArgumentParser) -> None:
+    """``--padding``: what fills a re-cut crop beyond its photo (every command that aligns)."""
+    from ..align import DEFAULT_PADDING, PADDINGS
+
+    parser.add_argument(
+        "--padding",
+        choices=PADDINGS,
+        default=DEFAULT_PADDING,
+        help="what fills the part of a re-cut crop beyond its photo (dlib's 150 chip cut from "
+        "a tight 112 crop reaches beyond it): edge (repeat the edge pixels), reflect (mirror "
+        f"the photo) or black; default {DEFAULT_PADDING}, the one that disturbs the band "
+        "energies least. Recorded with the results; a resumed run must use the same. Inputs "
+        "of the model's input size are not re-cut",
+    )
 
 
 def aligned(args: argparse.Namespace) -> bool | None:
@@ -151,6 +168,7 @@ def explainer(args: argparse.Namespace):
         backend=args.backend,
         clip=args.clip,
         regions=getattr(args, "regions", None),
+        padding=args.padding,
     )
 
 

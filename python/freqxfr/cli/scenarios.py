@@ -17,7 +17,6 @@ from .output import threshold_text
 
 def add_parsers(subparsers: Any, common: argparse.ArgumentParser) -> None:
     """Add the ``crossres`` and ``morph`` subcommands to the CLI's subparsers."""
-    from ..align import DEFAULT_PADDING, PADDINGS
     from ..scenarios.morph_score import DEFAULT_DISTANCE, DISTANCES
     from ..scenarios.resolution import DEFAULT_RESAMPLE, RESAMPLE_KERNELS
 
@@ -46,15 +45,6 @@ def add_parsers(subparsers: Any, common: argparse.ArgumentParser) -> None:
         default=DEFAULT_RESAMPLE,
         help="bicubic or area (down and up with the same filter), or spectral "
         f"(ideal low-pass); default {DEFAULT_RESAMPLE}",
-    )
-    p.add_argument(
-        "--padding",
-        choices=PADDINGS,
-        default=DEFAULT_PADDING,
-        help="what fills the part of a re-cut crop beyond its photo (dlib's 150 chip cut from "
-        "a tight 112 crop reaches beyond it): edge (repeat the edge pixels), reflect (mirror "
-        f"the photo) or black; default {DEFAULT_PADDING}, the one that disturbs the band "
-        "energies least",
     )
     p.add_argument(
         "--limit",
@@ -117,7 +107,6 @@ def cmd_crossres(args: argparse.Namespace) -> int:
             factors=args.factors,
             resample=args.resample,
             aligned=options.aligned(args),
-            padding=args.padding,
             n_boot=args.boot,
             seed=args.seed,
             pairs_file=str(args.pairs),

@@ -36,7 +36,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from ..align import DEFAULT_PADDING, card_crop, check_padding
+from ..align import DEFAULT_PADDING, card_crop
 from ..atomic import write_json, write_output
 from ..bootstrap import DEFAULT_LEVEL, DEFAULT_RESAMPLES, percentile_ci, sign_stability
 from ..errors import FreqxfrError, InputError
@@ -79,7 +79,7 @@ def run_crossres(
     factors: Sequence[float] = DEFAULT_FACTORS,
     resample: str = DEFAULT_RESAMPLE,
     aligned: bool | None = None,
-    padding: str = DEFAULT_PADDING,
+    padding: str | None = None,
     n_boot: int = DEFAULT_RESAMPLES,
     level: float = DEFAULT_LEVEL,
     seed: int = 0,
@@ -116,9 +116,10 @@ def run_crossres(
     aligned : bool, optional
         Passed to the model's ``prepare``: ``None`` takes crops of the model's input size as
         aligned and aligns anything else (e.g. LFW's 112 crops for dlib's 150 chips).
-    padding : {"edge", "reflect", "black"}
+    padding : {"edge", "reflect", "black"}, optional
         What fills the part of a re-cut crop that lies beyond its photo
-        (:data:`freqxfr.align.PADDINGS`); recorded in the settings and the summary.
+        (:data:`freqxfr.align.PADDINGS`); recorded in the settings and the summary. Default:
+        the explainer's (``Explainer(padding=...)``); one given here replaces it.
     n_boot, level, seed
         Bootstrap resamples over pairs, interval level and seed.
     pairs_file : str
@@ -154,7 +155,9 @@ def run_crossres(
     """
     factors = check_factors(factors)
     check_resample(resample)
-    check_padding(padding)
+    if padding is not None:  # one padding for the crops and the recorded settings
+        explainer = explainer.with_padding(padding)
+    padding = explainer.padding
     pairs = list(pairs)
     if not pairs:
         raise InputError("the pair list is empty")
@@ -169,7 +172,6 @@ def run_crossres(
         **pair_list_settings(pairs, root, allow_outside_root),
         "--factors": list(factors),
         "--resample": resample,
-        "--padding": padding,
         **dict(extra_settings or {}),
     }
     with locked_folder(out_dir, command="crossres", resumable=True) as out:
