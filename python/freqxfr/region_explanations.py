@@ -18,6 +18,7 @@ import base64
 import concurrent.futures
 import dataclasses
 import hashlib
+import itertools
 import json
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -222,11 +223,14 @@ def explain_pairs_and_cells(
     """Each pair's band explanation and its region cells, in order (a dataset run's lines).
 
     Each image is loaded and aligned once (:meth:`Explainer.align`) for both: the band-only twin
-    (:func:`band_explainer`) and the region explainer take the aligned faces as they are. With
-    ``overlap`` the next pair is aligned on a worker thread while the model runs on this one. A
-    pair whose image can't be used gives a :class:`PairFailure` (numbered by ``indices``)."""
+    (:func:`band_explainer`) and the region explainer take the aligned faces as they are. The
+    band explanations are batched as :meth:`Explainer.explain_pairs` batches them (a model
+    call of whole pairs), the cells go one pair at a time. With ``overlap`` the next pair is
+    aligned on a worker thread while the model runs on this one. A pair whose image can't be
+    used gives a :class:`PairFailure` (numbered by ``indices``)."""
     assert explainer.regions is not None
     bands = band_explainer(explainer)
+    per_call = max(1, bands.max_batch // bands.images_per_pair)
 
     def align(item: tuple[int, Pair]) -> tuple[int, Pair, tuple[AlignedFace, AlignedFace] | str]:
         index, pair = item
@@ -236,17 +240,26 @@ def explain_pairs_and_cells(
             return index, pair, str(exc)
         return index, pair, faces
 
-    for index, pair, faces in _prefetched(align, zip(indices, pairs, strict=False), overlap):
-        if isinstance(faces, str):
-            yield PairFailure(index, pair, faces)
-            continue
-        try:
-            yield (
-                bands.explain(*faces, same=pair.same, groups=pair.groups),
-                explainer.explain(*faces, same=pair.same, groups=pair.groups),
-            )
-        except FreqxfrError as exc:
-            yield PairFailure(index, pair, str(exc))
+    ready = _prefetched(align, zip(indices, pairs, strict=False), overlap)
+    while group := list(itertools.islice(ready, per_call)):
+        usable = [(i, p, f) for i, p, f in group if not isinstance(f, str)]
+        band_stream = bands.explain_pairs(
+            (dataclasses.replace(p, path_a=f[0], path_b=f[1]) for _, p, f in usable),
+            indices=[i for i, _, _ in usable],
+            skip_errors=True,
+            overlap=False,  # one model call: nothing to overlap
+        )
+        for index, pair, faces in group:
+            band = faces if isinstance(faces, str) else next(band_stream)
+            if isinstance(band, (str, PairFailure)):
+                yield PairFailure(index, pair, band if isinstance(band, str) else band.error)
+                continue
+            try:
+                cells = explainer.explain(*faces, same=pair.same, groups=pair.groups)
+            except FreqxfrError as exc:
+                yield PairFailure(index, pair, str(exc))
+                continue
+            yield band, cells
 
 
 def _prefetched(work: Callable[[Any], Any], items: Iterable[Any], overlap: bool) -> Iterator[Any]:
