@@ -15,7 +15,9 @@ With regions (``Explainer(regions=...)``, ``freqxfr dataset --regions``) each li
 ``cells``: the pair's region × band explanation (:func:`freqxfr.region_explanations.cells_record`);
 ``run.json`` and ``summary.json`` name the regions (``regions``: names, areas, provenance), and
 ``summary.json["regions"]["by_class"]`` holds the mean region × band maps per class
-(:func:`~freqxfr.region_explanations.region_summary`), which the report draws.
+(:func:`~freqxfr.region_explanations.region_summary`), which the report draws. A pair's images
+are aligned once for its band explanation and its cells; on a Dask cluster (``client``) region
+runs are split into chunks like band runs, with the same lines.
 
 The folder is locked for the whole run (:mod:`freqxfr.runfolder`). Running the same command
 again continues an interrupted run: a partial last line from a crash is dropped and redone, and

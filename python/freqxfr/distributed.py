@@ -10,7 +10,10 @@ chunk is one Dask task:
 - **One model per worker process.** A worker builds its :class:`~freqxfr.explanations.Explainer`
   (model session, FFTW plans) once per run settings and keeps it for every later chunk
   (:func:`_worker_explainer`, a per-process cache keyed by :class:`ExplainerSpec`); each chunk
-  then runs the same overlapped masking + inference stream as a single process.
+  then runs the same overlapped masking + inference stream as a single process. A region
+  explainer (``dataset --regions``) travels as its region set's recipe
+  (:func:`~freqxfr.region_explanations.regions_recipe`; a custom set's maps themselves), and a
+  worker whose weights differ from the client's is refused like one with another model.
 - **Merging.** When every chunk is in, the parts are appended, chunk by chunk, to the run's
   results file (``results.jsonl`` or ``explanations.jsonl``) through its
   :class:`~freqxfr.runfolder.ResultsLog`, and removed. The caller then writes the summary and
