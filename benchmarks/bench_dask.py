@@ -16,8 +16,10 @@ scaling at two). On a shared machine wall-clock rates follow the load; the CPU t
 of the client (with the scheduler and nannies) and its workers shows the Dask path's own cost regardless. Every
 summary is checked equal to the single-process one. Also reported:
 each worker's resident memory and how many explainers it built (1: the per-process cache).
+``--regions face|grid:RxC`` measures region × band runs (``dataset --regions``) the same way.
 
     python benchmarks/bench_dask.py --json benchmarks/results/dask.json
+    python benchmarks/bench_dask.py --regions grid:2x2 --model sface --bands 4 --pairs 8
 """
 
 from __future__ import annotations
@@ -97,13 +99,16 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--model", default="dlib_resnet")
     parser.add_argument("--bands", type=int, default=16)
+    parser.add_argument(
+        "--regions", default=None, help="face or grid:RxC: region × band runs (dataset --regions)"
+    )
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
 
     pairs = spread(
         read_pairs(DATA / "lfw_aligned112" / "pairs_generated.csv", root=DATA), args.pairs
     )
-    explainer = Explainer(load_model(args.model), args.bands)
+    explainer = Explainer(load_model(args.model), args.bands, regions=args.regions)
     work = Path(tempfile.mkdtemp(prefix="freqxfr-bench-dask-"))
     ways = ["single", "1 worker", "2 workers"]
     rates: dict[str, list[float]] = {w: [] for w in ways}
@@ -165,6 +170,7 @@ def main() -> None:
         "machine": machine_info("onnxruntime", "dask", "distributed"),
         "model": args.model,
         "bands": args.bands,
+        "regions": args.regions,
         "pairs": len(pairs),
         "rounds": args.rounds,
         "pairs_per_s": {w: [round(x, 3) for x in v] for w, v in rates.items()},

@@ -167,7 +167,6 @@ def test_a_restart_with_other_regions_is_refused(run, data_dir, tmp_path):
     [
         (["--regions", "eyes"], "regions must be 'face' or 'grid:RxC' (e.g. grid:3x3), got 'eyes'"),
         (["--regions", "grid:3"], "got 'grid:3'"),
-        (["--regions", "face", "--workers", "2"], "--regions runs in one process"),
     ],
 )
 def test_bad_regions_exit_2_with_one_line_and_no_folder(data_dir, tmp_path, extra, message):

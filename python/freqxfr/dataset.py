@@ -15,7 +15,9 @@ With regions (``Explainer(regions=...)``, ``freqxfr dataset --regions``) each li
 ``cells``: the pair's region × band explanation (:func:`freqxfr.region_explanations.cells_record`);
 ``run.json`` and ``summary.json`` name the regions (``regions``: names, areas, provenance), and
 ``summary.json["regions"]["by_class"]`` holds the mean region × band maps per class
-(:func:`~freqxfr.region_explanations.region_summary`), which the report draws.
+(:func:`~freqxfr.region_explanations.region_summary`), which the report draws. A pair's images
+are aligned once for its band explanation and its cells; on a Dask cluster (``client``) region
+runs are split into chunks like band runs, with the same lines.
 
 The folder is locked for the whole run (:mod:`freqxfr.runfolder`). Running the same command
 again continues an interrupted run: a partial last line from a crash is dropped and redone, and
@@ -26,12 +28,12 @@ with exactly one line.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from . import atomic
-from .errors import FreqxfrError, InputError
+from .errors import InputError
 from .explanations import Explainer, Explanation, PairFailure
 from .pairs import Pair, outside_root
 from .profiles import summarise
@@ -124,15 +126,6 @@ def run_dataset(
         ``path_a``, ``path_b`` and ``error``).
     """
     pairs = list(pairs)
-    # With regions, each pair gets its band explanation (as without regions, batched) and its
-    # region cells (one pair at a time): the band profiles, pages and report stay as they are.
-    cells, bands = None, explainer
-    if explainer.regions is not None:
-        if client is not None:
-            raise InputError("--regions runs in one process; leave out --workers/--scheduler")
-        from .region_explanations import band_explainer
-
-        cells, bands = explainer, band_explainer(explainer)
     config = run_config(
         explainer,
         pairs_file,
@@ -170,23 +163,13 @@ def run_dataset(
                         pairs,
                         todo,
                         log,
-                        record=_record,
+                        task=explain_chunk,
                         aligned=aligned,
                         overlap=overlap,
                         bar=bar,
                     )
                     todo = []
-                stream = bands.explain_pairs(
-                    (pairs[i] for i in todo),
-                    indices=todo,
-                    skip_errors=True,
-                    overlap=overlap,
-                    aligned=aligned,
-                )
-                for index, item in zip(todo, stream, strict=True):
-                    record = _record(index, item)
-                    if cells is not None and "error" not in record:
-                        record = _with_cells(record, cells, pairs[index], aligned)
+                for record in _lines(explainer, [(i, pairs[i]) for i in todo], aligned, overlap):
                     log.append(record)
                     if bar is not None:
                         bar.update(1)
@@ -203,7 +186,7 @@ def run_dataset(
             "failures": sorted(failures, key=_by_index),
             SETTINGS_KEY: config[SETTINGS_KEY],
         }
-        if cells is not None:
+        if explainer.regions is not None:
             from .region_explanations import region_summary
 
             # Names, areas and provenance of the weights, then the mean maps per class.
@@ -215,7 +198,7 @@ def run_dataset(
             from .faithfulness_run import run_faithfulness
 
             summary["faithfulness"] = run_faithfulness(
-                pairs, out, bands, seeds=faithfulness_seeds, progress=progress
+                pairs, out, _band_only(explainer), seeds=faithfulness_seeds, progress=progress
             )
         atomic.write_json(out / "summary.json", summary)
         if parquet:
@@ -253,19 +236,61 @@ def _record(index: int, item: Explanation | PairFailure) -> dict[str, Any]:
     raise TypeError(item)
 
 
-def _with_cells(
-    record: dict[str, Any], explainer: Explainer, pair: Pair, aligned: bool | None
-) -> dict[str, Any]:
-    """The band record with the pair's region cells added (or the pair's failure)."""
-    from .region_explanations import cells_record
+def explain_chunk(
+    explainer: Explainer,
+    chunk: Sequence[tuple[int, Pair]],
+    *,
+    aligned: bool | None,
+    overlap: bool,
+) -> tuple[list[dict[str, Any]], list[Any]]:
+    """The results lines of ``chunk`` ((index, pair)s): one Dask task of a cluster run
+    (:func:`freqxfr.distributed.explain_dataset_chunks`), the single-process run's steps."""
+    return list(_lines(explainer, chunk, aligned, overlap)), []
 
-    try:
-        cells = explainer.explain(
-            pair.path_a, pair.path_b, aligned=aligned, same=pair.same, groups=pair.groups
+
+def _lines(
+    explainer: Explainer,
+    chunk: Sequence[tuple[int, Pair]],
+    aligned: bool | None,
+    overlap: bool,
+) -> Iterator[dict[str, Any]]:
+    """The results line of each (index, pair) of ``chunk``, in order, as each pair finishes.
+
+    With regions a line holds the pair's band explanation (as without regions: the band
+    profiles, pages and report stay as they are) and its region ``cells``; both use the same
+    aligned faces (:func:`~freqxfr.region_explanations.explain_pairs_and_cells`)."""
+    indices = [i for i, _ in chunk]
+    if explainer.regions is None:
+        stream = explainer.explain_pairs(
+            (p for _, p in chunk),
+            indices=indices,
+            skip_errors=True,
+            overlap=overlap,
+            aligned=aligned,
         )
-    except FreqxfrError as exc:
-        return _failure(record["index"], pair, str(exc))
-    return {**record, "cells": cells_record(cells)}
+        for index, item in zip(indices, stream, strict=True):
+            yield _record(index, item)
+        return
+    from .region_explanations import cells_record, explain_pairs_and_cells
+
+    both = explain_pairs_and_cells(
+        explainer, (p for _, p in chunk), indices=indices, aligned=aligned, overlap=overlap
+    )
+    for index, item in zip(indices, both, strict=True):
+        if isinstance(item, PairFailure):
+            yield _record(index, item)
+        else:
+            bands, cells = item
+            yield {**_record(index, bands), "cells": cells_record(cells)}
+
+
+def _band_only(explainer: Explainer) -> Explainer:
+    """The explainer of the band part of the lines (the region explainer's band-only twin)."""
+    if explainer.regions is None:
+        return explainer
+    from .region_explanations import band_explainer
+
+    return band_explainer(explainer)
 
 
 def summarise_results(path: Path) -> dict[str, Any]:

@@ -10,7 +10,10 @@ chunk is one Dask task:
 - **One model per worker process.** A worker builds its :class:`~freqxfr.explanations.Explainer`
   (model session, FFTW plans) once per run settings and keeps it for every later chunk
   (:func:`_worker_explainer`, a per-process cache keyed by :class:`ExplainerSpec`); each chunk
-  then runs the same overlapped masking + inference stream as a single process.
+  then runs the same overlapped masking + inference stream as a single process. A region
+  explainer (``dataset --regions``) travels as its region set's recipe
+  (:func:`~freqxfr.region_explanations.regions_recipe`; a custom set's maps themselves), and a
+  worker whose weights differ from the client's is refused like one with another model.
 - **Merging.** When every chunk is in, the parts are appended, chunk by chunk, to the run's
   results file (``results.jsonl`` or ``explanations.jsonl``) through its
   :class:`~freqxfr.runfolder.ResultsLog`, and removed. The caller then writes the summary and
@@ -50,6 +53,7 @@ from .cluster import ClusterError
 from .cores import usable_cores
 from .explanations import Explainer
 from .progress import progress_bar
+from .region_explanations import regions_digest, regions_from_recipe, regions_recipe
 from .runfolder import ResultsLog, explainer_settings, setting_changes
 
 PARTS = "parts"
@@ -71,8 +75,9 @@ CHUNKS_PER_WORKER = 4
 class ExplainerSpec:
     """Everything a worker process needs to build the client's explainer; hashable, picklable.
 
-    ``settings`` is the client's :func:`~freqxfr.runfolder.explainer_settings`: the worker's
-    explainer must give the same (same model bytes, card, bands, masking) or it is refused.
+    ``settings`` is the client's :func:`~freqxfr.runfolder.explainer_settings` and region set:
+    the worker's explainer must give the same (same model bytes, card, bands, masking, region
+    weights) or it is refused.
     """
 
     model_file: str
@@ -86,7 +91,8 @@ class ExplainerSpec:
     padding: str  # alignment padding: workers re-cut crops as the client would
     max_batch: int
     threads_per_host: tuple[tuple[str, int], ...]  # (host, threads per worker on that host)
-    settings: str  # JSON of explainer_settings
+    settings: str  # JSON of _checked_settings
+    regions: str | None = None  # region_explanations.regions_recipe; None: bands only
 
     @classmethod
     def of(cls, explainer: Explainer, threads_per_host: dict[str, int]) -> ExplainerSpec:
@@ -103,7 +109,8 @@ class ExplainerSpec:
             padding=explainer.padding,
             max_batch=explainer.max_batch,
             threads_per_host=tuple(sorted(threads_per_host.items())),
-            settings=json.dumps(explainer_settings(explainer), sort_keys=True),
+            settings=json.dumps(_checked_settings(explainer), sort_keys=True),
+            regions=None if explainer.regions is None else regions_recipe(explainer.regions),
         )
 
     def build(self) -> Explainer:
@@ -127,9 +134,10 @@ class ExplainerSpec:
             max_batch=self.max_batch,
             threads=threads,
             padding=self.padding,
+            regions=None if self.regions is None else regions_from_recipe(self.regions),
         )
         wanted = json.loads(self.settings)
-        got = json.loads(json.dumps(explainer_settings(explainer), sort_keys=True))
+        got = json.loads(json.dumps(_checked_settings(explainer), sort_keys=True))
         changes = [
             re.sub(r": was (.*), now ", r": client \1, worker ", c)
             for c in setting_changes(wanted, got)
@@ -142,6 +150,13 @@ class ExplainerSpec:
                 "'Running on a cluster')"
             )
         return explainer
+
+
+def _checked_settings(explainer: Explainer) -> dict[str, Any]:
+    """What a worker's explainer must share with the client's: the settings a restart checks,
+    and the region weights (names and digest) with regions."""
+    regions = regions_digest(explainer.regions)
+    return {**explainer_settings(explainer), **({"--regions": regions} if regions else {})}
 
 
 # Per worker process: explainers by spec (one run's settings normally; two at most, so that a
@@ -260,8 +275,10 @@ def chunk_size(items: int, workers: int, batch: int) -> int:
 
 
 def batch_pairs(explainer: Explainer) -> int:
-    """Pairs per model call of ``explainer`` (as :meth:`Explainer.explain_pairs` batches them)."""
-    return max(1, explainer.max_batch // (2 * explainer.n_bands + 2))
+    """Pairs per model call of ``explainer`` (as :meth:`Explainer.explain_pairs` batches them;
+    with regions a pair's 2·K·R + 2 cells, at least one pair, so that a chunk's cost in model
+    calls does not grow R-fold)."""
+    return max(1, explainer.max_batch // explainer.images_per_pair)
 
 
 class Parts:
@@ -386,15 +403,16 @@ def explain_dataset_chunks(
     todo: Sequence[int],
     log: ResultsLog,
     *,
-    record: Callable[[int, Any], dict[str, Any]],
+    task: Callable,
     aligned: bool | None,
     overlap: bool,
     bar: Any = None,
 ) -> None:
     """``run_dataset``'s pairs ``todo`` (list places), explained on the cluster into ``log``.
 
-    ``record(index, item)`` turns an Explanation or PairFailure into its results line (the
-    single-process path's own function, run on the workers)."""
+    ``task(explainer, chunk, aligned=, overlap=) -> (records, [])`` is the dataset's own chunk
+    function (the single-process path's steps, band explanations or region cells alike), run on
+    the workers."""
     parts = Parts(log.path.parent)
     key = _by_index
     # Parts a killed client left behind: their finished pairs count as done.
@@ -407,32 +425,12 @@ def explain_dataset_chunks(
     spec = _prepare_cluster(client, explainer)
     size = chunk_size(len(todo), _n_workers(client), batch_pairs(explainer))
     chunks = _chunked([(i, pairs[i]) for i in todo], size)
-    run_chunks(
-        client,
-        spec,
-        _dataset_task,
-        chunks,
-        parts,
-        bar=bar,
-        record=record,
-        aligned=aligned,
-        overlap=overlap,
-    )
+    run_chunks(client, spec, task, chunks, parts, bar=bar, aligned=aligned, overlap=overlap)
     parts.merge_into(log, key, keep=lambda r: True)
 
 
 def _by_index(record: dict[str, Any]) -> int:
     return int(record["index"])
-
-
-def _dataset_task(
-    explainer: Explainer, chunk: list, *, record: Callable, aligned: bool | None, overlap: bool
-) -> tuple[list[dict[str, Any]], list[Any]]:
-    indices = [i for i, _ in chunk]
-    stream = explainer.explain_pairs(
-        (p for _, p in chunk), indices=indices, skip_errors=True, overlap=overlap, aligned=aligned
-    )
-    return [record(i, item) for i, item in zip(indices, stream, strict=True)], []
 
 
 # ---- cross-resolution ------------------------------------------------------------------------

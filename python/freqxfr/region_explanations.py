@@ -14,21 +14,28 @@ with ``engine=False`` they run on the caller's thread (:func:`explain_pair`).
 
 from __future__ import annotations
 
+import base64
+import concurrent.futures
 import dataclasses
+import hashlib
+import itertools
+import json
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .explanations import Explanation, ImageExplanation
-from .images import source_label
+from .errors import FreqxfrError
+from .explanations import Explanation, ImageExplanation, PairFailure
+from .images import AlignedFace, source_label
 from .regions import Regions, ResolvedRegions, as_regions
 from .rows import influence_rows
 from .verifier import to_model_input
 
 if TYPE_CHECKING:
     from .explanations import Explainer
+    from .pairs import Pair
 
 
 def resolve_for_model(regions: Regions | str | np.ndarray, card: Any) -> ResolvedRegions:
@@ -204,6 +211,108 @@ def band_explainer(explainer: Explainer) -> Explainer:
         threads=explainer.threads,
         padding=explainer.padding,
     )
+
+
+def explain_pairs_and_cells(
+    explainer: Explainer,
+    pairs: Iterable[Pair],
+    *,
+    indices: Iterable[int],
+    aligned: bool | None = None,
+    overlap: bool = True,
+) -> Iterator[tuple[Explanation, RegionExplanation] | PairFailure]:
+    """Each pair's band explanation and its region cells, in order (a dataset run's lines).
+
+    Each image is loaded and aligned once (:meth:`Explainer.align`) for both: the band-only twin
+    (:func:`band_explainer`) and the region explainer take the aligned faces as they are. The
+    band explanations are batched as :meth:`Explainer.explain_pairs` batches them (a model
+    call of whole pairs), the cells go one pair at a time. With ``overlap`` the next pair is
+    aligned on a worker thread while the model runs on this one. A pair whose image can't be
+    used gives a :class:`PairFailure` (numbered by ``indices``)."""
+    assert explainer.regions is not None
+    bands = band_explainer(explainer)
+    per_call = max(1, bands.max_batch // bands.images_per_pair)
+
+    def align(item: tuple[int, Pair]) -> tuple[int, Pair, tuple[AlignedFace, AlignedFace] | str]:
+        index, pair = item
+        try:
+            faces = (explainer.align(pair.path_a, aligned), explainer.align(pair.path_b, aligned))
+        except FreqxfrError as exc:
+            return index, pair, str(exc)
+        return index, pair, faces
+
+    ready = _prefetched(align, zip(indices, pairs, strict=False), overlap)
+    while group := list(itertools.islice(ready, per_call)):
+        usable = [(i, p, f) for i, p, f in group if not isinstance(f, str)]
+        band_stream = bands.explain_pairs(
+            (dataclasses.replace(p, path_a=f[0], path_b=f[1]) for _, p, f in usable),
+            indices=[i for i, _, _ in usable],
+            skip_errors=True,
+            overlap=False,  # one model call: nothing to overlap
+        )
+        for index, pair, faces in group:
+            band = faces if isinstance(faces, str) else next(band_stream)
+            if isinstance(band, (str, PairFailure)):
+                yield PairFailure(index, pair, band if isinstance(band, str) else band.error)
+                continue
+            try:
+                cells = explainer.explain(*faces, same=pair.same, groups=pair.groups)
+            except FreqxfrError as exc:
+                yield PairFailure(index, pair, str(exc))
+                continue
+            yield band, cells
+
+
+def _prefetched(work: Callable[[Any], Any], items: Iterable[Any], overlap: bool) -> Iterator[Any]:
+    """``map(work, items)``, with ``overlap`` one item ahead on a worker thread."""
+    if not overlap:
+        yield from map(work, items)
+        return
+    with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="freqxfr-align") as pool:
+        pending = None
+        for item in items:
+            future = pool.submit(work, item)
+            if pending is not None:
+                yield pending.result()
+            pending = future
+        if pending is not None:
+            yield pending.result()
+
+
+def regions_recipe(regions: ResolvedRegions) -> str:
+    """JSON from which :func:`regions_from_recipe` makes the same weights in another process (a
+    Dask worker): a grid's or face set's parameters, or a custom set's maps themselves."""
+    provenance = regions.provenance
+    recipe: dict[str, Any] = {"kind": provenance["kind"], "names": list(regions.names)}
+    if provenance["kind"] == "grid":
+        recipe["params"] = {k: provenance[k] for k in ("rows", "cols", "edge")}
+    elif provenance["kind"] == "face":
+        recipe["params"] = {"edge": provenance["edge_eye_distances"]}
+    else:  # no recipe makes them: the maps travel, at the model's input size
+        recipe["params"] = {k: provenance[k] for k in ("source", "complete")}
+        recipe["maps"] = base64.b64encode(np.ascontiguousarray(regions.weights).tobytes()).decode()
+        recipe["shape"] = list(regions.weights.shape)
+    return json.dumps(recipe, sort_keys=True)
+
+
+def regions_from_recipe(text: str) -> Regions:
+    """The region set :func:`regions_recipe` describes."""
+    recipe = json.loads(text)
+    if recipe["kind"] == "grid":
+        p = recipe["params"]
+        return Regions.grid(p["rows"], p["cols"], edge=p["edge"])
+    if recipe["kind"] == "face":
+        return Regions.face(edge=recipe["params"]["edge"])
+    maps = np.frombuffer(base64.b64decode(recipe["maps"]), np.float32).reshape(recipe["shape"])
+    return Regions("custom", recipe["params"], maps.copy(), tuple(recipe["names"]))
+
+
+def regions_digest(regions: ResolvedRegions | None) -> dict[str, Any] | None:
+    """Names and the sha256 of the weights: what two processes' region sets must share."""
+    if regions is None:
+        return None
+    weights = np.ascontiguousarray(regions.weights, np.float32)
+    return {"names": list(regions.names), "sha256": hashlib.sha256(weights.tobytes()).hexdigest()}
 
 
 def cells_record(cells: RegionExplanation) -> dict[str, Any]:

@@ -186,8 +186,6 @@ def cmd_dataset(args: argparse.Namespace) -> int:
         from ..regions import Regions
 
         Regions.parse(args.regions)  # a bad value is refused before the folder is touched
-        if args.scheduler is not None or args.workers is not None:
-            raise InputError("--regions runs in one process; leave out --workers/--scheduler")
     pairs = read_pairs(args.pairs, root=args.root)
     if args.groups is not None:
         pairs = attach_groups(pairs, args.groups, root=args.root)
