@@ -218,3 +218,33 @@ def test_compare_names_each_runs_padding(black_run, data_dir, tmp_path) -> None:
     assert main(["compare", str(black_run), str(edge_run), "--out", str(out), "--no-report"]) == 0
     runs = json.loads((out / "summary.json").read_text())["runs"]
     assert [r["padding"] for r in runs] == ["black", "edge"]
+
+
+def test_threads_with_different_paddings_on_one_model_get_their_own_chips(dlib_model, pair):
+    """Guards against the padding leaking between callers that share a model (and its engine,
+    which batches their requests together): two threads explaining the same raw pair at once,
+    one with black and one with edge padding, each get exactly their serial result."""
+    import threading
+
+    explainers = {p: Explainer(dlib_model, 4, padding=p) for p in ("black", "edge")}
+    want = {p: e.explain(*pair) for p, e in explainers.items()}
+    barrier = threading.Barrier(2)
+    got: dict[str, list] = {p: [] for p in explainers}
+
+    def caller(padding: str) -> None:
+        barrier.wait()
+        for _ in range(3):
+            got[padding].append(explainers[padding].explain(*pair))
+
+    threads = [threading.Thread(target=caller, args=(p,)) for p in explainers]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not np.array_equal(want["black"].a.scores, want["edge"].a.scores)
+    for padding, results in got.items():
+        assert len(results) == 3
+        for e in results:
+            assert e.padding == padding
+            np.testing.assert_array_equal(e.a.scores, want[padding].a.scores)
+            np.testing.assert_array_equal(e.b.scores, want[padding].b.scores)

@@ -290,7 +290,10 @@ def regions_recipe(regions: ResolvedRegions) -> str:
         recipe["params"] = {"edge": provenance["edge_eye_distances"]}
     else:  # no recipe makes them: the maps travel, at the model's input size
         recipe["params"] = {k: provenance[k] for k in ("source", "complete")}
-        recipe["maps"] = base64.b64encode(np.ascontiguousarray(regions.weights).tobytes()).decode()
+        weights = np.ascontiguousarray(
+            regions.weights, np.float32
+        )  # as regions_from_recipe reads it
+        recipe["maps"] = base64.b64encode(weights.tobytes()).decode()
         recipe["shape"] = list(regions.weights.shape)
     return json.dumps(recipe, sort_keys=True)
 
