@@ -147,7 +147,7 @@ def machine_spread(model, faces: list[np.ndarray], samples: int = 40) -> dict[st
     Why: in a closed loop a caller's mean latency is N / throughput, so p99 <= N x the single
     caller's p50 needs a throughput gain at N callers larger than the spread of one call. At 2
     callers each call is one narrow run, so ``floor_at_2`` = narrow p99 / (2 x wide p50) is about
-    the best p99 / (2 x single p50) any scheduling of these calls can reach here."""
+    the best p99 / (2 x single p50) two lanes can reach here."""
     x = to_model_input(np.stack(faces[:2] * 17), model.card)  # 34 images, as a K = 16 pair
     one = model.with_threads(1)
     a = np.random.default_rng(0).random(65536, dtype=np.float32)
