@@ -19,12 +19,12 @@ import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 
 import pytest
 
 pytest.importorskip("distributed")
 
+from _dask_runs import by_index, freqxfr, kill_client_after_first_chunk, summary_of
 from distributed import Client, LocalCluster
 
 from freqxfr import distributed as fd
@@ -70,21 +70,6 @@ def reference(explainer, pairs, tmp_path_factory):
     out = tmp_path_factory.mktemp("single")
     run_dataset(pairs, out, explainer, progress=False, parquet=True)
     return out
-
-
-def by_index(path: Path) -> dict[int, dict]:
-    """Records by pair, without timings; fails on a pair written twice."""
-    records: dict[int, dict] = {}
-    for record in read_results(path):
-        record.pop("timings_ms", None)
-        assert record["index"] not in records, f"pair {record['index']} written twice"
-        records[record["index"]] = record
-    return records
-
-
-def summary_of(out: Path) -> dict:
-    summary = json.loads((out / "summary.json").read_text())
-    return summary
 
 
 def test_distributed_results_equal_single_process_results(
@@ -167,20 +152,10 @@ def test_a_worker_killed_mid_run_loses_only_its_chunk(client, explainer, data_di
     client.wait_for_workers(2, timeout=120)  # the nanny restarts it for the next tests
 
 
-def freqxfr(*args: str | Path) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "freqxfr", *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-
-
 def test_a_killed_client_resumes_from_its_finished_chunks(data_dir, tmp_path):
     """Guards against a `freqxfr dataset --workers 2` that starts from zero after the client
     was killed, or that loses or repeats pairs when it resumes; and checks that the command
     works from the command line at all."""
-    psutil = pytest.importorskip("psutil")
     args = [
         "dataset",
         data_dir / "lfw_aligned112" / "pairs_generated.csv",
@@ -198,33 +173,8 @@ def test_a_killed_client_resumes_from_its_finished_chunks(data_dir, tmp_path):
     assert reference.returncode == 0, reference.stderr
 
     out = tmp_path / "dask"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "freqxfr", *map(str, args), "--out", str(out), "--workers", "2"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        while proc.poll() is None and not list((out / fd.PARTS).glob("chunk-*.jsonl")):
-            time.sleep(0.01)
-        children = psutil.Process(proc.pid).children(recursive=True)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    # The client's cluster goes with it: the scheduler and nannies lived in the client, and
-    # its worker processes exit when their parent does. (Stragglers are ended, by pid, before
-    # the assertion, so that none outlives the test.)
-    _, alive = psutil.wait_procs(children, timeout=60)
-    for child in alive:
-        child.kill()
-    assert not alive, f"worker processes outlived their killed client: {alive}"
-    parts = sorted((out / fd.PARTS).glob("chunk-*.jsonl"))
-    assert parts, "the client finished before it could be killed"
-    kept = [line for part in parts for line in part.read_text().splitlines()]
+    kept = kill_client_after_first_chunk(args, out)
     assert 0 < len(kept) < 16
-    assert not (out / "summary.json").exists()
 
     final = freqxfr(*args, "--out", out, "--workers", "2")
     assert final.returncode == 0, final.stderr

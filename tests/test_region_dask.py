@@ -11,17 +11,13 @@ code (:func:`freqxfr.dataset.explain_chunk`) on the same model.
 from __future__ import annotations
 
 import json
-import signal
-import subprocess
-import sys
-import time
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 pytest.importorskip("distributed")
 
+from _dask_runs import by_index, freqxfr, kill_client_after_first_chunk, summary_of
 from distributed import Client, LocalCluster
 
 from freqxfr import distributed as fd
@@ -71,20 +67,6 @@ def reference(explainer, pairs, tmp_path_factory):
     out = tmp_path_factory.mktemp("single")
     run_dataset(pairs, out, explainer, progress=False, pair_pages="none")
     return out
-
-
-def by_index(path: Path) -> dict[int, dict]:
-    """Records by pair, without timings (band and cell ones); fails on a pair written twice."""
-    records: dict[int, dict] = {}
-    for record in read_results(path):
-        record.pop("timings_ms", None)
-        assert record["index"] not in records, f"pair {record['index']} written twice"
-        records[record["index"]] = record
-    return records
-
-
-def summary_of(out: Path) -> dict:
-    return json.loads((out / "summary.json").read_text())
 
 
 def test_region_records_of_a_cluster_run_equal_the_single_process_records(
@@ -209,20 +191,10 @@ def test_a_region_run_aligns_each_image_once_per_pair(
         assert {**got[new], "index": old} == expected[old]
 
 
-def freqxfr(*args: str | Path) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "freqxfr", *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-
-
 def test_a_killed_region_client_resumes_from_its_finished_chunks(data_dir, tmp_path):
     """Guards against a `freqxfr dataset --regions grid:2x2 --workers 2` that is refused, that
     starts from zero after the client was killed, or that loses or repeats pairs when it
     resumes; the outcome equals the single-process command's, cells and region summary too."""
-    psutil = pytest.importorskip("psutil")
     args = [
         "dataset",
         data_dir / "lfw_aligned112" / "pairs_generated.csv",
@@ -244,31 +216,9 @@ def test_a_killed_region_client_resumes_from_its_finished_chunks(data_dir, tmp_p
     assert reference.returncode == 0, reference.stderr
 
     out = tmp_path / "dask"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "freqxfr", *map(str, args), "--out", str(out), "--workers", "2"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        while proc.poll() is None and not list((out / fd.PARTS).glob("chunk-*.jsonl")):
-            time.sleep(0.01)
-        children = psutil.Process(proc.pid).children(recursive=True)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    _, alive = psutil.wait_procs(children, timeout=60)
-    for child in alive:  # ended by pid, so that none outlives the test
-        child.kill()
-    assert not alive, f"worker processes outlived their killed client: {alive}"
-    parts = sorted((out / fd.PARTS).glob("chunk-*.jsonl"))
-    assert parts, "the client finished before it could be killed"
-    kept = [line for part in parts for line in part.read_text().splitlines()]
+    kept = kill_client_after_first_chunk(args, out)
     assert 0 < len(kept) < 8
     assert all("cells" in json.loads(line) for line in kept)
-    assert not (out / "summary.json").exists()
 
     final = freqxfr(*args, "--out", out, "--workers", "2")
     assert final.returncode == 0, final.stderr
