@@ -4,6 +4,7 @@ subprocess, a run's records by pair, and a client killed with SIGKILL after its 
 from __future__ import annotations
 
 import json
+import math
 import signal
 import subprocess
 import sys
@@ -71,3 +72,26 @@ def kill_client_after_first_chunk(args: list, out: Path) -> list[str]:
     kept = [line for part in parts for line in part.read_text().splitlines()]
     assert not (out / "summary.json").exists()
     return kept
+
+
+def assert_same_run(got: object, expected: object, where: str = "") -> None:
+    """``got == expected``, but floats only to float32 rounding (relative 1e-5).
+
+    Why not to the bit: each process plans FFTW by measurement, and a worker (one masking thread)
+    may be given another algorithm than the client for the same transform, whose rounding
+    differs in the last float32 bit. Everything else (keys, order, strings, decisions, counts)
+    must match exactly."""
+    if isinstance(got, float) and isinstance(expected, float):
+        assert math.isclose(got, expected, rel_tol=1e-5, abs_tol=1e-6), (
+            f"{where}: {got} != {expected}"
+        )
+    elif isinstance(got, dict) and isinstance(expected, dict):
+        assert list(got) == list(expected), f"{where}: keys {list(got)} != {list(expected)}"
+        for key in got:
+            assert_same_run(got[key], expected[key], f"{where}/{key}")
+    elif isinstance(got, list) and isinstance(expected, list):
+        assert len(got) == len(expected), f"{where}: {len(got)} items != {len(expected)}"
+        for i, (a, b) in enumerate(zip(got, expected, strict=True)):
+            assert_same_run(a, b, f"{where}[{i}]")
+    else:
+        assert got == expected, f"{where}: {got!r} != {expected!r}"
