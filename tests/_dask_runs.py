@@ -75,14 +75,16 @@ def kill_client_after_first_chunk(args: list, out: Path) -> list[str]:
 
 
 def assert_same_run(got: object, expected: object, where: str = "") -> None:
-    """``got == expected``, but floats only to float32 rounding (relative 1e-5).
+    """``got == expected``, but floats only to float32 rounding (relative 1e-4, absolute 1e-5:
+    influences are differences of scores, and normalising them by the largest amplifies a last-bit
+    difference of the scores).
 
     Why not to the bit: each process plans FFTW by measurement, and a worker (one masking thread)
     may be given another algorithm than the client for the same transform, whose rounding
     differs in the last float32 bit. Everything else (keys, order, strings, decisions, counts)
     must match exactly."""
     if isinstance(got, float) and isinstance(expected, float):
-        assert math.isclose(got, expected, rel_tol=1e-5, abs_tol=1e-6), (
+        assert math.isclose(got, expected, rel_tol=1e-4, abs_tol=1e-5), (
             f"{where}: {got} != {expected}"
         )
     elif isinstance(got, dict) and isinstance(expected, dict):
