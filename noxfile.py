@@ -52,7 +52,7 @@ def build(session: nox.Session) -> None:
 
 @nox.session
 def memcheck(session: nox.Session) -> None:
-    """Run the core under valgrind's memcheck; fail on any invalid access inside freqxfr._core."""
+    """Run the core under valgrind's memcheck; fail on any invalid access inside freqxfr.core._core."""
     session.install(".[cpu]")
     log = ROOT / "build" / "memcheck.log"
     log.parent.mkdir(exist_ok=True)
@@ -204,7 +204,7 @@ def _run_sanitized(session: nox.Session, variant: str) -> None:
     session.run(
         "python",
         "-c",
-        "import freqxfr._core as c, sys; "
+        "import freqxfr.core._core as c, sys; "
         f"sys.exit(0 if c.__file__.startswith({str(overlay)!r}) else 'not the overlay')",
         env=env,
     )

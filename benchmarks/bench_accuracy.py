@@ -6,14 +6,14 @@ folds to maximise accuracy, tested on the 10th) on the full aligned 112×112 set
 - ``sface_112``: SFace on the 112×112 ArcFace-aligned crops as they are;
 - ``dlib_resized150``: dlib's ResNet on the same crops naively resized to 150×150 (bicubic);
 - ``dlib_realigned``: dlib's ResNet on chips re-cut from the crops with dlib's own landmarks
-  (``freqxfr.align``, method ``dlib_chip``).
+  (``freqxfr.imaging.align``, method ``dlib_chip``).
 
 FRLL (``frll/pairs.csv``: 40 genuine, 1,560 impostor pairs of raw 1350×1350 studio photos, each
-aligned by ``freqxfr.align`` as the model's card says): genuine and impostor score distributions,
+aligned by ``freqxfr.imaging.align`` as the model's card says): genuine and impostor score distributions,
 and accuracy, FMR and FNMR at each card's threshold, with the false matches counted among
 impostor pairs of the same ethnicity (FRLL's ``index.csv``).
 
-The LFW tar is unpacked once into ``freqxfr.cache.cache_dir("data")``; embeddings are cached in
+The LFW tar is unpacked once into ``freqxfr.common.cache.cache_dir("data")``; embeddings are cached in
 ``cache_dir("bench")`` so that reruns take seconds.
 
     FREQXFR_CACHE_DIR=/tmp/fx python benchmarks/bench_accuracy.py --json results/accuracy.json
@@ -41,14 +41,14 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _machine import machine_info
 
-from freqxfr import atomic
-from freqxfr.align import DEFAULT_PADDING, align
-from freqxfr.cache import cache_dir
-from freqxfr.errors import NoFaceError
-from freqxfr.images import load_image
-from freqxfr.pairs import Pair, read_pairs
-from freqxfr.thresholds import accuracy, fmr_fnmr, kfold_accuracy, threshold_at_eer
-from freqxfr.verifier import Verifier, load_model
+from freqxfr.common import atomic
+from freqxfr.common.cache import cache_dir
+from freqxfr.common.errors import NoFaceError
+from freqxfr.explanations.pairs import Pair, read_pairs
+from freqxfr.imaging.align import DEFAULT_PADDING, align
+from freqxfr.imaging.images import load_image
+from freqxfr.model.verifier import Verifier, load_model
+from freqxfr.stats.thresholds import accuracy, fmr_fnmr, kfold_accuracy, threshold_at_eer
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 TARGETS = {"sface_112": 0.992, "dlib_realigned": 0.987}
@@ -212,7 +212,7 @@ def main() -> None:
         "sface_112": "112x112 ArcFace-aligned crops as they are",
         "dlib_resized150": "the same crops resized 112 -> 150 with a bicubic kernel (no re-alignment)",
         "dlib_realigned": "chips re-cut from the crops: dlib HOG detector (upsampling 0-2), "
-        "5-point predictor, get_face_chip(150, padding 0.25); freqxfr.align's aligned-crop box "
+        "5-point predictor, get_face_chip(150, padding 0.25); freqxfr.imaging.align's aligned-crop box "
         "prior where the detector finds only a weak candidate; the part of the chip beyond the "
         f"crop padded '{DEFAULT_PADDING}'",
     }

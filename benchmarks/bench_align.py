@@ -29,17 +29,17 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _machine import machine_info
 
-from freqxfr import align as align_module
-from freqxfr import atomic
-from freqxfr.align import MultipleFacesWarning, align
-from freqxfr.errors import NoFaceError
-from freqxfr.images import load_image
+from freqxfr.common import atomic
+from freqxfr.common.errors import NoFaceError
+from freqxfr.imaging import align as align_module
+from freqxfr.imaging.align import MultipleFacesWarning, align
+from freqxfr.imaging.images import load_image
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
 class _FallbackCounter(logging.Handler):
-    """Counts the aligned-crop box fallbacks that freqxfr.align logs."""
+    """Counts the aligned-crop box fallbacks that freqxfr.imaging.align logs."""
 
     def __init__(self) -> None:
         super().__init__(logging.DEBUG)

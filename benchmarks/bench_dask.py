@@ -40,12 +40,12 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _machine import machine_info
 
-from freqxfr import atomic
-from freqxfr import distributed as fd
-from freqxfr.dataset import run_dataset
-from freqxfr.explanations import Explainer
-from freqxfr.pairs import read_pairs, spread
-from freqxfr.verifier import load_model
+from freqxfr.common import atomic
+from freqxfr.explanations.explainer import Explainer
+from freqxfr.explanations.pairs import read_pairs, spread
+from freqxfr.model.verifier import load_model
+from freqxfr.runs import distributed as fd
+from freqxfr.runs.dataset import run_dataset
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -161,7 +161,9 @@ def main() -> None:
                 round(v, 1) for v in client.run(worker_rss_mb).values()
             )
             clusters[name]["explainers_built_per_worker"] = sorted(
-                client.run(lambda: __import__("freqxfr.distributed").distributed.builds).values()
+                client.run(
+                    lambda: __import__("freqxfr.runs.distributed").distributed.builds
+                ).values()
             )
     shutil.rmtree(work, ignore_errors=True)
     median = {w: statistics.median(v) for w, v in rates.items()}

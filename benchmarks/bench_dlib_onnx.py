@@ -25,8 +25,8 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _machine import machine_info, rate
 
-from freqxfr import atomic
-from freqxfr.models import dlib_resnet
+from freqxfr.common import atomic
+from freqxfr.model.converters import dlib_resnet
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 

@@ -27,12 +27,12 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _machine import machine_info
 
-from freqxfr import atomic
-from freqxfr.cache import cache_dir
-from freqxfr.dataset import run_dataset
-from freqxfr.explanations import Explainer
-from freqxfr.pairs import Pair, read_pairs
-from freqxfr.verifier import load_model
+from freqxfr.common import atomic
+from freqxfr.common.cache import cache_dir
+from freqxfr.explanations.explainer import Explainer
+from freqxfr.explanations.pairs import Pair, read_pairs
+from freqxfr.model.verifier import load_model
+from freqxfr.runs.dataset import run_dataset
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 

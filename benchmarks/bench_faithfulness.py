@@ -24,11 +24,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _machine import machine_info
 from bench_explain import DATA, TimedModel, dlib_chips
 
-from freqxfr import atomic
-from freqxfr.explanations import Explainer
-from freqxfr.images import load_image
-from freqxfr.pairs import read_pairs, spread
-from freqxfr.verifier import load_model
+from freqxfr.common import atomic
+from freqxfr.explanations.explainer import Explainer
+from freqxfr.explanations.pairs import read_pairs, spread
+from freqxfr.imaging.images import load_image
+from freqxfr.model.verifier import load_model
 
 
 def faces_for(model, data: Path, pairs) -> list[np.ndarray]:

@@ -25,9 +25,9 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _machine import machine_info
 
-from freqxfr import atomic
-from freqxfr.images import load_image
-from freqxfr.verifier import Verifier, load_model, to_model_input
+from freqxfr.common import atomic
+from freqxfr.imaging.images import load_image
+from freqxfr.model.verifier import Verifier, load_model, to_model_input
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 BATCHES = (34, 256)

@@ -46,12 +46,12 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _machine import machine_info
 
-from freqxfr import atomic
-from freqxfr.cache import cache_dir
-from freqxfr.engine import Engine
-from freqxfr.explanations import Explainer
-from freqxfr.images import load_image
-from freqxfr.verifier import Verifier, load_model, to_model_input
+from freqxfr.common import atomic
+from freqxfr.common.cache import cache_dir
+from freqxfr.explanations.explainer import Explainer
+from freqxfr.imaging.images import load_image
+from freqxfr.model.engine import Engine
+from freqxfr.model.verifier import Verifier, load_model, to_model_input
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 CALLERS = (1, 2, 4, 8)

@@ -27,8 +27,8 @@ from _machine import PeakMemory, machine_info
 
 import freqxfr
 from freqxfr import BandSchedule, mask_bands
-from freqxfr.backends import default_threads
-from freqxfr.regions import Regions
+from freqxfr.core.backends import default_threads
+from freqxfr.imaging.regions import Regions
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 MEAN, STD = (122.782, 117.001, 104.298), 256.0
@@ -130,7 +130,7 @@ def main() -> int:
     args = parser.parse_args()
 
     schedule = BandSchedule.rings(args.bands)
-    core = freqxfr.fftw.compiled_core()
+    core = freqxfr.core.fftw.compiled_core()
     backends = [b for b in args.backends.split(",") if b in freqxfr.available_backends()]
     entries, floors, ratios, region_results = [], [], {}, []
     for size in (int(s) for s in args.sizes.split(",")):
@@ -211,7 +211,7 @@ def main() -> int:
             ratios[str(size)] = r
             print(f"{size}px ratios  {r}")
         region_results.append(compare_regions(args, schedule, size))
-        freqxfr.fftw.save_wisdom()
+        freqxfr.core.fftw.save_wisdom()
 
     result = {
         "benchmark": "masking",
@@ -226,7 +226,7 @@ def main() -> int:
         "regions": region_results,
     }
     if args.json:
-        from freqxfr import atomic
+        from freqxfr.common import atomic
 
         atomic.write_json(args.json, result)
         print(f"wrote {args.json}")

@@ -25,10 +25,10 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _machine import machine_info, rate
 
-from freqxfr import atomic
-from freqxfr.images import load_image
-from freqxfr.models import sface
-from freqxfr.verifier import load_model, to_model_input
+from freqxfr.common import atomic
+from freqxfr.imaging.images import load_image
+from freqxfr.model.converters import sface
+from freqxfr.model.verifier import load_model, to_model_input
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 BATCHES = (1, 16, 64)

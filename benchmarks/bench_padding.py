@@ -1,13 +1,13 @@
 """How the padding of a re-cut dlib chip disturbs its spectrum, its explanation and its score.
 
 dlib's 150 chip (padding 0.25) cut from a tight 112×112 ArcFace crop reaches beyond the crop on
-every side; ``freqxfr.align`` fills that part as ``padding`` says (edge, reflect or black). This
+every side; ``freqxfr.imaging.align`` fills that part as ``padding`` says (edge, reflect or black). This
 benchmark measures, for each padding, how far the re-cut chip is from a chip that has no border
 artefact, on real faces.
 
 The reference (FRLL, the part beyond the crop known). LFW's crops have no pixels beyond the
 crop, so nothing says what the chip *should* hold there. The FRLL studio photos (1350×1350) do:
-for each photo we cut, with the ArcFace alignment ``freqxfr.align`` uses (YuNet landmarks,
+for each photo we cut, with the ArcFace alignment ``freqxfr.imaging.align`` uses (YuNet landmarks,
 similarity warp, supersampled), a *context crop* of side 112 + 2·MARGIN whose central 112×112
 window is exactly the tight ArcFace crop (same transform, shifted by whole pixels). dlib's
 landmarks are found on the tight crop, as on LFW; the chip re-cut from the tight crop with each
@@ -50,12 +50,12 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _machine import machine_info
 
-from freqxfr import align as A
-from freqxfr import atomic
-from freqxfr.bands import BandSchedule
-from freqxfr.explanations import Explainer
-from freqxfr.images import AlignedFace, load_image
-from freqxfr.pairs import read_pairs, spread
+from freqxfr.common import atomic
+from freqxfr.core.bands import BandSchedule
+from freqxfr.explanations.explainer import Explainer
+from freqxfr.explanations.pairs import read_pairs, spread
+from freqxfr.imaging import align as A
+from freqxfr.imaging.images import AlignedFace, load_image
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 MARGIN = 64  # context beyond the tight crop on each side (the chip reaches ~35 px beyond)

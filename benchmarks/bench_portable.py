@@ -30,8 +30,9 @@ from _machine import machine_info
 from bench_masking import DATA, MEAN, STD, load_faces
 
 import freqxfr
-from freqxfr import BandSchedule, fftw, mask_bands
-from freqxfr.backends import default_threads
+from freqxfr import BandSchedule, mask_bands
+from freqxfr.core import fftw
+from freqxfr.core.backends import default_threads
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -45,7 +46,7 @@ def default_wheel() -> Path | None:
 def load_portable_core(wheel: Path, folder: Path) -> ModuleType:
     """The wheel's ``_core``, imported from ``folder`` as a module of its own."""
     with zipfile.ZipFile(wheel) as zf:
-        (member,) = [n for n in zf.namelist() if re.fullmatch(r"freqxfr/_core\..*\.so", n)]
+        (member,) = [n for n in zf.namelist() if re.fullmatch(r"freqxfr/core/_core\..*\.so", n)]
         path = Path(zf.extract(member, folder))
     # The last name part picks the init function (PyInit__core); the prefix keeps it apart.
     spec = importlib.util.spec_from_file_location("freqxfr_portable._core", path)
@@ -99,8 +100,8 @@ def main() -> int:
     schedule = BandSchedule.rings(args.bands)
 
     def use(build: str) -> None:
-        # freqxfr.fftw.compiled_core() reads the package attribute on every call.
-        freqxfr._core = builds[build]
+        # freqxfr.core.fftw.compiled_core() reads the package attribute on every call.
+        freqxfr.core._core = builds[build]
 
     entries, ratios = [], {}
     for size in (int(s) for s in args.sizes.split(",")):
@@ -170,7 +171,7 @@ def main() -> int:
     for b, info in result["builds"].items():
         print(f"{b}: {info['compiler']}, {info['cxx_library']}")
     if args.json:
-        from freqxfr import atomic
+        from freqxfr.common import atomic
 
         atomic.write_json(args.json, result)
         print(f"wrote {args.json}")

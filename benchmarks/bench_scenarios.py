@@ -1,10 +1,10 @@
 """The two scenarios on the shared data, with both built-in models: numbers and wall time.
 
-- Cross-resolution (``freqxfr.scenarios.crossres``): ``--pairs`` pairs spread evenly over
+- Cross-resolution (``freqxfr.runs.crossres``): ``--pairs`` pairs spread evenly over
   ``lfw_aligned112/pairs_generated.csv`` (half genuine, half impostor), factors 1, 2, 4, 8, for
   each kernel in ``--kernels`` (default bicubic and spectral). SFace takes the 112 crops as they
   are; dlib's ResNet gets chips re-cut with dlib's landmarks (the model's own ``prepare``).
-- Morphing attacks (``freqxfr.scenarios.morph``): the whole ``frll_morphs/index.csv``.
+- Morphing attacks (``freqxfr.runs.morph``): the whole ``frll_morphs/index.csv``.
 
 Every run uses 16 equal-width rings, deletion in the pixel domain (the defaults) and 2,000
 bootstrap resamples. Full outputs (reports included) go to ``--out`` (default: a folder in the
@@ -28,16 +28,17 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _machine import machine_info
 
-from freqxfr import atomic, plots
-from freqxfr.cache import cache_dir
-from freqxfr.explanations import Explainer
-from freqxfr.images import load_image
-from freqxfr.pairs import read_pairs, spread
-from freqxfr.scenarios.crossres import run_crossres
-from freqxfr.scenarios.morph import run_morph
-from freqxfr.scenarios.morph_index import read_morph_index
-from freqxfr.scenarios.resolution import degrade
-from freqxfr.verifier import load_model
+from freqxfr.common import atomic
+from freqxfr.common.cache import cache_dir
+from freqxfr.explanations.explainer import Explainer
+from freqxfr.explanations.pairs import read_pairs, spread
+from freqxfr.imaging.images import load_image
+from freqxfr.imaging.resolution import degrade
+from freqxfr.model.verifier import load_model
+from freqxfr.reports import plots
+from freqxfr.runs.crossres import run_crossres
+from freqxfr.runs.morph import run_morph
+from freqxfr.runs.morph_index import read_morph_index
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 MODELS = ("dlib_resnet", "sface")

@@ -1,6 +1,6 @@
 """How much of a frequency heat plot's disc the influential bands get under each radial scale.
 
-The FHP disc (``freqxfr.plots.fhp_disc``) draws band k as a ring; ``radial`` says how a band's
+The FHP disc (``freqxfr.reports.plots.fhp_disc``) draws band k as a ring; ``radial`` says how a band's
 relative radius maps to the displayed radius (``plots.radial_scale``: ``linear``, ``area``,
 ``log``). On real faces almost all influence sits in the lowest bands. This script measures
 
@@ -30,12 +30,12 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _machine import machine_info
 
-from freqxfr import atomic
-from freqxfr.bands import BandSchedule
-from freqxfr.explanations import Explainer
-from freqxfr.pairs import read_pairs, spread
-from freqxfr.plots import RADIAL_SCALES, radial_scale
-from freqxfr.verifier import load_model
+from freqxfr.common import atomic
+from freqxfr.core.bands import BandSchedule
+from freqxfr.explanations.explainer import Explainer
+from freqxfr.explanations.pairs import read_pairs, spread
+from freqxfr.model.verifier import load_model
+from freqxfr.reports.plots import RADIAL_SCALES, radial_scale
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 DEMO = Path(__file__).resolve().parents[1] / "python" / "freqxfr" / "demo_data"

@@ -6,7 +6,7 @@ the numbers of the README's "Where and which frequency" section, on real LFW fac
    both models. Per explained image: the share of the absolute influence of bands 0–1 in the eye
    regions (against the eyes' share of the image area), the share of all influence in bands
    0–1, and each region's share of the band 0–1 influence per unit of its area.
-2. Spectral spread (:func:`freqxfr.regions.spectral_spread`): LFW crops at 112×112, face and
+2. Spectral spread (:func:`freqxfr.imaging.regions.spectral_spread`): LFW crops at 112×112, face and
    grid:3x3 regions, 8 and 16 rings: the share of the cells' energy outside their own band
    (pooled, and the median cell) and the largest share of any cell beyond the neighbouring
    rings.
@@ -28,12 +28,12 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _machine import machine_info
 
-from freqxfr import atomic
-from freqxfr.bands import BandSchedule
-from freqxfr.explanations import Explainer
-from freqxfr.pairs import read_pairs, spread
-from freqxfr.regions import EYE_REGIONS, Regions, spectral_spread
-from freqxfr.verifier import load_model
+from freqxfr.common import atomic
+from freqxfr.core.bands import BandSchedule
+from freqxfr.explanations.explainer import Explainer
+from freqxfr.explanations.pairs import read_pairs, spread
+from freqxfr.imaging.regions import EYE_REGIONS, Regions, spectral_spread
+from freqxfr.model.verifier import load_model
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 LOW = slice(0, 2)  # bands 0–1

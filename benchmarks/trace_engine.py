@@ -24,9 +24,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_latency import DATA, chips
 
-from freqxfr.engine import Engine
-from freqxfr.explanations import Explainer
-from freqxfr.verifier import load_model
+from freqxfr.explanations.explainer import Explainer
+from freqxfr.model.engine import Engine
+from freqxfr.model.verifier import load_model
 
 
 def traced(trace: list[dict]) -> None:

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from freqxfr import distributed as fd
-from freqxfr.runfolder import read_results
+from freqxfr.runs import distributed as fd
+from freqxfr.runs.folder import read_results
 
 
 def freqxfr(*args: str | Path) -> subprocess.CompletedProcess:

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-from freqxfr.images import load_image
-from freqxfr.pairs import Pair, read_pairs
+from freqxfr.explanations.pairs import Pair, read_pairs
+from freqxfr.imaging.images import load_image
 
 
 @functools.cache
@@ -25,12 +25,12 @@ def scores(data_dir: Path, model: str, crops: str = "as_is") -> tuple[np.ndarray
     """Scores and labels of every pair for a preset model.
 
     ``crops``: ``"as_is"`` feeds the 112 crops unchanged; ``"dlib_chip"`` re-aligns each crop with
-    dlib's landmarks (freqxfr.align); ``"resized"`` resizes it naively (bicubic) to the input size.
+    dlib's landmarks (freqxfr.imaging.align); ``"resized"`` resizes it naively (bicubic) to the input size.
     """
     from PIL import Image
 
-    from freqxfr.align import align
-    from freqxfr.verifier import load_model
+    from freqxfr.imaging.align import align
+    from freqxfr.model.verifier import load_model
 
     listed, paths, images = pairs(data_dir)
     verifier = load_model(model)

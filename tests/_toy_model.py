@@ -86,7 +86,7 @@ def write_model(
 
 def load(folder: Path, **card):
     """The toy model through :func:`freqxfr.load_model` (one CPU thread)."""
-    from freqxfr.verifier import load_model
+    from freqxfr.model.verifier import load_model
 
     return load_model(write_model(folder, **card), threads=1)
 

@@ -12,8 +12,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from freqxfr import align as align_module
-from freqxfr.align import (
+from freqxfr.common.errors import InputError, ModelError, NoFaceError
+from freqxfr.imaging import align as align_module
+from freqxfr.imaging.align import (
     ARCFACE112_DLIB_BOX,
     ARCFACE_TEMPLATE_112,
     MultipleFacesWarning,
@@ -21,8 +22,7 @@ from freqxfr.align import (
     dlib_chip_landmarks,
     is_aligned,
 )
-from freqxfr.errors import InputError, ModelError, NoFaceError
-from freqxfr.images import load_image
+from freqxfr.imaging.images import load_image
 
 FRLL_PHOTOS = ["neutral/001_03.jpg", "neutral/007_03.jpg", "neutral/042_03.jpg",
                "neutral/127_03.jpg", "smiling/017_08.jpg", "smiling/066_08.jpg"]  # fmt: skip
@@ -333,8 +333,8 @@ def test_align_for_card_follows_the_card(lfw_images):
     """A square card aligns as its ``alignment`` says (an aligned crop of its size stays as it
     is); a non-square card takes crops of its size as they are and refuses others by name.
     Guards the dispatch that moved here from ``Verifier.prepare``."""
-    from freqxfr.align import align_for_card
-    from freqxfr.cards import preset
+    from freqxfr.imaging.align import align_for_card
+    from freqxfr.model.cards import preset
 
     sface = preset("sface")
     assert np.array_equal(align_for_card(lfw_images[0], sface), lfw_images[0])

@@ -1,5 +1,5 @@
 """Padding of re-cut crops on real faces: dlib's 150 chip from tight 112 LFW crops reaches beyond
-them, and ``padding`` says what fills that part (``freqxfr.align``)."""
+them, and ``padding`` says what fills that part (``freqxfr.imaging.align``)."""
 
 from __future__ import annotations
 
@@ -10,10 +10,17 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from freqxfr.align import DEFAULT_PADDING, PADDINGS, align, align_crop, card_crop, check_padding
-from freqxfr.cards import preset
-from freqxfr.errors import InputError
-from freqxfr.images import load_image
+from freqxfr.common.errors import InputError
+from freqxfr.imaging.align import (
+    DEFAULT_PADDING,
+    PADDINGS,
+    align,
+    align_crop,
+    card_crop,
+    check_padding,
+)
+from freqxfr.imaging.images import load_image
+from freqxfr.model.cards import preset
 
 pytestmark = pytest.mark.dlib
 
@@ -94,12 +101,12 @@ def test_edge_padding_leaves_no_black_where_black_padding_does(crops) -> None:
 def test_edge_padding_is_dlibs_chip_of_the_edge_padded_photo(dlib, crops) -> None:
     """The edge/reflect chip is exactly what dlib cuts from the photo padded by numpy beforehand
     (landmarks moved with it), whatever margin the padding used."""
-    _, _, predictor = __import__("freqxfr.align", fromlist=["_dlib_models"])._dlib_models()
+    _, _, predictor = __import__("freqxfr.imaging.align", fromlist=["_dlib_models"])._dlib_models()
     crop = np.ascontiguousarray(crops[0])
-    from freqxfr.align import ARCFACE112_DLIB_BOX
+    from freqxfr.imaging.align import ARCFACE112_DLIB_BOX
 
     shape = predictor(crop, dlib.rectangle(*ARCFACE112_DLIB_BOX))
-    from freqxfr.align import dlib_chip
+    from freqxfr.imaging.align import dlib_chip
 
     m = 80
     moved = dlib.full_object_detection(

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from freqxfr import BandSchedule, InputError
-from freqxfr.bands import signed_frequencies
+from freqxfr.core.bands import signed_frequencies
 
 SIZES = [(112, 112), (150, 150), (111, 97), (64, 100), (15, 17)]
 SCHEDULES = {

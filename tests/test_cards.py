@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from freqxfr.cards import (
+from freqxfr.common.errors import ModelError
+from freqxfr.model.cards import (
     ModelCard,
     card_to_toml,
     list_presets,
@@ -15,7 +16,6 @@ from freqxfr.cards import (
     preset,
     save_card,
 )
-from freqxfr.errors import ModelError
 
 
 def test_presets_are_listed_and_valid():
@@ -35,7 +35,7 @@ def test_presets_are_listed_and_valid():
 
 
 def test_dlib_preset_uses_the_converters_constants():
-    from freqxfr.models import dlib_resnet
+    from freqxfr.model.converters import dlib_resnet
 
     card = preset("dlib_resnet")
     assert card.mean == dlib_resnet.DLIB_MEAN_RGB
@@ -46,7 +46,7 @@ def test_dlib_preset_uses_the_converters_constants():
 
 
 def test_sface_preset_matches_the_converter():
-    from freqxfr.models import sface
+    from freqxfr.model.converters import sface
 
     card = preset("sface")
     assert card.mean == (sface.MEAN,) * 3 and card.std == (sface.STD,) * 3

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from freqxfr.cards import parse_card, preset
 from freqxfr.cli import main
+from freqxfr.model.cards import parse_card, preset
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -126,7 +126,7 @@ def test_two_explainers_with_different_band_counts_share_the_core_safely(lfw_ima
 def test_core_refuses_other_channel_counts_before_writing(channels):
     """Guards against the bindings copying C means/stds into the request's 3-element arrays
     before anyone checked C (a stack overflow for C = 4 or 100 under AddressSanitizer)."""
-    core = freqxfr.fftw.compiled_core()
+    core = freqxfr.core.fftw.compiled_core()
     x = np.zeros((1, 8, 8, channels), np.uint8)
     out = np.zeros((1, 2, channels, 8, 8), np.float32)
     labels = np.zeros((8, 5), np.int32)
@@ -150,7 +150,7 @@ def test_core_refuses_other_channel_counts_before_writing(channels):
 )
 def test_core_refuses_per_channel_values_of_the_wrong_length(mean, std):
     """The core, not only its callers, checks one mean and one std per channel."""
-    core = freqxfr.fftw.compiled_core()
+    core = freqxfr.core.fftw.compiled_core()
     x = np.zeros((1, 8, 8, 3), np.uint8)
     out = np.zeros((1, 2, 3, 8, 8), np.float32)
     with pytest.raises(ValueError, match="one value per channel"):
@@ -202,7 +202,7 @@ def test_unaligned_out_is_refused_with_a_clear_error(lfw_images):
 
 def test_core_itself_refuses_unaligned_buffers():
     """The core checks alignment whoever calls it, not only through mask_bands."""
-    core = freqxfr.fftw.compiled_core()
+    core = freqxfr.core.fftw.compiled_core()
     labels = np.zeros((8, 5), np.int32)
     good_x, good_out = np.zeros((1, 8, 8, 1), np.float32), np.zeros((1, 2, 1, 8, 8), np.float32)
     args = dict(mean=[0.0], std=[1.0], **CORE_ARGS)
@@ -307,7 +307,7 @@ def test_wisdom_that_cannot_be_written_warns_once(tmp_path):
     cache = tmp_path / "cache"
     env = {**os.environ, "FREQXFR_CACHE_DIR": str(cache)}
     code = (
-        "import freqxfr.fftw as f; f.compiled_core(); import pathlib; "
+        "import freqxfr.core.fftw as f; f.compiled_core(); import pathlib; "
         "p = f._wisdom_path(); p.unlink(missing_ok=True); p.mkdir(); print(p)"
     )
     subprocess.run(

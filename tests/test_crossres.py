@@ -9,12 +9,12 @@ import pytest
 from PIL import Image
 
 from freqxfr.cli import main
-from freqxfr.errors import InputError
-from freqxfr.explanations import Explainer
-from freqxfr.pairs import read_pairs, spread
-from freqxfr.scenarios.crossres import run_crossres
-from freqxfr.scenarios.resolution import check_factors, degrade
-from freqxfr.verifier import load_model
+from freqxfr.common.errors import InputError
+from freqxfr.explanations.explainer import Explainer
+from freqxfr.explanations.pairs import read_pairs, spread
+from freqxfr.imaging.resolution import check_factors, degrade
+from freqxfr.model.verifier import load_model
+from freqxfr.runs.crossres import run_crossres
 
 FACTORS = (1, 8)
 
@@ -236,7 +236,7 @@ def test_centroid_numbers_are_zero_based_and_the_bootstrap_is_paired():
     be 1 higher), against drawing new resamples per factor (the shift's interval would widen from
     [1, 1]), and against swapping the probe's and the reference's numbers (the reference sits in
     band 3 at both factors)."""
-    from freqxfr.scenarios.crossres import summarise_factors
+    from freqxfr.runs.crossres import summarise_factors
 
     base = [0, 1, 2, 0, 1, 2, 0, 1]
     probe = np.stack([_one_hot(base), _one_hot([b + 1 for b in base])])
@@ -259,7 +259,7 @@ def test_centroid_numbers_are_zero_based_and_the_bootstrap_is_paired():
     assert first["centroid_shift_same_sign"] is None
     # The documented bootstrap: n_boot resamples of the n pairs from numpy's default_rng(seed),
     # percentile interval of the mean centroid; seed 0 by default.
-    from freqxfr.bootstrap import percentile_ci
+    from freqxfr.stats.bootstrap import percentile_ci
 
     draws = np.random.default_rng(3).integers(0, 8, size=(200, 8))
     expected = percentile_ci(np.mean(np.array(base)[draws], axis=1), 0.95)

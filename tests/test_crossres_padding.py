@@ -8,12 +8,12 @@ import json
 import numpy as np
 import pytest
 
-from freqxfr.align import align_crop
 from freqxfr.cli import main
-from freqxfr.errors import InputError
-from freqxfr.explanations import Explainer
-from freqxfr.pairs import read_pairs, spread
-from freqxfr.scenarios.crossres import run_crossres
+from freqxfr.common.errors import InputError
+from freqxfr.explanations.explainer import Explainer
+from freqxfr.explanations.pairs import read_pairs, spread
+from freqxfr.imaging.align import align_crop
+from freqxfr.runs.crossres import run_crossres
 
 pytestmark = pytest.mark.dlib
 

@@ -1,5 +1,5 @@
 """Dataset, cross-resolution and morph runs on a real Dask ``LocalCluster`` of two worker
-processes (:mod:`freqxfr.distributed`), against the single-process path on the same pairs.
+processes (:mod:`freqxfr.runs.distributed`), against the single-process path on the same pairs.
 
 Real parts throughout: SFace, real FFTW and onnxruntime in every worker, LFW crops and FRLL
 morphs from ../shared/data. Each test uses a few pairs, split into small chunks (an explainer
@@ -27,14 +27,14 @@ pytest.importorskip("distributed")
 from _dask_runs import by_index, freqxfr, kill_client_after_first_chunk, summary_of
 from distributed import Client, LocalCluster
 
-from freqxfr import distributed as fd
-from freqxfr.cluster import ClusterError
-from freqxfr.dataset import read_results, run_dataset
-from freqxfr.errors import OutputError
-from freqxfr.explanations import Explainer
-from freqxfr.pairs import Pair, read_pairs
-from freqxfr.runfolder import LOCK_NAME
-from freqxfr.verifier import load_model
+from freqxfr.common.errors import OutputError
+from freqxfr.explanations.explainer import Explainer
+from freqxfr.explanations.pairs import Pair, read_pairs
+from freqxfr.model.verifier import load_model
+from freqxfr.runs import distributed as fd
+from freqxfr.runs.cluster import ClusterError
+from freqxfr.runs.dataset import read_results, run_dataset
+from freqxfr.runs.folder import LOCK_NAME
 
 
 @pytest.fixture(scope="module")
@@ -93,7 +93,7 @@ def test_distributed_results_equal_single_process_results(
     assert not (tmp_path / fd.PARTS).exists() and not (tmp_path / LOCK_NAME).exists()
     assert (tmp_path / "report.html").is_file()
     # 4 chunks over two workers, one explainer each (the spec cache, not a model per chunk).
-    builds = client.run(lambda: __import__("freqxfr.distributed").distributed.builds)
+    builds = client.run(lambda: __import__("freqxfr.runs.distributed").distributed.builds)
     assert sorted(builds.values()) == [1, 1], builds
 
 
@@ -190,7 +190,7 @@ def test_a_killed_client_resumes_from_its_finished_chunks(data_dir, tmp_path):
 def test_crossres_over_dask_gives_the_single_process_summary(client, explainer, pairs, tmp_path):
     """Guards against a cross-resolution run whose cluster path loses a (factor, pair), lists
     failed images differently, or changes a number."""
-    from freqxfr.scenarios.crossres import run_crossres
+    from freqxfr.runs.crossres import run_crossres
 
     chosen = pairs[:7]  # with the pair whose image is missing
     options = dict(factors=(1.0, 4.0), n_boot=200, report=False)
@@ -224,8 +224,8 @@ def test_morph_over_dask_gives_the_single_process_summary(
     client, explainer, small_morph_index, data_dir, tmp_path
 ):
     """Guards against a morph run whose cluster path loses, repeats or changes a comparison."""
-    from freqxfr.scenarios.morph import run_morph
-    from freqxfr.scenarios.morph_index import read_morph_index
+    from freqxfr.runs.morph import run_morph
+    from freqxfr.runs.morph_index import read_morph_index
 
     entries = read_morph_index(small_morph_index, root=data_dir)
     single = run_morph(

@@ -8,12 +8,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from freqxfr.dataset import read_results, run_dataset
-from freqxfr.errors import OutputError
-from freqxfr.explanations import Explainer
-from freqxfr.pairs import read_pairs
-from freqxfr.profiles import centroid, profile, summarise
-from freqxfr.verifier import load_model
+from freqxfr.common.errors import OutputError
+from freqxfr.explanations.explainer import Explainer
+from freqxfr.explanations.pairs import read_pairs
+from freqxfr.model.verifier import load_model
+from freqxfr.runs.dataset import read_results, run_dataset
+from freqxfr.stats.profiles import centroid, profile, summarise
 
 
 @pytest.fixture(scope="module")
@@ -112,7 +112,7 @@ def test_profiles_by_class_outcome_and_group():
 
 
 def test_groups_from_an_attribute_table_give_per_group_profiles(explainer, data_dir, tmp_path):
-    from freqxfr.pairs import attach_groups
+    from freqxfr.explanations.pairs import attach_groups
 
     frll = read_pairs(data_dir / "frll" / "pairs.csv", root=data_dir)
     labelled = attach_groups(frll, data_dir / "frll" / "index.csv", root=data_dir)
@@ -131,8 +131,8 @@ def test_groups_from_an_attribute_table_give_per_group_profiles(explainer, data_
 
 
 def test_a_group_table_without_the_image_is_an_error(data_dir, tmp_path):
-    from freqxfr.errors import InputError
-    from freqxfr.pairs import attach_groups
+    from freqxfr.common.errors import InputError
+    from freqxfr.explanations.pairs import attach_groups
 
     frll = read_pairs(data_dir / "frll" / "pairs.csv", root=data_dir)[:1]
     table = tmp_path / "index.csv"

@@ -15,9 +15,10 @@ import onnx
 import onnxruntime as ort
 import pytest
 
-from freqxfr import atomic, models
-from freqxfr.errors import ModelError
-from freqxfr.models import _cache, dlib_resnet
+from freqxfr.common import atomic
+from freqxfr.common.errors import ModelError
+from freqxfr.model import converters as models
+from freqxfr.model.converters import _cache, dlib_resnet
 
 FRLL_PEOPLE = ("001", "002", "003", "004")
 

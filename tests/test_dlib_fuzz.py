@@ -18,8 +18,8 @@ import numpy as np
 import pytest
 
 from freqxfr import ModelError
-from freqxfr.models import dlib_resnet
-from freqxfr.models._dlib_serialization import Reader
+from freqxfr.model.converters import dlib_resnet
+from freqxfr.model.converters._dlib_serialization import Reader
 
 # Fields whose value the converter does not use, besides the weights: training settings and
 # the (empty) training state of each layer, whose zero-size shapes may read e.g. (255, 0, 0, 0).
@@ -181,7 +181,7 @@ def test_bad_integer_encodings_are_refused(source):
 
 def test_empty_and_foreign_files_are_refused_and_leave_no_cache_entry(tmp_path, cache, data_dir):
     """Each refused through the public converter, with the cache checked empty afterwards."""
-    from freqxfr.models import sface
+    from freqxfr.model.converters import sface
 
     jpeg = sorted((data_dir / "lfw_aligned112" / "images").rglob("*.jpg"))[0].read_bytes()
     foreign = {

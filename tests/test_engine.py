@@ -16,11 +16,11 @@ import time
 import numpy as np
 import pytest
 
-from freqxfr.cores import cgroup_quota
-from freqxfr.engine import DeadlineExceeded, Engine, _Request
-from freqxfr.errors import InputError
-from freqxfr.explanations import Explainer
-from freqxfr.verifier import Verifier, load_model, to_model_input
+from freqxfr.common.cores import cgroup_quota
+from freqxfr.common.errors import InputError
+from freqxfr.explanations.explainer import Explainer
+from freqxfr.model.engine import DeadlineExceeded, Engine, _Request
+from freqxfr.model.verifier import Verifier, load_model, to_model_input
 
 
 class GatedVerifier(Verifier):

@@ -13,11 +13,11 @@ import numpy as np
 import pytest
 from test_engine import GatedVerifier, assert_same_explanation, run_threads, twin, wait_until
 
-from freqxfr.engine import DeadlineExceeded
-from freqxfr.explanations import Explainer
-from freqxfr.region_explanations import RegionExplanation
-from freqxfr.regions import Regions
-from freqxfr.verifier import load_model
+from freqxfr.explanations.explainer import Explainer
+from freqxfr.explanations.region_explanations import RegionExplanation
+from freqxfr.imaging.regions import Regions
+from freqxfr.model.engine import DeadlineExceeded
+from freqxfr.model.verifier import load_model
 
 GRID = Regions.grid(2, 2)  # R = 4: with K = 4 a region pair is 2·4·4 + 2 = 34 images
 

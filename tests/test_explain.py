@@ -7,9 +7,9 @@ import threading
 import numpy as np
 import pytest
 
-from freqxfr.explanations import Explainer
-from freqxfr.pairs import Pair, read_pairs
-from freqxfr.verifier import Verifier, load_model
+from freqxfr.explanations.explainer import Explainer
+from freqxfr.explanations.pairs import Pair, read_pairs
+from freqxfr.model.verifier import Verifier, load_model
 
 
 class CountingVerifier(Verifier):
@@ -134,7 +134,7 @@ def test_low_frequency_bands_carry_the_most_influence(model_name, data_dir):
 
 
 def test_deletion_in_influence_order_beats_random_order(sface_model, data_dir):
-    from freqxfr.faithfulness import dataset_faithfulness
+    from freqxfr.explanations.faithfulness import dataset_faithfulness
 
     pairs = read_pairs(data_dir / "lfw_aligned112" / "pairs_generated.csv", root=data_dir)[::150]
     explainer = Explainer(sface_model, 8)
@@ -360,7 +360,7 @@ def test_toy_masked_views_show_the_models_mean_grey(tmp_path):
 def test_toy_bad_mode_and_failed_pairs(toy_model, toy_pair, tmp_path):
     """A mode other than delete/keep is refused; in a stream, a pair whose image can't be read
     becomes a PairFailure at its place with ``skip_errors`` and raises without it."""
-    from freqxfr.errors import FreqxfrError, InputError
+    from freqxfr.common.errors import FreqxfrError, InputError
 
     with pytest.raises(InputError, match="mode must be 'delete' or 'keep'"):
         Explainer(toy_model, 4, mode="remove")
@@ -385,7 +385,7 @@ def test_toy_image_explanation_by_hand(toy_model):
     """An image's influences from its scores, by hand, with a peak below 1 (the normalisation must
     divide by the largest magnitude, whatever its size) and without any influence (all zeros stay
     zeros). The default schedule is 16 rings."""
-    from freqxfr.explanations import ImageExplanation
+    from freqxfr.explanations.explainer import ImageExplanation
 
     side = ImageExplanation("x.png", np.array([0.5, 0.7, 0.6, 0.64]), 0.6)
     np.testing.assert_allclose(side.directed, [0.1, -0.1, 0.0, -0.04])

@@ -1,4 +1,4 @@
-"""The public face of ``freqxfr.explanations``: the one-call ``freqxfr.explain``, faces aligned
+"""The public face of ``freqxfr.explanations.explainer``: the one-call ``freqxfr.explain``, faces aligned
 once that keep their names, and the one settings dict every result carries."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 import freqxfr
-from freqxfr.explanations import SETTINGS_KEYS, Explainer
-from freqxfr.images import AlignedFace
+from freqxfr.explanations.explainer import SETTINGS_KEYS, Explainer
+from freqxfr.imaging.images import AlignedFace
 
 
 @pytest.fixture(scope="module")

@@ -8,10 +8,9 @@ import json
 import numpy as np
 import pytest
 
-from freqxfr.dataset import run_dataset
-from freqxfr.errors import OutputError
-from freqxfr.explanations import Explainer
-from freqxfr.faithfulness import (
+from freqxfr.common.errors import OutputError
+from freqxfr.explanations.explainer import Explainer
+from freqxfr.explanations.faithfulness import (
     CLASSES,
     VARIANTS,
     curve_area,
@@ -20,8 +19,9 @@ from freqxfr.faithfulness import (
     sign_test_p,
     summarise_faithfulness,
 )
-from freqxfr.pairs import read_pairs, spread
-from freqxfr.verifier import load_model
+from freqxfr.explanations.pairs import read_pairs, spread
+from freqxfr.model.verifier import load_model
+from freqxfr.runs.dataset import run_dataset
 
 AREA_KEYS = (
     "deletion_auc",

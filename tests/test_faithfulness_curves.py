@@ -9,8 +9,8 @@ import _toy_model as toy
 import numpy as np
 import pytest
 
-from freqxfr.explanations import Explainer
-from freqxfr.faithfulness import curve_area, pair_faithfulness
+from freqxfr.explanations.explainer import Explainer
+from freqxfr.explanations.faithfulness import curve_area, pair_faithfulness
 
 # The toy pair of test_explain: A flat (50, 100, 150), B = A + 40·P on red; s_ref = -10.
 # Scores of B against A when a set of bands is deleted (only bands 0 and 1 hold anything):

@@ -17,7 +17,7 @@ import freqxfr
 def test_libfftw3f_is_found_in_either_libs_folder(tmp_path: Path, libs_folder: str) -> None:
     """Guards against looking only in "pyfftw.libs": pyFFTW 0.15.0, the newest wheel for Python
     3.10, keeps its libraries in "pyFFTW.libs", and the cpp backend was then unavailable there."""
-    real = freqxfr.fftw.find_library()
+    real = freqxfr.core.fftw.find_library()
     site = tmp_path / "site"
     (site / "pyfftw").mkdir(parents=True)
     (site / "pyfftw" / "__init__.py").write_text("")
@@ -32,7 +32,7 @@ def test_libfftw3f_is_found_in_either_libs_folder(tmp_path: Path, libs_folder: s
         [
             sys.executable,
             "-c",
-            "import freqxfr.fftw as f; print(f.find_library()); "
+            "import freqxfr.core.fftw as f; print(f.find_library()); "
             "print(f.compiled_core().fftw_library_path())",
         ],
         env=env,

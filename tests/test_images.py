@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from freqxfr.errors import ImageError
-from freqxfr.images import MAX_PIXELS, load_image
+from freqxfr.common.errors import ImageError
+from freqxfr.imaging.images import MAX_PIXELS, load_image
 
 
 @pytest.fixture(scope="module")

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from freqxfr.runfolder import LOCK_NAME
+from freqxfr.runs.folder import LOCK_NAME
 
 COMMON = ["--model", "sface", "--bands", "16"]
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from freqxfr.bootstrap import percentile_ci, resample_indices, sign_stability
-from freqxfr.errors import InputError
-from freqxfr.mad_metrics import (
+from freqxfr.common.errors import InputError
+from freqxfr.stats.bootstrap import percentile_ci, resample_indices, sign_stability
+from freqxfr.stats.mad import (
     apcer_bpcer,
     auc,
     average_ranks,
@@ -16,7 +16,7 @@ from freqxfr.mad_metrics import (
     det_curve,
     evaluate_detector,
 )
-from freqxfr.scenarios.morph_score import (
+from freqxfr.stats.morph_score import (
     distance_from,
     leave_identity_out_scores,
     ledoit_wolf,

@@ -235,7 +235,7 @@ def test_bad_input_raises_a_clear_value_error(lfw_images, make_images, kwargs, m
 
 
 def test_core_rejects_inconsistent_requests_without_crashing(lfw_images):
-    core = freqxfr.fftw.compiled_core()
+    core = freqxfr.core.fftw.compiled_core()
     x = lfw_images[:1]
     out = np.empty((1, 2, 3, 112, 112), np.float32)
     good = np.zeros((112, 57), np.int32)
@@ -278,7 +278,7 @@ _FFTW_SCRIPT = """
 import json, sys
 import numpy as np
 import freqxfr
-from freqxfr import fftw
+from freqxfr.core import fftw
 x = np.random.default_rng(0).integers(0, 256, (1, 48, 48, 3), dtype=np.uint8)
 core = fftw.compiled_core()
 imported = fftw._saved_wisdom is not None
@@ -318,7 +318,7 @@ def test_fftw_comes_from_pyfftw_and_wisdom_is_saved_and_reused(tmp_path):
 def test_fftw_library_from_the_environment_variable(tmp_path):
     """README: FFTW comes from pyfftw's wheel, from $FREQXFR_FFTW_LIBRARY, or from the system. A
     copy of the wheel's library under another name, named by the variable, is the one loaded."""
-    wheel = freqxfr.fftw.find_library()
+    wheel = freqxfr.core.fftw.find_library()
     copy = tmp_path / "lib" / "libfftw3f-from-env.so"
     copy.parent.mkdir()
     shutil.copy(wheel, copy)
@@ -330,4 +330,4 @@ def test_fftw_library_from_the_environment_variable(tmp_path):
 def test_missing_fftw_library_is_reported(monkeypatch, tmp_path):
     monkeypatch.setenv("FREQXFR_FFTW_LIBRARY", str(tmp_path / "libfftw3f.so"))
     with pytest.raises(freqxfr.FreqxfrError, match="file not found"):
-        freqxfr.fftw.find_library()
+        freqxfr.core.fftw.find_library()

@@ -257,7 +257,7 @@ def test_float64_weights_are_converted_and_give_the_float32_result(lfw_images):
 
 def test_core_checks_region_planes_itself():
     """The core refuses weights of the wrong shape whoever calls it, before it writes."""
-    core = freqxfr.fftw.compiled_core()
+    core = freqxfr.core.fftw.compiled_core()
     options = core.MaskOptions()
     options.bands, options.mean, options.std = 2, [0.0], [1.0]
     x = np.zeros((1, 8, 8, 1), np.float32)

@@ -17,10 +17,10 @@ import numpy as np
 import pytest
 
 from freqxfr import BandSchedule, InputError, ModelCard, ModelError
-from freqxfr.cards import parse_card, preset
-from freqxfr.models import _cache, dlib_resnet, sface
-from freqxfr.models._dlib_serialization import Reader
-from freqxfr.verifier import load_model, model_path
+from freqxfr.model.cards import parse_card, preset
+from freqxfr.model.converters import _cache, dlib_resnet, sface
+from freqxfr.model.converters._dlib_serialization import Reader
+from freqxfr.model.verifier import load_model, model_path
 
 SOURCE = dlib_resnet.source_path()
 
@@ -57,8 +57,10 @@ def test_card_naming_a_module_without_converter_is_a_model_error(monkeypatch):
     """A public module that is no converter (here a mock module, named as one) is refused."""
     import types
 
-    fake = types.ModuleType("freqxfr.models.notaconverter")  # mock: a module with no converter
-    monkeypatch.setitem(sys.modules, "freqxfr.models.notaconverter", fake)
+    fake = types.ModuleType(
+        "freqxfr.model.converters.notaconverter"
+    )  # mock: a module with no converter
+    monkeypatch.setitem(sys.modules, "freqxfr.model.converters.notaconverter", fake)
     card = preset("dlib_resnet").replace(source="converter:notaconverter")
     with pytest.raises(ModelError, match="is not a model converter"):
         model_path(card)
@@ -68,8 +70,8 @@ def test_converter_module_is_the_one_lookup_for_cards_and_commands():
     """``model_loading.converter_module`` (what ``model_path`` and ``freqxfr models`` use) gives
     the converter of a converted preset, None for a card whose model you bring or name by file,
     and the same ModelError as model_path for a bad name."""
-    from freqxfr.model_loading import converter_module
-    from freqxfr.models import dlib_resnet
+    from freqxfr.model.converters import dlib_resnet
+    from freqxfr.model.loading import converter_module
 
     assert converter_module(preset("dlib_resnet")) is dlib_resnet
     assert converter_module(preset("arcface")) is None
@@ -85,7 +87,7 @@ def test_converter_module_is_the_one_lookup_for_cards_and_commands():
 def test_threshold_rule_is_shared_by_cards_and_run_time_overrides(value):
     """Guards against ``verify --threshold nan`` being accepted while a card with a NaN
     threshold is refused: both go through ``threshold_problem``."""
-    from freqxfr.cards import threshold_problem
+    from freqxfr.model.cards import threshold_problem
 
     problem = threshold_problem(value, "cosine")
     assert problem

@@ -11,11 +11,11 @@ import pytest
 from PIL import Image
 
 from freqxfr.cli import main
-from freqxfr.errors import InputError, NoFaceError
-from freqxfr.explanations import Explainer
-from freqxfr.scenarios.morph import run_morph
-from freqxfr.scenarios.morph_index import comparisons, read_morph_index
-from freqxfr.verifier import load_model
+from freqxfr.common.errors import InputError, NoFaceError
+from freqxfr.explanations.explainer import Explainer
+from freqxfr.model.verifier import load_model
+from freqxfr.runs.morph import run_morph
+from freqxfr.runs.morph_index import comparisons, read_morph_index
 
 
 @pytest.fixture(scope="module")
@@ -217,7 +217,7 @@ def test_combined_detector_ranks_a_low_comparison_score_as_morph_like():
     """README: every detector is oriented so that higher = more morph-like; the combined one is
     the mean of the ranks of the *negated* comparison score and the frequency score. Guards against
     ranking the comparison score the wrong way round (the ranks would then cancel to 2.5)."""
-    from freqxfr.scenarios.morph import detector_inputs
+    from freqxfr.runs.morph import detector_inputs
 
     inputs = detector_inputs(np.array([0.9, 0.7, 0.5, 0.3]), np.array([0.1, 0.2, 0.3, 0.4]))
     assert inputs["score"].tolist() == [-0.9, -0.7, -0.5, -0.3]
@@ -233,8 +233,8 @@ def test_morph_outcomes_at_the_threshold_by_hand():
     comparisons (a bona fide comparison first here)."""
     from pathlib import Path
 
-    from freqxfr.scenarios.morph import morph_outcomes
-    from freqxfr.scenarios.morph_index import MorphComparison
+    from freqxfr.runs.morph import morph_outcomes
+    from freqxfr.runs.morph_index import MorphComparison
 
     m, pa, pb = Path("m.png"), Path("pa.png"), Path("pb.png")
     cmps = [
@@ -373,7 +373,7 @@ def test_toy_morph_explains_the_enrolled_image(toy_morphs):
     its normalised directed influence. Probes are flat, so a probe-side feature would be (1, 0, 0,
     0) for every comparison: zero spread and every morph score 0. Guards against taking the
     feature (or the profiles) from the probe's side, and against swapping a and b."""
-    from freqxfr.scenarios.morph_score import leave_identity_out_scores
+    from freqxfr.stats.morph_score import leave_identity_out_scores
 
     summary, rows, out = toy_morphs()
     _, features = _expected(rows)
@@ -409,7 +409,7 @@ def test_toy_morph_explains_the_enrolled_image(toy_morphs):
 def test_cli_morph_distance_cosine_reaches_the_morph_score(toy_morphs):
     """README: ``--distance cosine``. The morph scores are 1 - cos(x, m) against the bona fide
     mean of other people, not the Mahalanobis distances."""
-    from freqxfr.scenarios.morph_score import leave_identity_out_scores
+    from freqxfr.stats.morph_score import leave_identity_out_scores
 
     summary, rows, _ = toy_morphs("--distance", "cosine")
     _, features = _expected(rows)

@@ -12,11 +12,11 @@ import json
 import numpy as np
 import pytest
 
-from freqxfr.align import PADDINGS, card_crop
 from freqxfr.cli import main
-from freqxfr.errors import InputError
-from freqxfr.explanations import SETTINGS_KEYS, Explainer
-from freqxfr.verifier import load_model
+from freqxfr.common.errors import InputError
+from freqxfr.explanations.explainer import SETTINGS_KEYS, Explainer
+from freqxfr.imaging.align import PADDINGS, card_crop
+from freqxfr.model.verifier import load_model
 
 pytestmark = pytest.mark.dlib
 
@@ -82,7 +82,7 @@ def test_dask_spec_carries_the_padding(dlib_model) -> None:
     """Guards against Dask workers rebuilding the explainer with the default padding (they
     would re-cut the crops differently from the client)."""
     pytest.importorskip("distributed")
-    from freqxfr.distributed import ExplainerSpec
+    from freqxfr.runs.distributed import ExplainerSpec
 
     spec = ExplainerSpec.of(Explainer(dlib_model, 4, padding="black"), {})
     assert spec.build().padding == "black"

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from freqxfr.errors import InputError
-from freqxfr.pairs import Pair, read_pairs
+from freqxfr.common.errors import InputError
+from freqxfr.explanations.pairs import Pair, read_pairs
 
 
 def test_lfw_pairs_txt_view2(data_dir):

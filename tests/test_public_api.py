@@ -31,7 +31,7 @@ def test_result_types_and_documented_entry_points_are_exported():
         assert getattr(freqxfr, name) is not None
     assert set(freqxfr.__all__) <= set(dir(freqxfr)) | {"PairOutputs", "write_pair_outputs"}
     assert "root" in freqxfr.read_pairs.__doc__ and "CSV" in freqxfr.read_pairs.__doc__
-    from freqxfr.report import write_pair_outputs
+    from freqxfr.reports.report import write_pair_outputs
 
     assert freqxfr.write_pair_outputs is write_pair_outputs
 

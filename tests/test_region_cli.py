@@ -10,9 +10,9 @@ import sys
 import numpy as np
 import pytest
 
-from freqxfr.region_explanations import region_summary
-from freqxfr.region_plots import plot_region_heatmap, plot_region_tints, tint
-from freqxfr.verifier import load_model
+from freqxfr.explanations.region_explanations import region_summary
+from freqxfr.model.verifier import load_model
+from freqxfr.reports.region_plots import plot_region_heatmap, plot_region_tints, tint
 
 
 def freqxfr(*args: str) -> subprocess.CompletedProcess:

@@ -5,7 +5,7 @@ Real parts throughout: SFace, real FFTW and onnxruntime in every worker, LFW cro
 ../shared/data. Coarse settings keep the cells cheap: 4 rings × a 2×2 grid, 2·4·4 + 2 = 34
 cell embeddings and 10 band embeddings per pair. A pair's band explanation and cells depend on
 its own images only, and worker and client run the same code
-(:func:`freqxfr.dataset.explain_chunk`) on the same model, so everything but the floats must
+(:func:`freqxfr.runs.dataset.explain_chunk`) on the same model, so everything but the floats must
 match exactly, and the floats to float32 rounding (:func:`_dask_runs.assert_same_run`: each
 process plans FFTW by measurement; one CI run in three differed in the last bit).
 """
@@ -28,14 +28,14 @@ from _dask_runs import (
 )
 from distributed import Client, LocalCluster
 
-from freqxfr import distributed as fd
-from freqxfr import verifier
-from freqxfr.dataset import run_dataset
-from freqxfr.errors import OutputError
-from freqxfr.explanations import Explainer
-from freqxfr.pairs import Pair, read_pairs
-from freqxfr.regions import Regions
-from freqxfr.runfolder import LOCK_NAME, read_results
+from freqxfr.common.errors import OutputError
+from freqxfr.explanations.explainer import Explainer
+from freqxfr.explanations.pairs import Pair, read_pairs
+from freqxfr.imaging.regions import Regions
+from freqxfr.model import verifier
+from freqxfr.runs import distributed as fd
+from freqxfr.runs.dataset import run_dataset
+from freqxfr.runs.folder import LOCK_NAME, read_results
 
 BANDS = 4
 REGIONS = "grid:2x2"

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from test_kill_resume import kill_when
 
-from freqxfr.runfolder import read_results
+from freqxfr.runs.folder import read_results
 
 N_PAIRS = 4  # spread over pairs_generated.csv: 2 genuine, 2 impostor
 BANDS = "4"  # coarse rings keep the 2·K·R + 2 cell embeddings per pair cheap

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 
 from freqxfr import InputError
-from freqxfr.explanations import Explainer, Explanation
-from freqxfr.region_explanations import RegionExplanation
-from freqxfr.regions import FACE_REGIONS, Regions
-from freqxfr.template_explanations import TemplateExplanation
-from freqxfr.verifier import load_model
+from freqxfr.explanations.explainer import Explainer, Explanation
+from freqxfr.explanations.region_explanations import RegionExplanation
+from freqxfr.explanations.templates import TemplateExplanation
+from freqxfr.imaging.regions import FACE_REGIONS, Regions
+from freqxfr.model.verifier import load_model
 
 
 @pytest.fixture(scope="module", params=["dlib_resnet", "sface"])
@@ -149,7 +149,7 @@ def test_cell_views_are_normalised_over_all_cells_not_per_region():
     """Guards against the band-only normalisation (each row divided by its own peak) being used
     for (R, K) cells: that made every region's strongest band ±1, so the heat maps and the
     per-class mean maps showed a weak region as strong as the strongest one."""
-    from freqxfr.region_explanations import RegionImageExplanation
+    from freqxfr.explanations.region_explanations import RegionImageExplanation
 
     scores = np.array([[0.5, 0.4], [0.9, 1.2]])  # directed [[0.5, 0.6], [0.1, -0.2]]
     side = RegionImageExplanation("x", scores, 1.0, regions=("p", "q"))
@@ -169,7 +169,7 @@ def test_cell_views_are_normalised_over_all_cells_not_per_region():
 
 
 def _bands(k):
-    from freqxfr.bands import BandSchedule
+    from freqxfr.core.bands import BandSchedule
 
     return BandSchedule.rings(k).resolve(16, 16).bands
 

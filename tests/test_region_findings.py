@@ -6,11 +6,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from freqxfr.explanations import Explainer
-from freqxfr.pairs import read_pairs
-from freqxfr.region_faithfulness import cell_faithfulness
-from freqxfr.regions import EYE_REGIONS
-from freqxfr.verifier import load_model
+from freqxfr.explanations.explainer import Explainer
+from freqxfr.explanations.pairs import read_pairs
+from freqxfr.explanations.region_faithfulness import cell_faithfulness
+from freqxfr.imaging.regions import EYE_REGIONS
+from freqxfr.model.verifier import load_model
 
 N_PAIRS = 6  # genuine pairs spread over pairs_generated.csv: 12 explained images per model
 BANDS = 4  # coarse rings keep the 2·K·R + 2 embeddings per pair cheap

@@ -7,8 +7,8 @@ import pytest
 from PIL import Image
 
 from freqxfr import BandSchedule, InputError
-from freqxfr.align import ARCFACE_TEMPLATE_112, dlib_chip_landmarks
-from freqxfr.regions import FACE_REGIONS, Regions, as_regions, spectral_spread
+from freqxfr.imaging.align import ARCFACE_TEMPLATE_112, dlib_chip_landmarks
+from freqxfr.imaging.regions import FACE_REGIONS, Regions, as_regions, spectral_spread
 
 
 def assert_partition(weights: np.ndarray) -> None:

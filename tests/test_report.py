@@ -27,18 +27,21 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from freqxfr import BandSchedule, explanations, plots, profiles
-from freqxfr.dataset import run_dataset
-from freqxfr.errors import FreqxfrError, InputError, OutputError
-from freqxfr.pairs import Pair, read_pairs
-from freqxfr.report import (
+from freqxfr import BandSchedule
+from freqxfr.common.errors import FreqxfrError, InputError, OutputError
+from freqxfr.explanations import explainer as explanations
+from freqxfr.explanations.pairs import Pair, read_pairs
+from freqxfr.reports import plots
+from freqxfr.reports.report import (
     Section,
     html_table,
     write_dataset_report,
     write_pair_report,
     write_report,
 )
-from freqxfr.scenarios import crossres_report, morph_report
+from freqxfr.runs import crossres_report, morph_report
+from freqxfr.runs.dataset import run_dataset
+from freqxfr.stats import profiles
 
 FACTORS = (1, 2, 4, 8)
 # (vertical, horizontal) frequencies well inside one band each of BandSchedule.polar(2, 4) at
@@ -347,8 +350,8 @@ def test_unwritable_output_folder_is_a_clear_error(pair, tmp_path, frll_run):
 _READ_ONLY_SCRIPT = """
 import json, sys
 import numpy as np
-from freqxfr.errors import OutputError
-from freqxfr.report import write_pair_report
+from freqxfr.common.errors import OutputError
+from freqxfr.reports.report import write_pair_report
 folder, explanation, faces = sys.argv[1:4]
 try:
     write_pair_report(folder, json.loads(open(explanation).read()), np.load(faces))
@@ -453,8 +456,8 @@ def test_plots_are_thread_safe_and_leave_pyplot_alone(pair, tmp_path):
     for i in range(4):
         assert (tmp_path / f"t{i}.png").read_bytes() == serial
     probe = (
-        "import sys, numpy as np; from freqxfr import plots, report; "
-        "from freqxfr.scenarios import morph_report; "
+        "import sys, numpy as np; from freqxfr.reports import plots, report; "
+        "from freqxfr.runs import morph_report; "
         "morph_report.plot_class_profiles({'x': (np.arange(4.0), np.ones(4))}, sys.argv[1]); "
         "print('matplotlib.pyplot' in sys.modules)"
     )
@@ -780,7 +783,7 @@ def test_dataset_report_and_its_pair_pages_render_in_headless_chromium(
 def region_run(explainer, lfw_pairs, tmp_path_factory) -> dict:
     """A real dataset run with face regions (dlib, 4 rings): a genuine and an impostor LFW pair,
     each with its own page, and one pair report written the way ``explain --regions`` does."""
-    from freqxfr.report import write_pair_outputs
+    from freqxfr.reports.report import write_pair_outputs
 
     cells = explanations.Explainer(explainer.model, 4, regions="face")
     pairs = [next(p for p in lfw_pairs if p.same), next(p for p in lfw_pairs if not p.same)]

@@ -9,12 +9,12 @@ import sys
 import numpy as np
 import pytest
 
-from freqxfr.dataset import read_results, run_dataset
-from freqxfr.errors import InputError
-from freqxfr.explanations import Explainer
-from freqxfr.pairs import read_pairs, spread
-from freqxfr.run_comparison import compare_runs
-from freqxfr.verifier import load_model
+from freqxfr.common.errors import InputError
+from freqxfr.explanations.explainer import Explainer
+from freqxfr.explanations.pairs import read_pairs, spread
+from freqxfr.model.verifier import load_model
+from freqxfr.runs.comparison import compare_runs
+from freqxfr.runs.dataset import read_results, run_dataset
 
 N_PAIRS = 12
 

@@ -22,14 +22,14 @@ from pathlib import Path
 import pytest
 
 from freqxfr.cli import main
-from freqxfr.errors import InputError, OutputError
-from freqxfr.pairs import Pair, outside_root, read_pairs
-from freqxfr.runfolder import LOCK_NAME, FolderBusyError, check_settings, locked_folder
+from freqxfr.common.errors import InputError, OutputError
+from freqxfr.explanations.pairs import Pair, outside_root, read_pairs
+from freqxfr.runs.folder import LOCK_NAME, FolderBusyError, check_settings, locked_folder
 
 LFW = "lfw_aligned112/images"
 _HOLD = (
     "import sys, time\n"
-    "from freqxfr.runfolder import locked_folder\n"
+    "from freqxfr.runs.folder import locked_folder\n"
     "with locked_folder(sys.argv[1], command='test-holder'):\n"
     "    print('locked', flush=True)\n"
     "    time.sleep(600)\n"
@@ -249,9 +249,9 @@ def test_a_restart_with_other_settings_names_each_setting_and_both_values(data_d
     every setting that changes results is checked and named with its old and new value."""
     import copy
 
-    from freqxfr.dataset import run_config
-    from freqxfr.explanations import Explainer
-    from freqxfr.verifier import load_model
+    from freqxfr.explanations.explainer import Explainer
+    from freqxfr.model.verifier import load_model
+    from freqxfr.runs.dataset import run_config
 
     model = load_model("sface")
     pairs = read_pairs(data_dir / "lfw_aligned112" / "pairs_generated.csv", root=data_dir)[:3]
@@ -527,7 +527,7 @@ def test_pairs_outside_the_root_fail_unless_allowed(data_dir, tmp_path, capsys):
 
 
 def test_a_morph_index_path_outside_the_root_is_refused(data_dir, tmp_path):
-    from freqxfr.scenarios.morph_index import read_morph_index
+    from freqxfr.runs.morph_index import read_morph_index
 
     header, first = (data_dir / "frll_morphs" / "index.csv").read_text().splitlines()[:2]
     fields = first.split(",")

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from freqxfr.errors import InputError
-from freqxfr.thresholds import (
+from freqxfr.common.errors import InputError
+from freqxfr.stats.thresholds import (
     accuracy,
     best_accuracy_threshold,
     fmr_fnmr,

@@ -13,12 +13,12 @@ import onnxruntime as ort
 import pytest
 from onnx import helper, numpy_helper
 
-from freqxfr.cache import cache_dir
-from freqxfr.cards import ModelCard, preset
-from freqxfr.errors import InputError, ModelError
-from freqxfr.models import sface
-from freqxfr.thresholds import accuracy, fmr_fnmr, kfold_accuracy
-from freqxfr.verifier import ProviderWarning, Verifier, load_model, normalise, to_model_input
+from freqxfr.common.cache import cache_dir
+from freqxfr.common.errors import InputError, ModelError
+from freqxfr.model.cards import ModelCard, preset
+from freqxfr.model.converters import sface
+from freqxfr.model.verifier import ProviderWarning, Verifier, load_model, normalise, to_model_input
+from freqxfr.stats.thresholds import accuracy, fmr_fnmr, kfold_accuracy
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -211,7 +211,7 @@ def test_cuda_request_without_cuda_says_so(providers):
 
 def test_provider_that_fails_to_start_is_reported():
     # Failure handling with a mock session: CUDA was chosen, but only the CPU came up.
-    from freqxfr.model_loading import report_fallback
+    from freqxfr.model.loading import report_fallback
 
     class MockSession:
         def get_providers(self):

@@ -36,7 +36,7 @@ def good_files() -> dict[str, bytes]:
         name: (PACKAGE.parent / name).read_bytes()
         for name in wheel_check.expected_package_files(PACKAGE)
     }
-    files["freqxfr/_core.cpython-311-x86_64-linux-gnu.so"] = b"\x7fELF placeholder"
+    files["freqxfr/core/_core.cpython-311-x86_64-linux-gnu.so"] = b"\x7fELF placeholder"
     files[f"{DIST_INFO}/METADATA"] = METADATA.encode()
     files[f"{DIST_INFO}/WHEEL"] = b"Wheel-Version: 1.0\n"
     files[f"{DIST_INFO}/entry_points.txt"] = b"[console_scripts]\nfreqxfr = freqxfr.cli:main\n"
@@ -76,7 +76,7 @@ def _drop(prefix: str):
 @pytest.mark.parametrize(
     ("change", "problem"),
     [
-        (_drop("freqxfr/_core.cpython"), "expected one freqxfr/_core extension"),
+        (_drop("freqxfr/core/_core.cpython"), "expected one freqxfr/core/_core extension"),
         (
             _drop("freqxfr/demo_data/frll_001_smiling.jpg"),
             "missing freqxfr/demo_data/frll_001_smiling",
@@ -95,8 +95,8 @@ def _drop(prefix: str):
             "unexpected file freqxfr.libs/",
         ),
         (
-            lambda f: {**f, "freqxfr/_core.cpython-312-x86_64-linux-gnu.so": b"x"},
-            "unexpected file freqxfr/_core.cpython-312",
+            lambda f: {**f, "freqxfr/core/_core.cpython-312-x86_64-linux-gnu.so": b"x"},
+            "unexpected file freqxfr/core/_core.cpython-312",
         ),
         (
             lambda f: {

@@ -21,7 +21,7 @@ RESULTS = ROOT / "benchmarks" / "results"
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from bench_scenarios import DATA, draw_crossres  # noqa: E402
 
-from freqxfr.pairs import read_pairs  # noqa: E402
+from freqxfr.explanations.pairs import read_pairs  # noqa: E402
 
 
 def main() -> int:

@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from freqxfr.explanations import Explainer
-from freqxfr.region_plots import plot_pair_regions
-from freqxfr.verifier import load_model
+from freqxfr.explanations.explainer import Explainer
+from freqxfr.model.verifier import load_model
+from freqxfr.reports.region_plots import plot_pair_regions
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 PAIR = (

@@ -82,7 +82,8 @@ def check_parity(package: Path) -> None:
     import numpy as np
     from PIL import Image
 
-    from freqxfr import BandSchedule, fftw, mask_bands
+    from freqxfr import BandSchedule, mask_bands
+    from freqxfr.core import fftw
 
     photos = sorted((package / "demo_data").glob("*.jpg"))
     check(len(photos) == 3, f"expected 3 bundled demo photos, found {photos}")

@@ -32,7 +32,7 @@ REQUIRED_PACKAGE_FILES = (
     "freqxfr/__init__.py",
     "freqxfr/cli/__init__.py",
     "freqxfr/py.typed",
-    "freqxfr/_core.pyi",
+    "freqxfr/core/_core.pyi",
     "freqxfr/demo_data/ATTRIBUTION.md",
     "freqxfr/demo_data/frll_001_neutral.jpg",
     "freqxfr/demo_data/frll_001_smiling.jpg",
@@ -140,16 +140,18 @@ def wheel_problems(wheel: Path, package_dir: Path, python: str | None = None) ->
     dist, version, py, _, _ = parse_wheel_name(wheel.name)
     dist_info = f"{dist}-{version}.dist-info"
     core = re.compile(
-        rf"freqxfr/_core\.cpython-{py[2:]}-x86_64-linux-gnu\.so"
+        rf"freqxfr/core/_core\.cpython-{py[2:]}-x86_64-linux-gnu\.so"
         if python
-        else r"freqxfr/_core\.cpython-\d+-x86_64-linux-gnu\.so"
+        else r"freqxfr/core/_core\.cpython-\d+-x86_64-linux-gnu\.so"
     )
     expected = expected_package_files(package_dir)
     with zipfile.ZipFile(wheel) as zf:
         names = {n for n in zf.namelist() if not n.endswith("/")}
         cores = {n for n in names if core.fullmatch(n)}
         if len(cores) != 1:
-            problems.append(f"expected one freqxfr/_core extension for {py}, found {sorted(cores)}")
+            problems.append(
+                f"expected one freqxfr/core/_core extension for {py}, found {sorted(cores)}"
+            )
         licences = {f"{dist_info}/licenses/{f}" for f in LICENSE_FILES}
         allowed = expected | cores | licences | {f"{dist_info}/{f}" for f in DIST_INFO_FILES}
         problems += [f"unexpected file {n}" for n in sorted(names - allowed)]

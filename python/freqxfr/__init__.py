@@ -11,21 +11,28 @@ The names below are what users call; everything else lives in its module.
 # No ``from __future__ import annotations`` here: it would put ``annotations`` into the public
 # namespace, and this module annotates nothing.
 
-from . import fftw  # noqa: F401  (freqxfr.fftw: finding FFTW, its wisdom; not in __all__)
-from ._version import __version__
-from .bands import Band, BandSchedule
-from .cards import ModelCard
-from .engine import DeadlineExceeded, Engine
-from .errors import FreqxfrError, ImageError, InputError, ModelError, NoFaceError, OutputError
-from .explanations import Explainer, Explanation, PairFailure, explain
-from .faithfulness import Faithfulness, SideCurves, VariantCurves
-from .images import load_image
-from .masking import available_backends, mask_bands
-from .pairs import Pair, read_pairs
-from .verifier import Comparison, Verifier, load_model
+from freqxfr.core import fftw  # noqa: F401  (freqxfr.core.fftw: finding FFTW, its wisdom; not in __all__)
+from freqxfr.common.errors import (
+    FreqxfrError,
+    ImageError,
+    InputError,
+    ModelError,
+    NoFaceError,
+    OutputError,
+)
+from freqxfr.common.version import __version__
+from freqxfr.core.bands import Band, BandSchedule
+from freqxfr.core.masking import available_backends, mask_bands
+from freqxfr.explanations.explainer import Explainer, Explanation, PairFailure, explain
+from freqxfr.explanations.faithfulness import Faithfulness, SideCurves, VariantCurves
+from freqxfr.explanations.pairs import Pair, read_pairs
+from freqxfr.imaging.images import load_image
+from freqxfr.model.cards import ModelCard
+from freqxfr.model.engine import DeadlineExceeded, Engine
+from freqxfr.model.verifier import Comparison, Verifier, load_model
 
 # Reports need matplotlib; load it only when they are asked for, so ``import freqxfr`` stays quick.
-_LAZY = {"PairOutputs": "report", "write_pair_outputs": "report"}
+_LAZY = {"PairOutputs": "reports.report", "write_pair_outputs": "reports.report"}
 
 
 def __getattr__(name: str):

@@ -16,10 +16,16 @@ import sys
 import warnings
 from collections.abc import Sequence
 
-from .._version import __version__
-from ..errors import FreqxfrError
-from . import commands, compare, models, options, scenarios
-from .options import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, EXIT_PAIRS_FAILED, EXIT_STATUS_HELP
+from freqxfr.cli import commands, compare, models, options, scenarios
+from freqxfr.cli.options import (
+    EXIT_ERROR,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_PAIRS_FAILED,
+    EXIT_STATUS_HELP,
+)
+from freqxfr.common.errors import FreqxfrError
+from freqxfr.common.version import __version__
 
 __all__ = ["EXIT_ERROR", "EXIT_INTERRUPTED", "EXIT_OK", "EXIT_PAIRS_FAILED", "build_parser", "main"]
 

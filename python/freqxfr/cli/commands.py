@@ -2,7 +2,7 @@
 
 Each command parses its options (shared ones from :mod:`.options`), calls the library, and prints
 what the library wrote. Heavy modules are imported inside the commands, so ``--help`` is instant.
-Commands that write an output folder lock it for the whole run (:mod:`freqxfr.runfolder`).
+Commands that write an output folder lock it for the whole run (:mod:`freqxfr.runs.folder`).
 """
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ..errors import InputError
-from . import options
-from .output import decision_line
+from freqxfr.cli import options
+from freqxfr.cli.output import decision_line
+from freqxfr.common.errors import InputError
 
 DEMO_OUT = "freqxfr-demo"
 EXPLAIN_OUT = "freqxfr-explanation"
@@ -56,8 +56,8 @@ def _headline(explanation) -> str:
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
-    from ..report import check_pair_folder, write_pair_outputs
-    from ..runfolder import locked_folder
+    from freqxfr.reports.report import check_pair_folder, write_pair_outputs
+    from freqxfr.runs.folder import locked_folder
 
     if (args.b is None) == (args.template is None):
         raise InputError("explain needs two images A B, or one image A and --template T.npy")
@@ -114,8 +114,8 @@ def _region_line(cells) -> str:
 
 def _explain_template(args: argparse.Namespace) -> int:
     """``explain A --template T.npy [--regions ...]``: one-sided, against a stored embedding."""
-    from ..region_report import write_template_outputs
-    from ..runfolder import locked_folder
+    from freqxfr.reports.regions import write_template_outputs
+    from freqxfr.runs.folder import locked_folder
 
     with locked_folder(args.out, command="explain"):
         explanation, report = write_template_outputs(
@@ -134,7 +134,7 @@ def _explain_template(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from ..runfolder import locked_folder
+    from freqxfr.runs.folder import locked_folder
 
     with locked_folder(args.out, command="demo"):
         return _demo(args)
@@ -143,8 +143,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     from importlib.resources import files
 
-    from ..explanations import Explainer
-    from ..report import write_pair_outputs
+    from freqxfr.explanations.explainer import Explainer
+    from freqxfr.reports.report import write_pair_outputs
 
     demo = files("freqxfr") / "demo_data"
     a, b = Path(str(demo / "frll_001_neutral.jpg")), Path(str(demo / "frll_001_smiling.jpg"))
@@ -179,11 +179,11 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def cmd_dataset(args: argparse.Namespace) -> int:
-    from ..dataset import run_dataset
-    from ..pairs import attach_groups, read_pairs, spread
+    from freqxfr.explanations.pairs import attach_groups, read_pairs, spread
+    from freqxfr.runs.dataset import run_dataset
 
     if args.regions is not None:
-        from ..regions import Regions
+        from freqxfr.imaging.regions import Regions
 
         Regions.parse(args.regions)  # a bad value is refused before the folder is touched
     pairs = read_pairs(args.pairs, root=args.root)
@@ -215,7 +215,7 @@ def cmd_dataset(args: argparse.Namespace) -> int:
         + (f", accuracy {acc:.4f} at the model threshold" if acc is not None else "")
     )
     if "faithfulness" in summary:
-        from ..faithfulness import summary_lines
+        from freqxfr.explanations.faithfulness import summary_lines
 
         print("\n".join(summary_lines(summary["faithfulness"]["by_class"])))
     print(options.wrote(args.out, "results.jsonl", "summary.json", report=not args.no_report))
@@ -225,10 +225,10 @@ def cmd_dataset(args: argparse.Namespace) -> int:
 
 
 def cmd_faithfulness(args: argparse.Namespace) -> int:
-    from ..atomic import write_output
-    from ..faithfulness import dataset_faithfulness, summary_lines
-    from ..pairs import Pair, outside_root, read_pairs, spread
-    from ..runfolder import locked_folder
+    from freqxfr.common.atomic import write_output
+    from freqxfr.explanations.faithfulness import dataset_faithfulness, summary_lines
+    from freqxfr.explanations.pairs import Pair, outside_root, read_pairs, spread
+    from freqxfr.runs.folder import locked_folder
 
     indices = None
     if args.pairs is not None:

@@ -6,8 +6,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from ..errors import InputError
-from . import options
+from freqxfr.cli import options
+from freqxfr.common.errors import InputError
 
 
 def add_compare_parser(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -35,7 +35,7 @@ def add_compare_parser(sub: Any, common: argparse.ArgumentParser) -> None:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from ..run_comparison import compare_runs
+    from freqxfr.runs.comparison import compare_runs
 
     if len(args.runs) < 2:
         raise InputError("compare needs at least two run folders")

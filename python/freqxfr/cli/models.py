@@ -1,6 +1,6 @@
 """The ``freqxfr verify`` and ``freqxfr models`` commands.
 
-Each command returns an exit code and lets :class:`~freqxfr.errors.FreqxfrError` propagate, which
+Each command returns an exit code and lets :class:`~freqxfr.common.errors.FreqxfrError` propagate, which
 :func:`freqxfr.cli.main` prints as one line.
 """
 
@@ -11,9 +11,9 @@ import json
 import time
 from typing import Any
 
-from ..errors import InputError
-from . import options
-from .output import decision_line, threshold_text
+from freqxfr.cli import options
+from freqxfr.cli.output import decision_line, threshold_text
+from freqxfr.common.errors import InputError
 
 
 def add_verify_parser(subparsers: Any, common: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -43,7 +43,7 @@ def add_verify_parser(subparsers: Any, common: argparse.ArgumentParser) -> argpa
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    from ..cards import threshold_problem
+    from freqxfr.model.cards import threshold_problem
 
     options.check_files(args.a, args.b)
     model = options.load_model(args)
@@ -125,8 +125,8 @@ def add_models_parser(subparsers: Any, common: argparse.ArgumentParser) -> argpa
 
 
 def cmd_models_list(args: argparse.Namespace) -> int:
-    from ..cards import list_presets, preset
-    from ..model_loading import converter_module
+    from freqxfr.model.cards import list_presets, preset
+    from freqxfr.model.loading import converter_module
 
     rows = []
     for name in list_presets():
@@ -175,8 +175,8 @@ def cmd_models_list(args: argparse.Namespace) -> int:
 
 
 def cmd_models_convert(args: argparse.Namespace) -> int:
-    from ..cards import list_presets, preset
-    from ..model_loading import converter_module
+    from freqxfr.model.cards import list_presets, preset
+    from freqxfr.model.loading import converter_module
 
     names = args.names or [n for n in list_presets() if converter_module(preset(n))]
     for name in names:
@@ -196,7 +196,7 @@ def cmd_models_convert(args: argparse.Namespace) -> int:
 
 
 def cmd_models_card(args: argparse.Namespace) -> int:
-    from ..cards import card_to_toml, preset
+    from freqxfr.model.cards import card_to_toml, preset
 
     print(card_to_toml(preset(args.name)), end="")
     return 0

@@ -14,7 +14,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..errors import InputError
+from freqxfr.common.errors import InputError
 
 # Exit statuses (also in --help and the README).
 EXIT_OK = 0
@@ -84,7 +84,7 @@ def providers(args: argparse.Namespace) -> list[str] | None:
 
 def load_model(args: argparse.Namespace):
     """The model that ``--model``, ``--card`` and ``--providers`` name."""
-    from ..verifier import load_model as load
+    from freqxfr.model.verifier import load_model as load
 
     return load(args.model, card=getattr(args, "card", None), providers=providers(args))
 
@@ -128,7 +128,7 @@ def add_explainer_options(parser: argparse.ArgumentParser) -> None:
 
 def add_padding_option(parser: argparse.ArgumentParser) -> None:
     """``--padding``: what fills a re-cut crop beyond its photo (every command that aligns)."""
-    from ..align import DEFAULT_PADDING, PADDINGS
+    from freqxfr.imaging.align import DEFAULT_PADDING, PADDINGS
 
     parser.add_argument(
         "--padding",
@@ -149,8 +149,8 @@ def aligned(args: argparse.Namespace) -> bool | None:
 
 def explainer(args: argparse.Namespace):
     """The :class:`~freqxfr.Explainer` the explainer options describe."""
-    from ..bands import BandSchedule
-    from ..explanations import Explainer
+    from freqxfr.core.bands import BandSchedule
+    from freqxfr.explanations.explainer import Explainer
 
     schedule: Any = args.bands
     if args.schedule is not None:
@@ -227,7 +227,7 @@ def add_regions_option(parser: argparse.ArgumentParser) -> None:
         "--regions",
         default=None,
         help="also explain per band and face region: face or grid:RxC (e.g. grid:3x3); "
-        "custom weight maps via the library (freqxfr.regions)",
+        "custom weight maps via the library (freqxfr.imaging.regions)",
     )
 
 
@@ -236,8 +236,8 @@ def resumable_run(args: argparse.Namespace, command: str) -> Iterator[tuple[Any,
     """``(explainer, client)`` for a resumable run into ``--out``: the folder is locked before
     the model loads (so a second run into it stops at once), ``client`` is the Dask client of
     ``--scheduler``/``--workers`` (``None``: one process), and the explainer is the options'."""
-    from ..cluster import cluster_client
-    from ..runfolder import locked_folder
+    from freqxfr.runs.cluster import cluster_client
+    from freqxfr.runs.folder import locked_folder
 
     with (
         locked_folder(args.out, command=command, resumable=True),

@@ -10,15 +10,15 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from ..errors import InputError
-from . import options
-from .output import threshold_text
+from freqxfr.cli import options
+from freqxfr.cli.output import threshold_text
+from freqxfr.common.errors import InputError
 
 
 def add_parsers(subparsers: Any, common: argparse.ArgumentParser) -> None:
     """Add the ``crossres`` and ``morph`` subcommands to the CLI's subparsers."""
-    from ..scenarios.morph_score import DEFAULT_DISTANCE, DISTANCES
-    from ..scenarios.resolution import DEFAULT_RESAMPLE, RESAMPLE_KERNELS
+    from freqxfr.imaging.resolution import DEFAULT_RESAMPLE, RESAMPLE_KERNELS
+    from freqxfr.stats.morph_score import DEFAULT_DISTANCE, DISTANCES
 
     p = subparsers.add_parser(
         "crossres",
@@ -93,8 +93,8 @@ def add_parsers(subparsers: Any, common: argparse.ArgumentParser) -> None:
 
 
 def cmd_crossres(args: argparse.Namespace) -> int:
-    from ..pairs import read_pairs, spread
-    from ..scenarios.crossres import run_crossres
+    from freqxfr.explanations.pairs import read_pairs, spread
+    from freqxfr.runs.crossres import run_crossres
 
     pairs = read_pairs(args.pairs, root=args.root)
     if args.limit is not None:
@@ -138,9 +138,9 @@ def cmd_crossres(args: argparse.Namespace) -> int:
 
 
 def cmd_morph(args: argparse.Namespace) -> int:
-    from ..scenarios.morph import run_morph
-    from ..scenarios.morph_index import read_morph_index
-    from ..scenarios.morph_report import DETECTOR_NAMES
+    from freqxfr.reports.morph import DETECTOR_NAMES
+    from freqxfr.runs.morph import run_morph
+    from freqxfr.runs.morph_index import read_morph_index
 
     root = options.root(args, args.index)
     entries = read_morph_index(args.index, root=root, allow_outside_root=args.allow_outside_root)
@@ -188,7 +188,7 @@ def _add_bootstrap_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _factors(text: str) -> tuple[float, ...]:
-    from ..scenarios.resolution import check_factors
+    from freqxfr.imaging.resolution import check_factors
 
     try:
         values = [float(v) for v in text.split(",") if v.strip()]

@@ -1,0 +1,721 @@
+"""Frequency explanations of face-verification decisions (Huber & Damer, WACV 2025).
+
+For a pair (A, B): the reference score ``s_ref = score(f(A), f(B))``; for each band k of A, the
+score of A with band k deleted against the unaltered B, ``s_k``; the same for B against A. Absolute
+influence ``|s_ref - s_k|``, directed influence ``s_ref - s_k`` (positive: the band supported the
+match), and both relative to the image's largest influence for the frequency heat plots (the
+``*_relative`` attributes; ``*_normalised`` in JSON).
+
+Cost: 2K + 2 embeddings per pair, in as few ONNX Runtime calls as the batch allows. The masking
+core writes the masked images straight into the model's input buffer, and while ONNX Runtime
+runs one batch (it releases the GIL) a worker thread loads, aligns and masks the next.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import copy
+import dataclasses
+import functools
+import itertools
+import threading
+import time
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from freqxfr.common.errors import FreqxfrError, InputError
+from freqxfr.common.version import __version__
+from freqxfr.core.bands import Band, BandSchedule
+from freqxfr.core.masking import mask_bands
+from freqxfr.explanations.faithfulness import Faithfulness, pair_faithfulness
+from freqxfr.explanations.pairs import Pair
+from freqxfr.explanations.rows import influence_rows
+from freqxfr.imaging.align import DEFAULT_PADDING, check_padding
+from freqxfr.imaging.images import AlignedFace, source_label
+from freqxfr.model.verifier import Verifier, load_model, to_model_input
+from freqxfr.stats.profiles import relative_to_peak
+
+DEFAULT_BANDS = 16
+# The keys of Explainer.settings(): the provenance every explanation and run file carries.
+SETTINGS_KEYS = (
+    "freqxfr_version",
+    "model",
+    "backend",
+    "mode",
+    "domain",
+    "clip",
+    "padding",
+    "schedule",
+    "bands",
+)
+
+
+# ---- results ------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class ImageExplanation:
+    """The band influences of one image of a pair, explained against the other image.
+
+    ``directed`` and ``absolute`` are in score units; ``directed_relative`` and
+    ``absolute_relative`` are divided by the image's largest influence (the most influential band
+    is ±1), as the heat plots show them. In JSON the relative ones keep their first names,
+    ``directed_normalised`` and ``absolute_normalised``.
+    """
+
+    source: str
+    scores: np.ndarray  # (K,) score with band k of this image masked
+
+    score_ref: float
+
+    @property
+    def directed(self) -> np.ndarray:
+        return self.score_ref - self.scores
+
+    @property
+    def absolute(self) -> np.ndarray:
+        return np.abs(self.directed)
+
+    @property
+    def absolute_relative(self) -> np.ndarray:
+        """``absolute`` divided by its largest value (:func:`freqxfr.stats.profiles.relative_to_peak`)."""
+        return relative_to_peak(self.absolute)
+
+    @property
+    def directed_relative(self) -> np.ndarray:
+        """``directed`` divided by its largest magnitude."""
+        return relative_to_peak(self.directed)
+
+    # The first names, as in the JSON keys; "normalised" also names the model's input scaling
+    # and ``domain="normalised"``, so the Python API prefers the ``*_relative`` names.
+    absolute_normalised = absolute_relative
+    directed_normalised = directed_relative
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "source": self.source,
+            "scores": self.scores.tolist(),
+            "absolute": self.absolute.tolist(),
+            "directed": self.directed.tolist(),
+            "absolute_normalised": self.absolute_relative.tolist(),
+            "directed_normalised": self.directed_relative.tolist(),
+        }
+
+
+def _setting(key: str, doc: str) -> Any:
+    """A read-only attribute of an :class:`Explanation` that reads ``settings[key]``."""
+    return property(lambda self: self.settings[key], doc=doc)
+
+
+@dataclasses.dataclass(frozen=True)
+class Explanation:
+    """Why a model matched or rejected one pair, band by band. See :meth:`to_dict`."""
+
+    score_ref: float
+    threshold: float
+    decision: bool
+    a: ImageExplanation
+    b: ImageExplanation
+    bands: tuple[Band, ...]
+    schedule: BandSchedule
+    settings: Mapping[str, Any]  # the explainer's provenance (Explainer.settings())
+    timings_ms: dict[str, float]
+    same: bool | None = None
+    groups: dict[str, str] = dataclasses.field(default_factory=dict)
+
+    # The settings read as attributes (the dict is the one place they are kept).
+    model = _setting("model", "The model part of the settings (:meth:`Explainer.model_info`).")
+    backend = _setting("backend", "The masking backend.")
+    mode = _setting("mode", '``"delete"`` or ``"keep"``.')
+    domain = _setting("domain", 'Where the masking happened: ``"pixel"`` or ``"normalised"``.')
+    clip = _setting("clip", "Whether masked pixels were clipped to 0..255.")
+    padding = _setting("padding", "What filled the part of a re-cut crop beyond its photo.")
+    version = _setting("freqxfr_version", "The freqxfr version that made the explanation.")
+
+    def to_dict(self, *, settings: bool = True) -> dict[str, Any]:
+        """A JSON-ready dict; its keys are those of ``explanation.json``.
+
+        ``settings=False`` leaves out the explainer's settings (:data:`SETTINGS_KEYS`), for
+        files that record them once for many explanations (a dataset run's ``run.json``).
+        """
+        head = copy.deepcopy(dict(self.settings)) if settings else {}
+        return {
+            **head,
+            "score_ref": self.score_ref,
+            "threshold": self.threshold,
+            "decision": self.decision,
+            "a": self.a.to_dict(),
+            "b": self.b.to_dict(),
+            "timings_ms": self.timings_ms,
+            "same": self.same,
+            "groups": dict(self.groups),
+        }
+
+    def to_rows(self) -> list[dict[str, Any]]:
+        """A tidy table: one row per image × band."""
+        return influence_rows(self, (("a", self.a), ("b", self.b)))
+
+
+@dataclasses.dataclass(frozen=True)
+class PairFailure:
+    """A pair of a stream that could not be explained (missing file, no face, ...)."""
+
+    index: int
+    pair: Pair
+    error: str
+
+
+# ---- the explainer ------------------------------------------------------------------------------
+
+
+class Explainer:
+    """Explain verification decisions of ``model`` band by band.
+
+    Parameters
+    ----------
+    model : Verifier, str or None
+        A loaded model, or a name/path for :func:`freqxfr.load_model` (default: dlib's ResNet).
+    schedule : BandSchedule or int, optional
+        The bands; an int k means ``BandSchedule.rings(k)``. Default: 16 rings.
+    mode : {"delete", "keep"}
+        ``delete`` removes band k (the paper); ``keep`` keeps only band k (then a small
+        influence means the band alone reproduces the score).
+    domain : {"pixel", "normalised"}
+        Where the masking happens: on the pixels (default) or on the model's normalised input
+        (after its mean and std are applied; see :func:`freqxfr.mask_bands`).
+    backend : str
+        Masking backend: ``cpp`` (default), ``numpy``, ``scipy`` or ``pyfftw``.
+    clip : bool
+        Clip masked pixels to [0, 255] before normalising. Off by default (bands stay linear).
+    max_batch : int
+        Largest number of images per model call.
+    threads : int, optional
+        Masking threads (default: all usable cores).
+    regions : "face", "grid:RxC", Regions or array (R, H, W), optional
+        Explain per (band, region) cell: deleting band k only inside region r
+        (:mod:`freqxfr.explanations.region_explanations`); each side then holds (R, K) scores. Default: none,
+        band by band as in the paper.
+    padding : {"edge", "reflect", "black"}
+        What fills the part of a crop that lies beyond its photo when a raw image is aligned
+        (:data:`freqxfr.imaging.align.PADDINGS`; default :data:`~freqxfr.imaging.align.DEFAULT_PADDING`). It
+        changes the explanations of re-cut crops (e.g. dlib's 150 chip cut from a tight 112
+        crop), so it is one of the :meth:`settings`. Images already of the model's input size
+        are not re-cut, and no padding touches them.
+    """
+
+    def __init__(
+        self,
+        model: Verifier | str | None = None,
+        schedule: BandSchedule | int | None = None,
+        mode: str = "delete",
+        domain: str = "pixel",
+        backend: str = "cpp",
+        *,
+        clip: bool = False,
+        max_batch: int = 256,
+        threads: int | None = None,
+        regions: Any = None,
+        padding: str = DEFAULT_PADDING,
+    ) -> None:
+        self.padding = check_padding(padding)  # refused before the model loads
+        self.model = model if isinstance(model, Verifier) else load_model(model)
+        if schedule is None:
+            schedule = DEFAULT_BANDS
+        self.schedule = BandSchedule.rings(schedule) if isinstance(schedule, int) else schedule
+        if mode not in ("delete", "keep"):
+            raise InputError(f"mode must be 'delete' or 'keep', got {mode!r}")
+        self.mode, self.domain, self.backend, self.clip = mode, domain, backend, bool(clip)
+        self.max_batch = int(max_batch)
+        self.threads = threads
+        self._local = threading.local()
+        card = self.model.card
+        h, w = card.input_size
+        self.bands = self.schedule.resolve(h, w).bands  # validates the schedule at this size
+        self._input_shape = card.input_shape
+        self._mask_options = _core_normalisation(card)
+        self.regions = None
+        if regions is not None:  # region cells: see region_explanations
+            from freqxfr.explanations.region_explanations import resolve_for_model
+
+            self.regions = resolve_for_model(regions, card)
+        self._settings = self._build_settings()  # shared, read-only, by every explanation
+        # What makes two explainers' masking the same (the engine masks their pairs together).
+        self.mask_key = (
+            self.schedule,
+            self.mode,
+            self.domain,
+            self.clip,
+            self.backend,
+            None if self.regions is None else self.regions.weights.tobytes(),
+        )
+        # Fail now, not inside a worker, if the backend can't run here.
+        self.mask(np.zeros((1, h, w, 3), np.uint8), None)
+
+    @property
+    def n_bands(self) -> int:
+        return len(self.bands)
+
+    @property
+    def cells(self) -> int:
+        """Masked images per explained image: K bands, or K·R (band, region) cells."""
+        return self.n_bands * (1 if self.regions is None else len(self.regions))
+
+    @property
+    def images_per_pair(self) -> int:
+        """Embeddings one explained pair costs: 2K + 2, or 2·K·R + 2 with regions."""
+        return 2 * self.cells + 2
+
+    # -- one pair --
+
+    def explain(
+        self,
+        a: Any,
+        b: Any,
+        *,
+        aligned: bool | None = None,
+        same: bool | None = None,
+        groups: dict[str, str] | None = None,
+        deadline: float | None = None,
+    ) -> Explanation:
+        """Explain one pair of images (paths, arrays or PIL images; raw photos are aligned).
+
+        Faces aligned before with :meth:`align` are used as they are, and keep their names.
+
+        Thread-safe. Concurrent calls on one model are served by its engine
+        (:mod:`freqxfr.model.engine`), which batches them (with ``regions`` too: one request of
+        2·K·R + 2 images); each gets the result of a lone call. ``deadline`` (seconds) fails this call alone with
+        :class:`~freqxfr.model.engine.DeadlineExceeded` if its result is not ready in time (through
+        the engine; a model loaded with ``engine=False`` ignores it). ``timings_ms`` then also
+        holds ``queue``, and ``mask``/``model`` are those of the batch the call ran in.
+        """
+        if self.model.use_engine:  # bands or region cells alike
+            from freqxfr.model.engine import explain_pair
+
+            return explain_pair(
+                self, a, b, aligned=aligned, same=same, groups=groups, deadline=deadline
+            )
+        if self.regions is not None:
+            from freqxfr.explanations.region_explanations import explain_pair as explain_cells
+
+            return explain_cells(self, a, b, aligned=aligned, same=same, groups=groups)
+        t0 = time.perf_counter()
+        faces = np.stack([self.prepare(a, aligned), self.prepare(b, aligned)])
+        t1 = time.perf_counter()
+        batch = self._single_pair_batch()
+        self.fill_batch(batch, faces)
+        t2 = time.perf_counter()
+        embeddings = self.model.embed_model_input(batch, batch_size=self.max_batch)
+        t3 = time.perf_counter()
+        timings = {"prepare": (t1 - t0) * 1e3, "mask": (t2 - t1) * 1e3, "model": (t3 - t2) * 1e3}
+        return self.explanation_from(
+            embeddings, 1, 0, (source_label(a), source_label(b)), timings, same, groups
+        )
+
+    async def explain_async(
+        self,
+        a: Any,
+        b: Any,
+        *,
+        aligned: bool | None = None,
+        same: bool | None = None,
+        groups: dict[str, str] | None = None,
+        deadline: float | None = None,
+    ) -> Explanation:
+        """:meth:`explain` for asyncio: alignment runs on a worker thread, and the result is
+        awaited from the model's engine without holding a thread."""
+        from freqxfr.model.engine import explain_pair_async
+
+        return await explain_pair_async(
+            self, a, b, aligned=aligned, same=same, groups=groups, deadline=deadline
+        )
+
+    def warmup(self) -> dict[str, float]:
+        """Pay the first call's start-up costs now (see :meth:`freqxfr.model.engine.Engine.warmup`)."""
+        from freqxfr.model.engine import warmup
+
+        return warmup(self.model, [self])
+
+    def align(
+        self, image: Any, aligned: bool | None = None, *, name: str | None = None
+    ) -> AlignedFace:
+        """Load and align one image once, keeping its name (default: its path).
+
+        Pass the result to :meth:`explain` or :meth:`explain_pairs` as often as you like: it is
+        not loaded or aligned again, and explanations call it ``name``. Its ``pixels`` may be
+        replaced (e.g. by a degraded copy, ``dataclasses.replace(face, pixels=...)``) and the
+        name still travels with it.
+        """
+        if isinstance(image, AlignedFace):
+            return image
+        return AlignedFace(self.prepare(image, aligned), source_label(image, name))
+
+    def prepare(self, image: Any, aligned: bool | None = None) -> np.ndarray:
+        """The model's input crop of one image: loaded and aligned as the model's card says
+        (an :class:`~freqxfr.imaging.images.AlignedFace` is used as it is)."""
+        if isinstance(image, AlignedFace):
+            return image.pixels
+        return self.model.align(image, aligned=aligned, padding=self.padding)
+
+    def with_padding(self, padding: str) -> Explainer:
+        """This explainer with another alignment ``padding``, sharing its loaded model."""
+        if check_padding(padding) == self.padding:
+            return self
+        other = copy.copy(self)
+        other.padding = padding
+        other._local = threading.local()  # per-thread batch buffers stay with their explainer
+        other._settings = other._build_settings()
+        return other
+
+    # -- many pairs, streamed --
+
+    def explain_pairs(
+        self,
+        pairs: Iterable[Pair | tuple[Any, Any]],
+        *,
+        aligned: bool | None = None,
+        skip_errors: bool = False,
+        overlap: bool = True,
+        indices: Iterable[int] | None = None,
+    ) -> Iterator[Explanation | PairFailure]:
+        """Explain many pairs, yielding results in order as they finish.
+
+        Loading, alignment and masking of the next batch of pairs run on a worker thread while the
+        model runs on the current one (``overlap=False`` does them one after the other). With
+        ``skip_errors`` a pair whose image can't be used yields a :class:`PairFailure` instead
+        of raising. Memory stays bounded: two batch buffers, whatever the number of pairs.
+        ``indices`` numbers the pairs in failures (default 0, 1, ...). A pair may hold faces
+        aligned before (:meth:`align`): they are used as they are and keep their names.
+        """
+        if self.regions is not None:  # region cells: one pair at a time, on this thread
+            yield from _each_pair(self, pairs, aligned, skip_errors, indices)
+            return
+        per_call = max(1, self.max_batch // (2 * self.n_bands + 2))
+        numbered = zip(itertools.count() if indices is None else indices, pairs, strict=False)
+        chunks = _chunks(((i, _as_pair(p)) for i, p in numbered), per_call)
+        buffers = [self._batch(per_call), self._batch(per_call)]
+        if not overlap:
+            for i, chunk in enumerate(chunks):
+                yield from self._score_chunk(
+                    self._prepare_chunk(chunk, buffers[i % 2], aligned, skip_errors)
+                )
+            return
+        with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="freqxfr-prepare") as pool:
+            pending = None
+            for i, chunk in enumerate(chunks):
+                future = pool.submit(
+                    self._prepare_chunk, chunk, buffers[i % 2], aligned, skip_errors
+                )
+                if pending is not None:
+                    yield from self._score_chunk(pending.result())
+                pending = future
+            if pending is not None:
+                yield from self._score_chunk(pending.result())
+
+    def _prepare_chunk(self, chunk, buffer, aligned, skip_errors):
+        """Load, align and mask a chunk of pairs into ``buffer``; failures keep their place."""
+        t0 = time.perf_counter()
+        entries: list[PairFailure | Pair] = []
+        faces = []
+        for index, pair in chunk:
+            try:
+                face_pair = (self.prepare(pair.path_a, aligned), self.prepare(pair.path_b, aligned))
+            except FreqxfrError as exc:
+                if not skip_errors:
+                    raise
+                entries.append(PairFailure(index, pair, str(exc)))
+                continue
+            entries.append(pair)
+            faces.extend(face_pair)
+        t1 = time.perf_counter()
+        if faces:
+            self.fill_batch(buffer, np.stack(faces), pairs=len(faces) // 2)
+        t2 = time.perf_counter()
+        return entries, buffer, len(faces) // 2, (t1 - t0, t2 - t1)
+
+    def _score_chunk(self, prepared) -> Iterator[Explanation | PairFailure]:
+        entries, buffer, n, (t_prepare, t_mask) = prepared
+        embeddings = None
+        timings: dict[str, float] = {}
+        if n:
+            t0 = time.perf_counter()
+            used = buffer[: n * (2 * self.n_bands + 2)]
+            embeddings = self.model.embed_model_input(used, batch_size=self.max_batch)
+            t_model = time.perf_counter() - t0
+            timings = {
+                "prepare": t_prepare / n * 1e3,
+                "mask": t_mask / n * 1e3,
+                "model": t_model / n * 1e3,
+            }
+        i = 0
+        for entry in entries:
+            if isinstance(entry, PairFailure):
+                yield entry
+                continue
+            sources = (source_label(entry.path_a), source_label(entry.path_b))
+            yield self.explanation_from(
+                embeddings, n, i, sources, timings, entry.same, entry.groups
+            )
+            i += 1
+
+    # -- the batch layout: [refs of all pairs (2P)] + [masked (2P, K)] --
+
+    def _single_pair_batch(self) -> np.ndarray:
+        # Reused per thread: a fresh 9 MB buffer per call would cost more in page faults than
+        # the masking itself.
+        batch = getattr(self._local, "batch", None)
+        if batch is None:
+            batch = self._local.batch = self._batch(1)
+        return batch
+
+    def _batch(self, pairs: int) -> np.ndarray:
+        return np.empty((pairs * self.images_per_pair, *self._input_shape), np.float32)
+
+    def fill_batch(
+        self, batch: np.ndarray, faces: np.ndarray, pairs: int = 1, threads: int | None = None
+    ) -> None:
+        """Write the 2P references and their 2P×C masked images of P pairs of aligned ``faces``
+        into ``batch`` (C = :attr:`cells`: K bands, or K·R cells with regions); the layout
+        :meth:`explanation_from` reads, and the engine batches by."""
+        n = 2 * pairs
+        batch[:n] = to_model_input(faces, self.model.card)
+        masked = batch[n : n + n * self.cells].reshape(n, self.cells, *self._input_shape)
+        regions = None if self.regions is None else self.regions.weights
+        self.mask(faces, masked, threads=threads, regions=regions)
+
+    def mask(
+        self,
+        faces: np.ndarray,
+        out: np.ndarray | None = None,
+        mode: str | None = None,
+        order: Sequence[int] | None = None,
+        *,
+        regions: np.ndarray | None = None,
+        threads: int | None = None,
+    ) -> np.ndarray:
+        """Mask aligned ``faces`` (N, H, W, 3) with this explainer's bands and options, in the
+        model's input layout (into ``out`` if given): :func:`freqxfr.mask_bands` with the
+        model's normalisation. ``mode`` and ``order`` override the explainer's (e.g.
+        ``"cumulative_delete"`` for the faithfulness curves); ``regions`` (R, H, W) masks region
+        cells instead of whole bands."""
+        return mask_bands(
+            faces,
+            self.schedule,
+            mode or self.mode,
+            self.backend,
+            out,
+            order=order,
+            domain=self.domain,
+            clip=self.clip,
+            threads=threads or self.threads,
+            regions=regions,
+            **self._mask_options,
+        )
+
+    def explain_template(self, probe: Any, template: Any, *, aligned: bool | None = None):
+        """Explain ``probe`` against a stored template (an embedding array or a ``.npy`` path):
+        K + 1 embeddings (K·R + 1 with regions); see :mod:`freqxfr.explanations.templates`."""
+        from freqxfr.explanations.templates import explain_template
+
+        return explain_template(self, probe, template, aligned=aligned)
+
+    def explanation_from(self, embeddings, pairs, i, sources, timings, same, groups) -> Explanation:
+        """The explanation of pair i from the embeddings of a batch laid out by
+        :meth:`fill_batch` (``pairs`` = P; 1 for explain). With regions, ``pairs`` must be 1
+        (a lone pair's layout, as the engine returns it)."""
+        if self.regions is not None:
+            from freqxfr.explanations.region_explanations import explanation_from_rows
+
+            assert pairs == 1 and i == 0, "region explanations are built one pair at a time"
+            return explanation_from_rows(self, embeddings, sources, timings, same, groups)
+        k = self.n_bands
+        p = max(pairs, 1)
+        ref_a, ref_b = embeddings[2 * i], embeddings[2 * i + 1]
+        masked = embeddings[2 * p :].reshape(2 * p, k, -1)
+        score = self.model.score
+        s_ref = float(score(ref_a, ref_b))
+        card = self.model.card
+        return Explanation(
+            score_ref=s_ref,
+            threshold=card.threshold,
+            decision=bool(s_ref >= card.threshold),
+            a=ImageExplanation(sources[0], score(masked[2 * i], ref_b[None]), s_ref),
+            b=ImageExplanation(sources[1], score(ref_a[None], masked[2 * i + 1]), s_ref),
+            bands=self.bands,
+            schedule=self.schedule,
+            settings=self._settings,
+            timings_ms={key: round(v, 3) for key, v in timings.items()},
+            same=same,
+            groups=dict(groups or {}),
+        )
+
+    def settings(self) -> dict[str, Any]:
+        """The settings every result of this explainer records (its provenance), JSON-ready.
+
+        Keys (:data:`SETTINGS_KEYS`): ``freqxfr_version``, ``model`` (:meth:`model_info`),
+        ``backend``, ``mode``, ``domain``, ``clip``, ``padding`` (alignment), ``schedule`` and
+        ``bands``. Explanations, dataset runs and the scenarios all write this dict; it is built
+        here and nowhere else.
+        """
+        return copy.deepcopy(self._settings)
+
+    def _build_settings(self) -> dict[str, Any]:
+        return {
+            "freqxfr_version": __version__,
+            "model": self.model_info(),
+            "backend": self.backend,
+            "mode": self.mode,
+            "domain": self.domain,
+            "clip": self.clip,
+            "padding": self.padding,
+            "schedule": self.schedule.to_dict(),
+            "bands": [band.to_dict() for band in self.bands],
+        }
+
+    def model_info(self) -> dict[str, Any]:
+        """The model part of :meth:`settings`: what was run and how its input was made."""
+        card = self.model.card
+        return {
+            "name": card.name,
+            "metric": card.metric,
+            "provider": self.model.provider,
+            "input_size": list(card.input_size),
+            "mean": list(card.mean),
+            "std": list(card.std),
+            "channel_order": card.channel_order,
+        }
+
+    # -- what the model saw --
+
+    def masked_views(self, faces: np.ndarray) -> np.ndarray:
+        """The masked images as uint8 RGB pictures, (N, K, H, W, 3), for the report's strip."""
+        mean = np.asarray(self._mask_options["mean"], np.float32)
+        if self.model.card.channel_order == "BGR":
+            mean = mean[::-1]  # the card's mean is in its own channel order; views are RGB
+        # With std 1 the output is p - mean; adding the mean back gives the pixels the model saw
+        # (including the mean grey that normalised-domain masking leaves where DC was deleted).
+        views = mask_bands(
+            faces,
+            self.schedule,
+            self.mode,
+            self.backend,
+            domain=self.domain,
+            clip=self.clip,
+            layout="NHWC",
+            threads=self.threads,
+            mean=mean,
+            std=1.0,
+        )
+        return np.clip(np.rint(views + mean), 0, 255).astype(np.uint8)
+
+    # -- faithfulness --
+
+    def faithfulness(
+        self,
+        a: Any,
+        b: Any,
+        *,
+        seeds: int | Sequence[int] = 5,
+        aligned: bool | None = None,
+        explanation: Explanation | None = None,
+    ) -> Faithfulness:
+        """Deletion and insertion curves for one pair (see :mod:`freqxfr.explanations.faithfulness`)."""
+        return pair_faithfulness(self, a, b, seeds=seeds, aligned=aligned, explanation=explanation)
+
+
+# ---- one call ------------------------------------------------------------------------------------
+
+
+def explain(
+    a: Any,
+    b: Any,
+    *,
+    model: Verifier | str | None = None,
+    schedule: BandSchedule | int | None = None,
+    mode: str = "delete",
+    domain: str = "pixel",
+    backend: str = "cpp",
+    clip: bool = False,
+    aligned: bool | None = None,
+    same: bool | None = None,
+    groups: dict[str, str] | None = None,
+    deadline: float | None = None,
+    padding: str = DEFAULT_PADDING,
+) -> Explanation:
+    """Explain one pair in one call: ``freqxfr.explain("a.jpg", "b.jpg")``.
+
+    The same as ``Explainer(model, schedule, mode, domain, backend, clip=clip,
+    padding=padding).explain(a, b, aligned=aligned, same=same, groups=groups,
+    deadline=deadline)``; see :class:`Explainer` and
+    :meth:`Explainer.explain` for the options. The explainer is kept for the next call with the
+    same options (the last few are kept), so repeated calls don't reload the model; build an
+    :class:`Explainer` yourself to control its lifetime, or to explain many pairs
+    (:meth:`Explainer.explain_pairs`).
+    """
+    options = (model, schedule, mode, domain, backend, bool(clip), padding)
+    try:
+        hash(options)
+    except TypeError:  # unhashable options (e.g. a custom model object): build a fresh one
+        explainer = Explainer(*options[:5], clip=options[5], padding=padding)
+    else:
+        explainer = _kept_explainer(*options)
+    return explainer.explain(a, b, aligned=aligned, same=same, groups=groups, deadline=deadline)
+
+
+@functools.lru_cache(maxsize=4)
+def _kept_explainer(model, schedule, mode, domain, backend, clip, padding) -> Explainer:
+    return Explainer(model, schedule, mode, domain, backend, clip=clip, padding=padding)
+
+
+# ---- helpers ------------------------------------------------------------------------------------
+
+
+def _core_normalisation(card) -> dict[str, Any]:
+    """The card's normalisation in the core's terms: pixels p in 0..255 map to the card's value
+    range v = lo + p·s, so (v - mean)/std = (p - (mean - lo)/s) / (std/s)."""
+    lo, hi = card.value_range
+    s = (hi - lo) / 255.0
+    mean = [(m - lo) / s for m in card.mean]
+    std = [sd / s for sd in card.std]
+    return {"mean": mean, "std": std, "channel_order": card.channel_order, "layout": card.layout}
+
+
+def _as_pair(item: Pair | tuple[Any, Any]) -> Pair:
+    if isinstance(item, Pair):
+        return item
+    try:
+        a, b = item
+    except (TypeError, ValueError):
+        raise InputError(
+            f"a pair must be a freqxfr.explanations.pairs.Pair or (a, b), got {item!r}"
+        ) from None
+    return Pair(a, b)
+
+
+def _each_pair(
+    explainer: Explainer, pairs, aligned, skip_errors, indices
+) -> Iterator[Explanation | PairFailure]:
+    """explain_pairs for region explanations: one pair after another, failures in place."""
+    numbered = zip(itertools.count() if indices is None else indices, pairs, strict=False)
+    for index, item in numbered:
+        pair = _as_pair(item)
+        try:
+            yield explainer.explain(
+                pair.path_a, pair.path_b, aligned=aligned, same=pair.same, groups=pair.groups
+            )
+        except FreqxfrError as exc:
+            if not skip_errors:
+                raise
+            yield PairFailure(index, pair, str(exc))
+
+
+def _chunks(items: Iterable, size: int) -> Iterator[list]:
+    chunk: list = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk

@@ -1,0 +1,172 @@
+"""One-sided explanations of a probe against a stored template (an enrolled embedding).
+
+Deployed 1:1 systems keep the enrolled person's template, not the photo. The probe is explained
+against it as one side of a pair is: s_ref = score(f(probe), t), and per band (or cell) the score
+of the masked probe against t. Cost: K + 1 embeddings (K·R + 1 with regions). With the reference
+image's own embedding as the template this is exactly that side of the pair explanation.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from freqxfr.common.errors import InputError
+from freqxfr.core.bands import Band, BandSchedule
+from freqxfr.explanations.region_explanations import image_explanation, masked_batch
+from freqxfr.explanations.rows import influence_rows
+from freqxfr.imaging.images import source_label
+from freqxfr.imaging.regions import ResolvedRegions
+
+if TYPE_CHECKING:
+    from freqxfr.explanations.explainer import Explainer, ImageExplanation
+
+#: A template whose norm is within this of 1 counts as L2-normalised (for Euclidean models).
+UNIT_NORM_TOLERANCE = 1e-3
+
+
+@dataclasses.dataclass(frozen=True)
+class TemplateExplanation:
+    """Why the model matched or rejected a probe against a template, band by band (or cell by
+    cell): ``probe`` is the probe's :class:`~freqxfr.explanations.explainer.ImageExplanation`."""
+
+    score_ref: float
+    threshold: float
+    decision: bool
+    probe: ImageExplanation
+    template: str
+    bands: tuple[Band, ...]
+    schedule: BandSchedule
+    settings: Mapping[str, Any]  # the explainer's provenance (Explainer.settings())
+    timings_ms: dict[str, float]
+    regions: ResolvedRegions | None = None
+
+    @property
+    def model(self) -> dict[str, Any]:
+        """The model part of the settings (:meth:`Explainer.model_info`)."""
+        return self.settings["model"]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            **copy.deepcopy(dict(self.settings)),
+            "kind": "template",
+            "score_ref": self.score_ref,
+            "threshold": self.threshold,
+            "decision": self.decision,
+            "template": self.template,
+            "probe": self.probe.to_dict(),
+            "regions": self.regions.to_dict() if self.regions is not None else None,
+            "timings_ms": self.timings_ms,
+        }
+
+    def to_rows(self) -> list[dict[str, Any]]:
+        """One row per band (per band × region with regions), as a pair's rows for one image."""
+        return influence_rows(self, (("probe", self.probe),))
+
+
+def load_template(template: Any) -> tuple[np.ndarray, str]:
+    """The template as a float64 vector and its label: an array, or a ``.npy`` file."""
+    if isinstance(template, (str, Path)):
+        path = Path(template)
+        try:
+            arr = np.load(path, allow_pickle=False)
+        except (OSError, ValueError) as exc:
+            raise InputError(f"template {path}: cannot read it as a .npy array ({exc})") from None
+        return _as_vector(arr, str(path)), str(path)
+    return _as_vector(template, "template"), "<array>"
+
+
+def _as_vector(value: Any, label: str) -> np.ndarray:
+    try:
+        arr = np.asarray(value)
+    except (TypeError, ValueError):
+        raise InputError(
+            f"{label}: the template must be an embedding array, got {type(value).__name__}"
+        ) from None
+    if arr.dtype.kind not in "fiu":
+        raise InputError(f"{label}: the template must hold numbers, got dtype {arr.dtype}")
+    if arr.ndim == 2 and arr.shape[0] == 1:
+        arr = arr[0]
+    if arr.ndim != 1:
+        raise InputError(
+            f"{label}: the template must be one embedding (D,) or (1, D), got shape {arr.shape}"
+        )
+    return arr.astype(np.float64)
+
+
+def check_template(
+    template: np.ndarray, label: str, card: Any, probe_embedding: np.ndarray | None = None
+) -> None:
+    """The template must fit the model: its dimension, finite values, and the normalisation the
+    metric needs (a cosine needs a non-zero vector; a Euclidean distance compares raw
+    embeddings, so a unit-norm template for a model whose embeddings are not unit-norm is
+    refused)."""
+    d = card.embedding_size
+    if template.shape != (d,):
+        raise InputError(
+            f"{label}: the template has {template.size} values, but model {card.name!r} "
+            f"makes {d}-d embeddings"
+        )
+    if not np.isfinite(template).all():
+        first = int(np.flatnonzero(~np.isfinite(template))[0])
+        raise InputError(f"{label}: the template holds NaN or Inf (first at index {first})")
+    norm = float(np.linalg.norm(template))
+    if probe_embedding is None:
+        return
+    if card.metric == "cosine":
+        if norm == 0.0:
+            raise InputError(
+                f"{label}: the template is all zeros; a cosine needs a non-zero vector"
+            )
+        return
+    probe_norm = float(np.linalg.norm(probe_embedding))
+    if abs(norm - 1.0) < UNIT_NORM_TOLERANCE and abs(probe_norm - 1.0) > 0.05:
+        raise InputError(
+            f"{label}: the template is L2-normalised (norm {norm:.4f}), but model {card.name!r} "
+            f"compares raw embeddings by {card.metric} distance (this probe's norm: {probe_norm:.3f}); "
+            "store the embedding as Verifier.embed returns it"
+        )
+
+
+def explain_template(
+    explainer: Explainer, probe: Any, template: Any, *, aligned: bool | None = None
+) -> TemplateExplanation:
+    """:meth:`Explainer.explain_template`: K + 1 embeddings (K·R + 1 with regions)."""
+    vector, label = load_template(template)
+    card = explainer.model.card
+    check_template(vector, label, card)  # dimension and values, before any model call
+    t0 = time.perf_counter()
+    face = explainer.prepare(probe, aligned)[None]
+    t1 = time.perf_counter()
+    cells = explainer.n_bands * (1 if explainer.regions is None else len(explainer.regions))
+    batch = masked_batch(explainer, face, cells)
+    t2 = time.perf_counter()
+    emb = explainer.model.embed_model_input(batch, batch_size=explainer.max_batch)
+    t3 = time.perf_counter()
+    check_template(vector, label, card, emb[0])  # the normalisation, against the probe's scale
+    score = explainer.model.score
+    s_ref = float(score(emb[0], vector))
+    return TemplateExplanation(
+        score_ref=s_ref,
+        threshold=card.threshold,
+        decision=bool(s_ref >= card.threshold),
+        probe=image_explanation(
+            explainer, source_label(probe), score(emb[1:], vector[None]), s_ref
+        ),
+        template=label,
+        bands=explainer.bands,
+        schedule=explainer.schedule,
+        settings=explainer.settings(),
+        timings_ms={
+            "prepare": round((t1 - t0) * 1e3, 3),
+            "mask": round((t2 - t1) * 1e3, 3),
+            "model": round((t3 - t2) * 1e3, 3),
+        },
+        regions=explainer.regions,
+    )

@@ -1,0 +1,990 @@
+"""PNG plots of frequency explanations: FHP discs, band bars, masked strips, curves and profiles.
+
+Every figure is a ``matplotlib.figure.Figure`` drawn on its own Agg canvas; pyplot and its global
+state are never touched, so no figure is registered anywhere or leaked. Matplotlib does not promise
+thread safety, so rendering (where text layout uses shared caches) is serialised by a lock; drawing
+is GIL-bound anyway, so the lock costs no throughput, and plots may be made from several threads.
+Each ``plot_*`` function takes plain data (the dicts of ``explanation.json``, ``summary.json`` and
+faithfulness results, or arrays) and a path, writes the PNG atomically and returns the path.
+
+Colours: absolute influence uses a sequential map on [0, 1], directed influence a diverging map on
+[-1, 1] whose centre (white) is 0. Positive directed influence (blue) means the band supported the
+match: deleting it lowered the score.
+
+FHP geometry: the disc is the centred spectrum as ``imshow(fftshift(F))`` shows it, DC in the
+middle, horizontal frequency to the right and vertical frequency downwards. The displayed radius is
+the relative radius (1 = the spectrum's corner) on the ``radial`` scale: ``"linear"`` (true
+radius), ``"area"`` (every band's ring the same area; the default, because on real faces almost
+all influence sits in the lowest bands, which a linear disc squeezes into its inner fifth) or
+``"log"``. Rings are labelled with their band index.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import os
+import threading
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from statistics import NormalDist
+from typing import Any, Literal
+
+import numpy as np
+from matplotlib import colormaps
+from matplotlib.axes import Axes
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.cm import ScalarMappable
+from matplotlib.colors import Colormap, Normalize
+from matplotlib.figure import Figure
+from matplotlib.patches import Circle, Wedge
+
+from freqxfr.common.atomic import write_output
+from freqxfr.common.errors import InputError
+
+ABSOLUTE_CMAP = "viridis"
+DIRECTED_CMAP = "RdBu"
+DPI = 110
+_RENDER_LOCK = threading.Lock()
+Kind = Literal["absolute", "directed"]
+Radial = Literal["linear", "area", "log"]
+RADIAL_SCALES: tuple[str, ...] = ("linear", "area", "log")
+DEFAULT_RADIAL: Radial = "area"
+
+_SIDES = ("a", "b")
+_PROFILE_PANELS = (
+    ("absolute_mean", "absolute_std", "absolute influence |Δscore|"),
+    ("absolute_normalised_mean", None, "absolute, normalised per image"),
+    ("directed_mean", "directed_std", "directed influence Δscore"),
+    ("directed_normalised_mean", None, "directed, normalised per image"),
+)
+
+
+# --- figure plumbing --------------------------------------------------------------------------
+
+
+def new_figure(width: float, height: float) -> Figure:
+    """A figure with its own Agg canvas and constrained layout (no pyplot state)."""
+    fig = Figure(figsize=(width, height), dpi=DPI, layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def save_figure(fig: Figure, path: str | os.PathLike[str]) -> Path:
+    """Render ``fig`` as PNG into memory, then write it to ``path`` atomically.
+
+    Raises ``OutputError`` naming the folder if it cannot be written.
+    """
+    buffer = io.BytesIO()
+    with _RENDER_LOCK:
+        fig.savefig(buffer, format="png", dpi=DPI, facecolor="white")
+    return write_output(path, buffer.getvalue())
+
+
+def fhp_norm(kind: Kind) -> Normalize:
+    """The colour scale of an FHP: [0, 1] for absolute, symmetric [-1, 1] (0 at the centre) for directed."""
+    if kind == "absolute":
+        return Normalize(vmin=0.0, vmax=1.0, clip=True)
+    if kind == "directed":
+        return Normalize(vmin=-1.0, vmax=1.0, clip=True)
+    raise InputError(f"kind must be 'absolute' or 'directed', got {kind!r}")
+
+
+def fhp_cmap(kind: Kind) -> Colormap:
+    """The colormap of an FHP of this kind (sequential for absolute, diverging for directed)."""
+    fhp_norm(kind)  # validates kind
+    return colormaps[ABSOLUTE_CMAP if kind == "absolute" else DIRECTED_CMAP]
+
+
+def display_uint8(images: np.ndarray) -> np.ndarray:
+    """Pixel values (e.g. masked images from ``mask_bands``) clipped to [0, 255] and rounded to uint8."""
+    values = np.asarray(images)
+    if values.dtype == np.uint8:
+        return values
+    return np.clip(np.rint(values), 0, 255).astype(np.uint8)
+
+
+# --- the frequency heat plot ------------------------------------------------------------------
+
+
+def fhp_disc(
+    ax: Axes,
+    values: Sequence[float] | np.ndarray,
+    bands: Sequence[Mapping[str, Any]],
+    *,
+    kind: Kind,
+    size: Sequence[int] | None = None,
+    colorbar: bool = True,
+    radial: str = DEFAULT_RADIAL,
+    label_rings: bool = True,
+) -> ScalarMappable:
+    """Draw a frequency heat plot: a disc of rings (or ring sectors) coloured by band.
+
+    Parameters
+    ----------
+    ax : matplotlib.axes.Axes
+        Where to draw; its aspect is set to equal and its frame is hidden.
+    values : sequence of K floats
+        One value per band: normalised absolute influences in [0, 1] for ``kind="absolute"``,
+        normalised directed influences in [-1, 1] for ``kind="directed"``. Values outside the
+        range saturate.
+    bands : sequence of K dicts
+        ``Band.to_dict()`` entries: ``"radius"`` [lo, hi] relative radius and ``"angle"`` [lo, hi]
+        in [0, π]. A sector narrower than π is drawn as a wedge and its mirror by π.
+    kind : {"absolute", "directed"}
+    size : (H, W), optional
+        The spectrum's size; if given, its border (the Nyquist box) is outlined.
+    colorbar : bool
+        Add a colourbar beside ``ax``.
+    radial : {"area", "linear", "log"}
+        How relative radius maps to the disc (see the module docstring).
+    label_rings : bool
+        Write the band index on each ring that is wide enough to read.
+
+    Returns
+    -------
+    matplotlib.cm.ScalarMappable
+        The colour scale used, e.g. for a shared colourbar.
+    """
+    vals = _band_values(values, bands, "values")
+    norm, cmap = fhp_norm(kind), fhp_cmap(kind)
+    mappable = ScalarMappable(norm=norm, cmap=cmap)
+    scale = radial_scale(bands, radial)
+    for value, band in zip(vals, bands, strict=True):
+        r_lo, r_hi = (float(scale(x)) for x in band["radius"])
+        a_lo, a_hi = (float(x) for x in band.get("angle", (0.0, math.pi)))
+        colour = cmap(norm(value))
+        for theta1, theta2 in _screen_angles(a_lo, a_hi):
+            ax.add_patch(
+                Wedge(
+                    (0.0, 0.0),
+                    r_hi,
+                    theta1,
+                    theta2,
+                    width=r_hi - r_lo,
+                    facecolor=colour,
+                    edgecolor="white",
+                    linewidth=0.4,
+                )
+            )
+    r_max = float(scale(max(float(b["radius"][1]) for b in bands)))
+    if size is not None:
+        height, width = (int(s) for s in size)
+        corner = math.hypot(height // 2, width // 2)
+        half_w, half_h = (width / 2) / corner, (height / 2) / corner
+        # The Nyquist box, traced point by point: on a non-linear scale it is no longer square.
+        t = np.linspace(0.0, 1.0, 50)
+        xs = np.concatenate(
+            [
+                -half_w + 2 * half_w * t,
+                np.full(50, half_w),
+                half_w - 2 * half_w * t,
+                np.full(50, -half_w),
+            ]
+        )
+        ys = np.concatenate(
+            [
+                np.full(50, -half_h),
+                -half_h + 2 * half_h * t,
+                np.full(50, half_h),
+                half_h - 2 * half_h * t,
+            ]
+        )
+        rho = np.hypot(xs, ys)
+        shown = scale(rho) / np.maximum(rho, 1e-12)
+        ax.plot(xs * shown, ys * shown, color="0.55", linestyle="--", linewidth=0.8)
+    # The disc's rim, so that a pale directed disc stays visible on a white page.
+    ax.add_patch(Circle((0.0, 0.0), r_max, fill=False, edgecolor="0.55", linewidth=0.8))
+    if label_rings:
+        _label_rings(ax, bands, scale)
+    lim = 1.03 * max(r_max, 1e-9)
+    ax.set_xlim(-lim, lim)
+    ax.set_ylim(-lim, lim)
+    ax.set_aspect("equal")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    for spine in ax.spines.values():
+        spine.set_visible(False)
+    if colorbar:
+        bar = ax.figure.colorbar(mappable, ax=ax, shrink=0.8)
+        bar.set_label("normalised |Δscore|" if kind == "absolute" else "normalised Δscore")
+    return mappable
+
+
+_RADIAL_NOTE = {
+    "linear": "radius ∝ frequency",
+    "area": "every ring the same area (low bands enlarged)",
+    "log": "log radius (low bands enlarged)",
+}
+
+
+def radial_scale(bands: Sequence[Mapping[str, Any]], radial: str = DEFAULT_RADIAL):
+    """The displayed radius (0..1) of a relative radius, as a vectorised function.
+
+    ``"linear"``: the relative radius itself. ``"area"``: piecewise linear between the ring
+    edges, with edge i of n at ``sqrt(i / n)``, so that every ring covers the same area. ``"log"``:
+    ``log(1 + ρ/ρ₁) / log(1 + ρ_max/ρ₁)`` with ρ₁ the first ring's outer radius.
+    """
+    if radial not in RADIAL_SCALES:
+        raise InputError(f"radial scale must be one of {', '.join(RADIAL_SCALES)}, got {radial!r}")
+    edges = np.unique(np.array([float(x) for b in bands for x in b["radius"]]))
+    top = float(edges[-1]) if edges.size else 1.0
+    if radial == "linear" or edges.size < 2:
+        return lambda rho: np.asarray(rho, dtype=float)
+    if radial == "area":
+        shown = np.sqrt(np.arange(edges.size) / (edges.size - 1)) * top
+        return lambda rho: np.interp(rho, edges, shown)
+    first = float(edges[1])
+    return lambda rho: top * np.log1p(np.asarray(rho, dtype=float) / first) / np.log1p(top / first)
+
+
+def _label_rings(ax: Axes, bands: Sequence[Mapping[str, Any]], scale) -> None:
+    """Band indices on the rings, along the 45° ray up-right; rings too thin to read are skipped
+    (the last ring is always labelled)."""
+    rings: dict[tuple[float, float], int] = {}
+    for k, band in enumerate(bands):
+        key = (float(band["radius"][0]), float(band["radius"][1]))
+        rings.setdefault(key, int(band.get("ring", band.get("index", k))))
+    ordered = sorted(rings.items())
+    last_shown = -1.0
+    for i, ((lo, hi), index) in enumerate(ordered):
+        r_lo, r_hi = float(scale(lo)), float(scale(hi))
+        mid = (r_lo + r_hi) / 2
+        if r_hi - r_lo < 0.045 * float(scale(ordered[-1][0][1])) and i != len(ordered) - 1:
+            continue
+        if mid - last_shown < 0.06:
+            continue
+        last_shown = mid
+        ax.text(
+            mid * math.cos(math.pi / 4),
+            mid * math.sin(math.pi / 4),
+            str(index),
+            ha="center",
+            va="center",
+            fontsize=6,
+            color="0.1",
+            bbox={"boxstyle": "round,pad=0.1", "facecolor": "white", "alpha": 0.6, "linewidth": 0},
+        )
+
+
+def _screen_angles(a_lo: float, a_hi: float) -> list[tuple[float, float]]:
+    """Wedge angles in degrees (counter-clockwise on screen) for a band's orientation range.
+
+    Band angles are measured from the horizontal-frequency axis towards +vertical frequency, which
+    points *down* in the centred spectrum's usual display, so the screen angle is the negative.
+    """
+    if a_hi - a_lo >= math.pi - 1e-9:
+        return [(0.0, 360.0)]
+    lo, hi = -math.degrees(a_hi), -math.degrees(a_lo)
+    return [(lo, hi), (lo + 180.0, hi + 180.0)]
+
+
+# --- one pair ---------------------------------------------------------------------------------
+
+
+def plot_pair(
+    explanation: Mapping[str, Any],
+    faces: np.ndarray,
+    path: str | os.PathLike[str],
+    *,
+    radial: str = DEFAULT_RADIAL,
+) -> Path:
+    """Each face beside its absolute and directed FHP discs; score, threshold and decision on top.
+
+    Parameters
+    ----------
+    explanation : dict
+        An ``explanation.json`` dict (``Explanation.to_dict()``).
+    faces : ndarray, (2, H, W, 3) uint8
+        The two aligned faces, a then b, as the model saw them before masking.
+    path : path-like
+        Where to write the PNG.
+    """
+    bands = check_bands(explanation)
+    faces = _check_faces(faces)
+    size = (explanation.get("model") or {}).get("input_size")
+    fig = new_figure(9.6, 6.6)
+    axes = fig.subplots(2, 3)
+    columns = ("face", "absolute FHP", "directed FHP")
+    for row, side in enumerate(_SIDES):
+        data = check_side(explanation, side)
+        axes[row, 0].imshow(faces[row], interpolation="lanczos")
+        axes[row, 0].set_axis_off()
+        axes[row, 0].set_title(
+            f"{side}: {_short(data.get('source'))}", fontsize=9, parse_math=False
+        )
+        for col, kind in ((1, "absolute"), (2, "directed")):
+            ax = axes[row, col]
+            values = _band_values(data[f"{kind}_normalised"], bands, f"{side}.{kind}_normalised")
+            fhp_disc(ax, values, bands, kind=kind, size=size, radial=radial)
+            ax.set_title(columns[col], fontsize=9)
+    fig.suptitle(_decision_title(explanation), fontsize=11, parse_math=False)
+    fig.text(
+        0.5,
+        0.0,
+        "centre: low frequencies (DC)   edge: spectrum corner   dashed: Nyquist box   "
+        "numbers: band index   " + _RADIAL_NOTE[radial],
+        ha="center",
+        va="bottom",
+        fontsize=8,
+        color="0.3",
+    )
+    return save_figure(fig, path)
+
+
+def plot_band_bars(explanation: Mapping[str, Any], path: str | os.PathLike[str]) -> Path:
+    """Bar charts per band: absolute and directed influence (raw Δscore) for images a and b.
+
+    Absolute bars take the FHP's sequential colour of their normalised value; directed bars are
+    blue where the band supported the match and red where it worked against it.
+    """
+    bands = check_bands(explanation)
+    k = len(bands)
+    fig = new_figure(max(8.0, 0.35 * k + 4.0), 5.6)
+    axes = fig.subplots(2, 2, sharey="row", sharex=True)
+    abs_cmap, dir_cmap = fhp_cmap("absolute"), fhp_cmap("directed")
+    x = np.arange(k)
+    for col, side in enumerate(_SIDES):
+        data = check_side(explanation, side)
+        absolute = _band_values(data["absolute"], bands, f"{side}.absolute")
+        abs_norm = _band_values(data["absolute_normalised"], bands, f"{side}.absolute_normalised")
+        directed = _band_values(data["directed"], bands, f"{side}.directed")
+        axes[0, col].bar(
+            x, absolute, color=abs_cmap(np.clip(abs_norm, 0, 1)), edgecolor="0.2", linewidth=0.4
+        )
+        axes[0, col].set_title(
+            f"{side}: {_short(data.get('source'))}", fontsize=9, parse_math=False
+        )
+        colours = np.where(directed >= 0, 0, 1)
+        palette = [dir_cmap(0.85), dir_cmap(0.15)]
+        axes[1, col].bar(
+            x, directed, color=[palette[c] for c in colours], edgecolor="0.2", linewidth=0.4
+        )
+        axes[1, col].axhline(0.0, color="0.2", linewidth=0.8)
+        axes[1, col].set_xlabel("band (0 = lowest frequencies)")
+        _band_ticks(axes[1, col], bands)
+    axes[0, 0].set_ylabel("absolute |s_ref − s_k|")
+    axes[1, 0].set_ylabel("directed s_ref − s_k")
+    fig.suptitle(_decision_title(explanation), fontsize=10, parse_math=False)
+    return save_figure(fig, path)
+
+
+def plot_masked_strip(
+    views: np.ndarray,
+    bands: Sequence[Mapping[str, Any]],
+    path: str | os.PathLike[str],
+    *,
+    faces: np.ndarray | None = None,
+    row_labels: Sequence[str] = ("a", "b"),
+    columns: int = 6,
+) -> Path:
+    """What the model saw with each band deleted: per image, its tiles in rows of ``columns``.
+
+    Parameters
+    ----------
+    views : ndarray, (N, K, H, W, 3)
+        Masked images in pixel values; uint8, or float (clipped to [0, 255] for display, see
+        :func:`display_uint8`).
+    bands : sequence of K band dicts
+    path : path-like
+    faces : ndarray, (N, H, W, 3), optional
+        The unmasked images, shown in an extra first column.
+    row_labels : sequence of str
+        One name per image, written in each of its tiles' labels.
+    columns : int
+        Tiles per row.
+    """
+    views = np.asarray(views)
+    if views.ndim != 5 or views.shape[-1] != 3 or views.shape[1] != len(bands):
+        raise InputError(
+            f"views must have shape (N, K={len(bands)}, H, W, 3), got {tuple(views.shape)}"
+        )
+    tiles = display_uint8(views)
+    titles = [
+        f"−band {b.get('index', k)}  (ρ {b['radius'][0]:.2f}–{b['radius'][1]:.2f})"
+        for k, b in enumerate(bands)
+    ]
+    if faces is not None:
+        originals = display_uint8(np.asarray(faces))
+        if originals.shape != (tiles.shape[0], *tiles.shape[2:]):
+            raise InputError(
+                f"faces must have shape {(tiles.shape[0], *tiles.shape[2:])} to match views, "
+                f"got {originals.shape}"
+            )
+        tiles = np.concatenate([originals[:, None], tiles], axis=1)
+        titles.insert(0, "original")
+    images, per_image, h, w = tiles.shape[:4]
+    # Wrapped into rows of `columns` tiles, each about 1.6 inches (176 px) wide, so that a tile
+    # and its label can be read at the report's width (1200 px) whatever the number of bands.
+    cols = min(columns, per_image)
+    rows_per_image = -(-per_image // cols)
+    label_h = max(h // 5, 14)  # room above each tile for its label, in mosaic pixels
+    gap = max(2, w // 20)
+    cell_h, cell_w = h + label_h, w + gap
+    rows = images * rows_per_image
+    mosaic = np.full((rows * cell_h + gap * (images - 1), cols * cell_w - gap, 3), 255, np.uint8)
+    fig = new_figure(1.6 * cols, 1.6 * rows * cell_h / w + 0.4)
+    fig.set_layout_engine("none")  # one axes placed by hand; the labels are inside the mosaic
+    ax = fig.add_axes((0.0, 0.06, 1.0, 0.94))
+    for i in range(images):
+        name = row_labels[i] if i < len(row_labels) else str(i)
+        for t in range(per_image):
+            r, c = i * rows_per_image + t // cols, t % cols
+            top = r * cell_h + i * gap + label_h
+            left = c * cell_w
+            mosaic[top : top + h, left : left + w] = tiles[i, t]
+            ax.text(
+                left + w / 2,
+                top - 2,
+                f"{name}: {titles[t]}",
+                ha="center",
+                va="bottom",
+                fontsize=7.5,
+                parse_math=False,
+            )
+    ax.imshow(mosaic, interpolation="antialiased")
+    ax.set_axis_off()
+    fig.text(
+        0.5,
+        0.01,
+        "each image with one band deleted, as the model saw it (clipped to [0, 255] for display)",
+        ha="center",
+        va="bottom",
+        fontsize=8,
+        color="0.3",
+    )
+    return save_figure(fig, path)
+
+
+def plot_curves(faithfulness: Mapping[str, Any], path: str | os.PathLike[str]) -> Path:
+    """Deletion and insertion curves per image: the decision-aware order, the paper's absolute
+    order and the random orders' mean ± sd; each row's title says which direction is faithful.
+
+    Parameters
+    ----------
+    faithfulness : dict
+        ``Explainer.faithfulness(...).to_dict()``: per side ``variants`` (``support``,
+        ``against``, ``absolute``: ``deletion`` and ``insertion``), ``decision_aware``,
+        ``random_*`` (one curve per seed) and ``areas``.
+    path : path-like
+    """
+    fig = new_figure(10.0, 8.8)
+    axes = fig.subplots(2, 2)
+    threshold = faithfulness.get("threshold")
+    for row, side in enumerate(_SIDES):
+        data = faithfulness.get(side)
+        if not isinstance(data, Mapping) or not isinstance(data.get("variants"), Mapping):
+            raise InputError(f"faithfulness is missing side {side!r} or its variants")
+        aware = str(data.get("decision_aware", "support"))
+        areas = data.get("areas") or {}
+        shown = [(aware, "C0", "-", f"decision-aware: {aware} order")]
+        if aware != "absolute":
+            shown.append(("absolute", "C1", "--", "absolute order (paper)"))
+        for col, curve in enumerate(("deletion", "insertion")):
+            ax = axes[row, col]
+            size = None
+            for name, colour, style, label in shown:
+                values = data["variants"].get(name) or {}
+                main = _curve(values, curve, f"faithfulness.{side}.variants.{name}.{curve}")
+                size = main.size
+                x = np.linspace(0.0, 1.0, main.size)
+                auc = (areas.get(name) or {}).get(f"{curve}_auc")
+                ax.plot(
+                    x,
+                    main,
+                    color=colour,
+                    linestyle=style,
+                    marker="o",
+                    markersize=3,
+                    linewidth=1.8 if colour == "C0" else 1.2,
+                    label=f"{label} (AUC {_fmt_auc(auc)})",
+                )
+            randoms = data.get(f"random_{curve}")
+            if randoms:
+                rnd = np.asarray(randoms, dtype=np.float64)
+                if rnd.ndim != 2 or rnd.shape[1] != size:
+                    raise InputError(
+                        f"faithfulness.{side}.random_{curve} must be (seeds, {size}), got {rnd.shape}"
+                    )
+                x = np.linspace(0.0, 1.0, rnd.shape[1])
+                mean, sd = rnd.mean(axis=0), rnd.std(axis=0)
+                ax.fill_between(x, mean - sd, mean + sd, color="0.6", alpha=0.35, linewidth=0)
+                auc = (areas.get(aware) or {}).get(f"random_{curve}_auc")
+                ax.plot(
+                    x,
+                    mean,
+                    color="0.35",
+                    linewidth=1.3,
+                    label=f"random, mean ± sd of {rnd.shape[0]} (AUC {_fmt_auc(auc)})",
+                )
+            if threshold is not None:
+                ax.axhline(
+                    float(threshold), color="0.2", linestyle=":", linewidth=1.0, label="threshold"
+                )
+            rises = aware == "against"
+            if curve == "deletion":
+                goal = (
+                    "faithful: ABOVE random (score rises)"
+                    if rises
+                    else "faithful: BELOW random (score falls)"
+                )
+            else:
+                goal = "faithful: BELOW random" if rises else "faithful: ABOVE random"
+            ax.set_title(f"{side}: {curve}, {goal}", fontsize=9)
+            ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.07), ncols=2)
+            ax.grid(alpha=0.3)
+        axes[row, 0].set_ylabel("score")
+    fig.supxlabel("x: fraction of bands deleted (left) or inserted (right)", fontsize=9)
+    decision = faithfulness.get("decision")
+    if decision is None:
+        headline = "faithfulness: deletion and insertion against random orders"
+    elif decision:
+        headline = (
+            "match: deleting the bands that supported the match first should lower the "
+            "score faster than random"
+        )
+    else:
+        headline = (
+            "non-match: deleting the bands that worked against the match first should "
+            "raise the score faster than random"
+        )
+    fig.suptitle(headline, fontsize=10)
+    return save_figure(fig, path)
+
+
+_FAITHFUL_CLASSES = ("genuine", "impostor", "match", "non_match")
+_FAITHFUL_VARIANTS = ("decision_aware", "support", "against", "absolute")
+
+
+def plot_faithfulness_classes(by_class: Mapping[str, Any], path: str | os.PathLike[str]) -> Path:
+    """Per class and variant: the share of images whose deletion beats random, and the mean
+    deletion area minus the random mean (its faithful sign differs by variant).
+
+    ``by_class`` is ``summary["faithfulness"]["by_class"]``.
+    """
+    classes = [c for c in _FAITHFUL_CLASSES if (by_class.get(c) or {}).get("n_images")]
+    if not classes:
+        raise InputError("faithfulness summary has no class with explained images")
+    fig = new_figure(11.0, 4.2)
+    ax_rate, ax_gap = fig.subplots(1, 2)
+    x = np.arange(len(classes))
+    width = 0.8 / len(_FAITHFUL_VARIANTS)
+    for i, name in enumerate(_FAITHFUL_VARIANTS):
+        rates = [by_class[c][name]["beats_random"] for c in classes]
+        gaps = [
+            by_class[c][name]["deletion_auc"] - by_class[c][name]["random_deletion_auc"]
+            for c in classes
+        ]
+        offset = (i - (len(_FAITHFUL_VARIANTS) - 1) / 2) * width
+        label = display_name(name).replace("decision aware", "decision-aware")
+        ax_rate.bar(x + offset, rates, width, color=f"C{i}", label=label)
+        ax_gap.bar(x + offset, gaps, width, color=f"C{i}", label=label)
+        for j, c in enumerate(classes):
+            if not by_class[c][name]["holds"]:
+                ax_rate.text(
+                    x[j] + offset,
+                    rates[j] + 0.01,
+                    "x",
+                    ha="center",
+                    fontsize=8,
+                    color="C3",
+                    fontweight="bold",
+                )
+    labels = [f"{display_name(c)}\n(n={by_class[c]['n_images']})" for c in classes]
+    ax_rate.axhline(0.5, color="0.3", linestyle=":", linewidth=1.0)
+    ax_rate.set_ylim(0, 1.08)
+    ax_rate.set_xticks(x, labels, fontsize=8)
+    ax_rate.set_ylabel("share of images beating random")
+    ax_rate.set_title("deletion beats random (x: the criterion does not hold)", fontsize=9)
+    ax_rate.legend(fontsize=7, loc="lower left")
+    ax_gap.axhline(0.0, color="0.3", linewidth=0.8)
+    ax_gap.set_xticks(x, labels, fontsize=8)
+    ax_gap.set_ylabel("deletion AUC − random AUC")
+    ax_gap.set_title(
+        "faithful: below 0 for support/absolute, above 0 for against;\n"
+        "decision-aware: below for matches, above for non-matches",
+        fontsize=9,
+    )
+    for ax in (ax_rate, ax_gap):
+        ax.grid(alpha=0.3, axis="y")
+    return save_figure(fig, path)
+
+
+# --- dataset profiles -------------------------------------------------------------------------
+
+
+def plot_profiles(summary: Mapping[str, Any], path: str | os.PathLike[str]) -> Path:
+    """Band profiles of genuine vs impostor pairs: mean ± sd of absolute and directed influence."""
+    classes = usable_profiles(summary.get("classes"))
+    if not classes:
+        raise InputError("summary has no class profiles (summary['classes'] is empty)")
+    return _profile_figure(summary, [("genuine vs impostor", classes)], path)
+
+
+def plot_outcome_profiles(summary: Mapping[str, Any], path: str | os.PathLike[str]) -> Path | None:
+    """Band profiles per decision outcome (true/false match/non-match); ``None`` if there are none."""
+    outcomes = usable_profiles(summary.get("outcomes"))
+    if not outcomes:
+        return None
+    return _profile_figure(summary, [("decision outcomes", outcomes)], path)
+
+
+def plot_group_profiles(summary: Mapping[str, Any], path: str | os.PathLike[str]) -> Path | None:
+    """Band profiles per value of each group column (one row per column); ``None`` if there are none."""
+    groups = summary.get("groups") or {}
+    rows = []
+    for column, values in groups.items():
+        profiles = usable_profiles(values)
+        if profiles:
+            rows.append((f"group: {column}", profiles))
+    if not rows:
+        return None
+    return _profile_figure(summary, rows, path)
+
+
+def _profile_figure(
+    summary: Mapping[str, Any],
+    rows: list[tuple[str, dict[str, Mapping[str, Any]]]],
+    path: str | os.PathLike[str],
+) -> Path:
+    bands = check_bands(summary)
+    fig = new_figure(15.0, 3.3 * len(rows) + 0.4)
+    axes = np.asarray(fig.subplots(len(rows), len(_PROFILE_PANELS), squeeze=False, sharex=True))
+    x = np.arange(len(bands))
+    for r, (row_title, profiles) in enumerate(rows):
+        for c, (mean_key, std_key, title) in enumerate(_PROFILE_PANELS):
+            ax = axes[r, c]
+            for i, (name, prof) in enumerate(profiles.items()):
+                mean = _band_values(prof[mean_key], bands, f"{row_title}.{name}.{mean_key}")
+                label = f"{display_name(name)} (n={prof.get('n_images', '?')})"
+                ax.plot(x, mean, marker="o", markersize=3, color=f"C{i}", label=label)
+                if std_key and prof.get(std_key) is not None:
+                    sd = _band_values(prof[std_key], bands, f"{row_title}.{name}.{std_key}")
+                    ax.fill_between(x, mean - sd, mean + sd, color=f"C{i}", alpha=0.18, linewidth=0)
+            if mean_key.startswith("directed"):
+                ax.axhline(0.0, color="0.3", linewidth=0.7)
+            ax.set_title(title if r == 0 else "", fontsize=9)
+            ax.grid(alpha=0.3)
+            _band_ticks(ax, bands)
+            if r == len(rows) - 1:
+                ax.set_xlabel("band (0 = lowest frequencies)")
+        axes[r, 0].set_ylabel(row_title, parse_math=False)
+        axes[r, 0].legend(fontsize=7, loc="best")
+    fig.suptitle("band profiles (line: mean over explained images; shade: ± sd)", fontsize=10)
+    return save_figure(fig, path)
+
+
+# --- helpers ----------------------------------------------------------------------------------
+
+
+def display_name(key: str) -> str:
+    """A summary key as a label: ``"true_non_match"`` → ``"true non-match"``."""
+    return str(key).replace("non_match", "non-match").replace("_", " ")
+
+
+def check_bands(data: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """The ``"bands"`` list of an explanation or summary dict, checked; ``InputError`` otherwise."""
+    bands = data.get("bands")
+    if not isinstance(bands, Sequence) or not bands:
+        raise InputError("the explanation/summary has no 'bands' list")
+    for i, band in enumerate(bands):
+        if not isinstance(band, Mapping) or len(band.get("radius", ())) != 2:
+            raise InputError(f"band {i} must be a dict with a 'radius' [lo, hi] entry")
+    return list(bands)
+
+
+def check_side(explanation: Mapping[str, Any], side: str) -> Mapping[str, Any]:
+    """The per-image dict ``explanation[side]`` with its influence lists; ``InputError`` otherwise."""
+    data = explanation.get(side)
+    if not isinstance(data, Mapping):
+        raise InputError(f"explanation is missing image {side!r}")
+    for key in ("absolute", "directed", "absolute_normalised", "directed_normalised"):
+        if key not in data:
+            raise InputError(f"explanation is missing '{side}.{key}'")
+    return data
+
+
+def _band_values(values: Any, bands: Sequence[Any], name: str) -> np.ndarray:
+    return check_vector(values, name, len(bands))
+
+
+def check_vector(values: Any, name: str, size: int | None = None) -> np.ndarray:
+    """``values`` as a finite, non-empty 1-D float array (of ``size`` values if given), or an
+    :class:`InputError` naming it."""
+    try:
+        out = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise InputError(f"{name} must be a sequence of numbers") from None
+    if out.ndim != 1 or (size is not None and out.size != size) or out.size == 0:
+        want = f"{size} values" if size is not None else "a non-empty 1-D sequence"
+        raise InputError(f"{name} must be {want}, got shape {out.shape}")
+    if not np.isfinite(out).all():
+        raise InputError(f"{name} holds NaN or infinite values")
+    return out
+
+
+def _curve(data: Mapping[str, Any], key: str, name: str) -> np.ndarray:
+    if key not in data:
+        raise InputError(f"{name} is missing")
+    return check_vector(data[key], name)
+
+
+def _check_faces(faces: np.ndarray) -> np.ndarray:
+    arr = np.asarray(faces)
+    if arr.ndim != 4 or arr.shape[0] != 2 or arr.shape[-1] != 3:
+        raise InputError(f"faces must have shape (2, H, W, 3), got {tuple(arr.shape)}")
+    return display_uint8(arr)
+
+
+def usable_profiles(profiles: Mapping[str, Any] | None) -> dict[str, Mapping[str, Any]]:
+    """The PROFILE dicts of ``profiles`` that hold at least one explained image, by name."""
+    return {
+        str(name): p
+        for name, p in (profiles or {}).items()
+        if isinstance(p, Mapping) and p.get("n_images") and "absolute_mean" in p
+    }
+
+
+def _band_ticks(ax: Axes, bands: Sequence[Mapping[str, Any]]) -> None:
+    k = len(bands)
+    if any(int(b.get("sector", 0)) for b in bands):
+        starts = [i for i, b in enumerate(bands) if int(b.get("sector", 0)) == 0]
+        ax.set_xticks(starts, [f"r{bands[i].get('ring', i)}" for i in starts], fontsize=7)
+    else:
+        step = 1 if k <= 24 else math.ceil(k / 16)
+        ticks = list(range(0, k, step))
+        ax.set_xticks(ticks, [str(i) for i in ticks], fontsize=7)
+
+
+def _fmt_auc(value: Any) -> str:
+    return "n/a" if value is None else f"{float(value):.3f}"
+
+
+def _short(source: Any, limit: int = 40) -> str:
+    text = "?" if source is None else os.path.basename(str(source)) or str(source)
+    return text if len(text) <= limit else "…" + text[-(limit - 1) :]
+
+
+def _decision_title(explanation: Mapping[str, Any]) -> str:
+    for key in ("score_ref", "threshold", "decision"):
+        if key not in explanation:
+            raise InputError(f"explanation is missing {key!r}")
+    decision = "match" if explanation["decision"] else "non-match"
+    model = explanation.get("model") or {}
+    text = (
+        f"score {float(explanation['score_ref']):.4g}   threshold {float(explanation['threshold']):.4g}"
+        f"   → {decision}"
+    )
+    same = explanation.get("same")
+    if same is not None:
+        text += f"   (truth: {'same person' if same else 'different people'})"
+    if model.get("name"):
+        text += f"\nmodel {model['name']}"
+        if model.get("metric"):
+            text += f", {model['metric']} score"
+    return text
+
+
+# --- run comparisons --------------------------------------------------------------------------
+
+
+def plot_run_comparison(
+    summary: Mapping[str, Any],
+    path: str | os.PathLike[str],
+    kind: Kind = "absolute",
+    classes: Sequence[str] = ("genuine", "impostor"),
+) -> Path:
+    """Overlaid band profiles of compared runs (mean normalised ``kind`` influence, shaded with
+    its bootstrap interval) per class, and below them each pair of runs' paired difference with
+    its interval. ``summary`` is ``compare``'s ``summary.json``."""
+    bands = summary.get("bands") or []
+    runs = [r["name"] for r in summary.get("runs") or []]
+    if not bands or len(runs) < 2:
+        raise InputError("a comparison summary needs bands and at least two runs")
+    shown = [
+        c
+        for c in classes
+        if any(
+            (bands[0].get(c) or {}).get("mean", {}).get(r, {}).get(kind) is not None for r in runs
+        )
+    ]
+    if not shown:
+        raise InputError(f"no class of {list(classes)} has pairs in this comparison")
+    x = np.arange(len(bands))
+    fig = new_figure(max(6.0, 4.4 * len(shown)), 6.4)
+    axes = np.asarray(fig.subplots(2, len(shown), squeeze=False, sharex=True))
+    label = "absolute" if kind == "absolute" else "directed"
+    for c, cls in enumerate(shown):
+        top, bottom = axes[0, c], axes[1, c]
+        for i, run in enumerate(runs):
+            mean = np.array([_num(b[cls]["mean"][run][kind]) for b in bands])
+            lo = np.array([_num((b[cls]["mean_ci"][run][kind] or [None])[0]) for b in bands])
+            hi = np.array([_num((b[cls]["mean_ci"][run][kind] or [None, None])[1]) for b in bands])
+            n = bands[0][cls]["n_pairs"].get(run)
+            top.plot(x, mean, marker="o", markersize=3, color=f"C{i}", label=f"{run} (n={n} pairs)")
+            top.fill_between(x, lo, hi, color=f"C{i}", alpha=0.22, linewidth=0)
+        for j, diff in enumerate(summary.get("differences") or []):
+            key = diff["key"]
+            d = np.array([_num(b[cls]["diff"][key][kind]) for b in bands])
+            lo = np.array([_num(b[cls]["ci_lo"][key][kind]) for b in bands])
+            hi = np.array([_num(b[cls]["ci_hi"][key][kind]) for b in bands])
+            colour = f"C{len(runs) + j}"
+            bottom.plot(x, d, marker="o", markersize=3, color=colour, label=key)
+            bottom.fill_between(x, lo, hi, color=colour, alpha=0.22, linewidth=0)
+        bottom.axhline(0.0, color="0.3", linewidth=0.8)
+        if kind == "directed":
+            top.axhline(0.0, color="0.3", linewidth=0.8)
+        top.set_title(display_name(cls), fontsize=10)
+        for ax in (top, bottom):
+            ax.grid(alpha=0.3)
+            _band_ticks(ax, bands)
+        bottom.set_xlabel("band (0 = lowest frequencies)")
+        top.legend(fontsize=7, loc="best")
+        bottom.legend(fontsize=7, loc="best")
+    axes[0, 0].set_ylabel(f"{label} influence,\nnormalised per image")
+    level = (summary.get("bootstrap") or {}).get("level", 0.95)
+    axes[1, 0].set_ylabel(f"paired difference\n({100 * float(level):g}% bootstrap CI)")
+    fig.suptitle(
+        f"band profiles of the compared runs ({label}; shade: bootstrap interval over pairs)",
+        fontsize=10,
+    )
+    return save_figure(fig, path)
+
+
+def _num(value: Any) -> float:
+    return float("nan") if value is None else float(value)
+
+
+# --- verification on a dataset run: score histograms, ROC and DET ----------------------------
+
+
+def plot_score_histograms(
+    genuine: Sequence[float],
+    impostor: Sequence[float],
+    threshold: float,
+    path: str | os.PathLike[str],
+    *,
+    metric: str = "",
+) -> Path:
+    """Histograms of the comparison scores of genuine and impostor pairs, with the threshold.
+
+    Scores are "higher is more alike" (a Euclidean score is the negative distance)."""
+    gen = check_vector(genuine, "genuine scores") if len(genuine) else np.zeros(0)
+    imp = check_vector(impostor, "impostor scores") if len(impostor) else np.zeros(0)
+    both = np.concatenate([gen, imp, [float(threshold)]])
+    bins = np.linspace(both.min(), both.max(), 31) if np.ptp(both) > 0 else 10
+    fig = new_figure(6.4, 3.6)
+    ax = fig.add_subplot()
+    for scores, name, colour in ((gen, "genuine", "C0"), (imp, "impostor", "C3")):
+        if scores.size:
+            ax.hist(
+                scores,
+                bins=bins,
+                alpha=0.55,
+                color=colour,
+                edgecolor=colour,
+                label=f"{name} ({scores.size} pairs)",
+            )
+    ax.axvline(
+        float(threshold),
+        color="0.15",
+        linestyle="--",
+        linewidth=1.2,
+        label=f"threshold {float(threshold):.4g}",
+    )
+    ax.set_xlabel(
+        "score (higher = more alike" + (", = −distance)" if metric == "euclidean" else ")")
+    )
+    ax.set_ylabel("pairs")
+    ax.legend(fontsize=8)
+    ax.set_title("Scores per class; pairs right of the threshold are matches", fontsize=10)
+    return save_figure(fig, path)
+
+
+def plot_roc(
+    fmr: Sequence[float],
+    fnmr: Sequence[float],
+    path: str | os.PathLike[str],
+    *,
+    operating_point: tuple[float, float] | None = None,
+) -> Path:
+    """ROC: true match rate (1 − FNMR) against FMR (log axis), with the model's operating point."""
+    x = check_vector(fmr, "fmr")
+    y = 1.0 - check_vector(fnmr, "fnmr", x.size)
+    floor = 1e-3 if x[x > 0].size == 0 else min(1e-3, float(x[x > 0].min()) / 2)
+    fig = new_figure(4.8, 4.2)
+    ax = fig.add_subplot()
+    ax.plot(np.clip(x, floor, 1.0), y, color="C0", linewidth=1.6, clip_on=False, label="ROC")
+    if operating_point is not None:
+        ax.plot(
+            [max(operating_point[0], floor)],
+            [1.0 - operating_point[1]],
+            "o",
+            color="0.15",
+            clip_on=False,
+            label="model's threshold",
+        )
+    ax.set_xscale("log")
+    ax.set_xlim(floor, 1.0)
+    ax.set_ylim(0.0, 1.01)
+    ax.set_xlabel(f"false match rate (FMR; 0 drawn at {floor:.0e})")
+    ax.set_ylabel("true match rate (1 − FNMR)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
+    ax.set_title("ROC", fontsize=10)
+    return save_figure(fig, path)
+
+
+def plot_verification_det(
+    fmr: Sequence[float],
+    fnmr: Sequence[float],
+    path: str | os.PathLike[str],
+    *,
+    operating_point: tuple[float, float] | None = None,
+) -> Path:
+    """DET: FNMR against FMR on normal-deviate (probit) axes; rates of 0 or 1 on the edges."""
+    ticks = np.array([0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.4, 0.6, 0.8, 0.95])
+    lo, hi = ticks[0], ticks[-1]
+    x = check_vector(fmr, "fmr")
+    y = check_vector(fnmr, "fnmr", x.size)
+    fig = new_figure(4.8, 4.4)
+    ax = fig.add_subplot()
+    ax.plot(
+        probit(np.clip(x, lo, hi)),
+        probit(np.clip(y, lo, hi)),
+        color="C0",
+        linewidth=1.6,
+        clip_on=False,
+        label="DET",
+    )
+    if operating_point is not None:
+        px, py = (float(np.clip(v, lo, hi)) for v in operating_point)
+        ax.plot(
+            probit(np.array([px])),
+            probit(np.array([py])),
+            "o",
+            color="0.15",
+            clip_on=False,
+            label="model's threshold",
+        )
+    edge = probit(np.array([lo, hi]))
+    ax.plot(edge, edge, color="0.5", linestyle=":", linewidth=0.9, label="FMR = FNMR (EER)")
+    labels = [f"{100 * t:g}" for t in ticks]
+    ax.set_xticks(probit(ticks), labels, fontsize=7)
+    ax.set_yticks(probit(ticks), labels, fontsize=7)
+    ax.set_xlim(*edge)
+    ax.set_ylim(*edge)
+    ax.set_aspect("equal")
+    ax.set_xlabel("FMR (%)")
+    ax.set_ylabel("FNMR (%)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="upper right")
+    ax.set_title("DET (probit axes)", fontsize=10)
+    return save_figure(fig, path)
+
+
+def probit(p: np.ndarray) -> np.ndarray:
+    """The standard normal quantile of each value (the axes of DET plots)."""
+    # statistics.NormalDist keeps scipy optional; these are a few hundred points at most.
+    dist = NormalDist()
+    return np.array([dist.inv_cdf(float(v)) for v in np.ravel(p)]).reshape(np.shape(p))

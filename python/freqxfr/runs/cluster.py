@@ -1,0 +1,60 @@
+"""Where a run's work goes: one process, an existing Dask cluster, or a local one.
+
+:func:`cluster_client` turns the command line's ``--scheduler ADDRESS`` / ``--workers N``
+(``dataset``, ``crossres``, ``morph``; declared in :mod:`freqxfr.cli.options`) into a ``dask.distributed.Client`` (or
+``None``: today's single-process path). Light on purpose: ``freqxfr --help`` imports it, and
+Dask is imported only when a cluster is asked for. The distributed runs themselves are in
+:mod:`freqxfr.runs.distributed`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+from freqxfr.common.errors import FreqxfrError
+
+
+class ClusterError(FreqxfrError):
+    """The cluster cannot run this job (no Dask, no workers, other versions, another model)."""
+
+
+@contextlib.contextmanager
+def cluster_client(scheduler: str | None = None, workers: int | None = None) -> Iterator[Any]:
+    """A Dask client for ``--scheduler``/``--workers``, or ``None`` (the single-process path).
+
+    ``workers``: a LocalCluster of that many processes, one thread each, started here and
+    closed on exit. Raises :class:`ClusterError` (one line) when Dask is missing or the
+    scheduler cannot be reached."""
+    if scheduler is None and workers is None:
+        yield None
+        return
+    try:
+        from distributed import Client, LocalCluster
+    except ImportError:
+        raise ClusterError(
+            "--scheduler and --workers need Dask: pip install 'freqxfr[dask]'"
+        ) from None
+    if scheduler is not None:
+        try:
+            client = Client(scheduler)  # waits dask's distributed.comm.timeouts.connect
+        except (OSError, TimeoutError) as exc:
+            raise ClusterError(f"cannot reach the Dask scheduler {scheduler}: {exc}") from None
+        with client:
+            yield client
+        return
+    # dashboard ":0": any free port (None still binds the scheduler's HTTP server to 8787, and
+    # warns when another cluster holds it).
+    with (
+        LocalCluster(
+            n_workers=workers,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=":0",
+            silence_logs=logging.ERROR,
+        ) as cluster,
+        Client(cluster) as client,
+    ):
+        yield client

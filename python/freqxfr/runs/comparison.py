@@ -1,0 +1,413 @@
+"""Compare dataset runs over the same pairs: two models, or one model with two settings.
+
+``freqxfr compare RUN_A RUN_B [RUN_C ...] --out OUT`` reads the runs' ``run.json`` and
+``results.jsonl`` (see :mod:`freqxfr.runs.dataset`). The runs must cover the same pair list (its
+SHA-256 in ``run.json``) with the same bands (relative radii and angles; the models' input sizes
+may differ). Pairs that failed in any run are left out of all of them.
+
+Per band and class (``all``, ``genuine``, ``impostor`` by ground truth; ``match``, ``non_match`` by
+each run's own decision):
+
+- ``mean[run]``: the run's mean normalised absolute and directed influence over the explained
+  images of its pairs in that class, computed as the run's own ``summary.json`` profiles are;
+- ``diff[B - A]``: the mean over pairs of the paired difference (each pair's two images averaged),
+  over the pairs in the class for both runs (for ``match``/``non_match`` the pairs both runs
+  decided that way); for the ground-truth classes it equals ``mean[B] - mean[A]``;
+- ``ci_lo``/``ci_hi``: a percentile bootstrap interval of ``diff`` over pairs, with the same
+  resamples for every band (and for the centroid); ``same_sign``: the share of pairs whose own
+  difference has the sign of ``diff``.
+
+The same for the influence-weighted centroid band (:func:`freqxfr.stats.profiles.centroid`), and per
+pair of runs the agreement of the decisions and, for pairs decided differently, the bands whose
+normalised directed influence differs most.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import itertools
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from freqxfr.common import atomic
+from freqxfr.common.atomic import ensure_dir
+from freqxfr.common.errors import InputError
+from freqxfr.runs.dataset import read_results
+from freqxfr.stats.bootstrap import (
+    DEFAULT_LEVEL,
+    DEFAULT_RESAMPLES,
+    percentile_ci,
+    resample_indices,
+)
+from freqxfr.stats.profiles import centroid, profile, relative_to_peak
+
+CLASSES = ("all", "genuine", "impostor", "match", "non_match")
+KINDS = ("absolute", "directed")
+TOP_BANDS = 3
+
+
+@dataclasses.dataclass(frozen=True)
+class Run:
+    """One dataset run as read from its folder."""
+
+    name: str
+    path: Path
+    config: dict[str, Any]
+    records: list[dict[str, Any]]  # explained pairs, in file order
+    failed: frozenset[int]
+
+
+def load_run(path: str | os.PathLike[str], name: str | None = None) -> Run:
+    """Read a dataset-run folder; ``InputError`` naming the folder if it is not one."""
+    folder = Path(path)
+    try:
+        config = json.loads((folder / "run.json").read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputError(f"{folder}: not a dataset run (no run.json)") from None
+    except (OSError, json.JSONDecodeError) as exc:
+        raise InputError(f"{folder}/run.json is unreadable: {exc}") from None
+    results = folder / "results.jsonl"
+    if not results.is_file():
+        raise InputError(f"{folder}: the run has no results.jsonl yet")
+    try:
+        records = list(read_results(results))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise InputError(f"{results} is unreadable: {exc}") from None
+    failed = frozenset(int(r["index"]) for r in records if "error" in r)
+    good = [r for r in records if "error" not in r]
+    return Run(name or folder.resolve().name, folder, config, good, failed)
+
+
+def check_comparable(runs: Sequence[Run]) -> None:
+    """Refuse runs over different pair lists or with different bands."""
+    first = runs[0]
+    for run in runs[1:]:
+        for key in ("pairs_sha256", "pairs"):
+            if run.config.get(key) != first.config.get(key):
+                raise InputError(
+                    f"{run.path} covers another pair list than {first.path} "
+                    f"({key} {run.config.get(key)} vs {first.config.get(key)}); "
+                    "compare needs runs over the same pairs"
+                )
+        mine, theirs = _band_geometry(run.config), _band_geometry(first.config)
+        if len(mine) != len(theirs):
+            raise InputError(
+                f"{run.path} has {len(mine)} bands and {first.path} {len(theirs)}; "
+                "compare needs the same bands"
+            )
+        for k, (x, y) in enumerate(zip(mine, theirs, strict=True)):
+            if not np.allclose(x, y, rtol=0, atol=1e-9):
+                raise InputError(
+                    f"band {k} differs between {run.path} and {first.path} "
+                    f"(radius/angle {x} vs {y}); compare needs the same bands"
+                )
+
+
+def _band_geometry(config: dict[str, Any]) -> list[list[float]]:
+    bands = config.get("bands")
+    if not isinstance(bands, list) or not bands:
+        raise InputError("run.json has no bands")
+    return [[*b["radius"], *(b.get("angle") or (0.0, 0.0))] for b in bands]
+
+
+def compare_runs(
+    paths: Sequence[str | os.PathLike[str]],
+    out_dir: str | os.PathLike[str] | None = None,
+    *,
+    names: Sequence[str] | None = None,
+    n_boot: int = DEFAULT_RESAMPLES,
+    level: float = DEFAULT_LEVEL,
+    seed: int = 0,
+    report: bool = True,
+) -> dict[str, Any]:
+    """Compare the runs in ``paths`` (see the module docstring); writes ``OUT/summary.json`` and
+    ``OUT/report.html`` when ``out_dir`` is given, and returns the summary."""
+    if len(paths) < 2:
+        raise InputError("compare needs at least two runs")
+    if names is not None and len(names) != len(paths):
+        raise InputError(f"give one name per run: {len(names)} names for {len(paths)} runs")
+    runs = [load_run(p, None if names is None else names[i]) for i, p in enumerate(paths)]
+    _unique_names(runs)
+    check_comparable(runs)
+    if out_dir is not None:
+        ensure_dir(out_dir)  # fail before the work if the folder can't be made
+
+    excluded = set().union(*(r.failed for r in runs))
+    indices = set.intersection(*({int(r["index"]) for r in run.records} for run in runs)) - excluded
+    if not indices:
+        raise InputError("the runs share no explained pair")
+    common = sorted(indices)
+    position = {i: n for n, i in enumerate(common)}
+    k = len(runs[0].config["bands"])
+    data = {run.name: _pair_arrays(run, position, k) for run in runs}
+    first = data[runs[0].name]
+    same = first["same"]
+    for run in runs[1:]:
+        if not _same_labels(data[run.name]["same"], same):
+            raise InputError(f"{run.path} labels the pairs differently from {runs[0].path}")
+
+    keys = [(a.name, b.name) for a, b in itertools.combinations(runs, 2)]
+    members = {name: _class_members(d["decision"], same) for name, d in data.items()}
+    bands: list[dict[str, Any]] = [
+        {"index": i, "radius": runs[0].config["bands"][i]["radius"]} for i in range(k)
+    ]
+    centroids: dict[str, Any] = {}
+    n_pairs: dict[str, Any] = {}
+    for cls in CLASSES:
+        n_pairs[cls] = {name: int(members[name][cls].sum()) for name in data}
+        means = {
+            name: _run_means(runs_by_name(runs, name), position, members[name][cls])
+            for name in data
+        }
+        cent = {"mean": {}, "mean_ci": {}, "diff": {}, "ci_lo": {}, "ci_hi": {}, "same_sign": {}}
+        for name in data:
+            sel = members[name][cls]
+            cent["mean"][name] = _nanmean(data[name]["centroid"][sel])
+            cent["mean_ci"][name] = _ci_of_mean(
+                data[name]["centroid"][sel][:, None], n_boot, level, seed
+            )[0]
+        per_band = [
+            {
+                "mean": {},
+                "mean_ci": {},
+                "diff": {},
+                "ci_lo": {},
+                "ci_hi": {},
+                "same_sign": {},
+                "n_pairs": n_pairs[cls],
+            }
+            for _ in range(k)
+        ]
+        for name in data:
+            sel = members[name][cls]
+            cis = {kind: _ci_of_mean(data[name][kind][sel], n_boot, level, seed) for kind in KINDS}
+            for i in range(k):
+                per_band[i]["mean"][name] = {kind: means[name][kind][i] for kind in KINDS}
+                per_band[i]["mean_ci"][name] = {kind: cis[kind][i] for kind in KINDS}
+        for a, b in keys:
+            key = f"{b} - {a}"
+            sel = members[a][cls] & members[b][cls]
+            n_pairs[cls][key] = int(sel.sum())
+            diffs = {kind: data[b][kind][sel] - data[a][kind][sel] for kind in KINDS}
+            diffs["centroid"] = (data[b]["centroid"] - data[a]["centroid"])[sel][:, None]
+            stats = _paired(diffs, n_boot, level, seed)
+            for i in range(k):
+                for field in ("diff", "ci_lo", "ci_hi", "same_sign"):
+                    per_band[i][field][key] = {kind: stats[kind][field][i] for kind in KINDS}
+            for field in ("diff", "ci_lo", "ci_hi", "same_sign"):
+                cent[field][key] = stats["centroid"][field][0]
+        for i in range(k):
+            bands[i][cls] = per_band[i]
+        centroids[cls] = cent
+
+    decisions = {f"{b} - {a}": _decisions(data[a], data[b], a, b, common, runs[0]) for a, b in keys}
+    summary = {
+        "runs": [_describe(run, data[run.name], same) for run in runs],
+        "pairs_file": runs[0].config.get("pairs_file"),
+        "pairs_sha256": runs[0].config.get("pairs_sha256"),
+        "n_pairs": len(common),
+        "excluded_pairs": sorted(excluded),
+        "differences": [{"key": f"{b} - {a}", "a": a, "b": b} for a, b in keys],
+        "bootstrap": {
+            "resamples": int(n_boot),
+            "level": float(level),
+            "seed": int(seed),
+            "unit": "pairs",
+            "same_resamples_for_every_band": True,
+        },
+        "n_pairs_per_class": n_pairs,
+        "bands": bands,
+        "centroid": centroids,
+        "decisions": decisions,
+    }
+    if out_dir is not None:
+        out = Path(out_dir)
+        atomic.write_json(out / "summary.json", summary)
+        if report:
+            from freqxfr.reports.report import write_comparison_report
+
+            write_comparison_report(out, summary)
+    return summary
+
+
+def runs_by_name(runs: Sequence[Run], name: str) -> Run:
+    return next(r for r in runs if r.name == name)
+
+
+# ---- per-pair arrays ----------------------------------------------------------------------------
+
+
+def _pair_arrays(run: Run, position: dict[int, int], k: int) -> dict[str, np.ndarray]:
+    """Per common pair (in index order): the mean of its two images' normalised influences,
+    the mean of their centroids, the decision, the score and the ground truth."""
+    n = len(position)
+    out = {
+        "absolute": np.empty((n, k)),
+        "directed": np.empty((n, k)),
+        "centroid": np.empty(n),
+        "decision": np.zeros(n, bool),
+        "score": np.empty(n),
+        "same": np.full(n, None),
+    }
+    for record in run.records:
+        j = position.get(int(record["index"]))
+        if j is None:
+            continue
+        directed = np.array([record["a"]["directed"], record["b"]["directed"]], np.float64)
+        out["absolute"][j] = relative_to_peak(np.abs(directed)).mean(axis=0)
+        out["directed"][j] = relative_to_peak(directed).mean(axis=0)
+        out["centroid"][j] = _nanmean(centroid(np.abs(directed)))
+        out["decision"][j] = bool(record["decision"])
+        out["score"][j] = float(record["score_ref"])
+        out["same"][j] = record.get("same")
+    return out
+
+
+def _same_labels(x: np.ndarray, y: np.ndarray) -> bool:
+    return all(a == b for a, b in zip(x, y, strict=True))
+
+
+def _class_members(decision: np.ndarray, same: np.ndarray) -> dict[str, np.ndarray]:
+    known = np.array([s is not None for s in same])
+    truth = np.array([bool(s) for s in same])
+    return {
+        "all": np.ones(decision.size, bool),
+        "genuine": known & truth,
+        "impostor": known & ~truth,
+        "match": decision.copy(),
+        "non_match": ~decision,
+    }
+
+
+def _run_means(run: Run, position: dict[int, int], selected: np.ndarray) -> dict[str, list]:
+    """The run's mean normalised influences over the selected pairs' images, computed exactly as
+    its summary's profiles are (file order, both sides of each record)."""
+    rows = [
+        [r["a"]["directed"], r["b"]["directed"]]
+        for r in run.records
+        if int(r["index"]) in position and selected[position[int(r["index"])]]
+    ]
+    if not rows:
+        return {kind: [None] * len(run.config["bands"]) for kind in KINDS}
+    prof = profile(np.concatenate([np.array(r, np.float64) for r in rows]))
+    return {
+        "absolute": prof["absolute_normalised_mean"],
+        "directed": prof["directed_normalised_mean"],
+    }
+
+
+# ---- statistics ---------------------------------------------------------------------------------
+
+
+@functools.lru_cache(maxsize=4)
+def _weights(n: int, n_boot: int, seed: int) -> np.ndarray:
+    """(n_boot, n) counts of each pair in each resample, from :func:`resample_indices`; the
+    same seed and n give the same resamples, so every band and the centroid share them."""
+    idx = resample_indices(n, n_boot, seed=seed)
+    return np.stack([np.bincount(i, minlength=n) for i in idx]).astype(np.float64)
+
+
+def _ci_of_mean(values: np.ndarray, n_boot: int, level: float, seed: int) -> list:
+    """Per column of ``values`` (n, m): the bootstrap interval of the mean over rows."""
+    values = values[np.isfinite(values).all(axis=1)]
+    if values.shape[0] == 0:
+        return [None] * values.shape[1]
+    means = _weights(values.shape[0], n_boot, seed) @ values / values.shape[0]
+    return [list(percentile_ci(means[:, i], level)) for i in range(values.shape[1])]
+
+
+def _paired(diffs: dict[str, np.ndarray], n_boot: int, level: float, seed: int) -> dict:
+    """Mean paired difference, its bootstrap interval and the share of pairs with its sign."""
+    out = {}
+    n = next(iter(diffs.values())).shape[0]
+    weights = _weights(n, n_boot, seed) if n else None
+    for kind, d in diffs.items():
+        m = d.shape[1]
+        if n == 0 or not np.isfinite(d).all():
+            finite = d[np.isfinite(d).all(axis=1)]
+            if finite.shape[0] == 0:
+                out[kind] = {f: [None] * m for f in ("diff", "ci_lo", "ci_hi", "same_sign")}
+                continue
+            d, w = finite, _weights(finite.shape[0], n_boot, seed)
+        else:
+            w = weights
+        mean = d.mean(axis=0)
+        boot = w @ d / d.shape[0]
+        cis = [percentile_ci(boot[:, i], level) for i in range(m)]
+        out[kind] = {
+            "diff": mean.tolist(),
+            "ci_lo": [c[0] for c in cis],
+            "ci_hi": [c[1] for c in cis],
+            "same_sign": [float(np.mean(np.sign(d[:, i]) == np.sign(mean[i]))) for i in range(m)],
+        }
+    return out
+
+
+def _nanmean(values: np.ndarray) -> float | None:
+    finite = np.asarray(values, np.float64)
+    finite = finite[np.isfinite(finite)]
+    return float(finite.mean()) if finite.size else None
+
+
+def _decisions(da: dict, db: dict, a: str, b: str, common: list[int], first: Run) -> dict:
+    differ = da["decision"] != db["decision"]
+    gap = np.abs(db["directed"] - da["directed"])  # per pair and band, normalised units
+    paths = {int(r["index"]): (r["a"].get("source"), r["b"].get("source")) for r in first.records}
+    pairs = []
+    for j in np.flatnonzero(differ):
+        top = np.argsort(-gap[j], kind="stable")[:TOP_BANDS]
+        index = common[j]
+        pairs.append(
+            {
+                "index": index,
+                "paths": list(paths.get(index, (None, None))),
+                "same": da["same"][j],
+                "decision": {a: bool(da["decision"][j]), b: bool(db["decision"][j])},
+                "score": {a: float(da["score"][j]), b: float(db["score"][j])},
+                "bands_differing_most": [int(x) for x in top],
+            }
+        )
+    mean_gap = gap[differ].mean(axis=0) if differ.any() else np.zeros(gap.shape[1])
+    top = np.argsort(-mean_gap, kind="stable")[:TOP_BANDS] if differ.any() else []
+    return {
+        "agreement": float(np.mean(~differ)),
+        "n_disagree": int(differ.sum()),
+        "bands_differing_most": [
+            {"band": int(i), "mean_abs_directed_diff": float(mean_gap[i])} for i in top
+        ],
+        "pairs": pairs,
+    }
+
+
+def _describe(run: Run, arrays: dict, same: np.ndarray) -> dict[str, Any]:
+    config = run.config
+    known = np.array([s is not None for s in same])
+    correct = arrays["decision"][known] == np.array([bool(s) for s in same[known]])
+    return {
+        "name": run.name,
+        "path": str(run.path),
+        "model": (config.get("model") or {}).get("name"),
+        "metric": (config.get("model") or {}).get("metric"),
+        "threshold": config.get("threshold"),
+        "mode": config.get("mode"),
+        "domain": config.get("domain"),
+        "clip": config.get("clip"),
+        "padding": config.get("padding"),  # None: a run of an older freqxfr (black padding)
+        "schedule": (config.get("schedule") or {}).get("kind"),
+        "failed_pairs": len(run.failed),
+        "accuracy": float(correct.mean()) if correct.size else None,
+    }
+
+
+def _unique_names(runs: list[Run]) -> None:
+    seen: dict[str, int] = {}
+    for i, run in enumerate(runs):
+        if run.name in seen:
+            raise InputError(f"two runs are both called {run.name!r}; name them with --names")
+        seen[run.name] = i

@@ -1,0 +1,350 @@
+"""Dataset runs: explain every pair of a list, streaming results to disk, resumably.
+
+Layout of ``OUT``:
+
+- ``run.json``: what the run explains (pair list, model, bands, options); its ``settings`` are
+  checked on a restart, and a restart with other settings is refused with a message naming each
+  differing setting and both values, so that one results file never mixes two configurations.
+- ``results.jsonl``: one line per pair, appended as each pair finishes (``Explanation.to_dict()``
+  without the parts in ``run.json``, plus ``index``); a pair that failed gets ``{"index", "line",
+  "path_a", "path_b", "error"}``. A line is written with one ``write`` call and flushed.
+- ``summary.json``, ``report.html``: written atomically when every pair has been tried; failed
+  pairs are listed in both (``failures``).
+
+With regions (``Explainer(regions=...)``, ``freqxfr dataset --regions``) each line also holds
+``cells``: the pair's region × band explanation (:func:`freqxfr.explanations.region_explanations.cells_record`);
+``run.json`` and ``summary.json`` name the regions (``regions``: names, areas, provenance), and
+``summary.json["regions"]["by_class"]`` holds the mean region × band maps per class
+(:func:`~freqxfr.explanations.region_explanations.region_summary`), which the report draws. A pair's images
+are aligned once for its band explanation and its cells; on a Dask cluster (``client``) region
+runs are split into chunks like band runs, with the same lines.
+
+The folder is locked for the whole run (:mod:`freqxfr.runs.folder`). Running the same command
+again continues an interrupted run: a partial last line from a crash is dropped and redone, and
+failed pairs are tried again; finished pairs are neither redone nor lost, and every pair ends up
+with exactly one line.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from freqxfr.common import atomic
+from freqxfr.common.errors import InputError
+from freqxfr.common.progress import progress_bar
+from freqxfr.explanations.explainer import Explainer, Explanation, PairFailure
+from freqxfr.explanations.pairs import Pair, outside_root
+from freqxfr.runs.folder import (
+    SETTINGS_KEY,
+    ResultsLog,
+    check_settings,
+    explainer_settings,
+    locked_folder,
+    pair_list_settings,
+    read_results,
+)
+from freqxfr.stats.profiles import summarise
+
+
+def run_config(
+    explainer: Explainer,
+    pairs_file: str,
+    pairs: Sequence[Pair],
+    *,
+    root: str | os.PathLike[str] | None = None,
+    allow_outside_root: bool = False,
+    aligned: bool | None = None,
+    extra_settings: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The content of ``run.json``: the run's description and its checked ``settings``."""
+    regions = explainer.regions.to_dict() if explainer.regions is not None else None
+    return {
+        "pairs_file": pairs_file,
+        "pairs": len(pairs),
+        **explainer.settings(),
+        "threshold": explainer.model.card.threshold,
+        **({"regions": regions} if regions else {}),
+        SETTINGS_KEY: {
+            **explainer_settings(explainer, aligned),
+            **pair_list_settings(pairs, root, allow_outside_root),
+            **({"--regions": regions} if regions else {}),
+            **dict(extra_settings or {}),
+        },
+    }
+
+
+def run_dataset(
+    pairs: Sequence[Pair],
+    out_dir: str | os.PathLike[str],
+    explainer: Explainer,
+    *,
+    pairs_file: str = "",
+    root: str | os.PathLike[str] | None = None,
+    allow_outside_root: bool = False,
+    aligned: bool | None = None,
+    extra_settings: Mapping[str, Any] | None = None,
+    progress: bool = True,
+    overlap: bool = True,
+    report: bool = True,
+    parquet: bool = False,
+    faithfulness_seeds: int | None = None,
+    pair_pages: str = "errors",
+    client: Any = None,
+) -> dict[str, Any]:
+    """Explain every pair into ``out_dir`` (see the module docstring); returns the summary.
+
+    An interrupted run continues where it stopped when called again with the same arguments;
+    pairs that failed are tried again. With ``faithfulness_seeds`` every explained pair also gets
+    deletion/insertion curves against that many random orders (:mod:`freqxfr.runs.faithfulness`),
+    resumable the same way.
+
+    Parameters
+    ----------
+    root : path-like, optional
+        The folder the pair list's paths are relative to. When given, a pair naming an image
+        outside it (after resolving symlinks) fails without being read, unless
+        ``allow_outside_root``.
+    aligned : bool, optional
+        Passed to the model's ``prepare`` (``None``: decide from the image size).
+    extra_settings : mapping, optional
+        Further settings a caller knows (e.g. ``{"--limit": 200}``), checked on a restart.
+    pair_pages : {"errors", "all", "none"}
+        Which pairs get their own explanation page in ``OUT/pairs/`` (linked from the report):
+        wrongly decided and failed pairs (default), every pair, or none.
+    client : dask.distributed.Client, optional
+        Explain the pairs in chunks on this Dask cluster (:mod:`freqxfr.runs.distributed`); the
+        results, summary and report are those of a single-process run.
+
+    Returns
+    -------
+    dict
+        ``summary.json``: the run's description, the profiles (:func:`freqxfr.stats.profiles.summarise`),
+        ``failed`` (the number of failed pairs) and ``failures`` (each with ``index``, ``line``,
+        ``path_a``, ``path_b`` and ``error``).
+    """
+    pairs = list(pairs)
+    config = run_config(
+        explainer,
+        pairs_file,
+        pairs,
+        root=root,
+        allow_outside_root=allow_outside_root,
+        aligned=aligned,
+        extra_settings=extra_settings,
+    )
+    with locked_folder(out_dir, command="dataset", resumable=True) as out:
+        check_settings(out / "run.json", config)
+        refused = (
+            {}
+            if root is None or allow_outside_root
+            else outside_root(pairs, root, pairs_file=pairs_file or "pair list")
+        )
+        results = out / "results.jsonl"
+        bar = None
+        with ResultsLog(results, key=lambda r: int(r["index"])) as log:
+            done = log.open()
+            todo = [i for i in range(len(pairs)) if i not in done]
+            bar = progress_bar(progress, len(pairs), done=len(pairs) - len(todo), desc="explaining")
+            try:
+                for i in (i for i in todo if i in refused):
+                    log.append(_failure(i, pairs[i], refused[i]))
+                    if bar is not None:
+                        bar.update(1)
+                todo = [i for i in todo if i not in refused]
+                if client is not None:  # chunks of pairs on a Dask cluster
+                    from freqxfr.runs.distributed import explain_dataset_chunks
+
+                    explain_dataset_chunks(
+                        client,
+                        explainer,
+                        pairs,
+                        todo,
+                        log,
+                        task=explain_chunk,
+                        aligned=aligned,
+                        overlap=overlap,
+                        bar=bar,
+                    )
+                    todo = []
+                for record in _lines(explainer, [(i, pairs[i]) for i in todo], aligned, overlap):
+                    log.append(record)
+                    if bar is not None:
+                        bar.update(1)
+            finally:
+                if bar is not None:
+                    bar.close()
+
+        records = list(read_results(results))
+        failures = [r for r in records if "error" in r]
+        summary = {
+            **{k: v for k, v in config.items() if k != SETTINGS_KEY},
+            **summarise(r for r in records if "error" not in r),
+            "failed": len(failures),
+            "failures": sorted(failures, key=_by_index),
+            SETTINGS_KEY: config[SETTINGS_KEY],
+        }
+        if explainer.regions is not None:
+            from freqxfr.explanations.region_explanations import region_summary
+
+            # Names, areas and provenance of the weights, then the mean maps per class.
+            summary["regions"] = {
+                **config["regions"],
+                **region_summary(r for r in records if "error" not in r),
+            }
+        if faithfulness_seeds:
+            from freqxfr.runs.faithfulness import run_faithfulness
+
+            summary["faithfulness"] = run_faithfulness(
+                pairs, out, _band_only(explainer), seeds=faithfulness_seeds, progress=progress
+            )
+        atomic.write_json(out / "summary.json", summary)
+        if parquet:
+            write_parquet(results, out / "results.parquet")
+        if report:
+            from freqxfr.reports.report import write_dataset_report, write_pair_pages
+
+            # Pages for the pairs a reviewer must look at (wrong or failed), linked from the lists.
+            pages = write_pair_pages(
+                out, explainer, summary, records, which=pair_pages, aligned=aligned
+            )
+            write_dataset_report(out, summary, results=records, pair_pages=pages)
+    return summary
+
+
+def _by_index(record: dict[str, Any]) -> int:
+    return int(record["index"])
+
+
+def _failure(index: int, pair: Pair, error: str) -> dict[str, Any]:
+    return {
+        "index": index,
+        "line": pair.line,
+        "path_a": str(pair.path_a),
+        "path_b": str(pair.path_b),
+        "error": error,
+    }
+
+
+def _record(index: int, item: Explanation | PairFailure) -> dict[str, Any]:
+    if isinstance(item, PairFailure):
+        return _failure(index, item.pair, item.error)
+    if isinstance(item, Explanation):
+        return {"index": index, **item.to_dict(settings=False)}  # settings are in run.json
+    raise TypeError(item)
+
+
+def explain_chunk(
+    explainer: Explainer,
+    chunk: Sequence[tuple[int, Pair]],
+    *,
+    aligned: bool | None,
+    overlap: bool,
+) -> tuple[list[dict[str, Any]], list[Any]]:
+    """The results lines of ``chunk`` ((index, pair)s): one Dask task of a cluster run
+    (:func:`freqxfr.runs.distributed.explain_dataset_chunks`), the single-process run's steps."""
+    return list(_lines(explainer, chunk, aligned, overlap)), []
+
+
+def _lines(
+    explainer: Explainer,
+    chunk: Sequence[tuple[int, Pair]],
+    aligned: bool | None,
+    overlap: bool,
+) -> Iterator[dict[str, Any]]:
+    """The results line of each (index, pair) of ``chunk``, in order, as each pair finishes.
+
+    With regions a line holds the pair's band explanation (as without regions: the band
+    profiles, pages and report stay as they are) and its region ``cells``; both use the same
+    aligned faces (:func:`~freqxfr.explanations.region_explanations.explain_pairs_and_cells`)."""
+    indices = [i for i, _ in chunk]
+    if explainer.regions is None:
+        stream = explainer.explain_pairs(
+            (p for _, p in chunk),
+            indices=indices,
+            skip_errors=True,
+            overlap=overlap,
+            aligned=aligned,
+        )
+        for index, item in zip(indices, stream, strict=True):
+            yield _record(index, item)
+        return
+    from freqxfr.explanations.region_explanations import cells_record, explain_pairs_and_cells
+
+    both = explain_pairs_and_cells(
+        explainer, (p for _, p in chunk), indices=indices, aligned=aligned, overlap=overlap
+    )
+    for index, item in zip(indices, both, strict=True):
+        if isinstance(item, PairFailure):
+            yield _record(index, item)
+        else:
+            bands, cells = item
+            yield {**_record(index, bands), "cells": cells_record(cells)}
+
+
+def _band_only(explainer: Explainer) -> Explainer:
+    """The explainer of the band part of the lines (the region explainer's band-only twin)."""
+    if explainer.regions is None:
+        return explainer
+    from freqxfr.explanations.region_explanations import band_explainer
+
+    return band_explainer(explainer)
+
+
+def summarise_results(path: Path) -> dict[str, Any]:
+    return summarise(r for r in read_results(path) if "error" not in r)
+
+
+def write_parquet(results: Path, target: Path) -> None:
+    """A tidy Parquet copy of the results (one row per pair × image × band); needs pyarrow."""
+    try:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise InputError("a Parquet copy needs pyarrow: pip install 'freqxfr[parquet]'") from None
+    rows: dict[str, list] = {
+        k: []
+        for k in (
+            "pair",
+            "image",
+            "band",
+            "score_ref",
+            "score",
+            "absolute",
+            "directed",
+            "decision",
+            "same",
+        )
+    }
+    for record in read_results(results):
+        if "error" in record:
+            continue
+        for side in ("a", "b"):
+            for band, (s, ab, di) in enumerate(
+                zip(
+                    record[side]["scores"],
+                    record[side]["absolute"],
+                    record[side]["directed"],
+                    strict=True,
+                )
+            ):
+                for key, value in zip(
+                    rows,
+                    (
+                        record["index"],
+                        side,
+                        band,
+                        record["score_ref"],
+                        s,
+                        ab,
+                        di,
+                        record["decision"],
+                        record.get("same"),
+                    ),
+                    strict=True,
+                ):
+                    rows[key].append(value)
+    with atomic.atomic_open(target, "wb") as handle:
+        pq.write_table(pa.table(rows), handle)

@@ -1,0 +1,85 @@
+"""What the scenario runs share: aligning each image once, checking stream items, CSV text, a
+progress bar, and the provenance rows of their reports."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Callable, Hashable, Iterable, Mapping
+from typing import Any
+
+from freqxfr.common.errors import FreqxfrError, InputError
+from freqxfr.explanations.explainer import Explainer, Explanation, PairFailure
+from freqxfr.imaging.images import AlignedFace
+
+#: The file a scenario run appends its explanations to, and resumes from.
+EXPLANATIONS = "explanations.jsonl"
+
+
+def align_once(
+    explainer: Explainer,
+    paths: Iterable[Hashable],
+    aligned: bool | None,
+    *,
+    describe: Callable[[Any], str] | None = None,
+) -> tuple[dict[Any, AlignedFace], list[dict[str, Any]]]:
+    """Align each distinct image once (named by its path); return the faces by path and the
+    failures.
+
+    Without ``describe`` an image that fails is listed (``{"path", "error"}``) and the run goes on
+    without it. With ``describe`` its error is raised again, of the same type (``NoFaceError``,
+    ``ImageError``, ...), the message starting with ``describe(path)`` (e.g. the image's role and
+    index row).
+    """
+    faces: dict[Any, AlignedFace] = {}
+    failures: list[dict[str, Any]] = []
+    for path in dict.fromkeys(paths):
+        try:
+            faces[path] = explainer.align(path, aligned)
+        except FreqxfrError as exc:
+            if describe is not None:
+                raise type(exc)(f"{describe(path)}: {exc}") from None
+            failures.append({"path": str(path), "error": str(exc)})
+    return faces, failures
+
+
+def checked(item: Explanation | PairFailure) -> Explanation:
+    """The explanation of a stream item of aligned faces (which cannot fail; if one does, its
+    message is kept)."""
+    if isinstance(item, PairFailure):
+        raise InputError(item.error)
+    return item
+
+
+def csv_text(rows: list[dict[str, Any]]) -> str:
+    """Rows of equal keys as CSV text, with a header line."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue()
+
+
+def progress_bar(enabled: bool, total: int, initial: int, desc: str):
+    """A tqdm bar over ``total`` items of which ``initial`` are done, or ``None``."""
+    if not enabled:
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, initial=initial, unit="pair", desc=desc, dynamic_ncols=True)
+
+
+def provenance_rows(summary: Mapping[str, Any]) -> list[tuple[str, Any]]:
+    """The model and masking rows of a scenario report's overview, from the summary's
+    :meth:`~freqxfr.explanations.explainer.Explainer.settings` part."""
+    masking = f"{summary['mode']} in the {summary['domain']} domain"
+    if summary.get("clip"):
+        masking += ", clipped to 0..255"
+    return [
+        ("model", summary["model"]["name"]),
+        ("metric", summary["model"]["metric"]),
+        ("threshold", summary["threshold"]),
+        ("bands", f"{summary['schedule']['kind']}, {len(summary['bands'])}"),
+        ("masking", masking),
+        ("freqxfr version", summary.get("freqxfr_version")),
+    ]
