@@ -31,6 +31,8 @@ from freqxfr import BandSchedule
 from freqxfr.common.errors import FreqxfrError, InputError, OutputError
 from freqxfr.explanations import explainer as explanations
 from freqxfr.explanations.pairs import Pair, read_pairs
+from freqxfr.reports import crossres as crossres_report
+from freqxfr.reports import morph as morph_report
 from freqxfr.reports import plots
 from freqxfr.reports.report import (
     Section,
@@ -39,7 +41,6 @@ from freqxfr.reports.report import (
     write_pair_report,
     write_report,
 )
-from freqxfr.runs import crossres_report, morph_report
 from freqxfr.runs.dataset import run_dataset
 from freqxfr.stats import profiles
 
@@ -457,7 +458,7 @@ def test_plots_are_thread_safe_and_leave_pyplot_alone(pair, tmp_path):
         assert (tmp_path / f"t{i}.png").read_bytes() == serial
     probe = (
         "import sys, numpy as np; from freqxfr.reports import plots, report; "
-        "from freqxfr.runs import morph_report; "
+        "from freqxfr.reports import morph as morph_report; "
         "morph_report.plot_class_profiles({'x': (np.arange(4.0), np.ones(4))}, sys.argv[1]); "
         "print('matplotlib.pyplot' in sys.modules)"
     )

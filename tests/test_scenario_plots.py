@@ -6,7 +6,7 @@ import numpy as np
 from matplotlib import colors
 from PIL import Image
 
-from freqxfr.runs import morph_report
+from freqxfr.reports import morph as morph_report
 
 # A perfect detector: every attack scored above every bona fide comparison.
 PERFECT = ([1.0, 0.5, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.5, 1.0])
