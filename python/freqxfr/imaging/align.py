@@ -91,7 +91,7 @@ import logging
 import threading
 import warnings
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 from PIL import Image
@@ -100,8 +100,18 @@ from freqxfr.common.errors import InputError, ModelError, NoFaceError
 from freqxfr.common.packages import package_file
 from freqxfr.imaging.images import ImageSource, load_image, source_label
 
-if TYPE_CHECKING:
-    from freqxfr.model.cards import ModelCard
+
+class CardForAlignment(Protocol):
+    """What alignment reads of a model card (:class:`freqxfr.model.cards.ModelCard`, a layer
+    above): its name, input size and alignment."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def input_size(self) -> tuple[int, int]: ...
+    @property
+    def alignment(self) -> str: ...
+
 
 __all__ = [
     "ARCFACE112_DLIB_BOX",
@@ -350,7 +360,7 @@ def align_crop(
 
 def align_for_card(
     image: ImageSource,
-    card: ModelCard,
+    card: CardForAlignment,
     *,
     aligned: bool | None = None,
     name: str | None = None,
@@ -372,7 +382,7 @@ def align_for_card(
 
 def card_crop(
     image: ImageSource,
-    card: ModelCard,
+    card: CardForAlignment,
     *,
     aligned: bool | None = None,
     name: str | None = None,
