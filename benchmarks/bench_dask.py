@@ -162,7 +162,7 @@ def main() -> None:
             )
             clusters[name]["explainers_built_per_worker"] = sorted(
                 client.run(
-                    lambda: __import__("freqxfr.runs.distributed").distributed.builds
+                    lambda: __import__("freqxfr.runs.distributed", fromlist=["builds"]).builds
                 ).values()
             )
     shutil.rmtree(work, ignore_errors=True)
