@@ -17,7 +17,8 @@ from freqxfr.common.cache import cache_dir
 from freqxfr.common.errors import InputError, ModelError
 from freqxfr.model.cards import ModelCard, preset
 from freqxfr.model.converters import sface
-from freqxfr.model.verifier import ProviderWarning, Verifier, load_model, normalise, to_model_input
+from freqxfr.model.loading import ProviderWarning
+from freqxfr.model.verifier import Verifier, load_model, to_model_input
 from freqxfr.stats.thresholds import accuracy, fmr_fnmr, kfold_accuracy
 
 
@@ -226,10 +227,12 @@ def test_provider_that_fails_to_start_is_reported():
 # --- normalisation, embeddings, scores --------------------------------------------------------
 
 
-def test_former_names_are_the_new_ones():
-    """Callers of the former names (normalise, embed_normalised, prepare) reach the same code."""
-    assert normalise is to_model_input
-    assert Verifier.prepare is Verifier.align
+def test_former_names_are_gone():
+    """0.2 deleted the aliases (normalise, embed_normalised, prepare): one name per thing."""
+    import freqxfr.model.verifier as verifier
+
+    assert not hasattr(verifier, "normalise") and not hasattr(verifier, "model_path")
+    assert not hasattr(Verifier, "embed_normalised") and not hasattr(Verifier, "prepare")
 
 
 def test_to_model_input_follows_the_card(lfw_images):
@@ -258,7 +261,6 @@ def test_embed_model_input_is_the_same_path(sface_model, lfw_images):
     a = sface_model.embed_model_input(x)
     b = sface_model.embed_model_input(x, batch_size=3)
     np.testing.assert_array_equal(a, sface_model.embed(lfw_images))
-    np.testing.assert_array_equal(sface_model.embed_normalised(x), a)  # the former name
     np.testing.assert_allclose(a, b, atol=1e-5)
     with pytest.raises(InputError, match=r"float32 array of shape \(N, 3, 112, 112\).*float64"):
         sface_model.embed_model_input(x.astype(np.float64))
