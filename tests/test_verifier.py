@@ -372,3 +372,45 @@ def test_dlib_accuracy_on_lfw_subset_needs_its_own_alignment(data_dir):
     naive, _ = _lfw_subset.scores(data_dir, "dlib_resnet", "resized")
     assert accuracy(naive, labels, threshold) < 0.8
     assert kfold_accuracy(naive, labels, 10).mean < 0.95
+
+
+# --- image kinds (issue 27): the same as the Explainer's, one message naming them --------------
+
+
+def test_embed_and_compare_take_the_explainers_image_kinds(sface_model, data_dir):
+    """Paths, PIL images, arrays and the AlignedFace that Explainer.align returns, alone or in a
+    list, give the embeddings of the aligned crops; compare takes them too."""
+    from PIL import Image
+
+    from freqxfr.explanations.explainer import Explainer
+
+    folder = data_dir / "lfw_aligned112" / "images" / "Abdullah_Gul"
+    a, b = folder / "Abdullah_Gul_0001.jpg", folder / "Abdullah_Gul_0006.jpg"
+    crops = np.stack([sface_model.align(a), sface_model.align(b)])
+    want = sface_model.embed(crops)
+    face = Explainer(sface_model, 4).align(b)
+    np.testing.assert_array_equal(sface_model.embed(str(a)), want[:1])
+    np.testing.assert_array_equal(sface_model.embed(Image.open(a)), want[:1])
+    np.testing.assert_array_equal(sface_model.embed(face), want[1:])
+    np.testing.assert_array_equal(sface_model.embed([a, face]), want)
+    assert sface_model.compare(a, face) == sface_model.compare(a, b)
+    assert sface_model.compare(face, crops[0]) == sface_model.compare(b, a)
+
+
+@pytest.mark.parametrize("images", [42, {"a": 1}, [1, 2], None])
+def test_other_image_kinds_get_one_message_naming_the_accepted_ones(sface_model, images):
+    with pytest.raises(
+        InputError, match="a file path, a PIL image, a numpy array or an AlignedFace"
+    ):
+        sface_model.embed(images)
+
+
+def test_a_missing_file_is_named_not_its_dtype(sface_model, tmp_path):
+    """``embed("a.jpg")`` said "got dtype <U5"; now it reads the file, and names it."""
+    from freqxfr.common.errors import ImageError
+
+    with pytest.raises(ImageError, match=r"a\.jpg") as info:
+        sface_model.embed(str(tmp_path / "a.jpg"))
+    assert "dtype" not in str(info.value)
+    with pytest.raises(InputError, match="AlignedFace"):
+        sface_model.compare(object(), tmp_path / "a.jpg")
