@@ -2,9 +2,11 @@
 
 Why: without it, each concurrent call runs its own masking threads and shares ONNX Runtime's
 intra-op pool with every other call, so N callers oversubscribe the cores and each waits longer
-than if they had queued. The engine owns the model's sessions and the masking threads. Requests
-that arrive while it is busy (or within ``max_wait_ms`` of the first) are batched: one masking
-pass per explainer configuration and one model call for the batch, up to ``max_batch`` images.
+than if they had queued. The engine runs jobs against the model's runner (which owns the
+session; :mod:`freqxfr.model.runner`) and owns the masking threads and the lanes' sessions.
+Requests that arrive while it is busy (or within ``max_wait_ms`` of the first) are batched: one
+masking pass per explainer configuration and one model call for the batch, up to ``max_batch``
+images.
 
 Lanes, and when a request gets all cores. The engine measures its load: the share of the last
 load window (``load_window_ms``; by default 4 lone calls long) in which two or more requests
@@ -234,8 +236,8 @@ def within_deadline(
     deadline (``at``, from :func:`deadline_at`) passes first. Without a deadline it runs on
     this thread; with one, on a worker thread that this thread waits for until the deadline
     (work given up finishes there, and its result is dropped)."""
-    if at is None:
-        return work()
+    if at is None or threading.current_thread().name.startswith("freqxfr-align"):
+        return work()  # no deadline, or already on an aligner (a pool never waits on itself)
     future = _aligners().submit(work)
     try:
         return future.result(timeout=max(0.0, at - time.monotonic()))
