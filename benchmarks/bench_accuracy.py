@@ -251,7 +251,7 @@ def main() -> None:
                 verifier,
                 f"frll-{verifier.card.name}",
                 frll_paths,
-                lambda p, v=verifier: v.prepare(p),
+                lambda p, v=verifier: v.align(p),
             )
             scores = pair_scores(verifier, emb, frll_paths, frll_pairs)
             threshold = verifier.card.threshold

@@ -49,16 +49,19 @@ def dlib_chips(model, data: Path) -> Path:
 
 
 class TimedModel:
-    """Wraps a Verifier's model call to add up the time spent in ONNX Runtime."""
+    """Wraps the session call of a Verifier's runner (every model call, through the engine or
+    not, ends there) to add up the time spent in ONNX Runtime and the images run."""
 
     def __init__(self, model) -> None:
         self.model = model
         self.seconds = 0.0
-        self._run = model._run
-        model._run = self._timed
+        self.images = 0
+        self._run = model.runner._run
+        model.runner._run = self._timed
 
     def _timed(self, x):
         t0 = time.perf_counter()
+        self.images += len(x)
         try:
             return self._run(x)
         finally:

@@ -60,11 +60,11 @@ def crops(side: int, count: int) -> np.ndarray:
 
 def gpu_rate(model: Verifier, x: np.ndarray, repeats: int, seconds: float) -> float:
     """Median img/s of IOBinding runs with input and output kept on the GPU."""
-    session = model.session
+    session = model.runner.session
     x_gpu = ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(x), "cuda", 0)
     binding = session.io_binding()
-    binding.bind_ortvalue_input(model.input_name, x_gpu)
-    binding.bind_output(model.output_name, "cuda", 0)
+    binding.bind_ortvalue_input(model.runner.input_name, x_gpu)
+    binding.bind_output(model.runner.output_name, "cuda", 0)
     session.run_with_iobinding(binding)  # warm-up: cuDNN picks its algorithms here
     rates = []
     for _ in range(repeats):

@@ -51,6 +51,7 @@ from freqxfr.common.cache import cache_dir
 from freqxfr.explanations.explainer import Explainer
 from freqxfr.imaging.images import load_image
 from freqxfr.model.engine import Engine
+from freqxfr.model.runner import Runner
 from freqxfr.model.verifier import Verifier, load_model, to_model_input
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -80,12 +81,12 @@ def rows_batch_invariant(model, faces: list[np.ndarray]) -> bool:
     with one intra-op thread (as an engine lane runs it) instead of all."""
     x = to_model_input(np.stack(faces), model.card)
     big = np.concatenate([x] * (136 // len(x) + 1))[:136]
-    run = model.run_model  # straight to ONNX Runtime
+    run = model.runner.run_model  # straight to ONNX Runtime
     alone = np.concatenate([run(x[i : i + 1]) for i in range(len(x))])
     return bool(
         np.array_equal(run(big[:34])[: len(x)], alone)
         and np.array_equal(run(big)[: len(x)], alone)
-        and np.array_equal(model.with_threads(1).run_model(big[:34])[: len(x)], alone)
+        and np.array_equal(model.runner.with_threads(1).run_model(big[:34])[: len(x)], alone)
     )
 
 
@@ -103,9 +104,9 @@ def breakdown(model, explainer, pairs, repeats: int = 8) -> dict[str, Any]:
     total, mask, run = (statistics.median(r[k] for r in rows) for k in range(3))
     k = explainer.n_bands
     x = to_model_input(np.stack(list(pairs[0]) * (k + 1)), model.card)  # a pair's 2K + 2 images
-    one = model.with_threads(1)
+    one = model.runner.with_threads(1)
     rates = {}
-    for name, m in (("all_threads", model), ("one_thread", one)):
+    for name, m in (("all_threads", model.runner), ("one_thread", one)):
         m.run_model(x)
         t0 = time.perf_counter()
         for _ in range(3):
@@ -149,12 +150,12 @@ def machine_spread(model, faces: list[np.ndarray], samples: int = 40) -> dict[st
     callers each call is one narrow run, so ``floor_at_2`` = narrow p99 / (2 x wide p50) is about
     the best p99 / (2 x single p50) two lanes can reach here."""
     x = to_model_input(np.stack(faces[:2] * 17), model.card)  # 34 images, as a K = 16 pair
-    one = model.with_threads(1)
+    one = model.runner.with_threads(1)
     a = np.random.default_rng(0).random(65536, dtype=np.float32)
     out = np.empty_like(a)
     work = {
         "cpu_loop": lambda: cpu_loop(a, out),
-        "wide_model_call": lambda: model.run_model(x),
+        "wide_model_call": lambda: model.runner.run_model(x),
         "narrow_model_call": lambda: one.run_model(x),
     }
     times: dict[str, list[float]] = {name: [] for name in work}
@@ -507,14 +508,17 @@ def main() -> int:
 
     one_lane = None
     if engine.lanes > 1 and not args.no_one_lane:
-        # The same session under a second Verifier: its own engine, with one lane.
+        # The same session under a second runner: its own engine, with one lane.
+        r = model.runner
         twin = Verifier(
-            model.session,
-            model.card,
-            model.path,
-            input_name=model.input_name,
-            output_name=model.output_name,
-            fixed_batch=model.fixed_batch,
+            Runner(
+                r.session,
+                r.card,
+                r.path,
+                input_name=r.input_name,
+                output_name=r.output_name,
+                fixed_batch=r.fixed_batch,
+            )
         )
         Engine.for_model(twin, **{**settings, "lanes": 1})
         one_lane = Explainer(twin, args.bands)

@@ -2,7 +2,7 @@
 1, 16 and 64, and the execution provider that ran them.
 
 Inputs are real aligned LFW crops (resized to 150×150 for dlib's ResNet), normalised once; the
-timed call is ``Verifier.embed_normalised`` (the model alone, as the explanation pipeline calls
+timed call is ``Verifier.embed_model_input`` (the model alone, as the explanation pipeline calls
 it). ``embed`` (normalisation included) is timed at batch 64 as well, and the original int8 SFace
 graph at batch 1 for comparison with its conversion. Each rate is the median of
 ``--repeats`` runs of ``--seconds`` each, so a busy neighbour on a shared machine moves it less.
@@ -70,7 +70,7 @@ def main() -> None:
         for batch in BATCHES:
             chunk = np.ascontiguousarray(x[:batch])
             entry[f"img_per_s_batch{batch}"] = round(
-                rate(partial(verifier.embed_normalised, chunk), batch, args.seconds, args.repeats),
+                rate(partial(verifier.embed_model_input, chunk), batch, args.seconds, args.repeats),
                 1,
             )
         entry["img_per_s_batch64_with_normalise"] = round(

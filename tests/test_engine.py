@@ -2,7 +2,8 @@
 
 The real SFace model on real LFW crops throughout. To make batching and queueing happen on
 purpose rather than by timing luck, some tests use ``GatedVerifier``: the real model whose
-engine-side calls wait until the test opens a gate (a spy that controls timing, not a mock).
+runner's engine-side calls wait until the test opens a gate (a spy that controls timing, not a
+mock).
 Its engine runs one lane unless a test is about lanes (a lane with a share of the cores runs
 its own, ungated session).
 """
@@ -19,17 +20,18 @@ import pytest
 from freqxfr.common.cores import cgroup_quota
 from freqxfr.common.errors import InputError
 from freqxfr.explanations.explainer import Explainer
-from freqxfr.model.engine import DeadlineExceeded, Engine, _Request
+from freqxfr.model.engine import DeadlineExceeded, Engine, _EmbedJob, _Request
+from freqxfr.model.runner import Runner
 from freqxfr.model.verifier import Verifier, load_model, to_model_input
 
 
-class GatedVerifier(Verifier):
-    """The real model; its engine's model calls wait for ``gate`` and count the images. Its
-    lanes' sessions (``with_threads``) wait for ``lane_gate`` and count into ``lane_sizes``."""
+class GatedRunner(Runner):
+    """The real model's runner; its engine's model calls wait for ``gate`` and count the images.
+    Its lanes' sessions (``with_threads``) wait for ``lane_gate`` and count into ``lane_sizes``."""
 
-    def __init__(self, *args, owner: GatedVerifier | None = None, **kwargs) -> None:
+    def __init__(self, *args, owner: GatedRunner | None = None, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        self.owner = owner  # for a lane's session: the model whose engine runs it
+        self.owner = owner  # for a lane's session: the runner whose engine runs it
         self.gate = threading.Event()
         self.lane_gate = threading.Event()
         self.lane_gate.set()
@@ -41,7 +43,7 @@ class GatedVerifier(Verifier):
 
     def run_model(self, x, *, batch_size=None):
         main = self.owner or self
-        if main.use_engine and main.engine.on_engine_thread():
+        if Engine.for_model(main).on_engine_thread():
             gate = main.lane_gate if self.owner else main.gate
             main.at_gate += 1
             assert gate.wait(60), "test gate never opened"
@@ -51,18 +53,24 @@ class GatedVerifier(Verifier):
             main.chunking.append(batch_size)
         return super().run_model(x, batch_size=batch_size)
 
-    def with_threads(self, threads: int) -> Verifier:
+    def with_threads(self, threads: int) -> Runner:
         lane = super().with_threads(threads)
-        return GatedVerifier(
+        return GatedRunner(
             lane.session,
             lane.card,
             lane.path,
             input_name=lane.input_name,
             output_name=lane.output_name,
             fixed_batch=lane.fixed_batch,
-            engine=False,
             owner=self,
         )
+
+
+class GatedVerifier(Verifier):
+    """The real model on a :class:`GatedRunner`; the gates and counters are the runner's."""
+
+    def __getattr__(self, name):
+        return getattr(self.runner, name)
 
 
 @pytest.fixture(scope="module")
@@ -71,17 +79,19 @@ def sface():
 
 
 def twin(model: Verifier, cls=Verifier, *, engine: bool = True, **settings) -> Verifier:
-    """Another Verifier on the same ONNX Runtime session (so: its own engine). A GatedVerifier's
-    engine gets one lane unless ``settings`` say otherwise."""
-    out = cls(
-        model.session,
-        model.card,
-        model.path,
-        input_name=model.input_name,
-        output_name=model.output_name,
-        fixed_batch=model.fixed_batch,
-        engine=engine,
+    """Another Verifier on the same ONNX Runtime session (so: its own runner and engine). A
+    GatedVerifier's engine gets one lane unless ``settings`` say otherwise."""
+    r = model.runner
+    runner_cls = GatedRunner if cls is GatedVerifier else Runner
+    runner = runner_cls(
+        r.session,
+        r.card,
+        r.path,
+        input_name=r.input_name,
+        output_name=r.output_name,
+        fixed_batch=r.fixed_batch,
     )
+    out = cls(runner, engine=engine)
     if cls is GatedVerifier:
         settings = {"lanes": 1, **settings}
     if settings:
@@ -382,7 +392,7 @@ def test_a_free_lane_takes_its_share_of_the_work_not_only_of_the_queue(sface, lf
                 engine._lane_rate = 100.0  # images/s of a narrow lane
                 engine._lane_work = {1: (time.monotonic(), 10_000)}  # about 100 s left
             for _ in range(2):
-                engine._queue.append(_Request("embed", "embed", x=x))
+                engine._queue.append(_Request(_EmbedJob(x, None), "embed"))
             taken = engine._take()
             assert len(taken) == (2 if busy else 1)
             engine._queue.clear()

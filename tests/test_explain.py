@@ -9,17 +9,26 @@ import pytest
 
 from freqxfr.explanations.explainer import Explainer
 from freqxfr.explanations.pairs import Pair, read_pairs
+from freqxfr.model.runner import Runner
 from freqxfr.model.verifier import Verifier, load_model
 
 
-class CountingVerifier(Verifier):
-    """The real model, counting how many images it embeds (a spy, not a mock)."""
+class CountingRunner(Runner):
+    """The real model's runner, counting how many images it embeds (a spy, not a mock)."""
 
     embedded = 0
 
-    def embed_model_input(self, x, *, batch_size=None):
+    def run_model(self, x, *, batch_size=None):
         type(self).embedded += x.shape[0]
-        return super().embed_model_input(x, batch_size=batch_size)
+        return super().run_model(x, batch_size=batch_size)
+
+
+def spy_on(model: Verifier, runner_cls=Runner, cls=Verifier) -> Verifier:
+    """Another Verifier of ``model``'s session on a runner of ``runner_cls`` (its own engine)."""
+    r = model.runner
+    return cls(
+        runner_cls(r.session, r.card, r.path, input_name=r.input_name, output_name=r.output_name)
+    )
 
 
 @pytest.fixture(scope="module")
@@ -70,17 +79,10 @@ def test_explanation_of_a_genuine_pair(dlib_model, frll):
 
 
 def test_a_pair_costs_2k_plus_2_embeddings(dlib_model, frll):
-    spy = CountingVerifier(
-        dlib_model.session,
-        dlib_model.card,
-        dlib_model.path,
-        input_name=dlib_model.input_name,
-        output_name=dlib_model.output_name,
-    )
-    explainer = Explainer(spy, 8)
-    CountingVerifier.embedded = 0
+    explainer = Explainer(spy_on(dlib_model, CountingRunner), 8)
+    CountingRunner.embedded = 0
     explainer.explain(frll / "neutral" / "003_03.jpg", frll / "smiling" / "003_08.jpg")
-    assert CountingVerifier.embedded == 2 * 8 + 2
+    assert CountingRunner.embedded == 2 * 8 + 2
 
 
 def test_cpp_and_numpy_backends_give_the_same_explanation(sface_model, lfw_images):
@@ -271,13 +273,7 @@ def test_toy_streamed_pairs_keep_their_sides_and_order(toy_model, toy_pair):
     pairs per model call, the second pair reversed, the third identical images."""
     a, b = toy_pair
     pairs = [(a, b), (b, a), (a, a), (b, b), (b, a)]
-    spy = CallSizes(
-        toy_model.session,
-        toy_model.card,
-        toy_model.path,
-        input_name=toy_model.input_name,
-        output_name=toy_model.output_name,
-    )
+    spy = spy_on(toy_model, cls=CallSizes)
     # The stream's own model calls, each seen once: through the engine a call would pass the spy
     # twice (on the caller's thread, then on the engine's).
     spy.use_engine = False

@@ -146,7 +146,7 @@ def test_the_against_curves_are_the_reversed_order_masked_for_real(sface, lfw):
     sface.mask(faces[:1], batch[1:2], "cumulative_keep", against.order)
     ref_b = model.embed(faces[1:])
     scores = model.score(
-        model.embed_normalised(batch.reshape(-1, *model.card.input_shape)), ref_b
+        model.embed_model_input(batch.reshape(-1, *model.card.input_shape)), ref_b
     ).reshape(2, k)
     assert against.deletion[0] == result.score_ref
     assert np.allclose(against.deletion[1:], scores[0], atol=1e-4)

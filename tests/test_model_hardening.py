@@ -20,7 +20,8 @@ from freqxfr import BandSchedule, InputError, ModelCard, ModelError
 from freqxfr.model.cards import parse_card, preset
 from freqxfr.model.converters import _cache, dlib_resnet, sface
 from freqxfr.model.converters._dlib_serialization import Reader
-from freqxfr.model.verifier import load_model, model_path
+from freqxfr.model.loading import model_path
+from freqxfr.model.verifier import load_model
 
 SOURCE = dlib_resnet.source_path()
 

@@ -79,7 +79,7 @@ def test_explain_with_face_regions_writes_one_pair_report_with_bands_and_regions
 def test_explain_against_a_template(gul, tmp_path):
     model = load_model("sface")
     template = tmp_path / "t.npy"
-    np.save(template, model.embed(model.prepare(gul[1])[None]))
+    np.save(template, model.embed(model.align(gul[1])[None]))
     out = tmp_path / "out"
     done = freqxfr(
         "explain",

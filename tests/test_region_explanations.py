@@ -27,8 +27,8 @@ def genuine_faces(model, data_dir):
     folder = data_dir / "lfw_aligned112" / "images" / "Abdullah_Gul"
     return np.stack(
         [
-            model.prepare(folder / "Abdullah_Gul_0001.jpg"),
-            model.prepare(folder / "Abdullah_Gul_0006.jpg"),
+            model.align(folder / "Abdullah_Gul_0001.jpg"),
+            model.align(folder / "Abdullah_Gul_0006.jpg"),
         ]
     )
 

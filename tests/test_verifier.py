@@ -17,7 +17,8 @@ from freqxfr.common.cache import cache_dir
 from freqxfr.common.errors import InputError, ModelError
 from freqxfr.model.cards import ModelCard, preset
 from freqxfr.model.converters import sface
-from freqxfr.model.verifier import ProviderWarning, Verifier, load_model, normalise, to_model_input
+from freqxfr.model.loading import ProviderWarning
+from freqxfr.model.verifier import Verifier, load_model, to_model_input
 from freqxfr.stats.thresholds import accuracy, fmr_fnmr, kfold_accuracy
 
 
@@ -226,10 +227,12 @@ def test_provider_that_fails_to_start_is_reported():
 # --- normalisation, embeddings, scores --------------------------------------------------------
 
 
-def test_former_names_are_the_new_ones():
-    """Callers of the former names (normalise, embed_normalised, prepare) reach the same code."""
-    assert normalise is to_model_input
-    assert Verifier.prepare is Verifier.align
+def test_former_names_are_gone():
+    """0.2 deleted the aliases (normalise, embed_normalised, prepare): one name per thing."""
+    import freqxfr.model.verifier as verifier
+
+    assert not hasattr(verifier, "normalise") and not hasattr(verifier, "model_path")
+    assert not hasattr(Verifier, "embed_normalised") and not hasattr(Verifier, "prepare")
 
 
 def test_to_model_input_follows_the_card(lfw_images):
@@ -258,7 +261,6 @@ def test_embed_model_input_is_the_same_path(sface_model, lfw_images):
     a = sface_model.embed_model_input(x)
     b = sface_model.embed_model_input(x, batch_size=3)
     np.testing.assert_array_equal(a, sface_model.embed(lfw_images))
-    np.testing.assert_array_equal(sface_model.embed_normalised(x), a)  # the former name
     np.testing.assert_allclose(a, b, atol=1e-5)
     with pytest.raises(InputError, match=r"float32 array of shape \(N, 3, 112, 112\).*float64"):
         sface_model.embed_model_input(x.astype(np.float64))
@@ -370,3 +372,45 @@ def test_dlib_accuracy_on_lfw_subset_needs_its_own_alignment(data_dir):
     naive, _ = _lfw_subset.scores(data_dir, "dlib_resnet", "resized")
     assert accuracy(naive, labels, threshold) < 0.8
     assert kfold_accuracy(naive, labels, 10).mean < 0.95
+
+
+# --- image kinds (issue 27): the same as the Explainer's, one message naming them --------------
+
+
+def test_embed_and_compare_take_the_explainers_image_kinds(sface_model, data_dir):
+    """Paths, PIL images, arrays and the AlignedFace that Explainer.align returns, alone or in a
+    list, give the embeddings of the aligned crops; compare takes them too."""
+    from PIL import Image
+
+    from freqxfr.explanations.explainer import Explainer
+
+    folder = data_dir / "lfw_aligned112" / "images" / "Abdullah_Gul"
+    a, b = folder / "Abdullah_Gul_0001.jpg", folder / "Abdullah_Gul_0006.jpg"
+    crops = np.stack([sface_model.align(a), sface_model.align(b)])
+    want = sface_model.embed(crops)
+    face = Explainer(sface_model, 4).align(b)
+    np.testing.assert_array_equal(sface_model.embed(str(a)), want[:1])
+    np.testing.assert_array_equal(sface_model.embed(Image.open(a)), want[:1])
+    np.testing.assert_array_equal(sface_model.embed(face), want[1:])
+    np.testing.assert_array_equal(sface_model.embed([a, face]), want)
+    assert sface_model.compare(a, face) == sface_model.compare(a, b)
+    assert sface_model.compare(face, crops[0]) == sface_model.compare(b, a)
+
+
+@pytest.mark.parametrize("images", [42, {"a": 1}, [1, 2], None])
+def test_other_image_kinds_get_one_message_naming_the_accepted_ones(sface_model, images):
+    with pytest.raises(
+        InputError, match="a file path, a PIL image, a numpy array or an AlignedFace"
+    ):
+        sface_model.embed(images)
+
+
+def test_a_missing_file_is_named_not_its_dtype(sface_model, tmp_path):
+    """``embed("a.jpg")`` said "got dtype <U5"; now it reads the file, and names it."""
+    from freqxfr.common.errors import ImageError
+
+    with pytest.raises(ImageError, match=r"a\.jpg") as info:
+        sface_model.embed(str(tmp_path / "a.jpg"))
+    assert "dtype" not in str(info.value)
+    with pytest.raises(InputError, match="AlignedFace"):
+        sface_model.compare(object(), tmp_path / "a.jpg")

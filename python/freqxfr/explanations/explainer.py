@@ -29,6 +29,7 @@ from freqxfr.common.errors import FreqxfrError, InputError
 from freqxfr.common.version import __version__
 from freqxfr.core.bands import Band, BandSchedule
 from freqxfr.core.masking import mask_bands
+from freqxfr.explanations import serving
 from freqxfr.explanations.faithfulness import Faithfulness, pair_faithfulness
 from freqxfr.explanations.pairs import Pair
 from freqxfr.explanations.rows import influence_rows
@@ -291,9 +292,7 @@ class Explainer:
         holds ``queue``, and ``mask``/``model`` are those of the batch the call ran in.
         """
         if self.model.use_engine:  # bands or region cells alike
-            from freqxfr.model.engine import explain_pair
-
-            return explain_pair(
+            return serving.explain_pair(
                 self, a, b, aligned=aligned, same=same, groups=groups, deadline=deadline
             )
         if self.regions is not None:
@@ -325,17 +324,13 @@ class Explainer:
     ) -> Explanation:
         """:meth:`explain` for asyncio: alignment runs on a worker thread, and the result is
         awaited from the model's engine without holding a thread."""
-        from freqxfr.model.engine import explain_pair_async
-
-        return await explain_pair_async(
+        return await serving.explain_pair_async(
             self, a, b, aligned=aligned, same=same, groups=groups, deadline=deadline
         )
 
     def warmup(self) -> dict[str, float]:
         """Pay the first call's start-up costs now (see :meth:`freqxfr.model.engine.Engine.warmup`)."""
-        from freqxfr.model.engine import warmup
-
-        return warmup(self.model, [self])
+        return serving.warmup(self)
 
     def align(
         self, image: Any, aligned: bool | None = None, *, name: str | None = None

@@ -2,9 +2,11 @@
 
 Why: without it, each concurrent call runs its own masking threads and shares ONNX Runtime's
 intra-op pool with every other call, so N callers oversubscribe the cores and each waits longer
-than if they had queued. The engine owns the model's sessions and the masking threads. Requests
-that arrive while it is busy (or within ``max_wait_ms`` of the first) are batched: one masking
-pass per explainer configuration and one model call for the batch, up to ``max_batch`` images.
+than if they had queued. The engine runs jobs against the model's runner (which owns the
+session; :mod:`freqxfr.model.runner`) and owns the masking threads and the lanes' sessions.
+Requests that arrive while it is busy (or within ``max_wait_ms`` of the first) are batched: one
+masking pass per explainer configuration and one model call for the batch, up to ``max_batch``
+images.
 
 Lanes, and when a request gets all cores. The engine measures its load: the share of the last
 load window (``load_window_ms``; by default 4 lone calls long) in which two or more requests
@@ -43,25 +45,28 @@ container's CPU quota); a lane uses its share of both, so lanes never oversubscr
 from __future__ import annotations
 
 import asyncio
+import atexit
 import concurrent.futures
 import dataclasses
 import math
 import os
+import sys
 import threading
 import time
+import weakref
 from collections import deque
-from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Hashable, Iterable
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 
 from freqxfr.common.cores import usable_cores
-from freqxfr.common.errors import FreqxfrError, InputError, ModelError
+from freqxfr.common.errors import FreqxfrError, InputError
+from freqxfr.core import fftw
 from freqxfr.model.cards import to_model_input
+from freqxfr.model.runner import ModelRunner
 
-if TYPE_CHECKING:
-    from freqxfr.explanations.explainer import Explainer
-    from freqxfr.model.verifier import Verifier
+T = TypeVar("T")
 
 #: About the most images a narrow lane batches, and the most per model call on it. With one
 #: intra-op thread a call's images/s stays flat or falls as the batch grows past what the caches
@@ -74,8 +79,55 @@ LANE_CALL_IMAGES = 48
 IDLE_EXIT_S = 30.0
 
 
+#: At interpreter exit, how long the engine waits for a model call that is running to finish
+#: before the interpreter is torn down (see :func:`shutdown`).
+EXIT_WAIT_S = 30.0
+
+#: The longest ``deadline`` a call takes, in seconds (a year); leave it out for no deadline.
+MAX_DEADLINE_S = 365 * 24 * 3600.0
+
+
 class DeadlineExceeded(FreqxfrError):
     """A call's ``deadline`` passed before its result was ready; only that call fails."""
+
+
+class EngineError(FreqxfrError):
+    """The engine could not run a call: it is shut down (the process is exiting), or something
+    outside any one request failed (the message names the cause)."""
+
+
+class PairMasker(Protocol):
+    """What the engine calls back on an explainer to run one explained pair.
+
+    :class:`freqxfr.explanations.explainer.Explainer` is one; the engine never imports it.
+    """
+
+    #: Explainers with equal keys mask alike; the engine masks their pairs together.
+    mask_key: Hashable
+    #: A pair that runs alone is chunked in model calls of this many images.
+    max_batch: int
+
+    @property
+    def n_bands(self) -> int:
+        """K, the bands (names the warm-up's timings)."""
+        ...
+
+    @property
+    def cells(self) -> int:
+        """Masked images per explained image (K bands, or K·R cells)."""
+        ...
+
+    @property
+    def images_per_pair(self) -> int:
+        """Images one pair puts through the model: 2 references + 2 × :attr:`cells`."""
+        ...
+
+    def fill_batch(
+        self, batch: np.ndarray, faces: np.ndarray, pairs: int = 1, threads: int | None = None
+    ) -> None:
+        """Write P pairs of aligned ``faces`` (2P, H, W, 3) into ``batch`` as model input:
+        [2P references][2P × cells masked]."""
+        ...
 
 
 @dataclasses.dataclass(frozen=True)
@@ -168,50 +220,134 @@ def deadline_at(deadline: float | None) -> float | None:
     if (
         isinstance(deadline, bool)
         or not isinstance(deadline, (int, float))
-        or not (deadline > 0 and math.isfinite(deadline))
+        or not (0 < deadline <= MAX_DEADLINE_S)  # False for NaN too
     ):
-        raise InputError(f"deadline must be a positive number of seconds, got {deadline!r}")
+        raise InputError(
+            f"deadline must be a positive number of seconds, at most {MAX_DEADLINE_S:.0f} "
+            f"(a year; leave it out for none), got {deadline!r}"
+        )
     return time.monotonic() + float(deadline)
 
 
+def within_deadline(
+    work: Callable[[], T], *, deadline: float | None, at: float | None, what: str
+) -> T:
+    """``work()`` (a call's alignment), given up with :class:`DeadlineExceeded` if the call's
+    deadline (``at``, from :func:`deadline_at`) passes first. Without a deadline it runs on
+    this thread; with one, on a worker thread that this thread waits for until the deadline
+    (work given up finishes there, and its result is dropped)."""
+    if at is None or threading.current_thread().name.startswith("freqxfr-align"):
+        return work()  # no deadline, or already on an aligner (a pool never waits on itself)
+    future = _aligners().submit(work)
+    try:
+        return future.result(timeout=max(0.0, at - time.monotonic()))
+    except concurrent.futures.TimeoutError:
+        future.cancel()
+        raise alignment_exceeded(what, deadline, at) from None
+
+
+def alignment_exceeded(what: str, deadline: float | None, at: float) -> DeadlineExceeded:
+    """The error of a call whose deadline passed while its images were aligned."""
+    spent = (time.monotonic() - (at - (deadline or 0.0))) * 1e3
+    return DeadlineExceeded(
+        f"{what}: deadline of {(deadline or 0.0) * 1e3:.0f} ms passed after {spent:.0f} ms "
+        "while its images were aligned; this call was given up, other calls go on "
+        "(align images once beforehand to leave the deadline to the model)"
+    )
+
+
+_ALIGNERS: dict[int, concurrent.futures.ThreadPoolExecutor] = {}  # pid -> its pool
+
+
+def _aligners() -> concurrent.futures.ThreadPoolExecutor:
+    """The worker threads that align for calls with a deadline (made on first use, one pool
+    per process; joined at interpreter exit by :mod:`concurrent.futures` itself)."""
+    with Engine._registry_lock:
+        pool = _ALIGNERS.get(os.getpid())
+        if pool is None:
+            pool = concurrent.futures.ThreadPoolExecutor(
+                max(2, usable_cores()), thread_name_prefix="freqxfr-align"
+            )
+            _ALIGNERS[os.getpid()] = pool
+        return pool
+
+
+# ---- jobs: what a request asks of the model -------------------------------------------------
+
+
+class _EmbedJob:
+    """Model input to embed as it is."""
+
+    __slots__ = ("batch_size", "n", "x")
+
+    def __init__(self, x: np.ndarray, batch_size: int | None) -> None:
+        self.x, self.batch_size, self.n = x, batch_size, x.shape[0]
+
+
+class _PairJob:
+    """One pair of aligned faces to explain: masked by ``masker`` and embedded."""
+
+    __slots__ = ("batch_size", "faces", "masker", "n")
+
+    def __init__(self, masker: PairMasker, faces: np.ndarray) -> None:
+        self.masker, self.faces = masker, faces
+        # Alone, it is chunked as its explainer's lone call would chunk it.
+        self.batch_size: int | None = masker.max_batch
+        # Images it puts through the model: 2K + 2 (2·K·R + 2 with regions).
+        self.n = masker.images_per_pair
+
+    def pairs(self) -> int:
+        return 1
+
+    def all_faces(self) -> np.ndarray:
+        return self.faces
+
+
+class _WarmupJob(_PairJob):
+    """A full batch of copies of one pair (warm-up): always runs alone."""
+
+    __slots__ = ("copies",)
+
+    def __init__(self, masker: PairMasker, faces: np.ndarray, copies: int) -> None:
+        super().__init__(masker, faces)
+        self.copies = copies
+        self.n *= copies
+
+    def pairs(self) -> int:
+        return self.copies
+
+    def all_faces(self) -> np.ndarray:
+        return np.concatenate([self.faces] * self.copies)
+
+
+_Job = _EmbedJob | _PairJob
+
+
 class _Request:
-    """One caller's work: an explained pair (``faces``, 2 images) or images to embed (``x``)."""
+    """One caller's job, its deadline and the future its result is delivered to."""
 
     __slots__ = (
         "at",
         "batch_size",
         "caller",
         "deadline",
-        "explainer",
-        "faces",
         "future",
-        "kind",
+        "job",
         "n",
         "started",
         "submitted",
+        "warmup",
         "what",
-        "x",
     )
 
     def __init__(
-        self,
-        kind: str,
-        what: str,
-        *,
-        explainer: Explainer | None = None,
-        faces: np.ndarray | None = None,
-        x: np.ndarray | None = None,
-        batch_size: int | None = None,
-        deadline: float | None = None,
-        at: float | None = None,
+        self, job: _Job, what: str, *, deadline: float | None = None, at: float | None = None
     ) -> None:
-        self.kind, self.what, self.explainer, self.faces, self.x = kind, what, explainer, faces, x
-        # An explained pair running alone is chunked as its explainer's lone call would chunk it.
-        self.batch_size = explainer.max_batch if kind == "explain" else batch_size  # type: ignore[union-attr]
+        self.job, self.what = job, what
+        self.n, self.batch_size = job.n, job.batch_size
+        self.warmup = isinstance(job, _WarmupJob)
         self.deadline = deadline  # seconds, as given (for messages)
         self.at = deadline_at(deadline) if at is None else at  # monotonic
-        # Images this request puts through the model: 2K + 2 for a pair (2·K·R + 2 with regions).
-        self.n = x.shape[0] if x is not None else explainer.images_per_pair  # type: ignore[union-attr]
         self.future: concurrent.futures.Future[Any] = concurrent.futures.Future()
         self.submitted = time.monotonic()
         self.started = 0.0
@@ -224,39 +360,46 @@ class _Request:
         return self.at is not None and time.monotonic() >= self.at
 
     def exceeded(self, where: str) -> DeadlineExceeded:
-        spent = (time.monotonic() - (self.at - self.deadline)) * 1e3  # type: ignore[operator]
+        deadline = self.deadline or 0.0
+        start = self.submitted if self.at is None else self.at - deadline
         return DeadlineExceeded(
-            f"{self.what}: deadline of {self.deadline * 1e3:.0f} ms passed after {spent:.0f} ms "  # type: ignore[operator]
-            f"{where}; this call was given up, other calls go on"
+            f"{self.what}: deadline of {deadline * 1e3:.0f} ms passed after "
+            f"{(time.monotonic() - start) * 1e3:.0f} ms {where}; this call was given up, "
+            "other calls go on"
         )
 
 
 class Engine:
-    """The queue, batcher and runner of one loaded model. Get it with :meth:`for_model`
+    """The queue, batcher and lanes of one loaded model. Get it with :meth:`for_model`
     (or ``verifier.engine``); the Explainer and Verifier methods use it for you.
 
-    Thread-safe; one per model and process. Blocking calls return when their result is ready;
-    ``*_async`` calls await it without holding a thread.
+    Thread-safe; one per model runner and process. Blocking calls return when their result is
+    ready; ``*_async`` calls await it without holding a thread. At interpreter exit every engine
+    is shut down (:func:`shutdown`): it takes no more work and waits for its running batch.
     """
 
     _registry_lock = threading.Lock()
 
-    def __init__(self, model: Verifier, settings: EngineSettings) -> None:
-        self.model = model
+    def __init__(self, runner: ModelRunner, settings: EngineSettings) -> None:
+        self.runner = runner
         self.settings = settings
         self.stats = EngineStats()
+        #: Why lanes are not used, if opening or checking a lane's session failed.
+        self.lane_error: BaseException | None = None
         self._reset()
+        _ENGINES.add(self)
 
     def _reset(self) -> None:
         """Fresh queue, locks and thread (also after a fork, which copies none of the threads)."""
         self._pid = os.getpid()
+        self._closed = False  # shut down: takes no more work
         self._lock = threading.Lock()
         self._not_empty = threading.Condition(self._lock)
         self._not_full = threading.Condition(self._lock)
         self._queue: deque[_Request] = deque()
         self._threads: dict[int, threading.Thread] = {}  # lane index -> its thread
         self._buffers: dict[int, np.ndarray] = {}  # lane index -> its batch buffer
-        self._lane_models: dict[int, Verifier] = {}  # lane index -> its narrow session
+        self._lane_runners: dict[int, ModelRunner] = {}  # lane index -> its narrow session
         self._lane_lock = threading.Lock()
         self._lanes_ok: bool | None = None  # None: not checked yet
         self._busy = 0  # batches running
@@ -275,22 +418,26 @@ class Engine:
     # -- one per model --
 
     @classmethod
-    def for_model(cls, model: Verifier, **settings: Any) -> Engine:
-        """The model's engine, made on first use. ``settings`` (see :class:`EngineSettings`) may
-        be given until the engine first runs; after that, other settings are refused, because
-        the engine's thread counts and batching are fixed for its life."""
-        if not settings and "_engine" in model.__dict__:
-            return model.__dict__["_engine"]  # the hot path: no lock
+    def for_model(cls, model: Any, **settings: Any) -> Engine:
+        """The engine of ``model`` (a :class:`~freqxfr.model.verifier.Verifier`, or the
+        :class:`~freqxfr.model.runner.ModelRunner` it holds as ``runner``), made on first use.
+        ``settings`` (see :class:`EngineSettings`) may be given until the engine first runs;
+        after that, other settings are refused, because the engine's thread counts and
+        batching are fixed for its life."""
+        runner: ModelRunner = getattr(model, "runner", model)
+        held = vars(runner)
+        if not settings and "_engine" in held:
+            return held["_engine"]  # the hot path: no lock
         wanted = EngineSettings(**settings) if settings else None
         with cls._registry_lock:
-            engine: Engine | None = model.__dict__.get("_engine")
+            engine: Engine | None = held.get("_engine")
             if engine is None:
-                engine = cls(model, wanted or EngineSettings())
-                model._engine = engine  # type: ignore[attr-defined]
+                engine = cls(runner, wanted or EngineSettings())
+                held["_engine"] = engine
             elif wanted is not None and wanted != engine.settings:
                 if engine._started:
                     raise InputError(
-                        f"the engine of model {model.card.name!r} already runs with {engine.settings}; "
+                        f"the engine of model {runner.card.name!r} already runs with {engine.settings}; "
                         "settings are chosen once per engine, before its first call"
                     )
                 engine.settings = wanted
@@ -302,19 +449,19 @@ class Engine:
 
     @property
     def lanes(self) -> int:
-        """Most batches that run at once (see :attr:`EngineSettings.lanes`)."""
+        """Most batches that run at once (see :attr:`EngineSettings.lanes`); 1 once lanes
+        turned out unusable (a lane's session failed to open, or its rows differed)."""
+        if self._lanes_ok is False:
+            return 1
         if self.settings.lanes is not None:
             return self.settings.lanes
-        cpu = self.model.provider == "CPUExecutionProvider"
+        cpu = self.runner.provider == "CPUExecutionProvider"
         return 2 if cpu and min(usable_cores(), self.intra_op_threads or 1) >= 2 else 1
 
     @property
     def intra_op_threads(self) -> int | None:
         """ONNX Runtime's intra-op threads for this model's session (fixed when it was loaded)."""
-        try:
-            return int(self.model.session.get_session_options().intra_op_num_threads) or None
-        except AttributeError:
-            return None
+        return self.runner.intra_op_threads
 
     def on_engine_thread(self) -> bool:
         return threading.current_thread() in self._threads.values()
@@ -326,7 +473,7 @@ class Engine:
 
     def __repr__(self) -> str:
         return (
-            f"Engine(model={self.model.card.name!r}, {self.settings}, lanes={self.lanes}, "
+            f"Engine(model={self.runner.card.name!r}, {self.settings}, lanes={self.lanes}, "
             f"intra_op_threads={self.intra_op_threads}, queued={self.queued})"
         )
 
@@ -334,19 +481,17 @@ class Engine:
 
     def explain(
         self,
-        explainer: Explainer,
+        masker: PairMasker,
         faces: np.ndarray,
         *,
         deadline: float | None = None,
         at: float | None = None,
         what: str = "explain",
     ) -> tuple[np.ndarray, dict[str, float]]:
-        """Embeddings of one explained pair, laid out as a lone call lays them out
-        ([ref a, ref b, C masked a, C masked b], C = ``explainer.cells``: K bands, or K·R
-        cells with regions), and the request's timings in ms."""
-        request = _Request(
-            "explain", what, explainer=explainer, faces=faces, deadline=deadline, at=at
-        )
+        """Embeddings of one explained pair of aligned ``faces`` (2, H, W, 3), laid out as a
+        lone call lays them out ([ref a, ref b, C masked a, C masked b], C =
+        ``masker.cells``: K bands, or K·R cells with regions), and the request's timings in ms."""
+        request = _Request(_PairJob(masker, faces), what, deadline=deadline, at=at)
         self._submit(request)
         return self._result(request)
 
@@ -360,7 +505,7 @@ class Engine:
         what: str = "embed",
     ) -> np.ndarray:
         """Embeddings of model input ``x`` (as ``Verifier.embed_model_input`` takes it)."""
-        request = _Request("embed", what, x=x, batch_size=batch_size, deadline=deadline, at=at)
+        request = _Request(_EmbedJob(x, batch_size), what, deadline=deadline, at=at)
         self._submit(request)
         return self._result(request)[0]
 
@@ -368,16 +513,14 @@ class Engine:
 
     async def explain_async(
         self,
-        explainer: Explainer,
+        masker: PairMasker,
         faces: np.ndarray,
         *,
         deadline: float | None = None,
         at: float | None = None,
         what: str = "explain",
     ) -> tuple[np.ndarray, dict[str, float]]:
-        request = _Request(
-            "explain", what, explainer=explainer, faces=faces, deadline=deadline, at=at
-        )
+        request = _Request(_PairJob(masker, faces), what, deadline=deadline, at=at)
         return await self._call_async(request)
 
     async def embed_async(
@@ -389,7 +532,7 @@ class Engine:
         at: float | None = None,
         what: str = "embed",
     ) -> np.ndarray:
-        request = _Request("embed", what, x=x, batch_size=batch_size, deadline=deadline, at=at)
+        request = _Request(_EmbedJob(x, batch_size), what, deadline=deadline, at=at)
         return (await self._call_async(request))[0]
 
     async def _call_async(self, request: _Request) -> tuple[np.ndarray, dict[str, float]]:
@@ -410,15 +553,14 @@ class Engine:
 
     # -- warm-up --
 
-    def warmup(self, explainers: Iterable[Explainer] = ()) -> dict[str, float]:
+    def warmup(self, maskers: Iterable[PairMasker] = ()) -> dict[str, float]:
         """Pay start-up costs now instead of in the first calls: the dispatcher thread, ONNX
         Runtime's first runs (memory arena, thread pool) at the sizes the engine uses (a lone
         compare, a lone explanation and a full batch), the batch buffer's page faults and each
-        explainer's FFTW plans; then save FFTW's wisdom for the next process. Returns ms per step.
+        explainer's FFTW plans (``maskers``, the explainers); then save
+        FFTW's wisdom for the next process. Returns ms per step.
         """
-        from freqxfr.core import fftw
-
-        card = self.model.card
+        card = self.runner.card
         h, w = card.input_size
         rng = np.random.default_rng(0)  # content does not matter to any of these costs
         faces = rng.integers(0, 256, (2, h, w, 3), dtype=np.uint8)
@@ -426,25 +568,53 @@ class Engine:
         t0 = time.perf_counter()
         self.embed(to_model_input(faces, card), what="warmup")
         timings["embed_2_ms"] = (time.perf_counter() - t0) * 1e3
-        for explainer in explainers:
-            k = explainer.n_bands
+        for masker in maskers:
+            k = masker.n_bands
             t0 = time.perf_counter()
-            self.explain(explainer, faces, what="warmup")
+            self.explain(masker, faces, what="warmup")
             timings[f"explain_k{k}_ms"] = (time.perf_counter() - t0) * 1e3
             t0 = time.perf_counter()
             # The most pairs of this explainer one batch can hold (at least one).
-            full = _Request("warmup", "warmup", explainer=explainer, faces=faces)
-            full.n *= max(1, self.settings.max_batch // full.n)
+            copies = max(1, self.settings.max_batch // masker.images_per_pair)
+            full = _Request(_WarmupJob(masker, faces, copies), "warmup")
             self._submit(full)
             self._result(full)
             timings[f"full_batch_k{k}_ms"] = (time.perf_counter() - t0) * 1e3
         if self.lanes > 1:
             t0 = time.perf_counter()
             for lane in range(self.lanes):
-                self._lane_model(lane)  # opens and checks the lane's session
+                self._lane_runner(lane)  # opens and checks the lane's session
             timings["lane_sessions_ms"] = (time.perf_counter() - t0) * 1e3
         fftw.save_wisdom()
         return {key: round(v, 2) for key, v in timings.items()}
+
+    # -- shutting down --
+
+    def close(self, timeout: float = EXIT_WAIT_S) -> bool:
+        """Stop taking work, fail the queued requests (:class:`EngineError`), let the running
+        batches finish (waiting at most ``timeout`` seconds) and join the engine's threads.
+        Returns whether every thread ended in time. The engine takes no work afterwards; it is
+        called for every engine at interpreter exit (:func:`shutdown`)."""
+        with self._lock:
+            self._closed = True
+            dropped = list(self._queue)
+            self._queue.clear()
+            self._not_empty.notify_all()
+            self._not_full.notify_all()
+            threads = [t for t in self._threads.values() if t is not threading.current_thread()]
+        for request in dropped:
+            if request.future.set_running_or_notify_cancel():
+                request.future.set_exception(self._closed_error())
+        end = time.monotonic() + timeout
+        for thread in threads:
+            thread.join(max(0.0, end - time.monotonic()))
+        return not any(t.is_alive() for t in threads)
+
+    def _closed_error(self) -> EngineError:
+        return EngineError(
+            f"the engine of model {self.runner.card.name!r} is shut down (the process is "
+            "exiting); it takes no more work"
+        )
 
     # -- the queue --
 
@@ -456,11 +626,19 @@ class Engine:
                 thread = threading.Thread(
                     target=self._loop,
                     args=(lane,),
-                    daemon=True,
-                    name=f"freqxfr-engine-{self.model.card.name}-{lane}",
+                    daemon=True,  # joined at interpreter exit by shutdown()
+                    name=f"freqxfr-engine-{self.runner.card.name}-{lane}",
                 )
-                self._threads[lane] = thread
-                thread.start()
+                try:
+                    thread.start()
+                except RuntimeError as exc:  # no thread to be had: fewer lanes, or none
+                    if not self._threads:
+                        raise EngineError(
+                            f"the engine of model {self.runner.card.name!r} could not start "
+                            f"a thread: {exc}"
+                        ) from exc
+                    return
+                self._threads[lane] = thread  # it waits for _lock, which the caller holds
 
     def _try_submit(self, request: _Request) -> bool:
         if os.getpid() != self._pid:
@@ -468,6 +646,8 @@ class Engine:
         if request.expired():
             raise request.exceeded("before it was queued")
         with self._lock:
+            if self._closed:
+                raise self._closed_error()
             if len(self._queue) >= self.settings.max_queue:
                 return False
             self._enqueue(request)
@@ -485,6 +665,8 @@ class Engine:
                         f"while the engine's queue was full ({self.settings.max_queue} requests)"
                     )
                 self._not_full.wait(remaining)
+                if self._closed:
+                    raise self._closed_error()
             self._enqueue(request)
 
     def _enqueue(self, request: _Request) -> None:
@@ -522,30 +704,56 @@ class Engine:
     # -- the lanes --
 
     def _loop(self, lane: int) -> None:
-        while True:
-            taken = self._next_batch(lane)
-            if taken is None:
-                return
-            batch, wide = taken
-            t0 = time.monotonic()
+        try:
+            while True:
+                taken = self._next_batch(lane)
+                if taken is None:
+                    return
+                batch, wide = taken
+                t0 = time.monotonic()
+                try:
+                    self._run(batch, lane, wide)
+                except BaseException as exc:  # outside any one request: its callers get it
+                    self._fail(batch, exc)
+                finally:
+                    with self._lock:
+                        self._observe()
+                        self._busy -= 1
+                        self._running -= len(batch)
+                        _, images = self._lane_work.pop(lane)
+                        if not wide and not batch[0].warmup:
+                            rate = images / max(time.monotonic() - t0, 1e-6)
+                            old = self._lane_rate
+                            self._lane_rate = rate if old is None else old + 0.2 * (rate - old)
+                        if wide:
+                            self._wide_running = False
+                            if len(batch) == 1 and not batch[0].warmup:
+                                # A slow average: compares and explanations mix.
+                                self._lone_s += 0.2 * (time.monotonic() - t0 - self._lone_s)
+                            self._not_empty.notify_all()  # lanes held back by it may start
+        except BaseException as exc:  # the lane itself broke: fail what waits, never strand it
+            with self._lock:
+                if self._threads.get(lane) is threading.current_thread():
+                    del self._threads[lane]  # the next request starts a new thread
+                waiting = list(self._queue)
+                self._queue.clear()
+                self._not_full.notify_all()
+            self._fail(waiting, exc)
+
+    def _fail(self, requests: Iterable[_Request], exc: BaseException) -> None:
+        """Deliver a failure that belongs to no one request to each request not yet answered."""
+        error = EngineError(
+            f"the engine of model {self.runner.card.name!r} failed outside any one request "
+            f"({type(exc).__name__}: {exc}); this call was not run"
+        )
+        error.__cause__ = exc
+        for request in requests:
             try:
-                self._run(batch, lane, wide)
-            finally:
-                with self._lock:
-                    self._observe()
-                    self._busy -= 1
-                    self._running -= len(batch)
-                    _, images = self._lane_work.pop(lane)
-                    if not wide and batch[0].kind != "warmup":
-                        rate = images / max(time.monotonic() - t0, 1e-6)
-                        old = self._lane_rate
-                        self._lane_rate = rate if old is None else old + 0.2 * (rate - old)
-                    if wide:
-                        self._wide_running = False
-                        if len(batch) == 1 and batch[0].kind != "warmup":
-                            # A slow average: compares and explanations mix.
-                            self._lone_s += 0.2 * (time.monotonic() - t0 - self._lone_s)
-                        self._not_empty.notify_all()  # lanes held back by it may start
+                if not request.future.done():
+                    request.future.set_exception(error)
+                    self._count("failed")
+            except concurrent.futures.InvalidStateError:
+                pass  # its caller cancelled it just now
 
     def _observe(self) -> None:
         """Update the load before the number of requests in the engine changes (caller holds
@@ -591,7 +799,10 @@ class Engine:
         with self._lock:
             until = None
             while True:
-                while not self._queue or self._wide_running:
+                while not self._queue or self._wide_running or lane >= self.lanes:
+                    if self._closed or lane >= self.lanes:  # shut down, or lanes given up
+                        self._threads.pop(lane, None)
+                        return None
                     if not self._not_empty.wait(IDLE_EXIT_S) and not self._queue:
                         del self._threads[lane]  # idle: the next request starts a new thread
                         return None
@@ -601,7 +812,7 @@ class Engine:
                 if (
                     left <= 0
                     or not s.combine
-                    or self._queue[0].kind == "warmup"
+                    or self._queue[0].warmup
                     or sum(r.n for r in self._queue) >= s.max_batch
                 ):
                     break
@@ -634,7 +845,7 @@ class Engine:
         """
         s = self.settings
         first = self._pop()
-        if not s.combine or first.kind == "warmup":
+        if not s.combine or first.warmup:
             return [first]
         work = first.n + sum(r.n for r in self._queue)
         now = time.monotonic()
@@ -652,7 +863,7 @@ class Engine:
             for request in list(self._queue):
                 if images >= budget:
                     return batch
-                if request.kind == "warmup" or images + request.n > s.max_batch:
+                if request.warmup or images + request.n > s.max_batch:
                     continue
                 if images + request.n / 2 > budget:  # nearer the share without it
                     continue
@@ -678,9 +889,9 @@ class Engine:
                 live.append(request)
         if not live:
             return
-        model = self.model if wide else self._lane_model(lane)
+        runner = self.runner if wide else self._lane_runner(lane)
         try:
-            results = self._compute(live, lane, model)
+            results = self._compute(live, lane, runner)
         except Exception as exc:  # delivered to the callers, never lost
             if len(live) == 1:
                 self._count("failed")
@@ -690,7 +901,7 @@ class Engine:
             results = []
             for request in live:
                 try:
-                    results.append(self._compute([request], lane, model)[0])
+                    results.append(self._compute([request], lane, runner)[0])
                 except Exception as single:
                     results.append(single)
         for request, result in zip(live, results, strict=True):
@@ -707,99 +918,102 @@ class Engine:
             setattr(self.stats, name, getattr(self.stats, name) + 1)
 
     def _batch_buffer(self, lane: int, images: int) -> np.ndarray:
-        shape = self.model.card.input_shape
+        shape = self.runner.card.input_shape
         buffer = self._buffers.get(lane)
         if buffer is None or buffer.shape[0] < images:
             buffer = np.empty((max(images, self.settings.max_batch), *shape), np.float32)
             self._buffers[lane] = buffer
         return buffer[:images]
 
-    def _lane_model(self, lane: int) -> Verifier:
+    def _lane_runner(self, lane: int) -> ModelRunner:
         """The model with a lane's share of the intra-op threads (its own session, made once
-        and checked against the model's: same rows to the bit, else lanes are not used)."""
+        and checked against the model's: same rows to the bit, else lanes are not used).
+
+        If opening or checking a lane's session fails for any reason (a ``ModelError``, or
+        ``MemoryError``), lanes are not used either: the engine runs one batch at a time on the
+        model's own session (:attr:`lanes` becomes 1, :attr:`lane_error` holds the cause), so
+        no caller is left waiting on a lane that cannot run."""
         with self._lane_lock:
-            model = self._lane_models.get(lane)
-            if model is not None or self._lanes_ok is False:
-                return model or self.model
+            runner = self._lane_runners.get(lane)
+            if runner is not None or self._lanes_ok is False:
+                return runner or self.runner
             threads = max(1, (self.intra_op_threads or usable_cores()) // self.lanes)
             try:
-                model = self.model.with_threads(threads)
-            except ModelError:
+                runner = self.runner.with_threads(threads)
+                if self._lanes_ok is None:
+                    h, w = self.runner.card.input_size
+                    rng = np.random.default_rng(0)
+                    probe = rng.integers(0, 256, (2, h, w, 3), dtype=np.uint8)
+                    x = to_model_input(probe, self.runner.card)
+                    same = np.array_equal(self.runner.run_model(x), runner.run_model(x))
+                    self._lanes_ok = bool(same)
+                    if not same:
+                        return self.runner
+            except Exception as exc:  # any failure: run on the model's own session instead
+                self.lane_error = exc
                 self._lanes_ok = False
-                return self.model
-            if self._lanes_ok is None:
-                h, w = self.model.card.input_size
-                probe = np.random.default_rng(0).integers(0, 256, (2, h, w, 3), dtype=np.uint8)
-
-                x = to_model_input(probe, self.model.card)
-                self._lanes_ok = bool(np.array_equal(self.model.run_model(x), model.run_model(x)))
-                if not self._lanes_ok:
-                    return self.model
-            self._lane_models[lane] = model
-            return model
+                with self._lock:
+                    self._not_empty.notify_all()  # lanes beyond the first see it and end
+                return self.runner
+            self._lane_runners[lane] = runner
+            return runner
 
     def _compute(
-        self, live: list[_Request], lane: int, model: Verifier
+        self, live: list[_Request], lane: int, runner: ModelRunner
     ) -> list[tuple[np.ndarray, dict[str, float]]]:
         """Mask every request of the batch into one buffer, run the model once, split the rows.
 
-        Layout: for each explainer configuration, the layout ``Explainer.fill_batch`` gives P pairs
-        ([2P references][2P x K masked]), then the images of each embed request.
+        Layout: for each explainer configuration, the layout ``PairMasker.fill_batch`` gives P
+        pairs ([2P references][2P x K masked]), then the images of each embed request.
         """
         t0 = time.perf_counter()
-        threads = (
-            self.mask_threads if model is self.model else max(1, self.mask_threads // self.lanes)
-        )
-        if len(live) == 1 and live[0].kind == "embed":
-            x = live[0].x  # nothing to copy
+        wide = runner is self.runner
+        threads = self.mask_threads if wide else max(1, self.mask_threads // self.lanes)
+        only = live[0].job
+        if len(live) == 1 and isinstance(only, _EmbedJob):
+            x = only.x  # nothing to copy
             places: list[tuple[int, int, int]] = [(0, 0, 1)]
         else:
-            groups: dict[tuple, list[int]] = {}
+            groups: dict[Hashable, list[int]] = {}
             for i, request in enumerate(live):
-                if request.kind != "embed":  # pairs masked alike are masked together
-                    groups.setdefault(request.explainer.mask_key, []).append(i)  # type: ignore[union-attr]
+                if isinstance(request.job, _PairJob):  # pairs masked alike are masked together
+                    groups.setdefault(request.job.masker.mask_key, []).append(i)
             x = self._batch_buffer(lane, sum(r.n for r in live))
             places = [(0, 0, 1)] * len(live)
             offset = 0
             for members in groups.values():
-                first = live[members[0]]
-                per_pair = first.explainer.images_per_pair  # type: ignore[union-attr]
-                if first.kind == "warmup":  # a full batch of copies of one pair
-                    pairs = first.n // per_pair
-                    faces = np.concatenate([first.faces] * pairs)  # type: ignore[list-item]
+                jobs = [job for i in members if isinstance(job := live[i].job, _PairJob)]
+                first = jobs[0]
+                if isinstance(first, _WarmupJob):  # a full batch of copies of one pair
+                    pairs, faces = first.pairs(), first.all_faces()
                 else:
                     pairs = len(members)
-                    faces = np.concatenate([live[i].faces for i in members])  # type: ignore[misc]
-                size = pairs * per_pair
-                first.explainer.fill_batch(
-                    x[offset : offset + size],
-                    faces,
-                    pairs=pairs,  # type: ignore[union-attr]
-                    threads=threads,
+                    faces = np.concatenate([job.faces for job in jobs])
+                size = pairs * first.masker.images_per_pair
+                first.masker.fill_batch(
+                    x[offset : offset + size], faces, pairs=pairs, threads=threads
                 )
                 for j, i in enumerate(members):
                     places[i] = (offset, j, pairs)
                 offset += size
             for i, request in enumerate(live):
-                if request.kind == "embed":
-                    x[offset : offset + request.n] = request.x
+                if isinstance(request.job, _EmbedJob):
+                    x[offset : offset + request.n] = request.job.x
                     places[i] = (offset, 0, 1)
                     offset += request.n
             x = x[:offset]
         t1 = time.perf_counter()
         # Alone, a request is chunked as a lone call would chunk it; together they fit one call.
         batch_size = live[0].batch_size if len(live) == 1 else None
-        if model is not self.model and x.shape[0] > LANE_CALL_IMAGES:
+        if not wide and x.shape[0] > LANE_CALL_IMAGES:
             # A narrow lane runs calls of at most LANE_CALL_IMAGES images, in even chunks.
             calls = math.ceil(x.shape[0] / LANE_CALL_IMAGES)
             batch_size = math.ceil(x.shape[0] / calls)
-        # Through embed_model_input (on this thread it runs the session directly), so that a
-        # subclass of Verifier that wraps it (a spy in the tests) sees the engine's calls too.
-        embeddings = model.embed_model_input(x, batch_size=batch_size)
+        embeddings = runner.run_model(x, batch_size=batch_size)
         t2 = time.perf_counter()
         with self._lock:
             self.stats.batches += 1
-            self.stats.lane_batches += model is not self.model
+            self.stats.lane_batches += not wide
             self.stats.images += x.shape[0]
             self.stats.largest_batch = max(self.stats.largest_batch, len(live))
         results = []
@@ -809,12 +1023,13 @@ class Engine:
                 "mask": (t1 - t0) * 1e3,
                 "model": (t2 - t1) * 1e3,
             }
-            if request.kind == "embed":
+            job = request.job
+            if isinstance(job, _EmbedJob):
                 rows = embeddings[offset : offset + request.n]
                 results.append((rows if len(live) == 1 else rows.copy(), timings))
             else:
-                cells = request.explainer.cells  # type: ignore[union-attr]
-                results.append((_pair_rows(embeddings, offset, j, pairs, cells), timings))
+                rows = _pair_rows(embeddings, offset, j, pairs, job.masker.cells)
+                results.append((rows, timings))
         return results
 
 
@@ -833,97 +1048,29 @@ def _pair_rows(embeddings: np.ndarray, offset: int, j: int, pairs: int, k: int) 
     return np.concatenate([refs, masked])
 
 
-# ---- what Explainer and Verifier call ---------------------------------------------------------
+def shutdown(timeout: float = EXIT_WAIT_S) -> bool:
+    """Shut down every engine of this process (:meth:`Engine.close`): no new work, queued
+    requests fail, running batches finish (at most ``timeout`` seconds in all), threads joined.
+
+    Registered with :mod:`atexit`, so it runs when the interpreter exits, also after an
+    uncaught ``KeyboardInterrupt`` (SIGINT) or a ``SystemExit`` raised by a SIGTERM handler:
+    a worker thread still inside ONNX Runtime while the interpreter tears down aborts the
+    process (``terminate called without an active exception``, exit 134). A process killed by
+    an unhandled SIGTERM runs no Python code; programs that should clean up on SIGTERM turn it
+    into ``SystemExit`` (the CLI does). Returns whether every thread ended in time.
+    """
+    done = True
+    end = time.monotonic() + timeout
+    try:
+        for engine in list(_ENGINES):
+            if engine._pid == os.getpid():
+                done = engine.close(max(0.0, end - time.monotonic())) and done
+    except KeyboardInterrupt:  # a second Ctrl-C while waiting: leave now, without teardown
+        sys.stderr.flush()
+        os._exit(130)
+    return done
 
 
-def _aligned_pair(explainer: Explainer, a: Any, b: Any, aligned: bool | None) -> np.ndarray:
-    return np.stack([explainer.prepare(a, aligned), explainer.prepare(b, aligned)])
-
-
-def _pair_explanation(
-    explainer: Explainer,
-    rows: np.ndarray,
-    timings: dict[str, float],
-    prepare_s: float,
-    a: Any,
-    b: Any,
-    same: bool | None,
-    groups: dict[str, str] | None,
-) -> Any:
-    """The explanation of one pair from the rows the engine returned (sync and async alike)."""
-    from freqxfr.imaging.images import source_label
-
-    timings = {"prepare": prepare_s * 1e3, **timings}
-    return explainer.explanation_from(
-        rows, 1, 0, (source_label(a), source_label(b)), timings, same, groups
-    )
-
-
-def explain_pair(
-    explainer: Explainer,
-    a: Any,
-    b: Any,
-    *,
-    aligned: bool | None,
-    same: bool | None,
-    groups: dict[str, str] | None,
-    deadline: float | None,
-) -> Any:
-    """``Explainer.explain`` through the model's engine: align here, mask and embed there."""
-    at = deadline_at(deadline)  # counted from the call, alignment included
-    t0 = time.perf_counter()
-    faces = _aligned_pair(explainer, a, b, aligned)
-    t1 = time.perf_counter()
-    rows, timings = explainer.model.engine.explain(explainer, faces, deadline=deadline, at=at)
-    return _pair_explanation(explainer, rows, timings, t1 - t0, a, b, same, groups)
-
-
-async def explain_pair_async(
-    explainer: Explainer,
-    a: Any,
-    b: Any,
-    *,
-    aligned: bool | None,
-    same: bool | None,
-    groups: dict[str, str] | None,
-    deadline: float | None,
-) -> Any:
-    at = deadline_at(deadline)
-    loop = asyncio.get_running_loop()
-    if not explainer.model.use_engine:
-        left = None if at is None else max(at - time.monotonic(), 1e-9)
-        return await loop.run_in_executor(
-            None,
-            lambda: explainer.explain(
-                a, b, aligned=aligned, same=same, groups=groups, deadline=left
-            ),
-        )
-    t0 = time.perf_counter()
-    # Alignment (face detection for raw photos) is real work: keep it off the event loop.
-    faces = await loop.run_in_executor(None, _aligned_pair, explainer, a, b, aligned)
-    t1 = time.perf_counter()
-    rows, timings = await explainer.model.engine.explain_async(
-        explainer, faces, deadline=deadline, at=at
-    )
-    return _pair_explanation(explainer, rows, timings, t1 - t0, a, b, same, groups)
-
-
-def warmup(model: Verifier, explainers: list[Explainer]) -> dict[str, float]:
-    """``Verifier.warmup``/``Explainer.warmup``: the engine's warm-up, or without the engine
-    one lone call of each kind (the session's first run and the explainer's buffers)."""
-    if model.use_engine:
-        return model.engine.warmup(explainers)
-    from freqxfr.core import fftw
-
-    h, w = model.card.input_size
-    faces = np.random.default_rng(0).integers(0, 256, (2, h, w, 3), dtype=np.uint8)
-    timings = {}
-    t0 = time.perf_counter()
-    model.embed(faces)
-    timings["embed_2_ms"] = (time.perf_counter() - t0) * 1e3
-    for explainer in explainers:
-        t0 = time.perf_counter()
-        explainer.explain(faces[0], faces[1], aligned=True)
-        timings[f"explain_k{explainer.n_bands}_ms"] = (time.perf_counter() - t0) * 1e3
-    fftw.save_wisdom()
-    return {key: round(v, 2) for key, v in timings.items()}
+#: Every engine of this process, for :func:`shutdown` (weak: an unused model may be collected).
+_ENGINES: weakref.WeakSet[Engine] = weakref.WeakSet()
+atexit.register(shutdown)

@@ -1,62 +1,44 @@
-"""Running a face-recognition model: the :class:`Verifier`, fed and compared as its card says.
+"""Using a face-recognition model: the :class:`Verifier`, fed and compared as its card says.
 
 ``load_model()`` gives the default model (dlib's ResNet, converted on first use, on the CPU).
 Every graph that runs here takes *model input*: float32 pixels mapped and standardised as the
 card says; :func:`to_model_input` is the one place in Python where uint8 RGB images become it
 (the C++ masking core does the same arithmetic, fused, for masked images).
 
-Finding the card, the file and the providers is :mod:`freqxfr.model.loading`'s job; checking
-and rewriting graphs is :mod:`freqxfr.model.onnx_graphs`'s; aligning photos is :mod:`freqxfr.imaging.align`'s.
+The Verifier is a facade: its calls go through the model's engine (:mod:`freqxfr.model.engine`,
+which queues and batches concurrent callers) or straight to its runner
+(:mod:`freqxfr.model.runner`, which owns the ONNX Runtime session). Finding the card, the file
+and the providers is :mod:`freqxfr.model.loading`'s job; checking and rewriting graphs is
+:mod:`freqxfr.model.onnx_graphs`'s; aligning photos is :mod:`freqxfr.imaging.align`'s.
 """
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import os
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+from PIL import Image
 
 from freqxfr.common.errors import InputError
+from freqxfr.core import fftw
 from freqxfr.imaging.align import DEFAULT_PADDING, align_for_card
+from freqxfr.imaging.images import AlignedFace, source_label
 from freqxfr.model.cards import ModelCard, threshold_problem, to_model_input
+from freqxfr.model.engine import Engine, alignment_exceeded, deadline_at, within_deadline
+from freqxfr.model.runner import Runner, open_runner
 
-# DEFAULT_MODEL, PROVIDER_ALIASES, ProviderWarning and model_path lived here; still importable.
-from freqxfr.model.loading import (
-    DEFAULT_MODEL,
-    PROVIDER_ALIASES,
-    ProviderWarning,
-    choose_providers,
-    find_model,
-    model_path,
-    open_session,
-    report_fallback,
-    session_options,
-)
-from freqxfr.model.onnx_graphs import check_graph, dynamic_batch_copy
+__all__ = ["Comparison", "Verifier", "load_model", "to_model_input"]
 
-__all__ = [
-    "DEFAULT_MODEL",
-    "PROVIDER_ALIASES",
-    "Comparison",
-    "ProviderWarning",
-    "Verifier",
-    "load_model",
-    "model_path",
-    "normalise",
-    "to_model_input",
-]
-
-
-# --- model input ------------------------------------------------------------------------------
-
-
-#: The former name of :func:`to_model_input`, kept for callers ("normalised" also names the
-#: peak-scaled influence and a masking domain).
-normalise = to_model_input
+#: What :meth:`Verifier.embed`, :meth:`Verifier.compare` and :meth:`Verifier.align` take as an
+#: image (the same kinds as :class:`freqxfr.Explainer`).
+IMAGE_KINDS = "a file path, a PIL image, a numpy array or an AlignedFace (from Explainer.align)"
 
 
 # --- results ----------------------------------------------------------------------------------
@@ -103,54 +85,55 @@ class Verifier:
 
     Attributes
     ----------
-    card : ModelCard
-        How the model is fed and compared, including the default threshold.
-    path : Path
-        The ONNX file that runs.
-    provider : str
-        The execution provider that actually runs the model (e.g. ``"CPUExecutionProvider"``).
-    fixed_batch : int or None
-        The graph's fixed batch size, if it has one (inputs are then fed in chunks of it).
+    runner : Runner
+        Owns the ONNX Runtime session and runs model input on the calling thread
+        (:mod:`freqxfr.model.runner`).
     use_engine : bool
         Serve calls through the model's engine (:attr:`engine`; the default), which queues and
         batches concurrent callers; ``False`` runs each call on its caller's thread.
     """
 
-    def __init__(
-        self,
-        session: Any,
-        card: ModelCard,
-        path: Path,
-        *,
-        input_name: str,
-        output_name: str,
-        fixed_batch: int | None = None,
-        engine: bool = True,
-    ) -> None:
-        self.session = session
-        self.card = card
-        self.path = path
-        self.input_name = input_name
-        self.output_name = output_name
-        self.fixed_batch = fixed_batch
+    def __init__(self, runner: Runner, *, engine: bool = True) -> None:
+        self.runner = runner
         self.use_engine = bool(engine)
 
     @property
-    def engine(self) -> Any:
-        """This model's :class:`freqxfr.model.engine.Engine` (one per model and process)."""
-        from freqxfr.model.engine import Engine
+    def card(self) -> ModelCard:
+        """How the model is fed and compared, including the default threshold."""
+        return self.runner.card
 
-        return Engine.for_model(self)
+    @property
+    def path(self) -> Path:
+        """The ONNX file that runs."""
+        return self.runner.path
 
-    def warmup(self) -> dict[str, float]:
-        """Pay the first call's start-up costs now (see :meth:`freqxfr.model.engine.Engine.warmup`)."""
-        from freqxfr.model.engine import warmup
-
-        return warmup(self, [])
+    @property
+    def fixed_batch(self) -> int | None:
+        """The graph's fixed batch size, if it has one (inputs are then fed in chunks of it)."""
+        return self.runner.fixed_batch
 
     @property
     def provider(self) -> str:
-        return str(self.session.get_providers()[0])
+        """The execution provider that actually runs the model (e.g. ``"CPUExecutionProvider"``)."""
+        return self.runner.provider
+
+    @property
+    def engine(self) -> Engine:
+        """This model's :class:`freqxfr.model.engine.Engine` (one per model and process)."""
+        return Engine.for_model(self.runner)
+
+    def warmup(self) -> dict[str, float]:
+        """Pay the first call's start-up costs now (see :meth:`freqxfr.model.engine.Engine.warmup`;
+        without the engine, one lone model call)."""
+        if self.use_engine:
+            return self.engine.warmup()
+        h, w = self.card.input_size
+        faces = np.random.default_rng(0).integers(0, 256, (2, h, w, 3), dtype=np.uint8)
+        t0 = time.perf_counter()
+        self.embed(faces)
+        timings = {"embed_2_ms": round((time.perf_counter() - t0) * 1e3, 2)}
+        fftw.save_wisdom()
+        return timings
 
     def __repr__(self) -> str:
         return (
@@ -161,20 +144,30 @@ class Verifier:
     # -- embeddings --
 
     def embed(
-        self, images: npt.ArrayLike, *, batch_size: int = 64, deadline: float | None = None
+        self,
+        images: Any,
+        *,
+        aligned: bool | None = None,
+        padding: str = DEFAULT_PADDING,
+        batch_size: int = 64,
+        deadline: float | None = None,
     ) -> np.ndarray:
-        """Embeddings of aligned face images.
+        """Embeddings of face images.
 
         Parameters
         ----------
-        images : array_like, uint8, shape (N, H, W, 3) or (H, W, 3)
-            RGB images already aligned as the card says (``card.alignment``) and of the card's
-            input size. Use :meth:`align` for raw photos.
+        images
+            One image or several: a file path, a PIL image, an (H, W, 3) array or an
+            :class:`~freqxfr.imaging.images.AlignedFace` (as :meth:`align` takes them; raw photos
+            are aligned), a list of these, or a uint8 array (N, H, W, 3) of crops already
+            aligned as the card says (``card.alignment``) and of the card's input size.
+        aligned, padding
+            See :meth:`align`.
         batch_size : int
             Images per model call.
         deadline : float, optional
-            Seconds; the call fails with :class:`freqxfr.model.engine.DeadlineExceeded` if the engine
-            has not delivered by then.
+            Seconds, counted from this call (alignment included); the call fails with
+            :class:`freqxfr.model.engine.DeadlineExceeded` if its result is not ready by then.
 
         Returns
         -------
@@ -183,14 +176,17 @@ class Verifier:
         Raises
         ------
         InputError
-            ``images`` has the wrong type, dtype or shape; the message says what was expected.
+            ``images`` is of another kind, or an array of the wrong dtype or shape; the message
+            says what was expected.
         """
-        arr = self._check_images(images)
-        if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)):
             raise InputError(f"batch_size must be a positive integer, got {batch_size!r}")
-        from freqxfr.model.engine import deadline_at
-
+        if batch_size < 1:
+            raise InputError(f"batch_size must be a positive integer, got {batch_size!r}")
         at = deadline_at(deadline)
+        arr = within_deadline(
+            lambda: self._faces(images, aligned, padding), deadline=deadline, at=at, what="embed"
+        )
         queued = self.use_engine and not self.engine.on_engine_thread()
         out = np.empty((arr.shape[0], self.card.embedding_size), dtype=np.float32)
         for start in range(0, arr.shape[0], batch_size):
@@ -200,19 +196,24 @@ class Verifier:
                     chunk, deadline=deadline, at=at, what=f"embed ({self.card.name})"
                 )
             else:
-                out[start : start + chunk.shape[0]] = self.embed_model_input(chunk)
+                out[start : start + chunk.shape[0]] = self.runner.run_model(chunk)
         return out
 
     async def embed_async(
-        self, images: npt.ArrayLike, *, deadline: float | None = None
+        self,
+        images: Any,
+        *,
+        aligned: bool | None = None,
+        padding: str = DEFAULT_PADDING,
+        deadline: float | None = None,
     ) -> np.ndarray:
-        """:meth:`embed` for asyncio, awaited from the model's engine in one request."""
-        from freqxfr.model.engine import deadline_at
-
+        """:meth:`embed` for asyncio: alignment on a worker thread, the model awaited from the
+        engine in one request."""
         at = deadline_at(deadline)
-        x = to_model_input(self._check_images(images), self.card)
+        faces = await self._faces_async(images, aligned, padding, deadline, at, "embed")
+        x = to_model_input(faces, self.card)
         if not self.use_engine:
-            return self.embed_model_input(x)
+            return self.runner.run_model(x)
         return await self.engine.embed_async(
             x, deadline=deadline, at=at, what=f"embed ({self.card.name})"
         )
@@ -248,58 +249,7 @@ class Verifier:
         x = np.ascontiguousarray(x)  # a no-op for the core's output
         if self.use_engine and not self.engine.on_engine_thread():
             return self.engine.embed(x, batch_size=batch_size, what=f"embed ({self.card.name})")
-        return self.run_model(x, batch_size=batch_size)
-
-    def run_model(self, x: np.ndarray, *, batch_size: int | None = None) -> np.ndarray:
-        """:meth:`embed_model_input` on this thread, never through the engine (the engine's
-        lanes call this). ``x``: C-contiguous float32 model input, as checked there."""
-        n = x.shape[0]
-        step = self.fixed_batch or batch_size or max(n, 1)
-        if step >= n:
-            return self._run(x)
-        out = np.empty((n, self.card.embedding_size), dtype=np.float32)
-        for start in range(0, n, step):
-            out[start : start + step] = self._run(x[start : start + step])
-        return out
-
-    def embed_normalised(self, x: np.ndarray, *, batch_size: int | None = None) -> np.ndarray:
-        """The former name of :meth:`embed_model_input`, kept for callers (a method, so that a
-        subclass that overrides ``embed_model_input`` is reached through either name)."""
-        return self.embed_model_input(x, batch_size=batch_size)
-
-    def with_threads(self, threads: int) -> Verifier:
-        """Another Verifier of this model (same file, card and providers) whose session has
-        ``threads`` intra-op threads, and no engine: the engine's lanes run on these."""
-        import onnxruntime as ort
-
-        # Fresh options: the object get_session_options() returns is the session's own, and
-        # changing it would change what this session reports.
-        spinning = self.session.get_session_options().get_session_config_entry(
-            "session.intra_op.allow_spinning"
-        )
-        options = session_options(ort, threads=threads, spin=spinning != "0")
-        session = open_session(self.path, options, self.session.get_providers(), ort)
-        return Verifier(
-            session,
-            self.card,
-            self.path,
-            input_name=self.input_name,
-            output_name=self.output_name,
-            fixed_batch=self.fixed_batch,
-            engine=False,
-        )
-
-    def _run(self, x: np.ndarray) -> np.ndarray:
-        n = x.shape[0]
-        if self.fixed_batch and n < self.fixed_batch:
-            # A graph with a fixed batch > 1 gets the last chunk padded with zeros.
-            padded = np.zeros((self.fixed_batch, *x.shape[1:]), dtype=np.float32)
-            padded[:n] = x
-            x = padded
-        # session.run wraps a C-contiguous numpy input without copying it on the CPU provider;
-        # IOBinding would save nothing more here, since the output is only N x D floats.
-        (y,) = self.session.run([self.output_name], {self.input_name: x})
-        return y[:n].reshape(n, -1)
+        return self.runner.run_model(x, batch_size=batch_size)
 
     # -- scores and decisions --
 
@@ -353,8 +303,10 @@ class Verifier:
 
         Parameters
         ----------
-        image : str, Path or numpy.ndarray
-            An image file or an (H, W, 3) uint8 RGB array (see :func:`freqxfr.imaging.images.load_image`).
+        image : str, Path, PIL.Image.Image, numpy.ndarray or AlignedFace
+            An image file, a PIL image, an (H, W, 3) uint8 RGB array (see
+            :func:`freqxfr.imaging.images.load_image`), or a face aligned before
+            (:meth:`freqxfr.Explainer.align`), used as it is.
         aligned : bool, optional
             ``True``: the image is an aligned crop already (only resized if needed); ``False``:
             always detect and align; ``None`` (default): an image of the model's input size is
@@ -370,9 +322,26 @@ class Verifier:
         numpy.ndarray, uint8, shape (H, W, 3)
             Ready for :meth:`embed`. (:func:`freqxfr.imaging.align.align_for_card` does the work.)
         """
+        if isinstance(image, AlignedFace):
+            h, w = self.card.input_size
+            pixels = image.pixels
+            if not (
+                isinstance(pixels, np.ndarray)
+                and pixels.dtype == np.uint8
+                and pixels.shape == (h, w, 3)
+            ):
+                got = pixels.shape if isinstance(pixels, np.ndarray) else type(pixels).__name__
+                raise InputError(
+                    f"{source_label(image, name)}: an AlignedFace of shape {got}, but model "
+                    f"{self.card.name!r} takes uint8 crops of shape ({h}, {w}, 3) "
+                    "(aligned for another model?)"
+                )
+            return pixels
+        if not isinstance(image, (str, os.PathLike, Image.Image, np.ndarray)):
+            raise InputError(
+                f"{source_label(image, name)}: expected {IMAGE_KINDS}, got {type(image).__name__}"
+            )
         return align_for_card(image, self.card, aligned=aligned, name=name, padding=padding)
-
-    prepare = align  # the former name, kept for callers ("prepare" also meant other things)
 
     def compare(
         self,
@@ -384,12 +353,13 @@ class Verifier:
         deadline: float | None = None,
         padding: str = DEFAULT_PADDING,
     ) -> Comparison:
-        """Compare two face images (files or arrays), aligning raw photos as needed.
+        """Compare two face images, aligning raw photos as needed.
 
         Parameters
         ----------
-        img_a, img_b : str, Path or numpy.ndarray
-            Raw photos or aligned crops.
+        img_a, img_b
+            Each a file path, a PIL image, an array or an AlignedFace (see :meth:`align`):
+            raw photos or aligned crops.
         aligned, padding
             See :meth:`align`.
         threshold : float, optional
@@ -402,21 +372,18 @@ class Verifier:
         Comparison
         """
         self._threshold(threshold)  # checked before any image is read
-        from freqxfr.model.engine import deadline_at
-
         at = deadline_at(deadline)
-        faces = np.stack(
-            [self.align(img, aligned=aligned, padding=padding) for img in (img_a, img_b)]
+        faces = within_deadline(
+            lambda: self._pair(img_a, img_b, aligned, padding),
+            deadline=deadline,
+            at=at,
+            what=f"compare ({self.card.name})",
         )
+        x = to_model_input(faces, self.card)
         if self.use_engine and not self.engine.on_engine_thread():
-            emb = self.engine.embed(
-                to_model_input(self._check_images(faces), self.card),
-                deadline=deadline,
-                at=at,
-                what=f"compare ({self.card.name})",
-            )
+            emb = self.engine.embed(x, deadline=deadline, at=at, what=f"compare ({self.card.name})")
         else:
-            emb = self.embed(faces)
+            emb = self.runner.run_model(x)
         return self._comparison(emb, threshold)
 
     async def compare_async(
@@ -430,25 +397,16 @@ class Verifier:
         padding: str = DEFAULT_PADDING,
     ) -> Comparison:
         """:meth:`compare` for asyncio: alignment on a worker thread, the model via the engine."""
-        import asyncio
-
-        from freqxfr.model.engine import deadline_at
-
         self._threshold(threshold)  # checked before any image is read, as in compare
-
         at = deadline_at(deadline)
-        faces = await asyncio.get_running_loop().run_in_executor(
-            None,
-            lambda: np.stack(
-                [self.align(i, aligned=aligned, padding=padding) for i in (img_a, img_b)]
-            ),
+        what = f"compare ({self.card.name})"
+        faces = await self._faces_async(
+            [img_a, img_b], aligned, padding, deadline, at, what, pair=True
         )
-        x = to_model_input(self._check_images(faces), self.card)
+        x = to_model_input(faces, self.card)
         if not self.use_engine:
-            return self._comparison(self.embed_model_input(x), threshold)
-        emb = await self.engine.embed_async(
-            x, deadline=deadline, at=at, what=f"compare ({self.card.name})"
-        )
+            return self._comparison(self.runner.run_model(x), threshold)
+        emb = await self.engine.embed_async(x, deadline=deadline, at=at, what=what)
         return self._comparison(emb, threshold)
 
     def _comparison(self, emb: np.ndarray, threshold: float | None) -> Comparison:
@@ -469,14 +427,60 @@ class Verifier:
             raise InputError(f"threshold for model {self.card.name!r} {problem}")
         return float(threshold)
 
-    def _check_images(self, images: npt.ArrayLike) -> np.ndarray:
-        arr = images if isinstance(images, np.ndarray) else np.asarray(images)
+    def _pair(self, a: Any, b: Any, aligned: bool | None, padding: str) -> np.ndarray:
+        """The two aligned faces of a comparison, (2, H, W, 3)."""
+        return np.stack([self.align(i, aligned=aligned, padding=padding) for i in (a, b)])
+
+    async def _faces_async(
+        self,
+        images: Any,
+        aligned: bool | None,
+        padding: str,
+        deadline: float | None,
+        at: float | None,
+        what: str,
+        *,
+        pair: bool = False,
+    ) -> np.ndarray:
+        """:meth:`_faces` (or :meth:`_pair`) on a worker thread, given up at the deadline."""
+        if pair:
+            work = lambda: self._pair(images[0], images[1], aligned, padding)  # noqa: E731
+        else:
+            work = lambda: self._faces(images, aligned, padding)  # noqa: E731
+        task = asyncio.get_running_loop().run_in_executor(None, work)
+        try:
+            return await asyncio.wait_for(task, None if at is None else at - time.monotonic())
+        except asyncio.TimeoutError:
+            assert at is not None
+            raise alignment_exceeded(what, deadline, at) from None
+
+    def _faces(self, images: Any, aligned: bool | None, padding: str) -> np.ndarray:
+        """Aligned uint8 faces (N, H, W, 3) of any kind :meth:`embed` takes."""
+        h, w = self.card.input_size
+        if isinstance(images, np.ndarray) and (
+            images.ndim == 4 or (images.ndim == 3 and images.shape == (h, w, 3))
+        ):
+            return self._check_images(images)  # aligned crops, used as they are
+        if isinstance(images, (list, tuple)):
+            if not images:
+                raise InputError("images: got no images")
+            return np.stack([self.align(i, aligned=aligned, padding=padding) for i in images])
+        if isinstance(images, (str, os.PathLike, Image.Image, AlignedFace, np.ndarray)):
+            return self.align(images, aligned=aligned, padding=padding)[None]
+        raise InputError(
+            f"images: expected {IMAGE_KINDS}, a list of them, or a uint8 array (N, {h}, {w}, 3) "
+            f"of aligned crops; got {type(images).__name__}"
+        )
+
+    def _check_images(self, images: np.ndarray) -> np.ndarray:
+        """``images`` (N, H, W, 3) or (H, W, 3): uint8 crops of the model's input size."""
+        arr = images
         h, w = self.card.input_size
         if arr.ndim == 3:
             arr = arr[None]
         want = (
             f"uint8 RGB images of shape (N, {h}, {w}, 3), aligned as "
-            f"{self.card.alignment!r}, for model {self.card.name!r}"
+            f"{self.card.alignment!r}, for model {self.card.name!r} (or {IMAGE_KINDS})"
         )
         if arr.dtype != np.uint8:
             raise InputError(f"images: expected {want}; got dtype {arr.dtype}")
@@ -515,7 +519,8 @@ def load_model(
         ONNX Runtime execution providers in order of preference, by full name
         (``"CUDAExecutionProvider"``) or short name (``"cuda"``, ``"cpu"``), optionally as
         ``(name, options)`` tuples. Default: the CPU. Providers this onnxruntime build lacks
-        are dropped with a :class:`ProviderWarning` that says what runs instead.
+        are dropped with a :class:`~freqxfr.model.loading.ProviderWarning` that says what runs
+        instead.
     threads : int, optional
         CPU threads per model call (ONNX Runtime's intra-op threads); default: the cores this
         process may use, a container's CPU quota included (:func:`freqxfr.common.cores.usable_cores`).
@@ -537,25 +542,5 @@ def load_model(
         The model or card cannot be found or read, or the graph does not match the card (the
         message names the mismatch).
     """
-    model_card, path = find_model(name_or_path, card)
-    import onnxruntime as ort
-
-    chosen = choose_providers(providers, ort)
-    options = session_options(ort, threads=threads, spin=spin)
-    session = open_session(path, options, chosen, ort)
-    input_name, output_name, batch = check_graph(session, model_card, path)
-    if batch is not None:
-        dynamic = dynamic_batch_copy(path, input_name, options, chosen, ort)
-        if dynamic is not None:
-            path, batch = dynamic, None
-            session = open_session(path, options, chosen, ort)
-    report_fallback(chosen, session)
-    return Verifier(
-        session,
-        model_card,
-        path,
-        input_name=input_name,
-        output_name=output_name,
-        fixed_batch=batch,
-        engine=engine,
-    )
+    runner = open_runner(name_or_path, card, providers, threads=threads, spin=spin)
+    return Verifier(runner, engine=engine)

@@ -104,7 +104,7 @@ class ExplainerSpec:
         return cls(
             model_file=str(model.path),
             card=model.card,
-            providers=tuple(model.session.get_providers()),
+            providers=tuple(model.runner.providers),
             schedule=explainer.schedule.to_json(),
             mode=explainer.mode,
             domain=explainer.domain,
@@ -120,7 +120,8 @@ class ExplainerSpec:
     def build(self) -> Explainer:
         """The explainer, built here (on a worker); refused if its settings differ."""
         from freqxfr.core.bands import BandSchedule
-        from freqxfr.model.verifier import load_model, model_path
+        from freqxfr.model.loading import model_path
+        from freqxfr.model.verifier import load_model
 
         threads = dict(self.threads_per_host).get(_host())
         path = Path(self.model_file)

@@ -1,0 +1,119 @@
+"""Explaining a pair through the model's engine: align here, mask and embed there.
+
+:meth:`Explainer.explain <freqxfr.explanations.explainer.Explainer.explain>`,
+``explain_async`` and ``warmup`` call these. The engine (:mod:`freqxfr.model.engine`) knows
+nothing of explanations: it masks and embeds a pair through the explainer's
+:class:`~freqxfr.model.engine.PairMasker` side (``fill_batch``, ``cells``, ...) and returns
+the rows; the explanation is built from them here.
+
+A ``deadline`` (seconds) is counted from the call and covers alignment: alignment runs on a
+worker thread that the call waits for until the deadline (:func:`~freqxfr.model.engine.within_deadline`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import numpy as np
+
+from freqxfr.core import fftw
+from freqxfr.imaging.images import source_label
+from freqxfr.model.engine import alignment_exceeded, deadline_at, within_deadline
+
+
+def aligned_pair(explainer: Any, a: Any, b: Any, aligned: bool | None) -> np.ndarray:
+    """The two aligned faces (2, H, W, 3) of a pair, as ``explainer`` aligns them."""
+    return np.stack([explainer.prepare(a, aligned), explainer.prepare(b, aligned)])
+
+
+def _pair_explanation(
+    explainer: Any,
+    rows: np.ndarray,
+    timings: dict[str, float],
+    prepare_s: float,
+    a: Any,
+    b: Any,
+    same: bool | None,
+    groups: dict[str, str] | None,
+) -> Any:
+    """The explanation of one pair from the rows the engine returned (sync and async alike)."""
+    timings = {"prepare": prepare_s * 1e3, **timings}
+    return explainer.explanation_from(
+        rows, 1, 0, (source_label(a), source_label(b)), timings, same, groups
+    )
+
+
+def explain_pair(
+    explainer: Any,
+    a: Any,
+    b: Any,
+    *,
+    aligned: bool | None,
+    same: bool | None,
+    groups: dict[str, str] | None,
+    deadline: float | None,
+) -> Any:
+    """``Explainer.explain`` through the model's engine: align here, mask and embed there."""
+    at = deadline_at(deadline)  # counted from the call, alignment included
+    t0 = time.perf_counter()
+    faces = within_deadline(
+        lambda: aligned_pair(explainer, a, b, aligned), deadline=deadline, at=at, what="explain"
+    )
+    t1 = time.perf_counter()
+    rows, timings = explainer.model.engine.explain(explainer, faces, deadline=deadline, at=at)
+    return _pair_explanation(explainer, rows, timings, t1 - t0, a, b, same, groups)
+
+
+async def explain_pair_async(
+    explainer: Any,
+    a: Any,
+    b: Any,
+    *,
+    aligned: bool | None,
+    same: bool | None,
+    groups: dict[str, str] | None,
+    deadline: float | None,
+) -> Any:
+    """``Explainer.explain_async``: alignment on a worker thread, the result awaited from the
+    model's engine without holding a thread."""
+    at = deadline_at(deadline)
+    loop = asyncio.get_running_loop()
+    if not explainer.model.use_engine:
+        left = None if at is None else max(at - time.monotonic(), 1e-9)
+        return await loop.run_in_executor(
+            None,
+            lambda: explainer.explain(
+                a, b, aligned=aligned, same=same, groups=groups, deadline=left
+            ),
+        )
+    t0 = time.perf_counter()
+    # Alignment (face detection for raw photos) is real work: keep it off the event loop.
+    align = loop.run_in_executor(None, aligned_pair, explainer, a, b, aligned)
+    try:
+        faces = await asyncio.wait_for(align, None if at is None else at - time.monotonic())
+    except asyncio.TimeoutError:
+        assert at is not None
+        raise alignment_exceeded("explain", deadline, at) from None
+    t1 = time.perf_counter()
+    rows, timings = await explainer.model.engine.explain_async(
+        explainer, faces, deadline=deadline, at=at
+    )
+    return _pair_explanation(explainer, rows, timings, t1 - t0, a, b, same, groups)
+
+
+def warmup(explainer: Any) -> dict[str, float]:
+    """``Explainer.warmup``: the engine's warm-up with this explainer, or without the engine
+    one lone call of each kind (the session's first run and the explainer's buffers)."""
+    model = explainer.model
+    if model.use_engine:
+        return model.engine.warmup([explainer])
+    timings = model.warmup()
+    h, w = model.card.input_size
+    faces = np.random.default_rng(0).integers(0, 256, (2, h, w, 3), dtype=np.uint8)
+    t0 = time.perf_counter()
+    explainer.explain(faces[0], faces[1], aligned=True)
+    timings[f"explain_k{explainer.n_bands}_ms"] = round((time.perf_counter() - t0) * 1e3, 2)
+    fftw.save_wisdom()
+    return timings

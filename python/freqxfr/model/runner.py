@@ -1,0 +1,191 @@
+"""Running a model's ONNX graph: the :class:`Runner` owns one ONNX Runtime session.
+
+A runner runs model input (float32, as :func:`freqxfr.model.cards.to_model_input` or the
+masking core writes it) on the calling thread, and nothing else: no queue, no alignment, no
+scores. The :class:`~freqxfr.model.verifier.Verifier` is the user's facade over it, and the
+:class:`~freqxfr.model.engine.Engine` schedules batches against it through
+:class:`ModelRunner`, the little the engine needs of a runner.
+
+Finding the card, the file and the providers is :mod:`freqxfr.model.loading`'s job; checking
+and rewriting graphs is :mod:`freqxfr.model.onnx_graphs`'s.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from freqxfr.model.cards import ModelCard
+from freqxfr.model.loading import (
+    choose_providers,
+    find_model,
+    open_session,
+    report_fallback,
+    session_options,
+)
+from freqxfr.model.onnx_graphs import check_graph, dynamic_batch_copy
+
+
+class ModelRunner(Protocol):
+    """What the engine needs of a model: its card, where it runs, and a call on this thread."""
+
+    card: ModelCard
+
+    @property
+    def provider(self) -> str: ...
+
+    @property
+    def intra_op_threads(self) -> int | None: ...
+
+    def run_model(self, x: np.ndarray, *, batch_size: int | None = None) -> np.ndarray: ...
+
+    def with_threads(self, threads: int) -> ModelRunner: ...
+
+
+class Runner:
+    """One ONNX Runtime session of a model, run on the calling thread.
+
+    Attributes
+    ----------
+    session : onnxruntime.InferenceSession
+        The session (thread-safe: several threads may run it at once).
+    card : ModelCard
+        How the model is fed and compared.
+    path : Path
+        The ONNX file that runs.
+    input_name, output_name : str
+        The graph's input and output.
+    fixed_batch : int or None
+        The graph's fixed batch size, if it has one (inputs are then fed in chunks of it).
+    """
+
+    def __init__(
+        self,
+        session: Any,
+        card: ModelCard,
+        path: Path,
+        *,
+        input_name: str,
+        output_name: str,
+        fixed_batch: int | None = None,
+    ) -> None:
+        self.session = session
+        self.card = card
+        self.path = path
+        self.input_name = input_name
+        self.output_name = output_name
+        self.fixed_batch = fixed_batch
+
+    @property
+    def provider(self) -> str:
+        """The execution provider that actually runs the model (e.g. ``"CPUExecutionProvider"``)."""
+        return str(self.session.get_providers()[0])
+
+    @property
+    def providers(self) -> list[str]:
+        """The session's providers, in order of preference."""
+        return list(self.session.get_providers())
+
+    @property
+    def intra_op_threads(self) -> int | None:
+        """ONNX Runtime's intra-op threads of the session (fixed when it was opened)."""
+        try:
+            return int(self.session.get_session_options().intra_op_num_threads) or None
+        except AttributeError:
+            return None
+
+    def __repr__(self) -> str:
+        return (
+            f"Runner(model={self.card.name!r}, provider={self.provider!r}, "
+            f"intra_op_threads={self.intra_op_threads}, path='{self.path}')"
+        )
+
+    def run_model(self, x: np.ndarray, *, batch_size: int | None = None) -> np.ndarray:
+        """Embeddings of model input ``x`` (C-contiguous float32 of the card's input shape, as
+        :meth:`freqxfr.model.verifier.Verifier.embed_model_input` checks it), on this thread.
+        ``batch_size`` cuts ``x`` into calls of that many images (views, not copies)."""
+        n = x.shape[0]
+        step = self.fixed_batch or batch_size or max(n, 1)
+        if step >= n:
+            return self._run(x)
+        out = np.empty((n, self.card.embedding_size), dtype=np.float32)
+        for start in range(0, n, step):
+            out[start : start + step] = self._run(x[start : start + step])
+        return out
+
+    def with_threads(self, threads: int) -> Runner:
+        """Another runner of this model (same file, card and providers) whose session has
+        ``threads`` intra-op threads: the engine's lanes run on these."""
+        import onnxruntime as ort  # lazy: a heavy import, needed only to open a session
+
+        # Fresh options: the object get_session_options() returns is the session's own, and
+        # changing it would change what this session reports.
+        spinning = self.session.get_session_options().get_session_config_entry(
+            "session.intra_op.allow_spinning"
+        )
+        options = session_options(ort, threads=threads, spin=spinning != "0")
+        session = open_session(self.path, options, self.session.get_providers(), ort)
+        return Runner(
+            session,
+            self.card,
+            self.path,
+            input_name=self.input_name,
+            output_name=self.output_name,
+            fixed_batch=self.fixed_batch,
+        )
+
+    def _run(self, x: np.ndarray) -> np.ndarray:
+        n = x.shape[0]
+        if self.fixed_batch and n < self.fixed_batch:
+            # A graph with a fixed batch > 1 gets the last chunk padded with zeros.
+            padded = np.zeros((self.fixed_batch, *x.shape[1:]), dtype=np.float32)
+            padded[:n] = x
+            x = padded
+        # session.run wraps a C-contiguous numpy input without copying it on the CPU provider;
+        # IOBinding would save nothing more here, since the output is only N x D floats.
+        (y,) = self.session.run([self.output_name], {self.input_name: x})
+        return y[:n].reshape(n, -1)
+
+
+def open_runner(
+    name_or_path: str | os.PathLike[str] | None = None,
+    card: ModelCard | str | os.PathLike[str] | None = None,
+    providers: str | Sequence[Any] | None = None,
+    *,
+    threads: int | None = None,
+    spin: bool = True,
+) -> Runner:
+    """Find, open and check a model (the arguments of :func:`freqxfr.model.verifier.load_model`).
+
+    A graph with a fixed batch size is rewritten to a dynamic batch where possible.
+
+    Raises
+    ------
+    ModelError
+        The model or card cannot be found or read, or the graph does not match the card.
+    """
+    model_card, path = find_model(name_or_path, card)
+    import onnxruntime as ort  # lazy: a heavy import, needed only to open a session
+
+    chosen = choose_providers(providers, ort)
+    options = session_options(ort, threads=threads, spin=spin)
+    session = open_session(path, options, chosen, ort)
+    input_name, output_name, batch = check_graph(session, model_card, path)
+    if batch is not None:
+        dynamic = dynamic_batch_copy(path, input_name, options, chosen, ort)
+        if dynamic is not None:
+            path, batch = dynamic, None
+            session = open_session(path, options, chosen, ort)
+    report_fallback(chosen, session)
+    return Runner(
+        session,
+        model_card,
+        path,
+        input_name=input_name,
+        output_name=output_name,
+        fixed_batch=batch,
+    )
