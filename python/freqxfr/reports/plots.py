@@ -935,6 +935,100 @@ def plot_roc(
     return save_figure(fig, path)
 
 
+#: The rates a DET plot labels. Rates below the first (0 included) are drawn on the first, those
+#: above the last on the last, with a margin to the axes so that such points stay visible.
+DET_TICKS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.4, 0.6, 0.8, 0.95)
+_DET_MARGIN = 0.3  # probit units between the outermost ticks and the axes
+_DET_STYLES = (("-", "o"), ("--", "s"), ("-.", "^"), (":", "D"))
+
+
+def det_coordinates(
+    x_rates: Any, y_rates: Any, name: str = "detector", axes: tuple[str, str] = ("apcer", "bpcer")
+) -> tuple[np.ndarray, np.ndarray]:
+    """A DET curve's points as :func:`plot_det` draws them: probit of each rate, with rates
+    outside :data:`DET_TICKS`' range (0 and 1 included, which have no probit) moved onto its
+    first or last tick."""
+    x = check_vector(x_rates, f"{name}: {axes[0]}")
+    y = check_vector(y_rates, f"{name}: {axes[1]}", x.size)
+    if ((x < 0) | (x > 1) | (y < 0) | (y > 1)).any():
+        raise InputError(f"{name}: error rates must lie in [0, 1]")
+    lo, hi = DET_TICKS[0], DET_TICKS[-1]
+    return probit(np.clip(x, lo, hi)), probit(np.clip(y, lo, hi))
+
+
+def det_limits() -> tuple[float, float]:
+    """The axis limits of :func:`plot_det` (probit units, the same for both axes)."""
+    return (
+        float(probit(np.array(DET_TICKS[0]))) - _DET_MARGIN,
+        float(probit(np.array(DET_TICKS[-1]))) + _DET_MARGIN,
+    )
+
+
+def plot_det(
+    curves: Mapping[str, tuple[Sequence[float], Sequence[float]]],
+    path: str | os.PathLike[str],
+    *,
+    axes: tuple[str, str] = ("APCER", "BPCER"),
+    operating_point: tuple[float, float] | None = None,
+) -> Path:
+    """DET curves (the second rate against the first) on normal-deviate (probit) axes.
+
+    The one DET plotter: morphing-attack detectors (APCER, BPCER) and verification (FMR, FNMR,
+    :func:`plot_verification_det`). ``curves`` maps a curve's name to its (x, y) rate arrays.
+    Every curve is drawn the same way: a line through its operating points, marked (at most about
+    40 marks a curve), each with its own colour, dash pattern and mark, so that curves that
+    coincide (two perfect detectors, say) all stay visible. Rates of 0 or 1, which have no probit,
+    are drawn on the outermost ticks, labelled "≤0.1" and "≥95", inside the axes.
+    ``operating_point`` (x, y) marks the model's threshold.
+    """
+    if not curves:
+        raise InputError("plot_det needs at least one curve")
+    ticks = np.asarray(DET_TICKS)
+    keys = (axes[0].lower(), axes[1].lower())
+    fig = new_figure(5.6, 5.2)
+    ax = fig.add_subplot()
+    for i, (name, (x_rates, y_rates)) in enumerate(curves.items()):
+        x, y = det_coordinates(x_rates, y_rates, name, keys)
+        linestyle, marker = _DET_STYLES[i % len(_DET_STYLES)]
+        ax.plot(
+            x,
+            y,
+            color=f"C{i}",
+            linewidth=1.6,
+            linestyle=linestyle,
+            marker=marker,
+            markersize=4,
+            markevery=max(1, x.size // 40),
+            markerfacecolor="none",
+            label=name,
+        )
+    if operating_point is not None:
+        px, py = det_coordinates([operating_point[0]], [operating_point[1]], "threshold", keys)
+        ax.plot(px, py, "o", color="0.15", label="model's threshold")
+    edge = probit(ticks[[0, -1]])
+    ax.plot(
+        edge,
+        edge,
+        color="0.5",
+        linestyle=":",
+        linewidth=0.9,
+        label=f"{axes[0]} = {axes[1]} (EER)",
+    )
+    labels = [f"{100 * t:g}" for t in ticks]
+    labels[0], labels[-1] = f"≤{labels[0]}", f"≥{labels[-1]}"
+    ax.set_xticks(probit(ticks), labels, fontsize=7)
+    ax.set_yticks(probit(ticks), labels, fontsize=7)
+    ax.set_xlim(*det_limits())
+    ax.set_ylim(*det_limits())
+    ax.set_aspect("equal")
+    ax.set_xlabel(f"{axes[0]} (%)")
+    ax.set_ylabel(f"{axes[1]} (%)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="upper right")
+    ax.set_title("DET (probit axes)", fontsize=10)
+    return save_figure(fig, path)
+
+
 def plot_verification_det(
     fmr: Sequence[float],
     fnmr: Sequence[float],
@@ -942,45 +1036,10 @@ def plot_verification_det(
     *,
     operating_point: tuple[float, float] | None = None,
 ) -> Path:
-    """DET: FNMR against FMR on normal-deviate (probit) axes; rates of 0 or 1 on the edges."""
-    ticks = np.array([0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.4, 0.6, 0.8, 0.95])
-    lo, hi = ticks[0], ticks[-1]
-    x = check_vector(fmr, "fmr")
-    y = check_vector(fnmr, "fnmr", x.size)
-    fig = new_figure(4.8, 4.4)
-    ax = fig.add_subplot()
-    ax.plot(
-        probit(np.clip(x, lo, hi)),
-        probit(np.clip(y, lo, hi)),
-        color="C0",
-        linewidth=1.6,
-        clip_on=False,
-        label="DET",
+    """The verification DET: FNMR against FMR (:func:`plot_det` with those axes)."""
+    return plot_det(
+        {"DET": (fmr, fnmr)}, path, axes=("FMR", "FNMR"), operating_point=operating_point
     )
-    if operating_point is not None:
-        px, py = (float(np.clip(v, lo, hi)) for v in operating_point)
-        ax.plot(
-            probit(np.array([px])),
-            probit(np.array([py])),
-            "o",
-            color="0.15",
-            clip_on=False,
-            label="model's threshold",
-        )
-    edge = probit(np.array([lo, hi]))
-    ax.plot(edge, edge, color="0.5", linestyle=":", linewidth=0.9, label="FMR = FNMR (EER)")
-    labels = [f"{100 * t:g}" for t in ticks]
-    ax.set_xticks(probit(ticks), labels, fontsize=7)
-    ax.set_yticks(probit(ticks), labels, fontsize=7)
-    ax.set_xlim(*edge)
-    ax.set_ylim(*edge)
-    ax.set_aspect("equal")
-    ax.set_xlabel("FMR (%)")
-    ax.set_ylabel("FNMR (%)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="upper right")
-    ax.set_title("DET (probit axes)", fontsize=10)
-    return save_figure(fig, path)
 
 
 def probit(p: np.ndarray) -> np.ndarray:
