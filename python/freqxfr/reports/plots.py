@@ -31,13 +31,14 @@ from statistics import NormalDist
 from typing import Any, Literal
 
 import numpy as np
-from matplotlib import colormaps
+from matplotlib import colormaps, font_manager
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.cm import ScalarMappable
 from matplotlib.colors import Colormap, Normalize
 from matplotlib.figure import Figure
 from matplotlib.patches import Circle, Wedge
+from PIL import Image, ImageDraw, ImageFont
 
 from freqxfr.common.atomic import write_output
 from freqxfr.common.errors import InputError
@@ -414,46 +415,54 @@ def plot_masked_strip(
         tiles = np.concatenate([originals[:, None], tiles], axis=1)
         titles.insert(0, "original")
     images, per_image, h, w = tiles.shape[:4]
-    # Wrapped into rows of `columns` tiles, each about 1.6 inches (176 px) wide, so that a tile
-    # and its label can be read at the report's width (1200 px) whatever the number of bands.
+    # Wrapped into rows of `columns` tiles, each STRIP_TILE_PX wide, so that a tile and its label
+    # can be read at the report's width (1200 px) whatever the number of bands. Drawn as one
+    # picture with Pillow (no matplotlib figure: the strip is most of a pair report's pixels).
     cols = min(columns, per_image)
     rows_per_image = -(-per_image // cols)
-    label_h = max(h // 5, 14)  # room above each tile for its label, in mosaic pixels
-    gap = max(2, w // 20)
-    cell_h, cell_w = h + label_h, w + gap
+    tile_w = STRIP_TILE_PX
+    tile_h = max(1, round(h * tile_w / w))
+    label_h, gap, foot = 18, 8, 24
+    cell_h, cell_w = tile_h + label_h, tile_w + gap
     rows = images * rows_per_image
-    mosaic = np.full((rows * cell_h + gap * (images - 1), cols * cell_w - gap, 3), 255, np.uint8)
-    fig = new_figure(1.6 * cols, 1.6 * rows * cell_h / w + 0.4)
-    fig.set_layout_engine("none")  # one axes placed by hand; the labels are inside the mosaic
-    ax = fig.add_axes((0.0, 0.06, 1.0, 0.94))
+    width = cols * cell_w - gap
+    height = rows * cell_h + gap * (images - 1) + foot
+    mosaic = Image.new("RGB", (width, height), "white")
+    draw = ImageDraw.Draw(mosaic)
+    font, small = _strip_font(11), _strip_font(12)
     for i in range(images):
         name = row_labels[i] if i < len(row_labels) else str(i)
         for t in range(per_image):
             r, c = i * rows_per_image + t // cols, t % cols
             top = r * cell_h + i * gap + label_h
             left = c * cell_w
-            mosaic[top : top + h, left : left + w] = tiles[i, t]
-            ax.text(
-                left + w / 2,
-                top - 2,
-                f"{name}: {titles[t]}",
-                ha="center",
-                va="bottom",
-                fontsize=7.5,
-                parse_math=False,
-            )
-    ax.imshow(mosaic, interpolation="antialiased")
-    ax.set_axis_off()
-    fig.text(
-        0.5,
-        0.01,
+            tile = Image.fromarray(tiles[i, t]).resize((tile_w, tile_h), Image.Resampling.BICUBIC)
+            mosaic.paste(tile, (left, top))
+            draw.text(
+                (left + tile_w / 2, top - 3), f"{name}: {titles[t]}", fill="black", font=font,
+                anchor="md",
+            )  # fmt: skip
+    draw.text(
+        (width / 2, height - 4),
         "each image with one band deleted, as the model saw it (clipped to [0, 255] for display)",
-        ha="center",
-        va="bottom",
-        fontsize=8,
-        color="0.3",
+        fill=(77, 77, 77),
+        font=small,
+        anchor="md",
     )
-    return save_figure(fig, path)
+    buffer = io.BytesIO()
+    mosaic.save(buffer, format="PNG")
+    return write_output(path, buffer.getvalue())
+
+
+STRIP_TILE_PX = 168  # a strip tile's width: 6 tiles and their gaps fit in 1,200 px
+
+
+def _strip_font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
+    """Matplotlib's own DejaVu Sans at ``size`` px (it has the minus sign and ρ the labels use)."""
+    try:
+        return ImageFont.truetype(font_manager.findfont("DejaVu Sans"), size)
+    except OSError:  # no TrueType support in this Pillow: its built-in font
+        return ImageFont.load_default()
 
 
 def plot_curves(faithfulness: Mapping[str, Any], path: str | os.PathLike[str]) -> Path:
