@@ -14,6 +14,7 @@ from freqxfr.explanations.explainer import Explainer
 from freqxfr.explanations.pairs import read_pairs, spread
 from freqxfr.imaging.resolution import check_factors, degrade
 from freqxfr.model.verifier import load_model
+from freqxfr.reports import render_run
 from freqxfr.runs.crossres import run_crossres
 
 FACTORS = (1, 8)
@@ -33,9 +34,9 @@ def pairs(data_dir):
 @pytest.fixture(scope="module")
 def bicubic(explainer, pairs, tmp_path_factory):
     out = tmp_path_factory.mktemp("crossres_bicubic")
-    return out, run_crossres(
-        pairs, out, explainer, factors=FACTORS, resample="bicubic", n_boot=1000
-    )
+    summary = run_crossres(pairs, out, explainer, factors=FACTORS, resample="bicubic", n_boot=1000)
+    render_run(out)  # the report is drawn from the folder, as the CLI does after a run
+    return out, summary
 
 
 @pytest.fixture(scope="module")

@@ -31,6 +31,7 @@ from freqxfr.common.errors import OutputError
 from freqxfr.explanations.explainer import Explainer
 from freqxfr.explanations.pairs import Pair, read_pairs
 from freqxfr.model.verifier import load_model
+from freqxfr.reports import render_run
 from freqxfr.runs import distributed as fd
 from freqxfr.runs.cluster import ClusterError
 from freqxfr.runs.dataset import read_results, run_dataset
@@ -91,6 +92,7 @@ def test_distributed_results_equal_single_process_results(
     # Merged in pair order, like a single-process run; no parts or lock left behind.
     assert [r["index"] for r in read_results(tmp_path / "results.jsonl")] == list(range(len(pairs)))
     assert not (tmp_path / fd.PARTS).exists() and not (tmp_path / LOCK_NAME).exists()
+    render_run(tmp_path)  # the report is drawn from the folder, as the CLI does after a run
     assert (tmp_path / "report.html").is_file()
     # 4 chunks over two workers, one explainer each (the spec cache, not a model per chunk).
     builds = client.run(lambda: __import__("freqxfr.runs.distributed", fromlist=["builds"]).builds)
@@ -228,16 +230,13 @@ def test_morph_over_dask_gives_the_single_process_summary(
     from freqxfr.runs.morph_index import read_morph_index
 
     entries = read_morph_index(small_morph_index, root=data_dir)
-    single = run_morph(
-        entries, tmp_path / "single", explainer, root=data_dir, n_boot=200, report=False
-    )
+    single = run_morph(entries, tmp_path / "single", explainer, root=data_dir, n_boot=200)
     dask = run_morph(
         entries,
         tmp_path / "dask",
         explainer,
         root=data_dir,
         n_boot=200,
-        report=False,
         client=client,
     )
     assert dask == single

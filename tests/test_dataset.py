@@ -12,6 +12,7 @@ from freqxfr.common.errors import OutputError
 from freqxfr.explanations.explainer import Explainer
 from freqxfr.explanations.pairs import read_pairs
 from freqxfr.model.verifier import load_model
+from freqxfr.reports import render_run
 from freqxfr.runs.dataset import read_results, run_dataset
 from freqxfr.stats.profiles import centroid, profile, summarise
 
@@ -42,6 +43,7 @@ class InterruptingExplainer(Explainer):
 
 def test_a_run_writes_results_summary_and_report(explainer, pairs, tmp_path):
     summary = run_dataset(pairs, tmp_path, explainer, progress=False)
+    render_run(tmp_path)  # the report is drawn from the folder, as the CLI does after a run
     records = list(read_results(tmp_path / "results.jsonl"))
     assert sorted(r["index"] for r in records) == list(range(len(pairs)))
     assert summary["pairs"] == len(pairs) and summary["failed"] == 0

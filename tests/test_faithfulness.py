@@ -21,6 +21,7 @@ from freqxfr.explanations.faithfulness import (
 )
 from freqxfr.explanations.pairs import read_pairs, spread
 from freqxfr.model.verifier import load_model
+from freqxfr.reports import render_run
 from freqxfr.runs.dataset import run_dataset
 
 AREA_KEYS = (
@@ -205,6 +206,7 @@ def test_dataset_run_with_faithfulness_resumes(sface, lfw, tmp_path):
     assert by_class["genuine"]["n_images"] + by_class["impostor"]["n_images"] == 8
     on_disk = json.loads((tmp_path / "summary.json").read_text())
     assert on_disk["faithfulness"]["by_class"] == json.loads(json.dumps(by_class))
+    render_run(tmp_path)  # the report is drawn from the folder, as the CLI does after a run
     report = (tmp_path / "report.html").read_text()
     assert "Faithfulness per class" in report and "reverse" not in report
     first = json.loads(lines[0])

@@ -197,9 +197,7 @@ def test_cli_morph_error_is_one_line(index, tmp_path, capsys):
 def test_sface_runs_on_two_morph_pairs(index, data_dir, tmp_path):
     rows = [r for r in _index_rows(index) if r["method"] == "full"][:2]
     entries = read_morph_index(_write_index(tmp_path / "index.csv", rows), root=data_dir)
-    summary = run_morph(
-        entries, tmp_path / "out", Explainer(load_model("sface"), 8), n_boot=200, report=False
-    )
+    summary = run_morph(entries, tmp_path / "out", Explainer(load_model("sface"), 8), n_boot=200)
     assert summary["model"]["name"] == "sface"
     assert summary["comparisons"] == {"morph": 4, "bona_fide": 4}
     scores = [(m["score_a"], m["score_b"]) for m in summary["morphs"]]

@@ -31,9 +31,9 @@ def test_result_types_and_documented_entry_points_are_exported():
         assert getattr(freqxfr, name) is not None
     assert set(freqxfr.__all__) <= set(dir(freqxfr)) | {"PairOutputs", "write_pair_outputs"}
     assert "root" in freqxfr.read_pairs.__doc__ and "CSV" in freqxfr.read_pairs.__doc__
-    from freqxfr.reports.report import write_pair_outputs
+    from freqxfr.runs.pair import PairOutputs
 
-    assert freqxfr.write_pair_outputs is write_pair_outputs
+    assert freqxfr.PairOutputs is PairOutputs
 
 
 def test_import_stays_light():

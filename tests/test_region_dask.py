@@ -33,6 +33,7 @@ from freqxfr.explanations.explainer import Explainer
 from freqxfr.explanations.pairs import Pair, read_pairs
 from freqxfr.imaging.regions import Regions
 from freqxfr.model import verifier
+from freqxfr.reports import render_run
 from freqxfr.runs import distributed as fd
 from freqxfr.runs.dataset import run_dataset
 from freqxfr.runs.folder import LOCK_NAME, read_results
@@ -101,6 +102,7 @@ def test_region_records_of_a_cluster_run_equal_the_single_process_records(
     # Merged in pair order; no parts or lock left behind; the report has its region section.
     assert [r["index"] for r in read_results(tmp_path / "results.jsonl")] == list(range(7))
     assert not (tmp_path / fd.PARTS).exists() and not (tmp_path / LOCK_NAME).exists()
+    render_run(tmp_path)  # the report is drawn from the folder, as the CLI does after a run
     assert "Where and which frequency" in (tmp_path / "report.html").read_text()
 
 

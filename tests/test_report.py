@@ -33,14 +33,10 @@ from freqxfr.explanations import explainer as explanations
 from freqxfr.explanations.pairs import Pair, read_pairs
 from freqxfr.reports import crossres as crossres_report
 from freqxfr.reports import morph as morph_report
-from freqxfr.reports import plots
-from freqxfr.reports.report import (
-    Section,
-    html_table,
-    write_dataset_report,
-    write_pair_report,
-    write_report,
-)
+from freqxfr.reports import plots, render_run
+from freqxfr.reports.dataset import write_dataset_report
+from freqxfr.reports.html import Section, html_table, write_report
+from freqxfr.reports.pair import write_pair_report
 from freqxfr.runs.dataset import run_dataset
 from freqxfr.stats import profiles
 
@@ -352,7 +348,7 @@ _READ_ONLY_SCRIPT = """
 import json, sys
 import numpy as np
 from freqxfr.common.errors import OutputError
-from freqxfr.reports.report import write_pair_report
+from freqxfr.reports.pair import write_pair_report
 folder, explanation, faces = sys.argv[1:4]
 try:
     write_pair_report(folder, json.loads(open(explanation).read()), np.load(faces))
@@ -457,7 +453,7 @@ def test_plots_are_thread_safe_and_leave_pyplot_alone(pair, tmp_path):
     for i in range(4):
         assert (tmp_path / f"t{i}.png").read_bytes() == serial
     probe = (
-        "import sys, numpy as np; from freqxfr.reports import plots, report; "
+        "import sys, numpy as np; from freqxfr.reports import plots, html, pair, dataset; "
         "from freqxfr.reports import morph as morph_report; "
         "morph_report.plot_class_profiles({'x': (np.arange(4.0), np.ones(4))}, sys.argv[1]); "
         "print('matplotlib.pyplot' in sys.modules)"
@@ -549,7 +545,7 @@ def dataset_report(frll_run, crossres, morphs, explainer, tmp_path_factory) -> d
             morphs["a"], morphs["b"], explainer.model.card.threshold, morphs["labels"],
             out / "scatter.png",
         ),
-        morph_report.plot_det(
+        plots.plot_det(
             {"comparison score": det_curve(morphs["a"] + morphs["b"], bona_fide)}, out / "det.png"
         ),
         morph_report.plot_class_profiles(
@@ -672,6 +668,7 @@ def reviewed_run(explainer, data_dir, tmp_path_factory) -> dict:
     ]
     out = tmp_path_factory.mktemp("reviewed_run")
     summary = run_dataset(pairs, out, explainer, progress=False)
+    render_run(out)  # the report and the pages, drawn from the run folder
     return {
         "out": out,
         "summary": summary,
@@ -784,12 +781,13 @@ def test_dataset_report_and_its_pair_pages_render_in_headless_chromium(
 def region_run(explainer, lfw_pairs, tmp_path_factory) -> dict:
     """A real dataset run with face regions (dlib, 4 rings): a genuine and an impostor LFW pair,
     each with its own page, and one pair report written the way ``explain --regions`` does."""
-    from freqxfr.reports.report import write_pair_outputs
+    from freqxfr import write_pair_outputs
 
     cells = explanations.Explainer(explainer.model, 4, regions="face")
     pairs = [next(p for p in lfw_pairs if p.same), next(p for p in lfw_pairs if not p.same)]
     out = tmp_path_factory.mktemp("region_run")
     run_dataset(pairs, out, cells, progress=False, pair_pages="all")
+    render_run(out)
     single = write_pair_outputs(
         cells, pairs[0].path_a, pairs[0].path_b, tmp_path_factory.mktemp("region_pair")
     )
@@ -827,3 +825,62 @@ def test_region_reports_render_in_headless_chromium(browser, region_run, tmp_pat
         assert int(expected) >= 1
         assert f'data-loaded-images="{expected}"' in body.group(0), (page, body.group(0))
         assert 'alt="regions.png"' in dom and "[rendered]</title>" in dom
+
+
+# --- drawn from the run folder alone ------------------------------------------------------------
+
+
+@pytest.fixture
+def no_models(tmp_path, monkeypatch):
+    """No model can be loaded: an empty model cache, and (mocks) an ONNX Runtime that refuses to
+    open a session, a model loader and an aligner that refuse to run."""
+    import onnxruntime
+
+    from freqxfr.common import cache
+    from freqxfr.imaging import align
+    from freqxfr.model import verifier
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a report tried to load a model or align a face")
+
+    empty = tmp_path / "empty-model-cache"
+    empty.mkdir()
+    monkeypatch.setenv(cache.ENV_VAR, str(empty))
+    monkeypatch.setattr(onnxruntime, "InferenceSession", refuse)
+    monkeypatch.setattr(verifier, "load_model", refuse)
+    monkeypatch.setattr(align, "align_for_card", refuse)
+    return empty
+
+
+def test_reports_render_again_from_the_run_folder_alone(
+    reviewed_run, region_run, tmp_path, no_models
+):
+    """Guards against a report that needs a model (or the photos re-aligned) to be drawn: a
+    dataset run's report and pair pages, a region run's, and an explained pair's report are drawn
+    again from a copy of their folder with every picture and page deleted, with no model cache
+    and no way to open a model, and come out the same page for page."""
+    folders = (
+        reviewed_run["out"],
+        region_run["report"].parent,
+        region_run["pair_report"].parent,
+    )
+    for source in folders:
+        target = tmp_path / source.name
+        shutil.copytree(source, target)
+        drawn = sorted(
+            p.relative_to(target) for p in target.rglob("*") if p.suffix in (".png", ".html")
+        )
+        assert Path("report.html") in drawn
+        for path in drawn:
+            (target / path).unlink()
+        render_run(target)
+        redrawn = sorted(
+            p.relative_to(target) for p in target.rglob("*") if p.suffix in (".png", ".html")
+        )
+        assert redrawn == drawn, source
+        for path in drawn:
+            if path.suffix == ".html":
+                assert (target / path).read_text("utf-8") == (source / path).read_text("utf-8")
+    assert not any(no_models.iterdir())  # nothing was fetched into the model cache
+    pages = sorted((tmp_path / folders[0].name).glob("pairs/*/report.html"))
+    assert len(pages) == 3  # the wrong and failed pairs, as the run chose

@@ -13,6 +13,7 @@ from freqxfr.common.errors import InputError
 from freqxfr.explanations.explainer import Explainer
 from freqxfr.explanations.pairs import read_pairs, spread
 from freqxfr.model.verifier import load_model
+from freqxfr.reports import render_run
 from freqxfr.runs.comparison import compare_runs
 from freqxfr.runs.dataset import read_results, run_dataset
 
@@ -43,6 +44,7 @@ def runs(lfw, tmp_path_factory):
 def compared(runs, tmp_path_factory):
     out = tmp_path_factory.mktemp("compare")
     summary = compare_runs([runs["dlib_resnet"][0], runs["sface"][0]], out, n_boot=500)
+    render_run(out)  # drawn from summary.json, as the CLI does
     return out, summary
 
 

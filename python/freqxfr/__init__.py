@@ -32,15 +32,58 @@ from freqxfr.model.engine import DeadlineExceeded, Engine
 from freqxfr.model.verifier import Comparison, Verifier, load_model
 
 # Reports need matplotlib; load it only when they are asked for, so ``import freqxfr`` stays quick.
-_LAZY = {"PairOutputs": "reports.report", "write_pair_outputs": "reports.report"}
+_LAZY = {"PairOutputs": "runs.pair"}
 
 
 def __getattr__(name: str):
     if name in _LAZY:
-        from importlib import import_module
+        from importlib import import_module  # lazy: keeps matplotlib out of ``import freqxfr``
 
         return getattr(import_module(f".{_LAZY[name]}", __name__), name)
     raise AttributeError(f"module 'freqxfr' has no attribute {name!r}")
+
+
+def write_pair_outputs(
+    explainer,
+    a,
+    b,
+    out_dir,
+    *,
+    aligned=None,
+    same=None,
+    faithfulness=False,
+    seeds=5,
+    report=True,
+    overwrite=False,
+):
+    """Explain one pair and write ``explanation.json``, and with ``report`` the plots and
+    ``report.html``: what ``freqxfr explain`` and ``freqxfr demo`` write.
+
+    The run (:func:`freqxfr.runs.pair.write_pair_outputs`: explain, faithfulness curves with
+    ``seeds`` random orders when ``faithfulness``, JSON and the images the report shows) and then
+    the drawing (:func:`freqxfr.reports.pair.render_pair`, from the folder alone). Returns a
+    :class:`~freqxfr.runs.pair.PairOutputs`; ``report_path`` is ``None`` without ``report``.
+    ``overwrite`` replaces the outputs of *another* pair found in ``out_dir`` (refused by default).
+    """
+    # Lazy: the run layer loads the explainer's helpers, the reports layer matplotlib.
+    from dataclasses import replace
+
+    from freqxfr.reports.pair import render_pair
+    from freqxfr.runs import pair
+
+    written = pair.write_pair_outputs(
+        explainer,
+        a,
+        b,
+        out_dir,
+        aligned=aligned,
+        same=same,
+        faithfulness=faithfulness,
+        seeds=seeds,
+        images=report,
+        overwrite=overwrite,
+    )
+    return replace(written, report_path=render_pair(out_dir)) if report else written
 
 
 __all__ = [

@@ -56,8 +56,9 @@ def _headline(explanation) -> str:
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
-    from freqxfr.reports.report import check_pair_folder, write_pair_outputs
+    from freqxfr import write_pair_outputs
     from freqxfr.runs.folder import locked_folder
+    from freqxfr.runs.pair import check_pair_folder
 
     if (args.b is None) == (args.template is None):
         raise InputError("explain needs two images A B, or one image A and --template T.npy")
@@ -114,17 +115,19 @@ def _region_line(cells) -> str:
 
 def _explain_template(args: argparse.Namespace) -> int:
     """``explain A --template T.npy [--regions ...]``: one-sided, against a stored embedding."""
-    from freqxfr.reports.regions import write_template_outputs
+    from freqxfr.reports.regions import write_template_report
     from freqxfr.runs.folder import locked_folder
+    from freqxfr.runs.pair import write_template_outputs
 
     with locked_folder(args.out, command="explain"):
-        explanation, report = write_template_outputs(
+        explanation = write_template_outputs(
             options.explainer(args),
             args.a,
             args.template,
             args.out,
             aligned=options.aligned(args),
         )
+        report = write_template_report(args.out)  # drawn from the folder the run wrote
     if args.json:
         print(json.dumps(explanation.to_dict(), indent=2))
     else:
@@ -143,8 +146,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     from importlib.resources import files
 
+    from freqxfr import write_pair_outputs
     from freqxfr.explanations.explainer import Explainer
-    from freqxfr.reports.report import write_pair_outputs
 
     demo = files("freqxfr") / "demo_data"
     a, b = Path(str(demo / "frll_001_neutral.jpg")), Path(str(demo / "frll_001_smiling.jpg"))
@@ -209,6 +212,11 @@ def cmd_dataset(args: argparse.Namespace) -> int:
             pair_pages=args.pair_pages,
             client=client,
         )
+        if not args.no_report:
+            from freqxfr.reports.dataset import render_dataset
+
+            # Drawn from the run folder alone, after the run (and inside its lock).
+            render_dataset(args.out, pair_pages=args.pair_pages)
     acc = summary.get("accuracy")
     print(
         f"{summary['pairs']} pairs explained, {summary['failed']} failed"

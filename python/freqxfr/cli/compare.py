@@ -47,8 +47,11 @@ def cmd_compare(args: argparse.Namespace) -> int:
         n_boot=args.resamples,
         level=args.level,
         seed=args.seed,
-        report=not args.no_report,
     )
+    if not args.no_report:
+        from freqxfr.reports.comparison import render_comparison
+
+        render_comparison(args.out)  # drawn from summary.json alone
     runs = ", ".join(f"{r['name']} ({r['model']}, {r['domain']})" for r in summary["runs"])
     print(f"compared {runs} over {summary['n_pairs']} common pairs")
     for diff in summary["differences"]:

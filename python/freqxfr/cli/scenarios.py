@@ -117,6 +117,10 @@ def cmd_crossres(args: argparse.Namespace) -> int:
             report=not args.no_report,
             client=client,
         )
+        if not args.no_report:
+            from freqxfr.reports.crossres import render_crossres
+
+            render_crossres(args.out)  # drawn from the run folder alone, inside its lock
     print(
         f"{summary['pairs']} pairs ({summary['genuine']} genuine, {summary['impostor']} "
         f"impostor), {summary['model']['name']}, {summary['resample']} degradation; "
@@ -138,7 +142,7 @@ def cmd_crossres(args: argparse.Namespace) -> int:
 
 
 def cmd_morph(args: argparse.Namespace) -> int:
-    from freqxfr.reports.morph import DETECTOR_NAMES
+    from freqxfr.reports.morph import DETECTOR_NAMES, render_morph
     from freqxfr.runs.morph import run_morph
     from freqxfr.runs.morph_index import read_morph_index
 
@@ -157,9 +161,10 @@ def cmd_morph(args: argparse.Namespace) -> int:
             n_boot=args.boot,
             seed=args.seed,
             progress=options.progress(args),
-            report=not args.no_report,
             client=client,
         )
+        if not args.no_report:
+            render_morph(args.out)  # drawn from the run folder alone, inside its lock
     n = summary["comparisons"]
     print(
         f"{summary['n_morphs']} morphs, {n['morph']} morph and {n['bona_fide']} bona fide "

@@ -16,8 +16,9 @@ from freqxfr.common.atomic import ensure_dir
 from freqxfr.common.errors import InputError
 from freqxfr.imaging.resolution import degrade
 from freqxfr.reports import plots
+from freqxfr.reports.html import Section, html_paragraph, html_table, read_json, write_report
 from freqxfr.reports.plots import Kind, check_vector
-from freqxfr.reports.report import Section, html_paragraph, html_table, write_report
+from freqxfr.runs.pair import IMAGES_NAME, read_images
 from freqxfr.runs.scenario_common import provenance_rows
 
 # The summary's two explained images: the probe's numbers sit in each factor's entry itself,
@@ -39,6 +40,15 @@ HOW_TO_READ = (
 
 
 # ---- report --------------------------------------------------------------------------------------
+
+
+def render_crossres(out_dir: str | os.PathLike[str]) -> Path:
+    """Draw a cross-resolution run's ``report.html`` from its folder alone: ``summary.json`` and,
+    where the run stored it, the example probe crop (``images.npz``)."""
+    folder = Path(out_dir)
+    summary = read_json(folder / "summary.json", "the run's summary")
+    example = read_images(folder)["faces"][0] if (folder / IMAGES_NAME).is_file() else None
+    return write_crossres_report(folder, summary, example=example)
 
 
 def write_crossres_report(

@@ -14,8 +14,8 @@ from matplotlib.patches import Rectangle
 from freqxfr.common.atomic import ensure_dir
 from freqxfr.common.errors import InputError
 from freqxfr.reports import plots
-from freqxfr.reports.plots import check_vector, probit
-from freqxfr.reports.report import Section, html_paragraph, html_table, write_report
+from freqxfr.reports.html import Section, html_paragraph, html_table, read_json, write_report
+from freqxfr.reports.plots import check_vector, plot_det
 from freqxfr.runs.scenario_common import provenance_rows
 from freqxfr.stats.mad import D_EER_RULE
 
@@ -40,6 +40,12 @@ HOW_TO_READ = (
 
 
 # ---- report --------------------------------------------------------------------------------------
+
+
+def render_morph(out_dir: str | os.PathLike[str]) -> Path:
+    """Draw a morphing-attack run's ``report.html`` from its ``summary.json`` alone."""
+    summary = read_json(Path(out_dir) / "summary.json", "the run's summary")
+    return write_morph_report(out_dir, summary)
 
 
 def write_morph_report(out_dir: str | os.PathLike[str], summary: dict[str, Any]) -> Path:
@@ -239,83 +245,6 @@ def plot_score_scatter(
     )
     ax.legend(fontsize=8, loc="best")
     ax.grid(alpha=0.3)
-    return plots.save_figure(fig, path)
-
-
-#: The rates a DET plot labels. Rates below the first (0 included) are drawn on the first, those
-#: above the last on the last, with a margin to the axes so that such points stay visible.
-DET_TICKS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.4, 0.6, 0.8, 0.95)
-_DET_MARGIN = 0.3  # probit units between the outermost ticks and the axes
-_DET_STYLES = (("-", "o"), ("--", "s"), ("-.", "^"), (":", "D"))
-
-
-def det_coordinates(
-    apcer: Any, bpcer: Any, name: str = "detector"
-) -> tuple[np.ndarray, np.ndarray]:
-    """A DET curve's points as :func:`plot_det` draws them: probit of each rate, with rates
-    outside :data:`DET_TICKS`' range (0 and 1 included, which have no probit) moved onto its
-    first or last tick."""
-    x = check_vector(apcer, f"{name}: apcer")
-    y = check_vector(bpcer, f"{name}: bpcer", x.size)
-    if ((x < 0) | (x > 1) | (y < 0) | (y > 1)).any():
-        raise InputError(f"{name}: error rates must lie in [0, 1]")
-    lo, hi = DET_TICKS[0], DET_TICKS[-1]
-    return probit(np.clip(x, lo, hi)), probit(np.clip(y, lo, hi))
-
-
-def det_limits() -> tuple[float, float]:
-    """The axis limits of :func:`plot_det` (probit units, the same for both axes)."""
-    return (
-        float(probit(np.array(DET_TICKS[0]))) - _DET_MARGIN,
-        float(probit(np.array(DET_TICKS[-1]))) + _DET_MARGIN,
-    )
-
-
-def plot_det(
-    curves: Mapping[str, tuple[Sequence[float], Sequence[float]]], path: str | os.PathLike[str]
-) -> Path:
-    """DET curves (BPCER against APCER) on normal-deviate (probit) axes.
-
-    ``curves`` maps a detector's name to its (apcer, bpcer) arrays. Every curve is drawn the same
-    way: a line through its operating points, marked (at most about 40 marks a curve), each
-    detector with its own colour, dash pattern and mark, so that curves that coincide (two
-    perfect detectors, say) all stay visible. Rates of 0 or 1, which have no probit, are drawn on
-    the outermost ticks, labelled "≤0.1" and "≥95", inside the axes.
-    """
-    if not curves:
-        raise InputError("plot_det needs at least one curve")
-    ticks = np.asarray(DET_TICKS)
-    fig = plots.new_figure(5.6, 5.2)
-    ax = fig.add_subplot()
-    for i, (name, (apcer, bpcer)) in enumerate(curves.items()):
-        x, y = det_coordinates(apcer, bpcer, name)
-        linestyle, marker = _DET_STYLES[i % len(_DET_STYLES)]
-        ax.plot(
-            x,
-            y,
-            color=f"C{i}",
-            linewidth=1.6,
-            linestyle=linestyle,
-            marker=marker,
-            markersize=4,
-            markevery=max(1, x.size // 40),
-            markerfacecolor="none",
-            label=name,
-        )
-    edge = probit(ticks[[0, -1]])
-    ax.plot(edge, edge, color="0.5", linestyle=":", linewidth=0.9, label="APCER = BPCER (EER)")
-    labels = [f"{100 * t:g}" for t in ticks]
-    labels[0], labels[-1] = f"≤{labels[0]}", f"≥{labels[-1]}"
-    ax.set_xticks(probit(ticks), labels, fontsize=7)
-    ax.set_yticks(probit(ticks), labels, fontsize=7)
-    ax.set_xlim(*det_limits())
-    ax.set_ylim(*det_limits())
-    ax.set_aspect("equal")
-    ax.set_xlabel("APCER (%)")
-    ax.set_ylabel("BPCER (%)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="upper right")
-    ax.set_title("DET (probit axes)", fontsize=10)
     return plots.save_figure(fig, path)
 
 

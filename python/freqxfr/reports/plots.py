@@ -31,13 +31,14 @@ from statistics import NormalDist
 from typing import Any, Literal
 
 import numpy as np
-from matplotlib import colormaps
+from matplotlib import colormaps, font_manager
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.cm import ScalarMappable
 from matplotlib.colors import Colormap, Normalize
 from matplotlib.figure import Figure
 from matplotlib.patches import Circle, Wedge
+from PIL import Image, ImageDraw, ImageFont
 
 from freqxfr.common.atomic import write_output
 from freqxfr.common.errors import InputError
@@ -414,46 +415,54 @@ def plot_masked_strip(
         tiles = np.concatenate([originals[:, None], tiles], axis=1)
         titles.insert(0, "original")
     images, per_image, h, w = tiles.shape[:4]
-    # Wrapped into rows of `columns` tiles, each about 1.6 inches (176 px) wide, so that a tile
-    # and its label can be read at the report's width (1200 px) whatever the number of bands.
+    # Wrapped into rows of `columns` tiles, each STRIP_TILE_PX wide, so that a tile and its label
+    # can be read at the report's width (1200 px) whatever the number of bands. Drawn as one
+    # picture with Pillow (no matplotlib figure: the strip is most of a pair report's pixels).
     cols = min(columns, per_image)
     rows_per_image = -(-per_image // cols)
-    label_h = max(h // 5, 14)  # room above each tile for its label, in mosaic pixels
-    gap = max(2, w // 20)
-    cell_h, cell_w = h + label_h, w + gap
+    tile_w = STRIP_TILE_PX
+    tile_h = max(1, round(h * tile_w / w))
+    label_h, gap, foot = 18, 8, 24
+    cell_h, cell_w = tile_h + label_h, tile_w + gap
     rows = images * rows_per_image
-    mosaic = np.full((rows * cell_h + gap * (images - 1), cols * cell_w - gap, 3), 255, np.uint8)
-    fig = new_figure(1.6 * cols, 1.6 * rows * cell_h / w + 0.4)
-    fig.set_layout_engine("none")  # one axes placed by hand; the labels are inside the mosaic
-    ax = fig.add_axes((0.0, 0.06, 1.0, 0.94))
+    width = cols * cell_w - gap
+    height = rows * cell_h + gap * (images - 1) + foot
+    mosaic = Image.new("RGB", (width, height), "white")
+    draw = ImageDraw.Draw(mosaic)
+    font, small = _strip_font(11), _strip_font(12)
     for i in range(images):
         name = row_labels[i] if i < len(row_labels) else str(i)
         for t in range(per_image):
             r, c = i * rows_per_image + t // cols, t % cols
             top = r * cell_h + i * gap + label_h
             left = c * cell_w
-            mosaic[top : top + h, left : left + w] = tiles[i, t]
-            ax.text(
-                left + w / 2,
-                top - 2,
-                f"{name}: {titles[t]}",
-                ha="center",
-                va="bottom",
-                fontsize=7.5,
-                parse_math=False,
-            )
-    ax.imshow(mosaic, interpolation="antialiased")
-    ax.set_axis_off()
-    fig.text(
-        0.5,
-        0.01,
+            tile = Image.fromarray(tiles[i, t]).resize((tile_w, tile_h), Image.Resampling.BICUBIC)
+            mosaic.paste(tile, (left, top))
+            draw.text(
+                (left + tile_w / 2, top - 3), f"{name}: {titles[t]}", fill="black", font=font,
+                anchor="md",
+            )  # fmt: skip
+    draw.text(
+        (width / 2, height - 4),
         "each image with one band deleted, as the model saw it (clipped to [0, 255] for display)",
-        ha="center",
-        va="bottom",
-        fontsize=8,
-        color="0.3",
+        fill=(77, 77, 77),
+        font=small,
+        anchor="md",
     )
-    return save_figure(fig, path)
+    buffer = io.BytesIO()
+    mosaic.save(buffer, format="PNG")
+    return write_output(path, buffer.getvalue())
+
+
+STRIP_TILE_PX = 168  # a strip tile's width: 6 tiles and their gaps fit in 1,200 px
+
+
+def _strip_font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
+    """Matplotlib's own DejaVu Sans at ``size`` px (it has the minus sign and ρ the labels use)."""
+    try:
+        return ImageFont.truetype(font_manager.findfont("DejaVu Sans"), size)
+    except OSError:  # no TrueType support in this Pillow: its built-in font
+        return ImageFont.load_default()
 
 
 def plot_curves(faithfulness: Mapping[str, Any], path: str | os.PathLike[str]) -> Path:
@@ -935,6 +944,100 @@ def plot_roc(
     return save_figure(fig, path)
 
 
+#: The rates a DET plot labels. Rates below the first (0 included) are drawn on the first, those
+#: above the last on the last, with a margin to the axes so that such points stay visible.
+DET_TICKS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.4, 0.6, 0.8, 0.95)
+_DET_MARGIN = 0.3  # probit units between the outermost ticks and the axes
+_DET_STYLES = (("-", "o"), ("--", "s"), ("-.", "^"), (":", "D"))
+
+
+def det_coordinates(
+    x_rates: Any, y_rates: Any, name: str = "detector", axes: tuple[str, str] = ("apcer", "bpcer")
+) -> tuple[np.ndarray, np.ndarray]:
+    """A DET curve's points as :func:`plot_det` draws them: probit of each rate, with rates
+    outside :data:`DET_TICKS`' range (0 and 1 included, which have no probit) moved onto its
+    first or last tick."""
+    x = check_vector(x_rates, f"{name}: {axes[0]}")
+    y = check_vector(y_rates, f"{name}: {axes[1]}", x.size)
+    if ((x < 0) | (x > 1) | (y < 0) | (y > 1)).any():
+        raise InputError(f"{name}: error rates must lie in [0, 1]")
+    lo, hi = DET_TICKS[0], DET_TICKS[-1]
+    return probit(np.clip(x, lo, hi)), probit(np.clip(y, lo, hi))
+
+
+def det_limits() -> tuple[float, float]:
+    """The axis limits of :func:`plot_det` (probit units, the same for both axes)."""
+    return (
+        float(probit(np.array(DET_TICKS[0]))) - _DET_MARGIN,
+        float(probit(np.array(DET_TICKS[-1]))) + _DET_MARGIN,
+    )
+
+
+def plot_det(
+    curves: Mapping[str, tuple[Sequence[float], Sequence[float]]],
+    path: str | os.PathLike[str],
+    *,
+    axes: tuple[str, str] = ("APCER", "BPCER"),
+    operating_point: tuple[float, float] | None = None,
+) -> Path:
+    """DET curves (the second rate against the first) on normal-deviate (probit) axes.
+
+    The one DET plotter: morphing-attack detectors (APCER, BPCER) and verification (FMR, FNMR,
+    :func:`plot_verification_det`). ``curves`` maps a curve's name to its (x, y) rate arrays.
+    Every curve is drawn the same way: a line through its operating points, marked (at most about
+    40 marks a curve), each with its own colour, dash pattern and mark, so that curves that
+    coincide (two perfect detectors, say) all stay visible. Rates of 0 or 1, which have no probit,
+    are drawn on the outermost ticks, labelled "≤0.1" and "≥95", inside the axes.
+    ``operating_point`` (x, y) marks the model's threshold.
+    """
+    if not curves:
+        raise InputError("plot_det needs at least one curve")
+    ticks = np.asarray(DET_TICKS)
+    keys = (axes[0].lower(), axes[1].lower())
+    fig = new_figure(5.6, 5.2)
+    ax = fig.add_subplot()
+    for i, (name, (x_rates, y_rates)) in enumerate(curves.items()):
+        x, y = det_coordinates(x_rates, y_rates, name, keys)
+        linestyle, marker = _DET_STYLES[i % len(_DET_STYLES)]
+        ax.plot(
+            x,
+            y,
+            color=f"C{i}",
+            linewidth=1.6,
+            linestyle=linestyle,
+            marker=marker,
+            markersize=4,
+            markevery=max(1, x.size // 40),
+            markerfacecolor="none",
+            label=name,
+        )
+    if operating_point is not None:
+        px, py = det_coordinates([operating_point[0]], [operating_point[1]], "threshold", keys)
+        ax.plot(px, py, "o", color="0.15", label="model's threshold")
+    edge = probit(ticks[[0, -1]])
+    ax.plot(
+        edge,
+        edge,
+        color="0.5",
+        linestyle=":",
+        linewidth=0.9,
+        label=f"{axes[0]} = {axes[1]} (EER)",
+    )
+    labels = [f"{100 * t:g}" for t in ticks]
+    labels[0], labels[-1] = f"≤{labels[0]}", f"≥{labels[-1]}"
+    ax.set_xticks(probit(ticks), labels, fontsize=7)
+    ax.set_yticks(probit(ticks), labels, fontsize=7)
+    ax.set_xlim(*det_limits())
+    ax.set_ylim(*det_limits())
+    ax.set_aspect("equal")
+    ax.set_xlabel(f"{axes[0]} (%)")
+    ax.set_ylabel(f"{axes[1]} (%)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="upper right")
+    ax.set_title("DET (probit axes)", fontsize=10)
+    return save_figure(fig, path)
+
+
 def plot_verification_det(
     fmr: Sequence[float],
     fnmr: Sequence[float],
@@ -942,45 +1045,10 @@ def plot_verification_det(
     *,
     operating_point: tuple[float, float] | None = None,
 ) -> Path:
-    """DET: FNMR against FMR on normal-deviate (probit) axes; rates of 0 or 1 on the edges."""
-    ticks = np.array([0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.4, 0.6, 0.8, 0.95])
-    lo, hi = ticks[0], ticks[-1]
-    x = check_vector(fmr, "fmr")
-    y = check_vector(fnmr, "fnmr", x.size)
-    fig = new_figure(4.8, 4.4)
-    ax = fig.add_subplot()
-    ax.plot(
-        probit(np.clip(x, lo, hi)),
-        probit(np.clip(y, lo, hi)),
-        color="C0",
-        linewidth=1.6,
-        clip_on=False,
-        label="DET",
+    """The verification DET: FNMR against FMR (:func:`plot_det` with those axes)."""
+    return plot_det(
+        {"DET": (fmr, fnmr)}, path, axes=("FMR", "FNMR"), operating_point=operating_point
     )
-    if operating_point is not None:
-        px, py = (float(np.clip(v, lo, hi)) for v in operating_point)
-        ax.plot(
-            probit(np.array([px])),
-            probit(np.array([py])),
-            "o",
-            color="0.15",
-            clip_on=False,
-            label="model's threshold",
-        )
-    edge = probit(np.array([lo, hi]))
-    ax.plot(edge, edge, color="0.5", linestyle=":", linewidth=0.9, label="FMR = FNMR (EER)")
-    labels = [f"{100 * t:g}" for t in ticks]
-    ax.set_xticks(probit(ticks), labels, fontsize=7)
-    ax.set_yticks(probit(ticks), labels, fontsize=7)
-    ax.set_xlim(*edge)
-    ax.set_ylim(*edge)
-    ax.set_aspect("equal")
-    ax.set_xlabel("FMR (%)")
-    ax.set_ylabel("FNMR (%)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="upper right")
-    ax.set_title("DET (probit axes)", fontsize=10)
-    return save_figure(fig, path)
 
 
 def probit(p: np.ndarray) -> np.ndarray:

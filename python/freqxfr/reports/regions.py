@@ -1,24 +1,27 @@
-"""The "Where and which frequency" sections of reports, and the outputs of a one-sided
+"""The "Where and which frequency" sections of reports, and the report of a one-sided
 explanation against a template.
 
 - :func:`region_section`: a pair's section (heat maps, tinted faces, each region's share), which
-  :func:`freqxfr.reports.report.write_pair_report` adds for an explanation with region cells;
+  :func:`freqxfr.reports.pair.write_pair_report` adds for an explanation with region cells;
 - :func:`dataset_region_section`: a dataset run's mean maps per class;
-- :func:`write_template_outputs`: ``freqxfr explain A --template T.npy [--regions ...]``.
+- :func:`write_template_report`: the report of ``freqxfr explain A --template T.npy [--regions ...]``,
+  drawn from the folder :func:`freqxfr.runs.pair.write_template_outputs` wrote.
 """
 
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from freqxfr.common.atomic import ensure_dir, write_output
+from freqxfr.common.atomic import ensure_dir
+from freqxfr.reports.html import Section, html_paragraph, html_table, write_report
 from freqxfr.reports.region_plots import plot_class_region_maps, plot_pair_regions
-from freqxfr.reports.report import Section, html_paragraph, html_table, write_report
+from freqxfr.runs.pair import read_explanation, read_images
 
 HOW_TO_READ = (
     "Each row of the heat map is a region of the aligned face, each column a frequency band "
@@ -93,21 +96,14 @@ def dataset_region_section(folder: Path, regions: Mapping[str, Any]) -> Section:
     )
 
 
-def write_template_outputs(
-    explainer: Any, probe: Any, template: Any, out: Path, *, aligned: bool | None
-) -> tuple[Any, Path]:
-    """Explain ``probe`` against a stored ``template`` (with the explainer's regions, if any) and
-    write ``explanation.json``, ``regions.png`` (with regions) and ``report.html`` into ``out``."""
-    folder = ensure_dir(out)
-    # Aligned once; the face keeps the name the user gave, which the explanation reports.
-    face = explainer.align(probe, aligned)
-    faces = face.pixels[None]
-    result = explainer.explain_template(face, template)
-    record = result.to_dict()
-    write_output(folder / "explanation.json", json.dumps(record, indent=2, allow_nan=False) + "\n")
-    sections = []
+def write_template_report(folder: str | os.PathLike[str]) -> Path:
+    """``report.html`` (and ``regions.png``, with regions) of a template explanation, drawn from
+    ``explanation.json`` and the images the run stored beside it (no model runs)."""
+    out = ensure_dir(folder)
+    record = read_explanation(out)
+    images = read_images(out)
     decision = "match" if record["decision"] else "non-match"
-    sections.append(
+    sections = [
         Section(
             "Decision",
             html_table(
@@ -122,9 +118,9 @@ def write_template_outputs(
                 ],
             ),
         )
-    )
-    if explainer.regions is not None:
-        sections.append(region_section(folder, record, faces, explainer.regions.weights))
+    ]
+    if record.get("regions") is not None:
+        sections.append(region_section(out, record, images["faces"], images["region_weights"]))
     sections.append(
         Section(
             "Provenance",
@@ -140,5 +136,6 @@ def write_template_outputs(
             + "</pre>",
         )
     )
-    title = f"freqxfr: {Path(str(probe)).name} vs template {Path(str(template)).name}"
-    return result, write_report(folder, title, sections)
+    probe = Path(str(record["probe"].get("source", "probe"))).name
+    template = Path(str(record.get("template", "template"))).name
+    return write_report(out, f"freqxfr: {probe} vs template {template}", sections)

@@ -124,10 +124,10 @@ def compare_runs(
     n_boot: int = DEFAULT_RESAMPLES,
     level: float = DEFAULT_LEVEL,
     seed: int = 0,
-    report: bool = True,
 ) -> dict[str, Any]:
-    """Compare the runs in ``paths`` (see the module docstring); writes ``OUT/summary.json`` and
-    ``OUT/report.html`` when ``out_dir`` is given, and returns the summary."""
+    """Compare the runs in ``paths`` (see the module docstring); writes ``OUT/summary.json``
+    when ``out_dir`` is given (``report.html`` is drawn from it by
+    :func:`freqxfr.reports.render_run`), and returns the summary."""
     if len(paths) < 2:
         raise InputError("compare needs at least two runs")
     if names is not None and len(names) != len(paths):
@@ -229,10 +229,6 @@ def compare_runs(
     if out_dir is not None:
         out = Path(out_dir)
         atomic.write_json(out / "summary.json", summary)
-        if report:
-            from freqxfr.reports.report import write_comparison_report
-
-            write_comparison_report(out, summary)
     return summary
 
 

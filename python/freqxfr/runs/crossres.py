@@ -16,8 +16,10 @@ resamples whose shift has the sign of the point estimate says how stable that si
 
 Output folder: ``summary.json`` (see :func:`run_crossres`), ``pairs.csv`` (one row per pair and
 factor), ``explanations.jsonl`` (the band influences of every pair at every factor, appended as
-each finishes; the run resumes from it), ``run.json`` (the settings a restart must match), PNG
-plots and a self-contained ``report.html`` (:mod:`.crossres_report`, drawn from the summary).
+each finishes; the run resumes from it), ``run.json`` (the settings a restart must match) and
+``images.npz`` (one aligned probe crop, which the report degrades by each factor). The PNG plots
+and ``report.html`` are drawn from these files afterwards (:func:`freqxfr.reports.render_run`,
+which the CLI calls).
 
 Padding. Images that are not yet the model's input size are aligned (re-cut) first, and a re-cut
 crop can reach beyond its photo: dlib's 150 chip cut from a tight 112 LFW crop does on every side.
@@ -50,7 +52,6 @@ from freqxfr.imaging.resolution import (
     degrade,
     low_resolution_size,
 )
-from freqxfr.reports.crossres import write_crossres_report
 from freqxfr.runs.folder import (
     SETTINGS_KEY,
     ResultsLog,
@@ -59,6 +60,7 @@ from freqxfr.runs.folder import (
     locked_folder,
     pair_list_settings,
 )
+from freqxfr.runs.pair import write_images
 from freqxfr.runs.scenario_common import EXPLANATIONS, checked, csv_text, progress_bar
 from freqxfr.stats.bootstrap import DEFAULT_LEVEL, DEFAULT_RESAMPLES, percentile_ci, sign_stability
 from freqxfr.stats.profiles import centroid, profile
@@ -133,7 +135,7 @@ def run_crossres(
     progress : bool
         Show a progress bar.
     report : bool
-        Write the plots and ``report.html``.
+        Store what the report shows besides the JSON (``images.npz``: an example probe crop).
     client : dask.distributed.Client, optional
         Explain in chunks on this Dask cluster (:mod:`freqxfr.runs.distributed`); same outputs.
 
@@ -229,7 +231,7 @@ def run_crossres(
                 aligned=aligned,
                 padding=padding,
             ).pixels
-            write_crossres_report(out, summary, example=example)
+            write_images(out, example[None])  # the report's degradation strip shows it
     return summary
 
 

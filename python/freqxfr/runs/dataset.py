@@ -8,8 +8,11 @@ Layout of ``OUT``:
 - ``results.jsonl``: one line per pair, appended as each pair finishes (``Explanation.to_dict()``
   without the parts in ``run.json``, plus ``index``); a pair that failed gets ``{"index", "line",
   "path_a", "path_b", "error"}``. A line is written with one ``write`` call and flushed.
-- ``summary.json``, ``report.html``: written atomically when every pair has been tried; failed
-  pairs are listed in both (``failures``).
+- ``summary.json``: written atomically when every pair has been tried; failed pairs are listed
+  (``failures``).
+- ``pairs/<index>/images.npz``: the aligned faces and masked images of the pairs that get their
+  own page (:mod:`freqxfr.runs.pair`), so that ``report.html`` and the pages are drawn from the
+  folder alone (:func:`freqxfr.reports.render_run`, which the CLI runs after the run).
 
 With regions (``Explainer(regions=...)``, ``freqxfr dataset --regions``) each line also holds
 ``cells``: the pair's region × band explanation (:func:`freqxfr.explanations.region_explanations.cells_record`);
@@ -46,6 +49,7 @@ from freqxfr.runs.folder import (
     pair_list_settings,
     read_results,
 )
+from freqxfr.runs.pair import write_page_images
 from freqxfr.stats.profiles import summarise
 
 
@@ -111,6 +115,10 @@ def run_dataset(
         Passed to the model's ``prepare`` (``None``: decide from the image size).
     extra_settings : mapping, optional
         Further settings a caller knows (e.g. ``{"--limit": 200}``), checked on a restart.
+    report : bool
+        Store what the report's pair pages show (``OUT/pairs/<index>/images.npz``). The report
+        itself is drawn from the folder afterwards: :func:`freqxfr.reports.render_run` (the CLI
+        calls it).
     pair_pages : {"errors", "all", "none"}
         Which pairs get their own explanation page in ``OUT/pairs/`` (linked from the report):
         wrongly decided and failed pairs (default), every pair, or none.
@@ -204,13 +212,9 @@ def run_dataset(
         if parquet:
             write_parquet(results, out / "results.parquet")
         if report:
-            from freqxfr.reports.report import write_dataset_report, write_pair_pages
-
-            # Pages for the pairs a reviewer must look at (wrong or failed), linked from the lists.
-            pages = write_pair_pages(
-                out, explainer, summary, records, which=pair_pages, aligned=aligned
-            )
-            write_dataset_report(out, summary, results=records, pair_pages=pages)
+            # What the pages of the pairs a reviewer must look at (wrong or failed) show; the
+            # report is drawn from the folder afterwards (freqxfr.reports.render_run).
+            write_page_images(out, explainer, records, which=pair_pages, aligned=aligned)
     return summary
 
 

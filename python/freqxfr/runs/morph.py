@@ -21,7 +21,8 @@ Numbers:
 Output folder: ``summary.json``, ``comparisons.csv`` (one row per comparison),
 ``explanations.jsonl`` (every comparison's full explanation, appended as each finishes, with its
 position ``comparison``; the run resumes from it), ``run.json`` (the settings a restart must
-match), PNG plots and ``report.html`` (:mod:`.morph_report`, drawn from the summary).
+match). The PNG plots and ``report.html`` are drawn from ``summary.json`` afterwards
+(:func:`freqxfr.reports.render_run`, which the CLI calls).
 """
 
 from __future__ import annotations
@@ -40,7 +41,6 @@ from freqxfr.common.progress import progress_bar
 from freqxfr.explanations.explainer import Explainer
 from freqxfr.explanations.pairs import Pair
 from freqxfr.imaging.images import AlignedFace
-from freqxfr.reports.morph import write_morph_report
 from freqxfr.runs.folder import (
     SETTINGS_KEY,
     ResultsLog,
@@ -80,7 +80,6 @@ def run_morph(
     n_boot: int = DEFAULT_RESAMPLES,
     level: float = DEFAULT_LEVEL,
     seed: int = 0,
-    report: bool = True,
     progress: bool = False,
     client: Any = None,
 ) -> dict[str, Any]:
@@ -112,8 +111,6 @@ def run_morph(
         Passed to the model's ``prepare`` (``None``: align anything not of the input size).
     n_boot, level, seed
         Bootstrap resamples, interval level and seed.
-    report : bool
-        Write the plots and ``report.html``.
     client : dask.distributed.Client, optional
         Explain in chunks on this Dask cluster (:mod:`freqxfr.runs.distributed`); same outputs.
 
@@ -179,8 +176,6 @@ def run_morph(
         summary[SETTINGS_KEY] = settings
         write_output(out / "comparisons.csv", csv_text(rows))
         write_json(out / "summary.json", summary)
-        if report:
-            write_morph_report(out, summary)
     return summary
 
 

@@ -1,0 +1,195 @@
+"""The report of ``freqxfr compare``: runs, profiles, differences, centroids and decisions, drawn
+from the comparison's ``summary.json`` (:func:`freqxfr.runs.comparison.compare_runs`)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from freqxfr.common.atomic import ensure_dir
+from freqxfr.reports import plots
+from freqxfr.reports.html import (
+    Section,
+    escape,
+    fmt_range,
+    html_paragraph,
+    html_table,
+    read_json,
+    write_report,
+)
+
+COMPARE_HOW_TO_READ = (
+    "Each line is one run's mean band influence, normalised per explained image (absolute to "
+    "[0, 1], directed to [−1, 1]), over the images of its pairs in the class; the shade is a "
+    "percentile bootstrap interval over pairs. Below, each pair of runs' paired difference (later "
+    "run minus earlier run, pair by pair, then averaged) with its interval; every band uses the "
+    "same resamples. A band whose interval excludes 0 is used differently by the two runs on "
+    "these pairs. Match/non-match are each run's own decisions; their differences are over the "
+    "pairs both runs decided that way."
+)
+
+
+def write_comparison_report(out_dir: str | os.PathLike[str], summary: Mapping[str, Any]) -> Path:
+    """``report.html`` of ``freqxfr compare``: runs, profiles, differences, centroids, decisions."""
+    folder = ensure_dir(out_dir)
+    runs = summary["runs"]
+    run_rows = [
+        (
+            r["name"],
+            r["model"],
+            r["metric"],
+            r["mode"],
+            r["domain"],
+            r["clip"],
+            r.get("padding") or "not recorded",
+            r["accuracy"],
+            r["failed_pairs"],
+        )
+        for r in runs
+    ]
+    overview = html_table(
+        (
+            "run",
+            "model",
+            "metric",
+            "mode",
+            "domain",
+            "clip",
+            "alignment padding",
+            "accuracy (common pairs)",
+            "failed pairs",
+        ),
+        run_rows,
+    )
+    overview += html_paragraph(
+        f"{summary['n_pairs']} pairs common to every run ({len(summary['excluded_pairs'])} left "
+        f"out because a run failed on them); bootstrap: {summary['bootstrap']['resamples']} "
+        f"resamples of pairs, {100 * summary['bootstrap']['level']:g}% percentile intervals."
+    )
+    sections = [
+        Section("Runs", overview),
+        Section("How to read this", html_paragraph(COMPARE_HOW_TO_READ)),
+    ]
+    for kind in ("absolute", "directed"):
+        img = plots.plot_run_comparison(summary, folder / f"compare_{kind}.png", kind)
+        sections.append(
+            Section(
+                f"Profiles and differences: {kind} influence",
+                _comparison_table(summary, kind),
+                [img],
+            )
+        )
+    sections.append(Section("Centroid band", _centroid_table(summary)))
+    sections.append(Section("Decisions", _decision_agreement(summary)))
+    names = " vs ".join(r["name"] for r in runs)
+    return write_report(folder, f"freqxfr compare: {names}", sections)
+
+
+def _comparison_table(summary: Mapping[str, Any], kind: str) -> str:
+    parts = []
+    runs = [r["name"] for r in summary["runs"]]
+    keys = [d["key"] for d in summary["differences"]]
+    for cls in ("genuine", "impostor", "match", "non_match", "all"):
+        bands = summary["bands"]
+        if not any(bands[0][cls]["n_pairs"].get(r) for r in runs):
+            continue
+        header = ["band", "ρ range", *[f"{r}: mean" for r in runs]]
+        header += [f"{k} [CI], same sign" for k in keys]
+        rows = []
+        for b in bands:
+            entry = b[cls]
+            row: list[Any] = [b["index"], fmt_range(b["radius"])]
+            row += [entry["mean"][r][kind] for r in runs]
+            for k in keys:
+                d = entry["diff"][k][kind]
+                row.append(
+                    "—"
+                    if d is None
+                    else f"{d:+.4g} [{entry['ci_lo'][k][kind]:+.4g}, "
+                    f"{entry['ci_hi'][k][kind]:+.4g}], {entry['same_sign'][k][kind]:.0%}"
+                )
+            rows.append(row)
+        n = ", ".join(f"{name} {v}" for name, v in bands[0][cls]["n_pairs"].items())
+        parts.append(
+            f"<h3>{escape(plots.display_name(cls))}</h3>"
+            + html_table(header, rows, caption=f"pairs: {n}")
+        )
+    return "\n".join(parts)
+
+
+def _centroid_table(summary: Mapping[str, Any]) -> str:
+    runs = [r["name"] for r in summary["runs"]]
+    keys = [d["key"] for d in summary["differences"]]
+    rows = []
+    for cls, c in summary["centroid"].items():
+        row: list[Any] = [plots.display_name(cls), *[c["mean"][r] for r in runs]]
+        for k in keys:
+            d = c["diff"][k]
+            row.append(
+                "—"
+                if d is None
+                else f"{d:+.4g} [{c['ci_lo'][k]:+.4g}, {c['ci_hi'][k]:+.4g}], "
+                f"{c['same_sign'][k]:.0%}"
+            )
+        rows.append(row)
+    return html_paragraph(
+        "The centroid is each explained image's influence-weighted mean band index (0 = lowest "
+        "band), averaged over the pair's two images and then over pairs."
+    ) + html_table(
+        ["class", *[f"{r}: centroid" for r in runs], *[f"{k} [CI], same sign" for k in keys]], rows
+    )
+
+
+def _decision_agreement(summary: Mapping[str, Any]) -> str:
+    parts = []
+    for key, d in summary["decisions"].items():
+        top = (
+            ", ".join(
+                f"band {b['band']} ({b['mean_abs_directed_diff']:.3f})"
+                for b in d["bands_differing_most"]
+            )
+            or "—"
+        )
+        parts.append(
+            html_paragraph(
+                f"{key}: the runs agree on {d['agreement']:.1%} of the pairs ({d['n_disagree']} "
+                f"decided differently). Where they disagree, the normalised directed influence "
+                f"differs most in: {top}."
+            )
+        )
+        rows = [
+            (
+                p["index"],
+                ", ".join(os.path.basename(str(x)) for x in p["paths"]),
+                p["same"],
+                *p["decision"].values(),
+                *p["score"].values(),
+                ", ".join(map(str, p["bands_differing_most"])),
+            )
+            for p in d["pairs"][:50]
+        ]
+        if rows:
+            names = list(d["pairs"][0]["decision"])
+            parts.append(
+                html_table(
+                    [
+                        "pair",
+                        "images",
+                        "same person",
+                        *[f"{n}: match" for n in names],
+                        *[f"{n}: score" for n in names],
+                        "bands differing most",
+                    ],
+                    rows,
+                    caption="first 50 pairs decided differently" if len(d["pairs"]) > 50 else None,
+                )
+            )
+    return "\n".join(parts)
+
+
+def render_comparison(out_dir: str | os.PathLike[str]) -> Path:
+    """Draw ``report.html`` of a comparison folder from its ``summary.json`` alone."""
+    summary = read_json(Path(out_dir) / "summary.json", "the comparison's summary")
+    return write_comparison_report(out_dir, summary)
