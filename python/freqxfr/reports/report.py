@@ -32,6 +32,7 @@ from matplotlib.colors import to_hex
 
 from freqxfr.common.atomic import ensure_dir, write_output
 from freqxfr.common.errors import InputError
+from freqxfr.imaging.images import checked_file
 from freqxfr.reports import plots
 
 REPORT_NAME = "report.html"
@@ -712,6 +713,8 @@ def _thumbnail(path: Any) -> str | None:
     from PIL import Image
 
     try:
+        # The one rule for files read on a pair list's behalf: inside --root, regular files only.
+        checked_file(path)
         with Image.open(str(path)) as image:
             image = image.convert("RGB")
             image.thumbnail((THUMBNAIL_PX, THUMBNAIL_PX))
