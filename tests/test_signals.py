@@ -109,7 +109,7 @@ def trial(data_dir: Path, out: Path, sig: int, span: float, seed: int) -> str | 
         time.sleep(rng.uniform(0.0, span))
         if proc.poll() is None:
             proc.send_signal(sig)
-        out_text, err = proc.communicate(timeout=120)
+        _, err = proc.communicate(timeout=120)
     finally:
         if proc.poll() is None:
             proc.kill()

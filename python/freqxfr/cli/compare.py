@@ -29,9 +29,9 @@ def add_compare_parser(sub: Any, common: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--resamples",
-        type=options.positive,
+        type=int,
         default=2000,
-        help="bootstrap resamples (default 2000)",
+        help="bootstrap resamples, at least 1 (default 2000)",
     )
     p.add_argument("--level", type=float, default=0.95, help="interval level (default 0.95)")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
