@@ -1,3 +1,3 @@
-from freqxfr.cli import main
+from freqxfr.cli import entry
 
-raise SystemExit(main())
+entry()

@@ -4,6 +4,13 @@ One module per group of commands (:mod:`.commands`: demo, explain, dataset, fait
 :mod:`.models`: verify, models; :mod:`.scenarios`: crossres, morph; :mod:`.compare`), sharing
 :mod:`.options`. Every error a user can cause prints one line on stderr and exits with status 2;
 ``--verbose`` (before or after the command's name) shows the traceback instead.
+
+Signals: Ctrl-C (SIGINT) and SIGTERM (how Slurm, Kubernetes and ``timeout`` stop a job) end a
+command the same way: the run stops, its output folder's lock is released, one line says so
+("interrupted" / "terminated", and that the same command resumes), and the exit status is 130
+(SIGINT) or 143 (SIGTERM). A second signal during that cleanup ends the process at once. The
+``freqxfr`` program (:func:`entry`) then leaves with ``os._exit``, so threads still inside the
+model runtime can neither delay nor abort the exit.
 """
 
 from __future__ import annotations
@@ -11,10 +18,14 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
+import os
 import re
+import signal
 import sys
+import threading
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from typing import NoReturn
 
 from freqxfr.cli import commands, compare, models, options, scenarios
 from freqxfr.cli.options import (
@@ -23,11 +34,29 @@ from freqxfr.cli.options import (
     EXIT_OK,
     EXIT_PAIRS_FAILED,
     EXIT_STATUS_HELP,
+    EXIT_TERMINATED,
 )
+from freqxfr.common.atomic import defer_interrupt
 from freqxfr.common.errors import FreqxfrError
 from freqxfr.common.version import __version__
 
-__all__ = ["EXIT_ERROR", "EXIT_INTERRUPTED", "EXIT_OK", "EXIT_PAIRS_FAILED", "build_parser", "main"]
+__all__ = [
+    "EXIT_ERROR",
+    "EXIT_INTERRUPTED",
+    "EXIT_OK",
+    "EXIT_PAIRS_FAILED",
+    "EXIT_TERMINATED",
+    "Terminated",
+    "build_parser",
+    "entry",
+    "main",
+]
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread as Ctrl-C raises ``KeyboardInterrupt``: every cleanup
+    that handles an interrupt (locks, temporary files, Dask clusters) handles it too."""
+
 
 # The library's keyword arguments, as the command line calls them.
 _FLAG_WORDS = (
@@ -65,9 +94,75 @@ def _in_cli_words(message: str) -> str:
     return message
 
 
+@contextlib.contextmanager
+def _signals() -> Iterator[None]:
+    """SIGINT raises ``KeyboardInterrupt`` and SIGTERM :class:`Terminated` in the main thread; a
+    second signal while the first one's cleanup runs ends the process at once (status 130/143).
+    The previous handlers come back on exit (``main`` is also called from tests and scripts)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+
+    def handler(signum: int, frame: object) -> None:
+        if caught:
+            with contextlib.suppress(OSError, ValueError):
+                sys.stderr.write("freqxfr: stopped\n")
+                sys.stderr.flush()
+            os._exit(EXIT_TERMINATED if caught[0] == signal.SIGTERM else EXIT_INTERRUPTED)
+        caught.append(signum)
+        exc = Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
+        if not defer_interrupt(exc):  # not inside a lock's take or release: now
+            raise exc
+
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+
+
+def entry() -> NoReturn:
+    """The ``freqxfr`` program: :func:`main`, then exit. After an interrupt the process leaves
+    with ``os._exit`` once the command has cleaned up (lock released, line printed), so that
+    engine threads still inside ONNX Runtime cannot abort the interpreter's teardown."""
+    status = main()
+    if status in (EXIT_INTERRUPTED, EXIT_TERMINATED):
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(OSError, ValueError):
+                stream.flush()
+        os._exit(status)
+    raise SystemExit(status)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    command: list[str] = []  # the command's name, once parsed
+    with _signals():
+        try:
+            return _main(argv, command)
+        except KeyboardInterrupt as exc:  # a signal outside the command's own handling
+            return _interrupted(command[0] if command else "", exc)
+
+
+def _interrupted(command: str, exc: KeyboardInterrupt) -> int:
+    terminated = isinstance(exc, Terminated)
+    word = "terminated (SIGTERM)" if terminated else "interrupted"
+    resume = "; resume with the same command" if command in _RESUMABLE else ""
+    name = f"freqxfr {command}" if command else "freqxfr"
+    with contextlib.suppress(OSError, ValueError):
+        print(f"{name}: {word}{resume}", file=sys.stderr, flush=True)
+    return EXIT_TERMINATED if terminated else EXIT_INTERRUPTED
+
+
+#: Commands whose interrupted run the same command continues.
+_RESUMABLE = frozenset({"dataset", "crossres", "morph"})
+
+
+def _main(argv: Sequence[str] | None, command: list[str]) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    command.append(args.command)
     if not args.verbose:
         # Provider fallbacks and "several faces, used the largest" reach users as one line each.
         warnings.showwarning = _one_line_warning
@@ -88,6 +183,5 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return EXIT_ERROR
-    except KeyboardInterrupt:
-        print(f"freqxfr {args.command}: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
+    except KeyboardInterrupt as exc:
+        return _interrupted(args.command, exc)

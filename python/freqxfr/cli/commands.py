@@ -63,6 +63,10 @@ def cmd_explain(args: argparse.Namespace) -> int:
     if (args.b is None) == (args.template is None):
         raise InputError("explain needs two images A B, or one image A and --template T.npy")
     options.check_files(*(p for p in (args.a, args.b, args.template) if p is not None))
+    if args.json and args.out is None and not args.report:
+        return _explain_json_only(args)  # a shell loop over pairs: print, write nothing
+    if args.out is None:
+        args.out = Path(EXPLAIN_OUT)
     if args.template is not None:
         return _explain_template(args)
     # --json prints the JSON and draws nothing unless --report asks for it.
@@ -99,6 +103,36 @@ def cmd_explain(args: argparse.Namespace) -> int:
         print(_region_line(written.cells))
     wrote = " and ".join(str(p) for p in (written.json_path, written.report_path) if p)
     print(f"wrote {wrote}")
+    return 0
+
+
+def _explain_json_only(args: argparse.Namespace) -> int:
+    """``explain --json`` without ``--out``: the record ``explanation.json`` would hold, on
+    stdout; no folder, no file."""
+    from freqxfr.explanations.region_explanations import band_explainer, cells_record
+    from freqxfr.reports.report import explanation_record
+
+    explainer = options.explainer(args)
+    aligned = options.aligned(args)
+    if args.template is not None:
+        result = explainer.explain_template(explainer.align(args.a, aligned), args.template)
+        print(json.dumps(result.to_dict(), indent=2, allow_nan=False))
+        return 0
+    face_a, face_b = explainer.align(args.a, aligned), explainer.align(args.b, aligned)
+    cells = None
+    if explainer.regions is not None:
+        cells = explainer.explain(face_a, face_b)
+        explainer = band_explainer(explainer)
+    explanation = explainer.explain(face_a, face_b)
+    plain = explanation.to_dict()
+    if cells is not None:
+        plain.update(regions=cells.regions.to_dict(), cells=cells_record(cells))
+    record = explanation_record(plain)
+    if args.faithfulness:
+        record["faithfulness"] = explainer.faithfulness(
+            face_a, face_b, seeds=args.seeds, explanation=explanation
+        ).to_dict()
+    print(json.dumps(record, indent=2, allow_nan=False))
     return 0
 
 
@@ -211,6 +245,7 @@ def cmd_dataset(args: argparse.Namespace) -> int:
             report=not args.no_report,
             pair_pages=args.pair_pages,
             client=client,
+            restart=args.restart,
         )
         if not args.no_report:
             from freqxfr.reports.dataset import render_dataset
@@ -327,8 +362,8 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--out",
         type=Path,
-        default=Path(EXPLAIN_OUT),
-        help=f"output folder (default ./{EXPLAIN_OUT})",
+        default=None,
+        help=f"output folder (default ./{EXPLAIN_OUT}; with --json none: nothing is written)",
     )
     p.add_argument(
         "--overwrite", action="store_true", help="replace another pair's explanation in --out"
@@ -336,7 +371,8 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--json",
         action="store_true",
-        help="print explanation.json to stdout; no plots unless --report",
+        help="print explanation.json to stdout and write nothing, unless --out (or --report) is "
+        "given",
     )
     p.add_argument(
         "--report",
@@ -370,6 +406,13 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
     )
     options.add_allow_outside_root(p)
     p.add_argument("--out", type=Path, required=True, help="output folder (e.g. runs/NAME)")
+    p.add_argument(
+        "--restart",
+        "--overwrite",
+        action="store_true",
+        help="start the run in --out over: remove its results (with its lock held) instead of "
+        "continuing it",
+    )
     options.add_explainer_options(p)
     p.add_argument(
         "--groups",

@@ -27,7 +27,12 @@ def add_compare_parser(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--names", default=None, help="comma-separated run names (default: folder names)"
     )
-    p.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples (default 2000)")
+    p.add_argument(
+        "--resamples",
+        type=int,
+        default=2000,
+        help="bootstrap resamples, at least 1 (default 2000)",
+    )
     p.add_argument("--level", type=float, default=0.95, help="interval level (default 0.95)")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
     options.add_no_report_option(p)
@@ -39,7 +44,11 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
     if len(args.runs) < 2:
         raise InputError("compare needs at least two run folders")
-    names = [n.strip() for n in args.names.split(",")] if args.names else None
+    names = None
+    if args.names is not None:
+        names = [n.strip() for n in args.names.split(",")]
+        if not any(names):
+            raise InputError("--names is empty; give one comma-separated name per run")
     summary = compare_runs(
         args.runs,
         args.out,

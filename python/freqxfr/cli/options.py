@@ -20,12 +20,14 @@ from freqxfr.common.errors import InputError
 EXIT_OK = 0
 EXIT_ERROR = 2  # bad input, unusable output folder, folder in use by another run, ...
 EXIT_PAIRS_FAILED = 3  # the run finished, but some pairs (or images) failed; rerun to retry them
-EXIT_INTERRUPTED = 130
+EXIT_INTERRUPTED = 130  # SIGINT (Ctrl-C)
+EXIT_TERMINATED = 143  # SIGTERM (Slurm, Kubernetes, timeout)
 EXIT_STATUS_HELP = (
     "exit status: 0 success; 2 an error (bad input, unwritable or busy output folder; one line "
     "on stderr, nothing half-written); 3 the run finished but some pairs failed (reasons on "
     "stderr, in summary.json and report.html; the same command retries them); 130 "
-    "interrupted (the same command continues a dataset, crossres or morph run); 1 a bug "
+    "interrupted (Ctrl-C) or 143 terminated (SIGTERM): the lock is released and the same command "
+    "continues a dataset, crossres or morph run; 1 a bug "
     "(please report it with --verbose's traceback)"
 )
 MAX_SHOWN_FAILURES = 5
@@ -215,10 +217,12 @@ def progress(args: argparse.Namespace) -> bool:
 
 
 def check_files(*paths: str | Path) -> None:
-    """Refuse a missing input file before any model loads, in the words every command uses."""
+    """Refuse a missing input file, or one that is not a regular file (a folder, a FIFO, a
+    device), before any model loads, in the words every command uses."""
+    from freqxfr.imaging.images import checked_file
+
     for path in paths:
-        if not Path(path).exists():
-            raise InputError(f"{path}: file not found")
+        checked_file(path)
 
 
 def add_regions_option(parser: argparse.ArgumentParser) -> None:

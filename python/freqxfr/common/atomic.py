@@ -12,11 +12,48 @@ import contextlib
 import json
 import os
 import tempfile
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
 from freqxfr.common.errors import OutputError
+
+# ---- critical sections ------------------------------------------------------------------------
+
+_critical = threading.local()
+
+
+@contextlib.contextmanager
+def deferred_interrupts() -> Iterator[None]:
+    """A block that an interrupt must not split (taking or releasing a lock, a rename).
+
+    A signal handler that calls :func:`defer_interrupt` while such a block runs in its thread
+    (the main thread) has its exception raised when the block ends instead. The CLI's SIGINT and
+    SIGTERM handlers do (:mod:`freqxfr.cli`); without them, nothing changes."""
+    depth = getattr(_critical, "depth", 0)
+    _critical.depth = depth + 1
+    try:
+        yield
+    finally:
+        _critical.depth = depth
+        pending = getattr(_critical, "pending", None)
+        if depth == 0 and pending is not None:
+            _critical.pending = None
+            raise pending
+
+
+def defer_interrupt(exc: BaseException) -> bool:
+    """From a signal handler: keep ``exc`` for the end of the running :func:`deferred_interrupts`
+    block and return True, or return False when no such block runs (raise it now)."""
+    if getattr(_critical, "depth", 0) == 0:
+        return False
+    if getattr(_critical, "pending", None) is None:
+        _critical.pending = exc
+    return True
+
+
+# ---- files -------------------------------------------------------------------------------------
 
 
 def ensure_dir(path: str | os.PathLike[str]) -> Path:

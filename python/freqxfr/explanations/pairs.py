@@ -124,6 +124,7 @@ def _read_lfw(text: str, path: Path, root: Path) -> list[Pair]:
                 f"{path}, line {num}: expected {kind} line (fold {fold + 1}), "
                 f"got {' '.join(fields)!r}"
             )
+        _check_no_nul(path, num, name_a, name_b)
         try:
             ia, ib = int(i), int(j)
         except ValueError:
@@ -140,6 +141,12 @@ def _read_lfw(text: str, path: Path, root: Path) -> list[Pair]:
             )
         )
     return pairs
+
+
+def _check_no_nul(path: Path, num: int, *names: str) -> None:
+    """A path with a NUL byte cannot name a file (the OS refuses it): refuse the line."""
+    if any("\0" in name for name in names):
+        raise InputError(f"{path}, line {num}: an image path contains a NUL byte; fix the line")
 
 
 def _parse_same(value: str, path: Path, num: int) -> bool | None:
@@ -189,6 +196,7 @@ def _read_csv(text: str, path: Path, root: Path) -> list[Pair]:
         a, b = row[col_a].strip(), row[col_b].strip()
         if not a or not b:
             raise InputError(f"{path}, line {num}: both image paths must be given")
+        _check_no_nul(path, num, a, b)
         fold = None
         if col_fold is not None:
             try:

@@ -21,7 +21,7 @@ from freqxfr.common.errors import InputError
 from freqxfr.core.bands import Band, BandSchedule
 from freqxfr.explanations.region_explanations import image_explanation, masked_batch
 from freqxfr.explanations.rows import influence_rows
-from freqxfr.imaging.images import source_label
+from freqxfr.imaging.images import checked_file, source_label
 from freqxfr.imaging.regions import ResolvedRegions
 
 if TYPE_CHECKING:
@@ -74,12 +74,57 @@ def load_template(template: Any) -> tuple[np.ndarray, str]:
     """The template as a float64 vector and its label: an array, or a ``.npy`` file."""
     if isinstance(template, (str, Path)):
         path = Path(template)
-        try:
-            arr = np.load(path, allow_pickle=False)
-        except (OSError, ValueError) as exc:
-            raise InputError(f"template {path}: cannot read it as a .npy array ({exc})") from None
+        arr = _read_npy(path)
         return _as_vector(arr, str(path)), str(path)
     return _as_vector(template, "template"), "<array>"
+
+
+#: The largest template file read (an embedding is a few KB; this leaves room for any model).
+MAX_TEMPLATE_BYTES = 64 << 20
+
+
+def _read_npy(path: Path) -> np.ndarray:
+    """A ``.npy`` template, checked before reading: a regular file, whose header's shape and
+    dtype claim no more bytes than the file holds (an empty file, or a header claiming 10^12
+    values, is one line, not ``EOFError``/``MemoryError``)."""
+    label = f"template {path}"
+    checked_file(path, label=label)
+    try:
+        size = path.stat().st_size
+        if size > MAX_TEMPLATE_BYTES:
+            raise InputError(
+                f"{label}: {size:,} bytes is too large for an embedding (at most "
+                f"{MAX_TEMPLATE_BYTES:,}); is it the right file?"
+            )
+        with path.open("rb") as handle:
+            try:
+                version = np.lib.format.read_magic(handle)
+                read_header = (
+                    np.lib.format.read_array_header_1_0
+                    if version == (1, 0)
+                    else np.lib.format.read_array_header_2_0
+                )
+                shape, _, dtype = read_header(handle)
+            except (ValueError, EOFError, OSError, SyntaxError, TypeError) as exc:
+                raise InputError(
+                    f"{label}: not a .npy array file ({'empty file' if size == 0 else exc})"
+                ) from None
+            if dtype.hasobject:
+                raise InputError(f"{label}: holds Python objects, not numbers; save an embedding")
+            claimed = int(np.prod(shape, dtype=object)) * dtype.itemsize
+            available = size - handle.tell()
+            if claimed > available:
+                raise InputError(
+                    f"{label}: its header claims shape {shape} of {dtype} ({claimed:,} bytes) "
+                    f"but the file holds {available:,} bytes after the header; the file is "
+                    "truncated or damaged"
+                )
+            handle.seek(0)
+            return np.load(handle, allow_pickle=False)
+    except InputError:
+        raise
+    except (OSError, ValueError, EOFError) as exc:
+        raise InputError(f"{label}: cannot read it as a .npy array ({exc})") from None
 
 
 def _as_vector(value: Any, label: str) -> np.ndarray:

@@ -33,12 +33,16 @@ sets it to True, Pillow fills truncated files with grey and they can no longer b
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import dataclasses
 import os
+import stat
 import struct
 import threading
 import warnings
 import zlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TypeAlias
 
@@ -143,11 +147,79 @@ def source_label(source: object, name: str | None = None) -> str:
     return "image"
 
 
+# ---- which files may be opened ----------------------------------------------------------------
+
+#: The root that files opened on behalf of a pair list must lie in (see :func:`confined_reads`).
+_ROOT: contextvars.ContextVar[Path | None] = contextvars.ContextVar("freqxfr_root", default=None)
+
+_KINDS = (
+    (stat.S_ISDIR, "is a folder, not a file"),
+    (stat.S_ISFIFO, "is a FIFO (named pipe), not a regular file; freqxfr reads only regular files"),
+    (stat.S_ISCHR, "is a character device, not a regular file; freqxfr reads only regular files"),
+    (stat.S_ISBLK, "is a block device, not a regular file; freqxfr reads only regular files"),
+    (stat.S_ISSOCK, "is a socket, not a regular file; freqxfr reads only regular files"),
+)
+
+
+@contextlib.contextmanager
+def confined_reads(
+    root: str | os.PathLike[str] | None, *, allow_outside_root: bool = False
+) -> Iterator[None]:
+    """Within the block (in this thread), :func:`checked_file` refuses files outside ``root``.
+
+    A run over a pair list wraps everything it reads on the list's behalf in this block
+    (explaining, report thumbnails, pair pages, crossres and morph inputs), so that one rule
+    holds for every read: after resolving symlinks and ``..``, the file lies inside ``root``.
+    ``root=None`` or ``allow_outside_root`` lifts the rule (the regular-file rule stays)."""
+    base = None if root is None or allow_outside_root else Path(root).resolve()
+    token = _ROOT.set(base)
+    try:
+        yield
+    finally:
+        _ROOT.reset(token)
+
+
+def checked_file(
+    path: str | os.PathLike[str],
+    *,
+    label: str | None = None,
+    root: str | os.PathLike[str] | None = None,
+) -> Path:
+    """The one rule for every file freqxfr opens on behalf of a user or a pair list.
+
+    The file must exist and be a regular file (after following symlinks): folders, FIFOs,
+    devices and sockets are refused by name before anything is read, so that no read hangs on
+    a pipe or runs forever on ``/dev/zero``. Inside :func:`confined_reads` (or with ``root``) it
+    must also lie inside the root folder, after resolving symlinks and ``..``.
+
+    Returns the path; raises :class:`~freqxfr.common.errors.ImageError` (an ``InputError``)
+    whose one-line message names the file (``label``, default the path) and what to do."""
+    text = os.fspath(path)
+    label = label or str(text)
+    if "\0" in str(text):
+        raise ImageError(f"{label!r}: the path contains a NUL byte; fix the path")
+    base = Path(root).resolve() if root is not None else _ROOT.get()
+    if base is not None and not Path(text).resolve().is_relative_to(base):
+        raise ImageError(
+            f"{label}: is outside the root folder {base} (after resolving symlinks); "
+            "pass --allow-outside-root to read it"
+        )
+    try:
+        mode = os.stat(text).st_mode
+    except FileNotFoundError:
+        raise ImageError(f"{label}: file not found") from None
+    except NotADirectoryError:
+        raise ImageError(f"{label}: file not found (a part of the path is a file)") from None
+    except OSError as exc:
+        raise ImageError(f"{label}: cannot open it ({exc.strerror or exc})") from None
+    for test, why in _KINDS:
+        if test(mode):
+            raise ImageError(f"{label}: {why}")
+    return Path(text)
+
+
 def _from_path(path: Path, label: str) -> np.ndarray:
-    if not path.exists():
-        raise ImageError(f"{label}: file not found")
-    if path.is_dir():
-        raise ImageError(f"{label}: is a directory, not an image file")
+    checked_file(path, label=label)
     try:
         with _OPEN_LOCK, warnings.catch_warnings():
             # Pillow warns above its own limit (about 89 Mpx) and raises above twice that; our

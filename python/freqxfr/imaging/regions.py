@@ -62,6 +62,12 @@ class ResolvedRegions:
         }
 
 
+#: The most cells a region grid may have (``grid:16x16``): every cell is masked per band and
+#: image, so a run's memory and time grow with rows × cols; larger grids are refused before
+#: anything is allocated.
+MAX_GRID_CELLS = 256
+
+
 @dataclasses.dataclass(frozen=True)
 class Regions:
     """A region set, resolved for an input size with :meth:`resolve`. Make one with
@@ -85,6 +91,12 @@ class Regions:
                 or not 1 <= value <= 64
             ):
                 raise InputError(f"regions grid {name} must be an integer in 1..64, got {value!r}")
+        if rows * cols > MAX_GRID_CELLS:
+            raise InputError(
+                f"regions grid {rows}x{cols} has {rows * cols} cells; at most {MAX_GRID_CELLS} "
+                f"are allowed (each cell is explained per band, so memory and time grow with "
+                f"the cell count), e.g. grid:16x16"
+            )
         if not 0.0 <= float(edge) <= 1.0:
             raise InputError(f"grid edge must be a fraction of a cell in [0, 1], got {edge!r}")
         return cls("grid", {"rows": int(rows), "cols": int(cols), "edge": float(edge)})

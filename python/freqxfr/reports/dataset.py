@@ -20,6 +20,7 @@ from PIL import Image
 from freqxfr.common.atomic import ensure_dir
 from freqxfr.common.errors import InputError
 from freqxfr.explanations.faithfulness import CLASSES, VARIANT_INFO, VARIANTS, verdict
+from freqxfr.imaging.images import checked_file
 from freqxfr.reports import plots
 from freqxfr.reports.html import (
     REPORT_NAME,
@@ -250,6 +251,8 @@ def _pair_list(
 def _thumbnail(path: Any) -> str | None:
     """An inline JPEG thumbnail of an image file, or ``None`` if it cannot be read."""
     try:
+        # The one rule for files read on a pair list's behalf: inside --root, regular files only.
+        checked_file(path)
         with Image.open(str(path)) as image:
             image = image.convert("RGB")
             image.thumbnail((THUMBNAIL_PX, THUMBNAIL_PX))

@@ -36,9 +36,8 @@ from typing import Any
 import numpy as np
 
 from freqxfr.common import atomic
-from freqxfr.common.atomic import ensure_dir
 from freqxfr.common.errors import InputError
-from freqxfr.runs.dataset import read_results
+from freqxfr.runs.folder import locked_folder
 from freqxfr.stats.bootstrap import (
     DEFAULT_LEVEL,
     DEFAULT_RESAMPLES,
@@ -64,36 +63,116 @@ class Run:
 
 
 def load_run(path: str | os.PathLike[str], name: str | None = None) -> Run:
-    """Read a dataset-run folder; ``InputError`` naming the folder if it is not one."""
+    """Read a dataset-run folder; ``InputError`` naming the folder (or the file and line) if it
+    is not one or a file of it is malformed."""
     folder = Path(path)
+    run_json = folder / "run.json"
+    if not folder.is_dir():
+        raise InputError(f"{folder}: not a dataset run (not a folder)")
     try:
-        config = json.loads((folder / "run.json").read_text(encoding="utf-8"))
+        config = json.loads(run_json.read_bytes().decode("utf-8"))
     except FileNotFoundError:
         raise InputError(f"{folder}: not a dataset run (no run.json)") from None
-    except (OSError, json.JSONDecodeError) as exc:
-        raise InputError(f"{folder}/run.json is unreadable: {exc}") from None
+    except IsADirectoryError:
+        raise InputError(f"{run_json}: is a folder, not a file") from None
+    except OSError as exc:
+        raise InputError(f"{run_json}: cannot read it ({exc.strerror or exc})") from None
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{run_json}: not UTF-8 text ({exc.reason})") from None
+    except ValueError as exc:
+        raise InputError(f"{run_json} is not valid JSON: {exc}") from None
+    if not isinstance(config, dict):
+        raise InputError(
+            f"{run_json}: expected a JSON object (a dataset run's settings), "
+            f"got a {type(config).__name__}"
+        )
+    n_bands = len(_band_geometry(config, run_json))
     results = folder / "results.jsonl"
     if not results.is_file():
         raise InputError(f"{folder}: the run has no results.jsonl yet")
-    try:
-        records = list(read_results(results))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise InputError(f"{results} is unreadable: {exc}") from None
-    failed = frozenset(int(r["index"]) for r in records if "error" in r)
+    records = _read_records(results, n_bands)
+    failed = frozenset(r["index"] for r in records if "error" in r)
     good = [r for r in records if "error" not in r]
     return Run(name or folder.resolve().name, folder, config, good, failed)
+
+
+def _read_records(results: Path, n_bands: int) -> list[dict[str, Any]]:
+    """Every record of ``results``, checked; a malformed line is an ``InputError`` naming the
+    file and the line. A partial last line (a run that was stopped) is left out."""
+    try:
+        data = results.read_bytes()
+    except OSError as exc:
+        raise InputError(f"{results}: cannot read it ({exc.strerror or exc})") from None
+    records: list[dict[str, Any]] = []
+    seen: set[int] = set()
+    lines = data.split(b"\n")
+    for number, raw in enumerate(lines[:-1], start=1):  # the part after the last newline: partial
+        where = f"{results}, line {number}"
+        try:
+            record = json.loads(raw.decode("utf-8"))
+        except UnicodeDecodeError as exc:
+            raise InputError(f"{where}: not UTF-8 text ({exc.reason})") from None
+        except ValueError as exc:
+            raise InputError(f"{where}: not valid JSON ({exc})") from None
+        problem = _record_problem(record, n_bands)
+        if problem:
+            raise InputError(f"{where}: {problem}")
+        if record["index"] in seen:
+            raise InputError(f"{where}: pair {record['index']} is listed twice")
+        seen.add(record["index"])
+        records.append(record)
+    return records
+
+
+def _record_problem(record: Any, n_bands: int) -> str | None:
+    """What is wrong with one results line, or ``None``."""
+    if not isinstance(record, dict):
+        return f"expected a JSON object (one pair's record), got a {type(record).__name__}"
+    index = record.get("index")
+    if type(index) is not int or index < 0:
+        return f"'index' must be a pair number (an integer >= 0), got {index!r}"
+    if "error" in record:
+        return None
+    for field in ("score_ref", "decision", "a", "b"):
+        if field not in record:
+            return f"pair {index} has no '{field}'"
+    score = record["score_ref"]
+    if type(score) not in (int, float):
+        return f"pair {index}: 'score_ref' must be a number, got {score!r}"
+    if not np.isfinite(score):
+        return f"pair {index}: 'score_ref' is {score} (not a finite number); compare refuses it"
+    if type(record["decision"]) is not bool:
+        return f"pair {index}: 'decision' must be true or false, got {record['decision']!r}"
+    for side in ("a", "b"):
+        image = record[side]
+        if not isinstance(image, dict):
+            return f"pair {index}: '{side}' must be an object, got a {type(image).__name__}"
+        values = image.get("directed")
+        if not isinstance(values, list) or not all(type(v) in (int, float) for v in values):
+            return f"pair {index}: '{side}.directed' must be a list of numbers"
+        if len(values) != n_bands:
+            return (
+                f"pair {index}: '{side}.directed' has {len(values)} values, but run.json "
+                f"names {n_bands} bands"
+            )
+        if not np.isfinite(values).all():
+            return f"pair {index}: '{side}.directed' holds NaN or infinity; compare refuses it"
+    return None
 
 
 def check_comparable(runs: Sequence[Run]) -> None:
     """Refuse runs over different pair lists or with different bands."""
     first = runs[0]
     for run in runs[1:]:
-        for key in ("pairs_sha256", "pairs"):
-            if run.config.get(key) != first.config.get(key):
+        for what, value in (
+            ("pair list", _pair_list(run)),
+            ("pair count", run.config.get("pairs")),
+        ):
+            other = _pair_list(first) if what == "pair list" else first.config.get("pairs")
+            if value != other:
                 raise InputError(
                     f"{run.path} covers another pair list than {first.path} "
-                    f"({key} {run.config.get(key)} vs {first.config.get(key)}); "
-                    "compare needs runs over the same pairs"
+                    f"({what} {value} vs {other}); compare needs runs over the same pairs"
                 )
         mine, theirs = _band_geometry(run.config), _band_geometry(first.config)
         if len(mine) != len(theirs):
@@ -107,13 +186,66 @@ def check_comparable(runs: Sequence[Run]) -> None:
                     f"band {k} differs between {run.path} and {first.path} "
                     f"(radius/angle {x} vs {y}); compare needs the same bands"
                 )
+        _check_sources(first, run)
 
 
-def _band_geometry(config: dict[str, Any]) -> list[list[float]]:
+def _pair_list(run: Run) -> Any:
+    """What identifies a run's pair list: the hash recorded in its settings (``"N pairs, sha256
+    H"``; older runs: ``pairs_sha256``), or ``None`` where the run recorded neither."""
+    settings = run.config.get("settings")
+    if isinstance(settings, dict) and "pairs" in settings:
+        return settings["pairs"]
+    return run.config.get("pairs_sha256")
+
+
+def _check_sources(first: Run, run: Run) -> None:
+    """Each pair that both runs explained must name the same two images (relative to each
+    run's ``--root``, so that runs over copies of a dataset in other folders compare)."""
+    mine = _sources(first)
+    for record in run.records:
+        theirs = _source_pair(run, record)
+        expected = mine.get(record["index"])
+        if expected is not None and theirs != expected:
+            raise InputError(
+                f"pair {record['index']} is {theirs[0]} / {theirs[1]} in {run.path} but "
+                f"{expected[0]} / {expected[1]} in {first.path}: the runs cover other pairs; "
+                "compare needs runs over the same pairs"
+            )
+
+
+def _sources(run: Run) -> dict[int, tuple[str, str]]:
+    return {r["index"]: _source_pair(run, r) for r in run.records}
+
+
+def _source_pair(run: Run, record: dict[str, Any]) -> tuple[str, str]:
+    settings = run.config.get("settings")
+    root = settings.get("--root") if isinstance(settings, dict) else None
+    out = []
+    for side in ("a", "b"):
+        source = record[side].get("source")
+        text = str(source)
+        if isinstance(root, str) and os.path.isabs(text):
+            text = os.path.relpath(text, root)
+        out.append(text)
+    return out[0], out[1]
+
+
+def _band_geometry(config: dict[str, Any], where: Any = "run.json") -> list[list[float]]:
     bands = config.get("bands")
     if not isinstance(bands, list) or not bands:
-        raise InputError("run.json has no bands")
-    return [[*b["radius"], *(b.get("angle") or (0.0, 0.0))] for b in bands]
+        raise InputError(f"{where} has no bands")
+    try:
+        geometry = [
+            [float(v) for v in (*b["radius"], *(b.get("angle") or (0.0, 0.0)))] for b in bands
+        ]
+    except (TypeError, KeyError, AttributeError, ValueError):
+        geometry = []
+    if not geometry or any(len(g) != 4 for g in geometry):
+        raise InputError(
+            f"{where}: 'bands' must be a list of bands, each with a 'radius' [lo, hi] "
+            "(and an optional 'angle' [lo, hi])"
+        )
+    return geometry
 
 
 def compare_runs(
@@ -130,13 +262,38 @@ def compare_runs(
     :func:`freqxfr.reports.render_run`), and returns the summary."""
     if len(paths) < 2:
         raise InputError("compare needs at least two runs")
-    if names is not None and len(names) != len(paths):
-        raise InputError(f"give one name per run: {len(names)} names for {len(paths)} runs")
+    if isinstance(n_boot, bool) or not isinstance(n_boot, (int, np.integer)) or n_boot < 1:
+        raise InputError(f"--resamples must be a positive integer, got {n_boot!r}")
+    if not (isinstance(level, (int, float)) and 0.0 < float(level) < 1.0):
+        raise InputError(f"--level must lie strictly between 0 and 1, got {level!r}")
+    if names is not None:
+        if len(names) != len(paths):
+            raise InputError(f"give one name per run: {len(names)} names for {len(paths)} runs")
+        empty = [i + 1 for i, n in enumerate(names) if not str(n).strip()]
+        if empty:
+            raise InputError(f"--names: name {empty[0]} is empty; give one non-empty name per run")
+    if out_dir is not None:
+        out = Path(out_dir).resolve()
+        for p in paths:
+            run = Path(p).resolve()
+            if out == run:
+                raise InputError(
+                    f"--out {out_dir} is the input run {p}; compare would overwrite "
+                    "that run's summary.json and report.html; choose another --out"
+                )
     runs = [load_run(p, None if names is None else names[i]) for i, p in enumerate(paths)]
     _unique_names(runs)
     check_comparable(runs)
-    if out_dir is not None:
-        ensure_dir(out_dir)  # fail before the work if the folder can't be made
+    if out_dir is None:
+        return _compare(runs, n_boot, level, seed)
+    # Locked like every output folder: a folder another run holds is refused at once.
+    with locked_folder(out_dir, command="compare") as out:
+        summary = _compare(runs, n_boot, level, seed)
+        atomic.write_json(out / "summary.json", summary)
+    return summary
+
+
+def _compare(runs: list[Run], n_boot: int, level: float, seed: int) -> dict[str, Any]:
 
     excluded = set().union(*(r.failed for r in runs))
     indices = set.intersection(*({int(r["index"]) for r in run.records} for run in runs)) - excluded
@@ -226,9 +383,6 @@ def compare_runs(
         "centroid": centroids,
         "decisions": decisions,
     }
-    if out_dir is not None:
-        out = Path(out_dir)
-        atomic.write_json(out / "summary.json", summary)
     return summary
 
 

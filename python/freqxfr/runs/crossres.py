@@ -43,7 +43,7 @@ from freqxfr.common.errors import FreqxfrError, InputError
 from freqxfr.explanations.explainer import Explainer, Explanation
 from freqxfr.explanations.pairs import Pair, outside_root
 from freqxfr.imaging.align import DEFAULT_PADDING, card_crop
-from freqxfr.imaging.images import AlignedFace, source_label
+from freqxfr.imaging.images import AlignedFace, confined_reads, source_label
 from freqxfr.imaging.resolution import (
     DEFAULT_RESAMPLE,
     KERNEL_DESCRIPTIONS,
@@ -176,7 +176,10 @@ def run_crossres(
         "--resample": resample,
         **dict(extra_settings or {}),
     }
-    with locked_folder(out_dir, command="crossres", resumable=True) as out:
+    with (
+        locked_folder(out_dir, command="crossres", resumable=True) as out,
+        confined_reads(root, allow_outside_root=allow_outside_root),
+    ):
         check_settings(out / "run.json", {"pairs_file": pairs_file, SETTINGS_KEY: settings})
         refused = (
             {}
@@ -184,7 +187,7 @@ def run_crossres(
             else outside_root(pairs, root, pairs_file=pairs_file or "pair list")
         )
         with ResultsLog(
-            out / EXPLANATIONS, key=lambda r: (float(r["factor"]), int(r["index"]))
+            out / EXPLANATIONS, key=lambda r: _record_key(r, factors, len(pairs))
         ) as log:
             done = log.open()
             if client is None:
@@ -233,6 +236,16 @@ def run_crossres(
             ).pixels
             write_images(out, example[None])  # the report's degradation strip shows it
     return summary
+
+
+def _record_key(record: dict[str, Any], factors: Sequence[float], n_pairs: int) -> Any:
+    """``(factor, index)`` of a valid record, or ``None`` (a resume redoes an invalid line)."""
+    index, factor = record.get("index"), record.get("factor")
+    if type(index) is not int or not 0 <= index < n_pairs:
+        return None
+    if type(factor) not in (int, float) or float(factor) not in {float(f) for f in factors}:
+        return None
+    return (float(factor), index)
 
 
 def _explain_missing(

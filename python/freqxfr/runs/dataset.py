@@ -40,10 +40,12 @@ from freqxfr.common.errors import InputError
 from freqxfr.common.progress import progress_bar
 from freqxfr.explanations.explainer import Explainer, Explanation, PairFailure
 from freqxfr.explanations.pairs import Pair, outside_root
+from freqxfr.imaging.images import confined_reads
 from freqxfr.runs.folder import (
     SETTINGS_KEY,
     ResultsLog,
     check_settings,
+    clear_run_folder,
     explainer_settings,
     locked_folder,
     pair_list_settings,
@@ -97,6 +99,7 @@ def run_dataset(
     faithfulness_seeds: int | None = None,
     pair_pages: str = "errors",
     client: Any = None,
+    restart: bool = False,
 ) -> dict[str, Any]:
     """Explain every pair into ``out_dir`` (see the module docstring); returns the summary.
 
@@ -125,6 +128,10 @@ def run_dataset(
     client : dask.distributed.Client, optional
         Explain the pairs in chunks on this Dask cluster (:mod:`freqxfr.runs.distributed`); the
         results, summary and report are those of a single-process run.
+    restart : bool
+        Start the folder's run over (``--restart``): its files are removed, with its lock held.
+        A folder in which no pair was explained yet (say every pair failed under a wrong
+        ``--root``) is started over anyway, so the corrected command is not refused.
 
     Returns
     -------
@@ -143,7 +150,14 @@ def run_dataset(
         aligned=aligned,
         extra_settings=extra_settings,
     )
-    with locked_folder(out_dir, command="dataset", resumable=True) as out:
+    with (
+        locked_folder(out_dir, command="dataset", resumable=True) as out,
+        confined_reads(root, allow_outside_root=allow_outside_root),
+    ):
+        if (out / "run.json").is_file() and (restart or not _explained_any(out / "results.jsonl")):
+            # --restart; or nothing finished yet (e.g. every pair failed under a wrong --root):
+            # nothing is lost by starting over, so other settings are not refused.
+            clear_run_folder(out)
         check_settings(out / "run.json", config)
         refused = (
             {}
@@ -152,7 +166,8 @@ def run_dataset(
         )
         results = out / "results.jsonl"
         bar = None
-        with ResultsLog(results, key=lambda r: int(r["index"])) as log:
+        n_bands = len(config["bands"])
+        with ResultsLog(results, key=lambda r: record_index(r, len(pairs), n_bands)) as log:
             done = log.open()
             todo = [i for i in range(len(pairs)) if i not in done]
             bar = progress_bar(progress, len(pairs), done=len(pairs) - len(todo), desc="explaining")
@@ -185,7 +200,9 @@ def run_dataset(
                 if bar is not None:
                     bar.close()
 
-        records = list(read_results(results))
+        # In pair order, whatever the order of the lines (a resume appends retried pairs last):
+        # the summary's sums then run in one order, bit for bit those of an uninterrupted run.
+        records = pair_records(results, len(pairs), n_bands)
         failures = [r for r in records if "error" in r]
         summary = {
             **{k: v for k, v in config.items() if k != SETTINGS_KEY},
@@ -220,6 +237,61 @@ def run_dataset(
 
 def _by_index(record: dict[str, Any]) -> int:
     return int(record["index"])
+
+
+def _explained_any(results: Path) -> bool:
+    """Whether ``results`` holds a line that looks like an explained pair (not a failure)."""
+    try:
+        with results.open("rb") as handle:
+            return any(b'"error"' not in line and b'"a"' in line for line in handle)
+    except FileNotFoundError:
+        return False
+    except OSError:
+        return True  # unreadable: let the resume report it rather than start over
+
+
+def record_index(record: Any, n_pairs: int, n_bands: int) -> int | None:
+    """The pair index of a valid ``results.jsonl`` record, or ``None`` for an invalid one.
+
+    Valid: a dict whose ``index`` is an int in ``0..n_pairs-1`` and that is either a failure
+    (``error`` a string) or an explanation (``score_ref`` a finite number, ``decision`` a bool,
+    ``a`` and ``b`` each with ``scores``, ``absolute`` and ``directed`` lists of ``n_bands``
+    numbers). A resume treats an invalid line as missing, so its pair is redone."""
+    if not isinstance(record, dict):
+        return None
+    index = record.get("index")
+    if type(index) is not int or not 0 <= index < n_pairs:
+        return None
+    if "error" in record:
+        return index if isinstance(record["error"], str) else None
+    score = record.get("score_ref")
+    if type(score) not in (int, float) or score != score or abs(score) == float("inf"):
+        return None
+    if type(record.get("decision")) is not bool:
+        return None
+    for side in ("a", "b"):
+        image = record.get(side)
+        if not isinstance(image, dict):
+            return None
+        for field in ("scores", "absolute", "directed"):
+            values = image.get(field)
+            if (
+                not isinstance(values, list)
+                or len(values) != n_bands
+                or not all(type(v) in (int, float) for v in values)
+            ):
+                return None
+    return index
+
+
+def pair_records(path: Path, n_pairs: int, n_bands: int) -> list[dict[str, Any]]:
+    """The valid records of a results file, one per pair (the last one kept), in pair order."""
+    by_index: dict[int, dict[str, Any]] = {}
+    for record in read_results(path):
+        index = record_index(record, n_pairs, n_bands)
+        if index is not None:
+            by_index[index] = record
+    return [by_index[i] for i in sorted(by_index)]
 
 
 def _failure(index: int, pair: Pair, error: str) -> dict[str, Any]:

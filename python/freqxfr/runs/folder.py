@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from freqxfr.common import atomic
-from freqxfr.common.atomic import ensure_dir
+from freqxfr.common.atomic import deferred_interrupts, ensure_dir
 from freqxfr.common.errors import OutputError
 
 LOCK_NAME = ".freqxfr.lock"
@@ -118,29 +118,38 @@ def locked_folder(
         return
 
     try:
-        fd = _acquire(folder, command)
+        # An interrupt waits until the lock is taken and recorded, so that the finally below
+        # always releases it (no lock file left behind).
+        with deferred_interrupts():
+            fd = _acquire(folder, command)
+            with _held_guard:
+                _held[key] = _Held(fd, threading.get_ident(), 1)
     except BaseException:
+        if key in _held and _held[key].thread == threading.get_ident():
+            # Taken, then an interrupt arrived as the block ended: release it again.
+            with _held_guard:
+                fd = _held.pop(key).fd
+            _release(folder, fd)
         # Not ours to empty: another run may have created the same folder at the same moment.
         _remove_empty(created, folder)
         raise
-    with _held_guard:
-        _held[key] = _Held(fd, threading.get_ident(), 1)
     ok = False
     try:
         _probe_writable(folder)
         yield folder
         ok = True
     finally:
-        with _held_guard:
-            del _held[key]
-        if not ok and created is not None and (not resumable or not _holds_results(folder)):
-            # Remove before unlocking: nobody can have started work in a folder we hold.
-            with contextlib.suppress(OSError):
-                shutil.rmtree(folder)
-            _remove_empty(created, folder)
-            os.close(fd)
-        else:
-            _release(folder, fd)
+        with deferred_interrupts():  # a second signal must not leave the lock file behind
+            with _held_guard:
+                del _held[key]
+            if not ok and created is not None and (not resumable or not _holds_results(folder)):
+                # Remove before unlocking: nobody can have started work in a folder we hold.
+                with contextlib.suppress(OSError):
+                    shutil.rmtree(folder)
+                _remove_empty(created, folder)
+                os.close(fd)
+            else:
+                _release(folder, fd)
 
 
 def holder(folder: str | os.PathLike[str]) -> dict[str, Any] | None:
@@ -191,8 +200,11 @@ def _acquire(folder: Path, command: str) -> int:
                 os.ftruncate(fd, 0)
                 os.pwrite(fd, (json.dumps(info) + "\n").encode(), 0)
             except OSError as exc:
-                os.close(fd)
-                raise OutputError(f"output folder {folder} can't be written: {_why(exc)}") from None
+                _release(folder, fd)  # ours: no empty lock file left behind
+                raise OutputError(
+                    f"output folder {folder} can't be written ({lock}: {_why(exc)}); "
+                    "free some space or choose another --out"
+                ) from None
             return fd
         os.close(fd)
     raise OutputError(f"output folder {folder}: could not take its lock {LOCK_NAME}")
@@ -267,6 +279,32 @@ def _holds_results(folder: Path) -> bool:
         return any(p.is_dir() or p.stat().st_size > 0 for p in entries)
     except OSError:
         return True
+
+
+def clear_run_folder(folder: str | os.PathLike[str]) -> None:
+    """Empty a run folder that this process holds locked (``--restart``): everything but the
+    lock file goes, so that the run starts over; the lock stays held throughout. Only a folder
+    with a ``run.json`` (a freqxfr run) is emptied; any other folder is left as it is."""
+    target = Path(folder)
+    key = os.path.realpath(target)
+    with _held_guard:
+        held = _held.get(key)
+    if held is None or held.thread != threading.get_ident():
+        raise OutputError(f"output folder {target}: not locked by this run; cannot start it over")
+    if not (target / "run.json").is_file():
+        return
+    for entry in target.iterdir():
+        if entry.name == LOCK_NAME:
+            continue
+        try:
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
+        except OSError as exc:
+            raise OutputError(
+                f"cannot start {target} over: cannot remove {entry}: {_why(exc)}"
+            ) from None
 
 
 def _why(exc: OSError) -> str:
@@ -380,6 +418,10 @@ class ResultsLog:
         The item a record stands for (e.g. its pair index).
     done : callable
         Whether a record counts as finished; records that don't are dropped and redone.
+
+    ``key`` returning ``None`` or raising ``KeyError``/``TypeError``/``ValueError`` marks a
+    record as invalid (a wrong index type, a missing field): it is dropped like a partial line,
+    so its item is redone rather than a rerun failing on it.
     """
 
     def __init__(
@@ -395,6 +437,17 @@ class ResultsLog:
 
     def open(self) -> set[Hashable]:
         """Compact the file (see the class docstring) and return the finished keys."""
+        try:
+            return self._open()
+        except OutputError:
+            raise
+        except OSError as exc:
+            raise OutputError(
+                f"cannot read or write {self.path}: {_why(exc)}; fix that, then run the same "
+                "command again to resume"
+            ) from None
+
+    def _open(self) -> set[Hashable]:
         keys: set[Hashable] = set()
         kept: list[bytes] = []
         changed = False
@@ -404,8 +457,8 @@ class ResultsLog:
                     try:
                         record = json.loads(line) if line.endswith(b"\n") else None
                         key = self._key(record) if isinstance(record, dict) else None
-                    except (ValueError, KeyError, TypeError):
-                        key = None
+                    except (ValueError, KeyError, TypeError, IndexError, AttributeError):
+                        key = None  # invalid JSON (or UTF-8), or not a record of this log
                     if key is None or key in keys or not self._done(record):
                         changed = True
                         continue
@@ -417,15 +470,23 @@ class ResultsLog:
         return keys
 
     def append(self, record: Mapping[str, Any]) -> None:
-        self._sink.write(json.dumps(record, allow_nan=False) + "\n")
-        self._sink.flush()
+        line = json.dumps(record, allow_nan=False) + "\n"
+        try:
+            self._sink.write(line)
+            self._sink.flush()
+        except OSError as exc:
+            raise OutputError(
+                f"cannot write {self.path}: {_why(exc)}; the finished items are kept, so once "
+                "the cause is fixed (e.g. space freed) the same command resumes the run"
+            ) from None
 
     def close(self) -> None:
         if self._sink is not None:
+            sink, self._sink = self._sink, None
             with contextlib.suppress(OSError):
-                os.fsync(self._sink.fileno())
-            self._sink.close()
-            self._sink = None
+                os.fsync(sink.fileno())
+            with contextlib.suppress(OSError):  # a failed flush was reported by append
+                sink.close()
 
     def __enter__(self) -> ResultsLog:
         return self

@@ -40,7 +40,7 @@ from freqxfr.common.errors import InputError
 from freqxfr.common.progress import progress_bar
 from freqxfr.explanations.explainer import Explainer
 from freqxfr.explanations.pairs import Pair
-from freqxfr.imaging.images import AlignedFace
+from freqxfr.imaging.images import AlignedFace, confined_reads
 from freqxfr.runs.folder import (
     SETTINGS_KEY,
     ResultsLog,
@@ -139,7 +139,10 @@ def run_morph(
         "--allow-outside-root": bool(allow_outside_root),
         "comparisons": _listing(cmps, root),
     }
-    with locked_folder(out_dir, command="morph", resumable=True) as out:
+    with (
+        locked_folder(out_dir, command="morph", resumable=True) as out,
+        confined_reads(root, allow_outside_root=allow_outside_root),
+    ):
         check_settings(out / "run.json", {"index_file": index_file, SETTINGS_KEY: settings})
         with ResultsLog(out / EXPLANATIONS, key=lambda r: int(r["comparison"])) as log:
             done = log.open()
