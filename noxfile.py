@@ -35,7 +35,16 @@ def tests_fast(session: nox.Session) -> None:
     """
     session.install("scikit-build-core>=0.11", "pybind11>=2.13")
     session.install("--no-build-isolation", ".[cpu,test]")
-    session.run("pytest", "-m", "unit", "-q", "-p", "no:cacheprovider", *session.posargs)
+    session.run(
+        "pytest",
+        "-m",
+        "unit",
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        *session.posargs,
+        env={"PYTHONFAULTHANDLER": "1", "FREQXFR_PROPERTY_EXAMPLES": "60"},
+    )
 
 
 @nox.session

@@ -16,6 +16,8 @@ from freqxfr.imaging.resolution import check_factors, degrade
 from freqxfr.model.verifier import load_model
 from freqxfr.runs.crossres import run_crossres
 
+pytestmark = pytest.mark.model
+
 FACTORS = (1, 8)
 
 

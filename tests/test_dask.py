@@ -36,6 +36,8 @@ from freqxfr.runs.cluster import ClusterError
 from freqxfr.runs.dataset import read_results, run_dataset
 from freqxfr.runs.folder import LOCK_NAME
 
+pytestmark = pytest.mark.integration
+
 
 @pytest.fixture(scope="module")
 def client():

@@ -40,6 +40,7 @@ class InterruptingExplainer(Explainer):
             yield item
 
 
+@pytest.mark.model
 def test_a_run_writes_results_summary_and_report(explainer, pairs, tmp_path):
     summary = run_dataset(pairs, tmp_path, explainer, progress=False)
     records = list(read_results(tmp_path / "results.jsonl"))
@@ -54,6 +55,7 @@ def test_a_run_writes_results_summary_and_report(explainer, pairs, tmp_path):
     assert np.sum(summary["classes"]["genuine"]["directed_mean"]) > 0
 
 
+@pytest.mark.model
 def test_an_interrupted_run_resumes_without_redoing_pairs(explainer, pairs, tmp_path):
     stopper = InterruptingExplainer(explainer.model, 8)
     with pytest.raises(KeyboardInterrupt):
@@ -70,6 +72,7 @@ def test_an_interrupted_run_resumes_without_redoing_pairs(explainer, pairs, tmp_
     assert sorted(json.loads(line)["index"] for line in lines) == list(range(len(pairs)))
 
 
+@pytest.mark.model
 def test_a_restart_with_other_settings_is_refused(explainer, pairs, tmp_path):
     run_dataset(pairs[:2], tmp_path, explainer, progress=False, report=False)
     other = Explainer(explainer.model, 4)
@@ -77,6 +80,7 @@ def test_a_restart_with_other_settings_is_refused(explainer, pairs, tmp_path):
         run_dataset(pairs[:2], tmp_path, other, progress=False, report=False)
 
 
+@pytest.mark.model
 def test_an_unwritable_output_folder_is_reported(explainer, pairs, tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("x")
@@ -84,6 +88,7 @@ def test_an_unwritable_output_folder_is_reported(explainer, pairs, tmp_path):
         run_dataset(pairs[:1], blocker / "out", explainer, progress=False)
 
 
+@pytest.mark.unit
 def test_profiles_by_class_outcome_and_group():
     records = [
         {
@@ -111,6 +116,7 @@ def test_profiles_by_class_outcome_and_group():
     assert centroid(np.array([[1.0, 0.0, 1.0], [0.0, 0.0, 0.0]]))[0] == pytest.approx(1.0)
 
 
+@pytest.mark.model
 def test_groups_from_an_attribute_table_give_per_group_profiles(explainer, data_dir, tmp_path):
     from freqxfr.explanations.pairs import attach_groups
 
@@ -130,6 +136,7 @@ def test_groups_from_an_attribute_table_give_per_group_profiles(explainer, data_
     assert set(table.column("image").to_pylist()) == {"a", "b"}
 
 
+@pytest.mark.model
 def test_a_group_table_without_the_image_is_an_error(data_dir, tmp_path):
     from freqxfr.common.errors import InputError
     from freqxfr.explanations.pairs import attach_groups
@@ -171,6 +178,7 @@ def _toy_explainer(root, **options):
     return Explainer(toy.load(folder, **card), options.pop("bands", 4), threads=1, **options)
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize(
     "setting, change",
     [
@@ -194,6 +202,7 @@ def test_toy_restart_with_another_setting_is_refused(toy_pairs, tmp_path, settin
         )
 
 
+@pytest.mark.unit
 def test_toy_restart_with_an_unreadable_run_json_is_refused(toy_pairs, tmp_path):
     """A run.json that can't be read (a folder in its place) or parsed is an OutputError, not a
     traceback, and nothing is overwritten."""
@@ -209,6 +218,7 @@ def test_toy_restart_with_an_unreadable_run_json_is_refused(toy_pairs, tmp_path)
     assert (tmp_path / "b" / "run.json").read_text() == "{not json"
 
 
+@pytest.mark.unit
 def test_toy_restart_with_another_backend_or_list_position_continues(toy_pairs, tmp_path):
     """The masking backend may differ between machines without changing the numbers' meaning, so
     a restart with ``numpy`` instead of ``cpp`` continues the run; a different pair list does not."""
@@ -224,6 +234,7 @@ def test_toy_restart_with_another_backend_or_list_position_continues(toy_pairs, 
         run_dataset(listed[1:3], tmp_path, _toy_explainer(root), progress=False, report=False)
 
 
+@pytest.mark.unit
 def test_toy_resume_redoes_only_the_missing_pairs_with_the_same_numbers(toy_pairs, tmp_path):
     """A resumed run must give, for every pair, the record a run without interruption gives: the
     right pair at the right index, explained the right way round (not just the right count)."""
@@ -246,6 +257,7 @@ def test_toy_resume_redoes_only_the_missing_pairs_with_the_same_numbers(toy_pair
     assert summary["pairs"] == 5 and summary["accuracy"] == 1.0
 
 
+@pytest.mark.unit
 def test_toy_cli_dataset_limit_and_parquet(toy_pairs, tmp_path, capsys):
     """README: ``freqxfr dataset ... --limit N --parquet``. --limit 3 of 5 pairs takes pairs 0, 2
     and 4 (spread evenly, first and last included); the Parquet copy holds one row per pair ×
@@ -290,6 +302,7 @@ def test_toy_cli_dataset_limit_and_parquet(toy_pairs, tmp_path, capsys):
     assert row["score_ref"] == pytest.approx(-10, abs=1e-4)
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize(
     "setting, flag",
     [("mode", ["--mode", "keep"]), ("domain", ["--domain", "normalised"]), ("clip", ["--clip"])],
@@ -321,6 +334,7 @@ def test_toy_cli_restart_with_another_setting_exits_2(toy_pairs, tmp_path, capsy
     assert len(err) == 1 and setting in err[0]
 
 
+@pytest.mark.unit
 def test_profiles_of_three_images_by_hand():
     """Every number of a profile on 3 images × 2 bands (more images than bands, so a mean or a
     spread over the wrong axis has the wrong length and values), and an accuracy that is not 1/2."""

@@ -22,6 +22,8 @@ from freqxfr.explanations.explainer import Explainer
 from freqxfr.model.engine import DeadlineExceeded, Engine, _Request
 from freqxfr.model.verifier import Verifier, load_model, to_model_input
 
+pytestmark = pytest.mark.model
+
 
 class GatedVerifier(Verifier):
     """The real model; its engine's model calls wait for ``gate`` and count the images. Its

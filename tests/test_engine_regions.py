@@ -19,6 +19,8 @@ from freqxfr.imaging.regions import Regions
 from freqxfr.model.engine import DeadlineExceeded
 from freqxfr.model.verifier import load_model
 
+pytestmark = pytest.mark.model
+
 GRID = Regions.grid(2, 2)  # R = 4: with K = 4 a region pair is 2·4·4 + 2 = 34 images
 
 

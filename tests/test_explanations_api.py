@@ -12,6 +12,8 @@ import freqxfr
 from freqxfr.explanations.explainer import SETTINGS_KEYS, Explainer
 from freqxfr.imaging.images import AlignedFace
 
+pytestmark = pytest.mark.model
+
 
 @pytest.fixture(scope="module")
 def sface():

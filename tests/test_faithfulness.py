@@ -23,6 +23,8 @@ from freqxfr.explanations.pairs import read_pairs, spread
 from freqxfr.model.verifier import load_model
 from freqxfr.runs.dataset import run_dataset
 
+pytestmark = pytest.mark.model
+
 AREA_KEYS = (
     "deletion_auc",
     "random_deletion_auc",

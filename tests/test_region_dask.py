@@ -37,6 +37,8 @@ from freqxfr.runs import distributed as fd
 from freqxfr.runs.dataset import run_dataset
 from freqxfr.runs.folder import LOCK_NAME, read_results
 
+pytestmark = pytest.mark.integration
+
 BANDS = 4
 REGIONS = "grid:2x2"
 

@@ -15,6 +15,8 @@ from freqxfr.explanations.templates import TemplateExplanation
 from freqxfr.imaging.regions import FACE_REGIONS, Regions
 from freqxfr.model.verifier import load_model
 
+pytestmark = pytest.mark.model
+
 
 @pytest.fixture(scope="module", params=["dlib_resnet", "sface"])
 def model(request):

@@ -16,6 +16,8 @@ from freqxfr.model.verifier import load_model
 from freqxfr.runs.comparison import compare_runs
 from freqxfr.runs.dataset import read_results, run_dataset
 
+pytestmark = pytest.mark.model
+
 N_PAIRS = 12
 
 

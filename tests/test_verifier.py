@@ -20,6 +20,8 @@ from freqxfr.model.converters import sface
 from freqxfr.model.verifier import ProviderWarning, Verifier, load_model, normalise, to_model_input
 from freqxfr.stats.thresholds import accuracy, fmr_fnmr, kfold_accuracy
 
+pytestmark = pytest.mark.model
+
 
 @pytest.fixture(scope="module", autouse=True)
 def private_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
