@@ -11,14 +11,13 @@ import pytest
 from freqxfr.common.errors import OutputError
 from freqxfr.explanations.explainer import Explainer
 from freqxfr.explanations.pairs import read_pairs
-from freqxfr.model.verifier import load_model
 from freqxfr.runs.dataset import read_results, run_dataset
 from freqxfr.stats.profiles import centroid, profile, summarise
 
 
 @pytest.fixture(scope="module")
-def explainer():
-    return Explainer(load_model("sface"), 8)
+def explainer(sface_explainer):
+    return sface_explainer  # the run's one SFace explainer (conftest.py)
 
 
 @pytest.fixture(scope="module")

@@ -23,16 +23,6 @@ class CountingVerifier(Verifier):
 
 
 @pytest.fixture(scope="module")
-def dlib_model():
-    return load_model()
-
-
-@pytest.fixture(scope="module")
-def sface_model():
-    return load_model("sface")
-
-
-@pytest.fixture(scope="module")
 def frll(data_dir):
     return data_dir / "frll"
 

@@ -40,8 +40,8 @@ def lfw(data_dir):
 
 
 @pytest.fixture(scope="module")
-def sface():
-    return Explainer(load_model("sface"), 8)
+def sface(sface_explainer):
+    return sface_explainer  # the run's one SFace explainer (conftest.py)
 
 
 @pytest.fixture(scope="module")

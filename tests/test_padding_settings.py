@@ -16,7 +16,6 @@ from freqxfr.cli import main
 from freqxfr.common.errors import InputError
 from freqxfr.explanations.explainer import SETTINGS_KEYS, Explainer
 from freqxfr.imaging.align import PADDINGS, card_crop
-from freqxfr.model.verifier import load_model
 
 pytestmark = pytest.mark.dlib
 
@@ -24,11 +23,6 @@ PAIR = (
     "lfw_aligned112/images/Abdullah_Gul/Abdullah_Gul_0001.jpg",
     "lfw_aligned112/images/Abdullah_Gul/Abdullah_Gul_0006.jpg",
 )
-
-
-@pytest.fixture(scope="module")
-def dlib_model():
-    return load_model("dlib_resnet")
 
 
 @pytest.fixture(scope="module")

@@ -56,10 +56,10 @@ def client():
 
 
 @pytest.fixture(scope="module")
-def explainer():
+def explainer(sface_model):
     """SFace, 4 rings × 2×2 grid; one pair per model call (34 cell images), so that the
     automatic chunks are of 2 pairs and both workers and several chunks take part."""
-    return Explainer(verifier.load_model("sface"), BANDS, max_batch=36, regions=REGIONS)
+    return Explainer(sface_model, BANDS, max_batch=36, regions=REGIONS)
 
 
 @pytest.fixture(scope="module")

@@ -55,8 +55,8 @@ EVIL = "<script>alert(1)</script>$x_1$.jpg"  # HTML and matplotlib mathtext in o
 
 
 @pytest.fixture(scope="module")
-def explainer() -> explanations.Explainer:
-    return explanations.Explainer(None, BandSchedule.rings(16))
+def explainer(dlib_model) -> explanations.Explainer:
+    return explanations.Explainer(dlib_model, BandSchedule.rings(16))
 
 
 @pytest.fixture(scope="module")
