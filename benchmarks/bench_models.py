@@ -52,7 +52,14 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None, help="default: all usable cores")
     parser.add_argument("--seconds", type=float, default=2.0)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument(
+        "--smoke",
+        action="store_true",
+        help="tiny inputs, seconds: checks that the benchmark still runs (the suite does)",
+    )
     args = parser.parse_args()
+    if args.smoke:
+        args.seconds, args.repeats = 0.05, 1
 
     results: dict[str, Any] = {"machine": machine_info("onnx", "onnxruntime", "onnxruntime-gpu")}
     results["models"] = {}

@@ -234,7 +234,14 @@ def main() -> None:
     parser.add_argument("--kernels", default="bicubic,spectral")
     parser.add_argument("--models", default=",".join(MODELS))
     parser.add_argument("--docs", type=Path, default=None, help="write the README pictures here")
+    parser.add_argument(
+        "--smoke",
+        action="store_true",
+        help="tiny inputs, seconds: checks that the benchmark still runs (the suite does)",
+    )
     args = parser.parse_args()
+    if args.smoke:
+        args.pairs, args.kernels, args.models = 4, "bicubic", "sface"
     out = args.out or cache_dir("bench", "scenarios")
     models = args.models.split(",")
     started = time.perf_counter()
