@@ -169,7 +169,7 @@ def main() -> None:
             )
             clusters[name]["explainers_built_per_worker"] = sorted(
                 client.run(
-                    lambda: __import__("freqxfr.runs.distributed").distributed.builds
+                    lambda: __import__("freqxfr.runs.distributed").runs.distributed.builds
                 ).values()
             )
     shutil.rmtree(work, ignore_errors=True)

@@ -7,7 +7,8 @@ Tiers: every test carries exactly one of the markers ``unit``, ``model`` and ``i
 for a test with none or with two. ``nox -s tests-fast`` runs ``-m unit``.
 
 Models: one dlib verifier, one SFace verifier and one SFace explainer per run (session fixtures);
-between modules the freqxfr caches (kept explainers, engines' models) are cleared and freed.
+between modules the freqxfr caches (kept explainers) are cleared and memory is freed, and idle
+engine threads (which hold their models) exit after 1 s instead of 30 s.
 """
 
 from __future__ import annotations
@@ -146,6 +147,20 @@ def _trim_malloc() -> None:
         ctypes.CDLL("libc.so.6").malloc_trim(0)
     except (OSError, AttributeError):  # not glibc
         pass
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _short_lived_engine_threads():
+    """An engine's idle thread exits after ``engine.IDLE_EXIT_S`` (30 s) and holds its engine, its
+    model and the ONNX Runtime sessions of its lanes until then. A suite that loads a model in
+    hundreds of tests kept dozens of finished tests' models alive that way; here an idle thread
+    exits after 1 s (a new request starts a new one, as after any idle spell)."""
+    from freqxfr.model import engine
+
+    with pytest.MonkeyPatch.context() as mp:
+        if hasattr(engine, "IDLE_EXIT_S"):
+            mp.setattr(engine, "IDLE_EXIT_S", 1.0)
+        yield
 
 
 @pytest.fixture(scope="module", autouse=True)
