@@ -34,7 +34,9 @@ def tests_fast(session: nox.Session) -> None:
     so a warm rebuild is an incremental CMake step, not a fresh build environment.
     """
     session.install("scikit-build-core>=0.11", "pybind11>=2.13")
-    session.install("--no-build-isolation", ".[cpu,test]")
+    # Its own build folder: CMake's cache names the build tools' paths, which differ from those
+    # of `nox -s tests` (an isolated build), so sharing build/ would rebuild everything each time.
+    session.install("--no-build-isolation", "-C", "build-dir=build/fast-{wheel_tag}", ".[cpu,test]")
     session.run(
         "pytest",
         "-m",

@@ -486,7 +486,7 @@ def main() -> int:
     )
     args = parser.parse_args()
     if args.smoke:
-        args.rounds, args.calls, args.min_calls, args.callers = 1, 4, 1, "1,2"
+        args.rounds, args.calls, args.min_calls, args.callers = 1, 6, RAMP_UP + 1, "1,2"
         args.bands, args.first_call_repeats, args.spread_samples = 4, 1, 2
     if args.first_call:
         first_call_child(args)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import ctypes
 import gc
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -49,6 +50,20 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         raise pytest.UsageError(
             f"{len(wrong)} test(s) need exactly one tier marker ({', '.join(TIERS)}):\n  {shown}"
         )
+
+
+_FILE_TIER = re.compile(r"^pytestmark = \[?pytest\.mark\.(unit|model|integration)\b", re.M)
+
+
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    """Under ``-m unit`` (nox -s tests-fast), skip importing test files whose one tier is another:
+    importing them (Dask, plotting, model code) took a third of the unit tier's time."""
+    if config.getoption("markexpr", "") != "unit" or collection_path.suffix != ".py":
+        return None
+    if not collection_path.name.startswith("test_"):
+        return None
+    match = _FILE_TIER.search(collection_path.read_text(encoding="utf-8"))
+    return True if match and match.group(1) != "unit" else None
 
 
 # ---- data -----------------------------------------------------------------------------------------
