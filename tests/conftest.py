@@ -164,26 +164,26 @@ def _trim_malloc() -> None:
         pass
 
 
-@pytest.fixture(scope="session", autouse=True)
-def _short_lived_engine_threads():
+def _short_lived_engine_threads() -> None:
     """An engine's idle thread exits after ``engine.IDLE_EXIT_S`` (30 s) and holds its engine, its
     model and the ONNX Runtime sessions of its lanes until then. A suite that loads a model in
     hundreds of tests kept dozens of finished tests' models alive that way; here an idle thread
     exits after 1 s (a new request starts a new one, as after any idle spell)."""
     from freqxfr.model import engine
 
-    with pytest.MonkeyPatch.context() as mp:
-        if hasattr(engine, "IDLE_EXIT_S"):
-            mp.setattr(engine, "IDLE_EXIT_S", 1.0)
-        yield
+    if getattr(engine, "IDLE_EXIT_S", None) not in (None, 1.0):
+        engine.IDLE_EXIT_S = 1.0
 
 
 @pytest.fixture(scope="module", autouse=True)
 def _release_module_memory(request: pytest.FixtureRequest):
     """After each module with model or integration tests: clear freqxfr's caches, collect, and
     return freed memory (unit modules load no real model; a collection costs a tenth of a second)."""
+    heavy = request.module.__name__ in _HEAVY_MODULES
+    if heavy:
+        _short_lived_engine_threads()
     yield
-    if request.module.__name__ not in _HEAVY_MODULES:
+    if not heavy:
         return
     _clear_freqxfr_caches()
     gc.collect()
