@@ -1,5 +1,5 @@
-"""Developer tasks: ``nox -s tests``, ``nox -s bench``, ``nox -s lint``, ``nox -s build``,
-``nox -s wheels``."""
+"""Developer tasks: ``nox -s tests-fast`` (the unit tier, under a minute), ``nox -s tests`` (the
+full suite), ``nox -s bench``, ``nox -s lint``, ``nox -s build``, ``nox -s wheels``."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ nox.options.default_venv_backend = "venv"
 
 ROOT = Path(__file__).parent
 RESULTS = ROOT / "benchmarks" / "results"
+CLANG_FORMAT = "clang-format==19.1.7"  # pinned: another version may format differently
 
 
 @nox.session
@@ -23,6 +24,29 @@ def tests(session: nox.Session) -> None:
     """Build the package (incrementally, in build/) and run the test suite on the real data."""
     session.install(".[cpu,test,dask]")  # dask: tests/test_dask*.py run in CI too
     session.run("pytest", *session.posargs, env={"PYTHONFAULTHANDLER": "1"})
+
+
+@nox.session(name="tests-fast")
+def tests_fast(session: nox.Session) -> None:
+    """The unit tier (``-m unit``: no real model, no shared photos) in under a minute.
+
+    The package is rebuilt without build isolation (the build tools live in the session's venv),
+    so a warm rebuild is an incremental CMake step, not a fresh build environment.
+    """
+    session.install("scikit-build-core>=0.11", "pybind11>=2.13")
+    # Its own build folder: CMake's cache names the build tools' paths, which differ from those
+    # of `nox -s tests` (an isolated build), so sharing build/ would rebuild everything each time.
+    session.install("--no-build-isolation", "-C", "build-dir=build/fast-{wheel_tag}", ".[cpu,test]")
+    session.run(
+        "pytest",
+        "-m",
+        "unit",
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        *session.posargs,
+        env={"PYTHONFAULTHANDLER": "1", "FREQXFR_PROPERTY_EXAMPLES": "60"},
+    )
 
 
 @nox.session
@@ -37,10 +61,13 @@ def bench(session: nox.Session) -> None:
 
 @nox.session
 def lint(session: nox.Session) -> None:
-    session.install("ruff")
+    """ruff (check with the complexity limit C90, and format) and clang-format on cpp/."""
+    session.install("ruff", CLANG_FORMAT)
     paths = ("python", "tests", "benchmarks", "tools", "noxfile.py")
     session.run("ruff", "check", *paths)
     session.run("ruff", "format", "--check", *paths)  # one style: `ruff format` writes it
+    sources = sorted(str(p) for p in (ROOT / "cpp").rglob("*") if p.suffix in {".cpp", ".hpp"})
+    session.run("clang-format", "--dry-run", "--Werror", *sources)  # `clang-format -i` writes it
 
 
 @nox.session

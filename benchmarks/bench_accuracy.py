@@ -186,6 +186,11 @@ def main() -> None:
         "--quick", action="store_true", help="every 5th LFW pair (1,200, all folds) and no FRLL"
     )
     parser.add_argument("--data", type=Path, default=DATA, help="the shared data folder")
+    parser.add_argument(
+        "--smoke",
+        action="store_true",
+        help="tiny inputs, seconds: checks that the benchmark still runs (the suite does)",
+    )
     args = parser.parse_args()
     start = time.perf_counter()
 
@@ -193,6 +198,8 @@ def main() -> None:
     pairs = read_pairs(lfw_root / "pairs.txt", root=lfw_root)
     if args.quick:
         pairs = pairs[::5]
+    if args.smoke:  # 40 pairs, 4 of each fold's kind
+        pairs = pairs[::150]
     paths = sorted({p.path_a for p in pairs} | {p.path_b for p in pairs})
     sface, dlib = load_model("sface"), load_model("dlib_resnet")
     results: dict[str, Any] = {
@@ -241,7 +248,7 @@ def main() -> None:
             flush=True,
         )
 
-    if not args.quick:
+    if not (args.quick or args.smoke):
         results["frll"] = {}
         frll_pairs = read_pairs(args.data / "frll" / "pairs.csv", root=args.data)
         frll_paths = sorted({p.path_a for p in frll_pairs} | {p.path_b for p in frll_pairs})

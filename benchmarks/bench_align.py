@@ -36,6 +36,7 @@ from freqxfr.imaging.align import MultipleFacesWarning, align
 from freqxfr.imaging.images import load_image
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+LIMIT: int | None = None  # images per folder (--smoke)
 
 
 class _FallbackCounter(logging.Handler):
@@ -101,7 +102,7 @@ def run_method(images: list[np.ndarray], names: list[str], method: str) -> dict[
 
 
 def lfw(folder: Path) -> dict[str, Any]:
-    paths = sorted(folder.rglob("*.jpg"))
+    paths = sorted(folder.rglob("*.jpg"))[:LIMIT]
     images = [load_image(p) for p in paths]
     names = [str(p.relative_to(folder)) for p in paths]
     levels = Counter(dlib_level(pixels) for pixels in images)
@@ -114,7 +115,7 @@ def lfw(folder: Path) -> dict[str, Any]:
 
 
 def frll(folder: Path) -> dict[str, Any]:
-    paths = sorted(folder.glob("*/*.jpg"))
+    paths = sorted(folder.glob("*/*.jpg"))[:LIMIT]
     start = time.perf_counter()
     images = [load_image(p) for p in paths]
     decode_ms = 1e3 * (time.perf_counter() - start) / len(paths)
@@ -132,7 +133,14 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--full", action="store_true", help="also the 7,701-image LFW tar")
     parser.add_argument("--json", type=Path, help="write the results here")
+    parser.add_argument(
+        "--smoke",
+        action="store_true",
+        help="tiny inputs, seconds: checks that the benchmark still runs (the suite does)",
+    )
     args = parser.parse_args()
+    global LIMIT
+    LIMIT = 6 if args.smoke else None
 
     results: dict[str, Any] = {"machine": machine_info("dlib-bin", "opencv-python-headless")}
     results["lfw_aligned112"] = lfw(args.data / "lfw_aligned112" / "images")

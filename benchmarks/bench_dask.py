@@ -103,7 +103,14 @@ def main() -> None:
         "--regions", default=None, help="face or grid:RxC: region × band runs (dataset --regions)"
     )
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument(
+        "--smoke",
+        action="store_true",
+        help="tiny inputs, seconds: checks that the benchmark still runs (the suite does)",
+    )
     args = parser.parse_args()
+    if args.smoke:
+        args.pairs, args.rounds, args.bands = 4, 1, 4
 
     pairs = spread(
         read_pairs(DATA / "lfw_aligned112" / "pairs_generated.csv", root=DATA), args.pairs

@@ -52,7 +52,14 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=2.0)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--json", type=Path, help="write the results here")
+    parser.add_argument(
+        "--smoke",
+        action="store_true",
+        help="tiny inputs, seconds: checks that the benchmark still runs (the suite does)",
+    )
     args = parser.parse_args()
+    if args.smoke:
+        args.seconds, args.repeats = 0.05, 1
 
     chips = load_chips()
     mean = np.asarray(dlib_resnet.DLIB_MEAN_RGB, dtype=np.float32)

@@ -141,7 +141,14 @@ def main() -> int:
     parser.add_argument("--pairs", type=int, default=1000)
     parser.add_argument("--repeats", type=int, default=30)
     parser.add_argument("--bands", default="8,16")
+    parser.add_argument(
+        "--smoke",
+        action="store_true",
+        help="tiny inputs, seconds: checks that the benchmark still runs (the suite does)",
+    )
     args = parser.parse_args()
+    if args.smoke:
+        args.pairs, args.repeats, args.bands = 4, 1, "4"
 
     model = load_model()
     timer = TimedModel(model)

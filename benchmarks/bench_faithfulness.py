@@ -94,7 +94,14 @@ def main() -> int:
     parser.add_argument("--bands", type=int, default=16)
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--models", default="dlib_resnet,sface")
+    parser.add_argument(
+        "--smoke",
+        action="store_true",
+        help="tiny inputs, seconds: checks that the benchmark still runs (the suite does)",
+    )
     args = parser.parse_args()
+    if args.smoke:
+        args.pairs, args.bands, args.seeds, args.models = 2, 4, 1, "sface"
     results = []
     for name in args.models.split(","):
         entry = measure(name, args.data, args.pairs, args.bands, args.seeds)

@@ -480,7 +480,15 @@ def main() -> int:
     parser.add_argument("--first-call", choices=("cold", "warm"), help=argparse.SUPPRESS)
     parser.add_argument("--first-call-faces", help=argparse.SUPPRESS)
     parser.add_argument("--engine-settings", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--smoke",
+        action="store_true",
+        help="tiny inputs, seconds: checks that the benchmark still runs (the suite does)",
+    )
     args = parser.parse_args()
+    if args.smoke:
+        args.rounds, args.calls, args.min_calls, args.callers = 1, 6, RAMP_UP + 1, "1,2"
+        args.bands, args.first_call_repeats, args.spread_samples = 4, 1, 2
     if args.first_call:
         first_call_child(args)
         return 0

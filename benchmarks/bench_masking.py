@@ -127,7 +127,14 @@ def main() -> int:
         action="store_true",
         help="only the region comparison (e.g. --json results/masking_regions.json)",
     )
+    parser.add_argument(
+        "--smoke",
+        action="store_true",
+        help="tiny inputs, seconds: checks that the benchmark still runs (the suite does)",
+    )
     args = parser.parse_args()
+    if args.smoke:
+        args.images, args.repeats, args.sizes, args.region_images = 2, 1, "112", 2
 
     schedule = BandSchedule.rings(args.bands)
     core = freqxfr.core.fftw.compiled_core()

@@ -32,6 +32,7 @@ from freqxfr.model.verifier import load_model, to_model_input
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 BATCHES = (1, 16, 64)
+CROPS = 64  # images per model
 
 
 def crops(side: int, count: int = 64) -> np.ndarray:
@@ -52,13 +53,22 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None, help="default: all usable cores")
     parser.add_argument("--seconds", type=float, default=2.0)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument(
+        "--smoke",
+        action="store_true",
+        help="tiny inputs, seconds: checks that the benchmark still runs (the suite does)",
+    )
     args = parser.parse_args()
+    global BATCHES, CROPS
+    if args.smoke:
+        args.seconds, args.repeats = 0.05, 1
+        BATCHES, CROPS = (1, 2), 2
 
     results: dict[str, Any] = {"machine": machine_info("onnx", "onnxruntime", "onnxruntime-gpu")}
     results["models"] = {}
     for name in ("dlib_resnet", "sface"):
         verifier = load_model(name, providers=args.providers, threads=args.threads)
-        images = crops(verifier.card.input_size[0])
+        images = crops(verifier.card.input_size[0], CROPS)
         x = to_model_input(images, verifier.card)
         entry: dict[str, Any] = {
             "provider": verifier.provider,

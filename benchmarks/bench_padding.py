@@ -61,6 +61,7 @@ DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 MARGIN = 64  # context beyond the tight crop on each side (the chip reaches ~35 px beyond)
 PAIRS_LFW = 100
 EXPLAIN_LFW = 30
+FRLL_LIMIT: int | None = None  # FRLL photos (--smoke)
 RINGS = 16
 CHIP = 150
 
@@ -160,7 +161,7 @@ def compare_explanations(ref: list, other: list, same: list[bool], threshold: fl
 def frll(explainer: Explainer, labels: np.ndarray) -> dict[str, Any]:
     index = [
         line.split(",")[0] for line in (DATA / "frll" / "index.csv").read_text().splitlines()[1:]
-    ]
+    ][:FRLL_LIMIT]
     chips: dict[str, dict[str, np.ndarray]] = {v: {} for v in ("reference", *A.PADDINGS)}
     fractions, ref_fractions, interior = [], [], []
     db = {p: [] for p in A.PADDINGS}
@@ -279,7 +280,15 @@ def lfw(explainer: Explainer, labels: np.ndarray) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--json", type=Path, default=None, help="write the results here")
+    parser.add_argument(
+        "--smoke",
+        action="store_true",
+        help="tiny inputs, seconds: checks that the benchmark still runs (the suite does)",
+    )
     args = parser.parse_args()
+    global PAIRS_LFW, EXPLAIN_LFW, FRLL_LIMIT
+    if args.smoke:
+        PAIRS_LFW, EXPLAIN_LFW, FRLL_LIMIT = 4, 2, 4
     started = time.perf_counter()
     labels = BandSchedule.rings(RINGS).resolve(CHIP, CHIP).labels_full
     explainer = Explainer()  # dlib's ResNet, 16 rings, the defaults

@@ -82,7 +82,14 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=9)
     parser.add_argument("--threads", type=int, default=default_threads())
     parser.add_argument("--sizes", default="112,150")
+    parser.add_argument(
+        "--smoke",
+        action="store_true",
+        help="tiny inputs, seconds: checks that the benchmark still runs (the suite does)",
+    )
     args = parser.parse_args()
+    if args.smoke:
+        args.images, args.repeats, args.sizes = 2, 1, "112"
     if args.wheel is None or not args.wheel.is_file():
         # Not an error: `nox -s bench` runs every benchmark, and wheels are built separately.
         print(

@@ -44,6 +44,7 @@ DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 MODELS = ("dlib_resnet", "sface")
 FACTORS = (1.0, 2.0, 4.0, 8.0)
 BANDS = 16
+MORPHS: int | None = None  # morph index rows (--smoke: 4)
 
 
 def fresh(out: Path) -> Path:
@@ -88,7 +89,7 @@ def bench_crossres(model: str, kernel: str, n_pairs: int, out: Path) -> dict[str
 
 
 def bench_morph(model: str, out: Path) -> dict[str, Any]:
-    entries = read_morph_index(DATA / "frll_morphs" / "index.csv", root=DATA)
+    entries = read_morph_index(DATA / "frll_morphs" / "index.csv", root=DATA)[:MORPHS]
     explainer = Explainer(load_model(model), BANDS)
     t0 = time.perf_counter()
     summary = run_morph(entries, out, explainer, index_file="frll_morphs/index.csv")
@@ -234,7 +235,16 @@ def main() -> None:
     parser.add_argument("--kernels", default="bicubic,spectral")
     parser.add_argument("--models", default=",".join(MODELS))
     parser.add_argument("--docs", type=Path, default=None, help="write the README pictures here")
+    parser.add_argument(
+        "--smoke",
+        action="store_true",
+        help="tiny inputs, seconds: checks that the benchmark still runs (the suite does)",
+    )
     args = parser.parse_args()
+    global BANDS, MORPHS
+    if args.smoke:
+        args.pairs, args.kernels, args.models = 4, "bicubic", "sface"
+        BANDS, MORPHS = 4, 4
     out = args.out or cache_dir("bench", "scenarios")
     models = args.models.split(",")
     started = time.perf_counter()

@@ -93,7 +93,15 @@ def measure(model_name: str) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--json", type=Path, default=None, help="write the results here")
+    parser.add_argument(
+        "--smoke",
+        action="store_true",
+        help="tiny inputs, seconds: checks that the benchmark still runs (the suite does)",
+    )
     args = parser.parse_args()
+    global PAIRS
+    if args.smoke:
+        PAIRS = 2
     result = {
         "benchmark": "fhp_scale",
         "machine": machine_info("onnxruntime"),

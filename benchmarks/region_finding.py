@@ -128,7 +128,14 @@ def main() -> int:
     parser.add_argument("--bands", type=int, default=4)
     parser.add_argument("--faces", type=int, default=16, help="faces for the spectral spread")
     parser.add_argument("--models", default="dlib_resnet,sface")
+    parser.add_argument(
+        "--smoke",
+        action="store_true",
+        help="tiny inputs, seconds: checks that the benchmark still runs (the suite does)",
+    )
     args = parser.parse_args()
+    if args.smoke:
+        args.genuine, args.impostor, args.faces, args.models = 2, 2, 2, "sface"
     findings = []
     for name in args.models.split(","):
         entry = finding(name, args.data, args.genuine, args.impostor, args.bands)

@@ -49,7 +49,14 @@ def main() -> int:
     parser.add_argument("--calls", type=int, default=100, help="calls per caller count")
     parser.add_argument("--bands", type=int, default=16)
     parser.add_argument("--no-spin", action="store_true", help="load_model(spin=False)")
+    parser.add_argument(
+        "--smoke",
+        action="store_true",
+        help="tiny inputs, seconds: checks that the benchmark still runs (the suite does)",
+    )
     args = parser.parse_args()
+    if args.smoke:
+        args.callers, args.calls, args.bands = "1,2", 4, 4
     model = load_model("dlib_resnet", spin=not args.no_spin)
     explainer = Explainer(model, args.bands)
     faces = chips(model, 32, DATA)

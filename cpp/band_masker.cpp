@@ -91,7 +91,8 @@ struct CallPlans {
 
 // Returns the shape's plans, creating any that are missing (including the column plans that
 // `ranges` needs). Must be called with g_plan_mutex held.
-ShapePlans& plans_locked(int h, int w, unsigned flags, const std::vector<std::pair<int, int>>& ranges) {
+ShapePlans& plans_locked(int h, int w, unsigned flags,
+                         const std::vector<std::pair<int, int>>& ranges) {
     const FftwApi& api = fftw();
     auto& slot = g_plans[std::make_tuple(h, w, flags)];
     if (!slot) {
@@ -124,14 +125,15 @@ ShapePlans& plans_locked(int h, int w, unsigned flags, const std::vector<std::pa
         const FftwIoDim cols{range.second, 1, 1};
         // Planned at the same column offset it runs at, so that the alignment matches.
         fftwf_complex* at = spec.get() + range.first;
-        p.columns[range] = checked(api.plan_guru_dft(1, &dim, 1, &cols, at, at, kFftwBackward, flags),
-                                   "column dft");
+        p.columns[range] = checked(
+            api.plan_guru_dft(1, &dim, 1, &cols, at, at, kFftwBackward, flags), "column dft");
     }
     return p;
 }
 
 // Looks up (making if missing) every plan a call of this shape needs, once, under the lock.
-CallPlans lookup_plans(int h, int w, unsigned flags, const std::vector<std::pair<int, int>>& ranges) {
+CallPlans lookup_plans(int h, int w, unsigned flags,
+                       const std::vector<std::pair<int, int>>& ranges) {
     std::lock_guard<std::mutex> lock(g_plan_mutex);
     const ShapePlans& p = plans_locked(h, w, flags, ranges);
     CallPlans call;
@@ -258,13 +260,13 @@ std::vector<BandIndex> index_bands(const MaskRequest& req) {
 
 // Per-thread scratch: a few planes, whatever the batch size.
 struct Workspace {
-    AlignedPtr<fftwf_complex> spec;   // a full spectrum (cumulative modes)
-    AlignedPtr<fftwf_complex> work;   // the masked spectrum, destroyed by the inverse
-    AlignedPtr<float> inverse;        // the inverse transform of one band
-    AlignedPtr<float> plane;          // the input plane as float (cumulative modes)
-    AlignedPtr<float> sum;            // the running sum of the selected band (or cell) images
-    AlignedPtr<float> dc_weight;      // cumulative cells: the summed weight of DC-band cells
-    AlignedPtr<float> band_images;    // cumulative cells: all K band images of the plane
+    AlignedPtr<fftwf_complex> spec;  // a full spectrum (cumulative modes)
+    AlignedPtr<fftwf_complex> work;  // the masked spectrum, destroyed by the inverse
+    AlignedPtr<float> inverse;       // the inverse transform of one band
+    AlignedPtr<float> plane;         // the input plane as float (cumulative modes)
+    AlignedPtr<float> sum;           // the running sum of the selected band (or cell) images
+    AlignedPtr<float> dc_weight;     // cumulative cells: the summed weight of DC-band cells
+    AlignedPtr<float> band_images;   // cumulative cells: all K band images of the plane
 };
 
 // How the masked value p of one output pixel is formed; see Masker::write. With regions, the
@@ -281,8 +283,8 @@ class Masker {
 public:
     Masker(const MaskRequest& req, CallPlans plans, std::vector<BandIndex> bands)
         : req_(req), opt_(req.options), plans_(std::move(plans)), bands_(std::move(bands)),
-          api_(fftw()), hw_(static_cast<std::size_t>(req.h) * req.w),
-          regions_(req.regions), steps_(req.options.bands * std::max(1, req.regions)),
+          api_(fftw()), hw_(static_cast<std::size_t>(req.h) * req.w), regions_(req.regions),
+          steps_(req.options.bands * std::max(1, req.regions)),
           stride_(spectrum_stride(req.h, req.w)), scale_(1.0F / static_cast<float>(hw_)) {
         for (int c = 0; c < req.c; ++c) {
             inv_std_[c] = 1.0F / opt_.stddev[c];
@@ -446,7 +448,9 @@ public:
         return t;
     }
 
-    const float* region_weights(int r) const { return req_.weights + hw_ * static_cast<std::size_t>(r); }
+    const float* region_weights(int r) const {
+        return req_.weights + hw_ * static_cast<std::size_t>(r);
+    }
 
     void run_single_bands(int threads) const {
         // Images go through in chunks of `threads`: phase A transforms every plane of the chunk,
@@ -489,7 +493,8 @@ public:
                     const float* x = inputs.get() + plane_stride * plane;
                     inverse_band(k, spectra.get() + stride_ * plane, ws, ws.inverse.get());
                     if (regions_ == 0) {
-                        write(first + local, k, c, x, ws.inverse.get(), !keep, band_terms(c, keep, dc));
+                        write(first + local, k, c, x, ws.inverse.get(), !keep,
+                              band_terms(c, keep, dc));
                         continue;
                     }
                     // The band image is computed once and written once per region, its window
@@ -595,7 +600,8 @@ void validate(const MaskRequest& req) {
         throw std::invalid_argument("null buffer");
     }
     if (req.n < 1 || req.h < 1 || req.w < 1 || (req.c != 1 && req.c != 3)) {
-        throw std::invalid_argument("images must be (N, H, W, C) with N, H, W >= 1 and C in {1, 3}");
+        throw std::invalid_argument(
+            "images must be (N, H, W, C) with N, H, W >= 1 and C in {1, 3}");
     }
     if (req.regions < 0 || req.regions > 4096 || (req.regions > 0) != (req.weights != nullptr)) {
         throw std::invalid_argument("regions: 0 without weights, or 1..4096 weight planes");
@@ -604,7 +610,8 @@ void validate(const MaskRequest& req) {
     if ((!req.images_are_uint8 && !aligned_to(req.images, alignof(float))) ||
         !aligned_to(req.labels, alignof(std::int32_t)) || !aligned_to(req.out, alignof(float)) ||
         !aligned_to(req.weights, alignof(float))) {
-        throw std::invalid_argument("images, labels, weights and out must be aligned to their element size");
+        throw std::invalid_argument(
+            "images, labels, weights and out must be aligned to their element size");
     }
     if (opt.mean.size() != static_cast<std::size_t>(req.c) ||
         opt.stddev.size() != static_cast<std::size_t>(req.c)) {
@@ -642,7 +649,8 @@ void validate(const MaskRequest& req) {
         std::vector<bool> seen(cells, false);
         for (const std::int32_t k : opt.order) {
             if (k < 0 || k >= cells || seen[k]) {
-                throw std::invalid_argument("order must be a permutation of the band (or cell) indices");
+                throw std::invalid_argument(
+                    "order must be a permutation of the band (or cell) indices");
             }
             seen[k] = true;
         }

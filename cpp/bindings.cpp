@@ -22,7 +22,8 @@ namespace {
 template <typename T>
 const T* checked_data(const py::array& a, const char* name) {
     if (!(a.flags() & py::array::c_style) || !py::isinstance<py::array_t<T>>(a)) {
-        throw std::invalid_argument(std::string(name) + " must be a C-contiguous array of the right dtype");
+        throw std::invalid_argument(std::string(name) +
+                                    " must be a C-contiguous array of the right dtype");
     }
     return static_cast<const T*>(a.data());
 }
@@ -45,8 +46,9 @@ void mask_bands(const py::array& images, const py::array& labels, py::array& out
         throw std::invalid_argument("images must be 4-D and labels 2-D");
     }
     req.images_are_uint8 = py::isinstance<py::array_t<std::uint8_t>>(images);
-    req.images = req.images_are_uint8 ? static_cast<const void*>(checked_data<std::uint8_t>(images, "images"))
-                                      : static_cast<const void*>(checked_data<float>(images, "images"));
+    req.images = req.images_are_uint8
+                     ? static_cast<const void*>(checked_data<std::uint8_t>(images, "images"))
+                     : static_cast<const void*>(checked_data<float>(images, "images"));
     req.n = dim(images, 0, "images");
     req.h = dim(images, 1, "images");
     req.w = dim(images, 2, "images");
@@ -68,8 +70,9 @@ void mask_bands(const py::array& images, const py::array& labels, py::array& out
     const py::ssize_t expected = static_cast<py::ssize_t>(req.n) * cells * req.c * req.h * req.w;
     if (!(out.flags() & py::array::c_style) || !out.writeable() ||
         !py::isinstance<py::array_t<float>>(out) || out.size() != expected) {
-        throw std::invalid_argument("out must be a writeable C-contiguous float32 array of N*K*C*H*W "
-                                    "(N*K*R*C*H*W with regions) elements");
+        throw std::invalid_argument(
+            "out must be a writeable C-contiguous float32 array of N*K*C*H*W "
+            "(N*K*R*C*H*W with regions) elements");
     }
     req.out = static_cast<float*>(out.mutable_data());
     // Every buffer is taken and every Python object stays referenced by this frame, so the core
@@ -79,19 +82,27 @@ void mask_bands(const py::array& images, const py::array& labels, py::array& out
 }
 
 MaskMode mode_from(const std::string& mode) {
-    if (mode == "delete") return MaskMode::kDelete;
-    if (mode == "keep") return MaskMode::kKeep;
-    if (mode == "cumulative_delete") return MaskMode::kCumulativeDelete;
-    if (mode == "cumulative_keep") return MaskMode::kCumulativeKeep;
+    if (mode == "delete")
+        return MaskMode::kDelete;
+    if (mode == "keep")
+        return MaskMode::kKeep;
+    if (mode == "cumulative_delete")
+        return MaskMode::kCumulativeDelete;
+    if (mode == "cumulative_keep")
+        return MaskMode::kCumulativeKeep;
     throw std::invalid_argument("unknown mode " + mode);
 }
 
 std::string mode_name(MaskMode mode) {
     switch (mode) {
-        case MaskMode::kKeep: return "keep";
-        case MaskMode::kCumulativeDelete: return "cumulative_delete";
-        case MaskMode::kCumulativeKeep: return "cumulative_keep";
-        default: return "delete";
+        case MaskMode::kKeep:
+            return "keep";
+        case MaskMode::kCumulativeDelete:
+            return "cumulative_delete";
+        case MaskMode::kCumulativeKeep:
+            return "cumulative_keep";
+        default:
+            return "delete";
     }
 }
 
@@ -99,12 +110,16 @@ std::string mode_name(MaskMode mode) {
 
 PYBIND11_MODULE(_core, m) {
     m.doc() = "freqxfr's compiled spectral-masking core (private; use freqxfr.mask_bands)";
-    m.def("load_fftw", [](const std::string& path) { return std::string(freqxfr::load_fftw(path).version); },
-          py::arg("path"), "Load libfftw3f from path (once per process); returns FFTW's version string.");
+    m.def(
+        "load_fftw",
+        [](const std::string& path) { return std::string(freqxfr::load_fftw(path).version); },
+        py::arg("path"),
+        "Load libfftw3f from path (once per process); returns FFTW's version string.");
     m.def("fftw_loaded", &freqxfr::fftw_loaded);
     m.def("fftw_library_path", &freqxfr::fftw_library_path);
     using freqxfr::MaskOptions;
-    py::class_<MaskOptions>(m, "MaskOptions", "The settings of one mask_bands call (all but the buffers).")
+    py::class_<MaskOptions>(m, "MaskOptions",
+                            "The settings of one mask_bands call (all but the buffers).")
         .def(py::init<>())
         .def_readwrite("bands", &MaskOptions::bands)
         .def_property(
@@ -119,21 +134,25 @@ PYBIND11_MODULE(_core, m) {
         .def_readwrite("std", &MaskOptions::stddev)
         .def_readwrite("reverse_channels", &MaskOptions::reverse_channels)
         .def_property(
-            "layout", [](const MaskOptions& o) { return o.layout == OutputLayout::kNHWC ? "NHWC" : "NCHW"; },
+            "layout",
+            [](const MaskOptions& o) { return o.layout == OutputLayout::kNHWC ? "NHWC" : "NCHW"; },
             [](MaskOptions& o, const std::string& layout) {
-                if (layout != "NCHW" && layout != "NHWC") throw std::invalid_argument("unknown layout " + layout);
+                if (layout != "NCHW" && layout != "NHWC")
+                    throw std::invalid_argument("unknown layout " + layout);
                 o.layout = layout == "NHWC" ? OutputLayout::kNHWC : OutputLayout::kNCHW;
             })
         .def_readwrite("threads", &MaskOptions::threads)
         .def_readwrite("planner_flags", &MaskOptions::planner_flags);
     m.def("mask_bands", &mask_bands, py::arg("images"), py::arg("labels"), py::arg("out"),
           py::arg("options"), py::arg("regions") = py::none());
-    m.def("c2r_floor_seconds",
-          [](int h, int w, int planes, int threads, unsigned flags) {
-              py::gil_scoped_release release;  // plain ints only
-              return freqxfr::c2r_floor_seconds(h, w, planes, threads, flags);
-          },
-          py::arg("h"), py::arg("w"), py::arg("planes"), py::arg("threads"), py::arg("planner_flags"));
+    m.def(
+        "c2r_floor_seconds",
+        [](int h, int w, int planes, int threads, unsigned flags) {
+            py::gil_scoped_release release;  // plain ints only
+            return freqxfr::c2r_floor_seconds(h, w, planes, threads, flags);
+        },
+        py::arg("h"), py::arg("w"), py::arg("planes"), py::arg("threads"),
+        py::arg("planner_flags"));
     m.def("export_wisdom", &freqxfr::export_wisdom);
     m.def("import_wisdom", &freqxfr::import_wisdom, py::arg("wisdom"));
     m.attr("PLANNER_FLAGS") = py::dict(py::arg("estimate") = freqxfr::kFftwEstimate,

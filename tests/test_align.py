@@ -24,6 +24,8 @@ from freqxfr.imaging.align import (
 )
 from freqxfr.imaging.images import load_image
 
+pytestmark = pytest.mark.model
+
 FRLL_PHOTOS = ["neutral/001_03.jpg", "neutral/007_03.jpg", "neutral/042_03.jpg",
                "neutral/127_03.jpg", "smiling/017_08.jpg", "smiling/066_08.jpg"]  # fmt: skip
 

@@ -22,7 +22,7 @@ from freqxfr.imaging.align import (
 from freqxfr.imaging.images import load_image
 from freqxfr.model.cards import preset
 
-pytestmark = pytest.mark.dlib
+pytestmark = [pytest.mark.model, pytest.mark.dlib]
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 

@@ -8,6 +8,8 @@ import pytest
 from freqxfr import BandSchedule, InputError
 from freqxfr.core.bands import signed_frequencies
 
+pytestmark = pytest.mark.unit
+
 SIZES = [(112, 112), (150, 150), (111, 97), (64, 100), (15, 17)]
 SCHEDULES = {
     "rings16": BandSchedule.rings(16),

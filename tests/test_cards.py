@@ -17,6 +17,8 @@ from freqxfr.model.cards import (
     save_card,
 )
 
+pytestmark = pytest.mark.unit
+
 
 def test_presets_are_listed_and_valid():
     assert list_presets() == ["arcface", "dlib_resnet", "sface"]

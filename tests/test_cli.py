@@ -11,6 +11,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+pytestmark = pytest.mark.integration
+
 
 def freqxfr(*args: str, cwd=None) -> subprocess.CompletedProcess:
     return subprocess.run(

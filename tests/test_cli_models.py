@@ -12,6 +12,8 @@ import pytest
 from freqxfr.cli import main
 from freqxfr.model.cards import parse_card, preset
 
+pytestmark = pytest.mark.integration
+
 
 @pytest.fixture(scope="module", autouse=True)
 def private_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:

@@ -8,6 +8,8 @@ import pytest
 
 from freqxfr.cli import main
 
+pytestmark = pytest.mark.integration
+
 
 def test_version_prints_the_installed_distribution(capsys: pytest.CaptureFixture[str]) -> None:
     """Guards against a version string kept by hand that drifts from what pip installed."""

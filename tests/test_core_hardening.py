@@ -19,6 +19,8 @@ import pytest
 import freqxfr
 from freqxfr import BandSchedule, InputError, mask_bands
 
+pytestmark = pytest.mark.unit
+
 CORE_ARGS = dict(
     order=[],
     normalised_domain=False,
@@ -98,10 +100,10 @@ def test_concurrent_calls_with_different_schedules_and_sizes_match_the_reference
         assert_close(results[i], exp)
 
 
-def test_two_explainers_with_different_band_counts_share_the_core_safely(lfw_images):
+def test_two_explainers_with_different_band_counts_share_the_core_safely(face_like_images):
     """The reported trigger of the race: two explanations with different K on one image size,
     in two threads. Here without the model: the same masking calls the Explainers make."""
-    x = lfw_images[:2]
+    x = face_like_images[:2]
     schedules = [BandSchedule.log_rings(n) for n in (5, 7, 9, 11, 13, 15)]
     expected = [mask_bands(x, s, "delete", "numpy") for s in schedules]
     results: dict[int, np.ndarray] = {}
@@ -180,11 +182,11 @@ def unaligned(shape: tuple[int, ...], dtype: type = np.float32) -> np.ndarray:
     return arr
 
 
-def test_unaligned_input_is_copied_and_gives_the_aligned_result(lfw_images):
+def test_unaligned_input_is_copied_and_gives_the_aligned_result(face_like_images):
     """Guards against an odd-offset float32 input reaching the core, whose float loads must be
     aligned (UBSan reports misaligned loads)."""
     x = unaligned((2, 112, 112, 3))
-    x[...] = lfw_images[:2]
+    x[...] = face_like_images[:2]
     schedule = BandSchedule.rings(4)
     for mode in ("delete", "cumulative_keep"):
         np.testing.assert_array_equal(
@@ -192,12 +194,12 @@ def test_unaligned_input_is_copied_and_gives_the_aligned_result(lfw_images):
         )
 
 
-def test_unaligned_out_is_refused_with_a_clear_error(lfw_images):
+def test_unaligned_out_is_refused_with_a_clear_error(face_like_images):
     """Guards against writing through a misaligned ``out=`` (UBSan: misaligned stores); copying
     instead would break the promise that the result lands in the caller's buffer."""
     out = unaligned((2, 4, 3, 112, 112))
     with pytest.raises(InputError, match="out must be aligned"):
-        mask_bands(lfw_images[:2], BandSchedule.rings(4), out=out)
+        mask_bands(face_like_images[:2], BandSchedule.rings(4), out=out)
 
 
 def test_core_itself_refuses_unaligned_buffers():
@@ -216,17 +218,17 @@ def test_core_itself_refuses_unaligned_buffers():
 
 @pytest.mark.parametrize("backend", ["cpp", "numpy", "scipy", "pyfftw"])
 @pytest.mark.parametrize("std", [1e-50, (1.0, 1e-50, 1.0), 1e-300, 1e-7, 1e30, -1e-45])
-def test_every_backend_refuses_an_unusable_std_alike(lfw_images, backend, std):
+def test_every_backend_refuses_an_unusable_std_alike(face_like_images, backend, std):
     """Guards against a std of 1e-50 (0 in float32) giving a plain ValueError from the cpp
     backend and Inf/NaN or silent values from the others."""
     with pytest.raises(InputError, match=r"std must be finite with 1e-06 <= \|std\| <= 1e\+18"):
-        mask_bands(lfw_images[:1], BandSchedule.rings(4), backend=backend, std=std)
+        mask_bands(face_like_images[:1], BandSchedule.rings(4), backend=backend, std=std)
 
 
 @pytest.mark.parametrize("backend", ["cpp", "numpy"])
-def test_smallest_allowed_std_gives_finite_equal_results(lfw_images, backend):
+def test_smallest_allowed_std_gives_finite_equal_results(face_like_images, backend):
     """At the limits that are accepted, every backend stays finite and agrees."""
-    x = lfw_images[:1].astype(np.float32) * np.float32(1e15)
+    x = face_like_images[:1].astype(np.float32) * np.float32(1e15)
     result = mask_bands(x, BandSchedule.rings(4), backend=backend, std=1e-6, mean=-1e18)
     assert np.isfinite(result).all()
     assert_close(
@@ -242,9 +244,9 @@ def test_smallest_allowed_std_gives_finite_equal_results(lfw_images, backend):
         ({"clip": (0.0, 1e300)}, "clip range must be finite"),
     ],
 )
-def test_values_beyond_float32_range_are_refused(lfw_images, kwargs, message):
+def test_values_beyond_float32_range_are_refused(face_like_images, kwargs, message):
     with pytest.raises(InputError, match=message):
-        mask_bands(lfw_images[:1], BandSchedule.rings(4), **kwargs)
+        mask_bands(face_like_images[:1], BandSchedule.rings(4), **kwargs)
 
 
 def test_float_images_beyond_the_limit_are_refused():

@@ -10,19 +10,19 @@ from PIL import Image
 
 from freqxfr.cli import main
 from freqxfr.common.errors import InputError
-from freqxfr.explanations.explainer import Explainer
 from freqxfr.explanations.pairs import read_pairs, spread
 from freqxfr.imaging.resolution import check_factors, degrade
-from freqxfr.model.verifier import load_model
 from freqxfr.reports import render_run
 from freqxfr.runs.crossres import run_crossres
+
+pytestmark = pytest.mark.model
 
 FACTORS = (1, 8)
 
 
 @pytest.fixture(scope="module")
-def explainer():
-    return Explainer(load_model("sface"), 8)
+def explainer(sface_explainer):
+    return sface_explainer  # the run's one SFace explainer (conftest.py)
 
 
 @pytest.fixture(scope="module")

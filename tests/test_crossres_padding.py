@@ -15,7 +15,7 @@ from freqxfr.explanations.pairs import read_pairs, spread
 from freqxfr.imaging.align import align_crop
 from freqxfr.runs.crossres import run_crossres
 
-pytestmark = pytest.mark.dlib
+pytestmark = [pytest.mark.model, pytest.mark.dlib]
 
 
 def _args(data_dir, out, *extra):

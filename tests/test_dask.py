@@ -30,12 +30,13 @@ from distributed import Client, LocalCluster
 from freqxfr.common.errors import OutputError
 from freqxfr.explanations.explainer import Explainer
 from freqxfr.explanations.pairs import Pair, read_pairs
-from freqxfr.model.verifier import load_model
 from freqxfr.reports import render_run
 from freqxfr.runs import distributed as fd
 from freqxfr.runs.cluster import ClusterError
 from freqxfr.runs.dataset import read_results, run_dataset
 from freqxfr.runs.folder import LOCK_NAME
+
+pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
@@ -51,9 +52,9 @@ def client():
 
 
 @pytest.fixture(scope="module")
-def explainer():
+def explainer(sface_model):
     """SFace, 8 bands, 2 pairs per model call: chunks (whole model calls) of a few pairs."""
-    return Explainer(load_model("sface"), 8, max_batch=36)
+    return Explainer(sface_model, 8, max_batch=36)
 
 
 @pytest.fixture(scope="module")

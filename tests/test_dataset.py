@@ -11,15 +11,14 @@ import pytest
 from freqxfr.common.errors import OutputError
 from freqxfr.explanations.explainer import Explainer
 from freqxfr.explanations.pairs import read_pairs
-from freqxfr.model.verifier import load_model
 from freqxfr.reports import render_run
 from freqxfr.runs.dataset import read_results, run_dataset
 from freqxfr.stats.profiles import centroid, profile, summarise
 
 
 @pytest.fixture(scope="module")
-def explainer():
-    return Explainer(load_model("sface"), 8)
+def explainer(sface_explainer):
+    return sface_explainer  # the run's one SFace explainer (conftest.py)
 
 
 @pytest.fixture(scope="module")
@@ -41,6 +40,7 @@ class InterruptingExplainer(Explainer):
             yield item
 
 
+@pytest.mark.model
 def test_a_run_writes_results_summary_and_report(explainer, pairs, tmp_path):
     summary = run_dataset(pairs, tmp_path, explainer, progress=False)
     render_run(tmp_path)  # the report is drawn from the folder, as the CLI does after a run
@@ -56,6 +56,7 @@ def test_a_run_writes_results_summary_and_report(explainer, pairs, tmp_path):
     assert np.sum(summary["classes"]["genuine"]["directed_mean"]) > 0
 
 
+@pytest.mark.model
 def test_an_interrupted_run_resumes_without_redoing_pairs(explainer, pairs, tmp_path):
     stopper = InterruptingExplainer(explainer.model, 8)
     with pytest.raises(KeyboardInterrupt):
@@ -72,6 +73,7 @@ def test_an_interrupted_run_resumes_without_redoing_pairs(explainer, pairs, tmp_
     assert sorted(json.loads(line)["index"] for line in lines) == list(range(len(pairs)))
 
 
+@pytest.mark.model
 def test_a_restart_with_other_settings_is_refused(explainer, pairs, tmp_path):
     run_dataset(pairs[:2], tmp_path, explainer, progress=False, report=False)
     other = Explainer(explainer.model, 4)
@@ -79,6 +81,7 @@ def test_a_restart_with_other_settings_is_refused(explainer, pairs, tmp_path):
         run_dataset(pairs[:2], tmp_path, other, progress=False, report=False)
 
 
+@pytest.mark.model
 def test_an_unwritable_output_folder_is_reported(explainer, pairs, tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("x")
@@ -86,6 +89,7 @@ def test_an_unwritable_output_folder_is_reported(explainer, pairs, tmp_path):
         run_dataset(pairs[:1], blocker / "out", explainer, progress=False)
 
 
+@pytest.mark.unit
 def test_profiles_by_class_outcome_and_group():
     records = [
         {
@@ -113,6 +117,7 @@ def test_profiles_by_class_outcome_and_group():
     assert centroid(np.array([[1.0, 0.0, 1.0], [0.0, 0.0, 0.0]]))[0] == pytest.approx(1.0)
 
 
+@pytest.mark.model
 def test_groups_from_an_attribute_table_give_per_group_profiles(explainer, data_dir, tmp_path):
     from freqxfr.explanations.pairs import attach_groups
 
@@ -132,6 +137,7 @@ def test_groups_from_an_attribute_table_give_per_group_profiles(explainer, data_
     assert set(table.column("image").to_pylist()) == {"a", "b"}
 
 
+@pytest.mark.model
 def test_a_group_table_without_the_image_is_an_error(data_dir, tmp_path):
     from freqxfr.common.errors import InputError
     from freqxfr.explanations.pairs import attach_groups
@@ -173,6 +179,7 @@ def _toy_explainer(root, **options):
     return Explainer(toy.load(folder, **card), options.pop("bands", 4), threads=1, **options)
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize(
     "setting, change",
     [
@@ -196,6 +203,7 @@ def test_toy_restart_with_another_setting_is_refused(toy_pairs, tmp_path, settin
         )
 
 
+@pytest.mark.unit
 def test_toy_restart_with_an_unreadable_run_json_is_refused(toy_pairs, tmp_path):
     """A run.json that can't be read (a folder in its place) or parsed is an OutputError, not a
     traceback, and nothing is overwritten."""
@@ -211,6 +219,7 @@ def test_toy_restart_with_an_unreadable_run_json_is_refused(toy_pairs, tmp_path)
     assert (tmp_path / "b" / "run.json").read_text() == "{not json"
 
 
+@pytest.mark.unit
 def test_toy_restart_with_another_backend_or_list_position_continues(toy_pairs, tmp_path):
     """The masking backend may differ between machines without changing the numbers' meaning, so
     a restart with ``numpy`` instead of ``cpp`` continues the run; a different pair list does not."""
@@ -226,6 +235,7 @@ def test_toy_restart_with_another_backend_or_list_position_continues(toy_pairs, 
         run_dataset(listed[1:3], tmp_path, _toy_explainer(root), progress=False, report=False)
 
 
+@pytest.mark.unit
 def test_toy_resume_redoes_only_the_missing_pairs_with_the_same_numbers(toy_pairs, tmp_path):
     """A resumed run must give, for every pair, the record a run without interruption gives: the
     right pair at the right index, explained the right way round (not just the right count)."""
@@ -248,6 +258,7 @@ def test_toy_resume_redoes_only_the_missing_pairs_with_the_same_numbers(toy_pair
     assert summary["pairs"] == 5 and summary["accuracy"] == 1.0
 
 
+@pytest.mark.unit
 def test_toy_cli_dataset_limit_and_parquet(toy_pairs, tmp_path, capsys):
     """README: ``freqxfr dataset ... --limit N --parquet``. --limit 3 of 5 pairs takes pairs 0, 2
     and 4 (spread evenly, first and last included); the Parquet copy holds one row per pair ×
@@ -292,6 +303,7 @@ def test_toy_cli_dataset_limit_and_parquet(toy_pairs, tmp_path, capsys):
     assert row["score_ref"] == pytest.approx(-10, abs=1e-4)
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize(
     "setting, flag",
     [("mode", ["--mode", "keep"]), ("domain", ["--domain", "normalised"]), ("clip", ["--clip"])],
@@ -323,6 +335,7 @@ def test_toy_cli_restart_with_another_setting_exits_2(toy_pairs, tmp_path, capsy
     assert len(err) == 1 and setting in err[0]
 
 
+@pytest.mark.unit
 def test_profiles_of_three_images_by_hand():
     """Every number of a profile on 3 images × 2 bands (more images than bands, so a mean or a
     spread over the wrong axis has the wrong length and values), and an accuracy that is not 1/2."""

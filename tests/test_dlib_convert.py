@@ -20,6 +20,8 @@ from freqxfr.common.errors import ModelError
 from freqxfr.model import converters as models
 from freqxfr.model.converters import _cache, dlib_resnet
 
+pytestmark = pytest.mark.model
+
 FRLL_PEOPLE = ("001", "002", "003", "004")
 
 

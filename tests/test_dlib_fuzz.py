@@ -21,6 +21,8 @@ from freqxfr import ModelError
 from freqxfr.model.converters import dlib_resnet
 from freqxfr.model.converters._dlib_serialization import Reader
 
+pytestmark = pytest.mark.model
+
 # Fields whose value the converter does not use, besides the weights: training settings and
 # the (empty) training state of each layer, whose zero-size shapes may read e.g. (255, 0, 0, 0).
 UNCHECKED = (

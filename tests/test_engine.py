@@ -22,7 +22,9 @@ from freqxfr.common.errors import InputError
 from freqxfr.explanations.explainer import Explainer
 from freqxfr.model.engine import DeadlineExceeded, Engine, _EmbedJob, _Request
 from freqxfr.model.runner import Runner
-from freqxfr.model.verifier import Verifier, load_model, to_model_input
+from freqxfr.model.verifier import Verifier, to_model_input
+
+pytestmark = pytest.mark.model
 
 
 class GatedRunner(Runner):
@@ -74,8 +76,8 @@ class GatedVerifier(Verifier):
 
 
 @pytest.fixture(scope="module")
-def sface():
-    return load_model("sface")
+def sface(sface_model):
+    return sface_model  # the run's one SFace verifier (conftest.py)
 
 
 def twin(model: Verifier, cls=Verifier, *, engine: bool = True, **settings) -> Verifier:

@@ -17,14 +17,15 @@ from freqxfr.explanations.explainer import Explainer
 from freqxfr.explanations.region_explanations import RegionExplanation
 from freqxfr.imaging.regions import Regions
 from freqxfr.model.engine import DeadlineExceeded
-from freqxfr.model.verifier import load_model
+
+pytestmark = pytest.mark.model
 
 GRID = Regions.grid(2, 2)  # R = 4: with K = 4 a region pair is 2·4·4 + 2 = 34 images
 
 
 @pytest.fixture(scope="module")
-def sface():
-    return load_model("sface")
+def sface(sface_model):
+    return sface_model  # the run's one SFace verifier (conftest.py)
 
 
 def test_concurrent_region_explanations_equal_serial_ones_bit_for_bit(sface, lfw_images):

@@ -32,20 +32,11 @@ def spy_on(model: Verifier, runner_cls=Runner, cls=Verifier) -> Verifier:
 
 
 @pytest.fixture(scope="module")
-def dlib_model():
-    return load_model()
-
-
-@pytest.fixture(scope="module")
-def sface_model():
-    return load_model("sface")
-
-
-@pytest.fixture(scope="module")
 def frll(data_dir):
     return data_dir / "frll"
 
 
+@pytest.mark.model
 def test_explanation_of_a_genuine_pair(dlib_model, frll):
     explainer = Explainer(dlib_model, 16)
     a, b = frll / "neutral" / "001_03.jpg", frll / "smiling" / "001_08.jpg"
@@ -78,6 +69,7 @@ def test_explanation_of_a_genuine_pair(dlib_model, frll):
     assert len(rows) == 32 and {r["image"] for r in rows} == {"a", "b"}
 
 
+@pytest.mark.model
 def test_a_pair_costs_2k_plus_2_embeddings(dlib_model, frll):
     explainer = Explainer(spy_on(dlib_model, CountingRunner), 8)
     CountingRunner.embedded = 0
@@ -85,6 +77,7 @@ def test_a_pair_costs_2k_plus_2_embeddings(dlib_model, frll):
     assert CountingRunner.embedded == 2 * 8 + 2
 
 
+@pytest.mark.model
 def test_cpp_and_numpy_backends_give_the_same_explanation(sface_model, lfw_images):
     cpp = Explainer(sface_model, 8, backend="cpp").explain(lfw_images[0], lfw_images[1])
     ref = Explainer(sface_model, 8, backend="numpy").explain(lfw_images[0], lfw_images[1])
@@ -92,6 +85,7 @@ def test_cpp_and_numpy_backends_give_the_same_explanation(sface_model, lfw_image
     np.testing.assert_allclose(cpp.b.scores, ref.b.scores, atol=1e-4)
 
 
+@pytest.mark.model
 def test_streamed_pairs_equal_single_explanations(sface_model, data_dir):
     pairs = read_pairs(data_dir / "lfw_aligned112" / "pairs_generated.csv", root=data_dir)[::150]
     explainer = Explainer(sface_model, 8, max_batch=40)  # two pairs per model call
@@ -105,6 +99,7 @@ def test_streamed_pairs_equal_single_explanations(sface_model, data_dir):
             np.testing.assert_allclose(s.b.scores, e.b.scores, atol=1e-5)
 
 
+@pytest.mark.model
 def test_a_bad_pair_in_a_stream_is_reported_not_fatal(sface_model, data_dir, tmp_path):
     good = read_pairs(data_dir / "lfw_aligned112" / "pairs_generated.csv", root=data_dir)[:2]
     broken = tmp_path / "broken.jpg"
@@ -122,6 +117,7 @@ def _dataset_profile(explainer: Explainer, pairs: list[Pair]) -> np.ndarray:
     return np.mean(rows, axis=0)
 
 
+@pytest.mark.model
 @pytest.mark.parametrize("model_name", ["sface", "dlib_resnet"])
 def test_low_frequency_bands_carry_the_most_influence(model_name, data_dir):
     """The paper's headline finding, on real LFW pairs, for both models. It can fail: a model
@@ -135,6 +131,7 @@ def test_low_frequency_bands_carry_the_most_influence(model_name, data_dir):
     assert mean[:4].mean() > 3 * mean[8:].mean(), mean
 
 
+@pytest.mark.model
 def test_deletion_in_influence_order_beats_random_order(sface_model, data_dir):
     from freqxfr.explanations.faithfulness import dataset_faithfulness
 
@@ -168,6 +165,7 @@ def toy_pair():
     return toy.flat((50, 100, 150)), toy.waved((50, 100, 150), 40)
 
 
+@pytest.mark.unit
 def test_toy_delete_influences_belong_to_their_own_image_and_band(toy_model, toy_pair):
     """Guards against swapping sides a and b, against feeding the masked images in another channel
     order than the references (bands 2 and 3 then move the score), and against a directed
@@ -185,6 +183,7 @@ def test_toy_delete_influences_belong_to_their_own_image_and_band(toy_model, toy
     assert rows[("a", 1)]["directed"] == pytest.approx(0, abs=1e-4)
 
 
+@pytest.mark.unit
 def test_toy_keep_mode_keeps_only_the_band(toy_model, toy_pair):
     """Guards against an Explainer that ignores ``mode`` (README: keep keeps only band k). Keeping
     band 0 of A keeps all of A (influence 0); keeping any other band of A leaves a black image. B
@@ -196,6 +195,7 @@ def test_toy_keep_mode_keeps_only_the_band(toy_model, toy_pair):
     np.testing.assert_allclose(e.b.directed, [-10, D, black_b, black_b], atol=1e-4)
 
 
+@pytest.mark.unit
 def test_toy_normalised_domain_deletes_after_normalising(toy_model, toy_pair):
     """Guards against an Explainer that ignores ``domain``. In the normalised domain deleting DC
     leaves x = 0 (the model's mean grey), embedding (0, 0, 0, ·), not the black image's
@@ -207,6 +207,7 @@ def test_toy_normalised_domain_deletes_after_normalising(toy_model, toy_pair):
     np.testing.assert_allclose(e.b.directed, [grey, -10, 0, 0], atol=1e-4)
 
 
+@pytest.mark.unit
 def test_toy_clip_clips_masked_pixels_before_normalising(toy_model, toy_pair):
     """Guards against ``clip`` being ignored. B without DC is the bare wave 40·P on red; clipped
     to 0..255 it is 40, 0, 0, 0 per period, whose embedding is (0, -10, -15, 5)."""
@@ -217,6 +218,7 @@ def test_toy_clip_clips_masked_pixels_before_normalising(toy_model, toy_pair):
     np.testing.assert_allclose(e.a.directed, [D, 0, 0, 0], atol=1e-4)
 
 
+@pytest.mark.unit
 def test_toy_bgr_card_reads_its_mean_in_model_order(tmp_path):
     """Guards against mixing the channel orders of a BGR card: its model channel 0 is blue, so the
     red wave of B is invisible to e[3] and only band 0 matters, on both sides."""
@@ -230,6 +232,7 @@ def test_toy_bgr_card_reads_its_mean_in_model_order(tmp_path):
     np.testing.assert_allclose(e.b.directed, [black, 0, 0, 0], atol=1e-4)
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize(
     "value_range, mean, x_a, x_black",
     [
@@ -268,6 +271,7 @@ class CallSizes(Verifier):
         return super().embed_model_input(x, batch_size=batch_size)
 
 
+@pytest.mark.unit
 def test_toy_streamed_pairs_keep_their_sides_and_order(toy_model, toy_pair):
     """Guards against mixing up pairs or sides in the batched layout of ``explain_pairs``: four
     pairs per model call, the second pair reversed, the third identical images."""
@@ -304,6 +308,7 @@ def test_toy_streamed_pairs_keep_their_sides_and_order(toy_model, toy_pair):
     assert all(x != y for x, y in zip(spy.buffers, spy.buffers[1:], strict=False))
 
 
+@pytest.mark.model
 def test_normalised_domain_roughly_halves_sfaces_band_0(sface_model, data_dir):
     """README (masking core): deleting in the normalised domain instead of the pixel domain
     "roughly halves band 0's influence" with SFace: deleting DC there leaves the model's mean grey,
@@ -321,6 +326,7 @@ def test_normalised_domain_roughly_halves_sfaces_band_0(sface_model, data_dir):
     assert 0.35 < ratio < 0.7, ratio
 
 
+@pytest.mark.unit
 def test_toy_score_at_the_threshold_is_a_match(toy_model):
     """Cards: a pair matches when score >= threshold. flat (90, 100, 150) against flat
     (50, 100, 150) differs by exactly 20 in e[0], and the toy card's threshold is -20."""
@@ -330,6 +336,7 @@ def test_toy_score_at_the_threshold_is_a_match(toy_model):
     assert e.score_ref == -20.0 and e.threshold == -20.0 and e.decision is True
 
 
+@pytest.mark.unit
 def test_toy_masked_views_show_the_models_mean_grey(tmp_path):
     """README (masking core): in the normalised domain a deleted DC leaves the model's mean grey.
     The views are RGB pictures of what the model saw, clipped to 0..255, also for a BGR card
@@ -353,6 +360,7 @@ def test_toy_masked_views_show_the_models_mean_grey(tmp_path):
     assert views[0, 0, 0, :4].tolist() == [[40, 0, 0], [0, 0, 0], [0, 0, 0], [0, 0, 0]]
 
 
+@pytest.mark.unit
 def test_toy_bad_mode_and_failed_pairs(toy_model, toy_pair, tmp_path):
     """A mode other than delete/keep is refused; in a stream, a pair whose image can't be read
     becomes a PairFailure at its place with ``skip_errors`` and raises without it."""
@@ -377,6 +385,7 @@ def test_toy_bad_mode_and_failed_pairs(toy_model, toy_pair, tmp_path):
         list(explainer.explain_pairs(pairs))
 
 
+@pytest.mark.unit
 def test_toy_image_explanation_by_hand(toy_model):
     """An image's influences from its scores, by hand, with a peak below 1 (the normalisation must
     divide by the largest magnitude, whatever its size) and without any influence (all zeros stay
@@ -405,6 +414,7 @@ class ThreadSpy(Explainer):
         return super().prepare(image, aligned)
 
 
+@pytest.mark.unit
 def test_toy_stream_prepares_on_a_worker_thread_only_when_overlapping(toy_model, toy_pair):
     """README: explain_pairs loads and masks the next batch on a worker thread while the model
     runs; ``overlap=False`` does it all on the caller's thread."""

@@ -9,13 +9,15 @@ import numpy as np
 import pytest
 
 import freqxfr
-from freqxfr.explanations.explainer import SETTINGS_KEYS, Explainer
+from freqxfr.explanations.explainer import SETTINGS_KEYS
 from freqxfr.imaging.images import AlignedFace
+
+pytestmark = pytest.mark.model
 
 
 @pytest.fixture(scope="module")
-def sface():
-    return Explainer("sface", 8)
+def sface(sface_explainer):
+    return sface_explainer  # the run's one SFace explainer (conftest.py)
 
 
 @pytest.fixture(scope="module")

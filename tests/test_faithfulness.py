@@ -24,6 +24,8 @@ from freqxfr.model.verifier import load_model
 from freqxfr.reports import render_run
 from freqxfr.runs.dataset import run_dataset
 
+pytestmark = pytest.mark.model
+
 AREA_KEYS = (
     "deletion_auc",
     "random_deletion_auc",
@@ -39,8 +41,8 @@ def lfw(data_dir):
 
 
 @pytest.fixture(scope="module")
-def sface():
-    return Explainer(load_model("sface"), 8)
+def sface(sface_explainer):
+    return sface_explainer  # the run's one SFace explainer (conftest.py)
 
 
 @pytest.fixture(scope="module")

@@ -12,6 +12,8 @@ import pytest
 from freqxfr.explanations.explainer import Explainer
 from freqxfr.explanations.faithfulness import curve_area, pair_faithfulness
 
+pytestmark = pytest.mark.unit
+
 # The toy pair of test_explain: A flat (50, 100, 150), B = A + 40·P on red; s_ref = -10.
 # Scores of B against A when a set of bands is deleted (only bands 0 and 1 hold anything):
 BLACK = -np.sqrt(25**2 + 50**2 + 75**2)  # both bands gone: e = (-5, -10, -15, 0)

@@ -12,6 +12,8 @@ import pytest
 
 import freqxfr
 
+pytestmark = pytest.mark.integration
+
 
 @pytest.mark.parametrize("libs_folder", ["pyfftw.libs", "pyFFTW.libs"])
 def test_libfftw3f_is_found_in_either_libs_folder(tmp_path: Path, libs_folder: str) -> None:

@@ -53,6 +53,7 @@ def _save(img: Image.Image, path: Path, **kwargs) -> Path:
 # --- good inputs ---------------------------------------------------------------------------
 
 
+@pytest.mark.model
 def test_jpeg_file_loads_as_contiguous_rgb(photo_path: Path) -> None:
     out = load_image(photo_path)
     with Image.open(photo_path) as img:
@@ -64,6 +65,7 @@ def test_jpeg_file_loads_as_contiguous_rgb(photo_path: Path) -> None:
     np.testing.assert_array_equal(load_image(str(photo_path)), expected)
 
 
+@pytest.mark.model
 def test_rgb_array_is_copied_not_aliased(photo: np.ndarray) -> None:
     out = load_image(photo)
     np.testing.assert_array_equal(out, photo)
@@ -71,6 +73,7 @@ def test_rgb_array_is_copied_not_aliased(photo: np.ndarray) -> None:
     assert not np.array_equal(out[0, 0], photo[0, 0])
 
 
+@pytest.mark.model
 def test_non_contiguous_array_comes_back_contiguous(photo: np.ndarray) -> None:
     view = photo[:, ::-1]
     out = load_image(view)
@@ -78,6 +81,7 @@ def test_non_contiguous_array_comes_back_contiguous(photo: np.ndarray) -> None:
     np.testing.assert_array_equal(out, view)
 
 
+@pytest.mark.model
 def test_greyscale_file_becomes_three_equal_channels(photo: np.ndarray, tmp_path: Path) -> None:
     grey = Image.fromarray(photo).convert("L")
     out = load_image(_save(grey, tmp_path / "grey.png"))
@@ -86,6 +90,7 @@ def test_greyscale_file_becomes_three_equal_channels(photo: np.ndarray, tmp_path
         np.testing.assert_array_equal(out[:, :, channel], np.asarray(grey))
 
 
+@pytest.mark.model
 @pytest.mark.parametrize("shape_suffix", [(), (1,)])
 def test_greyscale_array(photo: np.ndarray, shape_suffix: tuple[int, ...]) -> None:
     grey = photo[:, :, 1].reshape(photo.shape[:2] + shape_suffix)
@@ -93,6 +98,7 @@ def test_greyscale_array(photo: np.ndarray, shape_suffix: tuple[int, ...]) -> No
     np.testing.assert_array_equal(out, np.repeat(photo[:, :, 1:2], 3, axis=2))
 
 
+@pytest.mark.model
 def test_rgba_is_composited_on_white(photo: np.ndarray, tmp_path: Path) -> None:
     alpha = np.full(photo.shape[:2], 255, np.uint8)
     alpha[:, :60] = 0  # transparent strip
@@ -107,6 +113,7 @@ def test_rgba_is_composited_on_white(photo: np.ndarray, tmp_path: Path) -> None:
     np.testing.assert_array_equal(load_image(rgba), out)
 
 
+@pytest.mark.model
 def test_la_and_palette_with_transparency(photo: np.ndarray, tmp_path: Path) -> None:
     grey = Image.fromarray(photo).convert("L")
     alpha = Image.fromarray(
@@ -128,6 +135,7 @@ def test_la_and_palette_with_transparency(photo: np.ndarray, tmp_path: Path) -> 
     assert not (out[~mask] == 255).all()
 
 
+@pytest.mark.model
 def test_sixteen_bit_png_scales_to_eight_bits(photo: np.ndarray, tmp_path: Path) -> None:
     grey8 = np.asarray(Image.fromarray(photo).convert("L"))
     # v * 257 + 100 still rounds to v (65535 / 255 = 257); truncating division would not.
@@ -140,12 +148,14 @@ def test_sixteen_bit_png_scales_to_eight_bits(photo: np.ndarray, tmp_path: Path)
     np.testing.assert_array_equal(load_image(np.dstack([grey16] * 3)), np.dstack([grey8] * 3))
 
 
+@pytest.mark.model
 def test_float_arrays_in_unit_range(photo: np.ndarray) -> None:
     out = load_image(photo.astype(np.float32) / 255.0)
     np.testing.assert_array_equal(out, photo)
     np.testing.assert_array_equal(load_image(photo / 255.0 + 1e-4), photo)  # noise is clipped
 
 
+@pytest.mark.model
 def test_cmyk_jpeg_converts_to_rgb(photo: np.ndarray, tmp_path: Path) -> None:
     path = _save(Image.fromarray(photo).convert("CMYK"), tmp_path / "cmyk.jpg", quality=95)
     out = load_image(path)
@@ -153,6 +163,7 @@ def test_cmyk_jpeg_converts_to_rgb(photo: np.ndarray, tmp_path: Path) -> None:
     assert np.abs(out.astype(float) - photo).mean() < 4
 
 
+@pytest.mark.model
 @pytest.mark.parametrize(("orientation", "k"), [(3, 2), (6, -1), (8, 1)])
 def test_exif_orientation_is_applied(
     photo: np.ndarray, tmp_path: Path, orientation: int, k: int
@@ -210,6 +221,7 @@ BAD_FILES = [
 ]
 
 
+@pytest.mark.model
 @pytest.mark.parametrize("bad", BAD_FILES)
 def test_bad_file_raises_image_error_naming_it(photo_path: Path, tmp_path: Path, bad: str) -> None:
     path = _bad_files(photo_path, tmp_path)[bad]
@@ -217,6 +229,7 @@ def test_bad_file_raises_image_error_naming_it(photo_path: Path, tmp_path: Path,
         load_image(path)
 
 
+@pytest.mark.model
 def test_big_png_is_refused_for_its_size(photo_path: Path, tmp_path: Path) -> None:
     assert 12_000 * 12_000 > MAX_PIXELS
     path = _bad_files(photo_path, tmp_path)["big.png"]
@@ -224,12 +237,14 @@ def test_big_png_is_refused_for_its_size(photo_path: Path, tmp_path: Path) -> No
         load_image(path)
 
 
+@pytest.mark.model
 def test_truncated_pil_image_raises(photo_path: Path, tmp_path: Path) -> None:
     path = _bad_files(photo_path, tmp_path)["truncated.jpg"]
     with Image.open(path) as img, pytest.raises(ImageError, match="truncated"):
         load_image(img)
 
 
+@pytest.mark.unit
 def test_missing_file_and_directory(tmp_path: Path) -> None:
     missing = tmp_path / "nowhere" / "face.jpg"
     with pytest.raises(ImageError, match=re.escape(f"{missing}: file not found")):
@@ -238,6 +253,7 @@ def test_missing_file_and_directory(tmp_path: Path) -> None:
         load_image(tmp_path)
 
 
+@pytest.mark.unit
 def test_name_overrides_the_label(tmp_path: Path) -> None:
     with pytest.raises(ImageError, match=r"^probe A: file not found"):
         load_image(tmp_path / "x.jpg", name="probe A")
@@ -260,12 +276,14 @@ BAD_ARRAYS = {
 }
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("kind", list(BAD_ARRAYS))
 def test_bad_array_raises_image_error_naming_it(kind: str) -> None:
     with pytest.raises(ImageError, match=r"^my-input: "):
         load_image(BAD_ARRAYS[kind], name="my-input")
 
 
+@pytest.mark.unit
 def test_unsupported_source_type() -> None:
     with pytest.raises(ImageError, match="expected a file path"):
         load_image([[0, 1], [2, 3]])  # type: ignore[arg-type]

@@ -23,6 +23,8 @@ import pytest
 
 from freqxfr.runs.folder import LOCK_NAME
 
+pytestmark = pytest.mark.integration
+
 COMMON = ["--model", "sface", "--bands", "16"]
 
 

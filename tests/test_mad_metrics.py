@@ -22,6 +22,8 @@ from freqxfr.stats.morph_score import (
     ledoit_wolf,
 )
 
+pytestmark = pytest.mark.unit
+
 # Attacks score 2, 4, 6, 8 and bona fide comparisons 1, 3, 5, 7 (higher = more morph-like).
 # Thresholds and rates by hand (flag when score >= t):
 #   t:      1    1.5   2.5   3.5   4.5   5.5   6.5   7.5   >8

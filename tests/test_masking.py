@@ -17,14 +17,16 @@ from PIL import Image
 import freqxfr
 from freqxfr import BandSchedule, InputError, mask_bands
 
+pytestmark = pytest.mark.unit
+
 MODES = ["delete", "keep", "cumulative_delete", "cumulative_keep"]
 DLIB_NORM = {"mean": (122.782, 117.001, 104.298), "std": 256.0}
 
 
-def faces_at(lfw_images: np.ndarray, h: int, w: int, c: int, n: int = 2) -> np.ndarray:
+def faces_at(face_like_images: np.ndarray, h: int, w: int, c: int, n: int = 2) -> np.ndarray:
     """Real faces resized (not cropped) to h×w, RGB or grayscale."""
     out = []
-    for img in lfw_images[:n]:
+    for img in face_like_images[:n]:
         pil = Image.fromarray(img).resize((w, h), Image.BICUBIC)
         out.append(np.asarray(pil.convert("L"))[..., None] if c == 1 else np.asarray(pil))
     return np.stack(out)
@@ -39,8 +41,8 @@ def assert_close(actual: np.ndarray, expected: np.ndarray, rtol: float = 1e-4) -
 @pytest.mark.parametrize("size", [(112, 112), (150, 150), (111, 97), (112, 96)], ids=str)
 @pytest.mark.parametrize("channels", [1, 3])
 @pytest.mark.parametrize("mode", MODES)
-def test_cpp_matches_numpy_reference(lfw_images, size, channels, mode):
-    x = faces_at(lfw_images, *size, channels)
+def test_cpp_matches_numpy_reference(face_like_images, size, channels, mode):
+    x = faces_at(face_like_images, *size, channels)
     schedule = BandSchedule.rings(8)
     order = [3, 0, 7, 1, 6, 2, 5, 4] if mode.startswith("cumulative") else None
     norm = {"mean": DLIB_NORM["mean"][:channels], "std": 64.0}
@@ -56,8 +58,8 @@ def test_cpp_matches_numpy_reference(lfw_images, size, channels, mode):
     [BandSchedule.polar(4, 4), BandSchedule.log_rings(8), BandSchedule.rings(8, extent="nyquist")],
     ids=lambda s: s.kind,
 )
-def test_cpp_matches_numpy_for_other_schedules(lfw_images, schedule):
-    x = lfw_images[:3]
+def test_cpp_matches_numpy_for_other_schedules(face_like_images, schedule):
+    x = face_like_images[:3]
     options = {"mean": DLIB_NORM["mean"], "std": (50.0, 60.0, 70.0), "channel_order": "BGR"}
     assert_close(
         mask_bands(x, schedule, "delete", "cpp", **options),
@@ -66,8 +68,8 @@ def test_cpp_matches_numpy_for_other_schedules(lfw_images, schedule):
 
 
 @pytest.mark.parametrize("backend", ["scipy", "pyfftw"])
-def test_python_peers_match_numpy_reference(lfw_images, backend):
-    x = lfw_images[:2]
+def test_python_peers_match_numpy_reference(face_like_images, backend):
+    x = face_like_images[:2]
     schedule = BandSchedule.rings(16)
     for mode in ("delete", "cumulative_keep"):
         assert_close(
@@ -80,8 +82,8 @@ def test_python_peers_match_numpy_reference(lfw_images, backend):
 @pytest.mark.parametrize(
     "schedule", [BandSchedule.rings(16), BandSchedule.polar(4, 4)], ids=lambda s: s.kind
 )
-def test_keep_images_of_a_partition_sum_to_the_input(lfw_images, backend, schedule):
-    x = lfw_images[:2]
+def test_keep_images_of_a_partition_sum_to_the_input(face_like_images, backend, schedule):
+    x = face_like_images[:2]
     keep = mask_bands(x, schedule, "keep", backend)
     total = keep.sum(axis=1)  # (N, C, H, W)
     expected = np.moveaxis(x, -1, 1).astype(np.float64)
@@ -92,8 +94,8 @@ def test_keep_images_of_a_partition_sum_to_the_input(lfw_images, backend, schedu
     )
 
 
-def test_delete_is_input_minus_keep(lfw_images):
-    x = lfw_images[:2]
+def test_delete_is_input_minus_keep(face_like_images):
+    x = face_like_images[:2]
     schedule = BandSchedule.rings(16)
     delete = mask_bands(x, schedule, "delete")
     keep = mask_bands(x, schedule, "keep")
@@ -101,11 +103,11 @@ def test_delete_is_input_minus_keep(lfw_images):
     np.testing.assert_allclose(delete, expected, atol=2e-3)
 
 
-def test_deleting_a_band_the_image_lacks_returns_the_input(lfw_images):
+def test_deleting_a_band_the_image_lacks_returns_the_input(face_like_images):
     # A real face, low-passed so that the outer half of the rings holds nothing.
     schedule = BandSchedule.rings(8)
     labels = schedule.resolve(112, 112).labels_full
-    spectrum = np.fft.fft2(lfw_images[:1].astype(np.float64), axes=(1, 2))
+    spectrum = np.fft.fft2(face_like_images[:1].astype(np.float64), axes=(1, 2))
     spectrum[:, labels >= 4, :] = 0
     low = np.fft.ifft2(spectrum, axes=(1, 2)).real.astype(np.float32)
     deleted = mask_bands(low, schedule, "delete", "cpp")
@@ -115,8 +117,8 @@ def test_deleting_a_band_the_image_lacks_returns_the_input(lfw_images):
 
 
 @pytest.mark.parametrize("size", [(112, 112), (111, 97)], ids=str)
-def test_band_limited_images_are_real(lfw_images, size):
-    x = faces_at(lfw_images, *size, 3, n=1).astype(np.float64)
+def test_band_limited_images_are_real(face_like_images, size):
+    x = faces_at(face_like_images, *size, 3, n=1).astype(np.float64)
     labels = BandSchedule.polar(4, 4).resolve(*size).labels_full
     spectrum = np.fft.fft2(x, axes=(1, 2))
     for k in range(16):
@@ -124,8 +126,8 @@ def test_band_limited_images_are_real(lfw_images, size):
         assert np.abs(inverse.imag).max() < 1e-9 * max(1.0, np.abs(inverse.real).max())
 
 
-def test_deleting_dc_leaves_black_in_pixel_domain_and_grey_in_normalised(lfw_images):
-    x = lfw_images[:2]
+def test_deleting_dc_leaves_black_in_pixel_domain_and_grey_in_normalised(face_like_images):
+    x = face_like_images[:2]
     schedule = BandSchedule.rings(8)
     mean, std = (120.0, 110.0, 100.0), 50.0
     pixel = mask_bands(x, schedule, "delete", mean=mean, std=std, domain="pixel")[:, 0]
@@ -138,19 +140,20 @@ def test_deleting_dc_leaves_black_in_pixel_domain_and_grey_in_normalised(lfw_ima
     np.testing.assert_allclose(normalised.mean(axis=(2, 3)), 0.0, atol=1e-3)
 
 
-def test_results_do_not_depend_on_the_thread_count(lfw_images):
+def test_results_do_not_depend_on_the_thread_count(face_like_images):
     schedule = BandSchedule.rings(16)
     for mode in ("delete", "cumulative_delete"):
-        reference = mask_bands(lfw_images, schedule, mode, threads=1, **DLIB_NORM)
+        reference = mask_bands(face_like_images, schedule, mode, threads=1, **DLIB_NORM)
         for threads in (2, 3, 8):
             np.testing.assert_array_equal(
-                mask_bands(lfw_images, schedule, mode, threads=threads, **DLIB_NORM), reference
+                mask_bands(face_like_images, schedule, mode, threads=threads, **DLIB_NORM),
+                reference,
             )
 
 
-def test_core_is_safe_from_several_python_threads(lfw_images):
+def test_core_is_safe_from_several_python_threads(face_like_images):
     schedule = BandSchedule.rings(16)
-    inputs = [np.roll(lfw_images, shift, axis=2) for shift in range(6)]
+    inputs = [np.roll(face_like_images, shift, axis=2) for shift in range(6)]
     expected = [mask_bands(x, schedule, threads=1) for x in inputs]
     results: dict[int, np.ndarray] = {}
 
@@ -166,8 +169,8 @@ def test_core_is_safe_from_several_python_threads(lfw_images):
         np.testing.assert_array_equal(results[i], exp)
 
 
-def test_out_buffer_can_be_a_slice_of_a_model_batch(lfw_images):
-    x = lfw_images[:2]
+def test_out_buffer_can_be_a_slice_of_a_model_batch(face_like_images):
+    x = face_like_images[:2]
     schedule = BandSchedule.rings(4)
     batch = np.zeros((2 + 2 * 4, 3, 112, 112), np.float32)
     view = batch[2:].reshape(2, 4, 3, 112, 112)
@@ -179,16 +182,16 @@ def test_out_buffer_can_be_a_slice_of_a_model_batch(lfw_images):
     )
 
 
-def test_nhwc_layout_is_a_transpose_of_nchw(lfw_images):
-    x = lfw_images[:2]
+def test_nhwc_layout_is_a_transpose_of_nchw(face_like_images):
+    x = face_like_images[:2]
     schedule = BandSchedule.rings(4)
     nchw = mask_bands(x, schedule, **DLIB_NORM)
     nhwc = mask_bands(x, schedule, layout="NHWC", **DLIB_NORM)
     np.testing.assert_array_equal(np.moveaxis(nhwc, -1, 2), nchw)
 
 
-def test_non_contiguous_input_is_copied(lfw_images):
-    x = lfw_images[:2]
+def test_non_contiguous_input_is_copied(face_like_images):
+    x = face_like_images[:2]
     flipped = x[:, :, ::-1]
     assert not flipped.flags.c_contiguous
     schedule = BandSchedule.rings(4)
@@ -227,16 +230,16 @@ def test_non_contiguous_input_is_copied(lfw_images):
         (lambda x: x[:, :4, :4], {"schedule": BandSchedule.rings(16)}, "distinct radii"),
     ],
 )
-def test_bad_input_raises_a_clear_value_error(lfw_images, make_images, kwargs, message):
+def test_bad_input_raises_a_clear_value_error(face_like_images, make_images, kwargs, message):
     kwargs = {"schedule": BandSchedule.rings(4), **kwargs}
     with pytest.raises(ValueError, match=message) as info:
-        mask_bands(make_images(lfw_images[:2]), **kwargs)
+        mask_bands(make_images(face_like_images[:2]), **kwargs)
     assert isinstance(info.value, InputError)
 
 
-def test_core_rejects_inconsistent_requests_without_crashing(lfw_images):
+def test_core_rejects_inconsistent_requests_without_crashing(face_like_images):
     core = freqxfr.core.fftw.compiled_core()
-    x = lfw_images[:1]
+    x = face_like_images[:1]
     out = np.empty((1, 2, 3, 112, 112), np.float32)
     good = np.zeros((112, 57), np.int32)
 

@@ -3,22 +3,27 @@ NaN/Inf, schedules, modes, layouts, ``out=`` buffers and thread counts, the ``cp
 matches the float64 ``numpy`` reference or both refuse the call with the same ``InputError``.
 
 The example budget is fixed and the search derandomised, so the run time is bounded and every
-run checks the same cases.
+run checks the same cases (400 examples; ``nox -s tests-fast`` sets FREQXFR_PROPERTY_EXAMPLES
+to check the first 60 of them).
 """
 
 from __future__ import annotations
 
+import os
 import random
 from typing import Any
 
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from freqxfr import BandSchedule, InputError, mask_bands
 
+pytestmark = pytest.mark.unit
+
 BUDGET = settings(
-    max_examples=400,
+    max_examples=int(os.environ.get("FREQXFR_PROPERTY_EXAMPLES", "400")),
     derandomize=True,
     deadline=None,
     database=None,

@@ -12,13 +12,15 @@ from PIL import Image
 import freqxfr
 from freqxfr import BandSchedule, InputError, mask_bands
 
+pytestmark = pytest.mark.unit
+
 MODES = ["delete", "keep", "cumulative_delete", "cumulative_keep"]
 NORM = {"mean": (122.782, 117.001, 104.298), "std": 64.0}
 
 
-def faces_at(lfw_images: np.ndarray, h: int, w: int, c: int, n: int = 2) -> np.ndarray:
+def faces_at(face_like_images: np.ndarray, h: int, w: int, c: int, n: int = 2) -> np.ndarray:
     out = []
-    for img in lfw_images[:n]:
+    for img in face_like_images[:n]:
         pil = Image.fromarray(img).resize((w, h), Image.BICUBIC)
         out.append(np.asarray(pil.convert("L"))[..., None] if c == 1 else np.asarray(pil))
     return np.stack(out)
@@ -51,10 +53,10 @@ def cell_order(k: int, r: int, seed: int = 1) -> list[int]:
 @pytest.mark.parametrize("size", [(112, 112), (150, 150), (111, 97), (112, 96)], ids=str)
 @pytest.mark.parametrize("channels", [1, 3])
 @pytest.mark.parametrize("mode", MODES)
-def test_cpp_matches_numpy_for_region_cells(lfw_images, size, channels, mode):
+def test_cpp_matches_numpy_for_region_cells(face_like_images, size, channels, mode):
     """The core's fused weighted write (and its DC offset per pixel in the normalised domain)
     computes what the float64 reference computes, for every mode, size and channel count."""
-    x = faces_at(lfw_images, *size, channels)
+    x = faces_at(face_like_images, *size, channels)
     schedule, regions = BandSchedule.rings(4), smooth_partition(*size, 3)
     order = cell_order(4, 3) if mode.startswith("cumulative") else None
     norm = {"mean": NORM["mean"][:channels], "std": NORM["std"]}
@@ -70,8 +72,8 @@ def test_cpp_matches_numpy_for_region_cells(lfw_images, size, channels, mode):
 
 
 @pytest.mark.parametrize("backend", ["cpp", "scipy", "pyfftw"])
-def test_other_layouts_and_backends_match_numpy(lfw_images, backend):
-    x = lfw_images[:2]
+def test_other_layouts_and_backends_match_numpy(face_like_images, backend):
+    x = face_like_images[:2]
     regions = smooth_partition(112, 112, 4, seed=3)
     for mode in ("delete", "cumulative_keep"):
         options = {
@@ -92,11 +94,13 @@ def test_other_layouts_and_backends_match_numpy(lfw_images, backend):
 @pytest.mark.parametrize("backend", ["cpp", "numpy"])
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("domain", ["pixel", "normalised"])
-def test_one_all_ones_region_is_band_only_masking_bit_for_bit(lfw_images, backend, mode, domain):
+def test_one_all_ones_region_is_band_only_masking_bit_for_bit(
+    face_like_images, backend, mode, domain
+):
     """Guards against the weighted path rounding differently from the band path (e.g. adding
     the normalised-domain offset in another order), which would make a one-region explanation
     drift from the band explanation."""
-    x = lfw_images[:3]
+    x = face_like_images[:3]
     schedule = BandSchedule.rings(6)
     order = [4, 0, 5, 2, 1, 3] if mode.startswith("cumulative") else None
     options = {"mode": mode, "backend": backend, "order": order, "domain": domain, **NORM}
@@ -109,10 +113,10 @@ def test_one_all_ones_region_is_band_only_masking_bit_for_bit(lfw_images, backen
 
 
 @pytest.mark.parametrize("domain", ["pixel", "normalised"])
-def test_cells_of_a_band_add_up_to_its_deletion(lfw_images, domain):
+def test_cells_of_a_band_add_up_to_its_deletion(face_like_images, domain):
     """With weights summing to 1, Σ_r (cell_{k,r} − x) = delete_k − x: the region cells split the
     band's perturbation exactly (to float32 precision), in both domains."""
-    x = lfw_images[:2]
+    x = face_like_images[:2]
     schedule, regions = BandSchedule.rings(8), smooth_partition(112, 112, 6, seed=5)
     options = {"domain": domain, "mean": NORM["mean"], "std": 1.0}
     band = mask_bands(x, schedule, "delete", **options)  # (N, K, C, H, W): x - b_k, normalised
@@ -127,10 +131,10 @@ def test_cells_of_a_band_add_up_to_its_deletion(lfw_images, domain):
     assert float(np.abs(band - reference).max()) > 50  # the band perturbation is far from 0
 
 
-def test_keep_cells_add_up_to_the_image_and_cumulative_ends_empty(lfw_images):
+def test_keep_cells_add_up_to_the_image_and_cumulative_ends_empty(face_like_images):
     """Keep cells of all bands and regions sum to the image (the bands and the weights are both
     partitions); deleting every cell cumulatively leaves nothing."""
-    x = lfw_images[:2]
+    x = face_like_images[:2]
     schedule, regions = BandSchedule.rings(5), smooth_partition(112, 112, 4, seed=7)
     keep = mask_bands(x, schedule, "keep", regions=regions)
     np.testing.assert_allclose(
@@ -147,9 +151,9 @@ def test_keep_cells_add_up_to_the_image_and_cumulative_ends_empty(lfw_images):
     np.testing.assert_allclose(kept[:, 6], keep[:, order[:7]].sum(axis=1), atol=2e-3)
 
 
-def test_a_cell_changes_the_image_only_where_its_weight_is(lfw_images):
+def test_a_cell_changes_the_image_only_where_its_weight_is(face_like_images):
     """A cell of a window that is 0 outside a box leaves the image untouched outside the box."""
-    x = lfw_images[:1]
+    x = face_like_images[:1]
     box = np.zeros((2, 112, 112), np.float32)
     box[0, 30:60, 20:90] = 1.0
     box[1] = 1.0 - box[0]
@@ -160,8 +164,8 @@ def test_a_cell_changes_the_image_only_where_its_weight_is(lfw_images):
     assert np.abs(out[0, 0][:, ~outside] - original[:, ~outside]).max() > 10
 
 
-def test_results_with_regions_do_not_depend_on_threads(lfw_images):
-    x = lfw_images[:3]
+def test_results_with_regions_do_not_depend_on_threads(face_like_images):
+    x = face_like_images[:3]
     regions = smooth_partition(112, 112, 3)
     for mode in ("delete", "cumulative_delete"):
         order = cell_order(4, 3) if mode.startswith("cumulative") else None
@@ -175,15 +179,15 @@ def test_results_with_regions_do_not_depend_on_threads(lfw_images):
             )
 
 
-def test_region_masking_is_safe_from_several_python_threads(lfw_images):
+def test_region_masking_is_safe_from_several_python_threads(face_like_images):
     """Concurrent calls with regions of different counts and sizes (under TSan in CI)."""
-    x = lfw_images[:2]
+    x = face_like_images[:2]
     jobs = [
         (x, smooth_partition(112, 112, r, seed=r), mode)
         for r in (1, 2, 5)
         for mode in ("keep", "cumulative_keep")
     ]
-    jobs.append((faces_at(lfw_images, 60, 50, 1), smooth_partition(60, 50, 3), "delete"))
+    jobs.append((faces_at(face_like_images, 60, 50, 1), smooth_partition(60, 50, 3), "delete"))
     expected = []
     for images, regions, mode in jobs:
         k = 3 * len(regions)
@@ -230,16 +234,18 @@ def with_value(value: float) -> np.ndarray:
     ],
 )
 @pytest.mark.parametrize("backend", ["cpp", "numpy"])
-def test_bad_weights_are_refused_with_the_problem_named(lfw_images, regions, message, backend):
+def test_bad_weights_are_refused_with_the_problem_named(
+    face_like_images, regions, message, backend
+):
     with pytest.raises(InputError, match=message) as info:
-        mask_bands(lfw_images[:1], BandSchedule.rings(4), backend=backend, regions=regions)
+        mask_bands(face_like_images[:1], BandSchedule.rings(4), backend=backend, regions=regions)
     assert str(info.value).startswith("regions")
 
 
-def test_an_order_over_bands_is_refused_when_cells_are_masked(lfw_images):
+def test_an_order_over_bands_is_refused_when_cells_are_masked(face_like_images):
     with pytest.raises(InputError, match=r"permutation of 0..7 \(the K·R cells"):
         mask_bands(
-            lfw_images[:1],
+            face_like_images[:1],
             BandSchedule.rings(4),
             "cumulative_delete",
             order=[0, 1, 2, 3],
@@ -247,11 +253,11 @@ def test_an_order_over_bands_is_refused_when_cells_are_masked(lfw_images):
         )
 
 
-def test_float64_weights_are_converted_and_give_the_float32_result(lfw_images):
+def test_float64_weights_are_converted_and_give_the_float32_result(face_like_images):
     w32 = smooth_partition(112, 112, 2)
     np.testing.assert_array_equal(
-        mask_bands(lfw_images[:1], BandSchedule.rings(3), regions=w32.astype(np.float64)),
-        mask_bands(lfw_images[:1], BandSchedule.rings(3), regions=w32),
+        mask_bands(face_like_images[:1], BandSchedule.rings(3), regions=w32.astype(np.float64)),
+        mask_bands(face_like_images[:1], BandSchedule.rings(3), regions=w32),
     )
 
 

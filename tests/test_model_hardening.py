@@ -45,6 +45,7 @@ def cache_files(root: Path) -> list[Path]:
 # ---- defect 9: cards naming something that is not a converter ----------------------------------
 
 
+@pytest.mark.model
 @pytest.mark.parametrize("module", ["_cache", "_packages", "_dlib_serialization"])
 def test_card_naming_a_private_module_as_converter_is_a_model_error(module):
     """Guards against ``source = "converter:_cache"`` ending in an AttributeError (the module
@@ -54,6 +55,7 @@ def test_card_naming_a_private_module_as_converter_is_a_model_error(module):
         model_path(card)
 
 
+@pytest.mark.model
 def test_card_naming_a_module_without_converter_is_a_model_error(monkeypatch):
     """A public module that is no converter (here a mock module, named as one) is refused."""
     import types
@@ -67,6 +69,7 @@ def test_card_naming_a_module_without_converter_is_a_model_error(monkeypatch):
         model_path(card)
 
 
+@pytest.mark.model
 def test_converter_module_is_the_one_lookup_for_cards_and_commands():
     """``model_loading.converter_module`` (what ``model_path`` and ``freqxfr models`` use) gives
     the converter of a converted preset, None for a card whose model you bring or name by file,
@@ -84,6 +87,7 @@ def test_converter_module_is_the_one_lookup_for_cards_and_commands():
 # ---- defect 9: one rule for thresholds, from a card or given at run time -----------------------
 
 
+@pytest.mark.model
 @pytest.mark.parametrize("value", [math.nan, math.inf, -math.inf, 1.5, "0.3", True])
 def test_threshold_rule_is_shared_by_cards_and_run_time_overrides(value):
     """Guards against ``verify --threshold nan`` being accepted while a card with a NaN
@@ -105,6 +109,7 @@ def sface_model(tmp_path_factory: pytest.TempPathFactory):
         yield load_model("sface")
 
 
+@pytest.mark.model
 @pytest.mark.parametrize("value", [math.nan, math.inf, 2.0, np.float32("nan")])
 def test_nan_threshold_at_run_time_is_refused_like_in_a_card(sface_model, value, data_dir):
     face = sorted((data_dir / "lfw_aligned112" / "images").rglob("*.jpg"))[0]
@@ -118,6 +123,7 @@ def test_nan_threshold_at_run_time_is_refused_like_in_a_card(sface_model, value,
     assert sface_model.decide(0.5, threshold=0.4) is True  # a valid override still works
 
 
+@pytest.mark.integration
 def test_cli_verify_refuses_threshold_nan_with_status_2(data_dir, private_cache):
     face = sorted((data_dir / "lfw_aligned112" / "images").rglob("*.jpg"))[0]
     run = subprocess.run(
@@ -162,6 +168,7 @@ def tensor_data_ranges(data: bytes) -> list[tuple[int, int, str]]:
     return ranges
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
 def test_dlib_file_with_non_finite_weights_is_refused(source_bytes, tmp_path, private_cache, bad):
     """Guards against a .dat with NaN/Inf weights converting and yielding NaN embeddings."""
@@ -178,6 +185,7 @@ def test_dlib_file_with_non_finite_weights_is_refused(source_bytes, tmp_path, pr
 # ---- defect 9: model sources that are not regular files -----------------------------------------
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("converter", [dlib_resnet.converted_path, sface.converted_path])
 def test_device_file_is_refused_without_reading_it(converter, private_cache):
     """Guards against ``converted_path('/dev/zero')`` reading until memory runs out."""
@@ -186,6 +194,7 @@ def test_device_file_is_refused_without_reading_it(converter, private_cache):
     assert cache_files(private_cache) == []
 
 
+@pytest.mark.unit
 def test_fifo_and_folder_are_refused_without_blocking(tmp_path):
     fifo = tmp_path / "model.dat"
     os.mkfifo(fifo)  # opening it for reading would block until a writer came
@@ -195,6 +204,7 @@ def test_fifo_and_folder_are_refused_without_blocking(tmp_path):
         dlib_resnet.converted_path(tmp_path)
 
 
+@pytest.mark.unit
 def test_huge_file_is_refused_by_its_size(tmp_path):
     """A (sparse) file larger than any model is refused from its size, before reading 1 GiB."""
     big = tmp_path / "big.dat"
@@ -204,6 +214,7 @@ def test_huge_file_is_refused_by_its_size(tmp_path):
         dlib_resnet.converted_path(big)
 
 
+@pytest.mark.unit
 def test_error_messages_are_one_line_naming_the_file(tmp_path):
     for path in (Path("/dev/zero"), tmp_path / "missing.dat", tmp_path):
         with pytest.raises(ModelError) as info:
@@ -214,6 +225,7 @@ def test_error_messages_are_one_line_naming_the_file(tmp_path):
 # ---- defect 8: only model conversion needs the cache --------------------------------------------
 
 
+@pytest.mark.unit
 def test_conversion_without_a_usable_cache_names_freqxfr_cache_dir(tmp_path, monkeypatch):
     """Guards against a raw NotADirectoryError/PermissionError when converting into a cache
     folder that cannot be created; the error says that conversion needs it."""
@@ -229,6 +241,7 @@ def test_conversion_without_a_usable_cache_names_freqxfr_cache_dir(tmp_path, mon
     assert _cache.cached_models() == []  # listing works (and creates nothing)
 
 
+@pytest.mark.integration
 def test_cli_with_unusable_cache_prints_one_line_not_a_raw_oserror(tmp_path, data_dir):
     regular = tmp_path / "file"
     regular.write_text("x")
@@ -248,6 +261,7 @@ def test_cli_with_unusable_cache_prints_one_line_not_a_raw_oserror(tmp_path, dat
         assert raw not in lines[0]
 
 
+@pytest.mark.model
 def test_card_with_threshold_from_mapping_uses_the_same_rule():
     with pytest.raises(ModelError, match="field 'threshold' must be a finite number, got nan"):
         ModelCard.from_dict({**preset("sface").to_dict(), "threshold": math.nan})
@@ -256,6 +270,7 @@ def test_card_with_threshold_from_mapping_uses_the_same_rule():
 # ---- defect 1, as reported: Explainers with different band counts on one model ----------------
 
 
+@pytest.mark.model
 def test_explainers_with_different_band_counts_in_threads_match_the_reference(
     sface_model, data_dir
 ):

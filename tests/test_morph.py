@@ -51,6 +51,7 @@ def _write_index(path, rows):
 # ---- the index -----------------------------------------------------------------------------------
 
 
+@pytest.mark.model
 def test_comparisons_of_the_shared_index(index, data_dir):
     entries = read_morph_index(index, root=data_dir)
     cmps = comparisons(entries)
@@ -65,6 +66,7 @@ def test_comparisons_of_the_shared_index(index, data_dir):
     assert all(c.probe_identity in c.identities and len(c.identities) == 2 for c in morphs)
 
 
+@pytest.mark.model
 def test_a_missing_bona_fide_source_is_named(index, data_dir, tmp_path):
     rows = _index_rows(index)
     rows[1]["bona_fide_b"] = "frll/neutral/999_03.jpg"
@@ -76,6 +78,7 @@ def test_a_missing_bona_fide_source_is_named(index, data_dir, tmp_path):
     assert "999_03.jpg" in message and "not found" in message
 
 
+@pytest.mark.model
 def test_a_missing_morph_file_and_bad_columns_are_refused(index, data_dir, tmp_path):
     rows = _index_rows(index)
     rows[0]["path"] = "frll_morphs/nowhere.jpg"
@@ -88,6 +91,7 @@ def test_a_missing_morph_file_and_bad_columns_are_refused(index, data_dir, tmp_p
         read_morph_index(tmp_path / "none.csv")
 
 
+@pytest.mark.model
 def test_a_morph_without_a_face_gets_a_clear_error(index, data_dir, tmp_path):
     rng = np.random.default_rng(0)
     # A smooth grey-brown gradient with mild noise: a plausible photo with no face in it.
@@ -110,6 +114,7 @@ def test_a_morph_without_a_face_gets_a_clear_error(index, data_dir, tmp_path):
 # ---- the run (dlib) --------------------------------------------------------------------------------
 
 
+@pytest.mark.integration
 def test_mmpmr_matches_a_hand_count(dlib_run):
     _, summary, rows = dlib_run
     threshold = summary["threshold"]
@@ -130,6 +135,7 @@ def test_mmpmr_matches_a_hand_count(dlib_run):
         assert morph["accepted_b"] == (morph["score_b"] >= threshold)
 
 
+@pytest.mark.integration
 def test_frequency_morph_score_ranks_morphs_above_bona_fide(dlib_run):
     _, summary, rows = dlib_run
     morph = [float(r["morph_score"]) for r in rows if r["class"] == "morph"]
@@ -149,6 +155,7 @@ def test_frequency_morph_score_ranks_morphs_above_bona_fide(dlib_run):
     assert set(summary["auc"]) == {"score", "frequency", "combined"}
 
 
+@pytest.mark.integration
 def test_summary_keys_profiles_and_files(dlib_run):
     out, summary, rows = dlib_run
     # The top-level D-EER and BPCER are the frequency detector's, recomputed here by a plain scan
@@ -184,6 +191,7 @@ def test_summary_keys_profiles_and_files(dlib_run):
     assert "linearly interpolated between the two neighbouring operating points" in report
 
 
+@pytest.mark.integration
 def test_cli_morph_error_is_one_line(index, tmp_path, capsys):
     # Without --root the index's paths resolve against its own folder, where they do not exist.
     assert main(["morph", str(index), "--out", str(tmp_path)]) == 2
@@ -194,6 +202,7 @@ def test_cli_morph_error_is_one_line(index, tmp_path, capsys):
 # ---- SFace (YuNet alignment) -------------------------------------------------------------------------
 
 
+@pytest.mark.model
 def test_sface_runs_on_two_morph_pairs(index, data_dir, tmp_path):
     rows = [r for r in _index_rows(index) if r["method"] == "full"][:2]
     entries = read_morph_index(_write_index(tmp_path / "index.csv", rows), root=data_dir)
@@ -211,6 +220,7 @@ def test_sface_runs_on_two_morph_pairs(index, data_dir, tmp_path):
 # ---- exact cases on the toy model (tests/_toy_model.py) -------------------------------------------
 
 
+@pytest.mark.unit
 def test_combined_detector_ranks_a_low_comparison_score_as_morph_like():
     """README: every detector is oriented so that higher = more morph-like; the combined one is
     the mean of the ranks of the *negated* comparison score and the frequency score. Guards against
@@ -225,6 +235,7 @@ def test_combined_detector_ranks_a_low_comparison_score_as_morph_like():
     assert mixed["combined"].tolist() == [2.0, 2.0, 2.0]  # ranks (1, 3, 2) and (3, 1, 2)
 
 
+@pytest.mark.unit
 def test_morph_outcomes_at_the_threshold_by_hand():
     """A morph is accepted against a probe when score >= threshold (equality included); its two
     scores are matched to its subjects by the probe's identity, whatever the order of the
@@ -340,6 +351,7 @@ def _expected(rows):
     return np.array(scores), np.array(features)
 
 
+@pytest.mark.unit
 def test_toy_morph_mmpmr_split_and_hand_detector_numbers(toy_morphs):
     """MMPMR over all morphs and per method (README: full / spliced), and the comparison-score
     detector's AUC, D-EER and BPCER by hand. Scores: the full morphs sit 10 from both subjects in
@@ -366,6 +378,7 @@ def test_toy_morph_mmpmr_split_and_hand_detector_numbers(toy_morphs):
     assert score["bpcer_at_apcer_10"] == score["bpcer_at_apcer_5"] == pytest.approx(0.25)
 
 
+@pytest.mark.unit
 def test_toy_morph_explains_the_enrolled_image(toy_morphs):
     """README: the explained image is the enrolled one (side a) and the morph score's feature is
     its normalised directed influence. Probes are flat, so a probe-side feature would be (1, 0, 0,
@@ -404,6 +417,7 @@ def test_toy_morph_explains_the_enrolled_image(toy_morphs):
     assert summary["distance"] == "mahalanobis" and np.ptp(expected) > 0.1
 
 
+@pytest.mark.unit
 def test_cli_morph_distance_cosine_reaches_the_morph_score(toy_morphs):
     """README: ``--distance cosine``. The morph scores are 1 - cos(x, m) against the bona fide
     mean of other people, not the Mahalanobis distances."""

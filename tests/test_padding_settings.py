@@ -16,7 +16,6 @@ from freqxfr.cli import main
 from freqxfr.common.errors import InputError
 from freqxfr.explanations.explainer import SETTINGS_KEYS, Explainer
 from freqxfr.imaging.align import PADDINGS, card_crop
-from freqxfr.model.verifier import load_model
 
 pytestmark = pytest.mark.dlib
 
@@ -27,11 +26,6 @@ PAIR = (
 
 
 @pytest.fixture(scope="module")
-def dlib_model():
-    return load_model("dlib_resnet")
-
-
-@pytest.fixture(scope="module")
 def pair(data_dir):
     return tuple(data_dir / p for p in PAIR)
 
@@ -39,6 +33,7 @@ def pair(data_dir):
 # ---- the library --------------------------------------------------------------------------------
 
 
+@pytest.mark.model
 def test_padding_reaches_the_explanation(dlib_model, pair) -> None:
     """Guards against an explainer that ignores its padding (re-cutting with the default): with
     black padding the explanation is that of the black-padded chips, and differs from edge's;
@@ -60,6 +55,7 @@ def test_padding_reaches_the_explanation(dlib_model, pair) -> None:
     np.testing.assert_allclose(black.b.scores, recut.b.scores, rtol=0, atol=1e-5)
 
 
+@pytest.mark.model
 def test_settings_record_the_padding(dlib_model, pair) -> None:
     """Guards against explanations whose provenance does not say how their crops were cut:
     ``settings()`` and ``explanation.json``'s keys carry the padding."""
@@ -72,12 +68,14 @@ def test_settings_record_the_padding(dlib_model, pair) -> None:
     assert explainer.settings()["padding"] == "reflect"  # the copy left the original alone
 
 
+@pytest.mark.model
 def test_bad_padding_is_refused_naming_the_choices(dlib_model) -> None:
     """Guards against a typo silently falling back to the default padding."""
     with pytest.raises(InputError, match=r"^padding: unknown padding 'grey'; choose one of edge"):
         Explainer(dlib_model, 4, padding="grey")
 
 
+@pytest.mark.integration
 def test_dask_spec_carries_the_padding(dlib_model) -> None:
     """Guards against Dask workers rebuilding the explainer with the default padding (they
     would re-cut the crops differently from the client)."""
@@ -115,6 +113,7 @@ def _snapshot(folder):
     return {p.relative_to(folder): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
+@pytest.mark.integration
 def test_cli_explain_records_the_padding(data_dir, pair, tmp_path) -> None:
     """Guards against ``explain --padding`` not reaching explanation.json."""
     out = tmp_path / "out"
@@ -123,6 +122,7 @@ def test_cli_explain_records_the_padding(data_dir, pair, tmp_path) -> None:
     assert json.loads((out / "explanation.json").read_text())["padding"] == "black"
 
 
+@pytest.mark.integration
 def test_cli_verify_padding_reaches_the_score(pair, capsys) -> None:
     """Guards against ``verify --padding`` being accepted but not used for the alignment."""
     scores = {}
@@ -142,6 +142,7 @@ def black_run(data_dir, tmp_path_factory):
     return folder
 
 
+@pytest.mark.model
 def test_dataset_records_the_padding(black_run) -> None:
     """Guards against run.json / summary.json without the padding (a later reader could not
     tell black- from edge-padded results)."""
@@ -151,6 +152,7 @@ def test_dataset_records_the_padding(black_run) -> None:
         assert record["settings"]["--padding"] == "black", name
 
 
+@pytest.mark.model
 def test_dataset_restart_with_another_padding_is_refused(
     black_run, data_dir, tmp_path, capsys
 ) -> None:
@@ -165,6 +167,7 @@ def test_dataset_restart_with_another_padding_is_refused(
     assert _snapshot(black_run) == before
 
 
+@pytest.mark.model
 def test_unrecorded_padding_resumes_only_with_black(black_run, data_dir, tmp_path, capsys) -> None:
     """Guards against a run of an older freqxfr (black padding, not recorded) silently resuming
     with today's edge default: refused with a message saying so and what to do; it continues
@@ -188,6 +191,7 @@ def test_unrecorded_padding_resumes_only_with_black(black_run, data_dir, tmp_pat
     assert main(_dataset(data_dir, folder, "--padding", "black")) == 0
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize(
     "command", ["explain", "verify", "dataset", "crossres", "morph", "faithfulness"]
 )
@@ -209,6 +213,7 @@ def test_bad_padding_option_names_the_choices(command, tmp_path, capsys) -> None
     assert all(p in last for p in PADDINGS)
 
 
+@pytest.mark.integration
 def test_compare_names_each_runs_padding(black_run, data_dir, tmp_path) -> None:
     """Guards against ``freqxfr compare`` of a black- and an edge-padded run hiding that the
     two runs differ in their padding."""
@@ -220,6 +225,7 @@ def test_compare_names_each_runs_padding(black_run, data_dir, tmp_path) -> None:
     assert [r["padding"] for r in runs] == ["black", "edge"]
 
 
+@pytest.mark.model
 def test_threads_with_different_paddings_on_one_model_get_their_own_chips(dlib_model, pair):
     """Guards against the padding leaking between callers that share a model (and its engine,
     which batches their requests together): two threads explaining the same raw pair at once,

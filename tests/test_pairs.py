@@ -10,6 +10,7 @@ from freqxfr.common.errors import InputError
 from freqxfr.explanations.pairs import Pair, read_pairs
 
 
+@pytest.mark.model
 def test_lfw_pairs_txt_view2(data_dir):
     path = data_dir / "lfw_aligned112" / "pairs.txt"
     root = data_dir / "lfw_aligned112" / "images"
@@ -31,6 +32,7 @@ def test_lfw_pairs_txt_view2(data_dir):
     assert pairs[300].path_b == root / "Dean_Barker" / "Dean_Barker_0001.jpg"
 
 
+@pytest.mark.model
 def test_csv_with_header_and_groups(data_dir):
     pairs = read_pairs(data_dir / "lfw_aligned112" / "pairs_generated.csv", root=data_dir)
     assert len(pairs) == 1500
@@ -41,6 +43,7 @@ def test_csv_with_header_and_groups(data_dir):
     assert {p.fold for p in official} <= set(range(10))
 
 
+@pytest.mark.unit
 def test_csv_without_header_extra_columns_become_groups(tmp_path):
     csv = tmp_path / "pairs.csv"
     csv.write_text("a.jpg,b.jpg,1,female\nc.jpg,/abs/d.jpg,0,male\n")
@@ -52,6 +55,7 @@ def test_csv_without_header_extra_columns_become_groups(tmp_path):
     assert pairs[1].same is False
 
 
+@pytest.mark.unit
 def test_csv_named_columns_in_any_order(tmp_path):
     csv = tmp_path / "p.csv"
     csv.write_text("gender,path_b,path_a,same\nf,x/b.png,x/a.png,\n")
@@ -59,6 +63,7 @@ def test_csv_named_columns_in_any_order(tmp_path):
     assert pair == Pair(Path("/data/x/a.png"), Path("/data/x/b.png"), None, None, {"gender": "f"})
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize(
     ("name", "text", "match"),
     [
@@ -84,6 +89,7 @@ def test_malformed_lines_are_named(tmp_path, name, text, match):
         read_pairs(path)
 
 
+@pytest.mark.unit
 def test_missing_file_is_named(tmp_path):
     with pytest.raises(InputError, match=r"nope\.csv: file not found"):
         read_pairs(tmp_path / "nope.csv")

@@ -5,7 +5,11 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 import freqxfr
+
+pytestmark = pytest.mark.unit
 
 
 def test_namespace_holds_no_import_leftovers():

@@ -14,6 +14,8 @@ from freqxfr.explanations.region_explanations import region_summary
 from freqxfr.model.verifier import load_model
 from freqxfr.reports.region_plots import plot_region_heatmap, plot_region_tints, tint
 
+pytestmark = pytest.mark.integration
+
 
 def freqxfr(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(

@@ -38,6 +38,8 @@ from freqxfr.runs import distributed as fd
 from freqxfr.runs.dataset import run_dataset
 from freqxfr.runs.folder import LOCK_NAME, read_results
 
+pytestmark = pytest.mark.integration
+
 BANDS = 4
 REGIONS = "grid:2x2"
 
@@ -55,10 +57,10 @@ def client():
 
 
 @pytest.fixture(scope="module")
-def explainer():
+def explainer(sface_model):
     """SFace, 4 rings × 2×2 grid; one pair per model call (34 cell images), so that the
     automatic chunks are of 2 pairs and both workers and several chunks take part."""
-    return Explainer(verifier.load_model("sface"), BANDS, max_batch=36, regions=REGIONS)
+    return Explainer(sface_model, BANDS, max_batch=36, regions=REGIONS)
 
 
 @pytest.fixture(scope="module")

@@ -14,6 +14,8 @@ from test_kill_resume import kill_when
 
 from freqxfr.runs.folder import read_results
 
+pytestmark = pytest.mark.model
+
 N_PAIRS = 4  # spread over pairs_generated.csv: 2 genuine, 2 impostor
 BANDS = "4"  # coarse rings keep the 2·K·R + 2 cell embeddings per pair cheap
 

@@ -13,12 +13,16 @@ from freqxfr.explanations.explainer import Explainer, Explanation
 from freqxfr.explanations.region_explanations import RegionExplanation
 from freqxfr.explanations.templates import TemplateExplanation
 from freqxfr.imaging.regions import FACE_REGIONS, Regions
-from freqxfr.model.verifier import load_model
+
+pytestmark = pytest.mark.model
 
 
 @pytest.fixture(scope="module", params=["dlib_resnet", "sface"])
 def model(request):
-    return load_model(request.param)
+    # the run's verifiers (conftest.py)
+    return request.getfixturevalue(
+        {"dlib_resnet": "dlib_model", "sface": "sface_model"}[request.param]
+    )
 
 
 @pytest.fixture(scope="module")

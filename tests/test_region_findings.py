@@ -12,6 +12,8 @@ from freqxfr.explanations.region_faithfulness import cell_faithfulness
 from freqxfr.imaging.regions import EYE_REGIONS
 from freqxfr.model.verifier import load_model
 
+pytestmark = pytest.mark.model
+
 N_PAIRS = 6  # genuine pairs spread over pairs_generated.csv: 12 explained images per model
 BANDS = 4  # coarse rings keep the 2·K·R + 2 embeddings per pair cheap
 

@@ -17,6 +17,7 @@ def assert_partition(weights: np.ndarray) -> None:
     np.testing.assert_allclose(weights.sum(axis=0), 1.0, atol=1e-6)
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize(
     ("rows", "cols", "size"), [(3, 3, (112, 112)), (2, 3, (150, 150)), (1, 4, (97, 111))]
 )
@@ -36,12 +37,14 @@ def test_grid_is_a_smooth_partition_of_unity(rows, cols, size):
             assert regions.weights[i * cols + j, y, x] == pytest.approx(1.0, abs=1e-6)
 
 
+@pytest.mark.unit
 def test_grid_with_hard_edges_is_blocks():
     weights = Regions.grid(2, 2, edge=0).resolve(8, 8).weights
     assert set(np.unique(weights)) == {0.0, 1.0}
     assert weights[0, :4, :4].all() and not weights[0, 4:, :].any()
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize(("alignment", "size"), [("arcface112", 112), ("dlib_chip", 150)])
 def test_face_regions_sit_on_the_template_landmarks(alignment, size):
     """The eye regions are on the template's eyes, the mouth below the nose, the background at
@@ -66,6 +69,7 @@ def test_face_regions_sit_on_the_template_landmarks(alignment, size):
     assert regions.provenance["kind"] == "face" and alignment in regions.provenance["template"]
 
 
+@pytest.mark.unit
 def test_custom_maps_must_sum_to_one_or_be_completed(tmp_path):
     a = np.zeros((112, 112), np.float32)
     a[20:60, 20:90] = 1.0
@@ -95,17 +99,20 @@ def test_custom_maps_must_sum_to_one_or_be_completed(tmp_path):
         Regions.from_images([tmp_path / "bad.png"])
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize(("text", "count"), [("face", 7), ("grid:3x3", 9), ("grid:2x4", 8)])
 def test_parse(text, count):
     assert len(as_regions(text).resolve(112, 112)) == count
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("text", ["grid", "grid:3", "grid:0x3", "eyes", "grid:3x3x3"])
 def test_parse_refuses_other_text(text):
     with pytest.raises(InputError, match="regions"):
         as_regions(text)
 
 
+@pytest.mark.model
 @pytest.mark.parametrize("regions", ["face", "grid:3x3"])
 def test_cells_stay_near_their_band_on_real_faces(lfw_images, regions):
     """The windows' soft edges keep a cell's energy in its band or the next one: on real LFW

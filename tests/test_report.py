@@ -51,8 +51,8 @@ EVIL = "<script>alert(1)</script>$x_1$.jpg"  # HTML and matplotlib mathtext in o
 
 
 @pytest.fixture(scope="module")
-def explainer() -> explanations.Explainer:
-    return explanations.Explainer(None, BandSchedule.rings(16))
+def explainer(dlib_model) -> explanations.Explainer:
+    return explanations.Explainer(dlib_model, BandSchedule.rings(16))
 
 
 @pytest.fixture(scope="module")
@@ -184,6 +184,7 @@ def rgb(colour) -> np.ndarray:
 # --- the pair report -------------------------------------------------------------------------
 
 
+@pytest.mark.model
 def test_pair_report_writes_every_picture_and_embeds_them(pair_report, pair):
     folder = pair_report.parent
     expected = ["fhp.png", "bands.png", "strip.png", "curves.png"]
@@ -197,6 +198,7 @@ def test_pair_report_writes_every_picture_and_embeds_them(pair_report, pair):
         assert strip.height >= 2 * -(-(k + 1) // 6) * 150  # 2 images, every tile there
 
 
+@pytest.mark.model
 def test_pair_report_shows_the_numbers(pair_report, pair):
     text = pair_report.read_text(encoding="utf-8")
     explanation = pair["explanation"]
@@ -216,12 +218,14 @@ def test_pair_report_shows_the_numbers(pair_report, pair):
     assert table.count("<tr>") == 1 + len(explanation["bands"])
 
 
+@pytest.mark.model
 def test_pair_report_without_views_or_curves(pair, tmp_path):
     report = write_pair_report(tmp_path / "plain", pair["explanation"], pair["faces"])
     assert_self_contained(report, ["fhp.png", "bands.png"])
     assert not (tmp_path / "plain" / "strip.png").exists()
 
 
+@pytest.mark.model
 def test_names_are_escaped_in_html_and_plots(pair, tmp_path):
     explanation = copy.deepcopy(pair["explanation"])
     explanation["a"]["source"] = f"/faces/{EVIL}"
@@ -238,6 +242,7 @@ def test_names_are_escaped_in_html_and_plots(pair, tmp_path):
 # --- colours and geometry of the FHP ---------------------------------------------------------
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("radial", ["linear", "area", "log"])
 def test_directed_colours_are_centred_at_zero(radial):
     """Also: on every radial display scale each band's colour sits on its own (rescaled) ring."""
@@ -262,6 +267,7 @@ def test_directed_colours_are_centred_at_zero(radial):
     assert np.isclose(mappable.norm(0.5) + mappable.norm(-0.5), 1.0)
 
 
+@pytest.mark.unit
 def test_absolute_colours_span_the_sequential_map():
     bands = [b.to_dict() for b in BandSchedule.rings(4).resolve(112, 112).bands]
     values = [1.0, 0.0, 0.5, 2.0]  # 2.0 saturates
@@ -278,6 +284,7 @@ def test_absolute_colours_span_the_sequential_map():
         assert np.abs(seen - rgb(cmap(min(value, 1.0)))).max() <= 2, (value, seen)
 
 
+@pytest.mark.unit
 def test_polar_wedges_follow_the_centred_spectrum():
     """Each wedge sits where its coefficients sit in ``imshow(fftshift(spectrum))``, mirrored by π."""
     size = 112
@@ -303,6 +310,7 @@ def test_polar_wedges_follow_the_centred_spectrum():
     assert labels == set(range(len(bands)))  # every band was checked
 
 
+@pytest.mark.unit
 def test_area_scale_gives_the_low_bands_room():
     """Guards against the linear disc that squeezes bands 0-4 (where real faces' influence sits)
     into its inner fifth: on the default scale every ring has the same area."""
@@ -317,6 +325,7 @@ def test_area_scale_gives_the_low_bands_room():
     assert log(np.array(bands[4]["radius"][1])) > 0.5 > bands[4]["radius"][1]
 
 
+@pytest.mark.unit
 def test_rings_are_labelled_with_their_band_index():
     bands = [b.to_dict() for b in BandSchedule.rings(16).resolve(112, 112).bands]
     fig = plots.new_figure(4, 4)
@@ -329,6 +338,7 @@ def test_rings_are_labelled_with_their_band_index():
 # --- errors --------------------------------------------------------------------------------------
 
 
+@pytest.mark.model
 def test_unwritable_output_folder_is_a_clear_error(pair, tmp_path, frll_run):
     blocker = tmp_path / "not_a_folder"
     blocker.write_text("a regular file")
@@ -377,6 +387,7 @@ def _read_only_runner(folder: Path) -> list[str] | None:
     return prefix
 
 
+@pytest.mark.integration
 def test_read_only_folder_is_a_clear_error(pair, tmp_path):
     """A report into a folder that can't be written is an OutputError naming the folder, also when
     run as root (as CI is): the folder is made read-only by a read-only bind mount."""
@@ -410,6 +421,7 @@ def test_read_only_folder_is_a_clear_error(pair, tmp_path):
     assert not list(folder.iterdir())  # nothing half-written
 
 
+@pytest.mark.model
 def test_malformed_input_is_named(pair, tmp_path):
     explanation = copy.deepcopy(pair["explanation"])
     del explanation["a"]["directed"]
@@ -434,6 +446,7 @@ def test_malformed_input_is_named(pair, tmp_path):
 # --- thread safety and pyplot --------------------------------------------------------------------
 
 
+@pytest.mark.integration
 def test_plots_are_thread_safe_and_leave_pyplot_alone(pair, tmp_path):
     serial = plots.plot_band_bars(pair["explanation"], tmp_path / "serial.png").read_bytes()
     errors: list[BaseException] = []
@@ -562,11 +575,13 @@ def dataset_report(frll_run, crossres, morphs, explainer, tmp_path_factory) -> d
     return {"report": report, "pictures": pictures, "summary": summary}
 
 
+@pytest.mark.model
 def test_scenario_plots_are_real_pictures(dataset_report):
     for picture in dataset_report["pictures"]:
         assert_picture(picture, (300, 250))
 
 
+@pytest.mark.model
 def test_dataset_report_with_scenario_sections(dataset_report):
     summary, report = dataset_report["summary"], dataset_report["report"]
     assert set(summary["groups"]) == {"gender", "ethnicity"}
@@ -582,6 +597,7 @@ def test_dataset_report_with_scenario_sections(dataset_report):
         assert f"{mean:.4g} ± {std:.4g}" in text
 
 
+@pytest.mark.unit
 def test_directed_heat_map_puts_zero_at_the_centre_colour(tmp_path):
     # Lopsided values: a [min, max] scale would put 0 at 2/3 of the map, not at its white centre.
     values = np.array([[-1.0, -0.5, 0.0, 0.25, 0.5]] * 2)
@@ -630,6 +646,7 @@ def run_browser(browser: str, profile: Path, *args: str) -> str:
     return done.stdout
 
 
+@pytest.mark.integration
 @pytest.mark.browser
 def test_reports_render_in_headless_chromium(browser, pair_report, dataset_report, tmp_path):
     for report, expected in ((pair_report, 4), (dataset_report["report"], 9)):
@@ -684,6 +701,7 @@ def section_html(text: str, title: str) -> str:
     return text.split(f"<h2>{title}</h2>", 1)[1].split("</section>", 1)[0]
 
 
+@pytest.mark.model
 def test_dataset_report_shows_scores_roc_and_det(reviewed_run):
     """Guards against a dataset report without the verification view: per-class score histograms
     with the threshold, ROC and DET curves."""
@@ -697,6 +715,7 @@ def test_dataset_report_shows_scores_roc_and_det(reviewed_run):
     assert "3 genuine and 3 impostor pairs" in scores  # the labels as given, failed pair left out
 
 
+@pytest.mark.model
 def test_dataset_report_lists_wrong_and_failed_pairs_with_links(reviewed_run):
     """Guards against wrong decisions and failures that a reviewer cannot find or open: each is
     listed with thumbnails and its reason, and links to its own page, which exists."""
@@ -728,6 +747,7 @@ def test_dataset_report_lists_wrong_and_failed_pairs_with_links(reviewed_run):
     ]
 
 
+@pytest.mark.model
 def test_pair_report_names_files_not_paths(pair_report, pair):
     """Guards against a pair report showing long absolute paths (e.g. inside site-packages)."""
     text = pair_report.read_text(encoding="utf-8")
@@ -737,6 +757,7 @@ def test_pair_report_names_files_not_paths(pair_report, pair):
     assert f">{path}<" not in decision
 
 
+@pytest.mark.model
 def test_tables_use_one_number_format(pair_report):
     """Guards against a table mixing fixed decimals and significant digits, and against ranges
     that wrap inside their cell."""
@@ -749,6 +770,7 @@ def test_tables_use_one_number_format(pair_report):
     assert "\u2060–\u2060" in table and "coefficients" in table
 
 
+@pytest.mark.integration
 @pytest.mark.browser
 def test_dataset_report_and_its_pair_pages_render_in_headless_chromium(
     browser, reviewed_run, tmp_path
@@ -794,6 +816,7 @@ def region_run(explainer, lfw_pairs, tmp_path_factory) -> dict:
     return {"report": out / "report.html", "pair_report": single.report_path}
 
 
+@pytest.mark.model
 def test_region_sections_embed_their_pictures(region_run):
     """Guards against a region section whose picture is missing or not embedded: the pair
     report, the dataset report and each pair page carry regions.png as a decodable data URI
@@ -810,6 +833,7 @@ def test_region_sections_embed_their_pictures(region_run):
         assert "<h2>Where and which frequency</h2>" in page.read_text(encoding="utf-8")
 
 
+@pytest.mark.integration
 @pytest.mark.browser
 def test_region_reports_render_in_headless_chromium(browser, region_run, tmp_path):
     """The pair report with regions, the dataset report with its mean maps and every pair page

@@ -17,6 +17,8 @@ from freqxfr.reports import render_run
 from freqxfr.runs.comparison import compare_runs
 from freqxfr.runs.dataset import read_results, run_dataset
 
+pytestmark = pytest.mark.model
+
 N_PAIRS = 12
 
 

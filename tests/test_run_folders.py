@@ -124,6 +124,7 @@ def _commands(data_dir: Path, tmp_path: Path, out: Path) -> dict[str, list[str]]
     }
 
 
+@pytest.mark.model
 @pytest.mark.parametrize(
     "command", ["dataset", "crossres", "morph", "faithfulness", "explain", "demo"]
 )
@@ -139,6 +140,7 @@ def test_every_command_refuses_a_folder_another_run_holds(command, data_dir, tmp
         assert sorted(os.listdir(out)) == [LOCK_NAME]  # nothing written, nothing removed
 
 
+@pytest.mark.integration
 def test_two_concurrent_dataset_runs_have_one_winner(data_dir, tmp_path):
     """Guards against duplicate results from two simultaneous runs into one folder: exactly one
     run finishes (0), the other exits 2 naming the folder and the winner's pid, and every pair
@@ -181,6 +183,7 @@ def test_two_concurrent_dataset_runs_have_one_winner(data_dir, tmp_path):
     assert not (out / LOCK_NAME).exists()  # released and removed at the end
 
 
+@pytest.mark.integration
 def test_a_lock_left_by_a_killed_process_does_not_block(tmp_path):
     """Guards against stale locks: a run killed with SIGKILL leaves its lock file behind, and
     the next run takes the folder anyway (flock locks die with their process)."""
@@ -196,6 +199,7 @@ def test_a_lock_left_by_a_killed_process_does_not_block(tmp_path):
             assert json.loads((out / LOCK_NAME).read_text())["pid"] == os.getpid()
 
 
+@pytest.mark.unit
 def test_the_lock_is_reentrant_in_one_thread_and_refused_to_another(tmp_path):
     out = tmp_path / "out"
     refused: list[BaseException] = []
@@ -216,6 +220,7 @@ def test_the_lock_is_reentrant_in_one_thread_and_refused_to_another(tmp_path):
     assert not (out / LOCK_NAME).exists()
 
 
+@pytest.mark.unit
 def test_a_failed_run_removes_the_folder_it_created_unless_it_can_resume(tmp_path):
     fresh = tmp_path / "new" / "out"
     with pytest.raises(RuntimeError), locked_folder(fresh, command="test"):
@@ -244,6 +249,7 @@ def test_a_failed_run_removes_the_folder_it_created_unless_it_can_resume(tmp_pat
 # ---- settings ----------------------------------------------------------------------------------
 
 
+@pytest.mark.model
 def test_a_restart_with_other_settings_names_each_setting_and_both_values(data_dir, tmp_path):
     """Guards against a restart refused without saying what changed ("pairs_sha256 differ"):
     every setting that changes results is checked and named with its old and new value."""
@@ -308,6 +314,7 @@ def test_a_restart_with_other_settings_names_each_setting_and_both_values(data_d
         assert str(tmp_path) in message and len(message.splitlines()) == 1
 
 
+@pytest.mark.integration
 def test_a_dataset_restart_with_another_root_is_refused_by_name(data_dir, tmp_path, capsys):
     root, names = lfw_root(data_dir, tmp_path)
     pairs = write_pairs(tmp_path / "pairs.csv", [(names[0], names[1], 1)])
@@ -334,6 +341,7 @@ def test_a_dataset_restart_with_another_root_is_refused_by_name(data_dir, tmp_pa
 # ---- failed pairs ------------------------------------------------------------------------------
 
 
+@pytest.mark.model
 def test_failed_pairs_exit_3_are_listed_and_retried(data_dir, tmp_path, capsys):
     """Guards against "0 pairs explained" with exit 0: failed pairs give exit status 3, their
     reasons on stderr, in summary.json and report.html, and the same command retries them
@@ -387,6 +395,7 @@ def test_failed_pairs_exit_3_are_listed_and_retried(data_dir, tmp_path, capsys):
     assert summary["failed"] == 0 and summary["failures"] == [] and summary["pairs"] == 3
 
 
+@pytest.mark.model
 def test_a_forgotten_root_fails_every_pair_with_status_3(data_dir, tmp_path, capsys):
     pairs = data_dir / "lfw_aligned112" / "pairs_generated.csv"
     code = main(
@@ -413,6 +422,7 @@ def test_a_forgotten_root_fails_every_pair_with_status_3(data_dir, tmp_path, cap
     assert "no such file" in reasons[1] or "not found" in reasons[1]
 
 
+@pytest.mark.model
 def test_crossres_lists_failed_images_exits_3_and_retries_them(data_dir, tmp_path, capsys):
     """Guards against a crossres run whose missing images are only counted: it exits 3 with the
     reasons, and the same command explains those pairs once the images are there."""
@@ -460,6 +470,7 @@ def test_crossres_lists_failed_images_exits_3_and_retries_them(data_dir, tmp_pat
 # ---- the root rule -----------------------------------------------------------------------------
 
 
+@pytest.mark.unit
 def test_outside_root_follows_symlinks_and_dotdot(tmp_path):
     root = tmp_path / "root"
     (root / "sub").mkdir(parents=True)
@@ -480,6 +491,7 @@ def test_outside_root_follows_symlinks_and_dotdot(tmp_path):
     assert "--allow-outside-root" in refused[3]
 
 
+@pytest.mark.model
 def test_pairs_outside_the_root_fail_unless_allowed(data_dir, tmp_path, capsys):
     """Guards against pair lists that read any file (``../../anything``, absolute paths): such
     a pair fails without being read, naming its line, unless --allow-outside-root."""
@@ -526,6 +538,7 @@ def test_pairs_outside_the_root_fail_unless_allowed(data_dir, tmp_path, capsys):
     assert summary["pairs"] == 3 and summary["failed"] == 0
 
 
+@pytest.mark.model
 def test_a_morph_index_path_outside_the_root_is_refused(data_dir, tmp_path):
     from freqxfr.runs.morph_index import read_morph_index
 
@@ -543,6 +556,7 @@ def test_a_morph_index_path_outside_the_root_is_refused(data_dir, tmp_path):
     assert len(read_morph_index(index, root=data_dir, allow_outside_root=True)) == 1
 
 
+@pytest.mark.model
 def test_faithfulness_pairs_outside_the_root_are_refused(data_dir, tmp_path, capsys):
     pairs = write_pairs(tmp_path / "pairs.csv", [("a.jpg", "../b.jpg", 1)])
     assert (
@@ -571,6 +585,7 @@ def _face(data_dir: Path) -> str:
     return str(data_dir / LFW / "Abdullah_Gul" / "Abdullah_Gul_0001.jpg")
 
 
+@pytest.mark.model
 def test_verify_refuses_a_nan_threshold(data_dir, capsys):
     """Guards against `verify --threshold nan`, which was accepted while a card with a NaN
     threshold is refused."""
@@ -582,6 +597,7 @@ def test_verify_refuses_a_nan_threshold(data_dir, capsys):
         assert code == 2 and f"--threshold {bad}" in err and "finite" in err
 
 
+@pytest.mark.integration
 def test_a_failed_explain_leaves_no_output_folder(data_dir, tmp_path, capsys):
     """Guards against an empty --out folder left behind by an explain that failed."""
     text = tmp_path / "notes.jpg"
@@ -592,6 +608,7 @@ def test_a_failed_explain_leaves_no_output_folder(data_dir, tmp_path, capsys):
     assert not (tmp_path / "new").exists()
 
 
+@pytest.mark.model
 def test_faithfulness_out_a_file_is_one_line(data_dir, tmp_path, capsys):
     """Guards against a raw FileExistsError when --out names a file."""
     blocker = tmp_path / "results"
@@ -635,6 +652,7 @@ def _read_only_run(folder: Path, args: list[str]) -> subprocess.CompletedProcess
     )
 
 
+@pytest.mark.model
 def test_explain_into_a_read_only_folder_names_the_folder(data_dir, tmp_path):
     """Guards against an error naming a temporary file (.explanation.json.XXXX.tmp) instead of
     the read-only output folder."""

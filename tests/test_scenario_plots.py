@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from matplotlib import colors
 from PIL import Image
 
 from freqxfr.reports import plots
+
+pytestmark = pytest.mark.unit
 
 # A perfect detector: every attack scored above every bona fide comparison.
 PERFECT = ([1.0, 0.5, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.5, 1.0])

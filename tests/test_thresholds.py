@@ -21,6 +21,7 @@ SCORES = np.array([0.1, 0.35, 0.4, 0.8])
 LABELS = np.array([0, 1, 0, 1])
 
 
+@pytest.mark.unit
 def test_fmr_fnmr_counts_ties_as_accepted():
     # At 0.4 the impostor 0.4 is accepted (score >= threshold) and the genuine 0.35 rejected.
     assert fmr_fnmr(SCORES, LABELS, 0.4) == (0.5, 0.5)
@@ -29,6 +30,7 @@ def test_fmr_fnmr_counts_ties_as_accepted():
     assert fmr_fnmr(SCORES, LABELS, 0.9) == (0.0, 1.0)
 
 
+@pytest.mark.unit
 def test_roc_by_hand():
     curve = roc(SCORES, LABELS)
     np.testing.assert_allclose(curve.thresholds[:4], [0.1, 0.225, 0.375, 0.6])
@@ -37,6 +39,7 @@ def test_roc_by_hand():
     np.testing.assert_allclose(curve.fnmr, [0.0, 0.0, 0.5, 0.5, 1.0])
 
 
+@pytest.mark.unit
 def test_calibration_by_hand():
     eer = threshold_at_eer(SCORES, LABELS)
     assert eer.threshold == pytest.approx(0.375)
@@ -55,6 +58,7 @@ def test_calibration_by_hand():
     assert accuracy(SCORES, LABELS, 0.225) == 0.75
 
 
+@pytest.mark.unit
 def test_separable_scores_give_zero_error():
     scores, labels = [0.1, 0.2, 0.5, 0.9], [False, False, True, True]
     assert best_accuracy_threshold(scores, labels) == pytest.approx(0.35)
@@ -62,6 +66,7 @@ def test_separable_scores_give_zero_error():
     assert (eer.threshold, eer.eer) == (pytest.approx(0.35), 0.0)
 
 
+@pytest.mark.unit
 def test_kfold_by_hand():
     # Fold 0: impostors 0.1, 0.3, genuine 0.6, 0.7. Fold 1: impostors 0.2, 0.65, genuine 0.5, 0.9.
     scores = [0.1, 0.3, 0.6, 0.7, 0.2, 0.65, 0.5, 0.9]
@@ -76,6 +81,7 @@ def test_kfold_by_hand():
     assert result.std == pytest.approx(0.125)
 
 
+@pytest.mark.unit
 def test_integer_folds_are_stratified():
     labels = np.arange(40) >= 20  # all impostors first, as in many pair lists
     scores = np.where(labels, 0.6, 0.0) + np.tile(np.linspace(0, 0.4, 20), 2)
@@ -84,6 +90,7 @@ def test_integer_folds_are_stratified():
     assert result.mean == 1.0  # separable, and every fold has both kinds
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize(
     ("scores", "labels", "match"),
     [
@@ -99,6 +106,7 @@ def test_bad_inputs_are_named(scores, labels, match):
         threshold_at_eer(scores, labels)
 
 
+@pytest.mark.unit
 def test_target_fmr_must_be_a_rate():
     with pytest.raises(InputError, match="target_fmr"):
         threshold_at_fmr(SCORES, LABELS, 0.0)
@@ -108,25 +116,24 @@ def test_target_fmr_must_be_a_rate():
 
 
 @pytest.fixture(scope="module")
-def real_scores(data_dir, tmp_path_factory):
-    """SFace cosine scores of the 1,500 pairs in lfw_aligned112/pairs_generated.csv."""
+def real_scores(data_dir, sface_model):
+    """SFace cosine scores of 200 of the pairs in lfw_aligned112/pairs_generated.csv (the first
+    100 genuine and 100 impostor pairs): enough for every threshold to be checked by brute force."""
     import _lfw_subset
 
-    with pytest.MonkeyPatch.context() as mp:  # convert into a private cache, not the user's
-        mp.setenv("FREQXFR_CACHE_DIR", str(tmp_path_factory.mktemp("freqxfr-cache")))
-        return _lfw_subset.scores(data_dir, "sface")
+    scores, labels = _lfw_subset.scores(data_dir, "sface", n_pairs=200, verifier=sface_model)
+    assert scores.size == 200 and labels.sum() == 100
+    return scores, labels
 
 
-def test_roc_matches_brute_force_on_real_scores(real_scores):
-    scores, labels = real_scores
+def check_roc_by_brute_force(scores, labels):
     curve = roc(scores, labels)
     assert np.all(np.diff(curve.thresholds) > 0)
-    for k in range(0, curve.thresholds.size, 37):
+    for k in range(curve.thresholds.size):
         assert fmr_fnmr(scores, labels, curve.thresholds[k]) == (curve.fmr[k], curve.fnmr[k])
 
 
-def test_calibration_is_optimal_on_real_scores(real_scores):
-    scores, labels = real_scores
+def check_calibration_by_brute_force(scores, labels):
     grid = np.unique(scores)
     rates = np.array([fmr_fnmr(scores, labels, t) for t in grid])
 
@@ -142,3 +149,33 @@ def test_calibration_is_optimal_on_real_scores(real_scores):
     best = best_accuracy_threshold(scores, labels)
     brute = max(accuracy(scores, labels, t) for t in grid)
     assert accuracy(scores, labels, best) == pytest.approx(brute)
+
+
+def synthetic_scores(seed: int = 0):
+    """300 overlapping genuine/impostor scores rounded to 0.01, so that many of them tie."""
+    rng = np.random.default_rng(seed)
+    labels = np.repeat([1, 0], 150)
+    scores = np.round(
+        np.where(labels == 1, rng.normal(0.5, 0.15, 300), rng.normal(0.2, 0.15, 300)), 2
+    )
+    return scores, labels
+
+
+@pytest.mark.unit
+def test_roc_matches_brute_force_on_synthetic_scores():
+    check_roc_by_brute_force(*synthetic_scores())
+
+
+@pytest.mark.unit
+def test_calibration_is_optimal_on_synthetic_scores():
+    check_calibration_by_brute_force(*synthetic_scores())
+
+
+@pytest.mark.model
+def test_roc_matches_brute_force_on_real_scores(real_scores):
+    check_roc_by_brute_force(*real_scores)
+
+
+@pytest.mark.model
+def test_calibration_is_optimal_on_real_scores(real_scores):
+    check_calibration_by_brute_force(*real_scores)

@@ -21,6 +21,8 @@ from freqxfr.model.loading import ProviderWarning
 from freqxfr.model.verifier import Verifier, load_model, to_model_input
 from freqxfr.stats.thresholds import accuracy, fmr_fnmr, kfold_accuracy
 
+pytestmark = pytest.mark.model
+
 
 @pytest.fixture(scope="module", autouse=True)
 def private_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:

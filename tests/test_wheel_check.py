@@ -22,6 +22,8 @@ PACKAGE = REPO / "python" / "freqxfr"
 sys.path.insert(0, str(REPO / "tools"))
 import wheel_check  # noqa: E402
 
+pytestmark = pytest.mark.unit
+
 DIST_INFO = "freqxfr-0.1.0.dist-info"
 GOOD_NAME = "freqxfr-0.1.0-cp311-cp311-manylinux_2_17_x86_64.manylinux2014_x86_64.whl"
 METADATA = (
