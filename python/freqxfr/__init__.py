@@ -2,7 +2,8 @@
 
 The data path, one module per station:
 image (``images``) → alignment (``align``) → band masks (``bands``, ``masking``; C++ core) →
-model (``verifier``, ONNX Runtime) → scores → explanation (``explanations``) → report (``report``).
+model (``verifier``, ONNX Runtime) → scores → explanation (``explanations``) → run folder
+(``runs``) → report (``reports``, drawn from the run folder alone).
 ``freqxfr.explain(a, b)`` explains one pair in one call; :class:`Explainer` explains many.
 
 The names below are what users call; everything else lives in its module.
