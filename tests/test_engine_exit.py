@@ -17,6 +17,8 @@ import time
 
 import pytest
 
+pytestmark = pytest.mark.integration
+
 SCRIPT = textwrap.dedent(
     """
     import signal, sys

@@ -21,6 +21,8 @@ from freqxfr.model.engine import DeadlineExceeded, Engine, EngineError
 from freqxfr.model.runner import Runner
 from freqxfr.model.verifier import load_model
 
+pytestmark = pytest.mark.model
+
 TIMEOUT_S = 120  # a call that takes longer than this is taken as hung
 
 

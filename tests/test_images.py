@@ -249,7 +249,7 @@ def test_missing_file_and_directory(tmp_path: Path) -> None:
     missing = tmp_path / "nowhere" / "face.jpg"
     with pytest.raises(ImageError, match=re.escape(f"{missing}: file not found")):
         load_image(missing)
-    with pytest.raises(ImageError, match="directory"):
+    with pytest.raises(ImageError, match="is a folder"):
         load_image(tmp_path)
 
 

@@ -131,7 +131,7 @@ def test_compare_class_holds_the_pairs_both_runs_put_there(tmp_path):
     b = _write_run(
         tmp_path / "B", [False, True, True, False], lambda i: [0.0, 1.0] if i == 1 else [1.0, 0.0]
     )
-    summary = compare_runs([a, b], names=["A", "B"], n_boot=50, report=False)
+    summary = compare_runs([a, b], names=["A", "B"], n_boot=50)
     counts = summary["n_pairs_per_class"]
     assert counts["match"] == {"A": 2, "B": 2, "B - A": 1}
     assert counts["non_match"] == {"A": 2, "B": 2, "B - A": 1}

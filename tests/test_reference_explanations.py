@@ -8,6 +8,7 @@ import importlib.util
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 TOOL = Path(__file__).resolve().parents[1] / "tools" / "reference_explanations.py"
 
@@ -19,6 +20,7 @@ def _tool():
     return module
 
 
+@pytest.mark.model
 def test_explanations_are_bit_identical_to_the_reference(data_dir: Path) -> None:
     tool = _tool()
     with np.load(tool.REFERENCE) as f:
@@ -27,6 +29,7 @@ def test_explanations_are_bit_identical_to_the_reference(data_dir: Path) -> None
     assert tool.differences(reference, tool.compute(data_dir)) == []
 
 
+@pytest.mark.unit
 def test_the_comparison_sees_a_last_bit_difference() -> None:
     tool = _tool()
     a = {"m/p/a": np.array([0.25, 0.5], np.float32)}

@@ -876,6 +876,7 @@ def no_models(tmp_path, monkeypatch):
     return empty
 
 
+@pytest.mark.integration
 def test_reports_render_again_from_the_run_folder_alone(
     reviewed_run, region_run, tmp_path, no_models
 ):

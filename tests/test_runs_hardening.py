@@ -29,6 +29,8 @@ from freqxfr.runs import folder as folder_module
 from freqxfr.runs.comparison import compare_runs
 from freqxfr.runs.folder import LOCK_NAME, locked_folder
 
+pytestmark = pytest.mark.integration
+
 N_PAIRS = 6
 BANDS = "4"
 

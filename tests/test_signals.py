@@ -26,6 +26,8 @@ import pytest
 
 from freqxfr.runs.folder import LOCK_NAME
 
+pytestmark = pytest.mark.integration
+
 TRIALS = 20
 EXPECTED = {signal.SIGINT: 130, signal.SIGTERM: 143}
 WORD = {signal.SIGINT: "interrupted", signal.SIGTERM: "terminated"}

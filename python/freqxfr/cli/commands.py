@@ -110,7 +110,7 @@ def _explain_json_only(args: argparse.Namespace) -> int:
     """``explain --json`` without ``--out``: the record ``explanation.json`` would hold, on
     stdout; no folder, no file."""
     from freqxfr.explanations.region_explanations import band_explainer, cells_record
-    from freqxfr.reports.report import explanation_record
+    from freqxfr.runs.pair import explanation_record
 
     explainer = options.explainer(args)
     aligned = options.aligned(args)

@@ -20,7 +20,7 @@ from PIL import Image
 from freqxfr.common.atomic import ensure_dir
 from freqxfr.common.errors import InputError
 from freqxfr.explanations.faithfulness import CLASSES, VARIANT_INFO, VARIANTS, verdict
-from freqxfr.imaging.images import checked_file
+from freqxfr.imaging.images import checked_file, confined_reads
 from freqxfr.reports import plots
 from freqxfr.reports.html import (
     REPORT_NAME,
@@ -39,7 +39,7 @@ from freqxfr.reports.html import (
 )
 from freqxfr.reports.pair import CURVES_HOW_TO_READ, write_pair_report
 from freqxfr.reports.regions import dataset_region_section
-from freqxfr.runs.folder import read_results
+from freqxfr.runs.folder import SETTINGS_KEY, read_results
 from freqxfr.runs.pair import (
     PAGE_CHOICES,
     PAIR_PAGES,
@@ -408,8 +408,18 @@ def render_dataset(out_dir: str | os.PathLike[str], *, pair_pages: str | None = 
     folder = Path(out_dir)
     summary = read_json(folder / "summary.json", "the run's summary")
     records = list(read_results(folder / "results.jsonl"))
-    pages = write_pair_pages(folder, summary, records, which=pair_pages)
-    return write_dataset_report(folder, summary, results=records, pair_pages=pages)
+    # Thumbnails are read under the run's own root rule, as its explanations were.
+    run = (
+        read_json(folder / "run.json", "the run's settings")
+        if (folder / "run.json").is_file()
+        else {}
+    )
+    settings = run.get(SETTINGS_KEY) if isinstance(run, dict) else None
+    settings = settings if isinstance(settings, dict) else {}
+    root, outside = settings.get("--root"), bool(settings.get("--allow-outside-root"))
+    with confined_reads(root, allow_outside_root=outside):
+        pages = write_pair_pages(folder, summary, records, which=pair_pages)
+        return write_dataset_report(folder, summary, results=records, pair_pages=pages)
 
 
 def _overview(summary: Mapping[str, Any]) -> str:

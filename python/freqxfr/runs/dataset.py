@@ -30,6 +30,7 @@ with exactly one line.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -154,9 +155,13 @@ def run_dataset(
         locked_folder(out_dir, command="dataset", resumable=True) as out,
         confined_reads(root, allow_outside_root=allow_outside_root),
     ):
-        if (out / "run.json").is_file() and (restart or not _explained_any(out / "results.jsonl")):
+        if (out / "run.json").is_file() and (
+            restart
+            or (_readable_json(out / "run.json") and not _explained_any(out / "results.jsonl"))
+        ):
             # --restart; or nothing finished yet (e.g. every pair failed under a wrong --root):
-            # nothing is lost by starting over, so other settings are not refused.
+            # nothing is lost by starting over, so other settings are not refused. A run.json
+            # that is not ours to read is never replaced silently (check_settings names it).
             clear_run_folder(out)
         check_settings(out / "run.json", config)
         refused = (
@@ -237,6 +242,14 @@ def run_dataset(
 
 def _by_index(record: dict[str, Any]) -> int:
     return int(record["index"])
+
+
+def _readable_json(path: Path) -> bool:
+    try:
+        json.loads(path.read_bytes())
+    except (OSError, ValueError):
+        return False
+    return True
 
 
 def _explained_any(results: Path) -> bool:
