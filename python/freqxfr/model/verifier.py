@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import os
 import time
 from collections.abc import Sequence
@@ -443,10 +444,13 @@ class Verifier:
         pair: bool = False,
     ) -> np.ndarray:
         """:meth:`_faces` (or :meth:`_pair`) on a worker thread, given up at the deadline."""
-        if pair:
-            work = lambda: self._pair(images[0], images[1], aligned, padding)  # noqa: E731
-        else:
-            work = lambda: self._faces(images, aligned, padding)  # noqa: E731
+        if not pair and self._crops(images):
+            return self._check_images(images)  # nothing to align: no thread needed
+        work = (
+            functools.partial(self._pair, images[0], images[1], aligned, padding)
+            if pair
+            else functools.partial(self._faces, images, aligned, padding)
+        )
         task = asyncio.get_running_loop().run_in_executor(None, work)
         try:
             return await asyncio.wait_for(task, None if at is None else at - time.monotonic())
@@ -457,9 +461,7 @@ class Verifier:
     def _faces(self, images: Any, aligned: bool | None, padding: str) -> np.ndarray:
         """Aligned uint8 faces (N, H, W, 3) of any kind :meth:`embed` takes."""
         h, w = self.card.input_size
-        if isinstance(images, np.ndarray) and (
-            images.ndim == 4 or (images.ndim == 3 and images.shape == (h, w, 3))
-        ):
+        if self._crops(images):
             return self._check_images(images)  # aligned crops, used as they are
         if isinstance(images, (list, tuple)):
             if not images:
@@ -470,6 +472,14 @@ class Verifier:
         raise InputError(
             f"images: expected {IMAGE_KINDS}, a list of them, or a uint8 array (N, {h}, {w}, 3) "
             f"of aligned crops; got {type(images).__name__}"
+        )
+
+    def _crops(self, images: Any) -> bool:
+        """Whether ``images`` is an array of aligned crops ((N, H, W, 3), or one of the model's
+        input size), used as it is, rather than images to align."""
+        h, w = self.card.input_size
+        return isinstance(images, np.ndarray) and (
+            images.ndim == 4 or (images.ndim == 3 and images.shape == (h, w, 3))
         )
 
     def _check_images(self, images: np.ndarray) -> np.ndarray:
