@@ -52,7 +52,7 @@ EVIL = "<script>alert(1)</script>$x_1$.jpg"  # HTML and matplotlib mathtext in o
 
 @pytest.fixture(scope="module")
 def explainer(dlib_model) -> explanations.Explainer:
-    return explanations.Explainer(dlib_model, BandSchedule.rings(16))
+    return explanations.Explainer(dlib_model, BandSchedule.rings(16), max_batch=64)  # arena size
 
 
 @pytest.fixture(scope="module")
