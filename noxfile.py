@@ -59,15 +59,23 @@ def bench(session: nox.Session) -> None:
         session.run("python", f"benchmarks/{name}.py", "--json", str(RESULTS / f"{name[6:]}.json"))
 
 
+IMPORT_LINTER = "import-linter==2.17"
+
+
 @nox.session
 def lint(session: nox.Session) -> None:
-    """ruff (check with the complexity limit C90, and format) and clang-format on cpp/."""
+    """ruff (check with the complexity limit C90, and format), clang-format on cpp/, and the
+    import shape: layers pointing down, no cycle, lazy imports only with a reason."""
     session.install("ruff", CLANG_FORMAT)
     paths = ("python", "tests", "benchmarks", "tools", "noxfile.py")
     session.run("ruff", "check", *paths)
     session.run("ruff", "format", "--check", *paths)  # one style: `ruff format` writes it
     sources = sorted(str(p) for p in (ROOT / "cpp").rglob("*") if p.suffix in {".cpp", ".hpp"})
     session.run("clang-format", "--dry-run", "--Werror", *sources)  # `clang-format -i` writes it
+    # The layers contract (pyproject's [tool.importlinter]) reads the sources; nothing is built.
+    session.install(IMPORT_LINTER)
+    session.run("lint-imports", env={"PYTHONPATH": str(ROOT / "python")})
+    session.run("python", "tools/import_graph.py")  # no cycle; lazy imports only with a reason
 
 
 @nox.session
