@@ -12,6 +12,8 @@ The names below are what users call; everything else lives in its module.
 # No ``from __future__ import annotations`` here: it would put ``annotations`` into the public
 # namespace, and this module annotates nothing.
 
+from dataclasses import replace
+
 from freqxfr.common.errors import (
     FreqxfrError,
     ImageError,
@@ -31,17 +33,8 @@ from freqxfr.imaging.images import load_image
 from freqxfr.model.cards import ModelCard
 from freqxfr.model.engine import DeadlineExceeded, Engine
 from freqxfr.model.verifier import Comparison, Verifier, load_model
-
-# Reports need matplotlib; load it only when they are asked for, so ``import freqxfr`` stays quick.
-_LAZY = {"PairOutputs": "runs.pair"}
-
-
-def __getattr__(name: str):
-    if name in _LAZY:
-        from importlib import import_module  # lazy: keeps matplotlib out of ``import freqxfr``
-
-        return getattr(import_module(f".{_LAZY[name]}", __name__), name)
-    raise AttributeError(f"module 'freqxfr' has no attribute {name!r}")
+from freqxfr.runs import pair
+from freqxfr.runs.pair import PairOutputs
 
 
 def write_pair_outputs(
@@ -66,11 +59,7 @@ def write_pair_outputs(
     :class:`~freqxfr.runs.pair.PairOutputs`; ``report_path`` is ``None`` without ``report``.
     ``overwrite`` replaces the outputs of *another* pair found in ``out_dir`` (refused by default).
     """
-    # Lazy: the run layer loads the explainer's helpers, the reports layer matplotlib.
-    from dataclasses import replace
-
-    from freqxfr.reports.pair import render_pair
-    from freqxfr.runs import pair
+    from freqxfr.reports.pair import render_pair  # lazy: reports load matplotlib
 
     written = pair.write_pair_outputs(
         explainer,

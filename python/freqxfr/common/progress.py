@@ -9,6 +9,8 @@ from __future__ import annotations
 import sys
 from typing import Any
 
+from tqdm import tqdm
+
 
 def progress_bar(
     enabled: bool, total: int, *, done: int = 0, unit: str = "pair", desc: str = ""
@@ -21,6 +23,5 @@ def progress_bar(
         return None
     if done:
         print(f"{desc}: resuming: {done} of {total} {unit}s done", file=sys.stderr, flush=True)
-    from tqdm import tqdm
 
     return tqdm(total=total, initial=done, unit=unit, desc=desc, dynamic_ncols=True)

@@ -19,6 +19,7 @@ from typing import Protocol
 import numpy as np
 
 from freqxfr.common.cores import usable_cores as default_threads  # noqa: F401  (one home for core counts: cores.py)
+from freqxfr.core import fftw
 from freqxfr.core.bands import BandSchedule, ResolvedBands
 
 
@@ -192,18 +193,28 @@ class _HalfSpectrumBackend:
         _write_steps(x, band_image, resolved.dc_band, params, out)
 
 
+def scipy_fft():
+    """scipy.fft, imported on first use: scipy is an optional extra."""
+    import scipy.fft  # lazy: scipy is optional ([scipy] extra)
+
+    return scipy.fft
+
+
+def pyfftw_module():
+    """pyfftw, imported on first use: its import takes about half a second."""
+    import pyfftw  # lazy: pyfftw's import costs ~0.5 s, and only its backend needs it
+
+    return pyfftw
+
+
 class ScipyBackend(_HalfSpectrumBackend):
     name = "scipy"
 
     def forward(self, x, threads, planner):
-        import scipy.fft
-
-        return scipy.fft.rfft2(x, workers=threads)
+        return scipy_fft().rfft2(x, workers=threads)
 
     def inverse(self, spec, shape, threads, planner):
-        import scipy.fft
-
-        return scipy.fft.irfft2(spec, s=shape, workers=threads, overwrite_x=True)
+        return scipy_fft().irfft2(spec, s=shape, workers=threads, overwrite_x=True)
 
 
 class PyfftwBackend(_HalfSpectrumBackend):
@@ -222,8 +233,7 @@ class PyfftwBackend(_HalfSpectrumBackend):
             return self._plans[key]
 
     def forward(self, x, threads, planner):
-        import pyfftw
-
+        pyfftw = pyfftw_module()
         plan = self._plan(
             ("r2c", x.shape, threads, planner),
             lambda: pyfftw.builders.rfft2(
@@ -235,8 +245,7 @@ class PyfftwBackend(_HalfSpectrumBackend):
         return plan(x).copy()
 
     def inverse(self, spec, shape, threads, planner):
-        import pyfftw
-
+        pyfftw = pyfftw_module()
         plan = self._plan(
             ("c2r", spec.shape, shape, threads, planner),
             lambda: pyfftw.builders.irfft2(
@@ -268,8 +277,6 @@ class CppBackend:
         self._lock = threading.Lock()
 
     def __call__(self, images, schedule, resolved, params, out) -> None:
-        from freqxfr.core import fftw
-
         core = fftw.compiled_core()
         options = core.MaskOptions()
         options.bands = len(resolved.bands)

@@ -22,6 +22,7 @@ from pathlib import Path
 from freqxfr.common import atomic
 from freqxfr.common.cache import cache_dir, warn_once
 from freqxfr.common.errors import FreqxfrError
+from freqxfr.core import _core  # the extension only: FFTW is loaded into it by compiled_core()
 
 _lock = threading.Lock()
 _saved_wisdom: str | None = None
@@ -57,8 +58,6 @@ def find_library() -> Path:
 def compiled_core():
     """freqxfr's compiled extension (``freqxfr.core._core``, not FFTW itself), after loading FFTW
     into it and importing the saved wisdom (once per process)."""
-    from freqxfr.core import _core
-
     with _lock:
         if not _core.fftw_loaded():
             global _saved_wisdom
@@ -79,8 +78,7 @@ def save_wisdom() -> None:
     """Write FFTW's accumulated wisdom to the cache if it changed (atomic). An unusable cache
     only costs planning time later, so it gives one warning per process, not an error."""
     global _saved_wisdom
-    _core = compiled_core()
-    text = _core.export_wisdom()
+    text = compiled_core().export_wisdom()
     with _lock:
         if text and text != _saved_wisdom:
             try:
@@ -106,8 +104,6 @@ def _warn_no_wisdom(exc: Exception) -> None:
 
 
 def _wisdom_path() -> Path:
-    from freqxfr.core import _core
-
     lib = _core.fftw_library_path() or "unloaded"
     key = hashlib.sha256(f"{lib}|{platform.machine()}".encode()).hexdigest()[:16]
     return cache_dir("fftw") / f"wisdom-{key}.txt"

@@ -11,7 +11,8 @@ from collections.abc import Sequence
 import numpy as np
 
 from freqxfr.common.errors import InputError
-from freqxfr.core.backends import BACKENDS, MaskParams, default_threads
+from freqxfr.core import fftw
+from freqxfr.core.backends import BACKENDS, MaskParams, default_threads, pyfftw_module, scipy_fft
 from freqxfr.core.bands import BandSchedule
 
 MODES = ("delete", "keep", "cumulative_delete", "cumulative_keep")
@@ -314,12 +315,10 @@ def _check_backend_available(name: str) -> None:
         raise InputError(f"backend must be one of {', '.join(BACKENDS)}; got {name!r}")
     try:
         if name == "cpp":
-            from freqxfr.core import fftw
-
             fftw.compiled_core()
         elif name == "scipy":
-            import scipy.fft  # noqa: F401
+            scipy_fft()
         elif name == "pyfftw":
-            import pyfftw  # noqa: F401
+            pyfftw_module()
     except ImportError as exc:
         raise InputError(f"backend {name!r} is not available here: {exc}") from None

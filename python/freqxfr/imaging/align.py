@@ -479,7 +479,7 @@ def _dlib_models() -> tuple[Any, Any, Any]:
     with _dlib_lock:
         if not _dlib_cache:
             try:
-                import dlib
+                import dlib  # lazy: dlib loads a 100 MB native library; only dlib_chip alignment needs it
             except ImportError as exc:
                 raise ModelError(
                     "dlib_chip alignment needs dlib: pip install dlib-bin "
@@ -606,7 +606,7 @@ _yunet_path: list[str] = []
 
 def _cv2() -> Any:
     try:
-        import cv2
+        import cv2  # lazy: OpenCV is optional ([sface] extra) and heavy
     except ImportError:
         raise ModelError(
             "arcface112 alignment needs OpenCV: pip install 'freqxfr[sface]'"

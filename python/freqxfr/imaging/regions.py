@@ -28,9 +28,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from PIL import Image
 
 from freqxfr.common.errors import InputError
-from freqxfr.core.masking import check_region_weights
+from freqxfr.core.masking import check_region_weights, mask_bands
 from freqxfr.imaging.align import ARCFACE_TEMPLATE_112, DLIB_PADDING, dlib_chip_landmarks
 
 #: How far the weights may be from summing to 1 (float32 maps from image files, rounding).
@@ -153,8 +154,6 @@ class Regions:
     ) -> Regions:
         """Weight maps from grayscale image files (0 → 0, 255 → 1), all of one size; they are
         resized to the model's input when resolved."""
-        from PIL import Image
-
         maps = []
         for path in paths:
             try:
@@ -328,8 +327,6 @@ def _face(h: int, w: int, pts: dict[str, np.ndarray], edge: float) -> np.ndarray
 
 def _resized(maps: np.ndarray, h: int, w: int) -> np.ndarray:
     """Custom maps at another size: each resized bilinearly, then renormalised to sum to 1."""
-    from PIL import Image
-
     out = np.stack(
         [
             np.asarray(Image.fromarray(m.astype(np.float32), "F").resize((w, h), Image.BILINEAR))
@@ -374,8 +371,6 @@ def spectral_spread(
     Returns the (K, R) share of each cell's spectral energy (summed over images and channels)
     that lies outside bands k − ``neighbours`` .. k + ``neighbours``, and the same share pooled
     over all cells (energy-weighted). Uses the numpy reference (float64)."""
-    from freqxfr.core.masking import mask_bands
-
     n, h, w, _ = images.shape
     resolved = schedule.resolve(h, w)
     labels, k, r = resolved.labels_full, len(resolved.bands), len(regions)

@@ -101,7 +101,7 @@ def dynamic_batch_copy(
     The copy is kept only if a batch of two gives the same embeddings as two single calls;
     otherwise (a Reshape with a hard-coded batch, say) ``None`` tells the caller to loop.
     """
-    import onnx  # imported only when a graph has a fixed batch
+    import onnx  # lazy: onnx is slow to import and needed only when a graph has a fixed batch
 
     data = path.read_bytes()
     digest = hashlib.sha256(data).hexdigest()[:16]
