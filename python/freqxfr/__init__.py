@@ -11,7 +11,6 @@ The names below are what users call; everything else lives in its module.
 # No ``from __future__ import annotations`` here: it would put ``annotations`` into the public
 # namespace, and this module annotates nothing.
 
-from freqxfr.core import fftw  # noqa: F401  (freqxfr.core.fftw: finding FFTW, its wisdom; not in __all__)
 from freqxfr.common.errors import (
     FreqxfrError,
     ImageError,
@@ -21,6 +20,7 @@ from freqxfr.common.errors import (
     OutputError,
 )
 from freqxfr.common.version import __version__
+from freqxfr.core import fftw  # noqa: F401  (freqxfr.core.fftw: finding FFTW, its wisdom; not in __all__)
 from freqxfr.core.bands import Band, BandSchedule
 from freqxfr.core.masking import available_backends, mask_bands
 from freqxfr.explanations.explainer import Explainer, Explanation, PairFailure, explain

@@ -26,30 +26,22 @@ from typing import Any
 import numpy as np
 
 from freqxfr.common.errors import FreqxfrError, InputError
-from freqxfr.common.version import __version__
 from freqxfr.core.bands import Band, BandSchedule
 from freqxfr.core.masking import mask_bands
+from freqxfr.explanations.config import (  # noqa: F401  (DEFAULT_BANDS, SETTINGS_KEYS: public here)
+    DEFAULT_BANDS,
+    SETTINGS_KEYS,
+    ExplainerConfig,
+    field_names,
+)
 from freqxfr.explanations.faithfulness import Faithfulness, pair_faithfulness
 from freqxfr.explanations.pairs import Pair
 from freqxfr.explanations.rows import influence_rows
-from freqxfr.imaging.align import DEFAULT_PADDING, check_padding
 from freqxfr.imaging.images import AlignedFace, source_label
 from freqxfr.model.verifier import Verifier, load_model, to_model_input
 from freqxfr.stats.profiles import relative_to_peak
 
-DEFAULT_BANDS = 16
-# The keys of Explainer.settings(): the provenance every explanation and run file carries.
-SETTINGS_KEYS = (
-    "freqxfr_version",
-    "model",
-    "backend",
-    "mode",
-    "domain",
-    "clip",
-    "padding",
-    "schedule",
-    "bands",
-)
+_SETTING_NAMES = field_names()
 
 
 # ---- results ------------------------------------------------------------------------------------
@@ -203,55 +195,53 @@ class Explainer:
         changes the explanations of re-cut crops (e.g. dlib's 150 chip cut from a tight 112
         crop), so it is one of the :meth:`settings`. Images already of the model's input size
         are not re-cut, and no padding touches them.
+    planner : {"estimate", "measure", "patient", "exhaustive"}
+        FFTW planning effort of the ``cpp`` and ``pyfftw`` backends (default ``measure``). Plans
+        may round the last bit differently, so it is one of the :meth:`settings`.
+    config : ExplainerConfig, optional
+        All of the above as one value (:mod:`freqxfr.explanations.config`); the other
+        arguments change it. The explainer keeps its config as ``config``, and reads its
+        settings as attributes (``explainer.mode`` is ``explainer.config.mode``).
     """
 
-    def __init__(
-        self,
-        model: Verifier | str | None = None,
-        schedule: BandSchedule | int | None = None,
-        mode: str = "delete",
-        domain: str = "pixel",
-        backend: str = "cpp",
-        *,
-        clip: bool = False,
-        max_batch: int = 256,
-        threads: int | None = None,
-        regions: Any = None,
-        padding: str = DEFAULT_PADDING,
-    ) -> None:
-        self.padding = check_padding(padding)  # refused before the model loads
+    def __init__(self, *positional: Any, config: ExplainerConfig | None = None, **settings: Any):
+        # Explainer(model, schedule, mode, domain, backend, **other settings), or config=.
+        config = ExplainerConfig.of(*positional, base=config, **settings)  # checked before loading
+        model = config.model
         self.model = model if isinstance(model, Verifier) else load_model(model)
-        if schedule is None:
-            schedule = DEFAULT_BANDS
-        self.schedule = BandSchedule.rings(schedule) if isinstance(schedule, int) else schedule
-        if mode not in ("delete", "keep"):
-            raise InputError(f"mode must be 'delete' or 'keep', got {mode!r}")
-        self.mode, self.domain, self.backend, self.clip = mode, domain, backend, bool(clip)
-        self.max_batch = int(max_batch)
-        self.threads = threads
+        self.config = config = config.replace(model=self.model)
         self._local = threading.local()
         card = self.model.card
         h, w = card.input_size
-        self.bands = self.schedule.resolve(h, w).bands  # validates the schedule at this size
+        self.bands = config.schedule.resolve(h, w).bands  # validates the schedule at this size
         self._input_shape = card.input_shape
         self._mask_options = _core_normalisation(card)
         self.regions = None
-        if regions is not None:  # region cells: see region_explanations
+        if config.regions is not None:  # region cells: see region_explanations
             from freqxfr.explanations.region_explanations import resolve_for_model
 
-            self.regions = resolve_for_model(regions, card)
-        self._settings = self._build_settings()  # shared, read-only, by every explanation
+            self.regions = resolve_for_model(config.regions, card)
+        self._settings = config.provenance(self.model_info(), self.bands)  # shared, read-only
         # What makes two explainers' masking the same (the engine masks their pairs together).
-        self.mask_key = (
-            self.schedule,
-            self.mode,
-            self.domain,
-            self.clip,
-            self.backend,
-            None if self.regions is None else self.regions.weights.tobytes(),
+        self.mask_key = config.mask_key(
+            None if self.regions is None else self.regions.weights.tobytes()
         )
         # Fail now, not inside a worker, if the backend can't run here.
         self.mask(np.zeros((1, h, w, 3), np.uint8), None)
+
+    def __getattr__(self, name: str) -> Any:
+        # The settings read as attributes: explainer.mode is explainer.config.mode.
+        config = self.__dict__.get("config")
+        if config is not None and name in _SETTING_NAMES:
+            return getattr(config, name)
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+    def with_(self, **changes: Any) -> Explainer:
+        """This explainer with some settings changed (:class:`ExplainerConfig` fields), sharing
+        its loaded model; itself when nothing changes."""
+        if all(_same(getattr(self.config, k), v) for k, v in changes.items()):
+            return self
+        return Explainer(config=self.config.replace(**changes))
 
     @property
     def n_bands(self) -> int:
@@ -357,16 +347,6 @@ class Explainer:
         if isinstance(image, AlignedFace):
             return image.pixels
         return self.model.align(image, aligned=aligned, padding=self.padding)
-
-    def with_padding(self, padding: str) -> Explainer:
-        """This explainer with another alignment ``padding``, sharing its loaded model."""
-        if check_padding(padding) == self.padding:
-            return self
-        other = copy.copy(self)
-        other.padding = padding
-        other._local = threading.local()  # per-thread batch buffers stay with their explainer
-        other._settings = other._build_settings()
-        return other
 
     # -- many pairs, streamed --
 
@@ -509,6 +489,7 @@ class Explainer:
             domain=self.domain,
             clip=self.clip,
             threads=threads or self.threads,
+            planner=self.planner,
             regions=regions,
             **self._mask_options,
         )
@@ -560,19 +541,6 @@ class Explainer:
         """
         return copy.deepcopy(self._settings)
 
-    def _build_settings(self) -> dict[str, Any]:
-        return {
-            "freqxfr_version": __version__,
-            "model": self.model_info(),
-            "backend": self.backend,
-            "mode": self.mode,
-            "domain": self.domain,
-            "clip": self.clip,
-            "padding": self.padding,
-            "schedule": self.schedule.to_dict(),
-            "bands": [band.to_dict() for band in self.bands],
-        }
-
     def model_info(self) -> dict[str, Any]:
         """The model part of :meth:`settings`: what was run and how its input was made."""
         card = self.model.card
@@ -604,6 +572,7 @@ class Explainer:
             clip=self.clip,
             layout="NHWC",
             threads=self.threads,
+            planner=self.planner,
             mean=mean,
             std=1.0,
         )
@@ -631,41 +600,36 @@ def explain(
     a: Any,
     b: Any,
     *,
-    model: Verifier | str | None = None,
-    schedule: BandSchedule | int | None = None,
-    mode: str = "delete",
-    domain: str = "pixel",
-    backend: str = "cpp",
-    clip: bool = False,
     aligned: bool | None = None,
     same: bool | None = None,
     groups: dict[str, str] | None = None,
     deadline: float | None = None,
-    padding: str = DEFAULT_PADDING,
+    **settings: Any,
 ) -> Explanation:
     """Explain one pair in one call: ``freqxfr.explain("a.jpg", "b.jpg")``.
 
-    The same as ``Explainer(model, schedule, mode, domain, backend, clip=clip,
-    padding=padding).explain(a, b, aligned=aligned, same=same, groups=groups,
-    deadline=deadline)``; see :class:`Explainer` and
+    ``settings`` are the explainer's (:class:`~freqxfr.explanations.config.ExplainerConfig`:
+    ``model``, ``schedule``, ``mode``, ``domain``, ``backend``, ``clip``, ``padding``,
+    ``planner``, ...). The same as ``Explainer(**settings).explain(a, b, aligned=aligned,
+    same=same, groups=groups, deadline=deadline)``; see :class:`Explainer` and
     :meth:`Explainer.explain` for the options. The explainer is kept for the next call with the
-    same options (the last few are kept), so repeated calls don't reload the model; build an
+    same settings (the last few are kept), so repeated calls don't reload the model; build an
     :class:`Explainer` yourself to control its lifetime, or to explain many pairs
     (:meth:`Explainer.explain_pairs`).
     """
-    options = (model, schedule, mode, domain, backend, bool(clip), padding)
+    config = ExplainerConfig(**settings)
     try:
-        hash(options)
-    except TypeError:  # unhashable options (e.g. a custom model object): build a fresh one
-        explainer = Explainer(*options[:5], clip=options[5], padding=padding)
+        hash(config)
+    except TypeError:  # unhashable settings (e.g. a custom model object): build a fresh one
+        explainer = Explainer(config=config)
     else:
-        explainer = _kept_explainer(*options)
+        explainer = _kept_explainer(config)
     return explainer.explain(a, b, aligned=aligned, same=same, groups=groups, deadline=deadline)
 
 
 @functools.lru_cache(maxsize=4)
-def _kept_explainer(model, schedule, mode, domain, backend, clip, padding) -> Explainer:
-    return Explainer(model, schedule, mode, domain, backend, clip=clip, padding=padding)
+def _kept_explainer(config: ExplainerConfig) -> Explainer:
+    return Explainer(config=config)
 
 
 # ---- helpers ------------------------------------------------------------------------------------
@@ -679,6 +643,14 @@ def _core_normalisation(card) -> dict[str, Any]:
     mean = [(m - lo) / s for m in card.mean]
     std = [sd / s for sd in card.std]
     return {"mean": mean, "std": std, "channel_order": card.channel_order, "layout": card.layout}
+
+
+def _same(a: Any, b: Any) -> bool:
+    if a is b:
+        return True
+    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
+        return False
+    return type(a) is type(b) and a == b
 
 
 def _as_pair(item: Pair | tuple[Any, Any]) -> Pair:

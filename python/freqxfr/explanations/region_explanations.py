@@ -198,19 +198,7 @@ def band_explainer(explainer: Explainer) -> Explainer:
     """The band-only twin of a region explainer: same model (shared, not reloaded), bands and
     masking options, no regions. Reports and dataset runs show the bands as without regions and
     add the cells (2·K + 2 more embeddings per pair next to the 2·K·R + 2 of the cells)."""
-    from freqxfr.explanations.explainer import Explainer
-
-    return Explainer(
-        explainer.model,
-        explainer.schedule,
-        explainer.mode,
-        explainer.domain,
-        explainer.backend,
-        clip=explainer.clip,
-        max_batch=explainer.max_batch,
-        threads=explainer.threads,
-        padding=explainer.padding,
-    )
+    return explainer.with_(regions=None)
 
 
 def explain_pairs_and_cells(

@@ -32,6 +32,7 @@ from matplotlib.colors import to_hex
 
 from freqxfr.common.atomic import ensure_dir, write_output
 from freqxfr.common.errors import InputError
+from freqxfr.explanations.config import SETTINGS_KEYS, provenance_labels
 from freqxfr.reports import plots
 
 REPORT_NAME = "report.html"
@@ -567,11 +568,10 @@ def _provenance(explanation: Mapping[str, Any]) -> str:
         ("execution provider", model.get("provider")),
         ("input size", _join(model.get("input_size"), "×")),
         ("channel order", model.get("channel_order")),
-        ("masking backend", explanation.get("backend")),
-        ("mode", explanation.get("mode")),
-        ("domain", explanation.get("domain")),
-        ("clip", explanation.get("clip")),
-        ("alignment padding", explanation.get("padding", "not recorded")),
+        *(
+            (label, explanation.get(key, "not recorded"))
+            for key, label in provenance_labels().items()
+        ),
         (
             "band schedule",
             f"{schedule.get('kind', '?')}, {len(explanation.get('bands') or [])} bands",
@@ -822,22 +822,7 @@ def write_pair_pages(
     pages: dict[int, str] = {}
     if which == "none":
         return pages
-    static = {
-        k: summary[k]
-        for k in (
-            "model",
-            "schedule",
-            "bands",
-            "backend",
-            "mode",
-            "domain",
-            "clip",
-            "padding",
-            "threshold",
-            "regions",
-        )
-        if k in summary
-    }
+    static = {k: summary[k] for k in (*SETTINGS_KEYS, "threshold", "regions") if k in summary}
     # A run with regions: its pages get the region section too (the weights are the explainer's).
     regions = getattr(explainer, "regions", None)
     weights = None if regions is None else regions.weights
