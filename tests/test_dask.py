@@ -93,7 +93,7 @@ def test_distributed_results_equal_single_process_results(
     assert not (tmp_path / fd.PARTS).exists() and not (tmp_path / LOCK_NAME).exists()
     assert (tmp_path / "report.html").is_file()
     # 4 chunks over two workers, one explainer each (the spec cache, not a model per chunk).
-    builds = client.run(lambda: __import__("freqxfr.runs.distributed").distributed.builds)
+    builds = client.run(lambda: __import__("freqxfr.runs.distributed").runs.distributed.builds)
     assert sorted(builds.values()) == [1, 1], builds
 
 

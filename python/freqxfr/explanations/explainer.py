@@ -15,19 +15,18 @@ from __future__ import annotations
 
 import concurrent.futures
 import copy
-import dataclasses
 import functools
 import itertools
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
 
 from freqxfr.common.errors import FreqxfrError, InputError
-from freqxfr.core.bands import Band, BandSchedule
 from freqxfr.core.masking import mask_bands
+from freqxfr.explanations import kernel
 from freqxfr.explanations.config import (  # noqa: F401  (DEFAULT_BANDS, SETTINGS_KEYS: public here)
     DEFAULT_BANDS,
     SETTINGS_KEYS,
@@ -36,127 +35,15 @@ from freqxfr.explanations.config import (  # noqa: F401  (DEFAULT_BANDS, SETTING
 )
 from freqxfr.explanations.faithfulness import Faithfulness, pair_faithfulness
 from freqxfr.explanations.pairs import Pair
-from freqxfr.explanations.rows import influence_rows
+from freqxfr.explanations.results import (  # noqa: F401  (ImageExplanation: public here too)
+    Explanation,
+    ImageExplanation,
+    PairFailure,
+)
 from freqxfr.imaging.images import AlignedFace, source_label
-from freqxfr.model.verifier import Verifier, load_model, to_model_input
-from freqxfr.stats.profiles import relative_to_peak
+from freqxfr.model.verifier import Verifier, load_model
 
 _SETTING_NAMES = field_names()
-
-
-# ---- results ------------------------------------------------------------------------------------
-
-
-@dataclasses.dataclass(frozen=True)
-class ImageExplanation:
-    """The band influences of one image of a pair, explained against the other image.
-
-    ``directed`` and ``absolute`` are in score units; ``directed_relative`` and
-    ``absolute_relative`` are divided by the image's largest influence (the most influential band
-    is ±1), as the heat plots show them. In JSON the relative ones keep their first names,
-    ``directed_normalised`` and ``absolute_normalised``.
-    """
-
-    source: str
-    scores: np.ndarray  # (K,) score with band k of this image masked
-
-    score_ref: float
-
-    @property
-    def directed(self) -> np.ndarray:
-        return self.score_ref - self.scores
-
-    @property
-    def absolute(self) -> np.ndarray:
-        return np.abs(self.directed)
-
-    @property
-    def absolute_relative(self) -> np.ndarray:
-        """``absolute`` divided by its largest value (:func:`freqxfr.stats.profiles.relative_to_peak`)."""
-        return relative_to_peak(self.absolute)
-
-    @property
-    def directed_relative(self) -> np.ndarray:
-        """``directed`` divided by its largest magnitude."""
-        return relative_to_peak(self.directed)
-
-    # The first names, as in the JSON keys; "normalised" also names the model's input scaling
-    # and ``domain="normalised"``, so the Python API prefers the ``*_relative`` names.
-    absolute_normalised = absolute_relative
-    directed_normalised = directed_relative
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "source": self.source,
-            "scores": self.scores.tolist(),
-            "absolute": self.absolute.tolist(),
-            "directed": self.directed.tolist(),
-            "absolute_normalised": self.absolute_relative.tolist(),
-            "directed_normalised": self.directed_relative.tolist(),
-        }
-
-
-def _setting(key: str, doc: str) -> Any:
-    """A read-only attribute of an :class:`Explanation` that reads ``settings[key]``."""
-    return property(lambda self: self.settings[key], doc=doc)
-
-
-@dataclasses.dataclass(frozen=True)
-class Explanation:
-    """Why a model matched or rejected one pair, band by band. See :meth:`to_dict`."""
-
-    score_ref: float
-    threshold: float
-    decision: bool
-    a: ImageExplanation
-    b: ImageExplanation
-    bands: tuple[Band, ...]
-    schedule: BandSchedule
-    settings: Mapping[str, Any]  # the explainer's provenance (Explainer.settings())
-    timings_ms: dict[str, float]
-    same: bool | None = None
-    groups: dict[str, str] = dataclasses.field(default_factory=dict)
-
-    # The settings read as attributes (the dict is the one place they are kept).
-    model = _setting("model", "The model part of the settings (:meth:`Explainer.model_info`).")
-    backend = _setting("backend", "The masking backend.")
-    mode = _setting("mode", '``"delete"`` or ``"keep"``.')
-    domain = _setting("domain", 'Where the masking happened: ``"pixel"`` or ``"normalised"``.')
-    clip = _setting("clip", "Whether masked pixels were clipped to 0..255.")
-    padding = _setting("padding", "What filled the part of a re-cut crop beyond its photo.")
-    version = _setting("freqxfr_version", "The freqxfr version that made the explanation.")
-
-    def to_dict(self, *, settings: bool = True) -> dict[str, Any]:
-        """A JSON-ready dict; its keys are those of ``explanation.json``.
-
-        ``settings=False`` leaves out the explainer's settings (:data:`SETTINGS_KEYS`), for
-        files that record them once for many explanations (a dataset run's ``run.json``).
-        """
-        head = copy.deepcopy(dict(self.settings)) if settings else {}
-        return {
-            **head,
-            "score_ref": self.score_ref,
-            "threshold": self.threshold,
-            "decision": self.decision,
-            "a": self.a.to_dict(),
-            "b": self.b.to_dict(),
-            "timings_ms": self.timings_ms,
-            "same": self.same,
-            "groups": dict(self.groups),
-        }
-
-    def to_rows(self) -> list[dict[str, Any]]:
-        """A tidy table: one row per image × band."""
-        return influence_rows(self, (("a", self.a), ("b", self.b)))
-
-
-@dataclasses.dataclass(frozen=True)
-class PairFailure:
-    """A pair of a stream that could not be explained (missing file, no face, ...)."""
-
-    index: int
-    pair: Pair
-    error: str
 
 
 # ---- the explainer ------------------------------------------------------------------------------
@@ -241,7 +128,7 @@ class Explainer:
         its loaded model; itself when nothing changes."""
         if all(_same(getattr(self.config, k), v) for k, v in changes.items()):
             return self
-        return Explainer(config=self.config.replace(**changes))
+        return type(self)(config=self.config.replace(**changes))
 
     @property
     def n_bands(self) -> int:
@@ -286,22 +173,13 @@ class Explainer:
             return explain_pair(
                 self, a, b, aligned=aligned, same=same, groups=groups, deadline=deadline
             )
-        if self.regions is not None:
-            from freqxfr.explanations.region_explanations import explain_pair as explain_cells
-
-            return explain_cells(self, a, b, aligned=aligned, same=same, groups=groups)
         t0 = time.perf_counter()
         faces = np.stack([self.prepare(a, aligned), self.prepare(b, aligned)])
-        t1 = time.perf_counter()
-        batch = self._single_pair_batch()
-        self.fill_batch(batch, faces)
-        t2 = time.perf_counter()
-        embeddings = self.model.embed_model_input(batch, batch_size=self.max_batch)
-        t3 = time.perf_counter()
-        timings = {"prepare": (t1 - t0) * 1e3, "mask": (t2 - t1) * 1e3, "model": (t3 - t2) * 1e3}
-        return self.explanation_from(
-            embeddings, 1, 0, (source_label(a), source_label(b)), timings, same, groups
-        )
+        prepare_s = time.perf_counter() - t0
+        # Bands reuse this thread's batch buffer; region cells (2·K·R + 2 images) take a fresh one.
+        batch = self._single_pair_batch() if self.regions is None else None
+        sources = (source_label(a), source_label(b))
+        return kernel.explain_faces(self, faces, sources, prepare_s, same, groups, batch)
 
     async def explain_async(
         self,
@@ -450,7 +328,7 @@ class Explainer:
         return batch
 
     def _batch(self, pairs: int) -> np.ndarray:
-        return np.empty((pairs * self.images_per_pair, *self._input_shape), np.float32)
+        return kernel.new_batch(self, 2 * pairs)
 
     def fill_batch(
         self, batch: np.ndarray, faces: np.ndarray, pairs: int = 1, threads: int | None = None
@@ -458,11 +336,8 @@ class Explainer:
         """Write the 2P references and their 2P×C masked images of P pairs of aligned ``faces``
         into ``batch`` (C = :attr:`cells`: K bands, or K·R cells with regions); the layout
         :meth:`explanation_from` reads, and the engine batches by."""
-        n = 2 * pairs
-        batch[:n] = to_model_input(faces, self.model.card)
-        masked = batch[n : n + n * self.cells].reshape(n, self.cells, *self._input_shape)
-        regions = None if self.regions is None else self.regions.weights
-        self.mask(faces, masked, threads=threads, regions=regions)
+        assert len(faces) == 2 * pairs
+        kernel.fill_batch(self, batch, faces, threads=threads)
 
     def mask(
         self,
@@ -503,33 +378,8 @@ class Explainer:
 
     def explanation_from(self, embeddings, pairs, i, sources, timings, same, groups) -> Explanation:
         """The explanation of pair i from the embeddings of a batch laid out by
-        :meth:`fill_batch` (``pairs`` = P; 1 for explain). With regions, ``pairs`` must be 1
-        (a lone pair's layout, as the engine returns it)."""
-        if self.regions is not None:
-            from freqxfr.explanations.region_explanations import explanation_from_rows
-
-            assert pairs == 1 and i == 0, "region explanations are built one pair at a time"
-            return explanation_from_rows(self, embeddings, sources, timings, same, groups)
-        k = self.n_bands
-        p = max(pairs, 1)
-        ref_a, ref_b = embeddings[2 * i], embeddings[2 * i + 1]
-        masked = embeddings[2 * p :].reshape(2 * p, k, -1)
-        score = self.model.score
-        s_ref = float(score(ref_a, ref_b))
-        card = self.model.card
-        return Explanation(
-            score_ref=s_ref,
-            threshold=card.threshold,
-            decision=bool(s_ref >= card.threshold),
-            a=ImageExplanation(sources[0], score(masked[2 * i], ref_b[None]), s_ref),
-            b=ImageExplanation(sources[1], score(ref_a[None], masked[2 * i + 1]), s_ref),
-            bands=self.bands,
-            schedule=self.schedule,
-            settings=self._settings,
-            timings_ms={key: round(v, 3) for key, v in timings.items()},
-            same=same,
-            groups=dict(groups or {}),
-        )
+        :meth:`fill_batch` (``pairs`` = P; 1 for explain): :func:`kernel.explanation_from`."""
+        return kernel.explanation_from(self, embeddings, pairs, i, sources, timings, same, groups)
 
     def settings(self) -> dict[str, Any]:
         """The settings every result of this explainer records (its provenance), JSON-ready.

@@ -19,13 +19,14 @@ import numpy as np
 
 from freqxfr.common.errors import InputError
 from freqxfr.core.bands import Band, BandSchedule
-from freqxfr.explanations.region_explanations import image_explanation, masked_batch
+from freqxfr.explanations.kernel import fill_batch, image_explanation, new_batch
 from freqxfr.explanations.rows import influence_rows
 from freqxfr.imaging.images import source_label
 from freqxfr.imaging.regions import ResolvedRegions
 
 if TYPE_CHECKING:
-    from freqxfr.explanations.explainer import Explainer, ImageExplanation
+    from freqxfr.explanations.explainer import Explainer
+    from freqxfr.explanations.results import ImageExplanation
 
 #: A template whose norm is within this of 1 counts as L2-normalised (for Euclidean models).
 UNIT_NORM_TOLERANCE = 1e-3
@@ -34,7 +35,7 @@ UNIT_NORM_TOLERANCE = 1e-3
 @dataclasses.dataclass(frozen=True)
 class TemplateExplanation:
     """Why the model matched or rejected a probe against a template, band by band (or cell by
-    cell): ``probe`` is the probe's :class:`~freqxfr.explanations.explainer.ImageExplanation`."""
+    cell): ``probe`` is the probe's :class:`~freqxfr.explanations.results.ImageExplanation`."""
 
     score_ref: float
     threshold: float
@@ -144,8 +145,8 @@ def explain_template(
     t0 = time.perf_counter()
     face = explainer.prepare(probe, aligned)[None]
     t1 = time.perf_counter()
-    cells = explainer.n_bands * (1 if explainer.regions is None else len(explainer.regions))
-    batch = masked_batch(explainer, face, cells)
+    batch = new_batch(explainer, 1)
+    fill_batch(explainer, batch, face)
     t2 = time.perf_counter()
     emb = explainer.model.embed_model_input(batch, batch_size=explainer.max_batch)
     t3 = time.perf_counter()

@@ -157,7 +157,7 @@ class PairOutputs:
     json_path: Path
     report_path: Path | None
     faithfulness: dict[str, Any] | None = None
-    cells: Any = None  # freqxfr.explanations.region_explanations.RegionExplanation, with regions
+    cells: Any = None  # freqxfr.explanations.results.Explanation of the cells, with regions
     record: dict[str, Any] | None = None  # what explanation.json holds
 
 
