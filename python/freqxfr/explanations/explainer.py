@@ -13,7 +13,6 @@ runs one batch (it releases the GIL) a worker thread loads, aligns and masks the
 
 from __future__ import annotations
 
-import concurrent.futures
 import copy
 import functools
 import itertools
@@ -26,7 +25,7 @@ import numpy as np
 
 from freqxfr.common.errors import FreqxfrError, InputError
 from freqxfr.core.masking import mask_bands
-from freqxfr.explanations import kernel
+from freqxfr.explanations import kernel, stream
 from freqxfr.explanations.config import (  # noqa: F401  (DEFAULT_BANDS, SETTINGS_KEYS: public here)
     DEFAULT_BANDS,
     SETTINGS_KEYS,
@@ -126,6 +125,9 @@ class Explainer:
     def with_(self, **changes: Any) -> Explainer:
         """This explainer with some settings changed (:class:`ExplainerConfig` fields), sharing
         its loaded model; itself when nothing changes."""
+        unknown = set(changes) - _SETTING_NAMES
+        if unknown:
+            raise TypeError(f"not explainer settings: {', '.join(sorted(unknown))}")
         if all(_same(getattr(self.config, k), v) for k, v in changes.items()):
             return self
         return type(self)(config=self.config.replace(**changes))
@@ -251,25 +253,17 @@ class Explainer:
             return
         per_call = max(1, self.max_batch // (2 * self.n_bands + 2))
         numbered = zip(itertools.count() if indices is None else indices, pairs, strict=False)
-        chunks = _chunks(((i, _as_pair(p)) for i, p in numbered), per_call)
+        batches = stream.chunks(((i, _as_pair(p)) for i, p in numbered), per_call)
         buffers = [self._batch(per_call), self._batch(per_call)]
-        if not overlap:
-            for i, chunk in enumerate(chunks):
-                yield from self._score_chunk(
-                    self._prepare_chunk(chunk, buffers[i % 2], aligned, skip_errors)
-                )
-            return
-        with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="freqxfr-prepare") as pool:
-            pending = None
-            for i, chunk in enumerate(chunks):
-                future = pool.submit(
-                    self._prepare_chunk, chunk, buffers[i % 2], aligned, skip_errors
-                )
-                if pending is not None:
-                    yield from self._score_chunk(pending.result())
-                pending = future
-            if pending is not None:
-                yield from self._score_chunk(pending.result())
+        # Chunk i is masked into buffers[i % 2]; the next one is masked while this one is scored.
+        ready = stream.prefetched(
+            lambda item: self._prepare_chunk(item[1], buffers[item[0] % 2], aligned, skip_errors),
+            enumerate(batches),
+            overlap,
+            "freqxfr-prepare",
+        )
+        for prepared in ready:
+            yield from self._score_chunk(prepared)
 
     def _prepare_chunk(self, chunk, buffer, aligned, skip_errors):
         """Load, align and mask a chunk of pairs into ``buffer``; failures keep their place."""
@@ -530,14 +524,3 @@ def _each_pair(
             if not skip_errors:
                 raise
             yield PairFailure(index, pair, str(exc))
-
-
-def _chunks(items: Iterable, size: int) -> Iterator[list]:
-    chunk: list = []
-    for item in items:
-        chunk.append(item)
-        if len(chunk) == size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk

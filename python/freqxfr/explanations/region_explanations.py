@@ -17,17 +17,17 @@ with ``engine=False`` they run on the caller's thread; both use the one batch la
 from __future__ import annotations
 
 import base64
-import concurrent.futures
 import dataclasses
 import hashlib
 import itertools
 import json
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from freqxfr.common.errors import FreqxfrError
+from freqxfr.explanations import stream
 from freqxfr.explanations.results import Explanation, PairFailure, relative_over_cells
 from freqxfr.imaging.images import AlignedFace
 from freqxfr.imaging.regions import Regions, ResolvedRegions, as_regions
@@ -78,7 +78,7 @@ def explain_pairs_and_cells(
             return index, pair, str(exc)
         return index, pair, faces
 
-    ready = _prefetched(align, zip(indices, pairs, strict=False), overlap)
+    ready = stream.prefetched(align, zip(indices, pairs, strict=False), overlap, "freqxfr-align")
     while group := list(itertools.islice(ready, per_call)):
         usable = [(i, p, f) for i, p, f in group if not isinstance(f, str)]
         band_stream = bands.explain_pairs(
@@ -98,22 +98,6 @@ def explain_pairs_and_cells(
                 yield PairFailure(index, pair, str(exc))
                 continue
             yield band, cells
-
-
-def _prefetched(work: Callable[[Any], Any], items: Iterable[Any], overlap: bool) -> Iterator[Any]:
-    """``map(work, items)``, with ``overlap`` one item ahead on a worker thread."""
-    if not overlap:
-        yield from map(work, items)
-        return
-    with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="freqxfr-align") as pool:
-        pending = None
-        for item in items:
-            future = pool.submit(work, item)
-            if pending is not None:
-                yield pending.result()
-            pending = future
-        if pending is not None:
-            yield pending.result()
 
 
 def regions_recipe(regions: ResolvedRegions) -> str:

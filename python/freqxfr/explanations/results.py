@@ -189,3 +189,42 @@ class PairFailure:
     index: int
     pair: Pair
     error: str
+
+
+@dataclasses.dataclass(frozen=True)
+class TemplateExplanation:
+    """Why the model matched or rejected a probe against a template, band by band (or cell by
+    cell): ``probe`` is the probe's :class:`ImageExplanation`."""
+
+    score_ref: float
+    threshold: float
+    decision: bool
+    probe: ImageExplanation
+    template: str
+    bands: tuple[Band, ...]
+    schedule: BandSchedule
+    settings: Mapping[str, Any]  # the explainer's provenance (Explainer.settings())
+    timings_ms: dict[str, float]
+    regions: ResolvedRegions | None = None
+
+    @property
+    def model(self) -> dict[str, Any]:
+        """The model part of the settings (:meth:`Explainer.model_info`)."""
+        return self.settings["model"]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            **copy.deepcopy(dict(self.settings)),
+            "kind": "template",
+            "score_ref": self.score_ref,
+            "threshold": self.threshold,
+            "decision": self.decision,
+            "template": self.template,
+            "probe": self.probe.to_dict(),
+            "regions": self.regions.to_dict() if self.regions is not None else None,
+            "timings_ms": self.timings_ms,
+        }
+
+    def to_rows(self) -> list[dict[str, Any]]:
+        """One row per band (per band × region with regions), as a pair's rows for one image."""
+        return influence_rows(self, (("probe", self.probe),))

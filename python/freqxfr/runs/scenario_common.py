@@ -82,11 +82,14 @@ def provenance_rows(summary: Mapping[str, Any]) -> list[tuple[str, Any]]:
         ("threshold", summary["threshold"]),
         ("bands", f"{summary['schedule']['kind']}, {len(summary['bands'])}"),
         ("masking", masking),
-        # The other settings of the provenance (backend, padding, planner, ...), as recorded.
+        # The other settings of the provenance (backend, padding, planner, ...), as recorded
+        # (a summary with "alignment", crossres's, shows its padding there with the padded share).
         *(
             (label, summary[key])
             for key, label in provenance_labels().items()
-            if key not in ("mode", "domain", "clip") and key in summary
+            if key in summary
+            and key not in ("mode", "domain", "clip")
+            and not (key == "padding" and "alignment" in summary)
         ),
         ("freqxfr version", summary.get("freqxfr_version")),
     ]
