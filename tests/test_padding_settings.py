@@ -64,7 +64,7 @@ def test_settings_record_the_padding(dlib_model, pair) -> None:
     assert explainer.settings()["padding"] == "reflect"
     record = explainer.explain(*pair).to_dict()
     assert record["padding"] == "reflect"
-    assert explainer.with_padding("black").settings()["padding"] == "black"
+    assert explainer.with_(padding="black").settings()["padding"] == "black"
     assert explainer.settings()["padding"] == "reflect"  # the copy left the original alone
 
 

@@ -10,7 +10,7 @@ import pytest
 
 from freqxfr import InputError
 from freqxfr.explanations.explainer import Explainer, Explanation
-from freqxfr.explanations.region_explanations import RegionExplanation
+from freqxfr.explanations.results import ImageExplanation
 from freqxfr.explanations.templates import TemplateExplanation
 from freqxfr.imaging.regions import FACE_REGIONS, Regions
 
@@ -45,12 +45,13 @@ def test_one_all_ones_region_reproduces_the_band_explanation(model, genuine_face
     cells = Explainer(model, 8, regions=np.ones((1, h, w), np.float32)).explain(
         *genuine_faces, aligned=True
     )
-    assert isinstance(cells, RegionExplanation) and not isinstance(bands, RegionExplanation)
+    assert cells.regions is not None and bands.regions is None  # one type, regions or not
+    assert type(cells) is type(bands) and type(cells.a) is type(bands.a)
     assert cells.score_ref == bands.score_ref
     for one, band in ((cells.a, bands.a), (cells.b, bands.b)):
         assert one.scores.shape == (1, 8)
         np.testing.assert_allclose(one.scores[0], band.scores, rtol=0, atol=1e-6)
-        np.testing.assert_allclose(one.directed_normalised[0], band.directed_normalised, atol=1e-5)
+        np.testing.assert_allclose(one.directed_relative[0], band.directed_relative, atol=1e-5)
 
 
 def test_face_regions_explanation_has_cells_views_and_provenance(model, genuine_faces):
@@ -58,9 +59,9 @@ def test_face_regions_explanation_has_cells_views_and_provenance(model, genuine_
     e = explainer.explain(*genuine_faces, aligned=True, same=True)
     r = len(FACE_REGIONS)
     for side in (e.a, e.b):
-        assert side.scores.shape == side.absolute.shape == side.directed_normalised.shape == (r, 4)
+        assert side.scores.shape == side.absolute.shape == side.directed_relative.shape == (r, 4)
         assert side.regions == FACE_REGIONS
-        assert np.abs(side.directed_normalised).max() == pytest.approx(1.0)
+        assert np.abs(side.directed_relative).max() == pytest.approx(1.0)
         np.testing.assert_allclose(side.directed_by_band, side.directed.sum(axis=0))
         # Deleting a band inside one region changes the score less than deleting the band
         # everywhere does, but not nothing: cells carry real, distinct influences.
@@ -94,7 +95,7 @@ def test_explain_pairs_with_regions_streams_results_and_failures(model, genuine_
             skip_errors=True,
         )
     )
-    assert isinstance(results[0], RegionExplanation) and results[0].a.scores.shape == (4, 2)
+    assert results[0].regions is not None and results[0].a.scores.shape == (4, 2)
     assert results[1].index == 1 and "missing.jpg" in results[1].error
 
 
@@ -153,18 +154,14 @@ def test_cell_views_are_normalised_over_all_cells_not_per_region():
     """Guards against the band-only normalisation (each row divided by its own peak) being used
     for (R, K) cells: that made every region's strongest band ±1, so the heat maps and the
     per-class mean maps showed a weak region as strong as the strongest one."""
-    from freqxfr.explanations.region_explanations import RegionImageExplanation
-
     scores = np.array([[0.5, 0.4], [0.9, 1.2]])  # directed [[0.5, 0.6], [0.1, -0.2]]
-    side = RegionImageExplanation("x", scores, 1.0, regions=("p", "q"))
-    np.testing.assert_allclose(
-        side.directed_normalised, [[0.5 / 0.6, 1.0], [0.1 / 0.6, -0.2 / 0.6]]
-    )
-    np.testing.assert_allclose(side.absolute_normalised, np.abs(side.directed_normalised))
-    assert side.to_dict()["directed_normalised"] == side.directed_normalised.tolist()
+    side = ImageExplanation("x", scores, 1.0, regions=("p", "q"))
+    np.testing.assert_allclose(side.directed_relative, [[0.5 / 0.6, 1.0], [0.1 / 0.6, -0.2 / 0.6]])
+    np.testing.assert_allclose(side.absolute_relative, np.abs(side.directed_relative))
+    assert side.to_dict()["directed_normalised"] == side.directed_relative.tolist()
     row = next(
         r
-        for r in RegionExplanation(
+        for r in Explanation(
             1.0, 0.5, True, side, side, bands=_bands(2), schedule=None, settings={}, timings_ms={}
         ).to_rows()
         if r["region"] == "q" and r["band"] == 1 and r["image"] == "a"
@@ -194,5 +191,5 @@ def test_one_row_builder_gives_band_cell_and_template_rows_the_same_columns(mode
     assert list(probe.to_rows()[0]) == band_cols[:-2]
     last = bands.to_rows()[-1]
     assert (last["image"], last["band"]) == ("b", 1)
-    assert last["directed_normalised"] == pytest.approx(float(bands.b.directed_normalised[1]))
+    assert last["directed_normalised"] == pytest.approx(float(bands.b.directed_relative[1]))
     assert [r["region"] for r in cells.to_rows()[:4]] == ["r0c0", "r0c0", "r0c1", "r0c1"]

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from freqxfr.explanations.explainer import Explainer
+from freqxfr.explanations.faithfulness import cell_faithfulness
 from freqxfr.explanations.pairs import read_pairs
-from freqxfr.explanations.region_faithfulness import cell_faithfulness
 from freqxfr.imaging.regions import EYE_REGIONS
 from freqxfr.model.verifier import load_model
 

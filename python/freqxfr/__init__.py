@@ -26,9 +26,16 @@ from freqxfr.common.version import __version__
 from freqxfr.core import fftw  # noqa: F401  (freqxfr.core.fftw: finding FFTW, its wisdom; not in __all__)
 from freqxfr.core.bands import Band, BandSchedule
 from freqxfr.core.masking import available_backends, mask_bands
-from freqxfr.explanations.explainer import Explainer, Explanation, PairFailure, explain
+from freqxfr.explanations.config import ExplainerConfig
+from freqxfr.explanations.explainer import Explainer, explain
 from freqxfr.explanations.faithfulness import Faithfulness, SideCurves, VariantCurves
 from freqxfr.explanations.pairs import Pair, read_pairs
+from freqxfr.explanations.results import (
+    Explanation,
+    ImageExplanation,
+    PairFailure,
+    TemplateExplanation,
+)
 from freqxfr.imaging.images import load_image
 from freqxfr.model.cards import ModelCard
 from freqxfr.model.engine import DeadlineExceeded, Engine
@@ -83,10 +90,12 @@ __all__ = [
     "DeadlineExceeded",
     "Engine",
     "Explainer",
+    "ExplainerConfig",
     "Explanation",
     "Faithfulness",
     "FreqxfrError",
     "ImageError",
+    "ImageExplanation",
     "InputError",
     "ModelCard",
     "ModelError",
@@ -96,6 +105,7 @@ __all__ = [
     "PairFailure",
     "PairOutputs",
     "SideCurves",
+    "TemplateExplanation",
     "VariantCurves",
     "Verifier",
     "__version__",

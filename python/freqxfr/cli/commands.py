@@ -28,10 +28,10 @@ def _band_table(explanation) -> str:
     lines = [f"{'band':>4} {'radius':>13} {'|Δ| a':>8} {'Δ a':>8} {'|Δ| b':>8} {'Δ b':>8}"]
     for band, aa, ad, ba, bd in zip(
         explanation.bands,
-        explanation.a.absolute_normalised,
-        explanation.a.directed_normalised,
-        explanation.b.absolute_normalised,
-        explanation.b.directed_normalised,
+        explanation.a.absolute_relative,
+        explanation.a.directed_relative,
+        explanation.b.absolute_relative,
+        explanation.b.directed_relative,
         strict=True,
     ):
         lines.append(

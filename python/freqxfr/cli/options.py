@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from freqxfr.common.errors import InputError
+from freqxfr.explanations.config import ExplainerConfig
 
 # Exit statuses (also in --help and the README).
 EXIT_OK = 0
@@ -104,44 +105,17 @@ def add_explainer_options(parser: argparse.ArgumentParser) -> None:
         "--schedule", type=Path, default=None, help="band schedule JSON file (overrides --bands)"
     )
     parser.add_argument(
-        "--mode",
-        choices=("delete", "keep"),
-        default="delete",
-        help="delete one band (default) or keep only that band",
-    )
-    parser.add_argument(
-        "--domain",
-        choices=("pixel", "normalised"),
-        default="pixel",
-        help="mask raw pixels (default) or model-normalised values",
-    )
-    parser.add_argument("--clip", action="store_true", help="clip masked pixels to 0..255")
-    parser.add_argument(
-        "--backend",
-        default="cpp",
-        choices=("cpp", "numpy", "scipy", "pyfftw"),
-        help="masking implementation (default cpp, the compiled core)",
-    )
-    parser.add_argument(
         "--aligned", action="store_true", help="inputs are aligned crops of the model's input size"
     )
-    add_padding_option(parser)
+    # Every other setting with an option of its own, as ExplainerConfig declares it.
+    for option, arguments in ExplainerConfig.cli_options():
+        parser.add_argument(option, **arguments)
 
 
 def add_padding_option(parser: argparse.ArgumentParser) -> None:
     """``--padding``: what fills a re-cut crop beyond its photo (every command that aligns)."""
-    from freqxfr.imaging.align import DEFAULT_PADDING, PADDINGS
-
-    parser.add_argument(
-        "--padding",
-        choices=PADDINGS,
-        default=DEFAULT_PADDING,
-        help="what fills the part of a re-cut crop beyond its photo (dlib's 150 chip cut from "
-        "a tight 112 crop reaches beyond it): edge (repeat the edge pixels), reflect (mirror "
-        f"the photo) or black; default {DEFAULT_PADDING}, the one that disturbs the band "
-        "energies least. Recorded with the results; a resumed run must use the same. Inputs "
-        "of the model's input size are not re-cut",
-    )
+    arguments = dict(ExplainerConfig.cli_options())
+    parser.add_argument("--padding", **arguments["--padding"])
 
 
 def aligned(args: argparse.Namespace) -> bool | None:
@@ -162,16 +136,10 @@ def explainer(args: argparse.Namespace):
             raise InputError(f"--schedule {args.schedule}: file not found") from None
         except OSError as exc:
             raise InputError(f"--schedule {args.schedule}: {exc.strerror or exc}") from None
-    return Explainer(
-        load_model(args),
-        schedule,
-        mode=args.mode,
-        domain=args.domain,
-        backend=args.backend,
-        clip=args.clip,
-        regions=getattr(args, "regions", None),
-        padding=args.padding,
-    )
+    config = ExplainerConfig.from_cli(
+        args, schedule=schedule, regions=getattr(args, "regions", None)
+    )  # checked before the model loads
+    return Explainer(load_model(args), config=config)
 
 
 # ---- pair lists ---------------------------------------------------------------------------------

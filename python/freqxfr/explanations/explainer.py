@@ -13,159 +13,36 @@ runs one batch (it releases the GIL) a worker thread loads, aligns and masks the
 
 from __future__ import annotations
 
-import concurrent.futures
 import copy
-import dataclasses
 import functools
 import itertools
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
 
 from freqxfr.common.errors import FreqxfrError, InputError
-from freqxfr.common.version import __version__
-from freqxfr.core.bands import Band, BandSchedule
 from freqxfr.core.masking import mask_bands
-from freqxfr.explanations import serving
+from freqxfr.explanations import kernel, serving, stream
+from freqxfr.explanations.config import (  # noqa: F401  (DEFAULT_BANDS, SETTINGS_KEYS: public here)
+    DEFAULT_BANDS,
+    SETTINGS_KEYS,
+    ExplainerConfig,
+    field_names,
+)
 from freqxfr.explanations.faithfulness import Faithfulness, pair_faithfulness
 from freqxfr.explanations.pairs import Pair
-from freqxfr.explanations.rows import influence_rows
-from freqxfr.imaging.align import DEFAULT_PADDING, check_padding
-from freqxfr.imaging.images import AlignedFace, source_label
-from freqxfr.model.verifier import Verifier, load_model, to_model_input
-from freqxfr.stats.profiles import relative_to_peak
-
-DEFAULT_BANDS = 16
-# The keys of Explainer.settings(): the provenance every explanation and run file carries.
-SETTINGS_KEYS = (
-    "freqxfr_version",
-    "model",
-    "backend",
-    "mode",
-    "domain",
-    "clip",
-    "padding",
-    "schedule",
-    "bands",
+from freqxfr.explanations.results import (  # noqa: F401  (ImageExplanation: public here too)
+    Explanation,
+    ImageExplanation,
+    PairFailure,
 )
+from freqxfr.imaging.images import AlignedFace, source_label
+from freqxfr.model.verifier import Verifier, load_model
 
-
-# ---- results ------------------------------------------------------------------------------------
-
-
-@dataclasses.dataclass(frozen=True)
-class ImageExplanation:
-    """The band influences of one image of a pair, explained against the other image.
-
-    ``directed`` and ``absolute`` are in score units; ``directed_relative`` and
-    ``absolute_relative`` are divided by the image's largest influence (the most influential band
-    is ±1), as the heat plots show them. In JSON the relative ones keep their first names,
-    ``directed_normalised`` and ``absolute_normalised``.
-    """
-
-    source: str
-    scores: np.ndarray  # (K,) score with band k of this image masked
-
-    score_ref: float
-
-    @property
-    def directed(self) -> np.ndarray:
-        return self.score_ref - self.scores
-
-    @property
-    def absolute(self) -> np.ndarray:
-        return np.abs(self.directed)
-
-    @property
-    def absolute_relative(self) -> np.ndarray:
-        """``absolute`` divided by its largest value (:func:`freqxfr.stats.profiles.relative_to_peak`)."""
-        return relative_to_peak(self.absolute)
-
-    @property
-    def directed_relative(self) -> np.ndarray:
-        """``directed`` divided by its largest magnitude."""
-        return relative_to_peak(self.directed)
-
-    # The first names, as in the JSON keys; "normalised" also names the model's input scaling
-    # and ``domain="normalised"``, so the Python API prefers the ``*_relative`` names.
-    absolute_normalised = absolute_relative
-    directed_normalised = directed_relative
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "source": self.source,
-            "scores": self.scores.tolist(),
-            "absolute": self.absolute.tolist(),
-            "directed": self.directed.tolist(),
-            "absolute_normalised": self.absolute_relative.tolist(),
-            "directed_normalised": self.directed_relative.tolist(),
-        }
-
-
-def _setting(key: str, doc: str) -> Any:
-    """A read-only attribute of an :class:`Explanation` that reads ``settings[key]``."""
-    return property(lambda self: self.settings[key], doc=doc)
-
-
-@dataclasses.dataclass(frozen=True)
-class Explanation:
-    """Why a model matched or rejected one pair, band by band. See :meth:`to_dict`."""
-
-    score_ref: float
-    threshold: float
-    decision: bool
-    a: ImageExplanation
-    b: ImageExplanation
-    bands: tuple[Band, ...]
-    schedule: BandSchedule
-    settings: Mapping[str, Any]  # the explainer's provenance (Explainer.settings())
-    timings_ms: dict[str, float]
-    same: bool | None = None
-    groups: dict[str, str] = dataclasses.field(default_factory=dict)
-
-    # The settings read as attributes (the dict is the one place they are kept).
-    model = _setting("model", "The model part of the settings (:meth:`Explainer.model_info`).")
-    backend = _setting("backend", "The masking backend.")
-    mode = _setting("mode", '``"delete"`` or ``"keep"``.')
-    domain = _setting("domain", 'Where the masking happened: ``"pixel"`` or ``"normalised"``.')
-    clip = _setting("clip", "Whether masked pixels were clipped to 0..255.")
-    padding = _setting("padding", "What filled the part of a re-cut crop beyond its photo.")
-    version = _setting("freqxfr_version", "The freqxfr version that made the explanation.")
-
-    def to_dict(self, *, settings: bool = True) -> dict[str, Any]:
-        """A JSON-ready dict; its keys are those of ``explanation.json``.
-
-        ``settings=False`` leaves out the explainer's settings (:data:`SETTINGS_KEYS`), for
-        files that record them once for many explanations (a dataset run's ``run.json``).
-        """
-        head = copy.deepcopy(dict(self.settings)) if settings else {}
-        return {
-            **head,
-            "score_ref": self.score_ref,
-            "threshold": self.threshold,
-            "decision": self.decision,
-            "a": self.a.to_dict(),
-            "b": self.b.to_dict(),
-            "timings_ms": self.timings_ms,
-            "same": self.same,
-            "groups": dict(self.groups),
-        }
-
-    def to_rows(self) -> list[dict[str, Any]]:
-        """A tidy table: one row per image × band."""
-        return influence_rows(self, (("a", self.a), ("b", self.b)))
-
-
-@dataclasses.dataclass(frozen=True)
-class PairFailure:
-    """A pair of a stream that could not be explained (missing file, no face, ...)."""
-
-    index: int
-    pair: Pair
-    error: str
+_SETTING_NAMES = field_names()
 
 
 # ---- the explainer ------------------------------------------------------------------------------
@@ -204,55 +81,56 @@ class Explainer:
         changes the explanations of re-cut crops (e.g. dlib's 150 chip cut from a tight 112
         crop), so it is one of the :meth:`settings`. Images already of the model's input size
         are not re-cut, and no padding touches them.
+    planner : {"estimate", "measure", "patient", "exhaustive"}
+        FFTW planning effort of the ``cpp`` and ``pyfftw`` backends (default ``measure``). Plans
+        may round the last bit differently, so it is one of the :meth:`settings`.
+    config : ExplainerConfig, optional
+        All of the above as one value (:mod:`freqxfr.explanations.config`); the other
+        arguments change it. The explainer keeps its config as ``config``, and reads its
+        settings as attributes (``explainer.mode`` is ``explainer.config.mode``).
     """
 
-    def __init__(
-        self,
-        model: Verifier | str | None = None,
-        schedule: BandSchedule | int | None = None,
-        mode: str = "delete",
-        domain: str = "pixel",
-        backend: str = "cpp",
-        *,
-        clip: bool = False,
-        max_batch: int = 256,
-        threads: int | None = None,
-        regions: Any = None,
-        padding: str = DEFAULT_PADDING,
-    ) -> None:
-        self.padding = check_padding(padding)  # refused before the model loads
+    def __init__(self, *positional: Any, config: ExplainerConfig | None = None, **settings: Any):
+        # Explainer(model, schedule, mode, domain, backend, **other settings), or config=.
+        config = ExplainerConfig.of(*positional, base=config, **settings)  # checked before loading
+        model = config.model
         self.model = model if isinstance(model, Verifier) else load_model(model)
-        if schedule is None:
-            schedule = DEFAULT_BANDS
-        self.schedule = BandSchedule.rings(schedule) if isinstance(schedule, int) else schedule
-        if mode not in ("delete", "keep"):
-            raise InputError(f"mode must be 'delete' or 'keep', got {mode!r}")
-        self.mode, self.domain, self.backend, self.clip = mode, domain, backend, bool(clip)
-        self.max_batch = int(max_batch)
-        self.threads = threads
+        self.config = config = config.replace(model=self.model)
         self._local = threading.local()
         card = self.model.card
         h, w = card.input_size
-        self.bands = self.schedule.resolve(h, w).bands  # validates the schedule at this size
+        self.bands = config.schedule.resolve(h, w).bands  # validates the schedule at this size
         self._input_shape = card.input_shape
         self._mask_options = _core_normalisation(card)
         self.regions = None
-        if regions is not None:  # region cells: see region_explanations
+        if config.regions is not None:  # region cells: see region_explanations
             from freqxfr.explanations.region_explanations import resolve_for_model
 
-            self.regions = resolve_for_model(regions, card)
-        self._settings = self._build_settings()  # shared, read-only, by every explanation
+            self.regions = resolve_for_model(config.regions, card)
+        self._settings = config.provenance(self.model_info(), self.bands)  # shared, read-only
         # What makes two explainers' masking the same (the engine masks their pairs together).
-        self.mask_key = (
-            self.schedule,
-            self.mode,
-            self.domain,
-            self.clip,
-            self.backend,
-            None if self.regions is None else self.regions.weights.tobytes(),
+        self.mask_key = config.mask_key(
+            None if self.regions is None else self.regions.weights.tobytes()
         )
         # Fail now, not inside a worker, if the backend can't run here.
         self.mask(np.zeros((1, h, w, 3), np.uint8), None)
+
+    def __getattr__(self, name: str) -> Any:
+        # The settings read as attributes: explainer.mode is explainer.config.mode.
+        config = self.__dict__.get("config")
+        if config is not None and name in _SETTING_NAMES:
+            return getattr(config, name)
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+    def with_(self, **changes: Any) -> Explainer:
+        """This explainer with some settings changed (:class:`ExplainerConfig` fields), sharing
+        its loaded model; itself when nothing changes."""
+        unknown = set(changes) - _SETTING_NAMES
+        if unknown:
+            raise TypeError(f"not explainer settings: {', '.join(sorted(unknown))}")
+        if all(_same(getattr(self.config, k), v) for k, v in changes.items()):
+            return self
+        return type(self)(config=self.config.replace(**changes))
 
     @property
     def n_bands(self) -> int:
@@ -295,22 +173,13 @@ class Explainer:
             return serving.explain_pair(
                 self, a, b, aligned=aligned, same=same, groups=groups, deadline=deadline
             )
-        if self.regions is not None:
-            from freqxfr.explanations.region_explanations import explain_pair as explain_cells
-
-            return explain_cells(self, a, b, aligned=aligned, same=same, groups=groups)
         t0 = time.perf_counter()
         faces = np.stack([self.prepare(a, aligned), self.prepare(b, aligned)])
-        t1 = time.perf_counter()
-        batch = self._single_pair_batch()
-        self.fill_batch(batch, faces)
-        t2 = time.perf_counter()
-        embeddings = self.model.embed_model_input(batch, batch_size=self.max_batch)
-        t3 = time.perf_counter()
-        timings = {"prepare": (t1 - t0) * 1e3, "mask": (t2 - t1) * 1e3, "model": (t3 - t2) * 1e3}
-        return self.explanation_from(
-            embeddings, 1, 0, (source_label(a), source_label(b)), timings, same, groups
-        )
+        prepare_s = time.perf_counter() - t0
+        # Bands reuse this thread's batch buffer; region cells (2·K·R + 2 images) take a fresh one.
+        batch = self._single_pair_batch() if self.regions is None else None
+        sources = (source_label(a), source_label(b))
+        return kernel.explain_faces(self, faces, sources, prepare_s, same, groups, batch)
 
     async def explain_async(
         self,
@@ -353,16 +222,6 @@ class Explainer:
             return image.pixels
         return self.model.align(image, aligned=aligned, padding=self.padding)
 
-    def with_padding(self, padding: str) -> Explainer:
-        """This explainer with another alignment ``padding``, sharing its loaded model."""
-        if check_padding(padding) == self.padding:
-            return self
-        other = copy.copy(self)
-        other.padding = padding
-        other._local = threading.local()  # per-thread batch buffers stay with their explainer
-        other._settings = other._build_settings()
-        return other
-
     # -- many pairs, streamed --
 
     def explain_pairs(
@@ -388,25 +247,17 @@ class Explainer:
             return
         per_call = max(1, self.max_batch // (2 * self.n_bands + 2))
         numbered = zip(itertools.count() if indices is None else indices, pairs, strict=False)
-        chunks = _chunks(((i, _as_pair(p)) for i, p in numbered), per_call)
+        batches = stream.chunks(((i, _as_pair(p)) for i, p in numbered), per_call)
         buffers = [self._batch(per_call), self._batch(per_call)]
-        if not overlap:
-            for i, chunk in enumerate(chunks):
-                yield from self._score_chunk(
-                    self._prepare_chunk(chunk, buffers[i % 2], aligned, skip_errors)
-                )
-            return
-        with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="freqxfr-prepare") as pool:
-            pending = None
-            for i, chunk in enumerate(chunks):
-                future = pool.submit(
-                    self._prepare_chunk, chunk, buffers[i % 2], aligned, skip_errors
-                )
-                if pending is not None:
-                    yield from self._score_chunk(pending.result())
-                pending = future
-            if pending is not None:
-                yield from self._score_chunk(pending.result())
+        # Chunk i is masked into buffers[i % 2]; the next one is masked while this one is scored.
+        ready = stream.prefetched(
+            lambda item: self._prepare_chunk(item[1], buffers[item[0] % 2], aligned, skip_errors),
+            enumerate(batches),
+            overlap,
+            "freqxfr-prepare",
+        )
+        for prepared in ready:
+            yield from self._score_chunk(prepared)
 
     def _prepare_chunk(self, chunk, buffer, aligned, skip_errors):
         """Load, align and mask a chunk of pairs into ``buffer``; failures keep their place."""
@@ -465,7 +316,7 @@ class Explainer:
         return batch
 
     def _batch(self, pairs: int) -> np.ndarray:
-        return np.empty((pairs * self.images_per_pair, *self._input_shape), np.float32)
+        return kernel.new_batch(self, 2 * pairs)
 
     def fill_batch(
         self, batch: np.ndarray, faces: np.ndarray, pairs: int = 1, threads: int | None = None
@@ -473,11 +324,8 @@ class Explainer:
         """Write the 2P references and their 2P×C masked images of P pairs of aligned ``faces``
         into ``batch`` (C = :attr:`cells`: K bands, or K·R cells with regions); the layout
         :meth:`explanation_from` reads, and the engine batches by."""
-        n = 2 * pairs
-        batch[:n] = to_model_input(faces, self.model.card)
-        masked = batch[n : n + n * self.cells].reshape(n, self.cells, *self._input_shape)
-        regions = None if self.regions is None else self.regions.weights
-        self.mask(faces, masked, threads=threads, regions=regions)
+        assert len(faces) == 2 * pairs
+        kernel.fill_batch(self, batch, faces, threads=threads)
 
     def mask(
         self,
@@ -504,6 +352,7 @@ class Explainer:
             domain=self.domain,
             clip=self.clip,
             threads=threads or self.threads,
+            planner=self.planner,
             regions=regions,
             **self._mask_options,
         )
@@ -517,33 +366,8 @@ class Explainer:
 
     def explanation_from(self, embeddings, pairs, i, sources, timings, same, groups) -> Explanation:
         """The explanation of pair i from the embeddings of a batch laid out by
-        :meth:`fill_batch` (``pairs`` = P; 1 for explain). With regions, ``pairs`` must be 1
-        (a lone pair's layout, as the engine returns it)."""
-        if self.regions is not None:
-            from freqxfr.explanations.region_explanations import explanation_from_rows
-
-            assert pairs == 1 and i == 0, "region explanations are built one pair at a time"
-            return explanation_from_rows(self, embeddings, sources, timings, same, groups)
-        k = self.n_bands
-        p = max(pairs, 1)
-        ref_a, ref_b = embeddings[2 * i], embeddings[2 * i + 1]
-        masked = embeddings[2 * p :].reshape(2 * p, k, -1)
-        score = self.model.score
-        s_ref = float(score(ref_a, ref_b))
-        card = self.model.card
-        return Explanation(
-            score_ref=s_ref,
-            threshold=card.threshold,
-            decision=bool(s_ref >= card.threshold),
-            a=ImageExplanation(sources[0], score(masked[2 * i], ref_b[None]), s_ref),
-            b=ImageExplanation(sources[1], score(ref_a[None], masked[2 * i + 1]), s_ref),
-            bands=self.bands,
-            schedule=self.schedule,
-            settings=self._settings,
-            timings_ms={key: round(v, 3) for key, v in timings.items()},
-            same=same,
-            groups=dict(groups or {}),
-        )
+        :meth:`fill_batch` (``pairs`` = P; 1 for explain): :func:`kernel.explanation_from`."""
+        return kernel.explanation_from(self, embeddings, pairs, i, sources, timings, same, groups)
 
     def settings(self) -> dict[str, Any]:
         """The settings every result of this explainer records (its provenance), JSON-ready.
@@ -554,19 +378,6 @@ class Explainer:
         here and nowhere else.
         """
         return copy.deepcopy(self._settings)
-
-    def _build_settings(self) -> dict[str, Any]:
-        return {
-            "freqxfr_version": __version__,
-            "model": self.model_info(),
-            "backend": self.backend,
-            "mode": self.mode,
-            "domain": self.domain,
-            "clip": self.clip,
-            "padding": self.padding,
-            "schedule": self.schedule.to_dict(),
-            "bands": [band.to_dict() for band in self.bands],
-        }
 
     def model_info(self) -> dict[str, Any]:
         """The model part of :meth:`settings`: what was run and how its input was made."""
@@ -599,6 +410,7 @@ class Explainer:
             clip=self.clip,
             layout="NHWC",
             threads=self.threads,
+            planner=self.planner,
             mean=mean,
             std=1.0,
         )
@@ -626,41 +438,36 @@ def explain(
     a: Any,
     b: Any,
     *,
-    model: Verifier | str | None = None,
-    schedule: BandSchedule | int | None = None,
-    mode: str = "delete",
-    domain: str = "pixel",
-    backend: str = "cpp",
-    clip: bool = False,
     aligned: bool | None = None,
     same: bool | None = None,
     groups: dict[str, str] | None = None,
     deadline: float | None = None,
-    padding: str = DEFAULT_PADDING,
+    **settings: Any,
 ) -> Explanation:
     """Explain one pair in one call: ``freqxfr.explain("a.jpg", "b.jpg")``.
 
-    The same as ``Explainer(model, schedule, mode, domain, backend, clip=clip,
-    padding=padding).explain(a, b, aligned=aligned, same=same, groups=groups,
-    deadline=deadline)``; see :class:`Explainer` and
+    ``settings`` are the explainer's (:class:`~freqxfr.explanations.config.ExplainerConfig`:
+    ``model``, ``schedule``, ``mode``, ``domain``, ``backend``, ``clip``, ``padding``,
+    ``planner``, ...). The same as ``Explainer(**settings).explain(a, b, aligned=aligned,
+    same=same, groups=groups, deadline=deadline)``; see :class:`Explainer` and
     :meth:`Explainer.explain` for the options. The explainer is kept for the next call with the
-    same options (the last few are kept), so repeated calls don't reload the model; build an
+    same settings (the last few are kept), so repeated calls don't reload the model; build an
     :class:`Explainer` yourself to control its lifetime, or to explain many pairs
     (:meth:`Explainer.explain_pairs`).
     """
-    options = (model, schedule, mode, domain, backend, bool(clip), padding)
+    config = ExplainerConfig(**settings)
     try:
-        hash(options)
-    except TypeError:  # unhashable options (e.g. a custom model object): build a fresh one
-        explainer = Explainer(*options[:5], clip=options[5], padding=padding)
+        hash(config)
+    except TypeError:  # unhashable settings (e.g. a custom model object): build a fresh one
+        explainer = Explainer(config=config)
     else:
-        explainer = _kept_explainer(*options)
+        explainer = _kept_explainer(config)
     return explainer.explain(a, b, aligned=aligned, same=same, groups=groups, deadline=deadline)
 
 
 @functools.lru_cache(maxsize=4)
-def _kept_explainer(model, schedule, mode, domain, backend, clip, padding) -> Explainer:
-    return Explainer(model, schedule, mode, domain, backend, clip=clip, padding=padding)
+def _kept_explainer(config: ExplainerConfig) -> Explainer:
+    return Explainer(config=config)
 
 
 # ---- helpers ------------------------------------------------------------------------------------
@@ -674,6 +481,14 @@ def _core_normalisation(card) -> dict[str, Any]:
     mean = [(m - lo) / s for m in card.mean]
     std = [sd / s for sd in card.std]
     return {"mean": mean, "std": std, "channel_order": card.channel_order, "layout": card.layout}
+
+
+def _same(a: Any, b: Any) -> bool:
+    if a is b:
+        return True
+    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
+        return False
+    return type(a) is type(b) and a == b
 
 
 def _as_pair(item: Pair | tuple[Any, Any]) -> Pair:
@@ -703,14 +518,3 @@ def _each_pair(
             if not skip_errors:
                 raise
             yield PairFailure(index, pair, str(exc))
-
-
-def _chunks(items: Iterable, size: int) -> Iterator[list]:
-    chunk: list = []
-    for item in items:
-        chunk.append(item)
-        if len(chunk) == size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk

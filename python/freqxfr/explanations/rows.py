@@ -1,9 +1,9 @@
 """Tidy rows of an explanation: the one builder behind every ``to_rows()``.
 
-A pair explanation (:class:`~freqxfr.explanations.explainer.Explanation`), a region explanation
-(:class:`~freqxfr.explanations.region_explanations.RegionExplanation`) and a one-sided explanation against a
-template (:class:`~freqxfr.explanations.templates.TemplateExplanation`) all give one row per
-image × band, or per image × band × region when the side holds (R, K) cells.
+A pair explanation (:class:`~freqxfr.explanations.results.Explanation`, of bands or of
+region cells) and a one-sided explanation against a template
+(:class:`~freqxfr.explanations.templates.TemplateExplanation`) all give one row per image × band,
+or per image × band × region when the side has regions.
 """
 
 from __future__ import annotations
@@ -29,8 +29,8 @@ def influence_rows(result: Any, sides: Iterable[tuple[str, Any]]) -> list[dict[s
             image.scores,
             image.absolute,
             image.directed,
-            image.absolute_normalised,
-            image.directed_normalised,
+            image.absolute_relative,
+            image.directed_relative,
         )
         regions = getattr(image, "regions", ())
         # Band-only sides are one row of cells without a region name.

@@ -8,66 +8,22 @@ image's own embedding as the template this is exactly that side of the pair expl
 
 from __future__ import annotations
 
-import copy
-import dataclasses
 import time
-from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from freqxfr.common.errors import InputError
-from freqxfr.core.bands import Band, BandSchedule
-from freqxfr.explanations.region_explanations import image_explanation, masked_batch
-from freqxfr.explanations.rows import influence_rows
+from freqxfr.explanations.kernel import fill_batch, image_explanation, new_batch
+from freqxfr.explanations.results import TemplateExplanation
 from freqxfr.imaging.images import checked_file, source_label
-from freqxfr.imaging.regions import ResolvedRegions
 
 if TYPE_CHECKING:
-    from freqxfr.explanations.explainer import Explainer, ImageExplanation
+    from freqxfr.explanations.explainer import Explainer
 
 #: A template whose norm is within this of 1 counts as L2-normalised (for Euclidean models).
 UNIT_NORM_TOLERANCE = 1e-3
-
-
-@dataclasses.dataclass(frozen=True)
-class TemplateExplanation:
-    """Why the model matched or rejected a probe against a template, band by band (or cell by
-    cell): ``probe`` is the probe's :class:`~freqxfr.explanations.explainer.ImageExplanation`."""
-
-    score_ref: float
-    threshold: float
-    decision: bool
-    probe: ImageExplanation
-    template: str
-    bands: tuple[Band, ...]
-    schedule: BandSchedule
-    settings: Mapping[str, Any]  # the explainer's provenance (Explainer.settings())
-    timings_ms: dict[str, float]
-    regions: ResolvedRegions | None = None
-
-    @property
-    def model(self) -> dict[str, Any]:
-        """The model part of the settings (:meth:`Explainer.model_info`)."""
-        return self.settings["model"]
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            **copy.deepcopy(dict(self.settings)),
-            "kind": "template",
-            "score_ref": self.score_ref,
-            "threshold": self.threshold,
-            "decision": self.decision,
-            "template": self.template,
-            "probe": self.probe.to_dict(),
-            "regions": self.regions.to_dict() if self.regions is not None else None,
-            "timings_ms": self.timings_ms,
-        }
-
-    def to_rows(self) -> list[dict[str, Any]]:
-        """One row per band (per band × region with regions), as a pair's rows for one image."""
-        return influence_rows(self, (("probe", self.probe),))
 
 
 def load_template(template: Any) -> tuple[np.ndarray, str]:
@@ -189,8 +145,8 @@ def explain_template(
     t0 = time.perf_counter()
     face = explainer.prepare(probe, aligned)[None]
     t1 = time.perf_counter()
-    cells = explainer.n_bands * (1 if explainer.regions is None else len(explainer.regions))
-    batch = masked_batch(explainer, face, cells)
+    batch = new_batch(explainer, 1)
+    fill_batch(explainer, batch, face)
     t2 = time.perf_counter()
     emb = explainer.model.embed_model_input(batch, batch_size=explainer.max_batch)
     t3 = time.perf_counter()

@@ -19,6 +19,7 @@ from PIL import Image
 
 from freqxfr.common.atomic import ensure_dir
 from freqxfr.common.errors import InputError
+from freqxfr.explanations.config import SETTINGS_KEYS
 from freqxfr.explanations.faithfulness import CLASSES, VARIANT_INFO, VARIANTS, verdict
 from freqxfr.imaging.images import checked_file, confined_reads
 from freqxfr.reports import plots
@@ -54,18 +55,7 @@ MAX_LISTED_PAIRS = 200
 THUMBNAIL_PX = 72
 
 #: The summary keys a pair page shows beside the pair's own record (they are in ``run.json``).
-PAGE_SETTINGS = (
-    "model",
-    "schedule",
-    "bands",
-    "backend",
-    "mode",
-    "domain",
-    "clip",
-    "padding",
-    "threshold",
-    "regions",
-)
+PAGE_SETTINGS = (*SETTINGS_KEYS, "threshold", "regions")
 
 DATASET_HOW_TO_READ = (
     "Each explained image contributes one influence per band. Lines are means over images and the "

@@ -19,6 +19,7 @@ from matplotlib.colors import to_hex
 
 from freqxfr.common.atomic import ensure_dir
 from freqxfr.common.errors import InputError
+from freqxfr.explanations.config import provenance_labels
 from freqxfr.explanations.faithfulness import VARIANT_INFO, VARIANTS
 from freqxfr.explanations.region_explanations import cells_view
 from freqxfr.reports import plots
@@ -257,11 +258,10 @@ def _provenance(explanation: Mapping[str, Any]) -> str:
         ("execution provider", model.get("provider")),
         ("input size", join(model.get("input_size"), "×")),
         ("channel order", model.get("channel_order")),
-        ("masking backend", explanation.get("backend")),
-        ("mode", explanation.get("mode")),
-        ("domain", explanation.get("domain")),
-        ("clip", explanation.get("clip")),
-        ("alignment padding", explanation.get("padding", "not recorded")),
+        *(
+            (label, explanation.get(key, "not recorded"))
+            for key, label in provenance_labels().items()
+        ),
         (
             "band schedule",
             f"{schedule.get('kind', '?')}, {len(explanation.get('bands') or [])} bands",

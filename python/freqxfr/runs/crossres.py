@@ -158,7 +158,7 @@ def run_crossres(
     factors = check_factors(factors)
     check_resample(resample)
     if padding is not None:  # one padding for the crops and the recorded settings
-        explainer = explainer.with_padding(padding)
+        explainer = explainer.with_(padding=padding)
     padding = explainer.padding
     pairs = list(pairs)
     if not pairs:

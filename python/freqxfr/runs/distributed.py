@@ -51,6 +51,7 @@ from typing import Any
 from freqxfr.common import atomic
 from freqxfr.common.cores import usable_cores
 from freqxfr.common.progress import progress_bar
+from freqxfr.explanations.config import ExplainerConfig
 from freqxfr.explanations.explainer import Explainer
 from freqxfr.explanations.region_explanations import (
     regions_digest,
@@ -87,13 +88,7 @@ class ExplainerSpec:
     model_file: str
     card: Any  # ModelCard (frozen dataclass)
     providers: tuple[str, ...]
-    schedule: str  # BandSchedule JSON
-    mode: str
-    domain: str
-    backend: str
-    clip: bool
-    padding: str  # alignment padding: workers re-cut crops as the client would
-    max_batch: int
+    config: ExplainerConfig  # the client's, without model, threads and regions
     threads_per_host: tuple[tuple[str, int], ...]  # (host, threads per worker on that host)
     settings: str  # JSON of _checked_settings
     regions: str | None = None  # region_explanations.regions_recipe; None: bands only
@@ -105,13 +100,7 @@ class ExplainerSpec:
             model_file=str(model.path),
             card=model.card,
             providers=tuple(model.runner.providers),
-            schedule=explainer.schedule.to_json(),
-            mode=explainer.mode,
-            domain=explainer.domain,
-            backend=explainer.backend,
-            clip=explainer.clip,
-            padding=explainer.padding,
-            max_batch=explainer.max_batch,
+            config=explainer.config.replace(model=None, threads=None, regions=None),
             threads_per_host=tuple(sorted(threads_per_host.items())),
             settings=json.dumps(_checked_settings(explainer), sort_keys=True),
             regions=None if explainer.regions is None else regions_recipe(explainer.regions),
@@ -119,7 +108,6 @@ class ExplainerSpec:
 
     def build(self) -> Explainer:
         """The explainer, built here (on a worker); refused if its settings differ."""
-        from freqxfr.core.bands import BandSchedule
         from freqxfr.model.loading import model_path
         from freqxfr.model.verifier import load_model
 
@@ -131,14 +119,8 @@ class ExplainerSpec:
         model = load_model(path, card=self.card, providers=list(self.providers), threads=threads)
         explainer = Explainer(
             model,
-            BandSchedule.from_json(self.schedule),
-            mode=self.mode,
-            domain=self.domain,
-            backend=self.backend,
-            clip=self.clip,
-            max_batch=self.max_batch,
+            config=self.config,
             threads=threads,
-            padding=self.padding,
             regions=None if self.regions is None else regions_from_recipe(self.regions),
         )
         wanted = json.loads(self.settings)

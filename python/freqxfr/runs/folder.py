@@ -45,6 +45,7 @@ from typing import Any
 from freqxfr.common import atomic
 from freqxfr.common.atomic import deferred_interrupts, ensure_dir
 from freqxfr.common.errors import OutputError
+from freqxfr.explanations.config import unrecorded_settings
 
 LOCK_NAME = ".freqxfr.lock"
 SETTINGS_KEY = "settings"
@@ -371,9 +372,9 @@ def check_settings(path: str | os.PathLike[str], record: Mapping[str, Any]) -> N
 
 
 #: Settings that runs of an older freqxfr did not record: what they are, and the value that
-#: freqxfr used (dlib's and OpenCV's own black border; see :mod:`freqxfr.imaging.align`). Such a run
-#: continues only when that value is given explicitly: the user vouches for it.
-UNRECORDED_SETTINGS = {"--padding": ("alignment padding", "black")}
+#: freqxfr used (the config's ``unrecorded`` metadata: black padding, dlib's and OpenCV's own
+#: border; FFTW_MEASURE plans). Such a run continues only with that value.
+UNRECORDED_SETTINGS = unrecorded_settings()
 
 
 def setting_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
@@ -523,22 +524,11 @@ def explainer_settings(explainer: Any, aligned: bool | None = None) -> dict[str,
     card = model.card.to_dict()
     for informative in ("name", "threshold", "notes", "source"):
         card.pop(informative, None)
-    settings = explainer.settings()
-    schedule = settings["schedule"]
     return {
         "--model": f"{model.card.name} ({Path(model.path).name}, sha256 {_digest(model.path)})",
         "model card": card,
         "threshold": model.card.threshold,
-        "--bands/--schedule": {
-            "kind": schedule["kind"],
-            "bands": schedule["n_bands"],
-            "sectors": schedule["sectors"],
-            "edges": schedule["edges"],
-        },
-        "--mode": settings["mode"],
-        "--domain": settings["domain"],
-        "--clip": settings["clip"],
-        "--padding": settings["padding"],
+        **explainer.config.restart_settings(explainer.settings()),
         "--aligned": aligned,
     }
 

@@ -9,6 +9,7 @@ from collections.abc import Callable, Hashable, Iterable, Mapping
 from typing import Any
 
 from freqxfr.common.errors import FreqxfrError, InputError
+from freqxfr.explanations.config import provenance_labels
 from freqxfr.explanations.explainer import Explainer, Explanation, PairFailure
 from freqxfr.imaging.images import AlignedFace
 
@@ -81,5 +82,14 @@ def provenance_rows(summary: Mapping[str, Any]) -> list[tuple[str, Any]]:
         ("threshold", summary["threshold"]),
         ("bands", f"{summary['schedule']['kind']}, {len(summary['bands'])}"),
         ("masking", masking),
+        # The other settings of the provenance (backend, padding, planner, ...), as recorded
+        # (a summary with "alignment", crossres's, shows its padding there with the padded share).
+        *(
+            (label, summary[key])
+            for key, label in provenance_labels().items()
+            if key in summary
+            and key not in ("mode", "domain", "clip")
+            and not (key == "padding" and "alignment" in summary)
+        ),
         ("freqxfr version", summary.get("freqxfr_version")),
     ]
