@@ -409,9 +409,9 @@ def test_toy_image_explanation_by_hand(toy_model):
 class ThreadSpy(Explainer):
     """The real explainer, recording the thread that prepares each image (a spy)."""
 
-    def prepare(self, image, aligned=None):
+    def aligned_crop(self, image, aligned=None):
         self.threads_seen.add(threading.current_thread().name)
-        return super().prepare(image, aligned)
+        return super().aligned_crop(image, aligned)
 
 
 @pytest.mark.unit
@@ -420,7 +420,7 @@ def test_toy_stream_prepares_on_a_worker_thread_only_when_overlapping(toy_model,
     runs; ``overlap=False`` does it all on the caller's thread."""
     a, b = toy_pair
     main = threading.current_thread().name
-    for options, expected in (({}, "freqxfr-prepare"), ({"overlap": False}, main)):
+    for options, expected in (({}, "freqxfr-prefetch"), ({"overlap": False}, main)):
         spy = ThreadSpy(toy_model, 4, max_batch=10, threads=1)
         spy.threads_seen = set()
         list(spy.explain_pairs(pairs=[(a, b)] * 3, **options))

@@ -139,7 +139,7 @@ def test_the_against_curves_are_the_reversed_order_masked_for_real(sface, lfw):
     """The against-order curves are derived from the support order's (no model calls). Guards
     against a wrong derivation: mask the reversed order for real and score it."""
     pair = next(p for p in lfw if not p.same)
-    faces = np.stack([sface.prepare(pair.path_a), sface.prepare(pair.path_b)])
+    faces = np.stack([sface.aligned_crop(pair.path_a), sface.aligned_crop(pair.path_b)])
     result = pair_faithfulness(sface, faces[0], faces[1], seeds=2, aligned=True)
     model, k = sface.model, sface.n_bands
     against = result.a.variant("against")

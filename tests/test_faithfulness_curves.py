@@ -83,11 +83,11 @@ def test_curves_follow_their_own_order_step_by_step(curves):
 
 
 class AlignmentSpy(Explainer):
-    """The real explainer, recording the ``aligned`` argument of every ``prepare`` (a spy)."""
+    """The real explainer, recording the ``aligned`` argument of every ``aligned_crop`` (a spy)."""
 
-    def prepare(self, image, aligned=None):
+    def aligned_crop(self, image, aligned=None):
         self.seen.append(aligned)
-        return super().prepare(image, aligned)
+        return super().aligned_crop(image, aligned)
 
 
 def test_prepared_crops_are_not_aligned_again_and_five_seeds_by_default(tmp_path):

@@ -30,7 +30,7 @@ def explained(request, data_dir):
     explainer = Explainer(load_model(request.param), BANDS, regions="face")
     results = []
     for pair in chosen:
-        faces = np.stack([explainer.prepare(pair.path_a), explainer.prepare(pair.path_b)])
+        faces = np.stack([explainer.aligned_crop(pair.path_a), explainer.aligned_crop(pair.path_b)])
         results.append((faces, explainer.explain(faces[0], faces[1], aligned=True, same=True)))
     return explainer, results
 

@@ -64,7 +64,7 @@ def lfw_pairs(data_dir: Path) -> list[Pair]:
 def pair(explainer, lfw_pairs) -> dict:
     """One real genuine LFW pair: explanation dict, faces, masked views and faithfulness curves."""
     first = next(p for p in lfw_pairs if p.same)
-    faces = np.stack([explainer.prepare(first.path_a), explainer.prepare(first.path_b)])
+    faces = np.stack([explainer.aligned_crop(first.path_a), explainer.aligned_crop(first.path_b)])
     result = explainer.explain(faces[0], faces[1], aligned=True, same=True)
     explanation = result.to_dict()
     explanation["a"]["source"] = str(first.path_a)
@@ -487,7 +487,7 @@ def crossres(explainer, lfw_pairs) -> dict:
     """A small real cross-resolution sweep: the probe side downscaled by each factor (area) and
     upscaled back (bicubic); accuracy, mean absolute profile and centroid (bootstrap CI) per factor."""
     chosen = [p for p in lfw_pairs if p.same][:3] + [p for p in lfw_pairs if not p.same][:3]
-    faces = [(explainer.prepare(p.path_a), explainer.prepare(p.path_b)) for p in chosen]
+    faces = [(explainer.aligned_crop(p.path_a), explainer.aligned_crop(p.path_b)) for p in chosen]
     rng = np.random.default_rng(0)
     accuracy, absolute, centroids, lo, hi = [], [], [], [], []
     for factor in FACTORS:
@@ -520,7 +520,7 @@ def morphs(explainer, data_dir) -> dict:
 
     def embedding(rel: str) -> np.ndarray:
         if rel not in cache:
-            face = explainer.prepare(data_dir / rel)
+            face = explainer.aligned_crop(data_dir / rel)
             cache[rel] = explainer.model.embed(face[None])[0]
         return cache[rel]
 

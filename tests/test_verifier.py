@@ -15,6 +15,7 @@ from onnx import helper, numpy_helper
 
 from freqxfr.common.cache import cache_dir
 from freqxfr.common.errors import InputError, ModelError
+from freqxfr.explanations.explainer import Explainer
 from freqxfr.model.cards import ModelCard, preset
 from freqxfr.model.converters import sface
 from freqxfr.model.loading import ProviderWarning
@@ -235,6 +236,7 @@ def test_former_names_are_gone():
 
     assert not hasattr(verifier, "normalise") and not hasattr(verifier, "model_path")
     assert not hasattr(Verifier, "embed_normalised") and not hasattr(Verifier, "prepare")
+    assert not hasattr(Explainer, "prepare")  # Explainer.aligned_crop: loads and aligns
 
 
 def test_to_model_input_follows_the_card(lfw_images):

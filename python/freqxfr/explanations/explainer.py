@@ -174,12 +174,12 @@ class Explainer:
                 self, a, b, aligned=aligned, same=same, groups=groups, deadline=deadline
             )
         t0 = time.perf_counter()
-        faces = np.stack([self.prepare(a, aligned), self.prepare(b, aligned)])
-        prepare_s = time.perf_counter() - t0
+        faces = np.stack([self.aligned_crop(a, aligned), self.aligned_crop(b, aligned)])
+        align_s = time.perf_counter() - t0
         # Bands reuse this thread's batch buffer; region cells (2·K·R + 2 images) take a fresh one.
         batch = self._single_pair_batch() if self.regions is None else None
         sources = (source_label(a), source_label(b))
-        return kernel.explain_faces(self, faces, sources, prepare_s, same, groups, batch)
+        return kernel.explain_faces(self, faces, sources, align_s, same, groups, batch)
 
     async def explain_async(
         self,
@@ -213,9 +213,9 @@ class Explainer:
         """
         if isinstance(image, AlignedFace):
             return image
-        return AlignedFace(self.prepare(image, aligned), source_label(image, name))
+        return AlignedFace(self.aligned_crop(image, aligned), source_label(image, name))
 
-    def prepare(self, image: Any, aligned: bool | None = None) -> np.ndarray:
+    def aligned_crop(self, image: Any, aligned: bool | None = None) -> np.ndarray:
         """The model's input crop of one image: loaded and aligned as the model's card says
         (an :class:`~freqxfr.imaging.images.AlignedFace` is used as it is)."""
         if isinstance(image, AlignedFace):
@@ -251,22 +251,25 @@ class Explainer:
         buffers = [self._batch(per_call), self._batch(per_call)]
         # Chunk i is masked into buffers[i % 2]; the next one is masked while this one is scored.
         ready = stream.prefetched(
-            lambda item: self._prepare_chunk(item[1], buffers[item[0] % 2], aligned, skip_errors),
+            lambda item: self._align_and_mask_chunk(item[1], buffers[item[0] % 2], aligned, skip_errors),
             enumerate(batches),
             overlap,
-            "freqxfr-prepare",
+            "freqxfr-prefetch",
         )
-        for prepared in ready:
-            yield from self._score_chunk(prepared)
+        for ready_chunk in ready:
+            yield from self._score_chunk(ready_chunk)
 
-    def _prepare_chunk(self, chunk, buffer, aligned, skip_errors):
+    def _align_and_mask_chunk(self, chunk, buffer, aligned, skip_errors):
         """Load, align and mask a chunk of pairs into ``buffer``; failures keep their place."""
         t0 = time.perf_counter()
         entries: list[PairFailure | Pair] = []
         faces = []
         for index, pair in chunk:
             try:
-                face_pair = (self.prepare(pair.path_a, aligned), self.prepare(pair.path_b, aligned))
+                face_pair = (
+                    self.aligned_crop(pair.path_a, aligned),
+                    self.aligned_crop(pair.path_b, aligned),
+                )
             except FreqxfrError as exc:
                 if not skip_errors:
                     raise
@@ -280,8 +283,8 @@ class Explainer:
         t2 = time.perf_counter()
         return entries, buffer, len(faces) // 2, (t1 - t0, t2 - t1)
 
-    def _score_chunk(self, prepared) -> Iterator[Explanation | PairFailure]:
-        entries, buffer, n, (t_prepare, t_mask) = prepared
+    def _score_chunk(self, chunk) -> Iterator[Explanation | PairFailure]:
+        entries, buffer, n, (t_align, t_mask) = chunk
         embeddings = None
         timings: dict[str, float] = {}
         if n:
@@ -290,7 +293,7 @@ class Explainer:
             embeddings = self.model.embed_model_input(used, batch_size=self.max_batch)
             t_model = time.perf_counter() - t0
             timings = {
-                "prepare": t_prepare / n * 1e3,
+                "align": t_align / n * 1e3,
                 "mask": t_mask / n * 1e3,
                 "model": t_model / n * 1e3,
             }

@@ -90,7 +90,7 @@ def explain_faces(
     explainer: Explainer,
     faces: np.ndarray,
     sources: tuple[str, str],
-    prepare_s: float,
+    align_s: float,
     same: bool | None = None,
     groups: dict[str, str] | None = None,
     batch: np.ndarray | None = None,
@@ -102,5 +102,5 @@ def explain_faces(
     t2 = time.perf_counter()
     embeddings = explainer.model.embed_model_input(batch, batch_size=explainer.max_batch)
     t3 = time.perf_counter()
-    timings = {"prepare": prepare_s * 1e3, "mask": (t2 - t1) * 1e3, "model": (t3 - t2) * 1e3}
+    timings = {"align": align_s * 1e3, "mask": (t2 - t1) * 1e3, "model": (t3 - t2) * 1e3}
     return explanation_from(explainer, embeddings, 1, 0, sources, timings, same, groups)

@@ -25,21 +25,21 @@ from freqxfr.model.engine import alignment_exceeded, deadline_at, within_deadlin
 
 def aligned_pair(explainer: Any, a: Any, b: Any, aligned: bool | None) -> np.ndarray:
     """The two aligned faces (2, H, W, 3) of a pair, as ``explainer`` aligns them."""
-    return np.stack([explainer.prepare(a, aligned), explainer.prepare(b, aligned)])
+    return np.stack([explainer.aligned_crop(a, aligned), explainer.aligned_crop(b, aligned)])
 
 
 def _pair_explanation(
     explainer: Any,
     rows: np.ndarray,
     timings: dict[str, float],
-    prepare_s: float,
+    align_s: float,
     a: Any,
     b: Any,
     same: bool | None,
     groups: dict[str, str] | None,
 ) -> Any:
     """The explanation of one pair from the rows the engine returned (sync and async alike)."""
-    timings = {"prepare": prepare_s * 1e3, **timings}
+    timings = {"align": align_s * 1e3, **timings}
     return explainer.explanation_from(
         rows, 1, 0, (source_label(a), source_label(b)), timings, same, groups
     )

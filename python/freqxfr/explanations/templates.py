@@ -143,7 +143,7 @@ def explain_template(
     card = explainer.model.card
     check_template(vector, label, card)  # dimension and values, before any model call
     t0 = time.perf_counter()
-    face = explainer.prepare(probe, aligned)[None]
+    face = explainer.aligned_crop(probe, aligned)[None]
     t1 = time.perf_counter()
     batch = new_batch(explainer, 1)
     fill_batch(explainer, batch, face)
@@ -165,7 +165,7 @@ def explain_template(
         schedule=explainer.schedule,
         settings=explainer.settings(),
         timings_ms={
-            "prepare": round((t1 - t0) * 1e3, 3),
+            "align": round((t1 - t0) * 1e3, 3),
             "mask": round((t2 - t1) * 1e3, 3),
             "model": round((t3 - t2) * 1e3, 3),
         },

@@ -116,7 +116,7 @@ def run_crossres(
     resample : {"bicubic", "area", "spectral"}
         How the probe is degraded (:mod:`freqxfr.imaging.resolution`).
     aligned : bool, optional
-        Passed to the model's ``prepare``: ``None`` takes crops of the model's input size as
+        Passed to ``Explainer.aligned_crop``: ``None`` takes crops of the model's input size as
         aligned and aligns anything else (e.g. LFW's 112 crops for dlib's 150 chips).
     padding : {"edge", "reflect", "black"}, optional
         What fills the part of a re-cut crop that lies beyond its photo

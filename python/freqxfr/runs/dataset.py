@@ -116,7 +116,7 @@ def run_dataset(
         outside it (after resolving symlinks) fails without being read, unless
         ``allow_outside_root``.
     aligned : bool, optional
-        Passed to the model's ``prepare`` (``None``: decide from the image size).
+        Passed to ``Explainer.aligned_crop`` (``None``: decide from the image size).
     extra_settings : mapping, optional
         Further settings a caller knows (e.g. ``{"--limit": 200}``), checked on a restart.
     report : bool

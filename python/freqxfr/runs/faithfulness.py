@@ -62,7 +62,9 @@ def run_faithfulness(
             for record in todo:
                 index = int(record["index"])
                 pair = pairs[index]
-                faces = np.stack([explainer.prepare(pair.path_a), explainer.prepare(pair.path_b)])
+                faces = np.stack(
+                    [explainer.aligned_crop(pair.path_a), explainer.aligned_crop(pair.path_b)]
+                )
                 result = faithfulness_of(
                     explainer,
                     faces,

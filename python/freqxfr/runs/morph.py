@@ -108,7 +108,7 @@ def run_morph(
     distance : {"mahalanobis", "cosine"}
         Distance of the frequency morph score (:mod:`.morph_score`).
     aligned : bool, optional
-        Passed to the model's ``prepare`` (``None``: align anything not of the input size).
+        Passed to ``Explainer.aligned_crop`` (``None``: align anything not of the input size).
     n_boot, level, seed
         Bootstrap resamples, interval level and seed.
     client : dask.distributed.Client, optional
