@@ -253,7 +253,7 @@ def _run_sanitized(session: nox.Session, variant: str) -> None:
 
 @nox.session
 def mutants(session: nox.Session) -> None:
-    """Mutation testing (cosmic-ray) of the modules where meaning lives; see docs/mutants.md.
+    """Mutation testing (cosmic-ray) of the modules where meaning lives; see docs/design/mutants.md.
 
     ``nox -s mutants [-- GROUP ...]``; groups and scope in tools/mutants.toml. Slow (CPU-bound,
     one mutant at a time), so not part of the default sessions or CI.

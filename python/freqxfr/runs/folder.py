@@ -48,6 +48,8 @@ from freqxfr.common.errors import OutputError
 
 LOCK_NAME = ".freqxfr.lock"
 SETTINGS_KEY = "settings"
+#: The version of ``run.json``, its ``format`` field (schema: ``freqxfr/schemas/run.schema.json``).
+RUN_FORMAT = "freqxfr.run/1"
 
 
 class FolderBusyError(OutputError):
@@ -331,6 +333,7 @@ def check_settings(path: str | os.PathLike[str], record: Mapping[str, Any]) -> N
     """
     target = Path(path)
     record = json.loads(json.dumps(record, allow_nan=False))  # tuples -> lists, as on disk
+    record = {"format": RUN_FORMAT, **record}
     if not target.exists():
         try:
             atomic.write_json(target, record)
