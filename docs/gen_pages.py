@@ -139,6 +139,12 @@ def format_page() -> None:
         "Within one major version fields may be added, never removed or changed in meaning. "
         "This page is generated from the schemas.",
         "",
+        "Files that carry a `format` but have no schema yet: the `summary.json` of `crossres` "
+        "(`freqxfr.crossres-summary/1`), `morph` (`freqxfr.morph-summary/1`) and `compare` "
+        "(`freqxfr.comparison-summary/1`) runs, and the `explanation.json` of "
+        "`explain --template` (`freqxfr.template-explanation/1`). Their fields are described in "
+        "the guide pages of those commands.",
+        "",
     ]
     for name in ("explanation", "run", "summary", "result"):
         schema = json.loads((PACKAGE / "schemas" / f"{name}.schema.json").read_text("utf-8"))
