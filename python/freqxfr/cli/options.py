@@ -17,7 +17,7 @@ from typing import Any
 from freqxfr.common.errors import InputError
 from freqxfr.explanations.config import ExplainerConfig
 
-# Exit statuses (also in --help and the README).
+# Exit statuses (also in --help and docs/guide/explain.md).
 EXIT_OK = 0
 EXIT_ERROR = 2  # bad input, unusable output folder, folder in use by another run, ...
 EXIT_PAIRS_FAILED = 3  # the run finished, but some pairs (or images) failed; rerun to retry them

@@ -256,7 +256,7 @@ def outside_root(
 ) -> dict[int, str]:
     """The pairs that name an image outside ``root``, by position, with the reason.
 
-    The rule (see the README's "Reliability" section): after resolving symlinks and ``..``,
+    The rule (see "Reliability" in docs/guide/datasets.md): after resolving symlinks and ``..``,
     every image path of a pair list must lie inside ``root``, however the list spells it
     (relative, absolute, through a symlink). A pair list is data, often from elsewhere, and
     should not make a run read arbitrary files. The CLI's ``--allow-outside-root`` skips the check.

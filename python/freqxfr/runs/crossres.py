@@ -426,6 +426,7 @@ def _summary(
         else:
             entry["probe_size"] = low_resolution_size(side, f)
     summary = {
+        "format": "freqxfr.crossres-summary/1",  # its version (no schema yet)
         "scenario": "crossres",
         "pairs_file": pairs_file,
         **explainer.settings(),

@@ -55,6 +55,11 @@ from freqxfr.runs.folder import (
 from freqxfr.runs.pair import write_page_images
 from freqxfr.stats.profiles import summarise
 
+#: The versions of a dataset run's ``summary.json`` and of each ``results.jsonl`` line, their
+#: ``format`` fields (schemas: ``freqxfr/schemas/summary.schema.json``, ``result.schema.json``).
+SUMMARY_FORMAT = "freqxfr.summary/1"
+RESULT_FORMAT = "freqxfr.result/1"
+
 
 def run_config(
     explainer: Explainer,
@@ -210,6 +215,7 @@ def run_dataset(
         records = pair_records(results, len(pairs), n_bands)
         failures = [r for r in records if "error" in r]
         summary = {
+            "format": SUMMARY_FORMAT,
             **{k: v for k, v in config.items() if k != SETTINGS_KEY},
             **summarise(r for r in records if "error" not in r),
             "failed": len(failures),
@@ -309,6 +315,7 @@ def pair_records(path: Path, n_pairs: int, n_bands: int) -> list[dict[str, Any]]
 
 def _failure(index: int, pair: Pair, error: str) -> dict[str, Any]:
     return {
+        "format": RESULT_FORMAT,
         "index": index,
         "line": pair.line,
         "path_a": str(pair.path_a),
@@ -321,7 +328,8 @@ def _record(index: int, item: Explanation | PairFailure) -> dict[str, Any]:
     if isinstance(item, PairFailure):
         return _failure(index, item.pair, item.error)
     if isinstance(item, Explanation):
-        return {"index": index, **item.to_dict(settings=False)}  # settings are in run.json
+        # settings are in run.json
+        return {"format": RESULT_FORMAT, "index": index, **item.to_dict(settings=False)}
     raise TypeError(item)
 
 

@@ -133,8 +133,8 @@ class ExplainerSpec:
             raise ClusterError(
                 f"worker on {_host()} builds another explainer than the client "
                 f"({'; '.join(changes)}); "
-                "install the same freqxfr and model on every worker (see the README, "
-                "'Running on a cluster')"
+                "install the same freqxfr and model on every worker (see the docs, "
+                "'Running on a cluster': docs/guide/clusters.md)"
             )
         return explainer
 

@@ -49,6 +49,8 @@ from freqxfr.explanations.config import unrecorded_settings
 
 LOCK_NAME = ".freqxfr.lock"
 SETTINGS_KEY = "settings"
+#: The version of ``run.json``, its ``format`` field (schema: ``freqxfr/schemas/run.schema.json``).
+RUN_FORMAT = "freqxfr.run/1"
 
 
 class FolderBusyError(OutputError):
@@ -332,6 +334,7 @@ def check_settings(path: str | os.PathLike[str], record: Mapping[str, Any]) -> N
     """
     target = Path(path)
     record = json.loads(json.dumps(record, allow_nan=False))  # tuples -> lists, as on disk
+    record = {"format": RUN_FORMAT, **record}
     if not target.exists():
         try:
             atomic.write_json(target, record)

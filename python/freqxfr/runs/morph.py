@@ -267,6 +267,7 @@ def _summarise(
     directed = np.stack([e.a.directed for e in explanations])
     frequency = detectors["frequency"]
     summary = {
+        "format": "freqxfr.morph-summary/1",  # its version (no schema yet)
         "scenario": "morph",
         "index_file": index_file,
         **explainer.settings(),
