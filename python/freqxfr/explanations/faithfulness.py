@@ -42,6 +42,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from freqxfr.common.errors import InputError
+from freqxfr.common.progress import progress_bar
 
 
 # What the curves need of an explainer and an explanation; freqxfr.Explainer and Explanation are
@@ -568,8 +569,6 @@ def dataset_faithfulness(
     their list (default 0, 1, ...), e.g. when ``pairs`` is a subset of it. ``progress`` shows a
     progress bar.
     """
-    from freqxfr.common.progress import progress_bar
-
     per_image: list[dict[str, Any]] = []
     bar = progress_bar(progress and len(pairs) > 1, len(pairs), desc="faithfulness")
     for index, pair in zip(range(len(pairs)) if indices is None else indices, pairs, strict=True):
