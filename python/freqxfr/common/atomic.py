@@ -43,14 +43,35 @@ def deferred_interrupts() -> Iterator[None]:
             raise pending
 
 
+_signalled: list[BaseException] = []  # the interrupt of a signal, once one arrived
+
+
 def defer_interrupt(exc: BaseException) -> bool:
     """From a signal handler: keep ``exc`` for the end of the running :func:`deferred_interrupts`
-    block and return True, or return False when no such block runs (raise it now)."""
+    block and return True, or return False when no such block runs (raise it now).
+
+    ``exc`` is also remembered for :func:`raise_if_interrupted`: a handler's exception raised
+    inside a garbage-collector or ``__del__`` callback is swallowed by Python ("Exception
+    ignored"), and the run would go on as if no signal had come."""
+    if not _signalled:
+        _signalled.append(exc)
     if getattr(_critical, "depth", 0) == 0:
         return False
     if getattr(_critical, "pending", None) is None:
         _critical.pending = exc
     return True
+
+
+def forget_interrupts() -> None:
+    """Forget a remembered interrupt (the CLI's ``main`` does, on entry and exit)."""
+    _signalled.clear()
+
+
+def raise_if_interrupted() -> None:
+    """Raise the interrupt of a signal that arrived (see :func:`defer_interrupt`), if any; long
+    loops call it between items (e.g. :meth:`freqxfr.runs.folder.ResultsLog.append`)."""
+    if _signalled and getattr(_critical, "depth", 0) == 0:
+        raise _signalled[0]
 
 
 # ---- files -------------------------------------------------------------------------------------

@@ -470,6 +470,7 @@ class ResultsLog:
         return keys
 
     def append(self, record: Mapping[str, Any]) -> None:
+        atomic.raise_if_interrupted()  # a signal whose exception was swallowed stops us here
         line = json.dumps(record, allow_nan=False) + "\n"
         try:
             self._sink.write(line)
