@@ -27,6 +27,7 @@ with exactly one line.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -146,7 +147,7 @@ def run_dataset(
         locked_folder(out_dir, command="dataset", resumable=True) as out,
         confined_reads(root, allow_outside_root=allow_outside_root),
     ):
-        if (out / "run.json").is_file() and (restart or not _explained_any(out / "results.jsonl")):
+        if restart or (_recorded_run(out) and not _explained_any(out / "results.jsonl")):
             # --restart; or nothing finished yet (e.g. every pair failed under a wrong --root):
             # nothing is lost by starting over, so other settings are not refused.
             clear_run_folder(out)
@@ -233,6 +234,16 @@ def run_dataset(
 
 def _by_index(record: dict[str, Any]) -> int:
     return int(record["index"])
+
+
+def _recorded_run(out: Path) -> bool:
+    """Whether ``out/run.json`` is the readable record of a run (an unreadable one is reported
+    by the settings check, never silently replaced)."""
+    try:
+        record = json.loads((out / "run.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(record, dict) and isinstance(record.get(SETTINGS_KEY), dict)
 
 
 def _explained_any(results: Path) -> bool:
