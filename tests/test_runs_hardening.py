@@ -515,3 +515,15 @@ def test_compare_refuses_bad_options_and_outputs(reference, other, tmp_path, cap
         holder.join()
     assert code == 2 and "in use by another run" in one_line(err)
     assert not (busy / "summary.json").exists()
+
+
+def test_a_pair_list_that_is_a_fifo_or_a_folder_is_one_line(tmp_path, capsys):
+    fifo = tmp_path / "pairs.csv"
+    os.mkfifo(fifo)
+    code, _, err = cli(capsys, "dataset", fifo, "--out", tmp_path / "o")
+    assert code == 2 and "FIFO" in one_line(err) and "pair list" in err
+    folder = tmp_path / "list.csv"
+    folder.mkdir()
+    code, _, err = cli(capsys, "dataset", folder, "--out", tmp_path / "o")
+    assert code == 2 and "is a folder" in one_line(err)
+    assert not (tmp_path / "o").exists()
