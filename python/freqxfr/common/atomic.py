@@ -9,6 +9,7 @@ that the CLI can print it as it is.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import tempfile
@@ -113,7 +114,14 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "w") -> Iterator[IO[An
         os.umask(umask)
         os.fchmod(fd, 0o666 & ~umask)
         with os.fdopen(fd, mode) as handle:
-            yield handle
+            try:
+                yield handle
+            except OSError as exc:
+                # A full disk (or quota, or a read-only remount) while the caller writes: name
+                # the file. Other OS errors of the caller's block are the caller's to word.
+                if exc.errno in _WRITE_ERRNOS and not isinstance(exc, OutputError):
+                    raise _write_error(target, exc) from None
+                raise
             try:
                 handle.flush()
                 os.fsync(handle.fileno())
@@ -127,6 +135,9 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "w") -> Iterator[IO[An
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp_name)
         raise
+
+
+_WRITE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EIO})
 
 
 def write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
@@ -169,7 +180,13 @@ def _output_error(what: str, path: Path, exc: OSError) -> OutputError:
 
 
 def _reason(path: Path, exc: OSError) -> str:
-    """A short human reason for ``exc``, naming a parent that is a file when that is the cause."""
+    """A short human reason for ``exc``, naming a parent that is a file when that is the cause
+    (and, for a full disk, what to do)."""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return (
+            f"{exc.strerror or exc}; free some space and run the same command again (a run "
+            "resumes; the file was left as it was)"
+        )
     for parent in (path, *path.parents):
         if parent.exists():
             if not parent.is_dir():
