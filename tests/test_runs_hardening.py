@@ -352,6 +352,7 @@ def test_a_full_disk_names_the_file_and_the_run_resumes(
     code, _, err = cli(capsys, *dataset(root, out))
     line = one_line(err)
     assert code == 2 and "results.jsonl" in line and "No space left" in line and "resume" in line
+    assert "its 0 finished records are kept" in line
     assert not (out / LOCK_NAME).exists()
     monkeypatch.undo()
     code, _, err = cli(capsys, *dataset(root, out))
