@@ -236,6 +236,11 @@ def _by_index(record: dict[str, Any]) -> int:
     return int(record["index"])
 
 
+#: The folder of a cluster run's finished chunks (:data:`freqxfr.runs.distributed.PARTS`), named
+#: here so that a single-process run does not import the cluster module.
+PARTS = "parts"
+
+
 def _recorded_run(out: Path) -> bool:
     """Whether ``out/run.json`` is the readable record of a run (an unreadable one is reported
     by the settings check, never silently replaced)."""
@@ -247,7 +252,16 @@ def _recorded_run(out: Path) -> bool:
 
 
 def _explained_any(results: Path) -> bool:
-    """Whether ``results`` holds a line that looks like an explained pair (not a failure)."""
+    """Whether the run folder of ``results`` holds work to keep: a line of ``results`` that looks
+    like an explained pair (not a failure), or finished parts of a cluster run (``parts/``, which
+    a resume appends first). Summaries and reports are rewritten at the end anyway."""
+    try:
+        if any((results.parent / PARTS).iterdir()):
+            return True
+    except FileNotFoundError:
+        pass
+    except OSError:
+        return True
     try:
         with results.open("rb") as handle:
             return any(b'"error"' not in line and b'"a"' in line for line in handle)
