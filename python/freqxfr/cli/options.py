@@ -130,6 +130,9 @@ def explainer(args: argparse.Namespace):
 
     schedule: Any = args.bands
     if args.schedule is not None:
+        from freqxfr.imaging.images import checked_file
+
+        checked_file(args.schedule, label=f"--schedule {args.schedule}")
         try:
             schedule = BandSchedule.from_json(args.schedule.read_text())
         except FileNotFoundError:

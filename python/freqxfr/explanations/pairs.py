@@ -13,6 +13,7 @@ import dataclasses
 from pathlib import Path
 
 from freqxfr.common.errors import InputError
+from freqxfr.imaging.images import checked_file
 
 _TRUE = {"1", "true", "yes", "same", "genuine", "match", "y", "t"}
 _FALSE = {"0", "false", "no", "different", "impostor", "nonmatch", "non-match", "n", "f"}
@@ -70,12 +71,15 @@ def read_pairs(path: str | Path, root: str | Path | None = None) -> list[Pair]:
     """
     path = Path(path)
     root = Path(root) if root is not None else path.parent
+    checked_file(path, label=f"pair list {path}")  # a regular file: no FIFO, folder, device
     try:
         text = path.read_text(encoding="utf-8-sig")
     except FileNotFoundError:
         raise InputError(f"pair list {path}: file not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"pair list {path}: cannot read it ({exc})") from None
+    except OSError as exc:
+        raise InputError(f"pair list {path}: cannot read it ({exc.strerror or exc})") from None
+    except UnicodeDecodeError as exc:
+        raise InputError(f"pair list {path}: not UTF-8 text ({exc.reason})") from None
     if path.suffix.lower() == ".csv":
         return _read_csv(text, path, root)
     return _read_lfw(text, path, root)
@@ -229,6 +233,7 @@ def attach_groups(
     """
     table = Path(table)
     root = Path(root) if root is not None else table.parent
+    checked_file(table, label=f"group table {table}")
     try:
         rows = list(csv.DictReader(table.read_text(encoding="utf-8-sig").splitlines()))
     except OSError as exc:

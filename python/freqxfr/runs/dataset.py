@@ -160,10 +160,7 @@ def run_dataset(
         locked_folder(out_dir, command="dataset", resumable=True) as out,
         confined_reads(root, allow_outside_root=allow_outside_root),
     ):
-        if (out / "run.json").is_file() and (
-            restart
-            or (_readable_json(out / "run.json") and not _explained_any(out / "results.jsonl"))
-        ):
+        if restart or (_recorded_run(out) and not _explained_any(out / "results.jsonl")):
             # --restart; or nothing finished yet (e.g. every pair failed under a wrong --root):
             # nothing is lost by starting over, so other settings are not refused. A run.json
             # that is not ours to read is never replaced silently (check_settings names it).
@@ -250,16 +247,32 @@ def _by_index(record: dict[str, Any]) -> int:
     return int(record["index"])
 
 
-def _readable_json(path: Path) -> bool:
+#: The folder of a cluster run's finished chunks (:data:`freqxfr.runs.distributed.PARTS`), named
+#: here so that a single-process run does not import the cluster module.
+PARTS = "parts"
+
+
+def _recorded_run(out: Path) -> bool:
+    """Whether ``out/run.json`` is the readable record of a run (an unreadable one is reported
+    by the settings check, never silently replaced)."""
     try:
-        json.loads(path.read_bytes())
+        record = json.loads((out / "run.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return False
-    return True
+    return isinstance(record, dict) and isinstance(record.get(SETTINGS_KEY), dict)
 
 
 def _explained_any(results: Path) -> bool:
-    """Whether ``results`` holds a line that looks like an explained pair (not a failure)."""
+    """Whether the run folder of ``results`` holds work to keep: a line of ``results`` that looks
+    like an explained pair (not a failure), or finished parts of a cluster run (``parts/``, which
+    a resume appends first). Summaries and reports are rewritten at the end anyway."""
+    try:
+        if any((results.parent / PARTS).iterdir()):
+            return True
+    except FileNotFoundError:
+        pass
+    except OSError:
+        return True
     try:
         with results.open("rb") as handle:
             return any(b'"error"' not in line and b'"a"' in line for line in handle)

@@ -67,6 +67,12 @@ class _Role:
 # ---- the run -------------------------------------------------------------------------------------
 
 
+def _comparison_key(record: dict[str, Any], n: int) -> int | None:
+    """The comparison number of a valid record, or ``None`` (a resume redoes an invalid line)."""
+    k = record.get("comparison")
+    return k if type(k) is int and 0 <= k < n else None
+
+
 def run_morph(
     entries: Sequence[MorphEntry],
     out_dir: str | os.PathLike[str],
@@ -144,7 +150,7 @@ def run_morph(
         confined_reads(root, allow_outside_root=allow_outside_root),
     ):
         check_settings(out / "run.json", {"index_file": index_file, SETTINGS_KEY: settings})
-        with ResultsLog(out / EXPLANATIONS, key=lambda r: int(r["comparison"])) as log:
+        with ResultsLog(out / EXPLANATIONS, key=lambda r: _comparison_key(r, len(cmps))) as log:
             done = log.open()
             todo = [k for k in range(len(cmps)) if k not in done]
             if client is not None:  # chunks of pairs on a Dask cluster
