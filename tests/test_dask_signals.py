@@ -25,6 +25,8 @@ pytest.importorskip("distributed")
 
 from freqxfr.runs.folder import LOCK_NAME
 
+pytestmark = pytest.mark.integration
+
 N_PAIRS = 30
 
 
