@@ -34,7 +34,7 @@ def cluster_client(scheduler: str | None = None, workers: int | None = None) -> 
         yield None
         return
     try:
-        from distributed import Client, LocalCluster
+        from distributed import Client, LocalCluster  # lazy: Dask is optional ([dask] extra)
     except ImportError:
         raise ClusterError(
             "--scheduler and --workers need Dask: pip install 'freqxfr[dask]'"

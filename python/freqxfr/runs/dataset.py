@@ -41,7 +41,15 @@ from freqxfr.common.errors import InputError
 from freqxfr.common.progress import progress_bar
 from freqxfr.explanations.explainer import Explainer, Explanation, PairFailure
 from freqxfr.explanations.pairs import Pair, outside_root
+from freqxfr.explanations.region_explanations import (
+    band_explainer,
+    cells_record,
+    explain_pairs_and_cells,
+    region_summary,
+)
 from freqxfr.imaging.images import confined_reads
+from freqxfr.runs.distributed import explain_dataset_chunks
+from freqxfr.runs.faithfulness import run_faithfulness
 from freqxfr.runs.folder import (
     SETTINGS_KEY,
     ResultsLog,
@@ -185,8 +193,6 @@ def run_dataset(
                         bar.update(1)
                 todo = [i for i in todo if i not in refused]
                 if client is not None:  # chunks of pairs on a Dask cluster
-                    from freqxfr.runs.distributed import explain_dataset_chunks
-
                     explain_dataset_chunks(
                         client,
                         explainer,
@@ -220,16 +226,12 @@ def run_dataset(
             SETTINGS_KEY: config[SETTINGS_KEY],
         }
         if explainer.regions is not None:
-            from freqxfr.explanations.region_explanations import region_summary
-
             # Names, areas and provenance of the weights, then the mean maps per class.
             summary["regions"] = {
                 **config["regions"],
                 **region_summary(r for r in records if "error" not in r),
             }
         if faithfulness_seeds:
-            from freqxfr.runs.faithfulness import run_faithfulness
-
             summary["faithfulness"] = run_faithfulness(
                 pairs, out, _band_only(explainer), seeds=faithfulness_seeds, progress=progress
             )
@@ -381,7 +383,6 @@ def _lines(
         for index, item in zip(indices, stream, strict=True):
             yield _record(index, item)
         return
-    from freqxfr.explanations.region_explanations import cells_record, explain_pairs_and_cells
 
     both = explain_pairs_and_cells(
         explainer, (p for _, p in chunk), indices=indices, aligned=aligned, overlap=overlap
@@ -398,7 +399,6 @@ def _band_only(explainer: Explainer) -> Explainer:
     """The explainer of the band part of the lines (the region explainer's band-only twin)."""
     if explainer.regions is None:
         return explainer
-    from freqxfr.explanations.region_explanations import band_explainer
 
     return band_explainer(explainer)
 
@@ -410,8 +410,9 @@ def summarise_results(path: Path) -> dict[str, Any]:
 def write_parquet(results: Path, target: Path) -> None:
     """A tidy Parquet copy of the results (one row per pair × image × band); needs pyarrow."""
     try:
+        # lazy: pyarrow is optional ([parquet] extra)
         import pyarrow as pa
-        import pyarrow.parquet as pq
+        import pyarrow.parquet as pq  # lazy: as above
     except ImportError:
         raise InputError("a Parquet copy needs pyarrow: pip install 'freqxfr[parquet]'") from None
     rows: dict[str, list] = {

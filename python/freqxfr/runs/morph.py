@@ -41,6 +41,7 @@ from freqxfr.common.progress import progress_bar
 from freqxfr.explanations.explainer import Explainer
 from freqxfr.explanations.pairs import Pair
 from freqxfr.imaging.images import AlignedFace, confined_reads
+from freqxfr.runs.distributed import explain_morph_chunks
 from freqxfr.runs.folder import (
     SETTINGS_KEY,
     ResultsLog,
@@ -154,8 +155,6 @@ def run_morph(
             done = log.open()
             todo = [k for k in range(len(cmps)) if k not in done]
             if client is not None:  # chunks of pairs on a Dask cluster
-                from freqxfr.runs.distributed import explain_morph_chunks
-
                 explain_morph_chunks(
                     client, explainer, entries, cmps, aligned, log, done, task=_explain_chunk
                 )
