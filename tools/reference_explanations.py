@@ -6,8 +6,15 @@ impostor, the first of each class in ``pairs_official_subset.csv``) with dlib's 
 plus the demo pairs explained per region cell (grid 2x2), into
 ``tests/data/reference_explanations.npz``. Without ``--write`` it recomputes them and prints each
 entry that is not bit-identical (exit 1). ``tests/test_reference_explanations.py`` runs the same
-check. The file was first written by the tree before the 0.2 restructure (commit 1431ca2, the
-modules moved but not changed).
+check. The file was first written by the tree before the 0.2 restructure (commit ab0c0a2: the
+modules moved, their code not changed).
+
+Bit for bit needs the same FFTW plans: FFTW_MEASURE times candidate algorithms, and another
+process (another venv, whose FFTW library path keys other wisdom) may pick one that rounds the
+last bit differently. So the check plans with FFTW_ESTIMATE (no timing) in a cache folder of its
+own, with no wisdom: ``planner="estimate"`` (older trees, whose Explainer has no ``planner``, get
+it as ``mask_bands``' default) and ``$FREQXFR_CACHE_DIR`` set to a new temporary folder before
+freqxfr is imported.
 """
 
 from __future__ import annotations
@@ -16,10 +23,15 @@ import argparse
 import csv
 import os
 import sys
+import tempfile
 from importlib.resources import files
 from pathlib import Path
 
 import numpy as np
+
+if __name__ == "__main__":
+    # No wisdom (see the module docstring): a cache folder of our own, before freqxfr is imported.
+    os.environ["FREQXFR_CACHE_DIR"] = tempfile.mkdtemp(prefix="freqxfr-reference-")
 
 import freqxfr
 
@@ -48,18 +60,26 @@ def lfw_pairs(data: Path) -> list[tuple[str, Path, Path]]:
     return [(f"lfw{i:02d}", data / r["path1"], data / r["path2"]) for i, r in enumerate(picked)]
 
 
+def explainer(model: str, **options: object) -> freqxfr.Explainer:
+    """An explainer that plans FFTW by estimate (deterministic), on any freqxfr tree."""
+    if hasattr(freqxfr, "ExplainerConfig"):  # 0.2: planner is one of the explainer's settings
+        return freqxfr.Explainer(model, planner="estimate", **options)
+    freqxfr.mask_bands.__kwdefaults__["planner"] = "estimate"  # before 0.2: the default
+    return freqxfr.Explainer(model, **options)
+
+
 def compute(data: Path) -> dict[str, np.ndarray]:
     """Every recorded number, by key ``<model>/<pair>/<what>``."""
     out: dict[str, np.ndarray] = {}
     for model in ("dlib_resnet", "sface"):
-        explainer = freqxfr.Explainer(model)
+        model_explainer = explainer(model)
         pairs = demo_pairs() + lfw_pairs(data)
         for name, a, b in pairs:
-            e = explainer.explain(a, b)
+            e = model_explainer.explain(a, b)
             out[f"{model}/{name}/score_ref"] = np.asarray(e.score_ref, np.float64)
             out[f"{model}/{name}/a"] = np.asarray(e.a.scores)
             out[f"{model}/{name}/b"] = np.asarray(e.b.scores)
-    cells = freqxfr.Explainer("dlib_resnet", regions="grid:2x2")
+    cells = explainer("dlib_resnet", regions="grid:2x2")
     for name, a, b in demo_pairs():
         e = cells.explain(a, b)
         out[f"dlib_resnet_grid2x2/{name}/score_ref"] = np.asarray(e.score_ref, np.float64)
