@@ -128,7 +128,7 @@ def cmd_models_list(args: argparse.Namespace) -> int:
     from freqxfr.model.cards import list_presets, preset
     from freqxfr.model.loading import converter_module
 
-    rows = []
+    rows: list[dict[str, Any]] = []
     for name in list_presets():
         card = preset(name)
         module = converter_module(card)

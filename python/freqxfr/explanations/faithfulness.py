@@ -42,6 +42,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from freqxfr.common.errors import InputError
+from freqxfr.imaging.regions import ResolvedRegions
 
 
 # What the curves need of an explainer and an explanation; freqxfr.Explainer and Explanation are
@@ -50,6 +51,7 @@ from freqxfr.common.errors import InputError
 class Explainer(Protocol):
     model: Any
     max_batch: int
+    regions: ResolvedRegions | None  # the region set of a region explainer
 
     @property
     def n_bands(self) -> int: ...
@@ -63,18 +65,24 @@ class Explainer(Protocol):
         faces: np.ndarray,
         out: np.ndarray | None = None,
         mode: str | None = None,
-        order: Sequence[int] | None = None,
+        order: Sequence[int] | np.ndarray | None = None,
         *,
         regions: np.ndarray | None = None,
     ) -> np.ndarray: ...
 
 
 class Explanation(Protocol):
-    a: Any  # .directed: (K,) directed influences of image a ((R, K) with regions)
-    b: Any
-    score_ref: float
-    decision: bool
-    same: bool | None
+    # Read-only members, so that a frozen dataclass (freqxfr.Explanation) is one.
+    @property
+    def a(self) -> Any: ...  # .directed: (K,) directed influences of image a ((R, K) with regions)
+    @property
+    def b(self) -> Any: ...
+    @property
+    def score_ref(self) -> float: ...
+    @property
+    def decision(self) -> bool: ...
+    @property
+    def same(self) -> bool | None: ...
 
 
 VARIANTS = ("decision_aware", "support", "against", "absolute")

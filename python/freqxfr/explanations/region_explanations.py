@@ -82,7 +82,8 @@ def explain_pairs_and_cells(
     while group := list(itertools.islice(ready, per_call)):
         usable = [(i, p, f) for i, p, f in group if not isinstance(f, str)]
         band_stream = bands.explain_pairs(
-            (dataclasses.replace(p, path_a=f[0], path_b=f[1]) for _, p, f in usable),
+            # The aligned faces stand in for the paths: explain_pairs takes either.
+            (dataclasses.replace(p, path_a=f[0], path_b=f[1]) for _, p, f in usable),  # type: ignore[arg-type]
             indices=[i for i, _, _ in usable],
             skip_errors=True,
             overlap=False,  # one model call: nothing to overlap

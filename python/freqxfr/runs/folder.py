@@ -460,7 +460,12 @@ class ResultsLog:
                         key = self._key(record) if isinstance(record, dict) else None
                     except (ValueError, KeyError, TypeError, IndexError, AttributeError):
                         key = None  # invalid JSON (or UTF-8), or not a record of this log
-                    if key is None or key in keys or not self._done(record):
+                    if (
+                        key is None
+                        or key in keys
+                        or not isinstance(record, dict)
+                        or not self._done(record)
+                    ):
                         changed = True
                         continue
                     keys.add(key)

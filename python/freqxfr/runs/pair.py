@@ -23,7 +23,7 @@ import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
 
@@ -202,7 +202,9 @@ def write_images(
     region_weights: np.ndarray | None = None,
 ) -> Path:
     """Store what a pair's report shows beside its JSON (``images.npz``, compressed, atomic)."""
-    arrays = {"faces": np.ascontiguousarray(faces, dtype=np.uint8)}
+    arrays: dict[str, Any] = {
+        "faces": np.ascontiguousarray(faces, dtype=np.uint8)
+    }  # np.savez's **kwds
     if views is not None:
         arrays["views"] = np.ascontiguousarray(views, dtype=np.uint8)
     if region_weights is not None:
@@ -213,7 +215,15 @@ def write_images(
     return target
 
 
-def read_images(folder: str | os.PathLike[str]) -> dict[str, np.ndarray | None]:
+class PairImages(TypedDict):
+    """What :func:`read_images` returns (a plain dict)."""
+
+    faces: np.ndarray
+    views: np.ndarray | None
+    region_weights: np.ndarray | None
+
+
+def read_images(folder: str | os.PathLike[str]) -> PairImages:
     """The arrays of :func:`write_images`: ``faces``, ``views`` and ``region_weights`` (``None``
     where not stored).
 
@@ -233,7 +243,11 @@ def read_images(folder: str | os.PathLike[str]) -> dict[str, np.ndarray | None]:
         ) from None
     if "faces" not in stored:
         raise InputError(f"{path}: no faces stored")
-    return {k: stored.get(k) for k in ("faces", "views", "region_weights")}
+    return PairImages(
+        faces=stored["faces"],
+        views=stored.get("views"),
+        region_weights=stored.get("region_weights"),
+    )
 
 
 def read_explanation(folder: str | os.PathLike[str]) -> dict[str, Any]:
