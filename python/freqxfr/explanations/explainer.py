@@ -363,7 +363,7 @@ class Explainer:
             **self._mask_options,
         )
 
-    def explain_template(self, probe: Any, template: Any, *, aligned: bool | None = None):
+    def explain_template(self, probe: ImageLike, template: Any, *, aligned: bool | None = None):
         """Explain ``probe`` against a stored template (an embedding array or a ``.npy`` path):
         K + 1 embeddings (K·R + 1 with regions); see :mod:`freqxfr.explanations.templates`."""
         from freqxfr.explanations.templates import explain_template

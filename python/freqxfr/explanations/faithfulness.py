@@ -42,6 +42,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from freqxfr.common.errors import InputError
+from freqxfr.imaging.images import ImageLike
 from freqxfr.imaging.regions import ResolvedRegions
 
 
@@ -56,9 +57,9 @@ class Explainer(Protocol):
     @property
     def n_bands(self) -> int: ...
 
-    def align(self, image: Any, aligned: bool | None = None) -> Any: ...
+    def align(self, image: ImageLike, aligned: bool | None = None) -> Any: ...
 
-    def explain(self, a: Any, b: Any, *, aligned: bool | None = None) -> Any: ...
+    def explain(self, a: ImageLike, b: ImageLike, *, aligned: bool | None = None) -> Any: ...
 
     def mask(
         self,
@@ -256,8 +257,8 @@ def seed_list(seeds: int | Sequence[int]) -> tuple[int, ...]:
 
 def pair_faithfulness(
     explainer: Explainer,
-    a: Any,
-    b: Any,
+    a: ImageLike,
+    b: ImageLike,
     *,
     seeds: int | Sequence[int] = 5,
     aligned: bool | None = None,

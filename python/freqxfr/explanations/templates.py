@@ -17,7 +17,7 @@ import numpy as np
 from freqxfr.common.errors import InputError
 from freqxfr.explanations.kernel import fill_batch, image_explanation, new_batch
 from freqxfr.explanations.results import TemplateExplanation
-from freqxfr.imaging.images import checked_file, source_label
+from freqxfr.imaging.images import ImageLike, checked_file, source_label
 
 if TYPE_CHECKING:
     from freqxfr.explanations.explainer import Explainer
@@ -136,7 +136,7 @@ def check_template(
 
 
 def explain_template(
-    explainer: Explainer, probe: Any, template: Any, *, aligned: bool | None = None
+    explainer: Explainer, probe: ImageLike, template: Any, *, aligned: bool | None = None
 ) -> TemplateExplanation:
     """:meth:`Explainer.explain_template`: K + 1 embeddings (K·R + 1 with regions)."""
     vector, label = load_template(template)

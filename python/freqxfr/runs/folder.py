@@ -456,16 +456,12 @@ class ResultsLog:
             with self.path.open("rb") as handle:
                 for line in handle:
                     try:
-                        record = json.loads(line) if line.endswith(b"\n") else None
+                        # A JSON value; with a key, a dict (the key is read from dicts only).
+                        record: Any = json.loads(line) if line.endswith(b"\n") else None
                         key = self._key(record) if isinstance(record, dict) else None
                     except (ValueError, KeyError, TypeError, IndexError, AttributeError):
                         key = None  # invalid JSON (or UTF-8), or not a record of this log
-                    if (
-                        key is None
-                        or key in keys
-                        or not isinstance(record, dict)
-                        or not self._done(record)
-                    ):
+                    if key is None or key in keys or not self._done(record):
                         changed = True
                         continue
                     keys.add(key)

@@ -30,7 +30,7 @@ import numpy as np
 from freqxfr.common.atomic import atomic_open, ensure_dir, write_output
 from freqxfr.common.errors import InputError, OutputError
 from freqxfr.explanations.region_explanations import band_explainer, cells_record
-from freqxfr.imaging.images import source_label
+from freqxfr.imaging.images import ImageLike, source_label
 
 EXPLANATION_NAME = "explanation.json"
 IMAGES_NAME = "images.npz"
@@ -52,8 +52,8 @@ class PairOutputs:
 
 def write_pair_outputs(
     explainer: Any,
-    a: Any,
-    b: Any,
+    a: ImageLike,
+    b: ImageLike,
     out_dir: str | os.PathLike[str],
     *,
     aligned: bool | None = None,
@@ -146,8 +146,8 @@ def explanation_record(record: dict[str, Any]) -> dict[str, Any]:
 
 def check_pair_folder(
     out_dir: str | os.PathLike[str],
-    a: Any,
-    b: Any,
+    a: ImageLike,
+    b: ImageLike,
     *,
     overwrite: bool = False,
     hint: str = "choose another output folder, or overwrite=True",
