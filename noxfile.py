@@ -1,6 +1,6 @@
 """Developer tasks: ``nox -s tests-fast`` (the unit tier, under a minute), ``nox -s tests`` (the
-full suite), ``nox -s bench``, ``nox -s lint``, ``nox -s typecheck``, ``nox -s build``,
-``nox -s wheels``."""
+full suite), ``nox -s docs``, ``nox -s bench``, ``nox -s lint``, ``nox -s typecheck``,
+``nox -s build``, ``nox -s wheels``."""
 
 from __future__ import annotations
 
@@ -48,6 +48,18 @@ def tests_fast(session: nox.Session) -> None:
         *session.posargs,
         env={"PYTHONFAULTHANDLER": "1", "FREQXFR_PROPERTY_EXAMPLES": "60"},
     )
+
+
+@nox.session
+def docs(session: nox.Session) -> None:
+    """Build the docs site into site/ with ``mkdocs build --strict`` (a warning fails).
+
+    The package is installed (the CLI pages are generated from its argument parser); the docs
+    tools are pinned in the ``docs`` extra.
+    """
+    session.install(".[docs]")
+    quiet = {"NO_MKDOCS_2_WARNING": "1", "DISABLE_MKDOCS_2_WARNING": "true"}  # Material's banner
+    session.run("mkdocs", "build", "--strict", "--site-dir", "site", *session.posargs, env=quiet)
 
 
 @nox.session
@@ -282,7 +294,7 @@ def _run_sanitized(session: nox.Session, variant: str) -> None:
 
 @nox.session
 def mutants(session: nox.Session) -> None:
-    """Mutation testing (cosmic-ray) of the modules where meaning lives; see docs/mutants.md.
+    """Mutation testing (cosmic-ray) of the modules where meaning lives; see docs/design/mutants.md.
 
     ``nox -s mutants [-- GROUP ...]``; groups and scope in tools/mutants.toml. Slow (CPU-bound,
     one mutant at a time), so not part of the default sessions or CI.

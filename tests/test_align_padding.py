@@ -24,7 +24,9 @@ from freqxfr.model.cards import preset
 
 pytestmark = [pytest.mark.model, pytest.mark.dlib]
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+PADDING_GUIDE = (
+    Path(__file__).resolve().parents[1] / "docs" / "guide" / "crossres.md"
+)  # the padding guide
 
 
 @pytest.fixture(scope="module")
@@ -136,11 +138,11 @@ def test_arcface_crops_pad_too(data_dir) -> None:
 
 
 def test_default_padding_is_the_one_the_readme_names(crops) -> None:
-    """The README states the default padding; the code's default must be that one, and the
+    """The guide (docs/guide/crossres.md) states the default padding; the code's default must be that one, and the
     default chip must be that padding's chip (no black rim on a tight crop)."""
-    text = README.read_text(encoding="utf-8")
+    text = PADDING_GUIDE.read_text(encoding="utf-8")
     named = re.search(r"\(`--padding edge\|reflect\|black`, default `(\w+)`\)", text)
-    assert named is not None, "README must name the default --padding"
+    assert named is not None, "docs/guide/crossres.md must name the default --padding"
     assert DEFAULT_PADDING == named.group(1) == "edge"
     default = align(crops[1], "dlib_chip", aligned=False)
     np.testing.assert_array_equal(

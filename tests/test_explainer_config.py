@@ -18,6 +18,8 @@ from freqxfr.explanations import config as cfg
 from freqxfr.explanations.explainer import Explainer, _kept_explainer, explain
 from freqxfr.runs.folder import explainer_settings
 
+pytestmark = pytest.mark.unit
+
 
 @pytest.fixture(scope="module")
 def toy_model(tmp_path_factory):

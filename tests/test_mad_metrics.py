@@ -208,7 +208,7 @@ def test_leave_one_identity_out_excludes_the_people_in_a_comparison():
         leave_identity_out_scores(feats, bona_fide, people, min_reference=3)
 
 
-# ---- edges and wiring found by mutation testing (docs/mutants.md) ----------------------------------
+# ---- edges and wiring found by mutation testing (docs/design/mutants.md) ----------------------------------
 
 
 def test_bpcer_at_apcer_accepts_the_closed_interval_only():

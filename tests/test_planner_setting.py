@@ -19,7 +19,7 @@ from freqxfr.explanations.config import SETTINGS_KEYS, ExplainerConfig
 from freqxfr.explanations.explainer import Explainer
 from freqxfr.model.verifier import load_model
 
-pytestmark = pytest.mark.dlib
+pytestmark = [pytest.mark.model, pytest.mark.dlib]
 
 PAIR = (
     "lfw_aligned112/images/Abdullah_Gul/Abdullah_Gul_0001.jpg",

@@ -146,7 +146,7 @@ def test_bad_templates_are_refused_naming_the_problem(model, genuine_faces, tmp_
         with pytest.raises(InputError, match=message):
             explainer.explain_template(genuine_faces[0], template, aligned=True)
     (tmp_path / "bad.npy").write_text("no array")
-    with pytest.raises(InputError, match=r"bad.npy: cannot read it as a .npy array"):
+    with pytest.raises(InputError, match=r"bad.npy: not a .npy array file"):
         explainer.explain_template(genuine_faces[0], tmp_path / "bad.npy", aligned=True)
 
 

@@ -266,10 +266,14 @@ def test_a_restart_with_other_settings_names_each_setting_and_both_values(data_d
     check_settings(run_json, run_config(base, "p.csv", pairs, root=data_dir))
     check_settings(run_json, run_config(base, "p.csv", pairs, root=data_dir))  # same: accepted
 
-    other_threshold = copy.copy(model)
-    other_threshold.card = model.card.replace(threshold=0.5)
-    other_card = copy.copy(model)
-    other_card.card = model.card.replace(mean=(127.0, 127.0, 127.0))
+    def with_card(card):  # the same session behind another card (the card lives on the runner)
+        twin = copy.copy(model)
+        twin.runner = copy.copy(model.runner)
+        twin.runner.card = card
+        return twin
+
+    other_threshold = with_card(model.card.replace(threshold=0.5))
+    other_card = with_card(model.card.replace(mean=(127.0, 127.0, 127.0)))
     moved = [
         Pair(
             tmp_path / p.path_a.relative_to(data_dir),

@@ -354,6 +354,7 @@ def test_a_full_disk_names_the_file_and_the_run_resumes(
     code, _, err = cli(capsys, *dataset(root, out))
     line = one_line(err)
     assert code == 2 and "results.jsonl" in line and "No space left" in line and "resume" in line
+    assert "its 0 finished records are kept" in line
     assert not (out / LOCK_NAME).exists()
     monkeypatch.undo()
     code, _, err = cli(capsys, *dataset(root, out))
@@ -517,3 +518,31 @@ def test_compare_refuses_bad_options_and_outputs(reference, other, tmp_path, cap
         holder.join()
     assert code == 2 and "in use by another run" in one_line(err)
     assert not (busy / "summary.json").exists()
+
+
+def test_a_pair_list_that_is_a_fifo_or_a_folder_is_one_line(tmp_path, capsys):
+    fifo = tmp_path / "pairs.csv"
+    os.mkfifo(fifo)
+    code, _, err = cli(capsys, "dataset", fifo, "--out", tmp_path / "o")
+    assert code == 2 and "FIFO" in one_line(err) and "pair list" in err
+    folder = tmp_path / "list.csv"
+    folder.mkdir()
+    code, _, err = cli(capsys, "dataset", folder, "--out", tmp_path / "o")
+    assert code == 2 and "is a folder" in one_line(err)
+    assert not (tmp_path / "o").exists()
+
+
+def test_a_full_disk_in_the_atomic_writer_names_the_file(tmp_path, monkeypatch):
+    from freqxfr.common import atomic
+
+    def fsync_full_disk_mock(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(atomic.os, "fsync", fsync_full_disk_mock)
+        with pytest.raises(OutputError, match=r"summary\.json.*No space left.*free some space"):
+            atomic.write_json(tmp_path / "summary.json", {"a": 1})
+    with pytest.raises(OutputError, match=r"results\.parquet.*No space left"):
+        with atomic.atomic_open(tmp_path / "results.parquet", "wb"):
+            raise OSError(errno.ENOSPC, "No space left on device")  # mock: the disk fills
+    assert list(tmp_path.iterdir()) == []  # no temporary file left

@@ -133,7 +133,7 @@ def find_cycles(graph: dict[str, set[str]]) -> list[list[str]]:
     for v in sorted(graph):
         if v not in index:
             visit(v)
-    return [c + [c[0]] for c in components]
+    return [[*c, c[0]] for c in components]
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ functions marked as skipped, ``cosmic-ray baseline`` (the tests must pass unmuta
 ``--report-only`` prints the outcome of the existing sessions; ``--retest-survivors`` runs the
 survivors of existing sessions again (after adding tests). cosmic-ray mutates the files in
 place: after interrupting a run, ``git checkout python/`` restores the one it was testing. The survivors are printed with file, line, operator and source line; each must
-be killed by a test or listed as equivalent in docs/mutants.md.
+be killed by a test or listed as equivalent in docs/design/mutants.md.
 """
 
 from __future__ import annotations

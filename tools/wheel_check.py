@@ -40,6 +40,10 @@ REQUIRED_PACKAGE_FILES = (
     "freqxfr/presets/dlib_resnet.toml",
     "freqxfr/presets/sface.toml",
     "freqxfr/presets/arcface.toml",
+    "freqxfr/schemas/explanation.schema.json",
+    "freqxfr/schemas/run.schema.json",
+    "freqxfr/schemas/summary.schema.json",
+    "freqxfr/schemas/result.schema.json",
 )
 # What the sdist must hold to build, and what must never be in it.
 SDIST_REQUIRED = (

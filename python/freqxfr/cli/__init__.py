@@ -16,6 +16,7 @@ model runtime can neither delay nor abort the exit.
 from __future__ import annotations
 
 import argparse
+import atexit
 import contextlib
 import io
 import os
@@ -36,7 +37,7 @@ from freqxfr.cli.options import (
     EXIT_STATUS_HELP,
     EXIT_TERMINATED,
 )
-from freqxfr.common.atomic import defer_interrupt
+from freqxfr.common.atomic import defer_interrupt, forget_interrupts
 from freqxfr.common.errors import FreqxfrError
 from freqxfr.common.version import __version__
 
@@ -115,12 +116,14 @@ def _signals() -> Iterator[None]:
         if not defer_interrupt(exc):  # not inside a lock's take or release: now
             raise exc
 
+    forget_interrupts()
     previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield
     finally:
         for s, h in previous.items():
             signal.signal(s, h)
+        forget_interrupts()
 
 
 def entry() -> NoReturn:
@@ -129,6 +132,10 @@ def entry() -> NoReturn:
     engine threads still inside ONNX Runtime cannot abort the interpreter's teardown."""
     status = main()
     if status in (EXIT_INTERRUPTED, EXIT_TERMINATED):
+        # The exit handlers still run (multiprocessing's and Dask's cleanups: no "leaked
+        # semaphore" warnings), then the process ends without the interpreter's teardown.
+        with contextlib.suppress(Exception):
+            atexit._run_exitfuncs()
         for stream in (sys.stdout, sys.stderr):
             with contextlib.suppress(OSError, ValueError):
                 stream.flush()

@@ -12,9 +12,21 @@ import json
 from pathlib import Path
 from typing import Any
 
+from freqxfr import write_pair_outputs
 from freqxfr.cli import options
 from freqxfr.cli.output import decision_line
+from freqxfr.common.atomic import write_output
 from freqxfr.common.errors import InputError
+from freqxfr.explanations.explainer import Explainer
+from freqxfr.explanations.faithfulness import dataset_faithfulness, summary_lines
+from freqxfr.explanations.pairs import Pair, attach_groups, outside_root, read_pairs, spread
+from freqxfr.explanations.region_explanations import band_explainer, cells_record
+from freqxfr.imaging.regions import Regions
+from freqxfr.reports.dataset import render_dataset
+from freqxfr.reports.regions import write_template_report
+from freqxfr.runs.dataset import run_dataset
+from freqxfr.runs.folder import locked_folder
+from freqxfr.runs.pair import check_pair_folder, explanation_record, write_template_outputs
 
 DEMO_OUT = "freqxfr-demo"
 EXPLAIN_OUT = "freqxfr-explanation"
@@ -56,10 +68,6 @@ def _headline(explanation) -> str:
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
-    from freqxfr import write_pair_outputs
-    from freqxfr.runs.folder import locked_folder
-    from freqxfr.runs.pair import check_pair_folder
-
     if (args.b is None) == (args.template is None):
         raise InputError("explain needs two images A B, or one image A and --template T.npy")
     options.check_files(*(p for p in (args.a, args.b, args.template) if p is not None))
@@ -109,9 +117,6 @@ def cmd_explain(args: argparse.Namespace) -> int:
 def _explain_json_only(args: argparse.Namespace) -> int:
     """``explain --json`` without ``--out``: the record ``explanation.json`` would hold, on
     stdout; no folder, no file."""
-    from freqxfr.explanations.region_explanations import band_explainer, cells_record
-    from freqxfr.runs.pair import explanation_record
-
     explainer = options.explainer(args)
     aligned = options.aligned(args)
     if args.template is not None:
@@ -149,10 +154,6 @@ def _region_line(cells) -> str:
 
 def _explain_template(args: argparse.Namespace) -> int:
     """``explain A --template T.npy [--regions ...]``: one-sided, against a stored embedding."""
-    from freqxfr.reports.regions import write_template_report
-    from freqxfr.runs.folder import locked_folder
-    from freqxfr.runs.pair import write_template_outputs
-
     with locked_folder(args.out, command="explain"):
         explanation = write_template_outputs(
             options.explainer(args),
@@ -171,17 +172,12 @@ def _explain_template(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from freqxfr.runs.folder import locked_folder
-
     with locked_folder(args.out, command="demo"):
         return _demo(args)
 
 
 def _demo(args: argparse.Namespace) -> int:
     from importlib.resources import files
-
-    from freqxfr import write_pair_outputs
-    from freqxfr.explanations.explainer import Explainer
 
     demo = files("freqxfr") / "demo_data"
     a, b = Path(str(demo / "frll_001_neutral.jpg")), Path(str(demo / "frll_001_smiling.jpg"))
@@ -216,12 +212,7 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def cmd_dataset(args: argparse.Namespace) -> int:
-    from freqxfr.explanations.pairs import attach_groups, read_pairs, spread
-    from freqxfr.runs.dataset import run_dataset
-
     if args.regions is not None:
-        from freqxfr.imaging.regions import Regions
-
         Regions.parse(args.regions)  # a bad value is refused before the folder is touched
     pairs = read_pairs(args.pairs, root=args.root)
     if args.groups is not None:
@@ -248,8 +239,6 @@ def cmd_dataset(args: argparse.Namespace) -> int:
             restart=args.restart,
         )
         if not args.no_report:
-            from freqxfr.reports.dataset import render_dataset
-
             # Drawn from the run folder alone, after the run (and inside its lock).
             render_dataset(args.out, pair_pages=args.pair_pages)
     acc = summary.get("accuracy")
@@ -258,8 +247,6 @@ def cmd_dataset(args: argparse.Namespace) -> int:
         + (f", accuracy {acc:.4f} at the model threshold" if acc is not None else "")
     )
     if "faithfulness" in summary:
-        from freqxfr.explanations.faithfulness import summary_lines
-
         print("\n".join(summary_lines(summary["faithfulness"]["by_class"])))
     print(options.wrote(args.out, "results.jsonl", "summary.json", report=not args.no_report))
     return options.report_failures(
@@ -268,11 +255,6 @@ def cmd_dataset(args: argparse.Namespace) -> int:
 
 
 def cmd_faithfulness(args: argparse.Namespace) -> int:
-    from freqxfr.common.atomic import write_output
-    from freqxfr.explanations.faithfulness import dataset_faithfulness, summary_lines
-    from freqxfr.explanations.pairs import Pair, outside_root, read_pairs, spread
-    from freqxfr.runs.folder import locked_folder
-
     indices = None
     if args.pairs is not None:
         listed = read_pairs(args.pairs, root=args.root)

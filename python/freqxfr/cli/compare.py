@@ -8,6 +8,8 @@ from typing import Any
 
 from freqxfr.cli import options
 from freqxfr.common.errors import InputError
+from freqxfr.reports.comparison import render_comparison
+from freqxfr.runs.comparison import compare_runs
 
 
 def add_compare_parser(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -40,8 +42,6 @@ def add_compare_parser(sub: Any, common: argparse.ArgumentParser) -> None:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from freqxfr.runs.comparison import compare_runs
-
     if len(args.runs) < 2:
         raise InputError("compare needs at least two run folders")
     names = None
@@ -58,8 +58,6 @@ def cmd_compare(args: argparse.Namespace) -> int:
         seed=args.seed,
     )
     if not args.no_report:
-        from freqxfr.reports.comparison import render_comparison
-
         render_comparison(args.out)  # drawn from summary.json alone
     runs = ", ".join(f"{r['name']} ({r['model']}, {r['domain']})" for r in summary["runs"])
     print(f"compared {runs} over {summary['n_pairs']} common pairs")

@@ -14,6 +14,8 @@ from typing import Any
 from freqxfr.cli import options
 from freqxfr.cli.output import decision_line, threshold_text
 from freqxfr.common.errors import InputError
+from freqxfr.model.cards import card_to_toml, list_presets, preset, threshold_problem
+from freqxfr.model.loading import converter_module
 
 
 def add_verify_parser(subparsers: Any, common: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -43,8 +45,6 @@ def add_verify_parser(subparsers: Any, common: argparse.ArgumentParser) -> argpa
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    from freqxfr.model.cards import threshold_problem
-
     options.check_files(args.a, args.b)
     model = options.load_model(args)
     if args.threshold is not None:
@@ -125,9 +125,6 @@ def add_models_parser(subparsers: Any, common: argparse.ArgumentParser) -> argpa
 
 
 def cmd_models_list(args: argparse.Namespace) -> int:
-    from freqxfr.model.cards import list_presets, preset
-    from freqxfr.model.loading import converter_module
-
     rows: list[dict[str, Any]] = []
     for name in list_presets():
         card = preset(name)
@@ -175,9 +172,6 @@ def cmd_models_list(args: argparse.Namespace) -> int:
 
 
 def cmd_models_convert(args: argparse.Namespace) -> int:
-    from freqxfr.model.cards import list_presets, preset
-    from freqxfr.model.loading import converter_module
-
     names = args.names or [n for n in list_presets() if converter_module(preset(n))]
     for name in names:
         module = converter_module(preset(name))
@@ -196,7 +190,5 @@ def cmd_models_convert(args: argparse.Namespace) -> int:
 
 
 def cmd_models_card(args: argparse.Namespace) -> int:
-    from freqxfr.model.cards import card_to_toml, preset
-
     print(card_to_toml(preset(args.name)), end="")
     return 0

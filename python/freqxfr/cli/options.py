@@ -15,9 +15,15 @@ from pathlib import Path
 from typing import Any
 
 from freqxfr.common.errors import InputError
+from freqxfr.core.bands import BandSchedule
 from freqxfr.explanations.config import ExplainerConfig
+from freqxfr.explanations.explainer import Explainer
+from freqxfr.imaging.images import checked_file
+from freqxfr.model.verifier import load_model as load
+from freqxfr.runs.cluster import cluster_client
+from freqxfr.runs.folder import locked_folder
 
-# Exit statuses (also in --help and the README).
+# Exit statuses (also in --help and docs/guide/explain.md).
 EXIT_OK = 0
 EXIT_ERROR = 2  # bad input, unusable output folder, folder in use by another run, ...
 EXIT_PAIRS_FAILED = 3  # the run finished, but some pairs (or images) failed; rerun to retry them
@@ -87,8 +93,6 @@ def providers(args: argparse.Namespace) -> list[str] | None:
 
 def load_model(args: argparse.Namespace):
     """The model that ``--model``, ``--card`` and ``--providers`` name."""
-    from freqxfr.model.verifier import load_model as load
-
     return load(args.model, card=getattr(args, "card", None), providers=providers(args))
 
 
@@ -125,11 +129,9 @@ def aligned(args: argparse.Namespace) -> bool | None:
 
 def explainer(args: argparse.Namespace):
     """The :class:`~freqxfr.Explainer` the explainer options describe."""
-    from freqxfr.core.bands import BandSchedule
-    from freqxfr.explanations.explainer import Explainer
-
     schedule: Any = args.bands
     if args.schedule is not None:
+        checked_file(args.schedule, label=f"--schedule {args.schedule}")
         try:
             schedule = BandSchedule.from_json(args.schedule.read_text())
         except FileNotFoundError:
@@ -187,8 +189,6 @@ def progress(args: argparse.Namespace) -> bool:
 def check_files(*paths: str | Path) -> None:
     """Refuse a missing input file, or one that is not a regular file (a folder, a FIFO, a
     device), before any model loads, in the words every command uses."""
-    from freqxfr.imaging.images import checked_file
-
     for path in paths:
         checked_file(path)
 
@@ -208,9 +208,6 @@ def resumable_run(args: argparse.Namespace, command: str) -> Iterator[tuple[Any,
     """``(explainer, client)`` for a resumable run into ``--out``: the folder is locked before
     the model loads (so a second run into it stops at once), ``client`` is the Dask client of
     ``--scheduler``/``--workers`` (``None``: one process), and the explainer is the options'."""
-    from freqxfr.runs.cluster import cluster_client
-    from freqxfr.runs.folder import locked_folder
-
     with (
         locked_folder(args.out, command=command, resumable=True),
         cluster_client(args.scheduler, args.workers) as client,

@@ -13,13 +13,18 @@ from typing import Any
 from freqxfr.cli import options
 from freqxfr.cli.output import threshold_text
 from freqxfr.common.errors import InputError
+from freqxfr.explanations.pairs import read_pairs, spread
+from freqxfr.imaging.resolution import DEFAULT_RESAMPLE, RESAMPLE_KERNELS, check_factors
+from freqxfr.reports.crossres import render_crossres
+from freqxfr.reports.morph import DETECTOR_NAMES, render_morph
+from freqxfr.runs.crossres import run_crossres
+from freqxfr.runs.morph import run_morph
+from freqxfr.runs.morph_index import read_morph_index
+from freqxfr.stats.morph_score import DEFAULT_DISTANCE, DISTANCES
 
 
 def add_parsers(subparsers: Any, common: argparse.ArgumentParser) -> None:
     """Add the ``crossres`` and ``morph`` subcommands to the CLI's subparsers."""
-    from freqxfr.imaging.resolution import DEFAULT_RESAMPLE, RESAMPLE_KERNELS
-    from freqxfr.stats.morph_score import DEFAULT_DISTANCE, DISTANCES
-
     p = subparsers.add_parser(
         "crossres",
         parents=[common],
@@ -93,9 +98,6 @@ def add_parsers(subparsers: Any, common: argparse.ArgumentParser) -> None:
 
 
 def cmd_crossres(args: argparse.Namespace) -> int:
-    from freqxfr.explanations.pairs import read_pairs, spread
-    from freqxfr.runs.crossres import run_crossres
-
     pairs = read_pairs(args.pairs, root=args.root)
     if args.limit is not None:
         pairs = spread(pairs, args.limit)
@@ -118,8 +120,6 @@ def cmd_crossres(args: argparse.Namespace) -> int:
             client=client,
         )
         if not args.no_report:
-            from freqxfr.reports.crossres import render_crossres
-
             render_crossres(args.out)  # drawn from the run folder alone, inside its lock
     print(
         f"{summary['pairs']} pairs ({summary['genuine']} genuine, {summary['impostor']} "
@@ -142,10 +142,6 @@ def cmd_crossres(args: argparse.Namespace) -> int:
 
 
 def cmd_morph(args: argparse.Namespace) -> int:
-    from freqxfr.reports.morph import DETECTOR_NAMES, render_morph
-    from freqxfr.runs.morph import run_morph
-    from freqxfr.runs.morph_index import read_morph_index
-
     root = options.root(args, args.index)
     entries = read_morph_index(args.index, root=root, allow_outside_root=args.allow_outside_root)
     with options.resumable_run(args, "morph") as (explainer, client):
@@ -193,8 +189,6 @@ def _add_bootstrap_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _factors(text: str) -> tuple[float, ...]:
-    from freqxfr.imaging.resolution import check_factors
-
     try:
         values = [float(v) for v in text.split(",") if v.strip()]
     except ValueError:

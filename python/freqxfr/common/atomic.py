@@ -9,6 +9,7 @@ that the CLI can print it as it is.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import tempfile
@@ -43,14 +44,35 @@ def deferred_interrupts() -> Iterator[None]:
             raise pending
 
 
+_signalled: list[BaseException] = []  # the interrupt of a signal, once one arrived
+
+
 def defer_interrupt(exc: BaseException) -> bool:
     """From a signal handler: keep ``exc`` for the end of the running :func:`deferred_interrupts`
-    block and return True, or return False when no such block runs (raise it now)."""
+    block and return True, or return False when no such block runs (raise it now).
+
+    ``exc`` is also remembered for :func:`raise_if_interrupted`: a handler's exception raised
+    inside a garbage-collector or ``__del__`` callback is swallowed by Python ("Exception
+    ignored"), and the run would go on as if no signal had come."""
+    if not _signalled:
+        _signalled.append(exc)
     if getattr(_critical, "depth", 0) == 0:
         return False
     if getattr(_critical, "pending", None) is None:
         _critical.pending = exc
     return True
+
+
+def forget_interrupts() -> None:
+    """Forget a remembered interrupt (the CLI's ``main`` does, on entry and exit)."""
+    _signalled.clear()
+
+
+def raise_if_interrupted() -> None:
+    """Raise the interrupt of a signal that arrived (see :func:`defer_interrupt`), if any; long
+    loops call it between items (e.g. :meth:`freqxfr.runs.folder.ResultsLog.append`)."""
+    if _signalled and getattr(_critical, "depth", 0) == 0:
+        raise _signalled[0]
 
 
 # ---- files -------------------------------------------------------------------------------------
@@ -92,7 +114,14 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "w") -> Iterator[IO[An
         os.umask(umask)
         os.fchmod(fd, 0o666 & ~umask)
         with os.fdopen(fd, mode) as handle:
-            yield handle
+            try:
+                yield handle
+            except OSError as exc:
+                # A full disk (or quota, or a read-only remount) while the caller writes: name
+                # the file. Other OS errors of the caller's block are the caller's to word.
+                if exc.errno in _WRITE_ERRNOS and not isinstance(exc, OutputError):
+                    raise _write_error(target, exc) from None
+                raise
             try:
                 handle.flush()
                 os.fsync(handle.fileno())
@@ -106,6 +135,9 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "w") -> Iterator[IO[An
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp_name)
         raise
+
+
+_WRITE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EIO})
 
 
 def write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
@@ -148,7 +180,13 @@ def _output_error(what: str, path: Path, exc: OSError) -> OutputError:
 
 
 def _reason(path: Path, exc: OSError) -> str:
-    """A short human reason for ``exc``, naming a parent that is a file when that is the cause."""
+    """A short human reason for ``exc``, naming a parent that is a file when that is the cause
+    (and, for a full disk, what to do)."""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return (
+            f"{exc.strerror or exc}; free some space and run the same command again (a run "
+            "resumes; the file was left as it was)"
+        )
     for parent in (path, *path.parents):
         if parent.exists():
             if not parent.is_dir():

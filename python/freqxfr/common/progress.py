@@ -23,5 +23,4 @@ def progress_bar(
         return None
     if done:
         print(f"{desc}: resuming: {done} of {total} {unit}s done", file=sys.stderr, flush=True)
-
     return tqdm(total=total, initial=done, unit=unit, desc=desc, dynamic_ncols=True)

@@ -34,11 +34,13 @@ from freqxfr.explanations.config import (  # noqa: F401  (DEFAULT_BANDS, SETTING
 )
 from freqxfr.explanations.faithfulness import Faithfulness, pair_faithfulness
 from freqxfr.explanations.pairs import Pair
+from freqxfr.explanations.region_explanations import resolve_for_model
 from freqxfr.explanations.results import (  # noqa: F401  (ImageExplanation: public here too)
     Explanation,
     ImageExplanation,
     PairFailure,
 )
+from freqxfr.explanations.templates import explain_template
 from freqxfr.imaging.images import AlignedFace, ImageLike, source_label
 from freqxfr.imaging.regions import ResolvedRegions
 from freqxfr.model.verifier import Verifier, load_model
@@ -105,8 +107,6 @@ class Explainer:
         self._mask_options = _core_normalisation(card)
         self.regions: ResolvedRegions | None = None
         if config.regions is not None:  # region cells: see region_explanations
-            from freqxfr.explanations.region_explanations import resolve_for_model
-
             self.regions = resolve_for_model(config.regions, card)
         self._settings = config.provenance(self.model_info(), self.bands)  # shared, read-only
         # What makes two explainers' masking the same (the engine masks their pairs together).
@@ -366,8 +366,6 @@ class Explainer:
     def explain_template(self, probe: ImageLike, template: Any, *, aligned: bool | None = None):
         """Explain ``probe`` against a stored template (an embedding array or a ``.npy`` path):
         K + 1 embeddings (K·R + 1 with regions); see :mod:`freqxfr.explanations.templates`."""
-        from freqxfr.explanations.templates import explain_template
-
         return explain_template(self, probe, template, aligned=aligned)
 
     def explanation_from(self, embeddings, pairs, i, sources, timings, same, groups) -> Explanation:

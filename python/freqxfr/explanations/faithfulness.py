@@ -42,6 +42,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from freqxfr.common.errors import InputError
+from freqxfr.common.progress import progress_bar
 from freqxfr.imaging.images import ImageLike
 from freqxfr.imaging.regions import ResolvedRegions
 
@@ -577,8 +578,6 @@ def dataset_faithfulness(
     their list (default 0, 1, ...), e.g. when ``pairs`` is a subset of it. ``progress`` shows a
     progress bar.
     """
-    from freqxfr.common.progress import progress_bar
-
     per_image: list[dict[str, Any]] = []
     bar = progress_bar(progress and len(pairs) > 1, len(pairs), desc="faithfulness")
     for index, pair in zip(range(len(pairs)) if indices is None else indices, pairs, strict=True):

@@ -11,25 +11,85 @@ direct routes and the template explanations use it as they are.
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
-from freqxfr.explanations.results import Explanation, ImageExplanation
-from freqxfr.model.verifier import to_model_input
+from freqxfr.core.bands import Band, BandSchedule
+from freqxfr.explanations.pairs import Pair
+from freqxfr.explanations.results import Explanation, ImageExplanation, PairFailure
+from freqxfr.imaging.images import AlignedFace, ImageLike
+from freqxfr.imaging.regions import ResolvedRegions
+from freqxfr.model.verifier import Verifier, to_model_input
 
-if TYPE_CHECKING:
-    from freqxfr.explanations.explainer import Explainer
+if TYPE_CHECKING:  # typing.Self is Python 3.11+; the checker knows it for 3.10 too
+    from typing_extensions import Self
 
 
-def new_batch(explainer: Explainer, images: int) -> np.ndarray:
+class ExplainerParts(Protocol):
+    """What the explainer's helper modules (this kernel, templates, region cells) use of an
+    :class:`~freqxfr.explanations.explainer.Explainer`, so that they need not import the facade
+    that imports them."""
+
+    model: Verifier
+    schedule: BandSchedule
+    bands: tuple[Band, ...]
+    regions: ResolvedRegions | None
+    max_batch: int
+    _settings: Mapping[str, Any]  # shared by the explanations, read-only
+
+    @property
+    def n_bands(self) -> int: ...
+    @property
+    def cells(self) -> int: ...
+    @property
+    def images_per_pair(self) -> int: ...
+    def align(
+        self, image: ImageLike, aligned: bool | None = None, *, name: str | None = None
+    ) -> AlignedFace: ...
+    def aligned_crop(self, image: ImageLike, aligned: bool | None = None) -> np.ndarray: ...
+    def explain(
+        self,
+        a: ImageLike,
+        b: ImageLike,
+        *,
+        aligned: bool | None = None,
+        same: bool | None = None,
+        groups: dict[str, str] | None = None,
+        deadline: float | None = None,
+    ) -> Explanation: ...
+    def explain_pairs(
+        self,
+        pairs: Iterable[Pair | tuple[ImageLike, ImageLike]],
+        *,
+        aligned: bool | None = None,
+        skip_errors: bool = False,
+        overlap: bool = True,
+        indices: Iterable[int] | None = None,
+    ) -> Iterator[Explanation | PairFailure]: ...
+    def mask(
+        self,
+        faces: np.ndarray,
+        out: np.ndarray | None = None,
+        mode: str | None = None,
+        order: Sequence[int] | np.ndarray | None = None,
+        *,
+        regions: np.ndarray | None = None,
+        threads: int | None = None,
+    ) -> np.ndarray: ...
+    def with_(self, **changes: Any) -> Self: ...
+    def settings(self) -> dict[str, Any]: ...
+
+
+def new_batch(explainer: ExplainerParts, images: int) -> np.ndarray:
     """An empty batch for ``images`` explained images (references and their masked cells)."""
     rows = images * (explainer.cells + 1)
     return np.empty((rows, *explainer.model.card.input_shape), np.float32)
 
 
 def fill_batch(
-    explainer: Explainer, batch: np.ndarray, faces: np.ndarray, threads: int | None = None
+    explainer: ExplainerParts, batch: np.ndarray, faces: np.ndarray, threads: int | None = None
 ) -> None:
     """Write the n references and n×C masked images of the aligned ``faces`` (n, H, W, 3) into
     ``batch`` (at least n·(C + 1) rows, in the model's input layout)."""
@@ -42,7 +102,7 @@ def fill_batch(
 
 
 def image_explanation(
-    explainer: Explainer, source: str, scores: np.ndarray, s_ref: float
+    explainer: ExplainerParts, source: str, scores: np.ndarray, s_ref: float
 ) -> ImageExplanation:
     """One image's explanation from its C masked scores (band-major k·R + r) as (R, K) cells."""
     if explainer.regions is None:
@@ -53,7 +113,7 @@ def image_explanation(
 
 
 def explanation_from(
-    explainer: Explainer,
+    explainer: ExplainerParts,
     embeddings: np.ndarray,
     pairs: int,
     i: int,
@@ -87,7 +147,7 @@ def explanation_from(
 
 
 def explain_faces(
-    explainer: Explainer,
+    explainer: ExplainerParts,
     faces: np.ndarray,
     sources: tuple[str, str],
     align_s: float,

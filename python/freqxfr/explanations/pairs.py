@@ -14,6 +14,7 @@ import os
 from pathlib import Path
 
 from freqxfr.common.errors import InputError
+from freqxfr.imaging.images import checked_file
 
 _TRUE = {"1", "true", "yes", "same", "genuine", "match", "y", "t"}
 _FALSE = {"0", "false", "no", "different", "impostor", "nonmatch", "non-match", "n", "f"}
@@ -71,12 +72,15 @@ def read_pairs(path: str | Path, root: str | Path | None = None) -> list[Pair]:
     """
     path = Path(path)
     root = Path(root) if root is not None else path.parent
+    checked_file(path, label=f"pair list {path}")  # a regular file: no FIFO, folder, device
     try:
         text = path.read_text(encoding="utf-8-sig")
     except FileNotFoundError:
         raise InputError(f"pair list {path}: file not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"pair list {path}: cannot read it ({exc})") from None
+    except OSError as exc:
+        raise InputError(f"pair list {path}: cannot read it ({exc.strerror or exc})") from None
+    except UnicodeDecodeError as exc:
+        raise InputError(f"pair list {path}: not UTF-8 text ({exc.reason})") from None
     if path.suffix.lower() == ".csv":
         return _read_csv(text, path, root)
     return _read_lfw(text, path, root)
@@ -230,6 +234,7 @@ def attach_groups(
     """
     table = Path(table)
     root = Path(root) if root is not None else table.parent
+    checked_file(table, label=f"group table {table}")
     try:
         rows = list(csv.DictReader(table.read_text(encoding="utf-8-sig").splitlines()))
     except OSError as exc:
@@ -258,7 +263,7 @@ def outside_root(
 ) -> dict[int, str]:
     """The pairs that name an image outside ``root``, by position, with the reason.
 
-    The rule (see the README's "Reliability" section): after resolving symlinks and ``..``,
+    The rule (see "Reliability" in docs/guide/datasets.md): after resolving symlinks and ``..``,
     every image path of a pair list must lie inside ``root``, however the list spells it
     (relative, absolute, through a symlink). A pair list is data, often from elsewhere, and
     should not make a run read arbitrary files. The CLI's ``--allow-outside-root`` skips the check.

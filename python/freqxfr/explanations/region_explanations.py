@@ -22,19 +22,21 @@ import hashlib
 import itertools
 import json
 from collections.abc import Iterable, Iterator, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any, TypeVar
 
 import numpy as np
 
 from freqxfr.common.errors import FreqxfrError
 from freqxfr.explanations import stream
+from freqxfr.explanations.kernel import ExplainerParts
+from freqxfr.explanations.pairs import Pair
 from freqxfr.explanations.results import Explanation, PairFailure, relative_over_cells
 from freqxfr.imaging.images import AlignedFace
 from freqxfr.imaging.regions import Regions, ResolvedRegions, as_regions
+from freqxfr.stats.profiles import OUTCOMES
 
-if TYPE_CHECKING:
-    from freqxfr.explanations.explainer import Explainer
-    from freqxfr.explanations.pairs import Pair
+#: An explainer, kept as its own type through band_explainer (an Explainer stays one).
+_Explainer = TypeVar("_Explainer", bound=ExplainerParts)
 
 
 def resolve_for_model(regions: Regions | str | np.ndarray, card: Any) -> ResolvedRegions:
@@ -43,7 +45,7 @@ def resolve_for_model(regions: Regions | str | np.ndarray, card: Any) -> Resolve
     return as_regions(regions).resolve(h, w, card.alignment)
 
 
-def band_explainer(explainer: Explainer) -> Explainer:
+def band_explainer(explainer: _Explainer) -> _Explainer:
     """The band-only twin of a region explainer: same model (shared, not reloaded), bands and
     masking options, no regions. Reports and dataset runs show the bands as without regions and
     add the cells (2·K + 2 more embeddings per pair next to the 2·K·R + 2 of the cells)."""
@@ -51,7 +53,7 @@ def band_explainer(explainer: Explainer) -> Explainer:
 
 
 def explain_pairs_and_cells(
-    explainer: Explainer,
+    explainer: ExplainerParts,
     pairs: Iterable[Pair],
     *,
     indices: Iterable[int],
@@ -163,8 +165,6 @@ def region_summary(records: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
     ``impostor`` (by ``same``), and the decision outcomes (``true_match``, ``false_match``,
     ``true_non_match``, ``false_non_match``). Classes without images are left out.
     """
-    from freqxfr.stats.profiles import OUTCOMES
-
     maps: dict[str, list[np.ndarray]] = {}
     names: list[str] | None = None
     for record in records:

@@ -10,17 +10,14 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from freqxfr.common.errors import InputError
-from freqxfr.explanations.kernel import fill_batch, image_explanation, new_batch
+from freqxfr.explanations.kernel import ExplainerParts, fill_batch, image_explanation, new_batch
 from freqxfr.explanations.results import TemplateExplanation
 from freqxfr.imaging.images import ImageLike, checked_file, source_label
-
-if TYPE_CHECKING:
-    from freqxfr.explanations.explainer import Explainer
 
 #: A template whose norm is within this of 1 counts as L2-normalised (for Euclidean models).
 UNIT_NORM_TOLERANCE = 1e-3
@@ -136,7 +133,7 @@ def check_template(
 
 
 def explain_template(
-    explainer: Explainer, probe: ImageLike, template: Any, *, aligned: bool | None = None
+    explainer: ExplainerParts, probe: ImageLike, template: Any, *, aligned: bool | None = None
 ) -> TemplateExplanation:
     """:meth:`Explainer.explain_template`: K + 1 embeddings (K·R + 1 with regions)."""
     vector, label = load_template(template)

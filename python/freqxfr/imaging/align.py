@@ -32,19 +32,8 @@ crops of the FRLL photos. ``padding`` says what fills that part (:data:`PADDINGS
 ``"black"``
     Zeros: what ``dlib.get_face_chip`` and ``cv2.warpAffine`` do by themselves.
 
-Why edge is the default: it least disturbs the spectrum. ``benchmarks/bench_padding.py``
-(``benchmarks/results/padding.json``) cuts the tight ArcFace crop from each FRLL studio photo
-together with its real surroundings, so the chip dlib would cut had the crop been larger is known;
-the chips re-cut from the tight crop differ from it only where they were padded. Against it, on
-80 photos, the band energies of the 16 rings are off by 0.28 dB on average with edge padding,
-0.41 dB with reflect and 5.0 dB with black (black adds 1-10 dB to every ring above the lowest,
-the more the higher the ring: its hard edge is a strong spectral feature of its own). The
-explanation's band influences (per-image normalised, L1 distance over the rings, 80 pairs) are
-0.52 from the reference's with edge or reflect and 0.82 with black. Verification scores barely
-care: the mean |Δscore| is 0.013 (edge), 0.014 (reflect) and 0.012 (black), 2 % of the 0.6
-threshold. The one cost: on LFW's 10-fold protocol dlib scores 98.90 ± 0.31 % with edge padding
-and 99.07 ± 0.33 % with black (``benchmarks/bench_accuracy.py``), half a fold's spread apart; the
-default follows the spectrum, which the explanations are about. A crop that lies inside the
+Why edge is the default: it least disturbs the spectrum of all three (the measurements are in
+docs/benchmarks/index.md, "Alignment padding"). A crop that lies inside the
 photo (any studio photo) is the same under every padding: the photo is padded only when the
 crop reaches beyond it, and the pixels sampled inside the photo are dlib's own. :func:`align_crop` also reports the share of crop pixels that were padded
 (:attr:`Crop.padded_fraction`).

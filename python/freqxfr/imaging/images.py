@@ -159,7 +159,7 @@ def source_label(source: object, name: str | None = None) -> str:
 _ROOT: contextvars.ContextVar[Path | None] = contextvars.ContextVar("freqxfr_root", default=None)
 
 _KINDS = (
-    (stat.S_ISDIR, "is a folder, not a file"),
+    (stat.S_ISDIR, "is a folder (a directory), not a file"),
     (stat.S_ISFIFO, "is a FIFO (named pipe), not a regular file; freqxfr reads only regular files"),
     (stat.S_ISCHR, "is a character device, not a regular file; freqxfr reads only regular files"),
     (stat.S_ISBLK, "is a block device, not a regular file; freqxfr reads only regular files"),

@@ -6,8 +6,8 @@ region r, ``x − w_r ⊙ b_k(x)``, and the R cells of a band add up exactly to 
 
 Windows have raised-cosine edges: a product with a window widens the band's spectrum by the
 window's own bandwidth, so soft edges a few pixels to tens of pixels wide keep a cell's energy
-mostly in its band (:func:`spectral_spread` measures it; the README gives the numbers on real
-faces).
+mostly in its band (:func:`spectral_spread` measures it; docs/guide/regions.md gives the numbers
+on real faces).
 
 - :meth:`Regions.grid`: a rows × cols grid, a separable partition of unity;
 - :meth:`Regions.face`: eyes, brows, nose, mouth, the rest of the face and the background,

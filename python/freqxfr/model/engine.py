@@ -70,7 +70,7 @@ T = TypeVar("T")
 
 #: About the most images a narrow lane batches, and the most per model call on it. With one
 #: intra-op thread a call's images/s stays flat or falls as the batch grows past what the caches
-#: hold (dlib's ResNet on 2 cores: 165 images/s at 34, 151 at 102), unlike with all threads,
+#: hold (measured: docs/benchmarks/index.md, "Serving many callers"), unlike with all threads,
 #: where larger batches help; rows do not depend on the batch, so chunking changes no result.
 LANE_CALL_IMAGES = 48
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import signal
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -32,7 +34,7 @@ def cluster_client(scheduler: str | None = None, workers: int | None = None) -> 
         yield None
         return
     try:
-        from distributed import Client, LocalCluster
+        from distributed import Client, LocalCluster  # lazy: Dask is optional ([dask] extra)
     except ImportError:
         raise ClusterError(
             "--scheduler and --workers need Dask: pip install 'freqxfr[dask]'"
@@ -46,15 +48,39 @@ def cluster_client(scheduler: str | None = None, workers: int | None = None) -> 
             yield client
         return
     # dashboard ":0": any free port (None still binds the scheduler's HTTP server to 8787, and
-    # warns when another cluster holds it).
-    with (
-        LocalCluster(
+    # warns when another cluster holds it). Started with SIGINT ignored, which the nanny and
+    # worker processes inherit (Python and asyncio leave an ignored SIGINT alone): a Ctrl-C to
+    # the process group then stops this process alone, with no KeyboardInterrupt tracebacks
+    # from workers, and this block closes the cluster. SIGTERM waits while the cluster starts.
+    with _children_deaf_to_signals():
+        cluster = LocalCluster(
             n_workers=workers,
             threads_per_worker=1,
             processes=True,
             dashboard_address=":0",
             silence_logs=logging.ERROR,
-        ) as cluster,
-        Client(cluster) as client,
-    ):
+        )
+        try:
+            client = Client(cluster)
+        except BaseException:
+            cluster.close()
+            raise
+    with cluster, client:
         yield client
+
+
+@contextlib.contextmanager
+def _children_deaf_to_signals() -> Iterator[None]:
+    """For the block: SIGINT ignored (processes started inside inherit that; a Ctrl-C in the
+    few seconds of the cluster's start is lost, press it again) and SIGTERM blocked in this
+    thread (delivered when the block ends). Main thread only; the handlers come back after."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous_int = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    previous_mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous_int)
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous_mask)

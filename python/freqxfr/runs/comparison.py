@@ -372,6 +372,7 @@ def _compare(runs: list[Run], n_boot: int, level: float, seed: int) -> dict[str,
 
     decisions = {f"{b} - {a}": _decisions(data[a], data[b], a, b, common, runs[0]) for a, b in keys}
     summary = {
+        "format": "freqxfr.comparison-summary/1",  # its version (no schema yet)
         "runs": [_describe(run, data[run.name], same) for run in runs],
         "pairs_file": runs[0].config.get("pairs_file"),
         "pairs_sha256": runs[0].config.get("pairs_sha256"),

@@ -40,6 +40,7 @@ import numpy as np
 
 from freqxfr.common.atomic import write_json, write_output
 from freqxfr.common.errors import FreqxfrError, InputError
+from freqxfr.common.progress import progress_bar
 from freqxfr.explanations.explainer import Explainer, Explanation
 from freqxfr.explanations.pairs import Pair, outside_root
 from freqxfr.imaging.align import DEFAULT_PADDING, card_crop
@@ -52,6 +53,7 @@ from freqxfr.imaging.resolution import (
     degrade,
     low_resolution_size,
 )
+from freqxfr.runs.distributed import explain_crossres_chunks
 from freqxfr.runs.folder import (
     SETTINGS_KEY,
     ResultsLog,
@@ -61,7 +63,7 @@ from freqxfr.runs.folder import (
     pair_list_settings,
 )
 from freqxfr.runs.pair import write_images
-from freqxfr.runs.scenario_common import EXPLANATIONS, checked, csv_text, progress_bar
+from freqxfr.runs.scenario_common import EXPLANATIONS, checked, csv_text
 from freqxfr.stats.bootstrap import DEFAULT_LEVEL, DEFAULT_RESAMPLES, percentile_ci, sign_stability
 from freqxfr.stats.profiles import centroid, profile
 from freqxfr.stats.thresholds import accuracy, fmr_fnmr
@@ -204,8 +206,6 @@ def run_crossres(
                     progress,
                 )
             else:  # chunks of pairs on a Dask cluster
-                from freqxfr.runs.distributed import explain_crossres_chunks
-
                 failures = explain_crossres_chunks(
                     client,
                     explainer,
@@ -280,7 +280,7 @@ def _explain_missing(
         for i, reason in refused.items()
     ]
     n_done = len(factors) * len(pairs) - len(missing)
-    bar = progress_bar(progress, n_done + len(missing), n_done, "crossres")
+    bar = progress_bar(progress, n_done + len(missing), done=n_done, desc="crossres")
     try:
         for record in _explanations(explainer, pairs, missing, faces, resample):
             log.append(record)
@@ -427,6 +427,7 @@ def _summary(
         else:
             entry["probe_size"] = low_resolution_size(side, f)
     summary = {
+        "format": "freqxfr.crossres-summary/1",  # its version (no schema yet)
         "scenario": "crossres",
         "pairs_file": pairs_file,
         **explainer.settings(),

@@ -41,7 +41,15 @@ from freqxfr.common.errors import InputError
 from freqxfr.common.progress import progress_bar
 from freqxfr.explanations.explainer import Explainer, Explanation, PairFailure
 from freqxfr.explanations.pairs import Pair, outside_root
+from freqxfr.explanations.region_explanations import (
+    band_explainer,
+    cells_record,
+    explain_pairs_and_cells,
+    region_summary,
+)
 from freqxfr.imaging.images import confined_reads
+from freqxfr.runs.distributed import explain_dataset_chunks
+from freqxfr.runs.faithfulness import run_faithfulness
 from freqxfr.runs.folder import (
     SETTINGS_KEY,
     ResultsLog,
@@ -54,6 +62,11 @@ from freqxfr.runs.folder import (
 )
 from freqxfr.runs.pair import write_page_images
 from freqxfr.stats.profiles import summarise
+
+#: The versions of a dataset run's ``summary.json`` and of each ``results.jsonl`` line, their
+#: ``format`` fields (schemas: ``freqxfr/schemas/summary.schema.json``, ``result.schema.json``).
+SUMMARY_FORMAT = "freqxfr.summary/1"
+RESULT_FORMAT = "freqxfr.result/1"
 
 
 def run_config(
@@ -155,10 +168,7 @@ def run_dataset(
         locked_folder(out_dir, command="dataset", resumable=True) as out,
         confined_reads(root, allow_outside_root=allow_outside_root),
     ):
-        if (out / "run.json").is_file() and (
-            restart
-            or (_readable_json(out / "run.json") and not _explained_any(out / "results.jsonl"))
-        ):
+        if restart or (_recorded_run(out) and not _explained_any(out / "results.jsonl")):
             # --restart; or nothing finished yet (e.g. every pair failed under a wrong --root):
             # nothing is lost by starting over, so other settings are not refused. A run.json
             # that is not ours to read is never replaced silently (check_settings names it).
@@ -183,8 +193,6 @@ def run_dataset(
                         bar.update(1)
                 todo = [i for i in todo if i not in refused]
                 if client is not None:  # chunks of pairs on a Dask cluster
-                    from freqxfr.runs.distributed import explain_dataset_chunks
-
                     explain_dataset_chunks(
                         client,
                         explainer,
@@ -210,6 +218,7 @@ def run_dataset(
         records = pair_records(results, len(pairs), n_bands)
         failures = [r for r in records if "error" in r]
         summary = {
+            "format": SUMMARY_FORMAT,
             **{k: v for k, v in config.items() if k != SETTINGS_KEY},
             **summarise(r for r in records if "error" not in r),
             "failed": len(failures),
@@ -217,16 +226,12 @@ def run_dataset(
             SETTINGS_KEY: config[SETTINGS_KEY],
         }
         if explainer.regions is not None:
-            from freqxfr.explanations.region_explanations import region_summary
-
             # Names, areas and provenance of the weights, then the mean maps per class.
             summary["regions"] = {
                 **config["regions"],
                 **region_summary(r for r in records if "error" not in r),
             }
         if faithfulness_seeds:
-            from freqxfr.runs.faithfulness import run_faithfulness
-
             summary["faithfulness"] = run_faithfulness(
                 pairs, out, _band_only(explainer), seeds=faithfulness_seeds, progress=progress
             )
@@ -244,16 +249,32 @@ def _by_index(record: dict[str, Any]) -> int:
     return int(record["index"])
 
 
-def _readable_json(path: Path) -> bool:
+#: The folder of a cluster run's finished chunks (:data:`freqxfr.runs.distributed.PARTS`), named
+#: here so that a single-process run does not import the cluster module.
+PARTS = "parts"
+
+
+def _recorded_run(out: Path) -> bool:
+    """Whether ``out/run.json`` is the readable record of a run (an unreadable one is reported
+    by the settings check, never silently replaced)."""
     try:
-        json.loads(path.read_bytes())
+        record = json.loads((out / "run.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return False
-    return True
+    return isinstance(record, dict) and isinstance(record.get(SETTINGS_KEY), dict)
 
 
 def _explained_any(results: Path) -> bool:
-    """Whether ``results`` holds a line that looks like an explained pair (not a failure)."""
+    """Whether the run folder of ``results`` holds work to keep: a line of ``results`` that looks
+    like an explained pair (not a failure), or finished parts of a cluster run (``parts/``, which
+    a resume appends first). Summaries and reports are rewritten at the end anyway."""
+    try:
+        if any((results.parent / PARTS).iterdir()):
+            return True
+    except FileNotFoundError:
+        pass
+    except OSError:
+        return True
     try:
         with results.open("rb") as handle:
             return any(b'"error"' not in line and b'"a"' in line for line in handle)
@@ -309,6 +330,7 @@ def pair_records(path: Path, n_pairs: int, n_bands: int) -> list[dict[str, Any]]
 
 def _failure(index: int, pair: Pair, error: str) -> dict[str, Any]:
     return {
+        "format": RESULT_FORMAT,
         "index": index,
         "line": pair.line,
         "path_a": str(pair.path_a),
@@ -321,7 +343,8 @@ def _record(index: int, item: Explanation | PairFailure) -> dict[str, Any]:
     if isinstance(item, PairFailure):
         return _failure(index, item.pair, item.error)
     if isinstance(item, Explanation):
-        return {"index": index, **item.to_dict(settings=False)}  # settings are in run.json
+        # settings are in run.json
+        return {"format": RESULT_FORMAT, "index": index, **item.to_dict(settings=False)}
     raise TypeError(item)
 
 
@@ -360,7 +383,6 @@ def _lines(
         for index, item in zip(indices, stream, strict=True):
             yield _record(index, item)
         return
-    from freqxfr.explanations.region_explanations import cells_record, explain_pairs_and_cells
 
     both = explain_pairs_and_cells(
         explainer, (p for _, p in chunk), indices=indices, aligned=aligned, overlap=overlap
@@ -377,7 +399,6 @@ def _band_only(explainer: Explainer) -> Explainer:
     """The explainer of the band part of the lines (the region explainer's band-only twin)."""
     if explainer.regions is None:
         return explainer
-    from freqxfr.explanations.region_explanations import band_explainer
 
     return band_explainer(explainer)
 
@@ -389,8 +410,9 @@ def summarise_results(path: Path) -> dict[str, Any]:
 def write_parquet(results: Path, target: Path) -> None:
     """A tidy Parquet copy of the results (one row per pair × image × band); needs pyarrow."""
     try:
+        # lazy: pyarrow is optional ([parquet] extra)
         import pyarrow as pa
-        import pyarrow.parquet as pq
+        import pyarrow.parquet as pq  # lazy: as above
     except ImportError:
         raise InputError("a Parquet copy needs pyarrow: pip install 'freqxfr[parquet]'") from None
     rows: dict[str, list] = {

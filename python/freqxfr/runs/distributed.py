@@ -58,6 +58,8 @@ from freqxfr.explanations.region_explanations import (
     regions_from_recipe,
     regions_recipe,
 )
+from freqxfr.model.loading import model_path
+from freqxfr.model.verifier import load_model
 from freqxfr.runs.cluster import ClusterError
 from freqxfr.runs.folder import ResultsLog, explainer_settings, setting_changes
 
@@ -108,8 +110,6 @@ class ExplainerSpec:
 
     def build(self) -> Explainer:
         """The explainer, built here (on a worker); refused if its settings differ."""
-        from freqxfr.model.loading import model_path
-        from freqxfr.model.verifier import load_model
 
         threads = dict(self.threads_per_host).get(_host())
         path = Path(self.model_file)
@@ -133,8 +133,8 @@ class ExplainerSpec:
             raise ClusterError(
                 f"worker on {_host()} builds another explainer than the client "
                 f"({'; '.join(changes)}); "
-                "install the same freqxfr and model on every worker (see the README, "
-                "'Running on a cluster')"
+                "install the same freqxfr and model on every worker (see the docs, "
+                "'Running on a cluster': docs/guide/clusters.md)"
             )
         return explainer
 
@@ -167,7 +167,7 @@ def _worker_explainer(spec: ExplainerSpec) -> Explainer:
 
 
 def _host() -> str:
-    from distributed import get_worker
+    from distributed import get_worker  # lazy: Dask is optional ([dask] extra)
 
     try:
         return get_worker().address.rsplit(":", 1)[0]
@@ -333,8 +333,9 @@ def run_chunks(
     images that failed), in chunk order.
 
     The client writes nothing but the parts; the caller merges them into its log."""
+    # lazy: Dask is optional ([dask] extra), imported only by a run on a cluster
     from distributed import as_completed
-    from distributed.scheduler import KilledWorker
+    from distributed.scheduler import KilledWorker  # lazy: as above
 
     futures = {
         client.submit(_run_task, spec, task, list(chunk), task_options, pure=False): number

@@ -49,6 +49,8 @@ from freqxfr.explanations.config import unrecorded_settings
 
 LOCK_NAME = ".freqxfr.lock"
 SETTINGS_KEY = "settings"
+#: The version of ``run.json``, its ``format`` field (schema: ``freqxfr/schemas/run.schema.json``).
+RUN_FORMAT = "freqxfr.run/1"
 
 
 class FolderBusyError(OutputError):
@@ -332,6 +334,7 @@ def check_settings(path: str | os.PathLike[str], record: Mapping[str, Any]) -> N
     """
     target = Path(path)
     record = json.loads(json.dumps(record, allow_nan=False))  # tuples -> lists, as on disk
+    record = {"format": RUN_FORMAT, **record}
     if not target.exists():
         try:
             atomic.write_json(target, record)
@@ -435,6 +438,7 @@ class ResultsLog:
         self._key = key
         self._done = done
         self._sink: Any = None
+        self._written = 0  # complete records in the file
 
     def open(self) -> set[Hashable]:
         """Compact the file (see the class docstring) and return the finished keys."""
@@ -469,18 +473,22 @@ class ResultsLog:
         if changed:
             atomic.write_bytes(self.path, b"".join(kept))
         self._sink = self.path.open("a", encoding="utf-8")
+        self._written = len(kept)
         return keys
 
     def append(self, record: Mapping[str, Any]) -> None:
+        atomic.raise_if_interrupted()  # a signal whose exception was swallowed stops us here
         line = json.dumps(record, allow_nan=False) + "\n"
         try:
             self._sink.write(line)
             self._sink.flush()
         except OSError as exc:
             raise OutputError(
-                f"cannot write {self.path}: {_why(exc)}; the finished items are kept, so once "
-                "the cause is fixed (e.g. space freed) the same command resumes the run"
+                f"cannot write {self.path}: {_why(exc)}; its {self._written} finished "
+                "records are kept, and once that is fixed (e.g. space freed) the same command "
+                "resumes the run"
             ) from None
+        self._written += 1
 
     def close(self) -> None:
         if self._sink is not None:

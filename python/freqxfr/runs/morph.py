@@ -41,6 +41,7 @@ from freqxfr.common.progress import progress_bar
 from freqxfr.explanations.explainer import Explainer
 from freqxfr.explanations.pairs import Pair
 from freqxfr.imaging.images import AlignedFace, confined_reads
+from freqxfr.runs.distributed import explain_morph_chunks
 from freqxfr.runs.folder import (
     SETTINGS_KEY,
     ResultsLog,
@@ -65,6 +66,12 @@ class _Role:
 
 
 # ---- the run -------------------------------------------------------------------------------------
+
+
+def _comparison_key(record: dict[str, Any], n: int) -> int | None:
+    """The comparison number of a valid record, or ``None`` (a resume redoes an invalid line)."""
+    k = record.get("comparison")
+    return k if type(k) is int and 0 <= k < n else None
 
 
 def run_morph(
@@ -144,12 +151,10 @@ def run_morph(
         confined_reads(root, allow_outside_root=allow_outside_root),
     ):
         check_settings(out / "run.json", {"index_file": index_file, SETTINGS_KEY: settings})
-        with ResultsLog(out / EXPLANATIONS, key=lambda r: int(r["comparison"])) as log:
+        with ResultsLog(out / EXPLANATIONS, key=lambda r: _comparison_key(r, len(cmps))) as log:
             done = log.open()
             todo = [k for k in range(len(cmps)) if k not in done]
             if client is not None:  # chunks of pairs on a Dask cluster
-                from freqxfr.runs.distributed import explain_morph_chunks
-
                 explain_morph_chunks(
                     client, explainer, entries, cmps, aligned, log, done, task=_explain_chunk
                 )
@@ -269,6 +274,7 @@ def _summarise(
     directed = np.stack([e.a.directed for e in explanations])
     frequency = detectors["frequency"]
     summary = {
+        "format": "freqxfr.morph-summary/1",  # its version (no schema yet)
         "scenario": "morph",
         "index_file": index_file,
         **explainer.settings(),

@@ -23,6 +23,7 @@ import dataclasses
 from pathlib import Path
 
 from freqxfr.common.errors import InputError
+from freqxfr.imaging.images import checked_file
 
 _REQUIRED = ("path", "identity_a", "identity_b", "bona_fide_a", "bona_fide_b")
 
@@ -94,6 +95,7 @@ def read_morph_index(
     path = Path(path)
     root = Path(root) if root is not None else path.parent
     base = root.resolve()
+    checked_file(path, label=f"morph index {path}")  # a regular file: no FIFO, folder, device
     try:
         text = path.read_text(encoding="utf-8-sig")
     except FileNotFoundError:

@@ -33,6 +33,11 @@ from freqxfr.explanations.region_explanations import band_explainer, cells_recor
 from freqxfr.imaging.images import ImageLike, source_label
 
 EXPLANATION_NAME = "explanation.json"
+#: The version of ``explanation.json`` (and of ``explain --json``), its ``format`` field; the
+#: schema is ``freqxfr/schemas/explanation.schema.json``.
+EXPLANATION_FORMAT = "freqxfr.explanation/1"
+#: The ``format`` of a template explanation's ``explanation.json`` (``explain --template``).
+TEMPLATE_EXPLANATION_FORMAT = "freqxfr.template-explanation/1"
 IMAGES_NAME = "images.npz"
 PAIR_PAGES = "pairs"  # the folder of a dataset run's per-pair pages
 PAGE_CHOICES = ("errors", "all", "none")
@@ -130,11 +135,13 @@ def write_pair_outputs(
 
 
 def explanation_record(record: dict[str, Any]) -> dict[str, Any]:
-    """``Explanation.to_dict()`` with the distances beside the scores for Euclidean models.
+    """``Explanation.to_dict()`` with its ``format`` first and the distances beside the scores
+    for Euclidean models.
 
     Scores are "higher is more alike" for every model (a Euclidean score is the negative
     distance); ``distance_ref`` and ``distance_threshold`` spare a reader the sign flip.
     """
+    record = {"format": EXPLANATION_FORMAT, **record}
     if (record.get("model") or {}).get("metric") == "euclidean":
         record = {
             **record,
@@ -187,7 +194,11 @@ def write_template_outputs(
     regions = explainer.regions
     write_images(folder, face.pixels[None], None, None if regions is None else regions.weights)
     write_output(
-        folder / EXPLANATION_NAME, json.dumps(result.to_dict(), indent=2, allow_nan=False) + "\n"
+        folder / EXPLANATION_NAME,
+        json.dumps(
+            {"format": TEMPLATE_EXPLANATION_FORMAT, **result.to_dict()}, indent=2, allow_nan=False
+        )
+        + "\n",
     )
     return result
 

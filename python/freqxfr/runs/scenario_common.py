@@ -62,15 +62,6 @@ def csv_text(rows: list[dict[str, Any]]) -> str:
     return buffer.getvalue()
 
 
-def progress_bar(enabled: bool, total: int, initial: int, desc: str):
-    """A tqdm bar over ``total`` items of which ``initial`` are done, or ``None``."""
-    if not enabled:
-        return None
-    from tqdm import tqdm
-
-    return tqdm(total=total, initial=initial, unit="pair", desc=desc, dynamic_ncols=True)
-
-
 def provenance_rows(summary: Mapping[str, Any]) -> list[tuple[str, Any]]:
     """The model and masking rows of a scenario report's overview, from the summary's
     :meth:`~freqxfr.explanations.explainer.Explainer.settings` part."""
