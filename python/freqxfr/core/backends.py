@@ -69,7 +69,7 @@ class Backend(Protocol):
 
 def _planes(images: np.ndarray, params: MaskParams, dtype: type) -> np.ndarray:
     """(N, H, W, C) -> (N, C, H, W) in output channel order."""
-    x = np.moveaxis(images, -1, 1).astype(dtype)
+    x: np.ndarray = np.moveaxis(images, -1, 1).astype(dtype)
     return x[:, ::-1] if params.reverse_channels else x
 
 

@@ -46,11 +46,11 @@ def mask_bands(
     backend: str = "cpp",
     out: np.ndarray | None = None,
     *,
-    order: Sequence[int] | None = None,
+    order: Sequence[int] | np.ndarray | None = None,
     domain: str = "pixel",
     clip: bool | tuple[float, float] | None = None,
-    mean: float | Sequence[float] = 0.0,
-    std: float | Sequence[float] = 1.0,
+    mean: float | Sequence[float] | np.ndarray = 0.0,
+    std: float | Sequence[float] | np.ndarray = 1.0,
     channel_order: str = "RGB",
     layout: str = "NCHW",
     threads: int | None = None,
@@ -224,7 +224,7 @@ def _choice(value: str, allowed: tuple[str, ...], name: str) -> str:
 
 
 def _check_order(
-    order: Sequence[int] | None, k: int, mode: str, cells: bool = False
+    order: Sequence[int] | np.ndarray | None, k: int, mode: str, cells: bool = False
 ) -> tuple[int, ...]:
     if order is None:
         return tuple(range(k))
@@ -246,7 +246,7 @@ def _check_clip(clip: bool | tuple[float, float] | None) -> tuple[float, float] 
     if clip is True:
         return (0.0, 255.0)
     try:
-        lo, hi = (float(v) for v in clip)  # type: ignore[union-attr]
+        lo, hi = (float(v) for v in clip)
     except (TypeError, ValueError):
         raise InputError(f"clip must be True, False or (lo, hi), got {clip!r}") from None
     if not (abs(lo) <= VALUE_LIMIT and abs(hi) <= VALUE_LIMIT and lo < hi):
@@ -257,7 +257,7 @@ def _check_clip(clip: bool | tuple[float, float] | None) -> tuple[float, float] 
 
 
 def _per_channel(
-    value: float | Sequence[float], c: int, name: str, smallest: float = 0.0
+    value: float | Sequence[float] | np.ndarray, c: int, name: str, smallest: float = 0.0
 ) -> tuple[float, ...]:
     """``value`` as c floats; each finite, at most VALUE_LIMIT and (for std) at least ``smallest``
     in magnitude. Every backend refuses the same values here, before any of them runs."""

@@ -157,7 +157,7 @@ class ExplainerConfig:
         ),
     )
     schedule: BandSchedule = dataclasses.field(  # an int k or None given: rings, resolved below
-        default=None,
+        default=None,  # type: ignore[assignment]  # None means DEFAULT_BANDS (__post_init__)
         metadata=_meta(provenance=True, restart="--bands/--schedule", mask=True, special=True),
     )
     max_batch: int = dataclasses.field(default=256)

@@ -41,7 +41,8 @@ from freqxfr.explanations.results import (  # noqa: F401  (ImageExplanation: pub
     PairFailure,
 )
 from freqxfr.explanations.templates import explain_template
-from freqxfr.imaging.images import AlignedFace, source_label
+from freqxfr.imaging.images import AlignedFace, ImageLike, source_label
+from freqxfr.imaging.regions import ResolvedRegions
 from freqxfr.model.verifier import Verifier, load_model
 
 _SETTING_NAMES = field_names()
@@ -104,7 +105,7 @@ class Explainer:
         self.bands = config.schedule.resolve(h, w).bands  # validates the schedule at this size
         self._input_shape = card.input_shape
         self._mask_options = _core_normalisation(card)
-        self.regions = None
+        self.regions: ResolvedRegions | None = None
         if config.regions is not None:  # region cells: see region_explanations
             self.regions = resolve_for_model(config.regions, card)
         self._settings = config.provenance(self.model_info(), self.bands)  # shared, read-only
@@ -150,8 +151,8 @@ class Explainer:
 
     def explain(
         self,
-        a: Any,
-        b: Any,
+        a: ImageLike,
+        b: ImageLike,
         *,
         aligned: bool | None = None,
         same: bool | None = None,
@@ -183,8 +184,8 @@ class Explainer:
 
     async def explain_async(
         self,
-        a: Any,
-        b: Any,
+        a: ImageLike,
+        b: ImageLike,
         *,
         aligned: bool | None = None,
         same: bool | None = None,
@@ -202,7 +203,7 @@ class Explainer:
         return serving.warmup(self)
 
     def align(
-        self, image: Any, aligned: bool | None = None, *, name: str | None = None
+        self, image: ImageLike, aligned: bool | None = None, *, name: str | None = None
     ) -> AlignedFace:
         """Load and align one image once, keeping its name (default: its path).
 
@@ -215,7 +216,7 @@ class Explainer:
             return image
         return AlignedFace(self.aligned_crop(image, aligned), source_label(image, name))
 
-    def aligned_crop(self, image: Any, aligned: bool | None = None) -> np.ndarray:
+    def aligned_crop(self, image: ImageLike, aligned: bool | None = None) -> np.ndarray:
         """The model's input crop of one image: loaded and aligned as the model's card says
         (an :class:`~freqxfr.imaging.images.AlignedFace` is used as it is)."""
         if isinstance(image, AlignedFace):
@@ -226,7 +227,7 @@ class Explainer:
 
     def explain_pairs(
         self,
-        pairs: Iterable[Pair | tuple[Any, Any]],
+        pairs: Iterable[Pair | tuple[ImageLike, ImageLike]],
         *,
         aligned: bool | None = None,
         skip_errors: bool = False,
@@ -265,7 +266,7 @@ class Explainer:
         """Load, align and mask a chunk of pairs into ``buffer``; failures keep their place."""
         t0 = time.perf_counter()
         entries: list[PairFailure | Pair] = []
-        faces = []
+        faces: list[np.ndarray] = []
         for index, pair in chunk:
             try:
                 face_pair = (
@@ -337,7 +338,7 @@ class Explainer:
         faces: np.ndarray,
         out: np.ndarray | None = None,
         mode: str | None = None,
-        order: Sequence[int] | None = None,
+        order: Sequence[int] | np.ndarray | None = None,
         *,
         regions: np.ndarray | None = None,
         threads: int | None = None,
@@ -362,7 +363,7 @@ class Explainer:
             **self._mask_options,
         )
 
-    def explain_template(self, probe: Any, template: Any, *, aligned: bool | None = None):
+    def explain_template(self, probe: ImageLike, template: Any, *, aligned: bool | None = None):
         """Explain ``probe`` against a stored template (an embedding array or a ``.npy`` path):
         K + 1 embeddings (K·R + 1 with regions); see :mod:`freqxfr.explanations.templates`."""
         return explain_template(self, probe, template, aligned=aligned)
@@ -423,8 +424,8 @@ class Explainer:
 
     def faithfulness(
         self,
-        a: Any,
-        b: Any,
+        a: ImageLike,
+        b: ImageLike,
         *,
         seeds: int | Sequence[int] = 5,
         aligned: bool | None = None,
@@ -438,8 +439,8 @@ class Explainer:
 
 
 def explain(
-    a: Any,
-    b: Any,
+    a: ImageLike,
+    b: ImageLike,
     *,
     aligned: bool | None = None,
     same: bool | None = None,

@@ -43,6 +43,8 @@ import numpy as np
 
 from freqxfr.common.errors import InputError
 from freqxfr.common.progress import progress_bar
+from freqxfr.imaging.images import ImageLike
+from freqxfr.imaging.regions import ResolvedRegions
 
 
 # What the curves need of an explainer and an explanation; freqxfr.Explainer and Explanation are
@@ -51,31 +53,38 @@ from freqxfr.common.progress import progress_bar
 class Explainer(Protocol):
     model: Any
     max_batch: int
+    regions: ResolvedRegions | None  # the region set of a region explainer
 
     @property
     def n_bands(self) -> int: ...
 
-    def align(self, image: Any, aligned: bool | None = None) -> Any: ...
+    def align(self, image: ImageLike, aligned: bool | None = None) -> Any: ...
 
-    def explain(self, a: Any, b: Any, *, aligned: bool | None = None) -> Any: ...
+    def explain(self, a: ImageLike, b: ImageLike, *, aligned: bool | None = None) -> Any: ...
 
     def mask(
         self,
         faces: np.ndarray,
         out: np.ndarray | None = None,
         mode: str | None = None,
-        order: Sequence[int] | None = None,
+        order: Sequence[int] | np.ndarray | None = None,
         *,
         regions: np.ndarray | None = None,
     ) -> np.ndarray: ...
 
 
 class Explanation(Protocol):
-    a: Any  # .directed: (K,) directed influences of image a ((R, K) with regions)
-    b: Any
-    score_ref: float
-    decision: bool
-    same: bool | None
+    # Read-only members, so that a frozen dataclass (freqxfr.Explanation) is one.
+    @property
+    def a(self) -> Any: ...  # .directed: (K,) directed influences of image a ((R, K) with regions)
+    @property
+    def b(self) -> Any: ...
+    @property
+    def score_ref(self) -> float: ...
+    @property
+    def decision(self) -> bool: ...
+    @property
+    def same(self) -> bool | None: ...
 
 
 VARIANTS = ("decision_aware", "support", "against", "absolute")
@@ -249,8 +258,8 @@ def seed_list(seeds: int | Sequence[int]) -> tuple[int, ...]:
 
 def pair_faithfulness(
     explainer: Explainer,
-    a: Any,
-    b: Any,
+    a: ImageLike,
+    b: ImageLike,
     *,
     seeds: int | Sequence[int] = 5,
     aligned: bool | None = None,

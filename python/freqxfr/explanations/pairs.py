@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import os
 from pathlib import Path
 
 from freqxfr.common.errors import InputError
@@ -251,13 +252,14 @@ def attach_groups(
             if attrs is None:
                 raise InputError(f"group table {table}: no row for image {p}")
         a, b = found
+        assert a is not None and b is not None  # refused just above
         groups = {k: (a[k] if a[k] == b.get(k) else "mixed") for k in a}
         labelled.append(dataclasses.replace(pair, groups={**groups, **pair.groups}))
     return labelled
 
 
 def outside_root(
-    pairs: list[Pair], root: str | Path, *, pairs_file: str | Path = "pair list"
+    pairs: list[Pair], root: str | os.PathLike[str], *, pairs_file: str | Path = "pair list"
 ) -> dict[int, str]:
     """The pairs that name an image outside ``root``, by position, with the reason.
 

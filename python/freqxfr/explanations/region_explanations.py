@@ -22,7 +22,7 @@ import hashlib
 import itertools
 import json
 from collections.abc import Iterable, Iterator, Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -35,6 +35,9 @@ from freqxfr.imaging.images import AlignedFace
 from freqxfr.imaging.regions import Regions, ResolvedRegions, as_regions
 from freqxfr.stats.profiles import OUTCOMES
 
+#: An explainer, kept as its own type through band_explainer (an Explainer stays one).
+_Explainer = TypeVar("_Explainer", bound=ExplainerParts)
+
 
 def resolve_for_model(regions: Regions | str | np.ndarray, card: Any) -> ResolvedRegions:
     """A region set at the model's input size, on its alignment's template."""
@@ -42,7 +45,7 @@ def resolve_for_model(regions: Regions | str | np.ndarray, card: Any) -> Resolve
     return as_regions(regions).resolve(h, w, card.alignment)
 
 
-def band_explainer(explainer: ExplainerParts) -> ExplainerParts:
+def band_explainer(explainer: _Explainer) -> _Explainer:
     """The band-only twin of a region explainer: same model (shared, not reloaded), bands and
     masking options, no regions. Reports and dataset runs show the bands as without regions and
     add the cells (2·K + 2 more embeddings per pair next to the 2·K·R + 2 of the cells)."""
@@ -81,7 +84,8 @@ def explain_pairs_and_cells(
     while group := list(itertools.islice(ready, per_call)):
         usable = [(i, p, f) for i, p, f in group if not isinstance(f, str)]
         band_stream = bands.explain_pairs(
-            (dataclasses.replace(p, path_a=f[0], path_b=f[1]) for _, p, f in usable),
+            # The aligned faces stand in for the paths: explain_pairs takes either.
+            (dataclasses.replace(p, path_a=f[0], path_b=f[1]) for _, p, f in usable),  # type: ignore[arg-type]
             indices=[i for i, _, _ in usable],
             skip_errors=True,
             overlap=False,  # one model call: nothing to overlap

@@ -19,11 +19,11 @@ from typing import Any
 import numpy as np
 
 from freqxfr.core import fftw
-from freqxfr.imaging.images import source_label
+from freqxfr.imaging.images import ImageLike, source_label
 from freqxfr.model.engine import alignment_exceeded, deadline_at, within_deadline
 
 
-def aligned_pair(explainer: Any, a: Any, b: Any, aligned: bool | None) -> np.ndarray:
+def aligned_pair(explainer: Any, a: ImageLike, b: ImageLike, aligned: bool | None) -> np.ndarray:
     """The two aligned faces (2, H, W, 3) of a pair, as ``explainer`` aligns them."""
     return np.stack([explainer.aligned_crop(a, aligned), explainer.aligned_crop(b, aligned)])
 
@@ -33,8 +33,8 @@ def _pair_explanation(
     rows: np.ndarray,
     timings: dict[str, float],
     align_s: float,
-    a: Any,
-    b: Any,
+    a: ImageLike,
+    b: ImageLike,
     same: bool | None,
     groups: dict[str, str] | None,
 ) -> Any:
@@ -47,8 +47,8 @@ def _pair_explanation(
 
 def explain_pair(
     explainer: Any,
-    a: Any,
-    b: Any,
+    a: ImageLike,
+    b: ImageLike,
     *,
     aligned: bool | None,
     same: bool | None,
@@ -68,8 +68,8 @@ def explain_pair(
 
 async def explain_pair_async(
     explainer: Any,
-    a: Any,
-    b: Any,
+    a: ImageLike,
+    b: ImageLike,
     *,
     aligned: bool | None,
     same: bool | None,

@@ -17,7 +17,7 @@ import numpy as np
 from freqxfr.common.errors import InputError
 from freqxfr.explanations.kernel import ExplainerParts, fill_batch, image_explanation, new_batch
 from freqxfr.explanations.results import TemplateExplanation
-from freqxfr.imaging.images import checked_file, source_label
+from freqxfr.imaging.images import ImageLike, checked_file, source_label
 
 #: A template whose norm is within this of 1 counts as L2-normalised (for Euclidean models).
 UNIT_NORM_TOLERANCE = 1e-3
@@ -133,7 +133,7 @@ def check_template(
 
 
 def explain_template(
-    explainer: ExplainerParts, probe: Any, template: Any, *, aligned: bool | None = None
+    explainer: ExplainerParts, probe: ImageLike, template: Any, *, aligned: bool | None = None
 ) -> TemplateExplanation:
     """:meth:`Explainer.explain_template`: K + 1 embeddings (K·R + 1 with regions)."""
     vector, label = load_template(template)

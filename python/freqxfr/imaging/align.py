@@ -80,9 +80,10 @@ import logging
 import threading
 import warnings
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 import numpy as np
+import numpy.typing as npt
 from PIL import Image
 
 from freqxfr.common.errors import InputError, ModelError, NoFaceError
@@ -141,7 +142,7 @@ PADDINGS = ("edge", "reflect", "black")
 #: The padding that least disturbs the spectrum (``benchmarks/bench_padding.py``).
 DEFAULT_PADDING = "edge"
 
-_NUMPY_PAD_MODES = {"edge": "edge", "reflect": "reflect"}
+_NUMPY_PAD_MODES: dict[str, Literal["edge", "reflect"]] = {"edge": "edge", "reflect": "reflect"}
 
 #: Detection runs on a copy of the photo scaled down to this longest side.
 DETECT_MAX_SIDE = 640
@@ -452,7 +453,7 @@ def _detection_copy(pixels: np.ndarray) -> tuple[np.ndarray, float]:
     return work, small[0] / width
 
 
-def _to_photo(points: np.ndarray, scale: float) -> np.ndarray:
+def _to_photo(points: npt.ArrayLike, scale: float) -> np.ndarray:
     """Map (x, y) pixel positions from the detection copy back to the photo (pixel centres)."""
     return (np.asarray(points, dtype=np.float64) + 0.5) / scale - 0.5
 

@@ -118,6 +118,12 @@ class AlignedFace:
     name: str
 
 
+#: Any one image the public API takes (``Explainer.explain``, ``Verifier.embed``, ...): what
+#: :func:`load_image` reads (:data:`ImageSource`), or a face already aligned for the model (used
+#: as it is). A real union at run time, so ``typing.get_type_hints`` resolves it.
+ImageLike: TypeAlias = str | os.PathLike[str] | Image.Image | np.ndarray | AlignedFace
+
+
 def source_label(source: object, name: str | None = None) -> str:
     """What messages call an image: ``name`` if given, else its path, or a description of its kind.
 
@@ -139,7 +145,7 @@ def source_label(source: object, name: str | None = None) -> str:
     if isinstance(source, AlignedFace):
         return source.name
     if isinstance(source, (str, os.PathLike)):
-        return os.fspath(source)  # type: ignore[return-value]
+        return os.fspath(source)
     if isinstance(source, np.ndarray):
         return "<array>"
     if isinstance(source, Image.Image):

@@ -329,7 +329,9 @@ def _resized(maps: np.ndarray, h: int, w: int) -> np.ndarray:
     """Custom maps at another size: each resized bilinearly, then renormalised to sum to 1."""
     out = np.stack(
         [
-            np.asarray(Image.fromarray(m.astype(np.float32), "F").resize((w, h), Image.BILINEAR))
+            np.asarray(
+                Image.fromarray(m.astype(np.float32), "F").resize((w, h), Image.Resampling.BILINEAR)
+            )
             for m in maps
         ]
     ).astype(np.float64)

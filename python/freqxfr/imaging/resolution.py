@@ -48,7 +48,8 @@ KERNEL_DESCRIPTIONS = {
 def check_factors(factors: object) -> tuple[float, ...]:
     """Validate downscaling factors: a non-empty sequence of distinct numbers >= 1, sorted."""
     try:
-        values = [float(f) for f in factors]  # type: ignore[union-attr]
+        # Any object may come in: a non-iterable or non-number is refused just below.
+        values = [float(f) for f in factors]  # type: ignore[attr-defined]
     except (TypeError, ValueError):
         raise InputError(f"factors must be numbers >= 1, got {factors!r}") from None
     if not values:

@@ -890,8 +890,9 @@ class Engine:
         if not live:
             return
         runner = self.runner if wide else self._lane_runner(lane)
+        results: list[tuple[np.ndarray, dict[str, float]] | Exception]
         try:
-            results = self._compute(live, lane, runner)
+            results = list(self._compute(live, lane, runner))
         except Exception as exc:  # delivered to the callers, never lost
             if len(live) == 1:
                 self._count("failed")

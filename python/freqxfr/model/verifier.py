@@ -30,7 +30,7 @@ from PIL import Image
 from freqxfr.common.errors import InputError
 from freqxfr.core import fftw
 from freqxfr.imaging.align import DEFAULT_PADDING, align_for_card
-from freqxfr.imaging.images import AlignedFace, source_label
+from freqxfr.imaging.images import AlignedFace, ImageLike, source_label
 from freqxfr.model.cards import ModelCard, threshold_problem, to_model_input
 from freqxfr.model.engine import Engine, alignment_exceeded, deadline_at, within_deadline
 from freqxfr.model.runner import Runner, open_runner
@@ -146,7 +146,7 @@ class Verifier:
 
     def embed(
         self,
-        images: Any,
+        images: ImageLike | list[ImageLike] | tuple[ImageLike, ...],
         *,
         aligned: bool | None = None,
         padding: str = DEFAULT_PADDING,
@@ -202,7 +202,7 @@ class Verifier:
 
     async def embed_async(
         self,
-        images: Any,
+        images: ImageLike | list[ImageLike] | tuple[ImageLike, ...],
         *,
         aligned: bool | None = None,
         padding: str = DEFAULT_PADDING,
@@ -294,7 +294,7 @@ class Verifier:
 
     def align(
         self,
-        image: Any,
+        image: ImageLike,
         *,
         aligned: bool | None = None,
         name: str | None = None,
@@ -346,8 +346,8 @@ class Verifier:
 
     def compare(
         self,
-        img_a: Any,
-        img_b: Any,
+        img_a: ImageLike,
+        img_b: ImageLike,
         *,
         aligned: bool | None = None,
         threshold: float | None = None,
@@ -389,8 +389,8 @@ class Verifier:
 
     async def compare_async(
         self,
-        img_a: Any,
-        img_b: Any,
+        img_a: ImageLike,
+        img_b: ImageLike,
         *,
         aligned: bool | None = None,
         threshold: float | None = None,
@@ -428,7 +428,7 @@ class Verifier:
             raise InputError(f"threshold for model {self.card.name!r} {problem}")
         return float(threshold)
 
-    def _pair(self, a: Any, b: Any, aligned: bool | None, padding: str) -> np.ndarray:
+    def _pair(self, a: ImageLike, b: ImageLike, aligned: bool | None, padding: str) -> np.ndarray:
         """The two aligned faces of a comparison, (2, H, W, 3)."""
         return np.stack([self.align(i, aligned=aligned, padding=padding) for i in (a, b)])
 

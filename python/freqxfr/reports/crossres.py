@@ -91,10 +91,12 @@ def write_crossres_report(
     sections.append(Section("Centroid shift", _centroid_table(summary), centroid_images))
     heat = []
     for name in SIDE_NAMES:
+        matrix = _profile_matrix(entries, name, None, "absolute_normalised_mean")
+        assert matrix is not None  # all pairs (label None): always a matrix
         heat.append(
             plot_profiles_by_factor(
                 factors,
-                _profile_matrix(entries, name, None, "absolute_normalised_mean"),
+                matrix,
                 out / f"profiles_{name}.png",
                 kind="absolute",
                 title=f"{name}: absolute influence, normalised per image (all pairs)",

@@ -171,8 +171,8 @@ def write_dataset_report(
         sections += _verification_sections(folder, summary, results, pages)
     classes = plots.usable_profiles(summary.get("classes"))
     if classes:
-        img = plots.plot_profiles(summary, folder / "profiles.png")
-        sections.append(Section("Genuine vs impostor", _profile_table(classes, bands), [img]))
+        figure = plots.plot_profiles(summary, folder / "profiles.png")
+        sections.append(Section("Genuine vs impostor", _profile_table(classes, bands), [figure]))
     outcomes = plots.usable_profiles(summary.get("outcomes"))
     img = plots.plot_outcome_profiles(summary, folder / "outcomes.png")
     if img is not None:
@@ -243,8 +243,8 @@ def _thumbnail(path: Any) -> str | None:
     try:
         # The one rule for files read on a pair list's behalf: inside --root, regular files only.
         checked_file(path)
-        with Image.open(str(path)) as image:
-            image = image.convert("RGB")
+        with Image.open(str(path)) as opened:
+            image = opened.convert("RGB")
             image.thumbnail((THUMBNAIL_PX, THUMBNAIL_PX))
             buffer = io.BytesIO()
             image.save(buffer, format="JPEG", quality=80)

@@ -127,6 +127,7 @@ def write_pair_report(
             )
         )
     if explanation.get("cells") is not None:
+        assert region_weights is not None  # refused above when missing
         sections.append(region_section(folder, cells_view(explanation), faces, region_weights))
     sections.append(Section("Provenance", _provenance(explanation)))
     title = f"freqxfr: {os.path.basename(sources[0])} vs {os.path.basename(sources[1])}"

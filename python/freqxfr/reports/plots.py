@@ -314,7 +314,11 @@ def plot_pair(
         axes[row, 0].set_title(
             f"{side}: {_short(data.get('source'))}", fontsize=9, parse_math=False
         )
-        for col, kind in ((1, "absolute"), (2, "directed")):
+        kinds: tuple[tuple[int, Literal["absolute", "directed"]], ...] = (
+            (1, "absolute"),
+            (2, "directed"),
+        )
+        for col, kind in kinds:
             ax = axes[row, col]
             values = _band_values(data[f"{kind}_normalised"], bands, f"{side}.{kind}_normalised")
             fhp_disc(ax, values, bands, kind=kind, size=size, radial=radial)
@@ -881,7 +885,7 @@ def plot_score_histograms(
     gen = check_vector(genuine, "genuine scores") if len(genuine) else np.zeros(0)
     imp = check_vector(impostor, "impostor scores") if len(impostor) else np.zeros(0)
     both = np.concatenate([gen, imp, [float(threshold)]])
-    bins = np.linspace(both.min(), both.max(), 31) if np.ptp(both) > 0 else 10
+    bins = np.linspace(both.min(), both.max(), 31).tolist() if np.ptp(both) > 0 else 10
     fig = new_figure(6.4, 3.6)
     ax = fig.add_subplot()
     for scores, name, colour in ((gen, "genuine", "C0"), (imp, "impostor", "C3")):
@@ -911,8 +915,8 @@ def plot_score_histograms(
 
 
 def plot_roc(
-    fmr: Sequence[float],
-    fnmr: Sequence[float],
+    fmr: Sequence[float] | np.ndarray,
+    fnmr: Sequence[float] | np.ndarray,
     path: str | os.PathLike[str],
     *,
     operating_point: tuple[float, float] | None = None,
@@ -974,7 +978,7 @@ def det_limits() -> tuple[float, float]:
 
 
 def plot_det(
-    curves: Mapping[str, tuple[Sequence[float], Sequence[float]]],
+    curves: Mapping[str, tuple[Sequence[float] | np.ndarray, Sequence[float] | np.ndarray]],
     path: str | os.PathLike[str],
     *,
     axes: tuple[str, str] = ("APCER", "BPCER"),
@@ -1039,8 +1043,8 @@ def plot_det(
 
 
 def plot_verification_det(
-    fmr: Sequence[float],
-    fnmr: Sequence[float],
+    fmr: Sequence[float] | np.ndarray,
+    fnmr: Sequence[float] | np.ndarray,
     path: str | os.PathLike[str],
     *,
     operating_point: tuple[float, float] | None = None,

@@ -63,7 +63,7 @@ def tint(face: np.ndarray, weights: np.ndarray, values: np.ndarray) -> np.ndarra
 
 
 def _tints(
-    axes: Sequence[Axes],
+    axes: Sequence[Axes] | np.ndarray,
     face: np.ndarray,
     weights: np.ndarray,
     side: Mapping[str, Any],
@@ -96,6 +96,7 @@ def plot_region_heatmap(explanation: Mapping[str, Any], path: str | os.PathLike[
     image = None
     for ax, s in zip(axes, sides, strict=True):
         image = _heatmap(ax, explanation[s], f"{s}: {Path(str(explanation[s].get('source'))).name}")
+    assert image is not None  # an explanation has sides a and b
     fig.colorbar(image, ax=list(axes), label="directed, normalised", shrink=0.9)
     return save_figure(fig, path)
 
@@ -140,6 +141,7 @@ def plot_pair_regions(
         )
         axes = [fig.add_subplot(grid[row, 1 + i]) for i in range(count)]
         _tints(axes, faces[row], weights, explanation[s], top_bands(explanation[s], count))
+    assert image is not None  # an explanation has sides a and b
     fig.colorbar(
         image,
         ax=fig.axes,
@@ -174,6 +176,7 @@ def plot_class_region_maps(
         image = _heatmap(ax, side, f"{display_name(cls)} ({entry['n_images']} images)")
     for ax in axes[len(by_class) :]:
         ax.set_axis_off()
+    assert image is not None  # by_class is not empty (checked above)
     fig.colorbar(
         image,
         ax=list(axes),

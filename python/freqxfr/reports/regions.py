@@ -120,7 +120,9 @@ def write_template_report(folder: str | os.PathLike[str]) -> Path:
         )
     ]
     if record.get("regions") is not None:
-        sections.append(region_section(out, record, images["faces"], images["region_weights"]))
+        weights = images["region_weights"]
+        assert weights is not None, "a region run stores its region weights"
+        sections.append(region_section(out, record, images["faces"], weights))
     sections.append(
         Section(
             "Provenance",

@@ -322,7 +322,14 @@ def _compare(runs: list[Run], n_boot: int, level: float, seed: int) -> dict[str,
             name: _run_means(runs_by_name(runs, name), position, members[name][cls])
             for name in data
         }
-        cent = {"mean": {}, "mean_ci": {}, "diff": {}, "ci_lo": {}, "ci_hi": {}, "same_sign": {}}
+        cent: dict[str, dict[str, Any]] = {
+            "mean": {},
+            "mean_ci": {},
+            "diff": {},
+            "ci_lo": {},
+            "ci_hi": {},
+            "same_sign": {},
+        }
         for name in data:
             sel = members[name][cls]
             cent["mean"][name] = _nanmean(data[name]["centroid"][sel])
@@ -475,7 +482,7 @@ def _ci_of_mean(values: np.ndarray, n_boot: int, level: float, seed: int) -> lis
 
 def _paired(diffs: dict[str, np.ndarray], n_boot: int, level: float, seed: int) -> dict:
     """Mean paired difference, its bootstrap interval and the share of pairs with its sign."""
-    out = {}
+    out: dict[str, dict[str, list[Any]]] = {}
     n = next(iter(diffs.values())).shape[0]
     weights = _weights(n, n_boot, seed) if n else None
     for kind, d in diffs.items():
@@ -487,6 +494,7 @@ def _paired(diffs: dict[str, np.ndarray], n_boot: int, level: float, seed: int) 
                 continue
             d, w = finite, _weights(finite.shape[0], n_boot, seed)
         else:
+            assert weights is not None  # n > 0 here
             w = weights
         mean = d.mean(axis=0)
         boot = w @ d / d.shape[0]
@@ -525,7 +533,7 @@ def _decisions(da: dict, db: dict, a: str, b: str, common: list[int], first: Run
             }
         )
     mean_gap = gap[differ].mean(axis=0) if differ.any() else np.zeros(gap.shape[1])
-    top = np.argsort(-mean_gap, kind="stable")[:TOP_BANDS] if differ.any() else []
+    top = np.argsort(-mean_gap, kind="stable")[:TOP_BANDS] if differ.any() else np.zeros(0, int)
     return {
         "agreement": float(np.mean(~differ)),
         "n_disagree": int(differ.sum()),

@@ -240,7 +240,8 @@ def run_crossres(
 
 def _record_key(record: dict[str, Any], factors: Sequence[float], n_pairs: int) -> Any:
     """``(factor, index)`` of a valid record, or ``None`` (a resume redoes an invalid line)."""
-    index, factor = record.get("index"), record.get("factor")
+    index: Any = record.get("index")  # JSON values, checked next
+    factor: Any = record.get("factor")
     if type(index) is not int or not 0 <= index < n_pairs:
         return None
     if type(factor) not in (int, float) or float(factor) not in {float(f) for f in factors}:
@@ -278,8 +279,8 @@ def _explain_missing(
         {"index": i, "line": pairs[i].line, "path": str(pairs[i].path_a), "error": reason}
         for i, reason in refused.items()
     ]
-    done = len(factors) * len(pairs) - len(missing)
-    bar = progress_bar(progress, done + len(missing), done=done, desc="crossres")
+    n_done = len(factors) * len(pairs) - len(missing)
+    bar = progress_bar(progress, n_done + len(missing), done=n_done, desc="crossres")
     try:
         for record in _explanations(explainer, pairs, missing, faces, resample):
             log.append(record)

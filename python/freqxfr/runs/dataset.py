@@ -298,7 +298,7 @@ def record_index(record: Any, n_pairs: int, n_bands: int) -> int | None:
         return None
     if "error" in record:
         return index if isinstance(record["error"], str) else None
-    score = record.get("score_ref")
+    score: Any = record.get("score_ref")  # a JSON value, checked next
     if type(score) not in (int, float) or score != score or abs(score) == float("inf"):
         return None
     if type(record.get("decision")) is not bool:
@@ -387,11 +387,11 @@ def _lines(
     both = explain_pairs_and_cells(
         explainer, (p for _, p in chunk), indices=indices, aligned=aligned, overlap=overlap
     )
-    for index, item in zip(indices, both, strict=True):
-        if isinstance(item, PairFailure):
-            yield _record(index, item)
+    for index, result in zip(indices, both, strict=True):
+        if isinstance(result, PairFailure):
+            yield _record(index, result)
         else:
-            bands, cells = item
+            bands, cells = result
             yield {**_record(index, bands), "cells": cells_record(cells)}
 
 

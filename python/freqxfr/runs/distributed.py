@@ -43,7 +43,7 @@ import platform
 import re
 import threading
 from collections import Counter
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Sequence
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -284,7 +284,7 @@ class Parts:
     def merge_into(
         self,
         log: ResultsLog,
-        key: Callable[[dict[str, Any]], Hashable],
+        key: Callable[[dict[str, Any]], int | tuple[float, int]],  # a record's sortable key
         keep: Callable[[dict[str, Any]], bool],
     ) -> set:
         """Merge every part's records (those ``keep`` accepts) into ``log``'s file, then remove
@@ -294,7 +294,7 @@ class Parts:
         single-process run writes them (so that sums over the file come out to the same bits).
         A record already in the file wins over a part's (a crash between the rewrite and the
         removal of the parts leaves both); the caller's log must not append after this."""
-        lines: dict[Hashable, str] = {}
+        lines: dict[int | tuple[float, int], str] = {}
         if log.path.exists():
             with log.path.open(encoding="utf-8") as handle:
                 for line in handle:

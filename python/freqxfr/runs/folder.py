@@ -460,7 +460,8 @@ class ResultsLog:
             with self.path.open("rb") as handle:
                 for line in handle:
                     try:
-                        record = json.loads(line) if line.endswith(b"\n") else None
+                        # A JSON value; with a key, a dict (the key is read from dicts only).
+                        record: Any = json.loads(line) if line.endswith(b"\n") else None
                         key = self._key(record) if isinstance(record, dict) else None
                     except (ValueError, KeyError, TypeError, IndexError, AttributeError):
                         key = None  # invalid JSON (or UTF-8), or not a record of this log

@@ -111,6 +111,7 @@ def read_morph_index(
     missing += [name for name, col in (("probe_a", probe_a), ("probe_b", probe_b)) if col is None]
     if missing:
         raise InputError(f"morph index {path}: missing column(s) {', '.join(missing)}")
+    assert probe_a is not None and probe_b is not None  # refused just above
     entries = []
     for line, row in enumerate(reader, start=2):
         values = {k: (v or "").strip() for k, v in row.items() if k is not None}

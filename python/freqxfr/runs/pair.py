@@ -23,14 +23,14 @@ import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
 
 from freqxfr.common.atomic import atomic_open, ensure_dir, write_output
 from freqxfr.common.errors import InputError, OutputError
 from freqxfr.explanations.region_explanations import band_explainer, cells_record
-from freqxfr.imaging.images import source_label
+from freqxfr.imaging.images import ImageLike, source_label
 
 EXPLANATION_NAME = "explanation.json"
 #: The version of ``explanation.json`` (and of ``explain --json``), its ``format`` field; the
@@ -57,8 +57,8 @@ class PairOutputs:
 
 def write_pair_outputs(
     explainer: Any,
-    a: Any,
-    b: Any,
+    a: ImageLike,
+    b: ImageLike,
     out_dir: str | os.PathLike[str],
     *,
     aligned: bool | None = None,
@@ -153,8 +153,8 @@ def explanation_record(record: dict[str, Any]) -> dict[str, Any]:
 
 def check_pair_folder(
     out_dir: str | os.PathLike[str],
-    a: Any,
-    b: Any,
+    a: ImageLike,
+    b: ImageLike,
     *,
     overwrite: bool = False,
     hint: str = "choose another output folder, or overwrite=True",
@@ -213,7 +213,9 @@ def write_images(
     region_weights: np.ndarray | None = None,
 ) -> Path:
     """Store what a pair's report shows beside its JSON (``images.npz``, compressed, atomic)."""
-    arrays = {"faces": np.ascontiguousarray(faces, dtype=np.uint8)}
+    arrays: dict[str, Any] = {
+        "faces": np.ascontiguousarray(faces, dtype=np.uint8)
+    }  # np.savez's **kwds
     if views is not None:
         arrays["views"] = np.ascontiguousarray(views, dtype=np.uint8)
     if region_weights is not None:
@@ -224,7 +226,15 @@ def write_images(
     return target
 
 
-def read_images(folder: str | os.PathLike[str]) -> dict[str, np.ndarray | None]:
+class PairImages(TypedDict):
+    """What :func:`read_images` returns (a plain dict)."""
+
+    faces: np.ndarray
+    views: np.ndarray | None
+    region_weights: np.ndarray | None
+
+
+def read_images(folder: str | os.PathLike[str]) -> PairImages:
     """The arrays of :func:`write_images`: ``faces``, ``views`` and ``region_weights`` (``None``
     where not stored).
 
@@ -244,7 +254,11 @@ def read_images(folder: str | os.PathLike[str]) -> dict[str, np.ndarray | None]:
         ) from None
     if "faces" not in stored:
         raise InputError(f"{path}: no faces stored")
-    return {k: stored.get(k) for k in ("faces", "views", "region_weights")}
+    return PairImages(
+        faces=stored["faces"],
+        views=stored.get("views"),
+        region_weights=stored.get("region_weights"),
+    )
 
 
 def read_explanation(folder: str | os.PathLike[str]) -> dict[str, Any]:

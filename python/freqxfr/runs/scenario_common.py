@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Callable, Hashable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
 from typing import Any
 
 from freqxfr.common.errors import FreqxfrError, InputError
@@ -19,7 +20,7 @@ EXPLANATIONS = "explanations.jsonl"
 
 def align_once(
     explainer: Explainer,
-    paths: Iterable[Hashable],
+    paths: Iterable[Path],
     aligned: bool | None,
     *,
     describe: Callable[[Any], str] | None = None,

@@ -75,7 +75,7 @@ def distance_from(
 
 def leave_identity_out_scores(
     features: np.ndarray,
-    is_bona_fide: Sequence[bool],
+    is_bona_fide: Sequence[bool] | np.ndarray,
     identities: Sequence[Sequence[str]],
     distance: str = DEFAULT_DISTANCE,
     *,

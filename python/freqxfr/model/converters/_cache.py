@@ -132,7 +132,7 @@ def cached_models(model: str | None = None) -> list[dict[str, Any]]:
         checked when the model is loaded).
     """
     pattern = f"{model}-*.json" if model else "*.json"
-    entries = []
+    entries: list[dict[str, Any]] = []
     folder = cache_root() / "models"  # listing creates nothing: no folder, no entries
     if not folder.is_dir():
         return entries

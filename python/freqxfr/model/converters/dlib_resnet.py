@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import onnx
@@ -227,9 +227,15 @@ def _check_layer(
     """Check a stored layer against its template entry; return the channels it outputs."""
     f = layer.fields
     if spec.kind == "con":
-        geometry = (f["num_filters"], f["nr"], f["nc"], f["stride_y"], f["stride_x"])
+        geometry: tuple[Any, ...] = (
+            f["num_filters"],
+            f["nr"],
+            f["nc"],
+            f["stride_y"],
+            f["stride_x"],
+        )
         geometry += (f["padding_y"], f["padding_x"], f["use_bias"], f["use_relu"])
-        want = (spec.filters, spec.window, spec.window, spec.stride, spec.stride)
+        want: tuple[Any, ...] = (spec.filters, spec.window, spec.window, spec.stride, spec.stride)
         want += (spec.padding, spec.padding, True, False)
         _check(r, offset, f"geometry of {where}", geometry, want)
         shape = (spec.filters, channels, spec.window, spec.window)
@@ -238,7 +244,7 @@ def _check_layer(
         _check(r, offset, f"tensor shapes of {where}", sizes, want_sizes)
         return spec.filters
     if spec.kind == "affine":
-        state = (f["mode"], f["disabled"], f["params"].size, f["gamma"], f["beta"])
+        state: tuple[Any, ...] = (f["mode"], f["disabled"], f["params"].size, f["gamma"], f["beta"])
         per_channel = (1, channels, 1, 1)
         _check(
             r,
@@ -386,8 +392,12 @@ def build_onnx(net: DlibResNet, *, fp16: bool = False, source_sha256: str = "") 
             x = tags[spec.tag]
         elif spec.kind == "add_prev":
             other = tags[spec.tag]
-            shape = tuple(max(a, b) for a, b in zip(g.shapes[x], g.shapes[other], strict=True))
-            x = g.op("Add", [g.pad_to(x, shape), g.pad_to(other, shape)], shape)  # type: ignore[arg-type]
+            # The element-wise larger of two (C, H, W) shapes is a (C, H, W) shape.
+            shape = cast(
+                "tuple[int, int, int]",
+                tuple(max(a, b) for a, b in zip(g.shapes[x], g.shapes[other], strict=True)),
+            )
+            x = g.op("Add", [g.pad_to(x, shape), g.pad_to(other, shape)], shape)
         elif spec.kind == "fc":
             assert layer is not None
             n_in, n_out = layer.fields["num_inputs"], layer.fields["num_outputs"]

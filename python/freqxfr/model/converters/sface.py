@@ -166,7 +166,7 @@ def convert(model: onnx.ModelProto, *, origin: str = "SFace model") -> onnx.Mode
         for name, value in consts.items()
         if name in needed
     ]
-    dims = ["N", 3, 112, 112]
+    dims: list[str | int] = ["N", 3, 112, 112]
     new_graph = helper.make_graph(
         nodes,
         "sface_2021dec_fp32",
