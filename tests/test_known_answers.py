@@ -156,7 +156,7 @@ def test_cell_faithfulness_deletes_against_the_decision_first(toy_verifier, base
     decision-aware order deletes the cell most against the match first, a wave cell, and the
     score rises. With base grey it is a match (score -10): the order deletes a colour cell
     first, and the score falls."""
-    from freqxfr.explanations.region_faithfulness import cell_faithfulness
+    from freqxfr.explanations.faithfulness import cell_faithfulness
 
     explainer = Explainer(toy_verifier, 4, regions=Regions.grid(1, 2), threads=1)
     a, b = toy.waved(base, 40), toy.flat((100, 100, 100))
