@@ -74,9 +74,10 @@ _PROFILE_PANELS = (
 # --- figure plumbing --------------------------------------------------------------------------
 
 
-def new_figure(width: float, height: float) -> Figure:
-    """A figure with its own Agg canvas and constrained layout (no pyplot state)."""
-    fig = Figure(figsize=(width, height), dpi=DPI, layout="constrained")
+def new_figure(width: float, height: float, *, layout: str | None = "constrained") -> Figure:
+    """A figure with its own Agg canvas and constrained layout (no pyplot state); ``layout=None``
+    for a figure whose axes are placed by hand (no layout engine: about half the drawing time)."""
+    fig = Figure(figsize=(width, height), dpi=DPI, layout=layout)
     FigureCanvasAgg(fig)
     return fig
 
@@ -411,8 +412,10 @@ def plot_curves(faithfulness: Mapping[str, Any], path: str | os.PathLike[str]) -
         ``random_*`` (one curve per seed) and ``areas``.
     path : path-like
     """
-    fig = new_figure(10.0, 8.8)
+    # Axes placed by hand: constrained layout took half of this figure's drawing time.
+    fig = new_figure(10.0, 9.6, layout=None)
     axes = fig.subplots(2, 2)
+    fig.subplots_adjust(left=0.08, right=0.98, top=0.93, bottom=0.135, wspace=0.18, hspace=0.52)
     threshold = faithfulness.get("threshold")
     for row, side in enumerate(_SIDES):
         data = faithfulness.get(side)
@@ -474,10 +477,10 @@ def plot_curves(faithfulness: Mapping[str, Any], path: str | os.PathLike[str]) -
             else:
                 goal = "faithful: BELOW random" if rises else "faithful: ABOVE random"
             ax.set_title(f"{side}: {curve}, {goal}", fontsize=9)
-            ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.07), ncols=2)
+            ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.07), ncols=1)
             ax.grid(alpha=0.3)
         axes[row, 0].set_ylabel("score")
-    fig.supxlabel("x: fraction of bands deleted (left) or inserted (right)", fontsize=9)
+    fig.supxlabel("x: fraction of bands deleted (left) or inserted (right)", fontsize=9, y=0.01)
     decision = faithfulness.get("decision")
     if decision is None:
         headline = "faithfulness: deletion and insertion against random orders"
