@@ -1,7 +1,8 @@
 r"""The HTML kit of every report: sections, tables, escaping and number formatting.
 
 A report is one HTML file with every picture embedded as a base64 data URI, so it can be mailed or
-archived on its own. :func:`write_report` assembles :class:`Section`\ s; the renderers of each
+archived on its own; the per-pair pages of a dataset run instead link the PNGs beside them
+(``embed=False``: relative links inside the run folder, a few kB a page instead of megabytes). :func:`write_report` assembles :class:`Section`\ s; the renderers of each
 result kind (:mod:`.pair`, :mod:`.dataset`, :mod:`.comparison`, :mod:`.crossres`, :mod:`.morph`,
 :mod:`.regions`) build their sections with :func:`html_table` and :func:`html_paragraph`.
 
