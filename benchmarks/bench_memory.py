@@ -13,9 +13,10 @@ Each (model, variant) runs in a fresh process that explains ``--pairs`` LFW pair
 - the rest of the peak (resident minus imports, model and numpy) is ONNX Runtime's working
   memory: its CPU arena (which keeps the largest batch's activations) and memory patterns.
 
-Variants: ``default``, and ``no_arena`` (``SessionOptions.enable_cpu_mem_arena = False``, patched
-into :func:`freqxfr.model.loading.session_options` for the measurement only), whose scores are
-compared bit for bit with the default's.
+Variants: ``default``; ``no_arena`` (``SessionOptions.enable_cpu_mem_arena = False``, patched
+into :func:`freqxfr.model.loading.session_options` for the measurement only); and
+``no_arena_pair_batches`` (also ``Explainer(max_batch=34)``: model calls of one pair's 2K + 2
+images). Every variant's scores are compared bit for bit with the default's.
 
     python benchmarks/bench_memory.py --json results/memory.json [--pairs 100]
     python benchmarks/bench_memory.py --smoke --json /tmp/memory.json   # seconds
@@ -39,7 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _machine import machine_info
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-VARIANTS = ("default", "no_arena")
+VARIANTS = ("default", "no_arena", "no_arena_pair_batches")
 
 
 def _status(field: str) -> float:
@@ -77,7 +78,7 @@ def child(model_name: str, variant: str, n_pairs: int, out: Path) -> dict[str, A
     from freqxfr.runs.dataset import run_dataset
 
     rss = {"imports": _status("VmRSS")}
-    if variant == "no_arena":  # the measurement's patch, not a freqxfr setting
+    if variant.startswith("no_arena"):  # the measurement's patch, not a freqxfr setting
         plain = loading.session_options
 
         def no_arena(ort, **kw):
@@ -91,7 +92,9 @@ def child(model_name: str, variant: str, n_pairs: int, out: Path) -> dict[str, A
         runner.session_options = no_arena
     root = DATA
     pairs = spread(read_pairs(DATA / "lfw_aligned112" / "pairs_generated.csv", root=root), n_pairs)
-    explainer = Explainer(load_model(model_name), 16)
+    # no_arena_pair_batches: model calls of one pair's 2K + 2 images (Explainer.max_batch).
+    batch = {"max_batch": 34} if variant == "no_arena_pair_batches" else {}
+    explainer = Explainer(load_model(model_name), 16, **batch)
     rss["model_loaded"] = _status("VmRSS")
     explainer.explain(pairs[0].path_a, pairs[0].path_b, aligned=True)
     rss["after_one_pair"] = _status("VmRSS")
@@ -159,17 +162,21 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="write results here")
     parser.add_argument("--models", default="dlib_resnet,sface")
     parser.add_argument("--pairs", type=int, default=100)
-    parser.add_argument("--smoke", action="store_true", help="dlib, 2 pairs, both variants")
+    parser.add_argument("--variants", default=",".join(VARIANTS))
+    parser.add_argument("--smoke", action="store_true", help="dlib, 2 pairs, every variant")
     args = parser.parse_args()
     models = ["dlib_resnet"] if args.smoke else args.models.split(",")
     n_pairs = 2 if args.smoke else args.pairs
     results = []
     load = {"loadavg_before": os.getloadavg()}
     for model_name in models:
-        runs = {v: measure(model_name, v, n_pairs) for v in VARIANTS}
-        same = runs["default"]["scores"] == runs["no_arena"]["scores"]
+        runs = {v: measure(model_name, v, n_pairs) for v in args.variants.split(",")}
+        base = runs.get("default")
+        for r in runs.values():
+            r["scores_identical_to_default"] = (
+                None if base is None else r["scores"] == base["scores"]
+            )
         for v, r in runs.items():
-            r["scores_identical_to_default"] = same if v != "default" else True
             del r["scores"]
             results.append(r)
             print(

@@ -67,7 +67,11 @@ def test_drawing_benchmark_times_every_picture_and_a_small_pair_page(tmp_path):
 def test_memory_benchmark_reports_every_stage_and_identical_scores(tmp_path):
     _, out = smoke("bench_memory.py", tmp_path)
     result = json.loads(out.read_text())
-    assert [r["variant"] for r in result["results"]] == ["default", "no_arena"]
+    assert [r["variant"] for r in result["results"]] == [
+        "default",
+        "no_arena",
+        "no_arena_pair_batches",
+    ]
     for entry in result["results"]:
         rss = entry["rss_mb"]
         assert 0 < rss["imports"] < rss["model_loaded"] <= rss["peak"]
