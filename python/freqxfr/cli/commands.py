@@ -330,8 +330,8 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
         description="Explain two pairs of bundled FRLL photos, a genuine and an impostor one, "
         f"with the default model; writes {DEMO_OUT}/genuine/ and {DEMO_OUT}/impostor/, each with "
         "explanation.json, PNG plots and report.html. " + FAITHFULNESS_COST + " The demo computes "
-        "them for both pairs: most of its time (about 6 of 10 s with dlib on 2 cores; drawing "
-        "the pictures takes about 0.5 s a pair).",
+        "them for both pairs: the largest part of its time (about 1.6 s a pair with dlib on 2 "
+        "cores, of about 7 CPU-seconds in all; drawing a pair's pictures takes about 0.4 s).",
     )
     p.add_argument(
         "--out", type=Path, default=Path(DEMO_OUT), help=f"output folder (default ./{DEMO_OUT})"
