@@ -797,7 +797,10 @@ def _disc_labels(
     edge[:, 1:] |= labels[:, 1:] != labels[:, :-1]
     labels[edge] = -1
     step = _SUPERSAMPLE
-    return tuple(labels[i::step, j::step].copy() for i in range(step) for j in range(step))
+    grids = tuple(labels[i::step, j::step].copy() for i in range(step) for j in range(step))
+    for grid in grids:
+        grid.flags.writeable = False  # cached: shared by every later disc of this schedule
+    return grids
 
 
 def _dashed(
