@@ -51,3 +51,28 @@ def test_faithfulness_benchmark_counts_the_images_it_times(tmp_path):
     _, out = smoke("bench_faithfulness.py", tmp_path)
     for entry in json.loads(out.read_text())["results"]:
         assert entry["explain_images"] > 0 and entry["faithfulness_images"] > 0, entry
+
+
+def test_drawing_benchmark_times_every_picture_and_a_small_pair_page(tmp_path):
+    _, out = smoke("bench_drawing.py", tmp_path)
+    result = json.loads(out.read_text())
+    assert result["machine"]["cpus_usable"] >= 1
+    (entry,) = result["results"]
+    assert set(entry["pictures"]) == {"fhp.png", "bands.png", "strip.png", "curves.png"}
+    assert all(p["wall_s"] > 0 and p["bytes"] > 1000 for p in entry["pictures"].values())
+    assert entry["pair_report_without_curves"]["wall_s"] > 0
+    assert entry["pair_page"]["html_bytes"] <= 300_000  # it links its pictures
+
+
+def test_memory_benchmark_reports_every_stage_and_identical_scores(tmp_path):
+    _, out = smoke("bench_memory.py", tmp_path)
+    result = json.loads(out.read_text())
+    assert [r["variant"] for r in result["results"]] == [
+        "default",
+        "no_arena",
+        "no_arena_pair_batches",
+    ]
+    for entry in result["results"]:
+        rss = entry["rss_mb"]
+        assert 0 < rss["imports"] < rss["model_loaded"] <= rss["peak"]
+        assert entry["numpy_peak_mb"] > 0 and entry["scores_identical_to_default"]

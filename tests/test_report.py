@@ -170,6 +170,31 @@ def assert_self_contained(report: Path, expected: list[str]) -> _Page:
     return page
 
 
+PAIR_PAGE_LIMIT = 300_000  # bytes: a dataset run's pair page links its pictures
+
+
+def assert_links_inside(page_path: Path, run_folder: Path) -> _Page:
+    """A pair page of a dataset run: nothing outside the run folder is linked, every linked
+    file exists inside it, every picture links the PNG beside the page and decodes, one of the
+    links goes back to the run's report, and the page itself stays small."""
+    page = parse_page(page_path)
+    root = run_folder.resolve()
+    assert page.scripts == 1, "only the image-check script may be in the page"
+    for link in page.external:
+        assert "://" not in link and not link.startswith("/"), link
+        target = (page_path.parent / link).resolve()
+        assert target.is_relative_to(root), f"{link} leaves the run folder"
+        assert target.is_file(), f"{link} does not exist"
+    assert (page_path.parent / "../../report.html").resolve() == root / "report.html"
+    assert "../../report.html" in page.external, "no link back to the run's report"
+    for img in page.images:
+        assert img["src"] == img["alt"], img  # the PNG beside the page
+        assert_picture(page_path.parent / img["src"])
+    assert page.body["data-expected-images"] == str(len(page.images))
+    assert page_path.stat().st_size <= PAIR_PAGE_LIMIT, page_path.stat().st_size
+    return page
+
+
 def disc_pixel(fig, ax, x: float, y: float) -> np.ndarray:
     """RGB of the rendered figure at data point (x, y) of ``ax``."""
     buffer = np.asarray(fig.canvas.buffer_rgba())
@@ -737,8 +762,7 @@ def test_dataset_report_lists_wrong_and_failed_pairs_with_links(reviewed_run):
     for link in links:
         target = out / link
         assert target.is_file(), link
-        linked = parse_page(target)
-        assert linked.external == []
+        assert_links_inside(target, out)
     wrong = parse_page(out / links[0])
     assert [img["alt"] for img in wrong.images] == ["fhp.png", "bands.png", "strip.png"]
     # Only the wrong and failed pairs got pages (the default), not the correct ones.
@@ -819,15 +843,19 @@ def region_run(explainer, lfw_pairs, tmp_path_factory) -> dict:
 @pytest.mark.model
 def test_region_sections_embed_their_pictures(region_run):
     """Guards against a region section whose picture is missing or not embedded: the pair
-    report, the dataset report and each pair page carry regions.png as a decodable data URI
-    that equals the file beside them."""
+    report and the dataset report carry regions.png as a decodable data URI that equals the
+    file beside them; each pair page of the run links that file beside it."""
     report = region_run["report"]
     pages = [region_run["pair_report"], report, *sorted(report.parent.glob("pairs/*/report.html"))]
     assert len(pages) == 4
     for page in pages:
         parsed = parse_page(page)
         (img,) = [i for i in parsed.images if i["alt"] == "regions.png"]
-        data = base64.b64decode(img["src"].split(",", 1)[1], validate=True)
+        if page.parent.parent.name == "pairs":  # a dataset run's pair page links its pictures
+            assert_links_inside(page, report.parent)
+            data = (page.parent / img["src"]).read_bytes()
+        else:
+            data = base64.b64decode(img["src"].split(",", 1)[1], validate=True)
         assert data == (page.parent / "regions.png").read_bytes()
         assert_picture(data, (600, 300))
         assert "<h2>Where and which frequency</h2>" in page.read_text(encoding="utf-8")
@@ -909,3 +937,64 @@ def test_reports_render_again_from_the_run_folder_alone(
     assert not any(no_models.iterdir())  # nothing was fetched into the model cache
     pages = sorted((tmp_path / folders[0].name).glob("pairs/*/report.html"))
     assert len(pages) == 3  # the wrong and failed pairs, as the run chose
+
+
+# --- the raster FHP (what the pair report draws) -------------------------------------------------
+
+
+def raster_pixel(image, px: int, lim: float, x: float, y: float) -> np.ndarray:
+    """RGB of a raster disc at display point (x right, y up) for a disc of half-width ``lim``."""
+    pixels = np.asarray(image)
+    col = int((x + lim) / (2 * lim) * px)
+    row = int((lim - y) / (2 * lim) * px)
+    return pixels[row, col].astype(int)
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("radial", ["linear", "area", "log"])
+def test_raster_disc_colours_each_ring_like_the_matplotlib_disc(radial):
+    """The numpy-rasterised disc keeps the FHP's meaning: each band's colour on its own
+    (rescaled) ring, the directed map centred at 0, saturation outside [-1, 1]."""
+    bands = [b.to_dict() for b in BandSchedule.rings(8).resolve(112, 112).bands]
+    values = [1.0, -1.0, 0.5, -0.5, 0.0, 0.25, -0.25, 3.0]
+    image = plots.fhp_raster(values, bands, kind="directed", radial=radial, label_rings=False)
+    assert image.size == (plots.FHP_DISC_PX, plots.FHP_DISC_PX)
+    cmap, norm = plots.fhp_cmap("directed"), plots.fhp_norm("directed")
+    scale = plots.radial_scale(bands, radial)
+    lim = 1.03 * float(scale(bands[-1]["radius"][1]))
+    for value, band in zip(values, bands, strict=True):
+        r = float(sum(scale(np.array(band["radius"])))) / 2
+        seen = raster_pixel(image, plots.FHP_DISC_PX, lim, r * math.cos(1.0), r * math.sin(1.0))
+        assert np.abs(seen - rgb(cmap(norm(value)))).max() <= 2, (value, seen)
+
+
+@pytest.mark.unit
+def test_raster_polar_wedges_follow_the_centred_spectrum():
+    size = 112
+    resolved = BandSchedule.polar(2, 4).resolve(size, size)
+    bands = [b.to_dict() for b in resolved.bands]
+    values = np.linspace(0.0, 1.0, len(bands))
+    image = plots.fhp_raster(
+        values, bands, kind="absolute", size=(size, size), radial="linear", label_rings=False
+    )
+    cmap = plots.fhp_cmap("absolute")
+    corner = math.hypot(size // 2, size // 2)
+    lim = 1.03 * max(b["radius"][1] for b in bands)
+    for u, v in POLAR_POINTS:
+        label = int(resolved.labels_full[u % size, v % size])
+        for sign in (1, -1):  # screen: horizontal frequency right, vertical frequency down
+            seen = raster_pixel(
+                image, plots.FHP_DISC_PX, lim, sign * v / corner, -sign * u / corner
+            )
+            assert np.abs(seen - rgb(cmap(values[label]))).max() <= 2, (u, v, label, seen)
+
+
+@pytest.mark.unit
+def test_raster_rings_are_labelled_like_the_matplotlib_disc():
+    bands = [b.to_dict() for b in BandSchedule.rings(16).resolve(112, 112).bands]
+    labels = [i for _, i in plots.ring_labels(bands, plots.radial_scale(bands))]
+    assert labels[:5] == [0, 1, 2, 3, 4] and labels[-1] == 15
+    fig = plots.new_figure(4, 4)
+    ax = fig.add_subplot()
+    plots.fhp_disc(ax, np.zeros(16), bands, kind="absolute", colorbar=False)
+    assert [t.get_text() for t in ax.texts] == [str(i) for i in labels]

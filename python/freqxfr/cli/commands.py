@@ -31,6 +31,12 @@ from freqxfr.runs.pair import check_pair_folder, explanation_record, write_templ
 DEMO_OUT = "freqxfr-demo"
 EXPLAIN_OUT = "freqxfr-explanation"
 FAITHFULNESS_OUT = "freqxfr-faithfulness"
+# Measured with benchmarks/bench_drawing.py (dlib, 16 bands, 2 cores; see its JSON).
+FAITHFULNESS_COST = (
+    "Faithfulness curves cost far more than the explanation: 2K masked images per order and "
+    "image (the ranked orders and --seeds random ones; the reversed order is free), about 13x "
+    "the explanation's 2K+2 model inputs with the default 5 seeds and 16 bands."
+)
 
 
 # ---- printing one explanation -------------------------------------------------------------------
@@ -305,7 +311,9 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
         help="explain two bundled pairs (one genuine, one impostor)",
         description="Explain two pairs of bundled FRLL photos, a genuine and an impostor one, "
         f"with the default model; writes {DEMO_OUT}/genuine/ and {DEMO_OUT}/impostor/, each with "
-        "explanation.json, PNG plots and report.html.",
+        "explanation.json, PNG plots and report.html. " + FAITHFULNESS_COST + " The demo computes "
+        "them for both pairs: the largest part of its time (about 1.6 s a pair with dlib on 2 "
+        "cores, of about 7 CPU-seconds in all; drawing a pair's pictures takes about 0.4 s).",
     )
     p.add_argument(
         "--out", type=Path, default=Path(DEMO_OUT), help=f"output folder (default ./{DEMO_OUT})"
@@ -362,7 +370,11 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
         default=None,
         help="draw the plots and report.html (default: yes, but not with --json)",
     )
-    p.add_argument("--faithfulness", action="store_true", help="add deletion/insertion curves")
+    p.add_argument(
+        "--faithfulness",
+        action="store_true",
+        help="add deletion/insertion curves. " + FAITHFULNESS_COST,
+    )
     p.add_argument(
         "--seeds",
         type=options.positive,

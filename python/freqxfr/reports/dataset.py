@@ -372,6 +372,7 @@ def write_pair_pages(
                 target,
                 f"freqxfr: pair {index} failed",
                 [Section("Failure", html_table(("", "value"), rows))],
+                header=_BACK_LINK,
             )
         else:
             images = read_images(target)
@@ -381,9 +382,16 @@ def write_pair_pages(
                 images["faces"],
                 images["views"],
                 region_weights=images["region_weights"],
+                embed=False,  # the PNGs beside the page: a few kB instead of megabytes
+                back_link=_BACK,
             )
         pages[index] = f"{PAIR_PAGES}/{index:06d}/{REPORT_NAME}"
     return pages
+
+
+# A pair page lives at pairs/<index>/report.html: the run's report is two folders up.
+_BACK = f"../../{REPORT_NAME}"
+_BACK_LINK = f'<p><a href="{_BACK}">back to the run\'s report</a></p>\n'
 
 
 def render_dataset(out_dir: str | os.PathLike[str], *, pair_pages: str | None = None) -> Path:

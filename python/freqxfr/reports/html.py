@@ -1,7 +1,8 @@
 r"""The HTML kit of every report: sections, tables, escaping and number formatting.
 
 A report is one HTML file with every picture embedded as a base64 data URI, so it can be mailed or
-archived on its own. :func:`write_report` assembles :class:`Section`\ s; the renderers of each
+archived on its own; the per-pair pages of a dataset run instead link the PNGs beside them
+(``embed=False``: relative links inside the run folder, a few kB a page instead of megabytes). :func:`write_report` assembles :class:`Section`\ s; the renderers of each
 result kind (:mod:`.pair`, :mod:`.dataset`, :mod:`.comparison`, :mod:`.crossres`, :mod:`.morph`,
 :mod:`.regions`) build their sections with :func:`html_table` and :func:`html_paragraph`.
 
@@ -24,6 +25,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import numpy as np
 
@@ -55,6 +57,8 @@ def write_report(
     sections: Iterable[SectionLike],
     *,
     filename: str = REPORT_NAME,
+    embed: bool = True,
+    header: str = "",
 ) -> Path:
     """Write a self-contained HTML report of ``sections`` to ``out_dir/filename``.
 
@@ -68,6 +72,12 @@ def write_report(
         ``html`` is trusted markup; image files are read and embedded as data URIs.
     filename : str
         Name of the HTML file.
+    embed : bool
+        Embed the images as data URIs (a page that can be mailed on its own); ``False`` links
+        them instead, by their path relative to ``out_dir``, which must hold them (the pages of a
+        dataset run, which live inside its folder, are a few kB each that way).
+    header : str
+        Trusted markup placed under the title (e.g. a link back to a run's report).
 
     Returns
     -------
@@ -85,7 +95,7 @@ def write_report(
     parts = [as_section(s) for s in sections]
     # Figures plus inline pictures in the sections' markup (e.g. thumbnails), for the browser check.
     n_images = sum(len(s.images) + s.html.count("<img ") for s in parts)
-    body = "\n".join(_render_section(s) for s in parts)
+    body = header + "\n".join(_render_section(s, folder if not embed else None) for s in parts)
     page = _PAGE.format(
         title=escape(title), n_images=n_images, body=body, style=_STYLE, script=_SCRIPT
     )
@@ -129,8 +139,11 @@ def as_section(section: SectionLike) -> Section:
     )
 
 
-def _render_section(section: Section) -> str:
-    figures = "\n".join(_figure(p) for p in section.images)
+def _render_section(section: Section, linked_from: Path | None = None) -> str:
+    figures = "\n".join(
+        _figure(p) if linked_from is None else _linked_figure(p, linked_from)
+        for p in section.images
+    )
     return f"<section>\n<h2>{escape(section.title)}</h2>\n{section.html}\n{figures}\n</section>"
 
 
@@ -149,6 +162,21 @@ def _figure(path: str | os.PathLike[str]) -> str:
         f'<figure><img src="data:{mime};base64,{encoded}" alt="{name}">'
         f"<figcaption>{name}</figcaption></figure>"
     )
+
+
+def _linked_figure(path: str | os.PathLike[str], folder: Path) -> str:
+    """A figure that links its image by its path relative to ``folder`` (the page's own)."""
+    file = Path(path)
+    if file.suffix.lower() not in _MIME:
+        raise InputError(f"cannot link {file}: only {', '.join(_MIME)} images are supported")
+    if not file.is_file():
+        raise InputError(f"cannot link image {file}: no such file")
+    try:
+        relative = file.resolve().relative_to(folder.resolve()).as_posix()
+    except ValueError:
+        raise InputError(f"cannot link image {file}: it is outside {folder}") from None
+    src, name = escape(quote(relative)), escape(file.name)
+    return f'<figure><img src="{src}" alt="{name}"><figcaption>{name}</figcaption></figure>'
 
 
 def table_cell(value: Any) -> str:

@@ -67,6 +67,8 @@ def write_pair_report(
     faithfulness: Mapping[str, Any] | None = None,
     *,
     region_weights: np.ndarray | None = None,
+    embed: bool = True,
+    back_link: str | None = None,
 ) -> Path:
     """Write the plots of one explained pair and a self-contained ``report.html``.
 
@@ -86,6 +88,11 @@ def write_pair_report(
     region_weights : ndarray, (R, H, W), optional
         The region weights, for an explanation with ``cells``: adds the "Where and which
         frequency" section (``regions.png``: heat maps and tinted faces).
+    embed : bool
+        Embed the PNGs in the page (default: one file that can be mailed); ``False`` links them
+        beside it (a dataset run's pair pages, kept small).
+    back_link : str, optional
+        A relative link, e.g. to the run's ``report.html``, shown under the title.
 
     Returns
     -------
@@ -131,7 +138,10 @@ def write_pair_report(
         sections.append(region_section(folder, cells_view(explanation), faces, region_weights))
     sections.append(Section("Provenance", _provenance(explanation)))
     title = f"freqxfr: {os.path.basename(sources[0])} vs {os.path.basename(sources[1])}"
-    return write_report(folder, title, sections)
+    header = (
+        f'<p><a href="{escape(back_link)}">back to the run\'s report</a></p>\n' if back_link else ""
+    )
+    return write_report(folder, title, sections, embed=embed, header=header)
 
 
 def _decision_table(explanation: Mapping[str, Any], sources: Sequence[str]) -> str:

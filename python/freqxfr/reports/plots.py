@@ -7,6 +7,12 @@ is GIL-bound anyway, so the lock costs no throughput, and plots may be made from
 Each ``plot_*`` function takes plain data (the dicts of ``explanation.json``, ``summary.json`` and
 faithfulness results, or arrays) and a path, writes the PNG atomically and returns the path.
 
+A pair report's pictures (:func:`plot_pair`'s FHP discs, :func:`plot_band_bars`,
+:func:`plot_masked_strip`) are drawn without a figure: the discs rasterised with numpy
+(:func:`fhp_raster`), coloured by the same colormap and norm objects, and composed with Pillow in
+matplotlib's DejaVu Sans, because a figure with its layout engine cost more than explaining the
+pair (about 0.3 s for the three instead of 2 s; ``benchmarks/bench_drawing.py``).
+
 Colours: absolute influence uses a sequential map on [0, 1], directed influence a diverging map on
 [-1, 1] whose centre (white) is 0. Positive directed influence (blue) means the band supported the
 match: deleting it lowered the score.
@@ -21,7 +27,9 @@ all influence sits in the lowest bands, which a linear disc squeezes into its in
 
 from __future__ import annotations
 
+import functools
 import io
+import itertools
 import math
 import os
 import threading
@@ -30,6 +38,7 @@ from pathlib import Path
 from statistics import NormalDist
 from typing import Any, Literal
 
+import matplotlib
 import numpy as np
 from matplotlib import colormaps, font_manager
 from matplotlib.axes import Axes
@@ -38,6 +47,7 @@ from matplotlib.cm import ScalarMappable
 from matplotlib.colors import Colormap, Normalize
 from matplotlib.figure import Figure
 from matplotlib.patches import Circle, Wedge
+from matplotlib.ticker import MaxNLocator
 from PIL import Image, ImageDraw, ImageFont
 
 from freqxfr.common.atomic import write_output
@@ -64,9 +74,10 @@ _PROFILE_PANELS = (
 # --- figure plumbing --------------------------------------------------------------------------
 
 
-def new_figure(width: float, height: float) -> Figure:
-    """A figure with its own Agg canvas and constrained layout (no pyplot state)."""
-    fig = Figure(figsize=(width, height), dpi=DPI, layout="constrained")
+def new_figure(width: float, height: float, *, layout: str | None = "constrained") -> Figure:
+    """A figure with its own Agg canvas and constrained layout (no pyplot state); ``layout=None``
+    for a figure whose axes are placed by hand (no layout engine: about half the drawing time)."""
+    fig = Figure(figsize=(width, height), dpi=DPI, layout=layout)
     FigureCanvasAgg(fig)
     return fig
 
@@ -242,20 +253,7 @@ def radial_scale(bands: Sequence[Mapping[str, Any]], radial: str = DEFAULT_RADIA
 def _label_rings(ax: Axes, bands: Sequence[Mapping[str, Any]], scale) -> None:
     """Band indices on the rings, along the 45° ray up-right; rings too thin to read are skipped
     (the last ring is always labelled)."""
-    rings: dict[tuple[float, float], int] = {}
-    for k, band in enumerate(bands):
-        key = (float(band["radius"][0]), float(band["radius"][1]))
-        rings.setdefault(key, int(band.get("ring", band.get("index", k))))
-    ordered = sorted(rings.items())
-    last_shown = -1.0
-    for i, ((lo, hi), index) in enumerate(ordered):
-        r_lo, r_hi = float(scale(lo)), float(scale(hi))
-        mid = (r_lo + r_hi) / 2
-        if r_hi - r_lo < 0.045 * float(scale(ordered[-1][0][1])) and i != len(ordered) - 1:
-            continue
-        if mid - last_shown < 0.06:
-            continue
-        last_shown = mid
+    for mid, index in ring_labels(bands, scale):
         ax.text(
             mid * math.cos(math.pi / 4),
             mid * math.sin(math.pi / 4),
@@ -301,40 +299,11 @@ def plot_pair(
     path : path-like
         Where to write the PNG.
     """
-    bands = check_bands(explanation)
+    check_bands(explanation)
     faces = _check_faces(faces)
-    size = (explanation.get("model") or {}).get("input_size")
-    fig = new_figure(9.6, 6.6)
-    axes = fig.subplots(2, 3)
-    columns = ("face", "absolute FHP", "directed FHP")
-    for row, side in enumerate(_SIDES):
-        data = check_side(explanation, side)
-        axes[row, 0].imshow(faces[row], interpolation="lanczos")
-        axes[row, 0].set_axis_off()
-        axes[row, 0].set_title(
-            f"{side}: {_short(data.get('source'))}", fontsize=9, parse_math=False
-        )
-        kinds: tuple[tuple[int, Literal["absolute", "directed"]], ...] = (
-            (1, "absolute"),
-            (2, "directed"),
-        )
-        for col, kind in kinds:
-            ax = axes[row, col]
-            values = _band_values(data[f"{kind}_normalised"], bands, f"{side}.{kind}_normalised")
-            fhp_disc(ax, values, bands, kind=kind, size=size, radial=radial)
-            ax.set_title(columns[col], fontsize=9)
-    fig.suptitle(_decision_title(explanation), fontsize=11, parse_math=False)
-    fig.text(
-        0.5,
-        0.0,
-        "centre: low frequencies (DC)   edge: spectrum corner   dashed: Nyquist box   "
-        "numbers: band index   " + _RADIAL_NOTE[radial],
-        ha="center",
-        va="bottom",
-        fontsize=8,
-        color="0.3",
-    )
-    return save_figure(fig, path)
+    if radial not in RADIAL_SCALES:
+        radial_scale([], radial)  # the one error message
+    return _save_png(_pair_picture(explanation, faces, radial), path)
 
 
 def plot_band_bars(explanation: Mapping[str, Any], path: str | os.PathLike[str]) -> Path:
@@ -343,35 +312,7 @@ def plot_band_bars(explanation: Mapping[str, Any], path: str | os.PathLike[str])
     Absolute bars take the FHP's sequential colour of their normalised value; directed bars are
     blue where the band supported the match and red where it worked against it.
     """
-    bands = check_bands(explanation)
-    k = len(bands)
-    fig = new_figure(max(8.0, 0.35 * k + 4.0), 5.6)
-    axes = fig.subplots(2, 2, sharey="row", sharex=True)
-    abs_cmap, dir_cmap = fhp_cmap("absolute"), fhp_cmap("directed")
-    x = np.arange(k)
-    for col, side in enumerate(_SIDES):
-        data = check_side(explanation, side)
-        absolute = _band_values(data["absolute"], bands, f"{side}.absolute")
-        abs_norm = _band_values(data["absolute_normalised"], bands, f"{side}.absolute_normalised")
-        directed = _band_values(data["directed"], bands, f"{side}.directed")
-        axes[0, col].bar(
-            x, absolute, color=abs_cmap(np.clip(abs_norm, 0, 1)), edgecolor="0.2", linewidth=0.4
-        )
-        axes[0, col].set_title(
-            f"{side}: {_short(data.get('source'))}", fontsize=9, parse_math=False
-        )
-        colours = np.where(directed >= 0, 0, 1)
-        palette = [dir_cmap(0.85), dir_cmap(0.15)]
-        axes[1, col].bar(
-            x, directed, color=[palette[c] for c in colours], edgecolor="0.2", linewidth=0.4
-        )
-        axes[1, col].axhline(0.0, color="0.2", linewidth=0.8)
-        axes[1, col].set_xlabel("band (0 = lowest frequencies)")
-        _band_ticks(axes[1, col], bands)
-    axes[0, 0].set_ylabel("absolute |s_ref − s_k|")
-    axes[1, 0].set_ylabel("directed s_ref − s_k")
-    fig.suptitle(_decision_title(explanation), fontsize=10, parse_math=False)
-    return save_figure(fig, path)
+    return _save_png(_bars_picture(explanation), path)
 
 
 def plot_masked_strip(
@@ -433,7 +374,7 @@ def plot_masked_strip(
     height = rows * cell_h + gap * (images - 1) + foot
     mosaic = Image.new("RGB", (width, height), "white")
     draw = ImageDraw.Draw(mosaic)
-    font, small = _strip_font(11), _strip_font(12)
+    font, small = _font(11), _font(12)
     for i in range(images):
         name = row_labels[i] if i < len(row_labels) else str(i)
         for t in range(per_image):
@@ -453,20 +394,10 @@ def plot_masked_strip(
         font=small,
         anchor="md",
     )
-    buffer = io.BytesIO()
-    mosaic.save(buffer, format="PNG")
-    return write_output(path, buffer.getvalue())
+    return _save_png(mosaic, path)
 
 
 STRIP_TILE_PX = 168  # a strip tile's width: 6 tiles and their gaps fit in 1,200 px
-
-
-def _strip_font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
-    """Matplotlib's own DejaVu Sans at ``size`` px (it has the minus sign and ρ the labels use)."""
-    try:
-        return ImageFont.truetype(font_manager.findfont("DejaVu Sans"), size)
-    except OSError:  # no TrueType support in this Pillow: its built-in font
-        return ImageFont.load_default()
 
 
 def plot_curves(faithfulness: Mapping[str, Any], path: str | os.PathLike[str]) -> Path:
@@ -481,8 +412,10 @@ def plot_curves(faithfulness: Mapping[str, Any], path: str | os.PathLike[str]) -
         ``random_*`` (one curve per seed) and ``areas``.
     path : path-like
     """
-    fig = new_figure(10.0, 8.8)
+    # Axes placed by hand: constrained layout took half of this figure's drawing time.
+    fig = new_figure(10.0, 9.6, layout=None)
     axes = fig.subplots(2, 2)
+    fig.subplots_adjust(left=0.08, right=0.98, top=0.93, bottom=0.135, wspace=0.18, hspace=0.52)
     threshold = faithfulness.get("threshold")
     for row, side in enumerate(_SIDES):
         data = faithfulness.get(side)
@@ -544,10 +477,10 @@ def plot_curves(faithfulness: Mapping[str, Any], path: str | os.PathLike[str]) -
             else:
                 goal = "faithful: BELOW random" if rises else "faithful: ABOVE random"
             ax.set_title(f"{side}: {curve}, {goal}", fontsize=9)
-            ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.07), ncols=2)
+            ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.07), ncols=1)
             ax.grid(alpha=0.3)
         axes[row, 0].set_ylabel("score")
-    fig.supxlabel("x: fraction of bands deleted (left) or inserted (right)", fontsize=9)
+    fig.supxlabel("x: fraction of bands deleted (left) or inserted (right)", fontsize=9, y=0.01)
     decision = faithfulness.get("decision")
     if decision is None:
         headline = "faithfulness: deletion and insertion against random orders"
@@ -685,6 +618,470 @@ def _profile_figure(
         axes[r, 0].legend(fontsize=7, loc="best")
     fig.suptitle("band profiles (line: mean over explained images; shade: ± sd)", fontsize=10)
     return save_figure(fig, path)
+
+
+# --- raster drawing (numpy + Pillow, no matplotlib figure) ----------------------------------------
+#
+# The pair report's pictures (FHP discs, band bars, masked strip) are drawn here: a matplotlib
+# figure with its layout engine cost about a second each, more than explaining the pair. Colours
+# come from the same matplotlib colormap and norm objects (no figure), text is matplotlib's own
+# DejaVu Sans drawn with Pillow.
+
+FHP_DISC_PX = 250  # an FHP disc's diameter in the pair figure
+_SUPERSAMPLE = 2  # sub-pixels per pixel (each way) when rasterising rings: smooth edges
+_INK = (26, 26, 26)
+_GREY = (140, 140, 140)  # matplotlib's "0.55"
+_NOTE = (77, 77, 77)  # "0.3"
+_PNG_LEVEL = 3  # zlib level of the written PNGs: much faster than the default 6, a few % larger
+_FONTS: dict[int, Any] = {}
+
+
+def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
+    """Matplotlib's own DejaVu Sans at ``size`` px (it has the minus sign, ρ and Δ), cached."""
+    font = _FONTS.get(size)
+    if font is None:
+        path = os.path.join(matplotlib.get_data_path(), "fonts", "ttf", "DejaVuSans.ttf")
+        try:
+            font = ImageFont.truetype(path, size)
+        except OSError:
+            try:
+                font = ImageFont.truetype(font_manager.findfont("DejaVu Sans"), size)
+            except OSError:  # no TrueType support in this Pillow: its built-in font
+                font = ImageFont.load_default()
+        _FONTS[size] = font
+    return font
+
+
+def _rgb(colour: Sequence[float]) -> tuple[int, int, int]:
+    return tuple(round(float(c) * 255) for c in colour[:3])  # type: ignore[return-value]
+
+
+def _save_png(image: Image.Image, path: str | os.PathLike[str]) -> Path:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", compress_level=_PNG_LEVEL)
+    return write_output(path, buffer.getvalue())
+
+
+def _text(draw: ImageDraw.ImageDraw, xy, text: str, size: int, fill=_INK, anchor="la") -> None:
+    draw.text(xy, text, fill=fill, font=_font(size), anchor=anchor)
+
+
+def _vertical_text(image: Image.Image, centre: tuple[float, float], text: str, size: int) -> None:
+    """``text`` rotated by 90° (reading upwards), centred on ``centre``."""
+    font = _font(size)
+    box = font.getbbox(text)
+    label = Image.new("L", (box[2] - box[0] + 4, box[3] - box[1] + 4), 0)
+    ImageDraw.Draw(label).text((2 - box[0], 2 - box[1]), text, fill=255, font=font)
+    label = label.rotate(90, expand=True)
+    left, top = round(centre[0] - label.width / 2), round(centre[1] - label.height / 2)
+    ink = Image.new("RGB", label.size, _INK)
+    image.paste(ink, (left, top), label)
+
+
+def fhp_raster(
+    values: Sequence[float] | np.ndarray,
+    bands: Sequence[Mapping[str, Any]],
+    *,
+    kind: Kind,
+    size: Sequence[int] | None = None,
+    radial: str = DEFAULT_RADIAL,
+    label_rings: bool = True,
+    px: int = FHP_DISC_PX,
+) -> Image.Image:
+    """The frequency heat plot of :func:`fhp_disc` as a ``px`` × ``px`` RGB picture, rasterised
+    with numpy: the same rings (or ring sectors and their mirrors), colours, radial scale,
+    Nyquist box, rim and ring labels, without a matplotlib figure.
+
+    Screen geometry as ``imshow(fftshift(F))``: horizontal frequency to the right, vertical
+    frequency downwards; band angles run from the horizontal-frequency axis towards +vertical.
+    """
+    vals = _band_values(values, bands, "values")
+    colours = fhp_cmap(kind)(fhp_norm(kind)(vals))[:, :3].astype(np.float32)
+    scale = radial_scale(bands, radial)
+    r_max = float(scale(max(float(b["radius"][1]) for b in bands)))
+    lim = 1.03 * max(r_max, 1e-9)
+    key = tuple(
+        (*(float(v) for v in b["radius"]), *(float(v) for v in b.get("angle", (0.0, math.pi))))
+        for b in bands
+    )
+    subs = _disc_labels(key, radial, px)
+    palette = np.vstack([colours, np.ones((1, 3), np.float32)])  # index -1: white
+    # Each pixel: the mean colour of its sub-pixels (smooth ring edges).
+    rgb = sum(palette[sub] for sub in subs) / len(subs)
+    image = Image.fromarray(np.round(rgb * 255).astype(np.uint8), "RGB")
+    draw = ImageDraw.Draw(image, "RGBA")
+
+    def to_px(xs: np.ndarray, ys: np.ndarray) -> list[tuple[float, float]]:
+        return list(
+            zip(
+                ((xs + lim) / (2 * lim) * px).tolist(),
+                ((ys + lim) / (2 * lim) * px).tolist(),
+                strict=True,
+            )
+        )
+
+    if size is not None:
+        height, width = (int(s) for s in size)
+        corner = math.hypot(height // 2, width // 2)
+        half_w, half_h = (width / 2) / corner, (height / 2) / corner
+        # The Nyquist box, traced point by point: on a non-linear scale it is no longer square.
+        t = np.linspace(0.0, 1.0, 60, endpoint=False)
+        xs = np.concatenate(
+            [
+                -half_w + 2 * half_w * t,
+                np.full(60, half_w),
+                half_w - 2 * half_w * t,
+                np.full(60, -half_w),
+            ]
+        )
+        ys = np.concatenate(
+            [
+                np.full(60, -half_h),
+                -half_h + 2 * half_h * t,
+                np.full(60, half_h),
+                half_h - 2 * half_h * t,
+            ]
+        )
+        r = np.hypot(xs, ys)
+        shown = scale(r) / np.maximum(r, 1e-12)
+        points = to_px(xs * shown, ys * shown)
+        points.append(points[0])
+        _dashed(draw, points, dash=4.0, gap=2.5)
+    centre = px / 2
+    radius = r_max / (2 * lim) * px
+    draw.ellipse(
+        (centre - radius, centre - radius, centre + radius, centre + radius), outline=_GREY, width=1
+    )
+    if label_rings:
+        font = _font(11)
+        for mid, index in ring_labels(bands, scale):
+            # Along the 45° ray up-right, in a half-transparent white box.
+            at = mid * math.cos(math.pi / 4)
+            ((cx, cy),) = to_px(np.array([at]), np.array([-at]))
+            box = draw.textbbox((cx, cy), str(index), font=font, anchor="mm")
+            draw.rectangle(
+                (box[0] - 1, box[1] - 1, box[2] + 1, box[3] + 1), fill=(255, 255, 255, 153)
+            )
+            draw.text((cx, cy), str(index), fill=_INK, font=font, anchor="mm")
+    return image
+
+
+@functools.lru_cache(maxsize=16)
+def _disc_labels(
+    key: tuple[tuple[float, ...], ...], radial: str, px: int
+) -> tuple[np.ndarray, ...]:
+    """The band index (-1: none, or a white edge between bands) of every sub-pixel of a disc,
+    as the ``_SUPERSAMPLE²`` interleaved (px, px) grids; the same for every disc of a schedule,
+    so computed once."""
+    bands = [{"radius": k[:2], "angle": k[2:]} for k in key]
+    scale = radial_scale(bands, radial)
+    r_max = float(scale(max(k[1] for k in key)))
+    lim = 1.03 * max(r_max, 1e-9)
+    n = px * _SUPERSAMPLE
+    axis = (np.arange(n) + 0.5) / n * (2 * lim) - lim
+    x, y_down = axis[None, :], axis[:, None]  # screen x right, y down (= +vertical frequency)
+    rho = np.hypot(x, y_down)
+    polar = any(k[3] - k[2] < math.pi - 1e-9 for k in key)
+    # The band angle of every sub-pixel, folded by π (a band and its mirror share a colour).
+    phi = np.mod(np.arctan2(y_down, x), math.pi) if polar else None
+    labels = np.full((n, n), -1, np.int32)
+    for k, (lo, hi, a_lo, a_hi) in enumerate(key):
+        r_lo, r_hi = float(scale(lo)), float(scale(hi))
+        inside = (rho >= r_lo) & (rho < r_hi)
+        if phi is not None and a_hi - a_lo < math.pi - 1e-9:
+            inside &= (phi >= a_lo) & (phi < a_hi)
+        labels[inside] = k
+    # Thin white lines between bands (matplotlib's white wedge edges).
+    edge = np.zeros((n, n), bool)
+    edge[1:, :] |= labels[1:, :] != labels[:-1, :]
+    edge[:, 1:] |= labels[:, 1:] != labels[:, :-1]
+    labels[edge] = -1
+    step = _SUPERSAMPLE
+    grids = tuple(labels[i::step, j::step].copy() for i in range(step) for j in range(step))
+    for grid in grids:
+        grid.flags.writeable = False  # cached: shared by every later disc of this schedule
+    return grids
+
+
+def _dashed(
+    draw: ImageDraw.ImageDraw, points: list[tuple[float, float]], dash: float, gap: float
+) -> None:
+    """A dashed polyline through ``points`` (Pillow draws solid lines only)."""
+    period, travelled = dash + gap, 0.0
+    for (x0, y0), (x1, y1) in itertools.pairwise(points):
+        length = math.hypot(x1 - x0, y1 - y0)
+        start = 0.0
+        while start < length:
+            phase = (travelled + start) % period
+            step = min(length - start, (dash - phase) if phase < dash else (period - phase))
+            if phase < dash:
+                f0, f1 = start / length, (start + step) / length
+                draw.line(
+                    (
+                        x0 + f0 * (x1 - x0),
+                        y0 + f0 * (y1 - y0),
+                        x0 + f1 * (x1 - x0),
+                        y0 + f1 * (y1 - y0),
+                    ),
+                    fill=_GREY,
+                    width=1,
+                )
+            start += max(step, 1e-9)
+        travelled += length
+
+
+def ring_labels(bands: Sequence[Mapping[str, Any]], scale) -> list[tuple[float, int]]:
+    """(displayed mid-radius, band index) of the rings to label: rings too thin to read are
+    skipped (the last ring is always labelled)."""
+    rings: dict[tuple[float, float], int] = {}
+    for k, band in enumerate(bands):
+        key = (float(band["radius"][0]), float(band["radius"][1]))
+        rings.setdefault(key, int(band.get("ring", band.get("index", k))))
+    ordered = sorted(rings.items())
+    shown: list[tuple[float, int]] = []
+    last_shown = -1.0
+    for i, ((lo, hi), index) in enumerate(ordered):
+        r_lo, r_hi = float(scale(lo)), float(scale(hi))
+        mid = (r_lo + r_hi) / 2
+        if r_hi - r_lo < 0.045 * float(scale(ordered[-1][0][1])) and i != len(ordered) - 1:
+            continue
+        if mid - last_shown < 0.06:
+            continue
+        last_shown = mid
+        shown.append((mid, index))
+    return shown
+
+
+def colorbar_raster(kind: Kind, height: int) -> Image.Image:
+    """A vertical colour bar of an FHP (its map and limits), ticks and label, ``height`` px tall."""
+    norm, cmap = fhp_norm(kind), fhp_cmap(kind)
+    bar_w, width = 14, 74
+    image = Image.new("RGB", (width, height), "white")
+    top, bottom = 6, height - 6
+    span = bottom - top
+    levels = np.linspace(norm.vmax, norm.vmin, span)  # top = largest value
+    strip = np.round(cmap(norm(levels))[:, :3] * 255).astype(np.uint8)
+    image.paste(Image.fromarray(np.repeat(strip[:, None], bar_w, axis=1), "RGB"), (2, top))
+    draw = ImageDraw.Draw(image)
+    draw.rectangle((2, top, 2 + bar_w, bottom), outline=_INK, width=1)
+    ticks = np.linspace(0.0, 1.0, 6) if kind == "absolute" else np.linspace(-1.0, 1.0, 5)
+    for value in ticks:
+        y = bottom - (value - norm.vmin) / (norm.vmax - norm.vmin) * span
+        draw.line((2 + bar_w, y, 2 + bar_w + 3, y), fill=_INK, width=1)
+        _text(
+            draw,
+            (2 + bar_w + 5, y),
+            _tick_text(value, 0.2 if kind == "absolute" else 0.5),
+            10,
+            anchor="lm",
+        )
+    label = "normalised |Δscore|" if kind == "absolute" else "normalised Δscore"
+    _vertical_text(image, (width - 9, (top + bottom) / 2), label, 11)
+    return image
+
+
+def _tick_text(value: float, step: float) -> str:
+    decimals = max(0, -math.floor(math.log10(step) + 1e-9)) if step > 0 else 0
+    text = f"{value:.{decimals}f}"
+    if float(text) == 0:
+        text = text.lstrip("-")
+    return text.replace("-", "−")
+
+
+def _fit_face(face: np.ndarray, side: int) -> Image.Image:
+    image = Image.fromarray(face)
+    scale = side / max(image.width, image.height)
+    size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+    return image.resize(size, Image.Resampling.LANCZOS)
+
+
+def _pair_picture(explanation: Mapping[str, Any], faces: np.ndarray, radial: str) -> Image.Image:
+    bands = check_bands(explanation)
+    size = (explanation.get("model") or {}).get("input_size")
+    disc, gap, bar_w = FHP_DISC_PX, 26, 74
+    title_lines = _decision_title(explanation).split("\n")
+    head = 12 + 19 * len(title_lines)
+    caption_h, row_gap, foot = 20, 14, 26
+    col_x = [gap, gap + disc + gap]
+    col_x.append(col_x[1] + disc + bar_w + gap)
+    width = col_x[2] + disc + bar_w + gap
+    row_h = caption_h + disc
+    height = head + 2 * row_h + row_gap + foot
+    image = Image.new("RGB", (width, height), "white")
+    draw = ImageDraw.Draw(image)
+    for i, line in enumerate(title_lines):
+        _text(draw, (width / 2, 10 + 19 * i), line, 15 if i == 0 else 13, anchor="ma")
+    bars = {kind: colorbar_raster(kind, round(disc * 0.8)) for kind in ("absolute", "directed")}
+    for row, side in enumerate(_SIDES):
+        data = check_side(explanation, side)
+        top = head + row * (row_h + row_gap)
+        face = _fit_face(faces[row], disc)
+        image.paste(
+            face, (col_x[0] + (disc - face.width) // 2, top + caption_h + (disc - face.height) // 2)
+        )
+        _text(
+            draw,
+            (col_x[0] + disc / 2, top + 2),
+            f"{side}: {_short(data.get('source'))}",
+            12,
+            anchor="ma",
+        )
+        for col, kind in ((1, "absolute"), (2, "directed")):
+            values = _band_values(data[f"{kind}_normalised"], bands, f"{side}.{kind}_normalised")
+            image.paste(
+                fhp_raster(values, bands, kind=kind, size=size, radial=radial),
+                (col_x[col], top + caption_h),
+            )
+            image.paste(bars[kind], (col_x[col] + disc + 4, top + caption_h + round(disc * 0.1)))
+            _text(draw, (col_x[col] + disc / 2, top + 2), f"{kind} FHP", 12, anchor="ma")
+    _text(
+        draw,
+        (width / 2, height - 6),
+        "centre: low frequencies (DC)   edge: spectrum corner   dashed: Nyquist box   "
+        "numbers: band index   " + _RADIAL_NOTE[radial],
+        11,
+        fill=_NOTE,
+        anchor="md",
+    )
+    return image
+
+
+def _nice_ticks(lo: float, hi: float) -> tuple[np.ndarray, float, float, float]:
+    """Ticks (matplotlib's MaxNLocator, no figure), their step and the axis limits covering
+    [lo, hi] with a 5 % margin and 0."""
+    lo, hi = min(lo, 0.0), max(hi, 0.0)
+    if hi - lo <= 0:
+        hi = lo + 1.0
+    pad = 0.05 * (hi - lo)
+    lo_l, hi_l = (lo - pad if lo < 0 else lo), (hi + pad if hi > 0 else hi)
+    ticks = MaxNLocator(nbins=5, steps=[1, 2, 2.5, 5, 10]).tick_values(lo_l, hi_l)
+    ticks = ticks[(ticks >= lo_l - 1e-12) & (ticks <= hi_l + 1e-12)]
+    step = float(ticks[1] - ticks[0]) if ticks.size > 1 else 1.0
+    return ticks, step, lo_l, hi_l
+
+
+def _bar_panel(
+    image: Image.Image,
+    box: tuple[int, int, int, int],
+    values: np.ndarray,
+    colours: Sequence[tuple[int, int, int]],
+    limits: tuple[np.ndarray, float, float, float],
+    *,
+    y_labels: bool,
+    x_ticks: Sequence[tuple[int, str]] | None,
+    zero_line: bool,
+) -> None:
+    """One bar chart in ``box`` (left, top, right, bottom) of ``image``: frame, y grid ticks,
+    bars with dark edges, optional zero line and x tick labels."""
+    draw = ImageDraw.Draw(image)
+    left, top, right, bottom = box
+    ticks, step, lo, hi = limits
+    k = values.size
+
+    def y_of(v: float) -> float:
+        return bottom - (v - lo) / (hi - lo) * (bottom - top)
+
+    def x_of(i: float) -> float:
+        return left + (i + 0.5 + 0.1) / (k + 0.2) * (right - left)
+
+    for v in ticks:
+        y = y_of(float(v))
+        draw.line((left - 3, y, left, y), fill=_INK)
+        if y_labels:
+            _text(draw, (left - 5, y), _tick_text(float(v), step), 10, anchor="rm")
+    half = 0.4 / (k + 0.2) * (right - left)
+    base = y_of(0.0)
+    for i, (value, colour) in enumerate(zip(values.tolist(), colours, strict=True)):
+        xc, yv = x_of(i), y_of(value)
+        draw.rectangle(
+            (xc - half, min(base, yv), xc + half, max(base, yv)), fill=colour, outline=(51, 51, 51)
+        )
+    if zero_line:
+        draw.line((left, base, right, base), fill=(51, 51, 51), width=1)
+    draw.rectangle((left, top, right, bottom), outline=_INK, width=1)
+    for i, text in x_ticks or ():
+        x = x_of(i)
+        draw.line((x, bottom, x, bottom + 3), fill=_INK)
+        _text(draw, (x, bottom + 5), text, 10, anchor="ma")
+
+
+def _bar_tick_labels(bands: Sequence[Mapping[str, Any]]) -> list[tuple[int, str]]:
+    k = len(bands)
+    if any(int(b.get("sector", 0)) for b in bands):
+        starts = [i for i, b in enumerate(bands) if int(b.get("sector", 0)) == 0]
+        return [(i, f"r{bands[i].get('ring', i)}") for i in starts]
+    step = 1 if k <= 24 else math.ceil(k / 16)
+    return [(i, str(i)) for i in range(0, k, step)]
+
+
+def _bars_picture(explanation: Mapping[str, Any]) -> Image.Image:
+    bands = check_bands(explanation)
+    k = len(bands)
+    abs_cmap, dir_cmap = fhp_cmap("absolute"), fhp_cmap("directed")
+    palette = [_rgb(dir_cmap(0.85)), _rgb(dir_cmap(0.15))]
+    data = {}
+    for side in _SIDES:
+        d = check_side(explanation, side)
+        absolute = _band_values(d["absolute"], bands, f"{side}.absolute")
+        abs_norm = _band_values(d["absolute_normalised"], bands, f"{side}.absolute_normalised")
+        directed = _band_values(d["directed"], bands, f"{side}.directed")
+        data[side] = (
+            d,
+            absolute,
+            [_rgb(c) for c in abs_cmap(np.clip(abs_norm, 0, 1))],
+            directed,
+            [palette[0] if v >= 0 else palette[1] for v in directed.tolist()],
+        )
+    rows = [
+        _nice_ticks(
+            min(float(data[s][1].min()) for s in _SIDES),
+            max(float(data[s][1].max()) for s in _SIDES),
+        ),
+        _nice_ticks(
+            min(float(data[s][3].min()) for s in _SIDES),
+            max(float(data[s][3].max()) for s in _SIDES),
+        ),
+    ]
+    title_lines = _decision_title(explanation).split("\n")
+    head = 12 + 18 * len(title_lines) + 22
+    panel_w = max(340, 26 * k)
+    panel_h, left_pad, mid_gap, row_gap, foot = 180, 92, 30, 22, 44
+    width = left_pad + 2 * panel_w + mid_gap + 20
+    height = head + 2 * panel_h + row_gap + foot
+    image = Image.new("RGB", (width, height), "white")
+    draw = ImageDraw.Draw(image)
+    for i, line in enumerate(title_lines):
+        _text(draw, (width / 2, 10 + 18 * i), line, 14 if i == 0 else 12, anchor="ma")
+    ticks = _bar_tick_labels(bands)
+    for col, side in enumerate(_SIDES):
+        d, absolute, abs_colours, directed, dir_colours = data[side]
+        left = left_pad + col * (panel_w + mid_gap)
+        _text(
+            draw,
+            (left + panel_w / 2, head - 18),
+            f"{side}: {_short(d.get('source'))}",
+            12,
+            anchor="ma",
+        )
+        for row, (values, colours) in enumerate(((absolute, abs_colours), (directed, dir_colours))):
+            top = head + row * (panel_h + row_gap)
+            _bar_panel(
+                image,
+                (left, top, left + panel_w, top + panel_h),
+                values,
+                colours,
+                rows[row],
+                y_labels=col == 0,
+                x_ticks=ticks if row == 1 else None,
+                zero_line=row == 1,
+            )
+        _text(
+            draw, (left + panel_w / 2, height - 8), "band (0 = lowest frequencies)", 12, anchor="md"
+        )
+    for row, label in enumerate(("absolute |s_ref − s_k|", "directed s_ref − s_k")):
+        top = head + row * (panel_h + row_gap)
+        _vertical_text(image, (14, top + panel_h / 2), label, 12)
+    return image
 
 
 # --- helpers ----------------------------------------------------------------------------------
