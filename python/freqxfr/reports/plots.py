@@ -74,7 +74,9 @@ _PROFILE_PANELS = (
 # --- figure plumbing --------------------------------------------------------------------------
 
 
-def new_figure(width: float, height: float, *, layout: str | None = "constrained") -> Figure:
+def new_figure(
+    width: float, height: float, *, layout: Literal["constrained"] | None = "constrained"
+) -> Figure:
     """A figure with its own Agg canvas and constrained layout (no pyplot state); ``layout=None``
     for a figure whose axes are placed by hand (no layout engine: about half the drawing time)."""
     fig = Figure(figsize=(width, height), dpi=DPI, layout=layout)
@@ -670,7 +672,7 @@ def _vertical_text(image: Image.Image, centre: tuple[float, float], text: str, s
     """``text`` rotated by 90° (reading upwards), centred on ``centre``."""
     font = _font(size)
     box = font.getbbox(text)
-    label = Image.new("L", (box[2] - box[0] + 4, box[3] - box[1] + 4), 0)
+    label = Image.new("L", (int(box[2] - box[0]) + 4, int(box[3] - box[1]) + 4), 0)
     ImageDraw.Draw(label).text((2 - box[0], 2 - box[1]), text, fill=255, font=font)
     label = label.rotate(90, expand=True)
     left, top = round(centre[0] - label.width / 2), round(centre[1] - label.height / 2)
@@ -855,18 +857,19 @@ def ring_labels(bands: Sequence[Mapping[str, Any]], scale) -> list[tuple[float, 
 def colorbar_raster(kind: Kind, height: int) -> Image.Image:
     """A vertical colour bar of an FHP (its map and limits), ticks and label, ``height`` px tall."""
     norm, cmap = fhp_norm(kind), fhp_cmap(kind)
+    vmin, vmax = float(norm.vmin or 0.0), float(norm.vmax or 1.0)  # set by fhp_norm
     bar_w, width = 14, 74
     image = Image.new("RGB", (width, height), "white")
     top, bottom = 6, height - 6
     span = bottom - top
-    levels = np.linspace(norm.vmax, norm.vmin, span)  # top = largest value
+    levels = np.linspace(vmax, vmin, span)  # top = largest value
     strip = np.round(cmap(norm(levels))[:, :3] * 255).astype(np.uint8)
     image.paste(Image.fromarray(np.repeat(strip[:, None], bar_w, axis=1), "RGB"), (2, top))
     draw = ImageDraw.Draw(image)
     draw.rectangle((2, top, 2 + bar_w, bottom), outline=_INK, width=1)
     ticks = np.linspace(0.0, 1.0, 6) if kind == "absolute" else np.linspace(-1.0, 1.0, 5)
     for value in ticks:
-        y = bottom - (value - norm.vmin) / (norm.vmax - norm.vmin) * span
+        y = bottom - (value - vmin) / (vmax - vmin) * span
         draw.line((2 + bar_w, y, 2 + bar_w + 3, y), fill=_INK, width=1)
         _text(
             draw,
@@ -926,7 +929,8 @@ def _pair_picture(explanation: Mapping[str, Any], faces: np.ndarray, radial: str
             12,
             anchor="ma",
         )
-        for col, kind in ((1, "absolute"), (2, "directed")):
+        kinds: tuple[tuple[int, Kind], ...] = ((1, "absolute"), (2, "directed"))
+        for col, kind in kinds:
             values = _band_values(data[f"{kind}_normalised"], bands, f"{side}.{kind}_normalised")
             image.paste(
                 fhp_raster(values, bands, kind=kind, size=size, radial=radial),
@@ -954,7 +958,7 @@ def _nice_ticks(lo: float, hi: float) -> tuple[np.ndarray, float, float, float]:
         hi = lo + 1.0
     pad = 0.05 * (hi - lo)
     lo_l, hi_l = (lo - pad if lo < 0 else lo), (hi + pad if hi > 0 else hi)
-    ticks = MaxNLocator(nbins=5, steps=[1, 2, 2.5, 5, 10]).tick_values(lo_l, hi_l)
+    ticks = np.asarray(MaxNLocator(nbins=5, steps=[1, 2, 2.5, 5, 10]).tick_values(lo_l, hi_l))
     ticks = ticks[(ticks >= lo_l - 1e-12) & (ticks <= hi_l + 1e-12)]
     step = float(ticks[1] - ticks[0]) if ticks.size > 1 else 1.0
     return ticks, step, lo_l, hi_l
