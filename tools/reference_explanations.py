@@ -54,7 +54,8 @@ def demo_pairs() -> list[tuple[str, Path, Path]]:
 
 
 def lfw_pairs(data: Path) -> list[tuple[str, Path, Path]]:
-    rows = list(csv.DictReader((data / "lfw_aligned112" / "pairs_official_subset.csv").open()))
+    with (data / "lfw_aligned112" / "pairs_official_subset.csv").open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
     picked = [r for r in rows if r["same"] == "1"][: LFW_PAIRS // 2]
     picked += [r for r in rows if r["same"] == "0"][: LFW_PAIRS // 2]
     return [(f"lfw{i:02d}", data / r["path1"], data / r["path2"]) for i, r in enumerate(picked)]
