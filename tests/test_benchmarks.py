@@ -42,12 +42,8 @@ def test_benchmark_smoke_run(script, tmp_path):
     smoke(script, tmp_path)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bench_faithfulness counts images by wrapping Verifier.embed_normalised, which the "
-    "explanation path no longer calls: it counts 0 (being renamed on another branch)",
-)
 def test_faithfulness_benchmark_counts_the_images_it_times(tmp_path):
+    """It once counted 0 images, wrapping a renamed method; it counts at the runner now."""
     _, out = smoke("bench_faithfulness.py", tmp_path)
     for entry in json.loads(out.read_text())["results"]:
         assert entry["explain_images"] > 0 and entry["faithfulness_images"] > 0, entry
