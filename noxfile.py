@@ -249,7 +249,7 @@ def _run_sanitized(session: nox.Session, variant: str) -> None:
         ignore=shutil.ignore_patterns("_core*.so", "__pycache__"),
     )
     (core,) = build.glob("_core*.so")
-    shutil.copy2(core, overlay / "freqxfr")
+    shutil.copy2(core, overlay / "freqxfr" / "core")  # freqxfr.core._core
     runtime = subprocess.check_output(
         ["gcc", f"-print-file-name=lib{variant}.so"], text=True
     ).strip()
