@@ -150,6 +150,26 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _main(argv, command)
         except KeyboardInterrupt as exc:  # a signal outside the command's own handling
             return _interrupted(command[0] if command else "", exc)
+        except Exception as exc:
+            # A signal during a native module's import (onnxruntime's, opened with the first
+            # model) comes back as "ImportError: initialization failed" caused by the
+            # interrupt: still an interrupt, not a crash.
+            interrupt = _interrupt_behind(exc)
+            if interrupt is None:
+                raise
+            return _interrupted(command[0] if command else "", interrupt)
+
+
+def _interrupt_behind(exc: BaseException) -> KeyboardInterrupt | None:
+    """The ``KeyboardInterrupt`` (or :class:`Terminated`) that caused ``exc``, if any."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, KeyboardInterrupt):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
 
 
 def _interrupted(command: str, exc: KeyboardInterrupt) -> int:
@@ -179,6 +199,9 @@ def _main(argv: Sequence[str] | None, command: list[str]) -> int:
         with contextlib.redirect_stdout(io.StringIO()) if quiet else contextlib.nullcontext():
             return int(args.func(args) or 0)
     except (FreqxfrError, OSError) as exc:
+        interrupt = _interrupt_behind(exc)  # e.g. a model that failed to open *because* of ^C
+        if interrupt is not None:
+            return _interrupted(args.command, interrupt)
         if args.verbose:
             raise
         text = _in_cli_words(str(exc))
