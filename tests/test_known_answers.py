@@ -246,3 +246,282 @@ def test_restart_refuses_a_setting_only_the_new_run_names(tmp_path):
     with pytest.raises(OutputError, match=r"--regions: was \(not set\), now grid:2x2"):
         check_settings(run_json, {SETTINGS_KEY: {"--mode": "delete", "--regions": "grid:2x2"}})
     assert run_json.read_text() == before
+
+
+# ---- 0.2: the settings a restart must match, each on its own ------------------------------------
+#
+# A restart continues a run only when every setting that changes its numbers is the same; each
+# case below changes one such setting and nothing else, so a check that overlooks it lets two
+# configurations into one results file.
+
+
+def _toy_pairs(folder):
+    """Three pairs of two toy images (a waved, b flat), with their ground truth."""
+    from freqxfr.explanations.pairs import Pair
+
+    a = toy.save(toy.waved((120, 90, 60), 40), folder / "a.png")
+    b = toy.save(toy.flat((100, 100, 100)), folder / "b.png")
+    return [Pair(a, b, True), Pair(b, a, False), Pair(a, a, True)]
+
+
+def _another_file_same_card(folder, into):
+    """A copy of the toy model whose ONNX file differs (its doc string) but whose card is the
+    same, name included: another model to the restart check, the same one to its card."""
+    import shutil
+
+    import onnx
+
+    shutil.copytree(folder, into)
+    model = onnx.load(str(into / "toy.onnx"))
+    model.doc_string = "another toy"
+    onnx.save(model, str(into / "toy.onnx"))
+    return into
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize(
+    "setting",
+    ["--model", "--padding", "--planner", "--bands/--schedule", "--aligned", "pairs"],
+)
+def test_restart_refuses_each_setting_that_changes_the_numbers(tmp_path, setting):
+    """The first run: toy model, 4 rings of equal width, edge padding, measured plans, alignment
+    left to the card, three labelled pairs. The restart changes exactly one thing: another model
+    file under the same name and card, reflect padding, estimated plans, 4 bands with other
+    edges (same kind and count), ``aligned=True``, or the pairs' labels. Each must be refused
+    naming that setting, and the results file must stay as it was."""
+    from freqxfr.common.errors import OutputError
+    from freqxfr.core.bands import BandSchedule
+    from freqxfr.explanations.pairs import Pair
+    from freqxfr.runs.dataset import run_dataset
+
+    toy.write_model(tmp_path / "model")
+    pairs = _toy_pairs(tmp_path)
+    even = BandSchedule.from_edges([0.0, 0.25, 0.5, 0.75, 1.0])
+    first = Explainer(toy.load(tmp_path / "model"), even, threads=1)
+    out = tmp_path / "run"
+    run_dataset(pairs, out, first, progress=False, report=False)
+    before = (out / "results.jsonl").read_bytes()
+    explainer, options = first, {}
+    if setting == "--model":
+        other = _another_file_same_card(tmp_path / "model", tmp_path / "other")
+        explainer = Explainer(toy.load(other), even, threads=1)
+    elif setting == "--padding":
+        explainer = first.with_(padding="reflect")
+    elif setting == "--planner":
+        explainer = first.with_(planner="estimate")
+    elif setting == "--bands/--schedule":
+        uneven = BandSchedule.from_edges([0.0, 0.1, 0.5, 0.75, 1.0])
+        explainer = Explainer(first.model, uneven, threads=1)
+    elif setting == "--aligned":
+        options = {"aligned": True}
+    else:
+        pairs = [Pair(p.path_a, p.path_b, not p.same) for p in pairs]
+    with pytest.raises(OutputError, match=f"{setting}: was|{setting} [a-z]+: was"):
+        run_dataset(pairs, out, explainer, progress=False, report=False, **options)
+    assert (out / "results.jsonl").read_bytes() == before
+
+
+@pytest.mark.unit
+def test_a_run_of_an_older_freqxfr_continues_only_with_the_padding_it_used(tmp_path):
+    """A run.json written before padding was recorded (an older freqxfr, whose dlib and OpenCV
+    crops had black borders): the restart that says ``--padding black`` continues it, one that
+    says today's default ``edge`` is refused, naming the value the old run used."""
+    from freqxfr.common.errors import OutputError
+    from freqxfr.runs.folder import SETTINGS_KEY, check_settings
+
+    run_json = tmp_path / "run.json"
+    run_json.write_text('{"settings": {"--mode": "delete"}}')
+    check_settings(run_json, {SETTINGS_KEY: {"--mode": "delete", "--padding": "black"}})
+    with pytest.raises(OutputError, match="--padding black"):
+        check_settings(run_json, {SETTINGS_KEY: {"--mode": "delete", "--padding": "edge"}})
+    assert run_json.read_text() == '{"settings": {"--mode": "delete"}}'
+
+
+# ---- 0.2: which explainers the engine may mask together ------------------------------------------
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"mode": "keep"},
+        {"domain": "normalised"},
+        {"clip": True},
+        {"planner": "estimate"},
+        {"schedule": 8},
+        {"backend": "numpy"},
+    ],
+    ids=lambda change: next(iter(change)),
+)
+def test_explainers_that_mask_differently_never_share_a_mask_key(change):
+    """The engine masks the pairs of explainers with equal mask keys in one batch, with one set
+    of masking settings. Each of these settings changes the masked images (clip: pixels beyond
+    0..255 are clipped before normalising; keep: the band is kept rather than deleted; ...), so
+    two configs that differ only in it must never share a key. Padding, the batch size and the
+    thread count do not touch the masking: they share it."""
+    from freqxfr.explanations.config import ExplainerConfig
+
+    base = ExplainerConfig(schedule=4)
+    assert base.replace(**change).mask_key(None) != base.mask_key(None)
+    for same in ({"padding": "reflect"}, {"max_batch": 7}, {"threads": 3}):
+        assert base.replace(**same).mask_key(None) == base.mask_key(None)
+
+
+# ---- 0.2: a single-process resume retries failures and counts each pair once --------------------
+
+
+@pytest.mark.unit
+def test_resumed_run_retries_a_pair_that_failed(toy_verifier, tmp_path):
+    """Pair 1's second image is missing at first, so pair 1 fails. Once the image exists, running
+    the same command again must explain pair 1 (a failure is not a finished pair) and keep
+    pairs 0 and 2 as they were."""
+    import json
+
+    from freqxfr.explanations.pairs import Pair
+    from freqxfr.runs.dataset import run_dataset
+
+    a = toy.save(toy.waved((120, 90, 60), 40), tmp_path / "a.png")
+    b = toy.save(toy.flat((100, 100, 100)), tmp_path / "b.png")
+    late = tmp_path / "late.png"
+    pairs = [Pair(a, b, True), Pair(a, late, False), Pair(b, a, True)]
+    explainer = Explainer(toy_verifier, 4, threads=1)
+    out = tmp_path / "run"
+    first = run_dataset(pairs, out, explainer, progress=False, report=False)
+    assert first["failed"] == 1
+    toy.save(toy.flat((100, 100, 100)), late)
+    again = run_dataset(pairs, out, explainer, progress=False, report=False)
+    records = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    assert sorted(r["index"] for r in records) == [0, 1, 2]
+    assert all("error" not in r for r in records), records
+    assert again["failed"] == 0
+
+
+@pytest.mark.unit
+def test_resumed_run_counts_a_pair_written_twice_once(toy_verifier, tmp_path):
+    """A results file that holds one pair's record twice (a merge interrupted between writing and
+    recording it): the resumed run keeps one record per pair, and its summary counts 3 pairs
+    for 3 pairs, not 4."""
+    import json
+
+    from freqxfr.runs.dataset import run_dataset
+
+    pairs = _toy_pairs(tmp_path)
+    explainer = Explainer(toy_verifier, 4, threads=1)
+    out = tmp_path / "run"
+    run_dataset(pairs, out, explainer, progress=False, report=False)
+    results = out / "results.jsonl"
+    lines = results.read_text().splitlines(keepends=True)
+    results.write_text("".join(lines + lines[:1]))
+    summary = run_dataset(pairs, out, explainer, progress=False, report=False)
+    records = [json.loads(line) for line in results.read_text().splitlines()]
+    assert sorted(r["index"] for r in records) == [0, 1, 2]
+    assert summary["pairs"] == 3
+    assert summary["classes"]["genuine"]["n_images"] == 4  # pairs 0 and 2, two images each
+
+
+# ---- 0.2: faithfulness's decision-aware variants --------------------------------------------------
+
+
+@pytest.mark.unit
+def test_support_and_against_orders_of_a_known_pair(toy_verifier):
+    """The toy pair A flat (50, 100, 150), B = A + 40·P on red: s_ref = -10, a match. In B,
+    deleting band 0 (its colour) lowers the score (supports the match); deleting band 1 (its
+    wave) makes B equal to A, score 0 (works against it); bands 2 and 3 hold nothing. So B's
+    support order deletes band 0 first and band 1 last; the against order is the reverse, and
+    for a match the decision-aware curve is the support curve. The scores of each step follow
+    from which bands are gone (see test_faithfulness_curves.py's table)."""
+    explainer = Explainer(toy_verifier, 4, threads=1)
+    curves = explainer.faithfulness(
+        toy.flat((50, 100, 150)), toy.waved((50, 100, 150), 40), seeds=[2]
+    )
+    wave_only = -np.sqrt(25**2 + 50**2 + 75**2 + 10**2)
+    black = -np.sqrt(25**2 + 50**2 + 75**2)
+    b = curves.b
+    support, against = b.variant("support"), b.variant("against")
+    assert support.order.tolist() == [0, 2, 3, 1]
+    assert against.order.tolist() == [1, 3, 2, 0]
+    np.testing.assert_allclose(
+        support.deletion, [-10, wave_only, wave_only, wave_only, black], atol=1e-4
+    )
+    np.testing.assert_allclose(against.deletion, [-10, 0, 0, 0, black], atol=1e-4)
+    assert b.variant("decision_aware") is support
+
+
+# ---- 0.2: compare refuses runs over other bands ---------------------------------------------------
+
+
+@pytest.mark.unit
+def test_compare_refuses_runs_whose_bands_differ(tmp_path):
+    """Two runs over the same pairs, with 2 bands each, but the second run's band edge at 0.4
+    instead of 0.5: band k of one is not band k of the other, so a per-band difference would
+    compare unlike things. compare must refuse, naming the band."""
+    import json
+
+    from freqxfr.common.errors import InputError
+    from freqxfr.runs.comparison import compare_runs
+
+    a = _write_run(tmp_path / "A", [True, True, False, False], lambda i: [1.0, 0.0])
+    b = _write_run(tmp_path / "B", [True, True, False, False], lambda i: [1.0, 0.0])
+    config = json.loads((b / "run.json").read_text())
+    config["bands"] = [{"radius": [0.0, 0.4]}, {"radius": [0.4, 1.0]}]
+    (b / "run.json").write_text(json.dumps(config))
+    with pytest.raises(InputError, match="band 0 differs"):
+        compare_runs([a, b], names=["A", "B"], n_boot=10)
+
+
+# ---- 0.2: the reports' numbers ---------------------------------------------------------------------
+
+
+@pytest.mark.unit
+def test_dataset_report_shows_each_mean_with_its_sd_to_four_significant_digits(
+    toy_verifier, tmp_path
+):
+    """A toy run's summary with hand-set profile numbers: band 0 of the genuine pairs has |Δ| mean 0.5 ± sd
+    0.25 and Δ mean 0.0001234 ± 12345.67 (a tiny and a large number). The report's table must
+    show each mean before its sd, each to 4 significant digits: '0.5 ± 0.25' and
+    '0.0001234 ± 1.235e+04'."""
+    from freqxfr.reports.dataset import write_dataset_report
+    from freqxfr.runs.dataset import run_dataset
+
+    summary = run_dataset(
+        _toy_pairs(tmp_path), tmp_path / "run", Explainer(toy_verifier, 4, threads=1),
+        progress=False, report=False,
+    )  # fmt: skip
+    profile = summary["classes"]["genuine"]
+    profile["absolute_mean"][0], profile["absolute_std"][0] = 0.5, 0.25
+    profile["directed_mean"][0], profile["directed_std"][0] = 0.0001234, 12345.67
+    page = write_dataset_report(tmp_path / "report", summary).read_text()
+    assert "<td>0.5 ± 0.25</td>" in page
+    assert "<td>0.0001234 ± 1.235e+04</td>" in page
+
+
+@pytest.mark.unit
+def test_comparison_report_gives_the_decision_agreement_in_percent(tmp_path):
+    """Run A accepts pairs 0 and 1, run B pairs 1 and 2: they decide alike on pairs 1 and 3, half
+    of the four. The report says 50.0%."""
+    from freqxfr.reports.comparison import write_comparison_report
+    from freqxfr.runs.comparison import compare_runs
+
+    a = _write_run(tmp_path / "A", [True, True, False, False], lambda i: [1.0, 0.0])
+    b = _write_run(tmp_path / "B", [False, True, True, False], lambda i: [1.0, 0.0])
+    summary = compare_runs([a, b], names=["A", "B"], n_boot=10)
+    page = write_comparison_report(tmp_path / "cmp", summary).read_text()
+    assert "agree on 50.0% of the pairs" in page
+
+
+@pytest.mark.unit
+def test_region_report_gives_each_regions_area_in_percent(toy_verifier, tmp_path):
+    """A 1×3 grid on 16×16 pixels with soft edges: the side cells cover 0.332987 of the image,
+    the middle one 0.334025 (the run records them). The report's area column shows them as
+    percentages: 33.3% and 33.4%."""
+    from freqxfr.reports.dataset import write_dataset_report
+    from freqxfr.runs.dataset import run_dataset
+
+    explainer = Explainer(toy_verifier, 4, regions=Regions.grid(1, 3), threads=1)
+    summary = run_dataset(
+        _toy_pairs(tmp_path), tmp_path / "run", explainer, progress=False, report=False
+    )
+    assert summary["regions"]["area"] == pytest.approx([0.332987, 0.334025, 0.332987], abs=1e-6)
+    page = write_dataset_report(tmp_path / "report", summary).read_text()
+    assert "<td>r0c0</td><td>33.3%</td>" in page
+    assert "<td>r0c1</td><td>33.4%</td>" in page
