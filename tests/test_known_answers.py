@@ -525,3 +525,70 @@ def test_region_report_gives_each_regions_area_in_percent(toy_verifier, tmp_path
     page = write_dataset_report(tmp_path / "report", summary).read_text()
     assert "<td>r0c0</td><td>33.3%</td>" in page
     assert "<td>r0c1</td><td>33.4%</td>" in page
+
+
+# ---- 0.2: compare's classes, pairs and influences (cosmic-ray survivors of run_comparison) -------
+
+
+@pytest.mark.unit
+def test_compare_genuine_and_impostor_classes_leave_unlabelled_pairs_out(tmp_path):
+    """Pairs 0 and 1 are genuine, pair 2 an impostor, pair 3 unlabelled: the genuine class holds
+    2 pairs, the impostor class 1, whatever the runs decided; the unlabelled pair is in 'all'
+    only."""
+    from freqxfr.runs.comparison import compare_runs
+
+    same = (True, True, False, None)
+    a = _write_run(tmp_path / "A", [True, False, True, False], lambda i: [1.0, 0.0], same=same)
+    b = _write_run(tmp_path / "B", [True, True, False, False], lambda i: [1.0, 0.0], same=same)
+    counts = compare_runs([a, b], names=["A", "B"], n_boot=10)["n_pairs_per_class"]
+    assert counts["genuine"] == {"A": 2, "B": 2, "B - A": 2}
+    assert counts["impostor"] == {"A": 1, "B": 1, "B - A": 1}
+    assert counts["all"] == {"A": 4, "B": 4, "B - A": 4}
+
+
+@pytest.mark.unit
+def test_compare_reads_every_common_pair_after_one_only_a_run_explained(tmp_path):
+    """Run B has no record of pair 0 (pair 0 is first in run A's file): compare covers pairs 1-3,
+    read from both files in full. A accepted pair 1 of those, B pairs 1 and 2."""
+    from freqxfr.runs.comparison import compare_runs
+
+    a = _write_run(tmp_path / "A", [True, True, False, False], lambda i: [1.0, 0.0])
+    b = _write_run(tmp_path / "B", [True, True, True, False], lambda i: [1.0, 0.0])
+    results = b / "results.jsonl"
+    results.write_text("".join(results.read_text().splitlines(keepends=True)[1:]))
+    counts = compare_runs([a, b], names=["A", "B"], n_boot=10)["n_pairs_per_class"]
+    assert counts["all"] == {"A": 3, "B": 3, "B - A": 3}
+    assert counts["match"] == {"A": 1, "B": 2, "B - A": 1}
+
+
+@pytest.mark.unit
+def test_compare_absolute_influence_is_each_bands_mean_over_the_pairs_images(tmp_path):
+    """Every image of run A has directed influences (1, 0), of run B (0.5, -1). Relative to each
+    image's peak magnitude: A |(1, 0)|, B |(0.5, -1)| = (0.5, 1). The per-band mean over the
+    images is the same, so B - A is (-0.5, +1) for |influence| and (-0.5, -1) directed."""
+    from freqxfr.runs.comparison import compare_runs
+
+    a = _write_run(tmp_path / "A", [True, True, False, False], lambda i: [1.0, 0.0])
+    b = _write_run(tmp_path / "B", [True, True, False, False], lambda i: [0.5, -1.0])
+    summary = compare_runs([a, b], names=["A", "B"], n_boot=10)
+    diff = [band["all"]["diff"]["B - A"] for band in summary["bands"]]
+    assert [d["absolute"] for d in diff] == pytest.approx([-0.5, 1.0])
+    assert [d["directed"] for d in diff] == pytest.approx([-0.5, -1.0])
+
+
+@pytest.mark.unit
+def test_compare_refuses_runs_over_other_pair_lists(tmp_path):
+    """Two runs whose recorded pair lists differ (another digest) cover other pairs under the
+    same indices: compare must refuse, naming the pair list."""
+    import json
+
+    from freqxfr.common.errors import InputError
+    from freqxfr.runs.comparison import compare_runs
+
+    a = _write_run(tmp_path / "A", [True, True, False, False], lambda i: [1.0, 0.0])
+    b = _write_run(tmp_path / "B", [True, True, False, False], lambda i: [1.0, 0.0])
+    config = json.loads((b / "run.json").read_text())
+    config["pairs_sha256"] = "1" * 64
+    (b / "run.json").write_text(json.dumps(config))
+    with pytest.raises(InputError, match="another pair list"):
+        compare_runs([a, b], names=["A", "B"], n_boot=10)
