@@ -592,3 +592,46 @@ def test_compare_refuses_runs_over_other_pair_lists(tmp_path):
     (b / "run.json").write_text(json.dumps(config))
     with pytest.raises(InputError, match="another pair list"):
         compare_runs([a, b], names=["A", "B"], n_boot=10)
+
+
+# ---- 0.2: what a refused restart says (cosmic-ray survivors of run_folders) -----------------------
+
+
+@pytest.mark.unit
+def test_refused_restart_names_the_changed_key_inside_a_setting_and_shortens_long_values(tmp_path):
+    """A setting whose value is a dict is compared key by key: a region grid of 3 rows instead
+    of 2 is named as '--regions rows: was 2, now 3'. A value longer than 120 characters is shown
+    as its first 117 and '...'; one of exactly 120 is shown whole."""
+    from freqxfr.common.errors import OutputError
+    from freqxfr.runs.folder import SETTINGS_KEY, check_settings
+
+    run_json = tmp_path / "run.json"
+    long_old, long_new = "x" * 200, "y" * 200
+    whole_old, whole_new = "a" * 120, "b" * 120
+    old = {"--regions": {"kind": "grid", "rows": 2}, "--long": long_old, "--whole": whole_old}
+    check_settings(run_json, {SETTINGS_KEY: old})
+    new = {"--regions": {"kind": "grid", "rows": 3}, "--long": long_new, "--whole": whole_new}
+    with pytest.raises(OutputError) as refused:
+        check_settings(run_json, {SETTINGS_KEY: new})
+    message = str(refused.value)
+    assert "--regions rows: was 2, now 3" in message
+    assert f"--long: was {'x' * 117}..., now {'y' * 117}...;" in message
+    assert f"--whole: was {whole_old}, now {whole_new};" in message
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("broken", ["a folder", "not JSON"])
+def test_restart_over_an_unreadable_run_json_is_one_line_naming_it(tmp_path, broken):
+    """A run.json that is a folder, or not JSON, cannot say which settings the run used: the
+    restart is refused with an OutputError naming the file, and the file is left as it was."""
+    from freqxfr.common.errors import OutputError
+    from freqxfr.runs.folder import SETTINGS_KEY, check_settings
+
+    run_json = tmp_path / "run.json"
+    if broken == "a folder":
+        run_json.mkdir()
+    else:
+        run_json.write_text("{not json")
+    with pytest.raises(OutputError, match=r"run\.json is unreadable"):
+        check_settings(run_json, {SETTINGS_KEY: {"--mode": "delete"}})
+    assert run_json.is_dir() if broken == "a folder" else run_json.read_text() == "{not json"
