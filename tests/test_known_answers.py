@@ -635,3 +635,40 @@ def test_restart_over_an_unreadable_run_json_is_one_line_naming_it(tmp_path, bro
     with pytest.raises(OutputError, match=r"run\.json is unreadable"):
         check_settings(run_json, {SETTINGS_KEY: {"--mode": "delete"}})
     assert run_json.is_dir() if broken == "a folder" else run_json.read_text() == "{not json"
+
+
+# ---- a region explanation's views, by hand (cosmic-ray survivors of region_explanations) ---------
+
+
+@pytest.mark.unit
+def test_region_share_and_sums_of_a_hand_made_region_explanation():
+    """Regions (eyes, mouth), 2 bands, s_ref 0.5; the scores with each cell masked are
+    eyes (0.25, 0.625), mouth (0.5, 0): directed influences eyes (0.25, -0.125), mouth (0, 0.5),
+    absolute eyes (0.25, 0.125), mouth (0, 0.5). The eyes hold 0.375 of the 0.875 in all bands,
+    all 0.25 of band 0, and 0.125 of band 1's 0.625 (a total below 1). Per region the directed
+    influence sums to (0.125, 0.5), per band to (0.25, 0.375). An image that no mask moves has
+    share 0, not 0/0."""
+    from freqxfr.explanations.results import ImageExplanation
+
+    image = ImageExplanation("x", np.array([[0.25, 0.625], [0.5, 0.0]]), 0.5, ("eyes", "mouth"))
+    np.testing.assert_allclose(image.directed, [[0.25, -0.125], [0.0, 0.5]])
+    np.testing.assert_allclose(image.absolute, [[0.25, 0.125], [0.0, 0.5]])
+    assert image.region_share(["eyes"], slice(None)) == pytest.approx(0.375 / 0.875)
+    assert image.region_share(["eyes"], [0]) == pytest.approx(1.0)
+    assert image.region_share(["eyes"], [1]) == pytest.approx(0.125 / 0.625)
+    assert image.region_share(["mouth", "eyes"], [1]) == pytest.approx(1.0)
+    np.testing.assert_allclose(image.directed_by_region, [0.125, 0.5])
+    np.testing.assert_allclose(image.directed_by_band, [0.25, 0.375])
+    np.testing.assert_allclose(image.directed_relative, [[0.5, -0.25], [0.0, 1.0]])
+    still = ImageExplanation("y", np.full((2, 2), 0.5), 0.5, ("eyes", "mouth"))
+    assert still.region_share(["eyes"], slice(None)) == 0.0
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("shape", [(3, 2), (2,), (2, 2, 1)])
+def test_region_explanation_refuses_cells_of_another_layout(shape):
+    """Two regions need (2, K) cells: three rows, a flat (K,) row or a third axis is refused."""
+    from freqxfr.explanations.results import ImageExplanation
+
+    with pytest.raises(ValueError, match="cells must be"):
+        ImageExplanation("x", np.zeros(shape), 0.0, ("eyes", "mouth"))
