@@ -277,7 +277,7 @@ class SideCurves:
         sign = _DELETION_SIGN[name]
         area = curve_area(curve)
         fraction, step = flip_statistic(curve, self.threshold, self.decision)
-        tests = {
+        tests: dict[str, dict[str, Any]] = {
             "area": {
                 "value": area,
                 "random": null_comparison(area, _areas(self.null_deletion), sign),
@@ -895,8 +895,11 @@ def summary_lines(by_class: Mapping[str, Any]) -> list[str]:
 
 def null_lines(by_class: Mapping[str, Any]) -> list[str]:
     """The decision rule against the calibrated null, per class (for the CLI)."""
-    rows = [(cls, (by_class.get(cls) or {}).get("null_test")) for cls in CLASSES]
-    rows = [(cls, entry) for cls, entry in rows if entry]
+    rows: list[tuple[str, Mapping[str, Any]]] = []
+    for cls in CLASSES:
+        entry = (by_class.get(cls) or {}).get("null_test")
+        if entry:
+            rows.append((cls, entry))
     if not rows:
         return []
     lines = [
