@@ -120,7 +120,7 @@ def test_faithfulness_json_validates_against_its_schema(mixed):
     for record in result["per_image"]:
         test = record["null_test"]
         assert test["null_orders"] == 6
-        assert test["test"] == ("area" if record["decision"] else "flip")
+        assert test["test"] == ("area" if record["decision"] else "threshold")
         assert test["beats_random"] == test[test["test"]]["random"]["beats"]
     for cls in CLASSES:
         entry = result["by_class"][cls]

@@ -1,5 +1,5 @@
 """The calibrated null of the faithfulness curves on exact cases: the comparison with a null
-distribution, the flip statistic, the sanity orders, the class rule, and the toy model's curves
+distribution, the threshold statistic, the sanity orders, the class rule, and the toy model's curves
 (tests/_toy_model.py) with the null beside an unchanged baseline."""
 
 from __future__ import annotations
@@ -11,13 +11,13 @@ import pytest
 from freqxfr.common.errors import InputError
 from freqxfr.explanations.explainer import Explainer
 from freqxfr.explanations.faithfulness import (
-    flip_statistic,
     null_comparison,
     null_seeds,
     pair_faithfulness,
     pinned_order,
     summarise_faithfulness,
     summarise_null_tests,
+    threshold_statistic,
 )
 
 pytestmark = pytest.mark.unit
@@ -42,20 +42,19 @@ def test_null_comparison_counts_ties_half_and_signs_the_effect():
     assert flat["effect_size"] is None and flat["percentile"] == 0.5 and not flat["beats"]
 
 
-def test_flip_statistic_is_the_first_flipping_step_or_the_gap_left():
-    """A non-match flips at or above the threshold, a match below it; where it never flips, the
-    statistic is 1 + the smallest gap left, in units of the unaltered image's distance."""
-    # non-match: s_ref 0.2, threshold 0.5; the score reaches 0.5 at step 3 of 4
-    assert flip_statistic(np.array([0.2, 0.3, 0.4, 0.5, 0.1]), 0.5, False) == (0.75, 3)
-    # never reaches it: closest 0.4, gap 0.1 of 0.3
-    value, step = flip_statistic(np.array([0.2, 0.3, 0.4, 0.35, 0.1]), 0.5, False)
-    assert step is None and value == pytest.approx(1 + 0.1 / 0.3)
+def test_threshold_statistic_averages_the_distance_closed_capped_at_the_flip():
+    """Per step, the share of the distance to the threshold closed, 1 once the decision has
+    flipped (a non-match at or above the threshold, a match below it), averaged over steps."""
+    # non-match: s_ref 0.2, threshold 0.5 (distance 0.3); step 2 reaches it, step 4 falls back
+    value, step = threshold_statistic(np.array([0.2, 0.35, 0.5, 0.8, 0.1]), 0.5, False)
+    assert step == 2 and value == pytest.approx((0.5 + 1 + 1 - 1 / 3) / 4)
+    value, step = threshold_statistic(np.array([0.2, 0.3, 0.4, 0.35]), 0.5, False)
+    assert step is None and value == pytest.approx((1 / 3 + 2 / 3 + 0.5) / 3)
     # match: s_ref 0.8, threshold 0.5; 0.5 is still a match, 0.49 is not
-    assert flip_statistic(np.array([0.8, 0.5, 0.49, 0.2]), 0.5, True) == (pytest.approx(2 / 3), 2)
-    value, step = flip_statistic(np.array([0.8, 0.7, 0.9, 0.6]), 0.5, True)
-    assert step is None and value == pytest.approx(1 + 0.1 / 0.3)
-    # moving away from the threshold is worse than standing still
-    assert flip_statistic(np.array([0.2, 0.1, 0.0]), 0.5, False)[0] > 2.0
+    value, step = threshold_statistic(np.array([0.8, 0.65, 0.49, 0.9]), 0.5, True)
+    assert step == 2 and value == pytest.approx((0.5 + 1 - 1 / 3) / 3)
+    # moving away from the threshold counts against
+    assert threshold_statistic(np.array([0.2, 0.1, 0.0]), 0.5, False)[0] < 0
 
 
 def test_sanity_orders_pin_one_band_and_shuffle_the_rest():
@@ -81,20 +80,20 @@ def _test(test: str, random: tuple[float, bool], sanity: tuple[float, bool]) -> 
 
     judged = {"random": comparison(*random), "sanity": comparison(*sanity)}
     other = {"random": comparison(0.0, False), "sanity": comparison(0.0, False)}
-    return {"test": test, test: judged, "flip" if test == "area" else "area": other}
+    return {"test": test, test: judged, "threshold" if test == "area" else "area": other}
 
 
 def test_the_rule_needs_both_nulls_beaten_and_reads_each_images_own_test():
     """Guards against a rule that passes on the random null alone (what a meaningless order that
     keeps the trivial information also does), and against judging a non-match by the area test."""
-    wins = [_test("flip", (0.9, True), (0.8, True)) for _ in range(6)]
+    wins = [_test("threshold", (0.9, True), (0.8, True)) for _ in range(6)]
     assert summarise_null_tests(wins)["holds"]
-    trivial = [_test("flip", (0.9, True), (0.4, False)) for _ in range(6)]
+    trivial = [_test("threshold", (0.9, True), (0.4, False)) for _ in range(6)]
     summary = summarise_null_tests(trivial)
     assert summary["random"]["holds"] and not summary["sanity"]["holds"]
     assert not summary["holds"]
     assert summary["sanity"]["wins"] == 0 and summary["sanity"]["percentile"] == 0.4
-    assert summary["tests"] == {"area": 0, "flip": 6}
+    assert summary["tests"] == {"area": 0, "threshold": 6}
     assert not summarise_null_tests(wins[:4])["holds"]  # 4 of 4 is no evidence (p = 1/16)
 
 

@@ -43,12 +43,14 @@ size (its distance from the null mean in null standard deviations, positive = fa
 depends on the decision:
 
 - **match**: the ``support`` order's deletion area (smaller is faithful);
-- **non-match**: the decision **flip**, not the mirror of the match test: the fraction of bands
-  that the ``against`` order deletes before the decision turns into a match (smaller is faithful),
-  or where it never does, 1 plus the gap to the threshold that remained at the closest approach.
-  The same statistic of every null order's deletion curve is the null (comparing the flipping set
-  with random *sets of its size* would favour any order, a shuffled one too, because the size was
-  picked where that order happened to cross).
+- **non-match**: deletion measured **toward the threshold**, not the mirror of the match test:
+  after each of the ``against`` order's K deletions, the share of the distance from the unaltered
+  score to the threshold that it has closed, capped at 1 once the decision has flipped, averaged
+  over the steps (larger is faithful). Its own null is the point: the same statistic of the
+  random orders' and of the sanity orders' deletion curves, the latter exactly the orders that
+  made the old criterion pass without information. (Not the smallest flipping set against random
+  *sets of its size*: that size is picked where the order happened to cross, which favours any
+  order, a shuffled one too; and on LFW impostor pairs almost nothing flips.)
 
 An image beats a null when its percentile exceeds 1/2 (beats the null's median); the decision rule
 **holds** for a class when the images beating the random null and the images beating the sanity
@@ -147,9 +149,9 @@ NULL_INFO = {
     ),
     "match": "support order's deletion area, smaller is faithful",
     "non_match": (
-        "flip: fraction of bands the against order deletes before the decision turns into a "
-        "match, smaller is faithful (never: 1 + the gap to the threshold left at the closest "
-        "approach)"
+        "toward the threshold: per deletion step of the against order, the share of the "
+        "distance to the threshold closed (1 once the decision flipped), averaged over the "
+        "steps; larger is faithful"
     ),
     "percentile": "share of null orders the explanation beats (ties count half)",
     "p_value": "exact permutation p-value, (1 + null orders at least as good) / (1 + orders)",
@@ -205,7 +207,7 @@ class SideCurves:
     random_insertion: np.ndarray
     # The calibrated null (absent in curves made without it): the deletion curves of the null's
     # random orders (the baseline's first) and sanity orders, the band the sanity orders pin and
-    # the model's threshold (for the flip statistic).
+    # the model's threshold (for the threshold statistic).
     null_deletion: np.ndarray | None = None  # (null orders, K+1)
     sanity_deletion: np.ndarray | None = None  # (null orders, K+1)
     pinned_band: int | None = None
@@ -267,7 +269,7 @@ class SideCurves:
 
     def null_test(self) -> dict[str, Any] | None:
         """The decision-aware test against the calibrated null (see the module docstring):
-        ``area`` and ``flip``, each with the explanation's ``value`` and its comparison with the
+        ``area`` and ``threshold``, each with the explanation's ``value`` and its comparison with the
         ``random`` and ``sanity`` nulls; ``test`` names the one the decision rule uses, and
         ``beats_random``/``beats_sanity`` are that test's. None without the null."""
         if self.null_deletion is None or self.sanity_deletion is None or self.threshold is None:
@@ -276,25 +278,25 @@ class SideCurves:
         curve = self.variant(name).deletion
         sign = _DELETION_SIGN[name]
         area = curve_area(curve)
-        fraction, step = flip_statistic(curve, self.threshold, self.decision)
+        toward, step = threshold_statistic(curve, self.threshold, self.decision)
         tests: dict[str, dict[str, Any]] = {
             "area": {
                 "value": area,
                 "random": null_comparison(area, _areas(self.null_deletion), sign),
                 "sanity": null_comparison(area, _areas(self.sanity_deletion), sign),
             },
-            "flip": {
-                "value": fraction,
+            "threshold": {
+                "value": toward,
                 "flip_step": step,
                 "random": null_comparison(
-                    fraction, _flips(self.null_deletion, self.threshold, self.decision), -1
+                    toward, _toward(self.null_deletion, self.threshold, self.decision), 1
                 ),
                 "sanity": null_comparison(
-                    fraction, _flips(self.sanity_deletion, self.threshold, self.decision), -1
+                    toward, _toward(self.sanity_deletion, self.threshold, self.decision), 1
                 ),
             },
         }
-        test = "area" if self.decision else "flip"
+        test = "area" if self.decision else "threshold"
         return {
             "criterion": name,
             "test": test,
@@ -342,25 +344,25 @@ def _areas(curves: np.ndarray) -> np.ndarray:
     return np.array([curve_area(c) for c in curves], np.float64)
 
 
-def flip_statistic(curve: np.ndarray, threshold: float, decision: bool) -> tuple[float, int | None]:
-    """How soon a deletion curve flips the decision: (fraction of the K bands deleted at the
-    first step that flips it, that step); where no step does, (1 + the smallest remaining gap to
-    the threshold over steps 1..K, in units of the unaltered image's distance to it, None).
-    A match flips below the threshold, a non-match at or above it. Smaller is sooner."""
+def threshold_statistic(
+    curve: np.ndarray, threshold: float, decision: bool
+) -> tuple[float, int | None]:
+    """How far a deletion curve moves the pair toward the other decision: the share of the
+    distance from the unaltered score to the threshold that each step 1..K has closed, capped at
+    1 (the decision flipped), averaged over the steps (larger is faithful, negative where the
+    deletions moved away); and the first step that flips the decision (None where none does).
+    A match flips below the threshold, a non-match at or above it."""
     curve = np.asarray(curve, np.float64)
-    k = curve.shape[-1] - 1
     steps = curve[1:]
-    flipped = steps < threshold if decision else steps >= threshold
-    if flipped.any():
-        step = int(np.argmax(flipped)) + 1
-        return step / k, step
-    gaps = (steps - threshold) if decision else (threshold - steps)
     distance = abs(float(curve[0]) - threshold) or 1.0
-    return 1.0 + float(gaps.min()) / distance, None
+    closed = (curve[0] - steps) if decision else (steps - curve[0])
+    flipped = steps < threshold if decision else steps >= threshold
+    share = np.where(flipped, 1.0, np.minimum(closed / distance, 1.0))
+    return float(share.mean()), (int(np.argmax(flipped)) + 1 if flipped.any() else None)
 
 
-def _flips(curves: np.ndarray, threshold: float, decision: bool) -> np.ndarray:
-    return np.array([flip_statistic(c, threshold, decision)[0] for c in curves], np.float64)
+def _toward(curves: np.ndarray, threshold: float, decision: bool) -> np.ndarray:
+    return np.array([threshold_statistic(c, threshold, decision)[0] for c in curves], np.float64)
 
 
 def null_comparison(value: float, null: np.ndarray, sign: int) -> dict[str, Any]:
@@ -784,7 +786,8 @@ def summarise_null_tests(tests: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     ``sanity``) the ``wins`` (images beating its median), their share ``beats``, the sign test's
     ``p_value`` and ``holds``, the median ``percentile`` and ``effect_size`` and the share of
     images ``significant`` on their own (permutation p < :data:`SIGN_TEST_LEVEL`); ``holds`` where
-    both hold; ``tests``: how many images each test judged (area for matches, flip otherwise)."""
+    both hold; ``tests``: how many images each test judged (area for matches, threshold
+    otherwise)."""
     n = len(tests)
     out: dict[str, Any] = {"n_images": n}
     for null in ("random", "sanity"):
@@ -801,7 +804,7 @@ def summarise_null_tests(tests: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
             "significant": float(np.mean([j["p_value"] < SIGN_TEST_LEVEL for j in judged])),
         }
     out["holds"] = bool(out["random"]["holds"] and out["sanity"]["holds"])
-    out["tests"] = {name: sum(t["test"] == name for t in tests) for name in ("area", "flip")}
+    out["tests"] = {name: sum(t["test"] == name for t in tests) for name in ("area", "threshold")}
     return out
 
 
@@ -903,7 +906,8 @@ def null_lines(by_class: Mapping[str, Any]) -> list[str]:
     if not rows:
         return []
     lines = [
-        "decision rule against the calibrated null (match: deletion area; non-match: flip), "
+        "decision rule against the calibrated null (match: deletion area; non-match: deletion "
+        "toward the threshold), "
         "share of images beating the null's median, median percentile and effect size:",
         f"{'class':<10} {'images':>6} {'random':>8} {'pct':>5} {'effect':>7} "
         f"{'sanity':>8} {'pct':>5} {'effect':>7}  rule",

@@ -155,9 +155,10 @@ def _null_table(by_class: Mapping[str, Any]) -> str:
             "Against a calibrated null: per image, the random orders' and the sanity orders' "
             "distributions (sanity: random but for the explanation's most supportive band, first "
             "for a match, last for a non-match). A match is judged by its deletion area, a "
-            "non-match by how soon deleting in the against order flips the decision (or how "
-            "close it gets). An image beats a null above its median; the rule holds where "
-            "significantly more than half the images beat both (sign test, p < 0.05)."
+            "non-match by how far deleting in the against order moves the score toward the "
+            "threshold (per step, the share of the distance closed, 1 once the decision flipped). "
+            "An image beats a null above its median; the rule holds where significantly more "
+            "than half the images beat both (sign test, p < 0.05)."
         )
         + "".join(html_paragraph(v) for v in verdicts)
         + html_table(
