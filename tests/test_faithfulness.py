@@ -3,8 +3,10 @@ pass and its resumption. Real models (dlib's ResNet, SFace) on real crops throug
 
 from __future__ import annotations
 
+import importlib.resources
 import json
 
+import jsonschema
 import numpy as np
 import pytest
 
@@ -12,6 +14,7 @@ from freqxfr.common.errors import OutputError
 from freqxfr.explanations.explainer import Explainer
 from freqxfr.explanations.faithfulness import (
     CLASSES,
+    FAITHFULNESS_FORMAT,
     VARIANTS,
     curve_area,
     dataset_faithfulness,
@@ -49,7 +52,7 @@ def sface(sface_explainer):
 def mixed(sface, lfw):
     """3 genuine and 3 impostor LFW pairs through ``dataset_faithfulness`` (SFace, 8 rings)."""
     pairs = [p for p in lfw if p.same][::200][:3] + [p for p in lfw if not p.same][::200][:3]
-    return pairs, dataset_faithfulness(sface, pairs, seeds=3)
+    return pairs, dataset_faithfulness(sface, pairs, seeds=3, null_orders=6)
 
 
 def _keys(value) -> set[str]:
@@ -70,7 +73,9 @@ def test_genuine_images_pass_the_decision_aware_criterion(model_name, lfw):
     for two images whose random orders happen to be good, and still fails an explanation that
     ordered bands at random (expected rate 1/2) or backwards (about 0)."""
     pairs = spread([p for p in lfw if p.same], 10)
-    result = dataset_faithfulness(Explainer(load_model(model_name), 8), pairs, seeds=3)
+    result = dataset_faithfulness(
+        Explainer(load_model(model_name), 8), pairs, seeds=3, null_orders=3
+    )
     genuine = result["by_class"]["genuine"]
     assert genuine["n_images"] == 20
     assert genuine["decision_aware"]["beats_random"] >= 0.9, genuine
@@ -96,6 +101,32 @@ def test_faithfulness_json_names_every_image_and_has_the_class_shape(mixed):
         for variant in VARIANTS:
             assert set(AREA_KEYS) <= set(entry[variant])
     assert not any("reverse" in key for key in _keys(result))
+
+
+def test_faithfulness_json_validates_against_its_schema(mixed):
+    """Guards against a faithfulness.json that drifts from its schema or loses its format, and
+    checks the null's bookkeeping: 6 random orders (the 3 baseline seeds first) and 6 sanity
+    orders per image, each image judged by its decision's test."""
+    _, result = mixed
+    schema = json.loads(
+        (importlib.resources.files("freqxfr") / "schemas" / "faithfulness.schema.json").read_text(
+            encoding="utf-8"
+        )
+    )
+    jsonschema.Draft202012Validator.check_schema(schema)
+    jsonschema.Draft202012Validator(schema).validate(json.loads(json.dumps(result)))
+    assert result["format"] == FAITHFULNESS_FORMAT == schema["properties"]["format"]["const"]
+    assert result["null_orders"] == 6
+    for record in result["per_image"]:
+        test = record["null_test"]
+        assert test["null_orders"] == 6
+        assert test["test"] == ("area" if record["decision"] else "threshold")
+        assert test["beats_random"] == test[test["test"]]["random"]["beats"]
+    for cls in CLASSES:
+        entry = result["by_class"][cls]
+        if entry["n_images"]:
+            assert entry["null_test"]["n_images"] == entry["n_images"]
+            assert sum(entry["null_test"]["tests"].values()) == entry["n_images"]
 
 
 def _classes_of(record) -> set[str]:
@@ -140,7 +171,7 @@ def test_the_against_curves_are_the_reversed_order_masked_for_real(sface, lfw):
     against a wrong derivation: mask the reversed order for real and score it."""
     pair = next(p for p in lfw if not p.same)
     faces = np.stack([sface.aligned_crop(pair.path_a), sface.aligned_crop(pair.path_b)])
-    result = pair_faithfulness(sface, faces[0], faces[1], seeds=2, aligned=True)
+    result = pair_faithfulness(sface, faces[0], faces[1], seeds=2, aligned=True, null_orders=2)
     model, k = sface.model, sface.n_bands
     against = result.a.variant("against")
     assert np.array_equal(against.order, result.a.variant("support").order[::-1])
@@ -165,7 +196,9 @@ def test_a_single_impostor_pair_is_judged_as_a_non_match(sface, lfw):
     """The old report said 'deletion beats random for 0% of images' on an impostor pair and that
     a good explanation drops the score. The decision-aware criterion asks the opposite."""
     pair = next(p for p in lfw if not p.same)
-    result = pair_faithfulness(sface, pair.path_a, pair.path_b, seeds=3, same=False).to_dict()
+    result = pair_faithfulness(
+        sface, pair.path_a, pair.path_b, seeds=3, same=False, null_orders=3
+    ).to_dict()
     assert result["decision"] is False and "raise the score" in result["faithful"]
     for side in "ab":
         assert result[side]["decision_aware"] == "against"

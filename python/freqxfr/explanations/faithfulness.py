@@ -30,6 +30,32 @@ Per class (``genuine``/``impostor`` by ground truth, ``match``/``non_match`` by 
 :func:`summarise_faithfulness` reports each variant's mean areas and the share of images that beat
 the random mean, with a one-sided sign test; a criterion "holds" for a class only where the wins
 are significantly more than half.
+
+**Calibrated null** (:data:`NULL_INFO`). The mean of a few random orders says nothing about how
+unusual an explanation's area is, and a meaningless order can beat it: for a non-match, any order
+that merely deletes the most supportive band last does. So each explained image also gets a
+distribution of ``null_orders`` seeded random orders (the baseline's seeds, then the next ones:
+deletion curves only) and the same number of **sanity** orders, random but for the explanation's
+most supportive band, which keeps the place the decision-aware order gives it (first for a match,
+last for a non-match): the trivial information. Against each null an image gets a percentile (the
+share of null orders it beats, ties counting half), an exact permutation p-value and an effect
+size (its distance from the null mean in null standard deviations, positive = faithful). The test
+depends on the decision:
+
+- **match**: the ``support`` order's deletion area (smaller is faithful);
+- **non-match**: deletion measured **toward the threshold**, not the mirror of the match test:
+  after each of the ``against`` order's K deletions, the share of the distance from the unaltered
+  score to the threshold that it has closed, capped at 1 once the decision has flipped, averaged
+  over the steps (larger is faithful). Its own null is the point: the same statistic of the
+  random orders' and of the sanity orders' deletion curves, the latter exactly the orders that
+  made the old criterion pass without information. (Not the smallest flipping set against random
+  *sets of its size*: that size is picked where the order happened to cross, which favours any
+  order, a shuffled one too; and on LFW impostor pairs almost nothing flips.)
+
+An image beats a null when its percentile exceeds 1/2 (beats the null's median); the decision rule
+**holds** for a class when the images beating the random null and the images beating the sanity
+null are each significantly more than half (one-sided sign test, p < :data:`SIGN_TEST_LEVEL`).
+Images count as independent units (both images of a pair, and images that recur, alike).
 """
 
 from __future__ import annotations
@@ -110,6 +136,32 @@ VARIANT_INFO = {
     },
 }
 SIGN_TEST_LEVEL = 0.05
+#: Random orders (and as many sanity orders) per explained image for the calibrated null.
+NULL_ORDERS = 20
+#: The version of ``faithfulness.json`` (schema: ``freqxfr/schemas/faithfulness.schema.json``).
+#: Files without a ``format`` field predate it (no calibrated null).
+FAITHFULNESS_FORMAT = "freqxfr.faithfulness/1"
+NULL_INFO = {
+    "random": "seeded random band orders (the baseline's seeds first), deletion curves",
+    "sanity": (
+        "random orders but for the explanation's most supportive band, kept where the "
+        "decision-aware order puts it (first for a match, last for a non-match)"
+    ),
+    "match": "support order's deletion area, smaller is faithful",
+    "non_match": (
+        "toward the threshold: per deletion step of the against order, the share of the "
+        "distance to the threshold closed (1 once the decision flipped), averaged over the "
+        "steps; larger is faithful"
+    ),
+    "percentile": "share of null orders the explanation beats (ties count half)",
+    "p_value": "exact permutation p-value, (1 + null orders at least as good) / (1 + orders)",
+    "effect_size": "(explanation - null mean) / null sd, signed so that positive is faithful",
+    "beats": "percentile above 1/2 (beats the null's median)",
+    "holds": (
+        "images beating the random null and images beating the sanity null each significantly "
+        "more than half (one-sided sign test, p < 0.05; images as units)"
+    ),
+}
 
 
 def curve_area(curve: np.ndarray) -> float:
@@ -153,6 +205,13 @@ class SideCurves:
     variants: Mapping[str, VariantCurves]  # support, against, absolute
     random_deletion: np.ndarray  # (seeds, K+1)
     random_insertion: np.ndarray
+    # The calibrated null (absent in curves made without it): the deletion curves of the null's
+    # random orders (the baseline's first) and sanity orders, the band the sanity orders pin and
+    # the model's threshold (for the threshold statistic).
+    null_deletion: np.ndarray | None = None  # (null orders, K+1)
+    sanity_deletion: np.ndarray | None = None  # (null orders, K+1)
+    pinned_band: int | None = None
+    threshold: float | None = None
 
     @property
     def order(self) -> np.ndarray:
@@ -184,9 +243,12 @@ class SideCurves:
         }
 
     def areas(self) -> dict[str, dict[str, Any]]:
-        """Per variant: areas, the random means and whether each curve beats random."""
+        """Per variant: areas, the random means and whether each curve beats random; with the
+        calibrated null also the deletion area's ``percentile``, ``p_value`` and ``effect_size``
+        against the null's random orders."""
         rnd_del = float(np.mean([curve_area(c) for c in self.random_deletion]))
         rnd_ins = float(np.mean([curve_area(c) for c in self.random_insertion]))
+        null = None if self.null_deletion is None else _areas(self.null_deletion)
         out = {}
         for name in VARIANTS:
             curves = self.variant(name)
@@ -200,7 +262,51 @@ class SideCurves:
                 "beats_random": bool(sign * (deletion - rnd_del) > 0),
                 "insertion_beats_random": bool(sign * (insertion - rnd_ins) < 0),
             }
+            if null is not None:
+                versus = null_comparison(deletion, null, sign)
+                out[name].update({key: versus[key] for key in _PER_VARIANT})
         return out
+
+    def null_test(self) -> dict[str, Any] | None:
+        """The decision-aware test against the calibrated null (see the module docstring):
+        ``area`` and ``threshold``, each with the explanation's ``value`` and its comparison with the
+        ``random`` and ``sanity`` nulls; ``test`` names the one the decision rule uses, and
+        ``beats_random``/``beats_sanity`` are that test's. None without the null."""
+        if self.null_deletion is None or self.sanity_deletion is None or self.threshold is None:
+            return None
+        name = self.decision_variant
+        curve = self.variant(name).deletion
+        sign = _DELETION_SIGN[name]
+        area = curve_area(curve)
+        toward, step = threshold_statistic(curve, self.threshold, self.decision)
+        tests: dict[str, dict[str, Any]] = {
+            "area": {
+                "value": area,
+                "random": null_comparison(area, _areas(self.null_deletion), sign),
+                "sanity": null_comparison(area, _areas(self.sanity_deletion), sign),
+            },
+            "threshold": {
+                "value": toward,
+                "flip_step": step,
+                "random": null_comparison(
+                    toward, _toward(self.null_deletion, self.threshold, self.decision), 1
+                ),
+                "sanity": null_comparison(
+                    toward, _toward(self.sanity_deletion, self.threshold, self.decision), 1
+                ),
+            },
+        }
+        test = "area" if self.decision else "threshold"
+        return {
+            "criterion": name,
+            "test": test,
+            "pinned_band": self.pinned_band,
+            "pinned_at": "first" if self.decision else "last",
+            "null_orders": int(self.null_deletion.shape[0]),
+            **tests,
+            "beats_random": tests[test]["random"]["beats"],
+            "beats_sanity": tests[test]["sanity"]["beats"],
+        }
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -221,7 +327,65 @@ class SideCurves:
                 for name, v in self.variants.items()
             },
             "areas": self.areas(),
+            "null_test": self.null_test(),
+            "null_deletion_areas": None
+            if self.null_deletion is None
+            else _areas(self.null_deletion).tolist(),
+            "sanity_deletion_areas": None
+            if self.sanity_deletion is None
+            else _areas(self.sanity_deletion).tolist(),
         }
+
+
+_PER_VARIANT = ("percentile", "p_value", "effect_size")
+
+
+def _areas(curves: np.ndarray) -> np.ndarray:
+    return np.array([curve_area(c) for c in curves], np.float64)
+
+
+def threshold_statistic(
+    curve: np.ndarray, threshold: float, decision: bool
+) -> tuple[float, int | None]:
+    """How far a deletion curve moves the pair toward the other decision: the share of the
+    distance from the unaltered score to the threshold that each step 1..K has closed, capped at
+    1 (the decision flipped), averaged over the steps (larger is faithful, negative where the
+    deletions moved away); and the first step that flips the decision (None where none does).
+    A match flips below the threshold, a non-match at or above it."""
+    curve = np.asarray(curve, np.float64)
+    steps = curve[1:]
+    distance = abs(float(curve[0]) - threshold) or 1.0
+    closed = (curve[0] - steps) if decision else (steps - curve[0])
+    flipped = steps < threshold if decision else steps >= threshold
+    share = np.where(flipped, 1.0, np.minimum(closed / distance, 1.0))
+    return float(share.mean()), (int(np.argmax(flipped)) + 1 if flipped.any() else None)
+
+
+def _toward(curves: np.ndarray, threshold: float, decision: bool) -> np.ndarray:
+    return np.array([threshold_statistic(c, threshold, decision)[0] for c in curves], np.float64)
+
+
+def null_comparison(value: float, null: np.ndarray, sign: int) -> dict[str, Any]:
+    """``value`` against a null distribution; ``sign`` +1 where larger is faithful, -1 where
+    smaller is. ``percentile``: the share of the null it beats (ties half); ``p_value``:
+    (1 + null values at least as good) / (1 + n); ``effect_size``: sign·(value − mean)/sd (None
+    where the null does not vary); ``beats``: percentile above 1/2."""
+    null = np.asarray(null, np.float64)
+    n = null.size
+    better, worse = sign * value, sign * null
+    beaten = int(np.sum(worse < better))
+    ties = int(np.sum(worse == better))
+    percentile = (beaten + 0.5 * ties) / n
+    sd = float(np.std(null, ddof=1)) if n > 1 else 0.0
+    mean = float(np.mean(null))
+    return {
+        "percentile": percentile,
+        "p_value": (1 + n - beaten) / (1 + n),
+        "effect_size": sign * (value - mean) / sd if sd > 0 else None,
+        "null_mean": mean,
+        "null_sd": sd,
+        "beats": bool(percentile > 0.5),
+    }
 
 
 @dataclasses.dataclass(frozen=True)
@@ -256,6 +420,21 @@ def seed_list(seeds: int | Sequence[int]) -> tuple[int, ...]:
     return out
 
 
+def null_seeds(seeds: tuple[int, ...], null_orders: int) -> tuple[int, ...]:
+    """The null's random orders: the baseline's seeds, then the seeds after their largest, up to
+    ``null_orders`` in all (never fewer than the baseline's)."""
+    if null_orders < 1:
+        raise InputError(f"the calibrated null needs at least one order, got {null_orders!r}")
+    extra = max(0, null_orders - len(seeds))
+    return seeds + tuple(range(max(seeds) + 1, max(seeds) + 1 + extra))
+
+
+def pinned_order(k: int, band: int, first: bool, seed: int) -> np.ndarray:
+    """A sanity order: ``band`` first (or last), the other bands in a seeded random order."""
+    rest = np.delete(np.arange(k), band)[np.random.default_rng(seed).permutation(k - 1)]
+    return np.concatenate([[band], rest] if first else [rest, [band]])
+
+
 def pair_faithfulness(
     explainer: Explainer,
     a: ImageLike,
@@ -265,6 +444,7 @@ def pair_faithfulness(
     aligned: bool | None = None,
     explanation: Explanation | None = None,
     same: bool | None = None,
+    null_orders: int = NULL_ORDERS,
 ) -> Faithfulness:
     """Deletion/insertion curves for both images of a pair (see the module docstring)."""
     face_a, face_b = explainer.align(a, aligned), explainer.align(b, aligned)
@@ -278,6 +458,7 @@ def pair_faithfulness(
         explanation.score_ref,
         seeds=seeds,
         same=explanation.same if same is None else same,
+        null_orders=null_orders,
     )
 
 
@@ -289,10 +470,13 @@ def faithfulness_of(
     *,
     seeds: int | Sequence[int] = 5,
     same: bool | None = None,
+    null_orders: int = NULL_ORDERS,
 ) -> Faithfulness:
     """The curves of an explained pair from its aligned ``faces`` (2, H, W, 3) and the directed
-    influences of both sides (as in ``explanation.json`` or a dataset run's results)."""
+    influences of both sides (as in ``explanation.json`` or a dataset run's results), with the
+    calibrated null of ``null_orders`` random and as many sanity orders."""
     seeds_ = seed_list(seeds)
+    nulls = null_seeds(seeds_, null_orders)
     threshold = explainer.model.card.threshold
     decision = bool(score_ref >= threshold)
     refs = explainer.model.embed(faces)
@@ -305,6 +489,8 @@ def faithfulness_of(
             score_ref,
             decision,
             seeds_,
+            nulls,
+            threshold,
         )
         for side in (0, 1)
     ]
@@ -319,6 +505,8 @@ def _side_curves(
     score_ref: float,
     decision: bool,
     seeds: tuple[int, ...],
+    nulls: tuple[int, ...],
+    threshold: float,
 ) -> SideCurves:
     k = explainer.n_bands
     support = np.argsort(-directed, kind="stable")
@@ -341,12 +529,41 @@ def _side_curves(
     against = VariantCurves(support[::-1].copy(), against_deletion, deletion[0][::-1].copy())
     abs_curves = sup if shared else VariantCurves(absolute, deletion[1], insertion[1])
     n_fixed = 1 if shared else 2
+    # The calibrated null: deletion curves only, of the random orders beyond the baseline's and
+    # of the sanity orders (the most supportive band first for a match, last for a non-match).
+    pinned = int(support[0])
+    extra = [np.random.default_rng(s).permutation(k) for s in nulls[len(seeds) :]]
+    sanity = [pinned_order(k, pinned, decision, s) for s in nulls]
+    null_scores = _deletion_scores(explainer, face, other, extra + sanity)
+    null_curves = np.concatenate([np.full((len(null_scores), 1), score_ref), null_scores], axis=1)
     return SideCurves(
         directed=directed,
         decision=decision,
         variants={"support": sup, "against": against, "absolute": abs_curves},
         random_deletion=deletion[n_fixed:],
         random_insertion=insertion[n_fixed:],
+        null_deletion=np.concatenate([deletion[n_fixed:], null_curves[: len(extra)]]),
+        sanity_deletion=null_curves[len(extra) :],
+        pinned_band=pinned,
+        threshold=float(threshold),
+    )
+
+
+def _deletion_scores(
+    explainer: Explainer,
+    face: np.ndarray,
+    other: np.ndarray,
+    orders: Sequence[np.ndarray],
+    chunk: int = 8,
+) -> np.ndarray:
+    """Cumulative-delete scores (orders, K) of many orders, a few orders per model batch."""
+    return np.concatenate(
+        [
+            _cumulative_scores(
+                explainer, face, other, orders[i : i + chunk], ("cumulative_delete",)
+            )[:, 0]
+            for i in range(0, len(orders), chunk)
+        ]
     )
 
 
@@ -488,6 +705,7 @@ def image_records(result: Faithfulness, index: int, paths: tuple[str, str]) -> l
             "score_ref": result.score_ref,
             "decision_aware": curves.decision_variant,
             "areas": curves.areas(),
+            "null_test": curves.null_test(),
         }
         for side, path, curves in (("a", paths[0], result.a), ("b", paths[1], result.b))
     ]
@@ -511,7 +729,10 @@ def sign_test_p(wins: int, n: int) -> float:
 def summarise_faithfulness(records: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
     """``by_class[cls]`` for cls in :data:`CLASSES`: ``n_images`` and per variant the mean areas,
     ``beats_random`` (share of images), ``insertion_beats_random``, ``wins``, the sign test's
-    ``p_value`` and ``holds`` (wins significantly above half at :data:`SIGN_TEST_LEVEL`)."""
+    ``p_value`` and ``holds`` (wins significantly above half at :data:`SIGN_TEST_LEVEL`); with
+    the calibrated null also per variant the median ``percentile`` and ``effect_size`` of the
+    deletion area against the null's random orders, and ``null_test`` (see
+    :func:`summarise_null_tests`)."""
     members: dict[str, list[Mapping[str, Any]]] = {c: [] for c in CLASSES}
     for record in records:
         for cls in image_classes(record):
@@ -544,8 +765,47 @@ def summarise_faithfulness(records: Iterable[Mapping[str, Any]]) -> dict[str, An
                 "p_value": p,
                 "holds": bool(p < SIGN_TEST_LEVEL),
             }
+            if all("percentile" in a for a in areas):
+                entry[name]["percentile"] = float(np.median([a["percentile"] for a in areas]))
+                entry[name]["effect_size"] = _median([a["effect_size"] for a in areas])
+        if rows and all(r.get("null_test") for r in rows):
+            entry["null_test"] = summarise_null_tests([r["null_test"] for r in rows])
+        elif not rows:
+            entry["null_test"] = None
         by_class[cls] = entry
     return by_class
+
+
+def _median(values: Iterable[float | None]) -> float | None:
+    kept = [v for v in values if v is not None]
+    return float(np.median(kept)) if kept else None
+
+
+def summarise_null_tests(tests: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """The decision rule over images' :meth:`SideCurves.null_test`: per null (``random``,
+    ``sanity``) the ``wins`` (images beating its median), their share ``beats``, the sign test's
+    ``p_value`` and ``holds``, the median ``percentile`` and ``effect_size`` and the share of
+    images ``significant`` on their own (permutation p < :data:`SIGN_TEST_LEVEL`); ``holds`` where
+    both hold; ``tests``: how many images each test judged (area for matches, threshold
+    otherwise)."""
+    n = len(tests)
+    out: dict[str, Any] = {"n_images": n}
+    for null in ("random", "sanity"):
+        judged = [t[t["test"]][null] for t in tests]
+        wins = sum(bool(j["beats"]) for j in judged)
+        p = sign_test_p(wins, n)
+        out[null] = {
+            "wins": wins,
+            "beats": wins / n,
+            "p_value": p,
+            "holds": bool(p < SIGN_TEST_LEVEL),
+            "percentile": float(np.median([j["percentile"] for j in judged])),
+            "effect_size": _median(j["effect_size"] for j in judged),
+            "significant": float(np.mean([j["p_value"] < SIGN_TEST_LEVEL for j in judged])),
+        }
+    out["holds"] = bool(out["random"]["holds"] and out["sanity"]["holds"])
+    out["tests"] = {name: sum(t["test"] == name for t in tests) for name in ("area", "threshold")}
+    return out
 
 
 def verdict(entry: Mapping[str, Any] | None, n_images: int) -> str:
@@ -569,20 +829,29 @@ def dataset_faithfulness(
     aligned: bool | None = None,
     indices: Sequence[int] | None = None,
     progress: bool = False,
+    null_orders: int = NULL_ORDERS,
 ) -> dict[str, Any]:
     """Faithfulness over many pairs: per-image records and the per-class summary.
 
-    Returns the ``faithfulness.json`` dict: ``pairs``, ``n_images``, ``seeds``, ``variants``,
-    ``by_class`` (see :func:`summarise_faithfulness`) and ``per_image`` (pair index, side, path,
-    ``same``, decision and areas of every explained image). ``indices`` are the pairs' places in
-    their list (default 0, 1, ...), e.g. when ``pairs`` is a subset of it. ``progress`` shows a
-    progress bar.
+    Returns the ``faithfulness.json`` dict: ``format``, ``pairs``, ``n_images``, ``seeds``,
+    ``null_orders``, ``variants``, ``null`` (:data:`NULL_INFO`), ``by_class`` (see
+    :func:`summarise_faithfulness`) and ``per_image`` (pair index, side, path, ``same``, decision,
+    areas and ``null_test`` of every explained image). ``indices`` are the pairs' places in their
+    list (default 0, 1, ...), e.g. when ``pairs`` is a subset of it. ``progress`` shows a progress
+    bar.
     """
+    nulls = null_seeds(seed_list(seeds), null_orders)
     per_image: list[dict[str, Any]] = []
     bar = progress_bar(progress and len(pairs) > 1, len(pairs), desc="faithfulness")
     for index, pair in zip(range(len(pairs)) if indices is None else indices, pairs, strict=True):
         result = pair_faithfulness(
-            explainer, pair.path_a, pair.path_b, seeds=seeds, aligned=aligned, same=pair.same
+            explainer,
+            pair.path_a,
+            pair.path_b,
+            seeds=seeds,
+            aligned=aligned,
+            same=pair.same,
+            null_orders=null_orders,
         )
         per_image.extend(image_records(result, index, (str(pair.path_a), str(pair.path_b))))
         if bar is not None:
@@ -590,10 +859,13 @@ def dataset_faithfulness(
     if bar is not None:
         bar.close()
     return {
+        "format": FAITHFULNESS_FORMAT,
         "pairs": len(pairs),
         "n_images": len(per_image),
         "seeds": list(seed_list(seeds)),
+        "null_orders": len(nulls),
         "variants": VARIANT_INFO,
+        "null": NULL_INFO,
         "by_class": summarise_faithfulness(per_image),
         "per_image": per_image,
     }
@@ -621,4 +893,57 @@ def summary_lines(by_class: Mapping[str, Any]) -> list[str]:
         "(* = holds: wins significantly above half, one-sided sign test p < "
         f"{SIGN_TEST_LEVEL}; match: deletion should lower the score, non-match: raise it)"
     )
-    return lines + verdicts
+    return lines + verdicts + null_lines(by_class)
+
+
+def null_lines(by_class: Mapping[str, Any]) -> list[str]:
+    """The decision rule against the calibrated null, per class (for the CLI)."""
+    rows: list[tuple[str, Mapping[str, Any]]] = []
+    for cls in CLASSES:
+        entry = (by_class.get(cls) or {}).get("null_test")
+        if entry:
+            rows.append((cls, entry))
+    if not rows:
+        return []
+    lines = [
+        "decision rule against the calibrated null (match: deletion area; non-match: deletion "
+        "toward the threshold), "
+        "share of images beating the null's median, median percentile and effect size:",
+        f"{'class':<10} {'images':>6} {'random':>8} {'pct':>5} {'effect':>7} "
+        f"{'sanity':>8} {'pct':>5} {'effect':>7}  rule",
+    ]
+    for cls, entry in rows:
+        cells = []
+        for null in ("random", "sanity"):
+            e = entry[null]
+            effect = "-" if e["effect_size"] is None else f"{e['effect_size']:.2f}"
+            cells.append(
+                f"{e['beats']:>7.1%}{'*' if e['holds'] else ' '} {e['percentile']:>5.2f} "
+                f"{effect:>7}"
+            )
+        lines.append(f"{cls:<10} {entry['n_images']:>6} {' '.join(cells)}  {_rule(entry)}")
+    lines.append(
+        "(* = significantly more than half beat that null, one-sided sign test p < "
+        f"{SIGN_TEST_LEVEL}; the rule holds where both do; sanity: random orders but for the "
+        "most supportive band, first for a match, last for a non-match)"
+    )
+    return lines
+
+
+def _rule(entry: Mapping[str, Any]) -> str:
+    if entry["holds"]:
+        return "holds"
+    return "too few images to tell" if entry["n_images"] < 5 else "does NOT hold"
+
+
+def null_verdict(entry: Mapping[str, Any] | None) -> str:
+    """A plain sentence on the decision rule against the calibrated null for a class."""
+    if not entry:
+        return "no images"
+    n = entry["n_images"]
+    text = (
+        f"{entry['random']['wins']} of {n} images beat the random null's median, "
+        f"{entry['sanity']['wins']} of {n} the sanity null's"
+    )
+    rule = _rule(entry)
+    return f"{rule}: {text}" if rule != "does NOT hold" else f"does NOT hold for this class: {text}"

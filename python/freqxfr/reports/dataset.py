@@ -20,7 +20,13 @@ from PIL import Image
 from freqxfr.common.atomic import ensure_dir
 from freqxfr.common.errors import InputError
 from freqxfr.explanations.config import SETTINGS_KEYS
-from freqxfr.explanations.faithfulness import CLASSES, VARIANT_INFO, VARIANTS, verdict
+from freqxfr.explanations.faithfulness import (
+    CLASSES,
+    VARIANT_INFO,
+    VARIANTS,
+    null_verdict,
+    verdict,
+)
 from freqxfr.imaging.images import checked_file, confined_reads
 from freqxfr.reports import plots
 from freqxfr.reports.html import (
@@ -122,10 +128,56 @@ def faithfulness_section(folder: Path, faithfulness: Mapping[str, Any]) -> Secti
         ],
         rows,
     )
+    text += _null_table(by_class)
     images = []
     if any((by_class.get(c) or {}).get("n_images") for c in CLASSES):
         images.append(plots.plot_faithfulness_classes(by_class, folder / "faithfulness.png"))
     return Section("Faithfulness per class", text, images)
+
+
+def _null_table(by_class: Mapping[str, Any]) -> str:
+    """The decision rule against the calibrated null per class (absent in older summaries)."""
+    rows, verdicts = [], []
+    for cls in CLASSES:
+        entry = (by_class.get(cls) or {}).get("null_test")
+        if not entry:
+            continue
+        row: list[Any] = [plots.display_name(cls), entry["n_images"]]
+        for null in ("random", "sanity"):
+            e = entry[null]
+            row += [e["beats"], e["percentile"], e["effect_size"], e["p_value"]]
+        rows.append([*row, "holds" if entry["holds"] else "does not hold"])
+        verdicts.append(f"{plots.display_name(cls)}: the decision rule {null_verdict(entry)}.")
+    if not rows:
+        return ""
+    return (
+        html_paragraph(
+            "Against a calibrated null: per image, the random orders' and the sanity orders' "
+            "distributions (sanity: random but for the explanation's most supportive band, first "
+            "for a match, last for a non-match). A match is judged by its deletion area, a "
+            "non-match by how far deleting in the against order moves the score toward the "
+            "threshold (per step, the share of the distance closed, 1 once the decision flipped). "
+            "An image beats a null above its median; the rule holds where significantly more "
+            "than half the images beat both (sign test, p < 0.05)."
+        )
+        + "".join(html_paragraph(v) for v in verdicts)
+        + html_table(
+            [
+                "class",
+                "images",
+                "beat random",
+                "median percentile",
+                "median effect size",
+                "sign test p",
+                "beat sanity",
+                "median percentile",
+                "median effect size",
+                "sign test p",
+                "decision rule",
+            ],
+            rows,
+        )
+    )
 
 
 def write_dataset_report(

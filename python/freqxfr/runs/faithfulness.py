@@ -21,6 +21,7 @@ from freqxfr.common.errors import OutputError
 from freqxfr.common.progress import progress_bar
 from freqxfr.explanations.explainer import Explainer
 from freqxfr.explanations.faithfulness import (
+    NULL_INFO,
     VARIANT_INFO,
     Faithfulness,
     SideCurves,
@@ -91,6 +92,7 @@ def summarise_run(path: Path) -> dict[str, Any]:
         "n_images": len(images),
         "seeds": lines[0]["seeds"] if lines else [],
         "variants": VARIANT_INFO,
+        "null": NULL_INFO,
         "by_class": summarise_faithfulness(images),
     }
 
