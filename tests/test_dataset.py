@@ -54,6 +54,19 @@ def test_a_run_writes_results_summary_and_report(explainer, pairs, tmp_path):
     assert (tmp_path / "report.html").is_file()
     # Genuine pairs: deleting their bands mostly lowers the score (positive directed influence).
     assert np.sum(summary["classes"]["genuine"]["directed_mean"]) > 0
+    # LFW paths name the people: records carry them, and the intervals resample identities.
+    assert [r["identities"] for r in sorted(records, key=lambda r: r["index"])] == [
+        list(p.identities) for p in pairs
+    ]
+    intervals = summary["intervals"]
+    assert intervals["bootstrap"]["unit"] == "identity"
+    assert intervals["bootstrap"]["n_units"] == len({p.identities[0] for p in pairs})
+    genuine = intervals["classes"]["genuine"]
+    assert genuine["absolute_normalised_mean"] == pytest.approx(
+        summary["classes"]["genuine"]["absolute_normalised_mean"]
+    )
+    assert genuine["centroid_ci"][0] <= genuine["centroid"] <= genuine["centroid_ci"][1]
+    assert "resampled by identity" in (tmp_path / "report.html").read_text()
 
 
 @pytest.mark.model

@@ -168,3 +168,42 @@ def test_compare_command(runs, tmp_path):
     )
     assert bad.returncode == 2 and "not a dataset run" in bad.stderr
     assert len(bad.stderr.strip().splitlines()) == 1 and "Traceback" not in bad.stderr
+
+
+def _anonymised(folder, target):
+    """A copy of a run folder whose records name no identity and no recognisable path."""
+    import shutil
+
+    shutil.copytree(folder, target)
+    lines = []
+    for r in read_results(folder / "results.jsonl"):
+        r.pop("identities", None)
+        for side in ("a", "b"):
+            r[side]["source"] = f"image_{r['index']}_{side}.png"
+        lines.append(json.dumps(r))
+    (target / "results.jsonl").write_text("\n".join(lines) + "\n")
+    return target
+
+
+def test_compare_resamples_identities_and_says_so(runs, compared, tmp_path):
+    out, summary = compared
+    records = read_results(runs["dlib_resnet"][0] / "results.jsonl")
+    people = {r["identities"][0] for r in records}
+    assert all(r["identities"][0] for r in records)  # LFW paths: every pair's people are known
+    boot = summary["bootstrap"]
+    assert (boot["unit"], boot["n_units"]) == ("identity", len(people))
+    assert "resampled by identity" in (out / "report.html").read_text()
+    # Without identities compare falls back to pairs and says so; these 12 spread pairs each have
+    # another reference person, so the identity bootstrap is the pair bootstrap, draw for draw.
+    assert len(people) == N_PAIRS
+    blind = compare_runs(
+        [_anonymised(runs[n][0], tmp_path / n) for n in ("dlib_resnet", "sface")],
+        n_boot=500,
+    )
+    assert (
+        blind["bootstrap"]["unit"] == "pair" and "identities unknown" in blind["bootstrap"]["note"]
+    )
+    assert blind["bands"] == summary["bands"]
+    assert blind["centroid"]["all"]["ci_lo"] == summary["centroid"]["all"]["ci_lo"]
+    sign = summary["centroid"]["all"]["sign_test"]["sface - dlib_resnet"]
+    assert sign["unit"] == "identity" and sign["n"] <= N_PAIRS

@@ -2,8 +2,10 @@
 
 CSV files have the columns ``path1,path2[,same][,group...]``. A header row is optional; with one,
 the columns are found by name (``path1``/``path2`` or ``path_a``/``path_b``, ``same``, ``fold``)
-and every other column becomes a group label (e.g. gender, ethnicity). Paths are relative to
-``root`` (default: the pair file's folder) unless absolute.
+optional identities (``identity1``/``identity2``, ``identity_a``/``identity_b``, or ``identity``
+for both images; without them an identity comes from the path where freqxfr knows the data set:
+:mod:`freqxfr.stats.identities`), and every other column becomes a group label (e.g. gender,
+ethnicity). Paths are relative to ``root`` (default: the pair file's folder) unless absolute.
 """
 
 from __future__ import annotations
@@ -15,11 +17,14 @@ from pathlib import Path
 
 from freqxfr.common.errors import InputError
 from freqxfr.imaging.images import checked_file
+from freqxfr.stats.identities import pair_identities
 
 _TRUE = {"1", "true", "yes", "same", "genuine", "match", "y", "t"}
 _FALSE = {"0", "false", "no", "different", "impostor", "nonmatch", "non-match", "n", "f"}
 _PATH_A = {"path1", "path_a", "patha", "image1", "a"}
 _PATH_B = {"path2", "path_b", "pathb", "image2", "b"}
+_IDENTITY_A = ("identity1", "identity_a", "identity")
+_IDENTITY_B = ("identity2", "identity_b", "identity")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,6 +43,9 @@ class Pair:
         Further labels from extra CSV columns (e.g. ``{"gender": "female"}``).
     line : int or None
         The line of the pair list that names the pair (for messages), if read from a file.
+    identity_a, identity_b : str or None
+        The people in the images, when the pair list names them; :attr:`identities` falls back
+        to the paths.
     """
 
     path_a: Path
@@ -46,6 +54,14 @@ class Pair:
     fold: int | None = None
     groups: dict[str, str] = dataclasses.field(default_factory=dict)
     line: int | None = dataclasses.field(default=None, compare=False)
+    identity_a: str | None = dataclasses.field(default=None, compare=False)
+    identity_b: str | None = dataclasses.field(default=None, compare=False)
+
+    @property
+    def identities(self) -> tuple[str | None, str | None]:
+        """The two images' identities: given by the pair list, else from the paths of a data set
+        freqxfr knows (LFW, FRLL), else ``None`` (:mod:`freqxfr.stats.identities`)."""
+        return pair_identities(self.path_a, self.path_b, (self.identity_a, self.identity_b))
 
 
 def read_pairs(path: str | Path, root: str | Path | None = None) -> list[Pair]:
@@ -188,8 +204,14 @@ def _read_csv(text: str, path: Path, root: Path) -> list[Pair]:
     col_b = next(k for k, c in enumerate(columns) if c in _PATH_B)
     col_same = columns.index("same") if "same" in columns else None
     col_fold = columns.index("fold") if "fold" in columns else None
+    col_ids = [
+        next((columns.index(c) for c in names if c in columns), None)
+        for names in (_IDENTITY_A, _IDENTITY_B)
+    ]
     group_cols = [
-        (k, c) for k, c in enumerate(columns) if k not in (col_a, col_b, col_same, col_fold)
+        (k, c)
+        for k, c in enumerate(columns)
+        if k not in (col_a, col_b, col_same, col_fold, *col_ids)
     ]
     pairs = []
     for num, row in rows:
@@ -212,7 +234,10 @@ def _read_csv(text: str, path: Path, root: Path) -> list[Pair]:
                 ) from None
         same = _parse_same(row[col_same], path, num) if col_same is not None else None
         groups = {c: row[k].strip() for k, c in group_cols}
-        pairs.append(Pair(root / a, root / b, same=same, fold=fold, groups=groups, line=num))
+        ida, idb = (row[k].strip() or None if k is not None else None for k in col_ids)
+        pairs.append(
+            Pair(root / a, root / b, same, fold, groups, num, identity_a=ida, identity_b=idb)
+        )
     if not pairs:
         raise InputError(f"pair list {path}: no pairs after the header")
     return pairs

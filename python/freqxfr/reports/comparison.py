@@ -19,11 +19,12 @@ from freqxfr.reports.html import (
     read_json,
     write_report,
 )
+from freqxfr.stats.identities import resampled_by
 
 COMPARE_HOW_TO_READ = (
     "Each line is one run's mean band influence, normalised per explained image (absolute to "
     "[0, 1], directed to [−1, 1]), over the images of its pairs in the class; the shade is a "
-    "percentile bootstrap interval over pairs. Below, each pair of runs' paired difference (later "
+    "percentile bootstrap interval (over identities when known). Below, each pair of runs' paired difference (later "
     "run minus earlier run, pair by pair, then averaged) with its interval; every band uses the "
     "same resamples. A band whose interval excludes 0 is used differently by the two runs on "
     "these pairs. Match/non-match are each run's own decisions; their differences are over the "
@@ -66,7 +67,8 @@ def write_comparison_report(out_dir: str | os.PathLike[str], summary: Mapping[st
     overview += html_paragraph(
         f"{summary['n_pairs']} pairs common to every run ({len(summary['excluded_pairs'])} left "
         f"out because a run failed on them); bootstrap: {summary['bootstrap']['resamples']} "
-        f"resamples of pairs, {100 * summary['bootstrap']['level']:g}% percentile intervals."
+        f"resamples, {100 * summary['bootstrap']['level']:g}% percentile intervals, "
+        f"{resampled_by(summary['bootstrap'])}."
     )
     sections = [
         Section("Runs", overview),

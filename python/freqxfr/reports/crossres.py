@@ -20,6 +20,7 @@ from freqxfr.reports.html import Section, html_paragraph, html_table, read_json,
 from freqxfr.reports.plots import Kind, check_vector
 from freqxfr.runs.pair import IMAGES_NAME, read_images
 from freqxfr.runs.scenario_common import provenance_rows
+from freqxfr.stats.identities import resampled_by
 
 # The summary's two explained images: the probe's numbers sit in each factor's entry itself,
 # the reference's under "reference".
@@ -34,7 +35,8 @@ HOW_TO_READ = (
     "nothing above the cutoff, so its high bands cannot matter by construction; with bicubic or box "
     "upscaling those bands hold interpolation artefacts, and any influence they keep comes from "
     "those. The reference centroid says which bands of the sharp photo the comparison rests on. "
-    "Intervals come from resampling pairs (bootstrap); 'same sign' is the share of resamples whose "
+    "Intervals come from resampling identities, or pairs where identities are unknown "
+    "(bootstrap); 'same sign' is the share of resamples whose "
     "shift has the sign of the estimate."
 )
 
@@ -155,8 +157,8 @@ def _overview_table(summary: dict[str, Any]) -> str:
         ("alignment padding", _padding_text(summary.get("alignment"))),
         (
             "bootstrap",
-            f"{boot['resamples']} resamples of pairs, {100 * boot['level']:g}% "
-            f"percentile intervals, seed {boot['seed']}",
+            f"{boot['resamples']} resamples, {100 * boot['level']:g}% "
+            f"percentile intervals, seed {boot['seed']}; {resampled_by(boot)}",
         ),
     ]
     return html_table(("", "value"), rows)

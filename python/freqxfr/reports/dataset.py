@@ -54,6 +54,7 @@ from freqxfr.runs.pair import (
     read_images,
     wrongly_decided,
 )
+from freqxfr.stats.identities import resampled_by
 from freqxfr.stats.thresholds import fmr_fnmr, roc
 
 MAX_FAILURE_ROWS = 200
@@ -484,6 +485,8 @@ def _overview(summary: Mapping[str, Any]) -> str:
         ("execution provider", model.get("provider")),
         ("band schedule", f"{schedule.get('kind', '?')}, {len(summary.get('bands') or [])} bands"),
     ]
+    if isinstance(summary.get("intervals"), Mapping):
+        rows.append(("bootstrap intervals", resampled_by(summary["intervals"].get("bootstrap"))))
     counts = [
         (f"images: {plots.display_name(name)}", p.get("n_images"))
         for name, p in plots.usable_profiles(summary.get("classes")).items()

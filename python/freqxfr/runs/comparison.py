@@ -13,9 +13,12 @@ each run's own decision):
 - ``diff[B - A]``: the mean over pairs of the paired difference (each pair's two images averaged),
   over the pairs in the class for both runs (for ``match``/``non_match`` the pairs both runs
   decided that way); for the ground-truth classes it equals ``mean[B] - mean[A]``;
-- ``ci_lo``/``ci_hi``: a percentile bootstrap interval of ``diff`` over pairs, with the same
-  resamples for every band (and for the centroid); ``same_sign``: the share of pairs whose own
-  difference has the sign of ``diff``.
+- ``ci_lo``/``ci_hi``: a percentile bootstrap interval of ``diff``, with the same resamples for
+  every band (and for the centroid); ``same_sign``: the share of pairs whose own difference has
+  the sign of ``diff``. The bootstrap resamples identities (each with all of its pairs) when every
+  pair's identities are known (recorded by the run, or from LFW/FRLL paths), pairs otherwise:
+  ``bootstrap.unit`` says which (:mod:`freqxfr.stats.identities`). The centroid's ``sign_test``
+  counts one vote per identity (:func:`freqxfr.stats.bootstrap.cluster_sign_test`).
 
 The same for the influence-weighted centroid band (:func:`freqxfr.stats.profiles.centroid`), and per
 pair of runs the agreement of the decisions and, for pairs decided differently, the bands whose
@@ -41,9 +44,11 @@ from freqxfr.runs.folder import locked_folder
 from freqxfr.stats.bootstrap import (
     DEFAULT_LEVEL,
     DEFAULT_RESAMPLES,
+    cluster_sign_test,
     percentile_ci,
     resample_indices,
 )
+from freqxfr.stats.identities import pair_clusters, record_identities, resampling
 from freqxfr.stats.profiles import centroid, profile, relative_to_peak
 
 CLASSES = ("all", "genuine", "impostor", "match", "non_match")
@@ -309,6 +314,9 @@ def _compare(runs: list[Run], n_boot: int, level: float, seed: int) -> dict[str,
         if not _same_labels(data[run.name]["same"], same):
             raise InputError(f"{run.path} labels the pairs differently from {runs[0].path}")
 
+    identities = {int(r["index"]): record_identities(r) for r in runs[0].records}
+    clusters = pair_clusters([identities[i] for i in common])
+    unit = np.array(clusters if clusters is not None else range(len(common)), dtype=object)
     keys = [(a.name, b.name) for a, b in itertools.combinations(runs, 2)]
     members = {name: _class_members(d["decision"], same) for name, d in data.items()}
     bands: list[dict[str, Any]] = [
@@ -329,12 +337,13 @@ def _compare(runs: list[Run], n_boot: int, level: float, seed: int) -> dict[str,
             "ci_lo": {},
             "ci_hi": {},
             "same_sign": {},
+            "sign_test": {},
         }
         for name in data:
             sel = members[name][cls]
             cent["mean"][name] = _nanmean(data[name]["centroid"][sel])
             cent["mean_ci"][name] = _ci_of_mean(
-                data[name]["centroid"][sel][:, None], n_boot, level, seed
+                data[name]["centroid"][sel][:, None], unit[sel], n_boot, level, seed
             )[0]
         per_band = [
             {
@@ -350,7 +359,10 @@ def _compare(runs: list[Run], n_boot: int, level: float, seed: int) -> dict[str,
         ]
         for name in data:
             sel = members[name][cls]
-            cis = {kind: _ci_of_mean(data[name][kind][sel], n_boot, level, seed) for kind in KINDS}
+            cis = {
+                kind: _ci_of_mean(data[name][kind][sel], unit[sel], n_boot, level, seed)
+                for kind in KINDS
+            }
             for i in range(k):
                 per_band[i]["mean"][name] = {kind: means[name][kind][i] for kind in KINDS}
                 per_band[i]["mean_ci"][name] = {kind: cis[kind][i] for kind in KINDS}
@@ -360,7 +372,10 @@ def _compare(runs: list[Run], n_boot: int, level: float, seed: int) -> dict[str,
             n_pairs[cls][key] = int(sel.sum())
             diffs = {kind: data[b][kind][sel] - data[a][kind][sel] for kind in KINDS}
             diffs["centroid"] = (data[b]["centroid"] - data[a]["centroid"])[sel][:, None]
-            stats = _paired(diffs, n_boot, level, seed)
+            stats = _paired(diffs, unit[sel], n_boot, level, seed)
+            cent["sign_test"][key] = cluster_sign_test(
+                diffs["centroid"][:, 0], None if clusters is None else list(unit[sel])
+            )
             for i in range(k):
                 for field in ("diff", "ci_lo", "ci_hi", "same_sign"):
                     per_band[i][field][key] = {kind: stats[kind][field][i] for kind in KINDS}
@@ -383,7 +398,7 @@ def _compare(runs: list[Run], n_boot: int, level: float, seed: int) -> dict[str,
             "resamples": int(n_boot),
             "level": float(level),
             "seed": int(seed),
-            "unit": "pairs",
+            **resampling(clusters, len(common)),
             "same_resamples_for_every_band": True,
         },
         "n_pairs_per_class": n_pairs,
@@ -464,40 +479,55 @@ def _run_means(run: Run, position: dict[int, int], selected: np.ndarray) -> dict
 
 
 @functools.lru_cache(maxsize=4)
-def _weights(n: int, n_boot: int, seed: int) -> np.ndarray:
-    """(n_boot, n) counts of each pair in each resample, from :func:`resample_indices`; the
-    same seed and n give the same resamples, so every band and the centroid share them."""
-    idx = resample_indices(n, n_boot, seed=seed)
+def _weights(units: tuple, n_boot: int, seed: int) -> np.ndarray:
+    """(n_boot, n) counts of each pair in each resample, from :func:`resample_indices`, drawing
+    the pairs' ``units`` (identities, or the pairs themselves) with all of their pairs; the same
+    seed and units give the same resamples, so every band and the centroid share them. With
+    every unit once it is the pair bootstrap."""
+    n = len(units)
+    idx = resample_indices(n, n_boot, clusters=units, seed=seed)
     return np.stack([np.bincount(i, minlength=n) for i in idx]).astype(np.float64)
 
 
-def _ci_of_mean(values: np.ndarray, n_boot: int, level: float, seed: int) -> list:
+def _resample_means(values: np.ndarray, units: np.ndarray, n_boot: int, seed: int) -> np.ndarray:
+    """(n_boot, m) means over the rows of ``values`` in each resample; a resample's size varies
+    when identities hold different numbers of pairs. Units are renumbered in row order, so that
+    pairs that are their own units resample exactly as the pair bootstrap did."""
+    w = _weights(_numbered(units), n_boot, seed)
+    return w @ values / w.sum(axis=1, keepdims=True)
+
+
+def _numbered(units: np.ndarray) -> tuple:
+    numbers: dict[Any, int] = {}
+    return tuple(numbers.setdefault(u, len(numbers)) for u in units)
+
+
+def _ci_of_mean(
+    values: np.ndarray, units: np.ndarray, n_boot: int, level: float, seed: int
+) -> list:
     """Per column of ``values`` (n, m): the bootstrap interval of the mean over rows."""
-    values = values[np.isfinite(values).all(axis=1)]
+    keep = np.isfinite(values).all(axis=1)
+    values, units = values[keep], units[keep]
     if values.shape[0] == 0:
         return [None] * values.shape[1]
-    means = _weights(values.shape[0], n_boot, seed) @ values / values.shape[0]
+    means = _resample_means(values, units, n_boot, seed)
     return [list(percentile_ci(means[:, i], level)) for i in range(values.shape[1])]
 
 
-def _paired(diffs: dict[str, np.ndarray], n_boot: int, level: float, seed: int) -> dict:
+def _paired(
+    diffs: dict[str, np.ndarray], units: np.ndarray, n_boot: int, level: float, seed: int
+) -> dict:
     """Mean paired difference, its bootstrap interval and the share of pairs with its sign."""
     out: dict[str, dict[str, list[Any]]] = {}
-    n = next(iter(diffs.values())).shape[0]
-    weights = _weights(n, n_boot, seed) if n else None
     for kind, d in diffs.items():
         m = d.shape[1]
-        if n == 0 or not np.isfinite(d).all():
-            finite = d[np.isfinite(d).all(axis=1)]
-            if finite.shape[0] == 0:
-                out[kind] = {f: [None] * m for f in ("diff", "ci_lo", "ci_hi", "same_sign")}
-                continue
-            d, w = finite, _weights(finite.shape[0], n_boot, seed)
-        else:
-            assert weights is not None  # n > 0 here
-            w = weights
+        keep = np.isfinite(d).all(axis=1)
+        if not keep.any():
+            out[kind] = {f: [None] * m for f in ("diff", "ci_lo", "ci_hi", "same_sign")}
+            continue
+        d = d[keep]
         mean = d.mean(axis=0)
-        boot = w @ d / d.shape[0]
+        boot = _resample_means(d, units[keep], n_boot, seed)
         cis = [percentile_ci(boot[:, i], level) for i in range(m)]
         out[kind] = {
             "diff": mean.tolist(),

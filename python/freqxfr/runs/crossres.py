@@ -10,7 +10,8 @@ the influence-weighted mean band index of each explained image
 frequencies. The headline centroid is the probe's (side ``b``); the reference's is reported too,
 since it says which bands of a sharp photo matter when the other photo is blurred.
 
-Intervals: a percentile bootstrap over pairs. The same resamples serve every factor, so the shift
+Intervals: a percentile bootstrap over identities (each with all of its pairs) when every pair's
+reference identity is known (:mod:`freqxfr.stats.identities`), over pairs otherwise. The same resamples serve every factor, so the shift
 of the mean centroid from the lowest factor (normally 1) is a paired difference; the share of
 resamples whose shift has the sign of the point estimate says how stable that sign is.
 
@@ -64,7 +65,15 @@ from freqxfr.runs.folder import (
 )
 from freqxfr.runs.pair import write_images
 from freqxfr.runs.scenario_common import EXPLANATIONS, checked, csv_text
-from freqxfr.stats.bootstrap import DEFAULT_LEVEL, DEFAULT_RESAMPLES, percentile_ci, sign_stability
+from freqxfr.stats.bootstrap import (
+    DEFAULT_LEVEL,
+    DEFAULT_RESAMPLES,
+    cluster_weights,
+    percentile_ci,
+    sign_stability,
+    weighted_means,
+)
+from freqxfr.stats.identities import pair_clusters, resampling
 from freqxfr.stats.profiles import centroid, profile
 from freqxfr.stats.thresholds import accuracy, fmr_fnmr
 
@@ -125,7 +134,7 @@ def run_crossres(
         (:data:`freqxfr.imaging.align.PADDINGS`); recorded in the settings and the summary. Default:
         the explainer's (``Explainer(padding=...)``); one given here replaces it.
     n_boot, level, seed
-        Bootstrap resamples over pairs, interval level and seed.
+        Bootstrap resamples (of identities when known, else of pairs), interval level and seed.
     pairs_file : str
         Recorded in the summary and named in messages.
     root : path-like, optional
@@ -417,8 +426,17 @@ def _summary(
     }
     threshold = explainer.model.card.threshold
     side = explainer.model.card.input_size[0]
+    clusters = pair_clusters([pairs[i].identities for i in kept])
     entries = summarise_factors(
-        factors, same, scores, directed, threshold, n_boot=n_boot, level=level, seed=seed
+        factors,
+        same,
+        scores,
+        directed,
+        threshold,
+        n_boot=n_boot,
+        level=level,
+        seed=seed,
+        clusters=clusters,
     )
     for entry in entries:
         f = entry["factor"]
@@ -446,7 +464,7 @@ def _summary(
             "resamples": int(n_boot),
             "level": level,
             "seed": seed,
-            "unit": "pair",
+            **resampling(clusters, len(kept)),
             "shift_baseline_factor": factors[0],
         },
         "factors": entries,
@@ -464,6 +482,7 @@ def summarise_factors(
     n_boot: int = DEFAULT_RESAMPLES,
     level: float = DEFAULT_LEVEL,
     seed: int = 0,
+    clusters: Sequence[str] | None = None,
 ) -> list[dict[str, Any]]:
     """The per-factor entries of a cross-resolution summary from raw results.
 
@@ -478,15 +497,17 @@ def summarise_factors(
     threshold : float
         The model's threshold.
     n_boot, level, seed
-        Bootstrap over pairs: the same resamples for every factor, so shifts are paired.
+        Bootstrap: the same resamples for every factor, so shifts are paired.
+    clusters : sequence of str, optional
+        Each pair's identity (:func:`freqxfr.stats.identities.pair_clusters`): resample
+        identities with all of their pairs; default: resample pairs.
     """
     n = same.size
-    rng = np.random.default_rng(seed)
-    resamples = rng.integers(0, n, size=(int(n_boot), n))
+    weights = cluster_weights(n, n_boot, clusters=clusters, seed=seed)
     per_side = {}
     for name, values in directed.items():
         cents = centroid(np.abs(values))  # (F, n)
-        boot = np.stack([np.nanmean(c[resamples], axis=1) for c in cents])  # (F, n_boot)
+        boot = weighted_means(weights, cents.T).T  # (F, n_boot)
         per_side[name] = (cents, boot)
 
     entries = []

@@ -61,7 +61,7 @@ from freqxfr.runs.folder import (
     read_results,
 )
 from freqxfr.runs.pair import write_page_images
-from freqxfr.stats.profiles import summarise
+from freqxfr.stats.profiles import class_intervals, summarise
 
 #: The versions of a dataset run's ``summary.json`` and of each ``results.jsonl`` line, their
 #: ``format`` fields (schemas: ``freqxfr/schemas/summary.schema.json``, ``result.schema.json``).
@@ -223,6 +223,10 @@ def run_dataset(
             **summarise(r for r in records if "error" not in r),
             "failed": len(failures),
             "failures": sorted(failures, key=_by_index),
+            "intervals": class_intervals(
+                (r for r in records if "error" not in r),
+                (pairs[r["index"]].identities for r in records if "error" not in r),
+            ),
             SETTINGS_KEY: config[SETTINGS_KEY],
         }
         if explainer.regions is not None:
@@ -380,19 +384,28 @@ def _lines(
             overlap=overlap,
             aligned=aligned,
         )
-        for index, item in zip(indices, stream, strict=True):
-            yield _record(index, item)
+        for (index, pair), item in zip(chunk, stream, strict=True):
+            yield _with_identities(_record(index, item), pair)
         return
 
     both = explain_pairs_and_cells(
         explainer, (p for _, p in chunk), indices=indices, aligned=aligned, overlap=overlap
     )
-    for index, result in zip(indices, both, strict=True):
+    for (index, pair), result in zip(chunk, both, strict=True):
         if isinstance(result, PairFailure):
             yield _record(index, result)
         else:
             bands, cells = result
-            yield {**_record(index, bands), "cells": cells_record(cells)}
+            yield {**_with_identities(_record(index, bands), pair), "cells": cells_record(cells)}
+
+
+def _with_identities(record: dict[str, Any], pair: Pair) -> dict[str, Any]:
+    """An explained pair's record with its images' ``identities`` when any is known (from the
+    pair list or the paths), for the statistics that resample identities (``compare``)."""
+    ids = pair.identities
+    if "error" in record or not any(ids):
+        return record
+    return {**record, "identities": list(ids)}
 
 
 def _band_only(explainer: Explainer) -> Explainer:

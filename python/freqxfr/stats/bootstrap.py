@@ -1,12 +1,24 @@
 """Bootstrap resampling and percentile confidence intervals. Pure numpy.
 
 The scenarios use it to put intervals on statistics of explained pairs: the cross-resolution
-centroid and its shift (resampling pairs), and the morphing-attack detectors' AUC (resampling
-identities within each class, so that correlated comparisons move together).
+centroid and its shift, the band differences of ``compare`` and the dataset summary's intervals
+(resampling identities when they are known, pairs otherwise: :mod:`freqxfr.stats.identities`),
+and the morphing-attack detectors' AUC (resampling identities within each class, so that
+correlated comparisons move together).
+
+Pairs that share a person are resampled together (a cluster bootstrap): drawing identities with
+replacement and taking all of their pairs keeps the dependence between those pairs inside every
+resample, so the interval widens by as much as the pairs of one person resemble each other. When
+every identity has one pair it is the pair bootstrap, draw for draw (the same seed gives the same
+interval). For signs, :func:`cluster_sign_test` counts identities, not pairs: each identity's
+mean is one vote, the sign test's independence assumption then holds across people (pairs of
+one person are never counted as independent evidence), and no model of the within-person
+correlation is needed (unlike a mixed model).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Hashable, Sequence
 
 import numpy as np
@@ -73,6 +85,86 @@ def resample_indices(
     return out
 
 
+def cluster_weights(
+    n: int,
+    n_boot: int = DEFAULT_RESAMPLES,
+    *,
+    clusters: Sequence[Hashable] | None = None,
+    seed: int = 0,
+) -> np.ndarray:
+    """How often each of ``n`` items is in each of ``n_boot`` cluster-bootstrap resamples.
+
+    Each resample draws as many clusters as there are, with replacement, from
+    ``numpy.random.default_rng(seed).integers(0, n_clusters, size=(n_boot, n_clusters))``
+    (clusters numbered in order of first appearance), and takes every item of a drawn cluster.
+    Without ``clusters`` every item is its own cluster: the draws are then
+    ``integers(0, n, size=(n_boot, n))``, and a list in which every cluster holds one item gives
+    exactly the same weights.
+
+    Returns
+    -------
+    numpy.ndarray of int64, shape (n_boot, n)
+        A weighted mean ``w @ x / w.sum(axis=1)`` is the resample's mean of ``x``.
+    """
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+        raise InputError(f"n must be a positive integer, got {n!r}")
+    if isinstance(n_boot, bool) or not isinstance(n_boot, (int, np.integer)) or n_boot < 1:
+        raise InputError(f"n_boot must be a positive integer, got {n_boot!r}")
+    number, n_clusters = _cluster_numbers(clusters, n)
+    draws = np.random.default_rng(seed).integers(0, n_clusters, size=(int(n_boot), n_clusters))
+    counts = np.zeros((int(n_boot), n_clusters), np.int64)
+    np.add.at(counts, (np.arange(int(n_boot))[:, None], draws), 1)
+    return counts[:, number]
+
+
+def weighted_means(weights: np.ndarray, values: npt.ArrayLike) -> np.ndarray:
+    """Per resample (rows of ``weights``, from :func:`cluster_weights`) the weighted mean of
+    ``values`` (n,) or of each column of ``values`` (n, m), NaNs left out."""
+    x = np.asarray(values, np.float64)
+    flat = x.ndim == 1
+    x = x[:, None] if flat else x
+    finite = np.isfinite(x)
+    w = weights.astype(np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        means = (w @ np.where(finite, x, 0.0)) / (w @ finite.astype(np.float64))
+    return means[:, 0] if flat else means
+
+
+def cluster_sign_test(
+    values: npt.ArrayLike, clusters: Sequence[Hashable] | None = None
+) -> dict[str, object]:
+    """A two-sided sign test of ``values`` around 0 with one vote per cluster.
+
+    Each cluster's vote is the sign of the mean of its finite values (a mean of exactly 0 and a
+    cluster without finite values abstain); without ``clusters`` every value votes. Returns
+    ``unit`` ("identity" or "pair"), ``n`` (votes), ``positive``, ``negative`` and ``p`` (exact
+    binomial, ``None`` without votes).
+    """
+    x = np.asarray(values, np.float64).ravel()
+    number, n_clusters = _cluster_numbers(clusters, x.size)
+    finite = np.isfinite(x)
+    sums = np.bincount(number[finite], weights=x[finite], minlength=n_clusters)
+    counts = np.bincount(number[finite], minlength=n_clusters)
+    means = sums[counts > 0] / counts[counts > 0]
+    positive, negative = int(np.sum(means > 0)), int(np.sum(means < 0))
+    return {
+        "unit": "pair" if clusters is None else "identity",
+        "n": positive + negative,
+        "positive": positive,
+        "negative": negative,
+        "p": binomial_two_sided(min(positive, negative), positive + negative),
+    }
+
+
+def binomial_two_sided(k: int, n: int) -> float | None:
+    """P(X <= k or X >= n - k) for X ~ Binomial(n, 1/2) with ``k <= n / 2`` (exact); ``None``
+    when ``n`` is 0."""
+    if n == 0:
+        return None
+    tail = sum(math.comb(n, i) for i in range(0, k + 1)) / 2.0**n
+    return float(min(1.0, 2.0 * tail))
+
+
 def percentile_ci(samples: npt.ArrayLike, level: float = DEFAULT_LEVEL) -> tuple[float, float]:
     """The central ``level`` percentile interval of bootstrap ``samples`` (NaNs ignored).
 
@@ -101,6 +193,18 @@ def sign_stability(samples: npt.ArrayLike, estimate: float) -> float:
     if sign == 0:
         return float(np.mean(values == 0))
     return float(np.mean(np.sign(values) == sign))
+
+
+def _cluster_numbers(clusters: Sequence[Hashable] | None, n: int) -> tuple[np.ndarray, int]:
+    """Each item's cluster number (clusters numbered in order of first appearance), and how
+    many clusters there are."""
+    if clusters is None:
+        return np.arange(n), n
+    numbers: dict[Hashable, int] = {}
+    number = np.array(
+        [numbers.setdefault(c, len(numbers)) for c in _labels(clusters, n, "clusters")], np.intp
+    )
+    return number, len(numbers)
 
 
 def _labels(values: Sequence[Hashable], n: int, name: str) -> list[Hashable]:

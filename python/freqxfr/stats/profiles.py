@@ -13,6 +13,15 @@ from typing import Any
 
 import numpy as np
 
+from freqxfr.stats.bootstrap import (
+    DEFAULT_LEVEL,
+    DEFAULT_RESAMPLES,
+    cluster_weights,
+    percentile_ci,
+    weighted_means,
+)
+from freqxfr.stats.identities import pair_clusters, resampling
+
 OUTCOMES = {
     (True, True): "true_match",
     (False, True): "false_match",
@@ -101,3 +110,69 @@ def summarise(records: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
         else:
             summary[key[0]][key[1]] = prof
     return summary
+
+
+def class_intervals(
+    records: Iterable[Mapping[str, Any]],
+    identities: Iterable[tuple[str | None, str | None]],
+    *,
+    n_boot: int = DEFAULT_RESAMPLES,
+    level: float = DEFAULT_LEVEL,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Bootstrap intervals of a run's headline numbers, per class, resampling identities.
+
+    Per class (``all``, ``genuine``, ``impostor``): the mean over pairs of the normalised
+    absolute influence per band (each pair's two images averaged) and of the influence-weighted
+    centroid band (:func:`centroid`), each with a percentile interval. The resamples draw
+    identities with all of their pairs (the identity of image A,
+    :func:`freqxfr.stats.identities.pair_clusters`) when every pair's is known, pairs otherwise;
+    ``bootstrap`` says which.
+    """
+    rows = list(records)
+    ids = list(identities)
+    clusters = pair_clusters(ids)
+    out: dict[str, Any] = {
+        "bootstrap": {
+            "resamples": int(n_boot),
+            "level": float(level),
+            "seed": int(seed),
+            **resampling(clusters, len(rows)),
+        },
+        "classes": {},
+    }
+    if not rows:
+        return out
+    directed = np.array([[r["a"]["directed"], r["b"]["directed"]] for r in rows], np.float64)
+    absolute = relative_to_peak(np.abs(directed)).mean(axis=1)  # (n, K)
+    cents = centroid(np.abs(directed))  # (n, 2)
+    with np.errstate(invalid="ignore"):
+        cent = np.nanmean(np.where(np.isfinite(cents), cents, np.nan), axis=1)
+    same = [r.get("same") for r in rows]
+    members = {
+        "all": np.ones(len(rows), bool),
+        "genuine": np.array([s is True for s in same]),
+        "impostor": np.array([s is False for s in same]),
+    }
+    for name, sel in members.items():
+        n = int(sel.sum())
+        if n == 0:
+            continue
+        units = (
+            None if clusters is None else [c for c, keep in zip(clusters, sel, strict=True) if keep]
+        )
+        w = cluster_weights(n, n_boot, clusters=units, seed=seed)
+        band_boot = weighted_means(w, absolute[sel])
+        cent_boot = weighted_means(w, cent[sel])
+        finite = cent[sel][np.isfinite(cent[sel])]
+        out["classes"][name] = {
+            "n_pairs": n,
+            "n_units": n if units is None else len(set(units)),
+            "absolute_normalised_mean": absolute[sel].mean(axis=0).tolist(),
+            "absolute_normalised_mean_ci": [
+                list(percentile_ci(band_boot[:, k], level)) for k in range(absolute.shape[1])
+            ],
+            "centroid": float(finite.mean()) if finite.size else None,
+            "centroid_ci": list(percentile_ci(cent_boot, level)) if finite.size else None,
+        }
+    return out
