@@ -66,6 +66,12 @@ FAITHFULNESS_TEXT = (
     f"orders, for one pair (A B) or a pair list (--pairs). Writes faithfulness.json into "
     f"--out (default ./{FAITHFULNESS_OUT}).",
 )
+# What the dataset run reads: (its positional name, that name's help, --root's help).
+DATASET_LIST = (
+    "pairs",
+    "LFW pairs.txt or CSV (path1,path2[,same][,group...])",
+    "folder the image paths are relative to (default: the list's folder)",
+)
 
 
 # ---- printing one explanation -------------------------------------------------------------------
@@ -364,11 +370,7 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
     options.add_seeds_option(p, "random orders for the faithfulness baseline (default 5)")
     p.set_defaults(func=cmd_explain)
 
-    p = options.add_command(sub, common, "dataset", DATASET_TEXT, resumable=True)
-    options.add_pair_list_options(
-        p, "pairs", "LFW pairs.txt or CSV (path1,path2[,same][,group...])"
-    )
-    options.add_out_option(p)
+    p = options.add_run_command(sub, common, "dataset", DATASET_TEXT, DATASET_LIST)
     p.add_argument(
         "--restart",
         "--overwrite",
@@ -413,7 +415,7 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
         p,
         "--pairs",
         "pair list instead of A B",
-        root_help="folder the list's paths are relative to (default: the list's folder)",
+        "folder the list's paths are relative to (default: the list's folder)",
     )
     options.add_limit_option(p, "pairs, spread evenly over the list (default 50)", default=50)
     options.add_seeds_option(p, "random orders for the baseline (default 5)")

@@ -88,6 +88,23 @@ def add_command(
     return sub.add_parser(name, parents=[common], help=help, description=description, epilog=epilog)
 
 
+def add_run_command(
+    sub: Any,
+    common: argparse.ArgumentParser,
+    name: str,
+    text: tuple[str, str],
+    listing: tuple[str, str, str],
+) -> argparse.ArgumentParser:
+    """A resumable run's parser (``dataset``, ``crossres``, ``morph``): its input list and the
+    ``--out`` folder it writes. ``listing`` is the list's positional name, its help and
+    ``--root``'s help (:func:`add_pair_list_options`)."""
+    parser = add_command(sub, common, name, text, resumable=True)
+    list_name, list_help, root_help = listing
+    add_pair_list_options(parser, list_name, list_help, root_help)
+    add_out_option(parser)
+    return parser
+
+
 def add_out_option(parser: argparse.ArgumentParser, default: str | None = None) -> None:
     """``--out``: the output folder; a run's (required) without ``default``."""
     if default is None:
@@ -104,8 +121,7 @@ def add_pair_list_options(
     parser: argparse.ArgumentParser,
     name: str,
     help: str,
-    *,
-    root_help: str = "folder the image paths are relative to (default: the list's folder)",
+    root_help: str,
 ) -> None:
     """The positional pair list ``name`` (or ``--name``), ``--root`` and
     ``--allow-outside-root``."""

@@ -34,18 +34,22 @@ MORPH_TEXT = (
     "and differential morphing-attack detection (D-EER, BPCER@APCER, AUC). Resumable: the "
     "same command continues an interrupted run.",
 )
+# What each run reads: (its positional name, that name's help, --root's help).
+CROSSRES_LIST = (
+    "pairs",
+    "labelled pair list (CSV path1,path2,same or LFW txt)",
+    "folder the image paths are relative to",
+)
+MORPH_LIST = (
+    "index",
+    "morph index CSV (format of frll_morphs/index.csv)",
+    "folder the index's paths are relative to (default: the index's folder)",
+)
 
 
 def add_parsers(subparsers: Any, common: argparse.ArgumentParser) -> None:
     """Add the ``crossres`` and ``morph`` subcommands to the CLI's subparsers."""
-    p = options.add_command(subparsers, common, "crossres", CROSSRES_TEXT, resumable=True)
-    options.add_pair_list_options(
-        p,
-        "pairs",
-        "labelled pair list (CSV path1,path2,same or LFW txt)",
-        root_help="folder the image paths are relative to",
-    )
-    options.add_out_option(p)
+    p = options.add_run_command(subparsers, common, "crossres", CROSSRES_TEXT, CROSSRES_LIST)
     p.add_argument(
         "--factors",
         type=_factors,
@@ -64,14 +68,7 @@ def add_parsers(subparsers: Any, common: argparse.ArgumentParser) -> None:
     _add_run_options(p)
     p.set_defaults(func=cmd_crossres)
 
-    p = options.add_command(subparsers, common, "morph", MORPH_TEXT, resumable=True)
-    options.add_pair_list_options(
-        p,
-        "index",
-        "morph index CSV (format of frll_morphs/index.csv)",
-        root_help="folder the index's paths are relative to (default: the index's folder)",
-    )
-    options.add_out_option(p)
+    p = options.add_run_command(subparsers, common, "morph", MORPH_TEXT, MORPH_LIST)
     p.add_argument(
         "--distance",
         choices=DISTANCES,
