@@ -8,6 +8,7 @@ Commands that write an output folder lock it for the whole run (:mod:`freqxfr.ru
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ from freqxfr.common.atomic import write_output
 from freqxfr.common.errors import InputError
 from freqxfr.explanations.explainer import Explainer
 from freqxfr.explanations.faithfulness import dataset_faithfulness, summary_lines
-from freqxfr.explanations.pairs import Pair, attach_groups, outside_root, read_pairs, spread
+from freqxfr.explanations.pairs import Pair, outside_root, read_pairs, spread
 from freqxfr.explanations.region_explanations import band_explainer, cells_record
 from freqxfr.imaging.regions import Regions
 from freqxfr.reports.dataset import render_dataset
@@ -36,6 +37,40 @@ FAITHFULNESS_COST = (
     "Faithfulness curves cost far more than the explanation: 2K masked images per order and "
     "image (the ranked orders and --seeds random ones; the reversed order is free), about 13x "
     "the explanation's 2K+2 model inputs with the default 5 seeds and 16 bands."
+)
+
+# What each command's --help says: (help, description).
+DEMO_TEXT = (
+    "explain two bundled pairs (one genuine, one impostor)",
+    "Explain two pairs of bundled FRLL photos, a genuine and an impostor one, "
+    f"with the default model; writes {DEMO_OUT}/genuine/ and {DEMO_OUT}/impostor/, each with "
+    "explanation.json, PNG plots and report.html. " + FAITHFULNESS_COST + " The demo computes "
+    "them for both pairs: the largest part of its time (about 1.6 s a pair with dlib on 2 "
+    "cores, of about 7 CPU-seconds in all; drawing a pair's pictures takes about 0.4 s).",
+)
+EXPLAIN_TEXT = (
+    "explain one pair of face images",
+    "Explain which frequency bands of each image made the model match or reject "
+    f"the pair. Writes explanation.json, PNG plots and report.html into --out (default "
+    f"./{EXPLAIN_OUT}); refuses a folder that holds another pair's explanation unless "
+    "--overwrite.",
+)
+DATASET_TEXT = (
+    "explain every pair of a pair list (resumable)",
+    "Explain every pair of a pair list, streaming results to OUT/results.jsonl; "
+    "then summary.json and report.html. The same command continues an interrupted run.",
+)
+FAITHFULNESS_TEXT = (
+    "deletion/insertion curves against random orders",
+    "Judge explanations by deletion and insertion curves against random band "
+    f"orders, for one pair (A B) or a pair list (--pairs). Writes faithfulness.json into "
+    f"--out (default ./{FAITHFULNESS_OUT}).",
+)
+# What the dataset run reads: (its positional name, that name's help, --root's help).
+DATASET_LIST = (
+    "pairs",
+    "LFW pairs.txt or CSV (path1,path2[,same][,group...])",
+    "folder the image paths are relative to (default: the list's folder)",
 )
 
 
@@ -220,33 +255,17 @@ def _demo(args: argparse.Namespace) -> int:
 def cmd_dataset(args: argparse.Namespace) -> int:
     if args.regions is not None:
         Regions.parse(args.regions)  # a bad value is refused before the folder is touched
-    pairs = read_pairs(args.pairs, root=args.root)
-    if args.groups is not None:
-        pairs = attach_groups(pairs, args.groups, root=args.root)
-    if args.limit is not None:
-        pairs = spread(pairs, args.limit)
-    with options.resumable_run(args, "dataset") as (explainer, client):
-        summary = run_dataset(
-            pairs,
-            args.out,
-            explainer,
-            pairs_file=str(args.pairs),
-            root=options.root(args, args.pairs),
-            allow_outside_root=args.allow_outside_root,
-            aligned=options.aligned(args),
-            extra_settings={"--limit": args.limit},
-            progress=options.progress(args),
-            overlap=not args.no_overlap,
-            parquet=args.parquet,
-            faithfulness_seeds=args.seeds if args.faithfulness else None,
-            report=not args.no_report,
-            pair_pages=args.pair_pages,
-            client=client,
-            restart=args.restart,
-        )
-        if not args.no_report:
-            # Drawn from the run folder alone, after the run (and inside its lock).
-            render_dataset(args.out, pair_pages=args.pair_pages)
+    summary, pairs = options.run_pair_list(
+        args,
+        "dataset",
+        run_dataset,
+        functools.partial(render_dataset, pair_pages=args.pair_pages),
+        overlap=not args.no_overlap,
+        parquet=args.parquet,
+        faithfulness_seeds=args.seeds if args.faithfulness else None,
+        pair_pages=args.pair_pages,
+        restart=args.restart,
+    )
     acc = summary.get("accuracy")
     print(
         f"{summary['pairs']} pairs explained, {summary['failed']} failed"
@@ -305,49 +324,22 @@ def cmd_faithfulness(args: argparse.Namespace) -> int:
 
 def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
     """Add ``demo``, ``explain``, ``dataset`` and ``faithfulness`` to the CLI's subparsers."""
-    p = sub.add_parser(
-        "demo",
-        parents=[common],
-        help="explain two bundled pairs (one genuine, one impostor)",
-        description="Explain two pairs of bundled FRLL photos, a genuine and an impostor one, "
-        f"with the default model; writes {DEMO_OUT}/genuine/ and {DEMO_OUT}/impostor/, each with "
-        "explanation.json, PNG plots and report.html. " + FAITHFULNESS_COST + " The demo computes "
-        "them for both pairs: the largest part of its time (about 1.6 s a pair with dlib on 2 "
-        "cores, of about 7 CPU-seconds in all; drawing a pair's pictures takes about 0.4 s).",
-    )
-    p.add_argument(
-        "--out", type=Path, default=Path(DEMO_OUT), help=f"output folder (default ./{DEMO_OUT})"
-    )
+    p = options.add_command(sub, common, "demo", DEMO_TEXT)
+    options.add_out_option(p, DEMO_OUT)
     p.add_argument(
         "--model", default=None, help="preset name, card file or .onnx (default: dlib_resnet)"
     )
-    p.add_argument(
-        "--bands",
-        type=options.positive,
-        default=16,
-        help="number of equal-width rings (default 16)",
-    )
+    options.add_bands_option(p)
     options.add_no_report_option(p)
     p.set_defaults(func=cmd_demo)
 
-    p = sub.add_parser(
-        "explain",
-        parents=[common],
-        help="explain one pair of face images",
-        description="Explain which frequency bands of each image made the model match or reject "
-        f"the pair. Writes explanation.json, PNG plots and report.html into --out (default "
-        f"./{EXPLAIN_OUT}); refuses a folder that holds another pair's explanation unless "
-        "--overwrite.",
-    )
+    p = options.add_command(sub, common, "explain", EXPLAIN_TEXT)
     p.add_argument("a", help="first image (photo or aligned crop)")
     p.add_argument("b", nargs="?", default=None, help="second image (leave out with --template)")
     options.add_explainer_options(p)
     options.add_regions_option(p)
-    p.add_argument(
-        "--template",
-        type=Path,
-        default=None,
-        help="explain A against a stored template (.npy embedding) instead of image B",
+    options.add_path_option(
+        p, "--template", "explain A against a stored template (.npy embedding) instead of image B"
     )
     p.add_argument(
         "--out",
@@ -375,31 +367,10 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
         action="store_true",
         help="add deletion/insertion curves. " + FAITHFULNESS_COST,
     )
-    p.add_argument(
-        "--seeds",
-        type=options.positive,
-        default=5,
-        help="random orders for the faithfulness baseline (default 5)",
-    )
+    options.add_seeds_option(p, "random orders for the faithfulness baseline (default 5)")
     p.set_defaults(func=cmd_explain)
 
-    p = sub.add_parser(
-        "dataset",
-        parents=[common],
-        help="explain every pair of a pair list (resumable)",
-        description="Explain every pair of a pair list, streaming results to OUT/results.jsonl; "
-        "then summary.json and report.html. The same command continues an interrupted run.",
-        epilog=options.EXIT_STATUS_HELP,
-    )
-    p.add_argument("pairs", type=Path, help="LFW pairs.txt or CSV (path1,path2[,same][,group...])")
-    p.add_argument(
-        "--root",
-        type=Path,
-        default=None,
-        help="folder the image paths are relative to (default: the list's folder)",
-    )
-    options.add_allow_outside_root(p)
-    p.add_argument("--out", type=Path, required=True, help="output folder (e.g. runs/NAME)")
+    p = options.add_run_command(sub, common, "dataset", DATASET_TEXT, DATASET_LIST)
     p.add_argument(
         "--restart",
         "--overwrite",
@@ -408,30 +379,17 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
         "continuing it",
     )
     options.add_explainer_options(p)
-    p.add_argument(
-        "--groups",
-        type=Path,
-        default=None,
-        help="CSV of per-image attributes (path,gender,...), e.g. FRLL's index.csv",
+    options.add_path_option(
+        p, "--groups", "CSV of per-image attributes (path,gender,...), e.g. FRLL's index.csv"
     )
-    p.add_argument(
-        "--limit",
-        type=options.positive,
-        default=None,
-        help="N pairs spread evenly over the list (both classes stay in)",
-    )
+    options.add_limit_option(p, "N pairs spread evenly over the list (both classes stay in)")
     p.add_argument("--parquet", action="store_true", help="also write results.parquet")
     p.add_argument(
         "--faithfulness",
         action="store_true",
         help="also deletion/insertion curves of every pair (faithfulness.jsonl)",
     )
-    p.add_argument(
-        "--seeds",
-        type=options.positive,
-        default=5,
-        help="random orders for --faithfulness (default 5)",
-    )
+    options.add_seeds_option(p, "random orders for --faithfulness (default 5)")
     p.add_argument(
         "--pair-pages",
         choices=("errors", "all", "none"),
@@ -450,42 +408,18 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
     options.add_regions_option(p)
     p.set_defaults(func=cmd_dataset)
 
-    p = sub.add_parser(
-        "faithfulness",
-        parents=[common],
-        help="deletion/insertion curves against random orders",
-        description="Judge explanations by deletion and insertion curves against random band "
-        f"orders, for one pair (A B) or a pair list (--pairs). Writes faithfulness.json into "
-        f"--out (default ./{FAITHFULNESS_OUT}).",
-    )
+    p = options.add_command(sub, common, "faithfulness", FAITHFULNESS_TEXT)
     p.add_argument("a", nargs="?", help="first image of one pair")
     p.add_argument("b", nargs="?", help="second image of one pair")
-    p.add_argument("--pairs", type=Path, default=None, help="pair list instead of A B")
-    p.add_argument(
-        "--root",
-        type=Path,
-        default=None,
-        help="folder the list's paths are relative to (default: the list's folder)",
+    options.add_pair_list_options(
+        p,
+        "--pairs",
+        "pair list instead of A B",
+        "folder the list's paths are relative to (default: the list's folder)",
     )
-    options.add_allow_outside_root(p)
-    p.add_argument(
-        "--limit",
-        type=options.positive,
-        default=50,
-        help="pairs, spread evenly over the list (default 50)",
-    )
-    p.add_argument(
-        "--seeds",
-        type=options.positive,
-        default=5,
-        help="random orders for the baseline (default 5)",
-    )
-    p.add_argument(
-        "--out",
-        type=Path,
-        default=Path(FAITHFULNESS_OUT),
-        help=f"output folder (default ./{FAITHFULNESS_OUT})",
-    )
+    options.add_limit_option(p, "pairs, spread evenly over the list (default 50)", default=50)
+    options.add_seeds_option(p, "random orders for the baseline (default 5)")
+    options.add_out_option(p, FAITHFULNESS_OUT)
     options.add_explainer_options(p)
     options.add_progress_option(p)
     p.set_defaults(func=cmd_faithfulness)

@@ -11,17 +11,18 @@ from freqxfr.common.errors import InputError
 from freqxfr.reports.comparison import render_comparison
 from freqxfr.runs.comparison import compare_runs
 
+# What each command's --help says: (help, description).
+COMPARE_TEXT = (
+    "compare dataset runs over the same pairs (models or settings)",
+    "Compare the band profiles of dataset runs over the same pair list: per band "
+    "and class each run's mean normalised influence, paired differences with bootstrap "
+    "intervals over pairs, centroids and decision agreement.",
+)
+
 
 def add_compare_parser(sub: Any, common: argparse.ArgumentParser) -> None:
     """Register ``freqxfr compare RUN_A RUN_B [...] --out OUT``."""
-    p = sub.add_parser(
-        "compare",
-        parents=[common],
-        help="compare dataset runs over the same pairs (models or settings)",
-        description="Compare the band profiles of dataset runs over the same pair list: per band "
-        "and class each run's mean normalised influence, paired differences with bootstrap "
-        "intervals over pairs, centroids and decision agreement.",
-    )
+    p = options.add_command(sub, common, "compare", COMPARE_TEXT)
     p.add_argument("runs", nargs="+", type=Path, help="dataset-run folders (freqxfr dataset --out)")
     p.add_argument(
         "--out", type=Path, required=True, help="folder for summary.json and report.html"
@@ -36,7 +37,7 @@ def add_compare_parser(sub: Any, common: argparse.ArgumentParser) -> None:
         help="bootstrap resamples, at least 1 (default 2000)",
     )
     p.add_argument("--level", type=float, default=0.95, help="interval level (default 0.95)")
-    p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+    options.add_seed_option(p)
     options.add_no_report_option(p)
     p.set_defaults(func=cmd_compare)
 

@@ -17,16 +17,37 @@ from freqxfr.common.errors import InputError
 from freqxfr.model.cards import card_to_toml, list_presets, preset, threshold_problem
 from freqxfr.model.loading import converter_module
 
+# What each command's --help says: (help, description).
+VERIFY_TEXT = (
+    "compare two face images: score, threshold and decision",
+    "Compare two face images with a face-recognition model. Raw photos are "
+    "aligned as the model's card says; crops of the model's input size are taken as aligned.",
+)
+MODELS_TEXT = (
+    "list, convert or show the built-in models",
+    "The built-in model presets: list them with their cards and converted files, "
+    "convert their model files into the cache, or print a card as TOML.",
+)
+LIST_TEXT = (
+    "presets, their cards and their converted files",
+    "List the presets: input size, embedding size, metric, "
+    "threshold (a score; the distance beside it for Euclidean models), "
+    "alignment and converted files.",
+)
+CONVERT_TEXT = (
+    "convert (again, with --force) the presets' model files",
+    "Convert the presets' model files to ONNX in the cache "
+    "(FREQXFR_CACHE_DIR); a valid cached copy is kept unless --force.",
+)
+CARD_TEXT = (
+    "print a preset's card as TOML (a start for your own card)",
+    "Print a preset's model card as TOML, e.g. as a start for the card of your own .onnx model.",
+)
+
 
 def add_verify_parser(subparsers: Any, common: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """Register ``freqxfr verify A B [--model ...] [--json]``."""
-    p = subparsers.add_parser(
-        "verify",
-        parents=[common],
-        help="compare two face images: score, threshold and decision",
-        description="Compare two face images with a face-recognition model. Raw photos are "
-        "aligned as the model's card says; crops of the model's input size are taken as aligned.",
-    )
+    p = options.add_command(subparsers, common, "verify", VERIFY_TEXT)
     p.add_argument("a", help="first image (photo or aligned crop)")
     p.add_argument("b", help="second image")
     options.add_model_options(p)
@@ -39,7 +60,7 @@ def add_verify_parser(subparsers: Any, common: argparse.ArgumentParser) -> argpa
     )
     options.add_padding_option(p)
     p.add_argument("--threshold", type=float, default=None, help="override the card's threshold")
-    p.add_argument("--json", action="store_true", help="print one JSON object")
+    options.add_json_option(p)
     p.set_defaults(func=cmd_verify)
     return p
 
@@ -80,45 +101,20 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 def add_models_parser(subparsers: Any, common: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """Register ``freqxfr models list|convert|card``."""
-    p = subparsers.add_parser(
-        "models",
-        parents=[common],
-        help="list, convert or show the built-in models",
-        description="The built-in model presets: list them with their cards and converted files, "
-        "convert their model files into the cache, or print a card as TOML.",
-    )
+    p = options.add_command(subparsers, common, "models", MODELS_TEXT)
     sub = p.add_subparsers(dest="models_command", required=True, metavar="ACTION")
 
-    q = sub.add_parser(
-        "list",
-        parents=[common],
-        help="presets, their cards and their converted files",
-        description="List the presets: input size, embedding size, metric, "
-        "threshold (a score; the distance beside it for Euclidean models), "
-        "alignment and converted files.",
-    )
-    q.add_argument("--json", action="store_true", help="print one JSON object")
+    q = options.add_command(sub, common, "list", LIST_TEXT)
+    options.add_json_option(q)
     q.set_defaults(func=cmd_models_list)
 
-    q = sub.add_parser(
-        "convert",
-        parents=[common],
-        help="convert (again, with --force) the presets' model files",
-        description="Convert the presets' model files to ONNX in the cache "
-        "(FREQXFR_CACHE_DIR); a valid cached copy is kept unless --force.",
-    )
+    q = options.add_command(sub, common, "convert", CONVERT_TEXT)
     q.add_argument("names", nargs="*", help="presets to convert (default: all with a converter)")
     q.add_argument("--force", action="store_true", help="convert even if a cached copy is valid")
     q.add_argument("--fp16", action="store_true", help="dlib_resnet: also store fp16 weights")
     q.set_defaults(func=cmd_models_convert)
 
-    q = sub.add_parser(
-        "card",
-        parents=[common],
-        help="print a preset's card as TOML (a start for your own card)",
-        description="Print a preset's model card as TOML, e.g. as a start for "
-        "the card of your own .onnx model.",
-    )
+    q = options.add_command(sub, common, "card", CARD_TEXT)
     q.add_argument("name", help="preset name")
     q.set_defaults(func=cmd_models_card)
     return p

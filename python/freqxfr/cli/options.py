@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +18,7 @@ from freqxfr.common.errors import InputError
 from freqxfr.core.bands import BandSchedule
 from freqxfr.explanations.config import ExplainerConfig
 from freqxfr.explanations.explainer import Explainer
+from freqxfr.explanations.pairs import Pair, attach_groups, read_pairs, spread
 from freqxfr.imaging.images import checked_file
 from freqxfr.model.verifier import load_model as load
 from freqxfr.runs.cluster import cluster_client
@@ -67,6 +68,108 @@ def common_options(*, top: bool) -> argparse.ArgumentParser:
     return parent
 
 
+# ---- commands and the options several of them take ----------------------------------------------
+
+
+def add_command(
+    sub: Any,
+    common: argparse.ArgumentParser,
+    name: str,
+    text: tuple[str, str],
+    *,
+    resumable: bool = False,
+) -> argparse.ArgumentParser:
+    """A subcommand's parser, taking the ``common`` options (:func:`common_options`).
+
+    ``text`` is its ``(help, description)``; a ``resumable`` run's help ends with the exit
+    statuses (:data:`EXIT_STATUS_HELP`)."""
+    help, description = text
+    epilog = EXIT_STATUS_HELP if resumable else None
+    return sub.add_parser(name, parents=[common], help=help, description=description, epilog=epilog)
+
+
+def add_run_command(
+    sub: Any,
+    common: argparse.ArgumentParser,
+    name: str,
+    text: tuple[str, str],
+    listing: tuple[str, str, str],
+) -> argparse.ArgumentParser:
+    """A resumable run's parser (``dataset``, ``crossres``, ``morph``): its input list and the
+    ``--out`` folder it writes. ``listing`` is the list's positional name, its help and
+    ``--root``'s help (:func:`add_pair_list_options`)."""
+    parser = add_command(sub, common, name, text, resumable=True)
+    list_name, list_help, root_help = listing
+    add_pair_list_options(parser, list_name, list_help, root_help)
+    add_out_option(parser)
+    return parser
+
+
+def add_out_option(parser: argparse.ArgumentParser, default: str | None = None) -> None:
+    """``--out``: the output folder; a run's (required) without ``default``."""
+    if default is None:
+        parser.add_argument(
+            "--out", type=Path, required=True, help="output folder (e.g. runs/NAME)"
+        )
+    else:
+        parser.add_argument(
+            "--out", type=Path, default=Path(default), help=f"output folder (default ./{default})"
+        )
+
+
+def add_pair_list_options(
+    parser: argparse.ArgumentParser,
+    name: str,
+    help: str,
+    root_help: str,
+) -> None:
+    """The positional pair list ``name`` (or ``--name``), ``--root`` and
+    ``--allow-outside-root``."""
+    if name.startswith("--"):
+        add_path_option(parser, name, help)
+    else:
+        parser.add_argument(name, type=Path, help=help)
+    add_path_option(parser, "--root", root_help)
+    add_allow_outside_root(parser)
+
+
+def add_path_option(parser: argparse.ArgumentParser, option: str, help: str) -> None:
+    """An optional file or folder option (``--schedule``, ``--template``, ``--groups``)."""
+    parser.add_argument(option, type=Path, default=None, help=help)
+
+
+def add_limit_option(
+    parser: argparse.ArgumentParser, help: str, default: int | None = None
+) -> None:
+    """``--limit N``: pairs spread evenly over the list."""
+    parser.add_argument("--limit", type=positive, default=default, help=help)
+
+
+def add_seeds_option(parser: argparse.ArgumentParser, help: str) -> None:
+    """``--seeds N``: random orders for the faithfulness baseline (default 5)."""
+    parser.add_argument("--seeds", type=positive, default=5, help=help)
+
+
+def add_seed_option(parser: argparse.ArgumentParser) -> None:
+    """``--seed``: the bootstrap's random seed."""
+    parser.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+
+
+def add_json_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+def add_bootstrap_options(parser: argparse.ArgumentParser) -> None:
+    """``--boot`` and ``--seed``: the bootstrap intervals of ``crossres`` and ``morph``."""
+    parser.add_argument(
+        "--boot",
+        type=positive,
+        default=2000,
+        help="bootstrap resamples for the intervals (default 2000)",
+    )
+    add_seed_option(parser)
+
+
 # ---- models -------------------------------------------------------------------------------------
 
 
@@ -102,18 +205,20 @@ def load_model(args: argparse.Namespace):
 def add_explainer_options(parser: argparse.ArgumentParser) -> None:
     """The model options plus how bands are cut and masked (``explain``, ``dataset``, ...)."""
     add_model_options(parser)
-    parser.add_argument(
-        "--bands", type=positive, default=16, help="number of equal-width rings (default 16)"
-    )
-    parser.add_argument(
-        "--schedule", type=Path, default=None, help="band schedule JSON file (overrides --bands)"
-    )
+    add_bands_option(parser)
+    add_path_option(parser, "--schedule", "band schedule JSON file (overrides --bands)")
     parser.add_argument(
         "--aligned", action="store_true", help="inputs are aligned crops of the model's input size"
     )
     # Every other setting with an option of its own, as ExplainerConfig declares it.
     for option, arguments in ExplainerConfig.cli_options():
         parser.add_argument(option, **arguments)
+
+
+def add_bands_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--bands", type=positive, default=16, help="number of equal-width rings (default 16)"
+    )
 
 
 def add_padding_option(parser: argparse.ArgumentParser) -> None:
@@ -154,6 +259,49 @@ def add_allow_outside_root(parser: argparse.ArgumentParser) -> None:
         help="read image paths that lie outside --root (after resolving symlinks); by default "
         "such a pair fails without being read",
     )
+
+
+def pair_list(args: argparse.Namespace) -> list[Pair]:
+    """The pairs of the positional pair list: read relative to ``--root``, with ``--groups``
+    attached where the command has it, ``--limit`` of them spread over the list."""
+    pairs = read_pairs(args.pairs, root=args.root)
+    if getattr(args, "groups", None) is not None:
+        pairs = attach_groups(pairs, args.groups, root=args.root)
+    if args.limit is not None:
+        pairs = spread(pairs, args.limit)
+    return pairs
+
+
+def run_pair_list(
+    args: argparse.Namespace,
+    command: str,
+    run: Callable[..., dict[str, Any]],
+    render: Callable[[Path], Any],
+    **arguments: Any,
+) -> tuple[dict[str, Any], list[Pair]]:
+    """``run(pairs, out, explainer, ...)`` over the positional pair list in the locked ``--out``
+    (``run_dataset``, ``run_crossres``), then, unless ``--no-report``, ``render(out)``: drawn
+    from the run folder alone, inside its lock. ``arguments`` are the command's own; the rest
+    come from the common options. Returns the run's summary and the pairs."""
+    pairs = pair_list(args)
+    with resumable_run(args, command) as (explainer, client):
+        summary = run(
+            pairs,
+            args.out,
+            explainer,
+            pairs_file=str(args.pairs),
+            root=root(args, args.pairs),
+            allow_outside_root=args.allow_outside_root,
+            aligned=aligned(args),
+            extra_settings={"--limit": args.limit},
+            progress=progress(args),
+            report=not args.no_report,
+            client=client,
+            **arguments,
+        )
+        if not args.no_report:
+            render(args.out)
+    return summary, pairs
 
 
 def root(args: argparse.Namespace, listing: Path) -> Path:

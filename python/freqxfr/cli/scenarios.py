@@ -7,13 +7,11 @@ The explainer options (model, bands, masking) are those of ``explain`` and ``dat
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 from typing import Any
 
 from freqxfr.cli import options
 from freqxfr.cli.output import threshold_text
 from freqxfr.common.errors import InputError
-from freqxfr.explanations.pairs import read_pairs, spread
 from freqxfr.imaging.resolution import DEFAULT_RESAMPLE, RESAMPLE_KERNELS, check_factors
 from freqxfr.reports.crossres import render_crossres
 from freqxfr.reports.morph import DETECTOR_NAMES, render_morph
@@ -22,22 +20,36 @@ from freqxfr.runs.morph import run_morph
 from freqxfr.runs.morph_index import read_morph_index
 from freqxfr.stats.morph_score import DEFAULT_DISTANCE, DISTANCES
 
+# What each command's --help says: (help, description).
+CROSSRES_TEXT = (
+    "cross-resolution: degrade the probe by factors, verify and explain",
+    "For each factor, degrade image B of every pair (the probe) and report "
+    "accuracy, FMR, FNMR, band profiles and the centroid shift with bootstrap "
+    "intervals. Resumable: the same command continues an interrupted run.",
+)
+MORPH_TEXT = (
+    "morphing attacks: MMPMR, band profiles and a frequency morph detector",
+    "Compare every morph of a morph index with both subjects' probes and every "
+    "subject's bona fide photo with their probe; explain them all; report MMPMR "
+    "and differential morphing-attack detection (D-EER, BPCER@APCER, AUC). Resumable: the "
+    "same command continues an interrupted run.",
+)
+# What each run reads: (its positional name, that name's help, --root's help).
+CROSSRES_LIST = (
+    "pairs",
+    "labelled pair list (CSV path1,path2,same or LFW txt)",
+    "folder the image paths are relative to",
+)
+MORPH_LIST = (
+    "index",
+    "morph index CSV (format of frll_morphs/index.csv)",
+    "folder the index's paths are relative to (default: the index's folder)",
+)
+
 
 def add_parsers(subparsers: Any, common: argparse.ArgumentParser) -> None:
     """Add the ``crossres`` and ``morph`` subcommands to the CLI's subparsers."""
-    p = subparsers.add_parser(
-        "crossres",
-        parents=[common],
-        help="cross-resolution: degrade the probe by factors, verify and explain",
-        description="For each factor, degrade image B of every pair (the probe) and report "
-        "accuracy, FMR, FNMR, band profiles and the centroid shift with bootstrap "
-        "intervals. Resumable: the same command continues an interrupted run.",
-        epilog=options.EXIT_STATUS_HELP,
-    )
-    p.add_argument("pairs", type=Path, help="labelled pair list (CSV path1,path2,same or LFW txt)")
-    p.add_argument("--root", type=Path, default=None, help="folder the image paths are relative to")
-    options.add_allow_outside_root(p)
-    p.add_argument("--out", type=Path, required=True, help="output folder (e.g. runs/NAME)")
+    p = options.add_run_command(subparsers, common, "crossres", CROSSRES_TEXT, CROSSRES_LIST)
     p.add_argument(
         "--factors",
         type=_factors,
@@ -51,76 +63,44 @@ def add_parsers(subparsers: Any, common: argparse.ArgumentParser) -> None:
         help="bicubic or area (down and up with the same filter), or spectral "
         f"(ideal low-pass); default {DEFAULT_RESAMPLE}",
     )
-    p.add_argument(
-        "--limit",
-        type=options.positive,
-        default=None,
-        help="use N pairs spread evenly over the list (both classes stay in)",
-    )
-    _add_bootstrap_options(p)
-    options.add_progress_option(p)
-    options.add_no_report_option(p)
-    options.add_explainer_options(p)
-    options.add_cluster_options(p)
+    options.add_limit_option(p, "use N pairs spread evenly over the list (both classes stay in)")
+    options.add_bootstrap_options(p)
+    _add_run_options(p)
     p.set_defaults(func=cmd_crossres)
 
-    p = subparsers.add_parser(
-        "morph",
-        parents=[common],
-        help="morphing attacks: MMPMR, band profiles and a frequency morph detector",
-        description="Compare every morph of a morph index with both subjects' probes and every "
-        "subject's bona fide photo with their probe; explain them all; report MMPMR "
-        "and differential morphing-attack detection (D-EER, BPCER@APCER, AUC). Resumable: the "
-        "same command continues an interrupted run.",
-        epilog=options.EXIT_STATUS_HELP,
-    )
-    p.add_argument("index", type=Path, help="morph index CSV (format of frll_morphs/index.csv)")
-    p.add_argument(
-        "--root",
-        type=Path,
-        default=None,
-        help="folder the index's paths are relative to (default: the index's folder)",
-    )
-    options.add_allow_outside_root(p)
-    p.add_argument("--out", type=Path, required=True, help="output folder (e.g. runs/NAME)")
+    p = options.add_run_command(subparsers, common, "morph", MORPH_TEXT, MORPH_LIST)
     p.add_argument(
         "--distance",
         choices=DISTANCES,
         default=DEFAULT_DISTANCE,
         help=f"distance of the frequency morph score (default {DEFAULT_DISTANCE})",
     )
-    options.add_progress_option(p)
-    options.add_no_report_option(p)
-    _add_bootstrap_options(p)
-    options.add_explainer_options(p)
-    options.add_cluster_options(p)
+    _add_run_options(p, bootstrap=True)
     p.set_defaults(func=cmd_morph)
 
 
+def _add_run_options(parser: argparse.ArgumentParser, *, bootstrap: bool = False) -> None:
+    """The options both scenario runs end with: progress, report, (bootstrap,) explainer and
+    cluster options (morph lists the bootstrap's after the report's, crossres before)."""
+    options.add_progress_option(parser)
+    options.add_no_report_option(parser)
+    if bootstrap:
+        options.add_bootstrap_options(parser)
+    options.add_explainer_options(parser)
+    options.add_cluster_options(parser)
+
+
 def cmd_crossres(args: argparse.Namespace) -> int:
-    pairs = read_pairs(args.pairs, root=args.root)
-    if args.limit is not None:
-        pairs = spread(pairs, args.limit)
-    with options.resumable_run(args, "crossres") as (explainer, client):
-        summary = run_crossres(
-            pairs,
-            args.out,
-            explainer,
-            factors=args.factors,
-            resample=args.resample,
-            aligned=options.aligned(args),
-            n_boot=args.boot,
-            seed=args.seed,
-            pairs_file=str(args.pairs),
-            root=options.root(args, args.pairs),
-            allow_outside_root=args.allow_outside_root,
-            extra_settings={"--limit": args.limit},
-            progress=options.progress(args),
-            report=not args.no_report,
-            client=client,
-        )
-        if not args.no_report:
-            render_crossres(args.out)  # drawn from the run folder alone, inside its lock
+    summary, _ = options.run_pair_list(
+        args,
+        "crossres",
+        run_crossres,
+        render_crossres,
+        factors=args.factors,
+        resample=args.resample,
+        n_boot=args.boot,
+        seed=args.seed,
+    )
     print(
         f"{summary['pairs']} pairs ({summary['genuine']} genuine, {summary['impostor']} "
         f"impostor), {summary['model']['name']}, {summary['resample']} degradation; "
@@ -176,16 +156,6 @@ def cmd_morph(args: argparse.Namespace) -> int:
         )
     print(options.wrote(args.out, "summary.json", "comparisons.csv", report=not args.no_report))
     return 0
-
-
-def _add_bootstrap_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--boot",
-        type=options.positive,
-        default=2000,
-        help="bootstrap resamples for the intervals (default 2000)",
-    )
-    parser.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
 
 
 def _factors(text: str) -> tuple[float, ...]:

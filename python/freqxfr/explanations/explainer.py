@@ -34,7 +34,6 @@ from freqxfr.explanations.config import (  # noqa: F401  (DEFAULT_BANDS, SETTING
 )
 from freqxfr.explanations.faithfulness import Faithfulness, pair_faithfulness
 from freqxfr.explanations.pairs import Pair
-from freqxfr.explanations.region_explanations import resolve_for_model
 from freqxfr.explanations.results import (  # noqa: F401  (ImageExplanation: public here too)
     Explanation,
     ImageExplanation,
@@ -42,7 +41,7 @@ from freqxfr.explanations.results import (  # noqa: F401  (ImageExplanation: pub
 )
 from freqxfr.explanations.templates import explain_template
 from freqxfr.imaging.images import AlignedFace, ImageLike, source_label
-from freqxfr.imaging.regions import ResolvedRegions
+from freqxfr.imaging.regions import ResolvedRegions, as_regions
 from freqxfr.model.verifier import Verifier, load_model
 
 _SETTING_NAMES = field_names()
@@ -106,8 +105,8 @@ class Explainer:
         self._input_shape = card.input_shape
         self._mask_options = _core_normalisation(card)
         self.regions: ResolvedRegions | None = None
-        if config.regions is not None:  # region cells: see region_explanations
-            self.regions = resolve_for_model(config.regions, card)
+        if config.regions is not None:  # region cells, on the alignment's template
+            self.regions = as_regions(config.regions).resolve(h, w, card.alignment)
         self._settings = config.provenance(self.model_info(), self.bands)  # shared, read-only
         # What makes two explainers' masking the same (the engine masks their pairs together).
         self.mask_key = config.mask_key(

@@ -11,24 +11,20 @@ direct routes and the template explanations use it as they are.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Protocol
+from collections.abc import Mapping
+from typing import Any, Protocol
 
 import numpy as np
 
 from freqxfr.core.bands import Band, BandSchedule
-from freqxfr.explanations.pairs import Pair
-from freqxfr.explanations.results import Explanation, ImageExplanation, PairFailure
-from freqxfr.imaging.images import AlignedFace, ImageLike
+from freqxfr.explanations.results import Explanation, ImageExplanation
+from freqxfr.imaging.images import ImageLike
 from freqxfr.imaging.regions import ResolvedRegions
 from freqxfr.model.verifier import Verifier, to_model_input
 
-if TYPE_CHECKING:  # typing.Self is Python 3.11+; the checker knows it for 3.10 too
-    from typing_extensions import Self
-
 
 class ExplainerParts(Protocol):
-    """What the explainer's helper modules (this kernel, templates, region cells) use of an
+    """What the explainer's helper modules (this kernel, templates) use of an
     :class:`~freqxfr.explanations.explainer.Explainer`, so that they need not import the facade
     that imports them."""
 
@@ -43,42 +39,10 @@ class ExplainerParts(Protocol):
     def n_bands(self) -> int: ...
     @property
     def cells(self) -> int: ...
-    @property
-    def images_per_pair(self) -> int: ...
-    def align(
-        self, image: ImageLike, aligned: bool | None = None, *, name: str | None = None
-    ) -> AlignedFace: ...
     def aligned_crop(self, image: ImageLike, aligned: bool | None = None) -> np.ndarray: ...
-    def explain(
-        self,
-        a: ImageLike,
-        b: ImageLike,
-        *,
-        aligned: bool | None = None,
-        same: bool | None = None,
-        groups: dict[str, str] | None = None,
-        deadline: float | None = None,
-    ) -> Explanation: ...
-    def explain_pairs(
-        self,
-        pairs: Iterable[Pair | tuple[ImageLike, ImageLike]],
-        *,
-        aligned: bool | None = None,
-        skip_errors: bool = False,
-        overlap: bool = True,
-        indices: Iterable[int] | None = None,
-    ) -> Iterator[Explanation | PairFailure]: ...
-    def mask(
-        self,
-        faces: np.ndarray,
-        out: np.ndarray | None = None,
-        mode: str | None = None,
-        order: Sequence[int] | np.ndarray | None = None,
-        *,
-        regions: np.ndarray | None = None,
-        threads: int | None = None,
+    def mask(  # the part of Explainer.mask that fill_batch uses
+        self, faces: np.ndarray, out: np.ndarray, *, regions: np.ndarray | None, threads: int | None
     ) -> np.ndarray: ...
-    def with_(self, **changes: Any) -> Self: ...
     def settings(self) -> dict[str, Any]: ...
 
 

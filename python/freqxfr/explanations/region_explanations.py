@@ -22,30 +22,21 @@ import hashlib
 import itertools
 import json
 from collections.abc import Iterable, Iterator, Mapping
-from typing import Any, TypeVar
+from typing import Any
 
 import numpy as np
 
 from freqxfr.common.errors import FreqxfrError
 from freqxfr.explanations import stream
-from freqxfr.explanations.kernel import ExplainerParts
+from freqxfr.explanations.explainer import Explainer
 from freqxfr.explanations.pairs import Pair
 from freqxfr.explanations.results import Explanation, PairFailure, relative_over_cells
 from freqxfr.imaging.images import AlignedFace
-from freqxfr.imaging.regions import Regions, ResolvedRegions, as_regions
+from freqxfr.imaging.regions import Regions, ResolvedRegions
 from freqxfr.stats.profiles import OUTCOMES
 
-#: An explainer, kept as its own type through band_explainer (an Explainer stays one).
-_Explainer = TypeVar("_Explainer", bound=ExplainerParts)
 
-
-def resolve_for_model(regions: Regions | str | np.ndarray, card: Any) -> ResolvedRegions:
-    """A region set at the model's input size, on its alignment's template."""
-    h, w = card.input_size
-    return as_regions(regions).resolve(h, w, card.alignment)
-
-
-def band_explainer(explainer: _Explainer) -> _Explainer:
+def band_explainer(explainer: Explainer) -> Explainer:
     """The band-only twin of a region explainer: same model (shared, not reloaded), bands and
     masking options, no regions. Reports and dataset runs show the bands as without regions and
     add the cells (2·K + 2 more embeddings per pair next to the 2·K·R + 2 of the cells)."""
@@ -53,7 +44,7 @@ def band_explainer(explainer: _Explainer) -> _Explainer:
 
 
 def explain_pairs_and_cells(
-    explainer: ExplainerParts,
+    explainer: Explainer,
     pairs: Iterable[Pair],
     *,
     indices: Iterable[int],

@@ -14,13 +14,26 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 import numpy as np
 
 from freqxfr.core import fftw
 from freqxfr.imaging.images import ImageLike, source_label
 from freqxfr.model.engine import alignment_exceeded, deadline_at, within_deadline
+
+if TYPE_CHECKING:  # typing.Unpack is Python 3.11+; the checker knows it for 3.10 too
+    from typing_extensions import Unpack
+
+
+class PairCall(TypedDict):
+    """The options of :meth:`Explainer.explain <freqxfr.explanations.explainer.Explainer.explain>`
+    and ``explain_async``, as they pass them on (all four, ``None`` where not given)."""
+
+    aligned: bool | None
+    same: bool | None
+    groups: dict[str, str] | None
+    deadline: float | None
 
 
 def aligned_pair(explainer: Any, a: ImageLike, b: ImageLike, aligned: bool | None) -> np.ndarray:
@@ -35,62 +48,46 @@ def _pair_explanation(
     align_s: float,
     a: ImageLike,
     b: ImageLike,
-    same: bool | None,
-    groups: dict[str, str] | None,
+    call: PairCall,
 ) -> Any:
     """The explanation of one pair from the rows the engine returned (sync and async alike)."""
     timings = {"align": align_s * 1e3, **timings}
-    return explainer.explanation_from(
-        rows, 1, 0, (source_label(a), source_label(b)), timings, same, groups
-    )
+    sources = (source_label(a), source_label(b))
+    return explainer.explanation_from(rows, 1, 0, sources, timings, call["same"], call["groups"])
 
 
-def explain_pair(
-    explainer: Any,
-    a: ImageLike,
-    b: ImageLike,
-    *,
-    aligned: bool | None,
-    same: bool | None,
-    groups: dict[str, str] | None,
-    deadline: float | None,
-) -> Any:
+def explain_pair(explainer: Any, a: ImageLike, b: ImageLike, **call: Unpack[PairCall]) -> Any:
     """``Explainer.explain`` through the model's engine: align here, mask and embed there."""
+    deadline = call["deadline"]
     at = deadline_at(deadline)  # counted from the call, alignment included
     t0 = time.perf_counter()
     faces = within_deadline(
-        lambda: aligned_pair(explainer, a, b, aligned), deadline=deadline, at=at, what="explain"
+        lambda: aligned_pair(explainer, a, b, call["aligned"]),
+        deadline=deadline,
+        at=at,
+        what="explain",
     )
     t1 = time.perf_counter()
     rows, timings = explainer.model.engine.explain(explainer, faces, deadline=deadline, at=at)
-    return _pair_explanation(explainer, rows, timings, t1 - t0, a, b, same, groups)
+    return _pair_explanation(explainer, rows, timings, t1 - t0, a, b, call)
 
 
 async def explain_pair_async(
-    explainer: Any,
-    a: ImageLike,
-    b: ImageLike,
-    *,
-    aligned: bool | None,
-    same: bool | None,
-    groups: dict[str, str] | None,
-    deadline: float | None,
+    explainer: Any, a: ImageLike, b: ImageLike, **call: Unpack[PairCall]
 ) -> Any:
     """``Explainer.explain_async``: alignment on a worker thread, the result awaited from the
     model's engine without holding a thread."""
+    deadline = call["deadline"]
     at = deadline_at(deadline)
     loop = asyncio.get_running_loop()
     if not explainer.model.use_engine:
         left = None if at is None else max(at - time.monotonic(), 1e-9)
         return await loop.run_in_executor(
-            None,
-            lambda: explainer.explain(
-                a, b, aligned=aligned, same=same, groups=groups, deadline=left
-            ),
+            None, lambda: explainer.explain(a, b, **{**call, "deadline": left})
         )
     t0 = time.perf_counter()
     # Alignment (face detection for raw photos) is real work: keep it off the event loop.
-    align = loop.run_in_executor(None, aligned_pair, explainer, a, b, aligned)
+    align = loop.run_in_executor(None, aligned_pair, explainer, a, b, call["aligned"])
     try:
         faces = await asyncio.wait_for(align, None if at is None else at - time.monotonic())
     except asyncio.TimeoutError:
@@ -100,7 +97,7 @@ async def explain_pair_async(
     rows, timings = await explainer.model.engine.explain_async(
         explainer, faces, deadline=deadline, at=at
     )
-    return _pair_explanation(explainer, rows, timings, t1 - t0, a, b, same, groups)
+    return _pair_explanation(explainer, rows, timings, t1 - t0, a, b, call)
 
 
 def warmup(explainer: Any) -> dict[str, float]:

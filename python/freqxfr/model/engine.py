@@ -56,7 +56,7 @@ import time
 import weakref
 from collections import deque
 from collections.abc import Callable, Hashable, Iterable
-from typing import Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypedDict, TypeVar
 
 import numpy as np
 
@@ -65,6 +65,9 @@ from freqxfr.common.errors import FreqxfrError, InputError
 from freqxfr.core import fftw
 from freqxfr.model.cards import to_model_input
 from freqxfr.model.runner import ModelRunner
+
+if TYPE_CHECKING:  # typing.Unpack is Python 3.11+; the checker knows it for 3.10 too
+    from typing_extensions import Unpack
 
 T = TypeVar("T")
 
@@ -322,6 +325,35 @@ class _WarmupJob(_PairJob):
 
 _Job = _EmbedJob | _PairJob
 
+#: What a call returns: the request's embedding rows and its timings in ms.
+Rows = tuple[np.ndarray, dict[str, float]]
+
+
+class Call(TypedDict, total=False):
+    """The options every engine call takes (:meth:`Engine.explain`, :meth:`Engine.embed` and
+    their ``*_async`` twins).
+
+    Attributes
+    ----------
+    deadline : float or None
+        Seconds from now; when it passes first, this call alone fails with
+        :class:`DeadlineExceeded`. ``None`` (the default): no deadline.
+    at : float or None
+        The same deadline as a :func:`time.monotonic` instant (:func:`deadline_at`), for a
+        caller that counted it from before the call (alignment included).
+    what : str
+        Names the call in errors (default: the method's name).
+    """
+
+    deadline: float | None
+    at: float | None
+    what: str
+
+
+def _request(job: _Job, call: Call, what: str) -> _Request:
+    """The request of a call of ``job`` with ``call``'s options (``what``: its default name)."""
+    return _Request(job, call.get("what", what), deadline=call.get("deadline"), at=call.get("at"))
+
 
 class _Request:
     """One caller's job, its deadline and the future its result is delivered to."""
@@ -477,65 +509,38 @@ class Engine:
             f"intra_op_threads={self.intra_op_threads}, queued={self.queued})"
         )
 
-    # -- blocking calls --
+    # -- calls: blocking, and awaitable (the same request, awaited without holding a thread) --
 
-    def explain(
-        self,
-        masker: PairMasker,
-        faces: np.ndarray,
-        *,
-        deadline: float | None = None,
-        at: float | None = None,
-        what: str = "explain",
-    ) -> tuple[np.ndarray, dict[str, float]]:
+    def explain(self, masker: PairMasker, faces: np.ndarray, **call: Unpack[Call]) -> Rows:
         """Embeddings of one explained pair of aligned ``faces`` (2, H, W, 3), laid out as a
         lone call lays them out ([ref a, ref b, C masked a, C masked b], C =
         ``masker.cells``: K bands, or K·R cells with regions), and the request's timings in ms."""
-        request = _Request(_PairJob(masker, faces), what, deadline=deadline, at=at)
+        return self._wait(_request(_PairJob(masker, faces), call, "explain"))
+
+    def embed(
+        self, x: np.ndarray, *, batch_size: int | None = None, **call: Unpack[Call]
+    ) -> np.ndarray:
+        """Embeddings of model input ``x`` (as ``Verifier.embed_model_input`` takes it)."""
+        return self._wait(_request(_EmbedJob(x, batch_size), call, "embed"))[0]
+
+    async def explain_async(
+        self, masker: PairMasker, faces: np.ndarray, **call: Unpack[Call]
+    ) -> Rows:
+        """:meth:`explain`, awaited."""
+        return await self._call_async(_request(_PairJob(masker, faces), call, "explain"))
+
+    async def embed_async(
+        self, x: np.ndarray, *, batch_size: int | None = None, **call: Unpack[Call]
+    ) -> np.ndarray:
+        """:meth:`embed`, awaited."""
+        return (await self._call_async(_request(_EmbedJob(x, batch_size), call, "embed")))[0]
+
+    def _wait(self, request: _Request) -> Rows:
+        """Queue ``request`` and block until its result (or its deadline)."""
         self._submit(request)
         return self._result(request)
 
-    def embed(
-        self,
-        x: np.ndarray,
-        *,
-        batch_size: int | None = None,
-        deadline: float | None = None,
-        at: float | None = None,
-        what: str = "embed",
-    ) -> np.ndarray:
-        """Embeddings of model input ``x`` (as ``Verifier.embed_model_input`` takes it)."""
-        request = _Request(_EmbedJob(x, batch_size), what, deadline=deadline, at=at)
-        self._submit(request)
-        return self._result(request)[0]
-
-    # -- awaitable calls --
-
-    async def explain_async(
-        self,
-        masker: PairMasker,
-        faces: np.ndarray,
-        *,
-        deadline: float | None = None,
-        at: float | None = None,
-        what: str = "explain",
-    ) -> tuple[np.ndarray, dict[str, float]]:
-        request = _Request(_PairJob(masker, faces), what, deadline=deadline, at=at)
-        return await self._call_async(request)
-
-    async def embed_async(
-        self,
-        x: np.ndarray,
-        *,
-        batch_size: int | None = None,
-        deadline: float | None = None,
-        at: float | None = None,
-        what: str = "embed",
-    ) -> np.ndarray:
-        request = _Request(_EmbedJob(x, batch_size), what, deadline=deadline, at=at)
-        return (await self._call_async(request))[0]
-
-    async def _call_async(self, request: _Request) -> tuple[np.ndarray, dict[str, float]]:
+    async def _call_async(self, request: _Request) -> Rows:
         if not self._try_submit(request):
             # The queue is full: wait for room on a worker thread, not on the event loop.
             await asyncio.get_running_loop().run_in_executor(None, self._submit, request)
@@ -576,9 +581,7 @@ class Engine:
             t0 = time.perf_counter()
             # The most pairs of this explainer one batch can hold (at least one).
             copies = max(1, self.settings.max_batch // masker.images_per_pair)
-            full = _Request(_WarmupJob(masker, faces, copies), "warmup")
-            self._submit(full)
-            self._result(full)
+            self._wait(_Request(_WarmupJob(masker, faces, copies), "warmup"))
             timings[f"full_batch_k{k}_ms"] = (time.perf_counter() - t0) * 1e3
         if self.lanes > 1:
             t0 = time.perf_counter()
@@ -677,7 +680,7 @@ class Engine:
         self.stats.peak_queued = max(self.stats.peak_queued, len(self._queue))
         self._not_empty.notify()
 
-    def _result(self, request: _Request) -> tuple[np.ndarray, dict[str, float]]:
+    def _result(self, request: _Request) -> Rows:
         try:
             return request.future.result(timeout=request.remaining())
         except concurrent.futures.TimeoutError:

@@ -29,17 +29,10 @@ def check_graph(session: Any, card: ModelCard, path: Path) -> tuple[str, str, in
     """
     where = f"model {path.name} with card {card.name!r}"
     inputs = session.get_inputs()
-    if card.input_name is not None:
-        matches = [i for i in inputs if i.name == card.input_name]
-        if not matches:
-            raise ModelError(
-                f"{where}: the card names input {card.input_name!r}, but the graph's inputs are "
-                f"{', '.join(repr(i.name) for i in inputs)}"
-            )
-        inp = matches[0]
-    elif len(inputs) == 1:
+    inp = _named(inputs, card.input_name, "input", where)
+    if inp is None and len(inputs) == 1:
         inp = inputs[0]
-    else:
+    elif inp is None:
         raise ModelError(
             f"{where}: the graph has {len(inputs)} inputs "
             f"({', '.join(repr(i.name) for i in inputs)}); set input_name in the card"
@@ -71,15 +64,8 @@ def check_graph(session: Any, card: ModelCard, path: Path) -> tuple[str, str, in
                 f"says {label} = {want} (input_size {h}x{w}, layout {card.layout}){hint}"
             )
     outputs = session.get_outputs()
-    if card.output_name is not None:
-        matches = [o for o in outputs if o.name == card.output_name]
-        if not matches:
-            raise ModelError(
-                f"{where}: the card names output {card.output_name!r}, but the graph's outputs "
-                f"are {', '.join(repr(o.name) for o in outputs)}"
-            )
-        out = matches[0]
-    else:
+    out = _named(outputs, card.output_name, "output", where)
+    if out is None:
         out = outputs[0]
     if out.type not in _FLOAT_TYPES:
         raise ModelError(f"{where}: output {out.name!r} is {out.type}; expected float32")
@@ -91,6 +77,20 @@ def check_graph(session: Any, card: ModelCard, path: Path) -> tuple[str, str, in
         )
     batch = shape[0] if isinstance(shape[0], int) and shape[0] > 0 else None
     return inp.name, out.name, batch
+
+
+def _named(values: list[Any], name: str | None, kind: str, where: str) -> Any:
+    """The graph's input or output (``kind``) that the card names, or ``None`` where the card
+    names none; a name the graph lacks is refused with the names it has."""
+    if name is None:
+        return None
+    for value in values:
+        if value.name == name:
+            return value
+    raise ModelError(
+        f"{where}: the card names {kind} {name!r}, but the graph's {kind}s are "
+        f"{', '.join(repr(v.name) for v in values)}"
+    )
 
 
 def dynamic_batch_copy(
