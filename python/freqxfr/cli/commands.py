@@ -188,7 +188,7 @@ def _demo(args: argparse.Namespace) -> int:
     demo = files("freqxfr") / "demo_data"
     a, b = Path(str(demo / "frll_001_neutral.jpg")), Path(str(demo / "frll_001_smiling.jpg"))
     c = Path(str(demo / "frll_002_neutral.jpg"))
-    explainer = Explainer(options.load_model(args), args.bands)
+    explainer = Explainer(options.load_model(args), args.bands, memory_budget=args.memory_budget)
     print(
         f"freqxfr demo: explaining two pairs of bundled FRLL photos with "
         f"{explainer.model.card.name} ({explainer.model.provider}), {explainer.n_bands} bands"
@@ -327,6 +327,7 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
         default=16,
         help="number of equal-width rings (default 16)",
     )
+    options.add_memory_budget_option(p)
     options.add_no_report_option(p)
     p.set_defaults(func=cmd_demo)
 
