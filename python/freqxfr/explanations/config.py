@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import re
 from collections.abc import Iterator, Mapping
 from typing import Any
@@ -48,6 +49,14 @@ POSITIONAL = ("model", "schedule", "mode", "domain", "backend")
 DEFAULT_MEMORY_BUDGET = 2**30
 _UNITS = {"": 1, "B": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
 _SIZE = re.compile(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*([KMGT]?)(I?B)?\s*", re.IGNORECASE)
+
+
+def _budget(value: Any) -> int:
+    """A memory budget given, or the default: ``$FREQXFR_MEMORY_BUDGET``, else 1 GB."""
+    if value is not None:
+        return memory_size(value)
+    env = os.environ.get("FREQXFR_MEMORY_BUDGET", "").strip()
+    return memory_size(env, what="FREQXFR_MEMORY_BUDGET") if env else DEFAULT_MEMORY_BUDGET
 
 
 def _cli_memory_size(text: str) -> int:
@@ -192,14 +201,15 @@ class ExplainerConfig:
         metadata=_meta(provenance=True, restart="--bands/--schedule", mask=True, special=True),
     )
     memory_budget: int = dataclasses.field(  # bytes; "512MB", "1GB" given: parsed below
-        default=DEFAULT_MEMORY_BUDGET,
+        default=None,  # type: ignore[assignment]  # None: $FREQXFR_MEMORY_BUDGET, else 1 GB
         metadata=_meta(
             cli={
                 "type": _cli_memory_size,
                 "metavar": "SIZE",
                 "help": "about how much memory the process may hold while explaining (e.g. "
-                "512MB, 2GB; default 1GB): model calls, batch buffers and lanes are sized to "
-                "fit. Results do not depend on it; a smaller budget runs smaller, slower batches",
+                "512MB, 2GB; default $FREQXFR_MEMORY_BUDGET, else 1GB): model calls, batch "
+                "buffers and lanes are sized to fit. Results do not depend on it; a smaller "
+                "budget runs smaller, slower batches",
             },
         ),
     )
@@ -219,7 +229,7 @@ class ExplainerConfig:
             schedule = BandSchedule.rings(schedule)
         object.__setattr__(self, "schedule", schedule)
         object.__setattr__(self, "clip", bool(self.clip))
-        object.__setattr__(self, "memory_budget", memory_size(self.memory_budget))
+        object.__setattr__(self, "memory_budget", _budget(self.memory_budget))
         if self.max_batch is not None:
             if isinstance(self.max_batch, bool) or int(self.max_batch) < 1:
                 raise InputError(f"max_batch must be a positive integer, got {self.max_batch!r}")

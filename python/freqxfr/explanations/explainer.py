@@ -45,7 +45,7 @@ from freqxfr.explanations.results import (  # noqa: F401  (ImageExplanation: pub
 from freqxfr.explanations.templates import explain_template
 from freqxfr.imaging.images import AlignedFace, ImageLike, source_label
 from freqxfr.imaging.regions import ResolvedRegions
-from freqxfr.model.engine import Engine
+from freqxfr.model.engine import Engine, EngineSettings
 from freqxfr.model.runner import MemoryPlan, plan_memory
 from freqxfr.model.verifier import Verifier, load_model
 
@@ -515,12 +515,15 @@ def _core_normalisation(card) -> dict[str, Any]:
 
 
 def _bound_engine(model: Verifier, plan: MemoryPlan) -> None:
-    """Fit the model's engine to the memory plan (smaller batches, one lane) if it has not
-    run yet; an engine that runs keeps its settings (they are fixed for its life)."""
+    """Fit the model's engine to the memory plan (smaller batches, one lane) while it has its
+    default settings and has not run; settings given to it (``Engine.for_model(model, ...)``),
+    and those of an engine that runs, are kept (they are fixed for its life)."""
     if not model.use_engine:
         return
     engine = model.engine
     current = engine.settings
+    if current != EngineSettings():
+        return
     wanted = dataclasses.replace(
         current,
         max_batch=min(current.max_batch, plan.max_batch),

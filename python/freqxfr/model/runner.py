@@ -13,6 +13,7 @@ and rewriting graphs is :mod:`freqxfr.model.onnx_graphs`'s.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -246,6 +247,30 @@ def working_bytes_per_image(card: ModelCard) -> int:
     return known if known is not None else WORKING_PER_INPUT * 4 * int(np.prod(card.input_shape))
 
 
+def memory_needed(
+    card: ModelCard,
+    model_file: Path | None,
+    images_per_pair: int,
+    batch: int,
+    prefetch: int,
+    lanes: int = 1,
+) -> int:
+    """The resident memory, bytes, an explainer is estimated to peak at with model calls of
+    ``batch`` images, ``prefetch`` batch buffers and ``lanes`` (see :func:`plan_memory`)."""
+    image = 4 * int(np.prod(card.input_shape))
+    working = working_bytes_per_image(card)
+    try:
+        session = 0 if model_file is None else 2 * Path(model_file).stat().st_size
+    except OSError:
+        session = 0
+    pairs = max(1, batch // images_per_pair)
+    buffers = prefetch * pairs * images_per_pair * image
+    if lanes > 1:  # wide and narrow calls never mix; each lane has a session of its own
+        calls = max(batch, lanes * min(LANE_IMAGES, batch))
+        return BASE_BYTES + CALL_BYTES + (1 + lanes) * session + buffers + calls * working
+    return BASE_BYTES + CALL_BYTES + session + buffers + batch * working
+
+
 def plan_memory(
     card: ModelCard,
     model_file: Path | None,
@@ -267,20 +292,11 @@ def plan_memory(
     InputError
         Not even one image per call and one pair's buffer fit.
     """
-    image = 4 * int(np.prod(card.input_shape))
-    working = working_bytes_per_image(card)
-    try:
-        session = 0 if model_file is None else 2 * Path(model_file).stat().st_size
-    except OSError:
-        session = 0
-    fixed = BASE_BYTES + session + CALL_BYTES
 
     def need(batch: int, prefetch: int, lanes: int) -> int:
-        pairs = max(1, batch // images_per_pair)
-        buffers = prefetch * pairs * images_per_pair * image
-        calls = max(batch, lanes * min(LANE_IMAGES, batch)) if lanes > 1 else batch
-        return fixed + buffers + calls * working + (lanes if lanes > 1 else 0) * session
+        return memory_needed(card, model_file, images_per_pair, batch, prefetch, lanes)
 
+    working = working_bytes_per_image(card)
     for prefetch in (2, 1):
         if max_batch is not None:
             batch = max_batch
@@ -294,6 +310,6 @@ def plan_memory(
     least = need(1, 1, 1)
     raise InputError(
         f"memory budget of {budget / 2**20:.0f} MB is too small for model {card.name!r} with "
-        f"{images_per_pair} images per pair: it needs at least {least / 2**20:.0f} MB "
-        f"(give e.g. --memory-budget {max(512, -(-least // 2**20 // 64) * 64)}MB)"
+        f"{images_per_pair} images per pair: explaining needs at least "
+        f"{math.ceil(least / 2**20)} MB"
     )
