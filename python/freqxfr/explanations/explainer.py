@@ -129,6 +129,8 @@ class Explainer:
             self.images_per_pair,
             max_batch=config.max_batch,
         )
+        #: Most images per model call: ``max_batch`` if given, else what the budget allows.
+        self.max_batch: int = self.memory.max_batch
         _bound_engine(self.model, self.memory)
         # What makes two explainers' masking the same (the engine masks their pairs together).
         self.mask_key = config.mask_key(
@@ -153,11 +155,6 @@ class Explainer:
         if all(_same(getattr(self.config, k), v) for k, v in changes.items()):
             return self
         return type(self)(config=self.config.replace(**changes))
-
-    @property
-    def max_batch(self) -> int:
-        """Most images per model call: ``max_batch`` if given, else what the budget allows."""
-        return self.memory.max_batch
 
     @property
     def n_bands(self) -> int:
