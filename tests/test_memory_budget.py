@@ -45,7 +45,7 @@ def test_sizes_are_read_in_powers_of_1024(text, size) -> None:
 
 
 @pytest.mark.unit
-@pytest.mark.parametrize("bad", ["abc", "12 parsecs", "-1GB", "100", None, True])
+@pytest.mark.parametrize("bad", ["abc", "12 parsecs", "-1GB", "100", True, [1]])
 def test_a_size_that_is_not_one_is_refused_in_one_line(bad) -> None:
     with pytest.raises(InputError, match="memory_budget") as caught:
         ExplainerConfig(memory_budget=bad)
@@ -57,6 +57,17 @@ def test_a_budget_too_small_for_one_pair_is_one_clear_line(toy_model) -> None:
     with pytest.raises(InputError, match=r"memory budget of 100 MB is too small for model") as e:
         Explainer(toy_model, 4, memory_budget="100MB")
     assert "needs at least" in str(e.value) and "\n" not in str(e.value)
+
+
+@pytest.mark.unit
+def test_the_default_budget_is_the_environment_s_else_1gb(monkeypatch) -> None:
+    monkeypatch.setenv("FREQXFR_MEMORY_BUDGET", "768MB")
+    assert ExplainerConfig().memory_budget == 768 * 2**20
+    monkeypatch.delenv("FREQXFR_MEMORY_BUDGET")
+    assert ExplainerConfig().memory_budget == 2**30
+    monkeypatch.setenv("FREQXFR_MEMORY_BUDGET", "lots")
+    with pytest.raises(InputError, match="FREQXFR_MEMORY_BUDGET"):
+        ExplainerConfig()
 
 
 @pytest.mark.unit
@@ -92,11 +103,12 @@ def test_explanations_do_not_depend_on_the_budget_toy(toy_model) -> None:
 @pytest.mark.model
 @pytest.mark.parametrize("model", ["dlib_model", "sface_model"])
 def test_explanations_do_not_depend_on_the_budget(model, data_dir, request) -> None:
-    """Real LFW pairs, the default budget (1 GB) against 512 MB: other batch sizes (SFace: 82 vs
-    26 images per call, a pair's 34 images cut in two calls), the same explanations to the bit."""
+    """Real LFW pairs, the library's default budget (1 GB) against 512 MB: other batch sizes
+    (SFace: 82 vs 26 images per call, a pair's 34 images cut in two calls), the same
+    explanations to the bit."""
     verifier = request.getfixturevalue(model)
     pairs = read_pairs(data_dir / "lfw_aligned112" / "pairs_generated.csv", root=data_dir)[::250]
-    default = Explainer(verifier, 16)
+    default = Explainer(verifier, 16, memory_budget="1GB")  # the suite's default is 512MB
     small = Explainer(verifier, 16, memory_budget="512MB")
     assert small.max_batch < default.max_batch
     _same(
