@@ -13,12 +13,18 @@ Each (model, variant) runs in a fresh process that explains ``--pairs`` LFW pair
 - the rest of the peak (resident minus imports, model and numpy) is ONNX Runtime's working
   memory: its CPU arena (which keeps the largest batch's activations) and memory patterns.
 
-Variants: ``default``; ``no_arena`` (``SessionOptions.enable_cpu_mem_arena = False``, patched
-into :func:`freqxfr.model.loading.session_options` for the measurement only); and
-``no_arena_pair_batches`` (also ``Explainer(max_batch=34)``: model calls of one pair's 2K + 2
-images). Every variant's scores are compared bit for bit with the default's.
+Variants are memory budgets (``Explainer(memory_budget=...)``, ``--memory-budget``):
+``default`` (none given: 1 GB) and ``512MB``; each records the plan the budget gave (images per
+model call, prefetch depth, lanes, the estimate). Every variant's scores are compared bit for bit
+with the default's. ONNX Runtime's CPU arena is off since the budget came (it kept SFace's
+256-image calls' activations: 4.1 GB; ``results/memory.json`` measured that, with the arena
+patched off as variants ``no_arena*``).
 
-    python benchmarks/bench_memory.py --json results/memory.json [--pairs 100]
+With ``--cli`` each (model, variant) also runs ``freqxfr dataset PAIRS --aligned --no-report
+--memory-budget ...`` as its own process under ``/usr/bin/time -v`` and records its "Maximum
+resident set size" (``cli_peak_rss_mb``): what a user sees.
+
+    python benchmarks/bench_memory.py --cli --json results/memory_budget.json [--pairs 100]
     python benchmarks/bench_memory.py --smoke --json /tmp/memory.json   # seconds
 """
 
@@ -40,7 +46,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _machine import machine_info
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-VARIANTS = ("default", "no_arena", "no_arena_pair_batches")
+VARIANTS = ("default", "512MB")
+#: The children's environment: "default" is the library's default budget, not the caller's.
+_ENV = {k: v for k, v in os.environ.items() if k != "FREQXFR_MEMORY_BUDGET"}
 
 
 def _status(field: str) -> float:
@@ -73,28 +81,14 @@ def child(model_name: str, variant: str, n_pairs: int, out: Path) -> dict[str, A
 
     from freqxfr.explanations.explainer import Explainer
     from freqxfr.explanations.pairs import read_pairs, spread
-    from freqxfr.model import loading
     from freqxfr.model.verifier import load_model
     from freqxfr.runs.dataset import run_dataset
 
     rss = {"imports": _status("VmRSS")}
-    if variant.startswith("no_arena"):  # the measurement's patch, not a freqxfr setting
-        plain = loading.session_options
-
-        def no_arena(ort, **kw):
-            options = plain(ort, **kw)
-            options.enable_cpu_mem_arena = False
-            return options
-
-        loading.session_options = no_arena
-        import freqxfr.model.runner as runner
-
-        runner.session_options = no_arena
     root = DATA
     pairs = spread(read_pairs(DATA / "lfw_aligned112" / "pairs_generated.csv", root=root), n_pairs)
-    # no_arena_pair_batches: model calls of one pair's 2K + 2 images (Explainer.max_batch).
-    batch = {"max_batch": 34} if variant == "no_arena_pair_batches" else {}
-    explainer = Explainer(load_model(model_name), 16, **batch)
+    budget = {} if variant == "default" else {"memory_budget": variant}
+    explainer = Explainer(load_model(model_name), 16, **budget)
     rss["model_loaded"] = _status("VmRSS")
     explainer.explain(pairs[0].path_a, pairs[0].path_b, aligned=True)
     rss["after_one_pair"] = _status("VmRSS")
@@ -126,6 +120,13 @@ def child(model_name: str, variant: str, n_pairs: int, out: Path) -> dict[str, A
     return {
         "model": model_name,
         "variant": variant,
+        "plan": {
+            "memory_budget_mb": round(explainer.memory.budget / 2**20),
+            "max_batch": explainer.max_batch,
+            "prefetch": explainer.memory.prefetch,
+            "lanes": explainer.memory.lanes,
+            "estimate_mb": round(explainer.memory.estimate / 2**20),
+        },
         "pairs": len(pairs),
         "seconds": round(seconds, 1),
         "seconds_per_pair": round(seconds / len(pairs), 3),
@@ -144,6 +145,7 @@ def measure(model_name: str, variant: str, n_pairs: int) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         done = subprocess.run(
             [sys.executable, __file__, "--child", model_name, variant, str(n_pairs), tmp],
+            env=_ENV,
             capture_output=True,
             text=True,
             check=False,
@@ -151,6 +153,45 @@ def measure(model_name: str, variant: str, n_pairs: int) -> dict[str, Any]:
     if done.returncode != 0:
         raise SystemExit(f"{model_name}/{variant} failed:\n{done.stderr[-3000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def measure_cli(model_name: str, variant: str, n_pairs: int) -> dict[str, Any]:
+    """Peak RSS and wall time of ``freqxfr dataset`` over the same pairs, under /usr/bin/time -v."""
+    from freqxfr.explanations.pairs import spread
+
+    listing = (DATA / "lfw_aligned112" / "pairs_generated.csv").read_text().splitlines()
+    chosen = spread(listing[1:], n_pairs)
+    freqxfr = Path(sys.executable).with_name("freqxfr")
+    with tempfile.TemporaryDirectory() as tmp:
+        pairs = Path(tmp) / "pairs.csv"
+        pairs.write_text("\n".join([listing[0], *chosen]) + "\n")
+        command = [str(freqxfr), "dataset", str(pairs), "--root", str(DATA), "--aligned"]
+        command += ["--out", str(Path(tmp) / "out"), "--no-report", "--no-progress"]
+        command += ["--model", model_name]
+        if variant != "default":
+            command += ["--memory-budget", variant]
+        t0 = time.perf_counter()
+        if Path("/usr/bin/time").exists():
+            done = subprocess.run(
+                ["/usr/bin/time", "-v", *command], capture_output=True, text=True, env=_ENV
+            )
+            status, err = done.returncode, done.stderr
+            peak_kb = max(
+                [int(line.split(":")[1]) for line in err.splitlines() if "Maximum resident" in line]
+                or [0]
+            )
+        else:  # the same number: time -v prints wait4's ru_maxrss
+            child = subprocess.Popen(command, stdout=subprocess.DEVNULL, env=_ENV)
+            _, status, usage = os.wait4(child.pid, 0)
+            child.returncode, err, peak_kb = status, "", usage.ru_maxrss
+        wall = time.perf_counter() - t0
+    if status != 0:
+        raise SystemExit(f"{' '.join(command)} failed:\n{err[-3000:]}")
+    return {
+        "command": " ".join(["freqxfr", *command[1:]]),
+        "cli_peak_rss_mb": round(peak_kb / 1024),
+        "cli_wall_s": round(wall, 1),
+    }
 
 
 def main() -> None:
@@ -163,14 +204,22 @@ def main() -> None:
     parser.add_argument("--models", default="dlib_resnet,sface")
     parser.add_argument("--pairs", type=int, default=100)
     parser.add_argument("--variants", default=",".join(VARIANTS))
-    parser.add_argument("--smoke", action="store_true", help="dlib, 2 pairs, every variant")
+    parser.add_argument("--smoke", action="store_true", help="dlib, 2 pairs, every variant, --cli")
+    parser.add_argument(
+        "--cli", action="store_true", help="also measure freqxfr dataset under /usr/bin/time -v"
+    )
     args = parser.parse_args()
     models = ["dlib_resnet"] if args.smoke else args.models.split(",")
+    args.cli = args.cli or args.smoke
     n_pairs = 2 if args.smoke else args.pairs
     results = []
     load = {"loadavg_before": os.getloadavg()}
     for model_name in models:
-        runs = {v: measure(model_name, v, n_pairs) for v in args.variants.split(",")}
+        runs = {}
+        for v in args.variants.split(","):  # one at a time: each run is a process of its own
+            runs[v] = measure(model_name, v, n_pairs)
+            if args.cli:
+                runs[v].update(measure_cli(model_name, v, n_pairs))
         base = runs.get("default")
         for r in runs.values():
             r["scores_identical_to_default"] = (
@@ -179,8 +228,10 @@ def main() -> None:
         for v, r in runs.items():
             del r["scores"]
             results.append(r)
+            cli = f"; freqxfr dataset peak {r['cli_peak_rss_mb']} MB" if args.cli else ""
             print(
-                f"{model_name} {v}: {r['pairs']} pairs, {r['seconds_per_pair']} s/pair; RSS MB "
+                f"{model_name} {v} {r['plan']}{cli}: {r['pairs']} pairs, "
+                f"{r['seconds_per_pair']} s/pair; RSS MB "
                 f"{r['rss_mb']}; numpy peak {r['numpy_peak_mb']} MB; ONNX Runtime working "
                 f"~{r['onnxruntime_working_mb_estimate']} MB; scores identical: "
                 f"{r['scores_identical_to_default']}"

@@ -6,6 +6,9 @@ Tiers: every test carries exactly one of the markers ``unit``, ``model`` and ``i
 (declared in pyproject.toml), usually as one module-level ``pytestmark`` line; collection fails
 for a test with none or with two. ``nox -s tests-fast`` runs ``-m unit``.
 
+Memory: every explainer plans for :data:`SUITE_MEMORY_BUDGET` (``$FREQXFR_MEMORY_BUDGET``, which
+the ``freqxfr`` commands the tests run inherit) unless a test gives its own budget.
+
 Models: one dlib verifier, one SFace verifier and one SFace explainer per run (session fixtures);
 between modules the freqxfr caches (kept explainers) are cleared and memory is freed, and idle
 engine threads (which hold their models) exit after 1 s instead of 30 s.
@@ -24,6 +27,11 @@ import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+#: Every explainer of the suite (and every ``freqxfr`` command it runs) plans its memory for this
+#: budget unless a test gives one: smaller model calls, the same results. With 1 GB SFace's calls
+#: are 82 images; the pytest process peaked at 10.2 GB with 256-image calls and ONNX Runtime's arena.
+SUITE_MEMORY_BUDGET = "512MB"
+os.environ.setdefault("FREQXFR_MEMORY_BUDGET", SUITE_MEMORY_BUDGET)
 TIERS = ("unit", "model", "integration")
 _HEAVY_MODULES: set[str] = set()  # test modules with model or integration tests
 
@@ -134,14 +142,15 @@ def dlib_model():
 
 @pytest.fixture(scope="session")
 def sface_explainer(sface_model):
-    """An explainer of the SFace verifier with 8 ring bands, 64 images per model call.
+    """An explainer of the SFace verifier with 8 ring bands, sized by the suite's memory budget
+    (:data:`SUITE_MEMORY_BUDGET`).
 
-    The default (256) makes ONNX Runtime's memory arena of the session grow to about 5 GB in the
-    cross-resolution tests (measured: test_crossres.py alone peaked at 5.0 GB); results do not
-    depend on the batch size (the rows of a batch are computed independently)."""
+    256-image calls made ONNX Runtime's memory arena of the session grow to about 5 GB in the
+    cross-resolution tests (test_crossres.py alone peaked at 5.0 GB); results do not depend on
+    the batch size (the rows of a batch are computed independently)."""
     from freqxfr.explanations.explainer import Explainer
 
-    return Explainer(sface_model, 8, max_batch=64)
+    return Explainer(sface_model, 8, memory_budget=SUITE_MEMORY_BUDGET)
 
 
 # ---- memory: free what a module left behind -------------------------------------------------------

@@ -63,11 +63,11 @@ def test_drawing_benchmark_times_every_picture_and_a_small_pair_page(tmp_path):
 def test_memory_benchmark_reports_every_stage_and_identical_scores(tmp_path):
     _, out = smoke("bench_memory.py", tmp_path)
     result = json.loads(out.read_text())
-    assert [r["variant"] for r in result["results"]] == [
-        "default",
-        "no_arena",
-        "no_arena_pair_batches",
-    ]
+    assert [r["variant"] for r in result["results"]] == ["default", "512MB"]
+    default, small = result["results"]
+    assert default["plan"]["memory_budget_mb"] == 1024 and small["plan"]["memory_budget_mb"] == 512
+    assert small["plan"]["max_batch"] <= default["plan"]["max_batch"]
+    assert 0 < small["cli_peak_rss_mb"]
     for entry in result["results"]:
         rss = entry["rss_mb"]
         assert 0 < rss["imports"] < rss["model_loaded"] <= rss["peak"]

@@ -223,7 +223,7 @@ def _demo(args: argparse.Namespace) -> int:
     demo = files("freqxfr") / "demo_data"
     a, b = Path(str(demo / "frll_001_neutral.jpg")), Path(str(demo / "frll_001_smiling.jpg"))
     c = Path(str(demo / "frll_002_neutral.jpg"))
-    explainer = Explainer(options.load_model(args), args.bands)
+    explainer = Explainer(options.load_model(args), args.bands, memory_budget=args.memory_budget)
     print(
         f"freqxfr demo: explaining two pairs of bundled FRLL photos with "
         f"{explainer.model.card.name} ({explainer.model.provider}), {explainer.n_bands} bands"
@@ -330,6 +330,7 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
         "--model", default=None, help="preset name, card file or .onnx (default: dlib_resnet)"
     )
     options.add_bands_option(p)
+    options.add_memory_budget_option(p)
     options.add_no_report_option(p)
     p.set_defaults(func=cmd_demo)
 

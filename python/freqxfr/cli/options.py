@@ -227,6 +227,12 @@ def add_padding_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--padding", **arguments["--padding"])
 
 
+def add_memory_budget_option(parser: argparse.ArgumentParser) -> None:
+    """``--memory-budget``, for a command that explains without the other explainer options."""
+    arguments = dict(ExplainerConfig.cli_options())
+    parser.add_argument("--memory-budget", **arguments["--memory-budget"])
+
+
 def aligned(args: argparse.Namespace) -> bool | None:
     """``--aligned`` as the library's ``aligned=`` argument (``None``: decide from the image)."""
     return True if args.aligned else None

@@ -26,7 +26,10 @@ says ``special``.
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
+import os
+import re
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -41,6 +44,43 @@ DEFAULT_BANDS = 16
 BACKEND_NAMES = ("cpp", "numpy", "scipy", "pyfftw")
 #: Explainer(model, schedule, mode, domain, backend): the settings that may be given by position.
 POSITIONAL = ("model", "schedule", "mode", "domain", "backend")
+#: The default memory budget: a 100-pair ``freqxfr dataset`` run peaks well under 1.5 GB with
+#: dlib's ResNet and SFace alike (docs/guide/performance.md).
+DEFAULT_MEMORY_BUDGET = 2**30
+_UNITS = {"": 1, "B": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
+_SIZE = re.compile(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*([KMGT]?)(I?B)?\s*", re.IGNORECASE)
+
+
+def _budget(value: Any) -> int:
+    """A memory budget given, or the default: ``$FREQXFR_MEMORY_BUDGET``, else 1 GB."""
+    if value is not None:
+        return memory_size(value)
+    env = os.environ.get("FREQXFR_MEMORY_BUDGET", "").strip()
+    return memory_size(env, what="FREQXFR_MEMORY_BUDGET") if env else DEFAULT_MEMORY_BUDGET
+
+
+def _cli_memory_size(text: str) -> int:
+    """``--memory-budget``'s argparse type: its error is argparse's one line."""
+    try:
+        return memory_size(text, what="--memory-budget")
+    except InputError as exc:
+        raise argparse.ArgumentTypeError(str(exc).removeprefix("--memory-budget: ")) from None
+
+
+def memory_size(value: Any, *, what: str = "memory_budget") -> int:
+    """Bytes of a memory size: an int (bytes) or a string such as ``"512MB"``, ``"1.5GB"``,
+    ``"2G"`` or ``"800MiB"`` (units are powers of 1024: 1GB = 1024 MB = 2**30 bytes)."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        size = int(value)
+    elif isinstance(value, str) and (match := _SIZE.fullmatch(value)):
+        size = int(float(match.group(1)) * _UNITS[match.group(2).upper()])
+    else:
+        raise InputError(
+            f"{what}: expected a size such as 512MB or 2GB (or a number of bytes), got {value!r}"
+        )
+    if size < 2**20:
+        raise InputError(f"{what}: {value!r} is less than 1 MB; give a size such as 512MB or 2GB")
+    return size
 
 
 def _meta(
@@ -160,7 +200,20 @@ class ExplainerConfig:
         default=None,  # type: ignore[assignment]  # None means DEFAULT_BANDS (__post_init__)
         metadata=_meta(provenance=True, restart="--bands/--schedule", mask=True, special=True),
     )
-    max_batch: int = dataclasses.field(default=256)
+    memory_budget: int = dataclasses.field(  # bytes; "512MB", "1GB" given: parsed below
+        default=None,  # type: ignore[assignment]  # None: $FREQXFR_MEMORY_BUDGET, else 1 GB
+        metadata=_meta(
+            cli={
+                "type": _cli_memory_size,
+                "metavar": "SIZE",
+                "help": "about how much memory the process may hold while explaining (e.g. "
+                "512MB, 2GB; default $FREQXFR_MEMORY_BUDGET, else 1GB): model calls, batch "
+                "buffers and lanes are sized to fit. Results do not depend on it; a smaller "
+                "budget runs smaller, slower batches",
+            },
+        ),
+    )
+    max_batch: int | None = dataclasses.field(default=None)  # None: from memory_budget
     threads: int | None = dataclasses.field(default=None)
     regions: Any = dataclasses.field(default=None, metadata=_meta(special=True))
 
@@ -176,7 +229,11 @@ class ExplainerConfig:
             schedule = BandSchedule.rings(schedule)
         object.__setattr__(self, "schedule", schedule)
         object.__setattr__(self, "clip", bool(self.clip))
-        object.__setattr__(self, "max_batch", int(self.max_batch))
+        object.__setattr__(self, "memory_budget", _budget(self.memory_budget))
+        if self.max_batch is not None:
+            if isinstance(self.max_batch, bool) or int(self.max_batch) < 1:
+                raise InputError(f"max_batch must be a positive integer, got {self.max_batch!r}")
+            object.__setattr__(self, "max_batch", int(self.max_batch))
 
     @classmethod
     def of(cls, *positional: Any, base: ExplainerConfig | None = None, **settings: Any):

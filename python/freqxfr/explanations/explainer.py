@@ -13,7 +13,9 @@ runs one batch (it releases the GIL) a worker thread loads, aligns and masks the
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import dataclasses
 import functools
 import itertools
 import threading
@@ -42,6 +44,8 @@ from freqxfr.explanations.results import (  # noqa: F401  (ImageExplanation: pub
 from freqxfr.explanations.templates import explain_template
 from freqxfr.imaging.images import AlignedFace, ImageLike, source_label
 from freqxfr.imaging.regions import ResolvedRegions, as_regions
+from freqxfr.model.engine import Engine, EngineSettings
+from freqxfr.model.runner import MemoryPlan, plan_memory
 from freqxfr.model.verifier import Verifier, load_model
 
 _SETTING_NAMES = field_names()
@@ -69,8 +73,16 @@ class Explainer:
         Masking backend: ``cpp`` (default), ``numpy``, ``scipy`` or ``pyfftw``.
     clip : bool
         Clip masked pixels to [0, 255] before normalising. Off by default (bands stay linear).
-    max_batch : int
-        Largest number of images per model call.
+    memory_budget : int or str
+        About how much memory the process may hold while explaining: bytes, or a size such as
+        ``"512MB"`` or ``"2GB"`` (default 1 GB). The largest model calls, batch buffers,
+        prefetching and the engine's lanes that fit are chosen from it (:attr:`memory`;
+        :func:`freqxfr.model.runner.plan_memory`). Results do not depend on it: a smaller
+        budget runs smaller, slower batches. A budget too small for one pair is an
+        :class:`~freqxfr.common.errors.InputError`.
+    max_batch : int, optional
+        Largest number of images per model call (default: the most the memory budget allows,
+        at most 256).
     threads : int, optional
         Masking threads (default: all usable cores).
     regions : "face", "grid:RxC", Regions or array (R, H, W), optional
@@ -108,6 +120,17 @@ class Explainer:
         if config.regions is not None:  # region cells, on the alignment's template
             self.regions = as_regions(config.regions).resolve(h, w, card.alignment)
         self._settings = config.provenance(self.model_info(), self.bands)  # shared, read-only
+        #: What the memory budget allows: max_batch, prefetch depth and lanes.
+        self.memory: MemoryPlan = plan_memory(
+            card,
+            getattr(self.model, "path", None),
+            config.memory_budget,
+            self.images_per_pair,
+            max_batch=config.max_batch,
+        )
+        #: Most images per model call: ``max_batch`` if given, else what the budget allows.
+        self.max_batch: int = self.memory.max_batch
+        _bound_engine(self.model, self.memory)
         # What makes two explainers' masking the same (the engine masks their pairs together).
         self.mask_key = config.mask_key(
             None if self.regions is None else self.regions.weights.tobytes()
@@ -248,14 +271,15 @@ class Explainer:
         per_call = max(1, self.max_batch // (2 * self.n_bands + 2))
         numbered = zip(itertools.count() if indices is None else indices, pairs, strict=False)
         batches = stream.chunks(((i, _as_pair(p)) for i, p in numbered), per_call)
-        buffers = [self._batch(per_call), self._batch(per_call)]
-        # Chunk i is masked into buffers[i % 2]; the next one is masked while this one is scored.
+        # Chunk i is masked into buffers[i % 2]; the next one is masked while this one is scored
+        # (one buffer, one after the other, where the memory budget has room for only one).
+        buffers = [self._batch(per_call) for _ in range(self.memory.prefetch)]
         ready = stream.prefetched(
             lambda item: self._align_and_mask_chunk(
-                item[1], buffers[item[0] % 2], aligned, skip_errors
+                item[1], buffers[item[0] % len(buffers)], aligned, skip_errors
             ),
             enumerate(batches),
-            overlap,
+            overlap and len(buffers) == 2,
             "freqxfr-prefetch",
         )
         for ready_chunk in ready:
@@ -484,6 +508,26 @@ def _core_normalisation(card) -> dict[str, Any]:
     mean = [(m - lo) / s for m in card.mean]
     std = [sd / s for sd in card.std]
     return {"mean": mean, "std": std, "channel_order": card.channel_order, "layout": card.layout}
+
+
+def _bound_engine(model: Verifier, plan: MemoryPlan) -> None:
+    """Fit the model's engine to the memory plan (smaller batches, one lane) while it has its
+    default settings and has not run; settings given to it (``Engine.for_model(model, ...)``),
+    and those of an engine that runs, are kept (they are fixed for its life)."""
+    if not model.use_engine:
+        return
+    engine = model.engine
+    current = engine.settings
+    if current != EngineSettings():
+        return
+    wanted = dataclasses.replace(
+        current,
+        max_batch=min(current.max_batch, plan.max_batch),
+        lanes=1 if current.lanes is None and plan.lanes == 1 else current.lanes,
+    )
+    if wanted != current:
+        with contextlib.suppress(InputError):  # already running: settings are fixed
+            Engine.for_model(model, **dataclasses.asdict(wanted))
 
 
 def _same(a: Any, b: Any) -> bool:

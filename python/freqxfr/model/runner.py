@@ -12,6 +12,8 @@ and rewriting graphs is :mod:`freqxfr.model.onnx_graphs`'s.
 
 from __future__ import annotations
 
+import dataclasses
+import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -19,6 +21,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from freqxfr.common.errors import InputError
 from freqxfr.model.cards import ModelCard
 from freqxfr.model.loading import (
     choose_providers,
@@ -188,4 +191,125 @@ def open_runner(
         input_name=input_name,
         output_name=output_name,
         fixed_batch=batch,
+    )
+
+
+# ---- memory: what a budget allows -----------------------------------------------------------------
+
+#: The most images per model call a budget gives (larger calls get nothing more done on a CPU).
+MAX_BATCH = 256
+#: Resident memory besides the model and its calls: the interpreter, numpy, ONNX Runtime's
+#: libraries and thread pools, the run's bookkeeping (measured: 42 MB after the imports, ~160 MB
+#: with a model loaded, of which the weights are about twice the ONNX file).
+BASE_BYTES = 128 * 2**20
+#: ONNX Runtime's working memory of one call besides its images (thread-local scratch, plans).
+CALL_BYTES = 64 * 2**20
+#: ONNX Runtime's working memory per image of a call on the CPU without its arena, measured at
+#: 34 and 128 images per call (``benchmarks/bench_memory.py``), rounded up: dlib's ResNet
+#: 0.8-1.1 MB, SFace 6.5-8.2 MB. Another model: :data:`WORKING_PER_INPUT` times its input.
+WORKING_BYTES_PER_IMAGE = {"dlib_resnet": int(1.5 * 2**20), "sface": 9 * 2**20}
+#: A model without a measurement is assumed to need this many times its float32 input per image
+#: (SFace, the heavier of the two measured, needs about 55).
+WORKING_PER_INPUT = 64
+#: Most images of a narrow lane's call (:data:`freqxfr.model.engine.LANE_CALL_IMAGES`).
+LANE_IMAGES = 48
+
+
+@dataclasses.dataclass(frozen=True)
+class MemoryPlan:
+    """What a memory budget allows an explainer (:func:`plan_memory`).
+
+    Attributes
+    ----------
+    budget : int
+        The budget, bytes.
+    max_batch : int
+        Most images per model call (and per batch buffer: the buffers hold whole pairs).
+    prefetch : int
+        Batch buffers in flight: 2 masks the next batch while the model runs this one, 1 does
+        one after the other.
+    lanes : int
+        Batches the model's engine may run at once (each lane has a session of its own).
+    estimate : int
+        The resident memory the plan is expected to peak at, bytes.
+    """
+
+    budget: int
+    max_batch: int
+    prefetch: int
+    lanes: int
+    estimate: int
+
+
+def working_bytes_per_image(card: ModelCard) -> int:
+    """ONNX Runtime's working memory per image of a CPU call (arena off), estimated."""
+    known = WORKING_BYTES_PER_IMAGE.get(card.name)
+    return known if known is not None else WORKING_PER_INPUT * 4 * int(np.prod(card.input_shape))
+
+
+def memory_needed(
+    card: ModelCard,
+    model_file: Path | None,
+    images_per_pair: int,
+    batch: int,
+    prefetch: int,
+    lanes: int = 1,
+) -> int:
+    """The resident memory, bytes, an explainer is estimated to peak at with model calls of
+    ``batch`` images, ``prefetch`` batch buffers and ``lanes`` (see :func:`plan_memory`)."""
+    image = 4 * int(np.prod(card.input_shape))
+    working = working_bytes_per_image(card)
+    try:
+        session = 0 if model_file is None else 2 * Path(model_file).stat().st_size
+    except OSError:
+        session = 0
+    pairs = max(1, batch // images_per_pair)
+    buffers = prefetch * pairs * images_per_pair * image
+    if lanes > 1:  # wide and narrow calls never mix; each lane has a session of its own
+        calls = max(batch, lanes * min(LANE_IMAGES, batch))
+        return BASE_BYTES + CALL_BYTES + (1 + lanes) * session + buffers + calls * working
+    return BASE_BYTES + CALL_BYTES + session + buffers + batch * working
+
+
+def plan_memory(
+    card: ModelCard,
+    model_file: Path | None,
+    budget: int,
+    images_per_pair: int,
+    *,
+    max_batch: int | None = None,
+) -> MemoryPlan:
+    """The largest batches, prefetch depth and lanes whose memory fits in ``budget`` bytes.
+
+    The estimate: :data:`BASE_BYTES`, the model's session (twice ``model_file``), the batch
+    buffers (``prefetch`` of them, each of whole pairs of ``images_per_pair`` float32 images,
+    at least one pair), and one model call's working memory (:data:`CALL_BYTES` plus
+    :func:`working_bytes_per_image` per image); lanes add a session each and run narrow calls.
+    ``max_batch`` given: that many images per call, whatever the budget.
+
+    Raises
+    ------
+    InputError
+        Not even one image per call and one pair's buffer fit.
+    """
+
+    def need(batch: int, prefetch: int, lanes: int) -> int:
+        return memory_needed(card, model_file, images_per_pair, batch, prefetch, lanes)
+
+    working = working_bytes_per_image(card)
+    for prefetch in (2, 1):
+        if max_batch is not None:
+            batch = max_batch
+        else:
+            batch = min(MAX_BATCH, (budget - need(0, prefetch, 1)) // working)
+            while batch >= 1 and need(batch, prefetch, 1) > budget:
+                batch -= 1  # the buffers grow by a pair at each multiple of images_per_pair
+        if batch >= 1:
+            lanes = 2 if need(batch, prefetch, 2) <= budget else 1
+            return MemoryPlan(budget, int(batch), prefetch, lanes, need(batch, prefetch, lanes))
+    least = need(1, 1, 1)
+    raise InputError(
+        f"memory budget of {budget / 2**20:.0f} MB is too small for model {card.name!r} with "
+        f"{images_per_pair} images per pair: explaining needs at least "
+        f"{math.ceil(least / 2**20)} MB"
     )
