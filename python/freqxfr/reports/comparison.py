@@ -84,7 +84,7 @@ def write_comparison_report(out_dir: str | os.PathLike[str], summary: Mapping[st
     sections.append(Section("Centroid band", _centroid_table(summary)))
     sections.append(Section("Decisions", _decision_agreement(summary)))
     names = " vs ".join(r["name"] for r in runs)
-    return write_report(folder, f"freqxfr compare: {names}", sections)
+    return write_report(folder, f"freqxfr compare: {names}", sections, kind="compare")
 
 
 def _comparison_table(summary: Mapping[str, Any], kind: str) -> str:

@@ -117,7 +117,10 @@ def write_crossres_report(
     sections.append(Section("Band profiles per factor", "", heat))
     model = summary["model"]["name"]
     return write_report(
-        out, f"freqxfr cross-resolution report ({model}, {summary['resample']})", sections
+        out,
+        f"freqxfr cross-resolution report ({model}, {summary['resample']})",
+        sections,
+        kind="crossres",
     )
 
 

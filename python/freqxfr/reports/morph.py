@@ -104,7 +104,10 @@ def write_morph_report(out_dir: str | os.PathLike[str], summary: dict[str, Any])
         Section("Band profiles", _profile_table(summary), class_images),
     ]
     return write_report(
-        out, f"freqxfr morphing-attack report ({summary['model']['name']})", sections
+        out,
+        f"freqxfr morphing-attack report ({summary['model']['name']})",
+        sections,
+        kind="morph",
     )
 
 

@@ -1339,8 +1339,10 @@ def plot_roc(
             label="model's threshold",
         )
     ax.set_xscale("log")
-    ax.set_xlim(floor, 1.0)
-    ax.set_ylim(0.0, 1.01)
+    # Margins beyond the floor and above 1: a curve with no errors runs along x = floor and
+    # y = 1, and would hide in the axes' frame without them.
+    ax.set_xlim(floor / 2.0, 1.3)
+    ax.set_ylim(-0.02, 1.04)
     ax.set_xlabel(f"false match rate (FMR; 0 drawn at {floor:.0e})")
     ax.set_ylabel("true match rate (1 − FNMR)")
     ax.grid(alpha=0.3)

@@ -140,4 +140,4 @@ def write_template_report(folder: str | os.PathLike[str]) -> Path:
     )
     probe = Path(str(record["probe"].get("source", "probe"))).name
     template = Path(str(record.get("template", "template"))).name
-    return write_report(out, f"freqxfr: {probe} vs template {template}", sections)
+    return write_report(out, f"freqxfr: {probe} vs template {template}", sections, kind="regions")
