@@ -1265,6 +1265,70 @@ def plot_run_comparison(
     return save_figure(fig, path)
 
 
+def plot_comparison_forest(
+    summary: Mapping[str, Any],
+    path: str | os.PathLike[str],
+    classes: Sequence[str] = ("genuine", "impostor"),
+) -> Path:
+    """Forest plot of ``compare``'s per-band paired differences: a row per band, a column per
+    class, absolute influence above and directed below; each difference is a dot with its
+    bootstrap interval, filled where the interval excludes 0."""
+    bands = summary.get("bands") or []
+    keys = [d["key"] for d in summary.get("differences") or []]
+    if not bands or not keys:
+        raise InputError("a comparison summary needs bands and at least one difference")
+    shown = [
+        c
+        for c in classes
+        if any((bands[0].get(c) or {}).get("diff", {}).get(k, {}).get("absolute") is not None
+               for k in keys)
+    ]  # fmt: skip
+    if not shown:
+        raise InputError(f"no class of {list(classes)} has differences in this comparison")
+    y = np.arange(len(bands))
+    step = 0.7 / max(1, len(keys))
+    fig = new_figure(max(6.0, 3.6 * len(shown)), 2.0 + 0.5 * len(bands))
+    axes = np.asarray(fig.subplots(2, len(shown), squeeze=False, sharey=True))
+    for r, kind in enumerate(("absolute", "directed")):
+        for c, cls in enumerate(shown):
+            ax = axes[r, c]
+            for j, key in enumerate(keys):
+                d = np.array([_num(b[cls]["diff"][key][kind]) for b in bands])
+                lo = np.array([_num(b[cls]["ci_lo"][key][kind]) for b in bands])
+                hi = np.array([_num(b[cls]["ci_hi"][key][kind]) for b in bands])
+                yy = y + (j - (len(keys) - 1) / 2) * step
+                colour = f"C{j}"
+                ax.hlines(yy, lo, hi, color=colour, linewidth=1.4)
+                excludes = (lo > 0) | (hi < 0)
+                ax.plot(
+                    d[~excludes],
+                    yy[~excludes],
+                    "o",
+                    color=colour,
+                    markerfacecolor="white",
+                    markersize=5,
+                    label=f"{key} (interval holds 0)",
+                )
+                ax.plot(d[excludes], yy[excludes], "o", color=colour, markersize=5,
+                        label=f"{key} (interval excludes 0)")  # fmt: skip
+            ax.axvline(0.0, color="0.3", linewidth=0.8)
+            ax.grid(alpha=0.3)
+            ax.set_title(f"{display_name(cls)}: {kind}", fontsize=10)
+            ax.set_xlabel("paired difference of normalised influence")
+    for ax in axes[:, 0]:
+        ax.set_yticks(y, [str(b.get("index", k)) for k, b in enumerate(bands)], fontsize=7)
+        ax.set_ylabel("band (0 = lowest frequencies)")
+    axes[0, 0].invert_yaxis()  # band 0 on top; the axes share y, so once inverts them all
+    axes[0, -1].legend(fontsize=7, loc="best")
+    level = (summary.get("bootstrap") or {}).get("level", 0.95)
+    fig.suptitle(
+        f"per-band differences with {100 * float(level):g}% bootstrap intervals "
+        "(filled: the interval excludes 0)",
+        fontsize=10,
+    )
+    return save_figure(fig, path)
+
+
 def _num(value: Any) -> float:
     return float("nan") if value is None else float(value)
 
