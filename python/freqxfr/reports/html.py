@@ -251,8 +251,20 @@ def fmt(value: Any) -> str:
     if isinstance(value, (int, np.integer)):
         return str(int(value))
     if isinstance(value, (float, np.floating)):
-        return f"{float(value):.4g}"
+        return number(float(value))
     return escape(value)
+
+
+def number(value: float) -> str:
+    """The reports' one number format: 4 significant digits, positional (``0.2889``,
+    ``0.00001042``, ``146.1``; no exponent between 1e-6 and 1e7), trailing zeros dropped."""
+    if not np.isfinite(value):
+        return "—" if np.isnan(value) else ("∞" if value > 0 else "−∞")
+    if value == 0 or 1e-6 <= abs(value) < 1e7:
+        return np.format_float_positional(
+            value, precision=4, unique=False, fractional=False, trim="-"
+        )
+    return f"{value:.4g}"
 
 
 def fmt_range(values: Any) -> str | None:
@@ -260,7 +272,7 @@ def fmt_range(values: Any) -> str | None:
     if values is None:
         return None
     lo, hi = values
-    return f"{float(lo):.4g}\u2060–\u2060{float(hi):.4g}"
+    return f"{number(float(lo))}\u2060–\u2060{number(float(hi))}"
 
 
 def join(values: Any, sep: str) -> str | None:

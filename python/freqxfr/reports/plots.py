@@ -253,16 +253,17 @@ def radial_scale(bands: Sequence[Mapping[str, Any]], radial: str = DEFAULT_RADIA
 
 
 def _label_rings(ax: Axes, bands: Sequence[Mapping[str, Any]], scale) -> None:
-    """Band indices on the rings, along the 45° ray up-right; rings too thin to read are skipped
-    (the last ring is always labelled)."""
-    for mid, index in ring_labels(bands, scale):
+    """Band indices on every ring, staggered over rays so that they keep apart; at least
+    :data:`RING_LABEL_PX` tall on the figure."""
+    fontsize = RING_LABEL_PX * 72.0 / float(ax.figure.dpi)
+    for mid, index, angle in ring_labels(bands, scale):
         ax.text(
-            mid * math.cos(math.pi / 4),
-            mid * math.sin(math.pi / 4),
+            mid * math.cos(angle),
+            mid * math.sin(angle),
             str(index),
             ha="center",
             va="center",
-            fontsize=6,
+            fontsize=fontsize,
             color="0.1",
             bbox={"boxstyle": "round,pad=0.1", "facecolor": "white", "alpha": 0.6, "linewidth": 0},
         )
@@ -755,11 +756,11 @@ def fhp_raster(
         (centre - radius, centre - radius, centre + radius, centre + radius), outline=_GREY, width=1
     )
     if label_rings:
-        font = _font(11)
-        for mid, index in ring_labels(bands, scale):
-            # Along the 45° ray up-right, in a half-transparent white box.
-            at = mid * math.cos(math.pi / 4)
-            ((cx, cy),) = to_px(np.array([at]), np.array([-at]))
+        font = _font(RING_LABEL_PX + 1)
+        for mid, index, angle in ring_labels(bands, scale):
+            # Along its ray (screen y points down), in a half-transparent white box.
+            x, y = mid * math.cos(angle), mid * math.sin(angle)
+            ((cx, cy),) = to_px(np.array([x]), np.array([-y]))
             box = draw.textbbox((cx, cy), str(index), font=font, anchor="mm")
             draw.rectangle(
                 (box[0] - 1, box[1] - 1, box[2] + 1, box[3] + 1), fill=(255, 255, 255, 153)
@@ -832,25 +833,33 @@ def _dashed(
         travelled += length
 
 
-def ring_labels(bands: Sequence[Mapping[str, Any]], scale) -> list[tuple[float, int]]:
-    """(displayed mid-radius, band index) of the rings to label: rings too thin to read are
-    skipped (the last ring is always labelled)."""
+#: The least height of a ring label, in pixels of the picture.
+RING_LABEL_PX = 10
+#: The rays ring labels sit on, in turn (radians, counter-clockwise from the right).
+_LABEL_RAYS = tuple(math.radians(a) for a in (45, 135, 225, 315, 90, 270, 0, 180))
+
+
+def ring_labels(bands: Sequence[Mapping[str, Any]], scale) -> list[tuple[float, int, float]]:
+    """(displayed mid-radius, band index, ray angle) of every ring: each label goes on the first
+    ray of :data:`_LABEL_RAYS` where it keeps a label's height from the previous label on that
+    ray (the ray with the most room when none does), so thin rings are labelled too."""
     rings: dict[tuple[float, float], int] = {}
     for k, band in enumerate(bands):
         key = (float(band["radius"][0]), float(band["radius"][1]))
         rings.setdefault(key, int(band.get("ring", band.get("index", k))))
     ordered = sorted(rings.items())
-    shown: list[tuple[float, int]] = []
-    last_shown = -1.0
-    for i, ((lo, hi), index) in enumerate(ordered):
-        r_lo, r_hi = float(scale(lo)), float(scale(hi))
-        mid = (r_lo + r_hi) / 2
-        if r_hi - r_lo < 0.045 * float(scale(ordered[-1][0][1])) and i != len(ordered) - 1:
-            continue
-        if mid - last_shown < 0.06:
-            continue
-        last_shown = mid
-        shown.append((mid, index))
+    if not ordered:
+        return []
+    gap = 0.1 * float(scale(ordered[-1][0][1]))  # a label and a margin on a 250 px disc
+    last = dict.fromkeys(_LABEL_RAYS, -math.inf)
+    shown: list[tuple[float, int, float]] = []
+    for (lo, hi), index in ordered:
+        mid = (float(scale(lo)) + float(scale(hi))) / 2
+        ray = next((a for a in _LABEL_RAYS if mid - last[a] >= gap), None)
+        if ray is None:
+            ray = min(_LABEL_RAYS, key=lambda a: last[a])
+        last[ray] = mid
+        shown.append((mid, index, ray))
     return shown
 
 
