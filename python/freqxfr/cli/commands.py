@@ -221,8 +221,11 @@ def cmd_dataset(args: argparse.Namespace) -> int:
     if args.regions is not None:
         Regions.parse(args.regions)  # a bad value is refused before the folder is touched
     pairs = read_pairs(args.pairs, root=args.root)
+    if args.by is not None and args.groups is None:
+        raise InputError("--by names columns of the --groups table; pass --groups FILE too")
     if args.groups is not None:
-        pairs = attach_groups(pairs, args.groups, root=args.root)
+        by = None if args.by is None else [c.strip() for c in args.by.split(",") if c.strip()]
+        pairs = attach_groups(pairs, args.groups, root=args.root, columns=by)
     if args.limit is not None:
         pairs = spread(pairs, args.limit)
     with options.resumable_run(args, "dataset") as (explainer, client):
@@ -412,7 +415,16 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
         "--groups",
         type=Path,
         default=None,
-        help="CSV of per-image attributes (path,gender,...), e.g. FRLL's index.csv",
+        help="CSV of per-image attributes (path,gender,...), e.g. FRLL's index.csv: the report "
+        "gives band profiles and FMR/FNMR per group; identity-like columns (groups of fewer "
+        "than 3 images) are left out",
+    )
+    p.add_argument(
+        "--by",
+        default=None,
+        metavar="COL1,COL2",
+        help="the --groups columns to group by (default: every column that is not "
+        "identity-like); an identity-like column is refused",
     )
     p.add_argument(
         "--limit",

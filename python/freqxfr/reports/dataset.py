@@ -192,7 +192,8 @@ def write_dataset_report(
             sections.append(Section("Decision outcomes", _profile_table(outcomes, bands), [img]))
     img = plots.plot_group_profiles(summary, folder / "groups.png")
     if img is not None:
-        sections.append(Section("Groups", _group_tables(summary, bands), [img]))
+        text = _group_rate_tables(summary, results) if results is not None else ""
+        sections.append(Section("Groups", text + _group_tables(summary, bands), [img]))
     failures = summary.get("failures") or []
     if failures:
         sections.append(Section("Failed pairs", _failure_table(failures, pages)))
@@ -494,12 +495,49 @@ def _profile_table(
     return html_table(header, rows)
 
 
+def _group_rate_tables(summary: Mapping[str, Any], results: Sequence[Mapping[str, Any]]) -> str:
+    """Per group column, FMR and FNMR at the model's threshold per value, with intervals."""
+    explained = [r for r in results if "error" not in r]
+    if not explained:
+        return ""
+    threshold = float(summary.get("threshold", explained[0]["threshold"]))
+    parts = [
+        html_paragraph(
+            f"Error rates per group at the model's threshold {threshold:.4g}, with "
+            f"{100 * headline.HEADLINE_LEVEL:g}% percentile bootstrap intervals "
+            f"({headline.HEADLINE_RESAMPLES} resamples of the group's pairs within each class). "
+            "A pair is in a group when both its images are; 'mixed' holds the pairs whose images "
+            "differ. Few pairs give wide intervals: compare groups by their intervals, not their "
+            "point values."
+        )
+    ]
+    for column, rows in headline.group_rates(results, threshold).items():
+        parts.append(
+            f"<h3>{escape(column)}: error rates</h3>"
+            + html_table(
+                (
+                    "group",
+                    "genuine pairs",
+                    "impostor pairs",
+                    "FMR",
+                    "FMR interval",
+                    "FNMR",
+                    "FNMR interval",
+                ),
+                [[*row[:4], fmt_range(row[4]), row[5], fmt_range(row[6])] for row in rows],
+            )
+        )
+    return "\n".join(parts)
+
+
 def _group_tables(summary: Mapping[str, Any], bands: Sequence[Mapping[str, Any]]) -> str:
     parts = []
     for column, values in (summary.get("groups") or {}).items():
         profiles = plots.usable_profiles(values)
         if profiles:
-            parts.append(f"<h3>{escape(column)}</h3>" + _profile_table(profiles, bands))
+            parts.append(
+                f"<h3>{escape(column)}: band profiles</h3>" + _profile_table(profiles, bands)
+            )
     return "\n".join(parts)
 
 

@@ -130,3 +130,47 @@ def headline_lead(
     if n_unlabelled:
         note += f" {n_unlabelled} pairs of unknown ground truth are left out of the rates."
     return {"items": items, "note": note}
+
+
+def group_rates(
+    results: Sequence[Mapping[str, Any]],
+    threshold: float,
+    *,
+    n_boot: int = HEADLINE_RESAMPLES,
+    level: float = HEADLINE_LEVEL,
+    seed: int = 0,
+) -> dict[str, list[list[Any]]]:
+    """Per group column, a row per value: genuine and impostor pairs, FMR and FNMR at the
+    model's threshold, each with its bootstrap interval (pairs resampled within each class)."""
+    kept = [r for r in results if "error" not in r and isinstance(r.get("same"), bool)]
+    columns: dict[str, dict[str, list[Mapping[str, Any]]]] = {}
+    for r in kept:
+        for column, value in (r.get("groups") or {}).items():
+            columns.setdefault(str(column), {}).setdefault(str(value), []).append(r)
+    out: dict[str, list[list[Any]]] = {}
+    for column, values in columns.items():
+        rows = []
+        for value, records in sorted(values.items()):
+            scores, labels = scores_and_labels(records)
+            rows.append(
+                [value, *_rates_with_intervals(scores, labels, threshold, n_boot, level, seed)]
+            )
+        out[column] = rows
+    return out
+
+
+def _rates_with_intervals(
+    scores: np.ndarray, labels: np.ndarray, threshold: float, n_boot: int, level: float, seed: int
+) -> list[Any]:
+    """genuine n, impostor n, FMR, its interval, FNMR, its interval (None where a class is empty)."""
+    n_gen, n_imp = int(labels.sum()), int((~labels).sum())
+    resamples = resample_indices(int(scores.size), n_boot, strata=labels.tolist(), seed=seed)
+    cells: list[Any] = [n_gen, n_imp]
+    for which, n in ((0, n_imp), (1, n_gen)):
+        if not n:
+            cells += [None, None]
+            continue
+        value = fmr_fnmr(scores, labels, threshold)[which]
+        samples = [fmr_fnmr(scores[i], labels[i], threshold)[which] for i in resamples]
+        cells += [value, percentile_ci(samples, level)]
+    return cells
