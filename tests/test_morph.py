@@ -444,3 +444,13 @@ def test_cli_morph_distance_cosine_reaches_the_morph_score(toy_morphs):
     assert summary["distance"] == "cosine"
     np.testing.assert_allclose(got, cosine, rtol=1e-4, atol=1e-7)
     assert not np.allclose(got, mahalanobis, rtol=1e-2)
+
+
+@pytest.mark.integration
+@pytest.mark.browser
+def test_morph_report_passes_the_screenshot_check(dlib_run, tmp_path):
+    """In Chromium: every plot and thumbnail decodes and is not blank; no table widens the page."""
+    from _report_browser import browser_or_skip, report_problems
+
+    out, _, _ = dlib_run
+    assert report_problems(browser_or_skip(), out / "report.html", tmp_path) == []

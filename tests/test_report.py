@@ -1004,3 +1004,37 @@ def test_raster_rings_are_labelled_like_the_matplotlib_disc():
     ax = fig.add_subplot()
     plots.fhp_disc(ax, np.zeros(16), bands, kind="absolute", colorbar=False)
     assert [t.get_text() for t in ax.texts] == [str(i) for i in labels]
+
+
+# --- screenshots: no blank plot, no page pushed wider than the window ---------------------------
+
+
+@pytest.mark.integration
+@pytest.mark.browser
+def test_the_screenshot_check_finds_a_blank_plot_and_an_overflowing_table(tmp_path):
+    """The check itself: a white picture and a table wider than the window are both caught."""
+    from _report_browser import browser_or_skip, report_problems
+
+    browser = browser_or_skip()
+    white = tmp_path / "white.png"
+    Image.new("RGB", (300, 200), "white").save(white)
+    wide = html_table([f"column {i}" for i in range(4)], [["x" * 400] * 4])
+    wide = wide.replace("<table>", '<table style="display:table">')  # unscrolled, as before
+    page = write_report(tmp_path / "bad", "bad", [Section("wide", wide, [white])])
+    problems = report_problems(browser, page, tmp_path)
+    assert any("white.png is blank" in p for p in problems), problems
+    assert any("the page is" in p for p in problems), problems
+
+
+@pytest.mark.integration
+@pytest.mark.browser
+def test_pair_dataset_and_region_reports_pass_the_screenshot_check(
+    pair_report, reviewed_run, region_run, tmp_path
+):
+    from _report_browser import browser_or_skip, report_problems
+
+    browser = browser_or_skip()
+    pages = [pair_report, reviewed_run["report"], region_run["report"], region_run["pair_report"]]
+    pages.append(next(iter(sorted(reviewed_run["out"].glob("pairs/*/report.html")))))
+    for page in pages:
+        assert report_problems(browser, page, tmp_path) == [], page

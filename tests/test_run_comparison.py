@@ -183,3 +183,12 @@ def test_compare_command(runs, tmp_path):
     )
     assert bad.returncode == 2 and "not a dataset run" in bad.stderr
     assert len(bad.stderr.strip().splitlines()) == 1 and "Traceback" not in bad.stderr
+
+
+@pytest.mark.browser
+def test_compare_report_passes_the_screenshot_check(compared, tmp_path):
+    """In Chromium: the forest plot and profiles are not blank, no table widens the page."""
+    from _report_browser import browser_or_skip, report_problems
+
+    out, _ = compared
+    assert report_problems(browser_or_skip(), out / "report.html", tmp_path) == []

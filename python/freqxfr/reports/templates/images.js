@@ -6,5 +6,8 @@ window.addEventListener("load", function () {
   }
   document.body.dataset.brokenImages = String(broken);
   document.body.dataset.loadedImages = String(images.length - broken);
+  // For the layout check: a page wider than its window scrolls sideways (a table overflowed).
+  document.body.dataset.pageWidth = String(document.documentElement.scrollWidth);
+  document.body.dataset.viewportWidth = String(document.documentElement.clientWidth);
   document.title += broken ? " [" + broken + " broken images]" : " [rendered]";
 });
