@@ -147,7 +147,7 @@ def verdict(summary: Mapping[str, Any]) -> list[str]:
 
 def differing_bands(summary: Mapping[str, Any], key: str, cls: str, kind: str) -> list[int] | None:
     """The band indices whose difference interval excludes 0; ``None`` if the class has none."""
-    found = []
+    found: list[int] = []
     for k, band in enumerate(summary["bands"]):
         entry = band.get(cls) or {}
         lo = ((entry.get("ci_lo") or {}).get(key) or {}).get(kind)
