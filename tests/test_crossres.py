@@ -333,3 +333,14 @@ def test_cli_crossres_area_kernel_on_the_toy_model(tmp_path, capsys):
     impostor = [e["score_mean"]["impostor"] for e in summary["factors"]]
     # e(B) - e(C) = (-20, 0, 0, 10) at both factors
     assert impostor == pytest.approx([-np.sqrt(500), -np.sqrt(500)], abs=1e-4)
+
+
+@pytest.mark.browser
+def test_crossres_report_passes_the_screenshot_check(bicubic, tmp_path):
+    """In Chromium: no blank plot, no page wider than the window; the side-by-side maps say
+    they share their colour scale."""
+    from _report_browser import browser_or_skip, report_problems
+
+    out, _ = bicubic
+    assert "share one colour scale" in (out / "report.html").read_text(encoding="utf-8")
+    assert report_problems(browser_or_skip(), out / "report.html", tmp_path) == []

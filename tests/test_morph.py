@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from collections import defaultdict
 
 import numpy as np
@@ -186,7 +187,14 @@ def test_summary_keys_profiles_and_files(dlib_run):
     )
     assert len((out / "explanations.jsonl").read_text().splitlines()) == 60
     report = (out / "report.html").read_text()
-    assert "MMPMR" in report and report.count("<img") == 4
+    # Four figures, and each morph beside its two contributors and two probes, as thumbnails
+    # written into the run folder and linked by reference (not inlined).
+    shown = min(summary["n_morphs"], 50)
+    assert "MMPMR" in report and report.count("<img") == 4 + 5 * shown
+    links = re.findall(r'<img src="(thumbs/[0-9a-f]{16}\.jpg)"', report)
+    assert len(links) == 5 * shown and all((out / link).is_file() for link in links)
+    spliced = summary["morphs"][0]
+    assert spliced["bona_fide_a"] and spliced["probe_b"]
     # The report states how the D-EER is read off the DET curve (interpolated crossing).
     assert "linearly interpolated between the two neighbouring operating points" in report
 
@@ -436,3 +444,13 @@ def test_cli_morph_distance_cosine_reaches_the_morph_score(toy_morphs):
     assert summary["distance"] == "cosine"
     np.testing.assert_allclose(got, cosine, rtol=1e-4, atol=1e-7)
     assert not np.allclose(got, mahalanobis, rtol=1e-2)
+
+
+@pytest.mark.integration
+@pytest.mark.browser
+def test_morph_report_passes_the_screenshot_check(dlib_run, tmp_path):
+    """In Chromium: every plot and thumbnail decodes and is not blank; no table widens the page."""
+    from _report_browser import browser_or_skip, report_problems
+
+    out, _, _ = dlib_run
+    assert report_problems(browser_or_skip(), out / "report.html", tmp_path) == []

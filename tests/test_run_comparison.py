@@ -118,7 +118,22 @@ def test_decision_agreement_and_centroids(runs, compared):
         summary["bands"][0]["genuine"]["mean"]["sface"]["absolute"]
     )
     html = (out / "report.html").read_text()
-    assert "sface - dlib_resnet" in html and html.count("<img") == 2
+    # The forest plot and the two profile figures; the verdict leads, naming the bands.
+    assert "sface - dlib_resnet" in html and html.count("<img") == 3
+    lead = html.split('<div class="lead" id="verdict">', 1)[1].split("</div>", 1)[0]
+    agree = summary["decisions"]["sface - dlib_resnet"]["agreement"]
+    assert f"the decisions agree on {agree:.1%} of the pairs" in lead
+    key = "sface - dlib_resnet"
+    for cls in ("genuine", "impostor"):
+        named = [
+            b["index"]
+            for b in summary["bands"]
+            if b[cls]["ci_lo"][key]["absolute"] > 0 or b[cls]["ci_hi"][key]["absolute"] < 0
+        ]
+        where = ", ".join(map(str, named)) if named else "none"
+        assert f"absolute influence, {cls} pairs: {where}" in lead
+    assert html.index('id="verdict"') < html.index("<h2>")
+    assert "differs most in: —" not in html
 
 
 def test_runs_over_other_pairs_or_bands_are_refused(runs, lfw, tmp_path):
@@ -207,3 +222,12 @@ def test_compare_resamples_identities_and_says_so(runs, compared, tmp_path):
     assert blind["centroid"]["all"]["ci_lo"] == summary["centroid"]["all"]["ci_lo"]
     sign = summary["centroid"]["all"]["sign_test"]["sface - dlib_resnet"]
     assert sign["unit"] == "identity" and sign["n"] <= N_PAIRS
+
+
+@pytest.mark.browser
+def test_compare_report_passes_the_screenshot_check(compared, tmp_path):
+    """In Chromium: the forest plot and profiles are not blank, no table widens the page."""
+    from _report_browser import browser_or_skip, report_problems
+
+    out, _ = compared
+    assert report_problems(browser_or_skip(), out / "report.html", tmp_path) == []

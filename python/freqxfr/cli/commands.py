@@ -381,7 +381,18 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
     )
     options.add_explainer_options(p)
     options.add_path_option(
-        p, "--groups", "CSV of per-image attributes (path,gender,...), e.g. FRLL's index.csv"
+        p,
+        "--groups",
+        "CSV of per-image attributes (path,gender,...), e.g. FRLL's index.csv: the report "
+        "gives band profiles and FMR/FNMR per group; identity-like columns (groups of fewer "
+        "than 3 images) are left out",
+    )
+    p.add_argument(
+        "--by",
+        default=None,
+        metavar="COL1,COL2",
+        help="the --groups columns to group by (default: every column that is not "
+        "identity-like); an identity-like column is refused",
     )
     options.add_limit_option(p, "N pairs spread evenly over the list (both classes stay in)")
     p.add_argument("--parquet", action="store_true", help="also write results.parquet")

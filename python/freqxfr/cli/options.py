@@ -271,8 +271,12 @@ def pair_list(args: argparse.Namespace) -> list[Pair]:
     """The pairs of the positional pair list: read relative to ``--root``, with ``--groups``
     attached where the command has it, ``--limit`` of them spread over the list."""
     pairs = read_pairs(args.pairs, root=args.root)
-    if getattr(args, "groups", None) is not None:
-        pairs = attach_groups(pairs, args.groups, root=args.root)
+    groups, by = getattr(args, "groups", None), getattr(args, "by", None)
+    if by is not None and groups is None:
+        raise InputError("--by names columns of the --groups table; pass --groups FILE too")
+    if groups is not None:
+        columns = None if by is None else [c.strip() for c in by.split(",") if c.strip()]
+        pairs = attach_groups(pairs, groups, root=args.root, columns=columns)
     if args.limit is not None:
         pairs = spread(pairs, args.limit)
     return pairs

@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 from freqxfr.common.errors import InputError
@@ -243,8 +244,19 @@ def _read_csv(text: str, path: Path, root: Path) -> list[Pair]:
     return pairs
 
 
+#: A grouping column is identity-like, and refused, when it splits the table's images into more
+#: than this many groups...
+IDENTITY_LIKE_GROUPS = 5
+#: ...of fewer than this many images on average (one person's photos, or one group per image).
+IDENTITY_LIKE_MEAN = 3.0
+
+
 def attach_groups(
-    pairs: list[Pair], table: str | Path, root: str | Path | None = None
+    pairs: list[Pair],
+    table: str | Path,
+    root: str | Path | None = None,
+    *,
+    columns: Sequence[str] | None = None,
 ) -> list[Pair]:
     """Label pairs with per-image attributes from a CSV table (``path,attr1,attr2,...``).
 
@@ -252,10 +264,16 @@ def attach_groups(
     when both images share it, and ``"mixed"`` when they differ, so that per-group band profiles
     compare like with like. Existing group labels of a pair are kept.
 
+    ``columns`` chooses the grouping columns (the CLI's ``--by gender,ethnicity``); by default
+    every column that is not identity-like. A column is identity-like when it splits the images
+    into more than :data:`IDENTITY_LIKE_GROUPS` groups of fewer than :data:`IDENTITY_LIKE_MEAN`
+    images on average (an identity, a file name): its groups say nothing about a population.
+
     Raises
     ------
     InputError
-        The table is missing, has no ``path`` column, or lacks a row for an image of a pair.
+        The table is missing, has no ``path`` column, lacks a row for an image of a pair, lacks a
+        chosen column, or a chosen column is identity-like.
     """
     table = Path(table)
     root = Path(root) if root is not None else table.parent
@@ -266,10 +284,9 @@ def attach_groups(
         raise InputError(f"group table {table}: cannot read it ({exc.strerror or exc})") from None
     if not rows or "path" not in rows[0]:
         raise InputError(f"group table {table}: expected a header with a 'path' column")
-    attributes = {
-        (root / row["path"]).resolve(): {k: v for k, v in row.items() if k != "path" and k}
-        for row in rows
-    }
+    available = [k for k in rows[0] if k and k != "path"]
+    chosen = _grouping_columns(table, rows, available, columns)
+    attributes = {(root / row["path"]).resolve(): {k: row[k] for k in chosen} for row in rows}
     labelled = []
     for pair in pairs:
         found = [attributes.get(Path(p).resolve()) for p in (pair.path_a, pair.path_b)]
@@ -281,6 +298,39 @@ def attach_groups(
         groups = {k: (a[k] if a[k] == b.get(k) else "mixed") for k in a}
         labelled.append(dataclasses.replace(pair, groups={**groups, **pair.groups}))
     return labelled
+
+
+def identity_like(values: Sequence[str]) -> bool:
+    """Whether a column's values (one per image) split the images like an identity does."""
+    n_groups = len(set(values))
+    return n_groups > IDENTITY_LIKE_GROUPS and len(values) / n_groups < IDENTITY_LIKE_MEAN
+
+
+def _grouping_columns(
+    table: Path, rows: list[dict[str, str]], available: list[str], columns: Sequence[str] | None
+) -> list[str]:
+    """The columns to group by: the chosen ones (checked), or every column not identity-like."""
+    if columns is None:
+        return [c for c in available if not identity_like([r[c] for r in rows])]
+    missing = [c for c in columns if c not in available]
+    if missing:
+        raise InputError(
+            f"group table {table}: no column {', '.join(map(repr, missing))} "
+            f"(it has {', '.join(available) or 'none besides path'})"
+        )
+    for c in columns:
+        values = [r[c] for r in rows]
+        if identity_like(values):
+            raise InputError(
+                f"group table {table}: column {c!r} is identity-like ({len(set(values))} groups "
+                f"for {len(values)} images); group by population columns instead"
+                + "".join(
+                    f", e.g. --by {','.join(ok)}"
+                    for ok in [[x for x in available if not identity_like([r[x] for r in rows])]]
+                    if ok
+                )
+            )
+    return list(dict.fromkeys(columns))
 
 
 def outside_root(

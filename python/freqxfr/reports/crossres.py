@@ -91,9 +91,17 @@ def write_crossres_report(
         for name in SIDE_NAMES
     ]
     sections.append(Section("Centroid shift", _centroid_table(summary), centroid_images))
+    # Maps shown side by side share their colour limits: the same colour is the same number.
+    absolute = {
+        n: _profile_matrix(entries, n, None, "absolute_normalised_mean") for n in SIDE_NAMES
+    }
+    directed = {
+        label: _profile_matrix(entries, "probe", label, "directed_normalised_mean")
+        for label in ("genuine", "impostor")
+    }
     heat = []
-    for name in SIDE_NAMES:
-        matrix = _profile_matrix(entries, name, None, "absolute_normalised_mean")
+    top = _shared_limit(absolute.values())
+    for name, matrix in absolute.items():
         assert matrix is not None  # all pairs (label None): always a matrix
         heat.append(
             plot_profiles_by_factor(
@@ -102,10 +110,11 @@ def write_crossres_report(
                 out / f"profiles_{name}.png",
                 kind="absolute",
                 title=f"{name}: absolute influence, normalised per image (all pairs)",
+                limit=top,
             )
         )
-    for label in ("genuine", "impostor"):
-        matrix = _profile_matrix(entries, "probe", label, "directed_normalised_mean")
+    lim = _shared_limit(directed.values())
+    for label, matrix in directed.items():
         if matrix is not None:
             heat.append(
                 plot_profiles_by_factor(
@@ -114,13 +123,32 @@ def write_crossres_report(
                     out / f"profiles_probe_{label}.png",
                     kind="directed",
                     title=f"probe, {label} pairs: directed influence, normalised per image",
+                    limit=lim,
                 )
             )
-    sections.append(Section("Band profiles per factor", "", heat))
+    sections.append(
+        Section(
+            "Band profiles per factor",
+            html_paragraph(
+                f"The absolute maps share one colour scale (0 to {top:.3g}), and so do the "
+                f"directed maps (±{lim:.3g}): the same colour is the same number in each."
+            ),
+            heat,
+        )
+    )
     model = summary["model"]["name"]
     return write_report(
-        out, f"freqxfr cross-resolution report ({model}, {summary['resample']})", sections
+        out,
+        f"freqxfr cross-resolution report ({model}, {summary['resample']})",
+        sections,
+        kind="crossres",
     )
+
+
+def _shared_limit(matrices: Any) -> float:
+    """The largest magnitude over the matrices that are there (a tiny floor when all are 0)."""
+    peaks = [float(np.abs(m).max()) for m in matrices if m is not None and m.size]
+    return max([*peaks, 1e-12])
 
 
 def _numbers(entry: dict[str, Any], side: str) -> dict[str, Any]:
@@ -302,21 +330,27 @@ def plot_profiles_by_factor(
     *,
     kind: Kind = "absolute",
     title: str = "band profile per factor",
+    limit: float | None = None,
 ) -> Path:
     """Heat map of a band profile (rows: factors, columns: bands).
 
     ``kind="absolute"`` uses the sequential map from 0; ``kind="directed"`` the diverging map with
-    symmetric limits, so that 0 is white.
+    symmetric limits, so that 0 is white. ``limit`` sets the colour limit (``[0, limit]`` or
+    ``±limit``; default: the data's largest magnitude), so that maps shown side by side can share
+    one scale.
     """
     f = check_vector(factors, "factors")
     data = np.asarray(profiles, dtype=np.float64)
     if data.ndim != 2 or data.shape[0] != f.size or not np.isfinite(data).all():
         raise InputError(f"profiles must be a finite ({f.size}, K) array, got shape {data.shape}")
+    if limit is not None and not (np.isfinite(limit) and limit > 0):
+        raise InputError(f"limit must be a positive number, got {limit!r}")
     if kind == "absolute":
-        norm = Normalize(vmin=0.0, vmax=max(float(data.max()), 1e-12))
+        top = limit if limit is not None else float(data.max())
+        norm = Normalize(vmin=0.0, vmax=max(top, 1e-12))
     else:
         plots.fhp_norm(kind)
-        lim = max(float(np.abs(data).max()), 1e-12)
+        lim = max(limit if limit is not None else float(np.abs(data).max()), 1e-12)
         norm = Normalize(vmin=-lim, vmax=lim)
     k = data.shape[1]
     fig = plots.new_figure(max(6.0, 0.4 * k + 2.5), 0.45 * f.size + 2.0)

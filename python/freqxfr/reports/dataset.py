@@ -28,7 +28,7 @@ from freqxfr.explanations.faithfulness import (
     verdict,
 )
 from freqxfr.imaging.images import checked_file, confined_reads
-from freqxfr.reports import plots
+from freqxfr.reports import headline, plots
 from freqxfr.reports.html import (
     REPORT_NAME,
     Section,
@@ -216,23 +216,37 @@ def write_dataset_report(
     folder = ensure_dir(out_dir)
     bands = plots.check_bands(summary)
     pages = dict(pair_pages or {})
+    lead = _lead(summary, results) if results is not None else None
     sections = [
-        Section("Overview", _overview(summary)),
+        Section("Overview", _overview(summary, headline=lead is not None)),
         Section("How to read this", html_paragraph(DATASET_HOW_TO_READ)),
     ]
     if results is not None:
         sections += _verification_sections(folder, summary, results, pages)
     classes = plots.usable_profiles(summary.get("classes"))
+    outcomes = plots.usable_profiles(summary.get("outcomes"))
+    # With no wrong decision the outcomes are the classes again: say so instead of repeating them.
+    no_errors = bool(classes) and not any(k.startswith("false_") for k in outcomes)
     if classes:
         figure = plots.plot_profiles(summary, folder / "profiles.png")
-        sections.append(Section("Genuine vs impostor", _profile_table(classes, bands), [figure]))
-    outcomes = plots.usable_profiles(summary.get("outcomes"))
-    img = plots.plot_outcome_profiles(summary, folder / "outcomes.png")
-    if img is not None:
-        sections.append(Section("Decision outcomes", _profile_table(outcomes, bands), [img]))
+        text = _profile_table(classes, bands)
+        if no_errors and outcomes:
+            text = (
+                html_paragraph(
+                    "Every pair was decided correctly, so the decision outcomes (true match, true "
+                    "non-match) are these classes and are not shown again."
+                )
+                + text
+            )
+        sections.append(Section("Genuine vs impostor", text, [figure]))
+    if outcomes and not no_errors:
+        img = plots.plot_outcome_profiles(summary, folder / "outcomes.png")
+        if img is not None:
+            sections.append(Section("Decision outcomes", _profile_table(outcomes, bands), [img]))
     img = plots.plot_group_profiles(summary, folder / "groups.png")
     if img is not None:
-        sections.append(Section("Groups", _group_tables(summary, bands), [img]))
+        text = _group_rate_tables(summary, results) if results is not None else ""
+        sections.append(Section("Groups", text + _group_tables(summary, bands), [img]))
     failures = summary.get("failures") or []
     if failures:
         sections.append(Section("Failed pairs", _failure_table(failures, pages)))
@@ -242,7 +256,24 @@ def write_dataset_report(
         sections.append(dataset_region_section(folder, summary["regions"]))
     sections += [as_section(s) for s in extra_sections or ()]
     model = (summary.get("model") or {}).get("name", "?")
-    return write_report(folder, f"freqxfr dataset report ({model})", sections)
+    return write_report(
+        folder, f"freqxfr dataset report ({model})", sections, kind="dataset", lead=lead
+    )
+
+
+def _lead(summary: Mapping[str, Any], results: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """The headline block: pairs, accuracy, AUC, EER and the rates, with bootstrap intervals."""
+    scores, labels = headline.scores_and_labels(results)
+    explained = [r for r in results if "error" not in r]
+    threshold = float(summary.get("threshold", explained[0]["threshold"] if explained else 0.0))
+    numbers = headline.verification_headline(scores, labels, threshold)
+    return headline.headline_lead(
+        numbers,
+        n_pairs=len(explained),
+        n_failed=len(results) - len(explained),
+        n_unlabelled=len(explained) - int(scores.size),
+        level=headline.HEADLINE_LEVEL,
+    )
 
 
 def _failure_table(failures: Sequence[Mapping[str, Any]], pages: Mapping[int, str]) -> str:
@@ -343,12 +374,9 @@ def _verification_sections(
                     curve.fmr, curve.fnmr, folder / "verification_det.png", operating_point=point
                 )
             )
-            text += html_table(
-                ("", "value"),
-                [
-                    ("false match rate at the threshold (impostor pairs matched)", point[0]),
-                    ("false non-match rate at the threshold (genuine pairs rejected)", point[1]),
-                ],
+            text += html_paragraph(
+                "The dot on both curves is the model's threshold; its rates, with intervals, "
+                "lead the report."
             )
         sections.append(Section("Scores, ROC and DET", text, images))
     for title, same, decision, what, verb in (
@@ -426,6 +454,7 @@ def write_pair_pages(
                 f"freqxfr: pair {index} failed",
                 [Section("Failure", html_table(("", "value"), rows))],
                 header=_BACK_LINK,
+                kind="failure",
             )
         else:
             images = read_images(target)
@@ -473,13 +502,18 @@ def render_dataset(out_dir: str | os.PathLike[str], *, pair_pages: str | None = 
         return write_dataset_report(folder, summary, results=records, pair_pages=pages)
 
 
-def _overview(summary: Mapping[str, Any]) -> str:
+def _overview(summary: Mapping[str, Any], *, headline: bool = False) -> str:
+    """The run's settings; the pair counts and accuracy too when no headline block states them."""
     model = summary.get("model") or {}
     schedule = summary.get("schedule") or {}
-    rows = [
+    counts_rows: list[tuple[str, Any]] = [
         ("pairs explained", summary.get("pairs")),
         ("pairs failed", summary.get("failed")),
         ("accuracy at the model's threshold", summary.get("accuracy")),
+    ]
+    rows = [
+        *([] if headline else counts_rows),
+        ("threshold", summary.get("threshold")),
         ("model", model.get("name")),
         ("metric", model.get("metric")),
         ("execution provider", model.get("provider")),
@@ -516,12 +550,49 @@ def _profile_table(
     return html_table(header, rows)
 
 
+def _group_rate_tables(summary: Mapping[str, Any], results: Sequence[Mapping[str, Any]]) -> str:
+    """Per group column, FMR and FNMR at the model's threshold per value, with intervals."""
+    explained = [r for r in results if "error" not in r]
+    if not explained:
+        return ""
+    threshold = float(summary.get("threshold", explained[0]["threshold"]))
+    parts = [
+        html_paragraph(
+            f"Error rates per group at the model's threshold {threshold:.4g}, with "
+            f"{100 * headline.HEADLINE_LEVEL:g}% percentile bootstrap intervals "
+            f"({headline.HEADLINE_RESAMPLES} resamples of the group's pairs within each class). "
+            "A pair is in a group when both its images are; 'mixed' holds the pairs whose images "
+            "differ. Few pairs give wide intervals: compare groups by their intervals, not their "
+            "point values."
+        )
+    ]
+    for column, rows in headline.group_rates(results, threshold).items():
+        parts.append(
+            f"<h3>{escape(column)}: error rates</h3>"
+            + html_table(
+                (
+                    "group",
+                    "genuine pairs",
+                    "impostor pairs",
+                    "FMR",
+                    "FMR interval",
+                    "FNMR",
+                    "FNMR interval",
+                ),
+                [[*row[:4], fmt_range(row[4]), row[5], fmt_range(row[6])] for row in rows],
+            )
+        )
+    return "\n".join(parts)
+
+
 def _group_tables(summary: Mapping[str, Any], bands: Sequence[Mapping[str, Any]]) -> str:
     parts = []
     for column, values in (summary.get("groups") or {}).items():
         profiles = plots.usable_profiles(values)
         if profiles:
-            parts.append(f"<h3>{escape(column)}</h3>" + _profile_table(profiles, bands))
+            parts.append(
+                f"<h3>{escape(column)}: band profiles</h3>" + _profile_table(profiles, bands)
+            )
     return "\n".join(parts)
 
 

@@ -2,12 +2,15 @@ r"""The HTML kit of every report: sections, tables, escaping and number formatti
 
 A report is one HTML file with every picture embedded as a base64 data URI, so it can be mailed or
 archived on its own; the per-pair pages of a dataset run instead link the PNGs beside them
-(``embed=False``: relative links inside the run folder, a few kB a page instead of megabytes). :func:`write_report` assembles :class:`Section`\ s; the renderers of each
-result kind (:mod:`.pair`, :mod:`.dataset`, :mod:`.comparison`, :mod:`.crossres`, :mod:`.morph`,
-:mod:`.regions`) build their sections with :func:`html_table` and :func:`html_paragraph`.
+(``embed=False``: relative links inside the run folder, a few kB a page instead of megabytes).
+:func:`write_report` renders :class:`Section`\ s through the Jinja2 templates shipped in
+``freqxfr/reports/templates`` (``base.html.j2``, which every report kind's template extends, with
+autoescaping on); the renderers of each result kind (:mod:`.pair`, :mod:`.dataset`,
+:mod:`.comparison`, :mod:`.crossres`, :mod:`.morph`, :mod:`.regions`) build their sections with
+:func:`html_table` and :func:`html_paragraph`, which render through the same templates.
 
-Every string that comes from the input (file names, group values, model names) is HTML-escaped
-here; a :class:`Section`'s ``html`` is trusted markup, so build it with :func:`html_table` and
+Every string that comes from the input (file names, group values, model names) is escaped by the
+templates; a :class:`Section`'s ``html`` is trusted markup, so build it with :func:`html_table` and
 :func:`html_paragraph`, which escape their text (or mark a cell as :class:`Markup`).
 
 After load, a small inline script counts the images that failed to decode and writes the count to
@@ -18,15 +21,17 @@ the report rendered.
 from __future__ import annotations
 
 import base64
-import html
+import functools
 import json
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+import jinja2
+import markupsafe
 import numpy as np
 
 from freqxfr.common.atomic import ensure_dir, write_output
@@ -43,6 +48,8 @@ class Section:
     title: str
     html: str = ""
     images: Sequence[str | os.PathLike[str]] = field(default_factory=tuple)
+    #: A non-empty text folds the section's body into ``<details>`` behind that summary line.
+    folded: str = ""
 
 
 SectionLike = Section | tuple[str, str] | tuple[str, str, Sequence[str | os.PathLike[str]]]
@@ -59,6 +66,8 @@ def write_report(
     filename: str = REPORT_NAME,
     embed: bool = True,
     header: str = "",
+    kind: str = "base",
+    lead: Mapping[str, Any] | None = None,
 ) -> Path:
     """Write a self-contained HTML report of ``sections`` to ``out_dir/filename``.
 
@@ -78,6 +87,12 @@ def write_report(
         dataset run, which live inside its folder, are a few kB each that way).
     header : str
         Trusted markup placed under the title (e.g. a link back to a run's report).
+    kind : str
+        The report kind: its template ``templates/<kind>.html.j2`` renders the page (``base`` for
+        none in particular).
+    lead : mapping, optional
+        What the kind's template puts first (the dataset report's headline numbers, the compare
+        report's verdict); plain values, escaped by the template.
 
     Returns
     -------
@@ -95,29 +110,56 @@ def write_report(
     parts = [as_section(s) for s in sections]
     # Figures plus inline pictures in the sections' markup (e.g. thumbnails), for the browser check.
     n_images = sum(len(s.images) + s.html.count("<img ") for s in parts)
-    body = header + "\n".join(_render_section(s, folder if not embed else None) for s in parts)
-    page = _PAGE.format(
-        title=escape(title), n_images=n_images, body=body, style=_STYLE, script=_SCRIPT
+    page = render_template(
+        f"{kind}.html.j2",
+        title=title,
+        kind=kind,
+        n_images=n_images,
+        header=markupsafe.Markup(header),
+        lead=lead,
+        sections=[_section_context(s, folder if not embed else None) for s in parts],
     )
     return write_output(folder / filename, page)
 
 
 def html_table(
-    header: Sequence[Any], rows: Iterable[Sequence[Any]], *, caption: str | None = None
+    header: Sequence[Any],
+    rows: Iterable[Sequence[Any]],
+    *,
+    caption: str | None = None,
+    css_class: str | None = None,
 ) -> str:
     """An HTML table; every cell is formatted (numbers to 4 significant digits) and escaped.
 
-    A cell may be a ``(value, background_colour)`` pair to shade it.
+    A cell may be a ``(value, background_colour)`` pair to shade it, or a :class:`Cell`.
     """
-    head = "".join(f"<th>{escape(h)}</th>" for h in header)
-    body = "".join("<tr>" + "".join(table_cell(c) for c in row) + "</tr>" for row in rows)
-    cap = f"<caption>{escape(caption)}</caption>" if caption else ""
-    return f"<table>{cap}<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    return render_template(
+        "table.html.j2",
+        header=[str(h) for h in header],
+        rows=[[as_cell(c) for c in row] for row in rows],
+        caption=caption,
+        css_class=css_class,
+    )
 
 
 def html_paragraph(text: str) -> str:
     """A paragraph of escaped text."""
     return f"<p>{escape(text)}</p>"
+
+
+def html_details(summary: str, inner: str) -> str:
+    """Trusted ``inner`` markup folded behind an escaped ``summary`` line."""
+    return f"<details><summary>{escape(summary)}</summary>\n{inner}\n</details>"
+
+
+@dataclass(frozen=True)
+class Cell:
+    """A formatted table cell: trusted ``text``, an optional class and background shade."""
+
+    text: str
+    css_class: str = ""
+    shade: str = ""
+    ink: str = ""
 
 
 class Markup(str):
@@ -139,15 +181,21 @@ def as_section(section: SectionLike) -> Section:
     )
 
 
-def _render_section(section: Section, linked_from: Path | None = None) -> str:
-    figures = "\n".join(
+def _section_context(section: Section, linked_from: Path | None = None) -> dict[str, Any]:
+    """What ``base.html.j2`` needs of a section: its title, trusted markup and figures."""
+    figures = [
         _figure(p) if linked_from is None else _linked_figure(p, linked_from)
         for p in section.images
-    )
-    return f"<section>\n<h2>{escape(section.title)}</h2>\n{section.html}\n{figures}\n</section>"
+    ]
+    return {
+        "title": section.title,
+        "html": markupsafe.Markup(section.html),
+        "figures": figures,
+        "folded": section.folded,
+    }
 
 
-def _figure(path: str | os.PathLike[str]) -> str:
+def _figure(path: str | os.PathLike[str]) -> dict[str, str]:
     file = Path(path)
     mime = _MIME.get(file.suffix.lower())
     if mime is None:
@@ -157,14 +205,10 @@ def _figure(path: str | os.PathLike[str]) -> str:
     except OSError as exc:
         raise InputError(f"cannot embed image {file}: {exc.strerror or exc}") from None
     encoded = base64.b64encode(data).decode("ascii")
-    name = escape(file.name)
-    return (
-        f'<figure><img src="data:{mime};base64,{encoded}" alt="{name}">'
-        f"<figcaption>{name}</figcaption></figure>"
-    )
+    return {"src": f"data:{mime};base64,{encoded}", "name": file.name}
 
 
-def _linked_figure(path: str | os.PathLike[str], folder: Path) -> str:
+def _linked_figure(path: str | os.PathLike[str], folder: Path) -> dict[str, str]:
     """A figure that links its image by its path relative to ``folder`` (the page's own)."""
     file = Path(path)
     if file.suffix.lower() not in _MIME:
@@ -175,16 +219,26 @@ def _linked_figure(path: str | os.PathLike[str], folder: Path) -> str:
         relative = file.resolve().relative_to(folder.resolve()).as_posix()
     except ValueError:
         raise InputError(f"cannot link image {file}: it is outside {folder}") from None
-    src, name = escape(quote(relative)), escape(file.name)
-    return f'<figure><img src="{src}" alt="{name}"><figcaption>{name}</figcaption></figure>'
+    return {"src": quote(relative), "name": file.name}
+
+
+def as_cell(value: Any) -> Cell:
+    """A table cell from a value, a ``(value, background)`` pair or a :class:`Cell`."""
+    if isinstance(value, Cell):
+        return value
+    if isinstance(value, tuple) and len(value) == 2 and isinstance(value[1], str):
+        shade = value[1]
+        return Cell(fmt(value[0]), shade=shade, ink="#fff" if is_dark(shade) else "#000")
+    return Cell(fmt(value))
 
 
 def table_cell(value: Any) -> str:
-    if isinstance(value, tuple) and len(value) == 2 and isinstance(value[1], str):
-        shade, text = value[1], fmt(value[0])
-        ink = "#fff" if is_dark(shade) else "#000"
-        return f'<td style="background:{escape(shade)};color:{ink}">{text}</td>'
-    return f"<td>{fmt(value)}</td>"
+    """One ``<td>`` of a value, formatted and escaped like :func:`html_table`'s cells."""
+    cell = as_cell(value)
+    attrs = f' class="{escape(cell.css_class)}"' if cell.css_class else ""
+    if cell.shade:
+        attrs += f' style="background:{escape(cell.shade)};color:{cell.ink}"'
+    return f"<td{attrs}>{cell.text}</td>"
 
 
 def fmt(value: Any) -> str:
@@ -197,8 +251,20 @@ def fmt(value: Any) -> str:
     if isinstance(value, (int, np.integer)):
         return str(int(value))
     if isinstance(value, (float, np.floating)):
-        return f"{float(value):.4g}"
+        return number(float(value))
     return escape(value)
+
+
+def number(value: float) -> str:
+    """The reports' one number format: 4 significant digits, positional (``0.2889``,
+    ``0.00001042``, ``146.1``; no exponent between 1e-6 and 1e7), trailing zeros dropped."""
+    if not np.isfinite(value):
+        return "—" if np.isnan(value) else ("∞" if value > 0 else "−∞")
+    if value == 0 or 1e-6 <= abs(value) < 1e7:
+        return np.format_float_positional(
+            value, precision=4, unique=False, fractional=False, trim="-"
+        )
+    return f"{value:.4g}"
 
 
 def fmt_range(values: Any) -> str | None:
@@ -206,7 +272,7 @@ def fmt_range(values: Any) -> str | None:
     if values is None:
         return None
     lo, hi = values
-    return f"{float(lo):.4g}\u2060–\u2060{float(hi):.4g}"
+    return f"{number(float(lo))}\u2060–\u2060{number(float(hi))}"
 
 
 def join(values: Any, sep: str) -> str | None:
@@ -219,55 +285,26 @@ def is_dark(colour: str) -> bool:
 
 
 def escape(text: Any) -> str:
-    return html.escape(str(text), quote=True)
+    return str(markupsafe.escape(str(text)))
 
 
-_STYLE = """
-body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2em auto;
-       max-width: 1200px; padding: 0 1em; color: #222; }
-h1 { font-size: 1.4em; } h2 { font-size: 1.15em; border-bottom: 1px solid #ccc; margin-top: 2em; }
-table { border-collapse: collapse; font-size: 0.8em; margin: 0.8em 0; display: block;
-        overflow-x: auto; max-width: 100%; }
-th, td { border: 1px solid #ddd; padding: 2px 6px; text-align: right; }
-th { background: #f3f3f3; } td:first-child, th:first-child { text-align: left; }
-caption { caption-side: bottom; font-size: 0.9em; color: #666; text-align: left; }
-figure { margin: 1em 0; } figure img { max-width: 100%; height: auto; }
-td.thumb { text-align: center; font-size: 0.9em; } td.reason { text-align: left; max-width: 40em; }
-td { white-space: nowrap; } td.reason { white-space: normal; }
-figcaption { font-size: 0.75em; color: #777; }
-p { max-width: 60em; line-height: 1.45; }
-"""
+@functools.cache
+def _environment() -> jinja2.Environment:
+    """The templates shipped in ``freqxfr/reports/templates``, autoescaped."""
+    return jinja2.Environment(
+        loader=jinja2.PackageLoader("freqxfr.reports", "templates"),
+        autoescape=True,  # every template, whatever its suffix (.j2): nothing unescaped by default
+        keep_trailing_newline=True,
+    )
 
-# Counts images that failed to decode once everything has loaded, for a headless-browser check.
-_SCRIPT = """
-window.addEventListener("load", function () {
-  var broken = 0;
-  var images = document.getElementsByTagName("img");
-  for (var i = 0; i < images.length; i++) {
-    if (!images[i].complete || images[i].naturalWidth === 0) { broken += 1; }
-  }
-  document.body.dataset.brokenImages = String(broken);
-  document.body.dataset.loadedImages = String(images.length - broken);
-  document.title += broken ? " [" + broken + " broken images]" : " [rendered]";
-});
-"""
 
-_PAGE = """<!DOCTYPE html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<meta name="generator" content="freqxfr">
-<title>{title}</title>
-<style>{style}</style>
-</head>
-<body data-expected-images="{n_images}">
-<h1>{title}</h1>
-{body}
-<script>{script}</script>
-</body>
-</html>
-"""
+def render_template(name: str, **context: Any) -> str:
+    """Render one of the shipped templates with ``context`` (autoescaped)."""
+    try:
+        template = _environment().get_template(name)
+    except jinja2.TemplateNotFound:
+        raise InputError(f"no report template {name!r} in freqxfr/reports/templates") from None
+    return template.render(**context)
 
 
 def plural(n: int, noun: str) -> str:

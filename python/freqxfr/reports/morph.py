@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import io
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -10,12 +12,23 @@ from typing import Any
 
 import numpy as np
 from matplotlib.patches import Rectangle
+from PIL import Image
 
-from freqxfr.common.atomic import ensure_dir
+from freqxfr.common.atomic import ensure_dir, write_output
 from freqxfr.common.errors import InputError
+from freqxfr.imaging.images import checked_file, confined_reads
 from freqxfr.reports import plots
-from freqxfr.reports.html import Section, html_paragraph, html_table, read_json, write_report
+from freqxfr.reports.html import (
+    Cell,
+    Section,
+    escape,
+    html_paragraph,
+    html_table,
+    read_json,
+    write_report,
+)
 from freqxfr.reports.plots import check_vector, plot_det
+from freqxfr.runs.folder import SETTINGS_KEY
 from freqxfr.runs.scenario_common import provenance_rows
 from freqxfr.stats.mad import D_EER_RULE
 
@@ -44,8 +57,19 @@ HOW_TO_READ = (
 
 def render_morph(out_dir: str | os.PathLike[str]) -> Path:
     """Draw a morphing-attack run's ``report.html`` from its ``summary.json`` alone."""
-    summary = read_json(Path(out_dir) / "summary.json", "the run's summary")
-    return write_morph_report(out_dir, summary)
+    folder = Path(out_dir)
+    summary = read_json(folder / "summary.json", "the run's summary")
+    run = (
+        read_json(folder / "run.json", "the run's settings")
+        if (folder / "run.json").is_file()
+        else {}
+    )
+    settings = run.get(SETTINGS_KEY) if isinstance(run, dict) else None
+    settings = settings if isinstance(settings, dict) else {}
+    # Thumbnails are read under the run's own root rule, as its explanations were.
+    root, outside = settings.get("--root"), bool(settings.get("--allow-outside-root"))
+    with confined_reads(root, allow_outside_root=outside):
+        return write_morph_report(out_dir, summary)
 
 
 def write_morph_report(out_dir: str | os.PathLike[str], summary: dict[str, Any]) -> Path:
@@ -100,11 +124,15 @@ def write_morph_report(out_dir: str | os.PathLike[str], summary: dict[str, Any])
         Section("Overview", _overview_table(summary)),
         Section("How to read this", html_paragraph(HOW_TO_READ)),
         Section("Attack success", _morph_table(summary), [scatter]),
+        Section("The morphs", _thumbnail_table(summary, out)),
         Section("Differential morphing-attack detection", _detector_table(summary), [det]),
         Section("Band profiles", _profile_table(summary), class_images),
     ]
     return write_report(
-        out, f"freqxfr morphing-attack report ({summary['model']['name']})", sections
+        out,
+        f"freqxfr morphing-attack report ({summary['model']['name']})",
+        sections,
+        kind="morph",
     )
 
 
@@ -148,6 +176,68 @@ def _morph_table(summary: dict[str, Any]) -> str:
         rows,
         caption=f"threshold {summary['threshold']:.4g}; MMPMR {summary['mmpmr']:.3f}",
     )
+
+
+MAX_THUMBNAIL_ROWS = 50
+THUMBNAIL_PX = 96
+THUMBS = "thumbs"  # the folder of the report's thumbnails, inside the run folder
+
+
+def _thumbnail_table(summary: dict[str, Any], out: Path) -> str:
+    """Each morph beside its two contributors (bona fide photos) and the two probes, as small
+    thumbnails written into ``out/thumbs`` and linked by reference (the first
+    MAX_THUMBNAIL_ROWS morphs)."""
+    morphs = summary["morphs"]
+    shown = morphs[:MAX_THUMBNAIL_ROWS]
+    rows = []
+    for m in shown:
+        rows.append(
+            [
+                _thumb_cell(m.get(key), out)
+                for key in ("path", "bona_fide_a", "bona_fide_b", "probe_a", "probe_b")
+            ]
+            + [m["accepted_both"]]
+        )
+    caption = "a morph, the two people it was made from and their probes" + (
+        f"; the first {len(shown)} of {len(morphs)} morphs" if len(shown) < len(morphs) else ""
+    )
+    return html_table(
+        ("morph", "contributor A", "contributor B", "probe A", "probe B", "accepted against both"),
+        rows,
+        caption=caption,
+        css_class="thumbs",
+    )
+
+
+def _thumb_cell(path: Any, out: Path) -> Cell:
+    """A table cell with the image's thumbnail (linked from ``out/thumbs``) and its file name;
+    the name alone where the image is unknown or cannot be read."""
+    if not path:
+        return Cell("—", css_class="thumb")
+    name = escape(Path(str(path)).name)
+    link = _thumbnail_file(path, out)
+    if link is None:
+        return Cell(name, css_class="thumb")
+    return Cell(f'<img src="{escape(link)}" alt="{name}"><br>{name}', css_class="thumb")
+
+
+def _thumbnail_file(path: Any, out: Path) -> str | None:
+    """A small JPEG of an image in ``out/thumbs`` (named by its path's hash); its link relative
+    to ``out``, or ``None`` if the image cannot be read."""
+    target = out / THUMBS / f"{hashlib.sha1(str(path).encode()).hexdigest()[:16]}.jpg"
+    if not target.is_file():
+        try:
+            checked_file(path)  # the run's root rule, as its explanations were read
+            with Image.open(str(path)) as opened:
+                image = opened.convert("RGB")
+                image.thumbnail((THUMBNAIL_PX, THUMBNAIL_PX))
+                buffer = io.BytesIO()
+                image.save(buffer, format="JPEG", quality=85)
+        except Exception:  # a missing or unreadable image: the name stands alone
+            return None
+        ensure_dir(target.parent)
+        write_output(target, buffer.getvalue())
+    return f"{THUMBS}/{target.name}"
 
 
 def _detector_table(summary: dict[str, Any]) -> str:

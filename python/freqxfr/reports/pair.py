@@ -141,7 +141,7 @@ def write_pair_report(
     header = (
         f'<p><a href="{escape(back_link)}">back to the run\'s report</a></p>\n' if back_link else ""
     )
-    return write_report(folder, title, sections, embed=embed, header=header)
+    return write_report(folder, title, sections, embed=embed, header=header, kind="pair")
 
 
 def _decision_table(explanation: Mapping[str, Any], sources: Sequence[str]) -> str:

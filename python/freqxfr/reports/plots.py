@@ -253,16 +253,17 @@ def radial_scale(bands: Sequence[Mapping[str, Any]], radial: str = DEFAULT_RADIA
 
 
 def _label_rings(ax: Axes, bands: Sequence[Mapping[str, Any]], scale) -> None:
-    """Band indices on the rings, along the 45° ray up-right; rings too thin to read are skipped
-    (the last ring is always labelled)."""
-    for mid, index in ring_labels(bands, scale):
+    """Band indices on every ring, staggered over rays so that they keep apart; at least
+    :data:`RING_LABEL_PX` tall on the figure."""
+    fontsize = RING_LABEL_PX * 72.0 / float(ax.figure.dpi)
+    for mid, index, angle in ring_labels(bands, scale):
         ax.text(
-            mid * math.cos(math.pi / 4),
-            mid * math.sin(math.pi / 4),
+            mid * math.cos(angle),
+            mid * math.sin(angle),
             str(index),
             ha="center",
             va="center",
-            fontsize=6,
+            fontsize=fontsize,
             color="0.1",
             bbox={"boxstyle": "round,pad=0.1", "facecolor": "white", "alpha": 0.6, "linewidth": 0},
         )
@@ -755,11 +756,11 @@ def fhp_raster(
         (centre - radius, centre - radius, centre + radius, centre + radius), outline=_GREY, width=1
     )
     if label_rings:
-        font = _font(11)
-        for mid, index in ring_labels(bands, scale):
-            # Along the 45° ray up-right, in a half-transparent white box.
-            at = mid * math.cos(math.pi / 4)
-            ((cx, cy),) = to_px(np.array([at]), np.array([-at]))
+        font = _font(RING_LABEL_PX + 1)
+        for mid, index, angle in ring_labels(bands, scale):
+            # Along its ray (screen y points down), in a half-transparent white box.
+            x, y = mid * math.cos(angle), mid * math.sin(angle)
+            ((cx, cy),) = to_px(np.array([x]), np.array([-y]))
             box = draw.textbbox((cx, cy), str(index), font=font, anchor="mm")
             draw.rectangle(
                 (box[0] - 1, box[1] - 1, box[2] + 1, box[3] + 1), fill=(255, 255, 255, 153)
@@ -832,25 +833,33 @@ def _dashed(
         travelled += length
 
 
-def ring_labels(bands: Sequence[Mapping[str, Any]], scale) -> list[tuple[float, int]]:
-    """(displayed mid-radius, band index) of the rings to label: rings too thin to read are
-    skipped (the last ring is always labelled)."""
+#: The least height of a ring label, in pixels of the picture.
+RING_LABEL_PX = 10
+#: The rays ring labels sit on, in turn (radians, counter-clockwise from the right).
+_LABEL_RAYS = tuple(math.radians(a) for a in (45, 135, 225, 315, 90, 270, 0, 180))
+
+
+def ring_labels(bands: Sequence[Mapping[str, Any]], scale) -> list[tuple[float, int, float]]:
+    """(displayed mid-radius, band index, ray angle) of every ring: each label goes on the first
+    ray of :data:`_LABEL_RAYS` where it keeps a label's height from the previous label on that
+    ray (the ray with the most room when none does), so thin rings are labelled too."""
     rings: dict[tuple[float, float], int] = {}
     for k, band in enumerate(bands):
         key = (float(band["radius"][0]), float(band["radius"][1]))
         rings.setdefault(key, int(band.get("ring", band.get("index", k))))
     ordered = sorted(rings.items())
-    shown: list[tuple[float, int]] = []
-    last_shown = -1.0
-    for i, ((lo, hi), index) in enumerate(ordered):
-        r_lo, r_hi = float(scale(lo)), float(scale(hi))
-        mid = (r_lo + r_hi) / 2
-        if r_hi - r_lo < 0.045 * float(scale(ordered[-1][0][1])) and i != len(ordered) - 1:
-            continue
-        if mid - last_shown < 0.06:
-            continue
-        last_shown = mid
-        shown.append((mid, index))
+    if not ordered:
+        return []
+    gap = 0.1 * float(scale(ordered[-1][0][1]))  # a label and a margin on a 250 px disc
+    last = dict.fromkeys(_LABEL_RAYS, -math.inf)
+    shown: list[tuple[float, int, float]] = []
+    for (lo, hi), index in ordered:
+        mid = (float(scale(lo)) + float(scale(hi))) / 2
+        ray = next((a for a in _LABEL_RAYS if mid - last[a] >= gap), None)
+        if ray is None:
+            ray = min(_LABEL_RAYS, key=lambda a: last[a])
+        last[ray] = mid
+        shown.append((mid, index, ray))
     return shown
 
 
@@ -1265,6 +1274,70 @@ def plot_run_comparison(
     return save_figure(fig, path)
 
 
+def plot_comparison_forest(
+    summary: Mapping[str, Any],
+    path: str | os.PathLike[str],
+    classes: Sequence[str] = ("genuine", "impostor"),
+) -> Path:
+    """Forest plot of ``compare``'s per-band paired differences: a row per band, a column per
+    class, absolute influence above and directed below; each difference is a dot with its
+    bootstrap interval, filled where the interval excludes 0."""
+    bands = summary.get("bands") or []
+    keys = [d["key"] for d in summary.get("differences") or []]
+    if not bands or not keys:
+        raise InputError("a comparison summary needs bands and at least one difference")
+    shown = [
+        c
+        for c in classes
+        if any((bands[0].get(c) or {}).get("diff", {}).get(k, {}).get("absolute") is not None
+               for k in keys)
+    ]  # fmt: skip
+    if not shown:
+        raise InputError(f"no class of {list(classes)} has differences in this comparison")
+    y = np.arange(len(bands))
+    step = 0.7 / max(1, len(keys))
+    fig = new_figure(max(6.0, 3.6 * len(shown)), 2.0 + 0.5 * len(bands))
+    axes = np.asarray(fig.subplots(2, len(shown), squeeze=False, sharey=True))
+    for r, kind in enumerate(("absolute", "directed")):
+        for c, cls in enumerate(shown):
+            ax = axes[r, c]
+            for j, key in enumerate(keys):
+                d = np.array([_num(b[cls]["diff"][key][kind]) for b in bands])
+                lo = np.array([_num(b[cls]["ci_lo"][key][kind]) for b in bands])
+                hi = np.array([_num(b[cls]["ci_hi"][key][kind]) for b in bands])
+                yy = y + (j - (len(keys) - 1) / 2) * step
+                colour = f"C{j}"
+                ax.hlines(yy, lo, hi, color=colour, linewidth=1.4)
+                excludes = (lo > 0) | (hi < 0)
+                ax.plot(
+                    d[~excludes],
+                    yy[~excludes],
+                    "o",
+                    color=colour,
+                    markerfacecolor="white",
+                    markersize=5,
+                    label=f"{key} (interval holds 0)",
+                )
+                ax.plot(d[excludes], yy[excludes], "o", color=colour, markersize=5,
+                        label=f"{key} (interval excludes 0)")  # fmt: skip
+            ax.axvline(0.0, color="0.3", linewidth=0.8)
+            ax.grid(alpha=0.3)
+            ax.set_title(f"{display_name(cls)}: {kind}", fontsize=10)
+            ax.set_xlabel("paired difference of normalised influence")
+    for ax in axes[:, 0]:
+        ax.set_yticks(y, [str(b.get("index", k)) for k, b in enumerate(bands)], fontsize=7)
+        ax.set_ylabel("band (0 = lowest frequencies)")
+    axes[0, 0].invert_yaxis()  # band 0 on top; the axes share y, so once inverts them all
+    axes[0, -1].legend(fontsize=7, loc="best")
+    level = (summary.get("bootstrap") or {}).get("level", 0.95)
+    fig.suptitle(
+        f"per-band differences with {100 * float(level):g}% bootstrap intervals "
+        "(filled: the interval excludes 0)",
+        fontsize=10,
+    )
+    return save_figure(fig, path)
+
+
 def _num(value: Any) -> float:
     return float("nan") if value is None else float(value)
 
@@ -1339,8 +1412,10 @@ def plot_roc(
             label="model's threshold",
         )
     ax.set_xscale("log")
-    ax.set_xlim(floor, 1.0)
-    ax.set_ylim(0.0, 1.01)
+    # Margins beyond the floor and above 1: a curve with no errors runs along x = floor and
+    # y = 1, and would hide in the axes' frame without them.
+    ax.set_xlim(floor / 2.0, 1.3)
+    ax.set_ylim(-0.02, 1.04)
     ax.set_xlabel(f"false match rate (FMR; 0 drawn at {floor:.0e})")
     ax.set_ylabel("true match rate (1 − FNMR)")
     ax.grid(alpha=0.3)

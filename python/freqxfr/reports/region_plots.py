@@ -73,11 +73,16 @@ def _tints(
     for ax, k in zip(axes, bands, strict=False):
         # Each band on its own scale (the title says by how much), so that a weaker band still
         # shows where its influence sits.
-        peak = float(np.abs(values[:, k]).max())
-        gain = 1.0 / peak if peak > 0 else 1.0
+        gain = overlay_gain(side, k)
         ax.imshow(tint(face, weights, values[:, k] * gain))
-        ax.set_title(f"band {k}" + (f" (×{gain:.0f})" if gain >= 1.5 else ""), fontsize=8)
+        ax.set_title(f"band {k} (gain ×{gain:.3g})", fontsize=8)
         ax.set_axis_off()
+
+
+def overlay_gain(side: Mapping[str, Any], band: int) -> float:
+    """The factor a band's tinted face is amplified by, so that its largest cell is full colour."""
+    peak = float(np.abs(_cells(side)[:, band]).max())
+    return 1.0 / peak if peak > 0 else 1.0
 
 
 def _check(face: np.ndarray, weights: np.ndarray, side: Mapping[str, Any]) -> None:

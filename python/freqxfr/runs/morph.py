@@ -355,6 +355,8 @@ def morph_outcomes(
 ) -> list[dict[str, Any]]:
     """Each morph's scores against the probe of subject A and of subject B, and the decisions."""
     by_morph: dict[Path, dict[str, Any]] = {}
+    # Each person's bona fide photo: the morph's contributors, which the report shows beside it.
+    bona_fide = {c.probe_identity: str(c.enrolled) for c in cmps if not c.is_attack}
     for c, score in zip(cmps, scores, strict=True):
         if not c.is_attack:
             continue
@@ -369,6 +371,8 @@ def morph_outcomes(
             },
         )
         side = "a" if c.probe_identity == c.identities[0] else "b"
+        item[f"probe_{side}"] = str(c.probe)
+        item[f"bona_fide_{side}"] = bona_fide.get(c.probe_identity)
         item[f"score_{side}"] = float(score)
         item[f"accepted_{side}"] = bool(score >= threshold)
     for item in by_morph.values():
