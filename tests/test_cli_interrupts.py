@@ -29,7 +29,10 @@ def mock_verify_interrupted_during_import(interrupt: KeyboardInterrupt):
 
 @pytest.mark.parametrize(
     ("interrupt", "status", "word"),
-    [(KeyboardInterrupt(), EXIT_INTERRUPTED, "interrupted"), (Terminated(), EXIT_TERMINATED, "terminated")],
+    [
+        (KeyboardInterrupt(), EXIT_INTERRUPTED, "interrupted"),
+        (Terminated(), EXIT_TERMINATED, "terminated"),
+    ],
 )
 def test_an_interrupt_behind_an_import_error_is_an_interrupt(
     monkeypatch, capsys, interrupt, status, word
@@ -37,7 +40,9 @@ def test_an_interrupt_behind_an_import_error_is_an_interrupt(
     monkeypatch.setattr(cli_models, "cmd_verify", mock_verify_interrupted_during_import(interrupt))
     assert main(["verify", "a.png", "b.png"]) == status
     err = capsys.readouterr().err
-    assert err.splitlines() == [f"freqxfr verify: {word}" + (" (SIGTERM)" if status == EXIT_TERMINATED else "")]
+    assert err.splitlines() == [
+        f"freqxfr verify: {word}" + (" (SIGTERM)" if status == EXIT_TERMINATED else "")
+    ]
 
 
 def test_an_import_error_without_an_interrupt_is_not_hidden(monkeypatch):
