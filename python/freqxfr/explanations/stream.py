@@ -93,17 +93,19 @@ class Aligned(NamedTuple):
     padded: float
 
 
-def align_image(explainer: StreamExplainer, image: ImageLike, aligned: bool | None) -> Aligned:
+def align_image(
+    explainer: StreamExplainer, image: ImageLike, aligned: bool | None, *, padded: bool = False
+) -> Aligned:
     """Load and align one image as the explainer's model card says, with the explainer's
-    padding: the one alignment of the streams (:func:`freqxfr.imaging.align.card_crop`, what
-    ``Explainer.align`` runs). A face aligned before is used as it is."""
-    if isinstance(image, AlignedFace):
-        return Aligned(image, 0.0)
-    if not isinstance(image, (str, os.PathLike, Image.Image, np.ndarray)):
-        return Aligned(explainer.align(image, aligned), 0.0)  # which refuses it, naming it
-    padding = explainer.config.padding
-    crop = align.card_crop(image, explainer.model.card, aligned=aligned, padding=padding)
-    return Aligned(AlignedFace(crop.pixels, source_label(image)), crop.padded_fraction)
+    padding: the one alignment of the streams (``Explainer.align``, which runs
+    :func:`freqxfr.imaging.align.align_for_card` through the model). A face aligned before is
+    used as it is. With ``padded`` the share of the crop that padding filled is measured too
+    (:func:`freqxfr.imaging.align.card_crop`, the same crop)."""
+    if padded and isinstance(image, (str, os.PathLike, Image.Image, np.ndarray)):
+        padding = explainer.config.padding
+        crop = align.card_crop(image, explainer.model.card, aligned=aligned, padding=padding)
+        return Aligned(AlignedFace(crop.pixels, source_label(image)), crop.padded_fraction)
+    return Aligned(explainer.align(image, aligned), 0.0)
 
 
 def align_images(
@@ -112,6 +114,7 @@ def align_images(
     aligned: bool | None,
     *,
     describe: Callable[[Any], str] | None = None,
+    padded: bool = False,
 ) -> tuple[dict[Any, Aligned], list[dict[str, Any]]]:
     """Align each distinct image once (:func:`align_image`); return them by image and the
     failures, in the order the images come.
@@ -119,12 +122,12 @@ def align_images(
     Without ``describe`` an image that fails is listed (``{"path", "error"}``) and the caller goes
     on without it. With ``describe`` its error is raised again, of the same type
     (``NoFaceError``, ``ImageError``, ...), the message starting with ``describe(image)`` (e.g. the
-    image's role and index row)."""
+    image's role and index row). ``padded``: as :func:`align_image`."""
     faces: dict[Any, Aligned] = {}
     failures: list[dict[str, Any]] = []
     for image in dict.fromkeys(images):
         try:
-            faces[image] = align_image(explainer, image, aligned)
+            faces[image] = align_image(explainer, image, aligned, padded=padded)
         except FreqxfrError as exc:
             if describe is not None:
                 raise type(exc)(f"{describe(image)}: {exc}") from None

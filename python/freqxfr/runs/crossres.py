@@ -250,7 +250,7 @@ class CrossresRun(Run):
         listed (``extras``) and its pairs are tried again by the next run."""
         wanted = sorted({i for _, i in todo})
         images = (p for i in wanted for p in (self.pairs[i].path_a, self.pairs[i].path_b))
-        faces, failures = align_images(self.explainer, images, self.aligned)
+        faces, failures = align_images(self.explainer, images, self.aligned, padded=True)
         self.extras += failures
         yield from _explanations(self.explainer, self.pairs, todo, faces, self.resample)
 
@@ -277,7 +277,7 @@ class CrossresRun(Run):
         write_json(out / "summary.json", summary)
         if self.report:
             example = self.pairs[example_index].path_b
-            face = align_image(self.explainer, example, self.aligned).face
+            face = align_image(self.explainer, example, self.aligned, padded=True).face
             write_images(out, face.pixels[None])  # the report's degradation strip shows it
         return summary
 
@@ -355,7 +355,7 @@ def _explain_chunk(
     explainer's)."""
     pairs = {i: pair for _, i, pair in chunk}
     images = (p for pair in pairs.values() for p in (pair.path_a, pair.path_b))
-    faces, failures = align_images(explainer, images, aligned)
+    faces, failures = align_images(explainer, images, aligned, padded=True)
     items = [(f, i) for f, i, _ in chunk]
     return list(_explanations(explainer, pairs, items, faces, resample)), failures
 
