@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from freqxfr.common.errors import OutputError
 from freqxfr.explanations.explainer import Explainer
 from freqxfr.explanations.pairs import read_pairs
 from freqxfr.reports import render_run
+from freqxfr.runs import dataset as dataset_module
 from freqxfr.runs.dataset import read_results, run_dataset
 from freqxfr.stats.profiles import centroid, profile, summarise
 
@@ -27,17 +29,24 @@ def pairs(data_dir):
     return read_pairs(data_dir / "lfw_aligned112" / "pairs_generated.csv", root=data_dir)[::250]
 
 
-class InterruptingExplainer(Explainer):
-    """Failure injection: the real explainer, stopped by a KeyboardInterrupt after `stop_after`
-    pairs, as when a user presses Ctrl-C in the middle of a run."""
+STOP_AFTER = 3
 
-    stop_after = 3
 
-    def explain_pairs(self, pairs, **kwargs):
-        for n, item in enumerate(super().explain_pairs(pairs, **kwargs)):
-            if n == self.stop_after:
+@contextlib.contextmanager
+def interrupted_after(stop_after=STOP_AFTER):
+    """Failure injection (a mock of Ctrl-C): the run's real pair stream, stopped by a
+    KeyboardInterrupt after `stop_after` pairs, as when a user presses Ctrl-C mid-run."""
+    real = dataset_module.stream_pairs
+
+    def stopped(*args, **kwargs):
+        for n, item in enumerate(real(*args, **kwargs)):
+            if n == stop_after:
                 raise KeyboardInterrupt
             yield item
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(dataset_module, "stream_pairs", stopped)
+        yield
 
 
 @pytest.mark.model
@@ -71,11 +80,11 @@ def test_a_run_writes_results_summary_and_report(explainer, pairs, tmp_path):
 
 @pytest.mark.model
 def test_an_interrupted_run_resumes_without_redoing_pairs(explainer, pairs, tmp_path):
-    stopper = InterruptingExplainer(explainer.model, 8)
-    with pytest.raises(KeyboardInterrupt):
+    stopper = Explainer(explainer.model, 8)
+    with pytest.raises(KeyboardInterrupt), interrupted_after():
         run_dataset(pairs, tmp_path, stopper, progress=False)
     first = (tmp_path / "results.jsonl").read_text().splitlines()
-    assert len(first) == InterruptingExplainer.stop_after
+    assert len(first) == STOP_AFTER
     assert not (tmp_path / "summary.json").exists()
     # A crash mid-write leaves a partial line; the restart drops and redoes it.
     with (tmp_path / "results.jsonl").open("a") as handle:
@@ -257,8 +266,8 @@ def test_toy_resume_redoes_only_the_missing_pairs_with_the_same_numbers(toy_pair
     explainer = _toy_explainer(root)
     whole = tmp_path / "whole"
     run_dataset(listed, whole, explainer, progress=False, report=False)
-    stopper = InterruptingExplainer(explainer.model, 4, threads=1)
-    with pytest.raises(KeyboardInterrupt):
+    stopper = Explainer(explainer.model, 4, threads=1)
+    with pytest.raises(KeyboardInterrupt), interrupted_after():
         run_dataset(listed, tmp_path / "resumed", stopper, progress=False, report=False)
     summary = run_dataset(listed, tmp_path / "resumed", explainer, progress=False, report=False)
     by_index = {r["index"]: r for r in read_results(tmp_path / "resumed" / "results.jsonl")}

@@ -17,7 +17,6 @@ import contextlib
 import copy
 import dataclasses
 import functools
-import itertools
 import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
@@ -25,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from freqxfr.common.errors import FreqxfrError, InputError
+from freqxfr.common.errors import InputError
 from freqxfr.core.masking import mask_bands
 from freqxfr.explanations import kernel, serving, stream
 from freqxfr.explanations.config import (  # noqa: F401  (DEFAULT_BANDS, SETTINGS_KEYS: public here)
@@ -265,74 +264,14 @@ class Explainer:
         ``indices`` numbers the pairs in failures (default 0, 1, ...). A pair may hold faces
         aligned before (:meth:`align`): they are used as they are and keep their names.
         """
-        if self.regions is not None:  # region cells: one pair at a time, on this thread
-            yield from _each_pair(self, pairs, aligned, skip_errors, indices)
-            return
-        per_call = max(1, self.max_batch // (2 * self.n_bands + 2))
-        numbered = zip(itertools.count() if indices is None else indices, pairs, strict=False)
-        batches = stream.chunks(((i, _as_pair(p)) for i, p in numbered), per_call)
-        # Chunk i is masked into buffers[i % 2]; the next one is masked while this one is scored
-        # (one buffer, one after the other, where the memory budget has room for only one).
-        buffers = [self._batch(per_call) for _ in range(self.memory.prefetch)]
-        ready = stream.prefetched(
-            lambda item: self._align_and_mask_chunk(
-                item[1], buffers[item[0] % len(buffers)], aligned, skip_errors
-            ),
-            enumerate(batches),
-            overlap and len(buffers) == 2,
-            "freqxfr-prefetch",
+        yield from stream.explain_pairs(
+            self,
+            pairs,
+            aligned=aligned,
+            skip_errors=skip_errors,
+            overlap=overlap,
+            indices=indices,
         )
-        for ready_chunk in ready:
-            yield from self._score_chunk(ready_chunk)
-
-    def _align_and_mask_chunk(self, chunk, buffer, aligned, skip_errors):
-        """Load, align and mask a chunk of pairs into ``buffer``; failures keep their place."""
-        t0 = time.perf_counter()
-        entries: list[PairFailure | Pair] = []
-        faces: list[np.ndarray] = []
-        for index, pair in chunk:
-            try:
-                face_pair = (
-                    self.aligned_crop(pair.path_a, aligned),
-                    self.aligned_crop(pair.path_b, aligned),
-                )
-            except FreqxfrError as exc:
-                if not skip_errors:
-                    raise
-                entries.append(PairFailure(index, pair, str(exc)))
-                continue
-            entries.append(pair)
-            faces.extend(face_pair)
-        t1 = time.perf_counter()
-        if faces:
-            self.fill_batch(buffer, np.stack(faces), pairs=len(faces) // 2)
-        t2 = time.perf_counter()
-        return entries, buffer, len(faces) // 2, (t1 - t0, t2 - t1)
-
-    def _score_chunk(self, chunk) -> Iterator[Explanation | PairFailure]:
-        entries, buffer, n, (t_align, t_mask) = chunk
-        embeddings = None
-        timings: dict[str, float] = {}
-        if n:
-            t0 = time.perf_counter()
-            used = buffer[: n * (2 * self.n_bands + 2)]
-            embeddings = self.model.embed_model_input(used, batch_size=self.max_batch)
-            t_model = time.perf_counter() - t0
-            timings = {
-                "align": t_align / n * 1e3,
-                "mask": t_mask / n * 1e3,
-                "model": t_model / n * 1e3,
-            }
-        i = 0
-        for entry in entries:
-            if isinstance(entry, PairFailure):
-                yield entry
-                continue
-            sources = (source_label(entry.path_a), source_label(entry.path_b))
-            yield self.explanation_from(
-                embeddings, n, i, sources, timings, entry.same, entry.groups
-            )
-            i += 1
 
     # -- the batch layout: [refs of all pairs (2P)] + [masked (2P, K)] --
 
@@ -536,32 +475,3 @@ def _same(a: Any, b: Any) -> bool:
     if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
         return False
     return type(a) is type(b) and a == b
-
-
-def _as_pair(item: Pair | tuple[Any, Any]) -> Pair:
-    if isinstance(item, Pair):
-        return item
-    try:
-        a, b = item
-    except (TypeError, ValueError):
-        raise InputError(
-            f"a pair must be a freqxfr.explanations.pairs.Pair or (a, b), got {item!r}"
-        ) from None
-    return Pair(a, b)
-
-
-def _each_pair(
-    explainer: Explainer, pairs, aligned, skip_errors, indices
-) -> Iterator[Explanation | PairFailure]:
-    """explain_pairs for region explanations: one pair after another, failures in place."""
-    numbered = zip(itertools.count() if indices is None else indices, pairs, strict=False)
-    for index, item in numbered:
-        pair = _as_pair(item)
-        try:
-            yield explainer.explain(
-                pair.path_a, pair.path_b, aligned=aligned, same=pair.same, groups=pair.groups
-            )
-        except FreqxfrError as exc:
-            if not skip_errors:
-                raise
-            yield PairFailure(index, pair, str(exc))

@@ -17,21 +17,15 @@ with ``engine=False`` they run on the caller's thread; both use the one batch la
 from __future__ import annotations
 
 import base64
-import dataclasses
 import hashlib
-import itertools
 import json
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import numpy as np
 
-from freqxfr.common.errors import FreqxfrError
-from freqxfr.explanations import stream
 from freqxfr.explanations.explainer import Explainer
-from freqxfr.explanations.pairs import Pair
-from freqxfr.explanations.results import Explanation, PairFailure, relative_over_cells
-from freqxfr.imaging.images import AlignedFace
+from freqxfr.explanations.results import Explanation, relative_over_cells
 from freqxfr.imaging.regions import Regions, ResolvedRegions
 from freqxfr.stats.profiles import OUTCOMES
 
@@ -41,57 +35,6 @@ def band_explainer(explainer: Explainer) -> Explainer:
     masking options, no regions. Reports and dataset runs show the bands as without regions and
     add the cells (2·K + 2 more embeddings per pair next to the 2·K·R + 2 of the cells)."""
     return explainer.with_(regions=None)
-
-
-def explain_pairs_and_cells(
-    explainer: Explainer,
-    pairs: Iterable[Pair],
-    *,
-    indices: Iterable[int],
-    aligned: bool | None = None,
-    overlap: bool = True,
-) -> Iterator[tuple[Explanation, Explanation] | PairFailure]:
-    """Each pair's band explanation and its region cells, in order (a dataset run's lines).
-
-    Each image is loaded and aligned once (:meth:`Explainer.align`) for both: the band-only twin
-    (:func:`band_explainer`) and the region explainer take the aligned faces as they are. The
-    band explanations are batched as :meth:`Explainer.explain_pairs` batches them (a model
-    call of whole pairs), the cells go one pair at a time. With ``overlap`` the next pair is
-    aligned on a worker thread while the model runs on this one. A pair whose image can't be
-    used gives a :class:`PairFailure` (numbered by ``indices``)."""
-    assert explainer.regions is not None
-    bands = band_explainer(explainer)
-    per_call = max(1, bands.max_batch // bands.images_per_pair)
-
-    def align(item: tuple[int, Pair]) -> tuple[int, Pair, tuple[AlignedFace, AlignedFace] | str]:
-        index, pair = item
-        try:
-            faces = (explainer.align(pair.path_a, aligned), explainer.align(pair.path_b, aligned))
-        except FreqxfrError as exc:
-            return index, pair, str(exc)
-        return index, pair, faces
-
-    ready = stream.prefetched(align, zip(indices, pairs, strict=False), overlap, "freqxfr-align")
-    while group := list(itertools.islice(ready, per_call)):
-        usable = [(i, p, f) for i, p, f in group if not isinstance(f, str)]
-        band_stream = bands.explain_pairs(
-            # The aligned faces stand in for the paths: explain_pairs takes either.
-            (dataclasses.replace(p, path_a=f[0], path_b=f[1]) for _, p, f in usable),  # type: ignore[arg-type]
-            indices=[i for i, _, _ in usable],
-            skip_errors=True,
-            overlap=False,  # one model call: nothing to overlap
-        )
-        for index, pair, faces in group:
-            band = faces if isinstance(faces, str) else next(band_stream)
-            if isinstance(band, (str, PairFailure)):
-                yield PairFailure(index, pair, band if isinstance(band, str) else band.error)
-                continue
-            try:
-                cells = explainer.explain(*faces, same=pair.same, groups=pair.groups)
-            except FreqxfrError as exc:
-                yield PairFailure(index, pair, str(exc))
-                continue
-            yield band, cells
 
 
 def regions_recipe(regions: ResolvedRegions) -> str:

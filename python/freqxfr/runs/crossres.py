@@ -32,20 +32,19 @@ itself resizes the whole crop and pads nothing.
 
 from __future__ import annotations
 
-import functools
 import os
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from typing import Any, NamedTuple
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from freqxfr.common.atomic import write_json, write_output
-from freqxfr.common.errors import FreqxfrError, InputError
-from freqxfr.common.progress import progress_bar
+from freqxfr.common.errors import InputError
 from freqxfr.explanations.explainer import Explainer, Explanation
-from freqxfr.explanations.pairs import Pair, outside_root
-from freqxfr.imaging.align import DEFAULT_PADDING, card_crop
-from freqxfr.imaging.images import AlignedFace, confined_reads, source_label
+from freqxfr.explanations.pairs import Pair
+from freqxfr.explanations.stream import Aligned, align_image, align_images, explain_pairs
+from freqxfr.imaging.images import AlignedFace
 from freqxfr.imaging.resolution import (
     DEFAULT_RESAMPLE,
     KERNEL_DESCRIPTIONS,
@@ -54,17 +53,10 @@ from freqxfr.imaging.resolution import (
     degrade,
     low_resolution_size,
 )
-from freqxfr.runs.distributed import explain_crossres_chunks
-from freqxfr.runs.folder import (
-    SETTINGS_KEY,
-    ResultsLog,
-    check_settings,
-    explainer_settings,
-    locked_folder,
-    pair_list_settings,
-)
+from freqxfr.runs.folder import SETTINGS_KEY, ResultsLog, explainer_settings, pair_list_settings
 from freqxfr.runs.pair import write_images
 from freqxfr.runs.scenario_common import EXPLANATIONS, checked, csv_text
+from freqxfr.runs.skeleton import Run, execute, refused_pairs
 from freqxfr.stats.bootstrap import (
     DEFAULT_LEVEL,
     DEFAULT_RESAMPLES,
@@ -170,7 +162,6 @@ def run_crossres(
     check_resample(resample)
     if padding is not None:  # one padding for the crops and the recorded settings
         explainer = explainer.with_(padding=padding)
-    padding = explainer.padding
     pairs = list(pairs)
     if not pairs:
         raise InputError("the pair list is empty")
@@ -180,71 +171,144 @@ def run_crossres(
             f"cross-resolution needs labelled pairs (a 'same' column); pair {unlabelled[0] + 1} "
             f"({pairs[unlabelled[0]].path_a}, {pairs[unlabelled[0]].path_b}) has none"
         )
-    settings = {
-        **explainer_settings(explainer, aligned),
-        **pair_list_settings(pairs, root, allow_outside_root),
-        "--factors": list(factors),
-        "--resample": resample,
-        **dict(extra_settings or {}),
-    }
-    with (
-        locked_folder(out_dir, command="crossres", resumable=True) as out,
-        confined_reads(root, allow_outside_root=allow_outside_root),
-    ):
-        check_settings(out / "run.json", {"pairs_file": pairs_file, SETTINGS_KEY: settings})
-        refused = (
-            {}
-            if root is None or allow_outside_root
-            else outside_root(pairs, root, pairs_file=pairs_file or "pair list")
+    run = CrossresRun(
+        pairs,
+        explainer,
+        factors=factors,
+        resample=resample,
+        aligned=aligned,
+        n_boot=n_boot,
+        level=level,
+        seed=seed,
+        pairs_file=pairs_file,
+        root=root,
+        allow_outside_root=allow_outside_root,
+        extra_settings=extra_settings,
+        progress=progress,
+        report=report,
+    )
+    return execute(run, out_dir, client=client)
+
+
+class CrossresRun(Run):
+    """A cross-resolution run's steps for the run skeleton (:func:`freqxfr.runs.skeleton.execute`):
+    the work is (factor, pair index); :func:`run_crossres` documents the arguments."""
+
+    command = "crossres"
+    results = EXPLANATIONS
+    desc = "crossres"
+
+    def __init__(
+        self,
+        pairs: list[Pair],
+        explainer: Explainer,
+        *,
+        factors: Sequence[float],
+        resample: str,
+        aligned: bool | None,
+        n_boot: int,
+        level: float,
+        seed: int,
+        pairs_file: str,
+        root: str | os.PathLike[str] | None,
+        allow_outside_root: bool,
+        extra_settings: Mapping[str, Any] | None,
+        progress: bool,
+        report: bool,
+    ) -> None:
+        super().__init__()
+        self.pairs, self.explainer, self.factors = pairs, explainer, factors
+        self.resample, self.aligned = resample, aligned
+        self.bootstrap = (n_boot, level, seed)
+        self.pairs_file, self.root, self.allow_outside_root = pairs_file, root, allow_outside_root
+        self.progress, self.report = progress, report
+        self.settings = {
+            **explainer_settings(explainer, aligned),
+            **pair_list_settings(pairs, root, allow_outside_root),
+            "--factors": list(factors),
+            "--resample": resample,
+            **dict(extra_settings or {}),
+        }
+        self.refused: dict[int, str] = {}
+        self.missing: list[tuple[float, int]] = []
+
+    def record(self) -> Mapping[str, Any]:
+        return {"pairs_file": self.pairs_file, SETTINGS_KEY: self.settings}
+
+    def key(self, record: dict[str, Any]) -> Any:
+        return _record_key(record, self.factors, len(self.pairs))
+
+    def total(self) -> int:
+        return len(self.factors) * len(self.pairs)
+
+    def plan(self, done: set[Any]) -> list[Any]:
+        """Every (factor, pair index) not yet explained, but those the root rule refuses."""
+        self.refused = refused_pairs(
+            self.pairs, self.root, self.allow_outside_root, self.pairs_file
         )
-        with ResultsLog(
-            out / EXPLANATIONS, key=lambda r: _record_key(r, factors, len(pairs))
-        ) as log:
-            done = log.open()
-            if client is None:
-                failures = _explain_missing(
-                    explainer,
-                    pairs,
-                    factors,
-                    resample,
-                    aligned,
-                    padding,
-                    log,
-                    done,
-                    refused,
-                    progress,
-                )
-            else:  # chunks of pairs on a Dask cluster
-                failures = explain_crossres_chunks(
-                    client,
-                    explainer,
-                    pairs,
-                    factors,
-                    resample,
-                    aligned,
-                    log,
-                    done,
-                    refused,
-                    progress,
-                    task=functools.partial(_explain_chunk, padding=padding),
-                )
+        self.missing = [
+            (factor, i)
+            for factor in self.factors
+            for i in range(len(self.pairs))
+            if (factor, i) not in done and i not in self.refused
+        ]
+        return self.missing
+
+    def stream(self, todo: list[Any]) -> Iterator[dict[str, Any]]:
+        """Only the images of the missing pairs are aligned, each once; an image that fails is
+        listed (``extras``) and its pairs are tried again by the next run."""
+        wanted = sorted({i for _, i in todo})
+        images = (p for i in wanted for p in (self.pairs[i].path_a, self.pairs[i].path_b))
+        faces, failures = align_images(self.explainer, images, self.aligned, padded=True)
+        self.extras += failures
+        yield from _explanations(self.explainer, self.pairs, todo, faces, self.resample)
+
+    def chunks(self, todo: list[Any]) -> tuple[list[Any], Any, dict[str, Any]]:
+        items = [(f, i, self.pairs[i]) for f, i in todo]
+        return items, _explain_chunk, {"resample": self.resample, "aligned": self.aligned}
+
+    def summarise(self, out: Path, log: ResultsLog) -> dict[str, Any]:
         records = log.records()
         summary, example_index = _summary(
-            explainer, pairs, factors, resample, records, failures, n_boot, level, seed, pairs_file
+            self.explainer,
+            self.pairs,
+            self.factors,
+            self.resample,
+            records,
+            self.failures(),
+            *self.bootstrap,
+            self.pairs_file,
         )
-        summary["alignment"] = _alignment_summary(records, factors, padding)
-        summary[SETTINGS_KEY] = settings
-        write_output(out / "pairs.csv", csv_text(_csv_rows(pairs, factors, records)))
+        padding = self.explainer.padding
+        summary["alignment"] = _alignment_summary(records, self.factors, padding)
+        summary[SETTINGS_KEY] = self.settings
+        write_output(out / "pairs.csv", csv_text(_csv_rows(self.pairs, self.factors, records)))
         write_json(out / "summary.json", summary)
-        if report:
-            example = card_crop(
-                pairs[example_index].path_b,
-                explainer.model.card,
-                aligned=aligned,
-                padding=padding,
-            ).pixels
-            write_images(out, example[None])  # the report's degradation strip shows it
-    return summary
+        if self.report:
+            example = self.pairs[example_index].path_b
+            face = align_image(self.explainer, example, self.aligned, padded=True).face
+            write_images(out, face.pixels[None])  # the report's degradation strip shows it
+        return summary
+
+    def failures(self) -> list[dict[str, Any]]:
+        """This run's failures: each image that could not be aligned once, in the order its
+        pairs name it (as the stream aligns them, on a cluster too), then the refused pairs."""
+        by_path = {f["path"]: f for f in self.extras}
+        wanted = sorted({i for _, i in self.missing})
+        order = dict.fromkeys(
+            str(p) for i in wanted for p in (self.pairs[i].path_a, self.pairs[i].path_b)
+        )
+        failures = [by_path[p] for p in order if p in by_path]
+        failures += [
+            {
+                "index": i,
+                "line": self.pairs[i].line,
+                "path": str(self.pairs[i].path_a),
+                "error": why,
+            }
+            for i, why in self.refused.items()
+        ]
+        return failures
 
 
 def _record_key(record: dict[str, Any], factors: Sequence[float], n_pairs: int) -> Any:
@@ -258,69 +322,32 @@ def _record_key(record: dict[str, Any], factors: Sequence[float], n_pairs: int) 
     return (float(factor), index)
 
 
-def _explain_missing(
-    explainer: Explainer,
-    pairs: Sequence[Pair],
-    factors: Sequence[float],
-    resample: str,
-    aligned: bool | None,
-    padding: str,
-    log: ResultsLog,
-    done: set,
-    refused: dict[int, str],
-    progress: bool,
-) -> list[dict[str, Any]]:
-    """Explain every (factor, pair) not yet in ``log``; return the failures of this run.
-
-    Only the images of the missing pairs are prepared, each once; a pair whose image fails (or
-    that names a path outside the root) is listed and tried again by the next run."""
-    missing = [
-        (factor, i)
-        for factor in factors
-        for i in range(len(pairs))
-        if (factor, i) not in done and i not in refused
-    ]
-    wanted = sorted({i for _, i in missing})
-    faces, failures = _align_padded(
-        explainer, (p for i in wanted for p in (pairs[i].path_a, pairs[i].path_b)), aligned, padding
-    )
-    failures += [
-        {"index": i, "line": pairs[i].line, "path": str(pairs[i].path_a), "error": reason}
-        for i, reason in refused.items()
-    ]
-    n_done = len(factors) * len(pairs) - len(missing)
-    bar = progress_bar(progress, n_done + len(missing), done=n_done, desc="crossres")
-    try:
-        for record in _explanations(explainer, pairs, missing, faces, resample):
-            log.append(record)
-            if bar is not None:
-                bar.update(1)
-    finally:
-        if bar is not None:
-            bar.close()
-    return failures
-
-
 def _explanations(
     explainer: Explainer,
     pairs: Sequence[Pair] | Mapping[int, Pair],
     items: Sequence[tuple[float, int]],
-    faces: Mapping[Any, PaddedFace],
+    faces: Mapping[Any, Aligned],
     resample: str,
 ) -> Iterator[dict[str, Any]]:
     """The ``explanations.jsonl`` records of the (factor, pair index) ``items`` whose two images
-    are in ``faces``, factor by factor, streamed as they finish."""
+    are in ``faces``, factor by factor, streamed as they finish (through the pair stream)."""
     for factor in dict.fromkeys(f for f, _ in items):
         todo = [
             i
             for f, i in items
             if f == factor and pairs[i].path_a in faces and pairs[i].path_b in faces
         ]
-        stream = explainer.explain_pairs(
-            (faces[pairs[i].path_a].face, _degraded(faces[pairs[i].path_b].face, factor, resample))
-            for i in todo
+        streamed = explain_pairs(
+            explainer,
+            (
+                (
+                    faces[pairs[i].path_a].face,
+                    _degraded(faces[pairs[i].path_b].face, factor, resample),
+                )
+                for i in todo
+            ),
         )
-        for i, item in zip(todo, stream, strict=True):
+        for i, item in zip(todo, streamed, strict=True):
             padded = (faces[pairs[i].path_a].padded, faces[pairs[i].path_b].padded)
             yield _jsonl_record(factor, i, pairs[i], checked(item), padded)
 
@@ -331,44 +358,15 @@ def _explain_chunk(
     *,
     resample: str,
     aligned: bool | None,
-    padding: str = DEFAULT_PADDING,
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """One Dask chunk of (factor, index, pair) items, on a worker: their records, and the
-    images that could not be aligned (the single-process path's own steps)."""
+    images that could not be aligned (the single-process path's own steps; the padding is the
+    explainer's)."""
     pairs = {i: pair for _, i, pair in chunk}
-    faces, failures = _align_padded(
-        explainer,
-        (p for pair in pairs.values() for p in (pair.path_a, pair.path_b)),
-        aligned,
-        padding,
-    )
+    images = (p for pair in pairs.values() for p in (pair.path_a, pair.path_b))
+    faces, failures = align_images(explainer, images, aligned, padded=True)
     items = [(f, i) for f, i, _ in chunk]
     return list(_explanations(explainer, pairs, items, faces, resample)), failures
-
-
-class PaddedFace(NamedTuple):
-    """An aligned face and the share of its crop that padding filled."""
-
-    face: AlignedFace
-    padded: float
-
-
-def _align_padded(
-    explainer: Explainer, paths: Iterable[Any], aligned: bool | None, padding: str
-) -> tuple[dict[Any, PaddedFace], list[dict[str, Any]]]:
-    """Align each distinct image once as the model's card says, with ``padding`` beyond the
-    photo; return the faces by path (with their padded share) and the failures
-    (``{"path", "error"}``; the run goes on without them)."""
-    faces: dict[Any, PaddedFace] = {}
-    failures: list[dict[str, Any]] = []
-    for path in dict.fromkeys(paths):
-        try:
-            crop = card_crop(path, explainer.model.card, aligned=aligned, padding=padding)
-        except FreqxfrError as exc:
-            failures.append({"path": str(path), "error": str(exc)})
-            continue
-        faces[path] = PaddedFace(AlignedFace(crop.pixels, source_label(path)), crop.padded_fraction)
-    return faces, failures
 
 
 def _alignment_summary(

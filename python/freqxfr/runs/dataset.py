@@ -38,29 +38,20 @@ from typing import Any
 
 from freqxfr.common import atomic
 from freqxfr.common.errors import InputError
-from freqxfr.common.progress import progress_bar
 from freqxfr.explanations.explainer import Explainer, Explanation, PairFailure
-from freqxfr.explanations.pairs import Pair, outside_root
-from freqxfr.explanations.region_explanations import (
-    band_explainer,
-    cells_record,
-    explain_pairs_and_cells,
-    region_summary,
-)
-from freqxfr.imaging.images import confined_reads
-from freqxfr.runs.distributed import explain_dataset_chunks
-from freqxfr.runs.faithfulness import run_faithfulness
+from freqxfr.explanations.pairs import Pair
+from freqxfr.explanations.region_explanations import band_explainer, cells_record, region_summary
+from freqxfr.explanations.stream import Streamed, stream_pairs
+from freqxfr.runs.faithfulness import CurvesLog, run_faithfulness
 from freqxfr.runs.folder import (
     SETTINGS_KEY,
     ResultsLog,
-    check_settings,
-    clear_run_folder,
     explainer_settings,
-    locked_folder,
     pair_list_settings,
     read_results,
 )
-from freqxfr.runs.pair import write_page_images
+from freqxfr.runs.pair import page_records, write_page, write_page_images
+from freqxfr.runs.skeleton import Run, execute, refused_pairs
 from freqxfr.stats.profiles import class_intervals, summarise
 
 #: The versions of a dataset run's ``summary.json`` and of each ``results.jsonl`` line, their
@@ -154,98 +145,183 @@ def run_dataset(
         ``failed`` (the number of failed pairs) and ``failures`` (each with ``index``, ``line``,
         ``path_a``, ``path_b`` and ``error``).
     """
-    pairs = list(pairs)
-    config = run_config(
-        explainer,
-        pairs_file,
+    run = DatasetRun(
         pairs,
+        explainer,
+        pairs_file=pairs_file,
         root=root,
         allow_outside_root=allow_outside_root,
         aligned=aligned,
         extra_settings=extra_settings,
+        progress=progress,
+        overlap=overlap,
+        report=report,
+        parquet=parquet,
+        faithfulness_seeds=faithfulness_seeds,
+        pair_pages=pair_pages,
+        restart=restart,
     )
-    with (
-        locked_folder(out_dir, command="dataset", resumable=True) as out,
-        confined_reads(root, allow_outside_root=allow_outside_root),
-    ):
-        if restart or (_recorded_run(out) and not _explained_any(out / "results.jsonl")):
-            # --restart; or nothing finished yet (e.g. every pair failed under a wrong --root):
-            # nothing is lost by starting over, so other settings are not refused. A run.json
-            # that is not ours to read is never replaced silently (check_settings names it).
-            clear_run_folder(out)
-        check_settings(out / "run.json", config)
-        refused = (
-            {}
-            if root is None or allow_outside_root
-            else outside_root(pairs, root, pairs_file=pairs_file or "pair list")
-        )
-        results = out / "results.jsonl"
-        bar = None
-        n_bands = len(config["bands"])
-        with ResultsLog(results, key=lambda r: record_index(r, len(pairs), n_bands)) as log:
-            done = log.open()
-            todo = [i for i in range(len(pairs)) if i not in done]
-            bar = progress_bar(progress, len(pairs), done=len(pairs) - len(todo), desc="explaining")
-            try:
-                for i in (i for i in todo if i in refused):
-                    log.append(_failure(i, pairs[i], refused[i]))
-                    if bar is not None:
-                        bar.update(1)
-                todo = [i for i in todo if i not in refused]
-                if client is not None:  # chunks of pairs on a Dask cluster
-                    explain_dataset_chunks(
-                        client,
-                        explainer,
-                        pairs,
-                        todo,
-                        log,
-                        task=explain_chunk,
-                        aligned=aligned,
-                        overlap=overlap,
-                        bar=bar,
-                    )
-                    todo = []
-                for record in _lines(explainer, [(i, pairs[i]) for i in todo], aligned, overlap):
-                    log.append(record)
-                    if bar is not None:
-                        bar.update(1)
-            finally:
-                if bar is not None:
-                    bar.close()
+    return execute(run, out_dir, client=client)
 
+
+class DatasetRun(Run):
+    """A dataset run's steps for the run skeleton (:func:`freqxfr.runs.skeleton.execute`);
+    :func:`run_dataset` documents the arguments."""
+
+    command = "dataset"
+    results = "results.jsonl"
+    desc = "explaining"
+
+    def __init__(
+        self,
+        pairs: Sequence[Pair],
+        explainer: Explainer,
+        *,
+        pairs_file: str,
+        root: str | os.PathLike[str] | None,
+        allow_outside_root: bool,
+        aligned: bool | None,
+        extra_settings: Mapping[str, Any] | None,
+        progress: bool,
+        overlap: bool,
+        report: bool,
+        parquet: bool,
+        faithfulness_seeds: int | None,
+        pair_pages: str,
+        restart: bool,
+    ) -> None:
+        super().__init__()
+        self.pairs = list(pairs)
+        self.explainer = explainer
+        self.pairs_file = pairs_file
+        self.root = root
+        self.allow_outside_root = allow_outside_root
+        self.aligned = aligned
+        self.progress = progress
+        self.overlap = overlap
+        self.report = report
+        self.parquet = parquet
+        self.faithfulness_seeds = faithfulness_seeds
+        self.pair_pages = pair_pages
+        self.restart = restart
+        self.config = run_config(
+            explainer,
+            pairs_file,
+            self.pairs,
+            root=root,
+            allow_outside_root=allow_outside_root,
+            aligned=aligned,
+            extra_settings=extra_settings,
+        )
+        self.n_bands = len(self.config["bands"])
+
+    def record(self) -> Mapping[str, Any]:
+        return self.config
+
+    def starts_over(self, out: Path) -> bool:
+        # --restart; or nothing finished yet (e.g. every pair failed under a wrong --root):
+        # nothing is lost by starting over, so other settings are not refused. A run.json
+        # that is not ours to read is never replaced silently (check_settings names it).
+        return self.restart or (_recorded_run(out) and not _explained_any(out / self.results))
+
+    def key(self, record: dict[str, Any]) -> int | None:
+        return record_index(record, len(self.pairs), self.n_bands)
+
+    def total(self) -> int:
+        return len(self.pairs)
+
+    def plan(self, done: set[Any]) -> list[Any]:
+        return [i for i in range(len(self.pairs)) if i not in done]
+
+    def prelude(self, todo: list[Any]) -> tuple[list[dict[str, Any]], list[Any]]:
+        refused = refused_pairs(self.pairs, self.root, self.allow_outside_root, self.pairs_file)
+        failed = [_failure(i, self.pairs[i], refused[i]) for i in todo if i in refused]
+        return failed, [i for i in todo if i not in refused]
+
+    def stream(self, todo: list[Any]) -> Iterator[dict[str, Any]]:
+        """The results lines, each pair's faithfulness curves and page images from the faces
+        the stream aligned for its explanation (each image aligned once)."""
+        curves = (
+            CurvesLog(self.out, _band_only(self.explainer), self.faithfulness_seeds)
+            if self.faithfulness_seeds
+            else None
+        )
+        try:
+            chunk = [(i, self.pairs[i]) for i in todo]
+            for item, record in _streamed_lines(self.explainer, chunk, self.aligned, self.overlap):
+                yield record  # appended to the results before its curves and page are added
+                if item.faces is None:
+                    continue
+                if curves is not None:
+                    curves.add(item.pair, item.faces, record)
+                if self.report and page_records([record], self.pair_pages):
+                    write_page(self.out, self.explainer, record, item.faces)
+        finally:
+            if curves is not None:
+                curves.close()
+
+    def chunks(self, todo: list[Any]) -> tuple[list[Any], Any, dict[str, Any]]:
+        items = [(i, self.pairs[i]) for i in todo]
+        return items, explain_chunk, {"aligned": self.aligned, "overlap": self.overlap}
+
+    def summarise(self, out: Path, log: ResultsLog) -> dict[str, Any]:
         # In pair order, whatever the order of the lines (a resume appends retried pairs last):
         # the summary's sums then run in one order, bit for bit those of an uninterrupted run.
-        records = pair_records(results, len(pairs), n_bands)
-        failures = [r for r in records if "error" in r]
-        summary = {
-            "format": SUMMARY_FORMAT,
-            **{k: v for k, v in config.items() if k != SETTINGS_KEY},
-            **summarise(r for r in records if "error" not in r),
-            "failed": len(failures),
-            "failures": sorted(failures, key=_by_index),
-            "intervals": class_intervals(
-                (r for r in records if "error" not in r),
-                (pairs[r["index"]].identities for r in records if "error" not in r),
-            ),
-            SETTINGS_KEY: config[SETTINGS_KEY],
-        }
-        if explainer.regions is not None:
-            # Names, areas and provenance of the weights, then the mean maps per class.
-            summary["regions"] = {
-                **config["regions"],
-                **region_summary(r for r in records if "error" not in r),
-            }
-        if faithfulness_seeds:
+        records = pair_records(out / self.results, len(self.pairs), self.n_bands)
+        summary = dataset_summary(
+            self.config,
+            records,
+            self.explainer.regions is not None,
+            identities=[p.identities for p in self.pairs],
+        )
+        if self.faithfulness_seeds:
             summary["faithfulness"] = run_faithfulness(
-                pairs, out, _band_only(explainer), seeds=faithfulness_seeds, progress=progress
+                self.pairs,
+                out,
+                _band_only(self.explainer),
+                seeds=self.faithfulness_seeds,
+                progress=self.progress,
+                aligned=self.aligned,
             )
         atomic.write_json(out / "summary.json", summary)
-        if parquet:
-            write_parquet(results, out / "results.parquet")
-        if report:
-            # What the pages of the pairs a reviewer must look at (wrong or failed) show; the
-            # report is drawn from the folder afterwards (freqxfr.reports.render_run).
-            write_page_images(out, explainer, records, which=pair_pages, aligned=aligned)
+        if self.parquet:
+            write_parquet(out / self.results, out / "results.parquet")
+        if self.report:
+            # What the pages of the pairs a reviewer must look at (wrong or failed) show, where
+            # the stream did not store it; the report is drawn from the folder afterwards
+            # (freqxfr.reports.render_run).
+            write_page_images(
+                out, self.explainer, records, which=self.pair_pages, aligned=self.aligned
+            )
+        return summary
+
+
+def dataset_summary(
+    config: Mapping[str, Any],
+    records: Sequence[dict[str, Any]],
+    regions: bool,
+    *,
+    identities: Sequence[tuple[str | None, str | None]],
+) -> dict[str, Any]:
+    """``summary.json`` of a dataset run from its records in pair order (without faithfulness);
+    ``identities[i]`` are pair i's people (``(None, None)`` where unknown), for the intervals."""
+    failures = [r for r in records if "error" in r]
+    explained = [r for r in records if "error" not in r]
+    summary = {
+        "format": SUMMARY_FORMAT,
+        **{k: v for k, v in config.items() if k != SETTINGS_KEY},
+        **summarise(explained),
+        "failed": len(failures),
+        "failures": sorted(failures, key=_by_index),
+        "intervals": class_intervals(explained, (identities[r["index"]] for r in explained)),
+        SETTINGS_KEY: config[SETTINGS_KEY],
+    }
+    if regions:
+        # Names, areas and provenance of the weights, then the mean maps per class.
+        summary["regions"] = {
+            **config["regions"],
+            **region_summary(r for r in records if "error" not in r),
+        }
     return summary
 
 
@@ -360,43 +436,34 @@ def explain_chunk(
     overlap: bool,
 ) -> tuple[list[dict[str, Any]], list[Any]]:
     """The results lines of ``chunk`` ((index, pair)s): one Dask task of a cluster run
-    (:func:`freqxfr.runs.distributed.explain_dataset_chunks`), the single-process run's steps."""
-    return list(_lines(explainer, chunk, aligned, overlap)), []
+    (:func:`freqxfr.runs.distributed.explain_chunks`), the single-process run's steps."""
+    return [record for _, record in _streamed_lines(explainer, chunk, aligned, overlap)], []
 
 
-def _lines(
+def _streamed_lines(
     explainer: Explainer,
     chunk: Sequence[tuple[int, Pair]],
     aligned: bool | None,
     overlap: bool,
-) -> Iterator[dict[str, Any]]:
-    """The results line of each (index, pair) of ``chunk``, in order, as each pair finishes.
+) -> Iterator[tuple[Streamed, dict[str, Any]]]:
+    """Each (index, pair) of ``chunk`` through the pair stream, in order, with its results line.
 
     With regions a line holds the pair's band explanation (as without regions: the band
     profiles, pages and report stay as they are) and its region ``cells``; both use the same
-    aligned faces (:func:`~freqxfr.explanations.region_explanations.explain_pairs_and_cells`)."""
-    indices = [i for i, _ in chunk]
-    if explainer.regions is None:
-        stream = explainer.explain_pairs(
-            (p for _, p in chunk),
-            indices=indices,
-            skip_errors=True,
-            overlap=overlap,
-            aligned=aligned,
-        )
-        for (index, pair), item in zip(chunk, stream, strict=True):
-            yield _with_identities(_record(index, item), pair)
-        return
-
-    both = explain_pairs_and_cells(
-        explainer, (p for _, p in chunk), indices=indices, aligned=aligned, overlap=overlap
+    aligned faces (:func:`~freqxfr.explanations.stream.stream_pairs` with ``cells``)."""
+    items = stream_pairs(
+        explainer,
+        (p for _, p in chunk),
+        indices=[i for i, _ in chunk],
+        aligned=aligned,
+        overlap=overlap,
+        cells=explainer.regions is not None,
     )
-    for (index, pair), result in zip(chunk, both, strict=True):
-        if isinstance(result, PairFailure):
-            yield _record(index, result)
-        else:
-            bands, cells = result
-            yield {**_with_identities(_record(index, bands), pair), "cells": cells_record(cells)}
+    for item in items:
+        record = _with_identities(_record(item.index, item.result), item.pair)
+        if item.cells is not None:
+            record["cells"] = cells_record(item.cells)
+        yield item, record
 
 
 def _with_identities(record: dict[str, Any], pair: Pair) -> dict[str, Any]:

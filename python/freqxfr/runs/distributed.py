@@ -28,9 +28,9 @@ chunk is one Dask task:
   names it. A worker whose model differs from the client's (another conversion, another
   card) refuses its first chunk (:func:`_worker_explainer`).
 
-The run folder, its lock and the settings check stay with the caller (``run_dataset``,
-``run_crossres``, ``run_morph``), which call the ``explain_*_chunks`` functions below where a
-single process would stream.
+The run folder, its lock and the settings check stay with the run skeleton
+(:mod:`freqxfr.runs.skeleton`), which calls :func:`explain_chunks` where a single process
+would stream.
 """
 
 from __future__ import annotations
@@ -50,7 +50,6 @@ from typing import Any
 
 from freqxfr.common import atomic
 from freqxfr.common.cores import usable_cores
-from freqxfr.common.progress import progress_bar
 from freqxfr.explanations.config import ExplainerConfig
 from freqxfr.explanations.explainer import Explainer
 from freqxfr.explanations.region_explanations import (
@@ -284,7 +283,7 @@ class Parts:
     def merge_into(
         self,
         log: ResultsLog,
-        key: Callable[[dict[str, Any]], int | tuple[float, int]],  # a record's sortable key
+        key: Callable[[dict[str, Any]], Any],  # a record's sortable key
         keep: Callable[[dict[str, Any]], bool],
     ) -> set:
         """Merge every part's records (those ``keep`` accepts) into ``log``'s file, then remove
@@ -294,7 +293,7 @@ class Parts:
         single-process run writes them (so that sums over the file come out to the same bits).
         A record already in the file wins over a part's (a crash between the rewrite and the
         removal of the parts leaves both); the caller's log must not append after this."""
-        lines: dict[int | tuple[float, int], str] = {}
+        lines: dict[Any, str] = {}
         if log.path.exists():
             with log.path.open(encoding="utf-8") as handle:
                 for line in handle:
@@ -381,141 +380,29 @@ def _n_workers(client: Any) -> int:
     return max(1, len(client.scheduler_info()["workers"]))
 
 
-# ---- dataset ---------------------------------------------------------------------------------
+# ---- the cluster's stream of a run ---------------------------------------------------------
 
 
-def explain_dataset_chunks(
+def explain_chunks(
     client: Any,
     explainer: Explainer,
-    pairs: Sequence[Any],
-    todo: Sequence[int],
+    items: Sequence[Any],
     log: ResultsLog,
     *,
-    task: Callable,
-    aligned: bool | None,
-    overlap: bool,
+    key: Callable[[dict[str, Any]], Any],
+    task: Callable[..., tuple[list[dict[str, Any]], list[Any]]],
     bar: Any = None,
-) -> None:
-    """``run_dataset``'s pairs ``todo`` (list places), explained on the cluster into ``log``.
+    **task_options: Any,
+) -> list[Any]:
+    """A run's ``items`` explained on the cluster into ``log``: the skeleton's other stream
+    (:func:`freqxfr.runs.skeleton.execute`). Returns the tasks' extras in chunk order.
 
-    ``task(explainer, chunk, aligned=, overlap=) -> (records, [])`` is the dataset's own chunk
-    function (the single-process path's steps, band explanations or region cells alike), run on
-    the workers."""
-    parts = Parts(log.path.parent)
-    key = _by_index
-    # Parts a killed client left behind: their finished pairs count as done.
-    merged = parts.merge_into(log, key, keep=lambda r: "error" not in r)
-    if bar is not None and merged:
-        bar.update(len(merged))
-    todo = [i for i in todo if i not in merged]
-    if not todo:
-        return
+    ``task(explainer, chunk, **task_options) -> (records, extras)`` is the run's own chunk
+    function (the single-process path's steps through the one pair stream), run on the
+    workers; ``key`` orders the merged records as a single process writes them."""
     spec = _prepare_cluster(client, explainer)
-    size = chunk_size(len(todo), _n_workers(client), batch_pairs(explainer))
-    chunks = _chunked([(i, pairs[i]) for i in todo], size)
-    run_chunks(client, spec, task, chunks, parts, bar=bar, aligned=aligned, overlap=overlap)
-    parts.merge_into(log, key, keep=lambda r: True)
-
-
-def _by_index(record: dict[str, Any]) -> int:
-    return int(record["index"])
-
-
-# ---- cross-resolution ------------------------------------------------------------------------
-
-
-def explain_crossres_chunks(
-    client: Any,
-    explainer: Explainer,
-    pairs: Sequence[Any],
-    factors: Sequence[float],
-    resample: str,
-    aligned: bool | None,
-    log: ResultsLog,
-    done: set,
-    refused: dict[int, str],
-    progress: bool,
-    *,
-    task: Callable,
-) -> list[dict[str, Any]]:
-    """``run_crossres``'s missing (factor, pair) explanations on the cluster, into ``log``;
-    returns the failures (images that could not be prepared, pairs refused by the root rule)
-    as the single-process path lists them.
-
-    ``task(explainer, chunk, resample=, aligned=) -> (records, failed images)`` is the
-    scenario's own chunk function (the single-process path's steps), run on the workers."""
+    size = chunk_size(len(items), _n_workers(client), batch_pairs(explainer))
     parts = Parts(log.path.parent)
-    key = _by_factor_index
-    merged = parts.merge_into(log, key, keep=lambda r: True)
-    done = done | merged
-    missing = [
-        (f, i)
-        for f in factors
-        for i in range(len(pairs))
-        if (f, i) not in done and i not in refused
-    ]
-    total = len(factors) * len(pairs)
-    bar = progress_bar(progress, total, done=total - len(missing), desc="crossres")
-    image_failures: list[dict[str, Any]] = []
-    try:
-        if missing:
-            spec = _prepare_cluster(client, explainer)
-            size = chunk_size(len(missing), _n_workers(client), batch_pairs(explainer))
-            chunks = _chunked([(f, i, pairs[i]) for f, i in missing], size)
-            image_failures = run_chunks(
-                client, spec, task, chunks, parts, bar=bar, resample=resample, aligned=aligned
-            )
-            parts.merge_into(log, key, keep=lambda r: True)
-    finally:
-        if bar is not None:
-            bar.close()
-    # As the single-process path lists them: each failed image once, in the order its pairs
-    # name it, then the refused pairs.
-    by_path = {f["path"]: f for f in image_failures}
-    wanted = sorted({i for _, i in missing})
-    order = dict.fromkeys(str(p) for i in wanted for p in (pairs[i].path_a, pairs[i].path_b))
-    failures = [by_path[p] for p in order if p in by_path]
-    failures += [
-        {"index": i, "line": pairs[i].line, "path": str(pairs[i].path_a), "error": why}
-        for i, why in refused.items()
-    ]
-    return failures
-
-
-def _by_factor_index(record: dict[str, Any]) -> tuple[float, int]:
-    return float(record["factor"]), int(record["index"])
-
-
-# ---- morph -----------------------------------------------------------------------------------
-
-
-def explain_morph_chunks(
-    client: Any,
-    explainer: Explainer,
-    entries: Sequence[Any],
-    cmps: Sequence[Any],
-    aligned: bool | None,
-    log: ResultsLog,
-    done: set,
-    *,
-    task: Callable,
-) -> None:
-    """``run_morph``'s missing comparisons on the cluster, into ``log``.
-
-    ``task(explainer, chunk, entries=, aligned=) -> (records, [])`` is the scenario's own
-    chunk function (the single-process path's steps), run on the workers."""
-    parts = Parts(log.path.parent)
-    key = _by_comparison
-    merged = parts.merge_into(log, key, keep=lambda r: True)
-    todo = [k for k in range(len(cmps)) if k not in done and k not in merged]
-    if not todo:
-        return
-    spec = _prepare_cluster(client, explainer)
-    size = chunk_size(len(todo), _n_workers(client), batch_pairs(explainer))
-    chunks = _chunked([(k, cmps[k]) for k in todo], size)
-    run_chunks(client, spec, task, chunks, parts, entries=list(entries), aligned=aligned)
+    extras = run_chunks(client, spec, task, _chunked(items, size), parts, bar=bar, **task_options)
     parts.merge_into(log, key, keep=lambda r: True)
-
-
-def _by_comparison(record: dict[str, Any]) -> int:
-    return int(record["comparison"])
+    return extras

@@ -1,7 +1,9 @@
 """Faithfulness over a dataset run (``freqxfr dataset ... --faithfulness``), resumably.
 
-After the explanations, each explained pair gets its deletion and insertion curves from its
-result record's directed influences (nothing is explained twice). ``OUT/faithfulness.jsonl``
+As each pair is explained, it gets its deletion and insertion curves from its result record's
+directed influences and the faces the pair stream aligned for it (nothing is aligned or
+explained twice; :class:`CurvesLog`); pairs explained before (a resume, a Dask run) get theirs
+afterwards (:func:`run_faithfulness`). ``OUT/faithfulness.jsonl``
 holds one line per pair, appended and flushed as it finishes: the pair index, the seeds, one
 record per explained image (:func:`freqxfr.explanations.faithfulness.image_records`) and the curves. A restart
 skips the pairs already there (a partial last line is dropped and redone); a restart with other
@@ -11,7 +13,7 @@ seeds is refused. The per-class summary goes into ``summary.json["faithfulness"]
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +21,7 @@ import numpy as np
 
 from freqxfr.common.errors import OutputError
 from freqxfr.common.progress import progress_bar
+from freqxfr.explanations import stream
 from freqxfr.explanations.explainer import Explainer
 from freqxfr.explanations.faithfulness import (
     NULL_INFO,
@@ -31,9 +34,50 @@ from freqxfr.explanations.faithfulness import (
     summarise_faithfulness,
 )
 from freqxfr.explanations.pairs import Pair
+from freqxfr.imaging.images import AlignedFace
 from freqxfr.runs.folder import ResultsLog, read_results
 
 FILE = "faithfulness.jsonl"
+
+
+class CurvesLog:
+    """``OUT/faithfulness.jsonl`` of a dataset run, open for appending: :meth:`add` computes one
+    explained pair's curves from the faces the pair stream aligned for its explanation, and from
+    its results record (nothing is aligned or explained twice). A restart with other seeds is
+    refused when it is opened."""
+
+    def __init__(self, out: Path, explainer: Explainer, seeds: int | Sequence[int]) -> None:
+        self.path = out / FILE
+        self.seeds = list(seed_list(seeds))
+        self.explainer = explainer
+        _check_seeds(self.path, self.seeds)
+        self._log = ResultsLog(self.path, key=lambda line: int(line["index"]))
+        self.done = self._log.open()  # drops a partial last line from a crash; it is redone
+
+    def add(self, pair: Pair, faces: Sequence[AlignedFace], record: Mapping[str, Any]) -> None:
+        """The curves of the explained pair of ``record`` (unless they are there already)."""
+        index = int(record["index"])
+        if index in self.done:
+            return
+        result = faithfulness_of(
+            self.explainer,
+            np.stack([face.pixels for face in faces]),
+            (record["a"]["directed"], record["b"]["directed"]),
+            float(record["score_ref"]),
+            seeds=self.seeds,
+            same=record.get("same"),
+        )
+        self._log.append(_line(index, self.seeds, result, (str(pair.path_a), str(pair.path_b))))
+        self.done.add(index)
+
+    def close(self) -> None:
+        self._log.close()
+
+    def __enter__(self) -> CurvesLog:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def run_faithfulness(
@@ -43,49 +87,38 @@ def run_faithfulness(
     *,
     seeds: int | Sequence[int] = 5,
     progress: bool = True,
+    aligned: bool | None = None,
 ) -> dict[str, Any]:
-    """Curves for every explained pair of the run in ``out_dir``; returns the summary part."""
-    out = Path(out_dir)
-    seeds_ = list(seed_list(seeds))
-    path = out / FILE
-    _check_seeds(path, seeds_)
-    bar = None
-    with ResultsLog(path, key=lambda line: int(line["index"])) as log:
-        done = log.open()  # drops a partial last line from a crash; it is redone
+    """Curves for every explained pair of the run in ``out_dir`` that has none yet (pairs
+    explained by an earlier run or on a Dask cluster: a dataset run adds the others as it
+    explains them, :class:`CurvesLog`); returns the summary part. Each pair's images are
+    aligned once, through the pair stream's alignment."""
+    with CurvesLog(Path(out_dir), explainer, seeds) as curves:
         todo = [
             r
-            for r in read_results(out / "results.jsonl")
-            if "error" not in r and int(r["index"]) not in done
+            for r in read_results(Path(out_dir) / "results.jsonl")
+            if "error" not in r and int(r["index"]) not in curves.done
         ]
+        bar = None
         if todo:
-            bar = progress_bar(progress, len(todo) + len(done), done=len(done), desc="faithfulness")
+            total = len(todo) + len(curves.done)
+            bar = progress_bar(progress, total, done=len(curves.done), desc="faithfulness")
         try:
             for record in todo:
-                index = int(record["index"])
-                pair = pairs[index]
-                faces = np.stack(
-                    [explainer.aligned_crop(pair.path_a), explainer.aligned_crop(pair.path_b)]
-                )
-                result = faithfulness_of(
-                    explainer,
-                    faces,
-                    (record["a"]["directed"], record["b"]["directed"]),
-                    float(record["score_ref"]),
-                    seeds=seeds_,
-                    same=record.get("same"),
-                )
-                log.append(_line(index, seeds_, result, (str(pair.path_a), str(pair.path_b))))
+                pair = pairs[int(record["index"])]
+                curves.add(pair, stream.align_pair(explainer, pair, aligned), record)
                 if bar is not None:
                     bar.update(1)
         finally:
             if bar is not None:
                 bar.close()
-    return summarise_run(path)
+    return summarise_run(curves.path)
 
 
 def summarise_run(path: Path) -> dict[str, Any]:
     """``summary.json["faithfulness"]`` from a run's ``faithfulness.jsonl``."""
-    lines = list(read_results(path))
+    # In pair order, whatever order the lines were appended in (a resume, a cluster run).
+    lines = sorted(read_results(path), key=lambda line: int(line["index"]))
     images = [image for line in lines for image in line["images"]]
     return {
         "pairs": len(lines),

@@ -37,20 +37,14 @@ import numpy as np
 
 from freqxfr.common.atomic import write_json, write_output
 from freqxfr.common.errors import InputError
-from freqxfr.common.progress import progress_bar
 from freqxfr.explanations.explainer import Explainer
 from freqxfr.explanations.pairs import Pair
-from freqxfr.imaging.images import AlignedFace, confined_reads
-from freqxfr.runs.distributed import explain_morph_chunks
-from freqxfr.runs.folder import (
-    SETTINGS_KEY,
-    ResultsLog,
-    check_settings,
-    explainer_settings,
-    locked_folder,
-)
+from freqxfr.explanations.stream import align_images, explain_pairs
+from freqxfr.imaging.images import AlignedFace
+from freqxfr.runs.folder import SETTINGS_KEY, ResultsLog, explainer_settings
 from freqxfr.runs.morph_index import MorphComparison, MorphEntry, comparisons
-from freqxfr.runs.scenario_common import EXPLANATIONS, align_once, checked, csv_text
+from freqxfr.runs.scenario_common import EXPLANATIONS, checked, csv_text
+from freqxfr.runs.skeleton import Run, execute
 from freqxfr.stats.bootstrap import DEFAULT_LEVEL, DEFAULT_RESAMPLES
 from freqxfr.stats.mad import average_ranks, evaluate_detector
 from freqxfr.stats.morph_score import DEFAULT_DISTANCE, leave_identity_out_scores
@@ -139,52 +133,87 @@ def run_morph(
     entries = list(entries)
     if not entries:
         raise InputError("the morph index lists no morphs")
-    cmps = comparisons(entries)
-    settings = {
-        **explainer_settings(explainer, aligned),
-        "--root": os.path.abspath(root) if root is not None else None,
-        "--allow-outside-root": bool(allow_outside_root),
-        "comparisons": _listing(cmps, root),
-    }
-    with (
-        locked_folder(out_dir, command="morph", resumable=True) as out,
-        confined_reads(root, allow_outside_root=allow_outside_root),
-    ):
-        check_settings(out / "run.json", {"index_file": index_file, SETTINGS_KEY: settings})
-        with ResultsLog(out / EXPLANATIONS, key=lambda r: _comparison_key(r, len(cmps))) as log:
-            done = log.open()
-            todo = [k for k in range(len(cmps)) if k not in done]
-            if client is not None:  # chunks of pairs on a Dask cluster
-                explain_morph_chunks(
-                    client, explainer, entries, cmps, aligned, log, done, task=_explain_chunk
-                )
-                todo = []
-            faces = _align_faces(explainer, entries, aligned, [cmps[k] for k in todo])
-            bar = progress_bar(
-                progress, len(cmps), done=len(cmps) - len(todo), unit="comparison", desc="morph"
-            )
-            for record in _records(explainer, [(k, cmps[k]) for k in todo], faces):
-                log.append(record)
-                if bar is not None:
-                    bar.update(1)
-            if bar is not None:
-                bar.close()
+    run = MorphRun(
+        entries,
+        explainer,
+        index_file=index_file,
+        root=root,
+        allow_outside_root=allow_outside_root,
+        aligned=aligned,
+        summary_options=(distance, n_boot, level, seed),
+        progress=progress,
+    )
+    return execute(run, out_dir, client=client)
+
+
+class MorphRun(Run):
+    """A morph run's steps for the run skeleton (:func:`freqxfr.runs.skeleton.execute`): the
+    work is the numbered comparisons; :func:`run_morph` documents the arguments."""
+
+    command = "morph"
+    results = EXPLANATIONS
+    desc = "morph"
+    unit = "comparison"
+
+    def __init__(
+        self,
+        entries: list[MorphEntry],
+        explainer: Explainer,
+        *,
+        index_file: str,
+        root: str | os.PathLike[str] | None,
+        allow_outside_root: bool,
+        aligned: bool | None,
+        summary_options: tuple[str, int, float, int],
+        progress: bool,
+    ) -> None:
+        super().__init__()
+        self.entries, self.explainer, self.cmps = entries, explainer, comparisons(entries)
+        self.index_file, self.root, self.allow_outside_root = index_file, root, allow_outside_root
+        self.aligned, self.summary_options, self.progress = aligned, summary_options, progress
+        self.settings = {
+            **explainer_settings(explainer, aligned),
+            "--root": os.path.abspath(root) if root is not None else None,
+            "--allow-outside-root": bool(allow_outside_root),
+            "comparisons": _listing(self.cmps, root),
+        }
+
+    def record(self) -> Mapping[str, Any]:
+        return {"index_file": self.index_file, SETTINGS_KEY: self.settings}
+
+    def key(self, record: dict[str, Any]) -> int | None:
+        return _comparison_key(record, len(self.cmps))
+
+    def total(self) -> int:
+        return len(self.cmps)
+
+    def plan(self, done: set[Any]) -> list[Any]:
+        return [k for k in range(len(self.cmps)) if k not in done]
+
+    def stream(self, todo: list[Any]) -> Iterator[dict[str, Any]]:
+        faces = _align_faces(
+            self.explainer, self.entries, self.aligned, [self.cmps[k] for k in todo]
+        )
+        yield from _records(self.explainer, [(k, self.cmps[k]) for k in todo], faces)
+
+    def chunks(self, todo: list[Any]) -> tuple[list[Any], Any, dict[str, Any]]:
+        items = [(k, self.cmps[k]) for k in todo]
+        return items, _explain_chunk, {"entries": self.entries, "aligned": self.aligned}
+
+    def summarise(self, out: Path, log: ResultsLog) -> dict[str, Any]:
         by_comparison = {int(r["comparison"]): r for r in log.records()}
         summary, rows = _summarise(
-            explainer,
-            entries,
-            cmps,
-            [by_comparison[k] for k in range(len(cmps))],
-            index_file,
-            distance,
-            n_boot,
-            level,
-            seed,
+            self.explainer,
+            self.entries,
+            self.cmps,
+            [by_comparison[k] for k in range(len(self.cmps))],
+            self.index_file,
+            *self.summary_options,
         )
-        summary[SETTINGS_KEY] = settings
+        summary[SETTINGS_KEY] = self.settings
         write_output(out / "comparisons.csv", csv_text(rows))
         write_json(out / "summary.json", summary)
-    return summary
+        return summary
 
 
 def _records(
@@ -194,12 +223,12 @@ def _records(
 ) -> Iterator[dict[str, Any]]:
     """The ``explanations.jsonl`` records of the numbered comparisons, streamed as they finish."""
     # Every comparison is mated: the probe's person is in the enrolled image.
-    stream = explainer.explain_pairs(
-        # An aligned face stands in for each path: explain_pairs takes either.
-        Pair(faces[c.enrolled], faces[c.probe], same=True)  # type: ignore[arg-type]
-        for _, c in items
+    streamed = explain_pairs(
+        explainer,
+        # An aligned face stands in for each path: the stream takes either.
+        (Pair(faces[c.enrolled], faces[c.probe], same=True) for _, c in items),  # type: ignore[arg-type]
     )
-    for (k, c), item in zip(items, stream, strict=True):
+    for (k, c), item in zip(items, streamed, strict=True):
         record = checked(item).to_dict()
         yield {"comparison": k, **record, "class": c.kind, "identities": list(c.identities)}
 
@@ -419,13 +448,13 @@ def _align_faces(
         ):
             roles.setdefault(path, _Role(text, e.row))
     wanted = {p for c in needed for p in (c.enrolled, c.probe)}
-    faces, _ = align_once(
+    faces, _ = align_images(
         explainer,
         (path for path in roles if path in wanted),
         aligned,
         describe=lambda path: f"{roles[path].text} (morph index row {roles[path].row})",
     )
-    return faces
+    return {path: aligned_face.face for path, aligned_face in faces.items()}
 
 
 def _cluster(c: MorphComparison) -> str:

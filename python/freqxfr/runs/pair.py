@@ -317,16 +317,26 @@ def write_page_images(
     pair (:func:`page_records`), holding ``images.npz`` for an explained pair (a failed pair's page
     needs only its record). Returns the chosen indices.
 
-    The faces are aligned again from the records' sources, as the explanation aligned them.
+    A dataset run writes a page's images as its pair is explained, from the faces the stream
+    aligned (:func:`write_page`); what is missing here (pairs explained by an earlier run or on
+    a Dask cluster) is aligned again from the records' sources, as the explanation aligned them.
     """
     chosen = page_records(records, which)
-    regions = getattr(explainer, "regions", None)
-    weights = None if regions is None else regions.weights
     for record in chosen:
         folder = ensure_dir(page_folder(out_dir, record["index"]))
-        if "error" in record:
+        if "error" in record or (folder / IMAGES_NAME).is_file():
             continue
         sources = (record["a"]["source"], record["b"]["source"])
-        faces = np.stack([explainer.align(p, aligned).pixels for p in sources])
-        write_images(folder, faces, explainer.masked_views(faces), weights)
+        write_page(out_dir, explainer, record, [explainer.align(p, aligned) for p in sources])
     return [int(r["index"]) for r in chosen]
+
+
+def write_page(
+    out_dir: str | os.PathLike[str], explainer: Any, record: Mapping[str, Any], faces: Sequence[Any]
+) -> Path:
+    """``images.npz`` of one explained pair's page from its two aligned faces."""
+    regions = getattr(explainer, "regions", None)
+    weights = None if regions is None else regions.weights
+    pixels = np.stack([face.pixels for face in faces])
+    folder = ensure_dir(page_folder(out_dir, record["index"]))
+    return write_images(folder, pixels, explainer.masked_views(pixels), weights)

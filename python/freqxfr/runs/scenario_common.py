@@ -1,48 +1,19 @@
-"""What the scenario runs share: aligning each image once, checking stream items, CSV text, a
-progress bar, and the provenance rows of their reports."""
+"""What the scenario runs share: checking stream items, CSV text, and the provenance rows of
+their reports (aligning each image once is :func:`freqxfr.explanations.stream.align_images`)."""
 
 from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Callable, Iterable, Mapping
-from pathlib import Path
+from collections.abc import Mapping
 from typing import Any
 
-from freqxfr.common.errors import FreqxfrError, InputError
+from freqxfr.common.errors import InputError
 from freqxfr.explanations.config import provenance_labels
-from freqxfr.explanations.explainer import Explainer, Explanation, PairFailure
-from freqxfr.imaging.images import AlignedFace
+from freqxfr.explanations.explainer import Explanation, PairFailure
 
 #: The file a scenario run appends its explanations to, and resumes from.
 EXPLANATIONS = "explanations.jsonl"
-
-
-def align_once(
-    explainer: Explainer,
-    paths: Iterable[Path],
-    aligned: bool | None,
-    *,
-    describe: Callable[[Any], str] | None = None,
-) -> tuple[dict[Any, AlignedFace], list[dict[str, Any]]]:
-    """Align each distinct image once (named by its path); return the faces by path and the
-    failures.
-
-    Without ``describe`` an image that fails is listed (``{"path", "error"}``) and the run goes on
-    without it. With ``describe`` its error is raised again, of the same type (``NoFaceError``,
-    ``ImageError``, ...), the message starting with ``describe(path)`` (e.g. the image's role and
-    index row).
-    """
-    faces: dict[Any, AlignedFace] = {}
-    failures: list[dict[str, Any]] = []
-    for path in dict.fromkeys(paths):
-        try:
-            faces[path] = explainer.align(path, aligned)
-        except FreqxfrError as exc:
-            if describe is not None:
-                raise type(exc)(f"{describe(path)}: {exc}") from None
-            failures.append({"path": str(path), "error": str(exc)})
-    return faces, failures
 
 
 def checked(item: Explanation | PairFailure) -> Explanation:
