@@ -16,8 +16,8 @@ Where an identity comes from, first found wins:
 The cluster of a pair is the identity of its image A, the reference (Bolle, Ratha & Pankanti's
 "subsets bootstrap", 2004: the comparisons of one enrolled subject are resampled together). A
 genuine pair's two images are the same person, so its cluster is that person; an impostor pair
-(A, B) goes with A's other pairs. Its dependence through B is not captured, which is why the
-intervals are a lower bound on the true uncertainty when B identities repeat across clusters too.
+(A, B) goes with A's other pairs. Its dependence through B is not captured, so where B identities
+repeat across clusters the intervals can still be somewhat too narrow.
 """
 
 from __future__ import annotations
