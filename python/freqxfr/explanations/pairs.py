@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 from freqxfr.common.errors import InputError
@@ -259,7 +260,7 @@ def attach_groups(
 
 
 def outside_root(
-    pairs: list[Pair], root: str | os.PathLike[str], *, pairs_file: str | Path = "pair list"
+    pairs: Sequence[Pair], root: str | os.PathLike[str], *, pairs_file: str | Path = "pair list"
 ) -> dict[int, str]:
     """The pairs that name an image outside ``root``, by position, with the reason.
 
