@@ -334,7 +334,7 @@ def _grouping_columns(
 
 
 def outside_root(
-    pairs: list[Pair], root: str | os.PathLike[str], *, pairs_file: str | Path = "pair list"
+    pairs: Sequence[Pair], root: str | os.PathLike[str], *, pairs_file: str | Path = "pair list"
 ) -> dict[int, str]:
     """The pairs that name an image outside ``root``, by position, with the reason.
 

@@ -150,7 +150,8 @@ def align_pair(
 # ---- the stream ----------------------------------------------------------------------------------
 
 
-class Streamed(NamedTuple):
+@dataclasses.dataclass(frozen=True)
+class Streamed:
     """One pair of the stream, in order.
 
     ``result`` is the pair's explanation (bands, or the region cells of a region explainer
@@ -202,21 +203,13 @@ def explain_pairs(
     explainer: StreamExplainer,
     pairs: Iterable[Pair | tuple[ImageLike, ImageLike]],
     *,
-    aligned: bool | None = None,
     skip_errors: bool = False,
-    overlap: bool = True,
-    indices: Iterable[int] | None = None,
+    **options: Any,
 ) -> Iterator[Explanation | PairFailure]:
     """:meth:`Explainer.explain_pairs <freqxfr.explanations.explainer.Explainer.explain_pairs>`:
-    the results of :func:`stream_pairs`, in order."""
-    for item in stream_pairs(
-        explainer,
-        pairs,
-        indices=indices,
-        aligned=aligned,
-        skip_errors=skip_errors,
-        overlap=overlap,
-    ):
+    the results of :func:`stream_pairs` (``options``: its ``indices``, ``aligned`` and
+    ``overlap``), in order; errors are raised unless ``skip_errors``."""
+    for item in stream_pairs(explainer, pairs, skip_errors=skip_errors, **options):
         yield item.result
 
 
@@ -277,7 +270,7 @@ def _align_and_mask_chunk(explainer, chunk, buffer, aligned, skip_errors):
 
 def _score_chunk(explainer, chunk) -> Iterator[Streamed]:
     entries, buffer, n, (t_align, t_mask) = chunk
-    embeddings = None
+    embeddings: Any = None
     timings: dict[str, float] = {}
     if n:
         t0 = time.perf_counter()

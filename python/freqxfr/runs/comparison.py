@@ -40,7 +40,7 @@ import numpy as np
 
 from freqxfr.common import atomic
 from freqxfr.common.errors import InputError
-from freqxfr.runs.folder import locked_folder
+from freqxfr.runs.skeleton import run_folder
 from freqxfr.stats.bootstrap import (
     DEFAULT_LEVEL,
     DEFAULT_RESAMPLES,
@@ -292,7 +292,7 @@ def compare_runs(
     if out_dir is None:
         return _compare(runs, n_boot, level, seed)
     # Locked like every output folder: a folder another run holds is refused at once.
-    with locked_folder(out_dir, command="compare") as out:
+    with run_folder(out_dir, command="compare", resumable=False) as out:
         summary = _compare(runs, n_boot, level, seed)
         atomic.write_json(out / "summary.json", summary)
     return summary
@@ -330,33 +330,14 @@ def _compare(runs: list[Run], n_boot: int, level: float, seed: int) -> dict[str,
             name: _run_means(runs_by_name(runs, name), position, members[name][cls])
             for name in data
         }
-        cent: dict[str, dict[str, Any]] = {
-            "mean": {},
-            "mean_ci": {},
-            "diff": {},
-            "ci_lo": {},
-            "ci_hi": {},
-            "same_sign": {},
-            "sign_test": {},
-        }
+        cent: dict[str, dict[str, Any]] = {**_stat_tables(), "sign_test": {}}
         for name in data:
             sel = members[name][cls]
             cent["mean"][name] = _nanmean(data[name]["centroid"][sel])
             cent["mean_ci"][name] = _ci_of_mean(
                 data[name]["centroid"][sel][:, None], unit[sel], n_boot, level, seed
             )[0]
-        per_band = [
-            {
-                "mean": {},
-                "mean_ci": {},
-                "diff": {},
-                "ci_lo": {},
-                "ci_hi": {},
-                "same_sign": {},
-                "n_pairs": n_pairs[cls],
-            }
-            for _ in range(k)
-        ]
+        per_band = [{**_stat_tables(), "n_pairs": n_pairs[cls]} for _ in range(k)]
         for name in data:
             sel = members[name][cls]
             cis = {
@@ -407,6 +388,12 @@ def _compare(runs: list[Run], n_boot: int, level: float, seed: int) -> dict[str,
         "decisions": decisions,
     }
     return summary
+
+
+def _stat_tables() -> dict[str, dict[str, Any]]:
+    """The empty tables of one class's numbers (the centroid's, or one band's), by run or pair
+    of runs."""
+    return {key: {} for key in ("mean", "mean_ci", "diff", "ci_lo", "ci_hi", "same_sign")}
 
 
 def runs_by_name(runs: Sequence[Run], name: str) -> Run:

@@ -32,6 +32,7 @@ itself resizes the whole crop and pads nothing.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -158,38 +159,12 @@ def run_crossres(
     InputError
         Bad factors or kernel, unlabelled pairs, or no pair whose images could be prepared.
     """
-    factors = check_factors(factors)
-    check_resample(resample)
-    if padding is not None:  # one padding for the crops and the recorded settings
-        explainer = explainer.with_(padding=padding)
-    pairs = list(pairs)
-    if not pairs:
-        raise InputError("the pair list is empty")
-    unlabelled = [i for i, p in enumerate(pairs) if p.same is None]
-    if unlabelled:
-        raise InputError(
-            f"cross-resolution needs labelled pairs (a 'same' column); pair {unlabelled[0] + 1} "
-            f"({pairs[unlabelled[0]].path_a}, {pairs[unlabelled[0]].path_b}) has none"
-        )
-    run = CrossresRun(
-        pairs,
-        explainer,
-        factors=factors,
-        resample=resample,
-        aligned=aligned,
-        n_boot=n_boot,
-        level=level,
-        seed=seed,
-        pairs_file=pairs_file,
-        root=root,
-        allow_outside_root=allow_outside_root,
-        extra_settings=extra_settings,
-        progress=progress,
-        report=report,
-    )
-    return execute(run, out_dir, client=client)
+    arguments = dict(locals())  # the run's, but for the folder and the cluster
+    out_dir, client = arguments.pop("out_dir"), arguments.pop("client")
+    return execute(CrossresRun(**arguments), out_dir, client=client)
 
 
+@dataclasses.dataclass(eq=False, kw_only=True)
 class CrossresRun(Run):
     """A cross-resolution run's steps for the run skeleton (:func:`freqxfr.runs.skeleton.execute`):
     the work is (factor, pair index); :func:`run_crossres` documents the arguments."""
@@ -198,36 +173,39 @@ class CrossresRun(Run):
     results = EXPLANATIONS
     desc = "crossres"
 
-    def __init__(
-        self,
-        pairs: list[Pair],
-        explainer: Explainer,
-        *,
-        factors: Sequence[float],
-        resample: str,
-        aligned: bool | None,
-        n_boot: int,
-        level: float,
-        seed: int,
-        pairs_file: str,
-        root: str | os.PathLike[str] | None,
-        allow_outside_root: bool,
-        extra_settings: Mapping[str, Any] | None,
-        progress: bool,
-        report: bool,
-    ) -> None:
-        super().__init__()
-        self.pairs, self.explainer, self.factors = pairs, explainer, factors
-        self.resample, self.aligned = resample, aligned
-        self.bootstrap = (n_boot, level, seed)
-        self.pairs_file, self.root, self.allow_outside_root = pairs_file, root, allow_outside_root
-        self.progress, self.report = progress, report
+    pairs: Sequence[Pair]
+    factors: Sequence[float] = DEFAULT_FACTORS
+    resample: str = DEFAULT_RESAMPLE
+    padding: str | None = None
+    n_boot: int = DEFAULT_RESAMPLES
+    level: float = DEFAULT_LEVEL
+    seed: int = 0
+    pairs_file: str = ""
+    extra_settings: Mapping[str, Any] | None = None
+    report: bool = True
+
+    def __post_init__(self) -> None:
+        """Check the arguments (see :func:`run_crossres`'s ``Raises``)."""
+        self.factors = check_factors(self.factors)
+        check_resample(self.resample)
+        if self.padding is not None:  # one padding for the crops and the recorded settings
+            self.explainer = self.explainer.with_(padding=self.padding)
+        pairs = self.pairs = list(self.pairs)
+        if not pairs:
+            raise InputError("the pair list is empty")
+        unlabelled = [i for i, p in enumerate(pairs) if p.same is None]
+        if unlabelled:
+            raise InputError(
+                f"cross-resolution needs labelled pairs (a 'same' column); pair "
+                f"{unlabelled[0] + 1} ({pairs[unlabelled[0]].path_a}, "
+                f"{pairs[unlabelled[0]].path_b}) has none"
+            )
         self.settings = {
-            **explainer_settings(explainer, aligned),
-            **pair_list_settings(pairs, root, allow_outside_root),
-            "--factors": list(factors),
-            "--resample": resample,
-            **dict(extra_settings or {}),
+            **explainer_settings(self.explainer, self.aligned),
+            **pair_list_settings(pairs, self.root, self.allow_outside_root),
+            "--factors": list(self.factors),
+            "--resample": self.resample,
+            **dict(self.extra_settings or {}),
         }
         self.refused: dict[int, str] = {}
         self.missing: list[tuple[float, int]] = []
@@ -276,7 +254,9 @@ class CrossresRun(Run):
             self.resample,
             records,
             self.failures(),
-            *self.bootstrap,
+            self.n_boot,
+            self.level,
+            self.seed,
             self.pairs_file,
         )
         padding = self.explainer.padding

@@ -30,6 +30,7 @@ with exactly one line.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from collections.abc import Iterator, Mapping, Sequence
@@ -145,25 +146,12 @@ def run_dataset(
         ``failed`` (the number of failed pairs) and ``failures`` (each with ``index``, ``line``,
         ``path_a``, ``path_b`` and ``error``).
     """
-    run = DatasetRun(
-        pairs,
-        explainer,
-        pairs_file=pairs_file,
-        root=root,
-        allow_outside_root=allow_outside_root,
-        aligned=aligned,
-        extra_settings=extra_settings,
-        progress=progress,
-        overlap=overlap,
-        report=report,
-        parquet=parquet,
-        faithfulness_seeds=faithfulness_seeds,
-        pair_pages=pair_pages,
-        restart=restart,
-    )
-    return execute(run, out_dir, client=client)
+    arguments = dict(locals())  # the run's, but for the folder and the cluster
+    out_dir, client = arguments.pop("out_dir"), arguments.pop("client")
+    return execute(DatasetRun(**arguments), out_dir, client=client)
 
 
+@dataclasses.dataclass(eq=False, kw_only=True)
 class DatasetRun(Run):
     """A dataset run's steps for the run skeleton (:func:`freqxfr.runs.skeleton.execute`);
     :func:`run_dataset` documents the arguments."""
@@ -172,46 +160,27 @@ class DatasetRun(Run):
     results = "results.jsonl"
     desc = "explaining"
 
-    def __init__(
-        self,
-        pairs: Sequence[Pair],
-        explainer: Explainer,
-        *,
-        pairs_file: str,
-        root: str | os.PathLike[str] | None,
-        allow_outside_root: bool,
-        aligned: bool | None,
-        extra_settings: Mapping[str, Any] | None,
-        progress: bool,
-        overlap: bool,
-        report: bool,
-        parquet: bool,
-        faithfulness_seeds: int | None,
-        pair_pages: str,
-        restart: bool,
-    ) -> None:
-        super().__init__()
-        self.pairs = list(pairs)
-        self.explainer = explainer
-        self.pairs_file = pairs_file
-        self.root = root
-        self.allow_outside_root = allow_outside_root
-        self.aligned = aligned
-        self.progress = progress
-        self.overlap = overlap
-        self.report = report
-        self.parquet = parquet
-        self.faithfulness_seeds = faithfulness_seeds
-        self.pair_pages = pair_pages
-        self.restart = restart
+    pairs: Sequence[Pair]
+    pairs_file: str = ""
+    extra_settings: Mapping[str, Any] | None = None
+    progress: bool = True
+    overlap: bool = True
+    report: bool = True
+    parquet: bool = False
+    faithfulness_seeds: int | None = None
+    pair_pages: str = "errors"
+    restart: bool = False
+
+    def __post_init__(self) -> None:
+        self.pairs = list(self.pairs)
         self.config = run_config(
-            explainer,
-            pairs_file,
+            self.explainer,
+            self.pairs_file,
             self.pairs,
-            root=root,
-            allow_outside_root=allow_outside_root,
-            aligned=aligned,
-            extra_settings=extra_settings,
+            root=self.root,
+            allow_outside_root=self.allow_outside_root,
+            aligned=self.aligned,
+            extra_settings=self.extra_settings,
         )
         self.n_bands = len(self.config["bands"])
 

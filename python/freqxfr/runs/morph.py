@@ -130,22 +130,12 @@ def run_morph(
     InputError
         Too few bona fide comparisons for the leave-one-identity-out reference.
     """
-    entries = list(entries)
-    if not entries:
-        raise InputError("the morph index lists no morphs")
-    run = MorphRun(
-        entries,
-        explainer,
-        index_file=index_file,
-        root=root,
-        allow_outside_root=allow_outside_root,
-        aligned=aligned,
-        summary_options=(distance, n_boot, level, seed),
-        progress=progress,
-    )
-    return execute(run, out_dir, client=client)
+    arguments = dict(locals())  # the run's, but for the folder and the cluster
+    out_dir, client = arguments.pop("out_dir"), arguments.pop("client")
+    return execute(MorphRun(**arguments), out_dir, client=client)
 
 
+@dataclasses.dataclass(eq=False, kw_only=True)
 class MorphRun(Run):
     """A morph run's steps for the run skeleton (:func:`freqxfr.runs.skeleton.execute`): the
     work is the numbered comparisons; :func:`run_morph` documents the arguments."""
@@ -155,27 +145,23 @@ class MorphRun(Run):
     desc = "morph"
     unit = "comparison"
 
-    def __init__(
-        self,
-        entries: list[MorphEntry],
-        explainer: Explainer,
-        *,
-        index_file: str,
-        root: str | os.PathLike[str] | None,
-        allow_outside_root: bool,
-        aligned: bool | None,
-        summary_options: tuple[str, int, float, int],
-        progress: bool,
-    ) -> None:
-        super().__init__()
-        self.entries, self.explainer, self.cmps = entries, explainer, comparisons(entries)
-        self.index_file, self.root, self.allow_outside_root = index_file, root, allow_outside_root
-        self.aligned, self.summary_options, self.progress = aligned, summary_options, progress
+    entries: Sequence[MorphEntry]
+    index_file: str = ""
+    distance: str = DEFAULT_DISTANCE
+    n_boot: int = DEFAULT_RESAMPLES
+    level: float = DEFAULT_LEVEL
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        self.entries = list(self.entries)
+        if not self.entries:
+            raise InputError("the morph index lists no morphs")
+        self.cmps = comparisons(self.entries)
         self.settings = {
-            **explainer_settings(explainer, aligned),
-            "--root": os.path.abspath(root) if root is not None else None,
-            "--allow-outside-root": bool(allow_outside_root),
-            "comparisons": _listing(self.cmps, root),
+            **explainer_settings(self.explainer, self.aligned),
+            "--root": os.path.abspath(self.root) if self.root is not None else None,
+            "--allow-outside-root": bool(self.allow_outside_root),
+            "comparisons": _listing(self.cmps, self.root),
         }
 
     def record(self) -> Mapping[str, Any]:
@@ -208,7 +194,10 @@ class MorphRun(Run):
             self.cmps,
             [by_comparison[k] for k in range(len(self.cmps))],
             self.index_file,
-            *self.summary_options,
+            self.distance,
+            self.n_boot,
+            self.level,
+            self.seed,
         )
         summary[SETTINGS_KEY] = self.settings
         write_output(out / "comparisons.csv", csv_text(rows))

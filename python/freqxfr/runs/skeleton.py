@@ -26,6 +26,7 @@ nothing; it uses the folder step alone (:func:`run_folder` without a record).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -75,14 +76,15 @@ def refused_pairs(
     return outside_root(pairs, root, pairs_file=pairs_file or "pair list")
 
 
+@dataclasses.dataclass(eq=False, kw_only=True)
 class Run:
     """The steps one kind of run fills in (see the module docstring); :func:`execute` runs them.
 
-    Class attributes: ``command`` (named in the lock), ``results`` (the results log's file name),
-    ``desc`` and ``unit`` (the progress bar's). Attributes a subclass sets: ``explainer``,
-    ``root``, ``allow_outside_root``, ``progress``; :func:`execute` sets ``out`` (the locked
-    run folder) before it plans; ``extras`` collects what the stream reports
-    besides records (e.g. images that could not be aligned), in order."""
+    A subclass is a dataclass of the run's arguments (those of its ``run_*`` function, but the
+    folder and the cluster), with class attributes ``command`` (named in the lock), ``results``
+    (the results log's file name), ``desc`` and ``unit`` (the progress bar's). :func:`execute`
+    sets ``out`` (the locked run folder) before it plans; ``extras`` collects what the stream
+    reports besides records (e.g. images that could not be aligned), in order."""
 
     command: ClassVar[str]
     results: ClassVar[str]
@@ -90,13 +92,12 @@ class Run:
     unit: ClassVar[str] = "pair"
 
     explainer: Any
-    out: Path  # the run folder, once execute has locked it
     root: PathLike | None = None
     allow_outside_root: bool = False
+    aligned: bool | None = None
     progress: bool = False
-
-    def __init__(self) -> None:
-        self.extras: list[Any] = []
+    out: Path = dataclasses.field(init=False)
+    extras: list[Any] = dataclasses.field(init=False, default_factory=list)
 
     # -- what a run fills in --
 
