@@ -44,6 +44,15 @@ REQUIRED_PACKAGE_FILES = (
     "freqxfr/schemas/run.schema.json",
     "freqxfr/schemas/summary.schema.json",
     "freqxfr/schemas/result.schema.json",
+    # The reports' Jinja2 templates (package data): every report renders through them.
+    *(
+        f"freqxfr/reports/templates/{name}"
+        for name in ("base.html.j2", "table.html.j2", "style.css", "images.js")
+        + tuple(
+            f"{kind}.html.j2"
+            for kind in ("pair", "dataset", "compare", "crossres", "morph", "regions", "failure")
+        )
+    ),
 )
 # What the sdist must hold to build, and what must never be in it.
 SDIST_REQUIRED = (
