@@ -45,14 +45,17 @@ REQUIRED_PACKAGE_FILES = (
     "freqxfr/schemas/summary.schema.json",
     "freqxfr/schemas/result.schema.json",
     # The reports' Jinja2 templates (package data): every report renders through them.
-    *(
-        f"freqxfr/reports/templates/{name}"
-        for name in ("base.html.j2", "table.html.j2", "style.css", "images.js")
-        + tuple(
-            f"{kind}.html.j2"
-            for kind in ("pair", "dataset", "compare", "crossres", "morph", "regions", "failure")
-        )
-    ),
+    "freqxfr/reports/templates/base.html.j2",
+    "freqxfr/reports/templates/table.html.j2",
+    "freqxfr/reports/templates/style.css",
+    "freqxfr/reports/templates/images.js",
+    "freqxfr/reports/templates/pair.html.j2",
+    "freqxfr/reports/templates/dataset.html.j2",
+    "freqxfr/reports/templates/compare.html.j2",
+    "freqxfr/reports/templates/crossres.html.j2",
+    "freqxfr/reports/templates/morph.html.j2",
+    "freqxfr/reports/templates/regions.html.j2",
+    "freqxfr/reports/templates/failure.html.j2",
 )
 # What the sdist must hold to build, and what must never be in it.
 SDIST_REQUIRED = (
