@@ -164,8 +164,7 @@ def _region_line(cells) -> str:
         ratio = share / np.maximum(area, 1e-30)
         top = sorted(zip(ratio, share, area, image.regions, strict=True), reverse=True)[:3]
         parts.append(
-            f"{side}: "
-            + ", ".join(f"{name} {s:.0%} of it on {a:.0%} of the area" for _, s, a, name in top)
+            f"{side}: " + ", ".join(f"{name} {s:.0%} (area {a:.0%})" for _, s, a, name in top)
         )
     return "regions with the most influence per unit area: " + "; ".join(parts)
 
