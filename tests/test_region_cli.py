@@ -49,7 +49,9 @@ def test_explain_with_face_regions_writes_one_pair_report_with_bands_and_regions
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("MATCH")
-    assert "regions with the most influence: a: " in done.stdout
+    # Ranked per unit area, each with its share and its area (the face region is 41% of it).
+    assert "regions with the most influence per unit area: a: " in done.stdout
+    assert "% (area " in done.stdout
     record = json.loads((out / "explanation.json").read_text())
     assert record["regions"]["names"][:2] == ["left_eye", "right_eye"]
     assert np.array(record["a"]["directed"]).shape == (4,)  # the bands, as without --regions

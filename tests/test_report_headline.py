@@ -122,3 +122,19 @@ def test_group_rates_match_a_hand_count():
         assert row[4][0] <= row[3] <= row[4][1]
         assert row[5] == pytest.approx(np.mean(gen < 0.0))
         assert row[6][0] <= row[5] <= row[6][1]
+
+
+def test_group_band_differences_name_the_band_that_differs():
+    rng = np.random.default_rng(7)
+    records = []
+    for k in range(60):
+        group = "x" if k % 2 else "y"
+        sides = {}
+        for s in ("a", "b"):
+            d = rng.normal(0.0, 0.05, 4) + np.array([1.0, 0.3, 0.3, 0.3])
+            d[2] += 0.4 if group == "x" else 0.0  # only band 2 differs between the groups
+            sides[s] = {"directed": d.tolist()}
+        records.append({"index": k, "same": True, "groups": {"g": group}, **sides})
+    records.append({"index": 99, "same": True, "groups": {"g": "mixed"}, **sides})
+    (found,) = headline.group_band_differences(records, n_boot=300)["g"]
+    assert found == ("x", "y", 30, 30, [2])

@@ -44,6 +44,18 @@ REQUIRED_PACKAGE_FILES = (
     "freqxfr/schemas/run.schema.json",
     "freqxfr/schemas/summary.schema.json",
     "freqxfr/schemas/result.schema.json",
+    # The reports' Jinja2 templates (package data): every report renders through them.
+    "freqxfr/reports/templates/base.html.j2",
+    "freqxfr/reports/templates/table.html.j2",
+    "freqxfr/reports/templates/style.css",
+    "freqxfr/reports/templates/images.js",
+    "freqxfr/reports/templates/pair.html.j2",
+    "freqxfr/reports/templates/dataset.html.j2",
+    "freqxfr/reports/templates/compare.html.j2",
+    "freqxfr/reports/templates/crossres.html.j2",
+    "freqxfr/reports/templates/morph.html.j2",
+    "freqxfr/reports/templates/regions.html.j2",
+    "freqxfr/reports/templates/failure.html.j2",
 )
 # What the sdist must hold to build, and what must never be in it.
 SDIST_REQUIRED = (

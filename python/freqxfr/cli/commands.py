@@ -13,6 +13,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from freqxfr import write_pair_outputs
 from freqxfr.cli import options
 from freqxfr.cli.output import decision_line
@@ -183,14 +185,23 @@ def _explain_json_only(args: argparse.Namespace) -> int:
 
 
 def _region_line(cells) -> str:
-    """Each region's share of the absolute cell influence, per image, largest first."""
+    """Each region's share of the absolute cell influence, per image, ranked by share per unit
+    area (a large region takes a large share by its size alone), with the area beside it."""
     parts = []
     for side in ("a", "b"):
         image = getattr(cells, side)
         share = image.absolute.sum(axis=1) / max(float(image.absolute.sum()), 1e-30)
-        top = sorted(zip(share, image.regions, strict=True), reverse=True)[:3]
-        parts.append(f"{side}: " + ", ".join(f"{name} {s:.0%}" for s, name in top))
-    return "regions with the most influence: " + "; ".join(parts)
+        if cells.regions is None:  # no weights to measure the areas by: equal areas
+            area = np.full(share.shape, 1.0 / share.size)
+        else:
+            area = np.asarray(cells.regions.to_dict()["area"], dtype=np.float64)
+            area = area / max(float(area.sum()), 1e-30)
+        ratio = share / np.maximum(area, 1e-30)
+        top = sorted(zip(ratio, share, area, image.regions, strict=True), reverse=True)[:3]
+        parts.append(
+            f"{side}: " + ", ".join(f"{name} {s:.0%} (area {a:.0%})" for _, s, a, name in top)
+        )
+    return "regions with the most influence per unit area: " + "; ".join(parts)
 
 
 def _explain_template(args: argparse.Namespace) -> int:

@@ -566,6 +566,20 @@ def _group_rate_tables(summary: Mapping[str, Any], results: Sequence[Mapping[str
             "point values."
         )
     ]
+    contrasts = headline.group_band_differences(results)
+    for column, found in contrasts.items():
+        named = "; ".join(
+            f"{a} ({na} pairs) vs {b} ({nb} pairs): "
+            + (", ".join(map(str, bands)) if bands else "none")
+            for a, b, na, nb, bands in found
+        )
+        parts.append(
+            html_paragraph(
+                f"{column}: bands whose mean normalised directed influence differs between "
+                f"groups ({100 * headline.HEADLINE_LEVEL:g}% bootstrap interval of the difference "
+                f"excludes 0, pairs resampled within each group) — {named}."
+            )
+        )
     for column, rows in headline.group_rates(results, threshold).items():
         parts.append(
             f"<h3>{escape(column)}: error rates</h3>"
