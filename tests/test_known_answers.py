@@ -672,3 +672,24 @@ def test_region_explanation_refuses_cells_of_another_layout(shape):
 
     with pytest.raises(ValueError, match="cells must be"):
         ImageExplanation("x", np.zeros(shape), 0.0, ("eyes", "mouth"))
+
+
+@pytest.mark.unit
+def test_region_summary_mean_maps_are_per_cell_means_over_the_images():
+    """Two genuine matches, 2 regions × 2 bands, both images of a pair alike. Pair 1's cells
+    (1, 0 / 0, -0.5) and pair 2's (0, 0.5 / -1, 0) both peak at magnitude 1, so normalising
+    leaves them as they are, and each class's mean map is their cell-by-cell mean over the four
+    images: directed (0.5, 0.25 / -0.5, -0.25), absolute (0.5, 0.25 / 0.5, 0.25), one value per
+    (region, band)."""
+    from freqxfr.explanations.region_explanations import region_summary
+
+    def record(directed):
+        side = {"regions": ["left", "right"], "directed": directed}
+        return {"same": True, "decision": True, "a": side, "b": side}
+
+    summary = region_summary([record([[1, 0], [0, -0.5]]), record([[0, 0.5], [-1, 0]])])
+    for cls in ("all", "genuine", "true_match"):
+        entry = summary["by_class"][cls]
+        assert entry["n_images"] == 4
+        np.testing.assert_allclose(entry["directed_normalised_mean"], [[0.5, 0.25], [-0.5, -0.25]])
+        np.testing.assert_allclose(entry["absolute_normalised_mean"], [[0.5, 0.25], [0.5, 0.25]])
