@@ -601,7 +601,8 @@ def test_compare_refuses_runs_over_other_pair_lists(tmp_path):
 def test_refused_restart_names_the_changed_key_inside_a_setting_and_shortens_long_values(tmp_path):
     """A setting whose value is a dict is compared key by key: a region grid of 3 rows instead
     of 2 is named as '--regions rows: was 2, now 3'. A value longer than 120 characters is shown
-    as its first 117 and '...'; one of exactly 120 is shown whole."""
+    as its first 117 and '...'; one of exactly 120 is shown whole. A dict replaced by a plain
+    value is shown whole on both sides."""
     from freqxfr.common.errors import OutputError
     from freqxfr.runs.folder import SETTINGS_KEY, check_settings
 
@@ -609,14 +610,17 @@ def test_refused_restart_names_the_changed_key_inside_a_setting_and_shortens_lon
     long_old, long_new = "x" * 200, "y" * 200
     whole_old, whole_new = "a" * 120, "b" * 120
     old = {"--regions": {"kind": "grid", "rows": 2}, "--long": long_old, "--whole": whole_old}
+    old["--schedule"] = {"kind": "rings"}
     check_settings(run_json, {SETTINGS_KEY: old})
     new = {"--regions": {"kind": "grid", "rows": 3}, "--long": long_new, "--whole": whole_new}
+    new["--schedule"] = "rings"  # a dict replaced by a plain value: shown whole, both sides
     with pytest.raises(OutputError) as refused:
         check_settings(run_json, {SETTINGS_KEY: new})
     message = str(refused.value)
     assert "--regions rows: was 2, now 3" in message
     assert f"--long: was {'x' * 117}..., now {'y' * 117}...;" in message
     assert f"--whole: was {whole_old}, now {whole_new};" in message
+    assert '--schedule: was {"kind": "rings"}, now rings' in message
 
 
 @pytest.mark.unit
