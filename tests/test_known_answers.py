@@ -614,6 +614,7 @@ def test_refused_restart_names_the_changed_key_inside_a_setting_and_shortens_lon
     check_settings(run_json, {SETTINGS_KEY: old})
     new = {"--regions": {"kind": "grid", "rows": 3}, "--long": long_new, "--whole": whole_new}
     new["--schedule"] = "rings"  # a dict replaced by a plain value: shown whole, both sides
+    old["--edge"], new["--edge"] = "c" * 121, "d" * 121  # one character too many
     with pytest.raises(OutputError) as refused:
         check_settings(run_json, {SETTINGS_KEY: new})
     message = str(refused.value)
@@ -621,6 +622,7 @@ def test_refused_restart_names_the_changed_key_inside_a_setting_and_shortens_lon
     assert f"--long: was {'x' * 117}..., now {'y' * 117}...;" in message
     assert f"--whole: was {whole_old}, now {whole_new};" in message
     assert '--schedule: was {"kind": "rings"}, now rings' in message
+    assert f"--edge: was {'c' * 117}..., now {'d' * 117}...;" in message
 
 
 @pytest.mark.unit
