@@ -610,11 +610,11 @@ def test_refused_restart_names_the_changed_key_inside_a_setting_and_shortens_lon
     long_old, long_new = "x" * 200, "y" * 200
     whole_old, whole_new = "a" * 120, "b" * 120
     old = {"--regions": {"kind": "grid", "rows": 2}, "--long": long_old, "--whole": whole_old}
-    old["--schedule"] = {"kind": "rings"}
-    check_settings(run_json, {SETTINGS_KEY: old})
     new = {"--regions": {"kind": "grid", "rows": 3}, "--long": long_new, "--whole": whole_new}
+    old["--schedule"] = {"kind": "rings"}
     new["--schedule"] = "rings"  # a dict replaced by a plain value: shown whole, both sides
     old["--edge"], new["--edge"] = "c" * 121, "d" * 121  # one character too many
+    check_settings(run_json, {SETTINGS_KEY: old})
     with pytest.raises(OutputError) as refused:
         check_settings(run_json, {SETTINGS_KEY: new})
     message = str(refused.value)
