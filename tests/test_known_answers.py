@@ -699,3 +699,34 @@ def test_region_summary_mean_maps_are_per_cell_means_over_the_images():
         assert entry["n_images"] == 4
         np.testing.assert_allclose(entry["directed_normalised_mean"], [[0.5, 0.25], [-0.5, -0.25]])
         np.testing.assert_allclose(entry["absolute_normalised_mean"], [[0.5, 0.25], [0.5, 0.25]])
+
+
+# ---- the pair stream's double buffer (cosmic-ray survivor of stream) -----------------------------
+
+
+@pytest.mark.unit
+def test_prefetched_runs_one_item_of_work_at_a_time_in_order():
+    """With overlap, the next item's work runs on *one* worker thread while the caller uses the
+    current result: two buffers that alternate are then enough. So no two calls of ``work`` ever
+    run at once: the first call waits (up to 0.2 s) for a second one to start, and must not see
+    it. The results come in the items' order, the last short chunk included."""
+    import threading
+
+    from freqxfr.explanations.stream import chunks, prefetched
+
+    running, overlapped = threading.Semaphore(1), []
+    started = threading.Event()
+
+    def work(chunk):
+        if not running.acquire(blocking=False):
+            overlapped.append(chunk)
+        if chunk[0] == 0:
+            started.wait(0.2)  # a second call, if one could start now, has started by then
+        else:
+            started.set()
+        running.release()
+        return [10 * x for x in chunk]
+
+    out = list(prefetched(work, chunks(range(7), 3), overlap=True, thread_name="test"))
+    assert out == [[0, 10, 20], [30, 40, 50], [60]]
+    assert overlapped == []
