@@ -730,3 +730,43 @@ def test_prefetched_runs_one_item_of_work_at_a_time_in_order():
     out = list(prefetched(work, chunks(range(7), 3), overlap=True, thread_name="test"))
     assert out == [[0, 10, 20], [30, 40, 50], [60]]
     assert overlapped == []
+
+
+# ---- the bootstrap's defaults and bounds (cosmic-ray survivors of bootstrap) --------------------
+
+
+@pytest.mark.unit
+def test_bootstrap_defaults_bounds_and_draws():
+    """Documented defaults: 2000 resamples, seed 0, a 95 % interval (of 0..100: 2.5 to 97.5).
+    One item and one resample are the smallest valid request; 0, a float or a string count is
+    refused. Each item of 3 is drawn a third of the time (6000 draws, seed 0), the first as
+    often as the last. An interval needs a level strictly inside (0, 1) and one finite sample
+    (a single sample is its own interval). Sign stability of a zero estimate is the share of
+    zero samples."""
+    from freqxfr.common.errors import InputError
+    from freqxfr.stats.bootstrap import percentile_ci, resample_indices, sign_stability
+
+    draws = resample_indices(3)
+    assert len(draws) == 2000
+    assert all(
+        np.array_equal(a, b) for a, b in zip(draws, resample_indices(3, seed=0), strict=True)
+    )
+    counts = np.bincount(np.concatenate(draws), minlength=3) / 6000
+    np.testing.assert_allclose(counts, 1 / 3, atol=0.03)
+    assert [d.tolist() for d in resample_indices(n=1, n_boot=1)] == [[0]]
+    for bad in ({"n": 0}, {"n": 2.0}, {"n": "3"}, {"n": 3, "n_boot": 0}, {"n": 3, "n_boot": 2.0}):
+        with pytest.raises(InputError):
+            resample_indices(**bad)
+    assert percentile_ci(np.arange(101.0)) == pytest.approx((2.5, 97.5))
+    assert percentile_ci([3.0]) == (3.0, 3.0)
+    assert percentile_ci(np.arange(101.0), 0.5) == pytest.approx((25.0, 75.0))
+    for level in (0.0, 1.0, -0.5, 1.5):
+        with pytest.raises(InputError):
+            percentile_ci([1.0, 2.0], level)
+    for empty in ([], [np.nan]):
+        with pytest.raises(InputError):
+            percentile_ci(empty)
+    with pytest.raises(InputError):
+        sign_stability([], 1.0)
+    assert sign_stability([2.0], 1.0) == 1.0
+    assert sign_stability([0.0, 0.0, 1.0, -1.0], 0.0) == 0.5
