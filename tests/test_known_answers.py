@@ -769,4 +769,4 @@ def test_bootstrap_defaults_bounds_and_draws():
     with pytest.raises(InputError):
         sign_stability([], 1.0)
     assert sign_stability([2.0], 1.0) == 1.0
-    assert sign_stability([0.0, 0.0, 1.0, -1.0], 0.0) == 0.5
+    assert sign_stability([0.0, 0.0, 0.0, -1.0], 0.0) == 0.75
