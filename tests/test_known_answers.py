@@ -601,7 +601,8 @@ def test_compare_refuses_runs_over_other_pair_lists(tmp_path):
 def test_refused_restart_names_the_changed_key_inside_a_setting_and_shortens_long_values(tmp_path):
     """A setting whose value is a dict is compared key by key: a region grid of 3 rows instead
     of 2 is named as '--regions rows: was 2, now 3'. A value longer than 120 characters is shown
-    as its first 117 and '...'; one of exactly 120 is shown whole."""
+    as its first 117 and '...'; one of exactly 120 is shown whole. A dict replaced by a plain
+    value is shown whole on both sides."""
     from freqxfr.common.errors import OutputError
     from freqxfr.runs.folder import SETTINGS_KEY, check_settings
 
@@ -609,14 +610,19 @@ def test_refused_restart_names_the_changed_key_inside_a_setting_and_shortens_lon
     long_old, long_new = "x" * 200, "y" * 200
     whole_old, whole_new = "a" * 120, "b" * 120
     old = {"--regions": {"kind": "grid", "rows": 2}, "--long": long_old, "--whole": whole_old}
-    check_settings(run_json, {SETTINGS_KEY: old})
     new = {"--regions": {"kind": "grid", "rows": 3}, "--long": long_new, "--whole": whole_new}
+    old["--schedule"] = {"kind": "rings"}
+    new["--schedule"] = "rings"  # a dict replaced by a plain value: shown whole, both sides
+    old["--edge"], new["--edge"] = "c" * 121, "d" * 121  # one character too many
+    check_settings(run_json, {SETTINGS_KEY: old})
     with pytest.raises(OutputError) as refused:
         check_settings(run_json, {SETTINGS_KEY: new})
     message = str(refused.value)
     assert "--regions rows: was 2, now 3" in message
     assert f"--long: was {'x' * 117}..., now {'y' * 117}...;" in message
     assert f"--whole: was {whole_old}, now {whole_new};" in message
+    assert '--schedule: was {"kind": "rings"}, now rings' in message
+    assert f"--edge: was {'c' * 117}..., now {'d' * 117}...;" in message
 
 
 @pytest.mark.unit
@@ -672,3 +678,95 @@ def test_region_explanation_refuses_cells_of_another_layout(shape):
 
     with pytest.raises(ValueError, match="cells must be"):
         ImageExplanation("x", np.zeros(shape), 0.0, ("eyes", "mouth"))
+
+
+@pytest.mark.unit
+def test_region_summary_mean_maps_are_per_cell_means_over_the_images():
+    """Two genuine matches, 2 regions × 2 bands, both images of a pair alike. Pair 1's cells
+    (1, 0 / 0, -0.5) and pair 2's (0, 0.5 / -1, 0) both peak at magnitude 1, so normalising
+    leaves them as they are, and each class's mean map is their cell-by-cell mean over the four
+    images: directed (0.5, 0.25 / -0.5, -0.25), absolute (0.5, 0.25 / 0.5, 0.25), one value per
+    (region, band)."""
+    from freqxfr.explanations.region_explanations import region_summary
+
+    def record(directed):
+        side = {"regions": ["left", "right"], "directed": directed}
+        return {"same": True, "decision": True, "a": side, "b": side}
+
+    summary = region_summary([record([[1, 0], [0, -0.5]]), record([[0, 0.5], [-1, 0]])])
+    for cls in ("all", "genuine", "true_match"):
+        entry = summary["by_class"][cls]
+        assert entry["n_images"] == 4
+        np.testing.assert_allclose(entry["directed_normalised_mean"], [[0.5, 0.25], [-0.5, -0.25]])
+        np.testing.assert_allclose(entry["absolute_normalised_mean"], [[0.5, 0.25], [0.5, 0.25]])
+
+
+# ---- the pair stream's double buffer (cosmic-ray survivor of stream) -----------------------------
+
+
+@pytest.mark.unit
+def test_prefetched_runs_one_item_of_work_at_a_time_in_order():
+    """With overlap, the next item's work runs on *one* worker thread while the caller uses the
+    current result: two buffers that alternate are then enough. So no two calls of ``work`` ever
+    run at once: the first call waits (up to 0.2 s) for a second one to start, and must not see
+    it. The results come in the items' order, the last short chunk included."""
+    import threading
+
+    from freqxfr.explanations.stream import chunks, prefetched
+
+    running, overlapped = threading.Semaphore(1), []
+    started = threading.Event()
+
+    def work(chunk):
+        if not running.acquire(blocking=False):
+            overlapped.append(chunk)
+        if chunk[0] == 0:
+            started.wait(0.2)  # a second call, if one could start now, has started by then
+        else:
+            started.set()
+        running.release()
+        return [10 * x for x in chunk]
+
+    out = list(prefetched(work, chunks(range(7), 3), overlap=True, thread_name="test"))
+    assert out == [[0, 10, 20], [30, 40, 50], [60]]
+    assert overlapped == []
+
+
+# ---- the bootstrap's defaults and bounds (cosmic-ray survivors of bootstrap) --------------------
+
+
+@pytest.mark.unit
+def test_bootstrap_defaults_bounds_and_draws():
+    """Documented defaults: 2000 resamples, seed 0, a 95 % interval (of 0..100: 2.5 to 97.5).
+    One item and one resample are the smallest valid request; 0, a float or a string count is
+    refused. Each item of 3 is drawn a third of the time (6000 draws, seed 0), the first as
+    often as the last. An interval needs a level strictly inside (0, 1) and one finite sample
+    (a single sample is its own interval). Sign stability of a zero estimate is the share of
+    zero samples."""
+    from freqxfr.common.errors import InputError
+    from freqxfr.stats.bootstrap import percentile_ci, resample_indices, sign_stability
+
+    draws = resample_indices(3)
+    assert len(draws) == 2000
+    assert all(
+        np.array_equal(a, b) for a, b in zip(draws, resample_indices(3, seed=0), strict=True)
+    )
+    counts = np.bincount(np.concatenate(draws), minlength=3) / 6000
+    np.testing.assert_allclose(counts, 1 / 3, atol=0.03)
+    assert [d.tolist() for d in resample_indices(n=1, n_boot=1)] == [[0]]
+    for bad in ({"n": 0}, {"n": 2.0}, {"n": "3"}, {"n": 3, "n_boot": 0}, {"n": 3, "n_boot": 2.0}):
+        with pytest.raises(InputError):
+            resample_indices(**bad)
+    assert percentile_ci(np.arange(101.0)) == pytest.approx((2.5, 97.5))
+    assert percentile_ci([3.0]) == (3.0, 3.0)
+    assert percentile_ci(np.arange(101.0), 0.5) == pytest.approx((25.0, 75.0))
+    for level in (0.0, 1.0, -0.5, 1.5):
+        with pytest.raises(InputError):
+            percentile_ci([1.0, 2.0], level)
+    for empty in ([], [np.nan]):
+        with pytest.raises(InputError):
+            percentile_ci(empty)
+    with pytest.raises(InputError):
+        sign_stability([], 1.0)
+    assert sign_stability([2.0], 1.0) == 1.0
+    assert sign_stability([0.0, 0.0, 0.0, -1.0], 0.0) == 0.75
