@@ -46,6 +46,10 @@ class StreamExplainer(ExplainerParts, Protocol):
     config: ExplainerConfig
     memory: MemoryPlan  # what the memory budget allows: batch buffers in flight
 
+    def align(
+        self, image: ImageLike, aligned: bool | None = None, *, name: str | None = None
+    ) -> AlignedFace: ...
+
     def with_(self, **changes: Any) -> Any: ...
 
 
