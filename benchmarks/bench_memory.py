@@ -236,6 +236,10 @@ def main() -> None:
                 f"~{r['onnxruntime_working_mb_estimate']} MB; scores identical: "
                 f"{r['scores_identical_to_default']}"
             )
+        _write(args, load, results)  # after each model: a run cut short keeps what it measured
+
+
+def _write(args: argparse.Namespace, load: dict[str, Any], results: list[dict[str, Any]]) -> None:
     load["loadavg_after"] = os.getloadavg()
     payload = {
         "benchmark": "memory",
