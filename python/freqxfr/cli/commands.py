@@ -34,21 +34,22 @@ from freqxfr.runs.pair import check_pair_folder, explanation_record, write_templ
 DEMO_OUT = "freqxfr-demo"
 EXPLAIN_OUT = "freqxfr-explanation"
 FAITHFULNESS_OUT = "freqxfr-faithfulness"
-# Measured with benchmarks/bench_drawing.py (dlib, 16 bands, 2 cores; see its JSON).
+# Counted from the orders faithfulness scores (explanations/faithfulness.py); times measured
+# with `/usr/bin/time freqxfr demo` (dlib, 16 bands, 2 cores), December 2026.
 FAITHFULNESS_COST = (
-    "Faithfulness curves cost far more than the explanation: 2K masked images per order and "
-    "image (the ranked orders and --seeds random ones; the reversed order is free), about 13x "
-    "the explanation's 2K+2 model inputs with the default 5 seeds and 16 bands."
+    "Faithfulness curves and their calibrated null cost far more than the explanation: per "
+    "image 2K masked images for each ranked order and each of the --seeds random ones, and K "
+    "more for each order of the null (20 random, 20 sanity), about 46x the explanation's 2K+2 "
+    "model inputs with the default 5 seeds and 16 bands."
 )
-
 # What each command's --help says: (help, description).
 DEMO_TEXT = (
     "explain two bundled pairs (one genuine, one impostor)",
     "Explain two pairs of bundled FRLL photos, a genuine and an impostor one, "
     f"with the default model; writes {DEMO_OUT}/genuine/ and {DEMO_OUT}/impostor/, each with "
     "explanation.json, PNG plots and report.html. " + FAITHFULNESS_COST + " The demo computes "
-    "them for both pairs: the largest part of its time (about 1.6 s a pair with dlib on 2 "
-    "cores, of about 7 CPU-seconds in all; drawing a pair's pictures takes about 0.4 s).",
+    "them for both pairs: most of its time (about 16 CPU-seconds in all with dlib, 9-15 s on 2 "
+    "cores; drawing a pair's pictures takes about 0.4 s).",
 )
 EXPLAIN_TEXT = (
     "explain one pair of face images",
