@@ -828,9 +828,9 @@ def summarise_faithfulness(
         for cls in image_classes(record):
             members[cls].append((record, who))
     by_class: dict[str, Any] = {}
-    for cls, pairs in members.items():
-        rows = [r for r, _ in pairs]
-        ids = [who for _, who in pairs]
+    for cls, listed in members.items():
+        rows = [r for r, _ in listed]
+        ids = [who for _, who in listed]
         entry: dict[str, Any] = {"n_images": len(rows)}
         for name in VARIANTS:
             areas = [r["areas"][name] for r in rows]
