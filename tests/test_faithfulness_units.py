@@ -89,7 +89,7 @@ def test_two_images_per_identity_halve_the_units_and_change_p():
         assert null[side]["p_value"] == pytest.approx(1 / 16)
         assert null[side]["image_p_value"] == pytest.approx(697 / 65536)
     assert not null["holds"]
-    assert "6 of 8 identities by majority, 1 tied" in verdict(entry, 16)
+    assert "6 of 8 identities by majority (1 tied, no vote)" in verdict(entry, 16)
     assert "one vote per identity" in null_verdict(null)
 
 

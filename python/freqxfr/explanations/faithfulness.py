@@ -1058,7 +1058,7 @@ def _unit_count(entry: Mapping[str, Any]) -> str:
 
 def _votes(entry: Mapping[str, Any]) -> str:
     ties = entry.get("unit_ties") or 0
-    tied = f", {ties} tied" if ties else ""
+    tied = f" ({ties} tied, no vote)" if ties else ""
     return f"{entry['unit_wins']} of {entry['n_units']} identities by majority{tied}"
 
 
