@@ -55,7 +55,15 @@ depends on the decision:
 An image beats a null when its percentile exceeds 1/2 (beats the null's median); the decision rule
 **holds** for a class when the images beating the random null and the images beating the sanity
 null are each significantly more than half (one-sided sign test, p < :data:`SIGN_TEST_LEVEL`).
-Images count as independent units (both images of a pair, and images that recur, alike).
+
+**Sign tests per identity** (:func:`unit_vote`). The two images of a genuine pair are one person,
+and an image reused across pairs is judged more than once: they are not independent. Where every
+image's identity is known (an explicit list, a record's ``identity``, or its path:
+:func:`freqxfr.stats.identities.identity_from_path` for LFW and FRLL), each identity votes once:
+a win if more than half of its images beat the baseline or null, a loss if fewer, no vote at
+exactly half; the sign test runs over the votes, and its ``p_value`` and ``holds`` are the ones
+reported (``unit`` "identity"). Where any identity is unknown, images are the units (``unit``
+"image", with a ``note`` saying so), as before. ``wins`` and the shares stay per image.
 """
 
 from __future__ import annotations
@@ -71,6 +79,7 @@ from freqxfr.common.errors import InputError
 from freqxfr.common.progress import progress_bar
 from freqxfr.imaging.images import ImageLike
 from freqxfr.imaging.regions import ResolvedRegions
+from freqxfr.stats.identities import IDENTITY, identity_from_path
 
 
 # What the curves need of an explainer and an explanation; freqxfr.Explainer and Explanation are
@@ -159,7 +168,8 @@ NULL_INFO = {
     "beats": "percentile above 1/2 (beats the null's median)",
     "holds": (
         "images beating the random null and images beating the sanity null each significantly "
-        "more than half (one-sided sign test, p < 0.05; images as units)"
+        "more than half (one-sided sign test, p < 0.05; one vote per identity where identities are "
+        "known, else per image)"
     ),
 }
 
@@ -693,13 +703,20 @@ def _cell_side(
 # ---- many images ------------------------------------------------------------------------------
 
 
-def image_records(result: Faithfulness, index: int, paths: tuple[str, str]) -> list[dict[str, Any]]:
-    """One record per explained image of a pair: who it is, its decision and its areas."""
+def image_records(
+    result: Faithfulness,
+    index: int,
+    paths: tuple[str, str],
+    identities: Sequence[str | None] = (None, None),
+) -> list[dict[str, Any]]:
+    """One record per explained image of a pair: who it is (``identity``: the one given, else
+    its path's, else ``None``), its decision and its areas."""
     return [
         {
             "pair": int(index),
             "side": side,
             "path": str(path),
+            "identity": given or identity_from_path(path),
             "same": result.same,
             "decision": result.decision,
             "score_ref": result.score_ref,
@@ -707,7 +724,10 @@ def image_records(result: Faithfulness, index: int, paths: tuple[str, str]) -> l
             "areas": curves.areas(),
             "null_test": curves.null_test(),
         }
-        for side, path, curves in (("a", paths[0], result.a), ("b", paths[1], result.b))
+        for side, path, given, curves in (
+            ("a", paths[0], identities[0], result.a),
+            ("b", paths[1], identities[1], result.b),
+        )
     ]
 
 
@@ -726,19 +746,91 @@ def sign_test_p(wins: int, n: int) -> float:
     return math.fsum(math.comb(n, i) for i in range(wins, n + 1)) / 2.0**n
 
 
-def summarise_faithfulness(records: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+#: The sign test's unit where an identity is unknown.
+IMAGE = "image"
+
+
+def record_identity(record: Mapping[str, Any]) -> str | None:
+    """An image record's identity: its ``identity`` field, else its ``path``'s
+    (:func:`~freqxfr.stats.identities.identity_from_path`), else ``None``."""
+    given = record.get("identity")
+    if isinstance(given, str) and given:
+        return given
+    path = record.get("path")
+    return identity_from_path(path) if isinstance(path, str) else None
+
+
+def unit_vote(beats: Sequence[bool], identities: Sequence[str | None] | None) -> dict[str, Any]:
+    """The one-sided sign test over independent units, from each image's win (``beats``).
+
+    With every identity known, an identity votes a win if more than half of its images win, a
+    loss if fewer, and not at all at exactly half; the test runs over the votes. Returns
+    ``unit`` ("identity"), ``n_units`` (identities), ``unit_wins``, ``unit_ties`` (identities
+    without a vote) and ``p_value`` (1 without votes). With ``identities`` ``None`` or any of
+    them unknown, images are the units: ``unit`` "image", ``n_units`` and ``unit_wins`` the
+    images and their wins, and a ``note`` saying why.
+    """
+    n = len(beats)
+    if identities is not None and len(identities) != n:
+        raise InputError(f"identities: {len(identities)} given for {n} images")
+    if identities is None or not all(identities):
+        wins = sum(bool(b) for b in beats)
+        why = "not given" if identities is None else "unknown for some images"
+        return {
+            "unit": IMAGE,
+            "n_units": n,
+            "unit_wins": wins,
+            "unit_ties": 0,
+            "p_value": sign_test_p(wins, n),
+            "note": f"identities {why}: the sign test counts images, so the two images of a "
+            "pair and images reused across pairs count as independent",
+        }
+    tally: dict[str, list[int]] = {}
+    for won, who in zip(beats, identities, strict=True):
+        counts = tally.setdefault(str(who), [0, 0])
+        counts[0] += bool(won)
+        counts[1] += 1
+    wins = sum(2 * w > k for w, k in tally.values())
+    ties = sum(2 * w == k for w, k in tally.values())
+    votes = len(tally) - ties
+    return {
+        "unit": IDENTITY,
+        "n_units": len(tally),
+        "unit_wins": wins,
+        "unit_ties": ties,
+        "p_value": sign_test_p(wins, votes) if votes else 1.0,
+    }
+
+
+def summarise_faithfulness(
+    records: Iterable[Mapping[str, Any]], identities: Sequence[str | None] | None = None
+) -> dict[str, Any]:
     """``by_class[cls]`` for cls in :data:`CLASSES`: ``n_images`` and per variant the mean areas,
-    ``beats_random`` (share of images), ``insertion_beats_random``, ``wins``, the sign test's
-    ``p_value`` and ``holds`` (wins significantly above half at :data:`SIGN_TEST_LEVEL`); with
-    the calibrated null also per variant the median ``percentile`` and ``effect_size`` of the
+    ``beats_random`` (share of images), ``insertion_beats_random``, ``wins`` (images), the sign
+    test's ``p_value`` and ``holds`` (wins significantly above half at :data:`SIGN_TEST_LEVEL`),
+    with the test's ``unit``, ``n_units``, ``unit_wins``, ``unit_ties`` and, for images,
+    ``note`` (:func:`unit_vote`), and ``image_p_value`` (the test over images); with the
+    calibrated null also per variant the median ``percentile`` and ``effect_size`` of the
     deletion area against the null's random orders, and ``null_test`` (see
-    :func:`summarise_null_tests`)."""
-    members: dict[str, list[Mapping[str, Any]]] = {c: [] for c in CLASSES}
-    for record in records:
+    :func:`summarise_null_tests`).
+
+    The sign test votes per identity when every image's identity is known: ``identities`` (one
+    per record), else each record's (:func:`record_identity`); otherwise per image. ``p_value``
+    and ``holds`` are then the identity-level test's.
+    """
+    records = list(records)
+    if identities is None:
+        identities = [record_identity(r) for r in records]
+    elif len(identities) != len(records):
+        raise InputError(f"identities: {len(identities)} given for {len(records)} images")
+    members: dict[str, list[tuple[Mapping[str, Any], str | None]]] = {c: [] for c in CLASSES}
+    for record, who in zip(records, identities, strict=True):
         for cls in image_classes(record):
-            members[cls].append(record)
+            members[cls].append((record, who))
     by_class: dict[str, Any] = {}
-    for cls, rows in members.items():
+    for cls, listed in members.items():
+        rows = [r for r, _ in listed]
+        ids = [who for _, who in listed]
         entry: dict[str, Any] = {"n_images": len(rows)}
         for name in VARIANTS:
             areas = [r["areas"][name] for r in rows]
@@ -746,7 +838,8 @@ def summarise_faithfulness(records: Iterable[Mapping[str, Any]]) -> dict[str, An
                 entry[name] = None
                 continue
             wins = sum(bool(a["beats_random"]) for a in areas)
-            p = sign_test_p(wins, len(areas))
+            vote = unit_vote([bool(a["beats_random"]) for a in areas], ids)
+            p = vote["p_value"]
             entry[name] = {
                 **{
                     key: float(np.mean([a[key] for a in areas]))
@@ -762,14 +855,15 @@ def summarise_faithfulness(records: Iterable[Mapping[str, Any]]) -> dict[str, An
                     np.mean([a["insertion_beats_random"] for a in areas])
                 ),
                 "wins": wins,
-                "p_value": p,
+                **vote,
+                "image_p_value": sign_test_p(wins, len(areas)),
                 "holds": bool(p < SIGN_TEST_LEVEL),
             }
             if all("percentile" in a for a in areas):
                 entry[name]["percentile"] = float(np.median([a["percentile"] for a in areas]))
                 entry[name]["effect_size"] = _median([a["effect_size"] for a in areas])
         if rows and all(r.get("null_test") for r in rows):
-            entry["null_test"] = summarise_null_tests([r["null_test"] for r in rows])
+            entry["null_test"] = summarise_null_tests([r["null_test"] for r in rows], ids)
         elif not rows:
             entry["null_test"] = None
         by_class[cls] = entry
@@ -781,23 +875,34 @@ def _median(values: Iterable[float | None]) -> float | None:
     return float(np.median(kept)) if kept else None
 
 
-def summarise_null_tests(tests: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+def summarise_null_tests(
+    tests: Sequence[Mapping[str, Any]], identities: Sequence[str | None] | None = None
+) -> dict[str, Any]:
     """The decision rule over images' :meth:`SideCurves.null_test`: per null (``random``,
     ``sanity``) the ``wins`` (images beating its median), their share ``beats``, the sign test's
-    ``p_value`` and ``holds``, the median ``percentile`` and ``effect_size`` and the share of
-    images ``significant`` on their own (permutation p < :data:`SIGN_TEST_LEVEL`); ``holds`` where
-    both hold; ``tests``: how many images each test judged (area for matches, threshold
-    otherwise)."""
+    ``p_value`` and ``holds`` with its ``unit``, ``n_units``, ``unit_wins`` and ``unit_ties``
+    (:func:`unit_vote`) and ``image_p_value`` (the test over images), the median ``percentile``
+    and ``effect_size`` and the share of images ``significant`` on their own (permutation p <
+    :data:`SIGN_TEST_LEVEL`); ``holds`` where both hold; ``unit``, ``n_units`` (and ``note`` for
+    images) of the tests; ``tests``: how many images each test judged (area for matches,
+    threshold otherwise).
+
+    With ``identities`` (one per test) all known, each identity votes once and ``p_value`` and
+    ``holds`` are the identity-level test's; without them (or with any unknown) images vote.
+    """
     n = len(tests)
     out: dict[str, Any] = {"n_images": n}
     for null in ("random", "sanity"):
         judged = [t[t["test"]][null] for t in tests]
         wins = sum(bool(j["beats"]) for j in judged)
-        p = sign_test_p(wins, n)
+        vote = unit_vote([bool(j["beats"]) for j in judged], identities)
+        out.update({k: vote[k] for k in ("unit", "n_units", "note") if k in vote})
+        p = vote["p_value"]
         out[null] = {
             "wins": wins,
             "beats": wins / n,
-            "p_value": p,
+            **{k: vote[k] for k in ("unit", "n_units", "unit_wins", "unit_ties", "p_value")},
+            "image_p_value": sign_test_p(wins, n),
             "holds": bool(p < SIGN_TEST_LEVEL),
             "percentile": float(np.median([j["percentile"] for j in judged])),
             "effect_size": _median(j["effect_size"] for j in judged),
@@ -814,10 +919,13 @@ def verdict(entry: Mapping[str, Any] | None, n_images: int) -> str:
         return "no images"
     wins = entry["wins"]
     text = f"{wins} of {n_images} images beat random ({entry['beats_random']:.0%})"
+    units = _units(entry, n_images)
+    if entry.get("unit") == IDENTITY:
+        text += f", {_votes(entry)}"
     if entry["holds"]:
         return f"holds: {text}"
-    if n_images < 5:
-        return f"too few images to tell: {text}"
+    if units < 5:
+        return f"too few {_unit_name(entry)} to tell: {text}"
     return f"does NOT hold for this class: {text}, sign test p = {entry['p_value']:.2g}"
 
 
@@ -835,8 +943,9 @@ def dataset_faithfulness(
 
     Returns the ``faithfulness.json`` dict: ``format``, ``pairs``, ``n_images``, ``seeds``,
     ``null_orders``, ``variants``, ``null`` (:data:`NULL_INFO`), ``by_class`` (see
-    :func:`summarise_faithfulness`) and ``per_image`` (pair index, side, path, ``same``, decision,
-    areas and ``null_test`` of every explained image). ``indices`` are the pairs' places in their
+    :func:`summarise_faithfulness`: sign tests per identity where every image's is known) and
+    ``per_image`` (pair index, side, path, ``identity`` (the pair list's, else the path's, else
+    ``None``), ``same``, decision, areas and ``null_test`` of every explained image). ``indices`` are the pairs' places in their
     list (default 0, 1, ...), e.g. when ``pairs`` is a subset of it. ``progress`` shows a progress
     bar.
     """
@@ -853,7 +962,9 @@ def dataset_faithfulness(
             same=pair.same,
             null_orders=null_orders,
         )
-        per_image.extend(image_records(result, index, (str(pair.path_a), str(pair.path_b))))
+        paths = (str(pair.path_a), str(pair.path_b))
+        given = getattr(pair, "identities", None) or (None, None)
+        per_image.extend(image_records(result, index, paths, given))
         if bar is not None:
             bar.update(1)
     if bar is not None:
@@ -922,18 +1033,41 @@ def null_lines(by_class: Mapping[str, Any]) -> list[str]:
                 f"{effect:>7}"
             )
         lines.append(f"{cls:<10} {entry['n_images']:>6} {' '.join(cells)}  {_rule(entry)}")
+    units = ", ".join(f"{cls} {_unit_count(entry)}" for cls, entry in rows)
     lines.append(
         "(* = significantly more than half beat that null, one-sided sign test p < "
-        f"{SIGN_TEST_LEVEL}; the rule holds where both do; sanity: random orders but for the "
-        "most supportive band, first for a match, last for a non-match)"
+        f"{SIGN_TEST_LEVEL}, one vote per identity where identities are known; the rule holds "
+        "where both do; sanity: random orders but for the most supportive band, first for a "
+        f"match, last for a non-match; sign test units: {units})"
     )
     return lines
+
+
+def _units(entry: Mapping[str, Any], n_images: int) -> int:
+    """The sign test's units: identities, or images (summaries before identities: images)."""
+    return int(entry.get("n_units", n_images))
+
+
+def _unit_name(entry: Mapping[str, Any]) -> str:
+    return "identities" if entry.get("unit") == IDENTITY else "images"
+
+
+def _unit_count(entry: Mapping[str, Any]) -> str:
+    return f"{_units(entry, entry['n_images'])} {_unit_name(entry)}"
+
+
+def _votes(entry: Mapping[str, Any]) -> str:
+    ties = entry.get("unit_ties") or 0
+    tied = f" ({ties} tied, no vote)" if ties else ""
+    return f"{entry['unit_wins']} of {entry['n_units']} identities by majority{tied}"
 
 
 def _rule(entry: Mapping[str, Any]) -> str:
     if entry["holds"]:
         return "holds"
-    return "too few images to tell" if entry["n_images"] < 5 else "does NOT hold"
+    if _units(entry, entry["n_images"]) < 5:
+        return f"too few {_unit_name(entry)} to tell"
+    return "does NOT hold"
 
 
 def null_verdict(entry: Mapping[str, Any] | None) -> str:
@@ -945,5 +1079,10 @@ def null_verdict(entry: Mapping[str, Any] | None) -> str:
         f"{entry['random']['wins']} of {n} images beat the random null's median, "
         f"{entry['sanity']['wins']} of {n} the sanity null's"
     )
+    if entry.get("unit") == IDENTITY:
+        text += (
+            f" (one vote per identity: {_votes(entry['random'])} against the random null, "
+            f"{_votes(entry['sanity'])} against the sanity null)"
+        )
     rule = _rule(entry)
     return f"{rule}: {text}" if rule != "does NOT hold" else f"does NOT hold for this class: {text}"

@@ -159,7 +159,7 @@ def _null_table(by_class: Mapping[str, Any]) -> str:
             "non-match by how far deleting in the against order moves the score toward the "
             "threshold (per step, the share of the distance closed, 1 once the decision flipped). "
             "An image beats a null above its median; the rule holds where significantly more "
-            "than half the images beat both (sign test, p < 0.05)."
+            "than half the units beat both (sign test, p < 0.05)."
         )
         + "".join(html_paragraph(v) for v in verdicts)
         + html_table(
