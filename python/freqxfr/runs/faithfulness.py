@@ -67,7 +67,8 @@ class CurvesLog:
             seeds=self.seeds,
             same=record.get("same"),
         )
-        self._log.append(_line(index, self.seeds, result, (str(pair.path_a), str(pair.path_b))))
+        paths = (str(pair.path_a), str(pair.path_b))
+        self._log.append(_line(index, self.seeds, result, paths, pair.identities))
         self.done.add(index)
 
     def close(self) -> None:
@@ -130,11 +131,18 @@ def summarise_run(path: Path) -> dict[str, Any]:
     }
 
 
-def _line(index: int, seeds: list[int], result: Faithfulness, paths: tuple[str, str]) -> dict:
+def _line(
+    index: int,
+    seeds: list[int],
+    result: Faithfulness,
+    paths: tuple[str, str],
+    identities: tuple[str | None, str | None],
+) -> dict:
     return {
         "index": index,
         "seeds": seeds,
-        "images": image_records(result, index, paths),
+        # the pair list's identities where it names them (else image_records reads the paths)
+        "images": image_records(result, index, paths, identities),
         "curves": {"a": _curves(result.a), "b": _curves(result.b)},
     }
 
