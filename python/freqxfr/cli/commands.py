@@ -48,8 +48,8 @@ DEMO_TEXT = (
     "Explain two pairs of bundled FRLL photos, a genuine and an impostor one, "
     f"with the default model; writes {DEMO_OUT}/genuine/ and {DEMO_OUT}/impostor/, each with "
     "explanation.json, PNG plots and report.html. " + FAITHFULNESS_COST + " The demo computes "
-    "them for both pairs: most of its time (about 16 CPU-seconds in all with dlib, 9-15 s on 2 "
-    "cores; drawing a pair's pictures takes about 0.4 s).",
+    "them for both pairs: most of its time (about 13 CPU-seconds in all with dlib, 7.7 s warm on "
+    "2 idle cores; drawing a pair's pictures takes about 0.4 s).",
 )
 EXPLAIN_TEXT = (
     "explain one pair of face images",
