@@ -9,6 +9,10 @@ failure is handled).
 
 from __future__ import annotations
 
+import gc
+import signal
+import time
+
 import pytest
 
 from freqxfr.cli import EXIT_INTERRUPTED, EXIT_TERMINATED, Terminated, main
@@ -52,3 +56,32 @@ def test_an_import_error_without_an_interrupt_is_not_hidden(monkeypatch):
     monkeypatch.setattr(cli_models, "cmd_verify", mock_verify_broken_import)
     with pytest.raises(ImportError, match="initialization failed"):
         main(["verify", "a.png", "b.png"])
+
+
+def test_an_interrupt_inside_a_gc_callback_still_stops_the_command(monkeypatch, capsys):
+    """A signal whose handler runs inside a gc callback (Dask registers one) raises where
+    Python can only print "Exception ignored in ..."; CI caught that in test_dask_signals. The
+    interrupt must still stop the command, with one line and no traceback."""
+    finished = []
+
+    def mock_verify_collecting_garbage(args):
+        def callback(phase, info):
+            if phase == "start":
+                signal.raise_signal(signal.SIGINT)  # handled at the next bytecode: in here
+                sum(range(1000))
+
+        gc.callbacks.append(callback)
+        try:
+            gc.collect()
+        finally:
+            gc.callbacks.remove(callback)
+        for _ in range(100):  # the interrupt arrives here at the latest
+            time.sleep(0.01)
+        finished.append(True)
+        return 0
+
+    monkeypatch.setattr(cli_models, "cmd_verify", mock_verify_collecting_garbage)
+    assert main(["verify", "a.png", "b.png"]) == EXIT_INTERRUPTED
+    err = capsys.readouterr().err
+    assert err.splitlines() == ["freqxfr verify: interrupted"], err
+    assert not finished

@@ -26,7 +26,7 @@ import sys
 import threading
 import warnings
 from collections.abc import Iterator, Sequence
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from freqxfr.cli import commands, compare, models, options, scenarios
 from freqxfr.cli.options import (
@@ -116,11 +116,26 @@ def _signals() -> Iterator[None]:
         if not defer_interrupt(exc):  # not inside a lock's take or release: now
             raise exc
 
+    previous_hook = sys.unraisablehook
+
+    def unraisable(info: Any) -> None:
+        if isinstance(info.exc_value, KeyboardInterrupt) and caught:
+            # The signal landed inside a callback Python cannot raise from (a gc callback, a
+            # finaliser: "Exception ignored in ..."): deliver it again, from another thread so
+            # that it reaches the command's code once this hook and the callback have returned.
+            again = threading.Timer(0.001, os.kill, (os.getpid(), caught.pop()))
+            again.daemon = True
+            again.start()
+            return
+        previous_hook(info)
+
     forget_interrupts()
     previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    sys.unraisablehook = unraisable
     try:
         yield
     finally:
+        sys.unraisablehook = previous_hook
         for s, h in previous.items():
             signal.signal(s, h)
         forget_interrupts()

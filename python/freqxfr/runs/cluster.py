@@ -66,7 +66,19 @@ def cluster_client(scheduler: str | None = None, workers: int | None = None) -> 
             cluster.close()
             raise
     with cluster, client:
-        yield client
+        try:
+            yield client
+        except KeyboardInterrupt:
+            # The run was stopped: what Dask logs while it cancels the work (the scheduler's
+            # "Couldn't gather keys") is no news to the user, who gets one line.
+            _quiet_dask_logs()
+            raise
+
+
+def _quiet_dask_logs() -> None:
+    for name in list(logging.root.manager.loggerDict):
+        if name == "distributed" or name.startswith("distributed."):
+            logging.getLogger(name).disabled = True
 
 
 @contextlib.contextmanager
