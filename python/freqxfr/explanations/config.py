@@ -105,6 +105,32 @@ def _meta(
     }
 
 
+def _recorded(
+    default: Any,
+    *,
+    label: str,
+    help_text: str,
+    restart: str | None = None,
+    mask: bool = True,
+    unrecorded: Any = None,
+    **cli: Any,
+) -> Any:
+    """A setting recorded in the provenance, with a plain command-line option (``cli``: its
+    argparse arguments besides ``help``, e.g. ``choices``); by default one that changes the
+    masking."""
+    return dataclasses.field(
+        default=default,
+        metadata=_meta(
+            provenance=True,
+            restart=restart,
+            mask=mask,
+            label=label,
+            unrecorded=unrecorded,
+            cli={**cli, "help": help_text},
+        ),
+    )
+
+
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class ExplainerConfig:
     """The settings of an explainer; frozen and (unless ``regions`` is an array) hashable.
@@ -114,87 +140,56 @@ class ExplainerConfig:
     """
 
     model: Any = dataclasses.field(default=None, metadata=_meta(provenance=True, special=True))
-    backend: str = dataclasses.field(
-        default="cpp",
-        metadata=_meta(
-            provenance=True,
-            mask=True,
-            label="masking backend",
-            cli={
-                "choices": BACKEND_NAMES,
-                "help": "masking implementation (default cpp, the compiled core)",
-            },
-        ),
+    backend: str = _recorded(
+        "cpp",
+        label="masking backend",
+        choices=BACKEND_NAMES,
+        help_text="masking implementation (default cpp, the compiled core)",
     )
-    mode: str = dataclasses.field(
-        default="delete",
-        metadata=_meta(
-            provenance=True,
-            restart="--mode",
-            mask=True,
-            label="mode",
-            cli={
-                "choices": ("delete", "keep"),
-                "help": "delete one band (default) or keep only that band",
-            },
-        ),
+    mode: str = _recorded(
+        "delete",
+        restart="--mode",
+        label="mode",
+        choices=("delete", "keep"),
+        help_text="delete one band (default) or keep only that band",
     )
-    domain: str = dataclasses.field(
-        default="pixel",
-        metadata=_meta(
-            provenance=True,
-            restart="--domain",
-            mask=True,
-            label="domain",
-            cli={
-                "choices": ("pixel", "normalised"),
-                "help": "mask raw pixels (default) or model-normalised values",
-            },
-        ),
+    domain: str = _recorded(
+        "pixel",
+        restart="--domain",
+        label="domain",
+        choices=("pixel", "normalised"),
+        help_text="mask raw pixels (default) or model-normalised values",
     )
-    clip: bool = dataclasses.field(
-        default=False,
-        metadata=_meta(
-            provenance=True,
-            restart="--clip",
-            mask=True,
-            label="clip",
-            cli={"action": "store_true", "help": "clip masked pixels to 0..255"},
-        ),
+    clip: bool = _recorded(
+        False,
+        restart="--clip",
+        label="clip",
+        action="store_true",
+        help_text="clip masked pixels to 0..255",
     )
-    padding: str = dataclasses.field(
-        default=DEFAULT_PADDING,
-        metadata=_meta(
-            provenance=True,
-            restart="--padding",
-            label="alignment padding",
-            unrecorded="black",  # dlib's and OpenCV's own black border
-            cli={
-                "choices": PADDINGS,
-                "help": "what fills the part of a re-cut crop beyond its photo (dlib's 150 chip cut "
-                "from a tight 112 crop reaches beyond it): edge (repeat the edge pixels), reflect "
-                f"(mirror the photo) or black; default {DEFAULT_PADDING}, the one that disturbs the "
-                "band energies least. Recorded with the results; a resumed run must use the same. "
-                "Inputs of the model's input size are not re-cut",
-            },
-        ),
+    padding: str = _recorded(
+        DEFAULT_PADDING,
+        restart="--padding",
+        mask=False,
+        label="alignment padding",
+        unrecorded="black",  # dlib's and OpenCV's own black border
+        choices=PADDINGS,
+        help_text="what fills the part of a re-cut crop beyond its photo (dlib's 150 chip cut "
+        "from a tight 112 crop reaches beyond it): edge (repeat the edge pixels), reflect "
+        f"(mirror the photo) or black; default {DEFAULT_PADDING}, the one that disturbs the "
+        "band energies least. Recorded with the results; a resumed run must use the same. "
+        "Inputs of the model's input size are not re-cut",
     )
-    planner: str = dataclasses.field(
-        default="measure",
-        metadata=_meta(
-            provenance=True,
-            restart="--planner",
-            mask=True,
-            label="FFTW planner",
-            unrecorded="measure",
-            cli={
-                "choices": PLANNERS,
-                "help": "FFTW planning effort of the cpp and pyfftw backends (default measure): "
-                "estimate plans at once, patient and exhaustive search longer for faster plans. "
-                "Plans may round the last bit differently, so it is recorded with the results and "
-                "a resumed run must use the same",
-            },
-        ),
+    planner: str = _recorded(
+        "measure",
+        restart="--planner",
+        label="FFTW planner",
+        unrecorded="measure",
+        choices=PLANNERS,
+        help_text="FFTW planning effort of the cpp and pyfftw backends (default measure): "
+        "estimate plans at once, patient and exhaustive search longer for faster plans. "
+        "Plans may round the last bit differently, so it is recorded with the results and "
+        "a resumed run must use the same",
     )
     schedule: BandSchedule = dataclasses.field(  # an int k or None given: rings, resolved below
         default=None,  # type: ignore[assignment]  # None means DEFAULT_BANDS (__post_init__)

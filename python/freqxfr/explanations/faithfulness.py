@@ -97,14 +97,16 @@ class Explainer(Protocol):
 
     def explain(self, a: ImageLike, b: ImageLike, *, aligned: bool | None = None) -> Any: ...
 
+    # As the curves call it: into ``out``, in ``mode`` and ``order`` (the explainer's own mask
+    # takes these as optional overrides).
     def mask(
         self,
         faces: np.ndarray,
-        out: np.ndarray | None = None,
-        mode: str | None = None,
-        order: Sequence[int] | np.ndarray | None = None,
+        out: np.ndarray,
+        mode: str,
+        order: np.ndarray,
         *,
-        regions: np.ndarray | None = None,
+        regions: np.ndarray | None,
     ) -> np.ndarray: ...
 
 

@@ -16,7 +16,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from freqxfr.common.errors import InputError
+from freqxfr.common.errors import InputError, read_text
 from freqxfr.imaging.images import checked_file
 from freqxfr.stats.identities import pair_identities
 
@@ -90,14 +90,7 @@ def read_pairs(path: str | Path, root: str | Path | None = None) -> list[Pair]:
     path = Path(path)
     root = Path(root) if root is not None else path.parent
     checked_file(path, label=f"pair list {path}")  # a regular file: no FIFO, folder, device
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except FileNotFoundError:
-        raise InputError(f"pair list {path}: file not found") from None
-    except OSError as exc:
-        raise InputError(f"pair list {path}: cannot read it ({exc.strerror or exc})") from None
-    except UnicodeDecodeError as exc:
-        raise InputError(f"pair list {path}: not UTF-8 text ({exc.reason})") from None
+    text = read_text(path, f"pair list {path}", encoding="utf-8-sig")
     if path.suffix.lower() == ".csv":
         return _read_csv(text, path, root)
     return _read_lfw(text, path, root)

@@ -245,14 +245,11 @@ def _verification_table(summary: dict[str, Any]) -> str:
 
 
 def _centroid_table(summary: dict[str, Any]) -> str:
+    # The same three columns for the probes and for the references.
+    sides = ("probe", "reference")
     header = (
         "factor",
-        "probe centroid [CI]",
-        "shift [CI]",
-        "same sign",
-        "reference centroid [CI]",
-        "shift [CI]",
-        "same sign",
+        *(c for side in sides for c in (f"{side} centroid [CI]", "shift [CI]", "same sign")),
     )
     rows = []
     for e in summary["factors"]:

@@ -27,7 +27,7 @@ from freqxfr.explanations.faithfulness import (
     null_verdict,
     verdict,
 )
-from freqxfr.imaging.images import checked_file, confined_reads
+from freqxfr.imaging.images import checked_file
 from freqxfr.reports import headline, plots
 from freqxfr.reports.html import (
     REPORT_NAME,
@@ -41,12 +41,13 @@ from freqxfr.reports.html import (
     html_table,
     plural,
     read_json,
+    run_root_rule,
     table_cell,
     write_report,
 )
 from freqxfr.reports.pair import CURVES_HOW_TO_READ, write_pair_report
 from freqxfr.reports.regions import dataset_region_section
-from freqxfr.runs.folder import SETTINGS_KEY, read_results
+from freqxfr.runs.folder import read_results
 from freqxfr.runs.pair import (
     PAGE_CHOICES,
     PAIR_PAGES,
@@ -489,15 +490,7 @@ def render_dataset(out_dir: str | os.PathLike[str], *, pair_pages: str | None = 
     summary = read_json(folder / "summary.json", "the run's summary")
     records = list(read_results(folder / "results.jsonl"))
     # Thumbnails are read under the run's own root rule, as its explanations were.
-    run = (
-        read_json(folder / "run.json", "the run's settings")
-        if (folder / "run.json").is_file()
-        else {}
-    )
-    settings = run.get(SETTINGS_KEY) if isinstance(run, dict) else None
-    settings = settings if isinstance(settings, dict) else {}
-    root, outside = settings.get("--root"), bool(settings.get("--allow-outside-root"))
-    with confined_reads(root, allow_outside_root=outside):
+    with run_root_rule(folder):
         pages = write_pair_pages(folder, summary, records, which=pair_pages)
         return write_dataset_report(folder, summary, results=records, pair_pages=pages)
 

@@ -21,6 +21,7 @@ the report rendered.
 from __future__ import annotations
 
 import base64
+import contextlib
 import functools
 import json
 import os
@@ -36,6 +37,8 @@ import numpy as np
 
 from freqxfr.common.atomic import ensure_dir, write_output
 from freqxfr.common.errors import InputError
+from freqxfr.imaging.images import confined_reads
+from freqxfr.runs.folder import SETTINGS_KEY
 
 REPORT_NAME = "report.html"
 _MIME = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".svg": "image/svg+xml"}
@@ -325,3 +328,18 @@ def read_json(path: str | os.PathLike[str], what: str) -> Any:
         return json.loads(file.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise InputError(f"{file}: cannot read {what} ({exc})") from None
+
+
+def run_root_rule(folder: Path) -> contextlib.AbstractContextManager[None]:
+    """:func:`~freqxfr.imaging.images.confined_reads` under a run's own root rule (``--root``
+    and ``--allow-outside-root`` of its ``run.json``; none without one), so that a report reads
+    the run's images as its explanations did."""
+    run = (
+        read_json(folder / "run.json", "the run's settings")
+        if (folder / "run.json").is_file()
+        else {}
+    )
+    settings = run.get(SETTINGS_KEY) if isinstance(run, dict) else None
+    settings = settings if isinstance(settings, dict) else {}
+    root, outside = settings.get("--root"), bool(settings.get("--allow-outside-root"))
+    return confined_reads(root, allow_outside_root=outside)

@@ -16,7 +16,7 @@ from PIL import Image
 
 from freqxfr.common.atomic import ensure_dir, write_output
 from freqxfr.common.errors import InputError
-from freqxfr.imaging.images import checked_file, confined_reads
+from freqxfr.imaging.images import checked_file
 from freqxfr.reports import plots
 from freqxfr.reports.html import (
     Cell,
@@ -25,10 +25,10 @@ from freqxfr.reports.html import (
     html_paragraph,
     html_table,
     read_json,
+    run_root_rule,
     write_report,
 )
 from freqxfr.reports.plots import check_vector, plot_det
-from freqxfr.runs.folder import SETTINGS_KEY
 from freqxfr.runs.scenario_common import provenance_rows
 from freqxfr.stats.mad import D_EER_RULE
 
@@ -59,16 +59,8 @@ def render_morph(out_dir: str | os.PathLike[str]) -> Path:
     """Draw a morphing-attack run's ``report.html`` from its ``summary.json`` alone."""
     folder = Path(out_dir)
     summary = read_json(folder / "summary.json", "the run's summary")
-    run = (
-        read_json(folder / "run.json", "the run's settings")
-        if (folder / "run.json").is_file()
-        else {}
-    )
-    settings = run.get(SETTINGS_KEY) if isinstance(run, dict) else None
-    settings = settings if isinstance(settings, dict) else {}
     # Thumbnails are read under the run's own root rule, as its explanations were.
-    root, outside = settings.get("--root"), bool(settings.get("--allow-outside-root"))
-    with confined_reads(root, allow_outside_root=outside):
+    with run_root_rule(folder):
         return write_morph_report(out_dir, summary)
 
 

@@ -183,30 +183,8 @@ def fhp_disc(
             )
     r_max = float(scale(max(float(b["radius"][1]) for b in bands)))
     if size is not None:
-        height, width = (int(s) for s in size)
-        corner = math.hypot(height // 2, width // 2)
-        half_w, half_h = (width / 2) / corner, (height / 2) / corner
-        # The Nyquist box, traced point by point: on a non-linear scale it is no longer square.
-        t = np.linspace(0.0, 1.0, 50)
-        xs = np.concatenate(
-            [
-                -half_w + 2 * half_w * t,
-                np.full(50, half_w),
-                half_w - 2 * half_w * t,
-                np.full(50, -half_w),
-            ]
-        )
-        ys = np.concatenate(
-            [
-                np.full(50, -half_h),
-                -half_h + 2 * half_h * t,
-                np.full(50, half_h),
-                half_h - 2 * half_h * t,
-            ]
-        )
-        rho = np.hypot(xs, ys)
-        shown = scale(rho) / np.maximum(rho, 1e-12)
-        ax.plot(xs * shown, ys * shown, color="0.55", linestyle="--", linewidth=0.8)
+        xs, ys = _nyquist_box(size, scale, 50, endpoint=True)
+        ax.plot(xs, ys, color="0.55", linestyle="--", linewidth=0.8)
     # The disc's rim, so that a pale directed disc stays visible on a white page.
     ax.add_patch(Circle((0.0, 0.0), r_max, fill=False, edgecolor="0.55", linewidth=0.8))
     if label_rings:
@@ -250,6 +228,37 @@ def radial_scale(bands: Sequence[Mapping[str, Any]], radial: str = DEFAULT_RADIA
         return lambda rho: np.interp(rho, edges, shown)
     first = float(edges[1])
     return lambda rho: top * np.log1p(np.asarray(rho, dtype=float) / first) / np.log1p(top / first)
+
+
+def _nyquist_box(
+    size: Sequence[int], scale, n: int, *, endpoint: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    """The border of an (H, W) spectrum (the Nyquist box) on the disc's radial ``scale``: x and y
+    of ``n`` points a side, traced point by point, since on a non-linear scale it is no longer
+    square."""
+    height, width = (int(s) for s in size)
+    corner = math.hypot(height // 2, width // 2)
+    half_w, half_h = (width / 2) / corner, (height / 2) / corner
+    t = np.linspace(0.0, 1.0, n, endpoint=endpoint)
+    xs = np.concatenate(
+        [
+            -half_w + 2 * half_w * t,
+            np.full(n, half_w),
+            half_w - 2 * half_w * t,
+            np.full(n, -half_w),
+        ]
+    )
+    ys = np.concatenate(
+        [
+            np.full(n, -half_h),
+            -half_h + 2 * half_h * t,
+            np.full(n, half_h),
+            half_h - 2 * half_h * t,
+        ]
+    )
+    rho = np.hypot(xs, ys)
+    shown = scale(rho) / np.maximum(rho, 1e-12)
+    return xs * shown, ys * shown
 
 
 def _label_rings(ax: Axes, bands: Sequence[Mapping[str, Any]], scale) -> None:
@@ -724,30 +733,7 @@ def fhp_raster(
         )
 
     if size is not None:
-        height, width = (int(s) for s in size)
-        corner = math.hypot(height // 2, width // 2)
-        half_w, half_h = (width / 2) / corner, (height / 2) / corner
-        # The Nyquist box, traced point by point: on a non-linear scale it is no longer square.
-        t = np.linspace(0.0, 1.0, 60, endpoint=False)
-        xs = np.concatenate(
-            [
-                -half_w + 2 * half_w * t,
-                np.full(60, half_w),
-                half_w - 2 * half_w * t,
-                np.full(60, -half_w),
-            ]
-        )
-        ys = np.concatenate(
-            [
-                np.full(60, -half_h),
-                -half_h + 2 * half_h * t,
-                np.full(60, half_h),
-                half_h - 2 * half_h * t,
-            ]
-        )
-        r = np.hypot(xs, ys)
-        shown = scale(r) / np.maximum(r, 1e-12)
-        points = to_px(xs * shown, ys * shown)
+        points = to_px(*_nyquist_box(size, scale, 60, endpoint=False))
         points.append(points[0])
         _dashed(draw, points, dash=4.0, gap=2.5)
     centre = px / 2

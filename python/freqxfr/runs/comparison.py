@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 
 from freqxfr.common import atomic
-from freqxfr.common.errors import InputError
+from freqxfr.common.errors import InputError, read_text
 from freqxfr.runs.skeleton import run_folder
 from freqxfr.stats.bootstrap import (
     DEFAULT_LEVEL,
@@ -74,16 +74,9 @@ def load_run(path: str | os.PathLike[str], name: str | None = None) -> Run:
     run_json = folder / "run.json"
     if not folder.is_dir():
         raise InputError(f"{folder}: not a dataset run (not a folder)")
+    text = read_text(run_json, str(run_json), missing=f"{folder}: not a dataset run (no run.json)")
     try:
-        config = json.loads(run_json.read_bytes().decode("utf-8"))
-    except FileNotFoundError:
-        raise InputError(f"{folder}: not a dataset run (no run.json)") from None
-    except IsADirectoryError:
-        raise InputError(f"{run_json}: is a folder, not a file") from None
-    except OSError as exc:
-        raise InputError(f"{run_json}: cannot read it ({exc.strerror or exc})") from None
-    except UnicodeDecodeError as exc:
-        raise InputError(f"{run_json}: not UTF-8 text ({exc.reason})") from None
+        config = json.loads(text)
     except ValueError as exc:
         raise InputError(f"{run_json} is not valid JSON: {exc}") from None
     if not isinstance(config, dict):
