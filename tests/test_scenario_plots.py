@@ -48,6 +48,8 @@ def test_verification_det_is_the_same_plotter_with_fmr_axes(tmp_path):
     """One DET plotter: the verification DET draws through plot_det with FMR/FNMR axes and the
     operating point, and its rates of 0 stay inside the axes like a detector's."""
     fmr, fnmr = PERFECT
-    path = plots.plot_verification_det(fmr, fnmr, tmp_path / "v.png", operating_point=(0.0, 0.0))
+    path = plots.plot_det(
+        {"DET": (fmr, fnmr)}, tmp_path / "v.png", axes=("FMR", "FNMR"), operating_point=(0.0, 0.0)
+    )
     assert colour_pixels(path, "C0") > 150
     assert colour_pixels(path, "0.15") > 20  # the operating point's mark

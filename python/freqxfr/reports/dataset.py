@@ -371,8 +371,11 @@ def _verification_sections(
                 plots.plot_roc(curve.fmr, curve.fnmr, folder / "roc.png", operating_point=point)
             )
             images.append(
-                plots.plot_verification_det(
-                    curve.fmr, curve.fnmr, folder / "verification_det.png", operating_point=point
+                plots.plot_det(
+                    {"DET": (curve.fmr, curve.fnmr)},
+                    folder / "verification_det.png",
+                    axes=("FMR", "FNMR"),
+                    operating_point=point,
                 )
             )
             text += html_paragraph(

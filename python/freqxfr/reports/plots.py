@@ -1448,8 +1448,8 @@ def plot_det(
 ) -> Path:
     """DET curves (the second rate against the first) on normal-deviate (probit) axes.
 
-    The one DET plotter: morphing-attack detectors (APCER, BPCER) and verification (FMR, FNMR,
-    :func:`plot_verification_det`). ``curves`` maps a curve's name to its (x, y) rate arrays.
+    The one DET plotter: morphing-attack detectors (APCER, BPCER) and verification
+    (``axes=("FMR", "FNMR")``). ``curves`` maps a curve's name to its (x, y) rate arrays.
     Every curve is drawn the same way: a line through its operating points, marked (at most about
     40 marks a curve), each with its own colour, dash pattern and mark, so that curves that
     coincide (two perfect detectors, say) all stay visible. Rates of 0 or 1, which have no probit,
@@ -1502,19 +1502,6 @@ def plot_det(
     ax.legend(fontsize=8, loc="upper right")
     ax.set_title("DET (probit axes)", fontsize=10)
     return save_figure(fig, path)
-
-
-def plot_verification_det(
-    fmr: Sequence[float] | np.ndarray,
-    fnmr: Sequence[float] | np.ndarray,
-    path: str | os.PathLike[str],
-    *,
-    operating_point: tuple[float, float] | None = None,
-) -> Path:
-    """The verification DET: FNMR against FMR (:func:`plot_det` with those axes)."""
-    return plot_det(
-        {"DET": (fmr, fnmr)}, path, axes=("FMR", "FNMR"), operating_point=operating_point
-    )
 
 
 def probit(p: np.ndarray) -> np.ndarray:
