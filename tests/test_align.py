@@ -331,21 +331,21 @@ def test_threads_get_the_same_crops(frll, method: str) -> None:
         np.testing.assert_array_equal(crop, serial[i % len(photos)])
 
 
-def test_align_for_card_follows_the_card(lfw_images):
+def test_card_crop_follows_the_card(lfw_images):
     """A square card aligns as its ``alignment`` says (an aligned crop of its size stays as it
     is); a non-square card takes crops of its size as they are and refuses others by name.
     Guards the dispatch that moved here from ``Verifier.prepare``."""
-    from freqxfr.imaging.align import align_for_card
+    from freqxfr.imaging.align import card_crop
     from freqxfr.model.cards import preset
 
     sface = preset("sface")
-    assert np.array_equal(align_for_card(lfw_images[0], sface), lfw_images[0])
-    resized = align_for_card(lfw_images[0], preset("dlib_resnet"), aligned=True)
+    assert np.array_equal(card_crop(lfw_images[0], sface).pixels, lfw_images[0])
+    resized = card_crop(lfw_images[0], preset("dlib_resnet"), aligned=True).pixels
     assert resized.shape == (150, 150, 3)
     tall = sface.replace(input_size=(112, 96))
     crop = np.ascontiguousarray(lfw_images[0][:, 8:104])
-    assert np.array_equal(align_for_card(crop, tall), crop)
+    assert np.array_equal(card_crop(crop, tall).pixels, crop)
     with pytest.raises(
         InputError, match=r"^face\.png: model 'sface' takes 112x96 crops, but the image is 112x112"
     ):
-        align_for_card(lfw_images[0], tall, name="face.png")
+        card_crop(lfw_images[0], tall, name="face.png")

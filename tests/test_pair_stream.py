@@ -1,8 +1,8 @@
 """The one pair stream (freqxfr.explanations.stream): results and failures in order, and each
 image of a run aligned once, whatever the run also writes (faithfulness curves, pair pages).
 
-The spy wraps the real alignment every model and stream uses (``align.card_crop``, which
-``align_for_card`` calls): the real function still runs, the spy only records the images it was
+The spy wraps the real alignment every model and stream uses (``align.card_crop``): the real
+function still runs, the spy only records the images it was
 called on."""
 
 from __future__ import annotations

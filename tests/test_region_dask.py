@@ -31,8 +31,8 @@ from distributed import Client, LocalCluster
 from freqxfr.common.errors import OutputError
 from freqxfr.explanations.explainer import Explainer
 from freqxfr.explanations.pairs import Pair, read_pairs
+from freqxfr.imaging import align
 from freqxfr.imaging.regions import Regions
-from freqxfr.model import verifier
 from freqxfr.reports import render_run
 from freqxfr.runs import distributed as fd
 from freqxfr.runs.dataset import run_dataset
@@ -161,16 +161,16 @@ def test_a_worker_with_other_region_weights_is_refused(explainer):
 
 @pytest.fixture
 def align_spy(monkeypatch):
-    """A spy on the alignment every model uses (``verifier.align_for_card``): the images it
+    """A spy on the alignment every model uses (``align.card_crop``): the images it
     was called on, in this process (the threads of an in-process cluster included)."""
     calls: list[str] = []
-    real = verifier.align_for_card
+    real = align.card_crop
 
     def spy(image, card, *args, **kwargs):
         calls.append(str(image))
         return real(image, card, *args, **kwargs)
 
-    monkeypatch.setattr(verifier, "align_for_card", spy)
+    monkeypatch.setattr(align, "card_crop", spy)
     return calls
 
 

@@ -906,7 +906,7 @@ def no_models(tmp_path, monkeypatch):
     monkeypatch.setenv(cache.ENV_VAR, str(empty))
     monkeypatch.setattr(onnxruntime, "InferenceSession", refuse)
     monkeypatch.setattr(verifier, "load_model", refuse)
-    monkeypatch.setattr(align, "align_for_card", refuse)
+    monkeypatch.setattr(align, "card_crop", refuse)
     return empty
 
 

@@ -104,7 +104,7 @@ def align_image(
 ) -> Aligned:
     """Load and align one image as the explainer's model card says, with the explainer's
     padding: the one alignment of the streams (``Explainer.align``, which runs
-    :func:`freqxfr.imaging.align.align_for_card` through the model). A face aligned before is
+    :func:`freqxfr.imaging.align.card_crop` through the model). A face aligned before is
     used as it is. With ``padded`` the share of the crop that padding filled is measured too
     (:func:`freqxfr.imaging.align.card_crop`, the same crop)."""
     if padded and isinstance(image, (str, os.PathLike, Image.Image, np.ndarray)):

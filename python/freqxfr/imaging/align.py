@@ -117,7 +117,6 @@ __all__ = [
     "MultipleFacesWarning",
     "align",
     "align_crop",
-    "align_for_card",
     "card_crop",
     "check_padding",
     "dlib_chip",
@@ -348,28 +347,6 @@ def align_crop(
     return Crop(np.ascontiguousarray(chip, dtype=np.uint8), fraction, padding)
 
 
-def align_for_card(
-    image: ImageSource,
-    card: CardForAlignment,
-    *,
-    aligned: bool | None = None,
-    name: str | None = None,
-    padding: str = DEFAULT_PADDING,
-) -> np.ndarray:
-    """The crop a model with ``card`` takes: aligned as ``card.alignment`` says, unless it is
-    aligned already (``aligned`` and ``padding`` as in :func:`align`).
-
-    :func:`align` cuts square crops; a model with a non-square input gets its crops as they are,
-    and an image of another size is refused.
-
-    Returns
-    -------
-    numpy.ndarray
-        (H, W, 3) uint8 RGB of the card's input size, ready for ``Verifier.embed``.
-    """
-    return card_crop(image, card, aligned=aligned, name=name, padding=padding).pixels
-
-
 def card_crop(
     image: ImageSource,
     card: CardForAlignment,
@@ -378,7 +355,14 @@ def card_crop(
     name: str | None = None,
     padding: str = DEFAULT_PADDING,
 ) -> Crop:
-    """:func:`align_for_card`, returning a :class:`Crop` (the pixels and the share padded)."""
+    """The crop a model with ``card`` takes, as a :class:`Crop` (the pixels and the share
+    padded): aligned as ``card.alignment`` says, unless it is aligned already (``aligned`` and
+    ``padding`` as in :func:`align`).
+
+    :func:`align` cuts square crops; a model with a non-square input gets its crops as they are,
+    and an image of another size is refused. ``.pixels`` is (H, W, 3) uint8 RGB of the card's
+    input size, ready for ``Verifier.embed``.
+    """
     check_padding(padding)
     h, w = card.input_size
     if h == w:

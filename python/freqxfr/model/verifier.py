@@ -29,7 +29,8 @@ from PIL import Image
 
 from freqxfr.common.errors import InputError
 from freqxfr.core import fftw
-from freqxfr.imaging.align import DEFAULT_PADDING, align_for_card
+from freqxfr.imaging import align as face_align  # its card_crop: one seam for every alignment
+from freqxfr.imaging.align import DEFAULT_PADDING
 from freqxfr.imaging.images import AlignedFace, ImageLike, source_label
 from freqxfr.model.cards import ModelCard, threshold_problem, to_model_input
 from freqxfr.model.engine import Engine, alignment_exceeded, deadline_at, within_deadline
@@ -321,7 +322,7 @@ class Verifier:
         Returns
         -------
         numpy.ndarray, uint8, shape (H, W, 3)
-            Ready for :meth:`embed`. (:func:`freqxfr.imaging.align.align_for_card` does the work.)
+            Ready for :meth:`embed`. (:func:`freqxfr.imaging.align.card_crop` does the work.)
         """
         if isinstance(image, AlignedFace):
             h, w = self.card.input_size
@@ -342,7 +343,8 @@ class Verifier:
             raise InputError(
                 f"{source_label(image, name)}: expected {IMAGE_KINDS}, got {type(image).__name__}"
             )
-        return align_for_card(image, self.card, aligned=aligned, name=name, padding=padding)
+        crop = face_align.card_crop(image, self.card, aligned=aligned, name=name, padding=padding)
+        return crop.pixels
 
     def compare(
         self,
