@@ -954,3 +954,160 @@ def test_faithfulness_run_lines_hold_each_sides_curves_and_refuse_other_seeds(
         OutputError, match=r"faithfulness curves for seeds \[0, 1\], not \[0, 1, 2\]"
     ):
         run_dataset(pairs, out, explainer, progress=False, report=False, faithfulness_seeds=3)
+
+
+# ---- a results log that cannot be written says how much it kept (group results_log) -----------
+
+
+@pytest.mark.unit
+def test_results_log_that_cannot_write_names_the_records_it_kept(tmp_path):
+    """A log opened over one finished record, two records appended, then the disk is full
+    (failure injection: the log's file is swapped for /dev/full, which refuses every write):
+    the error names the file and the 3 records that are kept."""
+    import os
+
+    from freqxfr.common.errors import OutputError
+    from freqxfr.runs.folder import ResultsLog
+
+    if not os.path.exists("/dev/full"):
+        pytest.skip("needs /dev/full")
+    path = tmp_path / "results.jsonl"
+    path.write_text('{"index": 0}\n')
+    with ResultsLog(path, key=lambda r: r["index"]) as log:
+        assert log.open() == {0}
+        log.append({"index": 1})
+        log.append({"index": 2})
+        log._sink.close()
+        log._sink = open("/dev/full", "w", encoding="utf-8")  # the full disk
+        with pytest.raises(OutputError, match=r"results\.jsonl: .*its 3 finished records are kept"):
+            log.append({"index": 3})
+    assert path.read_text() == '{"index": 0}\n{"index": 1}\n{"index": 2}\n'
+
+
+@pytest.mark.unit
+def test_results_log_open_keeps_one_finished_record_per_key_and_drops_the_rest(tmp_path):
+    """What a crash, a bad merge or a hand edit can leave in a results file, line by line: a
+    record (kept), a line that is not JSON, a JSON list, a record without the key field, a key
+    of the wrong type (``int("x")``: ValueError; ``int(None)``: TypeError), a second record of
+    key 0, a failure (not finished: its item is redone), another record (kept) and a partial
+    last line. Opening keeps the two finished records, in file order, and rewrites the file
+    to just them; appending goes after them."""
+    from freqxfr.runs.folder import ResultsLog, read_results
+
+    path = tmp_path / "results.jsonl"
+    lines = [
+        '{"index": 0}',
+        "not json",
+        "[1, 2]",
+        '{"other": 1}',
+        '{"index": "x"}',
+        '{"index": null}',
+        '{"index": 0, "again": true}',
+        '{"index": 1, "error": "boom"}',
+        '{"index": 2}',
+    ]
+    path.write_text("\n".join(lines) + '\n{"index": 3')
+    with ResultsLog(path, key=lambda r: int(r["index"])) as log:
+        assert log.open() == {0, 2}
+        assert path.read_text() == '{"index": 0}\n{"index": 2}\n'
+        log.append({"index": 1})
+        assert log.records() == [{"index": 0}, {"index": 2}, {"index": 1}]
+        with pytest.raises(ValueError, match="JSON"):  # strict JSON: no NaN line is written
+            log.append({"index": 3, "score_ref": float("nan")})
+    assert list(read_results(path)) == [{"index": 0}, {"index": 2}, {"index": 1}]
+    assert ResultsLog(tmp_path / "none.jsonl", key=lambda r: r["index"]).records() == []
+    # A file that needs nothing dropped is left as it is: not even rewritten (same file).
+    path.write_text('{"index": 5}\n{"index": 4}\n')
+    inode = path.stat().st_ino
+    with ResultsLog(path, key=lambda r: int(r["index"])) as log:
+        assert log.open() == {4, 5}
+    assert path.read_text() == '{"index": 5}\n{"index": 4}\n' and path.stat().st_ino == inode
+    # A key read from a list (an identity's first name, lower case): an empty list (IndexError)
+    # or a name that is not a string (AttributeError) is a record to drop too.
+    path.write_text('{"ids": []}\n{"ids": [1]}\n{"ids": ["A"]}\n')
+    with ResultsLog(path, key=lambda r: r["ids"][0].lower()) as log:
+        assert log.open() == {"a"}
+    assert path.read_text() == '{"ids": ["A"]}\n'
+
+
+@pytest.mark.unit
+def test_pair_list_settings_name_the_pairs_by_content_not_place(tmp_path):
+    """A run records its pairs as their count and a 16-digit sha256 of the list's content, with
+    paths relative to the root: the same pairs under another root are the same list (the root
+    is its own setting); another ground truth is another list."""
+    import re
+
+    from freqxfr.explanations.pairs import Pair
+    from freqxfr.runs.folder import pair_list_settings
+
+    def settings(root, same=True, allow=False):
+        pairs = [
+            Pair(root / "a.png", root / "b.png", same),
+            Pair(root / "b.png", root / "c.png", False),
+        ]
+        return pair_list_settings(pairs, root, allow)
+
+    here, there = settings(tmp_path / "here"), settings(tmp_path / "there")
+    assert re.fullmatch(r"2 pairs, sha256 [0-9a-f]{16}", here["pairs"]), here
+    assert here["pairs"] == there["pairs"]
+    assert (here["--root"], there["--root"]) == (str(tmp_path / "here"), str(tmp_path / "there"))
+    assert settings(tmp_path / "here", same=False)["pairs"] != here["pairs"]
+    assert here["--allow-outside-root"] is False
+    # Labels are content too, whatever order the columns came in.
+    a, b = tmp_path / "a.png", tmp_path / "b.png"
+    labelled = [Pair(a, b, True, groups={"gender": "f", "age": "30s"})]
+    reordered = [Pair(a, b, True, groups={"age": "30s", "gender": "f"})]
+    assert (
+        pair_list_settings(labelled, tmp_path, False)["pairs"]
+        == pair_list_settings(reordered, tmp_path, False)["pairs"]
+        != pair_list_settings(
+            [Pair(a, b, True, groups={"gender": "m", "age": "30s"})], tmp_path, False
+        )["pairs"]
+    )
+    assert settings(tmp_path / "here", allow=1)["--allow-outside-root"] is True
+
+
+@pytest.mark.unit
+def test_results_log_restart_settings_name_the_model_by_file_not_by_card_name(tmp_path):
+    """The same ONNX file under another card name and with another threshold: the
+    restart's "model card" setting (what changes the numbers) is the same; the threshold is a
+    setting of its own, and the name is no setting at all (a rename does not stop a resume)."""
+    from freqxfr.runs.folder import explainer_settings
+
+    folder = tmp_path / "models"
+    first = toy.load(folder)
+    renamed = toy.load(folder, name="toy renamed", threshold=-15.0, card_name="renamed.toml")
+    one, other = (explainer_settings(Explainer(model, 4, threads=1)) for model in (first, renamed))
+    assert one["model card"] == other["model card"]
+    assert (one["threshold"], other["threshold"]) == (-20.0, -15.0)
+    assert not {"name", "threshold", "notes", "source"} & set(one["model card"])
+    assert one["--model"].startswith("toy (toy.onnx, sha256 ")
+
+
+@pytest.mark.unit
+def test_results_log_that_cannot_compact_its_file_is_one_error_naming_it(tmp_path):
+    """Opening a log whose file holds a line to drop rewrites the file; when that write fails
+    (failure injection: a file size limit of 16 bytes, as a quota would impose, with SIGXFSZ
+    ignored so that the write fails with EFBIG instead of killing the process) the error is an
+    OutputError naming the file and why, and the file is left as it was."""
+    resource = pytest.importorskip("resource")
+    import signal
+
+    from freqxfr.common.errors import OutputError
+    from freqxfr.runs.folder import ResultsLog
+
+    path = tmp_path / "results.jsonl"
+    text = 'not json\n{"index": 0, "pad": "' + "x" * 100 + '"}\n'
+    path.write_text(text)
+    log = ResultsLog(path, key=lambda r: r["index"])
+    handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    try:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (16, hard))
+        with pytest.raises(OutputError, match=r"results\.jsonl.*: File too large"):
+            log.open()
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        signal.signal(signal.SIGXFSZ, handler)
+    assert path.read_text() == text
+    assert [p.name for p in tmp_path.iterdir()] == ["results.jsonl"]  # no temporary file left
