@@ -300,5 +300,5 @@ def mutants(session: nox.Session) -> None:
     one mutant at a time), so not part of the default sessions or CI.
     """
     # Editable, so that the sources cosmic-ray mutates in place are the ones the tests import.
-    session.install("-e", ".[cpu,test]", "cosmic-ray==8.7.0")
+    session.install("-e", ".[cpu,test,dask]", "cosmic-ray==8.7.0")  # dask: group distributed
     session.run("python", "tools/mutants.py", *session.posargs)

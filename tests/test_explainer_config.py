@@ -98,3 +98,46 @@ def test_dask_spec_is_the_config(toy_model) -> None:
     assert spec.config == explainer.config.replace(model=None, threads=None, regions=None)
     built = spec.build()
     assert built.config.replace(model=None, threads=None) == spec.config
+
+
+def test_max_batch_is_a_positive_integer_and_none_means_from_the_budget() -> None:
+    """One image per model call is the smallest batch; 0, a negative count or a bool is refused
+    before a model loads; a count given as a float or string is kept as an int."""
+    from freqxfr.common.errors import InputError
+
+    assert cfg.ExplainerConfig().max_batch is None
+    assert cfg.ExplainerConfig(max_batch=1).max_batch == 1
+    assert cfg.ExplainerConfig(max_batch=8.0).max_batch == 8
+    assert cfg.ExplainerConfig(max_batch="3").max_batch == 3
+    for bad in (0, -1, True, False):
+        with pytest.raises(InputError, match="max_batch must be a positive integer"):
+            cfg.ExplainerConfig(max_batch=bad)
+
+
+def test_settings_record_the_model_and_the_backend_with_the_other_settings(toy_model) -> None:
+    """An explanation's provenance (``explanation.json``, ``run.json``, the reports) names the
+    model it came from and the masking backend, in the field order, after the version."""
+    settings = Explainer(toy_model, 4, backend="numpy", threads=1).settings()
+    assert list(settings) == [
+        "freqxfr_version",
+        "model",
+        "backend",
+        "mode",
+        "domain",
+        "clip",
+        "padding",
+        "planner",
+        "schedule",
+        "bands",
+    ]
+    assert settings["model"]["name"] == "toy" and settings["model"]["input_size"] == [16, 16]
+    assert settings["backend"] == "numpy"
+
+
+def test_at_most_five_settings_by_position() -> None:
+    """``Explainer(model, schedule, mode, domain, backend)``: five by position, not six."""
+    config = cfg.ExplainerConfig.of(None, 4, "keep", "normalised", "numpy")
+    assert (config.mode, config.domain, config.backend) == ("keep", "normalised", "numpy")
+    assert len(config.schedule.resolve(16, 16).bands) == 4
+    with pytest.raises(TypeError, match="at most 5 settings by position"):
+        cfg.ExplainerConfig.of(None, 4, "keep", "normalised", "numpy", True)

@@ -772,3 +772,342 @@ def test_bootstrap_defaults_bounds_and_draws():
         sign_stability([], 1.0)
     assert sign_stability([2.0], 1.0) == 1.0
     assert sign_stability([0.0, 0.0, 0.0, -1.0], 0.0) == 0.75
+
+
+# ---- cell faithfulness: the curves of a known pair (cosmic-ray group region_faithfulness) -------
+
+
+@pytest.mark.unit
+def test_cell_faithfulness_curves_of_a_known_pair_start_at_the_score_and_end_empty(toy_verifier):
+    """The non-match of the cell test above (a: colour (120, 90, 60) and the wave, e_a = (55,
+    35, 15, 10); b: flat grey, e_b = (45, 40, 35, 0); score -25), 4 bands × 2 regions = 8 cells,
+    index k·R + r. Each side's curve scores the masked image against the *other* unmasked one.
+
+    Side a deletes its most negative cells first: the two wave cells (band 1), then the empty
+    cells of bands 2 and 3, then the colour cells. With both wave cells gone e_a = (55, 35, 15,
+    0), score -√525; with every cell gone the pixels are 0, e_a = (-5, -10, -15, 0) against
+    e_b: score -√7500. Side b has influence only in band 0 (its cells 0 and 1), so its curve
+    stays at -25 until they go; at the end e_b = (-5, -10, -15, 0) against e_a: -√6625. A
+    random order's curve ends at the same empty image, and for side b it is -25 exactly while
+    neither band-0 cell has been deleted. Areas are trapezoids over x = 0, 1/8, ..., 1; a
+    non-match's explanation beats random when its area is larger (the score rises faster)."""
+    from freqxfr.explanations.faithfulness import cell_faithfulness
+
+    explainer = Explainer(toy_verifier, 4, regions=Regions.grid(1, 2), threads=1)
+    a, b = toy.waved((120, 90, 60), 40), toy.flat((100, 100, 100))
+    explanation = explainer.explain(a, b, aligned=True)
+    assert not explanation.decision and explanation.score_ref == pytest.approx(-25.0, abs=1e-4)
+    side_a, side_b = cell_faithfulness(explainer, np.stack([a, b]), explanation, seeds=[3, 7])
+
+    assert side_a.order.tolist()[:6] == [2, 3, 4, 5, 6, 7]
+    assert sorted(side_a.order.tolist()[6:]) == [0, 1]
+    assert side_b.order.tolist()[:6] == [2, 3, 4, 5, 6, 7]
+    for side, end in ((side_a, -np.sqrt(7500)), (side_b, -np.sqrt(6625))):
+        assert side.decision is False
+        assert side.deletion.shape == (9,) and side.random_deletion.shape == (2, 9)
+        assert side.deletion[0] == pytest.approx(-25.0, abs=1e-4)
+        np.testing.assert_allclose(side.random_deletion[:, 0], -25.0, atol=1e-4)
+        assert side.deletion[-1] == pytest.approx(end, abs=1e-3)
+        np.testing.assert_allclose(side.random_deletion[:, -1], end, atol=1e-3)
+        d = side.deletion
+        assert side.area == pytest.approx((d[0] / 2 + d[1:-1].sum() + d[-1] / 2) / 8, abs=1e-9)
+        rows = [(r[0] / 2 + r[1:-1].sum() + r[-1] / 2) / 8 for r in side.random_deletion]
+        assert side.random_area == pytest.approx(np.mean(rows), abs=1e-9)
+        assert side.beats_random == (side.area > side.random_area)
+        assert side.to_dict() == {
+            "decision": False,
+            "order": side.order.tolist(),
+            "deletion": side.deletion.tolist(),
+            "random_deletion": side.random_deletion.tolist(),
+            "deletion_auc": side.area,
+            "random_deletion_auc": side.random_area,
+            "beats_random": side.beats_random,
+        }
+    assert side_a.deletion[2] == pytest.approx(-np.sqrt(525), abs=1e-3)
+    np.testing.assert_allclose(side_b.deletion[:7], -25.0, atol=1e-4)
+    # The random orders are the seeds' permutations: for side b, -25 until cell 0 or 1 goes.
+    for seed, row in zip((3, 7), side_b.random_deletion, strict=True):
+        perm = np.random.default_rng(seed).permutation(8)
+        for step in range(1, 9):
+            gone = np.isin([0, 1], perm[:step]).sum()
+            if gone == 0:
+                assert row[step] == pytest.approx(-25.0, abs=1e-4)
+            elif gone == 2:
+                assert row[step] == pytest.approx(-np.sqrt(6625), abs=1e-3)
+            else:
+                assert -np.sqrt(6625) + 1 < row[step] < -26.0
+    (only_7,) = cell_faithfulness(explainer, np.stack([a, b]), explanation, seeds=[7])[
+        1
+    ].random_deletion
+    np.testing.assert_array_equal(only_7, side_b.random_deletion[1])
+    # By default five random orders (seeds 0..4), as for bands.
+    default = cell_faithfulness(explainer, np.stack([a, b]), explanation)
+    assert [side.random_deletion.shape for side in default] == [(5, 9), (5, 9)]
+
+
+@pytest.mark.unit
+def test_cell_faithfulness_beats_random_only_by_a_strictly_better_area():
+    """A match is faithful with a *smaller* deletion area than random, a non-match with a larger
+    one; an equal area beats random for neither. Areas by hand: [0, -1, -2] → -1, [0, -2, -2]
+    → -1.5 (trapezoids over x = 0, 1/2, 1)."""
+    from freqxfr.explanations.faithfulness import CellCurves
+
+    order = np.arange(2)
+    straight, steep = np.array([0.0, -1.0, -2.0]), np.array([0.0, -2.0, -2.0])
+    for decision in (True, False):
+        same = CellCurves(decision, order, straight, np.stack([straight, straight]))
+        assert same.area == same.random_area == pytest.approx(-1.0)
+        assert same.beats_random is False
+    mixed = np.stack([straight, steep])  # random areas -1 and -1.5: mean -1.25
+    assert CellCurves(True, order, steep, mixed).random_area == pytest.approx(-1.25)
+    assert CellCurves(True, order, steep, mixed).beats_random is True
+    assert CellCurves(False, order, steep, mixed).beats_random is False
+    assert CellCurves(True, order, straight, mixed).beats_random is False
+    assert CellCurves(False, order, straight, mixed).beats_random is True
+
+
+@pytest.mark.unit
+def test_cell_faithfulness_refuses_an_explainer_or_explanation_without_regions(toy_verifier):
+    from freqxfr.common.errors import InputError
+    from freqxfr.explanations.faithfulness import cell_faithfulness
+
+    a, b = toy.waved((120, 90, 60), 40), toy.flat((100, 100, 100))
+    faces = np.stack([a, b])
+    bands = Explainer(toy_verifier, 4, threads=1)
+    cells = Explainer(toy_verifier, 4, regions=Regions.grid(1, 2), threads=1)
+    for explainer, explanation in (
+        (bands, bands.explain(a, b, aligned=True)),
+        (bands, cells.explain(a, b, aligned=True)),
+        (cells, bands.explain(a, b, aligned=True)),
+        (
+            cells,
+            Explainer(toy_verifier, 4, regions=Regions.grid(2, 1), threads=1).explain(
+                a, b, aligned=True
+            ),
+        ),
+    ):
+        with pytest.raises(InputError, match="cell faithfulness needs an explainer with regions"):
+            cell_faithfulness(explainer, faces, explanation, seeds=1)
+    # The arguments by name, the seeds only by name.
+    explanation = cells.explain(a, b, aligned=True)
+    by_name = cell_faithfulness(explainer=cells, faces=faces, explanation=explanation, seeds=1)
+    assert len(by_name) == 2
+    with pytest.raises(TypeError):
+        cell_faithfulness(cells, faces, explanation, 1)
+
+
+# ---- a dataset run's faithfulness.jsonl (cosmic-ray group faithfulness_run) -------------------
+
+
+@pytest.mark.unit
+def test_faithfulness_run_lines_hold_each_sides_curves_and_refuse_other_seeds(
+    toy_verifier, tmp_path
+):
+    """Three toy pairs (a: waved colour, e = (55, 35, 15, 10); b: flat grey, e = (45, 40, 35,
+    0)): (a, b), (b, a), (a, a). Every line holds its pair's index, the seeds and, per side, the
+    curves of that side's own image against the other: with every band deleted an image is 0,
+    e = (-5, -10, -15, 0), so image a's curves end at -√7500 against b and image b's at -√6625
+    against a (pair 1 has them the other way round; pair 2 compares a with itself: -√(60² +
+    45² + 30² + 10²) = -√6625 too). The random means are over the seeds, one value per step
+    (K + 1 = 5). A restart with other seeds is refused; with the same seeds it adds nothing."""
+    import json
+
+    from freqxfr.common.errors import OutputError
+    from freqxfr.runs.dataset import run_dataset
+
+    pairs = _toy_pairs(tmp_path)
+    explainer = Explainer(toy_verifier, 4, threads=1)
+    out = tmp_path / "run"
+    run_dataset(pairs, out, explainer, progress=False, report=False, faithfulness_seeds=2)
+    path = out / "faithfulness.jsonl"
+    lines = {json.loads(line)["index"]: json.loads(line) for line in path.read_text().splitlines()}
+    assert sorted(lines) == [0, 1, 2]
+    a_end, b_end = -np.sqrt(7500), -np.sqrt(6625)
+    ends = {0: (a_end, b_end), 1: (b_end, a_end), 2: (b_end, b_end)}
+    for index, line in lines.items():
+        assert line["seeds"] == [0, 1]
+        assert [(i["pair"], i["side"]) for i in line["images"]] == [(index, "a"), (index, "b")]
+        assert [i["path"] for i in line["images"]] == [
+            str(pairs[index].path_a),
+            str(pairs[index].path_b),
+        ]
+        for side, end in zip("ab", ends[index], strict=True):
+            curves = line["curves"][side]
+            assert set(curves["order"]) == {"support", "against", "absolute"}
+            for name in ("support", "against", "absolute"):
+                assert sorted(curves["order"][name]) == [0, 1, 2, 3]
+                deletion, insertion = curves["deletion"][name], curves["insertion"][name]
+                assert len(deletion) == len(insertion) == 5
+                assert deletion[-1] == pytest.approx(end, abs=1e-3)
+                assert insertion[0] == pytest.approx(end, abs=1e-3)
+            for name in ("random_deletion_mean", "random_insertion_mean"):
+                assert len(curves[name]) == 5
+            assert curves["random_deletion_mean"][-1] == pytest.approx(end, abs=1e-3)
+            assert curves["random_insertion_mean"][0] == pytest.approx(end, abs=1e-3)
+    # Pair 0's image b holds only its colour (band 0), the one band with any influence.
+    order_b = lines[0]["curves"]["b"]["order"]["absolute"]
+    assert order_b[0] == 0  # its one influential band first
+    before = path.read_text()
+    run_dataset(pairs, out, explainer, progress=False, report=False, faithfulness_seeds=2)
+    assert path.read_text() == before
+    with pytest.raises(
+        OutputError, match=r"faithfulness curves for seeds \[0, 1\], not \[0, 1, 2\]"
+    ):
+        run_dataset(pairs, out, explainer, progress=False, report=False, faithfulness_seeds=3)
+
+
+# ---- a results log that cannot be written says how much it kept (group results_log) -----------
+
+
+@pytest.mark.unit
+def test_results_log_that_cannot_write_names_the_records_it_kept(tmp_path):
+    """A log opened over one finished record, two records appended, then the disk is full
+    (failure injection: the log's file is swapped for /dev/full, which refuses every write):
+    the error names the file and the 3 records that are kept."""
+    import os
+
+    from freqxfr.common.errors import OutputError
+    from freqxfr.runs.folder import ResultsLog
+
+    if not os.path.exists("/dev/full"):
+        pytest.skip("needs /dev/full")
+    path = tmp_path / "results.jsonl"
+    path.write_text('{"index": 0}\n')
+    with ResultsLog(path, key=lambda r: r["index"]) as log:
+        assert log.open() == {0}
+        log.append({"index": 1})
+        log.append({"index": 2})
+        log._sink.close()
+        log._sink = open("/dev/full", "w", encoding="utf-8")  # the full disk
+        with pytest.raises(OutputError, match=r"results\.jsonl: .*its 3 finished records are kept"):
+            log.append({"index": 3})
+    assert path.read_text() == '{"index": 0}\n{"index": 1}\n{"index": 2}\n'
+
+
+@pytest.mark.unit
+def test_results_log_open_keeps_one_finished_record_per_key_and_drops_the_rest(tmp_path):
+    """What a crash, a bad merge or a hand edit can leave in a results file, line by line: a
+    record (kept), a line that is not JSON, a JSON list, a record without the key field, a key
+    of the wrong type (``int("x")``: ValueError; ``int(None)``: TypeError), a second record of
+    key 0, a failure (not finished: its item is redone), another record (kept) and a partial
+    last line. Opening keeps the two finished records, in file order, and rewrites the file
+    to just them; appending goes after them."""
+    from freqxfr.runs.folder import ResultsLog, read_results
+
+    path = tmp_path / "results.jsonl"
+    lines = [
+        '{"index": 0}',
+        "not json",
+        "[1, 2]",
+        '{"other": 1}',
+        '{"index": "x"}',
+        '{"index": null}',
+        '{"index": 0, "again": true}',
+        '{"index": 1, "error": "boom"}',
+        '{"index": 2}',
+    ]
+    path.write_text("\n".join(lines) + '\n{"index": 3')
+    with ResultsLog(path, key=lambda r: int(r["index"])) as log:
+        assert log.open() == {0, 2}
+        assert path.read_text() == '{"index": 0}\n{"index": 2}\n'
+        log.append({"index": 1})
+        assert log.records() == [{"index": 0}, {"index": 2}, {"index": 1}]
+        with pytest.raises(ValueError, match="JSON"):  # strict JSON: no NaN line is written
+            log.append({"index": 3, "score_ref": float("nan")})
+    assert list(read_results(path)) == [{"index": 0}, {"index": 2}, {"index": 1}]
+    assert ResultsLog(tmp_path / "none.jsonl", key=lambda r: r["index"]).records() == []
+    # A file that needs nothing dropped is left as it is: not even rewritten (same file).
+    path.write_text('{"index": 5}\n{"index": 4}\n')
+    inode = path.stat().st_ino
+    with ResultsLog(path, key=lambda r: int(r["index"])) as log:
+        assert log.open() == {4, 5}
+    assert path.read_text() == '{"index": 5}\n{"index": 4}\n' and path.stat().st_ino == inode
+    # A key read from a list (an identity's first name, lower case): an empty list (IndexError)
+    # or a name that is not a string (AttributeError) is a record to drop too.
+    path.write_text('{"ids": []}\n{"ids": [1]}\n{"ids": ["A"]}\n')
+    with ResultsLog(path, key=lambda r: r["ids"][0].lower()) as log:
+        assert log.open() == {"a"}
+    assert path.read_text() == '{"ids": ["A"]}\n'
+
+
+@pytest.mark.unit
+def test_pair_list_settings_name_the_pairs_by_content_not_place(tmp_path):
+    """A run records its pairs as their count and a 16-digit sha256 of the list's content, with
+    paths relative to the root: the same pairs under another root are the same list (the root
+    is its own setting); another ground truth is another list."""
+    import re
+
+    from freqxfr.explanations.pairs import Pair
+    from freqxfr.runs.folder import pair_list_settings
+
+    def settings(root, same=True, allow=False):
+        pairs = [
+            Pair(root / "a.png", root / "b.png", same),
+            Pair(root / "b.png", root / "c.png", False),
+        ]
+        return pair_list_settings(pairs, root, allow)
+
+    here, there = settings(tmp_path / "here"), settings(tmp_path / "there")
+    assert re.fullmatch(r"2 pairs, sha256 [0-9a-f]{16}", here["pairs"]), here
+    assert here["pairs"] == there["pairs"]
+    assert (here["--root"], there["--root"]) == (str(tmp_path / "here"), str(tmp_path / "there"))
+    assert settings(tmp_path / "here", same=False)["pairs"] != here["pairs"]
+    assert here["--allow-outside-root"] is False
+    # Labels are content too, whatever order the columns came in.
+    a, b = tmp_path / "a.png", tmp_path / "b.png"
+    labelled = [Pair(a, b, True, groups={"gender": "f", "age": "30s"})]
+    reordered = [Pair(a, b, True, groups={"age": "30s", "gender": "f"})]
+    assert (
+        pair_list_settings(labelled, tmp_path, False)["pairs"]
+        == pair_list_settings(reordered, tmp_path, False)["pairs"]
+        != pair_list_settings(
+            [Pair(a, b, True, groups={"gender": "m", "age": "30s"})], tmp_path, False
+        )["pairs"]
+    )
+    assert settings(tmp_path / "here", allow=1)["--allow-outside-root"] is True
+
+
+@pytest.mark.unit
+def test_results_log_restart_settings_name_the_model_by_file_not_by_card_name(tmp_path):
+    """The same ONNX file under another card name and with another threshold: the
+    restart's "model card" setting (what changes the numbers) is the same; the threshold is a
+    setting of its own, and the name is no setting at all (a rename does not stop a resume)."""
+    from freqxfr.runs.folder import explainer_settings
+
+    folder = tmp_path / "models"
+    first = toy.load(folder)
+    renamed = toy.load(folder, name="toy renamed", threshold=-15.0, card_name="renamed.toml")
+    one, other = (explainer_settings(Explainer(model, 4, threads=1)) for model in (first, renamed))
+    assert one["model card"] == other["model card"]
+    assert (one["threshold"], other["threshold"]) == (-20.0, -15.0)
+    assert not {"name", "threshold", "notes", "source"} & set(one["model card"])
+    assert one["--model"].startswith("toy (toy.onnx, sha256 ")
+
+
+@pytest.mark.unit
+def test_results_log_that_cannot_compact_its_file_is_one_error_naming_it(tmp_path):
+    """Opening a log whose file holds a line to drop rewrites the file; when that write fails
+    (failure injection: a file size limit of 16 bytes, as a quota would impose, with SIGXFSZ
+    ignored so that the write fails with EFBIG instead of killing the process) the error is an
+    OutputError naming the file and why, and the file is left as it was."""
+    resource = pytest.importorskip("resource")
+    import signal
+
+    from freqxfr.common.errors import OutputError
+    from freqxfr.runs.folder import ResultsLog
+
+    path = tmp_path / "results.jsonl"
+    text = 'not json\n{"index": 0, "pad": "' + "x" * 100 + '"}\n'
+    path.write_text(text)
+    log = ResultsLog(path, key=lambda r: r["index"])
+    handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    try:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (16, hard))
+        with pytest.raises(OutputError, match=r"results\.jsonl.*: File too large"):
+            log.open()
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        signal.signal(signal.SIGXFSZ, handler)
+    assert path.read_text() == text
+    assert [p.name for p in tmp_path.iterdir()] == ["results.jsonl"]  # no temporary file left

@@ -129,3 +129,48 @@ def test_cells_stay_near_their_band_on_real_faces(lfw_images, regions):
     hard = Regions.grid(3, 3, edge=0).resolve(112, 112)
     hard_beyond, _ = spectral_spread(lfw_images, BandSchedule.rings(8), hard, neighbours=1)
     assert hard_beyond.max() > beyond.max()
+
+
+@pytest.mark.unit
+def test_grid_crossfade_is_edge_cells_wide_and_centred_on_the_boundary():
+    """A 1 × 2 grid over 16 columns, edge 0.5: cell units x = (col + 0.5) / 8, the boundary at
+    x = 1, the crossfade over x in [0.75, 1.25] with the right cell's weight 0.5 − 0.5·cos(πt),
+    t = (x − 0.75) / 0.5. So columns 0..5 belong to the left cell only, 6..9 fade
+    (t = 1/8, 3/8, 5/8, 7/8), 10..15 belong to the right cell; the two cells mirror each other."""
+    weights = Regions.grid(1, 2, edge=0.5).resolve(4, 16).weights
+    right = weights[1, 0]
+    t = np.array([1, 3, 5, 7]) / 8
+    expected = np.concatenate([np.zeros(6), 0.5 - 0.5 * np.cos(np.pi * t), np.ones(6)])
+    np.testing.assert_allclose(right, expected, atol=1e-6)
+    np.testing.assert_allclose(weights[0, 0], 1.0 - expected, atol=1e-6)
+    np.testing.assert_allclose(weights[0, 0], right[::-1], atol=1e-6)
+    assert (weights == weights[:, :1]).all()  # one row of a 1-row grid: the same on every row
+
+
+@pytest.mark.unit
+def test_as_regions_takes_maps_and_refuses_other_types():
+    """An array of maps is a custom region set (names region0, region1, ...); a Regions is taken
+    as it is; a number, a list or None is refused with one line naming what it got."""
+    maps = np.zeros((2, 8, 8), np.float32)
+    maps[0, :, :3] = 1.0
+    maps[1, :, 3:] = 1.0
+    regions = as_regions(maps)
+    assert regions.kind == "custom"
+    resolved = regions.resolve(8, 8)
+    assert resolved.names == ("region0", "region1")
+    np.testing.assert_array_equal(resolved.weights, maps)
+    grid = Regions.grid(2, 2)
+    assert as_regions(grid) is grid
+    for other in (3, [[0.5]], None):
+        with pytest.raises(InputError, match=f"regions must be .* got {type(other).__name__}"):
+            as_regions(other)
+
+
+@pytest.mark.unit
+def test_hard_edged_grid_gives_a_pixel_centred_on_a_boundary_to_the_later_cell():
+    """Two hard-edged cells over 5 pixels: centres at x = 0.2, 0.6, 1.0, 1.4, 1.8 cell units.
+    The middle pixel lies on the boundary x = 1; it belongs to the second cell (x ≥ b), so the
+    cells hold 2 and 3 pixels. Which cell gets it is a convention, but it is the one every run
+    recorded so far used: another would change the cells of such grids."""
+    weights = Regions.grid(1, 2, edge=0).resolve(1, 5).weights
+    np.testing.assert_array_equal(weights[:, 0], [[1, 1, 0, 0, 0], [0, 0, 1, 1, 1]])
