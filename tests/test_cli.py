@@ -6,6 +6,7 @@ import json
 import re
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -22,6 +23,13 @@ def freqxfr(*args: str, cwd=None) -> subprocess.CompletedProcess:
         cwd=cwd,
         timeout=600,
     )
+
+
+def freqxfr_all(*commands: tuple) -> list[subprocess.CompletedProcess]:
+    """Independent commands (each its own files), two at a time: most of a command's time is its
+    imports and model load on one core. The results in the order of ``commands``."""
+    with ThreadPoolExecutor(2) as pool:
+        return list(pool.map(lambda args: freqxfr(*args), commands))
 
 
 def assert_one_line_error(result: subprocess.CompletedProcess, *fragments: str) -> None:
@@ -69,33 +77,29 @@ def test_explain_writes_explanation_json(data_dir, tmp_path):
 def test_errors_are_one_line_without_traceback(data_dir, tmp_path):
     face = data_dir / "frll" / "neutral" / "001_03.jpg"
     missing = tmp_path / "missing.jpg"
-    assert_one_line_error(
-        freqxfr("explain", missing, face, "--out", tmp_path / "o1"), "missing.jpg"
-    )
-
     text = tmp_path / "notes.jpg"
     text.write_text("this is not an image")
-    assert_one_line_error(freqxfr("explain", text, face, "--out", tmp_path / "o2"), "notes.jpg")
-
     grey = tmp_path / "grey.png"
     Image.fromarray(np.full((400, 400, 3), 128, np.uint8)).save(grey)
-    assert_one_line_error(freqxfr("explain", grey, face, "--out", tmp_path / "o3"), "grey.png")
-
     blocker = tmp_path / "blocker"
     blocker.write_text("a file, not a folder")
-    assert_one_line_error(freqxfr("explain", face, face, "--out", blocker / "out"), "blocker")
-
     pairs = tmp_path / "pairs.csv"
     pairs.write_text(
         "path1,path2,same\nfrll/neutral/001_03.jpg,frll/smiling/001_08.jpg,1\nonly-one-column\n"
     )
-    assert_one_line_error(
-        freqxfr("dataset", pairs, "--root", data_dir, "--out", tmp_path / "o4"),
-        "pairs.csv",
-        "line 3",
+    missing_run, text_run, grey_run, blocked_run, pairs_run, verbose = freqxfr_all(
+        ("explain", missing, face, "--out", tmp_path / "o1"),
+        ("explain", text, face, "--out", tmp_path / "o2"),
+        ("explain", grey, face, "--out", tmp_path / "o3"),
+        ("explain", face, face, "--out", blocker / "out"),
+        ("dataset", pairs, "--root", data_dir, "--out", tmp_path / "o4"),
+        ("--verbose", "explain", missing, face, "--out", tmp_path / "o5"),
     )
-
-    verbose = freqxfr("--verbose", "explain", missing, face, "--out", tmp_path / "o5")
+    assert_one_line_error(missing_run, "missing.jpg")
+    assert_one_line_error(text_run, "notes.jpg")
+    assert_one_line_error(grey_run, "grey.png")
+    assert_one_line_error(blocked_run, "blocker")
+    assert_one_line_error(pairs_run, "pairs.csv", "line 3")
     # --verbose lets the exception through: Python's own exit status 1, with the traceback.
     assert verbose.returncode == 1 and "Traceback" in verbose.stderr
 
@@ -315,8 +319,8 @@ def test_missing_files_are_named_alike_in_every_command(toy_files, tmp_path):
         ("explain", a, a, "--model", card, "--schedule", gone / "s.json", "--out", tmp_path / "o5"),
         ("verify", a, a, "--model", gone / "m.onnx"),
     ]
-    for args in cases:
-        assert_one_line_error(freqxfr(*args), "file not found")
+    for result in freqxfr_all(*cases):
+        assert_one_line_error(result, "file not found")
 
 
 def test_no_face_message_names_the_flag(data_dir, tmp_path):
@@ -377,31 +381,34 @@ def test_one_sign_convention_across_verify_explain_and_models(data_dir, tmp_path
     Euclidean model the distance beside it, in text and JSON."""
     a = data_dir / "frll" / "neutral" / "005_03.jpg"
     b = data_dir / "frll" / "smiling" / "005_08.jpg"
-    verify = freqxfr("verify", a, b, "--json")
+    verify, explain, listed, text, explained, table_run = freqxfr_all(
+        ("verify", a, b, "--json"),
+        ("explain", a, b, "--json", "--out", tmp_path / "e"),
+        ("models", "list", "--json"),
+        ("verify", a, b),
+        ("explain", a, b, "--out", tmp_path / "t"),
+        ("models", "list"),
+    )
     assert verify.returncode == 0, verify.stderr
     v = json.loads(verify.stdout)
     assert v["score"] < 0 and v["distance"] == pytest.approx(-v["score"])
     assert v["threshold"] == -0.6 and v["distance_threshold"] == pytest.approx(0.6)
 
-    explain = freqxfr("explain", a, b, "--json", "--out", tmp_path / "e")
     assert explain.returncode == 0, explain.stderr
     e = json.loads(explain.stdout)
     assert e["score_ref"] == pytest.approx(v["score"], abs=1e-4)
     assert e["distance_ref"] == pytest.approx(-e["score_ref"]) and e["threshold"] == -0.6
     assert e["distance_threshold"] == pytest.approx(0.6)
 
-    listed = freqxfr("models", "list", "--json")
     rows = {r["name"]: r for r in json.loads(listed.stdout)["presets"]}
     assert rows["dlib_resnet"]["threshold"] == -0.6
     assert rows["dlib_resnet"]["distance_threshold"] == pytest.approx(0.6)
     assert "distance_threshold" not in rows["sface"]
 
     score = f"score {v['score']:.4f}, threshold -0.6000 (distance {v['distance']:.4f}, "
-    text = freqxfr("verify", a, b)
     assert text.stdout.startswith(f"MATCH: {score}"), text.stdout
-    explained = freqxfr("explain", a, b, "--out", tmp_path / "t")
     assert explained.stdout.startswith(
         f"MATCH: score {e['score_ref']:.4f}, threshold -0.6000 (distance {e['distance_ref']:.4f}, "
     ), explained.stdout
-    table = freqxfr("models", "list").stdout
+    table = table_run.stdout
     assert re.search(r"^dlib_resnet .* -0\.600 \(distance 0\.600\)", table, re.M), table

@@ -4,7 +4,8 @@ Before, a script whose ``explain(..., deadline=0.05)`` raised ``DeadlineExceeded
 exited aborted (``terminate called without an active exception``, exit 134) in most runs: the
 engine's daemon threads were still inside ONNX Runtime while the interpreter tore down. Now
 every engine is shut down at exit (it takes no more work, its running batch finishes, its
-threads are joined). Each trial is a fresh process with the real dlib model on real photos.
+threads are joined). Each trial is a fresh process with the real dlib model on real photos; two
+trials run at a time (most of a trial is the process's imports and model load, on one core).
 """
 
 from __future__ import annotations
@@ -14,10 +15,13 @@ import subprocess
 import sys
 import textwrap
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
 pytestmark = pytest.mark.integration
+
+AT_ONCE = 2  # trials at a time
 
 SCRIPT = textwrap.dedent(
     """
@@ -45,9 +49,13 @@ SCRIPT = textwrap.dedent(
 )
 
 
+def write_script(tmp_path) -> None:
+    """The trials' script, written before they start (they run it two at a time)."""
+    (tmp_path / "exit_with_work_in_flight.py").write_text(SCRIPT)
+
+
 def run_trial(tmp_path, data_dir, mode: str, delay: float = 0.0) -> tuple[int, str, str]:
     script = tmp_path / "exit_with_work_in_flight.py"
-    script.write_text(SCRIPT)
     frll = data_dir / "frll"
     args = [sys.executable, str(script), mode]
     args += [str(frll / "neutral" / "001_03.jpg"), str(frll / "smiling" / "001_08.jpg")]
@@ -71,8 +79,10 @@ def assert_clean(code: int, want: int, out: str, err: str) -> None:
 def test_a_script_that_exits_with_engine_work_in_flight_never_aborts(tmp_path, data_dir):
     """20 trials: DeadlineExceeded while the batch runs, then exit: status 0 every time."""
     in_flight = 0
-    for _ in range(20):
-        code, out, err = run_trial(tmp_path, data_dir, "deadline")
+    write_script(tmp_path)
+    with ThreadPoolExecutor(AT_ONCE) as pool:
+        trials = list(pool.map(lambda _: run_trial(tmp_path, data_dir, "deadline"), range(20)))
+    for code, out, err in trials:
         assert_clean(code, 0, out, err)
         assert "Traceback" not in err, err
         in_flight += "in flight" in out
@@ -85,6 +95,10 @@ def test_a_script_that_exits_with_engine_work_in_flight_never_aborts(tmp_path, d
 def test_a_signal_during_engine_work_exits_cleanly(tmp_path, data_dir, mode, status):
     """SIGINT (an uncaught KeyboardInterrupt) and SIGTERM (turned into SystemExit, as the CLI
     does) at random points of a stream of engine calls: the expected status, no abort."""
-    for trial in range(5):
-        code, out, err = run_trial(tmp_path, data_dir, mode, delay=0.1 + 0.23 * trial)
+    write_script(tmp_path)
+    with ThreadPoolExecutor(AT_ONCE) as pool:
+        trials = list(
+            pool.map(lambda k: run_trial(tmp_path, data_dir, mode, delay=0.1 + 0.23 * k), range(5))
+        )
+    for code, out, err in trials:
         assert_clean(code, status, out, err)

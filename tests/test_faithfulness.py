@@ -23,7 +23,6 @@ from freqxfr.explanations.faithfulness import (
     summarise_faithfulness,
 )
 from freqxfr.explanations.pairs import read_pairs, spread
-from freqxfr.model.verifier import load_model
 from freqxfr.reports import render_run
 from freqxfr.runs.dataset import run_dataset
 
@@ -64,7 +63,7 @@ def _keys(value) -> set[str]:
 
 
 @pytest.mark.parametrize("model_name", ["dlib_resnet", "sface"])
-def test_genuine_images_pass_the_decision_aware_criterion(model_name, lfw):
+def test_genuine_images_pass_the_decision_aware_criterion(model_name, lfw, request):
     """On genuine LFW pairs, deleting the bands that supported the match first lowers the score
     faster than random orders for nearly every image, with both models.
 
@@ -73,9 +72,8 @@ def test_genuine_images_pass_the_decision_aware_criterion(model_name, lfw):
     for two images whose random orders happen to be good, and still fails an explanation that
     ordered bands at random (expected rate 1/2) or backwards (about 0)."""
     pairs = spread([p for p in lfw if p.same], 10)
-    result = dataset_faithfulness(
-        Explainer(load_model(model_name), 8), pairs, seeds=3, null_orders=3
-    )
+    model = request.getfixturevalue("dlib_model" if model_name == "dlib_resnet" else "sface_model")
+    result = dataset_faithfulness(Explainer(model, 8), pairs, seeds=3, null_orders=3)
     genuine = result["by_class"]["genuine"]
     assert genuine["n_images"] == 20
     assert genuine["decision_aware"]["beats_random"] >= 0.9, genuine

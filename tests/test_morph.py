@@ -14,7 +14,6 @@ from PIL import Image
 from freqxfr.cli import main
 from freqxfr.common.errors import InputError, NoFaceError
 from freqxfr.explanations.explainer import Explainer
-from freqxfr.model.verifier import load_model
 from freqxfr.runs.morph import run_morph
 from freqxfr.runs.morph_index import comparisons, read_morph_index
 
@@ -93,7 +92,7 @@ def test_a_missing_morph_file_and_bad_columns_are_refused(index, data_dir, tmp_p
 
 
 @pytest.mark.model
-def test_a_morph_without_a_face_gets_a_clear_error(index, data_dir, tmp_path):
+def test_a_morph_without_a_face_gets_a_clear_error(index, data_dir, tmp_path, dlib_model):
     rng = np.random.default_rng(0)
     # A smooth grey-brown gradient with mild noise: a plausible photo with no face in it.
     ramp = np.linspace(90, 170, 600)[None, :, None] * np.ones((600, 1, 3))
@@ -106,7 +105,7 @@ def test_a_morph_without_a_face_gets_a_clear_error(index, data_dir, tmp_path):
         _write_index(tmp_path / "index.csv", rows), root=data_dir, allow_outside_root=True
     )
     with pytest.raises(NoFaceError) as info:
-        run_morph(entries, tmp_path / "out", Explainer(load_model("dlib_resnet"), 4))
+        run_morph(entries, tmp_path / "out", Explainer(dlib_model, 4))
     message = str(info.value)
     assert message.startswith("morph (morph index row 2)") and "blank.jpg" in message
     assert "no face" in message
@@ -211,10 +210,10 @@ def test_cli_morph_error_is_one_line(index, tmp_path, capsys):
 
 
 @pytest.mark.model
-def test_sface_runs_on_two_morph_pairs(index, data_dir, tmp_path):
+def test_sface_runs_on_two_morph_pairs(index, data_dir, tmp_path, sface_model):
     rows = [r for r in _index_rows(index) if r["method"] == "full"][:2]
     entries = read_morph_index(_write_index(tmp_path / "index.csv", rows), root=data_dir)
-    summary = run_morph(entries, tmp_path / "out", Explainer(load_model("sface"), 8), n_boot=200)
+    summary = run_morph(entries, tmp_path / "out", Explainer(sface_model, 8), n_boot=200)
     assert summary["model"]["name"] == "sface"
     assert summary["comparisons"] == {"morph": 4, "bona_fide": 4}
     scores = [(m["score_a"], m["score_b"]) for m in summary["morphs"]]

@@ -10,7 +10,6 @@ from freqxfr.explanations.explainer import Explainer
 from freqxfr.explanations.faithfulness import cell_faithfulness
 from freqxfr.explanations.pairs import read_pairs
 from freqxfr.imaging.regions import EYE_REGIONS
-from freqxfr.model.verifier import load_model
 
 pytestmark = pytest.mark.model
 
@@ -27,7 +26,10 @@ def explained(request, data_dir):
         if p.same
     ]
     chosen = [pairs[i] for i in np.linspace(0, len(pairs) - 1, N_PAIRS).astype(int)]
-    explainer = Explainer(load_model(request.param), BANDS, regions="face")
+    model = request.getfixturevalue(
+        "dlib_model" if request.param == "dlib_resnet" else "sface_model"
+    )
+    explainer = Explainer(model, BANDS, regions="face")  # the run's one model of each
     results = []
     for pair in chosen:
         faces = np.stack([explainer.aligned_crop(pair.path_a), explainer.aligned_crop(pair.path_b)])

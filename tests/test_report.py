@@ -30,6 +30,7 @@ from PIL import Image
 from freqxfr import BandSchedule
 from freqxfr.common.errors import FreqxfrError, InputError, OutputError
 from freqxfr.explanations import explainer as explanations
+from freqxfr.explanations.faithfulness import pair_faithfulness
 from freqxfr.explanations.pairs import Pair, read_pairs
 from freqxfr.reports import crossres as crossres_report
 from freqxfr.reports import morph as morph_report
@@ -69,8 +70,10 @@ def pair(explainer, lfw_pairs) -> dict:
     explanation = result.to_dict()
     explanation["a"]["source"] = str(first.path_a)
     explanation["b"]["source"] = str(first.path_b)
-    curves = explainer.faithfulness(
-        faces[0], faces[1], seeds=3, aligned=True, explanation=result
+    # The pair report draws the curves and their areas, not the calibrated null: the fewest null
+    # orders (as many as the seeds) instead of 20 random and 20 sanity orders, 3/4 of the work.
+    curves = pair_faithfulness(
+        explainer, faces[0], faces[1], seeds=3, aligned=True, explanation=result, null_orders=3
     ).to_dict()
     return {
         "explanation": explanation,

@@ -12,7 +12,6 @@ import pytest
 from freqxfr.common.errors import InputError
 from freqxfr.explanations.explainer import Explainer
 from freqxfr.explanations.pairs import read_pairs, spread
-from freqxfr.model.verifier import load_model
 from freqxfr.reports import render_run
 from freqxfr.runs.comparison import compare_runs
 from freqxfr.runs.dataset import read_results, run_dataset
@@ -28,15 +27,16 @@ def lfw(data_dir):
 
 
 @pytest.fixture(scope="module")
-def runs(lfw, tmp_path_factory):
+def runs(lfw, tmp_path_factory, dlib_model, sface_model):
     """dlib and SFace dataset runs (8 rings) over the same 12 LFW pairs, 6 genuine, 6 impostor."""
     pairs = spread(lfw, N_PAIRS)
     root = tmp_path_factory.mktemp("runs")
     out = {}
+    models = {"dlib_resnet": dlib_model, "sface": sface_model}  # the run's one of each
     for name in ("dlib_resnet", "sface"):
         folder = root / name
         summary = run_dataset(
-            pairs, folder, Explainer(load_model(name), 8), progress=False, report=False
+            pairs, folder, Explainer(models[name], 8), progress=False, report=False
         )
         out[name] = (folder, summary)
     return out
@@ -136,8 +136,8 @@ def test_decision_agreement_and_centroids(runs, compared):
     assert "differs most in: —" not in html
 
 
-def test_runs_over_other_pairs_or_bands_are_refused(runs, lfw, tmp_path):
-    sface = load_model("sface")
+def test_runs_over_other_pairs_or_bands_are_refused(runs, lfw, tmp_path, sface_model):
+    sface = sface_model
     other_pairs = tmp_path / "other_pairs"
     run_dataset(spread(lfw, 2), other_pairs, Explainer(sface, 8), progress=False, report=False)
     with pytest.raises(InputError, match="another pair list"):
