@@ -28,6 +28,7 @@ from freqxfr.imaging.regions import MAX_GRID_CELLS, Regions
 from freqxfr.runs import folder as folder_module
 from freqxfr.runs.comparison import compare_runs
 from freqxfr.runs.folder import LOCK_NAME, locked_folder
+from freqxfr.stats.bootstrap import MAX_RESAMPLES, cluster_weights, resample_indices
 
 pytestmark = pytest.mark.integration
 
@@ -546,3 +547,58 @@ def test_a_full_disk_in_the_atomic_writer_names_the_file(tmp_path, monkeypatch):
         with atomic.atomic_open(tmp_path / "results.parquet", "wb"):
             raise OSError(errno.ENOSPC, "No space left on device")  # mock: the disk fills
     assert list(tmp_path.iterdir()) == []  # no temporary file left
+
+
+def test_absurd_resample_counts_are_refused_before_drawing(reference, other, tmp_path, capsys):
+    """``--resamples 10000000000000`` once ran for ever, growing a list of resamples."""
+    code, _, err = cli(
+        capsys, "compare", reference, other, "--out", tmp_path / "c", "--resamples", "10" * 7
+    )
+    assert code == 2 and f"at most {MAX_RESAMPLES}" in one_line(err)
+    assert not (tmp_path / "c").exists()
+    with pytest.raises(InputError, match="n_boot"):
+        resample_indices(6, MAX_RESAMPLES + 1)
+    with pytest.raises(InputError, match="n_boot"):
+        cluster_weights(6, MAX_RESAMPLES + 1)
+    with pytest.raises(SystemExit):
+        main(["crossres", str(tmp_path / "p.csv"), "--out", str(tmp_path / "x"), "--boot", "1e9"])
+    assert "at most" in capsys.readouterr().err
+
+
+def test_no_command_overwrites_another_commands_output_folder(
+    reference, other, root, tmp_path, capsys
+):
+    """compare --out into a dataset run once replaced its summary.json and report.html;
+    explain --out its report.html; dataset --out a comparison's summary.json."""
+    run = tmp_path / "run"
+    shutil.copytree(reference, run)
+    before = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}
+    code, _, err = cli(capsys, "compare", reference, other, "--out", run)
+    assert code == 2 and "holds a dataset, crossres or morph run (run.json)" in one_line(err)
+    images = sorted((root / "images").iterdir())
+    for more in ((), ("--overwrite",)):
+        code, _, err = cli(
+            capsys, "explain", images[0], images[1], "--bands", BANDS, "--out", run, *more
+        )
+        assert code == 2 and "which explain would overwrite" in one_line(err)
+    assert {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()} == before
+    compared = tmp_path / "compared"
+    code, _, err = cli(capsys, "compare", reference, other, "--out", compared, "--no-report")
+    assert code == 0, err
+    code, _, err = cli(capsys, *dataset(root, compared))
+    assert code == 2 and "holds a comparison of runs (summary.json)" in one_line(err)
+    assert not (compared / "run.json").exists()
+    code, _, err = cli(capsys, "compare", reference, other, "--out", compared, "--no-report")
+    assert code == 0, err  # a comparison replaces a comparison
+
+
+def test_os_errors_read_as_words_not_errno_text(root, tmp_path, capsys):
+    run = tmp_path / "run"
+    (run / "run.json").mkdir(parents=True)
+    code, _, err = cli(capsys, *dataset(root, run))
+    line = one_line(err)
+    assert code == 2 and "run.json is unreadable (Is a directory)" in line and "Errno" not in line
+    image = sorted((root / "images").iterdir())[0]
+    code, _, err = cli(capsys, "explain", image, image, "--bands", BANDS, "--out", "/proc/x/y")
+    line = one_line(err)
+    assert code == 2 and line.endswith("file not found") and "or directory" not in line

@@ -63,7 +63,7 @@ class Terminated(KeyboardInterrupt):
 _FLAG_WORDS = (
     (re.compile(r"\baligned=True\b"), "--aligned"),
     (re.compile(r"\baligned=False\b"), "--no-aligned"),
-    (re.compile(r"\bno such file\b", re.I), "file not found"),
+    (re.compile(r"\bno such file( or directory)?\b", re.I), "file not found"),
 )
 
 
