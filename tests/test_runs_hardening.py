@@ -602,3 +602,10 @@ def test_os_errors_read_as_words_not_errno_text(root, tmp_path, capsys):
     code, _, err = cli(capsys, "explain", image, image, "--bands", BANDS, "--out", "/proc/x/y")
     line = one_line(err)
     assert code == 2 and line.endswith("file not found") and "or directory" not in line
+
+
+def test_compare_names_the_run_without_explained_pairs(reference, other, tmp_path, capsys):
+    empty = edited(other, tmp_path, "empty", lambda r: (r / "results.jsonl").write_text(""))
+    code, _, err = cli(capsys, "compare", reference, empty, "--out", tmp_path / "c")
+    assert code == 2 and f"{empty}: 0 explained" in one_line(err)
+    assert not (tmp_path / "c").exists()

@@ -305,7 +305,8 @@ def _compare(runs: list[Run], n_boot: int, level: float, seed: int) -> dict[str,
     excluded = set().union(*(r.failed for r in runs))
     indices = set.intersection(*({int(r["index"]) for r in run.records} for run in runs)) - excluded
     if not indices:
-        raise InputError("the runs share no explained pair")
+        counts = ", ".join(f"{run.path}: {len(run.records)} explained" for run in runs)
+        raise InputError(f"the runs share no explained pair ({counts})")
     common = sorted(indices)
     position = {i: n for n, i in enumerate(common)}
     k = len(runs[0].config["bands"])
