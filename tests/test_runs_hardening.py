@@ -609,3 +609,74 @@ def test_compare_names_the_run_without_explained_pairs(reference, other, tmp_pat
     code, _, err = cli(capsys, "compare", reference, empty, "--out", tmp_path / "c")
     assert code == 2 and f"{empty}: 0 explained" in one_line(err)
     assert not (tmp_path / "c").exists()
+
+
+def test_crossres_reads_nothing_outside_root_and_never_a_fifo(root, tmp_path):
+    """The root rule and the regular-file rule hold for crossres's images too: a pair naming
+    ../secret/x.jpg, a symlink out of the root and a FIFO inside it each fail by name, unread."""
+    base = tmp_path / "root"
+    shutil.copytree(root / "images", base / "images")
+    (tmp_path / "secret").mkdir()
+    images = sorted((base / "images").iterdir())
+    shutil.copy(images[0], tmp_path / "secret" / "x.jpg")
+    os.mkfifo(base / "images" / "pipe.jpg")
+    (base / "images" / "link.jpg").symlink_to(tmp_path / "secret" / "x.jpg")
+    (base / "pairs.csv").write_text(
+        f"images/{images[0].name},../secret/x.jpg,1\n"
+        f"images/{images[1].name},images/pipe.jpg,0\n"
+        f"images/{images[2].name},images/link.jpg,0\n"
+        f"images/{images[2].name},images/{images[3].name},1\n"
+    )
+    command = [sys.executable, "-m", "freqxfr", "crossres", base / "pairs.csv", "--root", base]
+    command += ["--factors", "2", "--bands", BANDS, "--boot", "50", "--no-progress"]
+    command += ["--out", tmp_path / "run"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 3, result.stderr
+    assert "Traceback" not in result.stderr
+    assert result.stderr.count("outside the root folder") == 2 and "FIFO" in result.stderr
+
+
+@pytest.fixture
+def tiny_disk(tmp_path):
+    """A real full disk: a 256 KiB tmpfs (needs root and mount; skipped elsewhere)."""
+    mount = tmp_path / "tiny"
+    mount.mkdir()
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mount)], capture_output=True
+    )
+    if done.returncode != 0:
+        pytest.skip("cannot mount a tmpfs here (needs root)")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", str(mount)], check=True)
+
+
+def test_a_real_full_disk_names_the_file_and_the_run_resumes(reference, root, tiny_disk, capsys):
+    """A tmpfs left with about 12 KiB: results.jsonl fills it after a few records; the error
+    names the file and the records kept, no lock is left, and after space is freed the same
+    command ends like an uninterrupted run. Full to the last byte: the lock cannot be written,
+    and no 0-byte lock file is left."""
+    filler = tiny_disk / "filler"
+    free = os.statvfs(tiny_disk).f_bavail * os.statvfs(tiny_disk).f_frsize
+    filler.write_bytes(b"\0" * (free - 12 * 1024))
+    out = tiny_disk / "run"
+    code, _, err = cli(capsys, *dataset(root, out))
+    line = one_line(err)
+    assert code == 2 and "No space left" in line and "resume" in line, line
+    assert "results.jsonl" in line or "summary.json" in line or "run.json" in line, line
+    assert not (out / LOCK_NAME).exists()
+    filler.unlink()
+    code, _, err = cli(capsys, *dataset(root, out))
+    assert code == 0, err
+    assert records(out) == records(reference)
+    assert (out / "summary.json").read_bytes() == (reference / "summary.json").read_bytes()
+
+    shutil.rmtree(out)
+    full = tiny_disk / "full"
+    full.mkdir()
+    free = os.statvfs(tiny_disk).f_bavail * os.statvfs(tiny_disk).f_frsize
+    filler.write_bytes(b"\0" * free)
+    code, _, err = cli(capsys, *dataset(root, full))
+    assert code == 2 and "No space left" in one_line(err) and str(full) in err
+    assert list(full.iterdir()) == []  # no 0-byte lock file
