@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import gc
 import signal
+import subprocess
+import sys
 import time
 
 import pytest
@@ -85,3 +87,31 @@ def test_an_interrupt_inside_a_gc_callback_still_stops_the_command(monkeypatch, 
     err = capsys.readouterr().err
     assert err.splitlines() == ["freqxfr verify: interrupted"], err
     assert not finished
+
+
+LATE_SIGNAL = """
+import atexit, os, signal, sys, time
+from freqxfr.cli import entry
+sig = getattr(signal, sys.argv[1])
+def late():  # an exit handler: the command is over, the process is on its way out
+    os.kill(os.getpid(), sig)
+    time.sleep(5)
+atexit.register(late)
+sys.argv = ["freqxfr", "models", "list"]
+entry()
+"""
+
+
+@pytest.mark.parametrize("sig", ["SIGTERM", "SIGINT"])
+def test_a_signal_after_the_command_ends_the_process_with_its_status(tmp_path, sig):
+    """A signal after the command finished (in the exit handlers, the interpreter's teardown):
+    once SIGTERM killed the process silently (status -15; seen in test_signals) and SIGINT printed
+    "Exception ignored in atexit callback" with a KeyboardInterrupt traceback. Now the process
+    ends at once with the command's own status, quietly."""
+    script = tmp_path / "late_signal.py"
+    script.write_text(LATE_SIGNAL)
+    done = subprocess.run(
+        [sys.executable, str(script), sig], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == "" and "dlib_resnet" in done.stdout

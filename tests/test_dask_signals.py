@@ -6,6 +6,8 @@ right after, finishes the run (no empty ``TimeoutError``) with every pair once. 
 falls inside the cluster's start is ignored (documented in :mod:`freqxfr.runs.cluster`): the run
 then goes on, and still prints no traceback.
 
+A worker killed with kill -9 is replaced quietly, with no pair lost.
+
 Real processes, dlib with 4 bands on 30 LFW pairs: the smallest run that keeps two workers busy
 for several seconds.
 """
@@ -24,6 +26,8 @@ import pytest
 pytest.importorskip("distributed")
 
 from freqxfr.runs.folder import LOCK_NAME
+
+psutil = pytest.importorskip("psutil")  # a dependency of distributed
 
 pytestmark = pytest.mark.integration
 
@@ -107,5 +111,40 @@ def test_a_signal_to_the_process_group_stops_a_dask_run_cleanly(data_dir, tmp_pa
     again = subprocess.run(args(data_dir, out), capture_output=True, text=True, timeout=600)
     assert again.returncode == 0, again.stderr
     assert "Traceback" not in again.stderr
+    indices = [json.loads(x)["index"] for x in (out / "results.jsonl").read_text().splitlines()]
+    assert sorted(indices) == list(range(N_PAIRS))
+
+
+def test_a_killed_worker_is_replaced_quietly_and_no_pair_is_lost(data_dir, tmp_path):
+    """kill -9 of one Dask worker while it works: the run still ends (status 0) with every pair
+    once, and nothing on stderr (no ``multiprocessing.resource_tracker`` KeyError tracebacks)."""
+    out = tmp_path / "run"
+    proc = subprocess.Popen(
+        args(data_dir, out),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 240
+        workers: list = []
+        while proc.poll() is None and time.monotonic() < deadline and not workers:
+            if (out / "parts").is_dir() or lines_in(out / "results.jsonl") > 0:
+                workers = [
+                    p
+                    for p in psutil.Process(proc.pid).children()
+                    if "spawn_main" in " ".join(p.cmdline())
+                ]
+            time.sleep(0.01)
+        assert workers and proc.poll() is None, "the run ended before a worker could be killed"
+        workers[0].kill()
+        _, err = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode == 0, err
+    assert "Traceback" not in err and "resource_tracker" not in err and "leaked" not in err, err
     indices = [json.loads(x)["index"] for x in (out / "results.jsonl").read_text().splitlines()]
     assert sorted(indices) == list(range(N_PAIRS))

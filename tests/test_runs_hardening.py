@@ -28,6 +28,7 @@ from freqxfr.imaging.regions import MAX_GRID_CELLS, Regions
 from freqxfr.runs import folder as folder_module
 from freqxfr.runs.comparison import compare_runs
 from freqxfr.runs.folder import LOCK_NAME, locked_folder
+from freqxfr.stats.bootstrap import MAX_RESAMPLES, cluster_weights, resample_indices
 
 pytestmark = pytest.mark.integration
 
@@ -546,3 +547,136 @@ def test_a_full_disk_in_the_atomic_writer_names_the_file(tmp_path, monkeypatch):
         with atomic.atomic_open(tmp_path / "results.parquet", "wb"):
             raise OSError(errno.ENOSPC, "No space left on device")  # mock: the disk fills
     assert list(tmp_path.iterdir()) == []  # no temporary file left
+
+
+def test_absurd_resample_counts_are_refused_before_drawing(reference, other, tmp_path, capsys):
+    """``--resamples 10000000000000`` once ran for ever, growing a list of resamples."""
+    code, _, err = cli(
+        capsys, "compare", reference, other, "--out", tmp_path / "c", "--resamples", "10" * 7
+    )
+    assert code == 2 and f"at most {MAX_RESAMPLES}" in one_line(err)
+    assert not (tmp_path / "c").exists()
+    with pytest.raises(InputError, match="n_boot"):
+        resample_indices(6, MAX_RESAMPLES + 1)
+    with pytest.raises(InputError, match="n_boot"):
+        cluster_weights(6, MAX_RESAMPLES + 1)
+    with pytest.raises(SystemExit):
+        main(["crossres", str(tmp_path / "p.csv"), "--out", str(tmp_path / "x"), "--boot", "1e9"])
+    assert "at most" in capsys.readouterr().err
+
+
+def test_no_command_overwrites_another_commands_output_folder(
+    reference, other, root, tmp_path, capsys
+):
+    """compare --out into a dataset run once replaced its summary.json and report.html;
+    explain --out its report.html; dataset --out a comparison's summary.json."""
+    run = tmp_path / "run"
+    shutil.copytree(reference, run)
+    before = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}
+    code, _, err = cli(capsys, "compare", reference, other, "--out", run)
+    assert code == 2 and "holds a dataset, crossres or morph run (run.json)" in one_line(err)
+    images = sorted((root / "images").iterdir())
+    for more in ((), ("--overwrite",)):
+        code, _, err = cli(
+            capsys, "explain", images[0], images[1], "--bands", BANDS, "--out", run, *more
+        )
+        assert code == 2 and "which explain would overwrite" in one_line(err)
+    assert {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()} == before
+    compared = tmp_path / "compared"
+    code, _, err = cli(capsys, "compare", reference, other, "--out", compared, "--no-report")
+    assert code == 0, err
+    code, _, err = cli(capsys, *dataset(root, compared))
+    assert code == 2 and "holds a comparison of runs (summary.json)" in one_line(err)
+    assert not (compared / "run.json").exists()
+    code, _, err = cli(capsys, "compare", reference, other, "--out", compared, "--no-report")
+    assert code == 0, err  # a comparison replaces a comparison
+
+
+def test_os_errors_read_as_words_not_errno_text(root, tmp_path, capsys):
+    run = tmp_path / "run"
+    (run / "run.json").mkdir(parents=True)
+    code, _, err = cli(capsys, *dataset(root, run))
+    line = one_line(err)
+    assert code == 2 and "run.json is unreadable (Is a directory)" in line and "Errno" not in line
+    image = sorted((root / "images").iterdir())[0]
+    code, _, err = cli(capsys, "explain", image, image, "--bands", BANDS, "--out", "/proc/x/y")
+    line = one_line(err)
+    assert code == 2 and line.endswith("file not found") and "or directory" not in line
+
+
+def test_compare_names_the_run_without_explained_pairs(reference, other, tmp_path, capsys):
+    empty = edited(other, tmp_path, "empty", lambda r: (r / "results.jsonl").write_text(""))
+    code, _, err = cli(capsys, "compare", reference, empty, "--out", tmp_path / "c")
+    assert code == 2 and f"{empty}: 0 explained" in one_line(err)
+    assert not (tmp_path / "c").exists()
+
+
+def test_crossres_reads_nothing_outside_root_and_never_a_fifo(root, tmp_path):
+    """The root rule and the regular-file rule hold for crossres's images too: a pair naming
+    ../secret/x.jpg, a symlink out of the root and a FIFO inside it each fail by name, unread."""
+    base = tmp_path / "root"
+    shutil.copytree(root / "images", base / "images")
+    (tmp_path / "secret").mkdir()
+    images = sorted((base / "images").iterdir())
+    shutil.copy(images[0], tmp_path / "secret" / "x.jpg")
+    os.mkfifo(base / "images" / "pipe.jpg")
+    (base / "images" / "link.jpg").symlink_to(tmp_path / "secret" / "x.jpg")
+    (base / "pairs.csv").write_text(
+        f"images/{images[0].name},../secret/x.jpg,1\n"
+        f"images/{images[1].name},images/pipe.jpg,0\n"
+        f"images/{images[2].name},images/link.jpg,0\n"
+        f"images/{images[2].name},images/{images[3].name},1\n"
+    )
+    command = [sys.executable, "-m", "freqxfr", "crossres", base / "pairs.csv", "--root", base]
+    command += ["--factors", "2", "--bands", BANDS, "--boot", "50", "--no-progress"]
+    command += ["--out", tmp_path / "run"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 3, result.stderr
+    assert "Traceback" not in result.stderr
+    assert result.stderr.count("outside the root folder") == 2 and "FIFO" in result.stderr
+
+
+@pytest.fixture
+def tiny_disk(tmp_path):
+    """A real full disk: a 256 KiB tmpfs (needs root and mount; skipped elsewhere)."""
+    mount = tmp_path / "tiny"
+    mount.mkdir()
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mount)], capture_output=True
+    )
+    if done.returncode != 0:
+        pytest.skip("cannot mount a tmpfs here (needs root)")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", str(mount)], check=True)
+
+
+def test_a_real_full_disk_names_the_file_and_the_run_resumes(reference, root, tiny_disk, capsys):
+    """A tmpfs left with about 12 KiB: results.jsonl fills it after a few records; the error
+    names the file and the records kept, no lock is left, and after space is freed the same
+    command ends like an uninterrupted run. Full to the last byte: the lock cannot be written,
+    and no 0-byte lock file is left."""
+    filler = tiny_disk / "filler"
+    free = os.statvfs(tiny_disk).f_bavail * os.statvfs(tiny_disk).f_frsize
+    filler.write_bytes(b"\0" * (free - 12 * 1024))
+    out = tiny_disk / "run"
+    code, _, err = cli(capsys, *dataset(root, out))
+    line = one_line(err)
+    assert code == 2 and "No space left" in line and "resume" in line, line
+    assert "results.jsonl" in line or "summary.json" in line or "run.json" in line, line
+    assert not (out / LOCK_NAME).exists()
+    filler.unlink()
+    code, _, err = cli(capsys, *dataset(root, out))
+    assert code == 0, err
+    assert records(out) == records(reference)
+    assert (out / "summary.json").read_bytes() == (reference / "summary.json").read_bytes()
+
+    shutil.rmtree(out)
+    full = tiny_disk / "full"
+    full.mkdir()
+    free = os.statvfs(tiny_disk).f_bavail * os.statvfs(tiny_disk).f_frsize
+    filler.write_bytes(b"\0" * free)
+    code, _, err = cli(capsys, *dataset(root, full))
+    assert code == 2 and "No space left" in one_line(err) and str(full) in err
+    assert list(full.iterdir()) == []  # no 0-byte lock file

@@ -63,7 +63,7 @@ class Terminated(KeyboardInterrupt):
 _FLAG_WORDS = (
     (re.compile(r"\baligned=True\b"), "--aligned"),
     (re.compile(r"\baligned=False\b"), "--no-aligned"),
-    (re.compile(r"\bno such file\b", re.I), "file not found"),
+    (re.compile(r"\bno such file( or directory)?\b", re.I), "file not found"),
 )
 
 
@@ -96,16 +96,24 @@ def _in_cli_words(message: str) -> str:
 
 
 @contextlib.contextmanager
-def _signals() -> Iterator[None]:
+def _signals(program: bool = False) -> Iterator[list[int]]:
     """SIGINT raises ``KeyboardInterrupt`` and SIGTERM :class:`Terminated` in the main thread; a
     second signal while the first one's cleanup runs ends the process at once (status 130/143).
-    The previous handlers come back on exit (``main`` is also called from tests and scripts)."""
+    The previous handlers come back on exit (``main`` is also called from tests and scripts).
+
+    With ``program`` (the ``freqxfr`` program, :func:`entry`) the handlers stay: once the
+    command's status is in the yielded list, its work is done and only the exit handlers and the
+    interpreter's teardown are left, so a signal then ends the process at once with that status
+    (before, SIGTERM in that window killed the process silently, status -15)."""
+    status: list[int] = []
     if threading.current_thread() is not threading.main_thread():
-        yield
+        yield status
         return
     caught: list[int] = []
 
     def handler(signum: int, frame: object) -> None:
+        if program and status:
+            _exit_now(status[0])
         if caught:
             with contextlib.suppress(OSError, ValueError):
                 sys.stderr.write("freqxfr: stopped\n")
@@ -133,46 +141,61 @@ def _signals() -> Iterator[None]:
     previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
     sys.unraisablehook = unraisable
     try:
-        yield
+        yield status
     finally:
         sys.unraisablehook = previous_hook
-        for s, h in previous.items():
-            signal.signal(s, h)
+        if not (program and status):
+            for s, h in previous.items():
+                signal.signal(s, h)
         forget_interrupts()
+
+
+def _exit_now(status: int) -> NoReturn:
+    """End the process with ``status`` without the interpreter's teardown (see :func:`entry`)."""
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):
+            stream.flush()
+    os._exit(status)
 
 
 def entry() -> NoReturn:
     """The ``freqxfr`` program: :func:`main`, then exit. After an interrupt the process leaves
     with ``os._exit`` once the command has cleaned up (lock released, line printed), so that
     engine threads still inside ONNX Runtime cannot abort the interpreter's teardown."""
-    status = main()
+    status = _command(None, program=True)
     if status in (EXIT_INTERRUPTED, EXIT_TERMINATED):
         # The exit handlers still run (multiprocessing's and Dask's cleanups: no "leaked
         # semaphore" warnings), then the process ends without the interpreter's teardown.
         with contextlib.suppress(Exception):
             atexit._run_exitfuncs()
-        for stream in (sys.stdout, sys.stderr):
-            with contextlib.suppress(OSError, ValueError):
-                stream.flush()
-        os._exit(status)
+        _exit_now(status)
     raise SystemExit(status)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    return _command(argv, program=False)
+
+
+def _command(argv: Sequence[str] | None, *, program: bool) -> int:
     command: list[str] = []  # the command's name, once parsed
-    with _signals():
-        try:
-            return _main(argv, command)
-        except KeyboardInterrupt as exc:  # a signal outside the command's own handling
-            return _interrupted(command[0] if command else "", exc)
-        except Exception as exc:
-            # A signal during a native module's import (onnxruntime's, opened with the first
-            # model) comes back as "ImportError: initialization failed" caused by the
-            # interrupt: still an interrupt, not a crash.
-            interrupt = _interrupt_behind(exc)
-            if interrupt is None:
-                raise
-            return _interrupted(command[0] if command else "", interrupt)
+    with _signals(program) as status:
+        status.append(_status(argv, command))
+        return status[0]
+
+
+def _status(argv: Sequence[str] | None, command: list[str]) -> int:
+    try:
+        return _main(argv, command)
+    except KeyboardInterrupt as exc:  # a signal outside the command's own handling
+        return _interrupted(command[0] if command else "", exc)
+    except Exception as exc:
+        # A signal during a native module's import (onnxruntime's, opened with the first
+        # model) comes back as "ImportError: initialization failed" caused by the
+        # interrupt: still an interrupt, not a crash.
+        interrupt = _interrupt_behind(exc)
+        if interrupt is None:
+            raise
+        return _interrupted(command[0] if command else "", interrupt)
 
 
 def _interrupt_behind(exc: BaseException) -> KeyboardInterrupt | None:

@@ -10,6 +10,7 @@ from freqxfr.cli import options
 from freqxfr.common.errors import InputError
 from freqxfr.reports.comparison import render_comparison
 from freqxfr.runs.comparison import compare_runs
+from freqxfr.stats.bootstrap import MAX_RESAMPLES
 
 # What each command's --help says: (help, description).
 COMPARE_TEXT = (
@@ -34,7 +35,7 @@ def add_compare_parser(sub: Any, common: argparse.ArgumentParser) -> None:
         "--resamples",
         type=int,
         default=2000,
-        help="bootstrap resamples, at least 1 (default 2000)",
+        help=f"bootstrap resamples, 1 to {MAX_RESAMPLES} (default 2000)",
     )
     p.add_argument("--level", type=float, default=0.95, help="interval level (default 0.95)")
     options.add_seed_option(p)

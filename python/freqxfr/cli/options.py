@@ -23,6 +23,7 @@ from freqxfr.imaging.images import checked_file
 from freqxfr.model.verifier import load_model as load
 from freqxfr.runs.cluster import cluster_client
 from freqxfr.runs.folder import locked_folder
+from freqxfr.stats.bootstrap import MAX_RESAMPLES
 
 # Exit statuses (also in --help and docs/guide/explain.md).
 EXIT_OK = 0
@@ -163,9 +164,9 @@ def add_bootstrap_options(parser: argparse.ArgumentParser) -> None:
     """``--boot`` and ``--seed``: the bootstrap intervals of ``crossres`` and ``morph``."""
     parser.add_argument(
         "--boot",
-        type=positive,
+        type=resamples,
         default=2000,
-        help="bootstrap resamples for the intervals (default 2000)",
+        help=f"bootstrap resamples for the intervals, 1 to {MAX_RESAMPLES} (default 2000)",
     )
     add_seed_option(parser)
 
@@ -406,6 +407,19 @@ def positive(text: str) -> int:
         value = 0
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def resamples(text: str) -> int:
+    """A bootstrap resample count, an ``int`` in 1..``MAX_RESAMPLES``, for argparse."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if not 1 <= value <= MAX_RESAMPLES:
+        raise argparse.ArgumentTypeError(
+            f"expected a positive integer, at most {MAX_RESAMPLES}, got {text!r}"
+        )
     return value
 
 

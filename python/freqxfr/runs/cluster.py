@@ -58,7 +58,10 @@ def cluster_client(scheduler: str | None = None, workers: int | None = None) -> 
             threads_per_worker=1,
             processes=True,
             dashboard_address=":0",
-            silence_logs=logging.ERROR,
+            # Worker-side errors reach this process as the tasks' exceptions; what workers log
+            # at ERROR (a heartbeat to a scheduler that is closing, after a worker was killed
+            # and replaced) is tracebacks that look like failure of a run that succeeded.
+            silence_logs=logging.CRITICAL,
         )
         try:
             client = Client(cluster)

@@ -40,10 +40,12 @@ import numpy as np
 
 from freqxfr.common import atomic
 from freqxfr.common.errors import InputError, read_text
+from freqxfr.runs.folder import check_output_kind
 from freqxfr.runs.skeleton import run_folder
 from freqxfr.stats.bootstrap import (
     DEFAULT_LEVEL,
     DEFAULT_RESAMPLES,
+    check_resamples,
     cluster_sign_test,
     percentile_ci,
     resample_indices,
@@ -260,8 +262,7 @@ def compare_runs(
     :func:`freqxfr.reports.render_run`), and returns the summary."""
     if len(paths) < 2:
         raise InputError("compare needs at least two runs")
-    if isinstance(n_boot, bool) or not isinstance(n_boot, (int, np.integer)) or n_boot < 1:
-        raise InputError(f"--resamples must be a positive integer, got {n_boot!r}")
+    check_resamples(n_boot, "--resamples")
     if not (isinstance(level, (int, float)) and 0.0 < float(level) < 1.0):
         raise InputError(f"--level must lie strictly between 0 and 1, got {level!r}")
     if names is not None:
@@ -286,6 +287,7 @@ def compare_runs(
         return _compare(runs, n_boot, level, seed)
     # Locked like every output folder: a folder another run holds is refused at once.
     with run_folder(out_dir, command="compare", resumable=False) as out:
+        check_output_kind(out, "comparison", command="compare", hint="choose another --out")
         summary = _compare(runs, n_boot, level, seed)
         atomic.write_json(out / "summary.json", summary)
     return summary
@@ -296,7 +298,8 @@ def _compare(runs: list[Run], n_boot: int, level: float, seed: int) -> dict[str,
     excluded = set().union(*(r.failed for r in runs))
     indices = set.intersection(*({int(r["index"]) for r in run.records} for run in runs)) - excluded
     if not indices:
-        raise InputError("the runs share no explained pair")
+        counts = ", ".join(f"{run.path}: {len(run.records)} explained" for run in runs)
+        raise InputError(f"the runs share no explained pair ({counts})")
     common = sorted(indices)
     position = {i: n for n, i in enumerate(common)}
     k = len(runs[0].config["bands"])

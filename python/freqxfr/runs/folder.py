@@ -310,6 +310,54 @@ def clear_run_folder(folder: str | os.PathLike[str]) -> None:
             ) from None
 
 
+# What each kind of command leaves in its output folder, and the file that shows it.
+_OUTPUT_KINDS = {
+    "run": ("run.json", "a dataset, crossres or morph run"),
+    "explanation": ("explanation.json", "a pair's explanation"),
+    "comparison": ("summary.json", "a comparison of runs"),
+}
+
+
+def held_output(folder: str | os.PathLike[str]) -> str | None:
+    """Which kind of freqxfr output ``folder`` holds: ``"run"`` (a ``run.json``),
+    ``"explanation"`` (an ``explanation.json``), ``"comparison"`` (a ``summary.json`` written by
+    ``compare``), or ``None``."""
+    target = Path(folder)
+    if (target / "run.json").exists():
+        return "run"
+    if (target / "explanation.json").exists():
+        return "explanation"
+    try:
+        summary = json.loads((target / "summary.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    fmt = summary.get("format") if isinstance(summary, dict) else None
+    if isinstance(fmt, str) and fmt.startswith("freqxfr.comparison"):
+        return "comparison"
+    return None
+
+
+def check_output_kind(
+    folder: str | os.PathLike[str], kind: str, *, command: str, hint: str
+) -> None:
+    """Refuse an output folder that holds another kind of output than ``kind``
+    (:func:`held_output`), which ``command`` would overwrite in part: ``compare --out`` into a
+    dataset run would replace its summary.json and report.html, ``explain --out`` its
+    report.html, ``dataset --out`` a comparison's summary.json.
+
+    Raises
+    ------
+    OutputError
+        Naming the folder, what it holds (and the file that shows it) and ``hint``.
+    """
+    found = held_output(folder)
+    if found is not None and found != kind:
+        name, what = _OUTPUT_KINDS[found]
+        raise OutputError(
+            f"{folder} holds {what} ({name}), which {command} would overwrite; {hint}"
+        )
+
+
 def _why(exc: OSError) -> str:
     return exc.strerror or str(exc)
 
@@ -345,7 +393,11 @@ def check_settings(path: str | os.PathLike[str], record: Mapping[str, Any]) -> N
         return
     try:
         previous = json.loads(target.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
+    except OSError as exc:
+        raise OutputError(
+            f"{target} is unreadable ({_why(exc)}); use a new output folder"
+        ) from None
+    except ValueError as exc:
         raise OutputError(f"{target} is unreadable ({exc}); use a new output folder") from None
     old = previous.get(SETTINGS_KEY) if isinstance(previous, dict) else None
     if not isinstance(old, dict):

@@ -31,6 +31,7 @@ from freqxfr.common.atomic import atomic_open, ensure_dir, write_output
 from freqxfr.common.errors import InputError, OutputError
 from freqxfr.explanations.region_explanations import band_explainer, cells_record
 from freqxfr.imaging.images import ImageLike, source_label
+from freqxfr.runs.folder import check_output_kind
 
 EXPLANATION_NAME = "explanation.json"
 #: The version of ``explanation.json`` (and of ``explain --json``), its ``format`` field; the
@@ -166,6 +167,10 @@ def check_pair_folder(
     OutputError
         Naming the folder, the pair it holds and ``hint``.
     """
+    # Never a run or a comparison, even with ``overwrite``: that replaces only an explanation.
+    check_output_kind(
+        out_dir, "explanation", command="explain", hint="choose another output folder"
+    )
     if overwrite:
         return
     path = Path(out_dir) / EXPLANATION_NAME
@@ -187,6 +192,7 @@ def write_template_outputs(
     """Explain ``probe`` against a stored ``template`` (with the explainer's regions, if any) and
     write ``explanation.json`` and ``images.npz`` (the face; the region weights, with regions)
     into ``out``. Returns the :class:`~freqxfr.explanations.templates.TemplateExplanation`."""
+    check_output_kind(out, "explanation", command="explain", hint="choose another output folder")
     folder = ensure_dir(out)
     # Aligned once; the face keeps the name the user gave, which the explanation reports.
     face = explainer.align(probe, aligned)

@@ -36,7 +36,13 @@ from freqxfr.common.progress import progress_bar
 from freqxfr.explanations.pairs import Pair, outside_root
 from freqxfr.imaging.images import confined_reads
 from freqxfr.runs import distributed
-from freqxfr.runs.folder import ResultsLog, check_settings, clear_run_folder, locked_folder
+from freqxfr.runs.folder import (
+    ResultsLog,
+    check_output_kind,
+    check_settings,
+    clear_run_folder,
+    locked_folder,
+)
 
 PathLike = str | os.PathLike[str]
 
@@ -63,6 +69,7 @@ def run_folder(
         if restart(out) if callable(restart) else restart:
             clear_run_folder(out)
         if record is not None:
+            check_output_kind(out, "run", command=command, hint="choose another --out")
             check_settings(out / "run.json", record)
         yield out
 

@@ -27,7 +27,24 @@ import numpy.typing as npt
 from freqxfr.common.errors import InputError
 
 DEFAULT_RESAMPLES = 2000
+#: The most resamples any bootstrap draws: 50 times the default, far more than a percentile
+#: interval needs. Each resample is a row of (resamples, items) arrays, so an absurd count would
+#: take all memory or run for days instead of being refused.
+MAX_RESAMPLES = 100_000
 DEFAULT_LEVEL = 0.95
+
+
+def check_resamples(n_boot: object, name: str = "n_boot") -> None:
+    """Refuse a resample count that is not an integer in 1..:data:`MAX_RESAMPLES` (``InputError``
+    naming ``name``, e.g. the command line's ``--resamples``)."""
+    if (
+        isinstance(n_boot, bool)
+        or not isinstance(n_boot, (int, np.integer))
+        or not 1 <= n_boot <= MAX_RESAMPLES
+    ):
+        raise InputError(
+            f"{name} must be a positive integer, at most {MAX_RESAMPLES}, got {n_boot!r}"
+        )
 
 
 def resample_indices(
@@ -62,8 +79,7 @@ def resample_indices(
     """
     if not isinstance(n, (int, np.integer)) or n < 1:
         raise InputError(f"n must be a positive integer, got {n!r}")
-    if not isinstance(n_boot, (int, np.integer)) or n_boot < 1:
-        raise InputError(f"n_boot must be a positive integer, got {n_boot!r}")
+    check_resamples(n_boot, "n_boot")
     cluster_of = _labels(clusters, n, "clusters") if clusters is not None else list(range(n))
     stratum_of = _labels(strata, n, "strata") if strata is not None else [0] * n
     # members[stratum] = list of index arrays, one per cluster
@@ -108,8 +124,7 @@ def cluster_weights(
     """
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
         raise InputError(f"n must be a positive integer, got {n!r}")
-    if isinstance(n_boot, bool) or not isinstance(n_boot, (int, np.integer)) or n_boot < 1:
-        raise InputError(f"n_boot must be a positive integer, got {n_boot!r}")
+    check_resamples(n_boot, "n_boot")
     number, n_clusters = _cluster_numbers(clusters, n)
     draws = np.random.default_rng(seed).integers(0, n_clusters, size=(int(n_boot), n_clusters))
     counts = np.zeros((int(n_boot), n_clusters), np.int64)
