@@ -1111,3 +1111,30 @@ def test_results_log_that_cannot_compact_its_file_is_one_error_naming_it(tmp_pat
         signal.signal(signal.SIGXFSZ, handler)
     assert path.read_text() == text
     assert [p.name for p in tmp_path.iterdir()] == ["results.jsonl"]  # no temporary file left
+
+
+@pytest.mark.unit
+def test_atomic_writer_reports_the_write_error_not_the_close_that_follows_it(tmp_path):
+    """Data still in the file object's buffer when the write fails is flushed again by
+    closing, which fails again: the error reported is the atomic writer's, naming the file and
+    the folder (failure injection: a 16-byte file size limit with SIGXFSZ ignored), not a raw
+    OSError from the close; nothing is left behind."""
+    resource = pytest.importorskip("resource")
+    import signal
+
+    from freqxfr.common import atomic
+    from freqxfr.common.errors import OutputError
+
+    handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    try:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (16, hard))
+        with pytest.raises(
+            OutputError, match=r"cannot write out\.txt in output folder .*: File too large"
+        ):
+            with atomic.atomic_open(tmp_path / "out.txt") as handle:
+                handle.write("x" * 100)  # buffered: the write fails at the flush
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        signal.signal(signal.SIGXFSZ, handler)
+    assert list(tmp_path.iterdir()) == []

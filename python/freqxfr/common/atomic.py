@@ -113,7 +113,8 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "w") -> Iterator[IO[An
         umask = os.umask(0)
         os.umask(umask)
         os.fchmod(fd, 0o666 & ~umask)
-        with os.fdopen(fd, mode) as handle:
+        handle = os.fdopen(fd, mode)
+        try:
             try:
                 yield handle
             except OSError as exc:
@@ -127,6 +128,16 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "w") -> Iterator[IO[An
                 os.fsync(handle.fileno())
             except OSError as exc:
                 raise _write_error(target, exc) from None
+        except BaseException:
+            # Closing flushes what is still buffered, which fails again on a full disk: the
+            # first error is the one to report, not the close's.
+            with contextlib.suppress(OSError):
+                handle.close()
+            raise
+        try:
+            handle.close()
+        except OSError as exc:
+            raise _write_error(target, exc) from None
         try:
             os.replace(tmp_name, target)
         except OSError as exc:
