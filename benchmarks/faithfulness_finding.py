@@ -21,6 +21,7 @@ belongs to its own identity, from its path; 2,000 resamples, seed 0:
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
@@ -33,7 +34,12 @@ from _machine import machine_info
 
 from freqxfr.common import atomic
 from freqxfr.explanations.explainer import Explainer
-from freqxfr.explanations.faithfulness import dataset_faithfulness, image_classes
+from freqxfr.explanations.faithfulness import (
+    dataset_faithfulness,
+    image_classes,
+    record_identity,
+    summarise_faithfulness,
+)
 from freqxfr.explanations.pairs import read_pairs, spread
 from freqxfr.model.verifier import load_model
 from freqxfr.stats.bootstrap import cluster_weights, percentile_ci, weighted_means
@@ -79,7 +85,7 @@ def class_findings(per_image: list[dict], by_class: dict) -> dict:
         records = [r for r in per_image if cls in image_classes(r) and r.get("null_test")]
         if not records:
             continue
-        ids = [r.get("identity") for r in records]
+        ids = [record_identity(r) for r in records]
         tests = [r["null_test"] for r in records]
         summary = by_class.get(cls, {}).get("null_test", {})
         entry: dict = {"images": len(records), "identities": len({i for i in ids if i})}
@@ -118,7 +124,12 @@ def measure(name: str, args: argparse.Namespace) -> dict:
     explainer = Explainer(load_model(name), args.bands)
     t0 = time.perf_counter()
     result = dataset_faithfulness(
-        explainer, pairs, seeds=args.seeds, indices=indices, null_orders=args.null_orders
+        explainer,
+        pairs,
+        seeds=args.seeds,
+        indices=indices,
+        null_orders=args.null_orders,
+        progress=not args.smoke,
     )
     seconds = time.perf_counter() - t0
     decided = [r for r in result["per_image"] if r["side"] == "a"]
@@ -138,6 +149,29 @@ def measure(name: str, args: argparse.Namespace) -> dict:
     }
 
 
+def summarised(path: Path, name: str) -> dict:
+    """The finding of a ``freqxfr faithfulness`` run's ``faithfulness.json`` (its pairs spread
+    over the whole list, as ``--limit`` takes them), summarised again with identities (from the
+    image paths where the file predates them) and given the intervals."""
+    result = json.loads(path.read_text())
+    per_image = result["per_image"]
+    by_class = summarise_faithfulness(per_image)
+    decided = [r for r in per_image if r["side"] == "a"]
+    return {
+        "model": name,
+        "from": str(path),
+        "pairs": result["pairs"],
+        "genuine": sum(r["same"] is True for r in decided),
+        "impostor": sum(r["same"] is False for r in decided),
+        "pair_indices": [r["pair"] for r in decided],
+        "decided_right": sum(r["decision"] is r["same"] for r in decided),
+        "seeds": result["seeds"],
+        "null_orders": result["null_orders"],
+        "classes": class_findings(per_image, by_class),
+        "by_class": by_class,
+    }
+
+
 def describe(entry: dict) -> None:
     for cls, e in entry["classes"].items():
         if cls not in ("genuine", "impostor"):
@@ -149,7 +183,7 @@ def describe(entry: dict) -> None:
             parts.append(
                 f"beat {null} {n['beat']}/{n['images']} = {n['share']:.2f} "
                 f"[{n['ci'][0]:.2f}, {n['ci'][1]:.2f}] ({s['unit_wins']} of {s['n_units']} "
-                f"{s['unit']} votes, p = {s['p_value']:.2g})"
+                f"{s['unit']}s win, {s['unit_ties']} tied, p = {s['p_value']:.2g})"
             )
         verdict = "holds" if e["holds"] else "does not hold"
         print(
@@ -171,6 +205,14 @@ def main() -> int:
     parser.add_argument("--null-orders", type=int, default=20, help="orders per null")
     parser.add_argument("--models", default="dlib_resnet,sface")
     parser.add_argument(
+        "--from",
+        dest="runs",
+        type=Path,
+        nargs="+",
+        help="summarise these `freqxfr faithfulness` outputs (faithfulness.json, one per model "
+        "of --models, in order) instead of measuring",
+    )
+    parser.add_argument(
         "--smoke",
         action="store_true",
         help="tiny inputs, seconds: checks that the benchmark still runs (the suite does)",
@@ -180,8 +222,11 @@ def main() -> int:
         args.genuine, args.impostor, args.bands, args.models = 1, 1, 4, "dlib_resnet"
         args.seeds, args.null_orders = 2, 4
     entries = []
-    for name in args.models.split(","):
-        entry = measure(name, args)
+    names = args.models.split(",")
+    if args.runs and len(args.runs) != len(names):
+        parser.error(f"--from: {len(args.runs)} files for {len(names)} models ({args.models})")
+    for i, name in enumerate(names):
+        entry = summarised(args.runs[i], name) if args.runs else measure(name, args)
         entries.append(entry)
         describe(entry)
     result = {
