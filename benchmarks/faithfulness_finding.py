@@ -183,7 +183,7 @@ def describe(entry: dict) -> None:
             parts.append(
                 f"beat {null} {n['beat']}/{n['images']} = {n['share']:.2f} "
                 f"[{n['ci'][0]:.2f}, {n['ci'][1]:.2f}] ({s['unit_wins']} of {s['n_units']} "
-                f"{s['unit']}s win, {s['unit_ties']} tied, p = {s['p_value']:.2g})"
+                f"{'identities' if s['unit'] == 'identity' else s['unit'] + 's'} win, {s['unit_ties']} tied, p = {s['p_value']:.2g})"
             )
         verdict = "holds" if e["holds"] else "does not hold"
         print(
