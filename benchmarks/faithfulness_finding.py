@@ -145,8 +145,18 @@ def measure(name: str, args: argparse.Namespace) -> dict:
         "null_orders": result["null_orders"],
         "classes": class_findings(result["per_image"], result["by_class"]),
         "by_class": result["by_class"],
+        "per_image": kept(result["per_image"]),
         "seconds": round(seconds, 1),
     }
+
+
+def kept(per_image: list[dict]) -> list[dict]:
+    """The per-image records without their variants' areas: who, the decision and the null
+    test, enough to recompute every number of the finding."""
+    return [
+        {**{k: v for k, v in r.items() if k != "areas"}, "identity": record_identity(r)}
+        for r in per_image
+    ]
 
 
 def summarised(path: Path, name: str) -> dict:
@@ -169,6 +179,7 @@ def summarised(path: Path, name: str) -> dict:
         "null_orders": result["null_orders"],
         "classes": class_findings(per_image, by_class),
         "by_class": by_class,
+        "per_image": kept(per_image),
     }
 
 
