@@ -1,17 +1,22 @@
 """Where the lowest bands' influence sits, and how far region windows spread a band's spectrum:
-the numbers of the README's "Where and which frequency" section, on real LFW faces.
+the numbers of the README's region finding, on LFW crops or FRLL studio photos (``--set``).
 
-1. Finding: genuine (and, for contrast, impostor) LFW pairs from ``pairs_generated.csv`` (spread
-   evenly over each class), explained per (band, region) cell with 4 rings × face regions by
-   both models. Per explained image: the share of the absolute influence of bands 0–1 in the eye
-   regions (against the eyes' share of the image area), the share of all influence in bands
-   0–1, and each region's share of the band 0–1 influence per unit of its area.
-2. Spectral spread (:func:`freqxfr.imaging.regions.spectral_spread`): LFW crops at 112×112, face and
+1. Finding: genuine (and, for contrast, impostor) pairs from LFW's ``pairs_generated.csv`` or
+   FRLL's ``pairs.csv`` (spread evenly over each class; raw FRLL photos are aligned as the model's
+   card says, as every freqxfr command does), explained per (band, region) cell with 4 rings ×
+   face regions by both models. Per explained image: the share of the absolute influence of
+   bands 0–1 in the eye regions (against the eyes' share of the image area), the share of all
+   influence in bands 0–1, and each region's share of the band 0–1 influence per unit of its
+   area. Each mean has a 95% identity-cluster bootstrap interval (each image belongs to its own
+   identity, from its path; 2,000 resamples, seed 0: :func:`freqxfr.stats.bootstrap.cluster_weights`).
+2. Spectral spread (LFW only) (:func:`freqxfr.imaging.regions.spectral_spread`): LFW crops at 112×112, face and
    grid:3x3 regions, 8 and 16 rings: the share of the cells' energy outside their own band
    (pooled, and the median cell) and the largest share of any cell beyond the neighbouring
    rings.
 
     python benchmarks/region_finding.py --json benchmarks/results/region_finding.json
+    python benchmarks/region_finding.py --set frll --genuine 20 --impostor 20 \\
+        --json benchmarks/results/findings_regions_frll.json
 """
 
 from __future__ import annotations
@@ -34,9 +39,16 @@ from freqxfr.explanations.explainer import Explainer
 from freqxfr.explanations.pairs import read_pairs, spread
 from freqxfr.imaging.regions import EYE_REGIONS, Regions, spectral_spread
 from freqxfr.model.verifier import load_model
+from freqxfr.stats.bootstrap import cluster_weights, percentile_ci, weighted_means
+from freqxfr.stats.identities import identity_from_path, resampling
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 LOW = slice(0, 2)  # bands 0–1
+PAIR_LISTS = {
+    "lfw": ("lfw_aligned112/pairs_generated.csv", "LFW aligned 112×112 crops"),
+    "frll": ("frll/pairs.csv", "FRLL studio photos (1350×1350, aligned by freqxfr)"),
+}
+RESAMPLES, SEED = 2000, 0
 
 
 def _stats(values: list[float]) -> dict[str, float]:
@@ -49,14 +61,25 @@ def _stats(values: list[float]) -> dict[str, float]:
     }
 
 
-def finding(name: str, data: Path, n_genuine: int, n_impostor: int, bands: int) -> dict:
+def _intervals(values: np.ndarray, identities: list[str | None]) -> tuple[list, dict]:
+    """Identity-cluster bootstrap intervals of the column means of ``values`` (images × m)."""
+    clusters = [str(i) for i in identities] if all(identities) else None
+    w = cluster_weights(len(values), RESAMPLES, clusters=clusters, seed=SEED)
+    means = weighted_means(w, values)
+    cis = [[round(v, 4) for v in percentile_ci(means[:, j])] for j in range(values.shape[1])]
+    return cis, resampling(clusters, len(values))
+
+
+def finding(
+    name: str, data: Path, n_genuine: int, n_impostor: int, bands: int, which: str = "lfw"
+) -> dict:
     """Per-image shares of the low bands' influence for one model, by class."""
     model = load_model(name)
     explainer = Explainer(model, bands, regions="face")
     names = explainer.regions.names
     area = np.array(explainer.regions.to_dict()["area"])
     eyes = [names.index(r) for r in EYE_REGIONS]
-    listed = read_pairs(data / "lfw_aligned112" / "pairs_generated.csv", root=data)
+    listed = read_pairs(data / PAIR_LISTS[which][0], root=data)
     out: dict = {
         "model": name,
         "bands": bands,
@@ -67,17 +90,26 @@ def finding(name: str, data: Path, n_genuine: int, n_impostor: int, bands: int) 
     t0 = time.perf_counter()
     for cls, same, count in (("genuine", True, n_genuine), ("impostor", False, n_impostor)):
         pairs = spread([p for p in listed if p.same is same], count)
-        eye_share, low_share, per_area, decisions = [], [], [], []
+        eye_share, low_share, per_area, decisions, ids = [], [], [], [], []
         for pair in pairs:
             e = explainer.explain(pair.path_a, pair.path_b, same=same)
             decisions.append(e.decision)
-            for side in (e.a, e.b):
+            for side, path in ((e.a, pair.path_a), (e.b, pair.path_b)):
+                ids.append(identity_from_path(path))
                 low = side.absolute[:, LOW].sum(axis=1)  # (R,) band 0–1 influence per region
                 eye_share.append(side.region_share(EYE_REGIONS, LOW))
                 low_share.append(float(low.sum() / side.absolute.sum()))
                 per_area.append(low / low.sum() / area)
+        # columns: eye share, band 0–1 share of all, then per-area share of each region
+        table = np.column_stack([eye_share, low_share, np.asarray(per_area)])
+        cis, unit = _intervals(table, ids)
         out[cls] = {
             "pairs": len(pairs),
+            "identities": len(set(ids)),
+            "bootstrap": {"resamples": RESAMPLES, "seed": SEED, **unit},
+            "eye_share_of_band01_ci": cis[0],
+            "band01_share_of_all_ci": cis[1],
+            "band01_share_per_area_ci": dict(zip(names, cis[2:], strict=True)),
             "images": len(eye_share),
             "decided_right": int(sum(d is same for d in decisions)),
             "eye_share_of_band01": _stats(eye_share),
@@ -122,7 +154,8 @@ def spread_of_windows(data: Path, n_faces: int) -> list[dict]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", type=Path)
-    parser.add_argument("--data", type=Path, default=DATA)
+    parser.add_argument("--data", type=Path, default=DATA, help="the shared data folder")
+    parser.add_argument("--set", choices=sorted(PAIR_LISTS), default="lfw", help="LFW or FRLL")
     parser.add_argument("--genuine", type=int, default=12, help="genuine pairs per model")
     parser.add_argument("--impostor", type=int, default=8, help="impostor pairs per model")
     parser.add_argument("--bands", type=int, default=4)
@@ -138,7 +171,7 @@ def main() -> int:
         args.genuine, args.impostor, args.faces, args.models = 2, 2, 2, "sface"
     findings = []
     for name in args.models.split(","):
-        entry = finding(name, args.data, args.genuine, args.impostor, args.bands)
+        entry = finding(name, args.data, args.genuine, args.impostor, args.bands, args.set)
         findings.append(entry)
         for cls in ("genuine", "impostor"):
             e = entry[cls]
@@ -147,15 +180,18 @@ def main() -> int:
                 f"{e['eye_share_of_band01']['mean']:.1%} of band 0–1 influence (range "
                 f"{e['eye_share_of_band01']['min']:.1%}–{e['eye_share_of_band01']['max']:.1%}; "
                 f"eye area {entry['eye_area']:.1%}); bands 0–1 hold "
-                f"{e['band01_share_of_all']['mean']:.1%} of all; per area "
+                f"{e['band01_share_of_all']['mean']:.1%} {e['band01_share_of_all_ci']} of all; "
+                f"per area "
                 + ", ".join(f"{r} {v:.2f}x" for r, v in e["band01_share_per_area"].items())
             )
     result = {
         "benchmark": "region_finding",
         "machine": machine_info("onnxruntime"),
-        "data": "LFW aligned 112 crops (../shared/data/lfw_aligned112, pairs_generated.csv)",
+        "data_set": args.set,
+        "data": f"{PAIR_LISTS[args.set][1]} (../shared/data/{PAIR_LISTS[args.set][0]})",
+        "command": "python benchmarks/region_finding.py " + " ".join(sys.argv[1:]),
         "findings": findings,
-        "spectral_spread": spread_of_windows(args.data, args.faces),
+        "spectral_spread": spread_of_windows(args.data, args.faces) if args.set == "lfw" else None,
         "load_average_1min_at_end": round(os.getloadavg()[0], 2),
     }
     if args.json:

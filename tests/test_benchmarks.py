@@ -117,3 +117,34 @@ def test_memory_benchmark_reports_every_stage_and_identical_scores(smoke_runs):
         rss = entry["rss_mb"]
         assert 0 < rss["imports"] < rss["model_loaded"] <= rss["peak"]
         assert entry["numpy_peak_mb"] > 0 and entry["scores_identical_to_default"]
+
+
+@pytest.mark.parametrize("script", ["region_finding.py", "faithfulness_finding.py"])
+def test_finding_benchmarks_measure_frll_with_identity_intervals(script, tmp_path):
+    """The README's findings are measured on FRLL photos too, with identity-cluster intervals."""
+    out = tmp_path / "result.json"
+    args = [
+        sys.executable,
+        str(BENCHMARKS / script),
+        "--smoke",
+        "--set",
+        "frll",
+        "--json",
+        str(out),
+    ]
+    done = subprocess.run(
+        args, capture_output=True, text=True, timeout=600, cwd=BENCHMARKS, check=False
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(out.read_text())
+    assert result["data_set"] == "frll" and "frll/pairs.csv" in result["data"]
+    for entry in result["findings"]:
+        if script == "region_finding.py":
+            e = entry["genuine"]
+            lo, hi = e["band01_share_of_all_ci"]
+            assert lo <= e["band01_share_of_all"]["mean"] <= hi
+            assert e["bootstrap"]["unit"] == "identity"
+        else:
+            e = entry["classes"]["genuine"]["random"]
+            lo, hi = e["ci"]
+            assert lo <= e["share"] <= hi and e["unit"] == "identity"
