@@ -46,7 +46,10 @@ def cache_files(root: Path) -> list[Path]:
 
 
 @pytest.mark.model
-@pytest.mark.parametrize("module", ["_cache", "_packages", "_dlib_serialization"])
+@pytest.mark.parametrize(
+    "module",
+    ["_cache", "_packages", "_dlib_serialization", "_dlib_network", "_dlib_onnx", "_sface_onnx"],
+)
 def test_card_naming_a_private_module_as_converter_is_a_model_error(module):
     """Guards against ``source = "converter:_cache"`` ending in an AttributeError (the module
     exists but has no ``converted_path``)."""
@@ -147,6 +150,23 @@ def test_cli_verify_refuses_threshold_nan_with_status_2(data_dir, private_cache)
     assert run.returncode == 2, run.stderr
     lines = run.stderr.strip().splitlines()
     assert len(lines) == 1 and "threshold" in lines[0] and "finite" in lines[0], run.stderr
+
+
+@pytest.mark.model
+def test_loading_a_cached_conversion_does_not_import_onnx():
+    """Guards against every command paying onnx's import (~0.5 s) to find a conversion that is
+    already cached: only building one needs onnx."""
+    cached = [model_path(preset(name)) for name in ("dlib_resnet", "sface")]  # this test's cache
+    probe = (
+        "import sys; from freqxfr.model.cards import preset; "
+        "from freqxfr.model.loading import model_path; "
+        "print([str(model_path(preset(n))) for n in ('dlib_resnet', 'sface')], "
+        "'onnx' in sys.modules)"
+    )
+    done = subprocess.run(  # the same cache folder: the environment is inherited
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=120
+    )
+    assert done.stdout.strip() == f"{[str(p) for p in cached]} False", done.stderr
 
 
 # ---- defect 9: dlib weights that are not finite -------------------------------------------------

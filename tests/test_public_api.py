@@ -48,3 +48,17 @@ def test_import_stays_light():
         [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=120
     )
     assert done.stdout.strip() == "False"
+
+
+def test_cli_start_up_imports_neither_onnx_nor_matplotlib():
+    """Guards against every ``freqxfr`` command (verify, models, a run with --no-report) paying
+    for onnx (needed only to convert a model) or matplotlib (only to draw a report) at start-up."""
+    probe = (
+        "import sys, freqxfr.cli, freqxfr.model.loading, freqxfr.model.converters.dlib_resnet, "
+        "freqxfr.model.converters.sface; "
+        "print(sorted(m for m in ('onnx', 'matplotlib', 'freqxfr.reports') if m in sys.modules))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=120
+    )
+    assert done.stdout.strip() == "[]"

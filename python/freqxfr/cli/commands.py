@@ -25,8 +25,6 @@ from freqxfr.explanations.faithfulness import dataset_faithfulness, summary_line
 from freqxfr.explanations.pairs import Pair, outside_root, read_pairs, spread
 from freqxfr.explanations.region_explanations import band_explainer, cells_record
 from freqxfr.imaging.regions import Regions
-from freqxfr.reports.dataset import render_dataset
-from freqxfr.reports.regions import write_template_report
 from freqxfr.runs.dataset import run_dataset
 from freqxfr.runs.folder import locked_folder
 from freqxfr.runs.pair import check_pair_folder, explanation_record, write_template_outputs
@@ -215,7 +213,9 @@ def _explain_template(args: argparse.Namespace) -> int:
             args.out,
             aligned=options.aligned(args),
         )
-        report = write_template_report(args.out)  # drawn from the folder the run wrote
+        report = options.render(
+            "write_template_report", args.out
+        )  # drawn from the folder the run wrote
     if args.json:
         print(json.dumps(explanation.to_dict(), indent=2))
     else:
@@ -271,7 +271,7 @@ def cmd_dataset(args: argparse.Namespace) -> int:
         args,
         "dataset",
         run_dataset,
-        functools.partial(render_dataset, pair_pages=args.pair_pages),
+        functools.partial(options.render, "render_dataset", pair_pages=args.pair_pages),
         overlap=not args.no_overlap,
         parquet=args.parquet,
         faithfulness_seeds=args.seeds if args.faithfulness else None,

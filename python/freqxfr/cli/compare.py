@@ -8,7 +8,6 @@ from typing import Any
 
 from freqxfr.cli import options
 from freqxfr.common.errors import InputError
-from freqxfr.reports.comparison import render_comparison
 from freqxfr.runs.comparison import compare_runs
 from freqxfr.stats.bootstrap import MAX_RESAMPLES
 
@@ -60,7 +59,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         seed=args.seed,
     )
     if not args.no_report:
-        render_comparison(args.out)  # drawn from summary.json alone
+        options.render("render_comparison", args.out)  # drawn from summary.json alone
     runs = ", ".join(f"{r['name']} ({r['model']}, {r['domain']})" for r in summary["runs"])
     print(f"compared {runs} over {summary['n_pairs']} common pairs")
     for diff in summary["differences"]:

@@ -315,6 +315,17 @@ def run_pair_list(
     return summary, pairs
 
 
+def render(renderer: str, out: Path, **arguments: Any) -> Any:
+    """Draw a report from the run folder ``out`` alone with ``freqxfr.reports.<renderer>``
+    (``render_dataset``, ``render_morph``, ...) and return what it returns (the report's path).
+
+    The reports package, and matplotlib with it, is imported here, when a command draws a report,
+    not when the CLI starts: ``verify``, ``models`` and ``--no-report`` runs never load it."""
+    from freqxfr import reports  # lazy: reports load matplotlib (~0.25 s), most commands draw none
+
+    return getattr(reports, renderer)(out, **arguments)
+
+
 def root(args: argparse.Namespace, listing: Path) -> Path:
     """The folder a pair list's paths are relative to: ``--root``, or the list's own folder."""
     return args.root if args.root is not None else listing.parent

@@ -7,16 +7,15 @@ The explainer options (model, bands, masking) are those of ``explain`` and ``dat
 from __future__ import annotations
 
 import argparse
+import functools
 from typing import Any
 
 from freqxfr.cli import options
 from freqxfr.cli.output import threshold_text
 from freqxfr.common.errors import InputError
 from freqxfr.imaging.resolution import DEFAULT_RESAMPLE, RESAMPLE_KERNELS, check_factors
-from freqxfr.reports.crossres import render_crossres
-from freqxfr.reports.morph import DETECTOR_NAMES, render_morph
 from freqxfr.runs.crossres import run_crossres
-from freqxfr.runs.morph import run_morph
+from freqxfr.runs.morph import DETECTOR_NAMES, run_morph
 from freqxfr.runs.morph_index import read_morph_index
 from freqxfr.stats.morph_score import DEFAULT_DISTANCE, DISTANCES
 
@@ -95,7 +94,7 @@ def cmd_crossres(args: argparse.Namespace) -> int:
         args,
         "crossres",
         run_crossres,
-        render_crossres,
+        functools.partial(options.render, "render_crossres"),
         factors=args.factors,
         resample=args.resample,
         n_boot=args.boot,
@@ -140,7 +139,9 @@ def cmd_morph(args: argparse.Namespace) -> int:
             client=client,
         )
         if not args.no_report:
-            render_morph(args.out)  # drawn from the run folder alone, inside its lock
+            options.render(
+                "render_morph", args.out
+            )  # drawn from the run folder alone, inside its lock
     n = summary["comparisons"]
     print(
         f"{summary['n_morphs']} morphs, {n['morph']} morph and {n['bona_fide']} bona fide "

@@ -17,6 +17,7 @@ import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from types import ModuleType
 from typing import Any, Protocol
 
 import numpy as np
@@ -123,8 +124,7 @@ class Runner:
     def with_threads(self, threads: int) -> Runner:
         """Another runner of this model (same file, card and providers) whose session has
         ``threads`` intra-op threads: the engine's lanes run on these."""
-        import onnxruntime as ort  # lazy: a heavy import, needed only to open a session
-
+        ort = _onnxruntime()
         # Fresh options: the object get_session_options() returns is the session's own, and
         # changing it would change what this session reports.
         spinning = self.session.get_session_options().get_session_config_entry(
@@ -154,6 +154,13 @@ class Runner:
         return y[:n].reshape(n, -1)
 
 
+def _onnxruntime() -> ModuleType:
+    """The ``onnxruntime`` module, imported when a session is first opened."""
+    import onnxruntime  # lazy: a heavy import, needed only to open a session
+
+    return onnxruntime
+
+
 def open_runner(
     name_or_path: str | os.PathLike[str] | None = None,
     card: ModelCard | str | os.PathLike[str] | None = None,
@@ -172,8 +179,7 @@ def open_runner(
         The model or card cannot be found or read, or the graph does not match the card.
     """
     model_card, path = find_model(name_or_path, card)
-    import onnxruntime as ort  # lazy: a heavy import, needed only to open a session
-
+    ort = _onnxruntime()
     chosen = choose_providers(providers, ort)
     options = session_options(ort, threads=threads, spin=spin)
     session = open_session(path, options, chosen, ort)

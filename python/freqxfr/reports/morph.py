@@ -29,14 +29,9 @@ from freqxfr.reports.html import (
     write_report,
 )
 from freqxfr.reports.plots import check_vector, plot_det
+from freqxfr.runs.morph import DETECTOR_NAMES
 from freqxfr.runs.scenario_common import provenance_rows
 from freqxfr.stats.mad import D_EER_RULE
-
-DETECTOR_NAMES = {
-    "score": "comparison score alone",
-    "frequency": "frequency morph score alone",
-    "combined": "both (mean rank)",
-}
 
 HOW_TO_READ = (
     "Attacks are morphs compared with a probe photo of one of the two people they were made from; "

@@ -46,6 +46,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from importlib import metadata
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from freqxfr.common import atomic
@@ -165,11 +166,16 @@ def _worker_explainer(spec: ExplainerSpec) -> Explainer:
         return explainer
 
 
-def _host() -> str:
-    from distributed import get_worker  # lazy: Dask is optional ([dask] extra)
+def _dask() -> ModuleType:
+    """Dask's ``distributed`` (with its ``scheduler``), imported only by a run on a cluster."""
+    import distributed.scheduler  # lazy: Dask is optional ([dask] extra)
 
+    return distributed
+
+
+def _host() -> str:
     try:
-        return get_worker().address.rsplit(":", 1)[0]
+        return _dask().get_worker().address.rsplit(":", 1)[0]
     except ValueError:  # not on a worker (the client checking a spec)
         return platform.node()
 
@@ -332,21 +338,20 @@ def run_chunks(
     images that failed), in chunk order.
 
     The client writes nothing but the parts; the caller merges them into its log."""
-    # lazy: Dask is optional ([dask] extra), imported only by a run on a cluster
-    from distributed import as_completed
-    from distributed.scheduler import KilledWorker  # lazy: as above
-
+    dask = _dask()
     futures = {
         client.submit(_run_task, spec, task, list(chunk), task_options, pure=False): number
         for number, chunk in enumerate(chunks)
     }
     extras: dict[int, list[Any]] = {}
     try:
-        for future in as_completed(futures):
+        for future in dask.as_completed(futures):
             number = futures[future]
             try:
                 records, extra = future.result()
-            except KilledWorker as exc:  # the chunk itself kills workers (e.g. out of memory)
+            except (
+                dask.scheduler.KilledWorker
+            ) as exc:  # the chunk itself kills workers (e.g. out of memory)
                 raise ClusterError(
                     f"chunk {number} ({len(chunks[number])} items) was lost with every worker "
                     f"that ran it ({exc}); the finished chunks are kept for a rerun"

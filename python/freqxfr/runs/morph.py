@@ -360,6 +360,14 @@ class _Recorded:
         )
 
 
+#: What each detector of :func:`detector_inputs` is, as reports and the CLI name it.
+DETECTOR_NAMES = {
+    "score": "comparison score alone",
+    "frequency": "frequency morph score alone",
+    "combined": "both (mean rank)",
+}
+
+
 def detector_inputs(scores: np.ndarray, morph_scores: np.ndarray) -> dict[str, np.ndarray]:
     """The three detectors' scores, each higher = more morph-like (see the module docstring)."""
     negated = -np.asarray(scores, dtype=np.float64)
