@@ -212,8 +212,8 @@ BUGS = [
     (
         "config: clip not in the mask key",
         "explanations/config.py",
-        'restart="--clip",\n            mask=True,',
-        'restart="--clip",\n            mask=False,',
+        'restart="--clip",\n        label="clip",',
+        'restart="--clip",\n        mask=False,\n        label="clip",',
         ["tests/test_known_answers.py", "tests/test_explainer_config.py", "-m", "unit"],
     ),
     (

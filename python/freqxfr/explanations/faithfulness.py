@@ -71,7 +71,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import numpy as np
 
@@ -491,35 +491,50 @@ def faithfulness_of(
     nulls = null_seeds(seeds_, null_orders)
     threshold = explainer.model.card.threshold
     decision = bool(score_ref >= threshold)
+    directed = (np.asarray(directed[0], np.float64), np.asarray(directed[1], np.float64))
+    a, b = (
+        _side_curves(explainer, side, seeds_, nulls, threshold)
+        for side in _pair_sides(explainer, faces, directed, score_ref, decision)
+    )
+    return Faithfulness(a, b, seeds_, float(score_ref), threshold, decision, same)
+
+
+class _Side(NamedTuple):
+    """One image of an explained pair as its curves see it: its aligned face, the *other*
+    image's reference embedding (what each masked copy is scored against), its directed
+    influences, and the pair's score and decision."""
+
+    face: np.ndarray
+    other: np.ndarray
+    directed: np.ndarray
+    score_ref: float
+    decision: bool
+
+
+def _pair_sides(
+    explainer: Explainer,
+    faces: np.ndarray,
+    directed: tuple[np.ndarray, np.ndarray],
+    score_ref: float,
+    decision: bool,
+) -> tuple[_Side, _Side]:
+    """Both sides of a pair of aligned ``faces`` (2, H, W, 3): each face with the other's
+    reference embedding (one model call for the two)."""
     refs = explainer.model.embed(faces)
-    sides = [
-        _side_curves(
-            explainer,
-            faces[side],
-            refs[1 - side],
-            np.asarray(directed[side], np.float64),
-            score_ref,
-            decision,
-            seeds_,
-            nulls,
-            threshold,
-        )
-        for side in (0, 1)
-    ]
-    return Faithfulness(sides[0], sides[1], seeds_, float(score_ref), threshold, decision, same)
+    return (
+        _Side(faces[0], refs[1], directed[0], score_ref, decision),
+        _Side(faces[1], refs[0], directed[1], score_ref, decision),
+    )
 
 
 def _side_curves(
     explainer: Explainer,
-    face: np.ndarray,
-    other: np.ndarray,
-    directed: np.ndarray,
-    score_ref: float,
-    decision: bool,
+    side: _Side,
     seeds: tuple[int, ...],
     nulls: tuple[int, ...],
     threshold: float,
 ) -> SideCurves:
+    face, other, directed, score_ref, decision = side
     k = explainer.n_bands
     support = np.argsort(-directed, kind="stable")
     absolute = np.argsort(-np.abs(directed), kind="stable")
@@ -666,31 +681,14 @@ def cell_faithfulness(
             "cell faithfulness needs an explainer with regions and its own region explanation"
         )
     seeds_ = seed_list(seeds)
-    refs = explainer.model.embed(faces)
-    return tuple(  # type: ignore[return-value]
-        _cell_side(
-            explainer,
-            faces[i],
-            refs[1 - i],
-            side.directed,
-            explanation.score_ref,
-            explanation.decision,
-            seeds_,
-        )
-        for i, side in enumerate((explanation.a, explanation.b))
-    )
+    directed = (explanation.a.directed, explanation.b.directed)
+    sides = _pair_sides(explainer, faces, directed, explanation.score_ref, explanation.decision)
+    return _cell_side(explainer, sides[0], seeds_), _cell_side(explainer, sides[1], seeds_)
 
 
-def _cell_side(
-    explainer: Explainer,
-    face: np.ndarray,
-    other: np.ndarray,
-    directed: np.ndarray,
-    score_ref: float,
-    decision: bool,
-    seeds: tuple[int, ...],
-) -> CellCurves:
+def _cell_side(explainer: Explainer, side: _Side, seeds: tuple[int, ...]) -> CellCurves:
     assert explainer.regions is not None
+    face, other, directed, score_ref, decision = side
     cells = directed.T.ravel()  # (R, K) -> the core's band-major cell index k·R + r
     n = cells.size
     order = np.argsort(-cells if decision else cells, kind="stable")
