@@ -101,7 +101,8 @@ def main() -> int:
     )
     args = parser.parse_args()
     if args.smoke:
-        args.pairs, args.bands, args.seeds, args.models = 2, 4, 1, "dlib_resnet"  # the cheaper model
+        # dlib, the cheaper model: the smoke run only checks that the benchmark runs and counts
+        args.pairs, args.bands, args.seeds, args.models = 2, 4, 1, "dlib_resnet"
     results = []
     for name in args.models.split(","):
         entry = measure(name, args.data, args.pairs, args.bands, args.seeds)
