@@ -29,6 +29,9 @@ SCRIPT = textwrap.dedent(
     from freqxfr import DeadlineExceeded, Explainer, load_model
 
     mode, a, b = sys.argv[1:4]
+    # Python's own Ctrl-C behaviour, even when started from a shell's background job, which
+    # hands SIGINT down ignored (Python then installs no handler for it).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     if mode == "sigterm":  # as a program that cleans up on SIGTERM does (the CLI)
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     model = load_model()  # dlib's ResNet
@@ -60,13 +63,18 @@ def run_trial(tmp_path, data_dir, mode: str, delay: float = 0.0) -> tuple[int, s
     args = [sys.executable, str(script), mode]
     args += [str(frll / "neutral" / "001_03.jpg"), str(frll / "smiling" / "001_08.jpg")]
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    if mode != "deadline":
-        assert proc.stdout is not None
-        line = proc.stdout.readline()
-        assert line == "ready\n", proc.communicate(timeout=60)[1]
-        time.sleep(delay)
-        proc.send_signal(signal.SIGINT if mode == "sigint" else signal.SIGTERM)
-    out, err = proc.communicate(timeout=120)
+    try:
+        if mode != "deadline":
+            assert proc.stdout is not None
+            line = proc.stdout.readline()
+            assert line == "ready\n", proc.communicate(timeout=60)[1]
+            time.sleep(delay)
+            proc.send_signal(signal.SIGINT if mode == "sigint" else signal.SIGTERM)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:  # a trial that failed or hung leaves no process behind
+            proc.kill()
+            proc.communicate()
     return proc.returncode, out, err
 
 
