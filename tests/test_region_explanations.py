@@ -162,7 +162,15 @@ def test_cell_views_are_normalised_over_all_cells_not_per_region():
     row = next(
         r
         for r in Explanation(
-            1.0, 0.5, True, side, side, bands=_bands(2), schedule=None, settings={}, timings_ms={}
+            score_ref=1.0,
+            threshold=0.5,
+            decision=True,
+            a=side,
+            b=side,
+            bands=_bands(2),
+            schedule=None,
+            settings={},
+            timings_ms={},
         ).to_rows()
         if r["region"] == "q" and r["band"] == 1 and r["image"] == "a"
     )

@@ -44,23 +44,12 @@ from freqxfr.runs import pair
 from freqxfr.runs.pair import PairOutputs
 
 
-def write_pair_outputs(
-    explainer,
-    a,
-    b,
-    out_dir,
-    *,
-    aligned=None,
-    same=None,
-    faithfulness=False,
-    seeds=5,
-    report=True,
-    overwrite=False,
-):
+def write_pair_outputs(explainer, a, b, out_dir, *, report=True, **options):
     """Explain one pair and write ``explanation.json``, and with ``report`` the plots and
     ``report.html``: what ``freqxfr explain`` and ``freqxfr demo`` write.
 
-    The run (:func:`freqxfr.runs.pair.write_pair_outputs`: explain, faithfulness curves with
+    The run (:func:`freqxfr.runs.pair.write_pair_outputs`, whose options ``aligned``, ``same``,
+    ``faithfulness``, ``seeds`` and ``overwrite`` this takes: explain, faithfulness curves with
     ``seeds`` random orders when ``faithfulness``, JSON and the images the report shows) and then
     the drawing (:func:`freqxfr.reports.pair.render_pair`, from the folder alone). Returns a
     :class:`~freqxfr.runs.pair.PairOutputs`; ``report_path`` is ``None`` without ``report``.
@@ -68,18 +57,7 @@ def write_pair_outputs(
     """
     from freqxfr.reports.pair import render_pair  # lazy: reports load matplotlib
 
-    written = pair.write_pair_outputs(
-        explainer,
-        a,
-        b,
-        out_dir,
-        aligned=aligned,
-        same=same,
-        faithfulness=faithfulness,
-        seeds=seeds,
-        images=report,
-        overwrite=overwrite,
-    )
+    written = pair.write_pair_outputs(explainer, a, b, out_dir, images=report, **options)
     return replace(written, report_path=render_pair(out_dir)) if report else written
 
 

@@ -20,11 +20,12 @@ import functools
 import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from freqxfr.common.errors import InputError
+from freqxfr.common.keywords import check_keywords
 from freqxfr.core.masking import mask_bands
 from freqxfr.explanations import kernel, serving, stream
 from freqxfr.explanations.config import (  # noqa: F401  (DEFAULT_BANDS, SETTINGS_KEYS: public here)
@@ -46,6 +47,9 @@ from freqxfr.imaging.regions import ResolvedRegions, as_regions
 from freqxfr.model.engine import Engine, EngineSettings
 from freqxfr.model.runner import MemoryPlan, plan_memory
 from freqxfr.model.verifier import Verifier, load_model
+
+if TYPE_CHECKING:  # typing.Unpack is Python 3.11+; the checker knows it for 3.10 too
+    from typing_extensions import Unpack
 
 _SETTING_NAMES = field_names()
 
@@ -204,20 +208,12 @@ class Explainer:
         return kernel.explain_faces(self, faces, sources, align_s, same, groups, batch)
 
     async def explain_async(
-        self,
-        a: ImageLike,
-        b: ImageLike,
-        *,
-        aligned: bool | None = None,
-        same: bool | None = None,
-        groups: dict[str, str] | None = None,
-        deadline: float | None = None,
+        self, a: ImageLike, b: ImageLike, **options: Unpack[serving.PairOptions]
     ) -> Explanation:
-        """:meth:`explain` for asyncio: alignment runs on a worker thread, and the result is
-        awaited from the model's engine without holding a thread."""
-        return await serving.explain_pair_async(
-            self, a, b, aligned=aligned, same=same, groups=groups, deadline=deadline
-        )
+        """:meth:`explain` for asyncio, with its options: alignment runs on a worker thread, and
+        the result is awaited from the model's engine without holding a thread."""
+        check_keywords("explain_async", options, serving.PairOptions)
+        return await serving.explain_pair_async(self, a, b, **options)
 
     def warmup(self) -> dict[str, float]:
         """Pay the first call's start-up costs now (see :meth:`freqxfr.model.engine.Engine.warmup`)."""
@@ -400,35 +396,26 @@ class Explainer:
 # ---- one call ------------------------------------------------------------------------------------
 
 
-def explain(
-    a: ImageLike,
-    b: ImageLike,
-    *,
-    aligned: bool | None = None,
-    same: bool | None = None,
-    groups: dict[str, str] | None = None,
-    deadline: float | None = None,
-    **settings: Any,
-) -> Explanation:
+def explain(a: ImageLike, b: ImageLike, **keywords: Any) -> Explanation:
     """Explain one pair in one call: ``freqxfr.explain("a.jpg", "b.jpg")``.
 
-    ``settings`` are the explainer's (:class:`~freqxfr.explanations.config.ExplainerConfig`:
+    ``keywords`` are :meth:`Explainer.explain`'s options (``aligned``, ``same``, ``groups``,
+    ``deadline``) and the explainer's settings (:class:`~freqxfr.explanations.config.ExplainerConfig`:
     ``model``, ``schedule``, ``mode``, ``domain``, ``backend``, ``clip``, ``padding``,
-    ``planner``, ...). The same as ``Explainer(**settings).explain(a, b, aligned=aligned,
-    same=same, groups=groups, deadline=deadline)``; see :class:`Explainer` and
-    :meth:`Explainer.explain` for the options. The explainer is kept for the next call with the
-    same settings (the last few are kept), so repeated calls don't reload the model; build an
-    :class:`Explainer` yourself to control its lifetime, or to explain many pairs
-    (:meth:`Explainer.explain_pairs`).
+    ``planner``, ...): the same as ``Explainer(**settings).explain(a, b, **options)``. The
+    explainer is kept for the next call with the same settings (the last few are kept), so
+    repeated calls don't reload the model; build an :class:`Explainer` yourself to control its
+    lifetime, or to explain many pairs (:meth:`Explainer.explain_pairs`).
     """
-    config = ExplainerConfig(**settings)
+    options = {k: keywords.pop(k) for k in serving.PAIR_OPTIONS if k in keywords}
+    config = ExplainerConfig(**keywords)
     try:
         hash(config)
     except TypeError:  # unhashable settings (e.g. a custom model object): build a fresh one
         explainer = Explainer(config=config)
     else:
         explainer = _kept_explainer(config)
-    return explainer.explain(a, b, aligned=aligned, same=same, groups=groups, deadline=deadline)
+    return explainer.explain(a, b, **options)
 
 
 @functools.lru_cache(maxsize=4)

@@ -122,8 +122,26 @@ def _setting(key: str, doc: str) -> Any:
     return property(lambda self: self.settings[key], doc=doc)
 
 
-@dataclasses.dataclass(frozen=True)
-class Explanation:
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class _Explained:
+    """What every explanation holds: the model's score and decision, and the bands (and region
+    cells) and settings it was explained with."""
+
+    score_ref: float
+    threshold: float
+    decision: bool
+    bands: tuple[Band, ...]
+    schedule: BandSchedule
+    settings: Mapping[str, Any]  # the explainer's provenance (Explainer.settings())
+    timings_ms: dict[str, float]
+    regions: ResolvedRegions | None = None
+
+    model = _setting("model", "The model part of the settings (:meth:`Explainer.model_info`).")
+    version = _setting("freqxfr_version", "The freqxfr version that made the explanation.")
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Explanation(_Explained):
     """Why a model matched or rejected one pair, band by band (or cell by cell, with
     ``regions``: the region set's names, areas and provenance). See :meth:`to_dict`.
 
@@ -131,21 +149,10 @@ class Explanation:
     attributes: ``explanation.mode`` is ``explanation.settings["mode"]``.
     """
 
-    score_ref: float
-    threshold: float
-    decision: bool
     a: ImageExplanation
     b: ImageExplanation
-    bands: tuple[Band, ...]
-    schedule: BandSchedule
-    settings: Mapping[str, Any]  # the explainer's provenance (Explainer.settings())
-    timings_ms: dict[str, float]
     same: bool | None = None
     groups: dict[str, str] = dataclasses.field(default_factory=dict)
-    regions: ResolvedRegions | None = None
-
-    model = _setting("model", "The model part of the settings (:meth:`Explainer.model_info`).")
-    version = _setting("freqxfr_version", "The freqxfr version that made the explanation.")
 
     def to_dict(self, *, settings: bool = True) -> dict[str, Any]:
         """A JSON-ready dict; its keys are those of ``explanation.json``.
@@ -191,26 +198,13 @@ class PairFailure:
     error: str
 
 
-@dataclasses.dataclass(frozen=True)
-class TemplateExplanation:
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class TemplateExplanation(_Explained):
     """Why the model matched or rejected a probe against a template, band by band (or cell by
     cell): ``probe`` is the probe's :class:`ImageExplanation`."""
 
-    score_ref: float
-    threshold: float
-    decision: bool
     probe: ImageExplanation
     template: str
-    bands: tuple[Band, ...]
-    schedule: BandSchedule
-    settings: Mapping[str, Any]  # the explainer's provenance (Explainer.settings())
-    timings_ms: dict[str, float]
-    regions: ResolvedRegions | None = None
-
-    @property
-    def model(self) -> dict[str, Any]:
-        """The model part of the settings (:meth:`Explainer.model_info`)."""
-        return self.settings["model"]
 
     def to_dict(self) -> dict[str, Any]:
         return {

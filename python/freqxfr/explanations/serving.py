@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, TypedDict
 
 import numpy as np
 
+from freqxfr.common.keywords import option_names
 from freqxfr.core import fftw
 from freqxfr.imaging.images import ImageLike, source_label
 from freqxfr.model.engine import alignment_exceeded, deadline_at, within_deadline
@@ -26,14 +27,18 @@ if TYPE_CHECKING:  # typing.Unpack is Python 3.11+; the checker knows it for 3.1
     from typing_extensions import Unpack
 
 
-class PairCall(TypedDict):
-    """The options of :meth:`Explainer.explain <freqxfr.explanations.explainer.Explainer.explain>`
-    and ``explain_async``, as they pass them on (all four, ``None`` where not given)."""
+class PairOptions(TypedDict, total=False):
+    """The options of :meth:`Explainer.explain <freqxfr.explanations.explainer.Explainer.explain>`,
+    which ``explain_async`` takes too and both pass on here (a missing one is ``None``)."""
 
     aligned: bool | None
     same: bool | None
     groups: dict[str, str] | None
     deadline: float | None
+
+
+#: The names of :class:`PairOptions`, which ``freqxfr.explain`` tells from the explainer's settings.
+PAIR_OPTIONS = option_names(PairOptions)
 
 
 def aligned_pair(explainer: Any, a: ImageLike, b: ImageLike, aligned: bool | None) -> np.ndarray:
@@ -48,21 +53,23 @@ def _pair_explanation(
     align_s: float,
     a: ImageLike,
     b: ImageLike,
-    call: PairCall,
+    call: PairOptions,
 ) -> Any:
     """The explanation of one pair from the rows the engine returned (sync and async alike)."""
     timings = {"align": align_s * 1e3, **timings}
     sources = (source_label(a), source_label(b))
-    return explainer.explanation_from(rows, 1, 0, sources, timings, call["same"], call["groups"])
+    return explainer.explanation_from(
+        rows, 1, 0, sources, timings, call.get("same"), call.get("groups")
+    )
 
 
-def explain_pair(explainer: Any, a: ImageLike, b: ImageLike, **call: Unpack[PairCall]) -> Any:
+def explain_pair(explainer: Any, a: ImageLike, b: ImageLike, **call: Unpack[PairOptions]) -> Any:
     """``Explainer.explain`` through the model's engine: align here, mask and embed there."""
-    deadline = call["deadline"]
+    deadline = call.get("deadline")
     at = deadline_at(deadline)  # counted from the call, alignment included
     t0 = time.perf_counter()
     faces = within_deadline(
-        lambda: aligned_pair(explainer, a, b, call["aligned"]),
+        lambda: aligned_pair(explainer, a, b, call.get("aligned")),
         deadline=deadline,
         at=at,
         what="explain",
@@ -73,11 +80,11 @@ def explain_pair(explainer: Any, a: ImageLike, b: ImageLike, **call: Unpack[Pair
 
 
 async def explain_pair_async(
-    explainer: Any, a: ImageLike, b: ImageLike, **call: Unpack[PairCall]
+    explainer: Any, a: ImageLike, b: ImageLike, **call: Unpack[PairOptions]
 ) -> Any:
     """``Explainer.explain_async``: alignment on a worker thread, the result awaited from the
     model's engine without holding a thread."""
-    deadline = call["deadline"]
+    deadline = call.get("deadline")
     at = deadline_at(deadline)
     loop = asyncio.get_running_loop()
     if not explainer.model.use_engine:
@@ -87,7 +94,7 @@ async def explain_pair_async(
         )
     t0 = time.perf_counter()
     # Alignment (face detection for raw photos) is real work: keep it off the event loop.
-    align = loop.run_in_executor(None, aligned_pair, explainer, a, b, call["aligned"])
+    align = loop.run_in_executor(None, aligned_pair, explainer, a, b, call.get("aligned"))
     try:
         faces = await asyncio.wait_for(align, None if at is None else at - time.monotonic())
     except asyncio.TimeoutError:

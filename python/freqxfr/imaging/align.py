@@ -80,7 +80,7 @@ import logging
 import threading
 import warnings
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypedDict
 
 import numpy as np
 import numpy.typing as npt
@@ -89,6 +89,9 @@ from PIL import Image
 from freqxfr.common.errors import InputError, ModelError, NoFaceError
 from freqxfr.common.packages import package_file
 from freqxfr.imaging.images import ImageSource, load_image, source_label
+
+if TYPE_CHECKING:  # typing.Unpack is Python 3.11+; the checker knows it for 3.10 too
+    from typing_extensions import Unpack
 
 
 class CardForAlignment(Protocol):
@@ -148,16 +151,13 @@ DETECT_MAX_SIDE = 640
 
 #: The standard ArcFace / InsightFace 5-point template for 112×112 crops (x, y): left eye, right eye,
 #: nose tip, left mouth corner, right mouth corner (left and right as seen in the image).
-ARCFACE_TEMPLATE_112 = np.array(
-    [
-        [38.2946, 51.6963],
-        [73.5318, 51.5014],
-        [56.0252, 71.7366],
-        [41.5493, 92.3655],
-        [70.7299, 92.2041],
-    ],
-    dtype=np.float64,
-)
+# fmt: off
+ARCFACE_TEMPLATE_112 = np.array([
+    [38.2946, 51.6963], [73.5318, 51.5014],  # eyes
+    [56.0252, 71.7366],  # nose tip
+    [41.5493, 92.3655], [70.7299, 92.2041],  # mouth corners
+], dtype=np.float64)
+# fmt: on
 
 #: dlib's detector box (left, top, right, bottom) on an ArcFace-aligned 112×112 crop: the median
 #: over the 383 crops in ``lfw_aligned112``. Used only by the fallback in step 2 of the chain.
@@ -170,21 +170,27 @@ YUNET_SCORE_THRESHOLD = 0.8
 # dlib's 5-point chip template in unit coordinates (dlib's get_face_chip_details, for
 # shape_predictor_5_face_landmarks.dat): outer/inner corner of the eye on the image's right,
 # outer/inner corner of the eye on the image's left, base of the nose.
-_DLIB_UNIT_TEMPLATE = np.array(
-    [
-        [0.8595674595992, 0.2134981538014],
-        [0.6460604764104, 0.2289674387677],
-        [0.1205750620789, 0.2137274526848],
-        [0.3340850613712, 0.2290642403242],
-        [0.4901123135679, 0.6277975316475],
-    ]
-)
+# fmt: off
+_DLIB_UNIT_TEMPLATE = np.array([
+    [0.8595674595992, 0.2134981538014], [0.6460604764104, 0.2289674387677],  # right: outer, inner
+    [0.1205750620789, 0.2137274526848], [0.3340850613712, 0.2290642403242],  # left: outer, inner
+    [0.4901123135679, 0.6277975316475],  # base of the nose
+])
+# fmt: on
 
 _DLIB_UPSAMPLING = (0, 1, 2)
 _DLIB_WEAK_THRESHOLD = -1.0  # adjust_threshold for the weak-candidate check
 _YUNET_FILE = "face_detection_yunet_2023mar_int8bq.onnx"
 _SUPERSAMPLE_BELOW = 0.5  # warp scale under which a direct bilinear warp would alias
 _SUPERSAMPLE = 4  # then warp to a crop this many times larger and average it down
+
+
+class AlignOptions(TypedDict, total=False):
+    """The options of :func:`align_crop`, which :func:`align` takes too."""
+
+    name: str | None
+    aligned: bool | None
+    padding: str
 
 
 class MultipleFacesWarning(UserWarning):
@@ -254,13 +260,7 @@ def is_aligned(image: np.ndarray, method: str, size: int | None = None) -> bool:
 
 
 def align(
-    image: ImageSource,
-    method: str,
-    size: int | None = None,
-    *,
-    name: str | None = None,
-    aligned: bool | None = None,
-    padding: str = DEFAULT_PADDING,
+    image: ImageSource, method: str, size: int | None = None, **options: Unpack[AlignOptions]
 ) -> np.ndarray:
     """Detect the face in ``image`` and cut the crop that ``method``'s models expect.
 
@@ -306,9 +306,7 @@ def align(
     MultipleFacesWarning
         More than one face was found; the largest was used.
     """
-    return align_crop(
-        image, method, size, name=name, aligned=aligned, padding=padding, _stacklevel=3
-    ).pixels
+    return align_crop(image, method, size, **options, _stacklevel=3).pixels
 
 
 def align_crop(

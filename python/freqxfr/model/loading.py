@@ -13,7 +13,7 @@ import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import Any, TypedDict
 
 from freqxfr.common.cores import usable_cores
 from freqxfr.common.errors import ModelError
@@ -182,7 +182,14 @@ def choose_providers(providers: str | Sequence[Any] | None, ort: Any) -> list[An
     return chosen
 
 
-def session_options(ort: Any, *, threads: int | None, spin: bool) -> Any:
+class SessionSettings(TypedDict, total=False):
+    """The keywords of :func:`session_options` that ``load_model`` passes on."""
+
+    threads: int | None
+    spin: bool
+
+
+def session_options(ort: Any, *, threads: int | None = None, spin: bool = True) -> Any:
     """ONNX Runtime session options: ``threads`` intra-op threads (default: the usable cores,
     :func:`freqxfr.common.cores.usable_cores`), one inter-op thread, all graph optimisations."""
     options = ort.SessionOptions()

@@ -18,13 +18,14 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
 from freqxfr.common.errors import InputError
 from freqxfr.model.cards import ModelCard
 from freqxfr.model.loading import (
+    SessionSettings,
     choose_providers,
     find_model,
     open_session,
@@ -32,6 +33,9 @@ from freqxfr.model.loading import (
     session_options,
 )
 from freqxfr.model.onnx_graphs import check_graph, dynamic_batch_copy
+
+if TYPE_CHECKING:  # typing.Unpack is Python 3.11+; the checker knows it for 3.10 too
+    from typing_extensions import Unpack
 
 
 class ModelRunner(Protocol):
@@ -165,11 +169,10 @@ def open_runner(
     name_or_path: str | os.PathLike[str] | None = None,
     card: ModelCard | str | os.PathLike[str] | None = None,
     providers: str | Sequence[Any] | None = None,
-    *,
-    threads: int | None = None,
-    spin: bool = True,
+    **session: Unpack[SessionSettings],
 ) -> Runner:
-    """Find, open and check a model (the arguments of :func:`freqxfr.model.verifier.load_model`).
+    """Find, open and check a model (the arguments of :func:`freqxfr.model.verifier.load_model`;
+    ``threads`` and ``spin`` go to :func:`~freqxfr.model.loading.session_options`).
 
     A graph with a fixed batch size is rewritten to a dynamic batch where possible.
 
@@ -181,7 +184,7 @@ def open_runner(
     model_card, path = find_model(name_or_path, card)
     ort = _onnxruntime()
     chosen = choose_providers(providers, ort)
-    options = session_options(ort, threads=threads, spin=spin)
+    options = session_options(ort, **session)
     session = open_session(path, options, chosen, ort)
     input_name, output_name, batch = check_graph(session, model_card, path)
     if batch is not None:

@@ -21,13 +21,14 @@ import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 import numpy as np
 import numpy.typing as npt
 from PIL import Image
 
 from freqxfr.common.errors import InputError
+from freqxfr.common.keywords import check_keywords
 from freqxfr.core import fftw
 from freqxfr.imaging import align as face_align  # its card_crop: one seam for every alignment
 from freqxfr.imaging.align import DEFAULT_PADDING
@@ -35,6 +36,9 @@ from freqxfr.imaging.images import AlignedFace, ImageLike, source_label
 from freqxfr.model.cards import ModelCard, threshold_problem, to_model_input
 from freqxfr.model.engine import Engine, alignment_exceeded, deadline_at, within_deadline
 from freqxfr.model.runner import Runner, open_runner
+
+if TYPE_CHECKING:  # typing.Unpack is Python 3.11+; the checker knows it for 3.10 too
+    from typing_extensions import Unpack
 
 __all__ = ["Comparison", "Verifier", "load_model", "to_model_input"]
 
@@ -77,6 +81,15 @@ class Comparison:
             out["distance"] = -self.score
             out["distance_threshold"] = -self.threshold
         return out
+
+
+class CompareOptions(TypedDict, total=False):
+    """The options of :meth:`Verifier.compare`, which ``compare_async`` takes too."""
+
+    aligned: bool | None
+    threshold: float | None
+    deadline: float | None
+    padding: str
 
 
 # --- the verifier -----------------------------------------------------------------------------
@@ -390,19 +403,16 @@ class Verifier:
         return self._comparison(emb, threshold)
 
     async def compare_async(
-        self,
-        img_a: ImageLike,
-        img_b: ImageLike,
-        *,
-        aligned: bool | None = None,
-        threshold: float | None = None,
-        deadline: float | None = None,
-        padding: str = DEFAULT_PADDING,
+        self, img_a: ImageLike, img_b: ImageLike, **options: Unpack[CompareOptions]
     ) -> Comparison:
-        """:meth:`compare` for asyncio: alignment on a worker thread, the model via the engine."""
+        """:meth:`compare` for asyncio, with its options: alignment on a worker thread, the
+        model via the engine."""
+        check_keywords("compare_async", options, CompareOptions)
+        threshold, deadline = options.get("threshold"), options.get("deadline")
         self._threshold(threshold)  # checked before any image is read, as in compare
         at = deadline_at(deadline)
         what = f"compare ({self.card.name})"
+        aligned, padding = options.get("aligned"), options.get("padding", DEFAULT_PADDING)
         faces = await self._faces_async(
             [img_a, img_b], aligned, padding, deadline, at, what, pair=True
         )

@@ -99,10 +99,10 @@ def write_pair_report(
     pathlib.Path
         The HTML file.
     """
-    folder = ensure_dir(out_dir)
-    bands = plots.check_bands(explanation)
+    bands = plots.check_bands(explanation)  # a malformed record leaves no empty folder behind
     if explanation.get("cells") is not None and region_weights is None:
         raise InputError("an explanation with region cells needs region_weights to be drawn")
+    folder = ensure_dir(out_dir)
     sources = [str(plots.check_side(explanation, s).get("source", s)) for s in ("a", "b")]
     fhp = plots.plot_pair(explanation, faces, folder / "fhp.png")
     bars = plots.plot_band_bars(explanation, folder / "bands.png")
