@@ -1,5 +1,6 @@
 """Decision-aware faithfulness: per-class criteria on real LFW faces, the JSON shape, the dataset
-pass and its resumption. Real models (dlib's ResNet, SFace) on real crops throughout."""
+pass and its resumption. Real models on real crops throughout: the criteria with dlib's ResNet
+and SFace, the bookkeeping with dlib's (a seventh of SFace's cost per image)."""
 
 from __future__ import annotations
 
@@ -43,15 +44,17 @@ def lfw(data_dir):
 
 
 @pytest.fixture(scope="module")
-def sface(sface_explainer):
-    return sface_explainer  # the run's one SFace explainer (conftest.py)
+def dlib(dlib_model):
+    """dlib's ResNet with 8 rings: the tests of bookkeeping, JSON and resumption use it, as it
+    costs about a seventh of SFace per image; the criteria are checked with both models."""
+    return Explainer(dlib_model, 8)  # the suite's memory budget (conftest.py)
 
 
 @pytest.fixture(scope="module")
-def mixed(sface, lfw):
-    """3 genuine and 3 impostor LFW pairs through ``dataset_faithfulness`` (SFace, 8 rings)."""
+def mixed(dlib, lfw):
+    """3 genuine and 3 impostor LFW pairs through ``dataset_faithfulness`` (dlib, 8 rings)."""
     pairs = [p for p in lfw if p.same][::200][:3] + [p for p in lfw if not p.same][::200][:3]
-    return pairs, dataset_faithfulness(sface, pairs, seeds=3, null_orders=6)
+    return pairs, dataset_faithfulness(dlib, pairs, seeds=3, null_orders=6)
 
 
 def _keys(value) -> set[str]:
@@ -164,18 +167,18 @@ def test_impostor_rates_follow_their_definition(mixed):
     assert entry["p_value"] == pytest.approx(sign_test_p(sum(wins), 6))
 
 
-def test_the_against_curves_are_the_reversed_order_masked_for_real(sface, lfw):
+def test_the_against_curves_are_the_reversed_order_masked_for_real(dlib, lfw):
     """The against-order curves are derived from the support order's (no model calls). Guards
     against a wrong derivation: mask the reversed order for real and score it."""
     pair = next(p for p in lfw if not p.same)
-    faces = np.stack([sface.aligned_crop(pair.path_a), sface.aligned_crop(pair.path_b)])
-    result = pair_faithfulness(sface, faces[0], faces[1], seeds=2, aligned=True, null_orders=2)
-    model, k = sface.model, sface.n_bands
+    faces = np.stack([dlib.aligned_crop(pair.path_a), dlib.aligned_crop(pair.path_b)])
+    result = pair_faithfulness(dlib, faces[0], faces[1], seeds=2, aligned=True, null_orders=2)
+    model, k = dlib.model, dlib.n_bands
     against = result.a.variant("against")
     assert np.array_equal(against.order, result.a.variant("support").order[::-1])
     batch = np.empty((2, k, *model.card.input_shape), np.float32)
-    sface.mask(faces[:1], batch[0:1], "cumulative_delete", against.order)
-    sface.mask(faces[:1], batch[1:2], "cumulative_keep", against.order)
+    dlib.mask(faces[:1], batch[0:1], "cumulative_delete", against.order)
+    dlib.mask(faces[:1], batch[1:2], "cumulative_keep", against.order)
     ref_b = model.embed(faces[1:])
     scores = model.score(
         model.embed_model_input(batch.reshape(-1, *model.card.input_shape)), ref_b
@@ -190,12 +193,12 @@ def test_the_against_curves_are_the_reversed_order_masked_for_real(sface, lfw):
     assert areas["decision_aware"] == areas["support" if result.decision else "against"]
 
 
-def test_a_single_impostor_pair_is_judged_as_a_non_match(sface, lfw):
+def test_a_single_impostor_pair_is_judged_as_a_non_match(dlib, lfw):
     """The old report said 'deletion beats random for 0% of images' on an impostor pair and that
     a good explanation drops the score. The decision-aware criterion asks the opposite."""
     pair = next(p for p in lfw if not p.same)
     result = pair_faithfulness(
-        sface, pair.path_a, pair.path_b, seeds=3, same=False, null_orders=3
+        dlib, pair.path_a, pair.path_b, seeds=3, same=False, null_orders=3
     ).to_dict()
     assert result["decision"] is False and "raise the score" in result["faithful"]
     for side in "ab":
@@ -229,9 +232,9 @@ def test_sign_test():
     assert sign_test_p(8, 10) == pytest.approx((45 + 10 + 1) / 1024)
 
 
-def test_dataset_run_with_faithfulness_resumes(sface, lfw, tmp_path):
+def test_dataset_run_with_faithfulness_resumes(dlib, lfw, tmp_path):
     pairs = spread(lfw, 4)
-    summary = run_dataset(pairs, tmp_path, sface, progress=False, faithfulness_seeds=2)
+    summary = run_dataset(pairs, tmp_path, dlib, progress=False, faithfulness_seeds=2)
     path = tmp_path / "faithfulness.jsonl"
     lines = path.read_text().splitlines()
     assert sorted(json.loads(line)["index"] for line in lines) == [0, 1, 2, 3]
@@ -247,13 +250,13 @@ def test_dataset_run_with_faithfulness_resumes(sface, lfw, tmp_path):
     assert len(first["curves"]["a"]["deletion"]["support"]) == 9
     # An interrupted pass: two pairs done and a partial line; the restart keeps and completes.
     path.write_text("\n".join(lines[:2]) + "\n" + lines[2][:40])
-    again = run_dataset(pairs, tmp_path, sface, progress=False, faithfulness_seeds=2)
+    again = run_dataset(pairs, tmp_path, dlib, progress=False, faithfulness_seeds=2)
     redone = path.read_text().splitlines()
     assert redone[:2] == lines[:2]
     assert sorted(json.loads(line)["index"] for line in redone) == [0, 1, 2, 3]
     assert again["faithfulness"]["by_class"] == summary["faithfulness"]["by_class"]
     with pytest.raises(OutputError, match="seeds"):
-        run_dataset(pairs, tmp_path, sface, progress=False, faithfulness_seeds=3)
+        run_dataset(pairs, tmp_path, dlib, progress=False, faithfulness_seeds=3)
 
 
 def test_faithfulness_and_dataset_commands(data_dir, lfw, tmp_path):
@@ -273,8 +276,6 @@ def test_faithfulness_and_dataset_commands(data_dir, lfw, tmp_path):
         "faithfulness",
         impostor.path_a,
         impostor.path_b,
-        "--model",
-        "sface",
         "--bands",
         "8",
         "--seeds",
@@ -301,8 +302,6 @@ def test_faithfulness_and_dataset_commands(data_dir, lfw, tmp_path):
         data_dir,
         "--out",
         tmp_path / "run",
-        "--model",
-        "sface",
         "--bands",
         "8",
         "--faithfulness",
