@@ -243,7 +243,7 @@ def main() -> None:
     args = parser.parse_args()
     global BANDS, MORPHS
     if args.smoke:
-        args.pairs, args.kernels, args.models = 4, "bicubic", "sface"
+        args.pairs, args.kernels, args.models = 4, "bicubic", "dlib_resnet"
         BANDS, MORPHS = 4, 4
     out = args.out or cache_dir("bench", "scenarios")
     models = args.models.split(",")

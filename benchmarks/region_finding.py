@@ -168,7 +168,7 @@ def main() -> int:
     )
     args = parser.parse_args()
     if args.smoke:
-        args.genuine, args.impostor, args.faces, args.models = 2, 2, 2, "sface"
+        args.genuine, args.impostor, args.faces, args.models = 2, 2, 2, "dlib_resnet"
     findings = []
     for name in args.models.split(","):
         entry = finding(name, args.data, args.genuine, args.impostor, args.bands, args.set)
