@@ -127,7 +127,9 @@ def test_a_worker_killed_mid_run_loses_only_its_chunk(client, explainer, data_di
     """Guards against a run that loses (or writes twice) the pairs of a worker that died with
     SIGKILL in the middle of a chunk."""
     listed = read_pairs(data_dir / "lfw_aligned112" / "pairs_generated.csv", root=data_dir)
-    pairs = listed[3::90]  # 17 pairs, 4 per chunk (2 model calls): 5 chunks
+    # 34 pairs, 6 per chunk (3 model calls): 6 chunks, enough work left after the first part for
+    # the kill to land mid-run with dlib's fast model.
+    pairs = listed[3::45]
     single = tmp_path / "single"
     run_dataset(pairs, single, explainer, progress=False, report=False)
     pids = client.run(os.getpid)
