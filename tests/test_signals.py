@@ -1,7 +1,7 @@
 """SIGINT and SIGTERM at random points of a real ``freqxfr dataset`` run (issue 27).
 
 Each trial starts a real process (dlib, 4 bands, 4 LFW pairs, no report: the smallest run that
-still streams several results, one by one), waits until it holds its output folder's lock (the run has
+still streams several results), waits until it holds its output folder's lock (the run has
 started), sends the signal after a random delay within the run's length, and checks: exit
 status 130 (SIGINT) or 143 (SIGTERM), one line on stderr, no traceback, no abort, the lock
 released; then the same command resumes the run, and its records and summary equal an
