@@ -3,8 +3,9 @@ same outputs as an uninterrupted run, with no pair lost or repeated.
 
 Each run is a real ``freqxfr`` process on real data (LFW crops, FRLL morphs) with dlib's ResNet
 (the model is not what these tests are about; SFace cost six times as much per pair) and 16
-bands, planned for a 256 MB memory budget: one pair per model call, so the 8 results lines
-arrive one by one, about a sixth of a second apart (crossres: 4 pairs at each of 2 factors).
+bands, planned for a 256 MB memory budget: model calls of a few images (dlib needs 246 MB for
+one), so the 8 results lines arrive one by one, about a sixth of a second apart (crossres: 4
+pairs at each of 2 factors).
 A run is killed with SIGKILL once its results file holds a given number of lines (once the
 first line is written, and once all lines are written, while the summary and report are being
 made), then the same command runs to the end. The outputs are compared field by field with an
@@ -27,8 +28,8 @@ from freqxfr.runs.folder import LOCK_NAME
 
 pytestmark = pytest.mark.integration
 
-#: One pair per model call (results do not depend on the call size): the first kill, once one line
-#: is written, lands long before the last of the 8 lines.
+#: Small model calls (results do not depend on the call size): the lines arrive one by one, so
+#: the first kill, once one line is written, lands long before the last of the 8 lines.
 COMMON = ["--model", "dlib_resnet", "--bands", "16", "--memory-budget", "256MB"]
 
 
