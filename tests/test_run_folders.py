@@ -2,8 +2,9 @@
 reported and retried, the root rule for pair lists, and clean one-line errors for bad --out.
 
 The commands run as users run them (``freqxfr.cli.main`` or a subprocess) on real LFW crops and
-FRLL photos with the real SFace model. A second process that holds a folder is a real process
-that takes the real lock.
+FRLL photos with dlib's ResNet (the default; the model is not what these tests are about, and
+SFace cost six times as much per pair); the settings check compares an SFace run's settings with
+a dlib one's. A second process that holds a folder is a real process that takes the real lock.
 """
 
 from __future__ import annotations
@@ -83,7 +84,7 @@ def _commands(data_dir: Path, tmp_path: Path, out: Path) -> dict[str, list[str]]
     a = str(data_dir / LFW / "Abdullah_Gul" / "Abdullah_Gul_0001.jpg")
     b = str(data_dir / LFW / "Abdullah_Gul" / "Abdullah_Gul_0006.jpg")
     pairs = str(data_dir / "lfw_aligned112" / "pairs_generated.csv")
-    common = ["--model", "sface", "--bands", "4"]
+    common = ["--model", "dlib_resnet", "--bands", "4"]
     return {
         "dataset": [
             "dataset",
@@ -160,7 +161,7 @@ def test_two_concurrent_dataset_runs_have_one_winner(data_dir, tmp_path):
         "--limit",
         "12",
         "--model",
-        "sface",
+        "dlib_resnet",
         "--bands",
         "8",
         "--no-progress",
@@ -328,7 +329,7 @@ def test_a_dataset_restart_with_another_root_is_refused_by_name(data_dir, tmp_pa
         "--out",
         str(tmp_path / "run"),
         "--model",
-        "sface",
+        "dlib_resnet",
         "--bands",
         "4",
         "--no-progress",
@@ -366,7 +367,7 @@ def test_failed_pairs_exit_3_are_listed_and_retried(data_dir, tmp_path, capsys):
         "--out",
         str(out),
         "--model",
-        "sface",
+        "dlib_resnet",
         "--bands",
         "4",
         "--no-progress",
@@ -411,7 +412,7 @@ def test_a_forgotten_root_fails_every_pair_with_status_3(data_dir, tmp_path, cap
             "--limit",
             "8",
             "--model",
-            "sface",
+            "dlib_resnet",
             "--bands",
             "4",
             "--no-progress",
@@ -451,7 +452,7 @@ def test_crossres_lists_failed_images_exits_3_and_retries_them(data_dir, tmp_pat
         "--boot",
         "50",
         "--model",
-        "sface",
+        "dlib_resnet",
         "--bands",
         "4",
         "--no-progress",
@@ -512,7 +513,7 @@ def test_pairs_outside_the_root_fail_unless_allowed(data_dir, tmp_path, capsys):
         "--out",
         str(tmp_path / "run"),
         "--model",
-        "sface",
+        "dlib_resnet",
         "--bands",
         "4",
         "--no-progress",
@@ -531,7 +532,7 @@ def test_pairs_outside_the_root_fail_unless_allowed(data_dir, tmp_path, capsys):
         "--out",
         str(tmp_path / "allowed"),
         "--model",
-        "sface",
+        "dlib_resnet",
         "--bands",
         "4",
         "--no-progress",
@@ -595,7 +596,15 @@ def test_verify_refuses_a_nan_threshold(data_dir, capsys):
     threshold is refused."""
     for bad in ("nan", "inf"):
         code = main(
-            ["verify", _face(data_dir), _face(data_dir), "--model", "sface", "--threshold", bad]
+            [
+                "verify",
+                _face(data_dir),
+                _face(data_dir),
+                "--model",
+                "dlib_resnet",
+                "--threshold",
+                bad,
+            ]
         )
         err = one_line_error(capsys)
         assert code == 2 and f"--threshold {bad}" in err and "finite" in err
@@ -607,7 +616,10 @@ def test_a_failed_explain_leaves_no_output_folder(data_dir, tmp_path, capsys):
     text = tmp_path / "notes.jpg"
     text.write_text("not an image")
     out = tmp_path / "new" / "explanation"
-    assert main(["explain", str(text), _face(data_dir), "--model", "sface", "--out", str(out)]) == 2
+    assert (
+        main(["explain", str(text), _face(data_dir), "--model", "dlib_resnet", "--out", str(out)])
+        == 2
+    )
     assert "notes.jpg" in one_line_error(capsys)
     assert not (tmp_path / "new").exists()
 
@@ -623,7 +635,7 @@ def test_faithfulness_out_a_file_is_one_line(data_dir, tmp_path, capsys):
             _face(data_dir),
             _face(data_dir),
             "--model",
-            "sface",
+            "dlib_resnet",
             "--out",
             str(blocker),
         ]
@@ -669,7 +681,7 @@ def test_explain_into_a_read_only_folder_names_the_folder(data_dir, tmp_path):
             _face(data_dir),
             _face(data_dir),
             "--model",
-            "sface",
+            "dlib_resnet",
             "--bands",
             "4",
             "--out",

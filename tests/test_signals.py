@@ -1,6 +1,6 @@
 """SIGINT and SIGTERM at random points of a real ``freqxfr dataset`` run (issue 27).
 
-Each trial starts a real process (dlib, 4 bands, 6 LFW pairs, no report: the smallest run that
+Each trial starts a real process (dlib, 4 bands, 4 LFW pairs, no report: the smallest run that
 still streams several results), waits until it holds its output folder's lock (the run has
 started), sends the signal after a random delay within the run's length, and checks: exit
 status 130 (SIGINT) or 143 (SIGTERM), one line on stderr, no traceback, no abort, the lock
@@ -43,7 +43,7 @@ def dataset_args(data_dir: Path, out: Path) -> list[str]:
         "--root",
         str(data_dir),
         "--limit",
-        "6",
+        "4",
         "--bands",
         "4",
         "--no-progress",
