@@ -1,7 +1,8 @@
 """The engine never leaves a caller waiting on a dead thread (issue 28), and its deadlines are
 checked and cover alignment (issues 27, 28).
 
-The real SFace model on real LFW crops (dlib on real FRLL photos for alignment). Failures are
+The real dlib ResNet model on real LFW crops aligned once (the engine is under test, not the
+model; SFace costs ~6x per image), and dlib on real FRLL photos for alignment. Failures are
 injected by mocks named as such (``mock_*``): a session that cannot be opened, a model call
 that runs out of memory, a lane whose loop breaks.
 """
@@ -27,8 +28,14 @@ TIMEOUT_S = 120  # a call that takes longer than this is taken as hung
 
 
 @pytest.fixture(scope="module")
-def sface():
-    return load_model("sface")
+def dlib(dlib_model):
+    return dlib_model  # the run's one dlib ResNet verifier (conftest.py)
+
+
+@pytest.fixture(scope="module")
+def faces(dlib, lfw_images):
+    """The LFW crops aligned once as dlib chips (as in test_engine.py)."""
+    return np.stack([dlib.align(image) for image in lfw_images])
 
 
 def finish(threads) -> None:
@@ -41,25 +48,25 @@ def mock_out_of_memory(*args, **kwargs):
     raise MemoryError("mock: no memory for another session")
 
 
-def test_a_lane_session_that_fails_to_open_falls_back_to_one_lane(sface, lfw_images, monkeypatch):
+def test_a_lane_session_that_fails_to_open_falls_back_to_one_lane(dlib, faces, monkeypatch):
     """Opening a lane's session raises MemoryError (not a ModelError): the engine runs on the
     model's own session with one lane, and every waiting call gets the serial result. Guards
     against lane threads that die and leave their callers waiting for ever."""
     monkeypatch.setattr(Runner, "with_threads", mock_out_of_memory)
-    model = twin(sface, lanes=2, load_window_ms=1e6)
+    model = twin(dlib, lanes=2, load_window_ms=1e6)
     engine = model.engine
     with engine._lock:  # loaded: the next batches run narrow, on lanes (a state, not a timing)
         engine._load, engine._split = 1.0, True
     ex = Explainer(model, 4)
-    calls = [lambda i=i: ex.explain(lfw_images[i], lfw_images[i + 1]) for i in range(4)]
-    calls += [lambda: model.compare(lfw_images[4], lfw_images[5])]
+    calls = [lambda i=i: ex.explain(faces[i], faces[i + 1]) for i in range(4)]
+    calls += [lambda: model.compare(faces[4], faces[5])]
     threads, out = run_threads(calls)
     finish(threads)
-    serial = twin(sface, engine=False)
+    serial = twin(dlib, engine=False)
     serial_ex = Explainer(serial, 4)
     for i in range(4):
-        assert_same_explanation(out[i], serial_ex.explain(lfw_images[i], lfw_images[i + 1]))
-    assert out[4] == serial.compare(lfw_images[4], lfw_images[5])
+        assert_same_explanation(out[i], serial_ex.explain(faces[i], faces[i + 1]))
+    assert out[4] == serial.compare(faces[4], faces[5])
     assert engine.lanes == 1 and isinstance(engine.lane_error, MemoryError)
 
 
@@ -74,36 +81,32 @@ class MockOutOfMemoryRunner(Runner):
         return super().run_model(x, batch_size=batch_size)
 
 
-def test_a_model_call_that_runs_out_of_memory_fails_its_callers_with_the_cause(sface, lfw_images):
+def test_a_model_call_that_runs_out_of_memory_fails_its_callers_with_the_cause(dlib, faces):
     """Waiting calls and a later call end with the MemoryError, not a hang; once the model runs
     again, so do the calls."""
-    model = twin(sface)
+    model = twin(dlib)
     r = model.runner
     model.runner = MockOutOfMemoryRunner(
         r.session, r.card, r.path, input_name=r.input_name, output_name=r.output_name
     )
     ex = Explainer(model, 4)
-    threads, out = run_threads(
-        [lambda i=i: ex.explain(lfw_images[i], lfw_images[i + 1]) for i in range(3)]
-    )
+    threads, out = run_threads([lambda i=i: ex.explain(faces[i], faces[i + 1]) for i in range(3)])
     finish(threads)
     assert all(isinstance(o, MemoryError) for o in out), out
     with pytest.raises(MemoryError, match="mock"):
-        model.compare(lfw_images[0], lfw_images[1])
+        model.compare(faces[0], faces[1])
     model.runner.failing = False
-    assert model.compare(lfw_images[0], lfw_images[1]) == twin(sface, engine=False).compare(
-        lfw_images[0], lfw_images[1]
-    )
+    assert model.compare(faces[0], faces[1]) == twin(dlib, engine=False).compare(faces[0], faces[1])
 
 
 @pytest.mark.parametrize("broken", ["_run", "_take"])
 def test_a_lane_that_breaks_outside_any_request_fails_the_calls_waiting_on_it(
-    sface, lfw_images, monkeypatch, broken
+    dlib, faces, monkeypatch, broken
 ):
     """The lane's batch runner (``_run``) or its queue-taking (``_take``) raises: every
     waiting call ends with an EngineError that names the cause, and the engine serves calls
     again once the fault is gone."""
-    model = twin(sface, lanes=1)
+    model = twin(dlib, lanes=1)
 
     def mock_broken(*args, **kwargs):
         raise RuntimeError("mock: a broken lane")
@@ -111,34 +114,32 @@ def test_a_lane_that_breaks_outside_any_request_fails_the_calls_waiting_on_it(
     with monkeypatch.context() as patch:
         patch.setattr(Engine, broken, mock_broken)
         threads, out = run_threads(
-            [lambda i=i: model.compare(lfw_images[i], lfw_images[i + 1]) for i in range(3)]
+            [lambda i=i: model.compare(faces[i], faces[i + 1]) for i in range(3)]
         )
         finish(threads)
     assert all(isinstance(o, EngineError) for o in out), out
     assert all("RuntimeError: mock: a broken lane" in str(o) for o in out)
-    assert model.compare(lfw_images[0], lfw_images[1]) == twin(sface, engine=False).compare(
-        lfw_images[0], lfw_images[1]
-    )
+    assert model.compare(faces[0], faces[1]) == twin(dlib, engine=False).compare(faces[0], faces[1])
 
 
-def test_a_closed_engine_refuses_work_in_one_line(sface, lfw_images):
-    model = twin(sface)
-    model.compare(lfw_images[0], lfw_images[1])
+def test_a_closed_engine_refuses_work_in_one_line(dlib, faces):
+    model = twin(dlib)
+    model.compare(faces[0], faces[1])
     assert model.engine.close(timeout=TIMEOUT_S)
     assert not model.engine._threads
     with pytest.raises(EngineError, match="is shut down"):
-        model.compare(lfw_images[0], lfw_images[1])
+        model.compare(faces[0], faces[1])
 
 
 @pytest.mark.parametrize("deadline", [math.nan, -1.0, 0, math.inf, 1e308, True, "1"])
-def test_bad_deadlines_are_one_line_input_errors(sface, lfw_images, deadline):
+def test_bad_deadlines_are_one_line_input_errors(dlib, faces, deadline):
     """NaN, negative, zero, infinite and absurd deadlines are refused before any work (1e308
     was an OverflowError deep inside threading)."""
-    ex = Explainer(sface, 4)
+    ex = Explainer(dlib, 4)
     for call in (
-        lambda: sface.compare(lfw_images[0], lfw_images[1], deadline=deadline),
-        lambda: sface.embed(lfw_images[:2], deadline=deadline),
-        lambda: ex.explain(lfw_images[0], lfw_images[1], deadline=deadline),
+        lambda: dlib.compare(faces[0], faces[1], deadline=deadline),
+        lambda: dlib.embed(faces[:2], deadline=deadline),
+        lambda: ex.explain(faces[0], faces[1], deadline=deadline),
     ):
         with pytest.raises(InputError, match="deadline must be a positive number") as info:
             call()

@@ -1,4 +1,7 @@
-"""``freqxfr explain --regions`` and ``--template`` as a user runs them, and the region pictures."""
+"""``freqxfr explain --regions`` and ``--template`` as a user runs them, and the region pictures.
+
+The CLI's plumbing is under test, not the model: the runs use the default model (dlib's ResNet;
+SFace costs ~6x per image)."""
 
 from __future__ import annotations
 
@@ -11,7 +14,6 @@ import numpy as np
 import pytest
 
 from freqxfr.explanations.region_explanations import region_summary
-from freqxfr.model.verifier import load_model
 from freqxfr.reports.region_plots import plot_region_heatmap, plot_region_tints, tint
 
 pytestmark = pytest.mark.integration
@@ -38,8 +40,6 @@ def test_explain_with_face_regions_writes_one_pair_report_with_bands_and_regions
         "explain",
         str(gul[0]),
         str(gul[1]),
-        "--model",
-        "sface",
         "--bands",
         "4",
         "--regions",
@@ -72,16 +72,16 @@ def test_explain_with_face_regions_writes_one_pair_report_with_bands_and_regions
     assert (out / "regions.png").stat().st_size > 10_000
     # --json prints what explanation.json holds.
     again = freqxfr(
-        "explain", str(gul[0]), str(gul[1]), "--model", "sface", "--bands", "4",
-        "--regions", "face", "--out", str(out), "--json",
+        "explain", str(gul[0]), str(gul[1]), "--bands", "4", "--regions", "face",
+        "--out", str(out), "--json",
     )  # fmt: skip
     assert again.returncode == 0, again.stderr
     printed = json.loads(again.stdout)
     np.testing.assert_allclose(printed["cells"]["a"]["directed"], record["cells"]["a"]["directed"])
 
 
-def test_explain_against_a_template(gul, tmp_path):
-    model = load_model("sface")
+def test_explain_against_a_template(gul, dlib_model, tmp_path):
+    model = dlib_model  # the default model, which the command below uses
     template = tmp_path / "t.npy"
     np.save(template, model.embed(model.align(gul[1])[None]))
     out = tmp_path / "out"
@@ -90,8 +90,6 @@ def test_explain_against_a_template(gul, tmp_path):
         str(gul[0]),
         "--template",
         str(template),
-        "--model",
-        "sface",
         "--bands",
         "4",
         "--regions",

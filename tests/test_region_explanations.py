@@ -104,7 +104,7 @@ def test_template_explanation_with_the_references_embedding_is_that_side(
     model, genuine_faces, regions
 ):
     """explain_template(A, f(B)) is side a of explain(A, B), and (B, f(A)) side b."""
-    explainer = Explainer(model, 8, regions=regions)
+    explainer = Explainer(model, 4, regions=regions)
     pair = explainer.explain(*genuine_faces, aligned=True)
     emb = model.embed(genuine_faces)
     for side, probe, template in (
@@ -117,7 +117,7 @@ def test_template_explanation_with_the_references_embedding_is_that_side(
         assert one.decision == pair.decision and one.threshold == model.card.threshold
         np.testing.assert_allclose(one.probe.scores, side.scores, rtol=0, atol=1e-6)
     rows = one.to_rows()
-    assert len(rows) == 8 * (1 if regions is None else 4)
+    assert len(rows) == 4 * (1 if regions is None else 4)
     assert json.loads(json.dumps(one.to_dict()))["kind"] == "template"
 
 
