@@ -6,7 +6,8 @@ The non-match test measures deletion in the ``against`` order toward the thresho
 the share of the distance to it closed, 1 once the decision flipped), not the match test's
 deletion area read backwards, against its own null, and it must beat orders that merely keep the
 most supportive band for last. Small on purpose: 6 impostor pairs (12 images), 8 rings, 10 random
-and 10 sanity orders per image.
+and 10 sanity orders per image; 6 and 6 with SFace, which costs six times as much per image (measured
+with 6: real 0.83 of the images beat random, shuffled 0.08, reversed 0; with 10: 0.83, 0.25, 0).
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ from freqxfr.explanations.pairs import read_pairs, spread
 
 pytestmark = pytest.mark.model
 
-PAIRS, NULL_ORDERS = 6, 10
+PAIRS = 6
+NULL_ORDERS = {"dlib_resnet": 10, "sface": 6}  # random and as many sanity orders per image
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +31,7 @@ def impostors(data_dir):
     return spread([p for p in lfw if not p.same], PAIRS)
 
 
-def _null_tests(explainer, pairs):
+def _null_tests(explainer, pairs, null_orders):
     """Per kind of explanation (real, shuffled, reversed): the null test of every image of a
     non-matched pair."""
     out: dict[str, list] = {"real": [], "shuffled": [], "reversed": []}
@@ -48,7 +50,7 @@ def _null_tests(explainer, pairs):
         }
         for kind, directed in kinds.items():
             f = faithfulness_of(
-                explainer, faces, directed, e.score_ref, seeds=1, null_orders=NULL_ORDERS
+                explainer, faces, directed, e.score_ref, seeds=1, null_orders=null_orders
             )
             out[kind] += [f.a.null_test(), f.b.null_test()]
     return out
@@ -57,7 +59,7 @@ def _null_tests(explainer, pairs):
 @pytest.mark.parametrize("model_name", ["dlib_resnet", "sface"])
 def test_the_non_match_rule_passes_the_real_explanation_only(model_name, impostors, request):
     model = request.getfixturevalue("dlib_model" if model_name == "dlib_resnet" else "sface_model")
-    tests = _null_tests(Explainer(model, 8, max_batch=64), impostors)
+    tests = _null_tests(Explainer(model, 8, max_batch=64), impostors, NULL_ORDERS[model_name])
     assert len(tests["real"]) >= 10, "too few impostor pairs were decided as non-matches"
     assert {t["test"] for kind in tests.values() for t in kind} == {"threshold"}
     assert {t["pinned_at"] for t in tests["real"]} == {"last"}
