@@ -88,3 +88,22 @@ def rate(run: Callable[[], Any], batch: int, seconds: float, repeats: int) -> fl
             calls += 1
         rates.append(calls * batch / (time.perf_counter() - start))
     return statistics.median(rates)
+
+
+#: The ``--smoke`` option's help, one wording for every benchmark.
+SMOKE_HELP = "tiny inputs, seconds: checks that the benchmark still runs (the suite does)"
+
+
+def add_smoke_option(parser: Any) -> None:
+    """``--smoke``: tiny inputs, so that the suite runs every benchmark in seconds."""
+    parser.add_argument("--smoke", action="store_true", help=SMOKE_HELP)
+
+
+def write_result(path: Path | None, result: dict[str, Any]) -> None:
+    """Write ``result`` as JSON to ``path`` (``--json``) atomically and say so; without a path,
+    nothing."""
+    if path:
+        from freqxfr.common import atomic
+
+        atomic.write_json(path, result)
+        print(f"wrote {path}")

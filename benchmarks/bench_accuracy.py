@@ -39,7 +39,7 @@ import numpy as np
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _machine import machine_info
+from _machine import add_smoke_option, machine_info
 
 from freqxfr.common import atomic
 from freqxfr.common.cache import cache_dir
@@ -186,11 +186,7 @@ def main() -> None:
         "--quick", action="store_true", help="every 5th LFW pair (1,200, all folds) and no FRLL"
     )
     parser.add_argument("--data", type=Path, default=DATA, help="the shared data folder")
-    parser.add_argument(
-        "--smoke",
-        action="store_true",
-        help="tiny inputs, seconds: checks that the benchmark still runs (the suite does)",
-    )
+    add_smoke_option(parser)
     args = parser.parse_args()
     start = time.perf_counter()
 

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _machine import machine_info
+from _machine import add_smoke_option, machine_info
 
 from freqxfr.common import atomic
 from freqxfr.common.errors import NoFaceError
@@ -133,11 +133,7 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--full", action="store_true", help="also the 7,701-image LFW tar")
     parser.add_argument("--json", type=Path, help="write the results here")
-    parser.add_argument(
-        "--smoke",
-        action="store_true",
-        help="tiny inputs, seconds: checks that the benchmark still runs (the suite does)",
-    )
+    add_smoke_option(parser)
     args = parser.parse_args()
     global LIMIT
     LIMIT = 6 if args.smoke else None

@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _machine import machine_info
+from _machine import add_smoke_option, machine_info
 
 from freqxfr.common import atomic
 from freqxfr.explanations.explainer import Explainer
@@ -103,11 +103,7 @@ def main() -> None:
         "--regions", default=None, help="face or grid:RxC: region × band runs (dataset --regions)"
     )
     parser.add_argument("--json", type=Path, default=None)
-    parser.add_argument(
-        "--smoke",
-        action="store_true",
-        help="tiny inputs, seconds: checks that the benchmark still runs (the suite does)",
-    )
+    add_smoke_option(parser)
     args = parser.parse_args()
     if args.smoke:
         args.pairs, args.rounds, args.bands = 4, 1, 4

@@ -23,7 +23,7 @@ import onnxruntime as ort
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _machine import machine_info, rate
+from _machine import add_smoke_option, machine_info, rate
 
 from freqxfr.common import atomic
 from freqxfr.model.converters import dlib_resnet
@@ -52,11 +52,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=2.0)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--json", type=Path, help="write the results here")
-    parser.add_argument(
-        "--smoke",
-        action="store_true",
-        help="tiny inputs, seconds: checks that the benchmark still runs (the suite does)",
-    )
+    add_smoke_option(parser)
     args = parser.parse_args()
     if args.smoke:
         args.seconds, args.repeats = 0.05, 1

@@ -25,9 +25,8 @@ import numpy as np
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _machine import machine_info
+from _machine import add_smoke_option, machine_info, write_result
 
-from freqxfr.common import atomic
 from freqxfr.common.cache import cache_dir
 from freqxfr.explanations.explainer import Explainer
 from freqxfr.explanations.pairs import Pair, read_pairs
@@ -141,11 +140,7 @@ def main() -> int:
     parser.add_argument("--pairs", type=int, default=1000)
     parser.add_argument("--repeats", type=int, default=30)
     parser.add_argument("--bands", default="8,16")
-    parser.add_argument(
-        "--smoke",
-        action="store_true",
-        help="tiny inputs, seconds: checks that the benchmark still runs (the suite does)",
-    )
+    add_smoke_option(parser)
     args = parser.parse_args()
     if args.smoke:
         args.pairs, args.repeats, args.bands = 4, 1, "4"
@@ -192,9 +187,7 @@ def main() -> int:
         "provider": model.provider,
         **results,
     }
-    if args.json:
-        atomic.write_json(args.json, result)
-        print(f"wrote {args.json}")
+    write_result(args.json, result)
     return 0
 
 

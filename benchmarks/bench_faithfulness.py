@@ -21,10 +21,9 @@ import numpy as np
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _machine import machine_info
+from _machine import add_smoke_option, machine_info, write_result
 from bench_explain import DATA, TimedModel, dlib_chips
 
-from freqxfr.common import atomic
 from freqxfr.explanations.explainer import Explainer
 from freqxfr.explanations.pairs import read_pairs, spread
 from freqxfr.imaging.images import load_image
@@ -94,11 +93,7 @@ def main() -> int:
     parser.add_argument("--bands", type=int, default=16)
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--models", default="dlib_resnet,sface")
-    parser.add_argument(
-        "--smoke",
-        action="store_true",
-        help="tiny inputs, seconds: checks that the benchmark still runs (the suite does)",
-    )
+    add_smoke_option(parser)
     args = parser.parse_args()
     if args.smoke:
         # dlib, the cheaper model: the smoke run only checks that the benchmark runs and counts
@@ -120,9 +115,7 @@ def main() -> int:
         "load_average_1min_at_end": round(os.getloadavg()[0], 2),
         "results": results,
     }
-    if args.json:
-        atomic.write_json(args.json, result)
-        print(f"wrote {args.json}")
+    write_result(args.json, result)
     return 0
 
 

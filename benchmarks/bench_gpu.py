@@ -23,7 +23,7 @@ import onnxruntime as ort
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _machine import machine_info
+from _machine import add_smoke_option, machine_info
 
 from freqxfr.common import atomic
 from freqxfr.imaging.images import load_image
@@ -82,11 +82,7 @@ def main() -> int:
     parser.add_argument("--json", type=Path, help="write the results here")
     parser.add_argument("--seconds", type=float, default=1.0)
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument(
-        "--smoke",
-        action="store_true",
-        help="tiny inputs, seconds: checks that the benchmark still runs (the suite does)",
-    )
+    add_smoke_option(parser)
     args = parser.parse_args()
     if "CUDAExecutionProvider" not in ort.get_available_providers():
         print(

@@ -44,9 +44,8 @@ import numpy as np
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _machine import machine_info
+from _machine import add_smoke_option, machine_info, write_result
 
-from freqxfr.common import atomic
 from freqxfr.common.cache import cache_dir
 from freqxfr.explanations.explainer import Explainer
 from freqxfr.imaging.images import load_image
@@ -480,11 +479,7 @@ def main() -> int:
     parser.add_argument("--first-call", choices=("cold", "warm"), help=argparse.SUPPRESS)
     parser.add_argument("--first-call-faces", help=argparse.SUPPRESS)
     parser.add_argument("--engine-settings", help=argparse.SUPPRESS)
-    parser.add_argument(
-        "--smoke",
-        action="store_true",
-        help="tiny inputs, seconds: checks that the benchmark still runs (the suite does)",
-    )
+    add_smoke_option(parser)
     args = parser.parse_args()
     if args.smoke:
         args.rounds, args.calls, args.min_calls, args.callers = 1, 6, RAMP_UP + 1, "1,2"
@@ -568,9 +563,7 @@ def main() -> int:
         "rounds_detail": "latencies per call are summarised; every round's pairs/s is kept",
     }
     print(json.dumps(out["targets"], indent=1))
-    if args.json:
-        atomic.write_json(args.json, out)
-        print(f"wrote {args.json}")
+    write_result(args.json, out)
     return 0
 
 

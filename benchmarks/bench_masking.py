@@ -23,7 +23,7 @@ import numpy as np
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _machine import PeakMemory, machine_info
+from _machine import PeakMemory, add_smoke_option, machine_info
 
 import freqxfr
 from freqxfr import BandSchedule, mask_bands
@@ -127,11 +127,7 @@ def main() -> int:
         action="store_true",
         help="only the region comparison (e.g. --json results/masking_regions.json)",
     )
-    parser.add_argument(
-        "--smoke",
-        action="store_true",
-        help="tiny inputs, seconds: checks that the benchmark still runs (the suite does)",
-    )
+    add_smoke_option(parser)
     args = parser.parse_args()
     if args.smoke:
         args.images, args.repeats, args.sizes, args.region_images = 2, 1, "112", 2

@@ -26,7 +26,7 @@ from types import ModuleType
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _machine import machine_info
+from _machine import add_smoke_option, machine_info
 from bench_masking import DATA, MEAN, STD, load_faces
 
 import freqxfr
@@ -82,11 +82,7 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=9)
     parser.add_argument("--threads", type=int, default=default_threads())
     parser.add_argument("--sizes", default="112,150")
-    parser.add_argument(
-        "--smoke",
-        action="store_true",
-        help="tiny inputs, seconds: checks that the benchmark still runs (the suite does)",
-    )
+    add_smoke_option(parser)
     args = parser.parse_args()
     if args.smoke:
         args.images, args.repeats, args.sizes = 2, 1, "112"

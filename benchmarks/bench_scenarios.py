@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _machine import machine_info
+from _machine import add_smoke_option, machine_info
 
 from freqxfr.common import atomic
 from freqxfr.common.cache import cache_dir
@@ -235,11 +235,7 @@ def main() -> None:
     parser.add_argument("--kernels", default="bicubic,spectral")
     parser.add_argument("--models", default=",".join(MODELS))
     parser.add_argument("--docs", type=Path, default=None, help="write the README pictures here")
-    parser.add_argument(
-        "--smoke",
-        action="store_true",
-        help="tiny inputs, seconds: checks that the benchmark still runs (the suite does)",
-    )
+    add_smoke_option(parser)
     args = parser.parse_args()
     global BANDS, MORPHS
     if args.smoke:

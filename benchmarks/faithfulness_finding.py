@@ -30,9 +30,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _machine import machine_info
+from _machine import add_smoke_option, machine_info, write_result
 
-from freqxfr.common import atomic
 from freqxfr.explanations.explainer import Explainer
 from freqxfr.explanations.faithfulness import (
     dataset_faithfulness,
@@ -223,11 +222,7 @@ def main() -> int:
         help="summarise these `freqxfr faithfulness` outputs (faithfulness.json, one per model "
         "of --models, in order) instead of measuring",
     )
-    parser.add_argument(
-        "--smoke",
-        action="store_true",
-        help="tiny inputs, seconds: checks that the benchmark still runs (the suite does)",
-    )
+    add_smoke_option(parser)
     args = parser.parse_args()
     if args.smoke:
         args.genuine, args.impostor, args.bands, args.models = 1, 1, 4, "dlib_resnet"
@@ -255,9 +250,7 @@ def main() -> int:
         "findings": entries,
         "load_average_1min_at_end": round(os.getloadavg()[0], 2),
     }
-    if args.json:
-        atomic.write_json(args.json, result)
-        print(f"wrote {args.json}")
+    write_result(args.json, result)
     return 0
 
 

@@ -31,9 +31,8 @@ import numpy as np
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _machine import machine_info
+from _machine import add_smoke_option, machine_info, write_result
 
-from freqxfr.common import atomic
 from freqxfr.core.bands import BandSchedule
 from freqxfr.explanations.explainer import Explainer
 from freqxfr.explanations.pairs import read_pairs, spread
@@ -161,11 +160,7 @@ def main() -> int:
     parser.add_argument("--bands", type=int, default=4)
     parser.add_argument("--faces", type=int, default=16, help="faces for the spectral spread")
     parser.add_argument("--models", default="dlib_resnet,sface")
-    parser.add_argument(
-        "--smoke",
-        action="store_true",
-        help="tiny inputs, seconds: checks that the benchmark still runs (the suite does)",
-    )
+    add_smoke_option(parser)
     args = parser.parse_args()
     if args.smoke:
         args.genuine, args.impostor, args.faces, args.models = 2, 2, 2, "dlib_resnet"
@@ -194,9 +189,7 @@ def main() -> int:
         "spectral_spread": spread_of_windows(args.data, args.faces) if args.set == "lfw" else None,
         "load_average_1min_at_end": round(os.getloadavg()[0], 2),
     }
-    if args.json:
-        atomic.write_json(args.json, result)
-        print(f"wrote {args.json}")
+    write_result(args.json, result)
     return 0
 
 

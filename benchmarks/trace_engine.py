@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _machine import add_smoke_option
 from bench_latency import DATA, chips
 
 from freqxfr.explanations.explainer import Explainer
@@ -49,11 +50,7 @@ def main() -> int:
     parser.add_argument("--calls", type=int, default=100, help="calls per caller count")
     parser.add_argument("--bands", type=int, default=16)
     parser.add_argument("--no-spin", action="store_true", help="load_model(spin=False)")
-    parser.add_argument(
-        "--smoke",
-        action="store_true",
-        help="tiny inputs, seconds: checks that the benchmark still runs (the suite does)",
-    )
+    add_smoke_option(parser)
     args = parser.parse_args()
     if args.smoke:
         args.callers, args.calls, args.bands = "1,2", 4, 4
